@@ -1,0 +1,105 @@
+//! Proxy-wide settings, their defaults, and the per-tunnel settings they resolve into.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::tunnel::spec::TunnelOptions;
+
+/// Default bytes buffered per direction of a connection while bytes are in flight.
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+/// Smallest buffer accepted: below this, syscalls per byte explode.
+pub const MIN_BUFFER_SIZE: usize = 1024;
+/// Largest buffer accepted.
+pub const MAX_BUFFER_SIZE: usize = 64 * 1024 * 1024;
+/// Default bound on an upstream connect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a connection may pass no byte before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time a connection may stay half-closed.
+pub const DEFAULT_HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// Proxy-wide settings. Tunnels may override the timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Number of reactor threads.
+    pub reactors: usize,
+    /// Bytes buffered per direction per connection.
+    pub buffer_size: usize,
+    /// Listen backlog for every tunnel.
+    pub backlog: i32,
+    /// Default upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Default idle timeout.
+    pub idle_timeout: Duration,
+    /// Default half-closed timeout.
+    pub half_closed_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            backlog: DEFAULT_BACKLOG,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            half_closed_timeout: DEFAULT_HALF_CLOSED_TIMEOUT,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Checks every value is in range; the builder calls it before starting anything.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |name, reason: String| Err(Error::InvalidSetting { name, reason });
+        if self.reactors == 0 || self.reactors > 1024 {
+            return invalid("reactors", format!("{} is not from 1 to 1024", self.reactors));
+        }
+        if !(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&self.buffer_size) {
+            return invalid(
+                "buffer_size",
+                format!(
+                    "{} bytes is not from {MIN_BUFFER_SIZE} to {MAX_BUFFER_SIZE}",
+                    self.buffer_size
+                ),
+            );
+        }
+        if self.backlog < 1 {
+            return invalid("backlog", format!("{} is not at least 1", self.backlog));
+        }
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("half_closed_timeout", self.half_closed_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(name, "must be more than zero".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings a tunnel with these options runs with.
+    pub(crate) fn settings_for(&self, options: &TunnelOptions) -> TunnelSettings {
+        TunnelSettings {
+            connect_timeout: options.connect_timeout.unwrap_or(self.connect_timeout),
+            idle_timeout: options.idle_timeout.unwrap_or(self.idle_timeout),
+            half_closed_timeout: options
+                .half_closed_timeout
+                .unwrap_or(self.half_closed_timeout),
+        }
+    }
+}
+
+/// The effective timeouts of one tunnel, fixed when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelSettings {
+    /// Upstream connect bound.
+    pub connect_timeout: Duration,
+    /// No byte either way for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// Half-closed for this long closes the connection.
+    pub half_closed_timeout: Duration,
+}

@@ -1,0 +1,128 @@
+//! Why a connection ended, and whose fault that was.
+//!
+//! Every connection ends with exactly one [`CloseReason`]; tunnels count them, logs name them.
+
+use std::fmt;
+
+/// Why a proxied connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Both sides finished cleanly (FIN both ways, every byte delivered).
+    Completed,
+    /// The client reset the connection or its socket failed.
+    ClientReset,
+    /// The upstream reset the connection or its socket failed.
+    UpstreamReset,
+    /// The upstream refused the connection.
+    ConnectRefused,
+    /// The upstream did not answer within the connect timeout.
+    ConnectTimeout,
+    /// The upstream connect failed otherwise (unreachable, no route, ...).
+    ConnectError,
+    /// No byte passed either way for the idle timeout.
+    IdleTimeout,
+    /// One side closed and the other did not follow within the half-closed timeout.
+    HalfClosedTimeout,
+    /// porxy ran short of a local resource (descriptors, memory, ports).
+    LocalResource,
+    /// An operator closed the tunnel together with its connections.
+    TunnelClosed,
+    /// The proxy stopped (at once, or when the drain deadline passed).
+    ProxyStopped,
+}
+
+/// Who caused a connection to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// Nobody: the connection ended normally.
+    None,
+    /// The client.
+    Client,
+    /// The upstream.
+    Upstream,
+    /// porxy itself (resources).
+    Local,
+    /// An operator's decision.
+    Operator,
+}
+
+impl CloseReason {
+    /// Every reason, in counter order.
+    pub const ALL: [CloseReason; 11] = [
+        CloseReason::Completed,
+        CloseReason::ClientReset,
+        CloseReason::UpstreamReset,
+        CloseReason::ConnectRefused,
+        CloseReason::ConnectTimeout,
+        CloseReason::ConnectError,
+        CloseReason::IdleTimeout,
+        CloseReason::HalfClosedTimeout,
+        CloseReason::LocalResource,
+        CloseReason::TunnelClosed,
+        CloseReason::ProxyStopped,
+    ];
+
+    /// Position in [`CloseReason::ALL`], for counter arrays.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A stable snake_case name, for status output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Completed => "completed",
+            CloseReason::ClientReset => "client_reset",
+            CloseReason::UpstreamReset => "upstream_reset",
+            CloseReason::ConnectRefused => "connect_refused",
+            CloseReason::ConnectTimeout => "connect_timeout",
+            CloseReason::ConnectError => "connect_error",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::HalfClosedTimeout => "half_closed_timeout",
+            CloseReason::LocalResource => "local_resource",
+            CloseReason::TunnelClosed => "tunnel_closed",
+            CloseReason::ProxyStopped => "proxy_stopped",
+        }
+    }
+
+    /// Whose fault the ending was.
+    pub fn fault(self) -> Fault {
+        match self {
+            CloseReason::Completed => Fault::None,
+            CloseReason::ClientReset => Fault::Client,
+            CloseReason::UpstreamReset
+            | CloseReason::ConnectRefused
+            | CloseReason::ConnectTimeout
+            | CloseReason::ConnectError => Fault::Upstream,
+            CloseReason::IdleTimeout | CloseReason::HalfClosedTimeout => Fault::Client,
+            CloseReason::LocalResource => Fault::Local,
+            CloseReason::TunnelClosed | CloseReason::ProxyStopped => Fault::Operator,
+        }
+    }
+
+    /// True for the failures of the upstream connect.
+    pub fn is_connect_failure(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ConnectRefused | CloseReason::ConnectTimeout | CloseReason::ConnectError
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason}");
+        }
+    }
+}

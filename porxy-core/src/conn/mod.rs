@@ -1,0 +1,308 @@
+//! The connection state machine: one client, one upstream, two pipes. No sockets, no mio.
+//!
+//! The reactor feeds it inputs (readiness per side, the outcome of the upstream connect, the
+//! time) and gets back what to do ([`Action`]). Everything that decides what to read, write, shut
+//! down or close is here, so it is tested with fake streams (see `tests.rs`).
+//!
+//! Phases: `Connecting` → `Relaying` → `Closed(reason)`. Every change goes through
+//! [`Conn::set_phase`], which traces `from => to`.
+
+pub(crate) mod close;
+pub(crate) mod pipe;
+pub(crate) mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, ErrorKind};
+use std::time::Instant;
+
+use crate::buffer::BufferPool;
+use crate::config::TunnelSettings;
+use close::CloseReason;
+use pipe::{Pipe, PipeError, PipeState};
+use stream::Stream;
+
+/// Syscalls one [`Conn::drive`] may spend before it yields to other connections.
+pub(crate) const DRIVE_BUDGET: u32 = 64;
+
+/// Which socket of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Upstream,
+}
+
+/// What the poller reported for one socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// An error or hang-up: the next read or write will say what happened.
+    pub(crate) failed: bool,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The upstream connect is in flight.
+    Connecting,
+    /// Bytes flow between the two sides.
+    Relaying,
+    /// Ended; the reactor closes the sockets as [`Action::Close`] said.
+    Closed(CloseReason),
+}
+
+/// How the reactor must close one socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// Plain close: FIN if not already sent.
+    Graceful,
+    /// Close with a reset (SO_LINGER 0), so the peer sees what it would see without the proxy.
+    Reset,
+}
+
+/// What the reactor must do after an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Nothing until the next readiness or deadline.
+    Wait,
+    /// The drive budget ran out with work left: drive again after other connections.
+    Again,
+    /// The connection is over: close the sockets this way.
+    Close {
+        reason: CloseReason,
+        client: Closing,
+        upstream: Closing,
+    },
+}
+
+/// One proxied connection's state.
+pub(crate) struct Conn {
+    phase: Phase,
+    settings: TunnelSettings,
+    client: Readiness,
+    upstream: Readiness,
+    /// Client → upstream.
+    up: Pipe,
+    /// Upstream → client.
+    down: Pipe,
+    started: Instant,
+    last_active: Instant,
+    half_closed_since: Option<Instant>,
+    /// Bytes relayed and not yet added to the tunnel's counters: (to upstream, to client).
+    unreported: (u64, u64),
+}
+
+impl Conn {
+    /// A connection whose upstream connect has just been started.
+    pub(crate) fn new(now: Instant, settings: TunnelSettings) -> Self {
+        Conn {
+            phase: Phase::Connecting,
+            settings,
+            client: Readiness::default(),
+            upstream: Readiness::default(),
+            up: Pipe::new(),
+            down: Pipe::new(),
+            started: now,
+            last_active: now,
+            half_closed_since: None,
+            unreported: (0, 0),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Records readiness reported for one side. Readiness is only ever added here; it is
+    /// cleared by the pipes when a call says `WouldBlock`.
+    pub(crate) fn on_ready(&mut self, side: Side, ready: Readiness) {
+        let r = match side {
+            Side::Client => &mut self.client,
+            Side::Upstream => &mut self.upstream,
+        };
+        // On an error or hang-up, let both directions try their call: it reports the cause.
+        r.readable |= ready.readable || ready.failed;
+        r.writable |= ready.writable || ready.failed;
+        r.failed |= ready.failed;
+    }
+
+    /// True when the upstream socket has reported something worth a connect check.
+    pub(crate) fn upstream_signalled(&self) -> bool {
+        self.upstream.writable || self.upstream.failed
+    }
+
+    /// The upstream connect completed.
+    pub(crate) fn on_connected(&mut self, now: Instant) {
+        if self.phase == Phase::Connecting {
+            self.last_active = now;
+            self.set_phase(Phase::Relaying);
+        }
+    }
+
+    /// The upstream connect failed: reset the client at once.
+    pub(crate) fn on_connect_failed(&mut self, error: &io::Error) -> Action {
+        let reason = connect_failure_reason(error);
+        self.close(reason, Closing::Reset, Closing::Graceful)
+    }
+
+    /// An operator or the proxy ends the connection (tunnel closed now, stop deadline).
+    pub(crate) fn abort(&mut self, reason: CloseReason) -> Action {
+        self.close(reason, Closing::Reset, Closing::Reset)
+    }
+
+    /// Relays what readiness allows, and says what the reactor must do next.
+    pub(crate) fn drive(
+        &mut self,
+        client: &mut impl Stream,
+        upstream: &mut impl Stream,
+        pool: &mut BufferPool,
+        now: Instant,
+    ) -> Action {
+        if self.phase != Phase::Relaying {
+            return Action::Wait;
+        }
+        let mut budget = DRIVE_BUDGET;
+        let up = self.up.pump(
+            client,
+            &mut self.client.readable,
+            upstream,
+            &mut self.upstream.writable,
+            pool,
+            &mut budget,
+        );
+        let up = match up {
+            Ok(p) => p,
+            Err(e) => return self.pipe_failed(e, Side::Client),
+        };
+        let down = self.down.pump(
+            upstream,
+            &mut self.upstream.readable,
+            client,
+            &mut self.client.writable,
+            pool,
+            &mut budget,
+        );
+        let down = match down {
+            Ok(p) => p,
+            Err(e) => return self.pipe_failed(e, Side::Upstream),
+        };
+        self.unreported.0 += up.moved;
+        self.unreported.1 += down.moved;
+        if up.moved + up.read + down.moved + down.read > 0 {
+            self.last_active = now;
+        }
+        match (self.up.state(), self.down.state()) {
+            (PipeState::Done, PipeState::Done) => {
+                return self.close(CloseReason::Completed, Closing::Graceful, Closing::Graceful)
+            }
+            (PipeState::Open, PipeState::Open) => {}
+            _ => {
+                self.half_closed_since.get_or_insert(now);
+            }
+        }
+        if up.yielded || down.yielded {
+            Action::Again
+        } else {
+            Action::Wait
+        }
+    }
+
+    /// The earliest moment something must happen if nothing else does.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting => Some(self.started + self.settings.connect_timeout),
+            Phase::Relaying => {
+                let idle = self.last_active + self.settings.idle_timeout;
+                Some(match self.half_closed_since {
+                    Some(since) => idle.min(since + self.settings.half_closed_timeout),
+                    None => idle,
+                })
+            }
+            Phase::Closed(_) => None,
+        }
+    }
+
+    /// Checks the deadlines at `now`; closes the connection if one has passed.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
+        match self.phase {
+            Phase::Connecting if now >= self.started + self.settings.connect_timeout => {
+                self.close(CloseReason::ConnectTimeout, Closing::Reset, Closing::Graceful)
+            }
+            Phase::Relaying => {
+                if let Some(since) = self.half_closed_since {
+                    if now >= since + self.settings.half_closed_timeout {
+                        return self.close(
+                            CloseReason::HalfClosedTimeout,
+                            Closing::Graceful,
+                            Closing::Graceful,
+                        );
+                    }
+                }
+                if now >= self.last_active + self.settings.idle_timeout {
+                    return self.close(CloseReason::IdleTimeout, Closing::Graceful, Closing::Graceful);
+                }
+                Action::Wait
+            }
+            _ => Action::Wait,
+        }
+    }
+
+    /// Bytes relayed since the last call: (to upstream, to client).
+    pub(crate) fn take_unreported(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.unreported)
+    }
+
+    /// A read or write failed: whoever failed is reset-closed by the peer's reset.
+    fn pipe_failed(&mut self, error: PipeError, source_side: Side) -> Action {
+        let failed_side = match (&error, source_side) {
+            (PipeError::Source(_), side) => side,
+            (PipeError::Sink(_), Side::Client) => Side::Upstream,
+            (PipeError::Sink(_), Side::Upstream) => Side::Client,
+        };
+        let io_error = match &error {
+            PipeError::Source(e) | PipeError::Sink(e) => e,
+        };
+        tracing::debug!(side = ?failed_side, error = %io_error, "socket failed");
+        match failed_side {
+            Side::Client => self.close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset),
+            Side::Upstream => {
+                self.close(CloseReason::UpstreamReset, Closing::Reset, Closing::Graceful)
+            }
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason, client: Closing, upstream: Closing) -> Action {
+        self.set_phase(Phase::Closed(reason));
+        Action::Close {
+            reason,
+            client,
+            upstream,
+        }
+    }
+
+    fn set_phase(&mut self, to: Phase) {
+        tracing::trace!(from = ?self.phase, to = ?to, "conn phase");
+        self.phase = to;
+    }
+}
+
+/// Maps a connect error to the reason counted for it.
+pub(crate) fn connect_failure_reason(error: &io::Error) -> CloseReason {
+    match error.kind() {
+        ErrorKind::ConnectionRefused => CloseReason::ConnectRefused,
+        ErrorKind::TimedOut => CloseReason::ConnectTimeout,
+        _ if is_resource_shortage(error) => CloseReason::LocalResource,
+        _ => CloseReason::ConnectError,
+    }
+}
+
+/// Out of descriptors, memory, buffers or local ports: porxy's own shortage, not the peer's.
+pub(crate) fn is_resource_shortage(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || error.kind() == ErrorKind::AddrNotAvailable
+        || error.kind() == ErrorKind::OutOfMemory
+}

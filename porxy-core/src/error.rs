@@ -1,0 +1,74 @@
+//! The library's error type: what went wrong at the API, with the address or name involved.
+//!
+//! A connection ending is not an error: it is a [`CloseReason`](crate::CloseReason), counted
+//! per tunnel. Errors here are what a caller of the API must act on.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::tunnel::spec::SpecError;
+
+/// An error from building, starting or driving a proxy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The tunnel expression did not parse.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A host name in a tunnel could not be resolved.
+    #[error("cannot resolve `{endpoint}`: {source}")]
+    Resolve {
+        /// The endpoint as written.
+        endpoint: String,
+        /// The resolver's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A host name resolved to no address at all.
+    #[error("`{endpoint}` resolved to no address")]
+    NoAddress {
+        /// The endpoint as written.
+        endpoint: String,
+    },
+    /// A tunnel was given no remote address.
+    #[error("tunnel on {local} has no remote address")]
+    NoRemotes {
+        /// The tunnel's listen address, as written.
+        local: String,
+    },
+    /// The listening socket could not be set up (address in use, no permission, ...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// No tunnel listens on this address.
+    #[error("no tunnel listens on {0}")]
+    NoSuchTunnel(SocketAddr),
+    /// A setting is out of its range.
+    #[error("invalid setting `{name}`: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The proxy is stopping or stopped and takes no new work.
+    #[error("the proxy is stopping")]
+    Stopped,
+    /// An OS resource needed to start (an event queue, a waker, a thread) could not be had.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// What was being started.
+        what: String,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// One of the proxy's threads ended by a panic (a bug in porxy).
+    #[error("the {0} thread panicked")]
+    ThreadPanicked(String),
+}

@@ -1,0 +1,277 @@
+//! [`ProxyHandle`]: the runtime API. Open, change and close tunnels, read status, stop.
+//!
+//! The handle is cheap to clone and `Send + Sync`; it talks to the listener and reactor threads
+//! by messages. The tunnel table here is for the API's own bookkeeping (lookups by address,
+//! status); the data path never touches its lock.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use socket2::{Domain, Socket, Type};
+
+use crate::balance::RoundRobin;
+use crate::config::ProxyConfig;
+use crate::error::Error;
+use crate::listener::ListenerMsg;
+use crate::mailbox::Mailbox;
+use crate::reactor::ReactorMsg;
+use crate::status::{ReactorStats, Status, TunnelStats};
+use crate::tunnel::spec::TunnelSpec;
+use crate::tunnel::{Tunnel, TunnelId};
+
+/// How long `close` waits for the listener thread to confirm the socket is closed.
+const CLOSE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to stop the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Stop accepting, let established connections finish, and cut what is left after `timeout`.
+    Graceful {
+        /// The longest the drain may take.
+        timeout: Duration,
+    },
+    /// Stop accepting and close every connection now (with a reset).
+    Now,
+}
+
+/// What to do with a closed tunnel's established connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseMode {
+    /// Let them go on until they end by themselves.
+    KeepConnections,
+    /// Close them now, with a reset.
+    CloseConnections,
+}
+
+/// The result of [`ProxyHandle::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedTunnel {
+    /// The bound listen address (the real port when port 0 was asked for).
+    pub local: SocketAddr,
+    /// The resolved remote addresses.
+    pub remotes: Vec<SocketAddr>,
+    /// True when an existing tunnel on this address was changed instead of a new one opened.
+    pub replaced: bool,
+}
+
+/// A cloneable handle on a running proxy.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: ProxyConfig,
+    listener: Mailbox<ListenerMsg>,
+    reactors: Vec<Mailbox<ReactorMsg>>,
+    reactor_stats: Vec<Arc<ReactorStats>>,
+    tunnels: Mutex<BTreeMap<SocketAddr, Arc<Tunnel>>>,
+    next_tunnel_id: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl ProxyHandle {
+    pub(crate) fn new(
+        config: ProxyConfig,
+        listener: Mailbox<ListenerMsg>,
+        reactors: Vec<Mailbox<ReactorMsg>>,
+        reactor_stats: Vec<Arc<ReactorStats>>,
+    ) -> Self {
+        ProxyHandle {
+            shared: Arc::new(Shared {
+                config,
+                listener,
+                reactors,
+                reactor_stats,
+                tunnels: Mutex::new(BTreeMap::new()),
+                next_tunnel_id: AtomicU64::new(1),
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Opens a tunnel, or changes the one already listening on `spec.local`.
+    ///
+    /// A new tunnel is bound (and listening) when this returns; the address it got is in the
+    /// result, so `127.0.0.1:0` works. Changing an existing tunnel replaces its remotes and
+    /// options for new connections; established ones go on with what they started with.
+    /// Host names are resolved here, once.
+    pub fn open(&self, spec: &TunnelSpec) -> Result<OpenedTunnel, Error> {
+        if self.is_stopping() {
+            return Err(Error::Stopped);
+        }
+        if spec.remotes.is_empty() {
+            return Err(Error::NoRemotes {
+                local: spec.local.to_string(),
+            });
+        }
+        let local = spec.local.resolve()?;
+        let remotes = spec
+            .remotes
+            .iter()
+            .map(|r| r.resolve())
+            .collect::<Result<Vec<_>, _>>()?;
+        let settings = self.shared.config.settings_for(&spec.options);
+        let mut tunnels = self.tunnels();
+        if local.port() != 0 {
+            if let Some(old) = tunnels.get(&local) {
+                let tunnel = Arc::new(Tunnel {
+                    id: old.id,
+                    local,
+                    remotes: remotes.clone(),
+                    settings,
+                    balance: RoundRobin::default(),
+                    stats: old.stats.clone(),
+                    spec: render_spec(spec, local),
+                });
+                tunnels.insert(local, tunnel.clone());
+                self.shared
+                    .listener
+                    .send(ListenerMsg::Replace(tunnel))
+                    .map_err(|_| Error::Stopped)?;
+                return Ok(OpenedTunnel {
+                    local,
+                    remotes,
+                    replaced: true,
+                });
+            }
+        }
+        let socket = bind(local, self.shared.config.backlog)?;
+        let bound = socket.local_addr().map_err(|source| Error::Bind { addr: local, source })?;
+        let tunnel = Arc::new(Tunnel {
+            id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
+            local: bound,
+            remotes: remotes.clone(),
+            settings,
+            balance: RoundRobin::default(),
+            stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
+            spec: render_spec(spec, bound),
+        });
+        self.shared
+            .listener
+            .send(ListenerMsg::Add(tunnel.clone(), socket))
+            .map_err(|_| Error::Stopped)?;
+        tunnels.insert(bound, tunnel);
+        tracing::info!(local = %bound, remotes = ?remotes, "tunnel open");
+        Ok(OpenedTunnel {
+            local: bound,
+            remotes,
+            replaced: false,
+        })
+    }
+
+    /// Stops listening on `local`. When this returns the port refuses new connections.
+    /// Established connections go on, or are closed now, as `mode` says.
+    pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
+        let tunnel = self
+            .tunnels()
+            .remove(&local)
+            .ok_or(Error::NoSuchTunnel(local))?;
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        self.shared
+            .listener
+            .send(ListenerMsg::Remove(local, done_tx))
+            .map_err(|_| Error::Stopped)?;
+        // The listener confirms once the socket is closed; it only fails to if it has stopped,
+        // and then the socket is closed anyway.
+        let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
+        if mode == CloseMode::CloseConnections {
+            for reactor in &self.shared.reactors {
+                let _ = reactor.send(ReactorMsg::CloseTunnel(tunnel.id));
+            }
+        }
+        tracing::info!(local = %local, ?mode, "tunnel closed");
+        Ok(())
+    }
+
+    /// A snapshot of every tunnel's and reactor's counters.
+    pub fn status(&self) -> Status {
+        let tunnels = self.tunnels().values().map(|t| t.status()).collect();
+        Status {
+            tunnels,
+            reactors: self
+                .shared
+                .reactor_stats
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.snapshot(i))
+                .collect(),
+            stopping: self.is_stopping(),
+        }
+    }
+
+    /// Begins a stop: every listening socket closes now; connections drain or are cut as `mode`
+    /// says. Returns at once; [`Proxy::join`](crate::Proxy::join) waits for the end. A second
+    /// call may shorten the drain (`Now` after `Graceful`), never lengthen it.
+    pub fn stop(&self, mode: StopMode) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let deadline = match mode {
+            StopMode::Graceful { timeout } => Some(Instant::now() + timeout),
+            StopMode::Now => None,
+        };
+        self.tunnels().clear();
+        if self
+            .shared
+            .listener
+            .send(ListenerMsg::Stop { deadline })
+            .is_err()
+        {
+            // The listener has already stopped and told the reactors; a shorter deadline
+            // still has to reach them.
+            for reactor in &self.shared.reactors {
+                let _ = reactor.send(ReactorMsg::Stop { deadline });
+            }
+        }
+    }
+
+    /// True once a stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The proxy-wide settings it runs with.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.shared.config
+    }
+
+    fn tunnels(&self) -> MutexGuard<'_, BTreeMap<SocketAddr, Arc<Tunnel>>> {
+        // The table is only ever left consistent: a panic while holding it cannot corrupt it.
+        self.shared
+            .tunnels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle")
+            .field("reactors", &self.shared.reactors.len())
+            .finish()
+    }
+}
+
+/// The spec as status shows it: with the bound address in place of what was asked.
+fn render_spec(spec: &TunnelSpec, bound: SocketAddr) -> String {
+    let mut shown = spec.clone();
+    shown.local = bound.into();
+    shown.to_string()
+}
+
+/// A listening, non-blocking socket on `addr` (SO_REUSEADDR; IPv6 sockets are IPv6 only).
+fn bind(addr: SocketAddr, backlog: i32) -> Result<TcpListener, Error> {
+    let fail = |source| Error::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(backlog).map_err(fail)?;
+    Ok(TcpListener::from_std(socket.into()))
+}

@@ -1,0 +1,49 @@
+//! porxy-core: an embeddable, multi-reactor TCP proxy.
+//!
+//! ```text
+//!            ProxyHandle (any thread: open / close / status / stop)
+//!                 │ messages + Waker
+//!                 ▼
+//!   clients ──► listener thread ── accepted sockets, dealt in turn ──┐
+//!               (every listening                                     │ channel + Waker
+//!                socket, accepts                                     ▼
+//!                in batches)              reactor 0 … reactor N-1 (one mio Poll and one slab
+//!                                         of connections each) ◄──► upstreams
+//! ```
+//!
+//! A connection lives on one reactor from accept to close. Its logic (what to read, write, shut
+//! down or close; timeouts) is a state machine with no sockets inside (`conn`), driven by thin
+//! mio glue (`reactor`). Tunnels are immutable and shared; changing one builds a new one for new
+//! connections. Counters are sharded per thread, so nothing on the data path takes a lock.
+//!
+//! Start with [`Proxy::builder`]; the [`TunnelSpec`] grammar is `LOCAL=REMOTE[,REMOTE...][opts]`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod balance;
+mod buffer;
+mod config;
+mod conn;
+mod error;
+mod handle;
+mod listener;
+mod mailbox;
+mod proxy;
+mod reactor;
+mod status;
+mod timer;
+mod tunnel;
+pub mod units;
+
+pub use config::{
+    ProxyConfig, TunnelSettings, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HALF_CLOSED_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_BUFFER_SIZE, MIN_BUFFER_SIZE,
+};
+pub use conn::close::{CloseReason, Fault};
+pub use error::Error;
+pub use handle::{CloseMode, OpenedTunnel, ProxyHandle, StopMode};
+pub use proxy::{Proxy, ProxyBuilder, StopReport};
+pub use status::{CloseCounts, ReactorStatus, Status, TunnelStatus};
+pub use tunnel::endpoint::Endpoint;
+pub use tunnel::spec::{SpecError, TunnelOptions, TunnelSpec, OPTION_KEYS};

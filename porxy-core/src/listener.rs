@@ -1,0 +1,267 @@
+//! The listener thread: owns every listening socket, accepts, and hands clients to reactors.
+//!
+//! Accepting is edge-triggered: a listener that signalled is accepted from until `WouldBlock`,
+//! in batches of [`ACCEPT_BATCH`] so that one busy port cannot starve the others. Clients are
+//! dealt to reactors in turn; each reactor that got any is woken once per batch.
+//!
+//! When the process runs out of descriptors (EMFILE, ENFILE) or kernel memory, accepting would
+//! fail at once, forever, and the edge-triggered listener would never signal again for the
+//! connections already queued: so the listener pauses accepting for [`RESOURCE_BACKOFF`], then
+//! retries every listener, and logs the shortage at most once a second.
+
+use std::collections::HashMap;
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tracing::{debug, warn};
+
+use crate::mailbox::{Mailbox, WAKER_TOKEN};
+use crate::reactor::{Accepted, ReactorMsg};
+use crate::tunnel::Tunnel;
+
+/// Clients accepted from one listener before the others get a turn.
+const ACCEPT_BATCH: usize = 64;
+/// How long accepting pauses when descriptors or memory run out.
+const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one log line about a resource shortage per this period.
+const SHORTAGE_LOG_PERIOD: Duration = Duration::from_secs(1);
+
+/// What the API asks of the listener thread.
+pub(crate) enum ListenerMsg {
+    /// Start accepting on this bound, listening socket for this tunnel.
+    Add(Arc<Tunnel>, TcpListener),
+    /// New connections on `tunnel.local` use this tunnel from now on.
+    Replace(Arc<Tunnel>),
+    /// Stop listening on this address; replies once the socket is closed.
+    Remove(SocketAddr, Sender<()>),
+    /// Close every listening socket, pass the stop on to the reactors, and end.
+    Stop { deadline: Option<Instant> },
+}
+
+struct Entry {
+    socket: TcpListener,
+    tunnel: Arc<Tunnel>,
+    /// Signalled and not yet accepted from until `WouldBlock`.
+    ready: bool,
+}
+
+pub(crate) struct Listener {
+    poll: Poll,
+    rx: Receiver<ListenerMsg>,
+    entries: Slab<Entry>,
+    by_addr: HashMap<SocketAddr, usize>,
+    reactors: Vec<Mailbox<ReactorMsg>>,
+    next_reactor: usize,
+    next_conn_id: u64,
+    paused_until: Option<Instant>,
+    last_shortage_log: Option<Instant>,
+    shortages_unlogged: u64,
+}
+
+impl Listener {
+    pub(crate) fn new(reactors: Vec<Mailbox<ReactorMsg>>) -> io::Result<(Listener, Mailbox<ListenerMsg>)> {
+        let poll = Poll::new()?;
+        let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
+        let listener = Listener {
+            poll,
+            rx,
+            entries: Slab::new(),
+            by_addr: HashMap::new(),
+            reactors,
+            next_reactor: 0,
+            next_conn_id: 1,
+            paused_until: None,
+            last_shortage_log: None,
+            shortages_unlogged: 0,
+        };
+        Ok((listener, mailbox))
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            if self.paused_until.is_some_and(|until| now >= until) {
+                self.paused_until = None;
+                // Connections may have queued while paused, with no new edge to say so.
+                for (_, entry) in self.entries.iter_mut() {
+                    entry.ready = true;
+                }
+            }
+            let timeout = match self.paused_until {
+                Some(until) => Some(until.saturating_duration_since(now)),
+                None if self.entries.iter().any(|(_, e)| e.ready) => Some(Duration::ZERO),
+                None => None,
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(error = %e, "listener poll failed; no more connections are accepted");
+                self.stop(None);
+                return;
+            }
+            let mut woken = false;
+            for event in events.iter() {
+                if event.token() == WAKER_TOKEN {
+                    woken = true;
+                } else if let Some(entry) = self.entries.get_mut(event.token().0) {
+                    entry.ready = true;
+                }
+            }
+            if woken {
+                if let Some(deadline) = self.handle_messages() {
+                    self.stop(deadline);
+                    return;
+                }
+            }
+            if self.paused_until.is_none() {
+                self.accept_round();
+            }
+        }
+    }
+
+    /// Handles queued messages; returns `Some(deadline)` when told to stop.
+    fn handle_messages(&mut self) -> Option<Option<Instant>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(ListenerMsg::Add(tunnel, mut socket)) => {
+                    let entry = self.entries.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut socket, Token(key), Interest::READABLE)
+                    {
+                        warn!(tunnel = %tunnel.local, error = %e, "cannot watch the listening socket");
+                        continue;
+                    }
+                    self.by_addr.insert(tunnel.local, key);
+                    // Clients may already wait in the backlog: accept them without an edge.
+                    entry.insert(Entry {
+                        socket,
+                        tunnel,
+                        ready: true,
+                    });
+                }
+                Ok(ListenerMsg::Replace(tunnel)) => {
+                    if let Some(&key) = self.by_addr.get(&tunnel.local) {
+                        self.entries[key].tunnel = tunnel;
+                    }
+                }
+                Ok(ListenerMsg::Remove(addr, done)) => {
+                    if let Some(key) = self.by_addr.remove(&addr) {
+                        // Dropping the socket closes it: new connections are refused from now.
+                        drop(self.entries.remove(key));
+                        debug!(tunnel = %addr, "stopped listening");
+                    }
+                    let _ = done.send(());
+                }
+                Ok(ListenerMsg::Stop { deadline }) => return Some(deadline),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => return Some(None),
+            }
+        }
+    }
+
+    /// One batch from every ready listener.
+    fn accept_round(&mut self) {
+        let mut to_wake = vec![false; self.reactors.len()];
+        let keys: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.ready)
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            for _ in 0..ACCEPT_BATCH {
+                let entry = &mut self.entries[key];
+                match entry.socket.accept() {
+                    Ok((stream, peer)) => {
+                        let tunnel = entry.tunnel.clone();
+                        crate::status::bump(&tunnel.stats.listener().accepted, 1);
+                        let id = self.next_conn_id;
+                        self.next_conn_id += 1;
+                        let index = self.next_reactor;
+                        self.next_reactor = (self.next_reactor + 1) % self.reactors.len();
+                        let msg = ReactorMsg::Adopt(Accepted {
+                            stream,
+                            peer,
+                            tunnel,
+                            id,
+                        });
+                        if self.reactors[index].queue(msg).is_err() {
+                            warn!(reactor = index, "reactor is gone; connection dropped");
+                        } else {
+                            to_wake[index] = true;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        entry.ready = false;
+                        break;
+                    }
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) if crate::conn::is_resource_shortage(&e) => {
+                        self.pause(&e);
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(tunnel = %entry.tunnel.local, error = %e, "accept failed");
+                        entry.ready = false;
+                        break;
+                    }
+                }
+            }
+            if self.paused_until.is_some() {
+                break;
+            }
+        }
+        for (index, wake) in to_wake.into_iter().enumerate() {
+            if wake {
+                self.reactors[index].wake();
+            }
+        }
+    }
+
+    fn pause(&mut self, error: &io::Error) {
+        let now = Instant::now();
+        self.paused_until = Some(now + RESOURCE_BACKOFF);
+        self.shortages_unlogged += 1;
+        if self
+            .last_shortage_log
+            .is_none_or(|at| now.duration_since(at) >= SHORTAGE_LOG_PERIOD)
+        {
+            warn!(
+                error = %error,
+                times = self.shortages_unlogged,
+                "cannot accept: out of descriptors or memory; pausing accepts"
+            );
+            self.last_shortage_log = Some(now);
+            self.shortages_unlogged = 0;
+        }
+    }
+
+    fn stop(&mut self, deadline: Option<Instant>) {
+        let listening = self.entries.len();
+        self.entries.clear();
+        self.by_addr.clear();
+        debug!(closed = listening, "listener stopped; stopping reactors");
+        for reactor in &self.reactors {
+            let _ = reactor.send(ReactorMsg::Stop { deadline });
+        }
+    }
+}
+
+/// Accept errors that concern one client, not the listener: try the next one.
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) || matches!(error.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
+}

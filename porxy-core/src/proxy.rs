@@ -1,0 +1,224 @@
+//! [`Proxy`]: building, starting, stopping and joining the proxy's threads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::ProxyConfig;
+use crate::error::Error;
+use crate::handle::{ProxyHandle, StopMode};
+use crate::listener::Listener;
+use crate::reactor::{Reactor, ReactorExit};
+use crate::status::ReactorStats;
+use crate::tunnel::spec::TunnelSpec;
+
+/// Sets up a proxy: settings and the tunnels to open at start.
+///
+/// ```no_run
+/// use porxy_core::{Proxy, TunnelSpec};
+/// let proxy = Proxy::builder()
+///     .reactors(2)
+///     .tunnel("127.0.0.1:0=127.0.0.1:9000".parse::<TunnelSpec>()?)
+///     .start()?;
+/// println!("listening on {}", proxy.bound()[0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ProxyBuilder {
+    config: ProxyConfig,
+    tunnels: Vec<TunnelSpec>,
+}
+
+impl ProxyBuilder {
+    /// Replaces every setting at once.
+    pub fn config(mut self, config: ProxyConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Number of reactor threads (default: the number of CPUs).
+    pub fn reactors(mut self, n: usize) -> Self {
+        self.config.reactors = n;
+        self
+    }
+
+    /// Bytes buffered per direction per connection while bytes are in flight.
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        self.config.buffer_size = bytes;
+        self
+    }
+
+    /// Listen backlog of every tunnel.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+
+    /// Default upstream connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Default idle timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Default half-closed timeout.
+    pub fn half_closed_timeout(mut self, timeout: Duration) -> Self {
+        self.config.half_closed_timeout = timeout;
+        self
+    }
+
+    /// A tunnel to open at start.
+    pub fn tunnel(mut self, spec: TunnelSpec) -> Self {
+        self.tunnels.push(spec);
+        self
+    }
+
+    /// Starts the threads and opens the tunnels. If any tunnel fails to open, everything started
+    /// so far is stopped again and the error says which tunnel failed.
+    pub fn start(self) -> Result<Proxy, Error> {
+        self.config.validate()?;
+        let mut reactor_mailboxes = Vec::with_capacity(self.config.reactors);
+        let mut reactor_stats = Vec::with_capacity(self.config.reactors);
+        let mut reactors = Vec::with_capacity(self.config.reactors);
+        for index in 0..self.config.reactors {
+            let stats = Arc::new(ReactorStats::default());
+            let (reactor, mailbox) = Reactor::new(index, self.config.buffer_size, stats.clone())
+                .map_err(|source| Error::Start {
+                    what: format!("reactor {index}"),
+                    source,
+                })?;
+            reactor_mailboxes.push(mailbox);
+            reactor_stats.push(stats);
+            reactors.push(reactor);
+        }
+        let (listener, listener_mailbox) =
+            Listener::new(reactor_mailboxes.clone()).map_err(|source| Error::Start {
+                what: "listener".into(),
+                source,
+            })?;
+        let mut threads = Threads::default();
+        for (index, reactor) in reactors.into_iter().enumerate() {
+            let thread = spawn(format!("porxy-reactor-{index}"), move || reactor.run())?;
+            threads.reactors.push(thread);
+        }
+        threads.listener = Some(spawn("porxy-listener".into(), move || listener.run())?);
+        let handle = ProxyHandle::new(
+            self.config,
+            listener_mailbox,
+            reactor_mailboxes,
+            reactor_stats,
+        );
+        let mut proxy = Proxy {
+            handle,
+            threads,
+            bound: Vec::new(),
+        };
+        for spec in &self.tunnels {
+            // On failure, `proxy` drops here, which stops the threads.
+            let opened = proxy.handle.open(spec)?;
+            proxy.bound.push(opened.local);
+        }
+        Ok(proxy)
+    }
+}
+
+#[derive(Default)]
+struct Threads {
+    listener: Option<JoinHandle<()>>,
+    reactors: Vec<JoinHandle<ReactorExit>>,
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, Error> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(body)
+        .map_err(|source| Error::Start { what: name, source })
+}
+
+/// A running proxy. It owns the threads; [`Proxy::handle`] gives cloneable access to them.
+///
+/// Dropping a `Proxy` without [`Proxy::join`] stops it at once and waits for its threads.
+pub struct Proxy {
+    handle: ProxyHandle,
+    threads: Threads,
+    bound: Vec<SocketAddr>,
+}
+
+/// How a stopped proxy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StopReport {
+    /// Connections that were closed by the stop instead of finishing (0 after a complete drain).
+    pub cut: u64,
+}
+
+impl Proxy {
+    /// A builder with default settings.
+    pub fn builder() -> ProxyBuilder {
+        ProxyBuilder::default()
+    }
+
+    /// A handle to open, close and inspect tunnels and to stop the proxy, from any thread.
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
+    /// The addresses the builder's tunnels are bound to, in the order they were added.
+    pub fn bound(&self) -> &[SocketAddr] {
+        &self.bound
+    }
+
+    /// Stops the proxy and waits for it (see [`ProxyHandle::stop`]).
+    pub fn stop(self, mode: StopMode) -> Result<StopReport, Error> {
+        self.handle.stop(mode);
+        self.join()
+    }
+
+    /// Waits until the proxy has stopped (after a [`ProxyHandle::stop`] from anywhere).
+    pub fn join(mut self) -> Result<StopReport, Error> {
+        self.join_threads()
+    }
+
+    fn join_threads(&mut self) -> Result<StopReport, Error> {
+        let mut report = StopReport::default();
+        let mut panicked = None;
+        if let Some(listener) = self.threads.listener.take() {
+            if listener.join().is_err() {
+                panicked = Some("listener".to_string());
+            }
+        }
+        for (index, reactor) in self.threads.reactors.drain(..).enumerate() {
+            match reactor.join() {
+                Ok(exit) => report.cut += exit.cut,
+                Err(_) => panicked = Some(format!("reactor {index}")),
+            }
+        }
+        match panicked {
+            Some(thread) => Err(Error::ThreadPanicked(thread)),
+            None => Ok(report),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.threads.listener.is_some() || !self.threads.reactors.is_empty() {
+            self.handle.stop(StopMode::Now);
+            let _ = self.join_threads();
+        }
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("bound", &self.bound).finish()
+    }
+}

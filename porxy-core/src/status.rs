@@ -1,0 +1,203 @@
+//! Counters and the status snapshots built from them.
+//!
+//! Counters are atomics sharded per writer thread (each reactor, and the listener, writes only its
+//! own shard, padded to its own cache line), so counting never makes reactors contend. A status
+//! call sums the shards into plain values.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::conn::close::CloseReason;
+
+/// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+#[inline]
+fn drop_one(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
+}
+
+/// One writer's counters for one tunnel.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct TunnelShard {
+    pub(crate) open: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) bytes_to_upstream: AtomicU64,
+    pub(crate) bytes_to_client: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) closes: [AtomicU64; CloseReason::ALL.len()],
+}
+
+impl TunnelShard {
+    pub(crate) fn opened(&self) {
+        bump(&self.open, 1);
+    }
+
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        drop_one(&self.open);
+        bump(&self.closes[reason.index()], 1);
+        if reason.is_connect_failure() {
+            bump(&self.connect_failures, 1);
+        }
+    }
+}
+
+/// The counters of one tunnel: one shard per reactor, then one for the listener.
+pub(crate) struct TunnelStats {
+    shards: Box<[TunnelShard]>,
+}
+
+impl TunnelStats {
+    pub(crate) fn new(reactors: usize) -> Self {
+        TunnelStats {
+            shards: (0..=reactors).map(|_| TunnelShard::default()).collect(),
+        }
+    }
+
+    /// The shard reactor `index` writes.
+    pub(crate) fn reactor(&self, index: usize) -> &TunnelShard {
+        &self.shards[index]
+    }
+
+    /// The shard the listener thread writes.
+    pub(crate) fn listener(&self) -> &TunnelShard {
+        &self.shards[self.shards.len() - 1]
+    }
+
+    fn sum(&self, field: impl Fn(&TunnelShard) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| field(s).load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    }
+
+    pub(crate) fn snapshot(&self, local: SocketAddr, remotes: Vec<SocketAddr>, spec: String) -> TunnelStatus {
+        let mut closes = [0u64; CloseReason::ALL.len()];
+        for (i, slot) in closes.iter_mut().enumerate() {
+            *slot = self.sum(|s| &s.closes[i]);
+        }
+        TunnelStatus {
+            local,
+            remotes,
+            spec,
+            open: self.sum(|s| &s.open),
+            accepted: self.sum(|s| &s.accepted),
+            bytes_to_upstream: self.sum(|s| &s.bytes_to_upstream),
+            bytes_to_client: self.sum(|s| &s.bytes_to_client),
+            connect_failures: self.sum(|s| &s.connect_failures),
+            closes: CloseCounts(closes),
+        }
+    }
+}
+
+/// Counters of one reactor, written by that reactor only.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct ReactorStats {
+    pub(crate) open: AtomicU64,
+    pub(crate) adopted: AtomicU64,
+}
+
+impl ReactorStats {
+    pub(crate) fn snapshot(&self, index: usize) -> ReactorStatus {
+        ReactorStatus {
+            index,
+            open: self.open.load(Ordering::Relaxed),
+            adopted: self.adopted.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn opened(&self) {
+        bump(&self.open, 1);
+        bump(&self.adopted, 1);
+    }
+
+    pub(crate) fn closed(&self) {
+        drop_one(&self.open);
+    }
+}
+
+/// A snapshot of the whole proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Every listening tunnel, ordered by listen address.
+    pub tunnels: Vec<TunnelStatus>,
+    /// Every reactor, by index.
+    pub reactors: Vec<ReactorStatus>,
+    /// True once a stop has begun: no new connections are accepted.
+    pub stopping: bool,
+}
+
+impl Status {
+    /// Open proxied connections across all reactors (closed tunnels' connections included).
+    pub fn open_connections(&self) -> u64 {
+        self.reactors.iter().map(|r| r.open).sum()
+    }
+
+    /// The tunnel listening on `local`, if any.
+    pub fn tunnel(&self, local: SocketAddr) -> Option<&TunnelStatus> {
+        self.tunnels.iter().find(|t| t.local == local)
+    }
+}
+
+/// A snapshot of one tunnel's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelStatus {
+    /// The bound listen address.
+    pub local: SocketAddr,
+    /// The resolved remote addresses.
+    pub remotes: Vec<SocketAddr>,
+    /// The tunnel expression it was opened with.
+    pub spec: String,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections accepted since the tunnel opened.
+    pub accepted: u64,
+    /// Bytes relayed from clients to upstreams.
+    pub bytes_to_upstream: u64,
+    /// Bytes relayed from upstreams to clients.
+    pub bytes_to_client: u64,
+    /// Upstream connects that failed (refused, timed out, other errors).
+    pub connect_failures: u64,
+    /// Ended connections by reason.
+    pub closes: CloseCounts,
+}
+
+/// Ended connections counted by [`CloseReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CloseCounts([u64; CloseReason::ALL.len()]);
+
+impl CloseCounts {
+    /// How many connections ended for `reason`.
+    pub fn get(&self, reason: CloseReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// Every reason with a count above zero.
+    pub fn nonzero(&self) -> impl Iterator<Item = (CloseReason, u64)> + '_ {
+        CloseReason::ALL
+            .iter()
+            .map(|r| (*r, self.get(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// All ended connections.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// A snapshot of one reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReactorStatus {
+    /// The reactor's index, from 0.
+    pub index: usize,
+    /// Connections it holds now.
+    pub open: u64,
+    /// Connections it was handed since start.
+    pub adopted: u64,
+}

@@ -1,0 +1,176 @@
+//! An address as a user writes it: `8000`, `127.0.0.1:8000`, `[::1]:8000` or `db.local:5432`.
+//!
+//! Parsing is pure; name resolution happens only in [`Endpoint::resolve`], when a tunnel opens.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+
+use crate::error::Error;
+use crate::tunnel::spec::SpecError;
+
+/// A listen or remote address before name resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A literal socket address. A bare port is read as `127.0.0.1:PORT`.
+    Addr(SocketAddr),
+    /// A host name and port, resolved when the tunnel opens.
+    Host {
+        /// The name to resolve.
+        host: String,
+        /// The TCP port.
+        port: u16,
+    },
+}
+
+impl Endpoint {
+    /// Resolves the endpoint to one socket address.
+    ///
+    /// A name with several addresses resolves to its first IPv4 address if it has one, else to
+    /// its first address: `localhost` then means `127.0.0.1`, where most local services listen.
+    pub fn resolve(&self) -> Result<SocketAddr, Error> {
+        match self {
+            Endpoint::Addr(addr) => Ok(*addr),
+            Endpoint::Host { host, port } => {
+                let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|source| Error::Resolve {
+                        endpoint: self.to_string(),
+                        source,
+                    })?
+                    .collect();
+                addrs
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or_else(|| addrs.first())
+                    .copied()
+                    .ok_or_else(|| Error::NoAddress {
+                        endpoint: self.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Parses the endpoint at the start of `text`; returns it and how many bytes it took.
+    ///
+    /// It stops before `,`, `[` (options), `=` or white space, which the tunnel grammar uses as
+    /// separators. Offsets in errors are relative to `text`.
+    pub(crate) fn parse_prefix(text: &str) -> Result<(Endpoint, usize), (usize, String)> {
+        if let Some(rest) = text.strip_prefix('[') {
+            // An IPv6 literal: `[addr]:port`.
+            let close = rest.find(']').ok_or((
+                0,
+                "an IPv6 address opened with `[` needs a closing `]`".to_string(),
+            ))?;
+            let ip_text = &rest[..close];
+            let ip: std::net::Ipv6Addr = ip_text
+                .parse()
+                .map_err(|_| (1, format!("`{ip_text}` is not an IPv6 address")))?;
+            let after = close + 2; // past `[` and `]`
+            let tail = &text[after..];
+            let Some(port_text) = tail.strip_prefix(':') else {
+                return Err((after, format!("`[{ip_text}]` needs a port, like `[{ip_text}]:8000`")));
+            };
+            let len = token_len(port_text);
+            let port = parse_port(&port_text[..len]).map_err(|m| (after + 1, m))?;
+            let addr = SocketAddr::new(IpAddr::V6(ip), port);
+            return Ok((Endpoint::Addr(addr), after + 1 + len));
+        }
+        let len = token_len(text);
+        let token = &text[..len];
+        if token.is_empty() {
+            return Err((0, "expected an address like `8000`, `127.0.0.1:8000` or `[::1]:8000`".into()));
+        }
+        if token.bytes().all(|b| b.is_ascii_digit()) {
+            let port = parse_port(token).map_err(|m| (0, m))?;
+            let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+            return Ok((Endpoint::Addr(addr), len));
+        }
+        let Some(colon) = token.rfind(':') else {
+            return Err((0, format!("`{token}` needs a port, like `{token}:8000`")));
+        };
+        let (host, port_text) = (&token[..colon], &token[colon + 1..]);
+        if host.contains(':') {
+            return Err((0, format!("IPv6 addresses go in brackets, like `[{host}]:{port_text}`")));
+        }
+        if host.is_empty() {
+            return Err((0, "expected a host before `:`".into()));
+        }
+        let port = parse_port(port_text).map_err(|m| (colon + 1, m))?;
+        let endpoint = match host.parse::<Ipv4Addr>() {
+            Ok(ip) => Endpoint::Addr(SocketAddr::new(IpAddr::V4(ip), port)),
+            Err(_) if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+                return Err((0, format!("`{host}` is not an IPv4 address")));
+            }
+            Err(_) if is_host_name(host) => Endpoint::Host {
+                host: host.to_string(),
+                port,
+            },
+            Err(_) => return Err((0, format!("`{host}` is not a host name or IP address"))),
+        };
+        Ok((endpoint, len))
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = SpecError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let trimmed = text.trim();
+        let lead = text.len() - text.trim_start().len();
+        let (endpoint, used) = Endpoint::parse_prefix(trimmed)
+            .map_err(|(at, message)| SpecError::new(text, lead + at, message))?;
+        if used != trimmed.len() {
+            return Err(SpecError::new(
+                text,
+                lead + used,
+                format!("unexpected `{}` after the address", &trimmed[used..]),
+            ));
+        }
+        Ok(endpoint)
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(addr: SocketAddr) -> Self {
+        Endpoint::Addr(addr)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Addr(addr) => write!(f, "{addr}"),
+            Endpoint::Host { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// Length of the run of characters that can belong to an unbracketed address.
+fn token_len(text: &str) -> usize {
+    text.find(|c: char| matches!(c, ',' | '[' | ']' | '=') || c.is_whitespace())
+        .unwrap_or(text.len())
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    if text.is_empty() {
+        return Err("expected a port number after `:`".into());
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not a port number (0 to 65535)"));
+    }
+    text.parse()
+        .map_err(|_| format!("port `{text}` is out of range (0 to 65535)"))
+}
+
+/// A DNS name as RFC 1123 allows it: labels of letters, digits and hyphens, separated by dots.
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}

@@ -1,0 +1,418 @@
+//! The tunnel expression `LOCAL=REMOTE[,REMOTE...][key=value,...]`.
+//!
+//! The same text is accepted on the command line (`porxy --tunnel`), by the control socket
+//! (`OPEN`) and in the docs, so it is parsed here, once. Parsing is pure (no name resolution) and
+//! every rejection names the column and what was expected there.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::tunnel::endpoint::Endpoint;
+use crate::units::{format_duration, parse_duration};
+
+/// What a user asks for: where to listen, where to forward, and per-tunnel options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TunnelSpec {
+    /// The address to listen on.
+    pub local: Endpoint,
+    /// The upstream addresses; with several, new connections take them in turn (round robin).
+    pub remotes: Vec<Endpoint>,
+    /// Per-tunnel overrides of the proxy-wide settings.
+    pub options: TunnelOptions,
+}
+
+/// Per-tunnel settings; `None` means the proxy-wide default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TunnelOptions {
+    /// How long an upstream connect may take before the client is reset.
+    pub connect_timeout: Option<Duration>,
+    /// How long a connection may pass no byte either way before it is closed.
+    pub idle_timeout: Option<Duration>,
+    /// How long a connection may stay half-closed (one side has sent FIN, the other not).
+    pub half_closed_timeout: Option<Duration>,
+}
+
+/// The option keys a SPEC accepts, for error messages and `--help-tunnel`.
+pub const OPTION_KEYS: &[&str] = &["connect_timeout", "idle_timeout", "half_closed_timeout"];
+
+impl TunnelSpec {
+    /// A tunnel from `local` to `remotes` with default options.
+    pub fn new(local: impl Into<Endpoint>, remotes: impl IntoIterator<Item = Endpoint>) -> Self {
+        TunnelSpec {
+            local: local.into(),
+            remotes: remotes.into_iter().collect(),
+            options: TunnelOptions::default(),
+        }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: TunnelOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl TunnelOptions {
+    /// Sets one option from its SPEC key and value text, as `key=value` in a SPEC does.
+    ///
+    /// Keys are case-insensitive and `-` may stand for `_`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let key = key.trim().to_ascii_lowercase().replace('-', "_");
+        let slot = match key.as_str() {
+            "connect_timeout" => &mut self.connect_timeout,
+            "idle_timeout" => &mut self.idle_timeout,
+            "half_closed_timeout" => &mut self.half_closed_timeout,
+            _ => {
+                return Err(format!(
+                    "unknown option `{key}`; known options: {}",
+                    OPTION_KEYS.join(", ")
+                ))
+            }
+        };
+        let duration = parse_duration(value).map_err(|e| format!("{key}: {e}"))?;
+        if duration.is_zero() {
+            return Err(format!("{key}: must be more than zero"));
+        }
+        *slot = Some(duration);
+        Ok(())
+    }
+
+    fn pairs(&self) -> Vec<(&'static str, Duration)> {
+        [
+            ("connect_timeout", self.connect_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("half_closed_timeout", self.half_closed_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// A malformed tunnel expression or address, with the column of the fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    input: String,
+    /// Byte offset into `input` where the fault is.
+    offset: usize,
+    message: String,
+}
+
+impl SpecError {
+    pub(crate) fn new(input: &str, offset: usize, message: impl Into<String>) -> Self {
+        SpecError {
+            input: input.to_string(),
+            offset: offset.min(input.len()),
+            message: message.into(),
+        }
+    }
+
+    /// The 1-based column (in characters) of the fault.
+    pub fn column(&self) -> usize {
+        self.input[..self.offset].chars().count() + 1
+    }
+
+    /// What was wrong, without the position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Two lines for a terminal: the input, and a caret under the fault.
+    pub fn caret(&self) -> String {
+        format!("  {}\n  {}^", self.input, " ".repeat(self.column() - 1))
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad tunnel `{}` at column {}: {}",
+            self.input,
+            self.column(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl FromStr for TunnelSpec {
+    type Err = SpecError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        Parser { input, pos: 0 }.spec()
+    }
+}
+
+impl fmt::Display for TunnelSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}=", self.local)?;
+        for (i, remote) in self.remotes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{remote}")?;
+        }
+        let pairs = self.options.pairs();
+        if !pairs.is_empty() {
+            f.write_str("[")?;
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{key}={}", format_duration(*value))?;
+            }
+            f.write_str("]")?;
+        }
+        Ok(())
+    }
+}
+
+/// A cursor over the SPEC text; every error carries the byte offset it stopped at.
+struct Parser<'a> {
+    input: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn spec(mut self) -> Result<TunnelSpec, SpecError> {
+        self.skip_spaces();
+        if self.rest().is_empty() {
+            return Err(self.error("empty tunnel; expected LOCAL=REMOTE, like `8000=127.0.0.1:9000`"));
+        }
+        let local = self.endpoint("LOCAL")?;
+        self.skip_spaces();
+        if !self.eat('=') {
+            return Err(self.error(format!(
+                "expected `=` after LOCAL `{local}`, then the remote address"
+            )));
+        }
+        let mut remotes = Vec::new();
+        loop {
+            self.skip_spaces();
+            remotes.push(self.endpoint("REMOTE")?);
+            self.skip_spaces();
+            if !self.eat(',') {
+                break;
+            }
+        }
+        let mut options = TunnelOptions::default();
+        if self.peek() == Some('[') {
+            self.options(&mut options)?;
+        }
+        self.skip_spaces();
+        if let Some(c) = self.peek() {
+            return Err(self.error(format!(
+                "unexpected `{c}`; options go last, in brackets: `[key=value,...]`"
+            )));
+        }
+        Ok(TunnelSpec {
+            local,
+            remotes,
+            options,
+        })
+    }
+
+    fn endpoint(&mut self, what: &str) -> Result<Endpoint, SpecError> {
+        if self.rest().is_empty() || self.rest().starts_with([',', '=']) {
+            return Err(self.error(format!(
+                "expected {what} address like `8000`, `127.0.0.1:8000` or `[::1]:8000`"
+            )));
+        }
+        let (endpoint, used) = Endpoint::parse_prefix(self.rest())
+            .map_err(|(at, message)| SpecError::new(self.input, self.pos + at, message))?;
+        self.pos += used;
+        Ok(endpoint)
+    }
+
+    /// `[key=value,...]`, with the cursor on `[`.
+    fn options(&mut self, options: &mut TunnelOptions) -> Result<(), SpecError> {
+        self.eat('[');
+        loop {
+            self.skip_spaces();
+            if self.eat(']') {
+                return Ok(());
+            }
+            let key_at = self.pos;
+            let key = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if key.is_empty() {
+                return Err(self.error("expected an option `key=value` or `]`"));
+            }
+            self.skip_spaces();
+            if !self.eat('=') {
+                return Err(self.error(format!("expected `=` and a value after option `{key}`")));
+            }
+            self.skip_spaces();
+            let value_at = self.pos;
+            let value = self.take_while(|c| !matches!(c, ',' | ']')).trim_end();
+            if value.is_empty() {
+                return Err(self.error(format!("option `{key}` needs a value")));
+            }
+            options.set(key, value).map_err(|message| {
+                let at = if message.starts_with("unknown option") { key_at } else { value_at };
+                SpecError::new(self.input, at, message)
+            })?;
+            if self.eat(',') {
+                continue;
+            }
+            if self.eat(']') {
+                return Ok(());
+            }
+            return Err(self.error("expected `,` or `]` to end the options"));
+        }
+    }
+
+    fn rest(&self) -> &'a str {
+        &self.input[self.pos..]
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        self.take_while(char::is_whitespace);
+    }
+
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> &'a str {
+        let rest = self.rest();
+        let len = rest.find(|c| !keep(c)).unwrap_or(rest.len());
+        self.pos += len;
+        &rest[..len]
+    }
+
+    fn error(&self, message: impl Into<String>) -> SpecError {
+        SpecError::new(self.input, self.pos, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn addr(s: &str) -> Endpoint {
+        Endpoint::Addr(s.parse::<SocketAddr>().unwrap())
+    }
+
+    #[test]
+    fn accepted_forms() {
+        let cases: &[(&str, Endpoint, Vec<Endpoint>)] = &[
+            ("8000=9000", addr("127.0.0.1:8000"), vec![addr("127.0.0.1:9000")]),
+            (
+                "0.0.0.0:8000=10.1.2.3:80,10.1.2.4:80",
+                addr("0.0.0.0:8000"),
+                vec![addr("10.1.2.3:80"), addr("10.1.2.4:80")],
+            ),
+            ("[::1]:8000=[::1]:9000", addr("[::1]:8000"), vec![addr("[::1]:9000")]),
+            (
+                " 8000 = localhost:9000 , 9001 ",
+                addr("127.0.0.1:8000"),
+                vec![
+                    Endpoint::Host { host: "localhost".into(), port: 9000 },
+                    addr("127.0.0.1:9001"),
+                ],
+            ),
+            ("8000=[::1]:9000,9001", addr("127.0.0.1:8000"), vec![addr("[::1]:9000"), addr("127.0.0.1:9001")]),
+        ];
+        for (text, local, remotes) in cases {
+            let spec: TunnelSpec = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(&spec.local, local, "{text}");
+            assert_eq!(&spec.remotes, remotes, "{text}");
+            assert_eq!(spec.options, TunnelOptions::default(), "{text}");
+        }
+    }
+
+    #[test]
+    fn options_in_brackets() {
+        let spec: TunnelSpec = "8000=9000,[::1]:9001[connect_timeout=2s, idle-timeout=1m]"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.remotes, vec![addr("127.0.0.1:9000"), addr("[::1]:9001")]);
+        assert_eq!(spec.options.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(spec.options.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(spec.options.half_closed_timeout, None);
+        let empty: TunnelSpec = "8000=9000[]".parse().unwrap();
+        assert_eq!(empty.options, TunnelOptions::default());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "127.0.0.1:8000=127.0.0.1:9000",
+            "[::1]:8000=db.local:5432,127.0.0.1:9001[connect_timeout=2s,half_closed_timeout=500ms]",
+        ] {
+            let spec: TunnelSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+            assert_eq!(spec.to_string().parse::<TunnelSpec>().unwrap(), spec);
+        }
+    }
+
+    /// Each malformed SPEC: the column of the fault and a fragment of the message.
+    #[test]
+    fn rejections_point_at_the_fault() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 1, "empty tunnel"),
+            ("8000", 5, "expected `=`"),
+            ("8000=", 6, "expected REMOTE"),
+            ("=9000", 1, "expected LOCAL"),
+            ("8000=foo:bar", 10, "`bar` is not a port"),
+            ("8000=9000,", 11, "expected REMOTE"),
+            ("8000=99999", 6, "out of range"),
+            ("8000=::1:9000", 6, "IPv6 addresses go in brackets"),
+            ("8000=[::1:9000", 6, "closing `]`"),
+            ("8000=[::1]", 11, "needs a port"),
+            ("8000=[::g]:1", 7, "not an IPv6 address"),
+            ("8000=300.1.1.1:80", 6, "not an IPv4 address"),
+            ("8000=bad_host:80", 6, "not a host name"),
+            ("8000=host", 6, "needs a port"),
+            ("8000=9000[conect_timeout=2s]", 11, "unknown option `conect_timeout`"),
+            ("8000=9000[connect_timeout=2]", 27, "no unit"),
+            ("8000=9000[connect_timeout=0s]", 27, "more than zero"),
+            ("8000=9000[connect_timeout]", 26, "expected `=`"),
+            ("8000=9000[connect_timeout=2s", 29, "expected `,` or `]`"),
+            ("8000=9000[idle_timeout=1s] x", 28, "unexpected `x`"),
+            ("8000=9000 9001", 11, "unexpected `9`"),
+        ];
+        for (text, column, fragment) in cases {
+            let err = text.parse::<TunnelSpec>().expect_err(text);
+            assert!(
+                err.message().contains(fragment),
+                "{text}: message {:?} lacks {fragment:?}",
+                err.message()
+            );
+            assert_eq!(err.column(), *column, "{text}: {err}");
+            assert!(err.to_string().contains(&format!("column {column}")));
+        }
+    }
+
+    #[test]
+    fn caret_sits_under_the_fault() {
+        let err = "8000=foo:bar".parse::<TunnelSpec>().unwrap_err();
+        assert_eq!(err.caret(), "  8000=foo:bar\n           ^");
+    }
+
+    #[test]
+    fn parser_never_panics_on_odd_input() {
+        let samples = [
+            "[", "]", "[]", "=", "==", ",", "8000=[", "8000=[]:1", "8000=9000[", "8000=9000[=]",
+            "8000=9000[a=b", "é=ü", "8000=9000[idle_timeout=ü]", "[::1]", "[::1]:", ":80", "8000=:80",
+            "\u{0}", "8000=9000]",
+        ];
+        for text in samples {
+            let _ = text.parse::<TunnelSpec>();
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Human-written quantities: durations (`500ms`, `5s`, `2m`) and byte sizes (`16KiB`, `1MiB`).
+//!
+//! Both the tunnel SPEC options and the CLI's TOML file use these, so they live in the core and
+//! are parsed in one place.
+
+use std::time::Duration;
+
+/// Parses a duration such as `250ms`, `5s`, `1m 30s` or `2h`.
+///
+/// A bare number is rejected: a timeout without a unit is a typo waiting to happen.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` has no unit; write it as `{text}s` or `{text}ms`"
+        ));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `5s` or `2m` ({e})"))
+}
+
+/// Parses a byte size: a plain number of bytes, or a number with `B`, `KiB`, `MiB` (or `K`, `M`,
+/// `KB`, `MB`, which porxy reads as powers of 1024 too, like most proxies do).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a size like `65536`, `16KiB` or `1MiB`");
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let number: usize = digits.parse().map_err(|_| bad())?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(scale).ok_or_else(bad)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it, for status output and messages.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("5").unwrap_err().contains("no unit"));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_size("16k"), Ok(16 * 1024));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert!(parse_size("KiB").is_err());
+        assert!(parse_size("12 parsecs").unwrap_err().contains("12 parsecs"));
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+}
