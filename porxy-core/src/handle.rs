@@ -214,14 +214,16 @@ impl ProxyHandle {
             StopMode::Now => None,
         };
         self.tunnels().clear();
-        if self
+        // A graceful stop goes through the listener only: it forwards the stop after the last
+        // client it handed over, so no reactor stops with an accepted client still queued.
+        let listener_gone = self
             .shared
             .listener
             .send(ListenerMsg::Stop { deadline })
-            .is_err()
-        {
-            // The listener has already stopped and told the reactors; a shorter deadline
-            // still has to reach them.
+            .is_err();
+        // An immediate stop (or any stop once the listener has gone, or is busy finishing an
+        // earlier stop) must reach the reactors even if the listener never reads it again.
+        if listener_gone || deadline.is_none() {
             for reactor in &self.shared.reactors {
                 let _ = reactor.send(ReactorMsg::Stop { deadline });
             }
