@@ -70,6 +70,9 @@ pub(crate) struct BufferPool {
     size: usize,
     free: Vec<Buffer>,
     max_free: usize,
+    /// Buffers taken and not given back yet.
+    #[cfg(test)]
+    lent: usize,
 }
 
 /// How many bytes of free buffers a reactor keeps at most.
@@ -81,16 +84,26 @@ impl BufferPool {
             size,
             free: Vec::new(),
             max_free: (POOL_BYTES / size).max(4),
+            #[cfg(test)]
+            lent: 0,
         }
     }
 
     /// An empty buffer, from the stock when there is one.
     pub(crate) fn take(&mut self) -> Buffer {
+        #[cfg(test)]
+        {
+            self.lent += 1;
+        }
         self.free.pop().unwrap_or_else(|| Buffer::new(self.size))
     }
 
     /// Returns an empty buffer to the stock (or frees it when the stock is full).
     pub(crate) fn give(&mut self, mut buffer: Buffer) {
+        #[cfg(test)]
+        {
+            self.lent -= 1;
+        }
         if self.free.len() < self.max_free && buffer.capacity() == self.size {
             buffer.start = 0;
             buffer.end = 0;
@@ -101,6 +114,12 @@ impl BufferPool {
     #[cfg(test)]
     pub(crate) fn free_count(&self) -> usize {
         self.free.len()
+    }
+
+    /// Buffers taken and not given back: held by connections (or dropped with them).
+    #[cfg(test)]
+    pub(crate) fn lent(&self) -> usize {
+        self.lent
     }
 }
 

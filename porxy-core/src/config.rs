@@ -55,7 +55,10 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |name, reason: String| Err(Error::InvalidSetting { name, reason });
         if self.reactors == 0 || self.reactors > 1024 {
-            return invalid("reactors", format!("{} is not from 1 to 1024", self.reactors));
+            return invalid(
+                "reactors",
+                format!("{} is not from 1 to 1024", self.reactors),
+            );
         }
         if !(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&self.buffer_size) {
             return invalid(

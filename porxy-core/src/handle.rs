@@ -141,7 +141,10 @@ impl ProxyHandle {
             }
         }
         let socket = bind(local, self.shared.config.backlog)?;
-        let bound = socket.local_addr().map_err(|source| Error::Bind { addr: local, source })?;
+        let bound = socket.local_addr().map_err(|source| Error::Bind {
+            addr: local,
+            source,
+        })?;
         let tunnel = Arc::new(Tunnel {
             id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
             local: bound,

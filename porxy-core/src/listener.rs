@@ -65,7 +65,9 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub(crate) fn new(reactors: Vec<Mailbox<ReactorMsg>>) -> io::Result<(Listener, Mailbox<ListenerMsg>)> {
+    pub(crate) fn new(
+        reactors: Vec<Mailbox<ReactorMsg>>,
+    ) -> io::Result<(Listener, Mailbox<ListenerMsg>)> {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
         let listener = Listener {

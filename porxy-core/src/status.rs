@@ -12,12 +12,18 @@ use crate::conn::close::CloseReason;
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 #[inline]
 fn drop_one(counter: &AtomicU64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_sub(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// One writer's counters for one tunnel.
@@ -75,7 +81,12 @@ impl TunnelStats {
             .fold(0u64, u64::wrapping_add)
     }
 
-    pub(crate) fn snapshot(&self, local: SocketAddr, remotes: Vec<SocketAddr>, spec: String) -> TunnelStatus {
+    pub(crate) fn snapshot(
+        &self,
+        local: SocketAddr,
+        remotes: Vec<SocketAddr>,
+        spec: String,
+    ) -> TunnelStatus {
         let mut closes = [0u64; CloseReason::ALL.len()];
         for (i, slot) in closes.iter_mut().enumerate() {
             *slot = self.sum(|s| &s.closes[i]);

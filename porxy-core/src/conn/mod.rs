@@ -163,8 +163,10 @@ impl Conn {
         if self.phase != Phase::Relaying {
             return Action::Wait;
         }
-        let mut budget = DRIVE_BUDGET;
-        let up = self.up.pump(
+        // Client → upstream may spend half the budget, so that a client that always has data
+        // cannot starve the other direction; upstream → client gets the rest.
+        let mut budget = DRIVE_BUDGET / 2;
+        let (up, result) = self.up.pump(
             client,
             &mut self.client.readable,
             upstream,
@@ -172,11 +174,13 @@ impl Conn {
             pool,
             &mut budget,
         );
-        let up = match up {
-            Ok(p) => p,
-            Err(e) => return self.pipe_failed(e, Side::Client),
-        };
-        let down = self.down.pump(
+        // Bytes written before a failure were relayed: count them either way.
+        self.unreported.0 += up.moved;
+        if let Err(e) = result {
+            return self.pipe_failed(e, Side::Client);
+        }
+        budget += DRIVE_BUDGET - DRIVE_BUDGET / 2;
+        let (down, result) = self.down.pump(
             upstream,
             &mut self.upstream.readable,
             client,
@@ -184,12 +188,10 @@ impl Conn {
             pool,
             &mut budget,
         );
-        let down = match down {
-            Ok(p) => p,
-            Err(e) => return self.pipe_failed(e, Side::Upstream),
-        };
-        self.unreported.0 += up.moved;
         self.unreported.1 += down.moved;
+        if let Err(e) = result {
+            return self.pipe_failed(e, Side::Upstream);
+        }
         if up.moved + up.read + down.moved + down.read > 0 {
             self.last_active = now;
         }
@@ -227,9 +229,11 @@ impl Conn {
     /// Checks the deadlines at `now`; closes the connection if one has passed.
     pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
         match self.phase {
-            Phase::Connecting if now >= self.started + self.settings.connect_timeout => {
-                self.close(CloseReason::ConnectTimeout, Closing::Reset, Closing::Graceful)
-            }
+            Phase::Connecting if now >= self.started + self.settings.connect_timeout => self.close(
+                CloseReason::ConnectTimeout,
+                Closing::Reset,
+                Closing::Graceful,
+            ),
             Phase::Relaying => {
                 if let Some(since) = self.half_closed_since {
                     if now >= since + self.settings.half_closed_timeout {
@@ -241,7 +245,11 @@ impl Conn {
                     }
                 }
                 if now >= self.last_active + self.settings.idle_timeout {
-                    return self.close(CloseReason::IdleTimeout, Closing::Graceful, Closing::Graceful);
+                    return self.close(
+                        CloseReason::IdleTimeout,
+                        Closing::Graceful,
+                        Closing::Graceful,
+                    );
                 }
                 Action::Wait
             }
@@ -267,9 +275,11 @@ impl Conn {
         tracing::debug!(side = ?failed_side, error = %io_error, "socket failed");
         match failed_side {
             Side::Client => self.close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset),
-            Side::Upstream => {
-                self.close(CloseReason::UpstreamReset, Closing::Reset, Closing::Graceful)
-            }
+            Side::Upstream => self.close(
+                CloseReason::UpstreamReset,
+                Closing::Reset,
+                Closing::Graceful,
+            ),
         }
     }
 

@@ -65,6 +65,9 @@ impl Pipe {
 
     /// Moves bytes from `src` to `dst` while readiness allows, spending at most `budget`
     /// syscalls (each read, write or shutdown costs one).
+    ///
+    /// What was done is returned even when a call failed: bytes written before the failure
+    /// were relayed and must be counted.
     pub(crate) fn pump(
         &mut self,
         src: &mut impl Stream,
@@ -73,16 +76,24 @@ impl Pipe {
         dst_writable: &mut bool,
         pool: &mut BufferPool,
         budget: &mut u32,
-    ) -> Result<Pumped, PipeError> {
+    ) -> (Pumped, Result<(), PipeError>) {
         let mut done = Pumped::default();
-        let result = self.pump_inner(src, src_readable, dst, dst_writable, pool, budget, &mut done);
+        let result = self.pump_inner(
+            src,
+            src_readable,
+            dst,
+            dst_writable,
+            pool,
+            budget,
+            &mut done,
+        );
         // A buffer is held only while bytes are in flight.
         if self.buf.as_ref().is_some_and(Buffer::is_empty) {
             if let Some(buf) = self.buf.take() {
                 pool.give(buf);
             }
         }
-        result.map(|()| done)
+        (done, result)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -99,7 +110,7 @@ impl Pipe {
         loop {
             let pending = self.buffered() > 0;
             let can_write = pending && *dst_writable;
-            let room = self.buf.as_ref().is_none_or(|b| !b.is_full());
+            let room = !self.buf.as_ref().is_some_and(Buffer::is_full);
             let can_read = self.state == PipeState::Open && *src_readable && room;
             let can_finish = self.state == PipeState::Draining && !pending;
             if !(can_write || can_read || can_finish) {

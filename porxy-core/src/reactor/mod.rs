@@ -282,7 +282,11 @@ impl Reactor {
                     self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now)
                 }
                 Ok(ReactorMsg::Stop { deadline }) => {
-                    debug!(reactor = self.index, open = self.slab.len(), "reactor stopping");
+                    debug!(
+                        reactor = self.index,
+                        open = self.slab.len(),
+                        "reactor stopping"
+                    );
                     self.stopping = Some(earlier_stop(self.stopping, deadline));
                 }
                 Err(TryRecvError::Empty) => return,
@@ -334,7 +338,15 @@ impl Reactor {
                     Action::Close { reason, .. } => reason,
                     _ => CloseReason::ConnectError,
                 };
-                log_close(&span, reason, Some(&error), id, &tunnel, peer, upstream_addr);
+                log_close(
+                    &span,
+                    reason,
+                    Some(&error),
+                    id,
+                    &tunnel,
+                    peer,
+                    upstream_addr,
+                );
                 reset(&client);
                 tunnel.stats.reactor(self.index).closed(reason);
                 self.stats.closed();
@@ -347,9 +359,20 @@ impl Reactor {
             token::token(key, Side::Client),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            log_close(&span, CloseReason::LocalResource, Some(&error), id, &tunnel, peer, upstream_addr);
+            log_close(
+                &span,
+                CloseReason::LocalResource,
+                Some(&error),
+                id,
+                &tunnel,
+                peer,
+                upstream_addr,
+            );
             reset(&client);
-            tunnel.stats.reactor(self.index).closed(CloseReason::LocalResource);
+            tunnel
+                .stats
+                .reactor(self.index)
+                .closed(CloseReason::LocalResource);
             self.stats.closed();
             return;
         }

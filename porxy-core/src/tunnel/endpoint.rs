@@ -69,7 +69,10 @@ impl Endpoint {
             let after = close + 2; // past `[` and `]`
             let tail = &text[after..];
             let Some(port_text) = tail.strip_prefix(':') else {
-                return Err((after, format!("`[{ip_text}]` needs a port, like `[{ip_text}]:8000`")));
+                return Err((
+                    after,
+                    format!("`[{ip_text}]` needs a port, like `[{ip_text}]:8000`"),
+                ));
             };
             let len = token_len(port_text);
             let port = parse_port(&port_text[..len]).map_err(|m| (after + 1, m))?;
@@ -79,7 +82,10 @@ impl Endpoint {
         let len = token_len(text);
         let token = &text[..len];
         if token.is_empty() {
-            return Err((0, "expected an address like `8000`, `127.0.0.1:8000` or `[::1]:8000`".into()));
+            return Err((
+                0,
+                "expected an address like `8000`, `127.0.0.1:8000` or `[::1]:8000`".into(),
+            ));
         }
         if token.bytes().all(|b| b.is_ascii_digit()) {
             let port = parse_port(token).map_err(|m| (0, m))?;
@@ -91,7 +97,10 @@ impl Endpoint {
         };
         let (host, port_text) = (&token[..colon], &token[colon + 1..]);
         if host.contains(':') {
-            return Err((0, format!("IPv6 addresses go in brackets, like `[{host}]:{port_text}`")));
+            return Err((
+                0,
+                format!("IPv6 addresses go in brackets, like `[{host}]:{port_text}`"),
+            ));
         }
         if host.is_empty() {
             return Err((0, "expected a host before `:`".into()));
@@ -171,6 +180,8 @@ fn is_host_name(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }

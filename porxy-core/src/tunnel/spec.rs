@@ -181,7 +181,9 @@ impl<'a> Parser<'a> {
     fn spec(mut self) -> Result<TunnelSpec, SpecError> {
         self.skip_spaces();
         if self.rest().is_empty() {
-            return Err(self.error("empty tunnel; expected LOCAL=REMOTE, like `8000=127.0.0.1:9000`"));
+            return Err(
+                self.error("empty tunnel; expected LOCAL=REMOTE, like `8000=127.0.0.1:9000`")
+            );
         }
         let local = self.endpoint("LOCAL")?;
         self.skip_spaces();
@@ -252,7 +254,11 @@ impl<'a> Parser<'a> {
                 return Err(self.error(format!("option `{key}` needs a value")));
             }
             options.set(key, value).map_err(|message| {
-                let at = if message.starts_with("unknown option") { key_at } else { value_at };
+                let at = if message.starts_with("unknown option") {
+                    key_at
+                } else {
+                    value_at
+                };
                 SpecError::new(self.input, at, message)
             })?;
             if self.eat(',') {
@@ -310,22 +316,37 @@ mod tests {
     #[test]
     fn accepted_forms() {
         let cases: &[(&str, Endpoint, Vec<Endpoint>)] = &[
-            ("8000=9000", addr("127.0.0.1:8000"), vec![addr("127.0.0.1:9000")]),
+            (
+                "8000=9000",
+                addr("127.0.0.1:8000"),
+                vec![addr("127.0.0.1:9000")],
+            ),
             (
                 "0.0.0.0:8000=10.1.2.3:80,10.1.2.4:80",
                 addr("0.0.0.0:8000"),
                 vec![addr("10.1.2.3:80"), addr("10.1.2.4:80")],
             ),
-            ("[::1]:8000=[::1]:9000", addr("[::1]:8000"), vec![addr("[::1]:9000")]),
+            (
+                "[::1]:8000=[::1]:9000",
+                addr("[::1]:8000"),
+                vec![addr("[::1]:9000")],
+            ),
             (
                 " 8000 = localhost:9000 , 9001 ",
                 addr("127.0.0.1:8000"),
                 vec![
-                    Endpoint::Host { host: "localhost".into(), port: 9000 },
+                    Endpoint::Host {
+                        host: "localhost".into(),
+                        port: 9000,
+                    },
                     addr("127.0.0.1:9001"),
                 ],
             ),
-            ("8000=[::1]:9000,9001", addr("127.0.0.1:8000"), vec![addr("[::1]:9000"), addr("127.0.0.1:9001")]),
+            (
+                "8000=[::1]:9000,9001",
+                addr("127.0.0.1:8000"),
+                vec![addr("[::1]:9000"), addr("127.0.0.1:9001")],
+            ),
         ];
         for (text, local, remotes) in cases {
             let spec: TunnelSpec = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -340,7 +361,10 @@ mod tests {
         let spec: TunnelSpec = "8000=9000,[::1]:9001[connect_timeout=2s, idle-timeout=1m]"
             .parse()
             .unwrap();
-        assert_eq!(spec.remotes, vec![addr("127.0.0.1:9000"), addr("[::1]:9001")]);
+        assert_eq!(
+            spec.remotes,
+            vec![addr("127.0.0.1:9000"), addr("[::1]:9001")]
+        );
         assert_eq!(spec.options.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(spec.options.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(spec.options.half_closed_timeout, None);
@@ -378,7 +402,11 @@ mod tests {
             ("8000=300.1.1.1:80", 6, "not an IPv4 address"),
             ("8000=bad_host:80", 6, "not a host name"),
             ("8000=host", 6, "needs a port"),
-            ("8000=9000[conect_timeout=2s]", 11, "unknown option `conect_timeout`"),
+            (
+                "8000=9000[conect_timeout=2s]",
+                11,
+                "unknown option `conect_timeout`",
+            ),
             ("8000=9000[connect_timeout=2]", 27, "no unit"),
             ("8000=9000[connect_timeout=0s]", 27, "more than zero"),
             ("8000=9000[connect_timeout]", 26, "expected `=`"),
@@ -407,9 +435,25 @@ mod tests {
     #[test]
     fn parser_never_panics_on_odd_input() {
         let samples = [
-            "[", "]", "[]", "=", "==", ",", "8000=[", "8000=[]:1", "8000=9000[", "8000=9000[=]",
-            "8000=9000[a=b", "é=ü", "8000=9000[idle_timeout=ü]", "[::1]", "[::1]:", ":80", "8000=:80",
-            "\u{0}", "8000=9000]",
+            "[",
+            "]",
+            "[]",
+            "=",
+            "==",
+            ",",
+            "8000=[",
+            "8000=[]:1",
+            "8000=9000[",
+            "8000=9000[=]",
+            "8000=9000[a=b",
+            "é=ü",
+            "8000=9000[idle_timeout=ü]",
+            "[::1]",
+            "[::1]:",
+            ":80",
+            "8000=:80",
+            "\u{0}",
+            "8000=9000]",
         ];
         for text in samples {
             let _ = text.parse::<TunnelSpec>();

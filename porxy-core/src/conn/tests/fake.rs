@@ -1,0 +1,262 @@
+//! The fake stream and the test rig around a [`Conn`](super::super::Conn).
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind};
+use std::time::{Duration, Instant};
+
+use super::super::close::CloseReason;
+use super::super::stream::Stream;
+use super::super::{Action, Closing, Conn, Phase, Readiness, Side};
+use crate::buffer::BufferPool;
+use crate::config::TunnelSettings;
+
+/// One scripted result of [`Stream::read`].
+#[derive(Debug, Clone)]
+pub(super) enum Rd {
+    /// Hands out these bytes; what does not fit stays for the next read.
+    Data(Vec<u8>),
+    /// Hands out up to `chunk` bytes on every read, for ever (never leaves the script).
+    Endless {
+        chunk: usize,
+    },
+    WouldBlock,
+    Interrupted,
+    /// `Ok(0)`.
+    Eof,
+    Fail(ErrorKind),
+}
+
+/// One scripted behaviour of [`Stream::write`].
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Wr {
+    /// Takes at most this many bytes.
+    Accept(usize),
+    WouldBlock,
+    Interrupted,
+    Fail(ErrorKind),
+}
+
+pub(super) const ACCEPT_ALL: Wr = Wr::Accept(usize::MAX);
+
+/// A stream that plays back a script and records every byte written to it.
+#[derive(Debug)]
+pub(super) struct FakeStream {
+    /// Read results, in order; an empty script reads as `WouldBlock`.
+    pub(super) reads: VecDeque<Rd>,
+    /// Write behaviours, in order; when empty, `write_idle` applies to every call.
+    pub(super) writes: VecDeque<Wr>,
+    pub(super) write_idle: Wr,
+    /// Makes `shutdown_write` fail with this.
+    pub(super) shutdown_error: Option<ErrorKind>,
+
+    /// Every byte handed out by `read`.
+    pub(super) delivered: Vec<u8>,
+    /// Every byte accepted by `write`.
+    pub(super) written: Vec<u8>,
+    /// The size of every accepted write.
+    pub(super) write_sizes: Vec<usize>,
+    pub(super) read_calls: usize,
+    pub(super) write_calls: usize,
+    pub(super) shutdown_calls: usize,
+    /// `written.len()` when `shutdown_write` succeeded.
+    pub(super) shutdown_at: Option<usize>,
+    pub(super) eof_given: bool,
+}
+
+impl FakeStream {
+    pub(super) fn new() -> Self {
+        FakeStream {
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+            write_idle: ACCEPT_ALL,
+            shutdown_error: None,
+            delivered: Vec::new(),
+            written: Vec::new(),
+            write_sizes: Vec::new(),
+            read_calls: 0,
+            write_calls: 0,
+            shutdown_calls: 0,
+            shutdown_at: None,
+            eof_given: false,
+        }
+    }
+
+    pub(super) fn reading(mut self, steps: impl IntoIterator<Item = Rd>) -> Self {
+        self.reads.extend(steps);
+        self
+    }
+
+    pub(super) fn writing(mut self, steps: impl IntoIterator<Item = Wr>, then: Wr) -> Self {
+        self.writes.extend(steps);
+        self.write_idle = then;
+        self
+    }
+
+    pub(super) fn syscalls(&self) -> usize {
+        self.read_calls + self.write_calls + self.shutdown_calls
+    }
+}
+
+impl Stream for FakeStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_calls += 1;
+        assert!(!self.eof_given, "read after EOF");
+        assert!(!buf.is_empty(), "a read into no room would look like EOF");
+        match self.reads.pop_front() {
+            None | Some(Rd::WouldBlock) => Err(ErrorKind::WouldBlock.into()),
+            Some(Rd::Interrupted) => Err(ErrorKind::Interrupted.into()),
+            Some(Rd::Fail(kind)) => Err(kind.into()),
+            Some(Rd::Eof) => {
+                self.eof_given = true;
+                Ok(0)
+            }
+            Some(Rd::Data(mut bytes)) => {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                self.delivered.extend_from_slice(&bytes[..n]);
+                if n < bytes.len() {
+                    self.reads.push_front(Rd::Data(bytes.split_off(n)));
+                }
+                Ok(n)
+            }
+            Some(Rd::Endless { chunk }) => {
+                let n = chunk.min(buf.len());
+                let from = self.delivered.len();
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = ((from + i) % 251) as u8;
+                }
+                self.delivered.extend_from_slice(&buf[..n]);
+                self.reads.push_front(Rd::Endless { chunk });
+                Ok(n)
+            }
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        assert!(self.shutdown_at.is_none(), "write after shutdown_write");
+        assert!(!buf.is_empty(), "a write of nothing");
+        self.write_calls += 1;
+        match self.writes.pop_front().unwrap_or(self.write_idle) {
+            Wr::Accept(max) => {
+                let n = max.min(buf.len());
+                self.written.extend_from_slice(&buf[..n]);
+                self.write_sizes.push(n);
+                Ok(n)
+            }
+            Wr::WouldBlock => Err(ErrorKind::WouldBlock.into()),
+            Wr::Interrupted => Err(ErrorKind::Interrupted.into()),
+            Wr::Fail(kind) => Err(kind.into()),
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        assert!(self.shutdown_at.is_none(), "shutdown_write twice");
+        self.shutdown_calls += 1;
+        match self.shutdown_error {
+            Some(kind) => Err(kind.into()),
+            None => {
+                self.shutdown_at = Some(self.written.len());
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(super) const BUFFER_SIZE: usize = 1024;
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(super) const R: Readiness = Readiness {
+    readable: true,
+    writable: false,
+    failed: false,
+};
+pub(super) const W: Readiness = Readiness {
+    readable: false,
+    writable: true,
+    failed: false,
+};
+pub(super) const RW: Readiness = Readiness {
+    readable: true,
+    writable: true,
+    failed: false,
+};
+pub(super) const FAILED: Readiness = Readiness {
+    readable: false,
+    writable: false,
+    failed: true,
+};
+
+pub(super) fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub(super) fn data(bytes: &[u8]) -> Rd {
+    Rd::Data(bytes.to_vec())
+}
+
+pub(super) fn close(reason: CloseReason, client: Closing, upstream: Closing) -> Action {
+    Action::Close {
+        reason,
+        client,
+        upstream,
+    }
+}
+
+/// A connection with its two fake streams, a small pool and a clock origin.
+pub(super) struct Rig {
+    pub(super) conn: Conn,
+    pub(super) client: FakeStream,
+    pub(super) upstream: FakeStream,
+    pub(super) pool: BufferPool,
+    pub(super) t0: Instant,
+}
+
+impl Rig {
+    /// The upstream connect is in flight since `t0`.
+    pub(super) fn connecting() -> Self {
+        let t0 = Instant::now();
+        let settings = TunnelSettings {
+            connect_timeout: CONNECT_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            half_closed_timeout: HALF_CLOSED_TIMEOUT,
+        };
+        Rig {
+            conn: Conn::new(t0, settings),
+            client: FakeStream::new(),
+            upstream: FakeStream::new(),
+            pool: BufferPool::new(BUFFER_SIZE),
+            t0,
+        }
+    }
+
+    /// Connected at `t0`.
+    pub(super) fn relaying() -> Self {
+        let mut rig = Rig::connecting();
+        rig.conn.on_connected(rig.t0);
+        assert_eq!(rig.conn.phase(), Phase::Relaying);
+        rig
+    }
+
+    pub(super) fn ready(&mut self, side: Side, ready: Readiness) {
+        self.conn.on_ready(side, ready);
+    }
+
+    pub(super) fn drive(&mut self, at: Duration) -> Action {
+        self.conn.drive(
+            &mut self.client,
+            &mut self.upstream,
+            &mut self.pool,
+            self.t0 + at,
+        )
+    }
+
+    pub(super) fn on_timer(&mut self, at: Duration) -> Action {
+        self.conn.on_timer(self.t0 + at)
+    }
+
+    pub(super) fn deadline(&self) -> Option<Duration> {
+        self.conn.deadline().map(|d| d - self.t0)
+    }
+}

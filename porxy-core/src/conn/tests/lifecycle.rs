@@ -1,0 +1,375 @@
+//! Failures, connecting, timers, abort.
+
+use super::super::close::CloseReason;
+use super::super::{Action, Closing, Phase, Side};
+use super::fake::*;
+use std::io::{self, ErrorKind};
+use std::time::Duration;
+
+// ---- Relaying: failures ----
+
+#[test]
+fn relaying_client_read_reset_closes_client_reset_and_resets_upstream() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
+    rig.ready(Side::Client, R);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset)
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ClientReset));
+}
+
+#[test]
+fn relaying_upstream_write_error_closes_upstream_reset_and_resets_client() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"x")]);
+    rig.upstream = FakeStream::new().writing([Wr::Fail(ErrorKind::BrokenPipe)], ACCEPT_ALL);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(
+            CloseReason::UpstreamReset,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::UpstreamReset));
+}
+
+#[test]
+fn relaying_upstream_read_reset_closes_upstream_reset_and_resets_client() {
+    let mut rig = Rig::relaying();
+    rig.upstream = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
+    rig.ready(Side::Upstream, R);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(
+            CloseReason::UpstreamReset,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+}
+
+#[test]
+fn relaying_client_write_error_closes_client_reset_and_resets_upstream() {
+    let mut rig = Rig::relaying();
+    rig.upstream = FakeStream::new().reading([data(b"x")]);
+    rig.client = FakeStream::new().writing([Wr::Fail(ErrorKind::BrokenPipe)], ACCEPT_ALL);
+    rig.ready(Side::Upstream, R);
+    rig.ready(Side::Client, W);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset)
+    );
+}
+
+#[test]
+fn relaying_write_of_zero_bytes_closes_upstream_reset() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"x")]);
+    rig.upstream = FakeStream::new().writing([Wr::Accept(0)], ACCEPT_ALL);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(
+            CloseReason::UpstreamReset,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+}
+
+#[test]
+fn relaying_client_hangup_lets_the_read_report_the_reset() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
+    rig.ready(Side::Client, FAILED);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset)
+    );
+    assert_eq!(rig.client.read_calls, 1);
+}
+
+#[test]
+fn draining_upstream_shutdown_error_closes_upstream_reset() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"last"), Rd::Eof]);
+    rig.upstream = FakeStream::new();
+    rig.upstream.shutdown_error = Some(ErrorKind::NotConnected);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(
+            CloseReason::UpstreamReset,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+    assert_eq!(rig.upstream.written, b"last");
+    assert_eq!(rig.upstream.shutdown_calls, 1);
+}
+
+/// Regression: bytes written before a failure in the same drive were never counted.
+#[test]
+fn relaying_bytes_moved_before_an_upstream_reset_are_reported() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"hello")]);
+    rig.upstream = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(
+            CloseReason::UpstreamReset,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+    assert_eq!(rig.upstream.written, b"hello");
+    assert_eq!(rig.conn.take_unreported(), (5, 0));
+}
+
+/// Regression: bytes written before a failure in the same drive were never counted.
+#[test]
+fn relaying_bytes_moved_before_a_client_reset_are_reported() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"abc"), Rd::Fail(ErrorKind::ConnectionReset)]);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset)
+    );
+    assert_eq!(rig.upstream.written, b"abc");
+    assert_eq!(rig.conn.take_unreported(), (3, 0));
+}
+
+// ---- Connecting ----
+
+#[test]
+fn connecting_connect_failure_resets_client_with_mapped_reason() {
+    let cases = [
+        (
+            io::Error::from(ErrorKind::ConnectionRefused),
+            CloseReason::ConnectRefused,
+        ),
+        (
+            io::Error::from_raw_os_error(libc::ECONNREFUSED),
+            CloseReason::ConnectRefused,
+        ),
+        (
+            io::Error::from(ErrorKind::TimedOut),
+            CloseReason::ConnectTimeout,
+        ),
+        (
+            io::Error::from_raw_os_error(libc::EMFILE),
+            CloseReason::LocalResource,
+        ),
+        (
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+            CloseReason::LocalResource,
+        ),
+        (
+            io::Error::from_raw_os_error(libc::ENETUNREACH),
+            CloseReason::ConnectError,
+        ),
+        (io::Error::from(ErrorKind::Other), CloseReason::ConnectError),
+    ];
+    for (error, reason) in cases {
+        let mut rig = Rig::connecting();
+        assert_eq!(
+            rig.conn.on_connect_failed(&error),
+            close(reason, Closing::Reset, Closing::Graceful),
+            "{error:?}"
+        );
+        assert_eq!(rig.conn.phase(), Phase::Closed(reason), "{error:?}");
+        assert_eq!(rig.deadline(), None, "{error:?}");
+    }
+}
+
+#[test]
+fn connecting_timer_fires_at_connect_timeout_not_before() {
+    let mut rig = Rig::connecting();
+    assert_eq!(rig.deadline(), Some(CONNECT_TIMEOUT));
+    assert_eq!(
+        rig.on_timer(CONNECT_TIMEOUT - Duration::from_nanos(1)),
+        Action::Wait
+    );
+    assert_eq!(rig.conn.phase(), Phase::Connecting);
+
+    assert_eq!(
+        rig.on_timer(CONNECT_TIMEOUT),
+        close(
+            CloseReason::ConnectTimeout,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ConnectTimeout));
+}
+
+#[test]
+fn connecting_client_bytes_wait_until_connected() {
+    let mut rig = Rig::connecting();
+    rig.client = FakeStream::new().reading([data(b"early")]);
+    rig.ready(Side::Client, R);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.client.read_calls, 0);
+
+    // The connect completes: the upstream reports writable, then the reactor says connected.
+    rig.ready(Side::Upstream, W);
+    assert!(rig.conn.upstream_signalled());
+    rig.conn.on_connected(rig.t0 + secs(2));
+    assert_eq!(rig.conn.phase(), Phase::Relaying);
+    assert_eq!(rig.deadline(), Some(secs(2) + IDLE_TIMEOUT));
+    assert_eq!(rig.on_timer(CONNECT_TIMEOUT), Action::Wait);
+
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"early");
+}
+
+#[test]
+fn connecting_abort_resets_both_sides() {
+    let mut rig = Rig::connecting();
+    assert_eq!(
+        rig.conn.abort(CloseReason::ProxyStopped),
+        close(CloseReason::ProxyStopped, Closing::Reset, Closing::Reset)
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ProxyStopped));
+    assert_eq!(rig.on_timer(CONNECT_TIMEOUT), Action::Wait);
+}
+
+// ---- Timers while relaying ----
+
+#[test]
+fn relaying_idle_timer_fires_only_after_idle_timeout_without_bytes() {
+    let mut rig = Rig::connecting();
+    rig.conn.on_connected(rig.t0 + secs(1));
+    assert_eq!(rig.deadline(), Some(secs(1) + IDLE_TIMEOUT));
+    assert_eq!(
+        rig.on_timer(secs(1) + IDLE_TIMEOUT - Duration::from_millis(1)),
+        Action::Wait
+    );
+
+    // A byte at 200 s pushes the deadline.
+    rig.client.reads.push_back(data(b"x"));
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(200)), Action::Wait);
+    assert_eq!(rig.deadline(), Some(secs(200) + IDLE_TIMEOUT));
+    assert_eq!(rig.on_timer(secs(1) + IDLE_TIMEOUT), Action::Wait);
+
+    // A wake-up that moves no byte does not.
+    rig.ready(Side::Client, R);
+    assert_eq!(rig.drive(secs(250)), Action::Wait);
+    assert_eq!(rig.deadline(), Some(secs(200) + IDLE_TIMEOUT));
+
+    assert_eq!(
+        rig.on_timer(secs(200) + IDLE_TIMEOUT - Duration::from_nanos(1)),
+        Action::Wait
+    );
+    assert_eq!(
+        rig.on_timer(secs(200) + IDLE_TIMEOUT),
+        close(
+            CloseReason::IdleTimeout,
+            Closing::Graceful,
+            Closing::Graceful
+        )
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::IdleTimeout));
+}
+
+#[test]
+fn relaying_bytes_read_into_a_blocked_sink_count_as_activity() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"x")]);
+    rig.upstream = FakeStream::new().writing([], Wr::WouldBlock);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(100)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"");
+    assert_eq!(rig.deadline(), Some(secs(100) + IDLE_TIMEOUT));
+    assert_eq!(rig.on_timer(IDLE_TIMEOUT), Action::Wait);
+}
+
+#[test]
+fn half_closed_timer_fires_after_first_fin_despite_traffic_the_other_way() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([Rd::Eof]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(rig.drive(secs(10)), Action::Wait);
+    assert_eq!(rig.upstream.shutdown_at, Some(0));
+    let fires = secs(10) + HALF_CLOSED_TIMEOUT;
+    assert_eq!(rig.deadline(), Some(fires));
+
+    // Bytes keep flowing upstream → client; they move the idle deadline, not this one.
+    for at in [30, 50, 69] {
+        rig.upstream.reads.push_back(data(b"tick"));
+        rig.ready(Side::Upstream, R);
+        assert_eq!(rig.drive(secs(at)), Action::Wait);
+        assert_eq!(rig.deadline(), Some(fires));
+    }
+    assert_eq!(rig.client.written, b"tick".repeat(3));
+
+    assert_eq!(rig.on_timer(fires - Duration::from_nanos(1)), Action::Wait);
+    assert_eq!(
+        rig.on_timer(fires),
+        close(
+            CloseReason::HalfClosedTimeout,
+            Closing::Graceful,
+            Closing::Graceful
+        )
+    );
+}
+
+// ---- Abort and closed ----
+
+#[test]
+fn relaying_abort_resets_both_sides() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"pending")]);
+    rig.upstream = FakeStream::new().writing([], Wr::WouldBlock);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+
+    assert_eq!(
+        rig.conn.abort(CloseReason::TunnelClosed),
+        close(CloseReason::TunnelClosed, Closing::Reset, Closing::Reset)
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::TunnelClosed));
+    assert_eq!(rig.deadline(), None);
+}
+
+#[test]
+fn closed_drive_and_timer_do_nothing() {
+    let mut rig = Rig::relaying();
+    rig.conn.abort(CloseReason::ProxyStopped);
+    rig.client = FakeStream::new().reading([data(b"late")]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!((rig.client.syscalls(), rig.upstream.syscalls()), (0, 0));
+    assert_eq!(rig.on_timer(secs(1) + IDLE_TIMEOUT), Action::Wait);
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ProxyStopped));
+}

@@ -1,0 +1,407 @@
+//! Relaying: bytes, backpressure, readiness, budget, half-close.
+
+use super::super::close::CloseReason;
+use super::super::{Action, Closing, Phase, Side, DRIVE_BUDGET};
+use super::fake::*;
+
+// ---- Relaying: bytes ----
+
+#[test]
+fn relaying_bytes_pass_both_ways_across_short_reads_and_writes() {
+    let request = b"GET / HTTP/1.1\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\n\r\nhi";
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new()
+        .reading([data(b"GET /"), data(b" HTTP/1.1\r\n"), data(b"\r\n")])
+        .writing([], Wr::Accept(5));
+    rig.upstream = FakeStream::new()
+        .reading([data(b"HTTP/1.1 200 OK\r\n"), data(b"\r\nhi")])
+        .writing([], Wr::Accept(4));
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    // Everything was read; a short write stops writing until the next writable event.
+    assert_eq!(rig.client.delivered, request);
+    assert_eq!(rig.upstream.delivered, response);
+    assert_eq!((rig.upstream.write_calls, rig.client.write_calls), (1, 1));
+    assert_eq!(rig.conn.take_unreported(), (4, 5));
+
+    let mut reported = (4, 5);
+    for _ in 0..4 {
+        rig.ready(Side::Client, W);
+        rig.ready(Side::Upstream, W);
+        assert_eq!(rig.drive(secs(2)), Action::Wait);
+        let (up, down) = rig.conn.take_unreported();
+        reported = (reported.0 + up, reported.1 + down);
+    }
+    assert_eq!(rig.upstream.written, request);
+    assert_eq!(rig.client.written, response);
+    assert_eq!(rig.upstream.write_sizes, [4, 4, 4, 4, 2]);
+    assert_eq!(rig.client.write_sizes, [5, 5, 5, 5, 1]);
+    assert_eq!(reported, (request.len() as u64, response.len() as u64));
+    assert_eq!(rig.conn.take_unreported(), (0, 0));
+    assert_eq!(rig.conn.phase(), Phase::Relaying);
+}
+
+#[test]
+fn relaying_chunks_read_while_blocked_go_out_in_one_write() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"ab"), data(b"cd"), data(b"ef")]);
+    rig.upstream = FakeStream::new().writing([Wr::WouldBlock], ACCEPT_ALL);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.client.read_calls, 4, "three chunks, then WouldBlock");
+    assert_eq!(rig.upstream.written, b"");
+    assert_eq!(rig.conn.take_unreported(), (0, 0), "read is not relayed");
+
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"abcdef");
+    assert_eq!(rig.upstream.write_sizes, [6]);
+    assert_eq!(rig.conn.take_unreported(), (6, 0));
+}
+
+#[test]
+fn relaying_take_unreported_counts_written_bytes_not_read_bytes() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"0123456789")]);
+    rig.upstream = FakeStream::new().writing([Wr::Accept(3)], Wr::WouldBlock);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"012");
+    assert_eq!(rig.conn.take_unreported(), (3, 0));
+    assert_eq!(rig.conn.take_unreported(), (0, 0), "taken means reset");
+
+    rig.upstream.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"0123456789");
+    assert_eq!(rig.conn.take_unreported(), (7, 0));
+}
+
+// ---- Relaying: backpressure and buffers ----
+
+#[test]
+fn relaying_blocked_upstream_stops_client_reads_at_buffer_size() {
+    let chunk = |c: u8| Rd::Data(vec![c; 1000]);
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([chunk(b'a'), chunk(b'b'), chunk(b'c')]);
+    rig.upstream = FakeStream::new().writing([], Wr::WouldBlock);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    // 1000 bytes, then the 24 that fit; nothing beyond the buffer.
+    assert_eq!(rig.client.delivered.len(), BUFFER_SIZE);
+    assert_eq!(rig.client.read_calls, 2);
+    assert_eq!(rig.upstream.write_calls, 1);
+    assert_eq!(rig.upstream.written, b"");
+    assert_eq!(rig.pool.lent(), 1, "the blocked direction holds its buffer");
+
+    // Still full: a drive with nothing new reads nothing.
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.client.read_calls, 2);
+
+    // The upstream drains; the client's readiness was never used up, so the rest flows.
+    rig.upstream.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(3)), Action::Wait);
+    let mut expected = vec![b'a'; 1000];
+    expected.extend([b'b'; 1000]);
+    expected.extend([b'c'; 1000]);
+    assert_eq!(rig.upstream.written, expected);
+    assert_eq!(rig.upstream.write_sizes, [1024, 976, 1000]);
+    assert_eq!(rig.conn.take_unreported(), (3000, 0));
+    assert_eq!(rig.pool.lent(), 0);
+}
+
+#[test]
+fn relaying_idle_connection_holds_no_buffer() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new()
+        .reading([data(b"question")])
+        .writing([], Wr::WouldBlock);
+    rig.upstream = FakeStream::new()
+        .reading([data(b"answer")])
+        .writing([], Wr::WouldBlock);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.pool.lent(), 2, "both directions have bytes in flight");
+
+    rig.upstream.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"question");
+    assert_eq!(
+        rig.pool.lent(),
+        1,
+        "the drained direction gave its buffer back"
+    );
+
+    rig.client.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Client, W);
+    assert_eq!(rig.drive(secs(3)), Action::Wait);
+    assert_eq!(rig.client.written, b"answer");
+    assert_eq!(rig.pool.lent(), 0);
+    assert_eq!(rig.pool.free_count(), 2);
+
+    // The next burst reuses the stock instead of allocating.
+    rig.client.reads.push_back(data(b"again"));
+    rig.ready(Side::Client, R);
+    assert_eq!(rig.drive(secs(4)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"questionagain");
+    assert_eq!((rig.pool.lent(), rig.pool.free_count()), (0, 2));
+}
+
+// ---- Relaying: readiness ----
+
+#[test]
+fn relaying_interrupted_read_and_write_are_retried() {
+    let mut rig = Rig::relaying();
+    rig.client =
+        FakeStream::new().reading([Rd::Interrupted, data(b"ab"), Rd::Interrupted, data(b"cd")]);
+    rig.upstream = FakeStream::new().writing([Wr::Interrupted], ACCEPT_ALL);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"abcd");
+    assert_eq!(rig.upstream.write_sizes, [2, 2]);
+    assert_eq!(rig.client.read_calls, 5, "I, ab, I, cd, WouldBlock");
+    assert_eq!(rig.upstream.write_calls, 3, "I, ab, cd");
+    assert_eq!(rig.conn.take_unreported(), (4, 0));
+}
+
+#[test]
+fn relaying_spurious_readable_waits_without_bytes() {
+    let mut rig = Rig::relaying();
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.client.read_calls, 1);
+    assert_eq!(rig.upstream.write_calls, 0);
+    assert_eq!(rig.conn.take_unreported(), (0, 0));
+    assert_eq!(rig.pool.lent(), 0);
+    assert_eq!(rig.deadline(), Some(IDLE_TIMEOUT), "not activity");
+
+    // WouldBlock cleared the readiness: no read until the next readable event.
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.client.read_calls, 1);
+}
+
+#[test]
+fn relaying_would_block_waits_for_the_next_readable() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"a"), Rd::WouldBlock, data(b"b")]);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"a");
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(
+        rig.client.read_calls, 2,
+        "no read without a new readable event"
+    );
+
+    rig.ready(Side::Client, R);
+    assert_eq!(rig.drive(secs(3)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"ab");
+    assert_eq!(rig.client.read_calls, 4);
+}
+
+#[test]
+fn relaying_without_readiness_makes_no_call() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"unseen")]);
+    rig.upstream = FakeStream::new().reading([data(b"unseen")]);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!((rig.client.syscalls(), rig.upstream.syscalls()), (0, 0));
+}
+
+#[test]
+fn relaying_endless_source_yields_again_within_the_budget() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([Rd::Endless { chunk: 100 }]);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Again);
+    let spent = rig.client.syscalls() + rig.upstream.syscalls();
+    // The client → upstream direction may spend half of the budget.
+    assert_eq!(spent, DRIVE_BUDGET as usize / 2);
+    assert_eq!(rig.upstream.written, rig.client.delivered);
+    let first = rig.upstream.written.len();
+    assert_eq!(rig.conn.take_unreported(), (first as u64, 0));
+
+    // Readiness was kept: the next drive goes on where this one stopped.
+    assert_eq!(rig.drive(secs(1)), Action::Again);
+    assert_eq!(rig.upstream.written.len(), 2 * first);
+    assert_eq!(rig.upstream.written, rig.client.delivered);
+
+    rig.client.reads.clear();
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.written, rig.client.delivered);
+    assert_eq!(rig.conn.take_unreported(), (first as u64, 0));
+}
+
+#[test]
+fn relaying_endless_download_may_spend_the_whole_budget() {
+    let mut rig = Rig::relaying();
+    rig.upstream = FakeStream::new().reading([Rd::Endless { chunk: 100 }]);
+    rig.ready(Side::Client, W);
+    rig.ready(Side::Upstream, R);
+
+    assert_eq!(rig.drive(secs(1)), Action::Again);
+    let spent = rig.client.syscalls() + rig.upstream.syscalls();
+    assert_eq!(
+        spent, DRIVE_BUDGET as usize,
+        "the idle direction left its half"
+    );
+    assert_eq!(rig.client.written, rig.upstream.delivered);
+    let sent = rig.client.written.len() as u64;
+    assert_eq!(rig.conn.take_unreported(), (0, sent));
+}
+
+/// Regression: the client → upstream pipe went first with the whole budget, so a client that
+/// always had data starved the other direction for ever.
+#[test]
+fn relaying_endless_upload_does_not_starve_the_download() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([Rd::Endless { chunk: 100 }]);
+    rig.upstream = FakeStream::new().reading([data(b"pong")]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(rig.drive(secs(1)), Action::Again);
+    assert_eq!(rig.client.written, b"pong");
+    let spent = rig.client.syscalls() + rig.upstream.syscalls();
+    assert!(spent <= DRIVE_BUDGET as usize, "{spent} syscalls");
+    let sent = rig.upstream.written.len() as u64;
+    assert_eq!(rig.conn.take_unreported(), (sent, 4));
+}
+
+// ---- Relaying: half-close ----
+
+#[test]
+fn relaying_client_fin_is_passed_on_after_pending_bytes() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"abc"), Rd::Eof]);
+    rig.upstream = FakeStream::new().writing([Wr::WouldBlock, Wr::Accept(2)], ACCEPT_ALL);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert!(rig.client.eof_given);
+    assert_eq!(rig.upstream.shutdown_calls, 0, "bytes still pending");
+
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"ab");
+    assert_eq!(rig.upstream.shutdown_calls, 0, "one byte still pending");
+
+    // The last byte goes, then the FIN; the other direction is unaffected.
+    rig.upstream.reads.push_back(data(b"reply"));
+    rig.ready(Side::Upstream, RW);
+    rig.ready(Side::Client, W);
+    assert_eq!(rig.drive(secs(3)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"abc");
+    assert_eq!(rig.upstream.shutdown_at, Some(3));
+    assert_eq!(rig.client.written, b"reply");
+
+    rig.upstream.reads.push_back(data(b" more"));
+    rig.ready(Side::Upstream, R);
+    assert_eq!(rig.drive(secs(4)), Action::Wait);
+    assert_eq!(rig.client.written, b"reply more");
+    assert_eq!(rig.client.shutdown_calls, 0);
+    assert_eq!(rig.upstream.shutdown_calls, 1);
+    assert_eq!(rig.conn.phase(), Phase::Relaying);
+    assert_eq!(rig.conn.take_unreported(), (3, 10));
+}
+
+#[test]
+fn relaying_upstream_fin_is_passed_on_after_pending_bytes() {
+    let mut rig = Rig::relaying();
+    rig.upstream = FakeStream::new().reading([data(b"response"), Rd::Eof]);
+    rig.client = FakeStream::new().writing([Wr::Accept(3)], Wr::WouldBlock);
+    rig.ready(Side::Upstream, R);
+    rig.ready(Side::Client, W);
+
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.client.written, b"res");
+    assert!(rig.upstream.eof_given);
+    assert_eq!(rig.client.shutdown_calls, 0, "bytes still pending");
+
+    // The client keeps sending meanwhile.
+    rig.client.reads.push_back(data(b"more request"));
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"more request");
+    assert_eq!(rig.client.shutdown_calls, 0);
+
+    rig.client.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Client, W);
+    assert_eq!(rig.drive(secs(3)), Action::Wait);
+    assert_eq!(rig.client.written, b"response");
+    assert_eq!(rig.client.shutdown_at, Some(8));
+    assert_eq!(rig.upstream.shutdown_calls, 0);
+    assert_eq!(rig.conn.phase(), Phase::Relaying);
+}
+
+#[test]
+fn relaying_both_fins_close_completed_gracefully() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().reading([data(b"ping"), Rd::Eof]);
+    rig.upstream = FakeStream::new().reading([data(b"pong"), Rd::Eof]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(
+        rig.drive(secs(1)),
+        close(CloseReason::Completed, Closing::Graceful, Closing::Graceful)
+    );
+    assert_eq!(rig.upstream.written, b"ping");
+    assert_eq!(rig.client.written, b"pong");
+    assert_eq!(rig.upstream.shutdown_at, Some(4));
+    assert_eq!(rig.client.shutdown_at, Some(4));
+    assert_eq!(rig.conn.take_unreported(), (4, 4));
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::Completed));
+    assert_eq!(rig.deadline(), None);
+    assert_eq!(rig.pool.lent(), 0);
+}
+
+#[test]
+fn half_closed_upstream_fin_completes_once_its_bytes_are_written() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new()
+        .reading([Rd::Eof])
+        .writing([], Wr::WouldBlock);
+    rig.upstream = FakeStream::new().reading([data(b"bye"), Rd::Eof]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    // Client FIN passed on at once; the upstream's FIN waits behind "bye".
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.shutdown_at, Some(0));
+    assert!(rig.upstream.eof_given);
+    assert_eq!(rig.client.shutdown_calls, 0);
+
+    rig.client.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Client, W);
+    assert_eq!(
+        rig.drive(secs(2)),
+        close(CloseReason::Completed, Closing::Graceful, Closing::Graceful)
+    );
+    assert_eq!(rig.client.written, b"bye");
+    assert_eq!(rig.client.shutdown_at, Some(3));
+}
