@@ -1,1 +1,322 @@
-fn main() {}
+//! `porxy`: the command-line front of porxy-core.
+//!
+//! A thin binary in the ripgrep manner: clap reads the raw arguments ([`args`]), the TOML file
+//! is lifted into validated core types ([`config_file`]), and everything meets here in a
+//! [`Plan`]: the proxy-wide settings and the named tunnels, in the order they were given. Then
+//! the plan is either checked (`--check`) or run.
+//!
+//! Contract with scripts and tests: during a run, stdout carries exactly one line,
+//! `READY pid=<pid> tunnel.<name>=<bound addr> ...`, printed and flushed once every tunnel
+//! listens; logs go to stderr. Exit codes: 0 stopped with every connection drained, 1 a
+//! configuration or start error (printed once as `porxy: error: ...`), 2 a usage error (clap),
+//! 3 the stop cut open connections.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod config_file;
+mod control;
+mod error;
+mod logging;
+mod signals;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use porxy_core::{Proxy, ProxyConfig, TunnelSpec};
+
+use crate::args::{Args, Command};
+use crate::config_file::Overrides;
+use crate::error::CliError;
+
+/// How long a graceful stop waits for connections to finish when nothing else is said.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A tunnel with the name it is known by and where it was written down, for messages.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NamedTunnel {
+    /// `demo` for `[listeners.demo]`, `cli-1` for the first `--tunnel`.
+    pub(crate) name: String,
+    /// What to open.
+    pub(crate) spec: TunnelSpec,
+    /// Where the listen address was written: `porxy.toml:8:10: listeners.demo.listen`.
+    pub(crate) local_origin: String,
+    /// Where each remote address was written, in the order of `spec.remotes`.
+    pub(crate) remote_origins: Vec<String>,
+}
+
+/// Everything needed to check or run: validated settings and the tunnels in order.
+#[derive(Debug)]
+struct Plan {
+    config: ProxyConfig,
+    drain_timeout: Duration,
+    tunnels: Vec<NamedTunnel>,
+    control: Option<control::ControlAddr>,
+}
+
+/// How a run ended.
+enum Outcome {
+    /// `--check` or `--help-tunnel` finished.
+    Done,
+    /// The proxy stopped; this many connections were cut instead of finishing.
+    Stopped { cut: u64 },
+}
+
+fn main() -> ExitCode {
+    let command = match args::parse() {
+        Ok(command) => command,
+        Err(clap_error) => {
+            // Help and version land here too, with exit code 0.
+            let _ = clap_error.print();
+            return ExitCode::from(u8::try_from(clap_error.exit_code()).unwrap_or(2));
+        }
+    };
+    match command.and_then(run) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Stopped { cut: 0 }) => ExitCode::SUCCESS,
+        Ok(Outcome::Stopped { .. }) => ExitCode::from(3),
+        Err(err) => {
+            error::report(&err);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<Outcome, CliError> {
+    let args = match command {
+        Command::HelpTunnel => {
+            print_stdout(&args::tunnel_help())?;
+            return Ok(Outcome::Done);
+        }
+        Command::Run(args) => args,
+    };
+    logging::init(&args.log)?;
+    let check = args.check;
+    let plan = plan(args)?;
+    resolve(&plan.tunnels)?;
+    if check {
+        print_stdout(&format!("config OK: {} tunnels\n", plan.tunnels.len()))?;
+        return Ok(Outcome::Done);
+    }
+    serve(plan)
+}
+
+/// Lifts the arguments and the file into one plan: file settings, then command-line overrides;
+/// file listeners in file order, then `--tunnel` ones.
+fn plan(args: Args) -> Result<Plan, CliError> {
+    let overrides = Overrides {
+        reactors: args.reactors,
+    };
+    let (config, file_drain, mut tunnels, file_control) = match &args.config {
+        Some(path) => {
+            let file = config_file::load(path, &overrides)?;
+            (file.proxy, file.drain_timeout, file.listeners, file.control)
+        }
+        None => {
+            let mut config = ProxyConfig::default();
+            if let Some(reactors) = args.reactors {
+                config.reactors = reactors;
+            }
+            config.validate().map_err(|source| CliError::Setting {
+                origin: "--reactors".into(),
+                source,
+            })?;
+            (config, None, Vec::new(), None)
+        }
+    };
+    for tunnel in &args.tunnels {
+        if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
+            return Err(CliError::NameClash {
+                name: tunnel.name.clone(),
+                origin: clash.local_origin.clone(),
+            });
+        }
+    }
+    tunnels.extend(args.tunnels);
+    let control = args.control.or(file_control);
+    // With a control socket, tunnels can be opened later; without one there is nothing to do.
+    if tunnels.is_empty() && control.is_none() {
+        return Err(CliError::NothingToProxy);
+    }
+    Ok(Plan {
+        config,
+        drain_timeout: args
+            .drain_timeout
+            .or(file_drain)
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        tunnels,
+        control,
+    })
+}
+
+/// Resolves every address once, so a bad host name is reported with where it was written, and
+/// rejects two tunnels on one listen address (opening the second would replace the first).
+/// Binds nothing.
+fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
+    let mut locals: Vec<SocketAddr> = Vec::with_capacity(tunnels.len());
+    for (index, tunnel) in tunnels.iter().enumerate() {
+        let local = tunnel
+            .spec
+            .local
+            .resolve()
+            .map_err(|source| CliError::Resolve {
+                origin: tunnel.local_origin.clone(),
+                source,
+            })?;
+        let same = locals.iter().position(|l| l.port() != 0 && *l == local);
+        if let Some(first) = same {
+            return Err(CliError::SameListen {
+                addr: local,
+                first: tunnels[first].local_origin.clone(),
+                second: tunnels[index].local_origin.clone(),
+            });
+        }
+        locals.push(local);
+        for (remote, origin) in tunnel.spec.remotes.iter().zip(&tunnel.remote_origins) {
+            remote.resolve().map_err(|source| CliError::Resolve {
+                origin: origin.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the proxy, announces it, and waits until a signal has stopped it.
+fn serve(plan: Plan) -> Result<Outcome, CliError> {
+    let stop_signals = signals::StopSignals::register().map_err(CliError::Signals)?;
+    let mut builder = Proxy::builder().config(plan.config.clone());
+    for tunnel in &plan.tunnels {
+        builder = builder.tunnel(tunnel.spec.clone());
+    }
+    let proxy = builder.start().map_err(CliError::Start)?;
+    // From here on, dropping `proxy` (on an early return) stops it at once.
+    let watcher = stop_signals
+        .watch(proxy.handle(), plan.drain_timeout)
+        .map_err(CliError::Signals)?;
+
+    let control = match &plan.control {
+        Some(addr) => {
+            let ctx = control::Context {
+                drain_timeout: plan.drain_timeout,
+            };
+            Some(control::serve(addr, proxy.handle(), ctx).map_err(CliError::Control)?)
+        }
+        None => None,
+    };
+
+    let bound = proxy.bound();
+    let ready = ready_line(std::process::id(), &plan.tunnels, bound, control.as_ref());
+    if let Err(err) = print_stdout(&ready) {
+        // Nobody reads the line; the proxy is still useful, so keep going.
+        tracing::warn!(error = %err, "cannot print the READY line on stdout");
+    }
+    let summary = plan
+        .tunnels
+        .iter()
+        .zip(bound)
+        .map(|(t, addr)| format!("{}: {}", t.name, with_bound(&t.spec, *addr)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    tracing::info!(
+        pid = std::process::id(),
+        reactors = plan.config.reactors,
+        tunnels = %summary,
+        "porxy started"
+    );
+
+    let joined = proxy.join();
+    watcher.finish();
+    let report = joined.map_err(CliError::Join)?;
+    if report.cut > 0 {
+        tracing::warn!(
+            cut = report.cut,
+            "porxy stopped; {} connections were cut before they finished",
+            report.cut
+        );
+    } else {
+        tracing::info!("porxy stopped; every connection finished");
+    }
+    Ok(Outcome::Stopped { cut: report.cut })
+}
+
+/// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>]`, newline-terminated, in
+/// tunnel order.
+fn ready_line(
+    pid: u32,
+    tunnels: &[NamedTunnel],
+    bound: &[SocketAddr],
+    control: Option<&control::BoundControl>,
+) -> String {
+    let mut line = format!("READY pid={pid}");
+    for (tunnel, addr) in tunnels.iter().zip(bound) {
+        line.push_str(&format!(" tunnel.{}={addr}", tunnel.name));
+    }
+    if let Some(control) = control {
+        line.push_str(&format!(" control={control}"));
+    }
+    line.push('\n');
+    line
+}
+
+/// Writes and flushes; stdout is a protocol here, so a failed write is reported, not ignored.
+fn print_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Stdout)
+}
+
+/// The spec with the bound listen address in place of the one asked for, for the start log.
+fn with_bound(spec: &TunnelSpec, addr: SocketAddr) -> TunnelSpec {
+    let mut shown = spec.clone();
+    shown.local = addr.into();
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, spec: &str) -> NamedTunnel {
+        NamedTunnel {
+            name: name.into(),
+            spec: spec.parse().unwrap(),
+            local_origin: format!("--tunnel {name}"),
+            remote_origins: vec![format!("--tunnel {name}")],
+        }
+    }
+
+    #[test]
+    fn ready_line_lists_tunnels_in_order() {
+        let tunnels = [named("demo", "0=7000"), named("cli-1", "[::1]:0=7000")];
+        let bound: Vec<SocketAddr> = vec![
+            "127.0.0.1:41000".parse().unwrap(),
+            "[::1]:41001".parse().unwrap(),
+        ];
+        assert_eq!(
+            ready_line(42, &tunnels, &bound, None),
+            "READY pid=42 tunnel.demo=127.0.0.1:41000 tunnel.cli-1=[::1]:41001\n"
+        );
+        let control = control::BoundControl::Tcp("127.0.0.1:9999".parse().unwrap());
+        assert_eq!(
+            ready_line(42, &tunnels[..1], &bound[..1], Some(&control)),
+            "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"
+        );
+    }
+
+    #[test]
+    fn two_tunnels_on_one_address_are_refused() {
+        let tunnels = [named("a", "127.0.0.1:8000=7000"), named("b", "8000=7001")];
+        let err = resolve(&tunnels).unwrap_err().to_string();
+        assert!(
+            err.contains("--tunnel a") && err.contains("--tunnel b"),
+            "{err}"
+        );
+        // Port 0 asks for a fresh port each time, so it may repeat.
+        let tunnels = [named("a", "0=7000"), named("b", "0=7001")];
+        assert!(resolve(&tunnels).is_ok());
+    }
+}

@@ -1,0 +1,244 @@
+//! Command-line arguments: clap reads them raw ([`RawArgs`]), then they are lifted into
+//! validated [`Args`] (tunnel SPECs parsed, named `cli-1`, `cli-2`, ...).
+//!
+//! SPECs are parsed after clap, not by a clap value parser, so that a bad SPEC is reported like
+//! every other configuration error (`porxy: error: ...`, exit 1) with the caret line under the
+//! fault, which clap's error format has no room for.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use porxy_core::units::parse_duration;
+use porxy_core::{TunnelSpec, OPTION_KEYS};
+
+use crate::control::ControlAddr;
+use crate::error::CliError;
+use crate::NamedTunnel;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// `--help-tunnel`: explain the SPEC grammar and exit.
+    HelpTunnel,
+    /// Check or run a proxy.
+    Run(Args),
+}
+
+/// Validated arguments.
+#[derive(Debug)]
+pub(crate) struct Args {
+    /// `--config FILE`.
+    pub(crate) config: Option<PathBuf>,
+    /// `--tunnel SPEC`, parsed, named `cli-1`, `cli-2`, ... in the order given.
+    pub(crate) tunnels: Vec<NamedTunnel>,
+    /// `--reactors N`, overriding the file.
+    pub(crate) reactors: Option<usize>,
+    /// `--log FILTER`, already known to parse.
+    pub(crate) log: String,
+    /// `--check`: validate and resolve, bind nothing.
+    pub(crate) check: bool,
+    /// `--drain-timeout DURATION`, overriding the file.
+    pub(crate) drain_timeout: Option<Duration>,
+    /// `--control ADDR`, overriding the file.
+    pub(crate) control: Option<ControlAddr>,
+}
+
+/// The arguments as clap reads them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "porxy",
+    version,
+    about = "A multi-reactor TCP proxy",
+    long_about = "A multi-reactor TCP proxy.\n\n\
+        Tunnels come from a TOML file (--config), from --tunnel SPEC arguments, or both. Once \
+        every tunnel listens, porxy prints one line on stdout:\n\n  \
+        READY pid=<pid> tunnel.<name>=<bound address> ... [control=<address>]\n\n\
+        File listeners keep their names; --tunnel ones are named cli-1, cli-2, ... Logs go to \
+        stderr. The first SIGINT or SIGTERM drains connections (up to --drain-timeout); a second \
+        one stops at once.\n\n\
+        Exit status: 0 stopped with every connection finished, 1 configuration or start error, \
+        2 usage error, 3 the stop cut open connections."
+)]
+struct RawArgs {
+    /// The TOML configuration file (see examples/porxy.toml).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// A tunnel LOCAL=REMOTE[,REMOTE...][key=value,...]; repeatable. See --help-tunnel.
+    #[arg(short = 't', long = "tunnel", value_name = "SPEC")]
+    tunnels: Vec<String>,
+
+    /// Number of reactor threads (overrides the file; default: one per CPU).
+    #[arg(long, value_name = "N")]
+    reactors: Option<usize>,
+
+    /// Log filter in tracing EnvFilter syntax, like `info` or `porxy_core=debug`.
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = log_filter)]
+    log: String,
+
+    /// Validate the configuration and resolve host names, print `config OK: N tunnels`, exit.
+    #[arg(long)]
+    check: bool,
+
+    /// Explain the tunnel SPEC grammar, with examples, and exit.
+    #[arg(long)]
+    help_tunnel: bool,
+
+    /// Longest a graceful stop waits for connections to finish [default: 30s, or the file's].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    drain_timeout: Option<Duration>,
+
+    /// Serve the control socket (a line protocol for nc) on a TCP address like 9999 or
+    /// 127.0.0.1:9999, or on a Unix socket path (unix:PATH, or any path with a `/`).
+    #[arg(long, value_name = "ADDR", value_parser = parse_control)]
+    control: Option<ControlAddr>,
+}
+
+fn parse_control(text: &str) -> Result<ControlAddr, String> {
+    text.parse()
+}
+
+/// Reads the process arguments. A clap error (usage, or `--help`/`--version`) is returned for
+/// the caller to print with clap's own exit code.
+pub(crate) fn parse() -> Result<Result<Command, CliError>, clap::Error> {
+    RawArgs::try_parse().map(RawArgs::lift)
+}
+
+impl RawArgs {
+    fn lift(self) -> Result<Command, CliError> {
+        if self.help_tunnel {
+            return Ok(Command::HelpTunnel);
+        }
+        let tunnels = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .map(|(index, text)| cli_tunnel(index + 1, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Command::Run(Args {
+            config: self.config,
+            tunnels,
+            reactors: self.reactors,
+            log: self.log,
+            check: self.check,
+            drain_timeout: self.drain_timeout,
+            control: self.control,
+        }))
+    }
+}
+
+/// The `number`th `--tunnel`, parsed and named `cli-<number>`.
+fn cli_tunnel(number: usize, text: &str) -> Result<NamedTunnel, CliError> {
+    let spec: TunnelSpec = text.parse().map_err(CliError::Spec)?;
+    let name = format!("cli-{number}");
+    let origin = format!("--tunnel {name} `{}`", text.trim());
+    Ok(NamedTunnel {
+        remote_origins: vec![origin.clone(); spec.remotes.len()],
+        local_origin: origin,
+        name,
+        spec,
+    })
+}
+
+/// Checks a `--log` filter parses, so a typo is a usage error and not silence.
+fn log_filter(text: &str) -> Result<String, String> {
+    crate::logging::filter(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The text of `--help-tunnel`.
+pub(crate) fn tunnel_help() -> String {
+    format!(
+        "\
+A tunnel SPEC says where to listen and where to forward:
+
+    LOCAL=REMOTE[,REMOTE...][key=value,...]
+
+LOCAL and each REMOTE is an address:
+    8000                  a bare port means 127.0.0.1:8000
+    0.0.0.0:8000          an IPv4 address and port
+    [::1]:8000            an IPv6 address, in brackets, and port
+    db.internal:5432      a host name and port, resolved once when the tunnel opens
+A LOCAL port of 0 asks the system for a free port; the READY line tells which one.
+
+With several REMOTEs, new connections take them in turn (round robin).
+
+Options go last, in brackets, separated by commas. Each overrides the proxy-wide setting for
+this tunnel only. Known options: {keys}.
+    connect_timeout       how long an upstream connect may take
+    idle_timeout          how long a connection may pass no byte either way
+    half_closed_timeout   how long a connection may stay half-closed
+Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
+
+Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
+or brackets.
+
+Examples:
+    porxy --tunnel 8000=9000
+    porxy --tunnel '0.0.0.0:8080=10.0.0.5:80,10.0.0.6:80'
+    porxy --tunnel '[::1]:5433=db.internal:5432[connect_timeout=2s,idle_timeout=10m]'
+    porxy --config porxy.toml --tunnel 0=127.0.0.1:7000
+
+Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
+    READY pid=4242 tunnel.cli-1=127.0.0.1:8000
+",
+        keys = OPTION_KEYS.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lift(argv: &[&str]) -> Result<Command, CliError> {
+        RawArgs::try_parse_from(argv)
+            .expect("clap accepts these")
+            .lift()
+    }
+
+    #[test]
+    fn tunnels_are_named_in_order() {
+        let Ok(Command::Run(args)) = lift(&["porxy", "-t", "8000=9000", "--tunnel", "0=9001"])
+        else {
+            panic!("expected a run");
+        };
+        let names: Vec<_> = args.tunnels.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["cli-1", "cli-2"]);
+        assert_eq!(args.log, "info");
+        assert_eq!(args.drain_timeout, None);
+    }
+
+    #[test]
+    fn bad_spec_keeps_the_spec_error() {
+        match lift(&["porxy", "--tunnel", "8000=foo:bar"]) {
+            Err(CliError::Spec(err)) => assert_eq!(err.column(), 10),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_tunnel_wins_over_bad_specs() {
+        assert!(matches!(
+            lift(&["porxy", "--help-tunnel", "--tunnel", "nonsense"]),
+            Ok(Command::HelpTunnel)
+        ));
+        assert!(tunnel_help().contains("connect_timeout, idle_timeout, half_closed_timeout"));
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors() {
+        for argv in [
+            &["porxy", "--log", "porxy_core=loud"][..],
+            &["porxy", "--drain-timeout", "30"],
+            &["porxy", "--reactors", "-1"],
+            &["porxy", "--frobnicate"],
+        ] {
+            let err = RawArgs::try_parse_from(argv).expect_err(argv[1]);
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
+        }
+        let args = RawArgs::try_parse_from(["porxy", "--drain-timeout", "1m"]).unwrap();
+        assert_eq!(args.drain_timeout, Some(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,403 @@
+//! The TOML configuration file, lifted into validated core types.
+//!
+//! Two steps, as in sozu: serde reads the file into raw shapes ([`raw`]) that refuse unknown
+//! keys and keep the byte span of every value porxy checks itself; then [`parse`] lifts them
+//! into a [`porxy_core::ProxyConfig`] and one [`NamedTunnel`] per `[listeners.NAME]`, in file
+//! order. Every error is located: `porxy.toml:12:5: listeners.demo.backends: <what and what was
+//! expected>`. The file's shape is documented in `examples/porxy.toml`.
+
+mod locate;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use porxy_core::units::{parse_duration, parse_size};
+use porxy_core::{Endpoint, ProxyConfig, TunnelOptions, TunnelSpec};
+use toml::Spanned;
+
+use self::locate::{is_bare_key, key_path, key_path_at, line_column};
+use self::raw::{RawAddress, RawDuration, RawFile, RawListener, RawProxy, RawSize};
+use crate::control::ControlAddr;
+use crate::NamedTunnel;
+
+/// A lifted configuration file.
+#[derive(Debug)]
+pub(crate) struct ConfigFile {
+    /// `[proxy]` with the command-line overrides applied, validated.
+    pub(crate) proxy: ProxyConfig,
+    /// `[proxy] drain_timeout`, if given.
+    pub(crate) drain_timeout: Option<Duration>,
+    /// One tunnel per `[listeners.NAME]`, in the order the file lists them.
+    pub(crate) listeners: Vec<NamedTunnel>,
+    /// `[control] listen`, if given.
+    pub(crate) control: Option<ControlAddr>,
+}
+
+/// Command-line settings that replace the file's before it is validated.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Overrides {
+    /// `--reactors N`.
+    pub(crate) reactors: Option<usize>,
+}
+
+/// A position in the file, with the key path there: `porxy.toml:12:5: listeners.demo.backends`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Location {
+    /// The file as it was named on the command line.
+    pub(crate) file: String,
+    /// 1-based.
+    pub(crate) line: usize,
+    /// 1-based, in characters.
+    pub(crate) column: usize,
+    /// Dotted; empty at the top level.
+    pub(crate) path: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {file}")]
+    Read {
+        /// The file as named.
+        file: String,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// Something in the file is wrong, here.
+    #[error("{at}: {message}")]
+    At {
+        /// Where.
+        at: Location,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A command-line override made the settings invalid.
+    #[error("{flag}")]
+    Flag {
+        /// The flag, like `--reactors`.
+        flag: &'static str,
+        /// The core's complaint.
+        #[source]
+        source: porxy_core::Error,
+    },
+}
+
+/// Reads and lifts the file at `path`.
+pub(crate) fn load(path: &Path, overrides: &Overrides) -> Result<ConfigFile, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&file, &text, overrides)
+}
+
+/// Lifts the TOML `text`; `file` names it in errors.
+pub(crate) fn parse(
+    file: &str,
+    text: &str,
+    overrides: &Overrides,
+) -> Result<ConfigFile, ConfigError> {
+    let lift = Lift { file, text };
+    let raw: RawFile = toml::from_str(text).map_err(|err| lift.toml_error(&err))?;
+    let (proxy, drain_timeout) = lift.proxy(&raw.proxy, overrides)?;
+    let backends = lift.backends(&raw.backends)?;
+    let mut listeners: Vec<_> = raw.listeners.iter().collect();
+    listeners.sort_by_key(|(name, _)| name.span().start);
+    let listeners = listeners
+        .into_iter()
+        .map(|(name, listener)| lift.listener(name, listener, &backends))
+        .collect::<Result<_, _>>()?;
+    let control = match &raw.control {
+        Some(control) => Some(lift.control(&control.listen)?),
+        None => None,
+    };
+    Ok(ConfigFile {
+        proxy,
+        drain_timeout,
+        listeners,
+        control,
+    })
+}
+
+/// A parsed `[backends.NAME]`: its address and where that was written.
+struct Backend {
+    endpoint: Endpoint,
+    at: Location,
+}
+
+/// The lifting step, with the text at hand to locate errors.
+struct Lift<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Lift<'_> {
+    fn proxy(
+        &self,
+        raw: &RawProxy,
+        overrides: &Overrides,
+    ) -> Result<(ProxyConfig, Option<Duration>), ConfigError> {
+        let mut config = ProxyConfig::default();
+        if let Some(reactors) = &raw.reactors {
+            config.reactors = *reactors.get_ref();
+        }
+        if let Some(size) = &raw.buffer_size {
+            config.buffer_size = self.size(size, "proxy.buffer_size")?;
+        }
+        if let Some(backlog) = &raw.backlog {
+            config.backlog = *backlog.get_ref();
+        }
+        for (slot, value, path) in [
+            (
+                &mut config.connect_timeout,
+                &raw.connect_timeout,
+                "proxy.connect_timeout",
+            ),
+            (
+                &mut config.idle_timeout,
+                &raw.idle_timeout,
+                "proxy.idle_timeout",
+            ),
+            (
+                &mut config.half_closed_timeout,
+                &raw.half_closed_timeout,
+                "proxy.half_closed_timeout",
+            ),
+        ] {
+            if let Some(value) = value {
+                *slot = self.duration(value, path)?;
+            }
+        }
+        let drain_timeout = match &raw.drain_timeout {
+            Some(value) => Some(self.duration(value, "proxy.drain_timeout")?),
+            None => None,
+        };
+        if let Some(reactors) = overrides.reactors {
+            config.reactors = reactors;
+        }
+        if let Err(err) = config.validate() {
+            return Err(match err {
+                porxy_core::Error::InvalidSetting {
+                    name: "reactors", ..
+                } if overrides.reactors.is_some() => ConfigError::Flag {
+                    flag: "--reactors",
+                    source: err,
+                },
+                porxy_core::Error::InvalidSetting { name, reason } => {
+                    let at = raw.span_of(name).map_or(0, |span| span.start);
+                    self.error(at, format!("proxy.{name}"), reason)
+                }
+                other => self.error(0, "proxy", other.to_string()),
+            });
+        }
+        Ok((config, drain_timeout))
+    }
+
+    fn backends(
+        &self,
+        raw: &BTreeMap<Spanned<String>, raw::RawBackend>,
+    ) -> Result<BTreeMap<String, Backend>, ConfigError> {
+        let mut backends = BTreeMap::new();
+        for (name, backend) in raw {
+            let path = key_path(&["backends", name.get_ref(), "address"]);
+            let (endpoint, at) = self.endpoint(&backend.address, path)?;
+            backends.insert(name.get_ref().clone(), Backend { endpoint, at });
+        }
+        Ok(backends)
+    }
+
+    fn listener(
+        &self,
+        name: &Spanned<String>,
+        raw: &RawListener,
+        backends: &BTreeMap<String, Backend>,
+    ) -> Result<NamedTunnel, ConfigError> {
+        let key = |last: &str| key_path(&["listeners", name.get_ref(), last]);
+        let here = key_path(&["listeners", name.get_ref()]);
+        if !is_bare_key(name.get_ref()) {
+            return Err(self.error(
+                name.span().start,
+                here,
+                "a listener name may use only letters, digits, `_` and `-` (it names the \
+                 tunnel in the READY line)",
+            ));
+        }
+        let (local, local_at) = self.endpoint(&raw.listen, key("listen"))?;
+        let defined = || {
+            if backends.is_empty() {
+                "no [backends.NAME] table is defined".to_string()
+            } else {
+                let names: Vec<&str> = backends.keys().map(String::as_str).collect();
+                format!("defined backends: {}", names.join(", "))
+            }
+        };
+        let Some(list) = &raw.backends else {
+            return Err(self.error(
+                name.span().start,
+                here,
+                format!(
+                    "no backend: expected `backends = [\"NAME\", ...]` naming [backends.NAME] \
+                     tables; {}",
+                    defined()
+                ),
+            ));
+        };
+        if list.get_ref().is_empty() {
+            return Err(self.error(
+                list.span().start,
+                key("backends"),
+                format!("empty list: name at least one backend; {}", defined()),
+            ));
+        }
+        let mut remotes = Vec::with_capacity(list.get_ref().len());
+        let mut remote_origins = Vec::with_capacity(list.get_ref().len());
+        for entry in list.get_ref() {
+            let Some(backend) = backends.get(entry.get_ref()) else {
+                return Err(self.error(
+                    entry.span().start,
+                    key("backends"),
+                    format!("unknown backend {:?}; {}", entry.get_ref(), defined()),
+                ));
+            };
+            remotes.push(backend.endpoint.clone());
+            remote_origins.push(backend.at.to_string());
+        }
+        let mut options = TunnelOptions::default();
+        for (slot, value, last) in [
+            (
+                &mut options.connect_timeout,
+                &raw.connect_timeout,
+                "connect_timeout",
+            ),
+            (&mut options.idle_timeout, &raw.idle_timeout, "idle_timeout"),
+            (
+                &mut options.half_closed_timeout,
+                &raw.half_closed_timeout,
+                "half_closed_timeout",
+            ),
+        ] {
+            if let Some(value) = value {
+                let duration = self.duration(value, &key(last))?;
+                if duration.is_zero() {
+                    return Err(self.error(
+                        value.span().start,
+                        key(last),
+                        "must be more than zero",
+                    ));
+                }
+                *slot = Some(duration);
+            }
+        }
+        Ok(NamedTunnel {
+            name: name.get_ref().clone(),
+            spec: TunnelSpec::new(local, remotes).with_options(options),
+            local_origin: local_at.to_string(),
+            remote_origins,
+        })
+    }
+
+    fn endpoint(
+        &self,
+        raw: &Spanned<RawAddress>,
+        path: String,
+    ) -> Result<(Endpoint, Location), ConfigError> {
+        let RawAddress(text) = raw.get_ref();
+        match text.parse::<Endpoint>() {
+            Ok(endpoint) => Ok((endpoint, self.at(raw.span().start, path))),
+            Err(err) => {
+                let at = self.inside_string(raw.span(), text, err.column());
+                Err(self.error(at, path, format!("bad address {text:?}: {}", err.message())))
+            }
+        }
+    }
+
+    fn control(&self, raw: &Spanned<RawAddress>) -> Result<ControlAddr, ConfigError> {
+        raw.get_ref()
+            .0
+            .parse()
+            .map_err(|message| self.error(raw.span().start, "control.listen", message))
+    }
+
+    fn duration(&self, raw: &Spanned<RawDuration>, path: &str) -> Result<Duration, ConfigError> {
+        parse_duration(&raw.get_ref().0)
+            .map_err(|message| self.error(raw.span().start, path, message))
+    }
+
+    fn size(&self, raw: &Spanned<RawSize>, path: &str) -> Result<usize, ConfigError> {
+        let parsed = match raw.get_ref() {
+            RawSize::Bytes(n) => usize::try_from(*n).map_err(|_| format!("{n} bytes is too large")),
+            RawSize::Text(text) => parse_size(text),
+        };
+        parsed.map_err(|message| self.error(raw.span().start, path, message))
+    }
+
+    /// The offset of character `column` (1-based) of a string value, when the value is written
+    /// plainly between quotes; else the value's start.
+    fn inside_string(&self, span: Range<usize>, value: &str, column: usize) -> usize {
+        let written = self.text.get(span.clone()).unwrap_or_default();
+        let plain = [format!("\"{value}\""), format!("'{value}'")];
+        if !plain.iter().any(|p| p == written) {
+            return span.start;
+        }
+        let byte = value
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(value.len(), |(i, _)| i);
+        span.start + 1 + byte
+    }
+
+    /// A toml syntax or shape error, with the key path found from its span.
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+        let offset = err.span().map_or(0, |span| span.start);
+        let syntax = !toml::de::DeTable::parse_recoverable(self.text).1.is_empty();
+        let message = err.message().trim().replace('\n', "; ");
+        let message = if syntax {
+            format!("syntax error: {message}")
+        } else {
+            message
+        };
+        self.error(offset, key_path_at(self.text, offset), message)
+    }
+
+    fn at(&self, offset: usize, path: impl Into<String>) -> Location {
+        let (line, column) = line_column(self.text, offset);
+        Location {
+            file: self.file.to_string(),
+            line,
+            column,
+            path: path.into(),
+        }
+    }
+
+    fn error(
+        &self,
+        offset: usize,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::At {
+            at: self.at(offset, path),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The file's shape exactly as serde reads it: every value that needs checking is kept as
+//! written, with its byte span, so the lift can point at it. Unknown keys are refused here.
+//!
+//! Nothing in this module is validated beyond TOML types; [`super`] lifts it into core types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) proxy: RawProxy,
+    /// Keyed by name; the key's span is where the name is written.
+    #[serde(default)]
+    pub(super) backends: BTreeMap<Spanned<String>, RawBackend>,
+    /// Keyed by name; sorted by the key's span, this is file order.
+    #[serde(default)]
+    pub(super) listeners: BTreeMap<Spanned<String>, RawListener>,
+    /// `[control]`: the control socket, if any.
+    pub(super) control: Option<RawControl>,
+}
+
+/// `[control]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    /// A TCP address, or `unix:PATH` / a path with a `/`.
+    pub(super) listen: Spanned<RawAddress>,
+}
+
+/// `[proxy]`: every key optional, defaults from porxy-core.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub(super) reactors: Option<Spanned<usize>>,
+    pub(super) buffer_size: Option<Spanned<RawSize>>,
+    pub(super) backlog: Option<Spanned<i32>>,
+    pub(super) connect_timeout: Option<Spanned<RawDuration>>,
+    pub(super) idle_timeout: Option<Spanned<RawDuration>>,
+    pub(super) half_closed_timeout: Option<Spanned<RawDuration>>,
+    pub(super) drain_timeout: Option<Spanned<RawDuration>>,
+}
+
+impl RawProxy {
+    /// Where the value of the `[proxy]` key `name` is written, if it is.
+    pub(super) fn span_of(&self, name: &str) -> Option<Range<usize>> {
+        match name {
+            "reactors" => self.reactors.as_ref().map(Spanned::span),
+            "buffer_size" => self.buffer_size.as_ref().map(Spanned::span),
+            "backlog" => self.backlog.as_ref().map(Spanned::span),
+            "connect_timeout" => self.connect_timeout.as_ref().map(Spanned::span),
+            "idle_timeout" => self.idle_timeout.as_ref().map(Spanned::span),
+            "half_closed_timeout" => self.half_closed_timeout.as_ref().map(Spanned::span),
+            "drain_timeout" => self.drain_timeout.as_ref().map(Spanned::span),
+            _ => None,
+        }
+    }
+}
+
+/// `[backends.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub(super) address: Spanned<RawAddress>,
+}
+
+/// `[listeners.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub(super) listen: Spanned<RawAddress>,
+    /// Optional for serde so that a missing list gets porxy's own message.
+    pub(super) backends: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) connect_timeout: Option<Spanned<RawDuration>>,
+    pub(super) idle_timeout: Option<Spanned<RawDuration>>,
+    pub(super) half_closed_timeout: Option<Spanned<RawDuration>>,
+}
+
+/// A size: a string like `"64KiB"` or an integer number of bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// A duration string like `"5s"`, not yet parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RawDuration(pub(super) String);
+
+/// An address string like `"127.0.0.1:8000"`, not yet parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RawAddress(pub(super) String);
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"64KiB\" or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+                u64::try_from(v)
+                    .map(RawSize::Bytes)
+                    .map_err(|_| E::custom(format!("a size cannot be negative ({v})")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = deserializer.deserialize_any(TextVisitor {
+            expecting: "a duration string like \"5s\", \"500ms\" or \"2m\"",
+            integer_hint: |v| format!("a duration needs quotes and a unit, like \"{v}s\""),
+        })?;
+        Ok(RawDuration(text))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = deserializer.deserialize_any(TextVisitor {
+            expecting: "an address string like \"127.0.0.1:8000\", \"[::1]:8000\" or \"8000\"",
+            integer_hint: |v| format!("an address is a string, like \"127.0.0.1:{v}\""),
+        })?;
+        Ok(RawAddress(text))
+    }
+}
+
+/// Accepts a string; for an integer says how to write it instead.
+struct TextVisitor {
+    expecting: &'static str,
+    integer_hint: fn(i64) -> String,
+}
+
+impl Visitor<'_> for TextVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Err(E::custom((self.integer_hint)(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        match i64::try_from(v) {
+            Ok(v) => self.visit_i64(v),
+            Err(_) => Err(E::invalid_type(de::Unexpected::Unsigned(v), &self)),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Table-style tests of the file lift: what good files become, and where bad ones are blamed.
+
+use std::time::Duration;
+
+use porxy_core::{Endpoint, ProxyConfig, TunnelSpec};
+
+use super::{parse, ConfigError, Overrides};
+
+fn lift(text: &str) -> Result<super::ConfigFile, ConfigError> {
+    parse("porxy.toml", text, &Overrides::default())
+}
+
+const GOOD: &str = r#"
+[proxy]
+reactors = 3
+buffer_size = "16KiB"
+backlog = 64
+connect_timeout = "1s"
+idle_timeout = "2m"
+half_closed_timeout = "30s"
+drain_timeout = "10s"
+
+[backends.b]
+address = "127.0.0.1:7001"
+[backends.a]
+address = "[::1]:7002"
+[backends.unused]
+address = "localhost:7003"
+
+[listeners.zeta]
+listen = "8000"
+backends = ["b", "a"]
+idle_timeout = "10m"
+
+[listeners.alpha]
+listen = "0.0.0.0:0"
+backends = ["a"]
+"#;
+
+#[test]
+fn good_file_lifts_to_specs_in_file_order() {
+    let file = lift(GOOD).unwrap();
+    assert_eq!(
+        file.proxy,
+        ProxyConfig {
+            reactors: 3,
+            buffer_size: 16 * 1024,
+            backlog: 64,
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
+            half_closed_timeout: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(file.drain_timeout, Some(Duration::from_secs(10)));
+    let expected: &[(&str, &str)] = &[
+        (
+            "zeta",
+            "127.0.0.1:8000=127.0.0.1:7001,[::1]:7002[idle_timeout=10m]",
+        ),
+        ("alpha", "0.0.0.0:0=[::1]:7002"),
+    ];
+    assert_eq!(file.listeners.len(), expected.len());
+    for (tunnel, (name, spec)) in file.listeners.iter().zip(expected) {
+        assert_eq!(tunnel.name, *name);
+        assert_eq!(tunnel.spec, spec.parse::<TunnelSpec>().unwrap(), "{name}");
+    }
+    assert_eq!(
+        file.listeners[0].local_origin,
+        "porxy.toml:19:10: listeners.zeta.listen"
+    );
+    assert_eq!(
+        file.listeners[0].remote_origins,
+        [
+            "porxy.toml:12:11: backends.b.address",
+            "porxy.toml:14:11: backends.a.address"
+        ]
+    );
+}
+
+#[test]
+fn empty_file_and_defaults() {
+    let file = lift("").unwrap();
+    assert_eq!(file.proxy, ProxyConfig::default());
+    assert_eq!(file.drain_timeout, None);
+    assert!(file.listeners.is_empty());
+    let file = lift("[proxy]\nbuffer_size = 4096\n").unwrap();
+    assert_eq!(file.proxy.buffer_size, 4096);
+}
+
+#[test]
+fn overrides_win_and_are_blamed_by_flag() {
+    let reactors = |n| Overrides { reactors: Some(n) };
+    let file = parse("p.toml", "[proxy]\nreactors = 0\n", &reactors(2)).unwrap();
+    assert_eq!(file.proxy.reactors, 2);
+    let err = parse("p.toml", "", &reactors(0)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Flag {
+                flag: "--reactors",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// Each bad file: the `file:line:col: key.path` it must be blamed on, and a fragment of the
+/// message.
+#[test]
+fn errors_name_file_line_and_key() {
+    let listener = "[backends.echo]\naddress = \"127.0.0.1:7000\"\n[listeners.demo]\n";
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unknown top-level key",
+            "[proxy]\nreactors = 2\n\nbogus = 1\n".into(),
+            "porxy.toml:4:1: proxy.bogus",
+            "unknown field `bogus`",
+        ),
+        (
+            "unknown table",
+            "[proxie]\nreactors = 2\n".into(),
+            "porxy.toml:1:2: proxie",
+            "expected one of `proxy`, `backends`, `listeners`",
+        ),
+        (
+            "unknown listener key",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nbackend = \"x\"\n"),
+            "porxy.toml:6:1: listeners.demo.backend",
+            "unknown field `backend`",
+        ),
+        (
+            "bad duration",
+            "[proxy]\nconnect_timeout = \"5 parsecs\"\n".into(),
+            "porxy.toml:2:19: proxy.connect_timeout",
+            "`5 parsecs` is not a duration",
+        ),
+        (
+            "duration without a unit",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nidle_timeout = 5\n"),
+            "porxy.toml:6:16: listeners.demo.idle_timeout",
+            "like \"5s\"",
+        ),
+        (
+            "zero listener timeout",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nidle_timeout = \"0s\"\n"),
+            "porxy.toml:6:16: listeners.demo.idle_timeout",
+            "more than zero",
+        ),
+        (
+            "bad size",
+            "[proxy]\nbuffer_size = \"64 parsecs\"\n".into(),
+            "porxy.toml:2:15: proxy.buffer_size",
+            "is not a size",
+        ),
+        (
+            "size out of range, from ProxyConfig::validate",
+            "[proxy]\n\nbuffer_size = \"1B\"\n".into(),
+            "porxy.toml:3:15: proxy.buffer_size",
+            "is not from 1024",
+        ),
+        (
+            "zero reactors, from ProxyConfig::validate",
+            "[proxy]\nreactors = 0\n".into(),
+            "porxy.toml:2:12: proxy.reactors",
+            "0 is not from 1 to 1024",
+        ),
+        (
+            "negative reactors",
+            "[proxy]\nreactors = -1\n".into(),
+            "porxy.toml:2:12: proxy.reactors",
+            "expected usize",
+        ),
+        (
+            "bad backend address, caret at the port",
+            "[backends.echo]\naddress = \"127.0.0.1:70000\"\n".into(),
+            "porxy.toml:2:22: backends.echo.address",
+            "out of range",
+        ),
+        (
+            "unquoted listen address",
+            format!("{listener}listen = 8000\n"),
+            "porxy.toml:4:10: listeners.demo.listen",
+            "an address is a string, like \"127.0.0.1:8000\"",
+        ),
+        (
+            "IPv6 without brackets",
+            format!("{listener}listen = \"::1:8000\"\nbackends = [\"echo\"]\n"),
+            "porxy.toml:4:11: listeners.demo.listen",
+            "IPv6 addresses go in brackets",
+        ),
+        (
+            "unknown backend",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\", \"ech\"]\n"),
+            "porxy.toml:5:21: listeners.demo.backends",
+            "unknown backend \"ech\"; defined backends: echo",
+        ),
+        (
+            "no backends defined at all",
+            "[listeners.demo]\nlisten = \"8000\"\nbackends = [\"echo\"]\n".into(),
+            "porxy.toml:3:13: listeners.demo.backends",
+            "no [backends.NAME] table is defined",
+        ),
+        (
+            "empty backends list",
+            format!("{listener}listen = \"8000\"\nbackends = []\n"),
+            "porxy.toml:5:12: listeners.demo.backends",
+            "empty list",
+        ),
+        (
+            "listener without backends",
+            format!("{listener}listen = \"8000\"\n"),
+            "porxy.toml:3:12: listeners.demo",
+            "no backend",
+        ),
+        (
+            "listener without listen",
+            format!("{listener}backends = [\"echo\"]\n"),
+            "porxy.toml:3:1: listeners.demo",
+            "missing field `listen`",
+        ),
+        (
+            "listener name unfit for the READY line",
+            "[backends.e]\naddress = \"7000\"\n[listeners.\"a b\"]\nlisten = \"8000\"\nbackends = [\"e\"]\n"
+                .into(),
+            "porxy.toml:3:12: listeners.\"a b\"",
+            "only letters, digits",
+        ),
+        (
+            "syntax error: unquoted address",
+            format!("{listener}listen = 127.0.0.1:8000\n"),
+            "porxy.toml:4:15: listeners.demo.listen",
+            "syntax error",
+        ),
+        (
+            "syntax error: duplicate key",
+            format!("{listener}listen = \"8000\"\nlisten = \"8001\"\n"),
+            "porxy.toml:5:1: listeners.demo",
+            "duplicate key",
+        ),
+        (
+            "syntax error: unclosed table header",
+            "[proxy\nreactors = 2\n".into(),
+            "porxy.toml:1:7",
+            "syntax error: unclosed table",
+        ),
+        (
+            "syntax error: unclosed string",
+            "[proxy]\nbacklog = \"x\n".into(),
+            "porxy.toml:2:13: proxy.backlog",
+            "syntax error",
+        ),
+    ];
+    for (name, text, location, fragment) in cases {
+        let err = match lift(&text) {
+            Ok(file) => panic!("{name}: accepted as {file:?}"),
+            Err(err) => err.to_string(),
+        };
+        let prefix = if location.ends_with(':') {
+            location.to_string()
+        } else {
+            format!("{location}:")
+        };
+        assert!(
+            err.starts_with(&prefix),
+            "{name}: {err:?} is not at {location:?}"
+        );
+        assert!(err.contains(fragment), "{name}: {err:?} lacks {fragment:?}");
+        assert!(!err.contains('\n'), "{name}: {err:?} spans lines");
+    }
+}
+
+#[test]
+fn listener_order_survives_dotted_keys() {
+    let text = "[backends.e]\naddress = \"7000\"\n\
+                [listeners]\nb.listen = \"1\"\nb.backends = [\"e\"]\n\
+                [listeners.c]\nlisten = \"2\"\nbackends = [\"e\"]\n\
+                [listeners.a]\nlisten = \"3\"\nbackends = [\"e\"]\n";
+    let names: Vec<String> = lift(text)
+        .unwrap()
+        .listeners
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["b", "c", "a"]);
+}
+
+#[test]
+fn shipped_example_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/porxy.toml");
+    let file = super::load(path.as_ref(), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(file.drain_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(file.listeners.len(), 1);
+    let demo = &file.listeners[0];
+    assert_eq!(demo.name, "demo");
+    assert_eq!(
+        demo.spec.local,
+        Endpoint::Addr("127.0.0.1:8000".parse().unwrap())
+    );
+    assert_eq!(
+        demo.spec.remotes,
+        [Endpoint::Addr("127.0.0.1:7000".parse().unwrap())]
+    );
+    assert_eq!(
+        demo.spec.options.connect_timeout,
+        Some(Duration::from_secs(2))
+    );
+}

@@ -1,0 +1,185 @@
+//! Carrying out a control command on the proxy, and the text of the reply.
+//!
+//! Replies: a single line starting `OK` or `ERR: `; or, for `HELP` and `STATUS FULL`, an `OK`
+//! line, body lines, and a line `END` that a script can wait for.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use porxy_core::{CloseMode, ProxyHandle, Status, StopMode, TunnelStatus};
+
+use super::command::{Command, ParseError, COMMANDS};
+
+/// The line that ends every multi-line reply.
+pub const END: &str = "END";
+
+/// What the session must send, and whether it closes the connection afterwards.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub close: bool,
+}
+
+impl Reply {
+    fn line(text: String) -> Self {
+        Reply {
+            text: text + "\n",
+            close: false,
+        }
+    }
+
+    fn ok(text: impl AsRef<str>) -> Self {
+        let text = text.as_ref();
+        Reply::line(if text.is_empty() {
+            "OK".into()
+        } else {
+            format!("OK {text}")
+        })
+    }
+
+    pub fn err(text: impl std::fmt::Display) -> Self {
+        // A reply is one line: no message may smuggle in a newline.
+        let text = text.to_string().replace(['\r', '\n'], " ");
+        Reply::line(format!("ERR: {text}"))
+    }
+
+    fn block(head: &str, body: &str) -> Self {
+        Reply {
+            text: format!("{head}\n{body}{END}\n"),
+            close: false,
+        }
+    }
+}
+
+/// Settings the control commands need beside the handle.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub drain_timeout: Duration,
+}
+
+/// The reply to one line that did or did not parse.
+pub fn answer(parsed: Result<Command, ParseError>, handle: &ProxyHandle, ctx: Context) -> Reply {
+    match parsed {
+        Ok(command) => execute(command, handle, ctx),
+        Err(e) => Reply::err(e),
+    }
+}
+
+fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
+    match command {
+        Command::Help => {
+            let width = COMMANDS.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+            let mut body = String::new();
+            for (syntax, what) in COMMANDS {
+                let _ = writeln!(body, "{syntax:width$}  {what}");
+            }
+            Reply::block("OK commands:", &body)
+        }
+        Command::Status { full: false } => Reply::ok(summary(&handle.status())),
+        Command::Status { full: true } => {
+            let status = handle.status();
+            Reply::block(&format!("OK {}", summary(&status)), &full_status(&status))
+        }
+        Command::Open(spec) => match handle.open(&spec) {
+            Ok(opened) => {
+                let remotes: Vec<String> = opened.remotes.iter().map(|r| r.to_string()).collect();
+                let verb = if opened.replaced { "changed" } else { "opened" };
+                Reply::ok(format!("{verb} {} -> {}", opened.local, remotes.join(",")))
+            }
+            Err(e) => Reply::err(error_chain(&e)),
+        },
+        Command::Close { local, now } => {
+            let addr = match local.resolve() {
+                Ok(addr) => addr,
+                Err(e) => return Reply::err(error_chain(&e)),
+            };
+            let mode = if now {
+                CloseMode::CloseConnections
+            } else {
+                CloseMode::KeepConnections
+            };
+            match handle.close(addr, mode) {
+                Ok(()) if now => Reply::ok(format!("closed {addr} and its connections")),
+                Ok(()) => Reply::ok(format!("closed {addr}; established connections go on")),
+                Err(e) => Reply::err(error_chain(&e)),
+            }
+        }
+        Command::Stop => {
+            let open = handle.status().open_connections();
+            handle.stop(StopMode::Graceful {
+                timeout: ctx.drain_timeout,
+            });
+            Reply::ok(format!(
+                "stopping: {open} connections to drain, for at most {}",
+                porxy_core::units::format_duration(ctx.drain_timeout)
+            ))
+        }
+        Command::Exit => Reply {
+            text: "OK bye\n".into(),
+            close: true,
+        },
+    }
+}
+
+/// `tunnels=N open=N accepted=N bytes_up=N bytes_down=N connect_failures=N`.
+fn summary(status: &Status) -> String {
+    let sum = |f: fn(&TunnelStatus) -> u64| status.tunnels.iter().map(f).sum::<u64>();
+    format!(
+        "tunnels={} open={} accepted={} bytes_up={} bytes_down={} connect_failures={}{}",
+        status.tunnels.len(),
+        status.open_connections(),
+        sum(|t| t.accepted),
+        sum(|t| t.bytes_to_upstream),
+        sum(|t| t.bytes_to_client),
+        sum(|t| t.connect_failures),
+        if status.stopping { " stopping" } else { "" },
+    )
+}
+
+/// One line per tunnel, then one per reactor.
+fn full_status(status: &Status) -> String {
+    let mut out = String::new();
+    for t in &status.tunnels {
+        let remotes: Vec<String> = t.remotes.iter().map(|r| r.to_string()).collect();
+        let closes: Vec<String> = t
+            .closes
+            .nonzero()
+            .map(|(reason, n)| format!("{reason}:{n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "tunnel {} remotes={} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
+            t.local,
+            remotes.join(","),
+            t.open,
+            t.accepted,
+            t.bytes_to_upstream,
+            t.bytes_to_client,
+            t.connect_failures,
+            if closes.is_empty() { "-".to_string() } else { closes.join(",") },
+        );
+    }
+    for r in &status.reactors {
+        let _ = writeln!(
+            out,
+            "reactor {} open={} adopted={}",
+            r.index, r.open, r.adopted
+        );
+    }
+    out
+}
+
+/// An error and its sources on one line: `cannot listen on X: Address already in use`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}

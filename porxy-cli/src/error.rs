@@ -1,0 +1,138 @@
+//! The binary's errors, and printing one: once, on stderr, as `porxy: error: ...` with its
+//! causes, and for a bad tunnel SPEC the caret line under the fault.
+//!
+//! Every variant that is about something the user wrote carries where it was written (a
+//! `file:line:col: key.path` prefix or the `--tunnel` argument), so the message is actionable
+//! without the logs.
+
+use std::error::Error as _;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use porxy_core::SpecError;
+
+use crate::config_file::ConfigError;
+
+/// Why the binary could not check or run the proxy (exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// A `--tunnel` SPEC did not parse.
+    #[error(transparent)]
+    Spec(SpecError),
+    /// The configuration file is unreadable or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Neither a file nor a tunnel was given.
+    #[error("nothing to proxy: give --config FILE, --tunnel SPEC or --control ADDR")]
+    NothingToProxy,
+    /// A command-line setting is out of range.
+    #[error("{origin}")]
+    Setting {
+        /// The flag.
+        origin: String,
+        /// The core's complaint.
+        #[source]
+        source: porxy_core::Error,
+    },
+    /// A host name did not resolve.
+    #[error("{origin}")]
+    Resolve {
+        /// Where the address was written.
+        origin: String,
+        /// The core's complaint.
+        #[source]
+        source: porxy_core::Error,
+    },
+    /// Two tunnels ask for one listen address; the second would silently replace the first.
+    #[error("{second}: listens on {addr}, like {first}; give each tunnel its own address")]
+    SameListen {
+        /// The address both resolve to.
+        addr: SocketAddr,
+        /// Where the first was written.
+        first: String,
+        /// Where the second was written.
+        second: String,
+    },
+    /// A file listener has the name a `--tunnel` gets, so the READY line would be ambiguous.
+    #[error("--tunnel {name}: the name is taken by {origin}; rename that listener")]
+    NameClash {
+        /// The shared name.
+        name: String,
+        /// The file listener.
+        origin: String,
+    },
+    /// The log filter was refused by the subscriber.
+    #[error("cannot set up logging: {0}")]
+    Logging(String),
+    /// SIGINT/SIGTERM handling could not be set up.
+    #[error("cannot set up signal handling")]
+    Signals(#[source] io::Error),
+    /// The proxy did not start (a port in use, no permission, ...).
+    #[error("cannot start the proxy")]
+    Start(#[source] porxy_core::Error),
+    /// The proxy failed while stopping.
+    #[error("the proxy did not stop cleanly")]
+    Join(#[source] porxy_core::Error),
+    /// stdout is gone.
+    #[error("cannot write to stdout")]
+    Stdout(#[source] io::Error),
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(crate::control::ControlError),
+}
+
+/// Prints `err` on stderr: `porxy: error: <message>: <cause>: ...`, and for a bad SPEC the two
+/// caret lines.
+pub(crate) fn report(err: &CliError) {
+    let mut text = format!("porxy: error: {}", chain(err));
+    if let CliError::Spec(spec) = err {
+        text.push('\n');
+        text.push_str(&spec.caret());
+    }
+    text.push('\n');
+    // Nowhere left to report a failure to write to stderr.
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The message and its causes joined by `: `, skipping a cause whose text the message already
+/// ends with (the core's errors include their source in their own message).
+pub(crate) fn chain(err: &CliError) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let line = next.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = next.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_chained_once() {
+        let err = CliError::Start(porxy_core::Error::Bind {
+            addr: "127.0.0.1:80".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(
+            chain(&err),
+            "cannot start the proxy: cannot listen on 127.0.0.1:80: permission denied"
+        );
+        let err = CliError::Resolve {
+            origin: "--tunnel cli-1 `0=nowhere.invalid:80`".into(),
+            source: porxy_core::Error::NoAddress {
+                endpoint: "nowhere.invalid:80".into(),
+            },
+        };
+        assert_eq!(
+            chain(&err),
+            "--tunnel cli-1 `0=nowhere.invalid:80`: `nowhere.invalid:80` resolved to no address"
+        );
+    }
+}
