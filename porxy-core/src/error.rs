@@ -45,6 +45,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Opening one of the builder's tunnels failed; `source` says why.
+    #[error("tunnel `{spec}`: {source}")]
+    Tunnel {
+        /// The tunnel expression.
+        spec: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Two of the builder's tunnels ask for the same listen address.
+    #[error("another tunnel already listens on {0}")]
+    AlreadyListening(SocketAddr),
     /// No tunnel listens on this address.
     #[error("no tunnel listens on {0}")]
     NoSuchTunnel(SocketAddr),

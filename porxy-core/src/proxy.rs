@@ -79,8 +79,9 @@ impl ProxyBuilder {
         self
     }
 
-    /// Starts the threads and opens the tunnels. If any tunnel fails to open, everything started
-    /// so far is stopped again and the error says which tunnel failed.
+    /// Starts the threads and opens the tunnels. If any tunnel fails to open (or two ask for the
+    /// same address), everything started so far is stopped again and the error
+    /// ([`Error::Tunnel`]) says which tunnel failed.
     pub fn start(self) -> Result<Proxy, Error> {
         self.config.validate()?;
         let mut reactor_mailboxes = Vec::with_capacity(self.config.reactors);
@@ -121,7 +122,14 @@ impl ProxyBuilder {
         };
         for spec in &self.tunnels {
             // On failure, `proxy` drops here, which stops the threads.
-            let opened = proxy.handle.open(spec)?;
+            let failed = |source| Error::Tunnel {
+                spec: spec.to_string(),
+                source: Box::new(source),
+            };
+            let opened = proxy.handle.open(spec).map_err(failed)?;
+            if opened.replaced {
+                return Err(failed(Error::AlreadyListening(opened.local)));
+            }
             proxy.bound.push(opened.local);
         }
         Ok(proxy)
@@ -220,5 +228,51 @@ impl Drop for Proxy {
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy").field("bound", &self.bound).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn start_names_the_tunnel_that_failed_to_bind() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let spec: TunnelSpec = format!("{addr}=127.0.0.1:9").parse().unwrap();
+        let err = Proxy::builder()
+            .reactors(1)
+            .tunnel(spec)
+            .start()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Tunnel { source, .. } if matches!(**source, Error::Bind { addr: a, .. } if a == addr)),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with(&format!(
+            "tunnel `{addr}=127.0.0.1:9`: cannot listen on {addr}"
+        )));
+    }
+
+    #[test]
+    fn start_refuses_two_tunnels_on_one_address() {
+        // A port the OS just handed out and took back: free for the builder's first tunnel.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let first: TunnelSpec = format!("{addr}=127.0.0.1:9").parse().unwrap();
+        let second: TunnelSpec = format!("{addr}=127.0.0.1:10").parse().unwrap();
+        let err = Proxy::builder()
+            .reactors(1)
+            .tunnel(first)
+            .tunnel(second)
+            .start()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("tunnel `{addr}=127.0.0.1:10`: another tunnel already listens on {addr}")
+        );
     }
 }

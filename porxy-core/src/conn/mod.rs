@@ -192,7 +192,8 @@ impl Conn {
         if let Err(e) = result {
             return self.pipe_failed(e, Side::Upstream);
         }
-        if up.moved + up.read + down.moved + down.read > 0 {
+        // Bytes either way, or a FIN, are activity.
+        if up.moved + up.read + down.moved + down.read > 0 || up.finished || down.finished {
             self.last_active = now;
         }
         match (self.up.state(), self.down.state()) {

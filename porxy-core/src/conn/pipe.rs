@@ -36,6 +36,8 @@ pub(crate) struct Pumped {
     pub(crate) moved: u64,
     /// Bytes read from the source (activity, even if not yet written).
     pub(crate) read: u64,
+    /// The source's EOF arrived in this call.
+    pub(crate) finished: bool,
     /// The budget ran out while there was still work to do.
     pub(crate) yielded: bool,
 }
@@ -142,7 +144,10 @@ impl Pipe {
             } else if can_read {
                 let buf = self.buf.get_or_insert_with(|| pool.take());
                 match src.read(buf.spare()) {
-                    Ok(0) => self.state = PipeState::Draining,
+                    Ok(0) => {
+                        self.state = PipeState::Draining;
+                        done.finished = true;
+                    }
                     Ok(n) => {
                         buf.filled(n);
                         done.read += n as u64;

@@ -257,6 +257,22 @@ fn connecting_abort_resets_both_sides() {
 
 // ---- Timers while relaying ----
 
+/// A FIN just before the idle deadline must not be cut as idle: it is activity.
+#[test]
+fn relaying_fin_counts_as_activity() {
+    let mut rig = Rig::connecting();
+    rig.conn.on_connected(rig.t0 + secs(1));
+    rig.client.reads.push_back(Rd::Eof);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(250)), Action::Wait);
+    assert_eq!(
+        rig.deadline(),
+        Some((secs(250) + IDLE_TIMEOUT).min(secs(250) + HALF_CLOSED_TIMEOUT))
+    );
+    assert_eq!(rig.on_timer(secs(1) + IDLE_TIMEOUT), Action::Wait);
+}
+
 #[test]
 fn relaying_idle_timer_fires_only_after_idle_timeout_without_bytes() {
     let mut rig = Rig::connecting();
