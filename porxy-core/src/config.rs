@@ -17,6 +17,22 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default time a connection may stay half-closed.
 pub const DEFAULT_HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default wait for a slot when every backend is at its `max_conns`.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default most connect attempts per client (fewer when a tunnel has fewer remotes).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default connect failures in a row that mark a backend down.
+pub const DEFAULT_MAX_FAILS: u32 = 3;
+/// Default rest of a passively-down backend when there are no active checks.
+pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time between two active checks of a backend.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// Default bound on one active check.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default good checks in a row that bring a backend up.
+pub const DEFAULT_RISE: u32 = 2;
+/// Default failed checks in a row that take a backend down.
+pub const DEFAULT_FALL: u32 = 3;
 /// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
@@ -92,6 +108,7 @@ impl ProxyConfig {
             half_closed_timeout: options
                 .half_closed_timeout
                 .unwrap_or(self.half_closed_timeout),
+            queue_timeout: options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT),
         }
     }
 }
@@ -105,4 +122,6 @@ pub struct TunnelSettings {
     pub idle_timeout: Duration,
     /// Half-closed for this long closes the connection.
     pub half_closed_timeout: Duration,
+    /// Waiting this long for a backend slot resets the client.
+    pub queue_timeout: Duration,
 }

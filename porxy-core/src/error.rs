@@ -57,6 +57,28 @@ pub enum Error {
     /// Two of the builder's tunnels ask for the same listen address.
     #[error("another tunnel already listens on {0}")]
     AlreadyListening(SocketAddr),
+    /// The tunnel already has a backend at this address.
+    #[error("tunnel {tunnel} already has backend {backend}")]
+    BackendExists {
+        /// The tunnel's listen address.
+        tunnel: SocketAddr,
+        /// The backend's address.
+        backend: SocketAddr,
+    },
+    /// The tunnel has no backend at this address.
+    #[error("tunnel {tunnel} has no backend {backend}")]
+    NoSuchBackend {
+        /// The tunnel's listen address.
+        tunnel: SocketAddr,
+        /// The backend's address.
+        backend: SocketAddr,
+    },
+    /// The last backend of a tunnel cannot be removed (close the tunnel instead).
+    #[error("backend is the last of tunnel {tunnel}; close the tunnel instead")]
+    LastBackend {
+        /// The tunnel's listen address.
+        tunnel: SocketAddr,
+    },
     /// No tunnel listens on this address.
     #[error("no tunnel listens on {0}")]
     NoSuchTunnel(SocketAddr),

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use socket2::{Domain, Socket, Type};
 
-use crate::balance::RoundRobin;
+use crate::balance::backend::{AdminState, Backend};
+use crate::balance::health::CheckerMsg;
 use crate::config::ProxyConfig;
 use crate::error::Error;
 use crate::listener::ListenerMsg;
 use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
-use crate::tunnel::spec::TunnelSpec;
+use crate::tunnel::spec::{Remote, TunnelSpec};
 use crate::tunnel::{Tunnel, TunnelId};
 
 /// How long `close` waits for the listener thread to confirm the socket is closed.
@@ -47,6 +48,23 @@ pub enum CloseMode {
     CloseConnections,
 }
 
+/// What an operator does to one backend ([`ProxyHandle::change_backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChange {
+    /// Back in service.
+    Enable,
+    /// No new connections; established ones go on.
+    Drain,
+    /// Out of service: no new connections, and established ones are closed now.
+    Disable,
+    /// Out of the tunnel: no new connections; established ones go on until `deadline` (or
+    /// until they end, without one), then are closed.
+    Remove {
+        /// How long established connections may go on.
+        deadline: Option<Duration>,
+    },
+}
+
 /// The result of [`ProxyHandle::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedTunnel {
@@ -67,6 +85,7 @@ pub struct ProxyHandle {
 struct Shared {
     config: ProxyConfig,
     listener: Mailbox<ListenerMsg>,
+    checker: Mailbox<CheckerMsg>,
     reactors: Vec<Mailbox<ReactorMsg>>,
     reactor_stats: Vec<Arc<ReactorStats>>,
     tunnels: Mutex<BTreeMap<SocketAddr, Arc<Tunnel>>>,
@@ -78,6 +97,7 @@ impl ProxyHandle {
     pub(crate) fn new(
         config: ProxyConfig,
         listener: Mailbox<ListenerMsg>,
+        checker: Mailbox<CheckerMsg>,
         reactors: Vec<Mailbox<ReactorMsg>>,
         reactor_stats: Vec<Arc<ReactorStats>>,
     ) -> Self {
@@ -85,6 +105,7 @@ impl ProxyHandle {
             shared: Arc::new(Shared {
                 config,
                 listener,
+                checker,
                 reactors,
                 reactor_stats,
                 tunnels: Mutex::new(BTreeMap::new()),
@@ -98,8 +119,8 @@ impl ProxyHandle {
     ///
     /// A new tunnel is bound (and listening) when this returns; the address it got is in the
     /// result, so `127.0.0.1:0` works. Changing an existing tunnel replaces its remotes and
-    /// options for new connections; established ones go on with what they started with.
-    /// Host names are resolved here, once.
+    /// options for new connections; established ones go on with what they started with, and
+    /// remotes it keeps keep their counters and health. Host names are resolved here, once.
     pub fn open(&self, spec: &TunnelSpec) -> Result<OpenedTunnel, Error> {
         if self.is_stopping() {
             return Err(Error::Stopped);
@@ -113,26 +134,12 @@ impl ProxyHandle {
         let remotes = spec
             .remotes
             .iter()
-            .map(|r| r.resolve())
+            .map(|r| r.endpoint.resolve())
             .collect::<Result<Vec<_>, _>>()?;
-        let settings = self.shared.config.settings_for(&spec.options);
         let mut tunnels = self.tunnels();
         if local.port() != 0 {
-            if let Some(old) = tunnels.get(&local) {
-                let tunnel = Arc::new(Tunnel {
-                    id: old.id,
-                    local,
-                    remotes: remotes.clone(),
-                    settings,
-                    balance: RoundRobin::default(),
-                    stats: old.stats.clone(),
-                    spec: render_spec(spec, local),
-                });
-                tunnels.insert(local, tunnel.clone());
-                self.shared
-                    .listener
-                    .send(ListenerMsg::Replace(tunnel))
-                    .map_err(|_| Error::Stopped)?;
+            if let Some(old) = tunnels.get(&local).cloned() {
+                self.replace(&mut tunnels, &old, spec, &remotes)?;
                 return Ok(OpenedTunnel {
                     local,
                     remotes,
@@ -145,15 +152,16 @@ impl ProxyHandle {
             addr: local,
             source,
         })?;
-        let tunnel = Arc::new(Tunnel {
-            id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
-            local: bound,
-            remotes: remotes.clone(),
-            settings,
-            balance: RoundRobin::default(),
-            stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
-            spec: render_spec(spec, bound),
-        });
+        let tunnel = Arc::new(Tunnel::build(
+            TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
+            bound,
+            spec,
+            &remotes,
+            &self.shared.config,
+            Arc::new(TunnelStats::new(self.shared.reactors.len())),
+            None,
+        ));
+        self.watch(&tunnel);
         self.shared
             .listener
             .send(ListenerMsg::Add(tunnel.clone(), socket))
@@ -167,6 +175,146 @@ impl ProxyHandle {
         })
     }
 
+    /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
+    /// its resolved address.
+    pub fn add_backend(&self, local: SocketAddr, remote: Remote) -> Result<SocketAddr, Error> {
+        let addr = remote.endpoint.resolve()?;
+        let mut tunnels = self.tunnels();
+        let old = tunnels
+            .get(&local)
+            .cloned()
+            .ok_or(Error::NoSuchTunnel(local))?;
+        if old.balancer.backends.iter().any(|b| b.addr == addr) {
+            return Err(Error::BackendExists {
+                tunnel: local,
+                backend: addr,
+            });
+        }
+        let mut spec = old.spec.clone();
+        spec.remotes.push(remote);
+        let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
+        remotes.push(addr);
+        self.replace(&mut tunnels, &old, &spec, &remotes)?;
+        tracing::info!(tunnel = %local, backend = %addr, "backend added");
+        Ok(addr)
+    }
+
+    /// Changes what an operator says of one backend of the tunnel on `local`. Returns the
+    /// connections the backend holds now.
+    pub fn change_backend(
+        &self,
+        local: SocketAddr,
+        backend: SocketAddr,
+        change: BackendChange,
+    ) -> Result<u64, Error> {
+        let mut tunnels = self.tunnels();
+        let old = tunnels
+            .get(&local)
+            .cloned()
+            .ok_or(Error::NoSuchTunnel(local))?;
+        let (index, _) = old.remote(backend).ok_or(Error::NoSuchBackend {
+            tunnel: local,
+            backend,
+        })?;
+        let target = old.balancer.backends[index].clone();
+        match change {
+            BackendChange::Enable => target.set_admin(AdminState::Enabled),
+            BackendChange::Drain => target.set_admin(AdminState::Draining),
+            BackendChange::Disable => {
+                target.set_admin(AdminState::Disabled);
+                self.close_backend_connections(&target, Instant::now());
+            }
+            BackendChange::Remove { deadline } => {
+                if old.balancer.backends.len() == 1 {
+                    return Err(Error::LastBackend { tunnel: local });
+                }
+                let mut spec = old.spec.clone();
+                spec.remotes.remove(index);
+                let remotes: Vec<SocketAddr> = old
+                    .balancer
+                    .backends
+                    .iter()
+                    .filter(|b| !Arc::ptr_eq(b, &target))
+                    .map(|b| b.addr)
+                    .collect();
+                self.replace(&mut tunnels, &old, &spec, &remotes)?;
+                if let Some(deadline) = deadline {
+                    self.close_backend_connections(&target, Instant::now() + deadline);
+                }
+            }
+        }
+        tracing::info!(tunnel = %local, %backend, ?change, open = target.open(), "backend changed");
+        Ok(target.open())
+    }
+
+    /// Puts a new version of `old` in its place, built from `spec` (whose remotes resolved to
+    /// `remotes`). Backends it drops take no new connections and leave once drained.
+    fn replace(
+        &self,
+        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
+        old: &Arc<Tunnel>,
+        spec: &TunnelSpec,
+        remotes: &[SocketAddr],
+    ) -> Result<Arc<Tunnel>, Error> {
+        let tunnel = Arc::new(Tunnel::build(
+            old.id,
+            old.local,
+            spec,
+            remotes,
+            &self.shared.config,
+            old.stats.clone(),
+            Some(old),
+        ));
+        for backend in &old.balancer.backends {
+            if !tunnel
+                .balancer
+                .backends
+                .iter()
+                .any(|b| Arc::ptr_eq(b, backend))
+            {
+                backend.set_admin(AdminState::Removing);
+            }
+        }
+        self.unwatch(old.balancer.backends.iter());
+        self.watch(&tunnel);
+        tunnels.insert(old.local, tunnel.clone());
+        self.shared
+            .listener
+            .send(ListenerMsg::Replace(tunnel.clone()))
+            .map_err(|_| Error::Stopped)?;
+        Ok(tunnel)
+    }
+
+    fn close_backend_connections(&self, backend: &Arc<Backend>, at: Instant) {
+        for reactor in &self.shared.reactors {
+            let _ = reactor.send(ReactorMsg::CloseBackend {
+                backend: backend.clone(),
+                at,
+            });
+        }
+    }
+
+    /// Starts active checks of the tunnel's backends, if it has them on.
+    fn watch(&self, tunnel: &Tunnel) {
+        let Some(config) = &tunnel.check else { return };
+        for backend in &tunnel.balancer.backends {
+            let _ = self.shared.checker.send(CheckerMsg::Watch {
+                backend: backend.clone(),
+                config: config.clone(),
+                tunnel: tunnel.local,
+            });
+        }
+    }
+
+    fn unwatch<'a>(&self, backends: impl Iterator<Item = &'a Arc<Backend>>) {
+        for backend in backends {
+            let _ = self
+                .shared
+                .checker
+                .send(CheckerMsg::Unwatch(backend.clone()));
+        }
+    }
+
     /// Stops listening on `local`. When this returns the port refuses new connections.
     /// Established connections go on, or are closed now, as `mode` says.
     pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
@@ -174,6 +322,7 @@ impl ProxyHandle {
             .tunnels()
             .remove(&local)
             .ok_or(Error::NoSuchTunnel(local))?;
+        self.unwatch(tunnel.balancer.backends.iter());
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.shared
             .listener
@@ -217,6 +366,7 @@ impl ProxyHandle {
             StopMode::Now => None,
         };
         self.tunnels().clear();
+        let _ = self.shared.checker.send(CheckerMsg::Stop);
         // A graceful stop goes through the listener only: it forwards the stop after the last
         // client it handed over, so no reactor stops with an accepted client still queued.
         let listener_gone = self
@@ -258,13 +408,6 @@ impl std::fmt::Debug for ProxyHandle {
             .field("reactors", &self.shared.reactors.len())
             .finish()
     }
-}
-
-/// The spec as status shows it: with the bound address in place of what was asked.
-fn render_spec(spec: &TunnelSpec, bound: SocketAddr) -> String {
-    let mut shown = spec.clone();
-    shown.local = bound.into();
-    shown.to_string()
 }
 
 /// A listening, non-blocking socket on `addr` (SO_REUSEADDR; IPv6 sockets are IPv6 only).

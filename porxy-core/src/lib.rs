@@ -36,14 +36,18 @@ mod timer;
 mod tunnel;
 pub mod units;
 
+pub use balance::backend::BackendState;
+pub use balance::Strategy;
 pub use config::{
-    ProxyConfig, TunnelSettings, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_HALF_CLOSED_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_BUFFER_SIZE, MIN_BUFFER_SIZE,
+    ProxyConfig, TunnelSettings, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL,
+    DEFAULT_HALF_CLOSED_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE, MAX_BUFFER_SIZE, MIN_BUFFER_SIZE,
 };
 pub use conn::close::{CloseReason, Fault};
 pub use error::Error;
-pub use handle::{CloseMode, OpenedTunnel, ProxyHandle, StopMode};
+pub use handle::{BackendChange, CloseMode, OpenedTunnel, ProxyHandle, StopMode};
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
-pub use status::{CloseCounts, ReactorStatus, Status, TunnelStatus};
+pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tunnel::endpoint::Endpoint;
-pub use tunnel::spec::{SpecError, TunnelOptions, TunnelSpec, OPTION_KEYS};
+pub use tunnel::spec::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT, OPTION_KEYS};

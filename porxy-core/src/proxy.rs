@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::balance::health::Checker;
 use crate::config::ProxyConfig;
 use crate::error::Error;
 use crate::handle::{ProxyHandle, StopMode};
@@ -109,9 +110,15 @@ impl ProxyBuilder {
             threads.reactors.push(thread);
         }
         threads.listener = Some(spawn("porxy-listener".into(), move || listener.run())?);
+        let (checker, checker_mailbox) = Checker::new().map_err(|source| Error::Start {
+            what: "health checker".into(),
+            source,
+        })?;
+        threads.checker = Some(spawn("porxy-checker".into(), move || checker.run())?);
         let handle = ProxyHandle::new(
             self.config,
             listener_mailbox,
+            checker_mailbox,
             reactor_mailboxes,
             reactor_stats,
         );
@@ -139,6 +146,7 @@ impl ProxyBuilder {
 #[derive(Default)]
 struct Threads {
     listener: Option<JoinHandle<()>>,
+    checker: Option<JoinHandle<()>>,
     reactors: Vec<JoinHandle<ReactorExit>>,
 }
 
@@ -201,6 +209,11 @@ impl Proxy {
         if let Some(listener) = self.threads.listener.take() {
             if listener.join().is_err() {
                 panicked = Some("listener".to_string());
+            }
+        }
+        if let Some(checker) = self.threads.checker.take() {
+            if checker.join().is_err() {
+                panicked = Some("health checker".to_string());
             }
         }
         for (index, reactor) in self.threads.reactors.drain(..).enumerate() {

@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::balance::backend::BackendState;
+use crate::balance::Strategy;
 use crate::conn::close::CloseReason;
 
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
@@ -84,8 +86,9 @@ impl TunnelStats {
     pub(crate) fn snapshot(
         &self,
         local: SocketAddr,
-        remotes: Vec<SocketAddr>,
         spec: String,
+        strategy: Strategy,
+        backends: Vec<BackendStatus>,
     ) -> TunnelStatus {
         let mut closes = [0u64; CloseReason::ALL.len()];
         for (i, slot) in closes.iter_mut().enumerate() {
@@ -93,8 +96,10 @@ impl TunnelStats {
         }
         TunnelStatus {
             local,
-            remotes,
+            remotes: backends.iter().map(|b| b.addr).collect(),
             spec,
+            strategy,
+            backends,
             open: self.sum(|s| &s.open),
             accepted: self.sum(|s| &s.accepted),
             bytes_to_upstream: self.sum(|s| &s.bytes_to_upstream),
@@ -164,6 +169,10 @@ pub struct TunnelStatus {
     pub remotes: Vec<SocketAddr>,
     /// The tunnel expression it was opened with.
     pub spec: String,
+    /// How connections are spread over the backends.
+    pub strategy: Strategy,
+    /// Every backend, in the tunnel's order (a removed one until its last connection ends).
+    pub backends: Vec<BackendStatus>,
     /// Connections open now.
     pub open: u64,
     /// Connections accepted since the tunnel opened.
@@ -176,6 +185,23 @@ pub struct TunnelStatus {
     pub connect_failures: u64,
     /// Ended connections by reason.
     pub closes: CloseCounts,
+}
+
+/// A snapshot of one backend of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendStatus {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its weight.
+    pub weight: u32,
+    /// Up, down, draining, disabled or removing.
+    pub state: BackendState,
+    /// Connections it holds now.
+    pub open: u64,
+    /// Connections it was given since it joined the tunnel.
+    pub total: u64,
+    /// Connects to it that failed.
+    pub failures: u64,
 }
 
 /// Ended connections counted by [`CloseReason`].

@@ -26,6 +26,12 @@ pub enum CloseReason {
     HalfClosedTimeout,
     /// porxy ran short of a local resource (descriptors, memory, ports).
     LocalResource,
+    /// No backend was in service (all down, draining or disabled).
+    NoBackend,
+    /// Every backend stayed at its connection limit for the queue timeout.
+    QueueTimeout,
+    /// An operator disabled or removed the backend the connection was on.
+    BackendRemoved,
     /// An operator closed the tunnel together with its connections.
     TunnelClosed,
     /// The proxy stopped (at once, or when the drain deadline passed).
@@ -49,7 +55,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 14] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -59,6 +65,9 @@ impl CloseReason {
         CloseReason::IdleTimeout,
         CloseReason::HalfClosedTimeout,
         CloseReason::LocalResource,
+        CloseReason::NoBackend,
+        CloseReason::QueueTimeout,
+        CloseReason::BackendRemoved,
         CloseReason::TunnelClosed,
         CloseReason::ProxyStopped,
     ];
@@ -80,6 +89,9 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::HalfClosedTimeout => "half_closed_timeout",
             CloseReason::LocalResource => "local_resource",
+            CloseReason::NoBackend => "no_backend",
+            CloseReason::QueueTimeout => "queue_timeout",
+            CloseReason::BackendRemoved => "backend_removed",
             CloseReason::TunnelClosed => "tunnel_closed",
             CloseReason::ProxyStopped => "proxy_stopped",
         }
@@ -93,10 +105,14 @@ impl CloseReason {
             CloseReason::UpstreamReset
             | CloseReason::ConnectRefused
             | CloseReason::ConnectTimeout
-            | CloseReason::ConnectError => Fault::Upstream,
+            | CloseReason::ConnectError
+            | CloseReason::NoBackend
+            | CloseReason::QueueTimeout => Fault::Upstream,
             CloseReason::IdleTimeout | CloseReason::HalfClosedTimeout => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
-            CloseReason::TunnelClosed | CloseReason::ProxyStopped => Fault::Operator,
+            CloseReason::TunnelClosed | CloseReason::ProxyStopped | CloseReason::BackendRemoved => {
+                Fault::Operator
+            }
         }
     }
 

@@ -45,6 +45,8 @@ pub(crate) struct Readiness {
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Every backend is at its connection limit: waiting for a slot, up to the queue timeout.
+    Queued,
     /// The upstream connect is in flight.
     Connecting,
     /// Bytes flow between the two sides.
@@ -69,6 +71,9 @@ pub(crate) enum Action {
     Wait,
     /// The drive budget ran out with work left: drive again after other connections.
     Again,
+    /// The upstream connect failed and attempts remain: connect to another backend and call
+    /// [`Conn::restart_connect`], or [`Conn::give_up`] if there is none.
+    Reconnect { failed: CloseReason },
     /// The connection is over: close the sockets this way.
     Close {
         reason: CloseReason,
@@ -87,7 +92,10 @@ pub(crate) struct Conn {
     up: Pipe,
     /// Upstream → client.
     down: Pipe,
+    /// When the current phase began (queueing, or the current connect attempt).
     started: Instant,
+    /// Connect attempts left after the current one.
+    attempts_left: u32,
     last_active: Instant,
     half_closed_since: Option<Instant>,
     /// Bytes relayed and not yet added to the tunnel's counters: (to upstream, to client).
@@ -95,11 +103,23 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// A connection whose upstream connect has just been started.
-    pub(crate) fn new(now: Instant, settings: TunnelSettings) -> Self {
+    /// A connection whose first upstream connect has just been started; it may make
+    /// `attempts` connects in all. (The reactor starts every connection queued, then connects.)
+    #[cfg(test)]
+    pub(crate) fn new(now: Instant, settings: TunnelSettings, attempts: u32) -> Self {
+        Conn::with_phase(Phase::Connecting, now, settings, attempts)
+    }
+
+    /// A connection that waits for a backend slot; [`Conn::restart_connect`] ends the wait.
+    pub(crate) fn queued(now: Instant, settings: TunnelSettings, attempts: u32) -> Self {
+        Conn::with_phase(Phase::Queued, now, settings, attempts)
+    }
+
+    fn with_phase(phase: Phase, now: Instant, settings: TunnelSettings, attempts: u32) -> Self {
         Conn {
-            phase: Phase::Connecting,
+            phase,
             settings,
+            attempts_left: attempts.saturating_sub(1),
             client: Readiness::default(),
             upstream: Readiness::default(),
             up: Pipe::new(),
@@ -141,9 +161,40 @@ impl Conn {
         }
     }
 
-    /// The upstream connect failed: reset the client at once.
+    /// The upstream connect failed: try another backend while attempts remain, else reset the
+    /// client at once.
     pub(crate) fn on_connect_failed(&mut self, error: &io::Error) -> Action {
-        let reason = connect_failure_reason(error);
+        self.connect_attempt_failed(connect_failure_reason(error))
+    }
+
+    fn connect_attempt_failed(&mut self, reason: CloseReason) -> Action {
+        if self.attempts_left > 0 {
+            self.attempts_left -= 1;
+            Action::Reconnect { failed: reason }
+        } else {
+            self.give_up(reason)
+        }
+    }
+
+    /// A new connect has started (after [`Action::Reconnect`], or for a queued connection that
+    /// got a slot); its connect timeout counts from `now`.
+    pub(crate) fn restart_connect(&mut self, now: Instant) {
+        self.started = now;
+        self.upstream = Readiness::default();
+        if self.phase != Phase::Connecting {
+            self.set_phase(Phase::Connecting);
+        }
+    }
+
+    /// Every backend is full: wait for a slot, up to the queue timeout from `now`.
+    pub(crate) fn enqueue(&mut self, now: Instant) {
+        self.started = now;
+        self.upstream = Readiness::default();
+        self.set_phase(Phase::Queued);
+    }
+
+    /// No backend can take the connection: reset the client.
+    pub(crate) fn give_up(&mut self, reason: CloseReason) -> Action {
         self.close(reason, Closing::Reset, Closing::Graceful)
     }
 
@@ -215,6 +266,7 @@ impl Conn {
     /// The earliest moment something must happen if nothing else does.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.phase {
+            Phase::Queued => Some(self.started + self.settings.queue_timeout),
             Phase::Connecting => Some(self.started + self.settings.connect_timeout),
             Phase::Relaying => {
                 let idle = self.last_active + self.settings.idle_timeout;
@@ -230,11 +282,12 @@ impl Conn {
     /// Checks the deadlines at `now`; closes the connection if one has passed.
     pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
         match self.phase {
-            Phase::Connecting if now >= self.started + self.settings.connect_timeout => self.close(
-                CloseReason::ConnectTimeout,
-                Closing::Reset,
-                Closing::Graceful,
-            ),
+            Phase::Queued if now >= self.started + self.settings.queue_timeout => {
+                self.give_up(CloseReason::QueueTimeout)
+            }
+            Phase::Connecting if now >= self.started + self.settings.connect_timeout => {
+                self.connect_attempt_failed(CloseReason::ConnectTimeout)
+            }
             Phase::Relaying => {
                 if let Some(since) = self.half_closed_since {
                     if now >= since + self.settings.half_closed_timeout {

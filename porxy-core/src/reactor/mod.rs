@@ -12,10 +12,14 @@
 //! - a connection leaves the slab when it closes; events and timers that name it afterwards
 //!   are recognised as stale by the connection id they carry, and ignored;
 //! - new connections are adopted after an event batch, so no key is reused within one batch;
-//! - every loop is bounded: messages per wake, syscalls per connection per drive.
+//! - every loop is bounded: messages per wake, syscalls per connection per drive;
+//! - a connection holds a slot on at most one backend (`Slot::backend`), given back exactly once:
+//!   when it closes, or when its connect fails and it moves on.
 
 pub(crate) mod token;
+mod upstream;
 
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +31,8 @@ use mio::{Events, Interest, Poll};
 use slab::Slab;
 use tracing::{debug, info, warn};
 
+use crate::balance::backend::Backend;
+use crate::balance::Tried;
 use crate::buffer::BufferPool;
 use crate::conn::close::CloseReason;
 use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
@@ -36,6 +42,8 @@ use crate::tunnel::{Tunnel, TunnelId};
 
 /// Events taken from the OS per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
+/// How often queued connections look for a slot freed on another reactor.
+const QUEUE_TICK: Duration = Duration::from_millis(10);
 /// Messages handled per wake before the reactor turns back to its sockets.
 const MESSAGES_PER_ROUND: usize = 512;
 
@@ -54,6 +62,8 @@ pub(crate) enum ReactorMsg {
     Adopt(Accepted),
     /// Close every connection of this tunnel now.
     CloseTunnel(TunnelId),
+    /// Close every connection on this backend at this moment (now, if it has passed).
+    CloseBackend { backend: Arc<Backend>, at: Instant },
     /// Finish: when every connection has ended, or at the deadline (`None`: at once).
     Stop { deadline: Option<Instant> },
 }
@@ -70,8 +80,12 @@ struct Slot {
     id: u64,
     conn: Conn,
     client: TcpStream,
-    upstream: TcpStream,
-    upstream_addr: SocketAddr,
+    /// None while the connection waits for a backend slot, or between two connect attempts.
+    upstream: Option<TcpStream>,
+    /// The backend (an index into `tunnel.balancer.backends`) whose slot this connection holds.
+    backend: Option<usize>,
+    /// Backends this connection has tried to connect to.
+    tried: Tried,
     peer: SocketAddr,
     tunnel: Arc<Tunnel>,
     /// The earliest deadline armed in the timer queue for this connection.
@@ -93,6 +107,12 @@ pub(crate) struct Reactor {
     more_messages: bool,
     stopping: Option<Option<Instant>>,
     cut: u64,
+    /// Connections waiting for a backend slot, oldest first.
+    queued: VecDeque<(usize, u64)>,
+    /// A slot may have freed up: try the queue before blocking.
+    retry_queue: bool,
+    /// Backends whose connections are to be closed at a deadline (removal).
+    backend_deadlines: Vec<(Instant, Arc<Backend>)>,
 }
 
 impl Reactor {
@@ -116,6 +136,9 @@ impl Reactor {
             more_messages: false,
             stopping: None,
             cut: 0,
+            queued: VecDeque::new(),
+            retry_queue: false,
+            backend_deadlines: Vec::new(),
         };
         Ok((reactor, mailbox))
     }
@@ -169,8 +192,12 @@ impl Reactor {
                 }
             }
             self.fire_timers(now);
+            self.fire_backend_deadlines(now);
             if woken || self.more_messages {
                 self.handle_messages(now);
+            }
+            if self.retry_queue || !self.queued.is_empty() {
+                self.serve_queue(now);
             }
         }
         ReactorExit { cut: self.cut }
@@ -180,11 +207,17 @@ impl Reactor {
         if !self.again.is_empty() || self.more_messages {
             return Some(Duration::ZERO);
         }
-        let stop = self.stopping.flatten();
-        let next = match (self.timers.next(), stop) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // Slots freed on other reactors send no word: queued connections look again shortly.
+        let queue_tick = (!self.queued.is_empty()).then(|| now + QUEUE_TICK);
+        let next = [
+            self.timers.next(),
+            self.stopping.flatten(),
+            queue_tick,
+            self.backend_deadlines.iter().map(|(at, _)| *at).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         // Round up to the next millisecond so a timer is not polled for early, in a spin.
         next.map(|at| at.saturating_duration_since(now) + Duration::from_micros(999))
     }
@@ -193,24 +226,15 @@ impl Reactor {
         let Some(slot) = self.slab.get_mut(key) else {
             return; // A stale event for a connection closed earlier in this batch.
         };
+        if side == Side::Upstream && slot.upstream.is_none() {
+            return; // A stale event for an upstream socket already given up.
+        }
         slot.conn.on_ready(side, ready);
         if slot.conn.phase() == Phase::Connecting {
-            if side != Side::Upstream || !slot.conn.upstream_signalled() {
-                return;
+            if side == Side::Upstream && slot.conn.upstream_signalled() {
+                self.check_connect(key, now);
             }
-            match connect_outcome(&slot.upstream) {
-                ConnectOutcome::Pending => return,
-                ConnectOutcome::Connected => {
-                    let _enter = slot.span.enter();
-                    debug!("upstream connected");
-                    slot.conn.on_connected(now);
-                }
-                ConnectOutcome::Failed(error) => {
-                    let action = slot.conn.on_connect_failed(&error);
-                    self.finish(key, action, Some(&error), now);
-                    return;
-                }
-            }
+            return;
         }
         self.drive(key, now);
     }
@@ -219,10 +243,13 @@ impl Reactor {
         let Some(slot) = self.slab.get_mut(key) else {
             return;
         };
+        let Some(upstream) = slot.upstream.as_mut() else {
+            return;
+        };
         let action = {
             let _enter = slot.span.enter();
             slot.conn
-                .drive(&mut slot.client, &mut slot.upstream, &mut self.pool, now)
+                .drive(&mut slot.client, upstream, &mut self.pool, now)
         };
         let (to_upstream, to_client) = slot.conn.take_unreported();
         if to_upstream + to_client > 0 {
@@ -238,6 +265,7 @@ impl Reactor {
                 self.arm_timer(key);
             }
             Action::Close { .. } => self.finish(key, action, None, now),
+            Action::Reconnect { .. } => {} // Only a connect attempt answers this.
         }
     }
 
@@ -267,9 +295,32 @@ impl Reactor {
                 slot.timer_armed = None;
             }
             match slot.conn.on_timer(now) {
+                // A connect timed out: the backend is charged for it, and maybe another is tried.
+                action @ (Action::Reconnect { .. } | Action::Close { .. })
+                    if slot.conn.phase() == Phase::Connecting
+                        || matches!(action, Action::Close { reason, .. } if reason.is_connect_failure()) =>
+                {
+                    if let Some(failed) = self.after_connect_failure(key, action, None, now) {
+                        self.assign_backend(key, Some(failed), now);
+                    }
+                }
                 action @ Action::Close { .. } => self.finish(key, action, None, now),
                 _ => self.arm_timer(key),
             }
+        }
+    }
+
+    /// Closes the connections of backends whose removal deadline has come.
+    fn fire_backend_deadlines(&mut self, now: Instant) {
+        if self.backend_deadlines.iter().all(|(at, _)| *at > now) {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.backend_deadlines)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.backend_deadlines = later;
+        for (_, backend) in due {
+            self.abort_where(|s| s.on_backend(&backend), CloseReason::BackendRemoved, now);
         }
     }
 
@@ -280,6 +331,17 @@ impl Reactor {
                 Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, now),
                 Ok(ReactorMsg::CloseTunnel(id)) => {
                     self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now)
+                }
+                Ok(ReactorMsg::CloseBackend { backend, at }) => {
+                    if at <= now {
+                        self.abort_where(
+                            |s| s.on_backend(&backend),
+                            CloseReason::BackendRemoved,
+                            now,
+                        );
+                    } else {
+                        self.backend_deadlines.push((at, backend));
+                    }
                 }
                 Ok(ReactorMsg::Stop { deadline }) => {
                     debug!(
@@ -300,61 +362,27 @@ impl Reactor {
         self.more_messages = true;
     }
 
-    /// Starts the upstream connect for an accepted client and takes the connection in.
+    /// Takes in an accepted client, then finds it a backend.
     fn adopt(&mut self, accepted: Accepted, now: Instant) {
         let Accepted {
-            stream: client,
+            stream: mut client,
             peer,
             tunnel,
             id,
         } = accepted;
-        let upstream_addr = tunnel.pick_remote();
         let span = tracing::debug_span!(
             "conn",
             id,
             tunnel = %tunnel.local,
             client = %peer,
-            upstream = %upstream_addr
+            upstream = tracing::field::Empty
         );
-        let shard = tunnel.stats.reactor(self.index);
-        shard.opened();
+        tunnel.stats.reactor(self.index).opened();
         self.stats.opened();
         let _ = client.set_nodelay(true);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
-        let mut conn = Conn::new(now, tunnel.settings);
-        let registry = self.poll.registry();
-        let started = TcpStream::connect(upstream_addr).and_then(|mut upstream| {
-            let _ = upstream.set_nodelay(true);
-            let both = Interest::READABLE | Interest::WRITABLE;
-            registry.register(&mut upstream, token::token(key, Side::Upstream), both)?;
-            Ok(upstream)
-        });
-        let upstream = match started {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                let action = conn.on_connect_failed(&error);
-                let reason = match action {
-                    Action::Close { reason, .. } => reason,
-                    _ => CloseReason::ConnectError,
-                };
-                log_close(
-                    &span,
-                    reason,
-                    Some(&error),
-                    id,
-                    &tunnel,
-                    peer,
-                    upstream_addr,
-                );
-                reset(&client);
-                tunnel.stats.reactor(self.index).closed(reason);
-                self.stats.closed();
-                return;
-            }
-        };
-        let mut client = client;
-        if let Err(error) = registry.register(
+        if let Err(error) = self.poll.registry().register(
             &mut client,
             token::token(key, Side::Client),
             Interest::READABLE | Interest::WRITABLE,
@@ -366,7 +394,7 @@ impl Reactor {
                 id,
                 &tunnel,
                 peer,
-                upstream_addr,
+                None,
             );
             reset(&client);
             tunnel
@@ -377,18 +405,20 @@ impl Reactor {
             return;
         }
         span.in_scope(|| debug!("accepted"));
+        let conn = Conn::queued(now, tunnel.settings, tunnel.attempts);
         entry.insert(Slot {
             id,
             conn,
             client,
-            upstream,
-            upstream_addr,
+            upstream: None,
+            backend: None,
+            tried: Tried::default(),
             peer,
             tunnel,
             timer_armed: None,
             span,
         });
-        self.arm_timer(key);
+        self.assign_backend(key, None, now);
     }
 
     /// Ends every connection `select` picks, with `reason`.
@@ -415,20 +445,19 @@ impl Reactor {
         else {
             return;
         };
-        let Some(slot) = self.slab.try_remove(key) else {
+        let Some(mut slot) = self.slab.try_remove(key) else {
             return;
         };
         // Dropping a mio socket closes it, which also removes it from the epoll set.
         if client == Closing::Reset {
             reset(&slot.client);
         }
-        if upstream == Closing::Reset {
-            reset(&slot.upstream);
+        if let (Closing::Reset, Some(stream)) = (upstream, &slot.upstream) {
+            reset(stream);
         }
-        let (to_upstream, to_client) = {
-            let mut conn = slot.conn;
-            conn.take_unreported()
-        };
+        let upstream_addr = slot.backend_addr();
+        self.release_backend(&mut slot);
+        let (to_upstream, to_client) = slot.conn.take_unreported();
         let shard = slot.tunnel.stats.reactor(self.index);
         crate::status::bump(&shard.bytes_to_upstream, to_upstream);
         crate::status::bump(&shard.bytes_to_client, to_client);
@@ -441,8 +470,20 @@ impl Reactor {
             slot.id,
             &slot.tunnel,
             slot.peer,
-            slot.upstream_addr,
+            upstream_addr,
         );
+    }
+}
+
+impl Slot {
+    /// True when this connection holds a slot on `backend`.
+    fn on_backend(&self, backend: &Arc<Backend>) -> bool {
+        self.backend
+            .is_some_and(|i| Arc::ptr_eq(&self.tunnel.balancer.backends[i], backend))
+    }
+
+    fn backend_addr(&self) -> Option<SocketAddr> {
+        self.backend.map(|i| self.tunnel.balancer.backends[i].addr)
     }
 }
 
@@ -453,28 +494,6 @@ fn earlier_stop(current: Option<Option<Instant>>, incoming: Option<Instant>) -> 
         (None, incoming) => incoming,
         (Some(None), _) | (Some(Some(_)), None) => None,
         (Some(Some(a)), Some(b)) => Some(a.min(b)),
-    }
-}
-
-/// Where a non-blocking connect stands after the socket signalled.
-enum ConnectOutcome {
-    Pending,
-    Connected,
-    Failed(io::Error),
-}
-
-/// The non-blocking connect recipe: `SO_ERROR` first, then `peer_addr` to tell a completed
-/// connect from a spurious wake-up.
-fn connect_outcome(stream: &TcpStream) -> ConnectOutcome {
-    match stream.take_error() {
-        Ok(Some(error)) => return ConnectOutcome::Failed(error),
-        Err(error) => return ConnectOutcome::Failed(error),
-        Ok(None) => {}
-    }
-    match stream.peer_addr() {
-        Ok(_) => ConnectOutcome::Connected,
-        Err(e) if e.kind() == ErrorKind::NotConnected => ConnectOutcome::Pending,
-        Err(e) => ConnectOutcome::Failed(e),
     }
 }
 
@@ -490,15 +509,18 @@ fn log_close(
     id: u64,
     tunnel: &Tunnel,
     peer: SocketAddr,
-    upstream: SocketAddr,
+    upstream: Option<SocketAddr>,
 ) {
     let _enter = span.enter();
     let error = error.map(|e| e.to_string());
+    let upstream = upstream.map_or_else(|| "-".to_string(), |a| a.to_string());
     match reason {
         CloseReason::ConnectRefused
         | CloseReason::ConnectTimeout
         | CloseReason::ConnectError
-        | CloseReason::LocalResource => warn!(
+        | CloseReason::LocalResource
+        | CloseReason::NoBackend
+        | CloseReason::QueueTimeout => warn!(
             conn = id,
             tunnel = %tunnel.local,
             client = %peer,

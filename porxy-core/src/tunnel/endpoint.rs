@@ -53,7 +53,7 @@ impl Endpoint {
 
     /// Parses the endpoint at the start of `text`; returns it and how many bytes it took.
     ///
-    /// It stops before `,`, `[` (options), `=` or white space, which the tunnel grammar uses as
+    /// It stops before `,`, `[` (options), `=`, `*` (a weight) or white space, which the tunnel grammar uses as
     /// separators. Offsets in errors are relative to `text`.
     pub(crate) fn parse_prefix(text: &str) -> Result<(Endpoint, usize), (usize, String)> {
         if let Some(rest) = text.strip_prefix('[') {
@@ -157,7 +157,7 @@ impl fmt::Display for Endpoint {
 
 /// Length of the run of characters that can belong to an unbracketed address.
 fn token_len(text: &str) -> usize {
-    text.find(|c: char| matches!(c, ',' | '[' | ']' | '=') || c.is_whitespace())
+    text.find(|c: char| matches!(c, ',' | '[' | ']' | '=' | '*') || c.is_whitespace())
         .unwrap_or(text.len())
 }
 

@@ -1,18 +1,26 @@
 //! Tunnels: what a listening address forwards to, and with which settings.
 //!
 //! A [`Tunnel`] is immutable and shared as `Arc`: the listener hands it to reactors with every
-//! accepted connection, and a connection keeps the one it started with. Changing a tunnel means
-//! building a new `Tunnel` with the same id and counters; established connections keep the old.
+//! accepted connection, and a connection keeps the one it started with. Changing a tunnel builds
+//! a new `Tunnel` with the same id and counters; backends that did not change are carried over
+//! (the same `Arc<Backend>`), so their counters and health go on.
 
 pub(crate) mod endpoint;
+pub(crate) mod options;
 pub(crate) mod spec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::balance::RoundRobin;
-use crate::config::TunnelSettings;
-use crate::status::{TunnelStats, TunnelStatus};
+use crate::balance::backend::{Backend, BackendState, PassiveHealth};
+use crate::balance::health::CheckConfig;
+use crate::balance::Balancer;
+use crate::config::{
+    ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS, DEFAULT_RISE,
+};
+use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
+use spec::{Remote, TunnelSpec};
 
 /// Identifies a tunnel across replacements of its remotes or options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,23 +30,111 @@ pub(crate) struct TunnelId(pub(crate) u64);
 pub(crate) struct Tunnel {
     pub(crate) id: TunnelId,
     pub(crate) local: SocketAddr,
-    pub(crate) remotes: Vec<SocketAddr>,
     pub(crate) settings: TunnelSettings,
-    pub(crate) balance: RoundRobin,
+    pub(crate) balancer: Balancer,
+    /// Connect attempts per client, across backends.
+    pub(crate) attempts: u32,
+    /// Active health checks, if on.
+    pub(crate) check: Option<CheckConfig>,
     pub(crate) stats: Arc<TunnelStats>,
-    /// The expression as it was opened, with the bound address, for status output.
-    pub(crate) spec: String,
+    /// The expression it was opened with, with the bound address, for status output.
+    pub(crate) spec: TunnelSpec,
 }
 
 impl Tunnel {
-    /// The upstream for a new connection.
-    pub(crate) fn pick_remote(&self) -> SocketAddr {
-        self.remotes[self.balance.next(self.remotes.len())]
+    /// Builds a tunnel version from a spec whose remotes resolved to `remotes` (same order).
+    /// Backends of `previous` with the same address, weight and limit are carried over.
+    pub(crate) fn build(
+        id: TunnelId,
+        local: SocketAddr,
+        spec: &TunnelSpec,
+        remotes: &[SocketAddr],
+        config: &ProxyConfig,
+        stats: Arc<TunnelStats>,
+        previous: Option<&Tunnel>,
+    ) -> Tunnel {
+        let options = &spec.options;
+        let backends: Vec<Arc<Backend>> = spec
+            .remotes
+            .iter()
+            .zip(remotes)
+            .map(|(remote, addr)| {
+                let max_conns = remote.max_conns.or(options.max_conns);
+                previous
+                    .and_then(|p| {
+                        p.balancer.backends.iter().find(|b| {
+                            b.addr == *addr && b.weight == remote.weight && b.max_conns == max_conns
+                        })
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Backend::new(*addr, remote.weight, max_conns)))
+            })
+            .collect();
+        let check = options.check.unwrap_or(false).then(|| {
+            let interval = options.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+            CheckConfig {
+                interval,
+                timeout: options
+                    .check_timeout
+                    .unwrap_or(DEFAULT_CHECK_TIMEOUT.min(interval)),
+                rise: options.rise.unwrap_or(DEFAULT_RISE),
+                fall: options.fall.unwrap_or(DEFAULT_FALL),
+                send: options.check_send.clone().map(String::into_bytes),
+                expect: options.check_expect.clone().map(String::into_bytes),
+            }
+        });
+        let passive = PassiveHealth {
+            max_fails: options.max_fails.unwrap_or(DEFAULT_MAX_FAILS),
+            fail_timeout: options.fail_timeout.unwrap_or(DEFAULT_FAIL_TIMEOUT),
+            active_checks: check.is_some(),
+        };
+        let attempts = options
+            .attempts
+            .unwrap_or_else(|| (backends.len() as u32).clamp(1, DEFAULT_MAX_ATTEMPTS));
+        let mut shown = spec.clone();
+        shown.local = local.into();
+        Tunnel {
+            id,
+            local,
+            settings: config.settings_for(options),
+            balancer: Balancer::new(options.strategy.unwrap_or_default(), backends, passive),
+            attempts,
+            check,
+            stats,
+            spec: shown,
+        }
     }
 
     pub(crate) fn status(&self) -> TunnelStatus {
-        self.stats
-            .snapshot(self.local, self.remotes.clone(), self.spec.clone())
+        let backends: Vec<BackendStatus> = self
+            .balancer
+            .backends
+            .iter()
+            .filter(|b| !(b.state() == BackendState::Removing && b.open() == 0))
+            .map(|b| BackendStatus {
+                addr: b.addr,
+                weight: b.weight,
+                state: b.state(),
+                open: b.open(),
+                total: b.total(),
+                failures: b.failures(),
+            })
+            .collect();
+        self.stats.snapshot(
+            self.local,
+            self.spec.to_string(),
+            self.balancer.strategy,
+            backends,
+        )
+    }
+
+    /// The spec's remote for backend `addr`, if the tunnel has it.
+    pub(crate) fn remote(&self, addr: SocketAddr) -> Option<(usize, &Remote)> {
+        self.balancer
+            .backends
+            .iter()
+            .position(|b| b.addr == addr)
+            .map(|i| (i, &self.spec.remotes[i]))
     }
 }
 
@@ -47,7 +143,7 @@ impl std::fmt::Debug for Tunnel {
         f.debug_struct("Tunnel")
             .field("id", &self.id)
             .field("local", &self.local)
-            .field("remotes", &self.remotes)
+            .field("backends", &self.balancer.backends)
             .finish()
     }
 }

@@ -6,43 +6,64 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use crate::tunnel::endpoint::Endpoint;
-use crate::units::{format_duration, parse_duration};
+pub use crate::tunnel::options::{TunnelOptions, OPTION_KEYS};
 
 /// What a user asks for: where to listen, where to forward, and per-tunnel options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TunnelSpec {
     /// The address to listen on.
     pub local: Endpoint,
-    /// The upstream addresses; with several, new connections take them in turn (round robin).
-    pub remotes: Vec<Endpoint>,
+    /// The upstreams; with several, the tunnel's strategy spreads connections over them.
+    pub remotes: Vec<Remote>,
     /// Per-tunnel overrides of the proxy-wide settings.
     pub options: TunnelOptions,
 }
 
-/// Per-tunnel settings; `None` means the proxy-wide default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TunnelOptions {
-    /// How long an upstream connect may take before the client is reset.
-    pub connect_timeout: Option<Duration>,
-    /// How long a connection may pass no byte either way before it is closed.
-    pub idle_timeout: Option<Duration>,
-    /// How long a connection may stay half-closed (one side has sent FIN, the other not).
-    pub half_closed_timeout: Option<Duration>,
+/// One upstream of a tunnel: where it is, and its share of the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The address.
+    pub endpoint: Endpoint,
+    /// Its weight for the balancing strategy (1 to 1000; default 1). In a SPEC: `REMOTE*WEIGHT`.
+    pub weight: u32,
+    /// Most connections it takes at once; `None` means the tunnel's `max_conns`, if any.
+    pub max_conns: Option<u32>,
 }
 
-/// The option keys a SPEC accepts, for error messages and `--help-tunnel`.
-pub const OPTION_KEYS: &[&str] = &["connect_timeout", "idle_timeout", "half_closed_timeout"];
+/// Largest weight a remote may have.
+pub const MAX_WEIGHT: u32 = 1000;
+
+impl From<Endpoint> for Remote {
+    fn from(endpoint: Endpoint) -> Self {
+        Remote {
+            endpoint,
+            weight: 1,
+            max_conns: None,
+        }
+    }
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.endpoint)?;
+        if self.weight != 1 {
+            write!(f, "*{}", self.weight)?;
+        }
+        Ok(())
+    }
+}
 
 impl TunnelSpec {
     /// A tunnel from `local` to `remotes` with default options.
-    pub fn new(local: impl Into<Endpoint>, remotes: impl IntoIterator<Item = Endpoint>) -> Self {
+    pub fn new<R: Into<Remote>>(
+        local: impl Into<Endpoint>,
+        remotes: impl IntoIterator<Item = R>,
+    ) -> Self {
         TunnelSpec {
             local: local.into(),
-            remotes: remotes.into_iter().collect(),
+            remotes: remotes.into_iter().map(Into::into).collect(),
             options: TunnelOptions::default(),
         }
     }
@@ -51,43 +72,6 @@ impl TunnelSpec {
     pub fn with_options(mut self, options: TunnelOptions) -> Self {
         self.options = options;
         self
-    }
-}
-
-impl TunnelOptions {
-    /// Sets one option from its SPEC key and value text, as `key=value` in a SPEC does.
-    ///
-    /// Keys are case-insensitive and `-` may stand for `_`.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let key = key.trim().to_ascii_lowercase().replace('-', "_");
-        let slot = match key.as_str() {
-            "connect_timeout" => &mut self.connect_timeout,
-            "idle_timeout" => &mut self.idle_timeout,
-            "half_closed_timeout" => &mut self.half_closed_timeout,
-            _ => {
-                return Err(format!(
-                    "unknown option `{key}`; known options: {}",
-                    OPTION_KEYS.join(", ")
-                ))
-            }
-        };
-        let duration = parse_duration(value).map_err(|e| format!("{key}: {e}"))?;
-        if duration.is_zero() {
-            return Err(format!("{key}: must be more than zero"));
-        }
-        *slot = Some(duration);
-        Ok(())
-    }
-
-    fn pairs(&self) -> Vec<(&'static str, Duration)> {
-        [
-            ("connect_timeout", self.connect_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("half_closed_timeout", self.half_closed_timeout),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
     }
 }
 
@@ -163,7 +147,7 @@ impl fmt::Display for TunnelSpec {
                 if i > 0 {
                     f.write_str(",")?;
                 }
-                write!(f, "{key}={}", format_duration(*value))?;
+                write!(f, "{key}={value}")?;
             }
             f.write_str("]")?;
         }
@@ -195,7 +179,11 @@ impl<'a> Parser<'a> {
         let mut remotes = Vec::new();
         loop {
             self.skip_spaces();
-            remotes.push(self.endpoint("REMOTE")?);
+            let mut remote = Remote::from(self.endpoint("REMOTE")?);
+            if self.eat('*') {
+                remote.weight = self.weight()?;
+            }
+            remotes.push(remote);
             self.skip_spaces();
             if !self.eat(',') {
                 break;
@@ -228,6 +216,20 @@ impl<'a> Parser<'a> {
             .map_err(|(at, message)| SpecError::new(self.input, self.pos + at, message))?;
         self.pos += used;
         Ok(endpoint)
+    }
+
+    /// The `WEIGHT` after `REMOTE*`.
+    fn weight(&mut self) -> Result<u32, SpecError> {
+        let at = self.pos;
+        let digits = self.take_while(|c| c.is_ascii_digit());
+        match digits.parse::<u32>() {
+            Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+            _ => Err(SpecError::new(
+                self.input,
+                at,
+                format!("expected a weight from 1 to {MAX_WEIGHT} after `*`"),
+            )),
+        }
     }
 
     /// `[key=value,...]`, with the cursor on `[`.
@@ -308,9 +310,14 @@ impl<'a> Parser<'a> {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     fn addr(s: &str) -> Endpoint {
         Endpoint::Addr(s.parse::<SocketAddr>().unwrap())
+    }
+
+    fn endpoints(spec: &TunnelSpec) -> Vec<Endpoint> {
+        spec.remotes.iter().map(|r| r.endpoint.clone()).collect()
     }
 
     #[test]
@@ -351,7 +358,8 @@ mod tests {
         for (text, local, remotes) in cases {
             let spec: TunnelSpec = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(&spec.local, local, "{text}");
-            assert_eq!(&spec.remotes, remotes, "{text}");
+            assert_eq!(&endpoints(&spec), remotes, "{text}");
+            assert!(spec.remotes.iter().all(|r| r.weight == 1), "{text}");
             assert_eq!(spec.options, TunnelOptions::default(), "{text}");
         }
     }
@@ -362,7 +370,7 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(
-            spec.remotes,
+            endpoints(&spec),
             vec![addr("127.0.0.1:9000"), addr("[::1]:9001")]
         );
         assert_eq!(spec.options.connect_timeout, Some(Duration::from_secs(2)));
@@ -370,6 +378,20 @@ mod tests {
         assert_eq!(spec.options.half_closed_timeout, None);
         let empty: TunnelSpec = "8000=9000[]".parse().unwrap();
         assert_eq!(empty.options, TunnelOptions::default());
+    }
+
+    #[test]
+    fn weights_follow_a_star() {
+        let spec: TunnelSpec = "8000=9000*3,[::1]:9001,9002*1[strategy=hash]"
+            .parse()
+            .unwrap();
+        let weights: Vec<u32> = spec.remotes.iter().map(|r| r.weight).collect();
+        assert_eq!(weights, [3, 1, 1]);
+        assert_eq!(spec.options.strategy, Some(crate::balance::Strategy::Hash));
+        assert_eq!(
+            spec.to_string(),
+            "127.0.0.1:8000=127.0.0.1:9000*3,[::1]:9001,127.0.0.1:9002[strategy=hash]"
+        );
     }
 
     #[test]
@@ -413,6 +435,14 @@ mod tests {
             ("8000=9000[connect_timeout=2s", 29, "expected `,` or `]`"),
             ("8000=9000[idle_timeout=1s] x", 28, "unexpected `x`"),
             ("8000=9000 9001", 11, "unexpected `9`"),
+            ("8000=9000*", 11, "expected a weight"),
+            ("8000=9000*0", 11, "from 1 to 1000"),
+            ("8000=9000*1001", 11, "from 1 to 1000"),
+            (
+                "8000=9000[strategy=fastest]",
+                20,
+                "unknown strategy `fastest`",
+            ),
         ];
         for (text, column, fragment) in cases {
             let err = text.parse::<TunnelSpec>().expect_err(text);

@@ -166,6 +166,7 @@ pub(super) const BUFFER_SIZE: usize = 1024;
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub(super) const HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) const R: Readiness = Readiness {
     readable: true,
@@ -221,9 +222,10 @@ impl Rig {
             connect_timeout: CONNECT_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             half_closed_timeout: HALF_CLOSED_TIMEOUT,
+            queue_timeout: QUEUE_TIMEOUT,
         };
         Rig {
-            conn: Conn::new(t0, settings),
+            conn: Conn::new(t0, settings, 1),
             client: FakeStream::new(),
             upstream: FakeStream::new(),
             pool: BufferPool::new(BUFFER_SIZE),

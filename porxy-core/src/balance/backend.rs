@@ -1,0 +1,351 @@
+//! One upstream server as the balancer sees it: its address, its operator state, its health, and
+//! how many connections it holds.
+//!
+//! A `Backend` is shared (as `Arc`) by every reactor, by the health checker and by every version
+//! of its tunnel, so its state lives in atomics. It is touched once per connection (reserve a
+//! slot, release it, count a failure), never per byte.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+/// What an operator has decided about a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdminState {
+    /// In service.
+    Enabled,
+    /// No new connections; established ones go on.
+    Draining,
+    /// Out of service: no new connections, established ones were closed.
+    Disabled,
+    /// Being removed: no new connections; it leaves the tunnel when its last one ends.
+    Removing,
+}
+
+/// What health checks (active, or passive from connect failures) say about a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Takes connections.
+    Up,
+    /// Failed its checks (or too many connects in a row); takes none until it recovers.
+    Down,
+}
+
+/// A backend's state as status shows it: the operator's word first, then health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendState {
+    /// Enabled and healthy.
+    Up,
+    /// Enabled, but down by health checks or connect failures.
+    Down,
+    /// Draining by an operator.
+    Draining,
+    /// Disabled by an operator.
+    Disabled,
+    /// Being removed by an operator.
+    Removing,
+}
+
+impl BackendState {
+    /// A stable lower-case name for status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Down => "down",
+            BackendState::Draining => "draining",
+            BackendState::Disabled => "disabled",
+            BackendState::Removing => "removing",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Passive health settings: when connect failures take a backend out, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PassiveHealth {
+    /// Consecutive connect failures that mark the backend down.
+    pub(crate) max_fails: u32,
+    /// Without active checks, how long a passively-down backend rests before it is tried again.
+    pub(crate) fail_timeout: Duration,
+    /// True when active checks decide when the backend comes back.
+    pub(crate) active_checks: bool,
+}
+
+/// The shared runtime state of one upstream server.
+pub(crate) struct Backend {
+    pub(crate) addr: SocketAddr,
+    pub(crate) weight: u32,
+    pub(crate) max_conns: Option<u32>,
+    admin: AtomicU8,
+    health: AtomicU8,
+    fails_in_row: AtomicU32,
+    /// Without active checks: when a passively-down backend may be tried again (ns after `epoch`).
+    retry_at_nanos: AtomicI64,
+    epoch: Instant,
+    open: AtomicU64,
+    total: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// Why a slot could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// Down, draining, disabled or being removed.
+    OutOfService,
+    /// At its `max_conns`.
+    Full,
+}
+
+impl Backend {
+    pub(crate) fn new(addr: SocketAddr, weight: u32, max_conns: Option<u32>) -> Self {
+        Backend {
+            addr,
+            weight: weight.max(1),
+            max_conns,
+            admin: AtomicU8::new(AdminState::Enabled as u8),
+            health: AtomicU8::new(Health::Up as u8),
+            fails_in_row: AtomicU32::new(0),
+            retry_at_nanos: AtomicI64::new(i64::MIN),
+            epoch: Instant::now(),
+            open: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn admin(&self) -> AdminState {
+        match self.admin.load(Ordering::Relaxed) {
+            0 => AdminState::Enabled,
+            1 => AdminState::Draining,
+            2 => AdminState::Disabled,
+            _ => AdminState::Removing,
+        }
+    }
+
+    pub(crate) fn set_admin(&self, state: AdminState) {
+        self.admin.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        if self.health.load(Ordering::Relaxed) == Health::Up as u8 {
+            Health::Up
+        } else {
+            Health::Down
+        }
+    }
+
+    /// Sets health; returns the previous value.
+    pub(crate) fn set_health(&self, health: Health) -> Health {
+        let before = self.health.swap(health as u8, Ordering::Relaxed);
+        if health == Health::Up {
+            self.fails_in_row.store(0, Ordering::Relaxed);
+        }
+        if before == Health::Up as u8 {
+            Health::Up
+        } else {
+            Health::Down
+        }
+    }
+
+    pub(crate) fn state(&self) -> BackendState {
+        match (self.admin(), self.health()) {
+            (AdminState::Enabled, Health::Up) => BackendState::Up,
+            (AdminState::Enabled, Health::Down) => BackendState::Down,
+            (AdminState::Draining, _) => BackendState::Draining,
+            (AdminState::Disabled, _) => BackendState::Disabled,
+            (AdminState::Removing, _) => BackendState::Removing,
+        }
+    }
+
+    /// True when new connections may go here (ignoring `max_conns`).
+    pub(crate) fn in_service(&self, now: Instant, passive: &PassiveHealth) -> bool {
+        if self.admin() != AdminState::Enabled {
+            return false;
+        }
+        match self.health() {
+            Health::Up => true,
+            // Without active checks, a passively-down backend gets a trial once it has rested.
+            Health::Down => {
+                !passive.active_checks
+                    && self.nanos(now) >= self.retry_at_nanos.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// Takes a connection slot, unless the backend is out of service or full. A slot taken
+    /// must be given back with [`Backend::release`].
+    pub(crate) fn try_reserve(
+        &self,
+        now: Instant,
+        passive: &PassiveHealth,
+    ) -> Result<(), Unavailable> {
+        if !self.in_service(now, passive) {
+            return Err(Unavailable::OutOfService);
+        }
+        let reserved = match self.max_conns {
+            None => {
+                self.open.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(max) => self
+                .open
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    (open < u64::from(max)).then_some(open + 1)
+                })
+                .is_ok(),
+        };
+        if reserved {
+            self.total.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            Err(Unavailable::Full)
+        }
+    }
+
+    /// Gives a slot back; returns the connections left.
+    pub(crate) fn release(&self) -> u64 {
+        self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1)
+    }
+
+    /// A connect succeeded: the failure streak ends, and a resting backend is up again.
+    pub(crate) fn connect_succeeded(&self, passive: &PassiveHealth) -> bool {
+        self.fails_in_row.store(0, Ordering::Relaxed);
+        !passive.active_checks && self.set_health(Health::Up) == Health::Down
+    }
+
+    /// A connect failed; returns true when this failure marked the backend down.
+    pub(crate) fn connect_failed(&self, now: Instant, passive: &PassiveHealth) -> bool {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let in_row = self.fails_in_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_row < passive.max_fails.max(1) {
+            return false;
+        }
+        self.retry_at_nanos.store(
+            self.nanos(now)
+                .saturating_add(passive.fail_timeout.as_nanos() as i64),
+            Ordering::Relaxed,
+        );
+        self.set_health(Health::Down) == Health::Up
+    }
+
+    pub(crate) fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Nanoseconds from the backend's creation to `now` (negative for an earlier `now`).
+    fn nanos(&self, now: Instant) -> i64 {
+        match now.checked_duration_since(self.epoch) {
+            Some(after) => after.as_nanos() as i64,
+            None => -(self.epoch.duration_since(now).as_nanos() as i64),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("addr", &self.addr)
+            .field("state", &self.state())
+            .field("open", &self.open())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSIVE: PassiveHealth = PassiveHealth {
+        max_fails: 2,
+        fail_timeout: Duration::from_secs(10),
+        active_checks: false,
+    };
+
+    #[test]
+    fn max_conns_is_a_hard_limit() {
+        let now = Instant::now();
+        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, Some(2));
+        assert_eq!(b.try_reserve(now, &PASSIVE), Ok(()));
+        assert_eq!(b.try_reserve(now, &PASSIVE), Ok(()));
+        assert_eq!(b.try_reserve(now, &PASSIVE), Err(Unavailable::Full));
+        assert_eq!(b.release(), 1);
+        assert_eq!(b.try_reserve(now, &PASSIVE), Ok(()));
+        assert_eq!(b.total(), 3);
+    }
+
+    #[test]
+    fn passive_failures_rest_the_backend_then_give_it_a_trial() {
+        let now = Instant::now();
+        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
+        assert!(!b.connect_failed(now, &PASSIVE));
+        assert!(
+            b.connect_failed(now, &PASSIVE),
+            "second failure in a row marks it down"
+        );
+        assert_eq!(b.state(), BackendState::Down);
+        assert_eq!(
+            b.try_reserve(now + Duration::from_secs(9), &PASSIVE),
+            Err(Unavailable::OutOfService)
+        );
+        assert_eq!(
+            b.try_reserve(now + Duration::from_secs(10), &PASSIVE),
+            Ok(())
+        );
+        assert!(
+            b.connect_succeeded(&PASSIVE),
+            "a good connect brings it back up"
+        );
+        assert_eq!(b.state(), BackendState::Up);
+    }
+
+    #[test]
+    fn with_active_checks_only_checks_bring_it_back() {
+        let passive = PassiveHealth {
+            active_checks: true,
+            ..PASSIVE
+        };
+        let now = Instant::now();
+        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
+        b.connect_failed(now, &passive);
+        b.connect_failed(now, &passive);
+        assert_eq!(
+            b.try_reserve(now + Duration::from_secs(3600), &passive),
+            Err(Unavailable::OutOfService)
+        );
+        b.set_health(Health::Up);
+        assert_eq!(b.try_reserve(now, &passive), Ok(()));
+    }
+
+    #[test]
+    fn operator_states_take_precedence() {
+        let now = Instant::now();
+        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
+        for state in [
+            AdminState::Draining,
+            AdminState::Disabled,
+            AdminState::Removing,
+        ] {
+            b.set_admin(state);
+            assert_eq!(
+                b.try_reserve(now, &PASSIVE),
+                Err(Unavailable::OutOfService),
+                "{state:?}"
+            );
+        }
+        b.set_admin(AdminState::Enabled);
+        assert_eq!(b.state(), BackendState::Up);
+    }
+}

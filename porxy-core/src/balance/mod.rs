@@ -1,0 +1,428 @@
+//! Choosing an upstream for a new connection.
+//!
+//! A [`Balancer`] belongs to one version of a tunnel and holds its backends (shared `Arc`s, so
+//! their counters and health survive a change of the tunnel). Each strategy yields the backends in
+//! its order of preference; the first one that is in service and has a free slot (reserved
+//! atomically, so `max_conns` holds across reactors) wins. A connection that retries after a
+//! failed connect passes the set of backends it has tried, and they are skipped.
+//!
+//! - `round_robin`: in turn, by weight (a smooth weighted schedule: weights 3,1 give A A B A, not
+//!   A A A B). The default.
+//! - `least_conn`: fewest open connections per unit of weight.
+//! - `random`: two random choices, the less loaded wins.
+//! - `hash`: rendezvous hashing of the client IP: a client sticks to its backend, and removing
+//!   one backend of N moves only the clients that were on it.
+//! - `first`: the first backend in order that can take the connection (failover with backups).
+
+pub(crate) mod backend;
+pub(crate) mod health;
+
+use std::cell::Cell;
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use backend::{Backend, PassiveHealth, Unavailable};
+
+/// How a tunnel spreads connections over its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// In turn, by weight.
+    #[default]
+    RoundRobin,
+    /// Fewest open connections per unit of weight.
+    LeastConn,
+    /// Two random choices, the less loaded wins.
+    Random,
+    /// Consistent (rendezvous) hashing of the client IP.
+    Hash,
+    /// The first backend in order that can take it.
+    First,
+}
+
+impl Strategy {
+    /// Every strategy's name, as written in a SPEC or a config file.
+    pub const NAMES: &'static [&'static str] =
+        &["round_robin", "least_conn", "random", "hash", "first"];
+
+    /// The name as written in a SPEC or a config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::LeastConn => "least_conn",
+            Strategy::Random => "random",
+            Strategy::Hash => "hash",
+            Strategy::First => "first",
+        }
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "round_robin" | "roundrobin" | "rr" => Ok(Strategy::RoundRobin),
+            "least_conn" | "leastconn" => Ok(Strategy::LeastConn),
+            "random" => Ok(Strategy::Random),
+            "hash" => Ok(Strategy::Hash),
+            "first" => Ok(Strategy::First),
+            _ => Err(format!(
+                "unknown strategy `{text}`; known strategies: {}",
+                Strategy::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of [`Balancer::pick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// This backend (an index into [`Balancer::backends`]); a slot is reserved on it.
+    Chosen(usize),
+    /// Every backend in service is at its `max_conns`: the client may wait for a slot.
+    AllFull,
+    /// No backend that was not already tried is in service.
+    NoneInService,
+}
+
+/// Backends already tried by one connection: a bit per backend index (the first 64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tried(u64);
+
+impl Tried {
+    pub(crate) fn add(&mut self, index: usize) {
+        if index < 64 {
+            self.0 |= 1 << index;
+        }
+    }
+
+    fn contains(self, index: usize) -> bool {
+        index < 64 && self.0 & (1 << index) != 0
+    }
+}
+
+/// One tunnel version's backends and the strategy over them.
+pub(crate) struct Balancer {
+    pub(crate) strategy: Strategy,
+    pub(crate) backends: Vec<Arc<Backend>>,
+    pub(crate) passive: PassiveHealth,
+    /// The smooth weighted round-robin order of backend indexes.
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+}
+
+impl Balancer {
+    pub(crate) fn new(
+        strategy: Strategy,
+        backends: Vec<Arc<Backend>>,
+        passive: PassiveHealth,
+    ) -> Self {
+        let schedule = smooth_schedule(&backends);
+        Balancer {
+            strategy,
+            backends,
+            passive,
+            schedule,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Chooses a backend for a connection from `client` and reserves a slot on it.
+    pub(crate) fn pick(&self, client: IpAddr, tried: Tried, now: Instant) -> Pick {
+        let n = self.backends.len();
+        if n == 0 {
+            return Pick::NoneInService;
+        }
+        let mut saw_full = false;
+        let mut attempt = |index: usize| -> Option<Pick> {
+            if tried.contains(index) {
+                return None;
+            }
+            match self.backends[index].try_reserve(now, &self.passive) {
+                Ok(()) => Some(Pick::Chosen(index)),
+                Err(Unavailable::Full) => {
+                    saw_full = true;
+                    None
+                }
+                Err(Unavailable::OutOfService) => None,
+            }
+        };
+        let chosen = match self.strategy {
+            Strategy::RoundRobin => {
+                let start = self.schedule
+                    [self.cursor.fetch_add(1, Ordering::Relaxed) % self.schedule.len()];
+                (0..n).find_map(|i| attempt((start + i) % n))
+            }
+            Strategy::First => (0..n).find_map(&mut attempt),
+            Strategy::LeastConn => {
+                let rotate = self.cursor.fetch_add(1, Ordering::Relaxed);
+                let mut order: Vec<usize> = (0..n).map(|i| (rotate + i) % n).collect();
+                // Stable: among equals, the rotation decides, so ties are taken in turn.
+                order.sort_by(|&a, &b| self.load(a).total_cmp(&self.load(b)));
+                order.into_iter().find_map(&mut attempt)
+            }
+            Strategy::Random => {
+                let a = random_below(n);
+                let b = if n > 1 {
+                    (a + 1 + random_below(n - 1)) % n
+                } else {
+                    a
+                };
+                let (first, second) = if self.load(b) < self.load(a) {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
+                let mut order = vec![first, second];
+                let mut rest: Vec<usize> = (0..n).filter(|i| *i != a && *i != b).collect();
+                rest.sort_by(|&x, &y| self.load(x).total_cmp(&self.load(y)));
+                order.extend(rest);
+                order.into_iter().find_map(&mut attempt)
+            }
+            Strategy::Hash => {
+                let mut scored: Vec<(f64, usize)> = (0..n)
+                    .map(|i| (rendezvous_score(client, &self.backends[i]), i))
+                    .collect();
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                scored.into_iter().find_map(|(_, i)| attempt(i))
+            }
+        };
+        match chosen {
+            Some(pick) => pick,
+            None if saw_full => Pick::AllFull,
+            None => Pick::NoneInService,
+        }
+    }
+
+    /// Open connections per unit of weight.
+    fn load(&self, index: usize) -> f64 {
+        let b = &self.backends[index];
+        b.open() as f64 / f64::from(b.weight)
+    }
+}
+
+/// The weighted round-robin order, spread out: each step adds every backend's weight to its
+/// credit and takes the backend with the most credit, which then pays the total weight.
+fn smooth_schedule(backends: &[Arc<Backend>]) -> Vec<usize> {
+    if backends.is_empty() {
+        return vec![0];
+    }
+    // Bounded: weights are scaled down so the schedule stays short.
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    let scale = total.div_ceil(4096).max(1);
+    let weights: Vec<i64> = backends
+        .iter()
+        .map(|b| (u64::from(b.weight) / scale).max(1) as i64)
+        .collect();
+    let total: i64 = weights.iter().sum();
+    let mut credit = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in credit.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let best = (0..credit.len())
+            .max_by_key(|&i| (credit[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        credit[best] -= total;
+        schedule.push(best);
+    }
+    schedule
+}
+
+/// Weighted rendezvous score of a backend for a client: the highest wins.
+fn rendezvous_score(client: IpAddr, backend: &Backend) -> f64 {
+    let mut hasher = DefaultHasher::new();
+    client.hash(&mut hasher);
+    backend.addr.hash(&mut hasher);
+    // A uniform value in (0, 1), then weight / -ln(u): the weighted form of rendezvous hashing.
+    let u = ((hasher.finish() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(backend.weight) / -u.ln()
+}
+
+/// A uniform index below `n`, from a per-thread xorshift generator.
+fn random_below(n: usize) -> usize {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x % n as u64) as usize
+    })
+}
+
+fn seed() -> u64 {
+    let mut hasher = DefaultHasher::new();
+    std::thread::current().id().hash(&mut hasher);
+    Instant::now().hash(&mut hasher);
+    hasher.finish() | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const PASSIVE: PassiveHealth = PassiveHealth {
+        max_fails: 3,
+        fail_timeout: Duration::from_secs(10),
+        active_checks: false,
+    };
+
+    fn balancer(strategy: Strategy, weights: &[u32]) -> Balancer {
+        let backends = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                Arc::new(Backend::new(
+                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    *w,
+                    None,
+                ))
+            })
+            .collect();
+        Balancer::new(strategy, backends, PASSIVE)
+    }
+
+    fn picks(b: &Balancer, n: usize, release: bool) -> Vec<usize> {
+        let now = Instant::now();
+        (0..n)
+            .map(|i| {
+                let client = IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]);
+                match b.pick(client, Tried::default(), now) {
+                    Pick::Chosen(index) => {
+                        if release {
+                            b.backends[index].release();
+                        }
+                        index
+                    }
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strategies_parse_by_name() {
+        for name in Strategy::NAMES {
+            assert_eq!(name.parse::<Strategy>().unwrap().as_str(), *name);
+        }
+        assert!("fastest"
+            .parse::<Strategy>()
+            .unwrap_err()
+            .contains("round_robin, least_conn"));
+    }
+
+    #[test]
+    fn round_robin_follows_weights_smoothly() {
+        let b = balancer(Strategy::RoundRobin, &[3, 1]);
+        assert_eq!(picks(&b, 8, true), [0, 0, 1, 0, 0, 0, 1, 0]);
+        let even = balancer(Strategy::RoundRobin, &[1, 1, 1]);
+        assert_eq!(picks(&even, 6, true), [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn tried_backends_are_skipped_and_down_ones_too() {
+        let b = balancer(Strategy::First, &[1, 1, 1]);
+        let now = Instant::now();
+        let mut tried = Tried::default();
+        tried.add(0);
+        assert_eq!(
+            b.pick(IpAddr::from([127, 0, 0, 1]), tried, now),
+            Pick::Chosen(1)
+        );
+        b.backends[1].set_admin(backend::AdminState::Draining);
+        assert_eq!(
+            b.pick(IpAddr::from([127, 0, 0, 1]), tried, now),
+            Pick::Chosen(2)
+        );
+        tried.add(2);
+        assert_eq!(
+            b.pick(IpAddr::from([127, 0, 0, 1]), tried, now),
+            Pick::NoneInService
+        );
+    }
+
+    #[test]
+    fn least_conn_prefers_the_emptiest() {
+        let b = balancer(Strategy::LeastConn, &[1, 1, 2]);
+        // Hold every pick: loads even out by weight (2 for each of 0 and 1, 4 for 2).
+        let mut counts = [0; 3];
+        for index in picks(&b, 8, false) {
+            counts[index] += 1;
+        }
+        assert_eq!(counts, [2, 2, 4]);
+    }
+
+    #[test]
+    fn random_two_choices_spreads_held_connections_evenly() {
+        let b = balancer(Strategy::Random, &[1, 1, 1, 1]);
+        let mut counts = [0; 4];
+        for index in picks(&b, 4000, false) {
+            counts[index] += 1;
+        }
+        // Two choices keep the spread tight: every backend within 5% of the mean.
+        for c in counts {
+            assert!((950..=1050).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn hash_moves_only_the_removed_backends_clients() {
+        let four = balancer(Strategy::Hash, &[1, 1, 1, 1]);
+        let before = picks(&four, 3000, true);
+        let mut counts = [0; 4];
+        for &i in &before {
+            counts[i] += 1;
+        }
+        for c in counts {
+            assert!((600..=900).contains(&c), "spread {counts:?}");
+        }
+        // Take backend 2 out of service: only its clients move.
+        four.backends[2].set_admin(backend::AdminState::Disabled);
+        let after = picks(&four, 3000, true);
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            if *b != 2 {
+                assert_eq!(a, b, "client {i} moved from {b} to {a}");
+            } else {
+                assert_ne!(*a, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn all_full_is_told_apart_from_none_in_service() {
+        let now = Instant::now();
+        let full = Arc::new(Backend::new("127.0.0.1:1".parse().unwrap(), 1, Some(1)));
+        let b = Balancer::new(Strategy::RoundRobin, vec![full], PASSIVE);
+        assert_eq!(
+            b.pick(IpAddr::from([127, 0, 0, 1]), Tried::default(), now),
+            Pick::Chosen(0)
+        );
+        assert_eq!(
+            b.pick(IpAddr::from([127, 0, 0, 1]), Tried::default(), now),
+            Pick::AllFull
+        );
+        b.backends[0].set_admin(backend::AdminState::Draining);
+        assert_eq!(
+            b.pick(IpAddr::from([127, 0, 0, 1]), Tried::default(), now),
+            Pick::NoneInService
+        );
+    }
+}

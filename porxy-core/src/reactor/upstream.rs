@@ -1,0 +1,238 @@
+//! Getting a connection to a backend: choose one, connect without blocking, move on to another
+//! when a connect fails, and wait in the queue while every backend is full.
+//!
+//! The connection's state machine decides whether another attempt is allowed
+//! ([`Action::Reconnect`]); the balancer decides which backend. Every connect result also feeds
+//! passive health: failures in a row take a backend down, a success brings it back.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use tracing::{debug, info, warn};
+
+use super::{token, Reactor, Slot};
+use crate::balance::backend::{AdminState, Backend};
+use crate::balance::Pick;
+use crate::conn::close::CloseReason;
+use crate::conn::{Action, Phase, Side};
+
+/// Where a connection stands after [`Reactor::assign_backend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Assigned {
+    Connecting,
+    Queued,
+    Closed,
+}
+
+impl Reactor {
+    /// Finds a backend for connection `key` (new, queued, or whose last connect failed with
+    /// `failed`), reserves a slot on it and starts connecting. Failures of the connect call
+    /// itself move on to the next backend while attempts remain.
+    pub(super) fn assign_backend(
+        &mut self,
+        key: usize,
+        mut failed: Option<CloseReason>,
+        now: Instant,
+    ) -> Assigned {
+        // Every pick marks its backend tried, so this ends within one round of the backends.
+        loop {
+            let Some(slot) = self.slab.get_mut(key) else {
+                return Assigned::Closed;
+            };
+            match slot.tunnel.balancer.pick(slot.peer.ip(), slot.tried, now) {
+                Pick::Chosen(index) => {
+                    slot.tried.add(index);
+                    slot.backend = Some(index);
+                    let addr = slot.tunnel.balancer.backends[index].addr;
+                    slot.span.record("upstream", tracing::field::display(addr));
+                    match start_connect(self.poll.registry(), addr, key) {
+                        Ok(stream) => {
+                            slot.upstream = Some(stream);
+                            slot.conn.restart_connect(now);
+                            self.arm_timer(key);
+                            return Assigned::Connecting;
+                        }
+                        Err(error) => {
+                            let action = slot.conn.on_connect_failed(&error);
+                            match self.after_connect_failure(key, action, Some(&error), now) {
+                                Some(reason) => failed = Some(reason),
+                                None => return Assigned::Closed,
+                            }
+                        }
+                    }
+                }
+                Pick::AllFull => {
+                    let id = slot.id;
+                    if slot.conn.phase() != Phase::Queued {
+                        slot.conn.enqueue(now);
+                    }
+                    if !self.queued.iter().any(|&(k, i)| k == key && i == id) {
+                        self.queued.push_back((key, id));
+                    }
+                    self.arm_timer(key);
+                    return Assigned::Queued;
+                }
+                Pick::NoneInService => {
+                    let action = slot.conn.give_up(failed.unwrap_or(CloseReason::NoBackend));
+                    self.finish(key, action, None, now);
+                    return Assigned::Closed;
+                }
+            }
+        }
+    }
+
+    /// The upstream socket of a connecting connection signalled: see how the connect went.
+    pub(super) fn check_connect(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.slab.get_mut(key) else {
+            return;
+        };
+        let Some(stream) = &slot.upstream else {
+            return;
+        };
+        match connect_outcome(stream) {
+            ConnectOutcome::Pending => {}
+            ConnectOutcome::Connected => {
+                if let Some(backend) = slot.backend.map(|i| &slot.tunnel.balancer.backends[i]) {
+                    if backend.connect_succeeded(&slot.tunnel.balancer.passive) {
+                        info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend is up again: a connect succeeded");
+                    }
+                }
+                slot.span.in_scope(|| debug!("upstream connected"));
+                slot.conn.on_connected(now);
+                // The client may have sent bytes while we connected.
+                self.drive(key, now);
+            }
+            ConnectOutcome::Failed(error) => {
+                let action = slot.conn.on_connect_failed(&error);
+                if let Some(failed) = self.after_connect_failure(key, action, Some(&error), now) {
+                    self.assign_backend(key, Some(failed), now);
+                }
+            }
+        }
+    }
+
+    /// A connect attempt failed and the connection answered `action`: count the failure
+    /// against the backend, give its slot back, and close the connection if `action` says so.
+    /// Returns the failure's reason when the connection is to try another backend.
+    pub(super) fn after_connect_failure(
+        &mut self,
+        key: usize,
+        action: Action,
+        error: Option<&io::Error>,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        let slot = self.slab.get_mut(key)?;
+        slot.upstream = None;
+        if let Some(index) = slot.backend {
+            let backend = &slot.tunnel.balancer.backends[index];
+            if backend.connect_failed(now, &slot.tunnel.balancer.passive) {
+                warn!(
+                    tunnel = %slot.tunnel.local,
+                    backend = %backend.addr,
+                    max_fails = slot.tunnel.balancer.passive.max_fails,
+                    error = error.map(|e| e.to_string()).unwrap_or_else(|| "connect timed out".into()),
+                    "backend is down: connects fail"
+                );
+            }
+        }
+        if release_backend(slot) {
+            self.retry_queue = true;
+        }
+        match action {
+            Action::Reconnect { failed } => {
+                let slot = &self.slab[key];
+                slot.span.in_scope(
+                    || debug!(reason = %failed, "connect failed; trying another backend"),
+                );
+                Some(failed)
+            }
+            close @ Action::Close { .. } => {
+                self.finish(key, close, error, now);
+                None
+            }
+            Action::Wait | Action::Again => None,
+        }
+    }
+
+    /// Gives queued connections the slots that may have freed up, oldest first.
+    pub(super) fn serve_queue(&mut self, now: Instant) {
+        self.retry_queue = false;
+        for _ in 0..self.queued.len() {
+            let Some((key, id)) = self.queued.pop_front() else {
+                break;
+            };
+            let waiting = self
+                .slab
+                .get(key)
+                .is_some_and(|s| s.id == id && s.conn.phase() == Phase::Queued);
+            if !waiting {
+                continue; // Timed out or closed meanwhile.
+            }
+            if self.assign_backend(key, None, now) == Assigned::Queued {
+                // Still full: it went back to the end; it keeps its place at the front instead.
+                if let Some(entry) = self.queued.pop_back() {
+                    self.queued.push_front(entry);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Gives back the backend slot a closing connection holds.
+    pub(super) fn release_backend(&mut self, slot: &mut Slot) {
+        if release_backend(slot) {
+            self.retry_queue = true;
+        }
+    }
+}
+
+/// Gives back `slot`'s backend slot, if it holds one; true if it did.
+fn release_backend(slot: &mut Slot) -> bool {
+    let Some(index) = slot.backend.take() else {
+        return false;
+    };
+    let backend: &Arc<Backend> = &slot.tunnel.balancer.backends[index];
+    let left = backend.release();
+    if left == 0 && backend.admin() == AdminState::Removing {
+        info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend removed: its last connection has ended");
+    }
+    true
+}
+
+/// Starts a non-blocking connect to `addr`, registered as connection `key`'s upstream.
+fn start_connect(registry: &Registry, addr: SocketAddr, key: usize) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)?;
+    let _ = stream.set_nodelay(true);
+    registry.register(
+        &mut stream,
+        token::token(key, Side::Upstream),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    Ok(stream)
+}
+
+/// Where a non-blocking connect stands after the socket signalled.
+enum ConnectOutcome {
+    Pending,
+    Connected,
+    Failed(io::Error),
+}
+
+/// The non-blocking connect recipe: `SO_ERROR` first, then `peer_addr` to tell a completed
+/// connect from a spurious wake-up.
+fn connect_outcome(stream: &TcpStream) -> ConnectOutcome {
+    match stream.take_error() {
+        Ok(Some(error)) => return ConnectOutcome::Failed(error),
+        Err(error) => return ConnectOutcome::Failed(error),
+        Ok(None) => {}
+    }
+    match stream.peer_addr() {
+        Ok(_) => ConnectOutcome::Connected,
+        Err(e) if e.kind() == ErrorKind::NotConnected => ConnectOutcome::Pending,
+        Err(e) => ConnectOutcome::Failed(e),
+    }
+}
