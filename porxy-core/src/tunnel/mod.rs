@@ -32,6 +32,9 @@ pub(crate) struct Tunnel {
     pub(crate) local: SocketAddr,
     pub(crate) settings: TunnelSettings,
     pub(crate) balancer: Balancer,
+    /// Backends dropped from the tunnel that still hold connections: shown in status (as
+    /// removing) until their last connection ends, never picked.
+    pub(crate) leaving: Vec<Arc<Backend>>,
     /// Connect attempts per client, across backends.
     pub(crate) attempts: u32,
     /// Active health checks, if on.
@@ -91,6 +94,21 @@ impl Tunnel {
         let attempts = options
             .attempts
             .unwrap_or_else(|| (backends.len() as u32).clamp(1, DEFAULT_MAX_ATTEMPTS));
+        let leaving = previous
+            .map(|p| {
+                p.leaving
+                    .iter()
+                    .chain(
+                        p.balancer
+                            .backends
+                            .iter()
+                            .filter(|b| !backends.iter().any(|n| Arc::ptr_eq(n, b))),
+                    )
+                    .filter(|b| b.open() > 0)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut shown = spec.clone();
         shown.local = local.into();
         Tunnel {
@@ -98,6 +116,7 @@ impl Tunnel {
             local,
             settings: config.settings_for(options),
             balancer: Balancer::new(options.strategy.unwrap_or_default(), backends, passive),
+            leaving,
             attempts,
             check,
             stats,
@@ -110,6 +129,7 @@ impl Tunnel {
             .balancer
             .backends
             .iter()
+            .chain(&self.leaving)
             .filter(|b| !(b.state() == BackendState::Removing && b.open() == 0))
             .map(|b| BackendStatus {
                 addr: b.addr,
