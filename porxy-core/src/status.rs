@@ -96,7 +96,11 @@ impl TunnelStats {
         }
         TunnelStatus {
             local,
-            remotes: backends.iter().map(|b| b.addr).collect(),
+            remotes: backends
+                .iter()
+                .filter(|b| b.state != BackendState::Removing)
+                .map(|b| b.addr)
+                .collect(),
             spec,
             strategy,
             backends,
@@ -165,7 +169,7 @@ impl Status {
 pub struct TunnelStatus {
     /// The bound listen address.
     pub local: SocketAddr,
-    /// The resolved remote addresses.
+    /// The resolved addresses of the remotes in use (not those being removed).
     pub remotes: Vec<SocketAddr>,
     /// The tunnel expression it was opened with.
     pub spec: String,
