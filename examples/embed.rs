@@ -44,7 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = proxy.handle();
     let opened = handle.open(&format!("127.0.0.1:0={service_addr}[idle_timeout=10s]").parse()?)?;
     println!("opened {} -> {:?}", opened.local, opened.remotes);
-    println!("reply: {}", round_trip(opened.local, "and through a runtime tunnel")?);
+    println!(
+        "reply: {}",
+        round_trip(opened.local, "and through a runtime tunnel")?
+    );
 
     for tunnel in handle.status().tunnels {
         println!(

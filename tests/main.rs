@@ -1,1 +1,17 @@
-fn main(){}
+//! End-to-end tests of porxy over real loopback sockets.
+//!
+//! One test binary (`cargo test -p porxy-cli --test e2e`), so the fixtures in `support` are
+//! compiled once. The library is tested in-process through `porxy_core::Proxy`; the `cli`
+//! module runs the `porxy` binary.
+
+mod support;
+
+mod cli;
+mod control;
+mod faults;
+mod half_close;
+mod idle;
+mod relay;
+mod runtime;
+mod scale;
+mod stop;

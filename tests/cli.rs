@@ -1,0 +1,387 @@
+//! The porxy binary: its READY line, `--check`, errors that point at the fault, signals and exit
+//! codes, and how it holds up when a client stops reading or descriptors run out.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::client::{
+    connect, expect_reset, read_until_end, refused, round_trip, set_timeouts, try_connect, End,
+};
+use crate::support::payload::bytes;
+use crate::support::process::{run, Porxy, TempDir};
+use crate::support::{wait_until, Backend};
+
+/// The shipped, annotated example config.
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/porxy.toml");
+/// The longest a `--check` or a failing start may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest porxy may take to exit once it has been told to.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn shipped() -> String {
+    std::fs::read_to_string(SHIPPED).unwrap_or_else(|e| panic!("read {SHIPPED}: {e}"))
+}
+
+/// The key of a `key = value` line (not a comment, not a table header).
+fn key_of(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plain.then_some(key)
+}
+
+/// The config with every `listen` set to `127.0.0.1:0` and every backend `address` set to
+/// `backend`. Fails if either key is missing, so a changed file format is noticed.
+fn localized(config: &str, backend: SocketAddr) -> String {
+    let (mut listens, mut addresses) = (0, 0);
+    let lines: Vec<String> = config
+        .lines()
+        .map(|line| match key_of(line) {
+            Some("listen") => {
+                listens += 1;
+                "listen = \"127.0.0.1:0\"".to_string()
+            }
+            Some("address") => {
+                addresses += 1;
+                format!("address = \"{backend}\"")
+            }
+            _ => line.to_string(),
+        })
+        .collect();
+    assert!(
+        listens > 0 && addresses > 0,
+        "no `listen` or `address` key in:\n{config}"
+    );
+    lines.join("\n") + "\n"
+}
+
+/// How many `[listeners.NAME]` tables a config has.
+fn listener_count(config: &str) -> usize {
+    config
+        .lines()
+        .filter(|l| l.trim_start().starts_with("[listeners."))
+        .count()
+}
+
+fn echo_spec(echo: &Backend) -> String {
+    format!("127.0.0.1:0={}", echo.addr())
+}
+
+#[test]
+fn check_accepts_shipped_config() {
+    let out = run(&["--check", "--config", SHIPPED], RUN_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let tunnels = listener_count(&shipped());
+    assert!(
+        out.stdout
+            .starts_with(&format!("config OK: {tunnels} tunnel")),
+        "expected `config OK: {tunnels} tunnels`: {out:?}"
+    );
+}
+
+/// A typo'd key is an error that names the file and the line.
+#[test]
+fn check_names_line_of_unknown_key() {
+    let config = shipped();
+    let line = config
+        .lines()
+        .position(|l| key_of(l) == Some("listen"))
+        .expect("a `listen` line in the shipped config")
+        + 1;
+    let broken: Vec<String> = config
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == line {
+                l.replacen("listen", "lisen", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let dir = TempDir::new();
+    let path = dir.write("typo.toml", &broken.join("\n"));
+    let out = run(
+        &["--check", "--config", path.to_str().unwrap()],
+        RUN_TIMEOUT,
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("typo.toml:{line}:")),
+        "the error names file and line {line}: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("lisen"),
+        "the error names the key: {}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("config OK"), "{out:?}");
+}
+
+#[test]
+fn bad_tunnel_spec_names_column() {
+    let out = run(&["--tunnel", "8000=foo:bar"], RUN_TIMEOUT);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("column 10"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "no READY line: {out:?}");
+}
+
+#[test]
+fn help_tunnel_explains_syntax() {
+    let out = run(&["--help-tunnel"], RUN_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for word in [
+        "LOCAL=REMOTE",
+        "connect_timeout",
+        "idle_timeout",
+        "half_closed_timeout",
+    ] {
+        assert!(
+            out.stdout.contains(word),
+            "--help-tunnel mentions {word}: {}",
+            out.stdout
+        );
+    }
+}
+
+/// Two `--tunnel`s, named cli-1 and cli-2 in the READY line, both relaying.
+#[test]
+fn tunnel_flags_relay() {
+    let first = Backend::echo();
+    let second = Backend::greeting_echo(b"2");
+    let porxy = Porxy::start(&[
+        "--reactors",
+        "2",
+        "--tunnel",
+        &echo_spec(&first),
+        "--tunnel",
+        &format!("127.0.0.1:0={}", second.addr()),
+    ]);
+    assert_eq!(porxy.tunnels().len(), 2, "{:?}", porxy.tunnels());
+    round_trip(&mut connect(porxy.tunnel("cli-1")), &bytes(10, 256 * 1024));
+    let mut stream = connect(porxy.tunnel("cli-2"));
+    let mut greeting = [0u8; 1];
+    stream.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"2", "cli-2 forwards to the second backend");
+    round_trip(&mut stream, b"second");
+}
+
+#[test]
+fn check_accepts_tunnel_flag() {
+    let out = run(
+        &["--check", "--tunnel", "127.0.0.1:0=127.0.0.1:9"],
+        RUN_TIMEOUT,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("config OK: 1 tunnel"), "{out:?}");
+}
+
+/// The shipped config, with its addresses moved to free ports and to our echo, relays on every
+/// listener it declares.
+#[test]
+fn shipped_config_relays() {
+    let echo = Backend::echo();
+    let config = shipped();
+    let dir = TempDir::new();
+    let path = dir.write("porxy.toml", &localized(&config, echo.addr()));
+    let porxy = Porxy::start(&["--config", path.to_str().unwrap()]);
+    assert_eq!(
+        porxy.tunnels().len(),
+        listener_count(&config),
+        "one READY entry per listener: {:?}",
+        porxy.tunnels()
+    );
+    for (name, addr) in porxy.tunnels() {
+        let mut stream = connect(*addr);
+        round_trip(&mut stream, format!("through {name}").as_bytes());
+    }
+    // The shipped config also serves a control socket; it is reported bound, and accepts.
+    if config.lines().any(|l| l.trim() == "[control]") {
+        let control: SocketAddr = porxy
+            .control()
+            .expect("a control= word in the READY line")
+            .parse()
+            .expect("a TCP control address");
+        assert!(
+            control.ip().is_loopback() && control.port() != 0,
+            "{control}"
+        );
+        connect(control);
+    }
+}
+
+/// SIGTERM: the listener closes, the open connection completes, and porxy exits 0 having
+/// printed nothing but the READY line on stdout.
+#[test]
+fn sigterm_lets_open_connection_finish() {
+    let echo = Backend::echo();
+    let mut porxy = Porxy::start(&["--tunnel", &echo_spec(&echo)]);
+    let local = porxy.tunnel("cli-1");
+    let mut stream = connect(local);
+    round_trip(&mut stream, b"before the signal");
+
+    porxy.signal(libc::SIGTERM);
+    wait_until(Duration::from_secs(5), "porxy to stop listening", || {
+        refused(local)
+    });
+    round_trip(&mut stream, b"during the drain");
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_end(&mut stream).end, End::Eof);
+    let status = porxy.wait_exit(EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", porxy.stderr());
+    assert_eq!(porxy.stdout_after_ready(), Vec::<String>::new());
+}
+
+/// A connection that outlives `--drain-timeout` is cut (the client sees a reset); exit code 3.
+#[test]
+fn drain_timeout_cuts_and_exits_3() {
+    let echo = Backend::echo();
+    let mut porxy = Porxy::start(&["--drain-timeout", "300ms", "--tunnel", &echo_spec(&echo)]);
+    let mut stream = connect(porxy.tunnel("cli-1"));
+    round_trip(&mut stream, b"and it never ends");
+    let start = Instant::now();
+    porxy.signal(libc::SIGTERM);
+    let status = porxy.wait_exit(EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(3), "stderr:\n{}", porxy.stderr());
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    expect_reset(&mut stream, Duration::from_secs(1));
+}
+
+/// A second SIGINT stops at once, without waiting for the (30 s default) drain.
+#[test]
+fn second_sigint_stops_at_once() {
+    let echo = Backend::echo();
+    let mut porxy = Porxy::start(&["--tunnel", &echo_spec(&echo)]);
+    let local = porxy.tunnel("cli-1");
+    let mut stream = connect(local);
+    round_trip(&mut stream, b"open");
+    porxy.signal(libc::SIGINT);
+    wait_until(Duration::from_secs(5), "porxy to stop listening", || {
+        refused(local)
+    });
+    let start = Instant::now();
+    porxy.signal(libc::SIGINT);
+    let status = porxy.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(3), "stderr:\n{}", porxy.stderr());
+    assert!(start.elapsed() < Duration::from_secs(3));
+    expect_reset(&mut stream, Duration::from_secs(1));
+}
+
+/// Connects with a small receive buffer and never reads.
+fn connect_never_reading(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap();
+    let stream: TcpStream = socket.into();
+    set_timeouts(&stream);
+    stream
+}
+
+/// Clients that never read, from a backend that streams forever: porxy stops reading the
+/// backend once its buffer is full, so its memory stays within its buffers.
+#[test]
+fn unread_clients_keep_memory_bounded() {
+    const CONNS: u64 = 20;
+    const BUFFER_KIB: u64 = 64; // porxy's default buffer: 64 KiB per direction
+    const SLACK_KIB: u64 = 4 * 1024;
+    let (report, reports) = mpsc::channel();
+    let source = Backend::source_until_stalled(Duration::from_millis(300), 64 << 20, report);
+    let porxy = Porxy::start(&["--reactors", "2", "--tunnel", &echo_spec(&source)]);
+    let local = porxy.tunnel("cli-1");
+    let baseline = porxy.rss_kib();
+
+    let _clients: Vec<TcpStream> = (0..CONNS).map(|_| connect_never_reading(local)).collect();
+    let mut sent = 0;
+    for _ in 0..CONNS {
+        match reports.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(n)) => sent += n,
+            Ok(Err(n)) => panic!("{n} bytes went to a client that never reads: no backpressure"),
+            Err(_) => panic!("a backend connection never stalled nor ended"),
+        }
+    }
+    let rss = porxy.rss_kib();
+    let bound = baseline + CONNS * 2 * BUFFER_KIB + SLACK_KIB;
+    assert!(
+        rss <= bound,
+        "porxy grew from {baseline} KiB to {rss} KiB (bound {bound} KiB) while holding \
+         {CONNS} stalled connections ({sent} bytes sent by the backend)"
+    );
+}
+
+/// One exchange through `addr` with short timeouts; false on any failure.
+fn relays(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let msg = b"are you back?";
+    let mut back = [0u8; 13];
+    stream.write_all(msg).is_ok() && stream.read_exact(&mut back).is_ok() && &back == msg
+}
+
+/// With 64 descriptors and more clients than that, porxy neither spins nor dies, and relays
+/// again once the clients are gone.
+#[test]
+fn descriptor_exhaustion_does_not_spin() {
+    const LIMIT: u32 = 64;
+    let echo = Backend::echo();
+    let mut porxy =
+        Porxy::start_with_fd_limit(LIMIT, &["--reactors", "1", "--tunnel", &echo_spec(&echo)]);
+    let local = porxy.tunnel("cli-1");
+
+    // Some clients are reset at once (porxy has no descriptor for their upstream), so fast that
+    // the connect itself may report it: keep those that connect.
+    let clients: Vec<TcpStream> = (0..LIMIT).filter_map(|_| try_connect(local).ok()).collect();
+    assert!(!clients.is_empty());
+    wait_until(
+        Duration::from_secs(5),
+        "porxy to use up its descriptors",
+        || porxy.open_fds() >= LIMIT as usize - 2,
+    );
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let cpu_before = porxy.cpu_ticks();
+    // A measurement window, not a wait for a condition: how busy is porxy while starved?
+    std::thread::sleep(Duration::from_secs(1));
+    let used = porxy.cpu_ticks() - cpu_before;
+    assert!(
+        used * 4 < ticks_per_second,
+        "porxy used {used} of {ticks_per_second} CPU ticks in one second: it spins"
+    );
+    assert!(
+        porxy.exit_status().is_none(),
+        "porxy died: {}",
+        porxy.stderr()
+    );
+
+    drop(clients);
+    wait_until(Duration::from_secs(10), "a new connection to relay", || {
+        relays(local)
+    });
+    assert!(
+        porxy.exit_status().is_none(),
+        "porxy died: {}",
+        porxy.stderr()
+    );
+}
+
+/// A client reset reaches the backend through the binary too (the same library underneath, but
+/// this checks the binary does not swallow signals or change socket options).
+#[test]
+fn client_reset_reaches_backend_through_binary() {
+    let (report, reports) = mpsc::channel();
+    let echo = Backend::echo_reporting(report);
+    let porxy = Porxy::start(&["--tunnel", &echo_spec(&echo)]);
+    let mut stream = connect(porxy.tunnel("cli-1"));
+    round_trip(&mut stream, b"then die");
+    crate::support::client::abort(stream);
+    let end = reports
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the backend's connection ends");
+    assert_eq!(end, Err(ErrorKind::ConnectionReset));
+}

@@ -1,0 +1,366 @@
+//! The control socket of a running porxy, driven exactly as `nc` would: lines in, lines out.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use crate::support::client::{self, connect, round_trip};
+use crate::support::process::{Porxy, TempDir};
+use crate::support::{wait_until, Backend};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One control connection: send a line, read its reply.
+struct Control<S: Read + Write> {
+    reader: BufReader<S>,
+}
+
+impl Control<TcpStream> {
+    fn connect(addr: SocketAddr) -> Self {
+        Control::over(connect(addr))
+    }
+}
+
+impl<S: Read + Write> Control<S> {
+    fn over(stream: S) -> Self {
+        Control {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(bytes)
+            .expect("write to the control socket");
+        stream.flush().expect("flush the control socket");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .expect("read a control reply");
+        assert!(n > 0, "the control socket closed instead of replying");
+        assert!(line.ends_with('\n'), "reply without a newline: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// Sends a command and returns its one-line reply.
+    #[track_caller]
+    fn cmd(&mut self, command: &str) -> String {
+        self.send(format!("{command}\n").as_bytes());
+        self.line()
+    }
+
+    /// Sends a command whose reply is an `OK` line, body lines and `END`; returns all lines
+    /// but `END`.
+    #[track_caller]
+    fn block(&mut self, command: &str) -> Vec<String> {
+        self.send(format!("{command}\n").as_bytes());
+        let mut lines = vec![self.line()];
+        assert!(lines[0].starts_with("OK"), "{command}: {:?}", lines[0]);
+        loop {
+            let line = self.line();
+            if line == "END" {
+                return lines;
+            }
+            lines.push(line);
+            assert!(lines.len() < 10_000, "{command}: no END line");
+        }
+    }
+}
+
+fn porxy_with_control(extra: &[&str]) -> (Porxy, SocketAddr) {
+    let mut args = vec![
+        "--control",
+        "127.0.0.1:0",
+        "--reactors",
+        "2",
+        "--log",
+        "warn",
+    ];
+    args.extend_from_slice(extra);
+    let porxy = Porxy::start(&args);
+    let addr = porxy
+        .control()
+        .expect("a control= word in the READY line")
+        .parse()
+        .expect("a TCP control address");
+    (porxy, addr)
+}
+
+/// `OK opened 127.0.0.1:PORT -> ...` → the bound address.
+#[track_caller]
+fn opened_addr(reply: &str) -> SocketAddr {
+    let rest = reply
+        .strip_prefix("OK opened ")
+        .unwrap_or_else(|| panic!("not an `OK opened` reply: {reply:?}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The `key=value` of a status line.
+#[track_caller]
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .to_string()
+}
+
+/// Reads a greeting backend's first bytes: which backend answered.
+fn greeting(stream: &mut TcpStream) -> [u8; 1] {
+    let mut hello = [0u8; 1];
+    stream
+        .read_exact(&mut hello)
+        .expect("the backend's greeting");
+    hello
+}
+
+#[test]
+fn open_change_and_close_a_tunnel_from_the_control_socket() {
+    let old = Backend::greeting_echo(b"A");
+    let new = Backend::greeting_echo(b"B");
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = Control::connect(control_addr);
+
+    let opened = control.cmd(&format!("OPEN 127.0.0.1:0={}", old.addr()));
+    let tunnel = opened_addr(&opened);
+    assert_eq!(opened, format!("OK opened {tunnel} -> {}", old.addr()));
+
+    let mut established = connect(tunnel);
+    assert_eq!(&greeting(&mut established), b"A");
+    round_trip(&mut established, b"before the change");
+
+    let changed = control.cmd(&format!("open {tunnel}={}", new.addr()));
+    assert_eq!(changed, format!("OK changed {tunnel} -> {}", new.addr()));
+    let mut fresh = connect(tunnel);
+    assert_eq!(
+        &greeting(&mut fresh),
+        b"B",
+        "a new connection reaches the new backend"
+    );
+    round_trip(&mut fresh, b"new");
+    round_trip(&mut established, b"the old one still talks to A");
+
+    // Traffic so far, as STATUS FULL must count it: greetings and echoes.
+    let up =
+        (b"before the change".len() + b"new".len() + b"the old one still talks to A".len()) as u64;
+    let down = up + 2;
+    let status = control.block("STATUS FULL");
+    let line = status
+        .iter()
+        .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
+        .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"));
+    assert_eq!(field(line, "remotes"), new.addr().to_string());
+    assert_eq!(field(line, "open"), "2");
+    assert_eq!(field(line, "accepted"), "2");
+    assert_eq!(field(line, "bytes_up"), up.to_string());
+    assert_eq!(field(line, "bytes_down"), down.to_string());
+    assert_eq!(field(line, "connect_failures"), "0");
+    let reactors: Vec<&String> = status
+        .iter()
+        .filter(|l| l.starts_with("reactor "))
+        .collect();
+    assert_eq!(reactors.len(), 2, "{status:?}");
+    let open_sum: u64 = reactors
+        .iter()
+        .map(|l| field(l, "open").parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(open_sum, 2);
+
+    let closed = control.cmd(&format!("CLOSE {tunnel}"));
+    assert_eq!(
+        closed,
+        format!("OK closed {tunnel}; established connections go on")
+    );
+    assert!(client::refused(tunnel), "the closed tunnel's port refuses");
+    round_trip(&mut established, b"still relayed after CLOSE");
+    round_trip(&mut fresh, b"this one too");
+    assert_eq!(
+        control.cmd("STATUS"),
+        "OK tunnels=0 open=2 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0"
+    );
+}
+
+#[test]
+fn close_now_resets_the_tunnels_connections() {
+    let echo = Backend::echo();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = Control::connect(control_addr);
+    let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
+    let mut established = connect(tunnel);
+    round_trip(&mut established, b"hello");
+    assert_eq!(
+        control.cmd(&format!("close {} now", tunnel.port())),
+        format!("OK closed {tunnel} and its connections")
+    );
+    client::expect_reset(&mut established, Duration::from_secs(5));
+    assert!(client::refused(tunnel));
+}
+
+#[test]
+fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
+    let echo = Backend::echo();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    // A client that connects and says nothing, for the whole test.
+    let _silent = connect(control_addr);
+    let mut control = Control::connect(control_addr);
+    let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
+    let mut data = connect(tunnel);
+    round_trip(&mut data, b"before");
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (b"FROB\n".to_vec(), "ERR: unknown command `FROB`; try HELP".into()),
+        (
+            b"OPEN 8000=foo:bar\n".to_vec(),
+            "ERR: bad tunnel `8000=foo:bar` at column 10: `bar` is not a port number (0 to 65535)".into(),
+        ),
+        (
+            b"OPEN 8000=9000[conect_timeout=1s]\n".to_vec(),
+            "ERR: bad tunnel `8000=9000[conect_timeout=1s]` at column 11: unknown option `conect_timeout`; known options: connect_timeout, idle_timeout, half_closed_timeout".into(),
+        ),
+        (
+            format!("OPEN {taken_addr}={}\n", echo.addr()).into_bytes(),
+            format!("ERR: cannot listen on {taken_addr}: Address already in use (os error 98)"),
+        ),
+        (b"CLOSE 127.0.0.1:1\n".to_vec(), "ERR: no tunnel listens on 127.0.0.1:1".into()),
+        (b"STATUS sideways\n".to_vec(), "ERR: STATUS does not take `sideways`".into()),
+        (b"\n".to_vec(), "ERR: empty line; try HELP".into()),
+        (b"OPEN \xff\xfe\n".to_vec(), "ERR: line is not UTF-8 (bad byte at offset 5)".into()),
+        (
+            [vec![b'A'; 5000], b"\n".to_vec()].concat(),
+            "ERR: line too long: over 4096 bytes, the limit is 4096".into(),
+        ),
+    ];
+    for (line, want) in cases {
+        control.send(&line);
+        assert_eq!(
+            control.line(),
+            want,
+            "reply to {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(60)])
+        );
+    }
+    // A line far longer than the limit, sent in pieces: refused once, then the session goes on.
+    control.send(&vec![b'x'; 100_000]);
+    control.send(b"\n");
+    assert_eq!(
+        control.line(),
+        "ERR: line too long: over 4096 bytes, the limit is 4096"
+    );
+    assert!(control.cmd("STATUS").starts_with("OK tunnels=1 open=1 "));
+    round_trip(&mut data, b"after all that, bytes still flow");
+    drop(taken);
+}
+
+#[test]
+fn a_flood_of_lines_is_answered_and_data_keeps_flowing() {
+    const LINES: usize = 1_000_000;
+    let echo = Backend::echo();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut setup = Control::connect(control_addr);
+    let tunnel = opened_addr(&setup.cmd(&format!("OPEN 0={}", echo.addr())));
+
+    let flood = connect(control_addr);
+    let mut writer = flood.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = b"x\n".repeat(10_000);
+        for _ in 0..LINES / 10_000 {
+            writer.write_all(&chunk).expect("flood the control socket");
+        }
+    });
+    // While the flood runs, data connections and other control clients are served.
+    let mut data = connect(tunnel);
+    round_trip(&mut data, b"during the flood");
+    assert!(setup.cmd("STATUS").starts_with("OK tunnels=1"));
+
+    let mut replies = BufReader::new(flood);
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for n in 0..LINES {
+        line.clear();
+        replies
+            .read_line(&mut line)
+            .expect("a reply to every flooded line");
+        if n == 0 {
+            assert_eq!(line, "ERR: unknown command `x`; try HELP\n");
+        }
+        assert!(line.starts_with("ERR: "), "reply {n}: {line:?}");
+        assert!(Instant::now() < deadline, "the flood took over 2 minutes");
+    }
+    sender.join().unwrap();
+    round_trip(&mut data, b"after the flood");
+}
+
+#[test]
+fn a_client_that_never_reads_delays_no_other() {
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    // This client asks and asks and never reads: its session blocks on writing.
+    let mut hog = connect(control_addr);
+    let many = b"HELP\n".repeat(20_000);
+    let _ = hog.set_write_timeout(Some(Duration::from_secs(2)));
+    let _ = hog.write_all(&many);
+    let mut other = Control::connect(control_addr);
+    let started = Instant::now();
+    let help = other.block("HELP");
+    assert_eq!(help[0], "OK commands:");
+    assert!(help.iter().any(|l| l.starts_with("CLOSE LOCAL NOW")));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "HELP took {:?}",
+        started.elapsed()
+    );
+    drop(hog);
+}
+
+#[test]
+fn stop_drains_and_exits_zero() {
+    let echo = Backend::echo();
+    let (mut porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = Control::connect(control_addr);
+    let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
+    let mut data = connect(tunnel);
+    round_trip(&mut data, b"one");
+    let reply = control.cmd("STOP");
+    assert_eq!(
+        reply,
+        "OK stopping: 1 connections to drain, for at most 30s"
+    );
+    wait_until(WAIT, "the tunnel to stop listening", || {
+        client::refused(tunnel)
+    });
+    round_trip(&mut data, b"the open connection still finishes");
+    drop(data);
+    let status = porxy.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", porxy.stderr());
+}
+
+#[test]
+fn unix_control_socket_is_owner_only() {
+    let dir = TempDir::new();
+    let path = dir.write("placeholder", "");
+    let socket = path.with_file_name("control.sock");
+    let arg = format!("unix:{}", socket.display());
+    let porxy = Porxy::start(&["--control", &arg, "--log", "warn"]);
+    assert_eq!(porxy.control(), Some(arg.as_str()));
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode {mode:o}");
+    let stream = UnixStream::connect(&socket).unwrap();
+    stream.set_read_timeout(Some(client::IO_TIMEOUT)).unwrap();
+    let mut control = Control::over(stream);
+    assert_eq!(
+        control.cmd("status"),
+        "OK tunnels=0 open=0 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0"
+    );
+    assert_eq!(control.cmd("QUIT"), "OK bye");
+    let mut rest = String::new();
+    control.reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "the session ends after QUIT");
+}

@@ -1,0 +1,119 @@
+//! Half-close: a FIN in one direction is passed on while the other direction keeps flowing, and
+//! a connection left half-closed too long is ended.
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use porxy_core::CloseReason;
+
+use crate::support::client::{connect, read_until_end, End, IO_TIMEOUT};
+use crate::support::payload::{assert_same, bytes};
+use crate::support::proxy::{builder, spec_to, start, start_to, wait_tunnel};
+use crate::support::Backend;
+
+/// The client sends a request and shuts down writing; the backend answers only after that EOF.
+/// The whole reply (bigger than the relay buffers) reaches the client, then a clean EOF.
+#[test]
+fn client_half_close_still_gets_whole_reply() {
+    let backend = Backend::reply_after_eof(|request| {
+        // The reply is the request twice: more than any buffer on the way, and easy to check.
+        [request, request].concat()
+    });
+    let (proxy, local) = start_to(backend.addr());
+    let request = bytes(1, 300 * 1024);
+    let mut stream = connect(local);
+    stream.write_all(&request).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof);
+    assert_same(
+        &ending.bytes,
+        &[&request[..], &request[..]].concat(),
+        "reply",
+    );
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == 1,
+    );
+    assert_eq!(status.bytes_to_upstream, request.len() as u64);
+    assert_eq!(status.bytes_to_client, 2 * request.len() as u64);
+}
+
+/// The backend sends its payload and shuts down writing first. The client gets the payload and
+/// an EOF, and can still send: the backend receives every byte, then the client's EOF.
+#[test]
+fn upstream_half_close_client_still_sends() {
+    let payload = bytes(2, 200 * 1024);
+    let (report, reports) = mpsc::channel();
+    let backend = Backend::send_then_read(payload.clone(), report);
+    let (proxy, local) = start_to(backend.addr());
+    let mut stream = connect(local);
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof, "the backend's FIN reaches the client");
+    assert_same(&ending.bytes, &payload, "payload from the backend");
+
+    let late = bytes(3, 150 * 1024);
+    stream
+        .write_all(&late)
+        .expect("the client can still write after the EOF");
+    stream.shutdown(Shutdown::Write).unwrap();
+    let received = reports
+        .recv_timeout(IO_TIMEOUT)
+        .expect("the backend reports what it read")
+        .expect("the backend reads to a clean EOF");
+    assert_same(
+        &received,
+        &late,
+        "bytes the backend received after its own FIN",
+    );
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == 1,
+    );
+    assert_eq!(status.bytes_to_client, payload.len() as u64);
+    assert_eq!(status.bytes_to_upstream, late.len() as u64);
+}
+
+/// The client shuts down writing; the backend never answers nor closes. After the half-closed
+/// timeout the proxy ends the connection: the client sees an EOF, and the reason is counted.
+#[test]
+fn half_closed_timeout_ends_connection() {
+    let timeout = Duration::from_millis(300);
+    let backend = Backend::hold_after_eof();
+    let proxy = start(
+        builder()
+            .half_closed_timeout(timeout)
+            .tunnel(spec_to(backend.addr())),
+    );
+    let local = proxy.bound()[0];
+    let mut stream = connect(local);
+    stream.write_all(b"no answer expected").unwrap();
+    let start = Instant::now();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    let after = start.elapsed();
+    assert_eq!(
+        ending.end,
+        End::Eof,
+        "the proxy closes the client gracefully"
+    );
+    assert!(
+        after >= timeout,
+        "ended after {after:?}, before the {timeout:?} timeout"
+    );
+    assert!(after < Duration::from_secs(3), "ended only after {after:?}");
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the half-closed timeout counted",
+        |t| t.closes.get(CloseReason::HalfClosedTimeout) == 1,
+    );
+    assert_eq!(status.closes.total(), 1, "{:?}", status.closes);
+    assert_eq!(status.open, 0);
+}

@@ -1,0 +1,151 @@
+//! Bytes go through exactly: many megabytes, many connections, odd chunk sizes, short reads.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use porxy_core::CloseReason;
+
+use crate::support::client::{connect, read_until_end, End, IO_TIMEOUT};
+use crate::support::payload::{Expect, Noise};
+use crate::support::proxy::{builder, spec_to, start, wait_tunnel};
+use crate::support::Backend;
+
+/// Writes the noise stream `seed` in chunks of random sizes, then shuts down the write side.
+fn write_noise(mut stream: TcpStream, seed: u64, len: usize, max_chunk: usize) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut data = Noise::new(seed);
+        let mut sizes = Noise::new(!seed);
+        let mut buf = vec![0; max_chunk];
+        let mut left = len;
+        while left > 0 {
+            let n = sizes.between(1, max_chunk).min(left);
+            data.fill(&mut buf[..n]);
+            stream.write_all(&buf[..n]).expect("write to the proxy");
+            left -= n;
+        }
+        stream.shutdown(Shutdown::Write).expect("shut down writing");
+    })
+}
+
+/// Reads with buffers of random sizes until end of stream, checking every byte against the
+/// noise stream `seed`; returns the byte count.
+fn read_noise(mut stream: TcpStream, seed: u64, max_chunk: usize) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut expect = Expect::new(seed);
+        let mut sizes = Noise::new(seed ^ 0x5555);
+        let mut buf = vec![0; max_chunk];
+        loop {
+            let want = sizes.between(1, max_chunk);
+            match stream.read(&mut buf[..want]) {
+                Ok(0) => return expect.seen(),
+                Ok(n) => expect.next(&buf[..n], &format!("connection {seed}")),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("connection {seed}: read after {} bytes: {e}", expect.seen()),
+            }
+        }
+    })
+}
+
+/// Sends `len` bytes of noise through `local` to an echo and checks every byte that comes back.
+/// Returns the number of bytes that came back.
+fn echo_noise(local: SocketAddr, seed: u64, len: usize, max_chunk: usize) -> JoinHandle<u64> {
+    let stream = connect(local);
+    let writer = write_noise(stream.try_clone().expect("clone"), seed, len, max_chunk);
+    let reader = read_noise(stream, seed, max_chunk);
+    std::thread::spawn(move || {
+        writer.join().expect("writer");
+        reader.join().expect("reader")
+    })
+}
+
+/// 16 connections × 4 MiB over 2 reactors, written in random chunks and read with short
+/// reads: every byte comes back in order, and the counters add up.
+#[test]
+fn sixteen_connections_relay_four_mib_each_exactly() {
+    const CONNS: u64 = 16;
+    const LEN: usize = 4 * 1024 * 1024;
+    let (report, reports) = mpsc::channel();
+    let echo = Backend::echo_reporting(report);
+    let proxy = start(builder().reactors(2).tunnel(spec_to(echo.addr())));
+    let local = proxy.bound()[0];
+    let conns: Vec<_> = (0..CONNS)
+        .map(|seed| echo_noise(local, seed, LEN, 64 * 1024))
+        .collect();
+    for (seed, conn) in conns.into_iter().enumerate() {
+        let got = conn.join().expect("connection thread");
+        assert_eq!(got, LEN as u64, "connection {seed}: bytes echoed");
+    }
+    for _ in 0..CONNS {
+        let end = reports
+            .recv_timeout(IO_TIMEOUT)
+            .expect("a backend connection ends");
+        assert_eq!(
+            end,
+            Ok(LEN as u64),
+            "the backend reads every byte, then a clean EOF"
+        );
+    }
+    let total = CONNS * LEN as u64;
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "every connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == CONNS && t.open == 0,
+    );
+    assert_eq!(status.bytes_to_upstream, total);
+    assert_eq!(status.bytes_to_client, total);
+    assert_eq!(status.accepted, CONNS);
+    assert_eq!(
+        status.closes.total(),
+        CONNS,
+        "no other close reason: {:?}",
+        status.closes
+    );
+    assert_eq!(echo.accepted(), CONNS as usize);
+}
+
+/// With the smallest buffer (1 KiB), a megabyte still goes through exactly: buffers refill,
+/// compact and drain many times per connection.
+#[test]
+fn smallest_buffer_relays_exactly() {
+    let echo = Backend::echo();
+    let proxy = start(
+        builder()
+            .buffer_size(porxy_core::MIN_BUFFER_SIZE)
+            .tunnel(spec_to(echo.addr())),
+    );
+    let local = proxy.bound()[0];
+    let conn = echo_noise(local, 77, 1024 * 1024, 3000);
+    assert_eq!(conn.join().expect("connection thread"), 1024 * 1024);
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == 1,
+    );
+    assert_eq!(status.bytes_to_upstream, 1024 * 1024);
+    assert_eq!(status.bytes_to_client, 1024 * 1024);
+}
+
+/// A connection that sends nothing and closes at once ends cleanly on both sides: the client
+/// gets a plain end of stream and the proxy counts it complete.
+#[test]
+fn empty_connection_completes() {
+    let echo = Backend::echo();
+    let proxy = start(builder().tunnel(spec_to(echo.addr())));
+    let local = proxy.bound()[0];
+    let mut stream = connect(local);
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof);
+    assert!(ending.bytes.is_empty());
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == 1,
+    );
+    assert_eq!((status.bytes_to_upstream, status.bytes_to_client), (0, 0));
+}

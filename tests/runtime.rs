@@ -1,0 +1,149 @@
+//! The runtime API: open, re-open (change), close, and binding errors, on a running proxy.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use porxy_core::{CloseMode, Endpoint, Error, TunnelSpec};
+
+use crate::support::client::{connect, expect_reset, refused, round_trip, IO_TIMEOUT};
+use crate::support::proxy::{builder, spec_to, start, start_to, wait_all_closed};
+use crate::support::Backend;
+
+/// Reads the greeting a [`Backend::greeting_echo`] sends first.
+fn greeting(stream: &mut TcpStream) -> String {
+    let mut buf = [0u8; 1];
+    stream.read_exact(&mut buf).expect("a greeting");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[test]
+fn open_at_runtime_relays() {
+    let first = Backend::echo();
+    let second = Backend::echo();
+    let (proxy, first_local) = start_to(first.addr());
+    let opened = proxy.handle().open(&spec_to(second.addr())).unwrap();
+    assert!(!opened.replaced);
+    assert_ne!(opened.local.port(), 0, "the real port is reported");
+    assert_ne!(opened.local, first_local);
+    assert_eq!(opened.remotes, vec![second.addr()]);
+    round_trip(&mut connect(opened.local), b"through the runtime tunnel");
+    round_trip(&mut connect(first_local), b"through the first tunnel");
+    assert_eq!((first.accepted(), second.accepted()), (1, 1));
+}
+
+/// Re-opening a bound address with another remote changes it for new connections only.
+#[test]
+fn reopen_changes_remote_for_new_connections_only() {
+    let old = Backend::greeting_echo(b"A");
+    let new = Backend::greeting_echo(b"B");
+    let (proxy, local) = start_to(old.addr());
+    let mut established = connect(local);
+    assert_eq!(greeting(&mut established), "A");
+
+    let changed = TunnelSpec::new(local, [Endpoint::Addr(new.addr())]);
+    let opened = proxy.handle().open(&changed).unwrap();
+    assert!(
+        opened.replaced,
+        "the tunnel on {local} is changed, not opened anew"
+    );
+    assert_eq!(opened.local, local);
+
+    let mut fresh = connect(local);
+    assert_eq!(
+        greeting(&mut fresh),
+        "B",
+        "a new connection reaches the new remote"
+    );
+    round_trip(&mut fresh, b"to the new backend");
+    round_trip(&mut established, b"still to the old backend");
+    assert_eq!((old.accepted(), new.accepted()), (1, 1));
+    let status = proxy.handle().status();
+    let tunnel = status.tunnel(local).expect("the tunnel is listed");
+    assert_eq!(tunnel.remotes, vec![new.addr()]);
+    assert_eq!(tunnel.open, 2);
+}
+
+/// Closing with `KeepConnections`: the port refuses new connections at once, an established
+/// connection goes on relaying.
+#[test]
+fn close_keep_connections_refuses_new_keeps_old() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let mut established = connect(local);
+    round_trip(&mut established, b"before the close");
+
+    handle.close(local, CloseMode::KeepConnections).unwrap();
+    assert!(
+        refused(local),
+        "{local} refuses connections once close returns"
+    );
+    assert!(handle.status().tunnel(local).is_none());
+    round_trip(&mut established, b"after the close");
+    assert_eq!(handle.status().open_connections(), 1);
+    assert!(matches!(
+        handle.close(local, CloseMode::KeepConnections),
+        Err(Error::NoSuchTunnel(addr)) if addr == local
+    ));
+}
+
+/// Closing with `CloseConnections` resets the established connections.
+#[test]
+fn close_connections_resets_established() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let mut established = connect(local);
+    round_trip(&mut established, b"before the close");
+
+    handle.close(local, CloseMode::CloseConnections).unwrap();
+    assert!(refused(local));
+    expect_reset(&mut established, IO_TIMEOUT / 5);
+    wait_all_closed(&handle);
+}
+
+/// Opening on a port another socket holds fails with `Error::Bind` naming the address; the
+/// proxy goes on relaying on its other tunnels.
+#[test]
+fn open_on_port_in_use_fails_with_bind_error() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken: SocketAddr = squatter.local_addr().unwrap();
+
+    let err = proxy
+        .handle()
+        .open(&TunnelSpec::new(taken, [Endpoint::Addr(echo.addr())]))
+        .expect_err("the port is taken");
+    match &err {
+        Error::Bind { addr, source } => {
+            assert_eq!(*addr, taken);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        other => panic!("expected Error::Bind, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&taken.to_string()),
+        "the message names the address: {err}"
+    );
+    assert!(proxy.handle().status().tunnel(taken).is_none());
+    round_trip(&mut connect(local), b"the other tunnel still works");
+}
+
+/// `close` of a tunnel leaves the other tunnels of the proxy alone.
+#[test]
+fn close_leaves_other_tunnels_alone() {
+    let echo = Backend::echo();
+    let proxy = start(
+        builder()
+            .tunnel(spec_to(echo.addr()))
+            .tunnel(spec_to(echo.addr())),
+    );
+    let (closed, kept) = (proxy.bound()[0], proxy.bound()[1]);
+    proxy
+        .handle()
+        .close(closed, CloseMode::CloseConnections)
+        .unwrap();
+    assert!(refused(closed));
+    round_trip(&mut connect(kept), b"the other tunnel");
+}

@@ -1,0 +1,384 @@
+//! In-process upstream servers: one thread accepts, one thread per connection plays a behaviour.
+//!
+//! [`Backend::start`] takes any behaviour; the constructors below are the ones the tests use.
+//! Behaviours report what they saw over channels the test holds. Dropping a backend stops
+//! accepting, shuts down every connection it still has, wakes behaviours that hold a connection
+//! open, and joins every thread.
+//!
+//! Two upstreams that never serve are here too: [`Refusing`] (connects are refused) and
+//! [`Unanswered`] (connects never complete), for the connect-failure tests.
+
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::client::set_timeouts;
+use super::payload::Noise;
+
+/// Stack of a connection thread: behaviours keep their buffers on the heap.
+const CONN_STACK: usize = 256 * 1024;
+/// The longest a behaviour holds a connection open when nobody stops the backend.
+const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+/// Listen backlog: std's 128 overflows when a thousand connects arrive at once, and a dropped
+/// SYN would show up as the proxy's connect timeout.
+const BACKLOG: i32 = 1024;
+
+/// A behaviour: what a backend does with each accepted connection.
+type Behaviour = dyn Fn(TcpStream, &Ctx) + Send + Sync + 'static;
+
+/// A running upstream server on `127.0.0.1:0`.
+pub struct Backend {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// A second handle on the listening socket, to shut it down (which wakes `accept`).
+    listener: TcpListener,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// What a behaviour may ask of its backend.
+pub struct Ctx {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    accepted: AtomicUsize,
+    stopping: Mutex<bool>,
+    stopped: Condvar,
+    /// Clones of the live connections, by number, so `Drop` can shut them down.
+    conns: Mutex<HashMap<usize, TcpStream>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        *lock(&self.stopping)
+    }
+}
+
+impl Ctx {
+    /// Blocks until the backend is dropped (at most a minute): for behaviours that keep a
+    /// connection open without reading or writing.
+    pub fn hold(&self) {
+        let stopping = lock(&self.shared.stopping);
+        let _ = self
+            .shared
+            .stopped
+            .wait_timeout_while(stopping, HOLD_AT_MOST, |stopping| !*stopping);
+    }
+}
+
+impl Backend {
+    /// Starts a backend that runs `behaviour` on a thread for each connection. Sockets it hands
+    /// to the behaviour have the test read and write timeouts.
+    pub fn start(behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static) -> Backend {
+        let listener = listen(BACKLOG);
+        let addr = listener.local_addr().expect("backend address");
+        let shared = Arc::new(Shared {
+            accepted: AtomicUsize::new(0),
+            stopping: Mutex::new(false),
+            stopped: Condvar::new(),
+            conns: Mutex::new(HashMap::new()),
+            workers: Mutex::new(Vec::new()),
+        });
+        let behaviour: Arc<Behaviour> = Arc::new(behaviour);
+        let acceptor = {
+            let listener = listener.try_clone().expect("clone the backend listener");
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("backend-{addr}"))
+                .spawn(move || accept_loop(listener, shared, behaviour))
+                .expect("spawn the backend acceptor")
+        };
+        Backend {
+            addr,
+            shared,
+            listener,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Sends back every byte; at end of stream, shuts down its write side and closes.
+    pub fn echo() -> Backend {
+        Backend::start(|mut stream, _| {
+            let _ = echo(&mut stream);
+        })
+    }
+
+    /// An echo that reports how each connection ended: bytes echoed, or the read or write error.
+    pub fn echo_reporting(report: Sender<Result<u64, ErrorKind>>) -> Backend {
+        Backend::start(move |mut stream, _| {
+            let _ = report.send(echo(&mut stream).map_err(|e| e.kind()));
+        })
+    }
+
+    /// Sends `greeting` first, then echoes: tells a client which backend it reached.
+    pub fn greeting_echo(greeting: &'static [u8]) -> Backend {
+        Backend::start(move |mut stream, _| {
+            if stream.write_all(greeting).is_ok() {
+                let _ = echo(&mut stream);
+            }
+        })
+    }
+
+    /// Reads until end of stream, then sends `reply(everything read)` and closes.
+    pub fn reply_after_eof(reply: fn(&[u8]) -> Vec<u8>) -> Backend {
+        Backend::start(move |mut stream, _| {
+            let mut request = Vec::new();
+            if stream.read_to_end(&mut request).is_ok() {
+                let _ = stream.write_all(&reply(&request));
+            }
+        })
+    }
+
+    /// Reads until end of stream, then holds the connection open, silent, until dropped.
+    pub fn hold_after_eof() -> Backend {
+        Backend::start(|mut stream, ctx| {
+            let mut request = Vec::new();
+            if stream.read_to_end(&mut request).is_ok() {
+                ctx.hold();
+            }
+        })
+    }
+
+    /// Sends `payload`, shuts down its write side, then reads until end of stream and reports
+    /// what it read (or the error that ended the read).
+    pub fn send_then_read(payload: Vec<u8>, report: Sender<Result<Vec<u8>, ErrorKind>>) -> Backend {
+        Backend::start(move |mut stream, _| {
+            let result = stream
+                .write_all(&payload)
+                .and_then(|()| stream.shutdown(Shutdown::Write))
+                .and_then(|()| {
+                    let mut got = Vec::new();
+                    stream.read_to_end(&mut got).map(|_| got)
+                });
+            let _ = report.send(result.map_err(|e| e.kind()));
+        })
+    }
+
+    /// Reads exactly `n` bytes, reports them, then closes with a reset (SO_LINGER 0).
+    pub fn reset_after(n: usize, report: Sender<Vec<u8>>) -> Backend {
+        Backend::start(move |mut stream, _| {
+            let mut got = vec![0; n];
+            if stream.read_exact(&mut got).is_ok() {
+                let _ = report.send(got);
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            }
+        })
+    }
+
+    /// Streams pseudo-random bytes until a write has been blocked for `stall` (the reader has
+    /// stopped reading and every buffer on the way is full), reports the bytes sent, then holds
+    /// the connection until dropped. Reports `Err(sent)` if `limit` bytes went without a stall.
+    /// Its send buffer is small, so that what is in flight sits in the proxy, not here.
+    pub fn source_until_stalled(
+        stall: Duration,
+        limit: u64,
+        report: Sender<Result<u64, u64>>,
+    ) -> Backend {
+        Backend::start(move |mut stream, ctx| {
+            stream
+                .set_write_timeout(Some(stall))
+                .expect("write timeout");
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(16 * 1024);
+            let mut noise = Noise::new(limit);
+            let mut buf = vec![0; 16 * 1024];
+            let mut sent = 0u64;
+            while sent < limit {
+                noise.fill(&mut buf);
+                match stream.write(&buf) {
+                    Ok(n) => sent += n as u64,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        let _ = report.send(Ok(sent));
+                        ctx.hold();
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            let _ = report.send(Err(sent));
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        *lock(&self.shared.stopping) = true;
+        self.shared.stopped.notify_all();
+        // Shutting down a listening socket wakes the thread blocked in `accept` (Linux).
+        let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Read);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for conn in lock(&self.shared.conns).values() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        let workers = std::mem::take(&mut *lock(&self.shared.workers));
+        for worker in workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, behaviour: Arc<Behaviour>) {
+    for number in 0.. {
+        let accepted = listener.accept();
+        if shared.is_stopping() {
+            return;
+        }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                // Out of descriptors, most likely: give the others a moment instead of spinning.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        set_timeouts(&stream);
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.conns).insert(number, clone);
+        }
+        let ctx = Ctx {
+            shared: shared.clone(),
+        };
+        let behaviour = behaviour.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("backend-conn-{number}"))
+            .stack_size(CONN_STACK)
+            .spawn(move || {
+                behaviour(stream, &ctx);
+                lock(&ctx.shared.conns).remove(&number);
+            })
+            .expect("spawn a backend connection thread");
+        let mut workers = lock(&shared.workers);
+        workers.retain(|w| !w.is_finished());
+        workers.push(worker);
+    }
+}
+
+/// Echoes until end of stream, then shuts down the write side. Returns the bytes echoed.
+fn echo(stream: &mut TcpStream) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        stream.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    Ok(total)
+}
+
+/// A socket bound to `127.0.0.1:0` and listening with `backlog`.
+fn listen(backlog: i32) -> TcpListener {
+    let socket = bound_socket();
+    socket.listen(backlog).expect("listen");
+    socket.into()
+}
+
+/// A TCP socket bound to `127.0.0.1:0`.
+fn bound_socket() -> socket2::Socket {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+    socket
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking behaviour must not hide the test's own failure.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An address where connects are refused: a socket bound to `127.0.0.1:0` that never listens,
+/// kept alive so that no one else takes the port.
+pub struct Refusing {
+    addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl Refusing {
+    /// Binds the socket.
+    pub fn new() -> Refusing {
+        let socket = bound_socket();
+        let addr = socket
+            .local_addr()
+            .expect("local address")
+            .as_socket()
+            .expect("an IP address");
+        Refusing {
+            addr,
+            _socket: socket,
+        }
+    }
+
+    /// Where connects are refused.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// An address where connects never complete: a listener with the smallest backlog, never
+/// accepting, whose queue is already full of dummy connections, so new SYNs are dropped.
+pub struct Unanswered {
+    addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+impl Unanswered {
+    /// Sets it up: fills the accept queue until a probe connect times out.
+    pub fn new() -> Unanswered {
+        let listener = bound_socket();
+        listener.listen(0).expect("listen");
+        let addr = listener
+            .local_addr()
+            .expect("local address")
+            .as_socket()
+            .expect("an IP address");
+        let mut fillers = Vec::new();
+        loop {
+            // A probe that times out proves the queue full: its SYN was dropped.
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(filler) => fillers.push(filler),
+                Err(e) if e.kind() == ErrorKind::TimedOut => break,
+                Err(e) => panic!("filling the accept queue of {addr}: {e}"),
+            }
+            assert!(
+                fillers.len() < 16,
+                "the accept queue of {addr} never filled up"
+            );
+        }
+        Unanswered {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        }
+    }
+
+    /// Where connects hang.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}

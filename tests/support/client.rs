@@ -1,0 +1,148 @@
+//! The client side: connect with timeouts, exchange bytes, and tell how a connection ended.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::payload::assert_same;
+
+/// Read and write timeout of every test socket: long enough for a loaded machine, short enough
+/// that a hung test fails instead of hanging the suite.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to `addr` (panics on failure) and sets the test socket timeouts.
+#[track_caller]
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+/// Connects to `addr` with a timeout and sets the test socket timeouts.
+pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    set_timeouts(&stream);
+    Ok(stream)
+}
+
+/// Gives a socket the test read and write timeouts, and disables Nagle.
+pub fn set_timeouts(stream: &TcpStream) {
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set write timeout");
+    let _ = stream.set_nodelay(true);
+}
+
+/// True when a connect to `addr` is refused (nobody listens there).
+pub fn refused(addr: SocketAddr) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused
+    )
+}
+
+/// Writes `msg` to an echo and checks the same bytes come back.
+#[track_caller]
+pub fn round_trip(stream: &mut TcpStream, msg: &[u8]) {
+    stream.write_all(msg).expect("write to the proxy");
+    let mut back = vec![0; msg.len()];
+    stream
+        .read_exact(&mut back)
+        .unwrap_or_else(|e| panic!("reading the echo of {} bytes: {e}", msg.len()));
+    assert_same(&back, msg, "echo");
+}
+
+/// How the read side of a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// A clean end of stream (FIN).
+    Eof,
+    /// A read error, such as `ConnectionReset`.
+    Error(ErrorKind),
+}
+
+/// What a read until the end saw.
+#[derive(Debug)]
+pub struct Ending {
+    /// Bytes read before the end.
+    pub bytes: Vec<u8>,
+    /// How the stream ended.
+    pub end: End,
+    /// Time from the call to the end.
+    pub after: Duration,
+}
+
+/// Reads until end of stream or an error. The socket's read timeout passing is a test failure.
+#[track_caller]
+pub fn read_until_end(stream: &mut TcpStream) -> Ending {
+    let start = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break End::Eof,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => panic!(
+                "the connection did not end within {:?} ({} bytes read)",
+                start.elapsed(),
+                bytes.len()
+            ),
+            Err(e) => break End::Error(e.kind()),
+        }
+    };
+    Ending {
+        bytes,
+        end,
+        after: start.elapsed(),
+    }
+}
+
+/// Reads until the end and checks it is a reset arriving within `within`.
+#[track_caller]
+pub fn expect_reset(stream: &mut TcpStream, within: Duration) -> Ending {
+    let ending = read_until_end(stream);
+    assert_eq!(
+        ending.end,
+        End::Error(ErrorKind::ConnectionReset),
+        "expected a reset, saw {ending:?}"
+    );
+    assert!(
+        ending.after < within,
+        "the reset came after {:?}, expected within {within:?}",
+        ending.after
+    );
+    ending
+}
+
+/// Connects and expects the connection to be reset within `within`. The reset may come so fast
+/// that the connect itself reports it (it lands before the connect's completion is checked).
+#[track_caller]
+pub fn connect_expect_reset(addr: SocketAddr, within: Duration) {
+    let start = Instant::now();
+    match try_connect(addr) {
+        Ok(mut stream) => {
+            expect_reset(&mut stream, within);
+        }
+        Err(e) => assert_eq!(
+            e.kind(),
+            ErrorKind::ConnectionReset,
+            "connect to {addr}: {e}"
+        ),
+    }
+    assert!(
+        start.elapsed() < within,
+        "reset after {:?}",
+        start.elapsed()
+    );
+}
+
+/// Closes `stream` with a reset (SO_LINGER 0), as a crashing peer would.
+pub fn abort(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("set SO_LINGER 0");
+    drop(stream);
+}
