@@ -331,8 +331,18 @@ fn relays(addr: SocketAddr) -> bool {
 fn descriptor_exhaustion_does_not_spin() {
     const LIMIT: u32 = 64;
     let echo = Backend::echo();
-    let mut porxy =
-        Porxy::start_with_fd_limit(LIMIT, &["--reactors", "1", "--tunnel", &echo_spec(&echo)]);
+    // A connection limit above what the descriptors allow, so that accepts do hit EMFILE.
+    let mut porxy = Porxy::start_with_fd_limit(
+        LIMIT,
+        &[
+            "--reactors",
+            "1",
+            "--max-connections",
+            "10000",
+            "--tunnel",
+            &echo_spec(&echo),
+        ],
+    );
     let local = porxy.tunnel("cli-1");
 
     // Some clients are reset at once (porxy has no descriptor for their upstream), so fast that
@@ -368,6 +378,54 @@ fn descriptor_exhaustion_does_not_spin() {
         "porxy died: {}",
         porxy.stderr()
     );
+}
+
+/// With the default connection limit (what `ulimit -n` allows: (128 - 64) / 2 = 32 here),
+/// clients past the limit wait in the listen backlog instead of being accepted and reset, and
+/// are served as soon as others leave.
+#[test]
+fn clients_past_the_connection_limit_wait_and_are_not_reset() {
+    const SERVED: usize = 32;
+    let echo = Backend::echo();
+    let porxy =
+        Porxy::start_with_fd_limit(128, &["--reactors", "1", "--tunnel", &echo_spec(&echo)]);
+    let local = porxy.tunnel("cli-1");
+    let mut served: Vec<TcpStream> = (0..SERVED)
+        .map(|i| {
+            let mut stream = connect(local);
+            round_trip(&mut stream, format!("served {i}").as_bytes());
+            stream
+        })
+        .collect();
+    let mut waiting: Vec<TcpStream> = (0..8).map(|_| connect(local)).collect();
+    for (i, stream) in waiting.iter_mut().enumerate() {
+        stream.write_all(format!("waiting {i}").as_bytes()).unwrap();
+    }
+    // A measurement window: at the limit, no waiting client is served (nor reset).
+    let mut byte = [0u8; 1];
+    waiting[0]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let early = waiting[0].read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
+        "a client past the limit was served or reset: {early:?}"
+    );
+    waiting[0]
+        .set_read_timeout(Some(crate::support::client::IO_TIMEOUT))
+        .unwrap();
+    served.truncate(SERVED - 8);
+    for (i, stream) in waiting.iter_mut().enumerate() {
+        let want = format!("waiting {i}");
+        let mut back = vec![0u8; want.len()];
+        stream
+            .read_exact(&mut back)
+            .unwrap_or_else(|e| panic!("waiting client {i} was not served after others left: {e}"));
+        assert_eq!(back, want.as_bytes());
+    }
+    for stream in &mut served {
+        round_trip(stream, b"still here");
+    }
 }
 
 /// A client reset reaches the backend through the binary too (the same library underneath, but

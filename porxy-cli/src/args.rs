@@ -34,6 +34,8 @@ pub(crate) struct Args {
     pub(crate) tunnels: Vec<NamedTunnel>,
     /// `--reactors N`, overriding the file.
     pub(crate) reactors: Option<usize>,
+    /// `--max-connections N`, overriding the file.
+    pub(crate) max_connections: Option<usize>,
     /// `--log FILTER`, already known to parse.
     pub(crate) log: String,
     /// `--check`: validate and resolve, bind nothing.
@@ -72,6 +74,11 @@ struct RawArgs {
     /// Number of reactor threads (overrides the file; default: one per CPU).
     #[arg(long, value_name = "N")]
     reactors: Option<usize>,
+
+    /// Most proxied connections at once; more clients wait in the listen backlog (overrides
+    /// the file; default: what the descriptor limit, `ulimit -n`, allows).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 
     /// Log filter in tracing EnvFilter syntax, like `info` or `porxy_core=debug`.
     #[arg(long, value_name = "FILTER", default_value = "info", value_parser = log_filter)]
@@ -120,6 +127,7 @@ impl RawArgs {
             config: self.config,
             tunnels,
             reactors: self.reactors,
+            max_connections: self.max_connections,
             log: self.log,
             check: self.check,
             drain_timeout: self.drain_timeout,

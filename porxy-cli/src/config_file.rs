@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use porxy_core::units::{parse_duration, parse_size};
-use porxy_core::{Endpoint, ProxyConfig, TunnelOptions, TunnelSpec};
+use porxy_core::{Endpoint, ProxyConfig, Remote, TunnelOptions, TunnelSpec, MAX_WEIGHT};
 use toml::Spanned;
 
 use self::locate::{is_bare_key, key_path, key_path_at, line_column};
@@ -45,6 +45,8 @@ pub(crate) struct ConfigFile {
 pub(crate) struct Overrides {
     /// `--reactors N`.
     pub(crate) reactors: Option<usize>,
+    /// `--max-connections N`.
+    pub(crate) max_connections: Option<usize>,
 }
 
 /// A position in the file, with the key path there: `porxy.toml:12:5: listeners.demo.backends`.
@@ -141,7 +143,7 @@ pub(crate) fn parse(
 
 /// A parsed `[backends.NAME]`: its address and where that was written.
 struct Backend {
-    endpoint: Endpoint,
+    remote: Remote,
     at: Location,
 }
 
@@ -192,8 +194,14 @@ impl Lift<'_> {
             Some(value) => Some(self.duration(value, "proxy.drain_timeout")?),
             None => None,
         };
+        if let Some(max) = &raw.max_connections {
+            config.max_connections = Some(*max.get_ref());
+        }
         if let Some(reactors) = overrides.reactors {
             config.reactors = reactors;
+        }
+        if let Some(max) = overrides.max_connections {
+            config.max_connections = Some(max);
         }
         if let Err(err) = config.validate() {
             return Err(match err {
@@ -201,6 +209,13 @@ impl Lift<'_> {
                     name: "reactors", ..
                 } if overrides.reactors.is_some() => ConfigError::Flag {
                     flag: "--reactors",
+                    source: err,
+                },
+                porxy_core::Error::InvalidSetting {
+                    name: "max_connections",
+                    ..
+                } if overrides.max_connections.is_some() => ConfigError::Flag {
+                    flag: "--max-connections",
                     source: err,
                 },
                 porxy_core::Error::InvalidSetting { name, reason } => {
@@ -219,9 +234,17 @@ impl Lift<'_> {
     ) -> Result<BTreeMap<String, Backend>, ConfigError> {
         let mut backends = BTreeMap::new();
         for (name, backend) in raw {
-            let path = key_path(&["backends", name.get_ref(), "address"]);
-            let (endpoint, at) = self.endpoint(&backend.address, path)?;
-            backends.insert(name.get_ref().clone(), Backend { endpoint, at });
+            let key = |last: &str| key_path(&["backends", name.get_ref(), last]);
+            let (endpoint, at) = self.endpoint(&backend.address, key("address"))?;
+            let mut remote = Remote::from(endpoint);
+            if let Some(weight) = &backend.weight {
+                remote.weight =
+                    self.count(weight, 1, i64::from(MAX_WEIGHT), &key("weight"))? as u32;
+            }
+            if let Some(max) = &backend.max_conns {
+                remote.max_conns = Some(self.count(max, 1, 10_000_000, &key("max_conns"))? as u32);
+            }
+            backends.insert(name.get_ref().clone(), Backend { remote, at });
         }
         Ok(backends)
     }
@@ -279,7 +302,7 @@ impl Lift<'_> {
                     format!("unknown backend {:?}; {}", entry.get_ref(), defined()),
                 ));
             };
-            remotes.push(backend.endpoint.clone());
+            remotes.push(backend.remote.clone());
             remote_origins.push(backend.at.to_string());
         }
         let mut options = TunnelOptions::default();
@@ -308,12 +331,100 @@ impl Lift<'_> {
                 *slot = Some(duration);
             }
         }
+        self.balancing(raw, &mut options, &key)?;
         Ok(NamedTunnel {
             name: name.get_ref().clone(),
             spec: TunnelSpec::new(local, remotes).with_options(options),
             local_origin: local_at.to_string(),
             remote_origins,
         })
+    }
+
+    /// The listener's balancing and health keys, checked as a SPEC's options are.
+    fn balancing(
+        &self,
+        raw: &RawListener,
+        options: &mut TunnelOptions,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        let text = |v: &Spanned<RawDuration>| (v.span(), v.get_ref().0.clone());
+        let number = |v: &Spanned<i64>| (v.span(), v.get_ref().to_string());
+        let string = |v: &Spanned<String>| (v.span(), v.get_ref().clone());
+        let check = raw.check.as_ref();
+        let values = [
+            ("strategy", "strategy", raw.strategy.as_ref().map(string)),
+            ("attempts", "attempts", raw.attempts.as_ref().map(number)),
+            ("max_conns", "max_conns", raw.max_conns.as_ref().map(number)),
+            (
+                "queue_timeout",
+                "queue_timeout",
+                raw.queue_timeout.as_ref().map(text),
+            ),
+            ("max_fails", "max_fails", raw.max_fails.as_ref().map(number)),
+            (
+                "fail_timeout",
+                "fail_timeout",
+                raw.fail_timeout.as_ref().map(text),
+            ),
+            (
+                "check_interval",
+                "check.interval",
+                check.and_then(|c| c.interval.as_ref()).map(text),
+            ),
+            (
+                "check_timeout",
+                "check.timeout",
+                check.and_then(|c| c.timeout.as_ref()).map(text),
+            ),
+            (
+                "rise",
+                "check.rise",
+                check.and_then(|c| c.rise.as_ref()).map(number),
+            ),
+            (
+                "fall",
+                "check.fall",
+                check.and_then(|c| c.fall.as_ref()).map(number),
+            ),
+        ];
+        for (option, path, value) in values {
+            if let Some((span, value)) = value {
+                options.set(option, &value).map_err(|message| {
+                    // The option's own name leads its message; the key path says it already.
+                    let message = message
+                        .strip_prefix(&format!("{option}: "))
+                        .unwrap_or(&message)
+                        .to_string();
+                    self.error(span.start, &key(path), message)
+                })?;
+            }
+        }
+        if let Some(check) = check {
+            options.check = Some(true);
+            // TOML has its own escapes: the strings are taken as they are.
+            options.check_send = check.send.as_ref().map(|s| s.get_ref().clone());
+            options.check_expect = check.expect.as_ref().map(|s| s.get_ref().clone());
+        }
+        Ok(())
+    }
+
+    fn count(
+        &self,
+        raw: &Spanned<i64>,
+        min: i64,
+        max: i64,
+        path: &str,
+    ) -> Result<i64, ConfigError> {
+        let n = *raw.get_ref();
+        if (min..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(self.error(
+                raw.span().start,
+                path,
+                format!("{n} is not from {min} to {max}"),
+            ))
+        }
     }
 
     fn endpoint(

@@ -108,6 +108,7 @@ fn run(command: Command) -> Result<Outcome, CliError> {
 fn plan(args: Args) -> Result<Plan, CliError> {
     let overrides = Overrides {
         reactors: args.reactors,
+        max_connections: args.max_connections,
     };
     let (config, file_drain, mut tunnels, file_control) = match &args.config {
         Some(path) => {
@@ -119,8 +120,17 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             if let Some(reactors) = args.reactors {
                 config.reactors = reactors;
             }
+            if let Some(max) = args.max_connections {
+                config.max_connections = Some(max);
+            }
             config.validate().map_err(|source| CliError::Setting {
-                origin: "--reactors".into(),
+                origin: match source {
+                    porxy_core::Error::InvalidSetting {
+                        name: "max_connections",
+                        ..
+                    } => "--max-connections".into(),
+                    _ => "--reactors".into(),
+                },
                 source,
             })?;
             (config, None, Vec::new(), None)
@@ -175,10 +185,13 @@ fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
         }
         locals.push(local);
         for (remote, origin) in tunnel.spec.remotes.iter().zip(&tunnel.remote_origins) {
-            remote.resolve().map_err(|source| CliError::Resolve {
-                origin: origin.clone(),
-                source,
-            })?;
+            remote
+                .endpoint
+                .resolve()
+                .map_err(|source| CliError::Resolve {
+                    origin: origin.clone(),
+                    source,
+                })?;
         }
     }
     Ok(())

@@ -33,6 +33,8 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RISE: u32 = 2;
 /// Default failed checks in a row that take a backend down.
 pub const DEFAULT_FALL: u32 = 3;
+/// Descriptors kept back from the automatic connection limit for porxy's own use.
+pub const RESERVED_DESCRIPTORS: usize = 64;
 /// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
@@ -51,6 +53,10 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Default half-closed timeout.
     pub half_closed_timeout: Duration,
+    /// Most proxied connections at once; at the limit, new clients wait in the listen backlog
+    /// instead of being accepted and reset for lack of descriptors. `None`: what
+    /// `RLIMIT_NOFILE` allows (see [`ProxyConfig::connection_limit`]).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +68,7 @@ impl Default for ProxyConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             half_closed_timeout: DEFAULT_HALF_CLOSED_TIMEOUT,
+            max_connections: None,
         }
     }
 }
@@ -85,6 +92,9 @@ impl ProxyConfig {
                 ),
             );
         }
+        if self.max_connections == Some(0) {
+            return invalid("max_connections", "must be at least 1".into());
+        }
         if self.backlog < 1 {
             return invalid("backlog", format!("{} is not at least 1", self.backlog));
         }
@@ -98,6 +108,17 @@ impl ProxyConfig {
             }
         }
         Ok(())
+    }
+
+    /// The connection limit in force: `max_connections`, or else two descriptors per
+    /// connection out of the soft `RLIMIT_NOFILE`, less [`RESERVED_DESCRIPTORS`] for porxy's own
+    /// use (event queues, wakers, listening and control sockets, health checks).
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+            let usable = soft.saturating_sub(RESERVED_DESCRIPTORS as u64) / 2;
+            usize::try_from(usable).unwrap_or(usize::MAX).max(1)
+        })
     }
 
     /// The settings a tunnel with these options runs with.

@@ -4,6 +4,10 @@
 //! in batches of [`ACCEPT_BATCH`] so that one busy port cannot starve the others. Clients are
 //! dealt to reactors in turn; each reactor that got any is woken once per batch.
 //!
+//! At the connection limit (`max_connections`, by default what `RLIMIT_NOFILE` allows) the
+//! listener stops accepting and looks again every [`CAPACITY_TICK`]: new clients wait in the
+//! kernel's listen backlog, not accepted only to be reset for want of an upstream descriptor.
+//!
 //! When the process runs out of descriptors (EMFILE, ENFILE) or kernel memory, accepting would
 //! fail at once, forever, and the edge-triggered listener would never signal again for the
 //! connections already queued: so the listener pauses accepting for [`RESOURCE_BACKOFF`], then
@@ -12,6 +16,7 @@
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,12 +28,15 @@ use tracing::{debug, warn};
 
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::reactor::{Accepted, ReactorMsg};
+use crate::status::ReactorStats;
 use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listener before the others get a turn.
 const ACCEPT_BATCH: usize = 64;
 /// How long accepting pauses when descriptors or memory run out.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a listener at the connection limit looks whether connections have ended.
+const CAPACITY_TICK: Duration = Duration::from_millis(10);
 /// At most one log line about a resource shortage per this period.
 const SHORTAGE_LOG_PERIOD: Duration = Duration::from_secs(1);
 
@@ -62,11 +70,19 @@ pub(crate) struct Listener {
     paused_until: Option<Instant>,
     last_shortage_log: Option<Instant>,
     shortages_unlogged: u64,
+    reactor_stats: Vec<Arc<ReactorStats>>,
+    /// Clients handed to reactors since start.
+    handed: u64,
+    max_connections: usize,
+    at_capacity: bool,
+    last_capacity_log: Option<Instant>,
 }
 
 impl Listener {
     pub(crate) fn new(
         reactors: Vec<Mailbox<ReactorMsg>>,
+        reactor_stats: Vec<Arc<ReactorStats>>,
+        max_connections: usize,
     ) -> io::Result<(Listener, Mailbox<ListenerMsg>)> {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
@@ -81,6 +97,11 @@ impl Listener {
             paused_until: None,
             last_shortage_log: None,
             shortages_unlogged: 0,
+            reactor_stats,
+            handed: 0,
+            max_connections,
+            at_capacity: false,
+            last_capacity_log: None,
         };
         Ok((listener, mailbox))
     }
@@ -96,9 +117,11 @@ impl Listener {
                     entry.ready = true;
                 }
             }
+            let any_ready = self.entries.iter().any(|(_, e)| e.ready);
             let timeout = match self.paused_until {
                 Some(until) => Some(until.saturating_duration_since(now)),
-                None if self.entries.iter().any(|(_, e)| e.ready) => Some(Duration::ZERO),
+                None if any_ready && self.at_capacity => Some(CAPACITY_TICK),
+                None if any_ready => Some(Duration::ZERO),
                 None => None,
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -172,8 +195,25 @@ impl Listener {
         }
     }
 
-    /// One batch from every ready listener.
+    /// Connections open or on their way to a reactor.
+    fn open_connections(&self) -> u64 {
+        let (open, adopted) = self.reactor_stats.iter().fold((0u64, 0u64), |(o, a), s| {
+            (
+                o + s.open.load(Ordering::Relaxed),
+                a + s.adopted.load(Ordering::Relaxed),
+            )
+        });
+        open + self.handed.saturating_sub(adopted)
+    }
+
+    /// One batch from every ready listener, as far as the connection limit allows.
     fn accept_round(&mut self) {
+        let mut room = (self.max_connections as u64).saturating_sub(self.open_connections());
+        self.at_capacity = room == 0;
+        if self.at_capacity {
+            self.log_capacity();
+            return;
+        }
         let mut to_wake = vec![false; self.reactors.len()];
         let keys: Vec<usize> = self
             .entries
@@ -183,6 +223,10 @@ impl Listener {
             .collect();
         for key in keys {
             for _ in 0..ACCEPT_BATCH {
+                if room == 0 {
+                    self.at_capacity = true;
+                    break;
+                }
                 let entry = &mut self.entries[key];
                 match entry.socket.accept() {
                     Ok((stream, peer)) => {
@@ -202,6 +246,8 @@ impl Listener {
                             warn!(reactor = index, "reactor is gone; connection dropped");
                         } else {
                             to_wake[index] = true;
+                            self.handed += 1;
+                            room -= 1;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -220,7 +266,7 @@ impl Listener {
                     }
                 }
             }
-            if self.paused_until.is_some() {
+            if self.paused_until.is_some() || self.at_capacity {
                 break;
             }
         }
@@ -228,6 +274,20 @@ impl Listener {
             if wake {
                 self.reactors[index].wake();
             }
+        }
+    }
+
+    fn log_capacity(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_capacity_log
+            .is_none_or(|at| now.duration_since(at) >= SHORTAGE_LOG_PERIOD)
+        {
+            warn!(
+                max_connections = self.max_connections,
+                "at the connection limit: new clients wait in the listen backlog"
+            );
+            self.last_capacity_log = Some(now);
         }
     }
 

@@ -50,6 +50,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Most proxied connections at once (default: what `RLIMIT_NOFILE` allows).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = Some(n);
+        self
+    }
+
     /// Listen backlog of every tunnel.
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.config.backlog = backlog;
@@ -99,11 +105,15 @@ impl ProxyBuilder {
             reactor_stats.push(stats);
             reactors.push(reactor);
         }
-        let (listener, listener_mailbox) =
-            Listener::new(reactor_mailboxes.clone()).map_err(|source| Error::Start {
-                what: "listener".into(),
-                source,
-            })?;
+        let (listener, listener_mailbox) = Listener::new(
+            reactor_mailboxes.clone(),
+            reactor_stats.clone(),
+            self.config.connection_limit(),
+        )
+        .map_err(|source| Error::Start {
+            what: "listener".into(),
+            source,
+        })?;
         let mut threads = Threads::default();
         for (index, reactor) in reactors.into_iter().enumerate() {
             let thread = spawn(format!("porxy-reactor-{index}"), move || reactor.run())?;

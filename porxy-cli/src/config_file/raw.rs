@@ -46,6 +46,7 @@ pub(super) struct RawProxy {
     pub(super) idle_timeout: Option<Spanned<RawDuration>>,
     pub(super) half_closed_timeout: Option<Spanned<RawDuration>>,
     pub(super) drain_timeout: Option<Spanned<RawDuration>>,
+    pub(super) max_connections: Option<Spanned<usize>>,
 }
 
 impl RawProxy {
@@ -59,6 +60,7 @@ impl RawProxy {
             "idle_timeout" => self.idle_timeout.as_ref().map(Spanned::span),
             "half_closed_timeout" => self.half_closed_timeout.as_ref().map(Spanned::span),
             "drain_timeout" => self.drain_timeout.as_ref().map(Spanned::span),
+            "max_connections" => self.max_connections.as_ref().map(Spanned::span),
             _ => None,
         }
     }
@@ -69,6 +71,10 @@ impl RawProxy {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
     pub(super) address: Spanned<RawAddress>,
+    /// Share of the load, 1 to 1000.
+    pub(super) weight: Option<Spanned<i64>>,
+    /// Most connections at once.
+    pub(super) max_conns: Option<Spanned<i64>>,
 }
 
 /// `[listeners.NAME]`.
@@ -81,6 +87,26 @@ pub(super) struct RawListener {
     pub(super) connect_timeout: Option<Spanned<RawDuration>>,
     pub(super) idle_timeout: Option<Spanned<RawDuration>>,
     pub(super) half_closed_timeout: Option<Spanned<RawDuration>>,
+    pub(super) strategy: Option<Spanned<String>>,
+    pub(super) attempts: Option<Spanned<i64>>,
+    pub(super) max_conns: Option<Spanned<i64>>,
+    pub(super) queue_timeout: Option<Spanned<RawDuration>>,
+    pub(super) max_fails: Option<Spanned<i64>>,
+    pub(super) fail_timeout: Option<Spanned<RawDuration>>,
+    /// `[listeners.NAME.check]`: active health checks, on when the table is there.
+    pub(super) check: Option<RawCheck>,
+}
+
+/// `[listeners.NAME.check]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    pub(super) interval: Option<Spanned<RawDuration>>,
+    pub(super) timeout: Option<Spanned<RawDuration>>,
+    pub(super) rise: Option<Spanned<i64>>,
+    pub(super) fall: Option<Spanned<i64>>,
+    pub(super) send: Option<Spanned<String>>,
+    pub(super) expect: Option<Spanned<String>>,
 }
 
 /// A size: a string like `"64KiB"` or an integer number of bytes.

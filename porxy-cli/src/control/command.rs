@@ -6,7 +6,10 @@
 
 use std::fmt;
 
-use porxy_core::{Endpoint, SpecError, TunnelSpec};
+use std::time::Duration;
+
+use porxy_core::units::parse_duration;
+use porxy_core::{Endpoint, Remote, SpecError, TunnelSpec};
 
 /// Longest line the control socket reads; longer ones are refused whole.
 pub const MAX_LINE: usize = 4096;
@@ -22,10 +25,26 @@ pub enum Command {
     Open(TunnelSpec),
     /// `CLOSE LOCAL [NOW]`: stop listening; with NOW, close its connections too.
     Close { local: Endpoint, now: bool },
+    /// `ADD`, `REMOVE`, `DRAIN`, `ENABLE`, `DISABLE`: an operator's word on one backend.
+    Backend {
+        local: Endpoint,
+        remote: Remote,
+        action: BackendAction,
+    },
     /// `STOP`: graceful stop of the whole proxy.
     Stop,
     /// `EXIT` or `QUIT`: close this control connection.
     Exit,
+}
+
+/// What `ADD`, `REMOVE`, `DRAIN`, `ENABLE` and `DISABLE` do to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendAction {
+    Add,
+    Remove { deadline: Option<Duration> },
+    Drain,
+    Enable,
+    Disable,
 }
 
 /// Every command: its syntax and what it does, for `HELP` and the docs.
@@ -44,6 +63,26 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "CLOSE LOCAL NOW",
         "stop listening on LOCAL and close its connections",
+    ),
+    (
+        "ADD LOCAL REMOTE[*WEIGHT]",
+        "add a backend to the tunnel on LOCAL",
+    ),
+    (
+        "REMOVE LOCAL REMOTE [DEADLINE]",
+        "take a backend out; its connections go on, until DEADLINE (like 30s) if given",
+    ),
+    (
+        "DRAIN LOCAL REMOTE",
+        "no new connections to a backend; established ones go on",
+    ),
+    (
+        "ENABLE LOCAL REMOTE",
+        "put a drained or disabled backend back in service",
+    ),
+    (
+        "DISABLE LOCAL REMOTE",
+        "no new connections to a backend, and close its connections",
     ),
     ("STOP", "stop the proxy gracefully (like SIGTERM)"),
     ("EXIT", "close this control connection (also QUIT)"),
@@ -72,8 +111,10 @@ pub enum ParseError {
     },
     /// `OPEN`'s tunnel expression is malformed.
     Tunnel(SpecError),
-    /// `CLOSE`'s address is malformed.
+    /// An address is malformed.
     Address(SpecError),
+    /// `REMOVE`'s deadline is no duration.
+    Deadline(String),
 }
 
 impl fmt::Display for ParseError {
@@ -93,6 +134,7 @@ impl fmt::Display for ParseError {
             }
             ParseError::Tunnel(e) => write!(f, "{e}"),
             ParseError::Address(e) => write!(f, "{e}"),
+            ParseError::Deadline(why) => write!(f, "REMOVE deadline: {why}"),
         }
     }
 }
@@ -161,10 +203,52 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 }),
             }
         }
+        "ADD" => backend_command("ADD", rest, BackendAction::Add),
+        "REMOVE" => backend_command("REMOVE", rest, BackendAction::Remove { deadline: None }),
+        "DRAIN" => backend_command("DRAIN", rest, BackendAction::Drain),
+        "ENABLE" => backend_command("ENABLE", rest, BackendAction::Enable),
+        "DISABLE" => backend_command("DISABLE", rest, BackendAction::Disable),
         "STOP" => no_more("STOP", rest, Command::Stop),
         "EXIT" | "QUIT" => no_more("EXIT", rest, Command::Exit),
         _ => Err(ParseError::Unknown {
             word: word.to_string(),
+        }),
+    }
+}
+
+/// `LOCAL REMOTE` (and, for REMOVE, an optional deadline).
+fn backend_command(
+    command: &'static str,
+    rest: &str,
+    mut action: BackendAction,
+) -> Result<Command, ParseError> {
+    let mut words = rest.split_whitespace();
+    let (Some(local), Some(remote)) = (words.next(), words.next()) else {
+        return Err(ParseError::Missing {
+            command,
+            what: "a tunnel's LOCAL address and a backend's address: LOCAL REMOTE",
+        });
+    };
+    let local = local.parse().map_err(ParseError::Address)?;
+    let remote: Remote = remote.parse().map_err(ParseError::Address)?;
+    if remote.weight != 1 && action != BackendAction::Add {
+        return Err(ParseError::Unexpected {
+            command,
+            found: format!("*{}", remote.weight),
+        });
+    }
+    if let (BackendAction::Remove { deadline }, Some(word)) = (&mut action, words.next()) {
+        *deadline = Some(parse_duration(word).map_err(|why| ParseError::Deadline(why))?);
+    }
+    match words.next() {
+        None => Ok(Command::Backend {
+            local,
+            remote,
+            action,
+        }),
+        Some(w) => Err(ParseError::Unexpected {
+            command,
+            found: w.to_string(),
         }),
     }
 }
@@ -215,6 +299,32 @@ mod tests {
             ),
             ("close 8000 now", Command::Close { local, now: true }),
             ("STOP", Command::Stop),
+            (
+                "add 8000 7001*3",
+                Command::Backend {
+                    local: "8000".parse().unwrap(),
+                    remote: "7001*3".parse().unwrap(),
+                    action: BackendAction::Add,
+                },
+            ),
+            (
+                "REMOVE 8000 [::1]:7001 30s",
+                Command::Backend {
+                    local: "8000".parse().unwrap(),
+                    remote: "[::1]:7001".parse().unwrap(),
+                    action: BackendAction::Remove {
+                        deadline: Some(Duration::from_secs(30)),
+                    },
+                },
+            ),
+            (
+                "drain 8000 7001",
+                Command::Backend {
+                    local: "8000".parse().unwrap(),
+                    remote: "7001".parse().unwrap(),
+                    action: BackendAction::Drain,
+                },
+            ),
             ("exit", Command::Exit),
             ("QUIT", Command::Exit),
         ];
@@ -246,6 +356,17 @@ mod tests {
             (b"CLOSE 8000 NOW please", "CLOSE does not take `please`"),
             (b"CLOSE 99999", "out of range"),
             (b"STOP now", "STOP does not take `now`"),
+            (
+                b"ADD 8000",
+                "ADD needs a tunnel's LOCAL address and a backend's address",
+            ),
+            (b"DRAIN 8000 7001*2", "DRAIN does not take `*2`"),
+            (
+                b"REMOVE 8000 7001 soon",
+                "REMOVE deadline: `soon` is not a duration",
+            ),
+            (b"ENABLE 8000 7001 please", "ENABLE does not take `please`"),
+            (b"ADD 8000 host", "needs a port"),
         ];
         for (line, fragment) in cases {
             let err = parse(line).expect_err(&String::from_utf8_lossy(line));
@@ -266,6 +387,8 @@ mod tests {
             Just("HELP"),
             Just("STOP"),
             Just("EXIT"),
+            Just("ADD"),
+            Just("REMOVE"),
             Just("OPN"),
         ];
         (word, "[0-9a-z:=,\\[\\]._ \\-]{0,40}").prop_map(|(w, rest)| format!("{w} {rest}"))
@@ -290,6 +413,7 @@ mod tests {
                     // Every rejection names a command, a column, or the word it did not know.
                     prop_assert!(
                         text.contains("column") || text.contains("needs") || text.contains("does not take")
+                            || text.contains("deadline")
                             || text.contains("unknown command") || text.contains("empty"),
                         "vague error for {:?}: {}", line, text
                     );

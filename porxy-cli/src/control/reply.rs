@@ -6,9 +6,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use porxy_core::{CloseMode, ProxyHandle, Status, StopMode, TunnelStatus};
+use porxy_core::{
+    BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, StopMode, TunnelStatus,
+};
 
-use super::command::{Command, ParseError, COMMANDS};
+use super::command::{BackendAction, Command, ParseError, COMMANDS};
 
 /// The line that ends every multi-line reply.
 pub const END: &str = "END";
@@ -104,6 +106,11 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
                 Err(e) => Reply::err(error_chain(&e)),
             }
         }
+        Command::Backend {
+            local,
+            remote,
+            action,
+        } => backend(handle, &local, remote, action),
         Command::Stop => {
             let open = handle.status().open_connections();
             handle.stop(StopMode::Graceful {
@@ -118,6 +125,50 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
             text: "OK bye\n".into(),
             close: true,
         },
+    }
+}
+
+/// Carries out ADD, REMOVE, DRAIN, ENABLE or DISABLE.
+fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: BackendAction) -> Reply {
+    let resolved = local
+        .resolve()
+        .and_then(|l| Ok((l, remote.endpoint.resolve()?)));
+    let (tunnel, addr) = match resolved {
+        Ok(pair) => pair,
+        Err(e) => return Reply::err(error_chain(&e)),
+    };
+    let change = match action {
+        BackendAction::Add => {
+            return match handle.add_backend(tunnel, remote) {
+                Ok(addr) => Reply::ok(format!("added {addr} to {tunnel}")),
+                Err(e) => Reply::err(error_chain(&e)),
+            }
+        }
+        BackendAction::Remove { deadline } => BackendChange::Remove { deadline },
+        BackendAction::Drain => BackendChange::Drain,
+        BackendAction::Enable => BackendChange::Enable,
+        BackendAction::Disable => BackendChange::Disable,
+    };
+    match handle.change_backend(tunnel, addr, change) {
+        Ok(open) => Reply::ok(match change {
+            BackendChange::Remove { deadline: None } => {
+                format!("removing {addr} from {tunnel}: {open} connections go on until they end")
+            }
+            BackendChange::Remove {
+                deadline: Some(deadline),
+            } => format!(
+                "removing {addr} from {tunnel}: {open} connections go on for at most {}",
+                porxy_core::units::format_duration(deadline)
+            ),
+            BackendChange::Drain => {
+                format!("draining {addr} of {tunnel}: {open} connections go on until they end")
+            }
+            BackendChange::Enable => format!("enabled {addr} of {tunnel}"),
+            BackendChange::Disable => {
+                format!("disabled {addr} of {tunnel}: its {open} connections are closed")
+            }
+        }),
+        Err(e) => Reply::err(error_chain(&e)),
     }
 }
 
@@ -148,9 +199,10 @@ fn full_status(status: &Status) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "tunnel {} remotes={} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
+            "tunnel {} remotes={} strategy={} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
             t.local,
             remotes.join(","),
+            t.strategy,
             t.open,
             t.accepted,
             t.bytes_to_upstream,
@@ -158,6 +210,13 @@ fn full_status(status: &Status) -> String {
             t.connect_failures,
             if closes.is_empty() { "-".to_string() } else { closes.join(",") },
         );
+        for b in &t.backends {
+            let _ = writeln!(
+                out,
+                "  backend {} state={} weight={} open={} total={} failures={}",
+                b.addr, b.state, b.weight, b.open, b.total, b.failures
+            );
+        }
     }
     for r in &status.reactors {
         let _ = writeln!(

@@ -168,7 +168,8 @@ impl Conn {
     }
 
     fn connect_attempt_failed(&mut self, reason: CloseReason) -> Action {
-        if self.attempts_left > 0 {
+        // Out of descriptors or ports is porxy's own shortage: another backend would not help.
+        if self.attempts_left > 0 && reason != CloseReason::LocalResource {
             self.attempts_left -= 1;
             Action::Reconnect { failed: reason }
         } else {

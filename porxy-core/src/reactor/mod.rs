@@ -44,6 +44,8 @@ use crate::tunnel::{Tunnel, TunnelId};
 const EVENTS_CAPACITY: usize = 1024;
 /// How often queued connections look for a slot freed on another reactor.
 const QUEUE_TICK: Duration = Duration::from_millis(10);
+/// Deadlines handled per round before the reactor turns back to its sockets.
+const TIMERS_PER_ROUND: usize = 4096;
 /// Messages handled per wake before the reactor turns back to its sockets.
 const MESSAGES_PER_ROUND: usize = 512;
 
@@ -284,7 +286,11 @@ impl Reactor {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some((key, id, at)) = self.timers.pop_due(now) {
+        // Bounded, so that a burst of deadlines cannot keep the reactor from its sockets.
+        for _ in 0..TIMERS_PER_ROUND {
+            let Some((key, id, at)) = self.timers.pop_due(now) else {
+                return;
+            };
             let Some(slot) = self.slab.get_mut(key) else {
                 continue;
             };
@@ -305,7 +311,20 @@ impl Reactor {
                     }
                 }
                 action @ Action::Close { .. } => self.finish(key, action, None, now),
-                _ => self.arm_timer(key),
+                _ => {
+                    // The connection says nothing is due: its deadline must lie ahead. Should
+                    // it not (a bug), re-arm a little later rather than fire again at once.
+                    if slot.conn.deadline().is_some_and(|d| d <= now) {
+                        tracing::error!(
+                            conn = id,
+                            "a deadline passed but nothing was due; a porxy bug"
+                        );
+                        slot.timer_armed = Some(now + Duration::from_millis(1));
+                        self.timers.arm(now + Duration::from_millis(1), key, id);
+                    } else {
+                        self.arm_timer(key);
+                    }
+                }
             }
         }
     }

@@ -127,7 +127,9 @@ impl Reactor {
     ) -> Option<CloseReason> {
         let slot = self.slab.get_mut(key)?;
         slot.upstream = None;
-        if let Some(index) = slot.backend {
+        // porxy's own shortage (descriptors, ports) is not the backend's failure.
+        let local = error.is_some_and(crate::conn::is_resource_shortage);
+        if let (Some(index), false) = (slot.backend, local) {
             let backend = &slot.tunnel.balancer.backends[index];
             if backend.connect_failed(now, &slot.tunnel.balancer.passive) {
                 warn!(

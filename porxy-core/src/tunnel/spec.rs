@@ -55,6 +55,25 @@ impl fmt::Display for Remote {
     }
 }
 
+impl FromStr for Remote {
+    type Err = SpecError;
+
+    /// `ADDRESS` or `ADDRESS*WEIGHT`, as a remote is written in a SPEC.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let mut parser = Parser { input, pos: 0 };
+        parser.skip_spaces();
+        let mut remote = Remote::from(parser.endpoint("REMOTE")?);
+        if parser.eat('*') {
+            remote.weight = parser.weight()?;
+        }
+        parser.skip_spaces();
+        if let Some(c) = parser.peek() {
+            return Err(parser.error(format!("unexpected `{c}` after the remote")));
+        }
+        Ok(remote)
+    }
+}
+
 impl TunnelSpec {
     /// A tunnel from `local` to `remotes` with default options.
     pub fn new<R: Into<Remote>>(
@@ -392,6 +411,16 @@ mod tests {
             spec.to_string(),
             "127.0.0.1:8000=127.0.0.1:9000*3,[::1]:9001,127.0.0.1:9002[strategy=hash]"
         );
+    }
+
+    #[test]
+    fn a_remote_alone_parses_with_its_weight() {
+        let remote: Remote = "127.0.0.1:7001*5".parse().unwrap();
+        assert_eq!(remote.endpoint, addr("127.0.0.1:7001"));
+        assert_eq!(remote.weight, 5);
+        assert_eq!(remote.to_string(), "127.0.0.1:7001*5");
+        let err = "7001 x".parse::<Remote>().unwrap_err();
+        assert_eq!(err.column(), 6);
     }
 
     #[test]

@@ -217,6 +217,11 @@ pub(super) struct Rig {
 impl Rig {
     /// The upstream connect is in flight since `t0`.
     pub(super) fn connecting() -> Self {
+        Rig::with_attempts(1)
+    }
+
+    /// A connecting connection that may make `attempts` connects in all.
+    pub(super) fn with_attempts(attempts: u32) -> Self {
         let t0 = Instant::now();
         let settings = TunnelSettings {
             connect_timeout: CONNECT_TIMEOUT,
@@ -225,7 +230,7 @@ impl Rig {
             queue_timeout: QUEUE_TIMEOUT,
         };
         Rig {
-            conn: Conn::new(t0, settings, 1),
+            conn: Conn::new(t0, settings, attempts),
             client: FakeStream::new(),
             upstream: FakeStream::new(),
             pool: BufferPool::new(BUFFER_SIZE),

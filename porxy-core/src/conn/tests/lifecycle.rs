@@ -389,3 +389,49 @@ fn closed_drive_and_timer_do_nothing() {
     assert_eq!(rig.on_timer(secs(1) + IDLE_TIMEOUT), Action::Wait);
     assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ProxyStopped));
 }
+
+#[test]
+fn connecting_failure_with_attempts_left_asks_for_another_backend() {
+    let mut rig = Rig::with_attempts(3);
+    let refused = io::Error::from(ErrorKind::ConnectionRefused);
+    assert_eq!(
+        rig.conn.on_connect_failed(&refused),
+        Action::Reconnect {
+            failed: CloseReason::ConnectRefused
+        }
+    );
+    rig.conn.restart_connect(rig.t0 + secs(1));
+    assert_eq!(rig.conn.phase(), Phase::Connecting);
+    // The second attempt times out: one attempt is left, so it too asks for another backend.
+    assert_eq!(
+        rig.on_timer(secs(1) + CONNECT_TIMEOUT),
+        Action::Reconnect {
+            failed: CloseReason::ConnectTimeout
+        }
+    );
+    rig.conn.restart_connect(rig.t0 + secs(20));
+    assert_eq!(
+        rig.conn.on_connect_failed(&refused),
+        close(
+            CloseReason::ConnectRefused,
+            Closing::Reset,
+            Closing::Graceful
+        ),
+        "the third failure is the last"
+    );
+}
+
+/// porxy's own shortage is not retried on another backend: it would not help.
+#[test]
+fn connecting_out_of_descriptors_gives_up_at_once() {
+    let mut rig = Rig::with_attempts(3);
+    let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+    assert_eq!(
+        rig.conn.on_connect_failed(&emfile),
+        close(
+            CloseReason::LocalResource,
+            Closing::Reset,
+            Closing::Graceful
+        )
+    );
+}
