@@ -171,13 +171,30 @@ LOCAL and each REMOTE is an address:
     db.internal:5432      a host name and port, resolved once when the tunnel opens
 A LOCAL port of 0 asks the system for a free port; the READY line tells which one.
 
-With several REMOTEs, new connections take them in turn (round robin).
+A REMOTE may carry a weight, REMOTE*WEIGHT (1 to 1000, default 1), its share of the load.
 
-Options go last, in brackets, separated by commas. Each overrides the proxy-wide setting for
-this tunnel only. Known options: {keys}.
-    connect_timeout       how long an upstream connect may take
+Options go last, in brackets, separated by commas. Known options:
+    {keys}.
+  Timeouts (each overrides the proxy-wide setting for this tunnel):
+    connect_timeout       how long one upstream connect may take
     idle_timeout          how long a connection may pass no byte either way
     half_closed_timeout   how long a connection may stay half-closed
+  Balancing, with several REMOTEs:
+    strategy              round_robin (default, by weight), least_conn, random (two
+                          random choices, the less loaded wins), hash (by client IP:
+                          a client keeps its backend), first (failover: the first
+                          one that can take it)
+    attempts              connects per client across backends before it is reset
+                          (default: the number of remotes, at most 3)
+    max_conns             most connections each remote takes at once
+    queue_timeout         how long a client waits when every remote is full (5s)
+  Health:
+    max_fails             connect failures in a row that mark a remote down (3)
+    fail_timeout          without checks, how long a down remote rests (10s)
+    check=tcp             active checks: connect every check_interval (2s) within
+                          check_timeout (1s); rise (2) good ones bring a remote up,
+                          fall (3) bad ones take it down; check_send / check_expect
+                          send a string and expect a reply prefix (\\r \\n escapes)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -187,12 +204,15 @@ Examples:
     porxy --tunnel 8000=9000
     porxy --tunnel '0.0.0.0:8080=10.0.0.5:80,10.0.0.6:80'
     porxy --tunnel '[::1]:5433=db.internal:5432[connect_timeout=2s,idle_timeout=10m]'
+    porxy --tunnel '8000=7001*3,7002,7003[strategy=least_conn,check=tcp,max_conns=100]'
     porxy --config porxy.toml --tunnel 0=127.0.0.1:7000
 
 Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
     READY pid=4242 tunnel.cli-1=127.0.0.1:8000
 ",
-        keys = OPTION_KEYS.join(", ")
+        keys = OPTION_KEYS
+            .join(", ")
+            .replace("queue_timeout, ", "queue_timeout,\n    ")
     )
 }
 
@@ -232,7 +252,9 @@ mod tests {
             lift(&["porxy", "--help-tunnel", "--tunnel", "nonsense"]),
             Ok(Command::HelpTunnel)
         ));
-        assert!(tunnel_help().contains("connect_timeout, idle_timeout, half_closed_timeout"));
+        let help = tunnel_help();
+        assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout, strategy"));
+        assert!(help.contains("REMOTE*WEIGHT"));
     }
 
     #[test]
