@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The porxy benchmark, in one command: porxy side by side with a direct connection (the limit),
+# HAProxy (mode tcp) and nginx (stream module), on loopback. See bench/README.md.
+#
+#   bench/run.sh              full run, ~5 minutes on 2 cores; the report goes to stdout
+#   bench/run.sh --quick      ~25 s, one short round: a look, not a result
+#   bench/run.sh --smoke      ~5 s, porxy and direct only, installs nothing (for CI)
+#
+# Other arguments go to porxy-bench as they are (--seconds N, --rounds N, --idle N,
+# --kinds direct,porxy,haproxy,nginx, --no-scaling; `--help` lists them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=false
+for arg in "$@"; do
+    if [ "$arg" = "--smoke" ]; then smoke=true; fi
+done
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
+
+# HAProxy and nginx with its stream module, from Debian's packages, when missing.
+if ! $smoke; then
+    need=()
+    have haproxy || need+=(haproxy)
+    if ! have nginx; then
+        need+=(nginx libnginx-mod-stream)
+    elif ! "$(nginx_bin)" -V 2>&1 | tr ' ' '\n' | grep -qx -- '--with-stream' &&
+        ! ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then
+        need+=(libnginx-mod-stream)
+    fi
+    if [ "${#need[@]}" -gt 0 ]; then
+        if ! have apt-get; then
+            echo "bench/run.sh: ${need[*]} missing and no apt-get here: they are left out" >&2
+        else
+            sudo=()
+            if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+            echo "bench/run.sh: installing ${need[*]} with apt-get" >&2
+            # Keep the packages' maintainer scripts from starting system-wide daemons (nginx
+            # on port 80): a policy-rc.d that says no, only while installing, only if none.
+            policy=/usr/sbin/policy-rc.d
+            remove_policy() { :; }
+            if [ ! -e "$policy" ]; then
+                printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+                "${sudo[@]}" chmod 755 "$policy"
+                remove_policy() { "${sudo[@]}" rm -f "$policy"; }
+                trap remove_policy EXIT
+            fi
+            "${sudo[@]}" apt-get update -qq
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+            remove_policy
+            trap - EXIT
+        fi
+    fi
+fi
+
+cargo build --release -p porxy-cli -p porxy-bench >&2
+target="${CARGO_TARGET_DIR:-target}/release"
+exec "$target/porxy-bench" --porxy "$target/porxy" "$@"

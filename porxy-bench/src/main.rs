@@ -1,0 +1,157 @@
+//! `porxy-bench`: measures porxy side by side with a direct connection (the limit), HAProxy
+//! (`mode tcp`) and nginx (stream module), all on loopback. See bench/README.md.
+//!
+//! ```text
+//!   load generator (threads of this process) ──► proxy under test ──► backend (child process:
+//!   bulk, request/response, short, idle          porxy / haproxy /     echo, sink, source,
+//!   connections; pinned to CPU 1)                nginx, CPU 0          once; CPU 1)
+//! ```
+//!
+//! The same binary is the backend (`porxy-bench backend`, started by the harness). The
+//! orchestrator ([`run`]) starts each proxy as a child, measures it phase by phase ([`load`]),
+//! reads the proxy's CPU time and memory from /proc ([`sys`]), and prints a markdown table
+//! ([`report`]).
+
+mod backend;
+mod child;
+mod error;
+mod histogram;
+mod load;
+mod peers;
+mod plan;
+mod report;
+mod run;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::peers::Kind;
+use crate::plan::{Mode, Settings};
+
+/// porxy side by side with a direct connection, HAProxy and nginx, on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "porxy-bench", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// A ~20-30 s run: short windows, one round, 2,000 idle connections.
+    #[arg(long, conflicts_with = "smoke")]
+    quick: bool,
+    /// A ~5 s run of porxy and direct only, to check that the harness works (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Seconds each phase is measured (after its warm-up).
+    #[arg(long, value_name = "SECONDS")]
+    seconds: Option<f64>,
+    /// Seconds of load before each measurement.
+    #[arg(long, value_name = "SECONDS")]
+    warmup: Option<f64>,
+    /// Rounds: every setup runs once per round, in turn.
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
+    /// Idle connections held to measure memory.
+    #[arg(long, value_name = "N")]
+    idle: Option<usize>,
+    /// What to measure, in order.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    kinds: Option<Vec<KindArg>>,
+    /// Skip the scaling section (1 and 2 threads, unpinned).
+    #[arg(long)]
+    no_scaling: bool,
+    /// The porxy binary [default: `porxy` next to this binary].
+    #[arg(long, value_name = "PATH")]
+    porxy: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// The backend the harness starts (echo, sink, source, once), on 127.0.0.1:0.
+    #[command(hide = true)]
+    Backend {
+        /// Threads, each with its own SO_REUSEPORT listener.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Direct,
+    Porxy,
+    Haproxy,
+    Nginx,
+}
+
+impl From<KindArg> for Kind {
+    fn from(arg: KindArg) -> Kind {
+        match arg {
+            KindArg::Direct => Kind::Direct,
+            KindArg::Porxy => Kind::Porxy,
+            KindArg::Haproxy => Kind::Haproxy,
+            KindArg::Nginx => Kind::Nginx,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Sub::Backend { threads }) => backend::serve(threads),
+        None => settings(cli).and_then(run::run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("porxy-bench: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves the arguments against the mode's defaults.
+fn settings(cli: Cli) -> Result<Settings> {
+    let mode = if cli.smoke {
+        Mode::Smoke
+    } else if cli.quick {
+        Mode::Quick
+    } else {
+        Mode::Full
+    };
+    let seconds = |value: Option<f64>, default: f64, name: &str| -> Result<Duration> {
+        let value = value.unwrap_or(default);
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|d| !d.is_zero() || name == "--warmup")
+            .ok_or_else(|| Error::new(format!("{name} {value}: not a positive number of seconds")))
+    };
+    let kinds = match cli.kinds {
+        Some(kinds) => kinds.into_iter().map(Kind::from).collect(),
+        None if mode == Mode::Smoke => vec![Kind::Direct, Kind::Porxy],
+        None => vec![Kind::Direct, Kind::Porxy, Kind::Haproxy, Kind::Nginx],
+    };
+    let porxy = match cli.porxy {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .map_err(|e| Error::new(format!("finding porxy-bench's own path: {e}")))?
+            .with_file_name("porxy"),
+    };
+    let rounds = cli.rounds.unwrap_or(mode.rounds());
+    if rounds == 0 {
+        return Err(Error::new("--rounds 0: at least one round is needed"));
+    }
+    Ok(Settings {
+        mode,
+        window: seconds(cli.seconds, mode.seconds(), "--seconds")?,
+        warmup: seconds(cli.warmup, mode.warmup(), "--warmup")?,
+        rounds,
+        idle: cli.idle.unwrap_or(mode.idle()).max(1),
+        kinds,
+        scaling: !cli.no_scaling,
+        porxy,
+    })
+}

@@ -1,0 +1,200 @@
+//! What a run measures: the sections, their setups and phases, and the timing of each mode.
+//!
+//! - **pinned**: each kind with one thread, the proxy on CPU 0, backend and load on CPU 1;
+//!   phases: idle connections, bulk up, bulk down, request/response over 1 and 64
+//!   connections, short connections.
+//! - **scaling**: porxy, HAProxy and nginx with 1 and with 2 threads, nothing pinned (backend
+//!   and load with 2 threads too); phases: bulk both ways, request/response over 64
+//!   connections, short connections.
+//!
+//! Within a section, every round runs every setup in turn, so drift over time hits all alike.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::peers::{Kind, Setup};
+
+/// One measurement of a setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Many idle connections held: the proxy's resident memory per connection.
+    Idle,
+    /// Bulk transfer, client to backend, one connection.
+    BulkUp,
+    /// Bulk transfer, backend to client, one connection.
+    BulkDown,
+    /// 64-byte request/response over one connection.
+    Rr1,
+    /// 64-byte request/response over 64 connections.
+    Rr64,
+    /// Connect, one 64-byte exchange, close.
+    Short,
+}
+
+/// Request/response connections in [`Phase::Rr64`].
+pub const RR_CONNS: usize = 64;
+/// Short connections in flight in [`Phase::Short`].
+pub const SHORT_IN_FLIGHT: usize = 32;
+
+/// How long things take, by mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The default: ~3-6 minutes on 2 cores.
+    Full,
+    /// ~20-30 s: a look, not a result.
+    Quick,
+    /// ~5 s, porxy and direct only: keeps the harness building and working (CI).
+    Smoke,
+}
+
+impl Mode {
+    /// Seconds per measured window.
+    pub fn seconds(self) -> f64 {
+        match self {
+            Mode::Full => 1.0,
+            Mode::Quick => 0.3,
+            Mode::Smoke => 0.15,
+        }
+    }
+
+    /// Seconds of load before each window.
+    pub fn warmup(self) -> f64 {
+        match self {
+            Mode::Full => 0.2,
+            Mode::Quick => 0.1,
+            Mode::Smoke => 0.05,
+        }
+    }
+
+    /// Rounds per section.
+    pub fn rounds(self) -> u32 {
+        match self {
+            // Loopback on a virtual machine flips between a fast and a slow regime for
+            // seconds at a time; the median of five rounds rides over two bad ones.
+            Mode::Full => 5,
+            Mode::Quick | Mode::Smoke => 1,
+        }
+    }
+
+    /// Idle connections held in [`Phase::Idle`].
+    pub fn idle(self) -> usize {
+        match self {
+            Mode::Full => 10_000,
+            Mode::Quick => 2_000,
+            Mode::Smoke => 300,
+        }
+    }
+
+    /// The name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Quick => "quick",
+            Mode::Smoke => "smoke",
+        }
+    }
+}
+
+/// Everything a run was asked to do, defaults resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The mode the defaults came from.
+    pub mode: Mode,
+    /// Measured window per phase.
+    pub window: Duration,
+    /// Load before each window.
+    pub warmup: Duration,
+    /// Rounds per section.
+    pub rounds: u32,
+    /// Idle connections wanted.
+    pub idle: usize,
+    /// The kinds of the pinned section, in order.
+    pub kinds: Vec<Kind>,
+    /// Whether to run the scaling section.
+    pub scaling: bool,
+    /// The porxy binary.
+    pub porxy: PathBuf,
+}
+
+/// Which section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SectionId {
+    /// One thread each, pinned.
+    Pinned,
+    /// 1 and 2 threads, unpinned.
+    Scaling,
+}
+
+/// A group of setups measured under the same conditions.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Which.
+    pub id: SectionId,
+    /// The setups, in the order each round runs them.
+    pub setups: Vec<Setup>,
+    /// The phases each setup goes through, in order.
+    pub phases: Vec<Phase>,
+    /// Whether the proxy gets CPU 0 and the rest CPU 1.
+    pub pinned: bool,
+    /// Backend threads, and load threads for the multi-connection phases.
+    pub threads: usize,
+}
+
+impl Section {
+    /// The title above its table.
+    pub fn title(&self) -> &'static str {
+        match self.id {
+            SectionId::Pinned => {
+                "Pinned: proxy on CPU 0, backend and load generator on CPU 1, one thread each"
+            }
+            SectionId::Scaling => {
+                "Scaling: 1 and 2 threads (porxy reactors, HAProxy nbthread, nginx workers), unpinned"
+            }
+        }
+    }
+}
+
+/// The sections of a run: the pinned one with `kinds`, and the scaling one when asked for.
+pub fn sections(settings: &Settings) -> Vec<Section> {
+    let mut sections = vec![Section {
+        id: SectionId::Pinned,
+        setups: settings
+            .kinds
+            .iter()
+            .map(|&kind| Setup { kind, threads: 1 })
+            .collect(),
+        phases: vec![
+            Phase::Idle,
+            Phase::BulkUp,
+            Phase::BulkDown,
+            Phase::Rr1,
+            Phase::Rr64,
+            Phase::Short,
+        ],
+        pinned: true,
+        threads: 1,
+    }];
+    if settings.scaling {
+        let mut setups = Vec::new();
+        for &kind in &settings.kinds {
+            match kind {
+                Kind::Direct if settings.mode != Mode::Smoke => {
+                    setups.push(Setup { kind, threads: 1 })
+                }
+                Kind::Direct => {}
+                _ => {
+                    setups.push(Setup { kind, threads: 1 });
+                    setups.push(Setup { kind, threads: 2 });
+                }
+            }
+        }
+        sections.push(Section {
+            id: SectionId::Scaling,
+            setups,
+            phases: vec![Phase::BulkUp, Phase::BulkDown, Phase::Rr64, Phase::Short],
+            pinned: false,
+            threads: 2,
+        });
+    }
+    sections
+}

@@ -1,0 +1,458 @@
+//! The report's tables: which figures, how each is computed from the rounds, and the markdown.
+
+use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use super::{Memory, Results};
+use crate::histogram::Histogram;
+use crate::peers::Setup;
+use crate::plan::{self, Phase, SectionId};
+
+/// Which way is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// How a figure is computed from the rounds of its phase.
+#[derive(Debug, Clone, Copy)]
+enum Stat {
+    /// Median of bits per second, in Gbit/s.
+    Gbps,
+    /// Proxy CPU seconds per GB moved.
+    CpuPerGb,
+    /// Median of operations per second.
+    Rate,
+    /// A latency quantile of the merged histograms, in µs.
+    Quantile(f64),
+    /// Proxy CPU µs per operation.
+    CpuPerOpUs,
+    /// Median RSS growth per idle connection, KiB.
+    MemPerConn,
+}
+
+/// One row of a table.
+struct Figure {
+    phase: Phase,
+    label: &'static str,
+    unit: &'static str,
+    better: Better,
+    stat: Stat,
+}
+
+/// The rows of a section's table.
+fn figures(section: SectionId) -> Vec<Figure> {
+    let fig = |phase, label, unit, better, stat| Figure {
+        phase,
+        label,
+        unit,
+        better,
+        stat,
+    };
+    use Better::{Higher, Lower};
+    let mut rows = vec![
+        fig(
+            Phase::BulkUp,
+            "bulk up (client→server), 1 conn",
+            "Gbit/s ↑",
+            Higher,
+            Stat::Gbps,
+        ),
+        fig(
+            Phase::BulkUp,
+            "bulk up: proxy CPU",
+            "s/GB ↓",
+            Lower,
+            Stat::CpuPerGb,
+        ),
+        fig(
+            Phase::BulkDown,
+            "bulk down (server→client), 1 conn",
+            "Gbit/s ↑",
+            Higher,
+            Stat::Gbps,
+        ),
+        fig(
+            Phase::BulkDown,
+            "bulk down: proxy CPU",
+            "s/GB ↓",
+            Lower,
+            Stat::CpuPerGb,
+        ),
+    ];
+    let rr = |rows: &mut Vec<Figure>, phase, label| {
+        rows.push(fig(phase, label, "req/s ↑", Higher, Stat::Rate));
+        rows.push(fig(
+            phase,
+            "  round trip p50",
+            "µs ↓",
+            Lower,
+            Stat::Quantile(0.50),
+        ));
+        rows.push(fig(
+            phase,
+            "  round trip p99",
+            "µs ↓",
+            Lower,
+            Stat::Quantile(0.99),
+        ));
+        rows.push(fig(
+            phase,
+            "  round trip p99.9",
+            "µs ↓",
+            Lower,
+            Stat::Quantile(0.999),
+        ));
+        rows.push(fig(
+            phase,
+            "  proxy CPU",
+            "µs/req ↓",
+            Lower,
+            Stat::CpuPerOpUs,
+        ));
+    };
+    if section == SectionId::Pinned {
+        rr(&mut rows, Phase::Rr1, "req/resp 64 B, 1 conn");
+    }
+    rr(&mut rows, Phase::Rr64, "req/resp 64 B, 64 conns");
+    rows.push(fig(
+        Phase::Short,
+        "short conns (connect, 64 B each way, close; 32 in flight)",
+        "conn/s ↑",
+        Higher,
+        Stat::Rate,
+    ));
+    rows.push(fig(
+        Phase::Short,
+        "  proxy CPU",
+        "µs/conn ↓",
+        Lower,
+        Stat::CpuPerOpUs,
+    ));
+    if section == SectionId::Pinned {
+        rows.push(fig(
+            Phase::Idle,
+            "idle conns: proxy RSS growth",
+            "KiB/conn ↓",
+            Lower,
+            Stat::MemPerConn,
+        ));
+    }
+    rows
+}
+
+impl Results {
+    /// The value of `figure` for `setup`, when it was measured.
+    fn value(&self, section: SectionId, setup: Setup, figure: &Figure) -> Option<f64> {
+        if let Stat::MemPerConn = figure.stat {
+            let rounds = self.memory.get(&(section, setup))?;
+            return median(rounds.iter().map(Memory::per_conn_kib).collect());
+        }
+        let rounds = self.timed.get(&(section, setup, figure.phase))?;
+        let work: u64 = rounds.iter().map(|m| m.work).sum();
+        let cpu: Option<f64> = rounds.iter().map(|m| m.cpu_secs).sum();
+        match figure.stat {
+            Stat::Gbps => median(
+                rounds
+                    .iter()
+                    .map(|m| m.work as f64 * 8.0 / m.secs / 1e9)
+                    .collect(),
+            ),
+            Stat::Rate => median(rounds.iter().map(|m| m.work as f64 / m.secs).collect()),
+            Stat::CpuPerGb => cpu.filter(|_| work > 0).map(|c| c / (work as f64 / 1e9)),
+            Stat::CpuPerOpUs => cpu.filter(|_| work > 0).map(|c| c * 1e6 / work as f64),
+            Stat::Quantile(q) => {
+                let mut merged = Histogram::default();
+                for h in rounds.iter().filter_map(|m| m.latency.as_ref()) {
+                    merged.merge(h);
+                }
+                merged.quantile(q).map(|ns| ns as f64 / 1e3)
+            }
+            Stat::MemPerConn => None,
+        }
+    }
+
+    /// The per-round values of a rate figure, for the detail table.
+    fn rounds_of(&self, section: SectionId, setup: Setup, figure: &Figure) -> Vec<f64> {
+        let Some(rounds) = self.timed.get(&(section, setup, figure.phase)) else {
+            return Vec::new();
+        };
+        rounds
+            .iter()
+            .map(|m| match figure.stat {
+                Stat::Gbps => m.work as f64 * 8.0 / m.secs / 1e9,
+                _ => m.work as f64 / m.secs,
+            })
+            .collect()
+    }
+
+    /// The setups of a section that have results, in the order they ran.
+    fn setups(&self, section: SectionId) -> Vec<Setup> {
+        let mut setups: Vec<Setup> = Vec::new();
+        for plan_section in plan::sections(&self.settings) {
+            if plan_section.id == section {
+                setups = plan_section.setups;
+            }
+        }
+        setups
+    }
+}
+
+/// Renders the whole report as markdown.
+pub fn render(results: &Results) -> String {
+    let mut out = String::new();
+    let s = &results.settings;
+    let _ = writeln!(out, "# porxy benchmark\n");
+    let _ = writeln!(
+        out,
+        "- mode: **{}**: {:.2} s windows after {:.2} s of warm-up, {} round(s), {} idle connections; took {:.0} s",
+        s.mode.name(),
+        s.window.as_secs_f64(),
+        s.warmup.as_secs_f64(),
+        s.rounds,
+        s.idle,
+        results.took.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "- machine: {} CPUs, Linux {}, {}; load average (1/5/15 min) at start {}, at end {}",
+        results.env.cpus,
+        results.env.kernel,
+        results.env.nofile,
+        results.env.load_at_start,
+        results.load_at_end
+    );
+    for version in &results.env.versions {
+        let _ = writeln!(out, "- {version}");
+    }
+    let _ = writeln!(
+        out,
+        "- each cell: the figure (ratio to the better of haproxy and nginx with the same thread count); \
+         ↑ higher is better, ↓ lower is better; CPU and memory are the proxy process's own \
+         (with its children), from /proc"
+    );
+    if let Some(quiet) = &results.quiet {
+        let _ = writeln!(out, "- {quiet}");
+    }
+    for note in &results.notes {
+        let _ = writeln!(out, "- note: {note}");
+    }
+    for section in plan::sections(s) {
+        render_section(&mut out, results, section.id, section.title());
+    }
+    render_notes(&mut out, results);
+    out
+}
+
+fn render_section(out: &mut String, results: &Results, section: SectionId, title: &str) {
+    let setups = results.setups(section);
+    if setups.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## {title}\n");
+    let header: Vec<String> = setups.iter().map(|s| column_name(section, *s)).collect();
+    let _ = writeln!(out, "| figure | unit | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|---|{}", "---:|".repeat(setups.len()));
+    let rows = figures(section);
+    for figure in &rows {
+        let cells: Vec<String> = setups
+            .iter()
+            .map(|&setup| cell(results, section, setup, &setups, figure))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            figure.label,
+            figure.unit,
+            cells.join(" | ")
+        );
+    }
+    if results.settings.rounds > 1 {
+        let _ = writeln!(out, "\nPer round (in the order run):\n");
+        let _ = writeln!(out, "| figure | {} |", header.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(setups.len()));
+        for figure in rows
+            .iter()
+            .filter(|f| matches!(f.stat, Stat::Gbps | Stat::Rate))
+        {
+            let cells: Vec<String> = setups
+                .iter()
+                .map(|&setup| {
+                    let values = results.rounds_of(section, setup, figure);
+                    let shown: Vec<String> = values.iter().map(|&v| number(v)).collect();
+                    if shown.is_empty() {
+                        "—".into()
+                    } else {
+                        shown.join(" / ")
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} {} | {} |",
+                figure.label.trim(),
+                figure.unit.trim_end_matches([' ', '↑', '↓']),
+                cells.join(" | ")
+            );
+        }
+    }
+}
+
+fn column_name(section: SectionId, setup: Setup) -> String {
+    match (section, setup.kind) {
+        (SectionId::Pinned, kind) => kind.name().to_owned(),
+        (SectionId::Scaling, _) => setup.to_string(),
+    }
+}
+
+/// `value (ratio×)`, `value` when there is no peer to compare with, `—` when not measured.
+fn cell(results: &Results, section: SectionId, setup: Setup, all: &[Setup], f: &Figure) -> String {
+    let Some(value) = results.value(section, setup, f) else {
+        return "—".into();
+    };
+    let peers: Vec<f64> = all
+        .iter()
+        .filter(|p| p.kind.is_peer() && p.threads == setup.threads)
+        .filter_map(|&p| results.value(section, p, f))
+        .collect();
+    let best = match f.better {
+        Better::Higher => peers.iter().copied().reduce(f64::max),
+        Better::Lower => peers.iter().copied().reduce(f64::min),
+    };
+    match best {
+        Some(best) if best > 0.0 => format!("{} ({}×)", number(value), ratio(value / best)),
+        _ => number(value),
+    }
+}
+
+/// Memory details, errors, how the proxies stopped and what they logged.
+fn render_notes(out: &mut String, results: &Results) {
+    let mut lines = Vec::new();
+    for ((section, setup, phase), rounds) in &results.timed {
+        let errors: u64 = rounds.iter().map(|m| m.errors).sum();
+        if errors > 0 {
+            lines.push(format!(
+                "{section:?} {setup} {phase:?}: {errors} failed operations in the windows"
+            ));
+        }
+    }
+    if !results.memory.is_empty() {
+        let _ = writeln!(out, "\n## Idle connections in detail\n");
+        let _ = writeln!(
+            out,
+            "| setup | round | conns | opened in | RSS before | RSS with them open | RSS after closing | CPU while idle |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for ((_, setup), rounds) in &results.memory {
+            for (i, m) in rounds.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "| {setup} | {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} % |",
+                    i + 1,
+                    m.conns,
+                    m.open_secs,
+                    m.before_kib as f64 / 1024.0,
+                    m.open_kib as f64 / 1024.0,
+                    m.closed_kib as f64 / 1024.0,
+                    m.idle_cpu_share * 100.0
+                );
+            }
+        }
+    }
+    for stop in &results.stops {
+        let exit = &stop.exit;
+        // Ending by the SIGTERM the harness sent is as normal as exiting 0 (HAProxy does that).
+        let normal = exit.status.success() || exit.status.signal() == Some(libc::SIGTERM);
+        if exit.killed || !normal || exit.after > Duration::from_secs(1) {
+            lines.push(format!(
+                "{} (round {}): stopped with {} {:.2} s after SIGTERM{}",
+                stop.setup,
+                stop.round,
+                exit.status,
+                exit.after.as_secs_f64(),
+                if exit.killed {
+                    ", had to be killed"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !stop.log.is_empty() {
+            let shown: Vec<&str> = stop.log.iter().take(3).map(String::as_str).collect();
+            lines.push(format!(
+                "{} (round {}) logged {} line(s), first: {}",
+                stop.setup,
+                stop.round,
+                stop.log.len(),
+                shown.join(" ⏎ ")
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(out, "\n## Notes\n");
+        for line in lines {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+}
+
+/// The median of some values (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// A number with as many digits as are meaningful for its size.
+fn number(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude >= 100.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 10.0 {
+        format!("{value:.1}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// A ratio with two significant digits at least (direct's latency ratios are tiny).
+fn ratio(value: f64) -> String {
+    if value >= 10.0 {
+        format!("{value:.1}")
+    } else if value >= 0.1 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+    }
+
+    #[test]
+    fn numbers_keep_meaningful_digits() {
+        assert_eq!(number(12345.6), "12346");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(1.234), "1.23");
+        assert_eq!(number(0.1234), "0.123");
+    }
+}
