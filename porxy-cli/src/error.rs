@@ -76,6 +76,9 @@ pub(crate) enum CliError {
     /// stdout is gone.
     #[error("cannot write to stdout")]
     Stdout(#[source] io::Error),
+    /// A reload was refused by the proxy.
+    #[error(transparent)]
+    Reload(porxy_core::Error),
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(crate::control::ControlError),

@@ -18,11 +18,14 @@ mod config_file;
 mod control;
 mod error;
 mod logging;
+mod reload;
 mod signals;
+mod stopping;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use porxy_core::{Proxy, ProxyConfig, TunnelSpec};
@@ -30,6 +33,8 @@ use porxy_core::{Proxy, ProxyConfig, TunnelSpec};
 use crate::args::{Args, Command};
 use crate::config_file::Overrides;
 use crate::error::CliError;
+use crate::reload::Reloader;
+use crate::stopping::Stopper;
 
 /// How long a graceful stop waits for connections to finish when nothing else is said.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +59,10 @@ struct Plan {
     drain_timeout: Duration,
     tunnels: Vec<NamedTunnel>,
     control: Option<control::ControlAddr>,
+    /// For reloads: the file, the command-line tunnels and overrides to apply again.
+    config_path: Option<std::path::PathBuf>,
+    cli_tunnels: Vec<NamedTunnel>,
+    overrides: Overrides,
 }
 
 /// How a run ended.
@@ -144,6 +153,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             });
         }
     }
+    let cli_tunnels = args.tunnels.clone();
     tunnels.extend(args.tunnels);
     let control = args.control.or(file_control);
     // With a control socket, tunnels can be opened later; without one there is nothing to do.
@@ -158,13 +168,16 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         tunnels,
         control,
+        config_path: args.config.clone(),
+        cli_tunnels,
+        overrides,
     })
 }
 
 /// Resolves every address once, so a bad host name is reported with where it was written, and
 /// rejects two tunnels on one listen address (opening the second would replace the first).
 /// Binds nothing.
-fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
+pub(crate) fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
     let mut locals: Vec<SocketAddr> = Vec::with_capacity(tunnels.len());
     for (index, tunnel) in tunnels.iter().enumerate() {
         let local = tunnel
@@ -206,16 +219,36 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     }
     let proxy = builder.start().map_err(CliError::Start)?;
     // From here on, dropping `proxy` (on an early return) stops it at once.
+    let stopper = Stopper::new(proxy.handle(), plan.drain_timeout);
+    let reloader = Arc::new(Reloader {
+        handle: proxy.handle(),
+        config_path: plan.config_path.clone(),
+        cli_tunnels: plan.cli_tunnels.clone(),
+        overrides: plan.overrides.clone(),
+        running: plan.config.clone(),
+        control: plan.control.clone(),
+        bound: Mutex::new(
+            plan.tunnels
+                .iter()
+                .map(|t| t.name.clone())
+                .zip(proxy.bound().iter().copied())
+                .collect(),
+        ),
+    });
     let watcher = stop_signals
-        .watch(proxy.handle(), plan.drain_timeout)
+        .watch(stopper.clone(), reloader.clone())
         .map_err(CliError::Signals)?;
 
     let control = match &plan.control {
         Some(addr) => {
             let ctx = control::Context {
-                drain_timeout: plan.drain_timeout,
+                stopper: stopper.clone(),
+                reloader,
             };
-            Some(control::serve(addr, proxy.handle(), ctx).map_err(CliError::Control)?)
+            let (bound, closer) =
+                control::serve(addr, proxy.handle(), ctx).map_err(CliError::Control)?;
+            stopper.set_control(closer);
+            Some(bound)
         }
         None => None,
     };

@@ -4,11 +4,14 @@
 //! line, body lines, and a line `END` that a script can wait for.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
 
 use porxy_core::{
-    BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, StopMode, TunnelStatus,
+    BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus,
 };
+
+use crate::reload::Reloader;
+use crate::stopping::Stopper;
 
 use super::command::{BackendAction, Command, ParseError, COMMANDS};
 
@@ -53,21 +56,22 @@ impl Reply {
     }
 }
 
-/// Settings the control commands need beside the handle.
-#[derive(Debug, Clone, Copy)]
+/// What the control commands need beside the handle.
+#[derive(Clone)]
 pub struct Context {
-    pub drain_timeout: Duration,
+    pub stopper: Arc<Stopper>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// The reply to one line that did or did not parse.
-pub fn answer(parsed: Result<Command, ParseError>, handle: &ProxyHandle, ctx: Context) -> Reply {
+pub fn answer(parsed: Result<Command, ParseError>, handle: &ProxyHandle, ctx: &Context) -> Reply {
     match parsed {
         Ok(command) => execute(command, handle, ctx),
         Err(e) => Reply::err(e),
     }
 }
 
-fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
+fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
     match command {
         Command::Help => {
             let width = COMMANDS.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
@@ -113,14 +117,23 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
         } => backend(handle, &local, remote, action),
         Command::Stop => {
             let open = handle.status().open_connections();
-            handle.stop(StopMode::Graceful {
-                timeout: ctx.drain_timeout,
-            });
+            ctx.stopper.graceful();
             Reply::ok(format!(
                 "stopping: {open} connections to drain, for at most {}",
-                porxy_core::units::format_duration(ctx.drain_timeout)
+                porxy_core::units::format_duration(ctx.stopper.drain_timeout())
             ))
         }
+        Command::Reload => match ctx.reloader.reload() {
+            Ok(r) => Reply::ok(format!(
+                "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
+                r.generation,
+                r.opened.len(),
+                r.changed.len(),
+                r.unchanged.len(),
+                r.closed.len()
+            )),
+            Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
+        },
         Command::Exit => Reply {
             text: "OK bye\n".into(),
             close: true,
@@ -224,6 +237,10 @@ fn full_status(status: &Status) -> String {
             "reactor {} open={} adopted={}",
             r.index, r.open, r.adopted
         );
+    }
+    for g in &status.generations {
+        let current = if g.current { " current" } else { "" };
+        let _ = writeln!(out, "generation {} open={}{current}", g.id, g.open);
     }
     out
 }

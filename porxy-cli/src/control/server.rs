@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,13 +99,46 @@ pub enum ControlError {
     Thread(#[source] io::Error),
 }
 
+/// Closes the control socket: no new control clients (sessions already open go on).
+#[derive(Clone)]
+pub struct ControlCloser {
+    bound: BoundControl,
+    closing: Arc<AtomicBool>,
+}
+
+impl ControlCloser {
+    /// Stops accepting and closes the listening socket (removing a Unix socket's file).
+    pub fn close(&self) {
+        if self.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the acceptor, blocked in accept(), so that it sees the flag and lets go.
+        let woke = match &self.bound {
+            BoundControl::Tcp(addr) => TcpStream::connect_timeout(addr, WAKE_TIMEOUT).is_ok(),
+            BoundControl::Unix(path) => UnixStream::connect(path).is_ok(),
+        };
+        if !woke {
+            tracing::debug!("control acceptor already gone");
+        }
+        if let BoundControl::Unix(path) = &self.bound {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!(control = %self.bound, "control socket closed");
+    }
+}
+
+/// How long waking the control acceptor may take.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Binds the control socket and serves it on a thread of its own.
 pub fn serve(
     addr: &ControlAddr,
     handle: ProxyHandle,
     ctx: Context,
-) -> Result<BoundControl, ControlError> {
+) -> Result<(BoundControl, ControlCloser), ControlError> {
     let sessions = Arc::new(AtomicUsize::new(0));
+    let closing = Arc::new(AtomicBool::new(false));
+    let stop = closing.clone();
     match addr {
         ControlAddr::Tcp(endpoint) => {
             let resolved = endpoint.resolve().map_err(|source| ControlError::Resolve {
@@ -122,25 +155,33 @@ pub fn serve(
             })?;
             spawn_acceptor(move || {
                 for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
                     match stream {
-                        Ok(stream) => start_session(stream, &handle, ctx, &sessions),
+                        Ok(stream) => start_session(stream, &handle, &ctx, &sessions),
                         Err(e) => accept_failed(&e),
                     }
                 }
             })?;
-            Ok(BoundControl::Tcp(bound))
+            let bound = BoundControl::Tcp(bound);
+            Ok((bound.clone(), ControlCloser { bound, closing }))
         }
         ControlAddr::Unix(path) => {
             let listener = bind_unix(path)?;
             spawn_acceptor(move || {
                 for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
                     match stream {
-                        Ok(stream) => start_session(stream, &handle, ctx, &sessions),
+                        Ok(stream) => start_session(stream, &handle, &ctx, &sessions),
                         Err(e) => accept_failed(&e),
                     }
                 }
             })?;
-            Ok(BoundControl::Unix(path.clone()))
+            let bound = BoundControl::Unix(path.clone());
+            Ok((bound.clone(), ControlCloser { bound, closing }))
         }
     }
 }
@@ -199,7 +240,7 @@ impl ControlStream for UnixStream {
 fn start_session<S: ControlStream>(
     mut stream: S,
     handle: &ProxyHandle,
-    ctx: Context,
+    ctx: &Context,
     sessions: &Arc<AtomicUsize>,
 ) {
     if sessions.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
@@ -215,11 +256,12 @@ fn start_session<S: ControlStream>(
         return;
     }
     let handle = handle.clone();
+    let ctx = ctx.clone();
     let sessions = sessions.clone();
     let spawned = std::thread::Builder::new()
         .name("porxy-control-session".into())
         .spawn(move || {
-            if let Err(e) = run_session(stream, &handle, ctx) {
+            if let Err(e) = run_session(stream, &handle, &ctx) {
                 tracing::debug!(error = %e, "control session ended");
             }
             sessions.fetch_sub(1, Ordering::SeqCst);
@@ -233,7 +275,7 @@ fn start_session<S: ControlStream>(
 fn run_session<S: ControlStream>(
     mut stream: S,
     handle: &ProxyHandle,
-    ctx: Context,
+    ctx: &Context,
 ) -> io::Result<()> {
     stream.set_timeouts(IDLE_TIMEOUT, WRITE_TIMEOUT)?;
     let mut lines = LineReader::default();

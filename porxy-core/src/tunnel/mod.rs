@@ -19,6 +19,7 @@ use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS, DEFAULT_RISE,
 };
+use crate::generation::Generation;
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use spec::{Remote, TunnelSpec};
 
@@ -40,6 +41,8 @@ pub(crate) struct Tunnel {
     /// Active health checks, if on.
     pub(crate) check: Option<CheckConfig>,
     pub(crate) stats: Arc<TunnelStats>,
+    /// The configuration generation this version was built in.
+    pub(crate) generation: Arc<Generation>,
     /// The expression it was opened with, with the bound address, for status output.
     pub(crate) spec: TunnelSpec,
 }
@@ -54,6 +57,7 @@ impl Tunnel {
         remotes: &[SocketAddr],
         config: &ProxyConfig,
         stats: Arc<TunnelStats>,
+        generation: Arc<Generation>,
         previous: Option<&Tunnel>,
     ) -> Tunnel {
         let options = &spec.options;
@@ -120,6 +124,7 @@ impl Tunnel {
             attempts,
             check,
             stats,
+            generation,
             spec: shown,
         }
     }

@@ -4,6 +4,11 @@
 //! by messages. The tunnel table here is for the API's own bookkeeping (lookups by address,
 //! status); the data path never touches its lock.
 
+mod backends;
+mod reload;
+
+pub use reload::ReloadReport;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,11 +22,12 @@ use crate::balance::backend::{AdminState, Backend};
 use crate::balance::health::CheckerMsg;
 use crate::config::ProxyConfig;
 use crate::error::Error;
+use crate::generation::{Generation, GenerationStatus};
 use crate::listener::ListenerMsg;
 use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
-use crate::tunnel::spec::{Remote, TunnelSpec};
+use crate::tunnel::spec::TunnelSpec;
 use crate::tunnel::{Tunnel, TunnelId};
 
 /// How long `close` waits for the listener thread to confirm the socket is closed.
@@ -89,6 +95,8 @@ struct Shared {
     reactors: Vec<Mailbox<ReactorMsg>>,
     reactor_stats: Vec<Arc<ReactorStats>>,
     tunnels: Mutex<BTreeMap<SocketAddr, Arc<Tunnel>>>,
+    /// The current generation, and older ones that may still hold connections.
+    generations: Mutex<(Arc<Generation>, Vec<Arc<Generation>>)>,
     next_tunnel_id: AtomicU64,
     stopping: AtomicBool,
 }
@@ -109,6 +117,7 @@ impl ProxyHandle {
                 reactors,
                 reactor_stats,
                 tunnels: Mutex::new(BTreeMap::new()),
+                generations: Mutex::new((Arc::new(Generation::new(1)), Vec::new())),
                 next_tunnel_id: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
             }),
@@ -139,7 +148,7 @@ impl ProxyHandle {
         let mut tunnels = self.tunnels();
         if local.port() != 0 {
             if let Some(old) = tunnels.get(&local).cloned() {
-                self.replace(&mut tunnels, &old, spec, &remotes)?;
+                self.replace(&mut tunnels, &old, spec, &remotes, old.generation.clone())?;
                 return Ok(OpenedTunnel {
                     local,
                     remotes,
@@ -159,6 +168,7 @@ impl ProxyHandle {
             &remotes,
             &self.shared.config,
             Arc::new(TunnelStats::new(self.shared.reactors.len())),
+            self.current_generation(),
             None,
         ));
         self.watch(&tunnel);
@@ -175,78 +185,6 @@ impl ProxyHandle {
         })
     }
 
-    /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
-    /// its resolved address.
-    pub fn add_backend(&self, local: SocketAddr, remote: Remote) -> Result<SocketAddr, Error> {
-        let addr = remote.endpoint.resolve()?;
-        let mut tunnels = self.tunnels();
-        let old = tunnels
-            .get(&local)
-            .cloned()
-            .ok_or(Error::NoSuchTunnel(local))?;
-        if old.balancer.backends.iter().any(|b| b.addr == addr) {
-            return Err(Error::BackendExists {
-                tunnel: local,
-                backend: addr,
-            });
-        }
-        let mut spec = old.spec.clone();
-        spec.remotes.push(remote);
-        let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
-        remotes.push(addr);
-        self.replace(&mut tunnels, &old, &spec, &remotes)?;
-        tracing::info!(tunnel = %local, backend = %addr, "backend added");
-        Ok(addr)
-    }
-
-    /// Changes what an operator says of one backend of the tunnel on `local`. Returns the
-    /// connections the backend holds now.
-    pub fn change_backend(
-        &self,
-        local: SocketAddr,
-        backend: SocketAddr,
-        change: BackendChange,
-    ) -> Result<u64, Error> {
-        let mut tunnels = self.tunnels();
-        let old = tunnels
-            .get(&local)
-            .cloned()
-            .ok_or(Error::NoSuchTunnel(local))?;
-        let (index, _) = old.remote(backend).ok_or(Error::NoSuchBackend {
-            tunnel: local,
-            backend,
-        })?;
-        let target = old.balancer.backends[index].clone();
-        match change {
-            BackendChange::Enable => target.set_admin(AdminState::Enabled),
-            BackendChange::Drain => target.set_admin(AdminState::Draining),
-            BackendChange::Disable => {
-                target.set_admin(AdminState::Disabled);
-                self.close_backend_connections(&target, Instant::now());
-            }
-            BackendChange::Remove { deadline } => {
-                if old.balancer.backends.len() == 1 {
-                    return Err(Error::LastBackend { tunnel: local });
-                }
-                let mut spec = old.spec.clone();
-                spec.remotes.remove(index);
-                let remotes: Vec<SocketAddr> = old
-                    .balancer
-                    .backends
-                    .iter()
-                    .filter(|b| !Arc::ptr_eq(b, &target))
-                    .map(|b| b.addr)
-                    .collect();
-                self.replace(&mut tunnels, &old, &spec, &remotes)?;
-                if let Some(deadline) = deadline {
-                    self.close_backend_connections(&target, Instant::now() + deadline);
-                }
-            }
-        }
-        tracing::info!(tunnel = %local, %backend, ?change, open = target.open(), "backend changed");
-        Ok(target.open())
-    }
-
     /// Puts a new version of `old` in its place, built from `spec` (whose remotes resolved to
     /// `remotes`). Backends it drops take no new connections and leave once drained.
     fn replace(
@@ -255,6 +193,7 @@ impl ProxyHandle {
         old: &Arc<Tunnel>,
         spec: &TunnelSpec,
         remotes: &[SocketAddr],
+        generation: Arc<Generation>,
     ) -> Result<Arc<Tunnel>, Error> {
         let tunnel = Arc::new(Tunnel::build(
             old.id,
@@ -263,6 +202,7 @@ impl ProxyHandle {
             remotes,
             &self.shared.config,
             old.stats.clone(),
+            generation,
             Some(old),
         ));
         for backend in &old.balancer.backends {
@@ -318,10 +258,17 @@ impl ProxyHandle {
     /// Stops listening on `local`. When this returns the port refuses new connections.
     /// Established connections go on, or are closed now, as `mode` says.
     pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
-        let tunnel = self
-            .tunnels()
-            .remove(&local)
-            .ok_or(Error::NoSuchTunnel(local))?;
+        self.close_locked(&mut self.tunnels(), local, mode)
+    }
+
+    /// [`ProxyHandle::close`], with the tunnel table already locked.
+    fn close_locked(
+        &self,
+        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
+        local: SocketAddr,
+        mode: CloseMode,
+    ) -> Result<(), Error> {
+        let tunnel = tunnels.remove(&local).ok_or(Error::NoSuchTunnel(local))?;
         self.unwatch(tunnel.balancer.backends.iter());
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.shared
@@ -353,7 +300,48 @@ impl ProxyHandle {
                 .map(|(i, s)| s.snapshot(i))
                 .collect(),
             stopping: self.is_stopping(),
+            generations: self.generations(),
         }
+    }
+
+    /// The generation new tunnel versions are built in.
+    fn current_generation(&self) -> Arc<Generation> {
+        self.shared
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Starts a new generation; the current one is kept for status while it holds connections.
+    fn next_generation(&self) -> Arc<Generation> {
+        let mut generations = self.shared.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let next = Arc::new(Generation::new(generations.0.id + 1));
+        let previous = std::mem::replace(&mut generations.0, next.clone());
+        generations.1.push(previous);
+        next
+    }
+
+    /// The current generation and every older one that still holds connections.
+    fn generations(&self) -> Vec<GenerationStatus> {
+        let mut generations = self.shared.generations.lock().unwrap_or_else(|p| p.into_inner());
+        generations.1.retain(|g| g.open() > 0);
+        let current = GenerationStatus {
+            id: generations.0.id,
+            open: generations.0.open(),
+            current: true,
+        };
+        generations
+            .1
+            .iter()
+            .map(|g| GenerationStatus {
+                id: g.id,
+                open: g.open(),
+                current: false,
+            })
+            .chain(std::iter::once(current))
+            .collect()
     }
 
     /// Begins a stop: every listening socket closes now; connections drain or are cut as `mode`
