@@ -395,7 +395,7 @@ impl Lift<'_> {
                         .strip_prefix(&format!("{option}: "))
                         .unwrap_or(&message)
                         .to_string();
-                    self.error(span.start, &key(path), message)
+                    self.error(span.start, key(path), message)
                 })?;
             }
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use porxy_core::{Endpoint, ProxyConfig, TunnelSpec};
+use porxy_core::{Endpoint, ProxyConfig, Remote, TunnelSpec};
 
 use super::{parse, ConfigError, Overrides};
 
@@ -49,6 +49,7 @@ fn good_file_lifts_to_specs_in_file_order() {
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(120),
             half_closed_timeout: Duration::from_secs(30),
+            max_connections: None,
         }
     );
     assert_eq!(file.drain_timeout, Some(Duration::from_secs(10)));
@@ -89,7 +90,10 @@ fn empty_file_and_defaults() {
 
 #[test]
 fn overrides_win_and_are_blamed_by_flag() {
-    let reactors = |n| Overrides { reactors: Some(n) };
+    let reactors = |n| Overrides {
+        reactors: Some(n),
+        ..Overrides::default()
+    };
     let file = parse("p.toml", "[proxy]\nreactors = 0\n", &reactors(2)).unwrap();
     assert_eq!(file.proxy.reactors, 2);
     let err = parse("p.toml", "", &reactors(0)).unwrap_err();
@@ -299,7 +303,9 @@ fn shipped_example_parses() {
     );
     assert_eq!(
         demo.spec.remotes,
-        [Endpoint::Addr("127.0.0.1:7000".parse().unwrap())]
+        [Remote::from(Endpoint::Addr(
+            "127.0.0.1:7000".parse().unwrap()
+        ))]
     );
     assert_eq!(
         demo.spec.options.connect_timeout,

@@ -241,8 +241,11 @@ fn backend_command(
             found: format!("*{}", remote.weight),
         });
     }
-    if let (BackendAction::Remove { deadline }, Some(word)) = (&mut action, words.next()) {
-        *deadline = Some(parse_duration(word).map_err(|why| ParseError::Deadline(why))?);
+    // Only REMOVE takes a further word, its deadline.
+    if let BackendAction::Remove { deadline } = &mut action {
+        if let Some(word) = words.next() {
+            *deadline = Some(parse_duration(word).map_err(ParseError::Deadline)?);
+        }
     }
     match words.next() {
         None => Ok(Command::Backend {
