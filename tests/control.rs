@@ -224,7 +224,10 @@ fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
         ),
         (
             b"OPEN 8000=9000[conect_timeout=1s]\n".to_vec(),
-            "ERR: bad tunnel `8000=9000[conect_timeout=1s]` at column 11: unknown option `conect_timeout`; known options: connect_timeout, idle_timeout, half_closed_timeout".into(),
+            format!(
+                "ERR: bad tunnel `8000=9000[conect_timeout=1s]` at column 11: unknown option `conect_timeout`; known options: {}",
+                porxy_core::OPTION_KEYS.join(", ")
+            ),
         ),
         (
             format!("OPEN {taken_addr}={}\n", echo.addr()).into_bytes(),
