@@ -151,11 +151,26 @@ fn open_change_and_close_a_tunnel_from_the_control_socket() {
     let up =
         (b"before the change".len() + b"new".len() + b"the old one still talks to A".len()) as u64;
     let down = up + 2;
-    let status = control.block("STATUS FULL");
-    let line = status
-        .iter()
-        .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
-        .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"));
+    // A reactor adds bytes to the counters just after it writes them: the client may read an
+    // echo a moment before it is counted. Wait, with a deadline, for the figures to settle.
+    let tunnel_line = |status: &Vec<String>| {
+        status
+            .iter()
+            .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"))
+    };
+    let status = crate::support::wait_for(
+        WAIT,
+        "STATUS FULL to count every byte sent",
+        || control.block("STATUS FULL"),
+        |status| {
+            let line = tunnel_line(status);
+            field(&line, "bytes_up") == up.to_string()
+                && field(&line, "bytes_down") == down.to_string()
+        },
+    );
+    let line = &tunnel_line(&status);
     assert_eq!(field(line, "remotes"), new.addr().to_string());
     assert_eq!(field(line, "open"), "2");
     assert_eq!(field(line, "accepted"), "2");

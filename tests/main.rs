@@ -6,6 +6,7 @@
 
 mod support;
 
+mod balance;
 mod cli;
 mod control;
 mod faults;

@@ -49,9 +49,6 @@ impl TunnelShard {
     pub(crate) fn closed(&self, reason: CloseReason) {
         drop_one(&self.open);
         bump(&self.closes[reason.index()], 1);
-        if reason.is_connect_failure() {
-            bump(&self.connect_failures, 1);
-        }
     }
 }
 
@@ -188,7 +185,8 @@ pub struct TunnelStatus {
     pub bytes_to_upstream: u64,
     /// Bytes relayed from upstreams to clients.
     pub bytes_to_client: u64,
-    /// Upstream connects that failed (refused, timed out, other errors).
+    /// Upstream connect attempts that failed (refused, timed out, other errors), including
+    /// those after which another backend served the client.
     pub connect_failures: u64,
     /// Ended connections by reason.
     pub closes: CloseCounts,

@@ -76,7 +76,14 @@ impl Backend {
     /// Starts a backend that runs `behaviour` on a thread for each connection. Sockets it hands
     /// to the behaviour have the test read and write timeouts.
     pub fn start(behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static) -> Backend {
-        let listener = listen(BACKLOG);
+        Backend::serve(listen(BACKLOG), behaviour)
+    }
+
+    /// Like [`Backend::start`], on a listening socket the caller made.
+    fn serve(
+        listener: TcpListener,
+        behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static,
+    ) -> Backend {
         let addr = listener.local_addr().expect("backend address");
         let shared = Arc::new(Shared {
             accepted: AtomicUsize::new(0),
@@ -116,6 +123,36 @@ impl Backend {
     pub fn echo() -> Backend {
         Backend::start(|mut stream, _| {
             let _ = echo(&mut stream);
+        })
+    }
+
+    /// [`Backend::greeting_echo`] on a given address, such as the one a dropped backend had, to
+    /// bring "the same server" back. Binds with `SO_REUSEADDR` (the old connections may linger
+    /// in TIME_WAIT), retrying while the port is still taken, for at most `within`.
+    pub fn greeting_echo_at(
+        addr: SocketAddr,
+        greeting: &'static [u8],
+        within: Duration,
+    ) -> Backend {
+        Backend::serve(listen_at(addr, within), move |mut stream, _| {
+            if stream.write_all(greeting).is_ok() {
+                let _ = echo(&mut stream);
+            }
+        })
+    }
+
+    /// [`Backend::greeting_echo`] that counts in `gauge` the connections it holds at once. A
+    /// connection stops counting when the client's end of stream arrives, before the backend
+    /// answers with its own: whoever learns of the close through the backend's FIN (the proxy,
+    /// freeing a `max_conns` slot) learns it after the gauge does.
+    pub fn greeting_echo_gauged(greeting: &'static [u8], gauge: Arc<Gauge>) -> Backend {
+        Backend::start(move |mut stream, _| {
+            let held = gauge.enter();
+            if stream.write_all(greeting).is_ok() {
+                let _ = echo_until_eof(&mut stream);
+            }
+            drop(held);
+            let _ = stream.shutdown(Shutdown::Write);
         })
     }
 
@@ -288,6 +325,88 @@ fn echo(stream: &mut TcpStream) -> io::Result<u64> {
     }
     stream.shutdown(Shutdown::Write)?;
     Ok(total)
+}
+
+/// Echoes until end of stream and returns the bytes echoed; unlike [`echo`], leaves the write
+/// side open.
+fn echo_until_eof(stream: &mut TcpStream) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        stream.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// Connections a backend holds at once: now, and the most it ever held.
+#[derive(Debug, Default)]
+pub struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// One connection counted in a [`Gauge`], until dropped.
+pub struct Held<'a>(&'a Gauge);
+
+impl Gauge {
+    /// A gauge at zero, to share with a backend.
+    pub fn new() -> Arc<Gauge> {
+        Arc::new(Gauge::default())
+    }
+
+    /// Connections held now.
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    /// The most connections held at once so far.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> Held<'_> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        Held(self)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A socket listening on `addr` with `SO_REUSEADDR`; while the address is in use, tries again
+/// until `within` has passed, then fails the test.
+fn listen_at(addr: SocketAddr, within: Duration) -> TcpListener {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        let listening = socket
+            .bind(&addr.into())
+            .and_then(|()| socket.listen(BACKLOG));
+        match listening {
+            Ok(()) => return socket.into(),
+            Err(e) if e.kind() == ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                // Bounded: the deadline above ends the retries.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("listen on {addr} again: {e}"),
+        }
+    }
 }
 
 /// A socket bound to `127.0.0.1:0` and listening with `backlog`.

@@ -1,7 +1,7 @@
 //! The client side: connect with timeouts, exchange bytes, and tell how a connection ended.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::payload::assert_same;
@@ -22,6 +22,39 @@ pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     set_timeouts(&stream);
     Ok(stream)
+}
+
+/// Connects to `addr` from the local IP `source` (any port), with a timeout, and sets the test
+/// socket timeouts. On loopback any `127.0.0.0/8` source works: a way to be many clients.
+pub fn try_connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    let stream: TcpStream = socket.into();
+    set_timeouts(&stream);
+    Ok(stream)
+}
+
+/// Like [`try_connect_from`]; panics on failure.
+#[track_caller]
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    try_connect_from(source, addr)
+        .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"))
+}
+
+/// Reads the one byte a [`Backend::greeting_echo`](super::Backend::greeting_echo) sends
+/// first: which backend answered.
+#[track_caller]
+pub fn read_greeting(stream: &mut TcpStream) -> u8 {
+    let mut hello = [0u8; 1];
+    stream
+        .read_exact(&mut hello)
+        .unwrap_or_else(|e| panic!("reading the backend's greeting: {e}"));
+    hello[0]
 }
 
 /// Gives a socket the test read and write timeouts, and disables Nagle.

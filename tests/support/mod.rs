@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod control;
 pub mod payload;
 pub mod process;
 pub mod proxy;

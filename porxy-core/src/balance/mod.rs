@@ -160,11 +160,12 @@ impl Balancer {
             }
         };
         let chosen = match self.strategy {
-            Strategy::RoundRobin => {
-                let start = self.schedule
-                    [self.cursor.fetch_add(1, Ordering::Relaxed) % self.schedule.len()];
-                (0..n).find_map(|i| attempt((start + i) % n))
-            }
+            // Each miss takes the next turn of the shared schedule, so an out-of-service
+            // backend's turns are spread over the others instead of all going to its neighbour.
+            Strategy::RoundRobin => (0..self.schedule.len()).find_map(|_| {
+                let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
+                attempt(self.schedule[turn % self.schedule.len()])
+            }),
             Strategy::First => (0..n).find_map(&mut attempt),
             Strategy::LeastConn => {
                 let rotate = self.cursor.fetch_add(1, Ordering::Relaxed);
@@ -335,6 +336,18 @@ mod tests {
         assert_eq!(picks(&b, 8, true), [0, 0, 1, 0, 0, 0, 1, 0]);
         let even = balancer(Strategy::RoundRobin, &[1, 1, 1]);
         assert_eq!(picks(&even, 6, true), [0, 1, 2, 0, 1, 2]);
+    }
+
+    /// Regression: a drained backend's turns all went to its neighbour (334/0/666).
+    #[test]
+    fn round_robin_spreads_the_turns_of_a_backend_out_of_service() {
+        let b = balancer(Strategy::RoundRobin, &[1, 1, 1]);
+        b.backends[1].set_admin(backend::AdminState::Draining);
+        let mut counts = [0; 3];
+        for index in picks(&b, 1000, true) {
+            counts[index] += 1;
+        }
+        assert_eq!(counts, [500, 0, 500]);
     }
 
     #[test]

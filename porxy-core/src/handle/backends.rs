@@ -57,7 +57,11 @@ impl ProxyHandle {
             BackendChange::Drain => target.set_admin(AdminState::Draining),
             BackendChange::Disable => {
                 target.set_admin(AdminState::Disabled);
+                // Counted before the close is sent: the reactors may be quicker than we are.
+                let open = target.open();
                 self.close_backend_connections(&target, Instant::now());
+                tracing::info!(tunnel = %local, %backend, open, "backend disabled");
+                return Ok(open);
             }
             BackendChange::Remove { deadline } => {
                 if old.balancer.backends.len() == 1 {

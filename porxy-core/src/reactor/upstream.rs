@@ -129,6 +129,9 @@ impl Reactor {
         slot.upstream = None;
         // porxy's own shortage (descriptors, ports) is not the backend's failure.
         let local = error.is_some_and(crate::conn::is_resource_shortage);
+        if !local {
+            crate::status::bump(&slot.tunnel.stats.reactor(self.index).connect_failures, 1);
+        }
         if let (Some(index), false) = (slot.backend, local) {
             let backend = &slot.tunnel.balancer.backends[index];
             if backend.connect_failed(now, &slot.tunnel.balancer.passive) {
