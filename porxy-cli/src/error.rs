@@ -79,6 +79,9 @@ pub(crate) enum CliError {
     /// A reload was refused by the proxy.
     #[error(transparent)]
     Reload(porxy_core::Error),
+    /// A takeover or the upgrade socket failed.
+    #[error(transparent)]
+    Upgrade(crate::upgrade::UpgradeError),
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(crate::control::ControlError),

@@ -31,6 +31,16 @@ pub(crate) struct Reloader {
 }
 
 impl Reloader {
+    /// Tunnel names by bound address.
+    pub(crate) fn names(&self) -> HashMap<SocketAddr, String> {
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, addr)| (*addr, name.clone()))
+            .collect()
+    }
+
     /// Reloads; on error nothing changed and the message says why.
     pub(crate) fn reload(&self) -> Result<ReloadReport, String> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,7 +54,9 @@ impl Reloader {
                 closed = r.closed.len(),
                 "reloaded"
             ),
-            Err(why) => tracing::warn!(error = %why, "reload failed; the running configuration is unchanged"),
+            Err(why) => {
+                tracing::warn!(error = %why, "reload failed; the running configuration is unchanged")
+            }
         }
         result
     }
@@ -53,7 +65,8 @@ impl Reloader {
         let Some(path) = &self.config_path else {
             return Err("nothing to reload: porxy was started without --config".into());
         };
-        let file = config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e.into()))?;
+        let file =
+            config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e.into()))?;
         let mut tunnels = file.listeners;
         for tunnel in &self.cli_tunnels {
             if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
@@ -75,7 +88,10 @@ impl Reloader {
             .handle
             .reload(&specs)
             .map_err(|e| crate::error::chain(&crate::error::CliError::Reload(e)))?;
-        *bound = names.into_iter().zip(report.bound.iter().copied()).collect();
+        *bound = names
+            .into_iter()
+            .zip(report.bound.iter().copied())
+            .collect();
         Ok(report)
     }
 

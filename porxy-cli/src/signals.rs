@@ -35,7 +35,11 @@ impl StopSignals {
     }
 
     /// Starts acting on the signals, queued ones included.
-    pub(crate) fn watch(self, stopper: Arc<Stopper>, reloader: Arc<Reloader>) -> io::Result<SignalWatcher> {
+    pub(crate) fn watch(
+        self,
+        stopper: Arc<Stopper>,
+        reloader: Arc<Reloader>,
+    ) -> io::Result<SignalWatcher> {
         let mut signals = self.signals;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
@@ -69,7 +73,11 @@ impl SignalWatcher {
 
 /// Acts on the `count`th (0-based) stop signal.
 fn on_stop_signal(stopper: &Stopper, count: usize, signal: i32) {
-    let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+    let name = if signal == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
     match count {
         0 => {
             tracing::info!(

@@ -57,6 +57,27 @@ impl Stopper {
         self.close_control();
     }
 
+    /// The control socket's address and a duplicate of it, for a new process to take over.
+    pub(crate) fn control_handover(
+        &self,
+    ) -> Option<(crate::control::BoundControl, std::os::fd::OwnedFd)> {
+        let closer = self.control.get()?;
+        match closer.hand_over() {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over the control socket");
+                None
+            }
+        }
+    }
+
+    /// The takeover failed: this process keeps its control socket as it was.
+    pub(crate) fn cancel_control_handover(&self) {
+        if let Some(closer) = self.control.get() {
+            closer.cancel_hand_over();
+        }
+    }
+
     fn close_control(&self) {
         if let Some(closer) = self.control.get() {
             closer.close();

@@ -48,6 +48,8 @@ pub(crate) enum ListenerMsg {
     Replace(Arc<Tunnel>),
     /// Stop listening on this address; replies once the socket is closed.
     Remove(SocketAddr, Sender<()>),
+    /// Send back a duplicate of every listening socket, for a new process to take over.
+    Export(Sender<Vec<(SocketAddr, std::net::TcpListener)>>),
     /// Close every listening socket, pass the stop on to the reactors, and end.
     Stop { deadline: Option<Instant> },
 }
@@ -187,6 +189,18 @@ impl Listener {
                         debug!(tunnel = %addr, "stopped listening");
                     }
                     let _ = done.send(());
+                }
+                Ok(ListenerMsg::Export(reply)) => {
+                    let mut sockets = Vec::with_capacity(self.entries.len());
+                    for (_, entry) in self.entries.iter() {
+                        match socket2::SockRef::from(&entry.socket).try_clone() {
+                            Ok(dup) => sockets.push((entry.tunnel.local, dup.into())),
+                            Err(e) => {
+                                warn!(tunnel = %entry.tunnel.local, error = %e, "cannot duplicate a listening socket")
+                            }
+                        }
+                    }
+                    let _ = reply.send(sockets);
                 }
                 Ok(ListenerMsg::Stop { deadline }) => return Some(deadline),
                 Err(TryRecvError::Empty) => return None,

@@ -86,7 +86,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "DISABLE LOCAL REMOTE",
         "no new connections to a backend, and close its connections",
     ),
-    ("RELOAD", "read the config file again and apply it; on error nothing changes (like SIGHUP)"),
+    (
+        "RELOAD",
+        "read the config file again and apply it; on error nothing changes (like SIGHUP)",
+    ),
     ("STOP", "stop the proxy gracefully (like SIGTERM)"),
     ("EXIT", "close this control connection (also QUIT)"),
 ];

@@ -6,9 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use porxy_core::{
-    BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus,
-};
+use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
 
 use crate::reload::Reloader;
 use crate::stopping::Stopper;

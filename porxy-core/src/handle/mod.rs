@@ -9,7 +9,7 @@ mod reload;
 
 pub use reload::ReloadReport;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +28,7 @@ use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
 use crate::tunnel::spec::TunnelSpec;
-use crate::tunnel::{Tunnel, TunnelId};
+use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
 /// How long `close` waits for the listener thread to confirm the socket is closed.
 const CLOSE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,6 +95,9 @@ struct Shared {
     reactors: Vec<Mailbox<ReactorMsg>>,
     reactor_stats: Vec<Arc<ReactorStats>>,
     tunnels: Mutex<BTreeMap<SocketAddr, Arc<Tunnel>>>,
+    /// Listening sockets handed over by a previous process, by address, until a tunnel takes
+    /// each.
+    inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
     /// The current generation, and older ones that may still hold connections.
     generations: Mutex<(Arc<Generation>, Vec<Arc<Generation>>)>,
     next_tunnel_id: AtomicU64,
@@ -108,6 +111,7 @@ impl ProxyHandle {
         checker: Mailbox<CheckerMsg>,
         reactors: Vec<Mailbox<ReactorMsg>>,
         reactor_stats: Vec<Arc<ReactorStats>>,
+        inherited: HashMap<SocketAddr, std::net::TcpListener>,
     ) -> Self {
         ProxyHandle {
             shared: Arc::new(Shared {
@@ -118,6 +122,7 @@ impl ProxyHandle {
                 reactor_stats,
                 tunnels: Mutex::new(BTreeMap::new()),
                 generations: Mutex::new((Arc::new(Generation::new(1)), Vec::new())),
+                inherited: Mutex::new(inherited),
                 next_tunnel_id: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
             }),
@@ -156,19 +161,20 @@ impl ProxyHandle {
                 });
             }
         }
-        let socket = bind(local, self.shared.config.backlog)?;
+        let socket = match self.take_inherited(local) {
+            Some(socket) => socket,
+            None => bind(local, self.shared.config.backlog)?,
+        };
         let bound = socket.local_addr().map_err(|source| Error::Bind {
             addr: local,
             source,
         })?;
+        let lineage = self.new_lineage(bound, self.current_generation());
         let tunnel = Arc::new(Tunnel::build(
-            TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
-            bound,
+            lineage,
             spec,
             &remotes,
             &self.shared.config,
-            Arc::new(TunnelStats::new(self.shared.reactors.len())),
-            self.current_generation(),
             None,
         ));
         self.watch(&tunnel);
@@ -196,13 +202,10 @@ impl ProxyHandle {
         generation: Arc<Generation>,
     ) -> Result<Arc<Tunnel>, Error> {
         let tunnel = Arc::new(Tunnel::build(
-            old.id,
-            old.local,
+            Lineage::of(old, generation),
             spec,
             remotes,
             &self.shared.config,
-            old.stats.clone(),
-            generation,
             Some(old),
         ));
         for backend in &old.balancer.backends {
@@ -304,6 +307,16 @@ impl ProxyHandle {
         }
     }
 
+    /// A new tunnel's identity: a fresh id and fresh counters.
+    fn new_lineage(&self, local: SocketAddr, generation: Arc<Generation>) -> Lineage {
+        Lineage {
+            id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
+            local,
+            stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
+            generation,
+        }
+    }
+
     /// The generation new tunnel versions are built in.
     fn current_generation(&self) -> Arc<Generation> {
         self.shared
@@ -316,7 +329,11 @@ impl ProxyHandle {
 
     /// Starts a new generation; the current one is kept for status while it holds connections.
     fn next_generation(&self) -> Arc<Generation> {
-        let mut generations = self.shared.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let mut generations = self
+            .shared
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let next = Arc::new(Generation::new(generations.0.id + 1));
         let previous = std::mem::replace(&mut generations.0, next.clone());
         generations.1.push(previous);
@@ -325,7 +342,11 @@ impl ProxyHandle {
 
     /// The current generation and every older one that still holds connections.
     fn generations(&self) -> Vec<GenerationStatus> {
-        let mut generations = self.shared.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let mut generations = self
+            .shared
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         generations.1.retain(|g| g.open() > 0);
         let current = GenerationStatus {
             id: generations.0.id,
@@ -369,6 +390,49 @@ impl ProxyHandle {
                 let _ = reactor.send(ReactorMsg::Stop { deadline });
             }
         }
+    }
+
+    /// Duplicates of every listening socket, with the tunnel address each serves: what a new
+    /// process needs to take over without a refused connection (pass them over a Unix socket
+    /// with SCM_RIGHTS, and give them to its [`ProxyBuilder::inherit`](crate::ProxyBuilder::inherit)).
+    /// This proxy goes on accepting on its own copies until it is stopped.
+    pub fn listening_sockets(&self) -> Result<Vec<(SocketAddr, std::net::TcpListener)>, Error> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared
+            .listener
+            .send(ListenerMsg::Export(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT)
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// An inherited listening socket for `local`, if one was handed to the builder.
+    fn take_inherited(&self, local: SocketAddr) -> Option<TcpListener> {
+        let mut inherited = self
+            .shared
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let socket = inherited.remove(&local)?;
+        if let Err(e) = socket.set_nonblocking(true) {
+            tracing::warn!(%local, error = %e, "inherited socket unusable; binding anew");
+            return None;
+        }
+        tracing::info!(%local, "listening on an inherited socket");
+        Some(TcpListener::from_std(socket))
+    }
+
+    /// Closes inherited sockets that no tunnel took: nobody would accept on them.
+    pub(crate) fn close_unclaimed_inherited(&self) {
+        let mut inherited = self
+            .shared
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for local in inherited.keys() {
+            tracing::warn!(%local, "an inherited listening socket matches no tunnel; closing it");
+        }
+        inherited.clear();
     }
 
     /// True once a stop has begun.

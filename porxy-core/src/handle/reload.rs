@@ -7,9 +7,8 @@ use std::sync::Arc;
 use super::{bind, CloseMode, ProxyHandle};
 use crate::error::Error;
 use crate::listener::ListenerMsg;
-use crate::status::TunnelStats;
 use crate::tunnel::spec::TunnelSpec;
-use crate::tunnel::{Tunnel, TunnelId};
+use crate::tunnel::Tunnel;
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +60,10 @@ impl ProxyHandle {
                 spec: plan.spec.to_string(),
                 source: Box::new(source),
             };
-            let socket = bind(plan.local, self.shared.config.backlog).map_err(failed)?;
+            let socket = match self.take_inherited(plan.local) {
+                Some(socket) => socket,
+                None => bind(plan.local, self.shared.config.backlog).map_err(failed)?,
+            };
             let bound = socket.local_addr().map_err(|source| {
                 failed(Error::Bind {
                     addr: plan.local,
@@ -82,7 +84,11 @@ impl ProxyHandle {
             .filter(|p| tunnels.contains_key(&p.local))
             .map(|p| p.local)
             .collect();
-        let gone: Vec<SocketAddr> = tunnels.keys().filter(|a| !kept.contains(a)).copied().collect();
+        let gone: Vec<SocketAddr> = tunnels
+            .keys()
+            .filter(|a| !kept.contains(a))
+            .copied()
+            .collect();
         for local in gone {
             self.close_locked(&mut tunnels, local, CloseMode::KeepConnections)?;
             report.closed.push(local);
@@ -92,7 +98,13 @@ impl ProxyHandle {
             let mut shown = plan.spec.clone();
             shown.local = plan.local.into();
             let same = old.spec == shown;
-            self.replace(&mut tunnels, &old, plan.spec, &plan.remotes, generation.clone())?;
+            self.replace(
+                &mut tunnels,
+                &old,
+                plan.spec,
+                &plan.remotes,
+                generation.clone(),
+            )?;
             if same {
                 report.unchanged.push(plan.local);
             } else {
@@ -103,18 +115,12 @@ impl ProxyHandle {
         for (index, socket, bound) in fresh {
             let plan = &planned[index];
             report.bound[index] = bound;
+            let lineage = self.new_lineage(bound, generation.clone());
             let tunnel = Arc::new(Tunnel::build(
-                TunnelId(
-                    self.shared
-                        .next_tunnel_id
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                ),
-                bound,
+                lineage,
                 plan.spec,
                 &plan.remotes,
                 &self.shared.config,
-                Arc::new(TunnelStats::new(self.shared.reactors.len())),
-                generation.clone(),
                 None,
             ));
             self.watch(&tunnel);

@@ -47,19 +47,43 @@ pub(crate) struct Tunnel {
     pub(crate) spec: TunnelSpec,
 }
 
+/// What every version of one tunnel shares (id, bound address, counters), and the generation
+/// of the version being built.
+pub(crate) struct Lineage {
+    pub(crate) id: TunnelId,
+    pub(crate) local: SocketAddr,
+    pub(crate) stats: Arc<TunnelStats>,
+    pub(crate) generation: Arc<Generation>,
+}
+
+impl Lineage {
+    /// The next version of `tunnel`, in `generation`.
+    pub(crate) fn of(tunnel: &Tunnel, generation: Arc<Generation>) -> Lineage {
+        Lineage {
+            id: tunnel.id,
+            local: tunnel.local,
+            stats: tunnel.stats.clone(),
+            generation,
+        }
+    }
+}
+
 impl Tunnel {
     /// Builds a tunnel version from a spec whose remotes resolved to `remotes` (same order).
     /// Backends of `previous` with the same address, weight and limit are carried over.
     pub(crate) fn build(
-        id: TunnelId,
-        local: SocketAddr,
+        lineage: Lineage,
         spec: &TunnelSpec,
         remotes: &[SocketAddr],
         config: &ProxyConfig,
-        stats: Arc<TunnelStats>,
-        generation: Arc<Generation>,
         previous: Option<&Tunnel>,
     ) -> Tunnel {
+        let Lineage {
+            id,
+            local,
+            stats,
+            generation,
+        } = lineage;
         let options = &spec.options;
         let backends: Vec<Arc<Backend>> = spec
             .remotes
