@@ -45,18 +45,9 @@ impl Reloader {
     pub(crate) fn reload(&self) -> Result<ReloadReport, String> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_reload(&mut bound);
-        match &result {
-            Ok(r) => tracing::info!(
-                generation = r.generation,
-                opened = r.opened.len(),
-                changed = r.changed.len(),
-                unchanged = r.unchanged.len(),
-                closed = r.closed.len(),
-                "reloaded"
-            ),
-            Err(why) => {
-                tracing::warn!(error = %why, "reload failed; the running configuration is unchanged")
-            }
+        // A reload that worked is logged by the core, with what it changed.
+        if let Err(why) = &result {
+            tracing::warn!(error = %why, "reload failed; the running configuration is unchanged");
         }
         result
     }
@@ -65,8 +56,7 @@ impl Reloader {
         let Some(path) = &self.config_path else {
             return Err("nothing to reload: porxy was started without --config".into());
         };
-        let file =
-            config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e.into()))?;
+        let file = config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e))?;
         let mut tunnels = file.listeners;
         for tunnel in &self.cli_tunnels {
             if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
@@ -87,7 +77,7 @@ impl Reloader {
         let report = self
             .handle
             .reload(&specs)
-            .map_err(|e| crate::error::chain(&crate::error::CliError::Reload(e)))?;
+            .map_err(|e| crate::error::chain(&e))?;
         *bound = names
             .into_iter()
             .zip(report.bound.iter().copied())

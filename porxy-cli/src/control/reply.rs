@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
 
+use crate::error::chain;
 use crate::reload::Reloader;
 use crate::stopping::Stopper;
 
@@ -90,12 +91,12 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
                 let verb = if opened.replaced { "changed" } else { "opened" };
                 Reply::ok(format!("{verb} {} -> {}", opened.local, remotes.join(",")))
             }
-            Err(e) => Reply::err(error_chain(&e)),
+            Err(e) => Reply::err(chain(&e)),
         },
         Command::Close { local, now } => {
             let addr = match local.resolve() {
                 Ok(addr) => addr,
-                Err(e) => return Reply::err(error_chain(&e)),
+                Err(e) => return Reply::err(chain(&e)),
             };
             let mode = if now {
                 CloseMode::CloseConnections
@@ -105,7 +106,7 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
             match handle.close(addr, mode) {
                 Ok(()) if now => Reply::ok(format!("closed {addr} and its connections")),
                 Ok(()) => Reply::ok(format!("closed {addr}; established connections go on")),
-                Err(e) => Reply::err(error_chain(&e)),
+                Err(e) => Reply::err(chain(&e)),
             }
         }
         Command::Backend {
@@ -146,13 +147,13 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
         .and_then(|l| Ok((l, remote.endpoint.resolve()?)));
     let (tunnel, addr) = match resolved {
         Ok(pair) => pair,
-        Err(e) => return Reply::err(error_chain(&e)),
+        Err(e) => return Reply::err(chain(&e)),
     };
     let change = match action {
         BackendAction::Add => {
             return match handle.add_backend(tunnel, remote) {
                 Ok(addr) => Reply::ok(format!("added {addr} to {tunnel}")),
-                Err(e) => Reply::err(error_chain(&e)),
+                Err(e) => Reply::err(chain(&e)),
             }
         }
         BackendAction::Remove { deadline } => BackendChange::Remove { deadline },
@@ -179,7 +180,7 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
                 format!("disabled {addr} of {tunnel}: its {open} connections are closed")
             }
         }),
-        Err(e) => Reply::err(error_chain(&e)),
+        Err(e) => Reply::err(chain(&e)),
     }
 }
 
@@ -241,19 +242,4 @@ fn full_status(status: &Status) -> String {
         let _ = writeln!(out, "generation {} open={}{current}", g.id, g.open);
     }
     out
-}
-
-/// An error and its sources on one line: `cannot listen on X: Address already in use`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
 }

@@ -169,11 +169,37 @@ impl ProxyHandle {
             addr: local,
             source,
         })?;
-        let lineage = self.new_lineage(bound, self.current_generation());
+        self.install(
+            &mut tunnels,
+            spec,
+            &remotes,
+            bound,
+            socket,
+            self.current_generation(),
+        )?;
+        tracing::info!(local = %bound, remotes = ?remotes, "tunnel open");
+        Ok(OpenedTunnel {
+            local: bound,
+            remotes,
+            replaced: false,
+        })
+    }
+
+    /// Builds a new tunnel on the listening `socket` (bound to `bound`) and starts accepting.
+    fn install(
+        &self,
+        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
+        spec: &TunnelSpec,
+        remotes: &[SocketAddr],
+        bound: SocketAddr,
+        socket: TcpListener,
+        generation: Arc<Generation>,
+    ) -> Result<(), Error> {
+        let lineage = self.new_lineage(bound, generation);
         let tunnel = Arc::new(Tunnel::build(
             lineage,
             spec,
-            &remotes,
+            remotes,
             &self.shared.config,
             None,
         ));
@@ -183,12 +209,7 @@ impl ProxyHandle {
             .send(ListenerMsg::Add(tunnel.clone(), socket))
             .map_err(|_| Error::Stopped)?;
         tunnels.insert(bound, tunnel);
-        tracing::info!(local = %bound, remotes = ?remotes, "tunnel open");
-        Ok(OpenedTunnel {
-            local: bound,
-            remotes,
-            replaced: false,
-        })
+        Ok(())
     }
 
     /// Puts a new version of `old` in its place, built from `spec` (whose remotes resolved to

@@ -2,13 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use super::{bind, CloseMode, ProxyHandle};
 use crate::error::Error;
-use crate::listener::ListenerMsg;
 use crate::tunnel::spec::TunnelSpec;
-use crate::tunnel::Tunnel;
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,20 +112,14 @@ impl ProxyHandle {
         for (index, socket, bound) in fresh {
             let plan = &planned[index];
             report.bound[index] = bound;
-            let lineage = self.new_lineage(bound, generation.clone());
-            let tunnel = Arc::new(Tunnel::build(
-                lineage,
+            self.install(
+                &mut tunnels,
                 plan.spec,
                 &plan.remotes,
-                &self.shared.config,
-                None,
-            ));
-            self.watch(&tunnel);
-            self.shared
-                .listener
-                .send(ListenerMsg::Add(tunnel.clone(), socket))
-                .map_err(|_| Error::Stopped)?;
-            tunnels.insert(bound, tunnel);
+                bound,
+                socket,
+                generation.clone(),
+            )?;
             report.opened.push(bound);
         }
         tracing::info!(
