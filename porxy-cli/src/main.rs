@@ -234,6 +234,27 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         None => None,
     };
     let (tunnels, inherited) = inherit(&plan.tunnels, takeover.as_mut());
+    // Everything that can fail is done before the proxy accepts anybody and before a takeover
+    // is confirmed: a successor that fails leaves its predecessor serving, and resets nobody.
+    let control_socket = match &plan.control {
+        Some(addr) => {
+            let inherited = takeover
+                .as_mut()
+                .and_then(|t| t.control.take())
+                .filter(|(bound, _)| control_matches(addr, bound));
+            Some(match inherited {
+                Some((bound, socket)) => (socket, bound),
+                None => control::ControlSocket::bind(addr).map_err(CliError::Control)?,
+            })
+        }
+        None => None,
+    };
+    let upgrade_socket = match &plan.upgrade_socket {
+        Some(path) => Some(
+            upgrade::UpgradeSocket::bind(path, takeover.is_some()).map_err(CliError::Upgrade)?,
+        ),
+        None => None,
+    };
     let proxy = start(&plan, &tunnels, &inherited)?;
     drop(inherited);
     // From here on, dropping `proxy` (on an early return) stops it at once.
@@ -256,20 +277,11 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let watcher = stop_signals
         .watch(stopper.clone(), reloader.clone())
         .map_err(CliError::Signals)?;
-
-    let control = match &plan.control {
-        Some(addr) => {
+    let control = match control_socket {
+        Some((socket, bound)) => {
             let ctx = control::Context {
                 stopper: stopper.clone(),
                 reloader: reloader.clone(),
-            };
-            let inherited = takeover
-                .as_mut()
-                .and_then(|t| t.control.take())
-                .filter(|(bound, _)| control_matches(addr, bound));
-            let (socket, bound) = match inherited {
-                Some((bound, socket)) => (socket, bound),
-                None => control::ControlSocket::bind(addr).map_err(CliError::Control)?,
             };
             let closer = control::serve(socket, bound.clone(), proxy.handle(), ctx)
                 .map_err(CliError::Control)?;
@@ -278,6 +290,19 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
+
+    // The point of no return for a takeover: the predecessor stops accepting.
+    if let Some(taken) = takeover {
+        match taken.confirm() {
+            Ok(()) => tracing::info!("took over: the previous porxy stops accepting and drains"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the previous porxy did not acknowledge the takeover")
+            }
+        }
+    }
+    if let Some(socket) = upgrade_socket {
+        socket.serve(proxy.handle(), stopper.clone(), reloader.clone());
+    }
 
     let bound = proxy.bound();
     let ready = ready_line(std::process::id(), &tunnels, bound, control.as_ref());
@@ -298,30 +323,6 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         "porxy started"
     );
 
-    if let Some(taken) = takeover {
-        match taken.confirm() {
-            Ok(()) => tracing::info!("took over: the previous porxy stops accepting and drains"),
-            Err(e) => {
-                tracing::warn!(error = %e, "the previous porxy did not acknowledge the takeover")
-            }
-        }
-    }
-    if let Some(path) = &plan.upgrade_socket {
-        let wait = if plan.takeover.is_some() {
-            HANDOVER_RELEASE
-        } else {
-            Duration::ZERO
-        };
-        upgrade::serve(
-            path,
-            proxy.handle(),
-            stopper.clone(),
-            reloader.clone(),
-            wait,
-        )
-        .map_err(CliError::Upgrade)?;
-    }
-
     let joined = proxy.join();
     watcher.finish();
     let report = joined.map_err(CliError::Join)?;
@@ -337,8 +338,6 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     Ok(Outcome::Stopped { cut: report.cut })
 }
 
-/// How long a new porxy waits for the one it took over from to let go of the upgrade socket.
-const HANDOVER_RELEASE: Duration = Duration::from_secs(5);
 /// How often a port still held by another process is tried again (`--bind-wait`).
 const BIND_RETRY: Duration = Duration::from_millis(200);
 

@@ -182,49 +182,81 @@ fn own(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Old side: serves takeover requests on `path` until the process ends.
-pub(crate) fn serve(
-    path: &Path,
-    handle: ProxyHandle,
-    stopper: Arc<Stopper>,
-    reloader: Arc<Reloader>,
-    wait: Duration,
-) -> Result<(), UpgradeError> {
-    let io_error = |source| UpgradeError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    // After a takeover, the old porxy lets go of the path a moment after it answered.
-    let deadline = std::time::Instant::now() + wait;
-    while path.exists() && UnixStream::connect(path).is_ok() {
-        if std::time::Instant::now() >= deadline {
-            return Err(UpgradeError::Protocol {
-                path: path.display().to_string(),
-                what: "in use by a running process".into(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if path.exists() {
-        std::fs::remove_file(path).map_err(io_error)?;
-    }
-    let listener = UnixListener::bind(path).map_err(io_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
-    let shown = path.display().to_string();
-    std::thread::Builder::new()
-        .name("porxy-upgrade".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                match hand_over(conn, &handle, &stopper, &reloader) {
-                    Ok(true) => return, // Handed over: this process is draining now.
-                    Ok(false) => {}
-                    Err(why) => tracing::warn!(upgrade = %shown, error = %why, "takeover abandoned; carrying on"),
+/// The upgrade socket, bound and not yet served.
+///
+/// A porxy that took over from another binds it under a temporary name beside the final one,
+/// before it confirms the takeover (so that a failure to bind stops the takeover, not a
+/// running service), and renames it into place afterwards: the path always leads to a porxy
+/// that can be taken over.
+pub(crate) struct UpgradeSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    /// The temporary name to rename from, for a successor.
+    staged: Option<PathBuf>,
+}
+
+impl UpgradeSocket {
+    /// Binds the upgrade socket at `path` (owner-only). A successor (`staged`) binds beside it.
+    pub(crate) fn bind(path: &Path, staged: bool) -> Result<UpgradeSocket, UpgradeError> {
+        let io_error = |source| UpgradeError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let bind_at = if staged {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".new-{}", std::process::id()));
+            PathBuf::from(name)
+        } else {
+            if path.exists() {
+                if UnixStream::connect(path).is_ok() {
+                    return Err(UpgradeError::Protocol {
+                        path: path.display().to_string(),
+                        what: "in use by a running process".into(),
+                    });
                 }
+                std::fs::remove_file(path).map_err(io_error)?;
             }
+            path.to_path_buf()
+        };
+        let _ = std::fs::remove_file(&bind_at);
+        let listener = UnixListener::bind(&bind_at).map_err(io_error)?;
+        std::fs::set_permissions(&bind_at, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error)?;
+        Ok(UpgradeSocket {
+            listener,
+            path: path.to_path_buf(),
+            staged: staged.then_some(bind_at),
         })
-        .map_err(io_error)?;
-    Ok(())
+    }
+
+    /// Puts the socket in place (a successor's replaces its predecessor's) and serves takeover
+    /// requests until the process ends. Never fails the running proxy: a problem is logged.
+    pub(crate) fn serve(self, handle: ProxyHandle, stopper: Arc<Stopper>, reloader: Arc<Reloader>) {
+        if let Some(staged) = &self.staged {
+            if let Err(e) = std::fs::rename(staged, &self.path) {
+                tracing::error!(upgrade = %self.path.display(), error = %e, "cannot put the upgrade socket in place; this porxy cannot be taken over");
+                let _ = std::fs::remove_file(staged);
+                return;
+            }
+        }
+        let shown = self.path.display().to_string();
+        let listener = self.listener;
+        let spawned = std::thread::Builder::new()
+            .name("porxy-upgrade".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    match hand_over(conn, &handle, &stopper, &reloader) {
+                        Ok(true) => return, // Handed over: this process is draining now.
+                        Ok(false) => {}
+                        Err(why) => tracing::warn!(upgrade = %shown, error = %why, "takeover abandoned; carrying on"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot serve the upgrade socket; this porxy cannot be taken over");
+        }
+    }
 }
 
 /// One takeover request; true once the new porxy has taken over.

@@ -162,6 +162,8 @@ impl ProxyBuilder {
             proxy.bound.push(opened.local);
         }
         proxy.handle.close_unclaimed_inherited();
+        // Only now, with every tunnel open: a start that failed above accepted no client.
+        proxy.handle.start_accepting()?;
         Ok(proxy)
     }
 }

@@ -49,9 +49,6 @@ const STOP_ROUNDS: usize = 100;
 
 /// `STOP` always gets its reply, even when there is nothing to drain.
 #[test]
-#[ignore = "bug: with nothing to drain, STOP's reply can be lost: control/reply.rs execute() \
-            stops before the session writes the reply, and main() returns (ending the \
-            process) as soon as the proxy has joined"]
 fn stop_with_nothing_to_drain_replies() {
     for round in 0..STOP_ROUNDS {
         let mut porxy = Porxy::start(&["--reactors", "1", "--control", "127.0.0.1:0"]);

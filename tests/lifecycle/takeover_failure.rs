@@ -93,9 +93,6 @@ const TUNNELS_BEFORE_FAILURE: usize = 20;
 /// must not accept (and then reset) clients the old one would have served. Clients are made to
 /// wait in the shared listen backlog: the old porxy is at its connection limit.
 #[test]
-#[ignore = "bug: a successor whose start fails has already accepted on the inherited socket \
-            and resets those clients (Proxy::builder().start() accepts on each tunnel as it \
-            opens it; --bind-wait repeats this every 200 ms)"]
 fn failed_takeover_resets_no_waiting_client() {
     let backend = Backend::greeting_echo(b"X");
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -156,9 +153,6 @@ fn exchange(stream: &mut TcpStream) -> std::io::Result<()> {
 /// A successor that confirms the takeover and only then fails (here: its own upgrade socket
 /// cannot be bound) must not leave the port with nobody to serve it.
 #[test]
-#[ignore = "bug: main.rs serve() binds the successor's --upgrade-socket after \
-            Takeover::confirm(); when that fails the successor exits 1 while the old porxy \
-            is already draining: the tunnel port refuses every client"]
 fn successor_failing_after_confirming_leaves_a_server() {
     let backend = Backend::greeting_echo(b"X");
     let dir = TempDir::new();

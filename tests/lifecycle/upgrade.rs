@@ -154,9 +154,6 @@ const RACE_ROUNDS: usize = 20;
 /// A script that starts the successor as soon as the READY line is out (A, then B, then C) must
 /// find the upgrade socket served. It does not always: the socket is bound after the READY line.
 #[test]
-#[ignore = "bug: READY is printed before --upgrade-socket is served (main.rs serve()), so a \
-            successor started on READY may fail with `upgrade socket PATH: No such file or \
-            directory` or `Connection refused`"]
 fn ready_means_a_successor_can_take_over() {
     let backend = Backend::greeting_echo(b"X");
     for _ in 0..RACE_ROUNDS {

@@ -22,6 +22,9 @@ pub const END: &str = "END";
 pub struct Reply {
     pub text: String,
     pub close: bool,
+    /// Stop the proxy once the reply is written: a stop with nothing to drain ends the process
+    /// at once, and the client must have its reply first.
+    pub then_stop: bool,
 }
 
 impl Reply {
@@ -29,6 +32,7 @@ impl Reply {
         Reply {
             text: text + "\n",
             close: false,
+            then_stop: false,
         }
     }
 
@@ -51,6 +55,7 @@ impl Reply {
         Reply {
             text: format!("{head}\n{body}{END}\n"),
             close: false,
+            then_stop: false,
         }
     }
 }
@@ -116,11 +121,12 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
         } => backend(handle, &local, remote, action),
         Command::Stop => {
             let open = handle.status().open_connections();
-            ctx.stopper.graceful();
-            Reply::ok(format!(
+            let mut reply = Reply::ok(format!(
                 "stopping: {open} connections to drain, for at most {}",
                 porxy_core::units::format_duration(ctx.stopper.drain_timeout())
-            ))
+            ));
+            reply.then_stop = true;
+            reply
         }
         Command::Reload => match ctx.reloader.reload() {
             Ok(r) => Reply::ok(format!(
@@ -136,6 +142,7 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
         Command::Exit => Reply {
             text: "OK bye\n".into(),
             close: true,
+            then_stop: false,
         },
     }
 }

@@ -419,6 +419,10 @@ fn run_session<S: ControlStream>(
             )),
         };
         stream.write_all(reply.text.as_bytes())?;
+        if reply.then_stop {
+            let _ = stream.flush();
+            ctx.stopper.graceful();
+        }
         if reply.close {
             return Ok(());
         }

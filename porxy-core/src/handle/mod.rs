@@ -443,6 +443,14 @@ impl ProxyHandle {
         Some(TcpListener::from_std(socket))
     }
 
+    /// Lets the listener accept, once the builder's tunnels are all open.
+    pub(crate) fn start_accepting(&self) -> Result<(), Error> {
+        self.shared
+            .listener
+            .send(ListenerMsg::StartAccepting)
+            .map_err(|_| Error::Stopped)
+    }
+
     /// Closes inherited sockets that no tunnel took: nobody would accept on them.
     pub(crate) fn close_unclaimed_inherited(&self) {
         let mut inherited = self
