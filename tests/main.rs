@@ -12,6 +12,7 @@ mod control;
 mod faults;
 mod half_close;
 mod idle;
+mod lifecycle;
 mod relay;
 mod runtime;
 mod scale;

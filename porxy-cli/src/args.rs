@@ -22,7 +22,7 @@ pub(crate) enum Command {
     /// `--help-tunnel`: explain the SPEC grammar and exit.
     HelpTunnel,
     /// Check or run a proxy.
-    Run(Args),
+    Run(Box<Args>),
 }
 
 /// Validated arguments.
@@ -44,6 +44,12 @@ pub(crate) struct Args {
     pub(crate) drain_timeout: Option<Duration>,
     /// `--control ADDR`, overriding the file.
     pub(crate) control: Option<ControlAddr>,
+    /// `--upgrade-socket PATH`: where a new porxy may ask to take over.
+    pub(crate) upgrade_socket: Option<PathBuf>,
+    /// `--takeover PATH`: take the listening sockets of the porxy serving this upgrade socket.
+    pub(crate) takeover: Option<PathBuf>,
+    /// `--bind-wait DURATION`: how long to wait for a port another process still holds.
+    pub(crate) bind_wait: Option<Duration>,
 }
 
 /// The arguments as clap reads them.
@@ -100,6 +106,21 @@ struct RawArgs {
     /// 127.0.0.1:9999, or on a Unix socket path (unix:PATH, or any path with a `/`).
     #[arg(long, value_name = "ADDR", value_parser = parse_control)]
     control: Option<ControlAddr>,
+
+    /// Listen on this Unix socket (owner-only) for a new porxy that takes over without
+    /// dropping a connection: the new one is started with --takeover PATH.
+    #[arg(long, value_name = "PATH")]
+    upgrade_socket: Option<PathBuf>,
+
+    /// Take over the listening sockets (and control socket) of the porxy serving this upgrade
+    /// socket; once this one accepts, that one stops accepting, drains and exits.
+    #[arg(long, value_name = "PATH")]
+    takeover: Option<PathBuf>,
+
+    /// When a port is still held by another process (an old porxy draining), wait up to this
+    /// long for it to be released instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    bind_wait: Option<Duration>,
 }
 
 fn parse_control(text: &str) -> Result<ControlAddr, String> {
@@ -123,7 +144,7 @@ impl RawArgs {
             .enumerate()
             .map(|(index, text)| cli_tunnel(index + 1, text))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Command::Run(Args {
+        Ok(Command::Run(Box::new(Args {
             config: self.config,
             tunnels,
             reactors: self.reactors,
@@ -132,7 +153,10 @@ impl RawArgs {
             check: self.check,
             drain_timeout: self.drain_timeout,
             control: self.control,
-        }))
+            upgrade_socket: self.upgrade_socket,
+            takeover: self.takeover,
+            bind_wait: self.bind_wait,
+        })))
     }
 }
 

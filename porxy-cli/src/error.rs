@@ -5,7 +5,6 @@
 //! `file:line:col: key.path` prefix or the `--tunnel` argument), so the message is actionable
 //! without the logs.
 
-use std::error::Error as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
@@ -76,6 +75,9 @@ pub(crate) enum CliError {
     /// stdout is gone.
     #[error("cannot write to stdout")]
     Stdout(#[source] io::Error),
+    /// A takeover or the upgrade socket failed.
+    #[error(transparent)]
+    Upgrade(crate::upgrade::UpgradeError),
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(crate::control::ControlError),
@@ -95,13 +97,13 @@ pub(crate) fn report(err: &CliError) {
 }
 
 /// The message and its causes joined by `: `, skipping a cause whose text the message already
-/// ends with (the core's errors include their source in their own message).
-pub(crate) fn chain(err: &CliError) -> String {
+/// holds (the core's errors include their source in their own message).
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();
     while let Some(next) = cause {
         let line = next.to_string();
-        if !text.ends_with(&line) {
+        if !text.contains(&line) {
             text.push_str(": ");
             text.push_str(&line);
         }

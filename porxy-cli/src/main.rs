@@ -11,18 +11,23 @@
 //! configuration or start error (printed once as `porxy: error: ...`), 2 a usage error (clap),
 //! 3 the stop cut open connections.
 
-#![forbid(unsafe_code)]
+// One unsafe block, in upgrade.rs, owns the descriptors a takeover receives.
+#![deny(unsafe_code)]
 
 mod args;
 mod config_file;
 mod control;
 mod error;
 mod logging;
+mod reload;
 mod signals;
+mod stopping;
+mod upgrade;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use porxy_core::{Proxy, ProxyConfig, TunnelSpec};
@@ -30,6 +35,8 @@ use porxy_core::{Proxy, ProxyConfig, TunnelSpec};
 use crate::args::{Args, Command};
 use crate::config_file::Overrides;
 use crate::error::CliError;
+use crate::reload::Reloader;
+use crate::stopping::Stopper;
 
 /// How long a graceful stop waits for connections to finish when nothing else is said.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +61,14 @@ struct Plan {
     drain_timeout: Duration,
     tunnels: Vec<NamedTunnel>,
     control: Option<control::ControlAddr>,
+    /// For reloads: the file, the command-line tunnels and overrides to apply again.
+    config_path: Option<std::path::PathBuf>,
+    cli_tunnels: Vec<NamedTunnel>,
+    overrides: Overrides,
+    /// `--upgrade-socket`, `--takeover`, `--bind-wait`.
+    upgrade_socket: Option<std::path::PathBuf>,
+    takeover: Option<std::path::PathBuf>,
+    bind_wait: Duration,
 }
 
 /// How a run ended.
@@ -90,7 +105,7 @@ fn run(command: Command) -> Result<Outcome, CliError> {
             print_stdout(&args::tunnel_help())?;
             return Ok(Outcome::Done);
         }
-        Command::Run(args) => args,
+        Command::Run(args) => *args,
     };
     logging::init(&args.log)?;
     let check = args.check;
@@ -144,6 +159,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             });
         }
     }
+    let cli_tunnels = args.tunnels.clone();
     tunnels.extend(args.tunnels);
     let control = args.control.or(file_control);
     // With a control socket, tunnels can be opened later; without one there is nothing to do.
@@ -158,13 +174,19 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         tunnels,
         control,
+        config_path: args.config.clone(),
+        cli_tunnels,
+        overrides,
+        upgrade_socket: args.upgrade_socket.clone(),
+        takeover: args.takeover.clone(),
+        bind_wait: args.bind_wait.unwrap_or_default(),
     })
 }
 
 /// Resolves every address once, so a bad host name is reported with where it was written, and
 /// rejects two tunnels on one listen address (opening the second would replace the first).
 /// Binds nothing.
-fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
+pub(crate) fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
     let mut locals: Vec<SocketAddr> = Vec::with_capacity(tunnels.len());
     for (index, tunnel) in tunnels.iter().enumerate() {
         let local = tunnel
@@ -200,34 +222,95 @@ fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
 /// Starts the proxy, announces it, and waits until a signal has stopped it.
 fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let stop_signals = signals::StopSignals::register().map_err(CliError::Signals)?;
-    let mut builder = Proxy::builder().config(plan.config.clone());
-    for tunnel in &plan.tunnels {
-        builder = builder.tunnel(tunnel.spec.clone());
-    }
-    let proxy = builder.start().map_err(CliError::Start)?;
-    // From here on, dropping `proxy` (on an early return) stops it at once.
-    let watcher = stop_signals
-        .watch(proxy.handle(), plan.drain_timeout)
-        .map_err(CliError::Signals)?;
-
-    let control = match &plan.control {
+    let mut takeover = match &plan.takeover {
+        Some(path) => {
+            let taken = upgrade::take_over(path).map_err(CliError::Upgrade)?;
+            tracing::info!(
+                sockets = taken.tunnels.len(),
+                "took the listening sockets of the running porxy"
+            );
+            Some(taken)
+        }
+        None => None,
+    };
+    let (tunnels, inherited) = inherit(&plan.tunnels, takeover.as_mut());
+    // Everything that can fail is done before the proxy accepts anybody and before a takeover
+    // is confirmed: a successor that fails leaves its predecessor serving, and resets nobody.
+    let control_socket = match &plan.control {
         Some(addr) => {
+            let inherited = takeover
+                .as_mut()
+                .and_then(|t| t.control.take())
+                .filter(|(bound, _)| control_matches(addr, bound));
+            Some(match inherited {
+                Some((bound, socket)) => (socket, bound),
+                None => control::ControlSocket::bind(addr).map_err(CliError::Control)?,
+            })
+        }
+        None => None,
+    };
+    let upgrade_socket = match &plan.upgrade_socket {
+        Some(path) => Some(
+            upgrade::UpgradeSocket::bind(path, takeover.is_some()).map_err(CliError::Upgrade)?,
+        ),
+        None => None,
+    };
+    let proxy = start(&plan, &tunnels, &inherited)?;
+    drop(inherited);
+    // From here on, dropping `proxy` (on an early return) stops it at once.
+    let stopper = Stopper::new(proxy.handle(), plan.drain_timeout);
+    let reloader = Arc::new(Reloader {
+        handle: proxy.handle(),
+        config_path: plan.config_path.clone(),
+        cli_tunnels: plan.cli_tunnels.clone(),
+        overrides: plan.overrides.clone(),
+        running: plan.config.clone(),
+        control: plan.control.clone(),
+        bound: Mutex::new(
+            tunnels
+                .iter()
+                .map(|t| t.name.clone())
+                .zip(proxy.bound().iter().copied())
+                .collect(),
+        ),
+    });
+    let watcher = stop_signals
+        .watch(stopper.clone(), reloader.clone())
+        .map_err(CliError::Signals)?;
+    let control = match control_socket {
+        Some((socket, bound)) => {
             let ctx = control::Context {
-                drain_timeout: plan.drain_timeout,
+                stopper: stopper.clone(),
+                reloader: reloader.clone(),
             };
-            Some(control::serve(addr, proxy.handle(), ctx).map_err(CliError::Control)?)
+            let closer = control::serve(socket, bound.clone(), proxy.handle(), ctx)
+                .map_err(CliError::Control)?;
+            stopper.set_control(closer);
+            Some(bound)
         }
         None => None,
     };
 
+    // The point of no return for a takeover: the predecessor stops accepting.
+    if let Some(taken) = takeover {
+        match taken.confirm() {
+            Ok(()) => tracing::info!("took over: the previous porxy stops accepting and drains"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the previous porxy did not acknowledge the takeover")
+            }
+        }
+    }
+    if let Some(socket) = upgrade_socket {
+        socket.serve(proxy.handle(), stopper.clone(), reloader.clone());
+    }
+
     let bound = proxy.bound();
-    let ready = ready_line(std::process::id(), &plan.tunnels, bound, control.as_ref());
+    let ready = ready_line(std::process::id(), &tunnels, bound, control.as_ref());
     if let Err(err) = print_stdout(&ready) {
         // Nobody reads the line; the proxy is still useful, so keep going.
         tracing::warn!(error = %err, "cannot print the READY line on stdout");
     }
-    let summary = plan
-        .tunnels
+    let summary = tunnels
         .iter()
         .zip(bound)
         .map(|(t, addr)| format!("{}: {}", t.name, with_bound(&t.spec, *addr)))
@@ -253,6 +336,114 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         tracing::info!("porxy stopped; every connection finished");
     }
     Ok(Outcome::Stopped { cut: report.cut })
+}
+
+/// How often a port still held by another process is tried again (`--bind-wait`).
+const BIND_RETRY: Duration = Duration::from_millis(200);
+
+/// Matches the listening sockets a takeover brought to the tunnels: by address, or, for a
+/// tunnel asking for port 0, by name (it gets the port the old one had). Returns the tunnels
+/// (listening where they will) and the sockets to inherit.
+fn inherit(
+    tunnels: &[NamedTunnel],
+    takeover: Option<&mut upgrade::Takeover>,
+) -> (Vec<NamedTunnel>, Vec<(SocketAddr, std::net::TcpListener)>) {
+    let mut tunnels = tunnels.to_vec();
+    let mut inherited = Vec::new();
+    let Some(takeover) = takeover else {
+        return (tunnels, inherited);
+    };
+    let mut offered = std::mem::take(&mut takeover.tunnels);
+    for tunnel in &mut tunnels {
+        let Ok(local) = tunnel.spec.local.resolve() else {
+            continue;
+        };
+        let found = offered.iter().position(|(name, addr, _)| {
+            *addr == local || (local.port() == 0 && *name == tunnel.name && addr.ip() == local.ip())
+        });
+        if let Some(index) = found {
+            let (_, addr, socket) = offered.remove(index);
+            tunnel.spec.local = addr.into();
+            inherited.push((addr, socket));
+        }
+    }
+    for (name, addr, _) in &offered {
+        tracing::warn!(
+            tunnel = %name,
+            %addr,
+            "the running porxy listens there but this configuration does not; \
+             clients there are refused once it stops"
+        );
+    }
+    (tunnels, inherited)
+}
+
+/// True when an inherited control socket is the one `addr` asks for.
+fn control_matches(addr: &control::ControlAddr, bound: &control::BoundControl) -> bool {
+    match (addr, bound) {
+        (control::ControlAddr::Tcp(endpoint), control::BoundControl::Tcp(had)) => endpoint
+            .resolve()
+            .is_ok_and(|want| want == *had || (want.port() == 0 && want.ip() == had.ip())),
+        (control::ControlAddr::Unix(want), control::BoundControl::Unix(had)) => want == had,
+        _ => false,
+    }
+}
+
+/// Starts the proxy, on the inherited sockets where there are some. With `--bind-wait`, a
+/// port still held by another process (an old porxy draining) is tried again until it is free.
+fn start(
+    plan: &Plan,
+    tunnels: &[NamedTunnel],
+    inherited: &[(SocketAddr, std::net::TcpListener)],
+) -> Result<Proxy, CliError> {
+    let deadline = std::time::Instant::now() + plan.bind_wait;
+    let mut told = false;
+    loop {
+        let mut builder = Proxy::builder().config(plan.config.clone());
+        for tunnel in tunnels {
+            builder = builder.tunnel(tunnel.spec.clone());
+        }
+        for (addr, socket) in inherited {
+            let socket = socket.try_clone().map_err(|source| {
+                CliError::Start(porxy_core::Error::Bind {
+                    addr: *addr,
+                    source,
+                })
+            })?;
+            builder = builder.inherit(*addr, socket);
+        }
+        match builder.start() {
+            Ok(proxy) => return Ok(proxy),
+            Err(e) => match port_in_use(&e) {
+                Some(addr) if std::time::Instant::now() < deadline => {
+                    if !told {
+                        tracing::warn!(
+                            %addr,
+                            wait = %porxy_core::units::format_duration(plan.bind_wait),
+                            "port in use (an old porxy draining?); waiting for it to be released"
+                        );
+                        told = true;
+                    }
+                    // A retry loop on a resource another process holds: nothing to wait on.
+                    std::thread::sleep(BIND_RETRY);
+                }
+                _ => return Err(CliError::Start(e)),
+            },
+        }
+    }
+}
+
+/// The address, when starting failed because a port is taken.
+fn port_in_use(error: &porxy_core::Error) -> Option<SocketAddr> {
+    match error {
+        porxy_core::Error::Tunnel { source, .. } => port_in_use(source),
+        porxy_core::Error::Bind { addr, source }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            Some(*addr)
+        }
+        _ => None,
+    }
 }
 
 /// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>]`, newline-terminated, in

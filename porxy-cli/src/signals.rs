@@ -1,16 +1,19 @@
-//! Stop signals: the first SIGINT or SIGTERM starts a graceful stop, a second one stops now.
+//! Signals: the first SIGINT or SIGTERM starts a graceful stop, a second one stops now; SIGHUP
+//! reloads the configuration file.
 //!
 //! Registration ([`StopSignals::register`]) happens before the proxy starts, so a signal that
 //! arrives while tunnels open is queued rather than killing the process with the default
 //! action; the watching thread starts once there is a proxy to stop ([`StopSignals::watch`]).
 
 use std::io;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use porxy_core::{ProxyHandle, StopMode};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
+
+use crate::reload::Reloader;
+use crate::stopping::Stopper;
 
 /// SIGINT and SIGTERM, registered and queued, not yet acted on.
 pub(crate) struct StopSignals {
@@ -27,19 +30,31 @@ impl StopSignals {
     /// Takes over SIGINT and SIGTERM.
     pub(crate) fn register() -> io::Result<StopSignals> {
         Ok(StopSignals {
-            signals: Signals::new([SIGINT, SIGTERM])?,
+            signals: Signals::new([SIGINT, SIGTERM, SIGHUP])?,
         })
     }
 
     /// Starts acting on the signals, queued ones included.
-    pub(crate) fn watch(self, proxy: ProxyHandle, drain: Duration) -> io::Result<SignalWatcher> {
+    pub(crate) fn watch(
+        self,
+        stopper: Arc<Stopper>,
+        reloader: Arc<Reloader>,
+    ) -> io::Result<SignalWatcher> {
         let mut signals = self.signals;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("porxy-signals".into())
             .spawn(move || {
-                for (count, signal) in signals.forever().enumerate() {
-                    on_signal(&proxy, count, signal, drain);
+                let mut stops = 0;
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+                        // The reloader logs its outcome.
+                        let _ = reloader.reload();
+                        continue;
+                    }
+                    on_stop_signal(&stopper, stops, signal);
+                    stops += 1;
                 }
             })?;
         Ok(SignalWatcher { handle, thread })
@@ -57,25 +72,25 @@ impl SignalWatcher {
 }
 
 /// Acts on the `count`th (0-based) stop signal.
-fn on_signal(proxy: &ProxyHandle, count: usize, signal: i32, drain: Duration) {
-    let name = match signal {
-        SIGINT => "SIGINT",
-        SIGTERM => "SIGTERM",
-        _ => "signal",
+fn on_stop_signal(stopper: &Stopper, count: usize, signal: i32) {
+    let name = if signal == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
     };
     match count {
         0 => {
             tracing::info!(
                 signal = name,
-                drain_timeout = %porxy_core::units::format_duration(drain),
+                drain_timeout = %porxy_core::units::format_duration(stopper.drain_timeout()),
                 "stopping: no new connections, open ones may finish; \
                  send SIGINT or SIGTERM again to stop now"
             );
-            proxy.stop(StopMode::Graceful { timeout: drain });
+            stopper.graceful();
         }
         1 => {
             tracing::warn!(signal = name, "stopping now: cutting open connections");
-            proxy.stop(StopMode::Now);
+            stopper.now();
         }
         _ => tracing::debug!(signal = name, "already stopping now"),
     }

@@ -26,6 +26,7 @@ mod buffer;
 mod config;
 mod conn;
 mod error;
+mod generation;
 mod handle;
 mod listener;
 mod mailbox;
@@ -46,7 +47,8 @@ pub use config::{
 };
 pub use conn::close::{CloseReason, Fault};
 pub use error::Error;
-pub use handle::{BackendChange, CloseMode, OpenedTunnel, ProxyHandle, StopMode};
+pub use generation::GenerationStatus;
+pub use handle::{BackendChange, CloseMode, OpenedTunnel, ProxyHandle, ReloadReport, StopMode};
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tunnel::endpoint::Endpoint;

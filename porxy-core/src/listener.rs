@@ -48,6 +48,10 @@ pub(crate) enum ListenerMsg {
     Replace(Arc<Tunnel>),
     /// Stop listening on this address; replies once the socket is closed.
     Remove(SocketAddr, Sender<()>),
+    /// Send back a duplicate of every listening socket, for a new process to take over.
+    Export(Sender<Vec<(SocketAddr, std::net::TcpListener)>>),
+    /// Begin accepting (the builder sends it once every tunnel it was given is open).
+    StartAccepting,
     /// Close every listening socket, pass the stop on to the reactors, and end.
     Stop { deadline: Option<Instant> },
 }
@@ -76,6 +80,9 @@ pub(crate) struct Listener {
     max_connections: usize,
     at_capacity: bool,
     last_capacity_log: Option<Instant>,
+    /// False until the proxy has started: a start that fails half-way has accepted nobody, so
+    /// it resets nobody (on sockets shared with another process, their clients stay queued).
+    accepting: bool,
 }
 
 impl Listener {
@@ -102,6 +109,7 @@ impl Listener {
             max_connections,
             at_capacity: false,
             last_capacity_log: None,
+            accepting: false,
         };
         Ok((listener, mailbox))
     }
@@ -117,7 +125,7 @@ impl Listener {
                     entry.ready = true;
                 }
             }
-            let any_ready = self.entries.iter().any(|(_, e)| e.ready);
+            let any_ready = self.accepting && self.entries.iter().any(|(_, e)| e.ready);
             let timeout = match self.paused_until {
                 Some(until) => Some(until.saturating_duration_since(now)),
                 None if any_ready && self.at_capacity => Some(CAPACITY_TICK),
@@ -146,7 +154,7 @@ impl Listener {
                     return;
                 }
             }
-            if self.paused_until.is_none() {
+            if self.paused_until.is_none() && self.accepting {
                 self.accept_round();
             }
         }
@@ -188,6 +196,19 @@ impl Listener {
                     }
                     let _ = done.send(());
                 }
+                Ok(ListenerMsg::Export(reply)) => {
+                    let mut sockets = Vec::with_capacity(self.entries.len());
+                    for (_, entry) in self.entries.iter() {
+                        match socket2::SockRef::from(&entry.socket).try_clone() {
+                            Ok(dup) => sockets.push((entry.tunnel.local, dup.into())),
+                            Err(e) => {
+                                warn!(tunnel = %entry.tunnel.local, error = %e, "cannot duplicate a listening socket")
+                            }
+                        }
+                    }
+                    let _ = reply.send(sockets);
+                }
+                Ok(ListenerMsg::StartAccepting) => self.accepting = true,
                 Ok(ListenerMsg::Stop { deadline }) => return Some(deadline),
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => return Some(None),

@@ -1,5 +1,6 @@
 //! [`Proxy`]: building, starting, stopping and joining the proxy's threads.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,10 +26,11 @@ use crate::tunnel::spec::TunnelSpec;
 /// println!("listening on {}", proxy.bound()[0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ProxyBuilder {
     config: ProxyConfig,
     tunnels: Vec<TunnelSpec>,
+    inherited: HashMap<SocketAddr, std::net::TcpListener>,
 }
 
 impl ProxyBuilder {
@@ -86,6 +88,15 @@ impl ProxyBuilder {
         self
     }
 
+    /// A listening socket taken over from another process (see
+    /// [`ProxyHandle::listening_sockets`]): a tunnel opened on exactly `local` accepts on it
+    /// instead of binding, so that no client is refused during an upgrade. An inherited socket
+    /// no tunnel asks for is closed once the proxy has started.
+    pub fn inherit(mut self, local: SocketAddr, socket: std::net::TcpListener) -> Self {
+        self.inherited.insert(local, socket);
+        self
+    }
+
     /// Starts the threads and opens the tunnels. If any tunnel fails to open (or two ask for the
     /// same address), everything started so far is stopped again and the error
     /// ([`Error::Tunnel`]) says which tunnel failed.
@@ -131,6 +142,7 @@ impl ProxyBuilder {
             checker_mailbox,
             reactor_mailboxes,
             reactor_stats,
+            self.inherited,
         );
         let mut proxy = Proxy {
             handle,
@@ -149,6 +161,9 @@ impl ProxyBuilder {
             }
             proxy.bound.push(opened.local);
         }
+        proxy.handle.close_unclaimed_inherited();
+        // Only now, with every tunnel open: a start that failed above accepted no client.
+        proxy.handle.start_accepting()?;
         Ok(proxy)
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::balance::backend::BackendState;
 use crate::balance::Strategy;
 use crate::conn::close::CloseReason;
+use crate::generation::GenerationStatus;
 
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
 #[inline]
@@ -147,6 +148,8 @@ pub struct Status {
     pub reactors: Vec<ReactorStatus>,
     /// True once a stop has begun: no new connections are accepted.
     pub stopping: bool,
+    /// The current configuration generation and older ones that still hold connections.
+    pub generations: Vec<GenerationStatus>,
 }
 
 impl Status {

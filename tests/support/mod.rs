@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod control;
+pub mod load;
 pub mod payload;
 pub mod process;
 pub mod proxy;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -43,6 +43,15 @@ impl Porxy {
         Porxy::spawn(command)
     }
 
+    /// Starts `porxy ARGS...` without waiting for its READY line: for a porxy that is expected
+    /// to wait first (`--bind-wait`). Its stderr can be watched meanwhile; [`Porxy::wait_ready`]
+    /// then reads the READY line. Until then it has no tunnels and no control address.
+    pub fn launch(args: &[&str]) -> Porxy {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Porxy::spawn_unready(command)
+    }
+
     /// Starts porxy with at most `limit` open descriptors (`ulimit -n` in a shell that then
     /// execs porxy, so the PID is porxy's own).
     pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> Porxy {
@@ -55,7 +64,14 @@ impl Porxy {
         Porxy::spawn(command)
     }
 
-    fn spawn(mut command: Command) -> Porxy {
+    fn spawn(command: Command) -> Porxy {
+        let mut porxy = Porxy::spawn_unready(command);
+        porxy.wait_ready(READY_TIMEOUT);
+        porxy
+    }
+
+    /// Spawns the process with its output piped to the reader threads; reads no line yet.
+    fn spawn_unready(mut command: Command) -> Porxy {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -77,7 +93,7 @@ impl Porxy {
             child.stderr.take().expect("piped stderr"),
             stderr_text.clone(),
         );
-        let mut porxy = Porxy {
+        Porxy {
             child,
             pid,
             tunnels: BTreeMap::new(),
@@ -87,24 +103,29 @@ impl Porxy {
             stdout_reader: Some(stdout_reader),
             stderr_reader: Some(stderr_reader),
             exited: None,
-        };
-        let ready = match porxy.stdout.recv_timeout(READY_TIMEOUT) {
+        }
+    }
+
+    /// Waits up to `timeout` for the READY line and learns the tunnels and the control address
+    /// from it. Kills the process and fails the test, with its stderr, if no READY line comes.
+    #[track_caller]
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let ready = match self.stdout.recv_timeout(timeout) {
             Ok(line) => line,
             Err(_) => {
-                let why = match porxy.exit_status() {
+                let why = match self.exit_status() {
                     Some(status) => format!("porxy exited ({status}) without a READY line"),
-                    None => format!("porxy printed no READY line within {READY_TIMEOUT:?}"),
+                    None => format!("porxy printed no READY line within {timeout:?}"),
                 };
-                porxy.stop_now();
+                self.stop_now();
                 // The stderr reader ends with the process; its text is then complete.
-                if let Some(reader) = porxy.stderr_reader.take() {
+                if let Some(reader) = self.stderr_reader.take() {
                     let _ = reader.join();
                 }
-                panic!("{why}; stderr:\n{}", porxy.stderr());
+                panic!("{why}; stderr:\n{}", self.stderr());
             }
         };
-        (porxy.tunnels, porxy.control) = parse_ready(&ready, pid);
-        porxy
+        (self.tunnels, self.control) = parse_ready(&ready, self.pid);
     }
 
     /// The address the tunnel `name` is bound to (config listeners by name, `--tunnel`s as
@@ -347,6 +368,11 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&path).expect("create a temp dir");
         TempDir { path }
+    }
+
+    /// The directory, for paths of files the test does not write itself (Unix sockets).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Writes `text` to `name` in the directory and returns its path.

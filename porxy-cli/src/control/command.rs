@@ -31,6 +31,8 @@ pub enum Command {
         remote: Remote,
         action: BackendAction,
     },
+    /// `RELOAD`: read the configuration file again and apply it (like SIGHUP).
+    Reload,
     /// `STOP`: graceful stop of the whole proxy.
     Stop,
     /// `EXIT` or `QUIT`: close this control connection.
@@ -83,6 +85,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "DISABLE LOCAL REMOTE",
         "no new connections to a backend, and close its connections",
+    ),
+    (
+        "RELOAD",
+        "read the config file again and apply it; on error nothing changes (like SIGHUP)",
     ),
     ("STOP", "stop the proxy gracefully (like SIGTERM)"),
     ("EXIT", "close this control connection (also QUIT)"),
@@ -208,6 +214,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "DRAIN" => backend_command("DRAIN", rest, BackendAction::Drain),
         "ENABLE" => backend_command("ENABLE", rest, BackendAction::Enable),
         "DISABLE" => backend_command("DISABLE", rest, BackendAction::Disable),
+        "RELOAD" => no_more("RELOAD", rest, Command::Reload),
         "STOP" => no_more("STOP", rest, Command::Stop),
         "EXIT" | "QUIT" => no_more("EXIT", rest, Command::Exit),
         _ => Err(ParseError::Unknown {
@@ -302,6 +309,7 @@ mod tests {
             ),
             ("close 8000 now", Command::Close { local, now: true }),
             ("STOP", Command::Stop),
+            ("reload", Command::Reload),
             (
                 "add 8000 7001*3",
                 Command::Backend {

@@ -8,4 +8,4 @@ pub mod reply;
 pub mod server;
 
 pub use reply::Context;
-pub use server::{serve, BoundControl, ControlAddr, ControlError};
+pub use server::{serve, BoundControl, ControlAddr, ControlCloser, ControlError, ControlSocket};

@@ -4,11 +4,13 @@
 //! line, body lines, and a line `END` that a script can wait for.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
 
-use porxy_core::{
-    BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, StopMode, TunnelStatus,
-};
+use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
+
+use crate::error::chain;
+use crate::reload::Reloader;
+use crate::stopping::Stopper;
 
 use super::command::{BackendAction, Command, ParseError, COMMANDS};
 
@@ -20,6 +22,9 @@ pub const END: &str = "END";
 pub struct Reply {
     pub text: String,
     pub close: bool,
+    /// Stop the proxy once the reply is written: a stop with nothing to drain ends the process
+    /// at once, and the client must have its reply first.
+    pub then_stop: bool,
 }
 
 impl Reply {
@@ -27,6 +32,7 @@ impl Reply {
         Reply {
             text: text + "\n",
             close: false,
+            then_stop: false,
         }
     }
 
@@ -49,25 +55,27 @@ impl Reply {
         Reply {
             text: format!("{head}\n{body}{END}\n"),
             close: false,
+            then_stop: false,
         }
     }
 }
 
-/// Settings the control commands need beside the handle.
-#[derive(Debug, Clone, Copy)]
+/// What the control commands need beside the handle.
+#[derive(Clone)]
 pub struct Context {
-    pub drain_timeout: Duration,
+    pub stopper: Arc<Stopper>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// The reply to one line that did or did not parse.
-pub fn answer(parsed: Result<Command, ParseError>, handle: &ProxyHandle, ctx: Context) -> Reply {
+pub fn answer(parsed: Result<Command, ParseError>, handle: &ProxyHandle, ctx: &Context) -> Reply {
     match parsed {
         Ok(command) => execute(command, handle, ctx),
         Err(e) => Reply::err(e),
     }
 }
 
-fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
+fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
     match command {
         Command::Help => {
             let width = COMMANDS.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
@@ -88,12 +96,12 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
                 let verb = if opened.replaced { "changed" } else { "opened" };
                 Reply::ok(format!("{verb} {} -> {}", opened.local, remotes.join(",")))
             }
-            Err(e) => Reply::err(error_chain(&e)),
+            Err(e) => Reply::err(chain(&e)),
         },
         Command::Close { local, now } => {
             let addr = match local.resolve() {
                 Ok(addr) => addr,
-                Err(e) => return Reply::err(error_chain(&e)),
+                Err(e) => return Reply::err(chain(&e)),
             };
             let mode = if now {
                 CloseMode::CloseConnections
@@ -103,7 +111,7 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
             match handle.close(addr, mode) {
                 Ok(()) if now => Reply::ok(format!("closed {addr} and its connections")),
                 Ok(()) => Reply::ok(format!("closed {addr}; established connections go on")),
-                Err(e) => Reply::err(error_chain(&e)),
+                Err(e) => Reply::err(chain(&e)),
             }
         }
         Command::Backend {
@@ -113,17 +121,28 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: Context) -> Reply {
         } => backend(handle, &local, remote, action),
         Command::Stop => {
             let open = handle.status().open_connections();
-            handle.stop(StopMode::Graceful {
-                timeout: ctx.drain_timeout,
-            });
-            Reply::ok(format!(
+            let mut reply = Reply::ok(format!(
                 "stopping: {open} connections to drain, for at most {}",
-                porxy_core::units::format_duration(ctx.drain_timeout)
-            ))
+                porxy_core::units::format_duration(ctx.stopper.drain_timeout())
+            ));
+            reply.then_stop = true;
+            reply
         }
+        Command::Reload => match ctx.reloader.reload() {
+            Ok(r) => Reply::ok(format!(
+                "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
+                r.generation,
+                r.opened.len(),
+                r.changed.len(),
+                r.unchanged.len(),
+                r.closed.len()
+            )),
+            Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
+        },
         Command::Exit => Reply {
             text: "OK bye\n".into(),
             close: true,
+            then_stop: false,
         },
     }
 }
@@ -135,13 +154,13 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
         .and_then(|l| Ok((l, remote.endpoint.resolve()?)));
     let (tunnel, addr) = match resolved {
         Ok(pair) => pair,
-        Err(e) => return Reply::err(error_chain(&e)),
+        Err(e) => return Reply::err(chain(&e)),
     };
     let change = match action {
         BackendAction::Add => {
             return match handle.add_backend(tunnel, remote) {
                 Ok(addr) => Reply::ok(format!("added {addr} to {tunnel}")),
-                Err(e) => Reply::err(error_chain(&e)),
+                Err(e) => Reply::err(chain(&e)),
             }
         }
         BackendAction::Remove { deadline } => BackendChange::Remove { deadline },
@@ -168,7 +187,7 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
                 format!("disabled {addr} of {tunnel}: its {open} connections are closed")
             }
         }),
-        Err(e) => Reply::err(error_chain(&e)),
+        Err(e) => Reply::err(chain(&e)),
     }
 }
 
@@ -225,20 +244,9 @@ fn full_status(status: &Status) -> String {
             r.index, r.open, r.adopted
         );
     }
-    out
-}
-
-/// An error and its sources on one line: `cannot listen on X: Address already in use`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
+    for g in &status.generations {
+        let current = if g.current { " current" } else { "" };
+        let _ = writeln!(out, "generation {} open={}{current}", g.id, g.open);
     }
-    text
+    out
 }

@@ -9,14 +9,16 @@
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mio::{Events, Interest, Poll, Token, Waker};
 use porxy_core::{Endpoint, ProxyHandle};
 
 use super::command::{parse, MAX_LINE};
@@ -99,49 +101,225 @@ pub enum ControlError {
     Thread(#[source] io::Error),
 }
 
-/// Binds the control socket and serves it on a thread of its own.
+/// A bound control socket, not yet served: bound here, or inherited from a previous process.
+pub enum ControlSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl ControlSocket {
+    /// Binds the control socket at `addr`.
+    pub fn bind(addr: &ControlAddr) -> Result<(ControlSocket, BoundControl), ControlError> {
+        match addr {
+            ControlAddr::Tcp(endpoint) => {
+                let resolved = endpoint.resolve().map_err(|source| ControlError::Resolve {
+                    addr: endpoint.to_string(),
+                    source,
+                })?;
+                let bind_error = |source| ControlError::Bind {
+                    addr: resolved.to_string(),
+                    source,
+                };
+                let listener = TcpListener::bind(resolved).map_err(bind_error)?;
+                let bound = listener.local_addr().map_err(bind_error)?;
+                Ok((ControlSocket::Tcp(listener), BoundControl::Tcp(bound)))
+            }
+            ControlAddr::Unix(path) => Ok((
+                ControlSocket::Unix(bind_unix(path)?),
+                BoundControl::Unix(path.clone()),
+            )),
+        }
+    }
+
+    /// A duplicate of the listening socket, to hand over to a new process.
+    fn duplicate(&self) -> io::Result<OwnedFd> {
+        match self {
+            ControlSocket::Tcp(l) => l.try_clone().map(OwnedFd::from),
+            ControlSocket::Unix(l) => l.try_clone().map(OwnedFd::from),
+        }
+    }
+}
+
+/// Closes the control socket: no new control clients (sessions already open go on).
+#[derive(Clone)]
+pub struct ControlCloser {
+    bound: BoundControl,
+    closing: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    /// A duplicate of the listening socket for a handover; dropped on close.
+    spare: Arc<Mutex<Option<OwnedFd>>>,
+    /// Handed over to a new process: closing must not remove a Unix socket's file.
+    handed_over: Arc<AtomicBool>,
+}
+
+impl ControlCloser {
+    /// Stops accepting and closes the listening socket (removing a Unix socket's file unless
+    /// it was handed over).
+    pub fn close(&self) {
+        if self.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.waker.wake() {
+            tracing::debug!(error = %e, "control acceptor already gone");
+        }
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let BoundControl::Unix(path) = &self.bound {
+            if !self.handed_over.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        tracing::info!(control = %self.bound, "control socket closed");
+    }
+
+    /// A handover did not happen after all: closing may remove the socket file again.
+    pub fn cancel_hand_over(&self) {
+        self.handed_over.store(false, Ordering::SeqCst);
+    }
+
+    /// The address, and a duplicate of the listening socket for a new process.
+    pub fn hand_over(&self) -> io::Result<(BoundControl, OwnedFd)> {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let fd = spare
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the control socket is closed"))?
+            .try_clone()?;
+        self.handed_over.store(true, Ordering::SeqCst);
+        Ok((self.bound.clone(), fd))
+    }
+}
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// How long accepting pauses after an error such as running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves a bound control socket on a thread of its own.
 pub fn serve(
-    addr: &ControlAddr,
+    socket: ControlSocket,
+    bound: BoundControl,
     handle: ProxyHandle,
     ctx: Context,
-) -> Result<BoundControl, ControlError> {
-    let sessions = Arc::new(AtomicUsize::new(0));
-    match addr {
-        ControlAddr::Tcp(endpoint) => {
-            let resolved = endpoint.resolve().map_err(|source| ControlError::Resolve {
-                addr: endpoint.to_string(),
-                source,
-            })?;
-            let listener = TcpListener::bind(resolved).map_err(|source| ControlError::Bind {
-                addr: resolved.to_string(),
-                source,
-            })?;
-            let bound = listener.local_addr().map_err(|source| ControlError::Bind {
-                addr: resolved.to_string(),
-                source,
-            })?;
-            spawn_acceptor(move || {
-                for stream in listener.incoming() {
-                    match stream {
-                        Ok(stream) => start_session(stream, &handle, ctx, &sessions),
-                        Err(e) => accept_failed(&e),
-                    }
-                }
-            })?;
-            Ok(BoundControl::Tcp(bound))
+) -> Result<ControlCloser, ControlError> {
+    let thread_error = ControlError::Thread;
+    let spare = socket.duplicate().map_err(thread_error)?;
+    let poll = Poll::new().map_err(ControlError::Thread)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ControlError::Thread)?);
+    let closing = Arc::new(AtomicBool::new(false));
+    let acceptor = Acceptor {
+        poll,
+        listener: match socket {
+            ControlSocket::Tcp(l) => {
+                l.set_nonblocking(true).map_err(ControlError::Thread)?;
+                MioListener::Tcp(mio::net::TcpListener::from_std(l))
+            }
+            ControlSocket::Unix(l) => {
+                l.set_nonblocking(true).map_err(ControlError::Thread)?;
+                MioListener::Unix(mio::net::UnixListener::from_std(l))
+            }
+        },
+        closing: closing.clone(),
+        handle,
+        ctx,
+        sessions: Arc::new(AtomicUsize::new(0)),
+    };
+    std::thread::Builder::new()
+        .name("porxy-control".into())
+        .spawn(move || acceptor.run())
+        .map_err(ControlError::Thread)?;
+    Ok(ControlCloser {
+        bound,
+        closing,
+        waker,
+        spare: Arc::new(Mutex::new(Some(spare))),
+        handed_over: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+enum MioListener {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+/// The accepting thread: waits on its own poll, so that closing never depends on a wake-up
+/// connection (which, on a socket shared with a new process, that process might take).
+struct Acceptor {
+    poll: Poll,
+    listener: MioListener,
+    closing: Arc<AtomicBool>,
+    handle: ProxyHandle,
+    ctx: Context,
+    sessions: Arc<AtomicUsize>,
+}
+
+impl Acceptor {
+    fn run(mut self) {
+        let registered = match &mut self.listener {
+            MioListener::Tcp(l) => self
+                .poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE),
+            MioListener::Unix(l) => self
+                .poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE),
+        };
+        if let Err(e) = registered {
+            tracing::error!(error = %e, "cannot watch the control socket; no control clients");
+            return;
         }
-        ControlAddr::Unix(path) => {
-            let listener = bind_unix(path)?;
-            spawn_acceptor(move || {
-                for stream in listener.incoming() {
-                    match stream {
-                        Ok(stream) => start_session(stream, &handle, ctx, &sessions),
-                        Err(e) => accept_failed(&e),
-                    }
+        let mut events = Events::with_capacity(16);
+        // Accept once first: clients may wait already (a socket taken over from a previous
+        // process), and an edge-triggered poll would not say so.
+        let mut backoff = self.accept_all();
+        loop {
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, backoff.then_some(ACCEPT_BACKOFF))
+            {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
                 }
-            })?;
-            Ok(BoundControl::Unix(path.clone()))
+                tracing::error!(error = %e, "control poll failed; no more control clients");
+                return;
+            }
+            if self.closing.load(Ordering::SeqCst) {
+                return; // Dropping the listener closes this process's copy of the socket.
+            }
+            backoff = self.accept_all();
         }
+    }
+
+    /// Accepts until the queue is empty; true when an error asks for a pause and a retry.
+    fn accept_all(&mut self) -> bool {
+        // Bounded: a flood of connections gets served in rounds.
+        for _ in 0..256 {
+            let accepted = match &self.listener {
+                MioListener::Tcp(l) => l.accept().and_then(|(s, _)| {
+                    let s = std::net::TcpStream::from(s);
+                    s.set_nonblocking(false)?;
+                    start_session(s, &self.handle, &self.ctx, &self.sessions);
+                    Ok(())
+                }),
+                MioListener::Unix(l) => l.accept().and_then(|(s, _)| {
+                    let s = UnixStream::from(s);
+                    s.set_nonblocking(false)?;
+                    start_session(s, &self.handle, &self.ctx, &self.sessions);
+                    Ok(())
+                }),
+            };
+            match accepted {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e)
+                    if e.kind() == ErrorKind::Interrupted
+                        || e.kind() == ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "control accept failed; retrying shortly");
+                    return true;
+                }
+            }
+        }
+        true
     }
 }
 
@@ -161,20 +339,6 @@ fn bind_unix(path: &Path) -> Result<UnixListener, ControlError> {
     let listener = UnixListener::bind(path).map_err(bind_error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
     Ok(listener)
-}
-
-fn spawn_acceptor(body: impl FnOnce() + Send + 'static) -> Result<(), ControlError> {
-    std::thread::Builder::new()
-        .name("porxy-control".into())
-        .spawn(body)
-        .map(drop)
-        .map_err(ControlError::Thread)
-}
-
-fn accept_failed(error: &io::Error) {
-    tracing::warn!(error = %error, "control accept failed");
-    // Persistent accept errors (out of descriptors) would otherwise make this loop spin.
-    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// A control connection, TCP or Unix.
@@ -199,7 +363,7 @@ impl ControlStream for UnixStream {
 fn start_session<S: ControlStream>(
     mut stream: S,
     handle: &ProxyHandle,
-    ctx: Context,
+    ctx: &Context,
     sessions: &Arc<AtomicUsize>,
 ) {
     if sessions.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
@@ -215,11 +379,12 @@ fn start_session<S: ControlStream>(
         return;
     }
     let handle = handle.clone();
+    let ctx = ctx.clone();
     let sessions = sessions.clone();
     let spawned = std::thread::Builder::new()
         .name("porxy-control-session".into())
         .spawn(move || {
-            if let Err(e) = run_session(stream, &handle, ctx) {
+            if let Err(e) = run_session(stream, &handle, &ctx) {
                 tracing::debug!(error = %e, "control session ended");
             }
             sessions.fetch_sub(1, Ordering::SeqCst);
@@ -233,7 +398,7 @@ fn start_session<S: ControlStream>(
 fn run_session<S: ControlStream>(
     mut stream: S,
     handle: &ProxyHandle,
-    ctx: Context,
+    ctx: &Context,
 ) -> io::Result<()> {
     stream.set_timeouts(IDLE_TIMEOUT, WRITE_TIMEOUT)?;
     let mut lines = LineReader::default();
@@ -254,6 +419,10 @@ fn run_session<S: ControlStream>(
             )),
         };
         stream.write_all(reply.text.as_bytes())?;
+        if reply.then_stop {
+            let _ = stream.flush();
+            ctx.stopper.graceful();
+        }
         if reply.close {
             return Ok(());
         }

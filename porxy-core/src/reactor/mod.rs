@@ -397,6 +397,7 @@ impl Reactor {
             upstream = tracing::field::Empty
         );
         tunnel.stats.reactor(self.index).opened();
+        tunnel.generation.opened();
         self.stats.opened();
         let _ = client.set_nodelay(true);
         let entry = self.slab.vacant_entry();
@@ -420,6 +421,7 @@ impl Reactor {
                 .stats
                 .reactor(self.index)
                 .closed(CloseReason::LocalResource);
+            tunnel.generation.closed();
             self.stats.closed();
             return;
         }
@@ -481,6 +483,7 @@ impl Reactor {
         crate::status::bump(&shard.bytes_to_upstream, to_upstream);
         crate::status::bump(&shard.bytes_to_client, to_client);
         shard.closed(reason);
+        slot.tunnel.generation.closed();
         self.stats.closed();
         log_close(
             &slot.span,

@@ -19,6 +19,7 @@ use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS, DEFAULT_RISE,
 };
+use crate::generation::Generation;
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use spec::{Remote, TunnelSpec};
 
@@ -40,22 +41,49 @@ pub(crate) struct Tunnel {
     /// Active health checks, if on.
     pub(crate) check: Option<CheckConfig>,
     pub(crate) stats: Arc<TunnelStats>,
+    /// The configuration generation this version was built in.
+    pub(crate) generation: Arc<Generation>,
     /// The expression it was opened with, with the bound address, for status output.
     pub(crate) spec: TunnelSpec,
+}
+
+/// What every version of one tunnel shares (id, bound address, counters), and the generation
+/// of the version being built.
+pub(crate) struct Lineage {
+    pub(crate) id: TunnelId,
+    pub(crate) local: SocketAddr,
+    pub(crate) stats: Arc<TunnelStats>,
+    pub(crate) generation: Arc<Generation>,
+}
+
+impl Lineage {
+    /// The next version of `tunnel`, in `generation`.
+    pub(crate) fn of(tunnel: &Tunnel, generation: Arc<Generation>) -> Lineage {
+        Lineage {
+            id: tunnel.id,
+            local: tunnel.local,
+            stats: tunnel.stats.clone(),
+            generation,
+        }
+    }
 }
 
 impl Tunnel {
     /// Builds a tunnel version from a spec whose remotes resolved to `remotes` (same order).
     /// Backends of `previous` with the same address, weight and limit are carried over.
     pub(crate) fn build(
-        id: TunnelId,
-        local: SocketAddr,
+        lineage: Lineage,
         spec: &TunnelSpec,
         remotes: &[SocketAddr],
         config: &ProxyConfig,
-        stats: Arc<TunnelStats>,
         previous: Option<&Tunnel>,
     ) -> Tunnel {
+        let Lineage {
+            id,
+            local,
+            stats,
+            generation,
+        } = lineage;
         let options = &spec.options;
         let backends: Vec<Arc<Backend>> = spec
             .remotes
@@ -120,6 +148,7 @@ impl Tunnel {
             attempts,
             check,
             stats,
+            generation,
             spec: shown,
         }
     }

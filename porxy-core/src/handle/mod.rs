@@ -4,7 +4,12 @@
 //! by messages. The tunnel table here is for the API's own bookkeeping (lookups by address,
 //! status); the data path never touches its lock.
 
-use std::collections::BTreeMap;
+mod backends;
+mod reload;
+
+pub use reload::ReloadReport;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,12 +22,13 @@ use crate::balance::backend::{AdminState, Backend};
 use crate::balance::health::CheckerMsg;
 use crate::config::ProxyConfig;
 use crate::error::Error;
+use crate::generation::{Generation, GenerationStatus};
 use crate::listener::ListenerMsg;
 use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
-use crate::tunnel::spec::{Remote, TunnelSpec};
-use crate::tunnel::{Tunnel, TunnelId};
+use crate::tunnel::spec::TunnelSpec;
+use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
 /// How long `close` waits for the listener thread to confirm the socket is closed.
 const CLOSE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,6 +95,11 @@ struct Shared {
     reactors: Vec<Mailbox<ReactorMsg>>,
     reactor_stats: Vec<Arc<ReactorStats>>,
     tunnels: Mutex<BTreeMap<SocketAddr, Arc<Tunnel>>>,
+    /// Listening sockets handed over by a previous process, by address, until a tunnel takes
+    /// each.
+    inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+    /// The current generation, and older ones that may still hold connections.
+    generations: Mutex<(Arc<Generation>, Vec<Arc<Generation>>)>,
     next_tunnel_id: AtomicU64,
     stopping: AtomicBool,
 }
@@ -100,6 +111,7 @@ impl ProxyHandle {
         checker: Mailbox<CheckerMsg>,
         reactors: Vec<Mailbox<ReactorMsg>>,
         reactor_stats: Vec<Arc<ReactorStats>>,
+        inherited: HashMap<SocketAddr, std::net::TcpListener>,
     ) -> Self {
         ProxyHandle {
             shared: Arc::new(Shared {
@@ -109,6 +121,8 @@ impl ProxyHandle {
                 reactors,
                 reactor_stats,
                 tunnels: Mutex::new(BTreeMap::new()),
+                generations: Mutex::new((Arc::new(Generation::new(1)), Vec::new())),
+                inherited: Mutex::new(inherited),
                 next_tunnel_id: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
             }),
@@ -139,7 +153,7 @@ impl ProxyHandle {
         let mut tunnels = self.tunnels();
         if local.port() != 0 {
             if let Some(old) = tunnels.get(&local).cloned() {
-                self.replace(&mut tunnels, &old, spec, &remotes)?;
+                self.replace(&mut tunnels, &old, spec, &remotes, old.generation.clone())?;
                 return Ok(OpenedTunnel {
                     local,
                     remotes,
@@ -147,26 +161,22 @@ impl ProxyHandle {
                 });
             }
         }
-        let socket = bind(local, self.shared.config.backlog)?;
+        let socket = match self.take_inherited(local) {
+            Some(socket) => socket,
+            None => bind(local, self.shared.config.backlog)?,
+        };
         let bound = socket.local_addr().map_err(|source| Error::Bind {
             addr: local,
             source,
         })?;
-        let tunnel = Arc::new(Tunnel::build(
-            TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
-            bound,
+        self.install(
+            &mut tunnels,
             spec,
             &remotes,
-            &self.shared.config,
-            Arc::new(TunnelStats::new(self.shared.reactors.len())),
-            None,
-        ));
-        self.watch(&tunnel);
-        self.shared
-            .listener
-            .send(ListenerMsg::Add(tunnel.clone(), socket))
-            .map_err(|_| Error::Stopped)?;
-        tunnels.insert(bound, tunnel);
+            bound,
+            socket,
+            self.current_generation(),
+        )?;
         tracing::info!(local = %bound, remotes = ?remotes, "tunnel open");
         Ok(OpenedTunnel {
             local: bound,
@@ -175,80 +185,31 @@ impl ProxyHandle {
         })
     }
 
-    /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
-    /// its resolved address.
-    pub fn add_backend(&self, local: SocketAddr, remote: Remote) -> Result<SocketAddr, Error> {
-        let addr = remote.endpoint.resolve()?;
-        let mut tunnels = self.tunnels();
-        let old = tunnels
-            .get(&local)
-            .cloned()
-            .ok_or(Error::NoSuchTunnel(local))?;
-        if old.balancer.backends.iter().any(|b| b.addr == addr) {
-            return Err(Error::BackendExists {
-                tunnel: local,
-                backend: addr,
-            });
-        }
-        let mut spec = old.spec.clone();
-        spec.remotes.push(remote);
-        let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
-        remotes.push(addr);
-        self.replace(&mut tunnels, &old, &spec, &remotes)?;
-        tracing::info!(tunnel = %local, backend = %addr, "backend added");
-        Ok(addr)
-    }
-
-    /// Changes what an operator says of one backend of the tunnel on `local`. Returns the
-    /// connections the backend holds now.
-    pub fn change_backend(
+    /// Builds a new tunnel on the listening `socket` (bound to `bound`) and starts accepting.
+    fn install(
         &self,
-        local: SocketAddr,
-        backend: SocketAddr,
-        change: BackendChange,
-    ) -> Result<u64, Error> {
-        let mut tunnels = self.tunnels();
-        let old = tunnels
-            .get(&local)
-            .cloned()
-            .ok_or(Error::NoSuchTunnel(local))?;
-        let (index, _) = old.remote(backend).ok_or(Error::NoSuchBackend {
-            tunnel: local,
-            backend,
-        })?;
-        let target = old.balancer.backends[index].clone();
-        match change {
-            BackendChange::Enable => target.set_admin(AdminState::Enabled),
-            BackendChange::Drain => target.set_admin(AdminState::Draining),
-            BackendChange::Disable => {
-                target.set_admin(AdminState::Disabled);
-                // Counted before the close is sent: the reactors may be quicker than we are.
-                let open = target.open();
-                self.close_backend_connections(&target, Instant::now());
-                tracing::info!(tunnel = %local, %backend, open, "backend disabled");
-                return Ok(open);
-            }
-            BackendChange::Remove { deadline } => {
-                if old.balancer.backends.len() == 1 {
-                    return Err(Error::LastBackend { tunnel: local });
-                }
-                let mut spec = old.spec.clone();
-                spec.remotes.remove(index);
-                let remotes: Vec<SocketAddr> = old
-                    .balancer
-                    .backends
-                    .iter()
-                    .filter(|b| !Arc::ptr_eq(b, &target))
-                    .map(|b| b.addr)
-                    .collect();
-                self.replace(&mut tunnels, &old, &spec, &remotes)?;
-                if let Some(deadline) = deadline {
-                    self.close_backend_connections(&target, Instant::now() + deadline);
-                }
-            }
-        }
-        tracing::info!(tunnel = %local, %backend, ?change, open = target.open(), "backend changed");
-        Ok(target.open())
+        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
+        spec: &TunnelSpec,
+        remotes: &[SocketAddr],
+        bound: SocketAddr,
+        socket: TcpListener,
+        generation: Arc<Generation>,
+    ) -> Result<(), Error> {
+        let lineage = self.new_lineage(bound, generation);
+        let tunnel = Arc::new(Tunnel::build(
+            lineage,
+            spec,
+            remotes,
+            &self.shared.config,
+            None,
+        ));
+        self.watch(&tunnel);
+        self.shared
+            .listener
+            .send(ListenerMsg::Add(tunnel.clone(), socket))
+            .map_err(|_| Error::Stopped)?;
+        tunnels.insert(bound, tunnel);
+        Ok(())
     }
 
     /// Puts a new version of `old` in its place, built from `spec` (whose remotes resolved to
@@ -259,14 +220,13 @@ impl ProxyHandle {
         old: &Arc<Tunnel>,
         spec: &TunnelSpec,
         remotes: &[SocketAddr],
+        generation: Arc<Generation>,
     ) -> Result<Arc<Tunnel>, Error> {
         let tunnel = Arc::new(Tunnel::build(
-            old.id,
-            old.local,
+            Lineage::of(old, generation),
             spec,
             remotes,
             &self.shared.config,
-            old.stats.clone(),
             Some(old),
         ));
         for backend in &old.balancer.backends {
@@ -322,10 +282,17 @@ impl ProxyHandle {
     /// Stops listening on `local`. When this returns the port refuses new connections.
     /// Established connections go on, or are closed now, as `mode` says.
     pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
-        let tunnel = self
-            .tunnels()
-            .remove(&local)
-            .ok_or(Error::NoSuchTunnel(local))?;
+        self.close_locked(&mut self.tunnels(), local, mode)
+    }
+
+    /// [`ProxyHandle::close`], with the tunnel table already locked.
+    fn close_locked(
+        &self,
+        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
+        local: SocketAddr,
+        mode: CloseMode,
+    ) -> Result<(), Error> {
+        let tunnel = tunnels.remove(&local).ok_or(Error::NoSuchTunnel(local))?;
         self.unwatch(tunnel.balancer.backends.iter());
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.shared
@@ -357,7 +324,66 @@ impl ProxyHandle {
                 .map(|(i, s)| s.snapshot(i))
                 .collect(),
             stopping: self.is_stopping(),
+            generations: self.generations(),
         }
+    }
+
+    /// A new tunnel's identity: a fresh id and fresh counters.
+    fn new_lineage(&self, local: SocketAddr, generation: Arc<Generation>) -> Lineage {
+        Lineage {
+            id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
+            local,
+            stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
+            generation,
+        }
+    }
+
+    /// The generation new tunnel versions are built in.
+    fn current_generation(&self) -> Arc<Generation> {
+        self.shared
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Starts a new generation; the current one is kept for status while it holds connections.
+    fn next_generation(&self) -> Arc<Generation> {
+        let mut generations = self
+            .shared
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let next = Arc::new(Generation::new(generations.0.id + 1));
+        let previous = std::mem::replace(&mut generations.0, next.clone());
+        generations.1.push(previous);
+        next
+    }
+
+    /// The current generation and every older one that still holds connections.
+    fn generations(&self) -> Vec<GenerationStatus> {
+        let mut generations = self
+            .shared
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        generations.1.retain(|g| g.open() > 0);
+        let current = GenerationStatus {
+            id: generations.0.id,
+            open: generations.0.open(),
+            current: true,
+        };
+        generations
+            .1
+            .iter()
+            .map(|g| GenerationStatus {
+                id: g.id,
+                open: g.open(),
+                current: false,
+            })
+            .chain(std::iter::once(current))
+            .collect()
     }
 
     /// Begins a stop: every listening socket closes now; connections drain or are cut as `mode`
@@ -385,6 +411,57 @@ impl ProxyHandle {
                 let _ = reactor.send(ReactorMsg::Stop { deadline });
             }
         }
+    }
+
+    /// Duplicates of every listening socket, with the tunnel address each serves: what a new
+    /// process needs to take over without a refused connection (pass them over a Unix socket
+    /// with SCM_RIGHTS, and give them to its [`ProxyBuilder::inherit`](crate::ProxyBuilder::inherit)).
+    /// This proxy goes on accepting on its own copies until it is stopped.
+    pub fn listening_sockets(&self) -> Result<Vec<(SocketAddr, std::net::TcpListener)>, Error> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared
+            .listener
+            .send(ListenerMsg::Export(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT)
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// An inherited listening socket for `local`, if one was handed to the builder.
+    fn take_inherited(&self, local: SocketAddr) -> Option<TcpListener> {
+        let mut inherited = self
+            .shared
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let socket = inherited.remove(&local)?;
+        if let Err(e) = socket.set_nonblocking(true) {
+            tracing::warn!(%local, error = %e, "inherited socket unusable; binding anew");
+            return None;
+        }
+        tracing::info!(%local, "listening on an inherited socket");
+        Some(TcpListener::from_std(socket))
+    }
+
+    /// Lets the listener accept, once the builder's tunnels are all open.
+    pub(crate) fn start_accepting(&self) -> Result<(), Error> {
+        self.shared
+            .listener
+            .send(ListenerMsg::StartAccepting)
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Closes inherited sockets that no tunnel took: nobody would accept on them.
+    pub(crate) fn close_unclaimed_inherited(&self) {
+        let mut inherited = self
+            .shared
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for local in inherited.keys() {
+            tracing::warn!(%local, "an inherited listening socket matches no tunnel; closing it");
+        }
+        inherited.clear();
     }
 
     /// True once a stop has begun.

@@ -1,0 +1,107 @@
+//! Reload (SIGHUP, control `RELOAD`): read the configuration file again and apply it.
+//!
+//! The file and the original `--tunnel` arguments make the new set of tunnels, checked like at
+//! start (located errors, resolved names, no two tunnels on one address), then handed to
+//! [`ProxyHandle::reload`], which applies all of it or none. Proxy-wide settings (reactors,
+//! buffer size, ...) and the control address cannot change in a running process: a change to
+//! them is logged and kept for the next start.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use porxy_core::{Endpoint, ProxyConfig, ProxyHandle, ReloadReport, TunnelSpec};
+
+use crate::config_file::{self, Overrides};
+use crate::control::ControlAddr;
+use crate::NamedTunnel;
+
+/// What a reload needs to know about how porxy was started.
+pub(crate) struct Reloader {
+    pub(crate) handle: ProxyHandle,
+    pub(crate) config_path: Option<PathBuf>,
+    pub(crate) cli_tunnels: Vec<NamedTunnel>,
+    pub(crate) overrides: Overrides,
+    pub(crate) running: ProxyConfig,
+    pub(crate) control: Option<ControlAddr>,
+    /// The bound address of every tunnel by name, so that a listener on port 0 keeps the port
+    /// it got across reloads. Also serialises reloads (SIGHUP and RELOAD may come together).
+    pub(crate) bound: Mutex<HashMap<String, SocketAddr>>,
+}
+
+impl Reloader {
+    /// Tunnel names by bound address.
+    pub(crate) fn names(&self) -> HashMap<SocketAddr, String> {
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, addr)| (*addr, name.clone()))
+            .collect()
+    }
+
+    /// Reloads; on error nothing changed and the message says why.
+    pub(crate) fn reload(&self) -> Result<ReloadReport, String> {
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.try_reload(&mut bound);
+        // A reload that worked is logged by the core, with what it changed.
+        if let Err(why) = &result {
+            tracing::warn!(error = %why, "reload failed; the running configuration is unchanged");
+        }
+        result
+    }
+
+    fn try_reload(&self, bound: &mut HashMap<String, SocketAddr>) -> Result<ReloadReport, String> {
+        let Some(path) = &self.config_path else {
+            return Err("nothing to reload: porxy was started without --config".into());
+        };
+        let file = config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e))?;
+        let mut tunnels = file.listeners;
+        for tunnel in &self.cli_tunnels {
+            if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
+                return Err(format!(
+                    "--tunnel {}: the name is taken by {}",
+                    tunnel.name, clash.local_origin
+                ));
+            }
+        }
+        tunnels.extend(self.cli_tunnels.iter().cloned());
+        crate::resolve(&tunnels).map_err(|e| crate::error::chain(&e))?;
+        self.note_restart_only(&file.proxy, file.control.as_ref());
+        let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
+        let specs: Vec<_> = tunnels
+            .into_iter()
+            .map(|t| keep_port(t.spec, bound.get(&t.name)))
+            .collect();
+        let report = self
+            .handle
+            .reload(&specs)
+            .map_err(|e| crate::error::chain(&e))?;
+        *bound = names
+            .into_iter()
+            .zip(report.bound.iter().copied())
+            .collect();
+        Ok(report)
+    }
+
+    /// Logs settings that changed in the file but only take effect at the next start.
+    fn note_restart_only(&self, proxy: &ProxyConfig, control: Option<&ControlAddr>) {
+        if proxy != &self.running {
+            tracing::warn!("[proxy] settings changed; they take effect at the next start");
+        }
+        if control != self.control.as_ref() && self.control.is_some() {
+            tracing::warn!("[control] changed; it takes effect at the next start");
+        }
+    }
+}
+
+/// A listener that asks for port 0 and already has a port (same name, same IP) keeps it.
+fn keep_port(mut spec: TunnelSpec, bound: Option<&SocketAddr>) -> TunnelSpec {
+    if let (Endpoint::Addr(asked), Some(bound)) = (&spec.local, bound) {
+        if asked.port() == 0 && asked.ip() == bound.ip() {
+            spec.local = Endpoint::Addr(*bound);
+        }
+    }
+    spec
+}

@@ -1,0 +1,105 @@
+//! Stopping the running proxy, from a signal or from the control socket, the same way.
+//!
+//! A graceful stop closes every listening socket (the control socket included: sessions
+//! already open stay, so an operator can watch the drain), lets connections finish up to the
+//! drain timeout, and logs how many are left every few seconds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use porxy_core::{ProxyHandle, StopMode};
+
+use crate::control::ControlCloser;
+
+/// How often a draining porxy logs the connections it still holds.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Everything a stop needs; shared by the signal thread and the control sessions.
+pub(crate) struct Stopper {
+    handle: ProxyHandle,
+    drain_timeout: Duration,
+    control: OnceLock<ControlCloser>,
+    reporting: AtomicBool,
+}
+
+impl Stopper {
+    pub(crate) fn new(handle: ProxyHandle, drain_timeout: Duration) -> Arc<Stopper> {
+        Arc::new(Stopper {
+            handle,
+            drain_timeout,
+            control: OnceLock::new(),
+            reporting: AtomicBool::new(false),
+        })
+    }
+
+    /// The control socket to close when a stop begins.
+    pub(crate) fn set_control(&self, closer: ControlCloser) {
+        let _ = self.control.set(closer);
+    }
+
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    /// Stops accepting everywhere and lets connections finish, up to the drain timeout.
+    pub(crate) fn graceful(&self) {
+        self.handle.stop(StopMode::Graceful {
+            timeout: self.drain_timeout,
+        });
+        self.close_control();
+        self.report_drain();
+    }
+
+    /// Stops accepting and cuts every connection now.
+    pub(crate) fn now(&self) {
+        self.handle.stop(StopMode::Now);
+        self.close_control();
+    }
+
+    /// The control socket's address and a duplicate of it, for a new process to take over.
+    pub(crate) fn control_handover(
+        &self,
+    ) -> Option<(crate::control::BoundControl, std::os::fd::OwnedFd)> {
+        let closer = self.control.get()?;
+        match closer.hand_over() {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over the control socket");
+                None
+            }
+        }
+    }
+
+    /// The takeover failed: this process keeps its control socket as it was.
+    pub(crate) fn cancel_control_handover(&self) {
+        if let Some(closer) = self.control.get() {
+            closer.cancel_hand_over();
+        }
+    }
+
+    fn close_control(&self) {
+        if let Some(closer) = self.control.get() {
+            closer.close();
+        }
+    }
+
+    /// Logs the connections left every few seconds, until the process ends.
+    fn report_drain(&self) {
+        if self.reporting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let handle = self.handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("porxy-drain-report".into())
+            .spawn(move || loop {
+                // A periodic report, not a wait for a condition: the process ends under it.
+                std::thread::sleep(DRAIN_REPORT_EVERY);
+                let left = handle.status().open_connections();
+                tracing::info!(connections_left = left, "draining");
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the drain report");
+        }
+    }
+}

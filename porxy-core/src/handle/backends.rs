@@ -1,0 +1,88 @@
+//! Operator changes to one backend of a tunnel: add, drain, disable, enable, remove.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{BackendChange, ProxyHandle};
+use crate::balance::backend::AdminState;
+use crate::error::Error;
+use crate::tunnel::spec::Remote;
+
+impl ProxyHandle {
+    /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
+    /// its resolved address.
+    pub fn add_backend(&self, local: SocketAddr, remote: Remote) -> Result<SocketAddr, Error> {
+        let addr = remote.endpoint.resolve()?;
+        let mut tunnels = self.tunnels();
+        let old = tunnels
+            .get(&local)
+            .cloned()
+            .ok_or(Error::NoSuchTunnel(local))?;
+        if old.balancer.backends.iter().any(|b| b.addr == addr) {
+            return Err(Error::BackendExists {
+                tunnel: local,
+                backend: addr,
+            });
+        }
+        let mut spec = old.spec.clone();
+        spec.remotes.push(remote);
+        let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
+        remotes.push(addr);
+        self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;
+        tracing::info!(tunnel = %local, backend = %addr, "backend added");
+        Ok(addr)
+    }
+
+    /// Changes what an operator says of one backend of the tunnel on `local`. Returns the
+    /// connections the backend holds now.
+    pub fn change_backend(
+        &self,
+        local: SocketAddr,
+        backend: SocketAddr,
+        change: BackendChange,
+    ) -> Result<u64, Error> {
+        let mut tunnels = self.tunnels();
+        let old = tunnels
+            .get(&local)
+            .cloned()
+            .ok_or(Error::NoSuchTunnel(local))?;
+        let (index, _) = old.remote(backend).ok_or(Error::NoSuchBackend {
+            tunnel: local,
+            backend,
+        })?;
+        let target = old.balancer.backends[index].clone();
+        match change {
+            BackendChange::Enable => target.set_admin(AdminState::Enabled),
+            BackendChange::Drain => target.set_admin(AdminState::Draining),
+            BackendChange::Disable => {
+                target.set_admin(AdminState::Disabled);
+                // Counted before the close is sent: the reactors may be quicker than we are.
+                let open = target.open();
+                self.close_backend_connections(&target, Instant::now());
+                tracing::info!(tunnel = %local, %backend, open, "backend disabled");
+                return Ok(open);
+            }
+            BackendChange::Remove { deadline } => {
+                if old.balancer.backends.len() == 1 {
+                    return Err(Error::LastBackend { tunnel: local });
+                }
+                let mut spec = old.spec.clone();
+                spec.remotes.remove(index);
+                let remotes: Vec<SocketAddr> = old
+                    .balancer
+                    .backends
+                    .iter()
+                    .filter(|b| !Arc::ptr_eq(b, &target))
+                    .map(|b| b.addr)
+                    .collect();
+                self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;
+                if let Some(deadline) = deadline {
+                    self.close_backend_connections(&target, Instant::now() + deadline);
+                }
+            }
+        }
+        tracing::info!(tunnel = %local, %backend, ?change, open = target.open(), "backend changed");
+        Ok(target.open())
+    }
+}

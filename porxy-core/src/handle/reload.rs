@@ -1,0 +1,167 @@
+//! Reload: make the running tunnels what a new configuration says, all of it or none of it.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use super::{bind, CloseMode, ProxyHandle};
+use crate::error::Error;
+use crate::tunnel::spec::TunnelSpec;
+
+/// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The generation new connections now start under.
+    pub generation: u64,
+    /// Tunnels opened.
+    pub opened: Vec<SocketAddr>,
+    /// Tunnels whose remotes or options changed (for new connections).
+    pub changed: Vec<SocketAddr>,
+    /// Tunnels listed again as they were.
+    pub unchanged: Vec<SocketAddr>,
+    /// Tunnels no longer listed: they stopped listening; their connections go on.
+    pub closed: Vec<SocketAddr>,
+    /// The bound address of each tunnel given, in the order given.
+    pub bound: Vec<SocketAddr>,
+}
+
+/// One tunnel of the new configuration, resolved.
+struct Planned<'a> {
+    spec: &'a TunnelSpec,
+    local: SocketAddr,
+    remotes: Vec<SocketAddr>,
+}
+
+impl ProxyHandle {
+    /// Makes the running tunnels exactly those of `specs`: opens the new ones, changes the
+    /// changed ones for new connections, and stops listening on those no longer listed (their
+    /// connections go on). A tunnel is the same tunnel when its listen address is the same.
+    ///
+    /// All or nothing: every name is resolved and every new port bound before anything
+    /// changes, so an error (a typo'd host, a port in use, two tunnels on one address) leaves
+    /// the proxy exactly as it was. Every tunnel, changed or not, moves to a new generation;
+    /// established connections keep the one they started with.
+    pub fn reload(&self, specs: &[TunnelSpec]) -> Result<ReloadReport, Error> {
+        if self.is_stopping() {
+            return Err(Error::Stopped);
+        }
+        let planned = resolve_all(specs)?;
+        let mut tunnels = self.tunnels();
+
+        // Bind every new port first: a failure here drops what was bound, and nothing changed.
+        let mut fresh = Vec::new();
+        for (index, plan) in planned.iter().enumerate() {
+            if plan.local.port() != 0 && tunnels.contains_key(&plan.local) {
+                continue;
+            }
+            let failed = |source| Error::Tunnel {
+                spec: plan.spec.to_string(),
+                source: Box::new(source),
+            };
+            let socket = match self.take_inherited(plan.local) {
+                Some(socket) => socket,
+                None => bind(plan.local, self.shared.config.backlog).map_err(failed)?,
+            };
+            let bound = socket.local_addr().map_err(|source| {
+                failed(Error::Bind {
+                    addr: plan.local,
+                    source,
+                })
+            })?;
+            fresh.push((index, socket, bound));
+        }
+
+        // From here on nothing can fail but a stopped proxy.
+        let generation = self.next_generation();
+        let mut report = ReloadReport {
+            generation: generation.id,
+            ..ReloadReport::default()
+        };
+        let kept: BTreeSet<SocketAddr> = planned
+            .iter()
+            .filter(|p| tunnels.contains_key(&p.local))
+            .map(|p| p.local)
+            .collect();
+        let gone: Vec<SocketAddr> = tunnels
+            .keys()
+            .filter(|a| !kept.contains(a))
+            .copied()
+            .collect();
+        for local in gone {
+            self.close_locked(&mut tunnels, local, CloseMode::KeepConnections)?;
+            report.closed.push(local);
+        }
+        for plan in planned.iter().filter(|p| kept.contains(&p.local)) {
+            let old = tunnels[&plan.local].clone();
+            let mut shown = plan.spec.clone();
+            shown.local = plan.local.into();
+            let same = old.spec == shown;
+            self.replace(
+                &mut tunnels,
+                &old,
+                plan.spec,
+                &plan.remotes,
+                generation.clone(),
+            )?;
+            if same {
+                report.unchanged.push(plan.local);
+            } else {
+                report.changed.push(plan.local);
+            }
+        }
+        report.bound = planned.iter().map(|p| p.local).collect();
+        for (index, socket, bound) in fresh {
+            let plan = &planned[index];
+            report.bound[index] = bound;
+            self.install(
+                &mut tunnels,
+                plan.spec,
+                &plan.remotes,
+                bound,
+                socket,
+                generation.clone(),
+            )?;
+            report.opened.push(bound);
+        }
+        tracing::info!(
+            generation = report.generation,
+            opened = report.opened.len(),
+            changed = report.changed.len(),
+            unchanged = report.unchanged.len(),
+            closed = report.closed.len(),
+            "configuration reloaded"
+        );
+        Ok(report)
+    }
+}
+
+/// Resolves every tunnel, and refuses two on one listen address.
+fn resolve_all(specs: &[TunnelSpec]) -> Result<Vec<Planned<'_>>, Error> {
+    let mut planned: Vec<Planned<'_>> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let failed = |source| Error::Tunnel {
+            spec: spec.to_string(),
+            source: Box::new(source),
+        };
+        if spec.remotes.is_empty() {
+            return Err(failed(Error::NoRemotes {
+                local: spec.local.to_string(),
+            }));
+        }
+        let local = spec.local.resolve().map_err(failed)?;
+        let remotes = spec
+            .remotes
+            .iter()
+            .map(|r| r.endpoint.resolve())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        if local.port() != 0 && planned.iter().any(|p| p.local == local) {
+            return Err(failed(Error::AlreadyListening(local)));
+        }
+        planned.push(Planned {
+            spec,
+            local,
+            remotes,
+        });
+    }
+    Ok(planned)
+}

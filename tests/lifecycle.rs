@@ -1,0 +1,82 @@
+//! The life of a porxy process as an operator drives it: a zero-downtime upgrade to a new
+//! process (`--upgrade-socket` / `--takeover`), a start that waits for a port (`--bind-wait`),
+//! reloading the configuration (control `RELOAD`, SIGHUP), and a graceful stop.
+//!
+//! Every test runs the `porxy` binary and checks what a user would: the READY lines, the control
+//! socket's replies, exit codes, and whether clients were refused, reset or answered by the
+//! right backend.
+
+mod bind_wait;
+mod chain;
+mod reload;
+mod stop;
+mod takeover_failure;
+mod upgrade;
+
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::support::client::{read_greeting, read_until_end, round_trip, End};
+use crate::support::process::Porxy;
+use crate::support::Backend;
+
+/// The longest a condition about a running porxy may take to come true.
+const WAIT: Duration = Duration::from_secs(10);
+/// The longest a porxy may take to exit once nothing holds it any more.
+const EXIT: Duration = Duration::from_secs(10);
+
+/// `127.0.0.1:0=BACKEND`.
+fn spec_to(backend: &Backend) -> String {
+    format!("127.0.0.1:0={}", backend.addr())
+}
+
+/// The TCP control address of the READY line.
+#[track_caller]
+fn control_addr(porxy: &Porxy) -> SocketAddr {
+    porxy
+        .control()
+        .expect("a control= word in the READY line")
+        .parse()
+        .expect("a TCP control address")
+}
+
+/// The `key=value` of a status line.
+#[track_caller]
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .to_string()
+}
+
+/// The `generation ...` lines of a `STATUS FULL` reply.
+fn generations(status: &[String]) -> Vec<String> {
+    status
+        .iter()
+        .filter(|l| l.starts_with("generation "))
+        .cloned()
+        .collect()
+}
+
+/// Connects to `addr`, checks the greeting says `backend`, and does one echo round trip.
+#[track_caller]
+fn connect_to(addr: SocketAddr, backend: u8, msg: &str) -> TcpStream {
+    let mut stream = crate::support::client::connect(addr);
+    assert_eq!(
+        read_greeting(&mut stream) as char,
+        backend as char,
+        "the backend that answered on {addr}"
+    );
+    round_trip(&mut stream, msg.as_bytes());
+    stream
+}
+
+/// Ends a connection the polite way: half-close, then the backend's end of stream, no more
+/// bytes.
+#[track_caller]
+fn finish(mut stream: TcpStream) {
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof, "{ending:?}");
+    assert!(ending.bytes.is_empty(), "{ending:?}");
+}

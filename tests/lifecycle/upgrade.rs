@@ -1,0 +1,167 @@
+//! Zero-downtime upgrade: a new porxy started with `--takeover` receives the listening sockets
+//! and the control socket of the one serving `--upgrade-socket`; the old one drains and exits 0.
+//! No client may be refused or reset at any moment.
+
+use std::time::Duration;
+
+use super::chain::{assert_exits_cleanly, assert_no_failure, assert_took_over, start, Chain};
+use super::{connect_to, control_addr, field, finish, WAIT};
+use crate::support::client::round_trip;
+use crate::support::control::ControlClient;
+use crate::support::load::Load;
+use crate::support::payload::bytes;
+use crate::support::{wait_for, wait_until, Backend};
+
+/// Client threads of the steady load.
+pub(super) const CLIENTS: usize = 4;
+/// Exchanges the load completes before, and again after, each step it must survive.
+pub(super) const EXCHANGES: usize = 200;
+/// A draining porxy reports the connections it holds every 5 s; allow for a slow machine.
+const DRAIN_REPORT: Duration = Duration::from_secs(9);
+
+/// The headline: a steady load of new connections goes through an upgrade without one refused
+/// or reset; the old process exits 0 by itself; afterwards the new one serves the tunnel and the
+/// control socket.
+#[test]
+fn upgrade_under_load_refuses_no_client() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first();
+    let tunnel = old.tunnel("cli-1");
+    let control = control_addr(&old);
+
+    let load = Load::start(tunnel, CLIENTS, b'X');
+    load.wait_completed(EXCHANGES, WAIT);
+    // Exchanges finished before the new process exists: the old one served them all.
+    let before_takeover = load.completed();
+    let new = chain.successor();
+    assert_took_over(&new, &old);
+    assert_exits_cleanly(&mut old, "the old porxy");
+    let at_old_exit = load.completed();
+    load.wait_completed(at_old_exit + EXCHANGES, WAIT);
+    let report = load.finish();
+    assert_no_failure(&report);
+    assert!(
+        before_takeover < at_old_exit,
+        "the load ran through the takeover ({before_takeover} exchanges before it, \
+         {at_old_exit} when the old porxy exited)"
+    );
+
+    finish(connect_to(tunnel, b'X', "after the old porxy exited"));
+    let status = ControlClient::connect(control).cmd("STATUS");
+    assert!(
+        status.starts_with("OK tunnels=1 ") && !status.contains("stopping"),
+        "{status}"
+    );
+    // The process answering counted only connections made since the takeover: at least every
+    // one that finished after the old process had exited (less those the old one served and
+    // whose end a client had not counted yet), and none that finished before the takeover.
+    let accepted: usize = field(&status, "accepted").parse().unwrap();
+    let total = report.completed + 1;
+    assert!(
+        accepted + CLIENTS >= total - at_old_exit && accepted <= total - before_takeover,
+        "the new porxy accepted {accepted} of {total} connections; {before_takeover} finished \
+         before the takeover, {at_old_exit} before the old porxy exited"
+    );
+}
+
+/// A connection established before the upgrade stays with the old process, which keeps
+/// relaying it (exact bytes) while it drains, and exits 0 only once it is closed. Meanwhile new
+/// clients and new control sessions reach the new process.
+#[test]
+fn connection_open_before_upgrade_finishes_on_old_process() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first();
+    let tunnel = old.tunnel("cli-1");
+    let control = control_addr(&old);
+    let mut early = connect_to(tunnel, b'X', "before the upgrade");
+    // A control session opened now stays with the old process after the upgrade.
+    let mut old_session = ControlClient::connect(control);
+
+    let new = chain.successor();
+    assert_took_over(&new, &old);
+    // The old process learns of the takeover just after the new one's READY line.
+    let old_status = wait_for(
+        WAIT,
+        "the old porxy to stop accepting",
+        || old_session.cmd("STATUS"),
+        |status| status.ends_with(" stopping"),
+    );
+    assert_eq!(
+        field(&old_status, "open"),
+        "1",
+        "the old porxy drains its one connection: {old_status}"
+    );
+    for (seed, len) in [(1, 1), (2, 1_000), (3, 60_000)] {
+        round_trip(&mut early, &bytes(seed, len));
+    }
+
+    let fresh = connect_to(tunnel, b'X', "to the new porxy");
+    let new_status = ControlClient::connect(control).cmd("STATUS");
+    assert!(
+        field(&new_status, "accepted") == "1" && !new_status.contains("stopping"),
+        "a new control session reaches the new porxy, which accepted the new client: \
+         {new_status}"
+    );
+    finish(fresh);
+
+    wait_until(
+        DRAIN_REPORT,
+        "the old porxy to report that it drains one connection",
+        || old.stderr().contains("draining connections_left=1"),
+    );
+    assert!(
+        old.exit_status().is_none(),
+        "the old porxy exited with a connection open; stderr:\n{}",
+        old.stderr()
+    );
+    round_trip(&mut early, &bytes(4, 10_000));
+    finish(early);
+    assert_exits_cleanly(&mut old, "the old porxy");
+}
+
+/// A → B → C on one upgrade socket path: each successor serves it in turn, no client is refused
+/// across both upgrades, and each old process exits 0.
+#[test]
+fn chained_upgrades_refuse_no_client() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut first = chain.first();
+    let tunnel = first.tunnel("cli-1");
+
+    let load = Load::start(tunnel, CLIENTS, b'X');
+    load.wait_completed(EXCHANGES, WAIT);
+    let mut second = chain.successor();
+    assert_took_over(&second, &first);
+    assert_exits_cleanly(&mut first, "the first porxy");
+    let at_first_exit = load.completed();
+    load.wait_completed(at_first_exit + EXCHANGES, WAIT);
+
+    let third = chain.successor();
+    assert_took_over(&third, &second);
+    assert_exits_cleanly(&mut second, "the second porxy");
+    let at_second_exit = load.completed();
+    load.wait_completed(at_second_exit + EXCHANGES, WAIT);
+    assert_no_failure(&load.finish());
+    finish(connect_to(tunnel, b'X', "served by the third porxy"));
+}
+
+/// How many times the race below is run: it loses one round in several, so twenty rounds
+/// nearly always show it.
+const RACE_ROUNDS: usize = 20;
+
+/// A script that starts the successor as soon as the READY line is out (A, then B, then C) must
+/// find the upgrade socket served. It does not always: the socket is bound after the READY line.
+#[test]
+fn ready_means_a_successor_can_take_over() {
+    let backend = Backend::greeting_echo(b"X");
+    for _ in 0..RACE_ROUNDS {
+        let chain = Chain::new(&backend);
+        let first = start(&chain.first_args());
+        let second = start(&chain.successor_args());
+        assert_took_over(&second, &first);
+        let third = start(&chain.successor_args());
+        assert_took_over(&third, &second);
+    }
+}
