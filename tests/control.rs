@@ -7,92 +7,11 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{self, connect, round_trip};
+use crate::support::control::{porxy_with_control, ControlClient};
 use crate::support::process::{Porxy, TempDir};
 use crate::support::{wait_until, Backend};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// One control connection: send a line, read its reply.
-struct Control<S: Read + Write> {
-    reader: BufReader<S>,
-}
-
-impl Control<TcpStream> {
-    fn connect(addr: SocketAddr) -> Self {
-        Control::over(connect(addr))
-    }
-}
-
-impl<S: Read + Write> Control<S> {
-    fn over(stream: S) -> Self {
-        Control {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(bytes)
-            .expect("write to the control socket");
-        stream.flush().expect("flush the control socket");
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = self
-            .reader
-            .read_line(&mut line)
-            .expect("read a control reply");
-        assert!(n > 0, "the control socket closed instead of replying");
-        assert!(line.ends_with('\n'), "reply without a newline: {line:?}");
-        line.pop();
-        line
-    }
-
-    /// Sends a command and returns its one-line reply.
-    #[track_caller]
-    fn cmd(&mut self, command: &str) -> String {
-        self.send(format!("{command}\n").as_bytes());
-        self.line()
-    }
-
-    /// Sends a command whose reply is an `OK` line, body lines and `END`; returns all lines
-    /// but `END`.
-    #[track_caller]
-    fn block(&mut self, command: &str) -> Vec<String> {
-        self.send(format!("{command}\n").as_bytes());
-        let mut lines = vec![self.line()];
-        assert!(lines[0].starts_with("OK"), "{command}: {:?}", lines[0]);
-        loop {
-            let line = self.line();
-            if line == "END" {
-                return lines;
-            }
-            lines.push(line);
-            assert!(lines.len() < 10_000, "{command}: no END line");
-        }
-    }
-}
-
-fn porxy_with_control(extra: &[&str]) -> (Porxy, SocketAddr) {
-    let mut args = vec![
-        "--control",
-        "127.0.0.1:0",
-        "--reactors",
-        "2",
-        "--log",
-        "warn",
-    ];
-    args.extend_from_slice(extra);
-    let porxy = Porxy::start(&args);
-    let addr = porxy
-        .control()
-        .expect("a control= word in the READY line")
-        .parse()
-        .expect("a TCP control address");
-    (porxy, addr)
-}
 
 /// `OK opened 127.0.0.1:PORT -> ...` → the bound address.
 #[track_caller]
@@ -126,7 +45,7 @@ fn open_change_and_close_a_tunnel_from_the_control_socket() {
     let old = Backend::greeting_echo(b"A");
     let new = Backend::greeting_echo(b"B");
     let (_porxy, control_addr) = porxy_with_control(&[]);
-    let mut control = Control::connect(control_addr);
+    let mut control = ControlClient::connect(control_addr);
 
     let opened = control.cmd(&format!("OPEN 127.0.0.1:0={}", old.addr()));
     let tunnel = opened_addr(&opened);
@@ -206,7 +125,7 @@ fn open_change_and_close_a_tunnel_from_the_control_socket() {
 fn close_now_resets_the_tunnels_connections() {
     let echo = Backend::echo();
     let (_porxy, control_addr) = porxy_with_control(&[]);
-    let mut control = Control::connect(control_addr);
+    let mut control = ControlClient::connect(control_addr);
     let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
     let mut established = connect(tunnel);
     round_trip(&mut established, b"hello");
@@ -224,7 +143,7 @@ fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
     let (_porxy, control_addr) = porxy_with_control(&[]);
     // A client that connects and says nothing, for the whole test.
     let _silent = connect(control_addr);
-    let mut control = Control::connect(control_addr);
+    let mut control = ControlClient::connect(control_addr);
     let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
     let mut data = connect(tunnel);
     round_trip(&mut data, b"before");
@@ -258,7 +177,7 @@ fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
         ),
     ];
     for (line, want) in cases {
-        control.send(&line);
+        control.send_bytes(&line);
         assert_eq!(
             control.line(),
             want,
@@ -267,8 +186,8 @@ fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
         );
     }
     // A line far longer than the limit, sent in pieces: refused once, then the session goes on.
-    control.send(&vec![b'x'; 100_000]);
-    control.send(b"\n");
+    control.send_bytes(&vec![b'x'; 100_000]);
+    control.send_bytes(b"\n");
     assert_eq!(
         control.line(),
         "ERR: line too long: over 4096 bytes, the limit is 4096"
@@ -283,7 +202,7 @@ fn a_flood_of_lines_is_answered_and_data_keeps_flowing() {
     const LINES: usize = 1_000_000;
     let echo = Backend::echo();
     let (_porxy, control_addr) = porxy_with_control(&[]);
-    let mut setup = Control::connect(control_addr);
+    let mut setup = ControlClient::connect(control_addr);
     let tunnel = opened_addr(&setup.cmd(&format!("OPEN 0={}", echo.addr())));
 
     let flood = connect(control_addr);
@@ -325,7 +244,7 @@ fn a_client_that_never_reads_delays_no_other() {
     let many = b"HELP\n".repeat(20_000);
     let _ = hog.set_write_timeout(Some(Duration::from_secs(2)));
     let _ = hog.write_all(&many);
-    let mut other = Control::connect(control_addr);
+    let mut other = ControlClient::connect(control_addr);
     let started = Instant::now();
     let help = other.block("HELP");
     assert_eq!(help[0], "OK commands:");
@@ -342,7 +261,7 @@ fn a_client_that_never_reads_delays_no_other() {
 fn stop_drains_and_exits_zero() {
     let echo = Backend::echo();
     let (mut porxy, control_addr) = porxy_with_control(&[]);
-    let mut control = Control::connect(control_addr);
+    let mut control = ControlClient::connect(control_addr);
     let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
     let mut data = connect(tunnel);
     round_trip(&mut data, b"one");
@@ -372,13 +291,11 @@ fn unix_control_socket_is_owner_only() {
     assert_eq!(mode, 0o600, "control socket mode {mode:o}");
     let stream = UnixStream::connect(&socket).unwrap();
     stream.set_read_timeout(Some(client::IO_TIMEOUT)).unwrap();
-    let mut control = Control::over(stream);
+    let mut control = ControlClient::over(stream);
     assert_eq!(
         control.cmd("status"),
         "OK tunnels=0 open=0 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0"
     );
     assert_eq!(control.cmd("QUIT"), "OK bye");
-    let mut rest = String::new();
-    control.reader.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "", "the session ends after QUIT");
+    assert_eq!(control.rest(), "", "the session ends after QUIT");
 }

@@ -15,21 +15,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// `porxy --control 127.0.0.1:0 ...`, and a client on its control socket.
 fn porxy_with_control(extra: &[&str]) -> (Porxy, ControlClient) {
-    let mut args = vec![
-        "--control",
-        "127.0.0.1:0",
-        "--reactors",
-        "2",
-        "--log",
-        "warn",
-    ];
-    args.extend_from_slice(extra);
-    let porxy = Porxy::start(&args);
-    let addr: SocketAddr = porxy
-        .control()
-        .expect("a control= word in the READY line")
-        .parse()
-        .expect("a TCP control address");
+    let (porxy, addr) = crate::support::control::porxy_with_control(extra);
     (porxy, ControlClient::connect(addr))
 }
 

@@ -2,22 +2,52 @@
 //!
 //! Replies are one line, or (`HELP`, `STATUS FULL`) an `OK` line, body lines and `END`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use super::client::connect;
+use super::process::Porxy;
 
-/// One control connection over TCP, with the test socket timeouts.
-pub struct ControlClient {
-    reader: BufReader<TcpStream>,
+/// One control connection (TCP unless built `over` another stream).
+pub struct ControlClient<S: Read + Write = TcpStream> {
+    reader: BufReader<S>,
 }
 
-impl ControlClient {
-    /// Connects to the control socket at `addr`.
+impl ControlClient<TcpStream> {
+    /// Connects to the control socket at `addr`, with the test socket timeouts.
     #[track_caller]
     pub fn connect(addr: SocketAddr) -> ControlClient {
+        ControlClient::over(connect(addr))
+    }
+}
+
+/// Starts porxy with a TCP control socket on port 0 (and `extra` arguments); returns it and
+/// the control address from its READY line.
+#[track_caller]
+pub fn porxy_with_control(extra: &[&str]) -> (Porxy, SocketAddr) {
+    let mut args = vec![
+        "--control",
+        "127.0.0.1:0",
+        "--reactors",
+        "2",
+        "--log",
+        "warn",
+    ];
+    args.extend_from_slice(extra);
+    let porxy = Porxy::start(&args);
+    let addr = porxy
+        .control()
+        .expect("a control= word in the READY line")
+        .parse()
+        .expect("a TCP control address");
+    (porxy, addr)
+}
+
+impl<S: Read + Write> ControlClient<S> {
+    /// A control client over an already connected stream (a Unix socket, say).
+    pub fn over(stream: S) -> ControlClient<S> {
         ControlClient {
-            reader: BufReader::new(connect(addr)),
+            reader: BufReader::new(stream),
         }
     }
 
@@ -47,15 +77,32 @@ impl ControlClient {
 
     #[track_caller]
     fn send(&mut self, command: &str) {
+        self.send_bytes(format!("{command}\n").as_bytes());
+    }
+
+    /// Sends raw bytes, newline included or not, for malformed input.
+    #[track_caller]
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
         let stream = self.reader.get_mut();
         stream
-            .write_all(format!("{command}\n").as_bytes())
+            .write_all(bytes)
             .expect("write to the control socket");
         stream.flush().expect("flush the control socket");
     }
 
+    /// Everything the server sends until it closes the connection.
     #[track_caller]
-    fn line(&mut self) -> String {
+    pub fn rest(&mut self) -> String {
+        let mut rest = String::new();
+        self.reader
+            .read_to_string(&mut rest)
+            .expect("read to the end of the control connection");
+        rest
+    }
+
+    /// The next reply line, without its newline.
+    #[track_caller]
+    pub fn line(&mut self) -> String {
         let mut line = String::new();
         let n = self
             .reader
