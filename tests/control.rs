@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{self, connect, round_trip};
-use crate::support::control::{porxy_with_control, ControlClient};
+use crate::support::control::{field, porxy_with_control, ControlClient};
 use crate::support::process::{Porxy, TempDir};
 use crate::support::{wait_until, Backend};
 
@@ -20,15 +20,6 @@ fn opened_addr(reply: &str) -> SocketAddr {
         .strip_prefix("OK opened ")
         .unwrap_or_else(|| panic!("not an `OK opened` reply: {reply:?}"));
     rest.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// The `key=value` of a status line.
-#[track_caller]
-fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-        .to_string()
 }
 
 /// Reads a greeting backend's first bytes: which backend answered.

@@ -17,8 +17,9 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::support::client::{read_greeting, read_until_end, round_trip, End};
-use crate::support::process::Porxy;
 use crate::support::Backend;
+// Shared with the submodules, which import them from here.
+use crate::support::control::{control_addr, field};
 
 /// The longest a condition about a running porxy may take to come true.
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,25 +29,6 @@ const EXIT: Duration = Duration::from_secs(10);
 /// `127.0.0.1:0=BACKEND`.
 fn spec_to(backend: &Backend) -> String {
     format!("127.0.0.1:0={}", backend.addr())
-}
-
-/// The TCP control address of the READY line.
-#[track_caller]
-fn control_addr(porxy: &Porxy) -> SocketAddr {
-    porxy
-        .control()
-        .expect("a control= word in the READY line")
-        .parse()
-        .expect("a TCP control address")
-}
-
-/// The `key=value` of a status line.
-#[track_caller]
-fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-        .to_string()
 }
 
 /// The `generation ...` lines of a `STATUS FULL` reply.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{count, greeters, hold};
 use crate::support::client::{connect, expect_reset, read_greeting, round_trip};
-use crate::support::control::ControlClient;
+use crate::support::control::{field, ControlClient};
 use crate::support::process::{run, Porxy, TempDir};
 use crate::support::Backend;
 
@@ -32,15 +32,6 @@ fn tunnel_block(status: &[String], local: SocketAddr) -> (String, Vec<String>) {
         .cloned()
         .collect();
     (status[start].clone(), backends)
-}
-
-/// The `key=value` of a status line.
-#[track_caller]
-fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-        .to_string()
 }
 
 /// The backend commands, with their exact replies, and what `STATUS FULL` shows after each.

@@ -21,6 +21,25 @@ impl ControlClient<TcpStream> {
     }
 }
 
+/// The `key=value` of a status line.
+#[track_caller]
+pub fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .to_string()
+}
+
+/// The TCP control address on a porxy's READY line.
+#[track_caller]
+pub fn control_addr(porxy: &Porxy) -> SocketAddr {
+    porxy
+        .control()
+        .expect("a control= word in the READY line")
+        .parse()
+        .expect("a TCP control address")
+}
+
 /// Starts porxy with a TCP control socket on port 0 (and `extra` arguments); returns it and
 /// the control address from its READY line.
 #[track_caller]
@@ -35,11 +54,7 @@ pub fn porxy_with_control(extra: &[&str]) -> (Porxy, SocketAddr) {
     ];
     args.extend_from_slice(extra);
     let porxy = Porxy::start(&args);
-    let addr = porxy
-        .control()
-        .expect("a control= word in the READY line")
-        .parse()
-        .expect("a TCP control address");
+    let addr = control_addr(&porxy);
     (porxy, addr)
 }
 
