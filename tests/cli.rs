@@ -287,7 +287,7 @@ fn connect_never_reading(addr: SocketAddr) -> TcpStream {
 #[test]
 fn unread_clients_keep_memory_bounded() {
     const CONNS: u64 = 20;
-    const BUFFER_KIB: u64 = 64; // porxy's default buffer: 64 KiB per direction
+    const BUFFER_KIB: u64 = (porxy_core::DEFAULT_BUFFER_SIZE / 1024) as u64; // per direction
     const SLACK_KIB: u64 = 4 * 1024;
     let (report, reports) = mpsc::channel();
     let source = Backend::source_until_stalled(Duration::from_millis(300), 64 << 20, report);
