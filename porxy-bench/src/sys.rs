@@ -155,19 +155,10 @@ pub fn machine_cpu() -> io::Result<MachineCpu> {
     let own = fs::read_to_string("/proc/self/stat")?;
     let own = parse_own_times(&own).unwrap_or(0);
     let mut softirq_threads = 0;
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.starts_with("ksoftirqd/") {
-                softirq_threads += Stat::read(pid).map_or(0, |s| s.cpu_ticks);
-            }
+    for pid in pids() {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.starts_with("ksoftirqd/") {
+            softirq_threads += Stat::read(pid).map_or(0, |s| s.cpu_ticks);
         }
     }
     Ok(MachineCpu {
@@ -227,21 +218,12 @@ pub fn tree_usage(root: u32) -> io::Result<Usage> {
 /// Every live descendant of `root`, found by scanning /proc for parent links.
 pub fn descendants(root: u32) -> Vec<ProcessId> {
     let mut children: HashMap<u32, Vec<ProcessId>> = HashMap::new();
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(stat) = Stat::read(pid) {
-                children.entry(stat.ppid).or_default().push(ProcessId {
-                    pid,
-                    start_ticks: stat.start_ticks,
-                });
-            }
+    for pid in pids() {
+        if let Ok(stat) = Stat::read(pid) {
+            children.entry(stat.ppid).or_default().push(ProcessId {
+                pid,
+                start_ticks: stat.start_ticks,
+            });
         }
     }
     let mut found = Vec::new();
@@ -301,6 +283,15 @@ fn rss_kib(pid: u32) -> io::Result<u64> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0))
+}
+
+/// The process ids in /proc now.
+fn pids() -> impl Iterator<Item = u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse().ok()))
 }
 
 #[cfg(test)]
