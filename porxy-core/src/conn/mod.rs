@@ -218,6 +218,7 @@ impl Conn {
         // Client → upstream may spend half the budget, so that a client that always has data
         // cannot starve the other direction; upstream → client gets the rest.
         let mut budget = DRIVE_BUDGET / 2;
+        self.up.set_last(self.down.state() == PipeState::Done);
         let (up, result) = self.up.pump(
             client,
             &mut self.client.readable,
@@ -232,6 +233,7 @@ impl Conn {
             return self.pipe_failed(e, Side::Client);
         }
         budget += DRIVE_BUDGET - DRIVE_BUDGET / 2;
+        self.down.set_last(self.up.state() == PipeState::Done);
         let (down, result) = self.down.pump(
             upstream,
             &mut self.upstream.readable,

@@ -46,6 +46,9 @@ pub(crate) struct Pumped {
 pub(crate) struct Pipe {
     state: PipeState,
     buf: Option<Buffer>,
+    /// The other direction is over too, so the connection closes as soon as this one is: the
+    /// close sends the FIN, and a `shutdown_write` first would be a syscall for nothing.
+    last: bool,
 }
 
 impl Pipe {
@@ -53,7 +56,13 @@ impl Pipe {
         Pipe {
             state: PipeState::Open,
             buf: None,
+            last: false,
         }
+    }
+
+    /// Tells the pipe whether the other direction is over (see [`Pipe::last`]).
+    pub(crate) fn set_last(&mut self, last: bool) {
+        self.last = last;
     }
 
     pub(crate) fn state(&self) -> PipeState {
@@ -157,7 +166,9 @@ impl Pipe {
                     Err(e) => return Err(PipeError::Source(e)),
                 }
             } else {
-                dst.shutdown_write().map_err(PipeError::Sink)?;
+                if !self.last {
+                    dst.shutdown_write().map_err(PipeError::Sink)?;
+                }
                 self.state = PipeState::Done;
             }
         }
