@@ -292,15 +292,20 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     };
 
     // The point of no return for a takeover: the predecessor stops accepting.
+    let mut took_over = true;
     if let Some(taken) = takeover {
         match taken.confirm() {
             Ok(()) => tracing::info!("took over: the previous porxy stops accepting and drains"),
             Err(e) => {
-                tracing::warn!(error = %e, "the previous porxy did not acknowledge the takeover")
+                // The predecessor gave up waiting and carries on: two processes must not go on
+                // sharing the sockets, so this one lets its connections finish and leaves.
+                tracing::error!(error = %e, "the takeover was not confirmed; stopping, the previous porxy carries on");
+                took_over = false;
+                stopper.graceful();
             }
         }
     }
-    if let Some(socket) = upgrade_socket {
+    if let (Some(socket), true) = (upgrade_socket, took_over) {
         socket.serve(proxy.handle(), stopper.clone(), reloader.clone());
     }
 

@@ -33,6 +33,9 @@ use crate::stopping::Stopper;
 
 /// How long each side waits for the other's next line.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the running porxy waits for its successor's READY: the successor may be waiting
+/// for ports (`--bind-wait`) or resolving names. If it goes away, the wait ends at once.
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most sockets one handover carries (the kernel's limit per message is 253).
 const MAX_SOCKETS: usize = 250;
 /// Largest handover text.
@@ -189,10 +192,18 @@ fn own(fd: RawFd) -> OwnedFd {
 /// running service), and renames it into place afterwards: the path always leads to a porxy
 /// that can be taken over.
 pub(crate) struct UpgradeSocket {
-    listener: UnixListener,
+    listener: Option<UnixListener>,
     path: PathBuf,
-    /// The temporary name to rename from, for a successor.
+    /// The temporary name to rename from, for a successor; removed if never renamed.
     staged: Option<PathBuf>,
+}
+
+impl Drop for UpgradeSocket {
+    fn drop(&mut self) {
+        if let Some(staged) = self.staged.take() {
+            let _ = std::fs::remove_file(staged);
+        }
+    }
 }
 
 impl UpgradeSocket {
@@ -223,7 +234,7 @@ impl UpgradeSocket {
         std::fs::set_permissions(&bind_at, std::fs::Permissions::from_mode(0o600))
             .map_err(io_error)?;
         Ok(UpgradeSocket {
-            listener,
+            listener: Some(listener),
             path: path.to_path_buf(),
             staged: staged.then_some(bind_at),
         })
@@ -231,16 +242,23 @@ impl UpgradeSocket {
 
     /// Puts the socket in place (a successor's replaces its predecessor's) and serves takeover
     /// requests until the process ends. Never fails the running proxy: a problem is logged.
-    pub(crate) fn serve(self, handle: ProxyHandle, stopper: Arc<Stopper>, reloader: Arc<Reloader>) {
+    pub(crate) fn serve(
+        mut self,
+        handle: ProxyHandle,
+        stopper: Arc<Stopper>,
+        reloader: Arc<Reloader>,
+    ) {
         if let Some(staged) = &self.staged {
             if let Err(e) = std::fs::rename(staged, &self.path) {
                 tracing::error!(upgrade = %self.path.display(), error = %e, "cannot put the upgrade socket in place; this porxy cannot be taken over");
-                let _ = std::fs::remove_file(staged);
-                return;
+                return; // Drop removes the staged file.
             }
+            self.staged = None;
         }
         let shown = self.path.display().to_string();
-        let listener = self.listener;
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
         let spawned = std::thread::Builder::new()
             .name("porxy-upgrade".into())
             .spawn(move || {
@@ -314,6 +332,8 @@ fn hand_over(
         return Err(format!("sending the sockets: {e}"));
     }
     line.clear();
+    conn.set_read_timeout(Some(READY_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     let ready = reader.read_line(&mut line);
     if !matches!(ready, Ok(n) if n > 0) || line.trim_end() != "READY" {
         stopper.cancel_control_handover();

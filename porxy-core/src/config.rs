@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::tunnel::spec::TunnelOptions;
+use crate::units::MAX_DURATION;
 
 /// Default bytes buffered per direction of a connection while bytes are in flight.
 ///
@@ -110,6 +111,9 @@ impl ProxyConfig {
             if value.is_zero() {
                 return invalid(name, "must be more than zero".into());
             }
+            if value > MAX_DURATION {
+                return invalid(name, "must be at most 365 days".into());
+            }
         }
         Ok(())
     }
@@ -127,13 +131,15 @@ impl ProxyConfig {
 
     /// The settings a tunnel with these options runs with.
     pub(crate) fn settings_for(&self, options: &TunnelOptions) -> TunnelSettings {
+        // Capped, so that no deadline computed from them can overflow the clock.
+        let cap = |d: Duration| d.min(MAX_DURATION);
         TunnelSettings {
-            connect_timeout: options.connect_timeout.unwrap_or(self.connect_timeout),
-            idle_timeout: options.idle_timeout.unwrap_or(self.idle_timeout),
-            half_closed_timeout: options
+            connect_timeout: cap(options.connect_timeout.unwrap_or(self.connect_timeout)),
+            idle_timeout: cap(options.idle_timeout.unwrap_or(self.idle_timeout)),
+            half_closed_timeout: cap(options
                 .half_closed_timeout
-                .unwrap_or(self.half_closed_timeout),
-            queue_timeout: options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT),
+                .unwrap_or(self.half_closed_timeout)),
+            queue_timeout: cap(options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT)),
         }
     }
 }

@@ -30,6 +30,14 @@ pub enum Error {
         /// The endpoint as written.
         endpoint: String,
     },
+    /// A tunnel lists the same remote twice.
+    #[error("tunnel on {local} lists remote {remote} twice; give it a weight instead (`*N`)")]
+    DuplicateRemote {
+        /// The tunnel's listen address, as written.
+        local: String,
+        /// The remote that appears twice.
+        remote: SocketAddr,
+    },
     /// A tunnel was given no remote address.
     #[error("tunnel on {local} has no remote address")]
     NoRemotes {

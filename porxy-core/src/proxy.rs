@@ -293,6 +293,23 @@ mod tests {
         )));
     }
 
+    /// Regression: a remote listed twice shared one backend between two spec entries, and a
+    /// later REMOVE of it misaligned the tunnel's remotes and backends.
+    #[test]
+    fn a_remote_listed_twice_is_refused() {
+        let spec: TunnelSpec = "127.0.0.1:0=127.0.0.1:9,127.0.0.1:9".parse().unwrap();
+        let err = Proxy::builder()
+            .reactors(1)
+            .tunnel(spec)
+            .start()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("lists remote 127.0.0.1:9 twice; give it a weight instead (`*N`)"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn start_refuses_two_tunnels_on_one_address() {
         // A port the OS just handed out and took back: free for the builder's first tunnel.

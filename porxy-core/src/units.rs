@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `250ms`, `5s`, `1m 30s` or `2h`.
+/// The longest duration porxy takes for any timeout or deadline: 365 days. Longer ones would
+/// overflow a clock reading, and mean "never" anyway.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses a duration such as `250ms`, `5s`, `1m 30s` or `2h`, at most [`MAX_DURATION`].
 ///
 /// A bare number is rejected: a timeout without a unit is a typo waiting to happen.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -15,8 +19,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{text}` has no unit; write it as `{text}s` or `{text}ms`"
         ));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `5s` or `2m` ({e})"))
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `5s` or `2m` ({e})"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than the most porxy takes, 365 days"
+        ));
+    }
+    Ok(duration)
+}
+
+/// `now + duration`, with the duration capped at [`MAX_DURATION`] so that it cannot overflow.
+pub(crate) fn after(now: std::time::Instant, duration: Duration) -> std::time::Instant {
+    now + duration.min(MAX_DURATION)
 }
 
 /// Parses a byte size: a plain number of bytes, or a number with `B`, `KiB`, `MiB` (or `K`, `M`,
@@ -59,6 +74,10 @@ mod tests {
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("300000000000y")
+            .unwrap_err()
+            .contains("365 days"));
+        assert_eq!(parse_duration("365days"), Ok(MAX_DURATION));
     }
 
     #[test]

@@ -170,11 +170,24 @@ impl Backend {
         match self.health() {
             Health::Up => true,
             // Without active checks, a passively-down backend gets a trial once it has rested.
-            Health::Down => {
-                !passive.active_checks
-                    && self.nanos(now) >= self.retry_at_nanos.load(Ordering::Relaxed)
-            }
+            // Without active checks, a passively-down backend that has rested gets one trial
+            // connection at a time: the caller that claims it moves the next trial on.
+            Health::Down => !passive.active_checks && self.claim_trial(now, passive),
         }
+    }
+
+    /// Claims the trial connection of a resting backend, if its rest is over and nobody else
+    /// has claimed it.
+    fn claim_trial(&self, now: Instant, passive: &PassiveHealth) -> bool {
+        let now = self.nanos(now);
+        let due = self.retry_at_nanos.load(Ordering::Acquire);
+        if now < due {
+            return false;
+        }
+        let next = now.saturating_add(passive.fail_timeout.as_nanos() as i64);
+        self.retry_at_nanos
+            .compare_exchange(due, next, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Takes a connection slot, unless the backend is out of service or full. A slot taken
@@ -303,6 +316,11 @@ mod tests {
         assert_eq!(
             b.try_reserve(now + Duration::from_secs(10), &PASSIVE),
             Ok(())
+        );
+        // One trial at a time: until it succeeds or fail_timeout passes again, no other.
+        assert_eq!(
+            b.try_reserve(now + Duration::from_secs(11), &PASSIVE),
+            Err(Unavailable::OutOfService)
         );
         assert!(
             b.connect_succeeded(&PASSIVE),

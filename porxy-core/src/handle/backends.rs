@@ -78,7 +78,8 @@ impl ProxyHandle {
                     .collect();
                 self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;
                 if let Some(deadline) = deadline {
-                    self.close_backend_connections(&target, Instant::now() + deadline);
+                    let at = crate::units::after(Instant::now(), deadline);
+                    self.close_backend_connections(&target, at);
                 }
             }
         }

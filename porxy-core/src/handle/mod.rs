@@ -145,11 +145,7 @@ impl ProxyHandle {
             });
         }
         let local = spec.local.resolve()?;
-        let remotes = spec
-            .remotes
-            .iter()
-            .map(|r| r.endpoint.resolve())
-            .collect::<Result<Vec<_>, _>>()?;
+        let remotes = resolve_remotes(spec)?;
         let mut tunnels = self.tunnels();
         if local.port() != 0 {
             if let Some(old) = tunnels.get(&local).cloned() {
@@ -392,7 +388,7 @@ impl ProxyHandle {
     pub fn stop(&self, mode: StopMode) {
         self.shared.stopping.store(true, Ordering::Relaxed);
         let deadline = match mode {
-            StopMode::Graceful { timeout } => Some(Instant::now() + timeout),
+            StopMode::Graceful { timeout } => Some(crate::units::after(Instant::now(), timeout)),
             StopMode::Now => None,
         };
         self.tunnels().clear();
@@ -489,6 +485,22 @@ impl std::fmt::Debug for ProxyHandle {
             .field("reactors", &self.shared.reactors.len())
             .finish()
     }
+}
+
+/// Resolves a spec's remotes; the same address twice is refused (a weight says "twice as much").
+pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
+    let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
+    for remote in &spec.remotes {
+        let addr = remote.endpoint.resolve()?;
+        if remotes.contains(&addr) {
+            return Err(Error::DuplicateRemote {
+                local: spec.local.to_string(),
+                remote: addr,
+            });
+        }
+        remotes.push(addr);
+    }
+    Ok(remotes)
 }
 
 /// A listening, non-blocking socket on `addr` (SO_REUSEADDR; IPv6 sockets are IPv6 only).

@@ -148,12 +148,7 @@ fn resolve_all(specs: &[TunnelSpec]) -> Result<Vec<Planned<'_>>, Error> {
             }));
         }
         let local = spec.local.resolve().map_err(failed)?;
-        let remotes = spec
-            .remotes
-            .iter()
-            .map(|r| r.endpoint.resolve())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
+        let remotes = super::resolve_remotes(spec).map_err(failed)?;
         if local.port() != 0 && planned.iter().any(|p| p.local == local) {
             return Err(failed(Error::AlreadyListening(local)));
         }

@@ -163,7 +163,8 @@ impl Reactor {
         }
     }
 
-    /// Gives queued connections the slots that may have freed up, oldest first.
+    /// Gives queued connections the slots that may have freed up, oldest first; each waiting
+    /// connection is looked at once per round.
     pub(super) fn serve_queue(&mut self, now: Instant) {
         self.retry_queue = false;
         for _ in 0..self.queued.len() {
@@ -177,13 +178,9 @@ impl Reactor {
             if !waiting {
                 continue; // Timed out or closed meanwhile.
             }
-            if self.assign_backend(key, None, now) == Assigned::Queued {
-                // Still full: it went back to the end; it keeps its place at the front instead.
-                if let Some(entry) = self.queued.pop_back() {
-                    self.queued.push_front(entry);
-                }
-                return;
-            }
+            // Still full, it goes back to the end: the waiting connections keep their order,
+            // and one tunnel's full backends hold up no other tunnel's clients.
+            self.assign_backend(key, None, now);
         }
     }
 

@@ -21,6 +21,7 @@ use crate::config::{
 };
 use crate::generation::Generation;
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
+use crate::units::MAX_DURATION;
 use spec::{Remote, TunnelSpec};
 
 /// Identifies a tunnel across replacements of its remotes or options.
@@ -102,12 +103,16 @@ impl Tunnel {
             })
             .collect();
         let check = options.check.unwrap_or(false).then(|| {
-            let interval = options.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+            let interval = options
+                .check_interval
+                .unwrap_or(DEFAULT_CHECK_INTERVAL)
+                .min(MAX_DURATION);
             CheckConfig {
                 interval,
                 timeout: options
                     .check_timeout
-                    .unwrap_or(DEFAULT_CHECK_TIMEOUT.min(interval)),
+                    .unwrap_or(DEFAULT_CHECK_TIMEOUT.min(interval))
+                    .min(MAX_DURATION),
                 rise: options.rise.unwrap_or(DEFAULT_RISE),
                 fall: options.fall.unwrap_or(DEFAULT_FALL),
                 send: options.check_send.clone().map(String::into_bytes),
