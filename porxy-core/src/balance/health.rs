@@ -140,7 +140,13 @@ impl Checker {
                     config,
                     tunnel,
                 }) => {
-                    let next_at = Instant::now();
+                    // Watching a backend already watched (a tunnel change that kept it) keeps
+                    // its rise/fall counts: only the settings change.
+                    if let Some(w) = self.watched.get_mut(&id(&backend)) {
+                        w.config = config;
+                        w.tunnel = tunnel;
+                        continue;
+                    }
                     self.watched.insert(
                         id(&backend),
                         Watched {
@@ -149,7 +155,7 @@ impl Checker {
                             tunnel,
                             ok_in_row: 0,
                             failed_in_row: 0,
-                            next_at,
+                            next_at: Instant::now(),
                             probe: None,
                         },
                     );

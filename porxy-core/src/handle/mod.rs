@@ -225,17 +225,23 @@ impl ProxyHandle {
             &self.shared.config,
             Some(old),
         ));
-        for backend in &old.balancer.backends {
-            if !tunnel
-                .balancer
-                .backends
-                .iter()
-                .any(|b| Arc::ptr_eq(b, backend))
-            {
-                backend.set_admin(AdminState::Removing);
-            }
+        let dropped: Vec<Arc<Backend>> = old
+            .balancer
+            .backends
+            .iter()
+            .filter(|b| !tunnel.balancer.backends.iter().any(|n| Arc::ptr_eq(n, b)))
+            .cloned()
+            .collect();
+        for backend in &dropped {
+            backend.set_admin(AdminState::Removing);
         }
-        self.unwatch(old.balancer.backends.iter());
+        // Backends carried over keep their health-check counts; only dropped ones (or all, when
+        // the new version has no checks) stop being checked.
+        if tunnel.check.is_some() {
+            self.unwatch(dropped.iter());
+        } else {
+            self.unwatch(old.balancer.backends.iter());
+        }
         self.watch(&tunnel);
         tunnels.insert(old.local, tunnel.clone());
         self.shared
