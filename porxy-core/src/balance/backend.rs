@@ -79,8 +79,10 @@ pub(crate) struct PassiveHealth {
 /// The shared runtime state of one upstream server.
 pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
-    pub(crate) weight: u32,
-    pub(crate) max_conns: Option<u32>,
+    /// Share of the load (at least 1); an operator may change it while the backend serves.
+    weight: AtomicU32,
+    /// Most connections at once; 0 for no limit. Changeable like `weight`.
+    max_conns: AtomicU32,
     admin: AtomicU8,
     health: AtomicU8,
     fails_in_row: AtomicU32,
@@ -105,8 +107,8 @@ impl Backend {
     pub(crate) fn new(addr: SocketAddr, weight: u32, max_conns: Option<u32>) -> Self {
         Backend {
             addr,
-            weight: weight.max(1),
-            max_conns,
+            weight: AtomicU32::new(weight.max(1)),
+            max_conns: AtomicU32::new(max_conns.unwrap_or(0)),
             admin: AtomicU8::new(AdminState::Enabled as u8),
             health: AtomicU8::new(Health::Up as u8),
             fails_in_row: AtomicU32::new(0),
@@ -116,6 +118,24 @@ impl Backend {
             total: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn max_conns(&self) -> Option<u32> {
+        match self.max_conns.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Changes the weight and connection limit; connections and health go on as they are.
+    pub(crate) fn set_limits(&self, weight: u32, max_conns: Option<u32>) {
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+        self.max_conns
+            .store(max_conns.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub(crate) fn admin(&self) -> AdminState {
@@ -200,7 +220,7 @@ impl Backend {
         if !self.in_service(now, passive) {
             return Err(Unavailable::OutOfService);
         }
-        let reserved = match self.max_conns {
+        let reserved = match self.max_conns() {
             None => {
                 self.open.fetch_add(1, Ordering::Relaxed);
                 true

@@ -210,7 +210,7 @@ impl Balancer {
     /// Open connections per unit of weight.
     fn load(&self, index: usize) -> f64 {
         let b = &self.backends[index];
-        b.open() as f64 / f64::from(b.weight)
+        b.open() as f64 / f64::from(b.weight())
     }
 }
 
@@ -221,11 +221,11 @@ fn smooth_schedule(backends: &[Arc<Backend>]) -> Vec<usize> {
         return vec![0];
     }
     // Bounded: weights are scaled down so the schedule stays short.
-    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight())).sum();
     let scale = total.div_ceil(4096).max(1);
     let weights: Vec<i64> = backends
         .iter()
-        .map(|b| (u64::from(b.weight) / scale).max(1) as i64)
+        .map(|b| (u64::from(b.weight()) / scale).max(1) as i64)
         .collect();
     let total: i64 = weights.iter().sum();
     let mut credit = vec![0i64; weights.len()];
@@ -250,7 +250,7 @@ fn rendezvous_score(client: IpAddr, backend: &Backend) -> f64 {
     backend.addr.hash(&mut hasher);
     // A uniform value in (0, 1), then weight / -ln(u): the weighted form of rendezvous hashing.
     let u = ((hasher.finish() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    f64::from(backend.weight) / -u.ln()
+    f64::from(backend.weight()) / -u.ln()
 }
 
 /// A uniform index below `n`, from a per-thread xorshift generator.

@@ -2,7 +2,7 @@
 //!
 //! A [`Tunnel`] is immutable and shared as `Arc`: the listener hands it to reactors with every
 //! accepted connection, and a connection keeps the one it started with. Changing a tunnel builds
-//! a new `Tunnel` with the same id and counters; backends that did not change are carried over
+//! a new `Tunnel` with the same id and counters; backends at the same address are carried over
 //! (the same `Arc<Backend>`), so their counters and health go on.
 
 pub(crate) mod endpoint;
@@ -71,7 +71,8 @@ impl Lineage {
 
 impl Tunnel {
     /// Builds a tunnel version from a spec whose remotes resolved to `remotes` (same order).
-    /// Backends of `previous` with the same address, weight and limit are carried over.
+    /// Backends of `previous` with the same address are carried over, with the weight and limit
+    /// the spec gives now.
     pub(crate) fn build(
         lineage: Lineage,
         spec: &TunnelSpec,
@@ -92,14 +93,15 @@ impl Tunnel {
             .zip(remotes)
             .map(|(remote, addr)| {
                 let max_conns = remote.max_conns.or(options.max_conns);
-                previous
-                    .and_then(|p| {
-                        p.balancer.backends.iter().find(|b| {
-                            b.addr == *addr && b.weight == remote.weight && b.max_conns == max_conns
-                        })
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(*addr, remote.weight, max_conns)))
+                // The same address is the same backend: its connections, health and limit go
+                // on, with the new weight and limit.
+                match previous.and_then(|p| p.balancer.backends.iter().find(|b| b.addr == *addr)) {
+                    Some(backend) => {
+                        backend.set_limits(remote.weight, max_conns);
+                        backend.clone()
+                    }
+                    None => Arc::new(Backend::new(*addr, remote.weight, max_conns)),
+                }
             })
             .collect();
         let check = options.check.unwrap_or(false).then(|| {
@@ -167,7 +169,7 @@ impl Tunnel {
             .filter(|b| !(b.state() == BackendState::Removing && b.open() == 0))
             .map(|b| BackendStatus {
                 addr: b.addr,
-                weight: b.weight,
+                weight: b.weight(),
                 state: b.state(),
                 open: b.open(),
                 total: b.total(),
@@ -199,5 +201,48 @@ impl std::fmt::Debug for Tunnel {
             .field("local", &self.local)
             .field("backends", &self.balancer.backends)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::backend::Health;
+
+    fn build(spec: &str, previous: Option<&Tunnel>) -> Tunnel {
+        let spec: TunnelSpec = spec.parse().unwrap();
+        let remotes: Vec<SocketAddr> = spec
+            .remotes
+            .iter()
+            .map(|r| r.endpoint.resolve().unwrap())
+            .collect();
+        let lineage = Lineage {
+            id: TunnelId(1),
+            local: "127.0.0.1:1".parse().unwrap(),
+            stats: Arc::new(TunnelStats::new(1)),
+            generation: Arc::new(Generation::new(1)),
+        };
+        Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous)
+    }
+
+    /// Regression: a new weight or limit made a new backend for the same address, so the old
+    /// and the new one each counted toward their own limit, and health started over.
+    #[test]
+    fn a_new_weight_or_limit_keeps_the_backend() {
+        let first = build("127.0.0.1:1=127.0.0.1:9[max_conns=5]", None);
+        let backend = first.balancer.backends[0].clone();
+        let passive = first.balancer.passive;
+        backend
+            .try_reserve(std::time::Instant::now(), &passive)
+            .unwrap();
+        backend.set_health(Health::Down);
+
+        let second = build("127.0.0.1:1=127.0.0.1:9*3[max_conns=7]", Some(&first));
+        let kept = &second.balancer.backends[0];
+        assert!(Arc::ptr_eq(kept, &backend), "the same backend goes on");
+        assert_eq!((kept.weight(), kept.max_conns()), (3, Some(7)));
+        assert_eq!(kept.open(), 1, "its connection still counts");
+        assert_eq!(kept.health(), Health::Down, "its health goes on");
+        assert!(second.leaving.is_empty());
     }
 }
