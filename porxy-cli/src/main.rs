@@ -292,20 +292,29 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     };
 
     // The point of no return for a takeover: the predecessor stops accepting.
-    let mut took_over = true;
+    let mut unconfirmed = None;
     if let Some(taken) = takeover {
         match taken.confirm() {
             Ok(()) => tracing::info!("took over: the previous porxy stops accepting and drains"),
             Err(e) => {
                 // The predecessor gave up waiting and carries on: two processes must not go on
-                // sharing the sockets, so this one lets its connections finish and leaves.
+                // sharing the sockets, so this one lets its connections finish, prints no
+                // READY line, and leaves with the error.
                 tracing::error!(error = %e, "the takeover was not confirmed; stopping, the previous porxy carries on");
-                took_over = false;
                 stopper.graceful();
+                unconfirmed = Some(e);
             }
         }
     }
-    if let (Some(socket), true) = (upgrade_socket, took_over) {
+    if let Some(e) = unconfirmed {
+        let report = proxy.join();
+        watcher.finish();
+        if let Ok(report) = report {
+            tracing::info!(cut = report.cut, "the unconfirmed porxy has drained");
+        }
+        return Err(CliError::Upgrade(e));
+    }
+    if let Some(socket) = upgrade_socket {
         socket.serve(proxy.handle(), stopper.clone(), reloader.clone());
     }
 

@@ -167,6 +167,12 @@ impl Takeover {
                 path: self.path.clone(),
                 source,
             })?;
+        if reply.is_empty() {
+            return Err(UpgradeError::Protocol {
+                path: self.path.clone(),
+                what: "the running porxy closed the connection without answering READY".into(),
+            });
+        }
         if reply.trim_end() != "OK" {
             return Err(UpgradeError::Protocol {
                 path: self.path.clone(),
@@ -339,9 +345,14 @@ fn hand_over(
         stopper.cancel_control_handover();
         return Err("the new porxy went away before it was ready".into());
     }
+    // OK goes out before this process stops: with nothing to drain it exits at once, and a
+    // successor that never read OK would give up the takeover, leaving nobody to serve.
+    let mut conn = conn;
+    if let Err(e) = conn.write_all(b"OK\n") {
+        stopper.cancel_control_handover();
+        return Err(format!("the new porxy went away before it read OK: {e}"));
+    }
     tracing::info!("the new porxy accepts now; this one stops accepting and drains");
     stopper.graceful();
-    let mut conn = conn;
-    let _ = conn.write_all(b"OK\n");
     Ok(true)
 }

@@ -6,10 +6,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{spec_to, EXIT, WAIT};
+use super::{spec_to, EXIT};
 use crate::support::load::LoadReport;
 use crate::support::process::{Porxy, TempDir};
-use crate::support::{wait_for, Backend};
+use crate::support::Backend;
 
 /// Porxy processes that replace one another through the upgrade socket in a temp dir.
 pub(super) struct Chain {
@@ -65,15 +65,15 @@ impl Chain {
         args
     }
 
-    /// Starts the first porxy, and waits until it serves the upgrade socket.
+    /// Starts the first porxy, and checks it serves the upgrade socket.
     pub(super) fn first(&mut self) -> Porxy {
         let porxy = start(&self.first_args());
-        self.wait_served();
+        self.assert_served();
         porxy
     }
 
-    /// Starts a successor, which takes over from the last one started, and waits until it
-    /// serves the upgrade socket in turn.
+    /// Starts a successor, which takes over from the last one started, and checks it serves
+    /// the upgrade socket in turn.
     pub(super) fn successor(&mut self) -> Porxy {
         self.successor_with(&[])
     }
@@ -83,23 +83,19 @@ impl Chain {
         let mut args = self.successor_args();
         args.extend(extra.iter().map(|a| a.to_string()));
         let porxy = start(&args);
-        self.wait_served();
+        self.assert_served();
         porxy
     }
 
-    /// Waits until a porxy serves the upgrade socket, other than the one that did before.
-    ///
-    /// The READY line cannot tell: porxy prints it before it serves its upgrade socket (a
-    /// successor even before the takeover is confirmed and the old process has let go of the
-    /// path), so a successor started on READY may find no socket there. The test
-    /// `ready_means_a_successor_can_take_over` pins that bug; the other tests wait here.
-    fn wait_served(&mut self) {
+    /// Checks that the porxy just started (its READY line seen) serves the upgrade socket, in
+    /// place of the one that did before: READY promises that a successor can take over now.
+    #[track_caller]
+    fn assert_served(&mut self) {
         let previous = self.serving;
-        let now = wait_for(
-            WAIT,
-            "a new porxy to serve the upgrade socket",
-            || socket_file(&self.up),
-            |file| file.is_some() && *file != previous,
+        let now = socket_file(&self.up);
+        assert!(
+            now.is_some() && now != previous,
+            "after READY, a new porxy serves the upgrade socket (before: {previous:?}, now: {now:?})"
         );
         self.serving = now;
     }

@@ -169,3 +169,54 @@ fn successor_failing_after_confirming_leaves_a_server() {
     });
     finish(connect_to(tunnel, b'X', "after the failed upgrade"));
 }
+
+/// A predecessor that hands its sockets over and goes away without answering the successor's
+/// `READY` (it crashed, say): the successor never knows the takeover is complete, so it prints
+/// no READY line, lets its connections finish, and exits 1 naming what went wrong.
+#[test]
+fn unconfirmed_takeover_prints_no_ready_and_exits_1() {
+    use sendfd::SendWithFd;
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixListener;
+
+    let backend = Backend::greeting_echo(b"X");
+    let dir = TempDir::new();
+    let path = dir.path().join("up.sock");
+    let upgrade = UnixListener::bind(&path).unwrap();
+    let tunnel = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tunnel_addr = tunnel.local_addr().unwrap();
+    let predecessor = std::thread::spawn(move || {
+        let (conn, _) = upgrade.accept().unwrap();
+        conn.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "TAKEOVER\n");
+        let text = format!("tunnel cli-1 {tunnel_addr}\nEND\n");
+        conn.send_with_fd(text.as_bytes(), &[tunnel.as_raw_fd()])
+            .unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        // Goes away here instead of answering OK.
+        line
+    });
+
+    let spec = spec_to(&backend);
+    let path_arg = path.display().to_string();
+    let out = run(&["--tunnel", &spec, "--takeover", &path_arg], RUN_TIMEOUT);
+    assert_eq!(
+        predecessor.join().unwrap(),
+        "READY\n",
+        "the successor said READY"
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(!out.stdout.contains("READY"), "no READY line: {out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "upgrade socket {path_arg}: the running porxy closed the connection without answering READY"
+        )),
+        "the error says what happened: {}",
+        out.stderr
+    );
+}
