@@ -332,6 +332,9 @@ impl Lift<'_> {
             }
         }
         self.balancing(raw, &mut options, &key)?;
+        options
+            .check(remotes.len())
+            .map_err(|message| self.error(name.span().start, here.clone(), message))?;
         Ok(NamedTunnel {
             name: name.get_ref().clone(),
             spec: TunnelSpec::new(local, remotes).with_options(options),
@@ -350,8 +353,19 @@ impl Lift<'_> {
         let text = |v: &Spanned<RawDuration>| (v.span(), v.get_ref().0.clone());
         let number = |v: &Spanned<i64>| (v.span(), v.get_ref().to_string());
         let string = |v: &Spanned<String>| (v.span(), v.get_ref().clone());
+        let size = |v: &Spanned<RawSize>| {
+            let text = match v.get_ref() {
+                RawSize::Bytes(n) => n.to_string(),
+                RawSize::Text(t) => t.clone(),
+            };
+            (v.span(), text)
+        };
         let check = raw.check.as_ref();
         let values = [
+            ("mode", "mode", raw.mode.as_ref().map(string)),
+            ("reply", "reply", raw.reply.as_ref().map(string)),
+            ("max_lag", "max_lag", raw.max_lag.as_ref().map(size)),
+            ("min_live", "min_live", raw.min_live.as_ref().map(number)),
             ("strategy", "strategy", raw.strategy.as_ref().map(string)),
             ("attempts", "attempts", raw.attempts.as_ref().map(number)),
             ("max_conns", "max_conns", raw.max_conns.as_ref().map(number)),

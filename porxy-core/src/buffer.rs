@@ -89,6 +89,11 @@ impl BufferPool {
         }
     }
 
+    /// The size of every buffer it gives.
+    pub(crate) fn buffer_size(&self) -> usize {
+        self.size
+    }
+
     /// An empty buffer, from the stock when there is one.
     pub(crate) fn take(&mut self) -> Buffer {
         #[cfg(test)]

@@ -44,6 +44,14 @@ pub enum Error {
         /// The tunnel's listen address, as written.
         local: String,
     },
+    /// A tunnel's options do not fit together (a fan-out option without `mode=fanout`, ...).
+    #[error("tunnel on {local}: {message}")]
+    Options {
+        /// The tunnel's listen address, as written.
+        local: String,
+        /// What does not fit.
+        message: String,
+    },
     /// The listening socket could not be set up (address in use, no permission, ...).
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -11,6 +11,7 @@ use crate::balance::backend::BackendState;
 use crate::balance::Strategy;
 use crate::conn::close::CloseReason;
 use crate::generation::GenerationStatus;
+use crate::tunnel::mode::{Reply, TunnelMode};
 
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
 #[inline]
@@ -86,6 +87,8 @@ impl TunnelStats {
         local: SocketAddr,
         spec: String,
         strategy: Strategy,
+        mode: TunnelMode,
+        reply: Option<Reply>,
         backends: Vec<BackendStatus>,
     ) -> TunnelStatus {
         let mut closes = [0u64; CloseReason::ALL.len()];
@@ -101,6 +104,8 @@ impl TunnelStats {
                 .collect(),
             spec,
             strategy,
+            mode,
+            reply,
             backends,
             open: self.sum(|s| &s.open),
             accepted: self.sum(|s| &s.accepted),
@@ -173,8 +178,12 @@ pub struct TunnelStatus {
     pub remotes: Vec<SocketAddr>,
     /// The tunnel expression it was opened with.
     pub spec: String,
-    /// How connections are spread over the backends.
+    /// How connections are spread over the backends (balance mode).
     pub strategy: Strategy,
+    /// Balance over the remotes, or copy every client to all of them.
+    pub mode: TunnelMode,
+    /// Fan-out: whose replies reach the client (`None` in balance mode).
+    pub reply: Option<Reply>,
     /// Every backend, in the tunnel's order (a removed one until its last connection ends).
     pub backends: Vec<BackendStatus>,
     /// Connections open now.
@@ -207,6 +216,10 @@ pub struct BackendStatus {
     pub total: u64,
     /// Connects to it that failed.
     pub failures: u64,
+    /// Fan-out: bytes sent to it (0 in balance mode).
+    pub bytes_sent: u64,
+    /// Fan-out: connections it was dropped from for falling more than `max_lag` behind.
+    pub lag_drops: u64,
 }
 
 /// Ended connections counted by [`CloseReason`].

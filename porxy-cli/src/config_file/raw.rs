@@ -95,6 +95,14 @@ pub(super) struct RawListener {
     pub(super) fail_timeout: Option<Spanned<RawDuration>>,
     /// `[listeners.NAME.check]`: active health checks, on when the table is there.
     pub(super) check: Option<RawCheck>,
+    /// `balance` (the default) or `fanout`.
+    pub(super) mode: Option<Spanned<String>>,
+    /// Fan-out: `primary` or `none`.
+    pub(super) reply: Option<Spanned<String>>,
+    /// Fan-out: bytes a destination may fall behind.
+    pub(super) max_lag: Option<Spanned<RawSize>>,
+    /// Fan-out: fewest live destinations.
+    pub(super) min_live: Option<Spanned<i64>>,
 }
 
 /// `[listeners.NAME.check]`.

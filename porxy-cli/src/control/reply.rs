@@ -216,12 +216,16 @@ fn full_status(status: &Status) -> String {
             .nonzero()
             .map(|(reason, n)| format!("{reason}:{n}"))
             .collect();
+        let how = match t.reply {
+            Some(reply) => format!("mode=fanout reply={reply}"),
+            None => format!("strategy={}", t.strategy),
+        };
         let _ = writeln!(
             out,
-            "tunnel {} remotes={} strategy={} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
+            "tunnel {} remotes={} {} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
             t.local,
             remotes.join(","),
-            t.strategy,
+            how,
             t.open,
             t.accepted,
             t.bytes_to_upstream,
@@ -230,11 +234,19 @@ fn full_status(status: &Status) -> String {
             if closes.is_empty() { "-".to_string() } else { closes.join(",") },
         );
         for b in &t.backends {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "  backend {} state={} weight={} open={} total={} failures={}",
                 b.addr, b.state, b.weight, b.open, b.total, b.failures
             );
+            if t.reply.is_some() {
+                let _ = write!(
+                    out,
+                    " bytes_sent={} lag_drops={}",
+                    b.bytes_sent, b.lag_drops
+                );
+            }
+            out.push('\n');
         }
     }
     for r in &status.reactors {

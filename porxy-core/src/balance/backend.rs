@@ -3,7 +3,8 @@
 //!
 //! A `Backend` is shared (as `Arc`) by every reactor, by the health checker and by every version
 //! of its tunnel, so its state lives in atomics. It is touched once per connection (reserve a
-//! slot, release it, count a failure), never per byte.
+//! slot, release it, count a failure), never per byte; a fan-out destination also adds the bytes
+//! it was sent once per drive.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -92,6 +93,10 @@ pub(crate) struct Backend {
     open: AtomicU64,
     total: AtomicU64,
     failures: AtomicU64,
+    /// Fan-out: bytes sent to it.
+    sent: AtomicU64,
+    /// Fan-out: connections it was dropped from for falling too far behind.
+    lag_drops: AtomicU64,
 }
 
 /// Why a slot could not be had.
@@ -117,6 +122,8 @@ impl Backend {
             open: AtomicU64::new(0),
             total: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            lag_drops: AtomicU64::new(0),
         }
     }
 
@@ -276,6 +283,26 @@ impl Backend {
 
     pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Fan-out: counts `n` more bytes sent to it.
+    pub(crate) fn add_sent(&self, n: u64) {
+        if n > 0 {
+            self.sent.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Fan-out: counts a connection it was dropped from for lagging.
+    pub(crate) fn lag_dropped(&self) {
+        self.lag_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lag_drops(&self) -> u64 {
+        self.lag_drops.load(Ordering::Relaxed)
     }
 
     /// Nanoseconds from the backend's creation to `now` (negative for an earlier `now`).

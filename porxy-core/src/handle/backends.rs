@@ -27,6 +27,12 @@ impl ProxyHandle {
         }
         let mut spec = old.spec.clone();
         spec.remotes.push(remote);
+        spec.options
+            .check(spec.remotes.len())
+            .map_err(|message| Error::Options {
+                local: local.to_string(),
+                message,
+            })?;
         let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
         remotes.push(addr);
         self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;

@@ -494,7 +494,14 @@ impl std::fmt::Debug for ProxyHandle {
 }
 
 /// Resolves a spec's remotes; the same address twice is refused (a weight says "twice as much").
+/// The options are checked first, as a whole.
 pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
+    spec.options
+        .check(spec.remotes.len())
+        .map_err(|message| Error::Options {
+            local: spec.local.to_string(),
+            message,
+        })?;
     let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
     for remote in &spec.remotes {
         let addr = remote.endpoint.resolve()?;

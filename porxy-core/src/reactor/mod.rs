@@ -16,6 +16,7 @@
 //! - a connection holds a slot on at most one backend (`Slot::backend`), given back exactly once:
 //!   when it closes, or when its connect fails and it moves on.
 
+mod fanout;
 pub(crate) mod token;
 mod upstream;
 
@@ -115,6 +116,11 @@ pub(crate) struct Reactor {
     retry_queue: bool,
     /// Backends whose connections are to be closed at a deadline (removal).
     backend_deadlines: Vec<(Instant, Arc<Backend>)>,
+    /// Fan-out connections, apart from the relayed ones, with their own timers.
+    fans: Slab<fanout::FanSlot>,
+    fan_timers: crate::timer::TimerQueue,
+    /// Fan-out connections whose drive ran out of budget.
+    fan_again: Vec<(usize, u64)>,
 }
 
 impl Reactor {
@@ -141,6 +147,9 @@ impl Reactor {
             queued: VecDeque::new(),
             retry_queue: false,
             backend_deadlines: Vec::new(),
+            fans: Slab::new(),
+            fan_timers: Default::default(),
+            fan_again: Vec::new(),
         };
         Ok((reactor, mailbox))
     }
@@ -151,12 +160,12 @@ impl Reactor {
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.stopping {
-                if self.slab.is_empty() {
+                if self.slab.is_empty() && self.fans.is_empty() {
                     break;
                 }
                 if deadline.is_none_or(|d| now >= d) {
-                    self.cut += self.slab.len() as u64;
-                    self.abort_where(|_| true, CloseReason::ProxyStopped, now);
+                    self.cut += (self.slab.len() + self.fans.len()) as u64;
+                    self.abort_all(CloseReason::ProxyStopped, now);
                     break;
                 }
             }
@@ -167,8 +176,8 @@ impl Reactor {
                 }
                 // The event queue itself failed: nothing can be relayed any more.
                 tracing::error!(reactor = self.index, error = %e, "poll failed; closing this reactor's connections");
-                self.cut += self.slab.len() as u64;
-                self.abort_where(|_| true, CloseReason::LocalResource, Instant::now());
+                self.cut += (self.slab.len() + self.fans.len()) as u64;
+                self.abort_all(CloseReason::LocalResource, Instant::now());
                 break;
             }
             let now = Instant::now();
@@ -178,22 +187,25 @@ impl Reactor {
                     woken = true;
                     continue;
                 }
-                let Some((key, side)) = token::parse(event.token()) else {
-                    continue;
-                };
                 let ready = Readiness {
                     readable: event.is_readable(),
                     writable: event.is_writable(),
                     failed: event.is_error() || event.is_read_closed() || event.is_write_closed(),
                 };
-                self.on_event(key, side, ready, now);
+                if let Some((key, side)) = token::parse(event.token()) {
+                    self.on_event(key, side, ready, now);
+                } else if let Some((key, socket)) = token::parse_fan(event.token()) {
+                    self.on_fan_event(key, socket, ready, now);
+                }
             }
             for (key, id) in std::mem::take(&mut self.again) {
                 if self.slab.get(key).is_some_and(|s| s.id == id) {
                     self.drive(key, now);
                 }
             }
+            self.drive_fans_again(now);
             self.fire_timers(now);
+            self.fire_fan_timers(now, TIMERS_PER_ROUND);
             self.fire_backend_deadlines(now);
             if woken || self.more_messages {
                 self.handle_messages(now);
@@ -206,13 +218,14 @@ impl Reactor {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() || self.more_messages {
+        if !self.again.is_empty() || !self.fan_again.is_empty() || self.more_messages {
             return Some(Duration::ZERO);
         }
         // Slots freed on other reactors send no word: queued connections look again shortly.
         let queue_tick = (!self.queued.is_empty()).then(|| now + QUEUE_TICK);
         let next = [
             self.timers.next(),
+            self.fan_timers.next(),
             self.stopping.flatten(),
             queue_tick,
             self.backend_deadlines.iter().map(|(at, _)| *at).min(),
@@ -340,6 +353,7 @@ impl Reactor {
         self.backend_deadlines = later;
         for (_, backend) in due {
             self.abort_where(|s| s.on_backend(&backend), CloseReason::BackendRemoved, now);
+            self.close_fan_backend(&backend, now);
         }
     }
 
@@ -347,9 +361,13 @@ impl Reactor {
         self.more_messages = false;
         for _ in 0..MESSAGES_PER_ROUND {
             match self.rx.try_recv() {
+                Ok(ReactorMsg::Adopt(accepted)) if accepted.tunnel.fanout.is_some() => {
+                    self.adopt_fanout(accepted, now)
+                }
                 Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, now),
                 Ok(ReactorMsg::CloseTunnel(id)) => {
-                    self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now)
+                    self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now);
+                    self.abort_fans_where(|t| t.id == id, CloseReason::TunnelClosed);
                 }
                 Ok(ReactorMsg::CloseBackend { backend, at }) => {
                     if at <= now {
@@ -358,6 +376,7 @@ impl Reactor {
                             CloseReason::BackendRemoved,
                             now,
                         );
+                        self.close_fan_backend(&backend, now);
                     } else {
                         self.backend_deadlines.push((at, backend));
                     }
@@ -365,7 +384,7 @@ impl Reactor {
                 Ok(ReactorMsg::Stop { deadline }) => {
                     debug!(
                         reactor = self.index,
-                        open = self.slab.len(),
+                        open = self.slab.len() + self.fans.len(),
                         "reactor stopping"
                     );
                     self.stopping = Some(earlier_stop(self.stopping, deadline));
@@ -440,6 +459,12 @@ impl Reactor {
             span,
         });
         self.assign_backend(key, None, now);
+    }
+
+    /// Ends every connection, relayed and fan-out, with `reason`.
+    fn abort_all(&mut self, reason: CloseReason, now: Instant) {
+        self.abort_where(|_| true, reason, now);
+        self.abort_fans_where(|_| true, reason);
     }
 
     /// Ends every connection `select` picks, with `reason`.

@@ -1,8 +1,10 @@
 //! How a mio token names a socket: the connection's slab key and the socket's place in it.
 //!
-//! `token = key << SOCKET_BITS | socket`. Socket 0 is the client; 1 is the upstream (and fan-out
-//! will number further upstreams after it). [`WAKER_TOKEN`](crate::mailbox::WAKER_TOKEN) is
-//! `usize::MAX`, beyond any key a slab reaches.
+//! `token = key << SOCKET_BITS | socket`. For a relayed connection, socket 0 is the client and 1
+//! the upstream, and the key is in the reactor's connection slab. For a fan-out connection, the
+//! socket number has [`FANOUT`] set: `FANOUT | 0` is the client and `FANOUT | (i + 1)`
+//! destination `i`, and the key is in the fan-out slab. [`WAKER_TOKEN`](crate::mailbox::WAKER_TOKEN)
+//! is `usize::MAX`, beyond any key a slab reaches.
 
 use mio::Token;
 
@@ -17,6 +19,38 @@ pub(crate) fn token(key: usize, side: Side) -> Token {
         Side::Upstream => 1,
     };
     Token((key << SOCKET_BITS) | socket)
+}
+
+/// The bit that marks a fan-out connection's socket.
+const FANOUT: usize = 0x80;
+
+/// A socket of a fan-out connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FanSocket {
+    Client,
+    /// Destination `i` (at most 126).
+    Dest(usize),
+}
+
+pub(crate) fn fan_token(key: usize, socket: FanSocket) -> Token {
+    let n = match socket {
+        FanSocket::Client => 0,
+        FanSocket::Dest(i) => (i + 1).min(SOCKET_MASK & !FANOUT),
+    };
+    Token((key << SOCKET_BITS) | FANOUT | n)
+}
+
+/// The fan-out slab key and socket a token names, or `None` if it names no fan-out socket.
+pub(crate) fn parse_fan(token: Token) -> Option<(usize, FanSocket)> {
+    let socket = token.0 & SOCKET_MASK;
+    if token.0 == usize::MAX || socket & FANOUT == 0 {
+        return None;
+    }
+    let socket = match socket & !FANOUT {
+        0 => FanSocket::Client,
+        n => FanSocket::Dest(n - 1),
+    };
+    Some((token.0 >> SOCKET_BITS, socket))
 }
 
 /// The slab key and side a token names, or `None` for a token no connection socket has.
@@ -41,5 +75,18 @@ mod tests {
             }
         }
         assert_eq!(parse(Token(2)), None);
+    }
+
+    #[test]
+    fn fan_out_tokens_round_trip_apart_from_relay_ones() {
+        for key in [0, 1, 4095, usize::MAX >> SOCKET_BITS >> 1] {
+            for socket in [FanSocket::Client, FanSocket::Dest(0), FanSocket::Dest(63)] {
+                let t = fan_token(key, socket);
+                assert_eq!(parse_fan(t), Some((key, socket)));
+                assert_eq!(parse(t), None, "not a relay socket");
+            }
+            assert_eq!(parse_fan(token(key, Side::Upstream)), None);
+        }
+        assert_eq!(parse_fan(crate::mailbox::WAKER_TOKEN), None);
     }
 }

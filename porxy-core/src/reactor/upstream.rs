@@ -49,7 +49,8 @@ impl Reactor {
                     slot.backend = Some(index);
                     let addr = slot.tunnel.balancer.backends[index].addr;
                     slot.span.record("upstream", tracing::field::display(addr));
-                    match start_connect(self.poll.registry(), addr, key) {
+                    let token = token::token(key, Side::Upstream);
+                    match start_connect(self.poll.registry(), addr, token) {
                         Ok(stream) => {
                             slot.upstream = Some(stream);
                             slot.conn.restart_connect(now);
@@ -205,20 +206,20 @@ fn release_backend(slot: &mut Slot) -> bool {
     true
 }
 
-/// Starts a non-blocking connect to `addr`, registered as connection `key`'s upstream.
-fn start_connect(registry: &Registry, addr: SocketAddr, key: usize) -> io::Result<TcpStream> {
+/// Starts a non-blocking connect to `addr`, registered under `token`.
+pub(super) fn start_connect(
+    registry: &Registry,
+    addr: SocketAddr,
+    token: mio::Token,
+) -> io::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr)?;
     let _ = stream.set_nodelay(true);
-    registry.register(
-        &mut stream,
-        token::token(key, Side::Upstream),
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
+    registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
     Ok(stream)
 }
 
 /// Where a non-blocking connect stands after the socket signalled.
-enum ConnectOutcome {
+pub(super) enum ConnectOutcome {
     Pending,
     Connected,
     Failed(io::Error),
@@ -226,7 +227,7 @@ enum ConnectOutcome {
 
 /// The non-blocking connect recipe: `SO_ERROR` first, then `peer_addr` to tell a completed
 /// connect from a spurious wake-up.
-fn connect_outcome(stream: &TcpStream) -> ConnectOutcome {
+pub(super) fn connect_outcome(stream: &TcpStream) -> ConnectOutcome {
     match stream.take_error() {
         Ok(Some(error)) => return ConnectOutcome::Failed(error),
         Err(error) => return ConnectOutcome::Failed(error),

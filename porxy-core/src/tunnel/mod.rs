@@ -6,6 +6,7 @@
 //! (the same `Arc<Backend>`), so their counters and health go on.
 
 pub(crate) mod endpoint;
+pub(crate) mod mode;
 pub(crate) mod options;
 pub(crate) mod spec;
 
@@ -19,9 +20,11 @@ use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS, DEFAULT_RISE,
 };
+use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::generation::Generation;
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use crate::units::MAX_DURATION;
+use mode::TunnelMode;
 use spec::{Remote, TunnelSpec};
 
 /// Identifies a tunnel across replacements of its remotes or options.
@@ -46,6 +49,8 @@ pub(crate) struct Tunnel {
     pub(crate) generation: Arc<Generation>,
     /// The expression it was opened with, with the bound address, for status output.
     pub(crate) spec: TunnelSpec,
+    /// Fan-out settings, when every client is copied to every remote.
+    pub(crate) fanout: Option<FanoutSettings>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -144,6 +149,18 @@ impl Tunnel {
                     .collect()
             })
             .unwrap_or_default();
+        let fanout = (options.mode == Some(TunnelMode::Fanout)).then(|| FanoutSettings {
+            reply: options.reply.unwrap_or_default(),
+            // Below two buffers, a destination keeping up could look behind after one read.
+            max_lag: options
+                .max_lag
+                .unwrap_or(DEFAULT_MAX_LAG)
+                .max(2 * config.buffer_size),
+            min_live: options
+                .min_live
+                .unwrap_or(1)
+                .clamp(1, backends.len().max(1) as u32),
+        });
         let mut shown = spec.clone();
         shown.local = local.into();
         Tunnel {
@@ -157,6 +174,7 @@ impl Tunnel {
             stats,
             generation,
             spec: shown,
+            fanout,
         }
     }
 
@@ -174,12 +192,16 @@ impl Tunnel {
                 open: b.open(),
                 total: b.total(),
                 failures: b.failures(),
+                bytes_sent: b.sent(),
+                lag_drops: b.lag_drops(),
             })
             .collect();
         self.stats.snapshot(
             self.local,
             self.spec.to_string(),
             self.balancer.strategy,
+            self.spec.options.mode.unwrap_or_default(),
+            self.fanout.map(|f| f.reply),
             backends,
         )
     }

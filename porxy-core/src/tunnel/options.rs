@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::balance::Strategy;
-use crate::units::{format_duration, parse_duration};
+use crate::tunnel::mode::{Reply, TunnelMode};
+use crate::units::{format_duration, parse_duration, parse_size};
 
 /// Per-tunnel settings; `None` means the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +48,16 @@ pub struct TunnelOptions {
     pub check_send: Option<String>,
     /// What the reply to a check must start with (same escapes).
     pub check_expect: Option<String>,
+    /// Balance over the remotes (the default) or copy every client to all of them.
+    pub mode: Option<TunnelMode>,
+    /// Fan-out: whose replies reach the client (default: the first remote's).
+    pub reply: Option<Reply>,
+    /// Fan-out: how many bytes a destination may fall behind before it is dropped for that
+    /// connection (default 1 MiB).
+    pub max_lag: Option<usize>,
+    /// Fan-out: the client connection ends when fewer destinations than this are still alive
+    /// (default 1).
+    pub min_live: Option<u32>,
 }
 
 /// The option keys a SPEC accepts, for error messages and `--help-tunnel`.
@@ -67,7 +78,18 @@ pub const OPTION_KEYS: &[&str] = &[
     "fall",
     "check_send",
     "check_expect",
+    "mode",
+    "reply",
+    "max_lag",
+    "min_live",
 ];
+
+/// Fewest bytes `max_lag` may be.
+pub const MIN_MAX_LAG: usize = 64 * 1024;
+/// Most bytes `max_lag` may be.
+pub const MAX_MAX_LAG: usize = 1 << 30;
+/// Most remotes a fan-out tunnel copies to.
+pub const MAX_FANOUT: usize = 64;
 
 impl TunnelOptions {
     /// Sets one option from its key and value text, as `key=value` in a SPEC does.
@@ -118,6 +140,16 @@ impl TunnelOptions {
             "check_expect" => {
                 self.check_expect = Some(unescape(value).map_err(|e| format!("{key}: {e}"))?)
             }
+            "mode" => self.mode = Some(value.parse()?),
+            "reply" => self.reply = Some(value.parse()?),
+            "max_lag" => {
+                let size = parse_size(value).map_err(|e| format!("{key}: {e}"))?;
+                if !(MIN_MAX_LAG..=MAX_MAX_LAG).contains(&size) {
+                    return Err(format!("{key}: must be from 64KiB to 1GiB, not `{value}`"));
+                }
+                self.max_lag = Some(size);
+            }
+            "min_live" => self.min_live = count(1, MAX_FANOUT as u32)?,
             _ => {
                 return Err(format!(
                     "unknown option `{key}`; known options: {}",
@@ -150,12 +182,69 @@ impl TunnelOptions {
             n(self.fall),
             self.check_send.as_deref().map(escape),
             self.check_expect.as_deref().map(escape),
+            self.mode.map(|m| m.to_string()),
+            self.reply.map(|r| r.to_string()),
+            self.max_lag.map(format_size),
+            n(self.min_live),
         ];
         OPTION_KEYS
             .iter()
             .zip(values)
             .filter_map(|(k, v)| v.map(|v| (*k, v)))
             .collect()
+    }
+}
+
+impl TunnelOptions {
+    /// Checks that the options make sense together (each was checked alone by
+    /// [`TunnelOptions::set`]); `remotes` is how many remotes the tunnel has.
+    pub fn check(&self, remotes: usize) -> Result<(), String> {
+        let fanout = self.mode == Some(TunnelMode::Fanout);
+        if !fanout {
+            let fanout_only = [
+                ("reply", self.reply.is_some()),
+                ("max_lag", self.max_lag.is_some()),
+                ("min_live", self.min_live.is_some()),
+            ];
+            if let Some((key, _)) = fanout_only.iter().find(|(_, set)| *set) {
+                return Err(format!("option `{key}` applies only with mode=fanout"));
+            }
+            return Ok(());
+        }
+        let balancing_only = [
+            ("strategy", self.strategy.is_some()),
+            ("attempts", self.attempts.is_some()),
+            ("queue_timeout", self.queue_timeout.is_some()),
+        ];
+        if let Some((key, _)) = balancing_only.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "option `{key}` does not apply with mode=fanout: every remote gets every client"
+            ));
+        }
+        if remotes > MAX_FANOUT {
+            return Err(format!(
+                "mode=fanout copies to at most {MAX_FANOUT} remotes, not {remotes}"
+            ));
+        }
+        if let Some(min) = self.min_live {
+            if min as usize > remotes {
+                return Err(format!(
+                    "min_live={min} is more than the {remotes} remotes of the tunnel"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size the way [`parse_size`] reads it back: in KiB or MiB when exact.
+fn format_size(bytes: usize) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{}MiB", bytes >> 20)
+    } else if bytes % (1 << 10) == 0 {
+        format!("{}KiB", bytes >> 10)
+    } else {
+        bytes.to_string()
     }
 }
 
@@ -215,6 +304,10 @@ mod tests {
             ("fall", "2"),
             ("check_send", "PING\\r\\n"),
             ("check_expect", "+PONG"),
+            ("mode", "fanout"),
+            ("reply", "none"),
+            ("max_lag", "4MiB"),
+            ("min_live", "2"),
         ];
         for (k, v) in pairs {
             options.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
@@ -239,10 +332,60 @@ mod tests {
             ("check_send", "a\\q", "unknown escape `\\q`"),
             ("rise", "many", "rise: `many` is not a whole number"),
             ("queue_timeout", "5", "no unit"),
+            (
+                "mode",
+                "mirror",
+                "unknown mode `mirror`; known modes: balance, fanout",
+            ),
+            ("reply", "all", "unknown reply `all`; use primary or none"),
+            (
+                "max_lag",
+                "1KiB",
+                "max_lag: must be from 64KiB to 1GiB, not `1KiB`",
+            ),
+            ("max_lag", "lots", "max_lag: `lots` is not a size"),
+            (
+                "min_live",
+                "0",
+                "min_live: `0` is not a whole number from 1 to 64",
+            ),
         ];
         for (k, v, fragment) in cases {
             let err = TunnelOptions::default().set(k, v).unwrap_err();
             assert!(err.contains(fragment), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn options_must_fit_the_mode() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut options = TunnelOptions::default();
+            for (k, v) in pairs {
+                options.set(k, v).unwrap();
+            }
+            options
+        };
+        assert_eq!(
+            with(&[("mode", "fanout"), ("reply", "none")]).check(2),
+            Ok(())
+        );
+        assert_eq!(
+            with(&[("reply", "none")]).check(2).unwrap_err(),
+            "option `reply` applies only with mode=fanout"
+        );
+        assert_eq!(
+            with(&[("mode", "fanout"), ("strategy", "hash")])
+                .check(2)
+                .unwrap_err(),
+            "option `strategy` does not apply with mode=fanout: every remote gets every client"
+        );
+        assert_eq!(
+            with(&[("mode", "fanout"), ("min_live", "3")])
+                .check(2)
+                .unwrap_err(),
+            "min_live=3 is more than the 2 remotes of the tunnel"
+        );
+        assert!(with(&[("mode", "fanout")]).check(65).is_err());
+        assert_eq!(with(&[("strategy", "hash")]).check(100), Ok(()));
     }
 }

@@ -210,7 +210,11 @@ impl<'a> Parser<'a> {
         }
         let mut options = TunnelOptions::default();
         if self.peek() == Some('[') {
+            let at = self.pos;
             self.options(&mut options)?;
+            options
+                .check(remotes.len())
+                .map_err(|message| SpecError::new(self.input, at, message))?;
         }
         self.skip_spaces();
         if let Some(c) = self.peek() {

@@ -1,0 +1,715 @@
+//! The fan-out connection state machine: one client, N destinations, every client byte to all
+//! of them. No sockets, no mio (the reactor glue is `reactor/fanout.rs`).
+//!
+//! The client's bytes are held once, in a [`Log`], with each destination's position in it. One
+//! destination sets the pace: the primary with `reply=primary`, the one furthest ahead with
+//! `reply=none`. The client is read only while the pace-setter is less than a buffer behind, so a
+//! slow primary slows the client down as a plain tunnel would; any other destination that falls
+//! more than `max_lag` bytes behind is dropped for this connection (reset, counted), so it never
+//! holds up the client or the others, and memory stays within `max_lag` and a buffer.
+//!
+//! Replies: with `reply=primary` the primary's bytes go to the client through a [`Pipe`], as in a
+//! plain tunnel; every other reply is read and thrown away, so a chatty destination cannot
+//! block. A destination is done once it has every byte and the FIN, and has sent its own EOF;
+//! the connection is done once the client has finished and every destination is done or gone.
+//!
+//! Faults: the client resetting resets every destination; the primary failing resets the client
+//! (as a plain tunnel does) and the rest; any other destination failing is dropped alone. The
+//! connection ends (client reset) when fewer than `min_live` destinations are left.
+
+pub(crate) mod log;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::ErrorKind;
+use std::time::Instant;
+
+use crate::buffer::BufferPool;
+use crate::config::TunnelSettings;
+use crate::conn::close::CloseReason;
+use crate::conn::pipe::{Pipe, PipeError, PipeState};
+use crate::conn::stream::Stream;
+use crate::conn::{connect_failure_reason, Action, Closing, Readiness, DRIVE_BUDGET};
+use crate::tunnel::mode::Reply;
+use log::Log;
+
+/// A fan-out tunnel's settings, fixed when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FanoutSettings {
+    pub(crate) reply: Reply,
+    /// Bytes a destination other than the pace-setter may be behind before it is dropped.
+    pub(crate) max_lag: usize,
+    /// Fewest destinations alive for the client connection to go on.
+    pub(crate) min_live: u32,
+}
+
+/// Default `max_lag`.
+pub const DEFAULT_MAX_LAG: usize = 1 << 20;
+
+/// Why a destination left a connection before the end, or that it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DestEnd {
+    /// It got every byte and the FIN, and sent its EOF.
+    Finished,
+    /// It fell more than `max_lag` behind.
+    Lagged,
+    /// Its connect failed.
+    ConnectFailed(CloseReason),
+    /// It reset the connection or its socket failed.
+    Failed,
+    /// Not connected: out of service or full when the client arrived.
+    Skipped,
+}
+
+/// Where one destination stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DestPhase {
+    Connecting { since: Instant },
+    Open,
+    Ended(DestEnd),
+}
+
+/// One destination of a fan-out connection.
+#[derive(Debug)]
+struct Dest {
+    phase: DestPhase,
+    ready: Readiness,
+    /// Position in the client's stream up to which it has been sent everything.
+    sent: u64,
+    fin_sent: bool,
+    /// It sent EOF: its replies are over.
+    eof: bool,
+    /// Bytes written to it and not yet counted.
+    unreported: u64,
+}
+
+impl Dest {
+    fn live(&self) -> bool {
+        !matches!(self.phase, DestPhase::Ended(_))
+    }
+
+    fn open(&self) -> bool {
+        self.phase == DestPhase::Open
+    }
+}
+
+/// A destination that has just left, for the reactor to close and count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Departure {
+    pub(crate) dest: usize,
+    pub(crate) end: DestEnd,
+    pub(crate) closing: Closing,
+}
+
+/// One fan-out connection's state.
+pub(crate) struct FanConn {
+    closed: Option<CloseReason>,
+    settings: TunnelSettings,
+    fan: FanoutSettings,
+    client: Readiness,
+    client_eof: bool,
+    /// With `reply=none`: the client has been sent FIN.
+    client_fin_sent: bool,
+    log: Log,
+    dests: Vec<Dest>,
+    /// Primary → client, with `reply=primary`.
+    down: Pipe,
+    last_active: Instant,
+    half_closed_since: Option<Instant>,
+    /// Destinations that left since the reactor last asked.
+    departures: Vec<Departure>,
+    /// Client bytes read and bytes sent to the client, not yet counted.
+    unreported: (u64, u64),
+}
+
+impl FanConn {
+    /// A connection to `dests` destinations, each connecting from `now` (`connecting[i]`), or
+    /// skipped. With `reply=primary`, destination 0 is the primary.
+    pub(crate) fn new(
+        now: Instant,
+        settings: TunnelSettings,
+        fan: FanoutSettings,
+        connecting: &[bool],
+    ) -> FanConn {
+        let dests = connecting
+            .iter()
+            .map(|&c| Dest {
+                phase: if c {
+                    DestPhase::Connecting { since: now }
+                } else {
+                    DestPhase::Ended(DestEnd::Skipped)
+                },
+                ready: Readiness::default(),
+                sent: 0,
+                fin_sent: false,
+                eof: false,
+                unreported: 0,
+            })
+            .collect();
+        FanConn {
+            closed: None,
+            settings,
+            fan,
+            client: Readiness::default(),
+            client_eof: false,
+            client_fin_sent: false,
+            log: Log::new(),
+            dests,
+            down: Pipe::new(),
+            last_active: now,
+            half_closed_since: None,
+            departures: Vec::new(),
+            unreported: (0, 0),
+        }
+    }
+
+    /// The reason it ended, once it has.
+    #[cfg(test)]
+    pub(crate) fn closed(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// Whether destination `i` still has a socket (connecting or open).
+    pub(crate) fn dest_live(&self, i: usize) -> bool {
+        self.dests.get(i).is_some_and(Dest::live)
+    }
+
+    /// Whether destination `i` is connecting (a writable event means: check the connect).
+    pub(crate) fn dest_connecting(&self, i: usize) -> bool {
+        self.dests
+            .get(i)
+            .is_some_and(|d| matches!(d.phase, DestPhase::Connecting { .. }))
+    }
+
+    /// Records readiness reported for the client.
+    pub(crate) fn on_client_ready(&mut self, ready: Readiness) {
+        merge(&mut self.client, ready);
+    }
+
+    /// Records readiness reported for destination `i`.
+    pub(crate) fn on_dest_ready(&mut self, i: usize, ready: Readiness) {
+        if let Some(d) = self.dests.get_mut(i) {
+            merge(&mut d.ready, ready);
+        }
+    }
+
+    /// Destination `i`'s connect completed.
+    pub(crate) fn on_connected(&mut self, i: usize) {
+        if let Some(d) = self.dests.get_mut(i) {
+            if matches!(d.phase, DestPhase::Connecting { .. }) {
+                d.phase = DestPhase::Open;
+            }
+        }
+    }
+
+    /// Destination `i`'s connect failed.
+    pub(crate) fn on_connect_failed(&mut self, i: usize, error: &std::io::Error) -> Action {
+        self.connect_failed(i, connect_failure_reason(error))
+    }
+
+    fn connect_failed(&mut self, i: usize, reason: CloseReason) -> Action {
+        if !self.dest_connecting(i) {
+            return Action::Wait;
+        }
+        self.depart(i, DestEnd::ConnectFailed(reason), Closing::Graceful);
+        if self.is_primary(i) {
+            // As in a plain tunnel: the client is reset at once.
+            return self.close(reason, Closing::Reset, Closing::Reset);
+        }
+        self.check_live(reason).unwrap_or(Action::Wait)
+    }
+
+    /// Destinations that left since the last call, for the reactor to close and count.
+    pub(crate) fn take_departures(&mut self) -> Vec<Departure> {
+        std::mem::take(&mut self.departures)
+    }
+
+    /// Bytes not yet counted: (read from the client, sent to the client), and per destination.
+    pub(crate) fn take_unreported(&mut self) -> ((u64, u64), Vec<u64>) {
+        let per_dest = self
+            .dests
+            .iter_mut()
+            .map(|d| std::mem::take(&mut d.unreported))
+            .collect();
+        (std::mem::take(&mut self.unreported), per_dest)
+    }
+
+    /// Bytes of buffer memory the connection holds (the log and the reply pipe).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.log.held()
+    }
+
+    /// Relays what readiness allows: client bytes to every destination, replies back or away.
+    pub(crate) fn drive<S: Stream>(
+        &mut self,
+        client: &mut S,
+        dests: &mut [Option<S>],
+        pool: &mut BufferPool,
+        now: Instant,
+    ) -> Action {
+        if self.closed.is_some() {
+            return Action::Wait;
+        }
+        let mut budget = DRIVE_BUDGET;
+        let mut active = false;
+        let mut yielded = false;
+        let chunk = pool_chunk(pool);
+        loop {
+            let mut progressed = false;
+            // Every destination gets what it has not had, then its FIN once the client's is in.
+            for i in 0..self.dests.len() {
+                let Some(stream) = dests.get_mut(i).and_then(Option::as_mut) else {
+                    continue;
+                };
+                match self.send(i, stream, &mut budget) {
+                    Ok(moved) => progressed |= moved,
+                    Err(()) => {
+                        if let Some(action) = self.dest_failed(i) {
+                            return action;
+                        }
+                    }
+                }
+            }
+            // More from the client, while the pace-setter keeps up.
+            let pace = self.pace_lag();
+            let can_read = !self.client_eof
+                && self.client.readable
+                && pace.is_some_and(|lag| lag < chunk as u64);
+            if can_read {
+                if budget == 0 {
+                    yielded = true;
+                    break;
+                }
+                budget -= 1;
+                match client.read(self.log.spare(pool)) {
+                    Ok(0) => {
+                        self.client_eof = true;
+                        self.half_closed_since.get_or_insert(now);
+                        progressed = true;
+                    }
+                    Ok(n) => {
+                        self.log.filled(n);
+                        self.unreported.0 += n as u64;
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "client failed");
+                        return self.close(
+                            CloseReason::ClientReset,
+                            Closing::Graceful,
+                            Closing::Reset,
+                        );
+                    }
+                }
+                if let Some(action) = self.drop_laggards() {
+                    return action;
+                }
+            }
+            self.trim(pool);
+            active |= progressed;
+            if !progressed {
+                break;
+            }
+            if budget == 0 {
+                yielded = true;
+                break;
+            }
+        }
+        match self.replies(client, dests, pool, &mut budget) {
+            Ok((moved, more)) => {
+                active |= moved;
+                yielded |= more;
+            }
+            Err(action) => return action,
+        }
+        if active {
+            self.last_active = now;
+        }
+        if let Some(action) = self.finish_dests() {
+            return action;
+        }
+        if self.all_done() {
+            self.log.release(pool);
+            return self.close(CloseReason::Completed, Closing::Graceful, Closing::Graceful);
+        }
+        if yielded {
+            Action::Again
+        } else {
+            Action::Wait
+        }
+    }
+
+    /// Sends destination `i` what it lacks, then FIN; true if a byte or a FIN went out.
+    fn send<S: Stream>(&mut self, i: usize, stream: &mut S, budget: &mut u32) -> Result<bool, ()> {
+        let head = self.log.head();
+        let client_eof = self.client_eof;
+        let d = &mut self.dests[i];
+        if !d.open() {
+            return Ok(false);
+        }
+        let mut moved = false;
+        while d.ready.writable && d.sent < head && *budget > 0 {
+            let bytes = self.log.from(d.sent);
+            if bytes.is_empty() {
+                break; // Cannot happen: every position below the head is held.
+            }
+            *budget -= 1;
+            match stream.write(bytes) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    d.sent += n as u64;
+                    d.unreported += n as u64;
+                    moved = true;
+                    if n < bytes.len() {
+                        d.ready.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => d.ready.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(dest = i, error = %e, "destination failed");
+                    return Err(());
+                }
+            }
+        }
+        if client_eof && d.sent == head && !d.fin_sent && *budget > 0 {
+            *budget -= 1;
+            if stream.shutdown_write().is_err() {
+                return Err(());
+            }
+            d.fin_sent = true;
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    /// Replies: the primary's to the client, every other one thrown away. Returns whether
+    /// anything moved, and whether the budget ran out with work left.
+    fn replies<S: Stream>(
+        &mut self,
+        client: &mut S,
+        dests: &mut [Option<S>],
+        pool: &mut BufferPool,
+        budget: &mut u32,
+    ) -> Result<(bool, bool), Action> {
+        let mut moved = false;
+        let mut yielded = false;
+        *budget = (*budget).max(DRIVE_BUDGET / 4);
+        let primary = self.fan.reply == Reply::Primary;
+        if primary && self.dests.first().is_some_and(Dest::open) {
+            if let Some(Some(stream)) = dests.first_mut() {
+                let d = &mut self.dests[0];
+                let (pumped, result) = self.down.pump(
+                    stream,
+                    &mut d.ready.readable,
+                    client,
+                    &mut self.client.writable,
+                    pool,
+                    budget,
+                );
+                self.unreported.1 += pumped.moved;
+                moved |= pumped.moved + pumped.read > 0 || pumped.finished;
+                yielded |= pumped.yielded;
+                if pumped.finished {
+                    d.eof = true;
+                    self.half_closed_since.get_or_insert(Instant::now());
+                }
+                match result {
+                    Ok(()) => {}
+                    Err(PipeError::Source(e)) => {
+                        tracing::debug!(error = %e, "primary failed");
+                        return Err(self.dest_failed(0).unwrap_or(Action::Wait));
+                    }
+                    Err(PipeError::Sink(e)) => {
+                        tracing::debug!(error = %e, "client failed");
+                        return Err(self.close(
+                            CloseReason::ClientReset,
+                            Closing::Graceful,
+                            Closing::Reset,
+                        ));
+                    }
+                }
+            }
+        }
+        let first_discarded = usize::from(primary);
+        let mut scratch = None;
+        for i in first_discarded..self.dests.len() {
+            let Some(stream) = dests.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let d = &mut self.dests[i];
+            let mut failed = false;
+            while d.open() && d.ready.readable && !d.eof {
+                if *budget == 0 {
+                    yielded = true;
+                    break;
+                }
+                *budget -= 1;
+                let buf = scratch.get_or_insert_with(|| pool.take());
+                match stream.read(buf.spare()) {
+                    Ok(0) => {
+                        d.eof = true;
+                        moved = true;
+                    }
+                    Ok(_) => moved = true,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => d.ready.readable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::debug!(dest = i, error = %e, "destination failed");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                if let Some(action) = self.dest_failed(i) {
+                    if let Some(buf) = scratch.take() {
+                        pool.give(buf);
+                    }
+                    return Err(action);
+                }
+            }
+        }
+        if let Some(buf) = scratch {
+            pool.give(buf);
+        }
+        // One-way feed: the client hears FIN once no destination can say anything more.
+        if !primary && !self.client_fin_sent && self.dests.iter().all(|d| !d.live() || d.eof) {
+            if client.shutdown_write().is_err() {
+                return Err(self.close(
+                    CloseReason::ClientReset,
+                    Closing::Graceful,
+                    Closing::Reset,
+                ));
+            }
+            self.client_fin_sent = true;
+            self.half_closed_since.get_or_insert(Instant::now());
+            moved = true;
+        }
+        Ok((moved, yielded))
+    }
+
+    /// Destinations that have every byte, the FIN, and whose replies are over leave cleanly.
+    fn finish_dests(&mut self) -> Option<Action> {
+        for i in 0..self.dests.len() {
+            let d = &self.dests[i];
+            if !d.open() || !d.fin_sent || !d.eof {
+                continue;
+            }
+            if self.is_primary(i) && self.down.state() != PipeState::Done {
+                continue; // Its last reply bytes are still on their way to the client.
+            }
+            self.depart(i, DestEnd::Finished, Closing::Graceful);
+        }
+        None
+    }
+
+    /// True once the client has finished both ways and no destination is left.
+    fn all_done(&self) -> bool {
+        let replies_done = match self.fan.reply {
+            Reply::Primary => self.down.state() == PipeState::Done || !self.dests[0].live(),
+            Reply::None => self.client_fin_sent,
+        };
+        self.client_eof && replies_done && self.dests.iter().all(|d| !d.live())
+    }
+
+    /// Destination `i` failed mid-stream: it leaves with a reset; for the primary, or when too
+    /// few are left, the whole connection ends.
+    fn dest_failed(&mut self, i: usize) -> Option<Action> {
+        self.depart(i, DestEnd::Failed, Closing::Reset);
+        if self.is_primary(i) {
+            return Some(self.close(CloseReason::UpstreamReset, Closing::Reset, Closing::Reset));
+        }
+        self.check_live(CloseReason::UpstreamReset)
+    }
+
+    /// Drops every destination, other than the pace-setter, more than `max_lag` behind.
+    fn drop_laggards(&mut self) -> Option<Action> {
+        let head = self.log.head();
+        let max_lag = self.fan.max_lag as u64;
+        let pacer = self.pacer();
+        for i in 0..self.dests.len() {
+            let d = &self.dests[i];
+            if Some(i) == pacer || !d.live() || head - d.sent <= max_lag {
+                continue;
+            }
+            tracing::debug!(
+                dest = i,
+                behind = head - d.sent,
+                "destination dropped: too far behind"
+            );
+            self.depart(i, DestEnd::Lagged, Closing::Reset);
+        }
+        self.check_live(CloseReason::UpstreamReset)
+    }
+
+    /// Ends the connection when fewer than `min_live` destinations are left (finished ones
+    /// count as alive).
+    fn check_live(&mut self, reason: CloseReason) -> Option<Action> {
+        let alive = self
+            .dests
+            .iter()
+            .filter(|d| d.live() || d.phase == DestPhase::Ended(DestEnd::Finished))
+            .count();
+        if alive < self.fan.min_live as usize {
+            return Some(self.close(reason, Closing::Reset, Closing::Reset));
+        }
+        None
+    }
+
+    /// The destination whose pace the client is read at: the primary, or the live one furthest
+    /// ahead.
+    fn pacer(&self) -> Option<usize> {
+        match self.fan.reply {
+            Reply::Primary => self.dests.first().filter(|d| d.live()).map(|_| 0),
+            Reply::None => self
+                .dests
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.live())
+                .max_by_key(|(_, d)| d.sent)
+                .map(|(i, _)| i),
+        }
+    }
+
+    /// How far the pace-setter is behind the client, if there is one.
+    fn pace_lag(&self) -> Option<u64> {
+        self.pacer().map(|i| self.log.head() - self.dests[i].sent)
+    }
+
+    /// Frees the log up to the live destination furthest behind.
+    fn trim(&mut self, pool: &mut BufferPool) {
+        let behind = self
+            .dests
+            .iter()
+            .filter(|d| d.live())
+            .map(|d| d.sent)
+            .min()
+            .unwrap_or(self.log.head());
+        self.log.trim(behind, pool);
+    }
+
+    fn is_primary(&self, i: usize) -> bool {
+        i == 0 && self.fan.reply == Reply::Primary
+    }
+
+    fn depart(&mut self, i: usize, end: DestEnd, closing: Closing) {
+        let Some(d) = self.dests.get_mut(i) else {
+            return;
+        };
+        if !d.live() {
+            return;
+        }
+        d.phase = DestPhase::Ended(end);
+        self.departures.push(Departure {
+            dest: i,
+            end,
+            closing,
+        });
+    }
+
+    /// The earliest moment something must happen if nothing else does.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let connect = self
+            .dests
+            .iter()
+            .filter_map(|d| match d.phase {
+                DestPhase::Connecting { since } => Some(since + self.settings.connect_timeout),
+                _ => None,
+            })
+            .min();
+        let idle = self.last_active + self.settings.idle_timeout;
+        let half = self
+            .half_closed_since
+            .map(|since| since + self.settings.half_closed_timeout);
+        [connect, Some(idle), half].into_iter().flatten().min()
+    }
+
+    /// Checks the deadlines at `now`: connects that took too long fail; an idle or too long
+    /// half-closed connection ends.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
+        if self.closed.is_some() {
+            return Action::Wait;
+        }
+        for i in 0..self.dests.len() {
+            if let DestPhase::Connecting { since } = self.dests[i].phase {
+                if now >= since + self.settings.connect_timeout {
+                    let action = self.connect_failed(i, CloseReason::ConnectTimeout);
+                    if matches!(action, Action::Close { .. }) {
+                        return action;
+                    }
+                }
+            }
+        }
+        if let Some(since) = self.half_closed_since {
+            if now >= since + self.settings.half_closed_timeout {
+                return self.close(
+                    CloseReason::HalfClosedTimeout,
+                    Closing::Graceful,
+                    Closing::Graceful,
+                );
+            }
+        }
+        if now >= self.last_active + self.settings.idle_timeout {
+            return self.close(
+                CloseReason::IdleTimeout,
+                Closing::Graceful,
+                Closing::Graceful,
+            );
+        }
+        Action::Wait
+    }
+
+    /// An operator or the proxy ends the connection.
+    pub(crate) fn abort(&mut self, reason: CloseReason) -> Action {
+        self.close(reason, Closing::Reset, Closing::Reset)
+    }
+
+    /// An operator took destination `i` out (disabled or removed its backend): it leaves with a
+    /// reset; for the primary, the whole connection ends.
+    pub(crate) fn remove_dest(&mut self, i: usize) -> Option<Action> {
+        if !self.dest_live(i) {
+            return None;
+        }
+        self.depart(i, DestEnd::Failed, Closing::Reset);
+        if self.is_primary(i) {
+            return Some(self.close(CloseReason::BackendRemoved, Closing::Reset, Closing::Reset));
+        }
+        self.check_live(CloseReason::BackendRemoved)
+    }
+
+    /// Gives back the log's buffers; call when the connection is removed.
+    pub(crate) fn release(&mut self, pool: &mut BufferPool) {
+        self.log.release(pool);
+    }
+
+    fn close(&mut self, reason: CloseReason, client: Closing, dests: Closing) -> Action {
+        self.closed = Some(reason);
+        Action::Close {
+            reason,
+            client,
+            upstream: dests,
+        }
+    }
+}
+
+/// Adds reported readiness; on an error or hang-up both directions try their call, which says
+/// what happened.
+fn merge(into: &mut Readiness, ready: Readiness) {
+    into.readable |= ready.readable || ready.failed;
+    into.writable |= ready.writable || ready.failed;
+    into.failed |= ready.failed;
+}
+
+/// The size of the pool's buffers: the pace-setter may be at most this far behind when the
+/// client is read.
+fn pool_chunk(pool: &BufferPool) -> usize {
+    pool.buffer_size()
+}

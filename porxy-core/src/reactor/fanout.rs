@@ -1,0 +1,435 @@
+//! The mio glue around [`FanConn`]: a fan-out connection's client socket, one socket per
+//! destination, their registration, connects, timers and closing.
+//!
+//! Fan-out connections live in their own slab and timer queue beside the relayed ones, with
+//! tokens of their own ([`token::fan_token`]). Destination `i` is backend `i` of the tunnel the
+//! connection started with; it holds a connection slot on that backend while its socket lives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::Interest;
+use tracing::{debug, info, warn};
+
+use super::token::{self, FanSocket};
+use super::upstream::{connect_outcome, start_connect, ConnectOutcome};
+use super::{log_close, reset, Accepted, Reactor};
+use crate::balance::backend::Backend;
+use crate::conn::close::CloseReason;
+use crate::conn::{Action, Closing, Readiness};
+use crate::fanout::{Departure, DestEnd, FanConn};
+use crate::tunnel::Tunnel;
+
+/// One fan-out connection's sockets and bookkeeping around its state machine.
+pub(super) struct FanSlot {
+    id: u64,
+    conn: FanConn,
+    client: TcpStream,
+    /// Destination `i`'s socket while it is connecting or open.
+    dests: Vec<Option<TcpStream>>,
+    peer: SocketAddr,
+    tunnel: Arc<Tunnel>,
+    /// The earliest deadline armed in the fan-out timer queue for this connection.
+    timer_armed: Option<Instant>,
+    span: tracing::Span,
+}
+
+impl FanSlot {
+    /// True when destination `i`'s socket lives on `backend`.
+    fn on_backend(&self, backend: &Arc<Backend>) -> Option<usize> {
+        self.tunnel
+            .balancer
+            .backends
+            .iter()
+            .position(|b| Arc::ptr_eq(b, backend))
+            .filter(|&i| self.dests.get(i).is_some_and(Option::is_some))
+    }
+}
+
+impl Reactor {
+    /// Takes in a client of a fan-out tunnel and starts a connect to every destination in
+    /// service.
+    pub(super) fn adopt_fanout(&mut self, accepted: Accepted, now: Instant) {
+        let Accepted {
+            stream: mut client,
+            peer,
+            tunnel,
+            id,
+        } = accepted;
+        let Some(fan) = tunnel.fanout else {
+            return;
+        };
+        let span =
+            tracing::debug_span!("conn", id, tunnel = %tunnel.local, client = %peer, fanout = true);
+        tunnel.stats.reactor(self.index).opened();
+        tunnel.generation.opened();
+        self.stats.opened();
+        let _ = client.set_nodelay(true);
+        // Nothing else enters the slab before the insert below, so the key holds.
+        let key = self.fans.vacant_key();
+        let registered = self.poll.registry().register(
+            &mut client,
+            token::fan_token(key, FanSocket::Client),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        let backends = &tunnel.balancer.backends;
+        let mut dests: Vec<Option<TcpStream>> = Vec::with_capacity(backends.len());
+        let mut failure = None;
+        if let Err(error) = registered {
+            failure = Some((CloseReason::LocalResource, Some(error)));
+        } else {
+            for (i, backend) in backends.iter().enumerate() {
+                if backend.try_reserve(now, &tunnel.balancer.passive).is_err() {
+                    dests.push(None);
+                    continue;
+                }
+                let token = token::fan_token(key, FanSocket::Dest(i));
+                match start_connect(self.poll.registry(), backend.addr, token) {
+                    Ok(stream) => dests.push(Some(stream)),
+                    Err(error) => {
+                        let reason = crate::conn::connect_failure_reason(&error);
+                        if reason != CloseReason::LocalResource {
+                            self.charge_connect_failure(&tunnel, i, now);
+                        }
+                        span.in_scope(|| {
+                            warn!(destination = %backend.addr, error = %error, "fan-out destination: connect failed")
+                        });
+                        backend.release();
+                        dests.push(None);
+                    }
+                }
+            }
+            let connecting: Vec<bool> = dests.iter().map(Option::is_some).collect();
+            let primary_missing =
+                fan.reply == crate::tunnel::mode::Reply::Primary && !connecting[0];
+            let live = connecting.iter().filter(|c| **c).count();
+            if primary_missing || live < fan.min_live as usize {
+                failure = Some((CloseReason::NoBackend, None));
+            }
+        }
+        if let Some((reason, error)) = failure {
+            for (i, stream) in dests.iter().enumerate() {
+                if stream.is_some() {
+                    backends[i].release();
+                }
+            }
+            drop(dests);
+            log_close(&span, reason, error.as_ref(), id, &tunnel, peer, None);
+            reset(&client);
+            tunnel.stats.reactor(self.index).closed(reason);
+            tunnel.generation.closed();
+            self.stats.closed();
+            return;
+        }
+        span.in_scope(|| debug!(destinations = dests.iter().flatten().count(), "accepted"));
+        let connecting: Vec<bool> = dests.iter().map(Option::is_some).collect();
+        let conn = FanConn::new(now, tunnel.settings, fan, &connecting);
+        self.fans.insert(FanSlot {
+            id,
+            conn,
+            client,
+            dests,
+            peer,
+            tunnel,
+            timer_armed: None,
+            span,
+        });
+        self.arm_fan_timer(key);
+    }
+
+    /// A readiness event for one of a fan-out connection's sockets.
+    pub(super) fn on_fan_event(
+        &mut self,
+        key: usize,
+        socket: FanSocket,
+        ready: Readiness,
+        now: Instant,
+    ) {
+        let Some(slot) = self.fans.get_mut(key) else {
+            return;
+        };
+        match socket {
+            FanSocket::Client => slot.conn.on_client_ready(ready),
+            FanSocket::Dest(i) => {
+                if slot.dests.get(i).is_none_or(Option::is_none) {
+                    return; // A stale event for a socket already closed.
+                }
+                slot.conn.on_dest_ready(i, ready);
+                if slot.conn.dest_connecting(i) {
+                    if ready.writable || ready.failed {
+                        self.check_fan_connect(key, i, now);
+                    }
+                    return;
+                }
+            }
+        }
+        self.drive_fan(key, now);
+    }
+
+    /// Destination `i` of connection `key` signalled while connecting: see how it went.
+    fn check_fan_connect(&mut self, key: usize, i: usize, now: Instant) {
+        let Some(slot) = self.fans.get_mut(key) else {
+            return;
+        };
+        let Some(stream) = slot.dests.get(i).and_then(Option::as_ref) else {
+            return;
+        };
+        match connect_outcome(stream) {
+            ConnectOutcome::Pending => {}
+            ConnectOutcome::Connected => {
+                let backend = &slot.tunnel.balancer.backends[i];
+                if backend.connect_succeeded(&slot.tunnel.balancer.passive) {
+                    info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend is up again: a connect succeeded");
+                }
+                slot.span
+                    .in_scope(|| debug!(destination = %backend.addr, "destination connected"));
+                slot.conn.on_connected(i);
+                self.drive_fan(key, now);
+            }
+            ConnectOutcome::Failed(error) => {
+                slot.span.in_scope(
+                    || debug!(destination = i, error = %error, "destination connect failed"),
+                );
+                let action = slot.conn.on_connect_failed(i, &error);
+                self.after_fan_step(key, action, now);
+            }
+        }
+    }
+
+    /// Relays what readiness allows on connection `key`.
+    pub(super) fn drive_fan(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.fans.get_mut(key) else {
+            return;
+        };
+        let action = {
+            let _enter = slot.span.enter();
+            slot.conn
+                .drive(&mut slot.client, &mut slot.dests, &mut self.pool, now)
+        };
+        self.after_fan_step(key, action, now);
+    }
+
+    /// Carries out what the connection answered: counts bytes, closes the destinations that
+    /// left, and waits, drives again or closes.
+    fn after_fan_step(&mut self, key: usize, action: Action, now: Instant) {
+        self.count_fan_bytes(key);
+        self.close_departed(key, now);
+        match action {
+            Action::Wait => self.arm_fan_timer(key),
+            Action::Again => {
+                if let Some(slot) = self.fans.get(key) {
+                    self.fan_again.push((key, slot.id));
+                }
+                self.arm_fan_timer(key);
+            }
+            Action::Close { .. } => self.finish_fan(key, action),
+            Action::Reconnect { .. } => {}
+        }
+    }
+
+    fn count_fan_bytes(&mut self, key: usize) {
+        let Some(slot) = self.fans.get_mut(key) else {
+            return;
+        };
+        let ((from_client, to_client), per_dest) = slot.conn.take_unreported();
+        if from_client + to_client > 0 {
+            let shard = slot.tunnel.stats.reactor(self.index);
+            crate::status::bump(&shard.bytes_to_upstream, from_client);
+            crate::status::bump(&shard.bytes_to_client, to_client);
+        }
+        for (backend, sent) in slot.tunnel.balancer.backends.iter().zip(per_dest) {
+            backend.add_sent(sent);
+        }
+    }
+
+    /// Closes and counts the destinations that left connection `key`.
+    fn close_departed(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.fans.get_mut(key) else {
+            return;
+        };
+        let departures = slot.conn.take_departures();
+        if departures.is_empty() {
+            return;
+        }
+        let tunnel = slot.tunnel.clone();
+        let span = slot.span.clone();
+        let mut closed = Vec::with_capacity(departures.len());
+        for departure in departures {
+            // Dropping a mio socket closes it, which also takes it out of the epoll set.
+            if let Some(stream) = slot.dests.get_mut(departure.dest).and_then(Option::take) {
+                if departure.closing == Closing::Reset {
+                    reset(&stream);
+                }
+                closed.push(departure);
+            }
+        }
+        let _enter = span.enter();
+        for Departure { dest, end, .. } in closed {
+            let backend = &tunnel.balancer.backends[dest];
+            backend.release();
+            match end {
+                DestEnd::Lagged => {
+                    backend.lag_dropped();
+                    warn!(destination = %backend.addr, "fan-out destination dropped from this connection: too far behind");
+                }
+                DestEnd::ConnectFailed(reason) => {
+                    warn!(destination = %backend.addr, reason = %reason, "fan-out destination: connect failed");
+                    self.charge_connect_failure(&tunnel, dest, now);
+                }
+                DestEnd::Failed => {
+                    info!(destination = %backend.addr, "fan-out destination failed or was taken out; the others go on")
+                }
+                DestEnd::Finished | DestEnd::Skipped => {
+                    debug!(destination = %backend.addr, "destination done")
+                }
+            }
+        }
+    }
+
+    /// Closes connection `key` as `action` says, counts it and takes it out of the slab.
+    fn finish_fan(&mut self, key: usize, action: Action) {
+        let Action::Close {
+            reason,
+            client,
+            upstream,
+        } = action
+        else {
+            return;
+        };
+        let Some(mut slot) = self.fans.try_remove(key) else {
+            return;
+        };
+        if client == Closing::Reset {
+            reset(&slot.client);
+        }
+        for (i, stream) in slot.dests.iter_mut().enumerate() {
+            if let Some(stream) = stream.take() {
+                if upstream == Closing::Reset {
+                    reset(&stream);
+                }
+                slot.tunnel.balancer.backends[i].release();
+            }
+        }
+        slot.conn.release(&mut self.pool);
+        let shard = slot.tunnel.stats.reactor(self.index);
+        shard.closed(reason);
+        slot.tunnel.generation.closed();
+        self.stats.closed();
+        log_close(
+            &slot.span,
+            reason,
+            None,
+            slot.id,
+            &slot.tunnel,
+            slot.peer,
+            None,
+        );
+    }
+
+    /// Ends every fan-out connection `select` picks, with `reason`.
+    pub(super) fn abort_fans_where(
+        &mut self,
+        select: impl Fn(&Tunnel) -> bool,
+        reason: CloseReason,
+    ) {
+        let keys: Vec<usize> = self
+            .fans
+            .iter()
+            .filter(|(_, s)| select(&s.tunnel))
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            let action = self.fans[key].conn.abort(reason);
+            self.after_fan_step(key, action, Instant::now());
+        }
+    }
+
+    /// Takes `backend` out of every fan-out connection that sends to it (an operator disabled
+    /// or removed it); a connection whose primary it is ends.
+    pub(super) fn close_fan_backend(&mut self, backend: &Arc<Backend>, now: Instant) {
+        let hit: Vec<(usize, usize)> = self
+            .fans
+            .iter()
+            .filter_map(|(k, s)| s.on_backend(backend).map(|i| (k, i)))
+            .collect();
+        for (key, i) in hit {
+            let action = match self.fans[key].conn.remove_dest(i) {
+                Some(action) => action,
+                None => Action::Wait,
+            };
+            self.after_fan_step(key, action, now);
+        }
+    }
+
+    /// Makes sure the fan-out timer queue holds an entry no later than the connection's
+    /// deadline.
+    fn arm_fan_timer(&mut self, key: usize) {
+        let Some(slot) = self.fans.get_mut(key) else {
+            return;
+        };
+        let Some(deadline) = slot.conn.deadline() else {
+            return;
+        };
+        if slot.timer_armed.is_none_or(|armed| deadline < armed) {
+            slot.timer_armed = Some(deadline);
+            self.fan_timers.arm(deadline, key, slot.id);
+        }
+    }
+
+    /// Handles the fan-out deadlines that have come, a bounded number per round.
+    pub(super) fn fire_fan_timers(&mut self, now: Instant, limit: usize) {
+        for _ in 0..limit {
+            let Some((key, id, at)) = self.fan_timers.pop_due(now) else {
+                return;
+            };
+            let Some(slot) = self.fans.get_mut(key) else {
+                continue;
+            };
+            if slot.id != id {
+                continue;
+            }
+            if slot.timer_armed == Some(at) {
+                slot.timer_armed = None;
+            }
+            let action = slot.conn.on_timer(now);
+            if action == Action::Wait && slot.conn.deadline().is_some_and(|d| d <= now) {
+                // Nothing was due though the deadline passed (a bug): look again a little
+                // later rather than at once, in a spin.
+                tracing::error!(
+                    conn = id,
+                    "a fan-out deadline passed but nothing was due; a porxy bug"
+                );
+                let later = now + Duration::from_millis(1);
+                slot.timer_armed = Some(later);
+                self.fan_timers.arm(later, key, id);
+                continue;
+            }
+            self.after_fan_step(key, action, now);
+        }
+    }
+
+    /// Drives again the fan-out connections whose budget ran out.
+    pub(super) fn drive_fans_again(&mut self, now: Instant) {
+        for (key, id) in std::mem::take(&mut self.fan_again) {
+            if self.fans.get(key).is_some_and(|s| s.id == id) {
+                self.drive_fan(key, now);
+            }
+        }
+    }
+
+    /// Counts a connect failure against the tunnel and the destination's backend health.
+    fn charge_connect_failure(&self, tunnel: &Tunnel, dest: usize, now: Instant) {
+        crate::status::bump(&tunnel.stats.reactor(self.index).connect_failures, 1);
+        let backend = &tunnel.balancer.backends[dest];
+        if backend.connect_failed(now, &tunnel.balancer.passive) {
+            warn!(
+                tunnel = %tunnel.local,
+                backend = %backend.addr,
+                max_fails = tunnel.balancer.passive.max_fails,
+                "backend is down: connects fail"
+            );
+        }
+    }
+}
