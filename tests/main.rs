@@ -9,6 +9,7 @@ mod support;
 mod balance;
 mod cli;
 mod control;
+mod fanout;
 mod faults;
 mod half_close;
 mod idle;

@@ -1,0 +1,338 @@
+//! Fan-out tunnels (`mode=fanout`): every client connection copied to every remote.
+//!
+//! Destinations here are collectors: they read each connection to its end and report a digest
+//! of what they got, so a test compares exact byte streams without keeping them.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::Hasher;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use porxy_core::{BackendStatus, CloseReason, TunnelSpec, TunnelStatus};
+
+use crate::support::backend::{Backend, Refusing};
+use crate::support::client::{connect, read_until_end, End};
+use crate::support::payload::bytes;
+use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};
+use crate::support::{wait_for, wait_until};
+
+/// How long a test waits for a destination's report.
+const REPORT_WAIT: Duration = Duration::from_secs(20);
+
+/// What a destination got on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Digest {
+    len: u64,
+    hash: u64,
+}
+
+impl Digest {
+    fn of(data: &[u8]) -> Digest {
+        let mut h = DefaultHasher::new();
+        h.write(data);
+        Digest {
+            len: data.len() as u64,
+            hash: h.finish(),
+        }
+    }
+}
+
+/// A destination that reads each connection to its end (sending `chatter` first, which the
+/// proxy must throw away unless this is the primary) and reports a digest of what it read, or
+/// the error that ended it.
+fn collector(chatter: &'static [u8]) -> (Backend, Receiver<Result<Digest, ErrorKind>>) {
+    let (backend, rx, _) = destination(chatter, false);
+    (backend, rx)
+}
+
+/// A collector that also shows how many bytes it has read so far (all connections together).
+fn counting_collector() -> (Backend, Receiver<Result<Digest, ErrorKind>>, Arc<AtomicU64>) {
+    destination(b"", false)
+}
+
+/// A primary that echoes every byte and, at the end, reports a digest of what it read.
+fn echoing_primary() -> (Backend, Receiver<Result<Digest, ErrorKind>>) {
+    let (backend, rx, _) = destination(b"", true);
+    (backend, rx)
+}
+
+fn destination(
+    chatter: &'static [u8],
+    echo: bool,
+) -> (Backend, Receiver<Result<Digest, ErrorKind>>, Arc<AtomicU64>) {
+    let (tx, rx) = channel();
+    let progress = Arc::new(AtomicU64::new(0));
+    let read = progress.clone();
+    let backend = Backend::start(move |mut stream, _| {
+        let _ = stream.write_all(chatter);
+        let _ = tx.send(digest_stream(&mut stream, echo, &read));
+        let _ = stream.shutdown(Shutdown::Write);
+    });
+    (backend, rx, progress)
+}
+
+/// Reads `stream` to its end (echoing if asked), hashing as it goes and adding what it reads
+/// to `progress`.
+fn digest_stream(
+    stream: &mut TcpStream,
+    echo: bool,
+    progress: &AtomicU64,
+) -> Result<Digest, ErrorKind> {
+    let mut h = DefaultHasher::new();
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return Ok(Digest {
+                    len,
+                    hash: h.finish(),
+                })
+            }
+            Ok(n) => {
+                h.write(&buf[..n]);
+                len += n as u64;
+                progress.fetch_add(n as u64, Ordering::SeqCst);
+                if echo {
+                    stream.write_all(&buf[..n]).map_err(|e| e.kind())?;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.kind()),
+        }
+    }
+}
+
+/// `127.0.0.1:0=A,B,...[mode=fanout,OPTIONS]`.
+fn fanout_spec(remotes: &[SocketAddr], options: &str) -> TunnelSpec {
+    let list: Vec<String> = remotes.iter().map(|r| r.to_string()).collect();
+    let sep = if options.is_empty() { "" } else { "," };
+    format!("127.0.0.1:0={}[mode=fanout{sep}{options}]", list.join(","))
+        .parse()
+        .expect("a valid fan-out spec")
+}
+
+/// Sends `data` from a thread (then FIN) while this one reads the replies to their end.
+fn exchange(local: SocketAddr, data: Vec<u8>) -> (JoinHandle<()>, TcpStream) {
+    let stream = connect(local);
+    let mut writer = stream.try_clone().expect("clone the client socket");
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).expect("send to the proxy");
+        writer.shutdown(Shutdown::Write).expect("FIN to the proxy");
+    });
+    (sender, stream)
+}
+
+fn recv(rx: &Receiver<Result<Digest, ErrorKind>>, who: &str) -> Result<Digest, ErrorKind> {
+    rx.recv_timeout(REPORT_WAIT)
+        .unwrap_or_else(|_| panic!("{who} reported nothing within {REPORT_WAIT:?}"))
+}
+
+fn backend_status(status: &TunnelStatus, addr: SocketAddr) -> BackendStatus {
+    *status
+        .backends
+        .iter()
+        .find(|b| b.addr == addr)
+        .expect("the destination is in the tunnel's status")
+}
+
+/// The headline: four clients at once, three destinations; every destination gets every
+/// client's exact stream, and each client gets the primary's echo, byte for byte, and nothing
+/// of the mirrors' chatter.
+#[test]
+fn every_destination_receives_every_client_stream_exactly() {
+    let (primary, primary_rx) = echoing_primary();
+    let (mirror_a, a_rx) = collector(b"mirror A says hello");
+    let (mirror_b, b_rx) = collector(b"");
+    let remotes = [primary.addr(), mirror_a.addr(), mirror_b.addr()];
+    let proxy = start(builder().tunnel(fanout_spec(&remotes, "")));
+    let local = proxy.bound()[0];
+
+    let payloads: Vec<Vec<u8>> = (0..4).map(|i| bytes(100 + i, 1 << 20)).collect();
+    let mut sent: Vec<Digest> = payloads.iter().map(|p| Digest::of(p)).collect();
+    let clients: Vec<_> = payloads
+        .iter()
+        .map(|p| (exchange(local, p.clone()), p))
+        .collect();
+    for ((sender, mut stream), payload) in clients {
+        let ending = read_until_end(&mut stream);
+        sender.join().expect("the sender thread");
+        assert_eq!(ending.end, End::Eof);
+        assert!(
+            ending.bytes == *payload,
+            "the client got the primary's exact echo ({} of {} bytes)",
+            ending.bytes.len(),
+            payload.len()
+        );
+    }
+    sent.sort();
+    for (who, rx) in [
+        ("primary", &primary_rx),
+        ("mirror A", &a_rx),
+        ("mirror B", &b_rx),
+    ] {
+        let mut got: Vec<Digest> = (0..4).map(|_| recv(rx, who).expect(who)).collect();
+        got.sort();
+        assert_eq!(got, sent, "{who} got every client's exact stream");
+    }
+    wait_all_closed(&proxy.handle());
+    let status = tunnel(&proxy.handle(), local);
+    assert_eq!(status.closes.get(CloseReason::Completed), 4, "{status:?}");
+    let total: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+    assert_eq!(status.bytes_to_upstream, total, "client bytes counted once");
+    assert_eq!(status.bytes_to_client, total, "the primary's replies");
+    for addr in remotes {
+        assert_eq!(backend_status(&status, addr).bytes_sent, total, "{addr}");
+    }
+}
+
+/// A destination that dies mid-stream (it resets after 64 KiB) leaves the client and the other
+/// destinations untouched.
+#[test]
+fn a_destination_that_dies_leaves_the_rest_untouched() {
+    let (primary, primary_rx) = echoing_primary();
+    let (mirror, mirror_rx) = collector(b"");
+    let (died_tx, died_rx) = channel();
+    let dying = Backend::reset_after(64 * 1024, died_tx);
+    let remotes = [primary.addr(), dying.addr(), mirror.addr()];
+    // More than the payload: however busy the machine, the good mirror is never dropped.
+    let proxy = start(builder().tunnel(fanout_spec(&remotes, "max_lag=8MiB")));
+    let local = proxy.bound()[0];
+
+    let payload = bytes(7, 4 << 20);
+    let (sender, mut stream) = exchange(local, payload.clone());
+    let ending = read_until_end(&mut stream);
+    sender.join().expect("the sender thread");
+    assert_eq!(ending.end, End::Eof);
+    assert!(ending.bytes == payload, "the client's echo is whole");
+    died_rx
+        .recv_timeout(REPORT_WAIT)
+        .expect("the dying destination got its 64 KiB");
+    let whole = Digest::of(&payload);
+    assert_eq!(recv(&primary_rx, "primary"), Ok(whole));
+    assert_eq!(recv(&mirror_rx, "the other mirror"), Ok(whole));
+    wait_all_closed(&proxy.handle());
+    let status = tunnel(&proxy.handle(), local);
+    assert_eq!(status.closes.get(CloseReason::Completed), 1, "{status:?}");
+}
+
+/// A destination that stops reading is dropped once `max_lag` behind; the client and the other
+/// destinations get everything, and the drop is counted on that destination.
+///
+/// The client sends in rounds, each echoed back whole and read whole by the good mirror before
+/// the next: a busy machine cannot then make the good mirror look behind, while the stalled one
+/// falls further behind with every round.
+#[test]
+fn a_stalled_destination_is_dropped_past_max_lag() {
+    const ROUND: usize = 1 << 20;
+    const ROUNDS: usize = 16;
+    let (primary, primary_rx) = echoing_primary();
+    let (mirror, mirror_rx, mirror_read) = counting_collector();
+    let stalled = Backend::start(|stream, ctx| {
+        // Accepts and never reads: its receive buffer, then the proxy's send buffer, fill up.
+        let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
+        ctx.hold();
+    });
+    let remotes = [primary.addr(), mirror.addr(), stalled.addr()];
+    let proxy = start(builder().tunnel(fanout_spec(&remotes, "max_lag=2MiB")));
+    let local = proxy.bound()[0];
+
+    let payload = bytes(9, ROUND * ROUNDS);
+    let mut stream = connect(local);
+    for (i, round) in payload.chunks(ROUND).enumerate() {
+        stream.write_all(round).expect("send a round");
+        let mut echo = vec![0u8; round.len()];
+        stream.read_exact(&mut echo).expect("read the round's echo");
+        assert!(echo == round, "round {i} echoed whole");
+        let sent = ((i + 1) * ROUND) as u64;
+        wait_until(REPORT_WAIT, "the good mirror to read the round", || {
+            mirror_read.load(Ordering::SeqCst) >= sent
+        });
+    }
+    stream.shutdown(Shutdown::Write).expect("FIN to the proxy");
+    assert_eq!(read_until_end(&mut stream).end, End::Eof);
+    let whole = Digest::of(&payload);
+    assert_eq!(recv(&primary_rx, "primary"), Ok(whole));
+    assert_eq!(recv(&mirror_rx, "mirror"), Ok(whole));
+    let status = wait_for(
+        COUNTERS_SETTLE,
+        "the stalled destination's drop to be counted",
+        || tunnel(&proxy.handle(), local),
+        |s| backend_status(s, stalled.addr()).lag_drops == 1,
+    );
+    let dropped = backend_status(&status, stalled.addr());
+    assert!(
+        dropped.bytes_sent < payload.len() as u64,
+        "the stalled one got only part: {dropped:?}"
+    );
+    assert_eq!(backend_status(&status, mirror.addr()).lag_drops, 0);
+}
+
+/// `reply=none`: a one-way feed. Nothing any destination says reaches the client; the client
+/// hears FIN once every destination has finished.
+#[test]
+fn a_one_way_feed_discards_every_reply() {
+    let (a, a_rx) = collector(b"ignored reply from A");
+    let (b, b_rx) = collector(b"ignored reply from B");
+    let proxy = start(builder().tunnel(fanout_spec(&[a.addr(), b.addr()], "reply=none")));
+    let local = proxy.bound()[0];
+
+    let payload = bytes(11, 300_000);
+    let (sender, mut stream) = exchange(local, payload.clone());
+    let ending = read_until_end(&mut stream);
+    sender.join().expect("the sender thread");
+    assert_eq!(ending.end, End::Eof);
+    assert!(ending.bytes.is_empty(), "got {} bytes", ending.bytes.len());
+    let whole = Digest::of(&payload);
+    assert_eq!(recv(&a_rx, "A"), Ok(whole));
+    assert_eq!(recv(&b_rx, "B"), Ok(whole));
+}
+
+/// A mirror that refuses connections is counted as a connect failure; the client and the
+/// primary do not notice.
+#[test]
+fn a_refusing_mirror_is_counted_and_skipped() {
+    let (primary, primary_rx) = echoing_primary();
+    let refusing = Refusing::new();
+    let proxy = start(builder().tunnel(fanout_spec(&[primary.addr(), refusing.addr()], "")));
+    let local = proxy.bound()[0];
+
+    for seed in 0..3 {
+        let payload = bytes(seed, 10_000);
+        let (sender, mut stream) = exchange(local, payload.clone());
+        let ending = read_until_end(&mut stream);
+        sender.join().expect("the sender thread");
+        assert!(ending.bytes == payload, "echo {seed} is whole");
+        assert_eq!(recv(&primary_rx, "primary"), Ok(Digest::of(&payload)));
+    }
+    wait_all_closed(&proxy.handle());
+    let status = tunnel(&proxy.handle(), local);
+    assert_eq!(status.closes.get(CloseReason::Completed), 3, "{status:?}");
+    let refused = backend_status(&status, refusing.addr());
+    assert!(refused.failures >= 1, "{refused:?}");
+    assert_eq!(status.connect_failures, refused.failures);
+}
+
+/// The primary refusing resets the client at once, as a plain tunnel would.
+#[test]
+fn a_refusing_primary_resets_the_client() {
+    let refusing = Refusing::new();
+    let (mirror, _mirror_rx) = collector(b"");
+    let proxy = start(builder().tunnel(fanout_spec(&[refusing.addr(), mirror.addr()], "")));
+    let local = proxy.bound()[0];
+    let mut stream = connect(local);
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Error(ErrorKind::ConnectionReset));
+    wait_all_closed(&proxy.handle());
+    let status = tunnel(&proxy.handle(), local);
+    assert_eq!(
+        status.closes.get(CloseReason::ConnectRefused),
+        1,
+        "{status:?}"
+    );
+}
