@@ -17,6 +17,7 @@ use porxy_core::{BackendStatus, CloseReason, TunnelSpec, TunnelStatus};
 
 use crate::support::backend::{Backend, Refusing};
 use crate::support::client::{connect, read_until_end, End};
+use crate::support::control::{field, porxy_with_control, ControlClient};
 use crate::support::payload::bytes;
 use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};
 use crate::support::{wait_for, wait_until};
@@ -335,4 +336,84 @@ fn a_refusing_primary_resets_the_client() {
         1,
         "{status:?}"
     );
+}
+
+/// The `porxy` binary with a one-way feed to a collector and to a destination that never
+/// reads: however much the clients stream, porxy's memory stays within `max_lag` per
+/// connection (plus its buffer pools), and `STATUS FULL` shows each destination's bytes and
+/// the drops.
+#[test]
+fn memory_stays_bounded_with_a_stalled_destination() {
+    const CLIENTS: usize = 4;
+    const STREAM: usize = 32 << 20;
+    const MAX_LAG_KIB: u64 = 1024;
+    // Two reactors' pools of free buffers (8 MiB each), and room for the allocator.
+    const SLACK_KIB: u64 = 2 * 8 * 1024 + 6 * 1024;
+    let (collector, collector_rx) = collector(b"");
+    let stalled = Backend::start(|stream, ctx| {
+        let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
+        ctx.hold();
+    });
+    let spec = format!(
+        "127.0.0.1:0={},{}[mode=fanout,reply=none,max_lag={MAX_LAG_KIB}KiB]",
+        collector.addr(),
+        stalled.addr()
+    );
+    let (porxy, control) = porxy_with_control(&["--tunnel", &spec]);
+    let local = porxy.tunnel("cli-1");
+    let baseline = porxy.rss_kib();
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let payload = bytes(50 + i as u64, STREAM);
+            let digest = Digest::of(&payload);
+            (exchange(local, payload), digest)
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for ((sender, mut stream), digest) in clients {
+        let ending = read_until_end(&mut stream);
+        sender.join().expect("the sender thread");
+        assert_eq!(ending.end, End::Eof, "the feed completes for its client");
+        sent.push(digest);
+    }
+    let mut got: Vec<Digest> = (0..CLIENTS)
+        .map(|_| recv(&collector_rx, "collector").expect("collector"))
+        .collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent, "the collector got every stream whole");
+
+    let peak = porxy.peak_rss_kib();
+    let bound = baseline + CLIENTS as u64 * MAX_LAG_KIB + SLACK_KIB;
+    assert!(
+        peak <= bound,
+        "porxy grew from {baseline} KiB to a peak of {peak} KiB (bound {bound} KiB) while \
+         {CLIENTS} clients streamed {} MiB each past a stalled destination",
+        STREAM >> 20
+    );
+
+    let mut control = ControlClient::connect(control);
+    let lines = wait_for(
+        COUNTERS_SETTLE,
+        "every drop to be counted",
+        || control.block("STATUS FULL"),
+        |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("backend {} ", stalled.addr())) && l.contains(&format!("lag_drops={CLIENTS}")))
+        },
+    );
+    let tunnel_line = lines
+        .iter()
+        .find(|l| l.starts_with("tunnel "))
+        .expect("a tunnel line");
+    assert!(tunnel_line.contains(" mode=fanout reply=none "), "{tunnel_line}");
+    let total = (CLIENTS * STREAM) as u64;
+    let collector_line = lines
+        .iter()
+        .find(|l| l.contains(&format!("backend {} ", collector.addr())))
+        .expect("the collector's line");
+    assert_eq!(field(collector_line, "bytes_sent"), total.to_string(), "{collector_line}");
+    assert_eq!(field(collector_line, "lag_drops"), "0", "{collector_line}");
 }

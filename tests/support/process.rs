@@ -203,16 +203,25 @@ impl Porxy {
 
     /// Resident memory in KiB (`VmRSS` of /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory it has had, in KiB (`VmHWM` of /proc/PID/status).
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("read /proc/PID/status");
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .expect("a VmRSS line");
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("a {key} line"));
         line.split_whitespace()
             .nth(1)
             .and_then(|kib| kib.parse().ok())
-            .expect("VmRSS in kB")
+            .unwrap_or_else(|| panic!("{key} in kB"))
     }
 
     /// CPU time used so far, user plus system, in clock ticks (`utime + stime` of /proc/PID/stat).
