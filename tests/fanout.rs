@@ -399,21 +399,29 @@ fn memory_stays_bounded_with_a_stalled_destination() {
         "every drop to be counted",
         || control.block("STATUS FULL"),
         |lines| {
-            lines
-                .iter()
-                .any(|l| l.contains(&format!("backend {} ", stalled.addr())) && l.contains(&format!("lag_drops={CLIENTS}")))
+            lines.iter().any(|l| {
+                l.contains(&format!("backend {} ", stalled.addr()))
+                    && l.contains(&format!("lag_drops={CLIENTS}"))
+            })
         },
     );
     let tunnel_line = lines
         .iter()
         .find(|l| l.starts_with("tunnel "))
         .expect("a tunnel line");
-    assert!(tunnel_line.contains(" mode=fanout reply=none "), "{tunnel_line}");
+    assert!(
+        tunnel_line.contains(" mode=fanout reply=none "),
+        "{tunnel_line}"
+    );
     let total = (CLIENTS * STREAM) as u64;
     let collector_line = lines
         .iter()
         .find(|l| l.contains(&format!("backend {} ", collector.addr())))
         .expect("the collector's line");
-    assert_eq!(field(collector_line, "bytes_sent"), total.to_string(), "{collector_line}");
+    assert_eq!(
+        field(collector_line, "bytes_sent"),
+        total.to_string(),
+        "{collector_line}"
+    );
     assert_eq!(field(collector_line, "lag_drops"), "0", "{collector_line}");
 }

@@ -219,6 +219,13 @@ Options go last, in brackets, separated by commas. Known options:
                           check_timeout (1s); rise (2) good ones bring a remote up,
                           fall (3) bad ones take it down; check_send / check_expect
                           send a string and expect a reply prefix (\\r \\n escapes)
+  Fan-out (mode=fanout: every client copied to every REMOTE):
+    mode                  balance (default) or fanout
+    reply                 primary (default: the first REMOTE answers the client; the
+                          others' replies are thrown away) or none (a one-way feed)
+    max_lag               bytes a REMOTE may fall behind before it is dropped from that
+                          connection (default 1MiB; at least 64KiB)
+    min_live              the client is reset when fewer REMOTEs than this are left (1)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -229,6 +236,7 @@ Examples:
     porxy --tunnel '0.0.0.0:8080=10.0.0.5:80,10.0.0.6:80'
     porxy --tunnel '[::1]:5433=db.internal:5432[connect_timeout=2s,idle_timeout=10m]'
     porxy --tunnel '8000=7001*3,7002,7003[strategy=least_conn,check=tcp,max_conns=100]'
+    porxy --tunnel '8000=7001,7002[mode=fanout,reply=none,max_lag=4MiB]'
     porxy --config porxy.toml --tunnel 0=127.0.0.1:7000
 
 Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
@@ -237,6 +245,7 @@ Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
         keys = OPTION_KEYS
             .join(", ")
             .replace("queue_timeout, ", "queue_timeout,\n    ")
+            .replace("check_expect, ", "check_expect,\n    ")
     )
 }
 

@@ -243,6 +243,27 @@ fn errors_name_file_line_and_key() {
             "duplicate key",
         ),
         (
+            "unknown mode",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nmode = \"mirror\"\n"),
+            "porxy.toml:6:8: listeners.demo.mode",
+            "unknown mode `mirror`; known modes: balance, fanout",
+        ),
+        (
+            "fan-out option without fan-out",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nreply = \"none\"\n"),
+            "porxy.toml:3:12: listeners.demo",
+            "option `reply` applies only with mode=fanout",
+        ),
+        (
+            "max_lag too small",
+            format!(
+                "{listener}listen = \"8000\"\nbackends = [\"echo\"]\nmode = \"fanout\"\n\
+                 max_lag = 1024\n"
+            ),
+            "porxy.toml:7:11: listeners.demo.max_lag",
+            "must be from 64KiB to 1GiB",
+        ),
+        (
             "syntax error: unclosed table header",
             "[proxy\nreactors = 2\n".into(),
             "porxy.toml:1:7",
@@ -311,4 +332,31 @@ fn shipped_example_parses() {
         demo.spec.options.connect_timeout,
         Some(Duration::from_secs(2))
     );
+}
+
+#[test]
+fn fanout_keys_lift_to_spec_options() {
+    let text = r#"
+[backends.a]
+address = "127.0.0.1:7001"
+[backends.b]
+address = "127.0.0.1:7002"
+
+[listeners.feed]
+listen = "8000"
+backends = ["a", "b"]
+mode = "fanout"
+reply = "none"
+max_lag = "4MiB"
+min_live = 2
+"#;
+    let file = lift(text).expect("a good fan-out file");
+    let spec = file.listeners[0].spec.to_string();
+    assert_eq!(
+        spec,
+        "127.0.0.1:8000=127.0.0.1:7001,127.0.0.1:7002[mode=fanout,reply=none,max_lag=4MiB,min_live=2]"
+    );
+    let lag_in_bytes = text.replace("\"4MiB\"", "4194304");
+    let file = lift(&lag_in_bytes).expect("max_lag as a number of bytes");
+    assert_eq!(file.listeners[0].spec.to_string(), spec);
 }
