@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use porxy_core::{BackendStatus, CloseReason, TunnelSpec, TunnelStatus};
 
-use crate::support::backend::{Backend, Refusing};
+use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, read_until_end, End};
 use crate::support::control::{field, porxy_with_control, ControlClient};
 use crate::support::payload::bytes;
@@ -424,4 +424,34 @@ fn memory_stays_bounded_with_a_stalled_destination() {
         "{collector_line}"
     );
     assert_eq!(field(collector_line, "lag_drops"), "0", "{collector_line}");
+}
+
+/// A mirror whose connect never completes leaves when the connect timeout passes, and the
+/// connection, whose client and primary were done, completes then rather than at the
+/// half-closed timeout.
+#[test]
+fn an_unanswered_mirror_does_not_hold_a_finished_connection() {
+    let (primary, primary_rx) = echoing_primary();
+    let unanswered = Unanswered::new();
+    let proxy = start(
+        builder()
+            .half_closed_timeout(Duration::from_secs(60))
+            .tunnel(fanout_spec(&[primary.addr(), unanswered.addr()], "")),
+    );
+    let local = proxy.bound()[0];
+    let payload = bytes(3, 5000);
+    let (sender, mut stream) = exchange(local, payload.clone());
+    let ending = read_until_end(&mut stream);
+    sender.join().expect("the sender thread");
+    assert!(ending.bytes == payload, "the client got its echo");
+    assert_eq!(recv(&primary_rx, "primary"), Ok(Digest::of(&payload)));
+    // The test builder's connect timeout is 2 s.
+    let status = wait_for(
+        COUNTERS_SETTLE,
+        "the connection to complete once the mirror's connect timed out",
+        || tunnel(&proxy.handle(), local),
+        |s| s.open == 0,
+    );
+    assert_eq!(status.closes.get(CloseReason::Completed), 1, "{status:?}");
+    assert_eq!(backend_status(&status, unanswered.addr()).failures, 1);
 }

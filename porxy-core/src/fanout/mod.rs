@@ -60,6 +60,9 @@ pub(crate) enum DestEnd {
     Failed,
     /// Not connected: out of service or full when the client arrived.
     Skipped,
+    /// The connection ended (a timeout) before it had every byte and the FIN: reset, so that
+    /// it cannot take a cut-short stream for a whole one.
+    CutShort,
 }
 
 /// Where one destination stands.
@@ -443,7 +446,9 @@ impl FanConn {
             };
             let d = &mut self.dests[i];
             let mut failed = false;
-            while d.open() && d.ready.readable && !d.eof {
+            // After its EOF, a destination is read again only when the poller reports a fault,
+            // so that a reset is noticed without a write.
+            while d.open() && d.ready.readable && (!d.eof || d.ready.failed) {
                 if *budget == 0 {
                     yielded = true;
                     break;
@@ -451,6 +456,11 @@ impl FanConn {
                 *budget -= 1;
                 let buf = scratch.get_or_insert_with(|| pool.take());
                 match stream.read(buf.spare()) {
+                    Ok(0) if d.eof => {
+                        // Nothing wrong after all: a hang-up after its FIN.
+                        d.ready.failed = false;
+                        d.ready.readable = false;
+                    }
                     Ok(0) => {
                         d.eof = true;
                         moved = true;
@@ -691,6 +701,15 @@ impl FanConn {
     }
 
     fn close(&mut self, reason: CloseReason, client: Closing, dests: Closing) -> Action {
+        if dests == Closing::Graceful {
+            // A graceful end (a timeout) must not pass a cut-short stream off as whole: a
+            // destination that has not had every byte and the FIN is reset.
+            for i in 0..self.dests.len() {
+                if self.dests[i].live() && !self.dests[i].fin_sent {
+                    self.depart(i, DestEnd::CutShort, Closing::Reset);
+                }
+            }
+        }
         self.closed = Some(reason);
         Action::Close {
             reason,

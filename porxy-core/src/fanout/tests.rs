@@ -441,3 +441,32 @@ fn a_mirror_that_cannot_connect_is_dropped_and_a_primary_that_cannot_resets() {
         }
     );
 }
+
+#[test]
+fn a_timeout_resets_a_destination_that_has_not_had_everything() {
+    let mut rig = Rig::new(Reply::Primary, 2);
+    rig.dests[1] = Some(Peer::stalled());
+    rig.client = Peer::sending(b"request");
+    rig.client.eof = true;
+    rig.dest_mut(0).inbound = b"answer".to_vec();
+    rig.dest_mut(0).eof = true;
+    rig.run();
+    assert_eq!(rig.client.written, b"answer");
+    let at = rig.conn.deadline().expect("the half-closed deadline");
+    let action = rig.conn.on_timer(at);
+    assert_eq!(
+        action,
+        Action::Close {
+            reason: CloseReason::HalfClosedTimeout,
+            client: Closing::Graceful,
+            upstream: Closing::Graceful,
+        }
+    );
+    let cut: Vec<(usize, DestEnd, Closing)> = rig
+        .conn
+        .take_departures()
+        .iter()
+        .map(|d| (d.dest, d.end, d.closing))
+        .collect();
+    assert_eq!(cut, [(1, DestEnd::CutShort, Closing::Reset)]);
+}

@@ -215,8 +215,16 @@ impl Reactor {
     /// left, and waits, drives again or closes.
     fn after_fan_step(&mut self, key: usize, action: Action, now: Instant) {
         self.count_fan_bytes(key);
-        self.close_departed(key, now);
+        let departed = self.close_departed(key, now);
         match action {
+            // A destination left outside a drive (a connect failed or timed out, an operator
+            // took it out): what the others wait for may be complete now, so drive again.
+            Action::Wait if departed => {
+                if let Some(slot) = self.fans.get(key) {
+                    self.fan_again.push((key, slot.id));
+                }
+                self.arm_fan_timer(key);
+            }
             Action::Wait => self.arm_fan_timer(key),
             Action::Again => {
                 if let Some(slot) = self.fans.get(key) {
@@ -244,14 +252,14 @@ impl Reactor {
         }
     }
 
-    /// Closes and counts the destinations that left connection `key`.
-    fn close_departed(&mut self, key: usize, now: Instant) {
+    /// Closes and counts the destinations that left connection `key`; true if any did.
+    fn close_departed(&mut self, key: usize, now: Instant) -> bool {
         let Some(slot) = self.fans.get_mut(key) else {
-            return;
+            return false;
         };
         let departures = slot.conn.take_departures();
         if departures.is_empty() {
-            return;
+            return false;
         }
         let tunnel = slot.tunnel.clone();
         let span = slot.span.clone();
@@ -276,7 +284,13 @@ impl Reactor {
                 }
                 DestEnd::ConnectFailed(reason) => {
                     warn!(destination = %backend.addr, reason = %reason, "fan-out destination: connect failed");
-                    self.charge_connect_failure(&tunnel, dest, now);
+                    // porxy's own shortage (descriptors, ports) is not the backend's failure.
+                    if reason != CloseReason::LocalResource {
+                        self.charge_connect_failure(&tunnel, dest, now);
+                    }
+                }
+                DestEnd::CutShort => {
+                    debug!(destination = %backend.addr, "destination reset: the connection ended before its stream did")
                 }
                 DestEnd::Failed => {
                     info!(destination = %backend.addr, "fan-out destination failed or was taken out; the others go on")
@@ -286,6 +300,7 @@ impl Reactor {
                 }
             }
         }
+        true
     }
 
     /// Closes connection `key` as `action` says, counts it and takes it out of the slab.
