@@ -16,4 +16,5 @@ mod lifecycle;
 mod relay;
 mod runtime;
 mod scale;
+mod sessions;
 mod stop;

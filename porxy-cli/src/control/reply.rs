@@ -218,12 +218,13 @@ fn full_status(status: &Status) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "tunnel {} remotes={} strategy={} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
+            "tunnel {} remotes={} strategy={} open={} accepted={} imported={} bytes_up={} bytes_down={} connect_failures={} closes={}",
             t.local,
             remotes.join(","),
             t.strategy,
             t.open,
             t.accepted,
+            t.imported,
             t.bytes_to_upstream,
             t.bytes_to_client,
             t.connect_failures,
