@@ -1,6 +1,7 @@
 //! The life of a porxy process as an operator drives it: a zero-downtime upgrade to a new
-//! process (`--upgrade-socket` / `--takeover`), a start that waits for a port (`--bind-wait`),
-//! reloading the configuration (control `RELOAD`, SIGHUP), and a graceful stop.
+//! process (`--upgrade-socket` / `--takeover`) that takes the established connections over too,
+//! a start that waits for a port (`--bind-wait`), reloading the configuration (control
+//! `RELOAD`, SIGHUP), and a graceful stop.
 //!
 //! Every test runs the `porxy` binary and checks what a user would: the READY lines, the control
 //! socket's replies, exit codes, and whether clients were refused, reset or answered by the
@@ -8,6 +9,8 @@
 
 mod bind_wait;
 mod chain;
+mod handover;
+mod handover_failure;
 mod reload;
 mod stop;
 mod takeover_failure;

@@ -17,4 +17,5 @@ mod lifecycle;
 mod relay;
 mod runtime;
 mod scale;
+mod sessions;
 mod stop;

@@ -48,6 +48,9 @@ pub(crate) struct Args {
     pub(crate) upgrade_socket: Option<PathBuf>,
     /// `--takeover PATH`: take the listening sockets of the porxy serving this upgrade socket.
     pub(crate) takeover: Option<PathBuf>,
+    /// `--leave-connections`: with `--takeover`, leave the established connections to the
+    /// old porxy instead of taking them over.
+    pub(crate) leave_connections: bool,
     /// `--bind-wait DURATION`: how long to wait for a port another process still holds.
     pub(crate) bind_wait: Option<Duration>,
 }
@@ -65,8 +68,8 @@ pub(crate) struct Args {
         File listeners keep their names; --tunnel ones are named cli-1, cli-2, ... Logs go to \
         stderr. The first SIGINT or SIGTERM drains connections (up to --drain-timeout); a second \
         one stops at once.\n\n\
-        Exit status: 0 stopped with every connection finished, 1 configuration or start error, \
-        2 usage error, 3 the stop cut open connections."
+        Exit status: 0 stopped with every connection finished (or handed over to a successor), \
+        1 configuration or start error, 2 usage error, 3 the stop cut open connections."
 )]
 struct RawArgs {
     /// The TOML configuration file (see examples/porxy.toml).
@@ -112,10 +115,16 @@ struct RawArgs {
     #[arg(long, value_name = "PATH")]
     upgrade_socket: Option<PathBuf>,
 
-    /// Take over the listening sockets (and control socket) of the porxy serving this upgrade
-    /// socket; once this one accepts, that one stops accepting, drains and exits.
+    /// Take over the porxy serving this upgrade socket: its listening sockets and control
+    /// socket, then its established connections (with the bytes in flight), so that it exits
+    /// at once.
     #[arg(long, value_name = "PATH")]
     takeover: Option<PathBuf>,
+
+    /// With --takeover: leave the established connections to the old porxy, which finishes
+    /// them (up to its drain timeout) before it exits.
+    #[arg(long, requires = "takeover")]
+    leave_connections: bool,
 
     /// When a port is still held by another process (an old porxy draining), wait up to this
     /// long for it to be released instead of failing at once.
@@ -155,6 +164,7 @@ impl RawArgs {
             control: self.control,
             upgrade_socket: self.upgrade_socket,
             takeover: self.takeover,
+            leave_connections: self.leave_connections,
             bind_wait: self.bind_wait,
         })))
     }

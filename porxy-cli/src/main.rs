@@ -7,7 +7,8 @@
 //!
 //! Contract with scripts and tests: during a run, stdout carries exactly one line,
 //! `READY pid=<pid> tunnel.<name>=<bound addr> ...`, printed and flushed once every tunnel
-//! listens; logs go to stderr. Exit codes: 0 stopped with every connection drained, 1 a
+//! listens; logs go to stderr. Exit codes: 0 stopped with every connection drained (or handed
+//! over to a successor), 1 a
 //! configuration or start error (printed once as `porxy: error: ...`), 2 a usage error (clap),
 //! 3 the stop cut open connections.
 
@@ -18,6 +19,7 @@ mod args;
 mod config_file;
 mod control;
 mod error;
+mod handover;
 mod logging;
 mod reload;
 mod signals;
@@ -65,9 +67,10 @@ struct Plan {
     config_path: Option<std::path::PathBuf>,
     cli_tunnels: Vec<NamedTunnel>,
     overrides: Overrides,
-    /// `--upgrade-socket`, `--takeover`, `--bind-wait`.
+    /// `--upgrade-socket`, `--takeover`, `--leave-connections`, `--bind-wait`.
     upgrade_socket: Option<std::path::PathBuf>,
     takeover: Option<std::path::PathBuf>,
+    leave_connections: bool,
     bind_wait: Duration,
 }
 
@@ -179,6 +182,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         overrides,
         upgrade_socket: args.upgrade_socket.clone(),
         takeover: args.takeover.clone(),
+        leave_connections: args.leave_connections,
         bind_wait: args.bind_wait.unwrap_or_default(),
     })
 }
@@ -295,7 +299,16 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let mut unconfirmed = None;
     if let Some(taken) = takeover {
         match taken.confirm() {
-            Ok(()) => tracing::info!("took over: the previous porxy stops accepting and drains"),
+            Ok(confirmed) => {
+                tracing::info!("took over: the previous porxy stops accepting");
+                // Before the READY line: a successor of this process finds every connection
+                // here.
+                if plan.leave_connections {
+                    confirmed.leave_connections();
+                } else {
+                    confirmed.take_connections(&proxy.handle());
+                }
+            }
             Err(e) => {
                 // The predecessor gave up waiting and carries on: two processes must not go on
                 // sharing the sockets, so this one lets its connections finish, prints no
@@ -347,7 +360,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
             report.cut
         );
     } else {
-        tracing::info!("porxy stopped; every connection finished");
+        tracing::info!("porxy stopped; every connection finished or was handed over");
     }
     Ok(Outcome::Stopped { cut: report.cut })
 }

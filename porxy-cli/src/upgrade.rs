@@ -9,8 +9,11 @@
 //!    themselves attached (SCM_RIGHTS) in the same order;
 //! 3. starts its proxy on those sockets: both processes now accept on them, so no client is
 //!    refused at any moment;
-//! 4. sends `READY`. The old porxy answers `OK`, stops accepting (closing only its own copies),
-//!    drains its connections and exits.
+//! 4. sends `READY`. The old porxy answers `OK` and stops accepting (closing only its own
+//!    copies);
+//! 5. and 6. asks for the old porxy's established connections and takes them over, so that the
+//!    old one exits at once (`handover.rs`), or leaves them with the old one, which drains them
+//!    and exits.
 //!
 //! If the new porxy goes away before `READY`, the old one carries on as if nothing had happened.
 
@@ -32,7 +35,7 @@ use crate::reload::Reloader;
 use crate::stopping::Stopper;
 
 /// How long each side waits for the other's next line.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the running porxy waits for its successor's READY: the successor may be waiting
 /// for ports (`--bind-wait`) or resolving names. If it goes away, the wait ends at once.
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -57,7 +60,9 @@ pub(crate) enum UpgradeError {
 /// What the new porxy received from the running one.
 pub(crate) struct Takeover {
     path: String,
-    conn: BufReader<UnixStream>,
+    /// Read without a buffer: descriptors come later on it, and a buffered read could swallow
+    /// them.
+    conn: UnixStream,
     /// Listening sockets by tunnel name, with their addresses.
     pub(crate) tunnels: Vec<(String, SocketAddr, TcpListener)>,
     /// The control socket, if the running porxy had one.
@@ -143,30 +148,44 @@ pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
     }
     Ok(Takeover {
         path: name,
-        conn: BufReader::new(conn),
+        conn,
         tunnels,
         control,
     })
 }
 
+/// The old porxy has stopped accepting; its established connections are to be taken over or
+/// left with it (`handover.rs`).
+pub(crate) struct Confirmed {
+    conn: UnixStream,
+}
+
+impl Confirmed {
+    /// Steps 5 and 6: takes the old porxy's established connections into `handle`'s proxy.
+    pub(crate) fn take_connections(mut self, handle: &ProxyHandle) {
+        crate::handover::take_connections(&mut self.conn, handle);
+    }
+
+    /// Step 5 with `--leave-connections`: the old porxy finishes its connections itself.
+    pub(crate) fn leave_connections(mut self) {
+        crate::handover::leave_connections(&mut self.conn);
+    }
+}
+
 impl Takeover {
     /// New side, step 4: tells the old porxy that this one accepts now; it stops accepting.
-    pub(crate) fn confirm(mut self) -> Result<(), UpgradeError> {
+    pub(crate) fn confirm(mut self) -> Result<Confirmed, UpgradeError> {
         let io_error = |source| UpgradeError::Io {
             path: self.path.clone(),
             source,
         };
-        self.conn
-            .get_mut()
-            .write_all(b"READY\n")
-            .map_err(io_error)?;
-        let mut reply = String::new();
-        self.conn
-            .read_line(&mut reply)
+        self.conn.write_all(b"READY\n").map_err(io_error)?;
+        let reply = read_line(&mut self.conn, MAX_LINE)
             .map_err(|source| UpgradeError::Io {
                 path: self.path.clone(),
                 source,
-            })?;
+            })?
+            .unwrap_or_default();
         if reply.is_empty() {
             return Err(UpgradeError::Protocol {
                 path: self.path.clone(),
@@ -179,13 +198,38 @@ impl Takeover {
                 what: format!("the running porxy answered {reply:?} to READY"),
             });
         }
-        Ok(())
+        Ok(Confirmed { conn: self.conn })
     }
+}
+
+/// Longest line the new porxy reads.
+const MAX_LINE: usize = 1024;
+
+/// Reads one line, newline included, a byte at a time: nothing after it is consumed, so that
+/// descriptors sent after it are still there for `recvmsg`. `None` at end of stream.
+pub(crate) fn read_line(stream: &mut impl Read, max: usize) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < max {
+        match stream.read(&mut byte) {
+            Ok(0) if line.is_empty() => return Ok(None),
+            Ok(0) => break,
+            Ok(_) => {
+                line.push(byte[0]);
+                if byte[0] == b'\n' {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
 }
 
 /// Takes ownership of a descriptor the kernel just created in this process.
 #[allow(unsafe_code)]
-fn own(fd: RawFd) -> OwnedFd {
+pub(crate) fn own(fd: RawFd) -> OwnedFd {
     // SAFETY: `fd` was installed in this process by recvmsg(2) for this message (SCM_RIGHTS);
     // nothing else refers to it, so owning it (and closing it on drop) is sound.
     unsafe { OwnedFd::from_raw_fd(fd) }
@@ -352,7 +396,32 @@ fn hand_over(
         stopper.cancel_control_handover();
         return Err(format!("the new porxy went away before it read OK: {e}"));
     }
-    tracing::info!("the new porxy accepts now; this one stops accepting and drains");
+    tracing::info!("the new porxy accepts now; this one stops accepting");
     stopper.graceful();
+    crate::handover::answer(&conn, &mut reader, handle);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression guard: a buffered read of a line would consume what follows it, and with it
+    /// the descriptors attached there.
+    #[test]
+    fn read_line_consumes_exactly_one_line() {
+        let mut input: &[u8] = b"SESSIONS porxy-sessions/1\nPXS1 binary";
+        assert_eq!(
+            read_line(&mut input, 64).unwrap().as_deref(),
+            Some("SESSIONS porxy-sessions/1\n")
+        );
+        assert_eq!(input, b"PXS1 binary");
+        assert_eq!(
+            read_line(&mut input, 4).unwrap().as_deref(),
+            Some("PXS1"),
+            "bounded"
+        );
+        let mut empty: &[u8] = b"";
+        assert_eq!(read_line(&mut empty, 64).unwrap(), None);
+    }
 }

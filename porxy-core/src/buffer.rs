@@ -103,6 +103,25 @@ impl BufferPool {
         self.free.pop().unwrap_or_else(|| Buffer::new(self.size))
     }
 
+    /// A buffer holding `bytes` as pending, for a connection taken over from another process.
+    /// Bytes that do not fit a buffer of the pool's size (the other process used larger ones)
+    /// get a buffer of their own size, which [`BufferPool::give`] frees instead of stocking.
+    pub(crate) fn take_filled(&mut self, bytes: &[u8]) -> Buffer {
+        let mut buffer = if bytes.len() <= self.size {
+            self.take()
+        } else {
+            #[cfg(test)]
+            {
+                self.lent += 1;
+            }
+            Buffer::new(bytes.len())
+        };
+        buffer.data[..bytes.len()].copy_from_slice(bytes);
+        buffer.start = 0;
+        buffer.end = bytes.len();
+        buffer
+    }
+
     /// Returns an empty buffer to the stock (or frees it when the stock is full).
     pub(crate) fn give(&mut self, mut buffer: Buffer) {
         #[cfg(test)]
@@ -148,5 +167,25 @@ mod tests {
         assert_eq!(buf.spare().len(), 8);
         pool.give(buf);
         assert_eq!(pool.free_count(), 1);
+    }
+
+    #[test]
+    fn take_filled_holds_the_bytes_whatever_their_size() {
+        let mut pool = BufferPool::new(8);
+        let small = pool.take_filled(b"abc");
+        assert_eq!(small.pending(), b"abc");
+        assert_eq!(small.capacity(), 8, "a stock buffer");
+        let big = pool.take_filled(b"0123456789");
+        assert_eq!(big.pending(), b"0123456789");
+        assert!(big.is_full());
+        assert_eq!(pool.lent(), 2);
+        pool.give(small);
+        pool.give(big);
+        assert_eq!(pool.lent(), 0);
+        assert_eq!(
+            pool.free_count(),
+            1,
+            "the odd-sized buffer is freed, not stocked"
+        );
     }
 }

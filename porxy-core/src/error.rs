@@ -109,6 +109,10 @@ pub enum Error {
     /// The proxy is stopping or stopped and takes no new work.
     #[error("the proxy is stopping")]
     Stopped,
+    /// Connections are handed over only by a stopping proxy: otherwise new ones would keep
+    /// arriving.
+    #[error("the proxy is not stopping; stop it before handing its connections over")]
+    NotStopping,
     /// An OS resource needed to start (an event queue, a waker, a thread) could not be had.
     #[error("cannot start {what}: {source}")]
     Start {

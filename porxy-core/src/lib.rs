@@ -16,6 +16,11 @@
 //! mio glue (`reactor`). Tunnels are immutable and shared; changing one builds a new one for new
 //! connections. Counters are sharded per thread, so nothing on the data path takes a lock.
 //!
+//! A stopping proxy can hand its established connections, sockets and buffered bytes and all,
+//! to another process ([`ProxyHandle::export_sessions`], [`ProxyHandle::import_sessions`], and
+//! [`session::wire`] for the transport): a zero-downtime upgrade where the old process exits at
+//! once.
+//!
 //! Start with [`Proxy::builder`]; the [`TunnelSpec`] grammar is `LOCAL=REMOTE[,REMOTE...][opts]`.
 
 #![deny(missing_docs)]
@@ -33,6 +38,7 @@ mod listener;
 mod mailbox;
 mod proxy;
 mod reactor;
+pub mod session;
 mod status;
 mod timer;
 mod tunnel;
@@ -50,8 +56,12 @@ pub use conn::close::{CloseReason, Fault};
 pub use error::Error;
 pub use fanout::DEFAULT_MAX_LAG;
 pub use generation::GenerationStatus;
-pub use handle::{BackendChange, CloseMode, OpenedTunnel, ProxyHandle, ReloadReport, StopMode};
+pub use handle::{
+    BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, SessionExport,
+    StopMode,
+};
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
+pub use session::Session;
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tunnel::endpoint::Endpoint;
 pub use tunnel::mode::{Reply, TunnelMode};

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,8 @@ pub(crate) struct Listener {
     by_addr: HashMap<SocketAddr, usize>,
     reactors: Vec<Mailbox<ReactorMsg>>,
     next_reactor: usize,
-    next_conn_id: u64,
+    /// Connection ids, shared with the handle (which numbers connections taken over).
+    conn_ids: Arc<AtomicU64>,
     paused_until: Option<Instant>,
     last_shortage_log: Option<Instant>,
     shortages_unlogged: u64,
@@ -90,6 +91,7 @@ impl Listener {
         reactors: Vec<Mailbox<ReactorMsg>>,
         reactor_stats: Vec<Arc<ReactorStats>>,
         max_connections: usize,
+        conn_ids: Arc<AtomicU64>,
     ) -> io::Result<(Listener, Mailbox<ListenerMsg>)> {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
@@ -100,7 +102,7 @@ impl Listener {
             by_addr: HashMap::new(),
             reactors,
             next_reactor: 0,
-            next_conn_id: 1,
+            conn_ids,
             paused_until: None,
             last_shortage_log: None,
             shortages_unlogged: 0,
@@ -253,8 +255,7 @@ impl Listener {
                     Ok((stream, peer)) => {
                         let tunnel = entry.tunnel.clone();
                         crate::status::bump(&tunnel.stats.listener().accepted, 1);
-                        let id = self.next_conn_id;
-                        self.next_conn_id += 1;
+                        let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
                         let index = self.next_reactor;
                         self.next_reactor = (self.next_reactor + 1) % self.reactors.len();
                         let msg = ReactorMsg::Adopt(Accepted {

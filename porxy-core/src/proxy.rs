@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use crate::balance::health::Checker;
 use crate::config::ProxyConfig;
 use crate::error::Error;
-use crate::handle::{ProxyHandle, StopMode};
+use crate::handle::{ProxyHandle, StopMode, Wiring};
 use crate::listener::Listener;
 use crate::reactor::{Reactor, ReactorExit};
 use crate::status::ReactorStats;
@@ -102,24 +103,29 @@ impl ProxyBuilder {
     /// ([`Error::Tunnel`]) says which tunnel failed.
     pub fn start(self) -> Result<Proxy, Error> {
         self.config.validate()?;
+        let id = NEXT_PROXY_ID.fetch_add(1, Ordering::Relaxed);
         let mut reactor_mailboxes = Vec::with_capacity(self.config.reactors);
         let mut reactor_stats = Vec::with_capacity(self.config.reactors);
         let mut reactors = Vec::with_capacity(self.config.reactors);
         for index in 0..self.config.reactors {
             let stats = Arc::new(ReactorStats::default());
-            let (reactor, mailbox) = Reactor::new(index, self.config.buffer_size, stats.clone())
-                .map_err(|source| Error::Start {
-                    what: format!("reactor {index}"),
-                    source,
-                })?;
+            let (reactor, mailbox) =
+                Reactor::new(id, index, self.config.buffer_size, stats.clone()).map_err(
+                    |source| Error::Start {
+                        what: format!("reactor {index}"),
+                        source,
+                    },
+                )?;
             reactor_mailboxes.push(mailbox);
             reactor_stats.push(stats);
             reactors.push(reactor);
         }
+        let conn_ids = Arc::new(AtomicU64::new(1));
         let (listener, listener_mailbox) = Listener::new(
             reactor_mailboxes.clone(),
             reactor_stats.clone(),
             self.config.connection_limit(),
+            conn_ids.clone(),
         )
         .map_err(|source| Error::Start {
             what: "listener".into(),
@@ -136,14 +142,15 @@ impl ProxyBuilder {
             source,
         })?;
         threads.checker = Some(spawn("porxy-checker".into(), move || checker.run())?);
-        let handle = ProxyHandle::new(
-            self.config,
-            listener_mailbox,
-            checker_mailbox,
-            reactor_mailboxes,
+        let wiring = Wiring {
+            id,
+            listener: listener_mailbox,
+            checker: checker_mailbox,
+            reactors: reactor_mailboxes,
             reactor_stats,
-            self.inherited,
-        );
+            conn_ids,
+        };
+        let handle = ProxyHandle::new(self.config, wiring, self.inherited);
         let mut proxy = Proxy {
             handle,
             threads,
@@ -167,6 +174,9 @@ impl ProxyBuilder {
         Ok(proxy)
     }
 }
+
+/// Tells proxies in one process apart (a session given back must find the proxy it left).
+static NEXT_PROXY_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Default)]
 struct Threads {

@@ -36,6 +36,8 @@ fn drop_one(counter: &AtomicU64) {
 pub(crate) struct TunnelShard {
     pub(crate) open: AtomicU64,
     pub(crate) accepted: AtomicU64,
+    /// Connections taken over from another porxy process.
+    pub(crate) imported: AtomicU64,
     pub(crate) bytes_to_upstream: AtomicU64,
     pub(crate) bytes_to_client: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
@@ -109,6 +111,7 @@ impl TunnelStats {
             backends,
             open: self.sum(|s| &s.open),
             accepted: self.sum(|s| &s.accepted),
+            imported: self.sum(|s| &s.imported),
             bytes_to_upstream: self.sum(|s| &s.bytes_to_upstream),
             bytes_to_client: self.sum(|s| &s.bytes_to_client),
             connect_failures: self.sum(|s| &s.connect_failures),
@@ -137,6 +140,12 @@ impl ReactorStats {
     pub(crate) fn opened(&self) {
         bump(&self.open, 1);
         bump(&self.adopted, 1);
+    }
+
+    /// A connection taken over from another process: open here, but never handed over by the
+    /// listener (whose count of clients on their way compares with `adopted`).
+    pub(crate) fn imported(&self) {
+        bump(&self.open, 1);
     }
 
     pub(crate) fn closed(&self) {
@@ -190,6 +199,8 @@ pub struct TunnelStatus {
     pub open: u64,
     /// Connections accepted since the tunnel opened.
     pub accepted: u64,
+    /// Established connections taken over from the porxy process this one replaced.
+    pub imported: u64,
     /// Bytes relayed from clients to upstreams.
     pub bytes_to_upstream: u64,
     /// Bytes relayed from upstreams to clients.

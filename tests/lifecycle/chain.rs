@@ -32,14 +32,24 @@ pub(super) struct SocketFile {
 impl Chain {
     /// A chain whose tunnel forwards to `backend`.
     pub(super) fn new(backend: &Backend) -> Chain {
+        Chain::with_spec(spec_to(backend))
+    }
+
+    /// A chain whose tunnel is `spec` (listening on port 0).
+    pub(super) fn with_spec(spec: String) -> Chain {
         let dir = TempDir::new();
         let up = dir.path().join("up.sock");
         Chain {
             _dir: dir,
             up,
-            spec: spec_to(backend),
+            spec,
             serving: None,
         }
+    }
+
+    /// The upgrade socket's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.up
     }
 
     /// The arguments of the first porxy: `--upgrade-socket` only.

@@ -1,6 +1,7 @@
 //! Zero-downtime upgrade: a new porxy started with `--takeover` receives the listening sockets
-//! and the control socket of the one serving `--upgrade-socket`; the old one drains and exits 0.
-//! No client may be refused or reset at any moment.
+//! and the control socket of the one serving `--upgrade-socket`, then its established
+//! connections (`handover.rs`, or with `--leave-connections` the old one drains them); the old
+//! one exits 0. No client may be refused or reset at any moment.
 
 use std::time::Duration;
 
@@ -65,11 +66,11 @@ fn upgrade_under_load_refuses_no_client() {
     );
 }
 
-/// A connection established before the upgrade stays with the old process, which keeps
-/// relaying it (exact bytes) while it drains, and exits 0 only once it is closed. Meanwhile new
-/// clients and new control sessions reach the new process.
+/// With `--leave-connections`, a connection established before the upgrade stays with the old
+/// process, which keeps relaying it (exact bytes) while it drains, and exits 0 only once it is
+/// closed. Meanwhile new clients and new control sessions reach the new process.
 #[test]
-fn connection_open_before_upgrade_finishes_on_old_process() {
+fn left_connection_finishes_on_old_process() {
     let backend = Backend::greeting_echo(b"X");
     let mut chain = Chain::new(&backend);
     let mut old = chain.first();
@@ -79,7 +80,7 @@ fn connection_open_before_upgrade_finishes_on_old_process() {
     // A control session opened now stays with the old process after the upgrade.
     let mut old_session = ControlClient::connect(control);
 
-    let new = chain.successor();
+    let new = chain.successor_with(&["--leave-connections"]);
     assert_took_over(&new, &old);
     // The old process learns of the takeover just after the new one's READY line.
     let old_status = wait_for(

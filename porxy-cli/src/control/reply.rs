@@ -222,12 +222,13 @@ fn full_status(status: &Status) -> String {
         };
         let _ = writeln!(
             out,
-            "tunnel {} remotes={} {} open={} accepted={} bytes_up={} bytes_down={} connect_failures={} closes={}",
+            "tunnel {} remotes={} {} open={} accepted={} imported={} bytes_up={} bytes_down={} connect_failures={} closes={}",
             t.local,
             remotes.join(","),
             how,
             t.open,
             t.accepted,
+            t.imported,
             t.bytes_to_upstream,
             t.bytes_to_client,
             t.connect_failures,

@@ -247,6 +247,14 @@ impl Backend {
         }
     }
 
+    /// Takes a slot for a connection that exists already (taken over from another process):
+    /// whatever the limit or the state, since refusing it would end a live connection. Given
+    /// back with [`Backend::release`] like any other.
+    pub(crate) fn adopt_slot(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Gives a slot back; returns the connections left.
     pub(crate) fn release(&self) -> u64 {
         self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1)

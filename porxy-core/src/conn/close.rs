@@ -36,6 +36,9 @@ pub enum CloseReason {
     TunnelClosed,
     /// The proxy stopped (at once, or when the drain deadline passed).
     ProxyStopped,
+    /// Not an end: the connection was handed over, sockets and all, to another porxy process
+    /// (a zero-downtime upgrade), where it goes on.
+    HandedOver,
 }
 
 /// Who caused a connection to end.
@@ -55,7 +58,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 14] = [
+    pub const ALL: [CloseReason; 15] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -70,6 +73,7 @@ impl CloseReason {
         CloseReason::BackendRemoved,
         CloseReason::TunnelClosed,
         CloseReason::ProxyStopped,
+        CloseReason::HandedOver,
     ];
 
     /// Position in [`CloseReason::ALL`], for counter arrays.
@@ -94,13 +98,15 @@ impl CloseReason {
             CloseReason::BackendRemoved => "backend_removed",
             CloseReason::TunnelClosed => "tunnel_closed",
             CloseReason::ProxyStopped => "proxy_stopped",
+            CloseReason::HandedOver => "handed_over",
         }
     }
 
     /// Whose fault the ending was.
     pub fn fault(self) -> Fault {
         match self {
-            CloseReason::Completed => Fault::None,
+            // A handed-over connection did not end: it goes on in another process.
+            CloseReason::Completed | CloseReason::HandedOver => Fault::None,
             CloseReason::ClientReset => Fault::Client,
             CloseReason::UpstreamReset
             | CloseReason::ConnectRefused

@@ -4,10 +4,12 @@
 //! time) and gets back what to do ([`Action`]). Everything that decides what to read, write, shut
 //! down or close is here, so it is tested with fake streams (see `tests.rs`).
 //!
-//! Phases: `Connecting` → `Relaying` → `Closed(reason)`. Every change goes through
-//! [`Conn::set_phase`], which traces `from => to`.
+//! Phases: `Queued` → `Connecting` → `Relaying` → `Closed(reason)`. Every change goes through
+//! [`Conn::set_phase`], which traces `from => to`. A relaying connection may also be frozen to
+//! move to another process, and start there in `Relaying` (see `frozen.rs`).
 
 pub(crate) mod close;
+pub(crate) mod frozen;
 pub(crate) mod pipe;
 pub(crate) mod stream;
 

@@ -42,6 +42,14 @@ pub(crate) struct Pumped {
     pub(crate) yielded: bool,
 }
 
+/// What a pipe holds in user space, taken out to carry the connection to another process:
+/// how far the source's end of stream has got, and the bytes read and not yet written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PipeSnapshot {
+    pub(crate) state: PipeState,
+    pub(crate) pending: Vec<u8>,
+}
+
 /// One direction of a relay.
 pub(crate) struct Pipe {
     state: PipeState,
@@ -57,6 +65,34 @@ impl Pipe {
             state: PipeState::Open,
             buf: None,
             last: false,
+        }
+    }
+
+    /// A pipe that goes on from `snapshot` (taken by [`Pipe::freeze`], maybe in another
+    /// process): the pending bytes are written first, and the end of stream stays as far as it
+    /// had got.
+    pub(crate) fn restore(snapshot: &PipeSnapshot, pool: &mut BufferPool) -> Self {
+        Pipe {
+            state: snapshot.state,
+            buf: (!snapshot.pending.is_empty()).then(|| pool.take_filled(&snapshot.pending)),
+            last: false,
+        }
+    }
+
+    /// Takes the pipe's state out, and gives its buffer back to `pool`. The pipe is left empty:
+    /// it must not be pumped again.
+    pub(crate) fn freeze(&mut self, pool: &mut BufferPool) -> PipeSnapshot {
+        let pending = match self.buf.take() {
+            Some(buf) => {
+                let pending = buf.pending().to_vec();
+                pool.give(buf);
+                pending
+            }
+            None => Vec::new(),
+        };
+        PipeSnapshot {
+            state: self.state,
+            pending,
         }
     }
 

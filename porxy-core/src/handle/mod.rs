@@ -6,12 +6,14 @@
 
 mod backends;
 mod reload;
+mod sessions;
 
 pub use reload::ReloadReport;
+pub use sessions::{ImportReport, SessionExport};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -89,6 +91,8 @@ pub struct ProxyHandle {
 }
 
 struct Shared {
+    /// Process-wide id of this proxy.
+    id: u64,
     config: ProxyConfig,
     listener: Mailbox<ListenerMsg>,
     checker: Mailbox<CheckerMsg>,
@@ -101,20 +105,42 @@ struct Shared {
     /// The current generation, and older ones that may still hold connections.
     generations: Mutex<(Arc<Generation>, Vec<Arc<Generation>>)>,
     next_tunnel_id: AtomicU64,
+    /// Connection ids, shared with the listener: connections taken over get theirs here.
+    conn_ids: Arc<AtomicU64>,
+    /// Whose turn it is to take in a handed-over connection.
+    next_import: AtomicUsize,
     stopping: AtomicBool,
+}
+
+/// How a handle reaches the proxy's threads; the builder makes it.
+pub(crate) struct Wiring {
+    /// Process-wide id of the proxy.
+    pub(crate) id: u64,
+    pub(crate) listener: Mailbox<ListenerMsg>,
+    pub(crate) checker: Mailbox<CheckerMsg>,
+    pub(crate) reactors: Vec<Mailbox<ReactorMsg>>,
+    pub(crate) reactor_stats: Vec<Arc<ReactorStats>>,
+    /// Connection ids, shared with the listener.
+    pub(crate) conn_ids: Arc<AtomicU64>,
 }
 
 impl ProxyHandle {
     pub(crate) fn new(
         config: ProxyConfig,
-        listener: Mailbox<ListenerMsg>,
-        checker: Mailbox<CheckerMsg>,
-        reactors: Vec<Mailbox<ReactorMsg>>,
-        reactor_stats: Vec<Arc<ReactorStats>>,
+        wiring: Wiring,
         inherited: HashMap<SocketAddr, std::net::TcpListener>,
     ) -> Self {
+        let Wiring {
+            id,
+            listener,
+            checker,
+            reactors,
+            reactor_stats,
+            conn_ids,
+        } = wiring;
         ProxyHandle {
             shared: Arc::new(Shared {
+                id,
                 config,
                 listener,
                 checker,
@@ -124,6 +150,8 @@ impl ProxyHandle {
                 generations: Mutex::new((Arc::new(Generation::new(1)), Vec::new())),
                 inherited: Mutex::new(inherited),
                 next_tunnel_id: AtomicU64::new(1),
+                conn_ids,
+                next_import: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
             }),
         }

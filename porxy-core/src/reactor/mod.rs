@@ -14,9 +14,12 @@
 //! - new connections are adopted after an event batch, so no key is reused within one batch;
 //! - every loop is bounded: messages per wake, syscalls per connection per drive;
 //! - a connection holds a slot on at most one backend (`Slot::backend`), given back exactly once:
-//!   when it closes, or when its connect fails and it moves on.
+//!   when it closes, when its connect fails and it moves on, or when it is handed over;
+//! - a connection handed over to another process (`handover.rs`) leaves the slab with its
+//!   sockets deregistered first: nothing here reads or writes them afterwards.
 
 mod fanout;
+mod handover;
 pub(crate) mod token;
 mod upstream;
 
@@ -26,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll};
 use slab::Slab;
@@ -38,6 +41,7 @@ use crate::buffer::BufferPool;
 use crate::conn::close::CloseReason;
 use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
+use crate::session::Session;
 use crate::status::ReactorStats;
 use crate::tunnel::{Tunnel, TunnelId};
 
@@ -69,6 +73,29 @@ pub(crate) enum ReactorMsg {
     CloseBackend { backend: Arc<Backend>, at: Instant },
     /// Finish: when every connection has ended, or at the deadline (`None`: at once).
     Stop { deadline: Option<Instant> },
+    /// Hand the connections over to `to` (see `handover.rs`), until `until` at the latest; a
+    /// stopping reactor then holds on, even with no connection left, until `Release`.
+    Export { to: Sender<Session>, until: Instant },
+    /// End the export now; what has not left stays here.
+    EndExport,
+    /// The export's caller is done: a stopping reactor may end once it has no connection.
+    Release,
+    /// Take in a connection handed over from another process (or given back), on `tunnel`, as
+    /// connection `id`.
+    Import {
+        session: Box<Session>,
+        tunnel: Arc<Tunnel>,
+        id: u64,
+    },
+}
+
+/// Where a client comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The listener accepted it.
+    Accepted,
+    /// Another process handed it over.
+    Imported,
 }
 
 /// How a reactor thread ended.
@@ -98,6 +125,8 @@ struct Slot {
 
 pub(crate) struct Reactor {
     index: usize,
+    /// The process-wide id of the proxy this reactor belongs to.
+    proxy: u64,
     poll: Poll,
     rx: Receiver<ReactorMsg>,
     slab: Slab<Slot>,
@@ -121,11 +150,16 @@ pub(crate) struct Reactor {
     fan_timers: crate::timer::TimerQueue,
     /// Fan-out connections whose drive ran out of budget.
     fan_again: Vec<(usize, u64)>,
+    /// An export of connections to another process, while it lasts.
+    exporting: Option<handover::Exporting>,
+    /// Since an export: do not end before `Release`, even with no connection left.
+    holding: bool,
 }
 
 impl Reactor {
     /// A reactor and the mailbox that reaches it. The thread is started by the caller.
     pub(crate) fn new(
+        proxy: u64,
         index: usize,
         buffer_size: usize,
         stats: Arc<ReactorStats>,
@@ -134,6 +168,7 @@ impl Reactor {
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
         let reactor = Reactor {
             index,
+            proxy,
             poll,
             rx,
             slab: Slab::new(),
@@ -150,6 +185,8 @@ impl Reactor {
             fans: Slab::new(),
             fan_timers: Default::default(),
             fan_again: Vec::new(),
+            exporting: None,
+            holding: false,
         };
         Ok((reactor, mailbox))
     }
@@ -160,7 +197,7 @@ impl Reactor {
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.stopping {
-                if self.slab.is_empty() && self.fans.is_empty() {
+                if self.slab.is_empty() && self.fans.is_empty() && !self.holding {
                     break;
                 }
                 if deadline.is_none_or(|d| now >= d) {
@@ -213,6 +250,7 @@ impl Reactor {
             if self.retry_queue || !self.queued.is_empty() {
                 self.serve_queue(now);
             }
+            self.end_export_if_done(now);
         }
         ReactorExit { cut: self.cut }
     }
@@ -229,6 +267,7 @@ impl Reactor {
             self.stopping.flatten(),
             queue_tick,
             self.backend_deadlines.iter().map(|(at, _)| *at).min(),
+            self.exporting.as_ref().map(handover::Exporting::until),
         ]
         .into_iter()
         .flatten()
@@ -364,7 +403,7 @@ impl Reactor {
                 Ok(ReactorMsg::Adopt(accepted)) if accepted.tunnel.fanout.is_some() => {
                     self.adopt_fanout(accepted, now)
                 }
-                Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, now),
+                Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, Origin::Accepted, now),
                 Ok(ReactorMsg::CloseTunnel(id)) => {
                     self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now);
                     self.abort_fans_where(|t| t.id == id, CloseReason::TunnelClosed);
@@ -389,6 +428,17 @@ impl Reactor {
                     );
                     self.stopping = Some(earlier_stop(self.stopping, deadline));
                 }
+                Ok(ReactorMsg::Export { to, until }) => self.begin_export(to, until, now),
+                Ok(ReactorMsg::EndExport) => self.exporting = None,
+                Ok(ReactorMsg::Release) => {
+                    self.exporting = None;
+                    self.holding = false;
+                }
+                Ok(ReactorMsg::Import {
+                    session,
+                    tunnel,
+                    id,
+                }) => self.import(*session, tunnel, id, now),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     // Every sender is gone: nobody can stop us any other way.
@@ -400,8 +450,9 @@ impl Reactor {
         self.more_messages = true;
     }
 
-    /// Takes in an accepted client, then finds it a backend.
-    fn adopt(&mut self, accepted: Accepted, now: Instant) {
+    /// Takes in a client (accepted, or handed over while it waited for a backend), then finds it
+    /// a backend; during an export, it leaves again at once.
+    fn adopt(&mut self, accepted: Accepted, origin: Origin, now: Instant) {
         let Accepted {
             stream: mut client,
             peer,
@@ -415,9 +466,14 @@ impl Reactor {
             client = %peer,
             upstream = tracing::field::Empty
         );
-        tunnel.stats.reactor(self.index).opened();
-        tunnel.generation.opened();
-        self.stats.opened();
+        match origin {
+            Origin::Accepted => {
+                tunnel.stats.reactor(self.index).opened();
+                tunnel.generation.opened();
+                self.stats.opened();
+            }
+            Origin::Imported => self.count_imported(&tunnel),
+        }
         let _ = client.set_nodelay(true);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
@@ -458,6 +514,9 @@ impl Reactor {
             timer_armed: None,
             span,
         });
+        if self.export(key, now) {
+            return;
+        }
         self.assign_backend(key, None, now);
     }
 
@@ -545,7 +604,7 @@ fn earlier_stop(current: Option<Option<Instant>>, incoming: Option<Instant>) -> 
 }
 
 /// Arms SO_LINGER 0 so that the coming close sends a reset.
-fn reset(stream: &TcpStream) {
+fn reset(stream: &impl std::os::fd::AsFd) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 

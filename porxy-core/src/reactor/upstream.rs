@@ -26,6 +26,8 @@ pub(super) enum Assigned {
     Connecting,
     Queued,
     Closed,
+    /// It waited for a backend during an export, and left.
+    HandedOver,
 }
 
 impl Reactor {
@@ -71,6 +73,9 @@ impl Reactor {
                     if slot.conn.phase() != Phase::Queued {
                         slot.conn.enqueue(now);
                     }
+                    if self.export(key, now) {
+                        return Assigned::HandedOver;
+                    }
                     if !self.queued.iter().any(|&(k, i)| k == key && i == id) {
                         self.queued.push_back((key, id));
                     }
@@ -104,6 +109,10 @@ impl Reactor {
                 }
                 slot.span.in_scope(|| debug!("upstream connected"));
                 slot.conn.on_connected(now);
+                // During an export, a connection leaves as soon as it relays, before any byte.
+                if self.export(key, now) {
+                    return;
+                }
                 // The client may have sent bytes while we connected.
                 self.drive(key, now);
             }

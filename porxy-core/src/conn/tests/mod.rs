@@ -5,5 +5,6 @@
 //! `<phase>_<event>`.
 
 mod fake;
+mod handover;
 mod lifecycle;
 mod relaying;

@@ -1,0 +1,103 @@
+//! A relaying connection frozen to move to another process, and thawed there.
+//!
+//! What the proxy keeps of a connection in user space is small: per direction, how far the end
+//! of stream has got and the bytes read but not yet written; and two clocks (idle, half-closed).
+//! Everything else lives in the kernel with the sockets: bytes not yet read, bytes not yet
+//! sent, a FIN already sent (`shutdown_write`). So [`Conn::freeze`] at a moment when nothing is
+//! being read or written, then [`Conn::restored`] with the same sockets, goes on exactly where
+//! the connection was: no byte lost or written twice, and each FIN passed on once.
+
+use std::time::{Duration, Instant};
+
+use super::close::CloseReason;
+use super::pipe::{Pipe, PipeSnapshot, PipeState};
+use super::{Conn, Phase, Readiness};
+use crate::buffer::BufferPool;
+use crate::config::TunnelSettings;
+
+/// The user-space state of a relaying connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RelayState {
+    /// Client → upstream.
+    pub(crate) up: PipeSnapshot,
+    /// Upstream → client.
+    pub(crate) down: PipeSnapshot,
+    /// Time since the last byte or FIN either way.
+    pub(crate) idle_for: Duration,
+    /// Time since one direction ended, while the other goes on.
+    pub(crate) half_closed_for: Option<Duration>,
+}
+
+impl RelayState {
+    /// Bytes held in user space, both directions.
+    pub(crate) fn buffered(&self) -> usize {
+        self.up.pending.len() + self.down.pending.len()
+    }
+
+    /// True when a direction has ended (its source sent EOF).
+    pub(crate) fn half_closed(&self) -> bool {
+        self.up.state != PipeState::Open || self.down.state != PipeState::Open
+    }
+}
+
+impl Conn {
+    /// Takes the state of a relaying connection out, to carry it to another process; the
+    /// buffers go back to `pool`. The connection is over here (`Closed(HandedOver)`): the
+    /// caller stops polling its sockets before anything else reads or writes them. Relayed
+    /// bytes not yet reported must be taken first ([`Conn::take_unreported`]).
+    ///
+    /// `None` (and no change) for a connection that is not relaying.
+    pub(crate) fn freeze(&mut self, pool: &mut BufferPool, now: Instant) -> Option<RelayState> {
+        if self.phase != Phase::Relaying {
+            return None;
+        }
+        let state = RelayState {
+            up: self.up.freeze(pool),
+            down: self.down.freeze(pool),
+            idle_for: now.saturating_duration_since(self.last_active),
+            half_closed_for: self
+                .half_closed_since
+                .map(|since| now.saturating_duration_since(since)),
+        };
+        self.set_phase(Phase::Closed(CloseReason::HandedOver));
+        Some(state)
+    }
+
+    /// A relaying connection that goes on from `state` (frozen by [`Conn::freeze`], maybe in
+    /// another process) at `now`. Both sides are taken as readable and writable, so that the
+    /// first drive writes the pending bytes and reads whatever the kernel holds; a call that
+    /// would block clears that as usual.
+    pub(crate) fn restored(
+        now: Instant,
+        settings: TunnelSettings,
+        state: &RelayState,
+        pool: &mut BufferPool,
+    ) -> Self {
+        let ready = Readiness {
+            readable: true,
+            writable: true,
+            failed: false,
+        };
+        // Clocks from another process cannot be compared: elapsed times travel instead.
+        let since = |elapsed: Duration| now.checked_sub(elapsed).unwrap_or(now);
+        let mut conn = Conn {
+            phase: Phase::Relaying,
+            settings,
+            client: ready,
+            upstream: ready,
+            up: Pipe::restore(&state.up, pool),
+            down: Pipe::restore(&state.down, pool),
+            started: now,
+            attempts_left: 0,
+            last_active: since(state.idle_for),
+            half_closed_since: state.half_closed_for.map(since),
+            unreported: (0, 0),
+        };
+        // A direction already over is half-closed whatever the sender said.
+        if state.half_closed() {
+            conn.half_closed_since.get_or_insert(now);
+        }
+        tracing::trace!(to = ?conn.phase, "conn restored");
+        conn
+    }
+}

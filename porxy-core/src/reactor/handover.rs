@@ -1,0 +1,333 @@
+//! Handing connections over to another process, and taking them in: the reactor side of
+//! [`Session`]s.
+//!
+//! Export (`ReactorMsg::Export`): the reactor takes out every connection it can hand over and
+//! sends it down the export channel. A relaying connection leaves with its sockets and its
+//! user-space state; a client waiting for a backend slot leaves alone. Taking one out
+//! deregisters its sockets first, so nothing here reads or writes them any more: bytes not yet
+//! read stay in the kernel and travel with the socket, bytes read and not yet written travel in
+//! the session. A connection whose upstream connect is in flight is exported as soon as the
+//! connect completes (or, if every backend is full, as soon as it waits for one), while the
+//! export lasts; a client the listener hands over meanwhile leaves at once. The export ends
+//! (the reactor drops its sender) once the proxy is stopping (so no client is on its way any
+//! more) and no connect is in flight, or at the export's deadline; what is left then stays and
+//! finishes here.
+//!
+//! An exported connection counts as closed with [`CloseReason::HandedOver`] and gives its
+//! backend slot back.
+//!
+//! Hold: from the export on, a stopping reactor does not end when its last connection leaves,
+//! until `ReactorMsg::Release`: the caller may still give sessions back (a handover that
+//! failed half-way), and they must find the reactor running.
+//!
+//! Import (`ReactorMsg::Import`): the reverse. Both sockets are registered (edge-triggered,
+//! readable and writable, as for a new client), the connection enters the slab relaying, with
+//! its pipes restored, takes a slot on its backend (whatever the limit: it exists already), and
+//! is driven at once to write what it carried and read what the kernel holds. A waiting client
+//! is taken in like a new one, and finds a backend here.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use mio::net::TcpStream;
+use mio::Interest;
+use tracing::debug;
+
+use super::{reset, token, Accepted, Origin, Reactor, Slot};
+use crate::balance::Tried;
+use crate::conn::close::CloseReason;
+use crate::conn::{Conn, Phase, Side};
+use crate::session::{Relay, Session};
+use crate::tunnel::Tunnel;
+
+/// An export in progress.
+pub(super) struct Exporting {
+    to: Sender<Session>,
+    until: Instant,
+}
+
+impl Exporting {
+    pub(super) fn until(&self) -> Instant {
+        self.until
+    }
+}
+
+impl Reactor {
+    /// Starts an export to `to`: every connection that can leave now leaves.
+    pub(super) fn begin_export(&mut self, to: Sender<Session>, until: Instant, now: Instant) {
+        self.holding = true;
+        self.exporting = Some(Exporting { to, until });
+        let keys: Vec<usize> = self
+            .slab
+            .iter()
+            .filter(|(_, s)| matches!(s.conn.phase(), Phase::Relaying | Phase::Queued))
+            .map(|(k, _)| k)
+            .collect();
+        debug!(
+            reactor = self.index,
+            connections = keys.len(),
+            "handing connections over"
+        );
+        for key in keys {
+            self.export(key, now);
+        }
+        self.end_export_if_done(now);
+    }
+
+    /// Ends the export when nothing more can come of it.
+    pub(super) fn end_export_if_done(&mut self, now: Instant) {
+        let Some(exporting) = &self.exporting else {
+            return;
+        };
+        // While the proxy is not stopping, the listener may still hand over clients.
+        let settled = self.stopping.is_some()
+            && !self
+                .slab
+                .iter()
+                .any(|(_, s)| matches!(s.conn.phase(), Phase::Connecting | Phase::Queued));
+        if settled || now >= exporting.until {
+            debug!(reactor = self.index, left = self.slab.len(), "export over");
+            self.exporting = None;
+        }
+    }
+
+    /// Takes connection `key` out of this reactor and sends it to the export, if an export is on
+    /// and the connection is relaying or waiting for a backend. True if it left its slot (should
+    /// nobody take it any more, it is back as a new connection, and the export is over).
+    pub(super) fn export(&mut self, key: usize, now: Instant) -> bool {
+        let Some(exporting) = &self.exporting else {
+            return false;
+        };
+        let leaves = self
+            .slab
+            .get(key)
+            .is_some_and(|s| matches!(s.conn.phase(), Phase::Relaying | Phase::Queued));
+        if !leaves {
+            return false;
+        }
+        let to = exporting.to.clone();
+        let mut slot = self.slab.remove(key);
+        let registry = self.poll.registry();
+        // Nothing may read or write the sockets here any more: the other process owns them now.
+        for (side, socket) in [
+            (Side::Client, Some(&mut slot.client)),
+            (Side::Upstream, slot.upstream.as_mut()),
+        ] {
+            if let Some(socket) = socket {
+                if let Err(e) = registry.deregister(socket) {
+                    // Stale events for this key are recognised by the connection id, and ignored.
+                    debug!(conn = slot.id, ?side, error = %e, "deregistering a handed-over socket failed");
+                }
+            }
+        }
+        let (to_upstream, to_client) = slot.conn.take_unreported();
+        let backend = slot
+            .backend_addr()
+            .or_else(|| slot.upstream.as_ref().and_then(|u| u.peer_addr().ok()))
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let relay = slot.conn.freeze(&mut self.pool, now);
+        self.release_backend(&mut slot);
+        let shard = slot.tunnel.stats.reactor(self.index);
+        crate::status::bump(&shard.bytes_to_upstream, to_upstream);
+        crate::status::bump(&shard.bytes_to_client, to_client);
+        shard.closed(CloseReason::HandedOver);
+        slot.tunnel.generation.closed();
+        self.stats.closed();
+        let Slot {
+            id,
+            client,
+            upstream,
+            peer,
+            tunnel,
+            span,
+            ..
+        } = slot;
+        let client = std::net::TcpStream::from(client);
+        let mut session = match (relay, upstream) {
+            (Some(state), Some(upstream)) => {
+                span.in_scope(|| debug!(buffered = state.buffered(), "handed over"));
+                let relay = Relay { backend, state };
+                Session::relaying(client, upstream.into(), id, tunnel.local, peer, relay)
+            }
+            _ => {
+                span.in_scope(|| debug!("handed over while waiting for a backend"));
+                Session::waiting(client, id, tunnel.local, peer)
+            }
+        };
+        session.origin = Some((self.proxy, tunnel.clone()));
+        if let Err(returned) = to.send(session) {
+            // Nobody takes sessions any more: the connection goes on here.
+            debug!(
+                reactor = self.index,
+                "the export was abandoned; keeping the connection"
+            );
+            self.exporting = None;
+            self.import(returned.0, tunnel, id, now);
+        }
+        true
+    }
+
+    /// Takes in a session (from another process, or given back), on `tunnel`, as connection
+    /// `id`.
+    pub(super) fn import(
+        &mut self,
+        mut session: Session,
+        tunnel: Arc<Tunnel>,
+        id: u64,
+        now: Instant,
+    ) {
+        let Some((client, upstream)) = session.take_sockets() else {
+            return;
+        };
+        // mio needs non-blocking sockets; the flag lives with the socket, so it is usually set.
+        let usable = client.set_nonblocking(true).and_then(|()| {
+            upstream
+                .as_ref()
+                .map_or(Ok(()), |u| u.set_nonblocking(true))
+        });
+        if let Err(e) = usable {
+            reset(&client);
+            if let Some(upstream) = &upstream {
+                reset(upstream);
+            }
+            return self.refuse(id, &tunnel, session.peer, &e);
+        }
+        let client = TcpStream::from_std(client);
+        match (session.relay.take(), upstream) {
+            (Some(relay), Some(upstream)) => {
+                let upstream = TcpStream::from_std(upstream);
+                self.import_relaying(
+                    client,
+                    upstream,
+                    relay,
+                    session.id,
+                    session.peer,
+                    tunnel,
+                    id,
+                    now,
+                )
+            }
+            // A waiting client, taken in like a new one.
+            _ => {
+                let accepted = Accepted {
+                    stream: client,
+                    peer: session.peer,
+                    tunnel,
+                    id,
+                };
+                self.adopt(accepted, Origin::Imported, now)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn import_relaying(
+        &mut self,
+        mut client: TcpStream,
+        mut upstream: TcpStream,
+        relay: Relay,
+        previous_id: u64,
+        peer: SocketAddr,
+        tunnel: Arc<Tunnel>,
+        id: u64,
+        now: Instant,
+    ) {
+        let span = tracing::debug_span!(
+            "conn",
+            id,
+            tunnel = %tunnel.local,
+            client = %peer,
+            upstream = %relay.backend
+        );
+        let key = self.slab.vacant_key();
+        let registry = self.poll.registry();
+        let registered = registry
+            .register(
+                &mut client,
+                token::token(key, Side::Client),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .and_then(|()| {
+                registry.register(
+                    &mut upstream,
+                    token::token(key, Side::Upstream),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+            });
+        if let Err(e) = registered {
+            let _ = registry.deregister(&mut client);
+            reset(&client);
+            reset(&upstream);
+            return self.refuse(id, &tunnel, peer, &e);
+        }
+        let conn = Conn::restored(now, tunnel.settings, &relay.state, &mut self.pool);
+        // The connection exists already: it takes its slot whatever the backend's limit or
+        // state. A backend this tunnel does not have (any more) gets no slot.
+        let backend = tunnel
+            .balancer
+            .backends
+            .iter()
+            .position(|b| b.addr == relay.backend);
+        if let Some(index) = backend {
+            tunnel.balancer.backends[index].adopt_slot();
+        }
+        let mut tried = Tried::default();
+        if let Some(index) = backend {
+            tried.add(index);
+        }
+        self.count_imported(&tunnel);
+        span.in_scope(|| {
+            debug!(
+                previous_id,
+                buffered = relay.state.buffered(),
+                "taken over from another process"
+            )
+        });
+        // Nothing entered the slab since `vacant_key`: the connection gets the key it polls with.
+        let entry = self.slab.vacant_entry();
+        debug_assert_eq!(entry.key(), key);
+        entry.insert(Slot {
+            id,
+            conn,
+            client,
+            upstream: Some(upstream),
+            backend,
+            tried,
+            peer,
+            tunnel,
+            timer_armed: None,
+            span,
+        });
+        self.drive(key, now);
+    }
+
+    /// Counts a connection taken in from another process.
+    pub(super) fn count_imported(&self, tunnel: &Tunnel) {
+        let shard = tunnel.stats.reactor(self.index);
+        shard.opened();
+        crate::status::bump(&shard.imported, 1);
+        tunnel.generation.opened();
+        self.stats.imported();
+    }
+
+    /// A handed-over connection that cannot go on here (its sockets are reset): count it.
+    fn refuse(&mut self, id: u64, tunnel: &Tunnel, peer: SocketAddr, error: &io::Error) {
+        self.count_imported(tunnel);
+        tunnel
+            .stats
+            .reactor(self.index)
+            .closed(CloseReason::LocalResource);
+        tunnel.generation.closed();
+        self.stats.closed();
+        tracing::warn!(
+            conn = id,
+            tunnel = %tunnel.local,
+            client = %peer,
+            error = %error,
+            "a handed-over connection cannot go on here; reset"
+        );
+    }
+}

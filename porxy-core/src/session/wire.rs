@@ -1,0 +1,481 @@
+//! The wire format of [`Session`]s: how one porxy process sends its connections to another over
+//! a Unix socket, the bytes in frames and the sockets attached (SCM_RIGHTS).
+//!
+//! The two processes first agree on [`FORMAT`] (the caller exchanges it as a line, so that a
+//! successor speaking another version fails clearly, before any socket moves). Then come frames:
+//!
+//! ```text
+//! header, FRAME_HEADER_LEN = 16 bytes, sent in one sendmsg with the frame's descriptors:
+//!   0..4    magic "PXS1"
+//!   4..8    u32 sessions in the frame, at most MAX_FRAME_SESSIONS (0: the end, no body)
+//!   8..12   u32 descriptors attached
+//!   12..16  u32 body length, at most MAX_FRAME_BODY
+//! body: the sessions one after the other
+//!   u8      kind: 0 a client waiting for a backend, 1 a relaying connection
+//!   u64     the connection's id in the sending process
+//!   addr    the tunnel's listen address
+//!   addr    the client's address
+//!   relaying connections only:
+//!     addr  the backend's address
+//!     pipe  client → upstream, then pipe upstream → client:
+//!             u8 end of stream: 0 open, 1 draining (EOF read, bytes pending), 2 done (passed on)
+//!             u32 length, then the bytes read and not yet written
+//!     u64   idle for, in microseconds
+//!     u64   half-closed for, in microseconds, plus 1 (0: not half-closed)
+//! addr: u8 family (4 or 6), the address (4 or 16 bytes), u16 port
+//! descriptors, per session in order: the client socket, then a relaying one's upstream socket
+//! ```
+//!
+//! Integers are big-endian. Descriptors travel with the first byte of the header, so a receiver
+//! reads the header with recvmsg and the body with plain reads of exactly its length.
+//!
+//! Decoding checks everything before it builds a session: a bad frame yields an error and
+//! closes the received descriptors plainly (the sender still holds the connections).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use super::{Relay, Session};
+use crate::config::MAX_BUFFER_SIZE;
+use crate::conn::frozen::RelayState;
+use crate::conn::pipe::{PipeSnapshot, PipeState};
+
+/// The version of this format, as the two processes agree on it.
+pub const FORMAT: &str = "porxy-sessions/1";
+/// The length of a frame header.
+pub const FRAME_HEADER_LEN: usize = 16;
+/// Most sessions in one frame: two descriptors each stay below the kernel's 253 per message.
+pub const MAX_FRAME_SESSIONS: usize = 120;
+/// Longest frame body: room for one session with the largest buffers both ways.
+pub const MAX_FRAME_BODY: usize = 2 * MAX_BUFFER_SIZE + 64 * 1024;
+
+const MAGIC: [u8; 4] = *b"PXS1";
+const WAITING: u8 = 0;
+const RELAYING: u8 = 1;
+
+/// Why a frame could not be made or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The header does not start with the magic bytes: the streams are out of step.
+    #[error("not a session frame (magic {0:02x?})")]
+    BadMagic([u8; 4]),
+    /// A frame announces more than it may hold.
+    #[error("frame too large: {what} {got}, at most {max}")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// The value announced.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The descriptors received are not those the frame announces.
+    #[error("{got} sockets came with a frame that holds {expected}")]
+    Descriptors {
+        /// What the frame's sessions need.
+        expected: usize,
+        /// What came.
+        got: usize,
+    },
+    /// The body ends before a field, or goes on after the last session.
+    #[error("malformed frame body: {0}")]
+    Malformed(&'static str),
+    /// A received descriptor is not a stream socket.
+    #[error("descriptor {index} is not a stream socket")]
+    NotAStream {
+        /// Its position in the frame.
+        index: usize,
+        /// What the OS said, if it said anything.
+        #[source]
+        source: Option<io::Error>,
+    },
+    /// A session to encode has already given its sockets away.
+    #[error("session {0} has no sockets left to send")]
+    Taken(u64),
+}
+
+/// A frame header, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    sessions: u32,
+    descriptors: u32,
+    body_len: u32,
+}
+
+impl FrameHeader {
+    /// The header that ends the stream of frames.
+    pub const END: FrameHeader = FrameHeader {
+        sessions: 0,
+        descriptors: 0,
+        body_len: 0,
+    };
+
+    /// Parses a header, checking the magic bytes and the limits.
+    pub fn parse(bytes: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, WireError> {
+        let magic: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if magic != MAGIC {
+            return Err(WireError::BadMagic(magic));
+        }
+        let word = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let header = FrameHeader {
+            sessions: word(4),
+            descriptors: word(8),
+            body_len: word(12),
+        };
+        let check = |what, got: u32, max: usize| {
+            if got as usize > max {
+                Err(WireError::TooLarge {
+                    what,
+                    got: got as usize,
+                    max,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        check("sessions", header.sessions, MAX_FRAME_SESSIONS)?;
+        check("descriptors", header.descriptors, 2 * MAX_FRAME_SESSIONS)?;
+        check("body length", header.body_len, MAX_FRAME_BODY)?;
+        Ok(header)
+    }
+
+    /// The header's bytes.
+    pub fn to_bytes(self) -> [u8; FRAME_HEADER_LEN] {
+        let mut bytes = [0u8; FRAME_HEADER_LEN];
+        bytes[..4].copy_from_slice(&MAGIC);
+        bytes[4..8].copy_from_slice(&self.sessions.to_be_bytes());
+        bytes[8..12].copy_from_slice(&self.descriptors.to_be_bytes());
+        bytes[12..16].copy_from_slice(&self.body_len.to_be_bytes());
+        bytes
+    }
+
+    /// True for the header that ends the stream.
+    pub fn is_end(&self) -> bool {
+        self.sessions == 0
+    }
+
+    /// Descriptors that come with the header.
+    pub fn descriptors(&self) -> usize {
+        self.descriptors as usize
+    }
+
+    /// Bytes of body that follow the header.
+    pub fn body_len(&self) -> usize {
+        self.body_len as usize
+    }
+}
+
+/// One frame, encoded: send `header` with `descriptors` attached, then `body`.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// The header bytes.
+    pub header: [u8; FRAME_HEADER_LEN],
+    /// The body bytes.
+    pub body: Vec<u8>,
+    /// The sockets, in order, borrowed from the sessions.
+    pub descriptors: Vec<BorrowedFd<'a>>,
+}
+
+/// Bytes `session` takes in a frame body.
+pub fn encoded_len(session: &Session) -> usize {
+    let addr = |a: &SocketAddr| if a.is_ipv4() { 7 } else { 19 };
+    let head = 1 + 8 + addr(&session.tunnel) + addr(&session.peer);
+    match &session.relay {
+        None => head,
+        Some(relay) => {
+            head + addr(&relay.backend)
+                + 2 * 5
+                + relay.state.up.pending.len()
+                + relay.state.down.pending.len()
+                + 16
+        }
+    }
+}
+
+/// Encodes up to [`MAX_FRAME_SESSIONS`] sessions whose [`encoded_len`]s add up to at most
+/// [`MAX_FRAME_BODY`] into one frame. The sessions keep their sockets: once the receiver has
+/// acknowledged the frame, close them with [`Session::handed_over`].
+pub fn encode_frame(sessions: &[Session]) -> Result<Frame<'_>, WireError> {
+    if sessions.len() > MAX_FRAME_SESSIONS {
+        return Err(WireError::TooLarge {
+            what: "sessions",
+            got: sessions.len(),
+            max: MAX_FRAME_SESSIONS,
+        });
+    }
+    let len: usize = sessions.iter().map(encoded_len).sum();
+    if len > MAX_FRAME_BODY {
+        return Err(WireError::TooLarge {
+            what: "body length",
+            got: len,
+            max: MAX_FRAME_BODY,
+        });
+    }
+    let mut body = Vec::with_capacity(len);
+    let mut descriptors = Vec::with_capacity(2 * sessions.len());
+    for session in sessions {
+        let Some((client, upstream)) = session.sockets() else {
+            return Err(WireError::Taken(session.id));
+        };
+        descriptors.push(client.as_fd());
+        match (&session.relay, upstream) {
+            (Some(relay), Some(upstream)) => {
+                descriptors.push(upstream.as_fd());
+                body.push(RELAYING);
+                put_common(&mut body, session);
+                put_addr(&mut body, relay.backend);
+                put_pipe(&mut body, &relay.state.up);
+                put_pipe(&mut body, &relay.state.down);
+                body.extend_from_slice(&micros(relay.state.idle_for).to_be_bytes());
+                let half = relay
+                    .state
+                    .half_closed_for
+                    .map_or(0, |d| micros(d).saturating_add(1));
+                body.extend_from_slice(&half.to_be_bytes());
+            }
+            _ => {
+                body.push(WAITING);
+                put_common(&mut body, session);
+            }
+        }
+    }
+    let header = FrameHeader {
+        // Bounded above by the checks at the top.
+        sessions: sessions.len() as u32,
+        descriptors: descriptors.len() as u32,
+        body_len: body.len() as u32,
+    };
+    Ok(Frame {
+        header: header.to_bytes(),
+        body,
+        descriptors,
+    })
+}
+
+/// Decodes a frame: its header, its body and the descriptors that came with it. Checks the
+/// whole frame before building any session; on error every descriptor is closed plainly.
+pub fn decode_frame(
+    header: &FrameHeader,
+    body: &[u8],
+    descriptors: Vec<OwnedFd>,
+) -> Result<Vec<Session>, WireError> {
+    if body.len() != header.body_len() {
+        return Err(WireError::Malformed(
+            "the body is not as long as the header says",
+        ));
+    }
+    let mut reader = Reader { rest: body };
+    let mut metas = Vec::with_capacity(header.sessions as usize);
+    for _ in 0..header.sessions {
+        metas.push(read_session(&mut reader)?);
+    }
+    if !reader.rest.is_empty() {
+        return Err(WireError::Malformed("bytes after the last session"));
+    }
+    let expected: usize = metas
+        .iter()
+        .map(|m| 1 + usize::from(m.relay.is_some()))
+        .sum();
+    if expected != descriptors.len() || expected != header.descriptors() {
+        return Err(WireError::Descriptors {
+            expected,
+            got: descriptors.len(),
+        });
+    }
+    for (index, fd) in descriptors.iter().enumerate() {
+        match socket2::SockRef::from(fd).r#type() {
+            Ok(t) if t == socket2::Type::STREAM => {}
+            Ok(_) => {
+                return Err(WireError::NotAStream {
+                    index,
+                    source: None,
+                })
+            }
+            Err(e) => {
+                return Err(WireError::NotAStream {
+                    index,
+                    source: Some(e),
+                })
+            }
+        }
+    }
+    let mut fds = descriptors.into_iter().map(TcpStream::from);
+    let mut sessions = Vec::with_capacity(metas.len());
+    for meta in metas {
+        // Counted above: there is a descriptor for every socket.
+        let (Some(client), upstream) = (fds.next(), meta.relay.as_ref().and_then(|_| fds.next()))
+        else {
+            return Err(WireError::Malformed("descriptors ran out"));
+        };
+        sessions.push(match (meta.relay, upstream) {
+            (Some(relay), Some(upstream)) => {
+                Session::relaying(client, upstream, meta.id, meta.tunnel, meta.peer, relay)
+            }
+            _ => Session::waiting(client, meta.id, meta.tunnel, meta.peer),
+        });
+    }
+    Ok(sessions)
+}
+
+/// A session's fields, read before any socket is attached.
+struct Meta {
+    id: u64,
+    tunnel: SocketAddr,
+    peer: SocketAddr,
+    relay: Option<Relay>,
+}
+
+fn read_session(reader: &mut Reader<'_>) -> Result<Meta, WireError> {
+    let kind = reader.u8("kind")?;
+    let id = reader.u64("id")?;
+    let tunnel = reader.addr()?;
+    let peer = reader.addr()?;
+    let relay = match kind {
+        WAITING => None,
+        RELAYING => {
+            let backend = reader.addr()?;
+            let up = reader.pipe()?;
+            let down = reader.pipe()?;
+            let idle_for = Duration::from_micros(reader.u64("idle time")?);
+            let half_closed_for = match reader.u64("half-closed time")? {
+                0 => None,
+                n => Some(Duration::from_micros(n - 1)),
+            };
+            Some(Relay {
+                backend,
+                state: RelayState {
+                    up,
+                    down,
+                    idle_for,
+                    half_closed_for,
+                },
+            })
+        }
+        _ => return Err(WireError::Malformed("unknown session kind")),
+    };
+    Ok(Meta {
+        id,
+        tunnel,
+        peer,
+        relay,
+    })
+}
+
+fn put_common(body: &mut Vec<u8>, session: &Session) {
+    body.extend_from_slice(&session.id.to_be_bytes());
+    put_addr(body, session.tunnel);
+    put_addr(body, session.peer);
+}
+
+fn put_addr(body: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            body.push(4);
+            body.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            body.push(6);
+            body.extend_from_slice(&ip.octets());
+        }
+    }
+    body.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+fn put_pipe(body: &mut Vec<u8>, pipe: &PipeSnapshot) {
+    body.push(match pipe.state {
+        PipeState::Open => 0,
+        PipeState::Draining => 1,
+        PipeState::Done => 2,
+    });
+    // A pipe holds at most one buffer, at most MAX_BUFFER_SIZE bytes.
+    body.extend_from_slice(&(pipe.pending.len() as u32).to_be_bytes());
+    body.extend_from_slice(&pipe.pending);
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Reads fields off the front of a body.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(WireError::Malformed(what));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let b = self.take(8, what)?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(b);
+        Ok(u64::from_be_bytes(word))
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        let ip = match self.u8("address family")? {
+            4 => {
+                let b = self.take(4, "IPv4 address")?;
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            6 => {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(self.take(16, "IPv6 address")?);
+                IpAddr::V6(Ipv6Addr::from(octets))
+            }
+            _ => return Err(WireError::Malformed("unknown address family")),
+        };
+        Ok(SocketAddr::new(ip, self.u16("port")?))
+    }
+
+    fn pipe(&mut self) -> Result<PipeSnapshot, WireError> {
+        let state = match self.u8("pipe state")? {
+            0 => PipeState::Open,
+            1 => PipeState::Draining,
+            2 => PipeState::Done,
+            _ => return Err(WireError::Malformed("unknown pipe state")),
+        };
+        let len = self.u32("pending length")? as usize;
+        if len > MAX_BUFFER_SIZE {
+            return Err(WireError::Malformed(
+                "more pending bytes than a buffer holds",
+            ));
+        }
+        let pending = self.take(len, "pending bytes")?.to_vec();
+        // Done means the end of stream was passed on, after every byte.
+        if state == PipeState::Done && !pending.is_empty() {
+            return Err(WireError::Malformed(
+                "bytes pending after the end of stream was passed on",
+            ));
+        }
+        Ok(PipeSnapshot { state, pending })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! The library's handover API between two proxies in one process: `export_sessions` on a
+//! stopping proxy, `import_sessions` on another, the connection going on unbroken.
+
+use std::net::Shutdown;
+use std::time::Duration;
+
+use porxy_core::{Error, ImportReport, StopMode};
+
+use crate::support::client::{connect, read_until_end, round_trip, End};
+use crate::support::proxy::{builder, spec_to, start, start_to};
+use crate::support::Backend;
+
+/// How long the first proxy's reactors may take to let connections connecting go.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Longest the drain of the first proxy may take.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// A connection moved to a proxy that has no tunnel on its address goes on, detached, to the
+/// backend it had; the first proxy then has nothing left and stops at once, cutting nothing.
+#[test]
+fn a_session_goes_on_detached_in_a_proxy_without_its_tunnel() {
+    let backend = Backend::echo();
+    let (first, local) = start_to(backend.addr());
+    let second = start(builder().tunnel(spec_to(backend.addr())));
+    let mut client = connect(local);
+    round_trip(&mut client, b"through the first proxy");
+
+    let err = first.handle().export_sessions(SETTLE).unwrap_err();
+    assert!(matches!(err, Error::NotStopping), "{err}");
+    first.handle().stop(StopMode::Graceful { timeout: DRAIN });
+    let mut export = first.handle().export_sessions(SETTLE).unwrap();
+    let sessions = export.next_batch(10);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        (
+            sessions[0].tunnel(),
+            sessions[0].backend(),
+            sessions[0].buffered()
+        ),
+        (local, Some(backend.addr()), 0)
+    );
+    assert!(export.next_batch(10).is_empty(), "the export is over");
+
+    let report = second.handle().import_sessions(sessions).unwrap();
+    assert_eq!(
+        report,
+        ImportReport {
+            matched: 0,
+            detached: 1,
+            reset: 0
+        }
+    );
+    drop(export);
+    let first_report = first.join_within(Duration::from_secs(10));
+    assert_eq!(
+        first_report.cut, 0,
+        "the first proxy had nothing left to cut"
+    );
+
+    round_trip(&mut client, b"through the second proxy");
+    assert_eq!(second.handle().status().open_connections(), 1);
+    client.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut client);
+    assert_eq!(ending.end, End::Eof, "{ending:?}");
+    assert_eq!(backend.accepted(), 1, "one upstream connection all along");
+}
+
+/// Sessions given back to the proxy they came from (a handover that failed) go on in their own
+/// tunnel, even though the stop has emptied the tunnel table.
+#[test]
+fn a_session_given_back_returns_to_its_own_tunnel() {
+    let backend = Backend::echo();
+    let (proxy, local) = start_to(backend.addr());
+    let mut client = connect(local);
+    round_trip(&mut client, b"before");
+    proxy.handle().stop(StopMode::Graceful { timeout: DRAIN });
+    let mut export = proxy.handle().export_sessions(SETTLE).unwrap();
+    let sessions = export.next_batch(10);
+    assert_eq!(sessions.len(), 1);
+    let report = proxy.handle().import_sessions(sessions).unwrap();
+    assert_eq!(report.matched, 1, "{report:?}");
+    drop(export);
+    round_trip(&mut client, b"after");
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_end(&mut client).end, End::Eof);
+    assert_eq!(proxy.join_within(Duration::from_secs(10)).cut, 0);
+}
