@@ -219,6 +219,10 @@ Options go last, in brackets, separated by commas. Known options:
                           check_timeout (1s); rise (2) good ones bring a remote up,
                           fall (3) bad ones take it down; check_send / check_expect
                           send a string and expect a reply prefix (\\r \\n escapes)
+  Data path:
+    splice=on|off         relay with splice(2) through kernel pipes, so bytes never
+                          enter porxy's memory (default on, on Linux), or copy them
+                          through a buffer (off)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -279,6 +283,8 @@ mod tests {
         let help = tunnel_help();
         assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
+        assert!(help.contains("check_send, check_expect, splice."));
+        assert!(help.contains("splice=on|off"));
     }
 
     #[test]

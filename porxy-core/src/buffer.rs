@@ -27,11 +27,13 @@ impl Buffer {
         &self.data[self.start..self.end]
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// True when no byte more can be read in.
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
         self.start == 0 && self.end == self.data.len()
     }

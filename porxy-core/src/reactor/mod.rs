@@ -33,8 +33,8 @@ use tracing::{debug, info, warn};
 
 use crate::balance::backend::Backend;
 use crate::balance::Tried;
-use crate::buffer::BufferPool;
 use crate::conn::close::CloseReason;
+use crate::conn::hold::Pools;
 use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::status::ReactorStats;
@@ -101,7 +101,8 @@ pub(crate) struct Reactor {
     rx: Receiver<ReactorMsg>,
     slab: Slab<Slot>,
     timers: crate::timer::TimerQueue,
-    pool: BufferPool,
+    /// Relay buffers and splice pipes, lent to connections while bytes are in flight.
+    pools: Pools,
     stats: Arc<ReactorStats>,
     /// Connections whose drive ran out of budget, to be driven again before blocking.
     again: Vec<(usize, u64)>,
@@ -118,10 +119,12 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    /// A reactor and the mailbox that reaches it. The thread is started by the caller.
+    /// A reactor and the mailbox that reaches it; it opens at most `max_pipes` pipes for
+    /// splice(2). The thread is started by the caller.
     pub(crate) fn new(
         index: usize,
         buffer_size: usize,
+        max_pipes: usize,
         stats: Arc<ReactorStats>,
     ) -> io::Result<(Reactor, Mailbox<ReactorMsg>)> {
         let poll = Poll::new()?;
@@ -132,7 +135,7 @@ impl Reactor {
             rx,
             slab: Slab::new(),
             timers: Default::default(),
-            pool: BufferPool::new(buffer_size),
+            pools: Pools::new(buffer_size, max_pipes),
             stats,
             again: Vec::new(),
             more_messages: false,
@@ -147,6 +150,8 @@ impl Reactor {
 
     /// Runs until stopped. Never panics on anything the network does.
     pub(crate) fn run(mut self) -> ReactorExit {
+        // A splice to a socket whose peer has gone may raise SIGPIPE: never let it kill the host.
+        crate::splice::block_sigpipe();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let now = Instant::now();
@@ -251,7 +256,7 @@ impl Reactor {
         let action = {
             let _enter = slot.span.enter();
             slot.conn
-                .drive(&mut slot.client, upstream, &mut self.pool, now)
+                .drive(&mut slot.client, upstream, &mut self.pools, now)
         };
         let (to_upstream, to_client) = slot.conn.take_unreported();
         if to_upstream + to_client > 0 {

@@ -47,6 +47,9 @@ pub struct TunnelOptions {
     pub check_send: Option<String>,
     /// What the reply to a check must start with (same escapes).
     pub check_expect: Option<String>,
+    /// Relay bulk data with splice(2), the bytes never entering user space (default: the
+    /// proxy-wide setting, on where the platform has splice).
+    pub splice: Option<bool>,
 }
 
 /// The option keys a SPEC accepts, for error messages and `--help-tunnel`.
@@ -67,6 +70,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "fall",
     "check_send",
     "check_expect",
+    "splice",
 ];
 
 impl TunnelOptions {
@@ -118,6 +122,13 @@ impl TunnelOptions {
             "check_expect" => {
                 self.check_expect = Some(unescape(value).map_err(|e| format!("{key}: {e}"))?)
             }
+            "splice" => {
+                self.splice = Some(match value.to_ascii_lowercase().as_str() {
+                    "on" | "yes" | "true" => true,
+                    "off" | "no" | "false" => false,
+                    _ => return Err(format!("splice: `{value}` is not `on` or `off`")),
+                })
+            }
             _ => {
                 return Err(format!(
                     "unknown option `{key}`; known options: {}",
@@ -150,6 +161,8 @@ impl TunnelOptions {
             n(self.fall),
             self.check_send.as_deref().map(escape),
             self.check_expect.as_deref().map(escape),
+            self.splice
+                .map(|on| if on { "on" } else { "off" }.to_string()),
         ];
         OPTION_KEYS
             .iter()
@@ -215,6 +228,7 @@ mod tests {
             ("fall", "2"),
             ("check_send", "PING\\r\\n"),
             ("check_expect", "+PONG"),
+            ("splice", "off"),
         ];
         for (k, v) in pairs {
             options.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
@@ -239,6 +253,7 @@ mod tests {
             ("check_send", "a\\q", "unknown escape `\\q`"),
             ("rise", "many", "rise: `many` is not a whole number"),
             ("queue_timeout", "5", "no unit"),
+            ("splice", "auto", "splice: `auto` is not `on` or `off`"),
         ];
         for (k, v, fragment) in cases {
             let err = TunnelOptions::default().set(k, v).unwrap_err();
