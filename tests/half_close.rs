@@ -1,8 +1,9 @@
 //! Half-close: a FIN in one direction is passed on while the other direction keeps flowing, and
-//! a connection left half-closed too long is ended.
+//! a connection left half-closed too long is ended. The FIN tests run spliced and copied (the
+//! proxy-wide `splice` setting).
 
 use std::io::Write;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -10,18 +11,35 @@ use porxy_core::CloseReason;
 
 use crate::support::client::{connect, read_until_end, End, IO_TIMEOUT};
 use crate::support::payload::{assert_same, bytes};
-use crate::support::proxy::{builder, spec_to, start, start_to, wait_tunnel};
+use crate::support::proxy::{builder, spec_to, start, wait_tunnel, TestProxy};
 use crate::support::Backend;
+
+/// A proxy with the test defaults, `splice` on or off, and one tunnel to `remote`; returns it
+/// and the tunnel address.
+fn start_spliced_or_not(remote: SocketAddr, splice: bool) -> (TestProxy, SocketAddr) {
+    let proxy = start(builder().splice(splice).tunnel(spec_to(remote)));
+    let local = proxy.bound()[0];
+    (proxy, local)
+}
 
 /// The client sends a request and shuts down writing; the backend answers only after that EOF.
 /// The whole reply (bigger than the relay buffers) reaches the client, then a clean EOF.
 #[test]
-fn client_half_close_still_gets_whole_reply() {
+fn client_half_close_still_gets_whole_reply_spliced() {
+    client_half_close_still_gets_whole_reply(true);
+}
+
+#[test]
+fn client_half_close_still_gets_whole_reply_copied() {
+    client_half_close_still_gets_whole_reply(false);
+}
+
+fn client_half_close_still_gets_whole_reply(splice: bool) {
     let backend = Backend::reply_after_eof(|request| {
         // The reply is the request twice: more than any buffer on the way, and easy to check.
         [request, request].concat()
     });
-    let (proxy, local) = start_to(backend.addr());
+    let (proxy, local) = start_spliced_or_not(backend.addr(), splice);
     let request = bytes(1, 300 * 1024);
     let mut stream = connect(local);
     stream.write_all(&request).unwrap();
@@ -46,11 +64,20 @@ fn client_half_close_still_gets_whole_reply() {
 /// The backend sends its payload and shuts down writing first. The client gets the payload and
 /// an EOF, and can still send: the backend receives every byte, then the client's EOF.
 #[test]
-fn upstream_half_close_client_still_sends() {
+fn upstream_half_close_client_still_sends_spliced() {
+    upstream_half_close_client_still_sends(true);
+}
+
+#[test]
+fn upstream_half_close_client_still_sends_copied() {
+    upstream_half_close_client_still_sends(false);
+}
+
+fn upstream_half_close_client_still_sends(splice: bool) {
     let payload = bytes(2, 200 * 1024);
     let (report, reports) = mpsc::channel();
     let backend = Backend::send_then_read(payload.clone(), report);
-    let (proxy, local) = start_to(backend.addr());
+    let (proxy, local) = start_spliced_or_not(backend.addr(), splice);
     let mut stream = connect(local);
     let ending = read_until_end(&mut stream);
     assert_eq!(ending.end, End::Eof, "the backend's FIN reaches the client");

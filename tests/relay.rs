@@ -9,7 +9,7 @@ use porxy_core::CloseReason;
 
 use crate::support::client::{connect, read_until_end, End, IO_TIMEOUT};
 use crate::support::payload::{Expect, Noise};
-use crate::support::proxy::{builder, spec_to, start, wait_tunnel};
+use crate::support::proxy::{builder, spec_to, start, wait_tunnel, with_splice};
 use crate::support::Backend;
 
 /// Writes the noise stream `seed` in chunks of random sizes, then shuts down the write side.
@@ -61,14 +61,25 @@ fn echo_noise(local: SocketAddr, seed: u64, len: usize, max_chunk: usize) -> Joi
 }
 
 /// 16 connections × 4 MiB over 2 reactors, written in random chunks and read with short
-/// reads: every byte comes back in order, and the counters add up.
+/// reads: every byte comes back in order, and the counters add up. Spliced (the tunnel says
+/// `splice=on`) and copied (`splice=off`).
 #[test]
-fn sixteen_connections_relay_four_mib_each_exactly() {
+fn sixteen_connections_relay_four_mib_each_exactly_spliced() {
+    sixteen_connections_relay_four_mib_each_exactly(true);
+}
+
+#[test]
+fn sixteen_connections_relay_four_mib_each_exactly_copied() {
+    sixteen_connections_relay_four_mib_each_exactly(false);
+}
+
+fn sixteen_connections_relay_four_mib_each_exactly(splice: bool) {
     const CONNS: u64 = 16;
     const LEN: usize = 4 * 1024 * 1024;
     let (report, reports) = mpsc::channel();
     let echo = Backend::echo_reporting(report);
-    let proxy = start(builder().reactors(2).tunnel(spec_to(echo.addr())));
+    let spec = with_splice(spec_to(echo.addr()), splice);
+    let proxy = start(builder().reactors(2).tunnel(spec));
     let local = proxy.bound()[0];
     let conns: Vec<_> = (0..CONNS)
         .map(|seed| echo_noise(local, seed, LEN, 64 * 1024))
@@ -106,14 +117,24 @@ fn sixteen_connections_relay_four_mib_each_exactly() {
     assert_eq!(echo.accepted(), CONNS as usize);
 }
 
-/// With the smallest buffer (1 KiB), a megabyte still goes through exactly: buffers refill,
-/// compact and drain many times per connection.
+/// With the smallest buffer (1 KiB), a megabyte still goes through exactly: buffers (or pipes
+/// that hold at most as much) refill, compact and drain many times per connection.
 #[test]
-fn smallest_buffer_relays_exactly() {
+fn smallest_buffer_relays_exactly_spliced() {
+    smallest_buffer_relays_exactly(true);
+}
+
+#[test]
+fn smallest_buffer_relays_exactly_copied() {
+    smallest_buffer_relays_exactly(false);
+}
+
+fn smallest_buffer_relays_exactly(splice: bool) {
     let echo = Backend::echo();
     let proxy = start(
         builder()
             .buffer_size(porxy_core::MIN_BUFFER_SIZE)
+            .splice(splice)
             .tunnel(spec_to(echo.addr())),
     );
     let local = proxy.bound()[0];

@@ -236,6 +236,10 @@ Options go last, in brackets, separated by commas. Known options:
     max_lag               bytes a REMOTE may fall behind before it is dropped from that
                           connection (default 1MiB; at least 64KiB)
     min_live              the client is reset when fewer REMOTEs than this are left (1)
+  Data path:
+    splice=on|off         relay with splice(2) through kernel pipes, so bytes never
+                          enter porxy's memory (default on, on Linux), or copy them
+                          through a buffer (off)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -298,6 +302,8 @@ mod tests {
         let help = tunnel_help();
         assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
+        assert!(help.contains("mode, reply, max_lag, min_live, splice."));
+        assert!(help.contains("splice=on|off"));
     }
 
     #[test]

@@ -197,6 +197,9 @@ impl Lift<'_> {
         if let Some(max) = &raw.max_connections {
             config.max_connections = Some(*max.get_ref());
         }
+        if let Some(splice) = &raw.splice {
+            config.splice = *splice.get_ref();
+        }
         if let Some(reactors) = overrides.reactors {
             config.reactors = reactors;
         }
@@ -332,6 +335,7 @@ impl Lift<'_> {
             }
         }
         self.balancing(raw, &mut options, &key)?;
+        options.splice = raw.splice.as_ref().map(|on| *on.get_ref());
         options
             .check(remotes.len())
             .map_err(|message| self.error(name.span().start, here.clone(), message))?;

@@ -27,6 +27,7 @@ impl Buffer {
         &self.data[self.start..self.end]
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }

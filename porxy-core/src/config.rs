@@ -42,6 +42,14 @@ pub const DEFAULT_FALL: u32 = 3;
 pub const RESERVED_DESCRIPTORS: usize = 64;
 /// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 1024;
+/// Most kernel pipes each reactor opens at once for splice(2), in use and in stock.
+///
+/// Each pipe costs two descriptors, which the automatic connection limit keeps back (see
+/// [`ProxyConfig::connection_limit`]); where descriptors are scarce a reactor gets fewer, so
+/// that pipes never take more than a quarter of them. A direction holds a pipe only while bytes
+/// are in it, so the pipes serve whichever connections are busy; a busy direction that finds
+/// them all in use copies that burst instead.
+pub const MAX_PIPES_PER_REACTOR: usize = 32;
 
 /// Proxy-wide settings. Tunnels may override the timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +70,9 @@ pub struct ProxyConfig {
     /// instead of being accepted and reset for lack of descriptors. `None`: what
     /// `RLIMIT_NOFILE` allows (see [`ProxyConfig::connection_limit`]).
     pub max_connections: Option<usize>,
+    /// Relay bulk data with splice(2) through kernel pipes, so those bytes never enter user
+    /// space (Linux only; default on there). Tunnels may override it (`splice=on|off`).
+    pub splice: bool,
 }
 
 impl Default for ProxyConfig {
@@ -74,6 +85,7 @@ impl Default for ProxyConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             half_closed_timeout: DEFAULT_HALF_CLOSED_TIMEOUT,
             max_connections: None,
+            splice: crate::splice::SUPPORTED,
         }
     }
 }
@@ -120,13 +132,21 @@ impl ProxyConfig {
 
     /// The connection limit in force: `max_connections`, or else two descriptors per
     /// connection out of the soft `RLIMIT_NOFILE`, less [`RESERVED_DESCRIPTORS`] for porxy's own
-    /// use (event queues, wakers, listening and control sockets, health checks).
+    /// use (event queues, wakers, listening and control sockets, health checks) and, where
+    /// splice(2) exists, two per pipe the reactors may open (up to [`MAX_PIPES_PER_REACTOR`]
+    /// each, all together no more than a quarter of the descriptors left: with `ulimit -n`
+    /// 1,024, 32 pipes per reactor for 2 reactors, 15 for 8).
+    ///
+    /// So under the automatic limit, connections and pipes together cannot use up the
+    /// descriptors. An explicit `max_connections` should leave as many spare.
     pub fn connection_limit(&self) -> usize {
-        self.max_connections.unwrap_or_else(|| {
-            let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-            let usable = soft.saturating_sub(RESERVED_DESCRIPTORS as u64) / 2;
-            usize::try_from(usable).unwrap_or(usize::MAX).max(1)
-        })
+        self.max_connections
+            .unwrap_or_else(|| automatic_limit(soft_nofile(), self.reactors))
+    }
+
+    /// Pipes each reactor may open for splice(2): none where there is no splice.
+    pub(crate) fn pipes_per_reactor(&self) -> usize {
+        pipe_budget(soft_nofile(), self.reactors)
     }
 
     /// The settings a tunnel with these options runs with.
@@ -140,8 +160,36 @@ impl ProxyConfig {
                 .half_closed_timeout
                 .unwrap_or(self.half_closed_timeout)),
             queue_timeout: cap(options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT)),
+            splice: options.splice.unwrap_or(self.splice) && crate::splice::SUPPORTED,
         }
     }
+}
+
+/// The soft `RLIMIT_NOFILE` (1024 if it cannot be read).
+fn soft_nofile() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+}
+
+/// Pipes each of `reactors` reactors may open with a soft descriptor limit of `soft`: up to
+/// [`MAX_PIPES_PER_REACTOR`], all of them together taking no more than a quarter of the
+/// descriptors porxy does not keep for itself.
+fn pipe_budget(soft: u64, reactors: usize) -> usize {
+    if !crate::splice::SUPPORTED {
+        return 0;
+    }
+    let reactors = reactors.max(1) as u64;
+    let quarter = soft.saturating_sub(RESERVED_DESCRIPTORS as u64) / 4;
+    let total = (MAX_PIPES_PER_REACTOR as u64 * reactors).min(quarter / 2);
+    usize::try_from(total / reactors).unwrap_or(MAX_PIPES_PER_REACTOR)
+}
+
+/// The automatic connection limit for a soft descriptor limit of `soft` and `reactors` reactors
+/// (see [`ProxyConfig::connection_limit`]).
+fn automatic_limit(soft: u64, reactors: usize) -> usize {
+    let pipes = pipe_budget(soft, reactors) as u64 * reactors as u64;
+    let reserved = RESERVED_DESCRIPTORS as u64 + 2 * pipes;
+    let usable = soft.saturating_sub(reserved) / 2;
+    usize::try_from(usable).unwrap_or(usize::MAX).max(1)
 }
 
 /// The effective timeouts of one tunnel, fixed when it opens.
@@ -155,4 +203,56 @@ pub struct TunnelSettings {
     pub half_closed_timeout: Duration,
     /// Waiting this long for a backend slot resets the client.
     pub queue_timeout: Duration,
+    /// Relay with splice(2) (where the platform has it), else copy.
+    pub splice: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_automatic_limit_leaves_descriptors_for_the_reactors_pipes() {
+        if !crate::splice::SUPPORTED {
+            assert_eq!(pipe_budget(20_000, 1), 0);
+            assert_eq!(automatic_limit(20_000, 1), (20_000 - 64) / 2);
+            return;
+        }
+        // 64 for porxy, 2 per pipe, 2 per connection.
+        assert_eq!(pipe_budget(20_000, 1), 32);
+        assert_eq!(automatic_limit(20_000, 1), (20_000 - 64 - 2 * 32) / 2);
+        assert_eq!(pipe_budget(1024, 2), 32);
+        assert_eq!(automatic_limit(1024, 2), (1024 - 64 - 2 * 64) / 2);
+        // Scarce descriptors: the pipes take at most a quarter of what is left.
+        assert_eq!(
+            pipe_budget(1024, 8),
+            15,
+            "960 / 4 / 2 = 120 pipes for 8 reactors"
+        );
+        assert_eq!(automatic_limit(1024, 8), (1024 - 64 - 2 * 120) / 2);
+        assert_eq!(pipe_budget(128, 1), 8);
+        assert_eq!(automatic_limit(128, 1), (128 - 64 - 2 * 8) / 2);
+        assert_eq!(pipe_budget(64, 4), 0);
+        assert_eq!(automatic_limit(60, 4), 1, "never zero");
+    }
+
+    #[test]
+    fn a_tunnel_option_overrides_the_proxy_wide_splice() {
+        let mut config = ProxyConfig {
+            splice: false,
+            ..ProxyConfig::default()
+        };
+        let on = TunnelOptions {
+            splice: Some(true),
+            ..TunnelOptions::default()
+        };
+        assert!(!config.settings_for(&TunnelOptions::default()).splice);
+        assert_eq!(config.settings_for(&on).splice, crate::splice::SUPPORTED);
+        config.splice = true;
+        let off = TunnelOptions {
+            splice: Some(false),
+            ..TunnelOptions::default()
+        };
+        assert!(!config.settings_for(&off).splice);
+    }
 }

@@ -24,7 +24,8 @@
 //! Start with [`Proxy::builder`]; the [`TunnelSpec`] grammar is `LOCAL=REMOTE[,REMOTE...][opts]`.
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// Denied, not forbidden: the splice(2) system calls need it, in `splice/kernel.rs` only.
+#![deny(unsafe_code)]
 
 mod balance;
 mod buffer;
@@ -39,6 +40,7 @@ mod mailbox;
 mod proxy;
 mod reactor;
 pub mod session;
+mod splice;
 mod status;
 mod timer;
 mod tunnel;
@@ -50,7 +52,8 @@ pub use config::{
     ProxyConfig, TunnelSettings, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL,
     DEFAULT_HALF_CLOSED_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS,
-    DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE, MAX_BUFFER_SIZE, MIN_BUFFER_SIZE, RESERVED_DESCRIPTORS,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE, MAX_BUFFER_SIZE, MAX_PIPES_PER_REACTOR, MIN_BUFFER_SIZE,
+    RESERVED_DESCRIPTORS,
 };
 pub use conn::close::{CloseReason, Fault};
 pub use error::Error;

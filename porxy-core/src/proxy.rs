@@ -83,6 +83,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Whether tunnels relay bulk data with splice(2) unless they say otherwise (default: on,
+    /// where the platform has splice). Off means every byte is copied through user space.
+    pub fn splice(mut self, on: bool) -> Self {
+        self.config.splice = on;
+        self
+    }
+
     /// A tunnel to open at start.
     pub fn tunnel(mut self, spec: TunnelSpec) -> Self {
         self.tunnels.push(spec);
@@ -109,13 +116,17 @@ impl ProxyBuilder {
         let mut reactors = Vec::with_capacity(self.config.reactors);
         for index in 0..self.config.reactors {
             let stats = Arc::new(ReactorStats::default());
-            let (reactor, mailbox) =
-                Reactor::new(id, index, self.config.buffer_size, stats.clone()).map_err(
-                    |source| Error::Start {
-                        what: format!("reactor {index}"),
-                        source,
-                    },
-                )?;
+            let (reactor, mailbox) = Reactor::new(
+                id,
+                index,
+                self.config.buffer_size,
+                self.config.pipes_per_reactor(),
+                stats.clone(),
+            )
+            .map_err(|source| Error::Start {
+                what: format!("reactor {index}"),
+                source,
+            })?;
             reactor_mailboxes.push(mailbox);
             reactor_stats.push(stats);
             reactors.push(reactor);

@@ -30,6 +30,16 @@ pub fn spec_to(remote: SocketAddr) -> TunnelSpec {
     TunnelSpec::new(local, [Endpoint::Addr(remote)])
 }
 
+/// `spec` with its `splice` option set: `splice=on` or `splice=off`.
+pub fn with_splice(mut spec: TunnelSpec, on: bool) -> TunnelSpec {
+    let mut options = spec.options.clone();
+    options
+        .set("splice", if on { "on" } else { "off" })
+        .expect("a valid option");
+    spec.options = options;
+    spec
+}
+
 /// How long a proxy may take to stop at once when its test ends.
 const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 

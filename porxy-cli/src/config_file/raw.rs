@@ -47,6 +47,8 @@ pub(super) struct RawProxy {
     pub(super) half_closed_timeout: Option<Spanned<RawDuration>>,
     pub(super) drain_timeout: Option<Spanned<RawDuration>>,
     pub(super) max_connections: Option<Spanned<usize>>,
+    /// Relay with splice(2); the default of every listener.
+    pub(super) splice: Option<Spanned<bool>>,
 }
 
 impl RawProxy {
@@ -61,6 +63,7 @@ impl RawProxy {
             "half_closed_timeout" => self.half_closed_timeout.as_ref().map(Spanned::span),
             "drain_timeout" => self.drain_timeout.as_ref().map(Spanned::span),
             "max_connections" => self.max_connections.as_ref().map(Spanned::span),
+            "splice" => self.splice.as_ref().map(Spanned::span),
             _ => None,
         }
     }
@@ -93,6 +96,8 @@ pub(super) struct RawListener {
     pub(super) queue_timeout: Option<Spanned<RawDuration>>,
     pub(super) max_fails: Option<Spanned<i64>>,
     pub(super) fail_timeout: Option<Spanned<RawDuration>>,
+    /// Relay with splice(2), or copy (default: `[proxy] splice`).
+    pub(super) splice: Option<Spanned<bool>>,
     /// `[listeners.NAME.check]`: active health checks, on when the table is there.
     pub(super) check: Option<RawCheck>,
     /// `balance` (the default) or `fanout`.

@@ -19,6 +19,7 @@ connect_timeout = "1s"
 idle_timeout = "2m"
 half_closed_timeout = "30s"
 drain_timeout = "10s"
+splice = false
 
 [backends.b]
 address = "127.0.0.1:7001"
@@ -35,6 +36,7 @@ idle_timeout = "10m"
 [listeners.alpha]
 listen = "0.0.0.0:0"
 backends = ["a"]
+splice = true
 "#;
 
 #[test]
@@ -50,6 +52,7 @@ fn good_file_lifts_to_specs_in_file_order() {
             idle_timeout: Duration::from_secs(120),
             half_closed_timeout: Duration::from_secs(30),
             max_connections: None,
+            splice: false,
         }
     );
     assert_eq!(file.drain_timeout, Some(Duration::from_secs(10)));
@@ -58,7 +61,7 @@ fn good_file_lifts_to_specs_in_file_order() {
             "zeta",
             "127.0.0.1:8000=127.0.0.1:7001,[::1]:7002[idle_timeout=10m]",
         ),
-        ("alpha", "0.0.0.0:0=[::1]:7002"),
+        ("alpha", "0.0.0.0:0=[::1]:7002[splice=on]"),
     ];
     assert_eq!(file.listeners.len(), expected.len());
     for (tunnel, (name, spec)) in file.listeners.iter().zip(expected) {
@@ -67,13 +70,13 @@ fn good_file_lifts_to_specs_in_file_order() {
     }
     assert_eq!(
         file.listeners[0].local_origin,
-        "porxy.toml:19:10: listeners.zeta.listen"
+        "porxy.toml:20:10: listeners.zeta.listen"
     );
     assert_eq!(
         file.listeners[0].remote_origins,
         [
-            "porxy.toml:12:11: backends.b.address",
-            "porxy.toml:14:11: backends.a.address"
+            "porxy.toml:13:11: backends.b.address",
+            "porxy.toml:15:11: backends.a.address"
         ]
     );
 }
@@ -150,6 +153,12 @@ fn errors_name_file_line_and_key() {
             format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nidle_timeout = \"0s\"\n"),
             "porxy.toml:6:16: listeners.demo.idle_timeout",
             "more than zero",
+        ),
+        (
+            "splice is a boolean",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nsplice = \"on\"\n"),
+            "porxy.toml:6:10: listeners.demo.splice",
+            "expected a boolean",
         ),
         (
             "bad size",

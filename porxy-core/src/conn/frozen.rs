@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use super::close::CloseReason;
+use super::hold::{Mode, Pools};
 use super::pipe::{Pipe, PipeSnapshot, PipeState};
 use super::{Conn, Phase, Readiness};
-use crate::buffer::BufferPool;
 use crate::config::TunnelSettings;
 
 /// The user-space state of a relaying connection.
@@ -41,26 +41,32 @@ impl RelayState {
 }
 
 impl Conn {
-    /// Takes the state of a relaying connection out, to carry it to another process; the
-    /// buffers go back to `pool`. The connection is over here (`Closed(HandedOver)`): the
-    /// caller stops polling its sockets before anything else reads or writes them. Relayed
-    /// bytes not yet reported must be taken first ([`Conn::take_unreported`]).
+    /// Takes the state of a relaying connection out, to carry it to another process; buffers
+    /// and kernel pipes go back to `pools` (the bytes in a pipe are read out into the state).
+    /// The connection is over here (`Closed(HandedOver)`): the caller stops polling its sockets
+    /// before anything else reads or writes them. Relayed bytes not yet reported must be taken
+    /// first ([`Conn::take_unreported`]).
     ///
-    /// `None` (and no change) for a connection that is not relaying.
-    pub(crate) fn freeze(&mut self, pool: &mut BufferPool, now: Instant) -> Option<RelayState> {
+    /// `Ok(None)` (and no change) for a connection that is not relaying. An error (a kernel
+    /// pipe that could not be read) means its bytes cannot travel: the caller resets it.
+    pub(crate) fn freeze(
+        &mut self,
+        pools: &mut Pools,
+        now: Instant,
+    ) -> std::io::Result<Option<RelayState>> {
         if self.phase != Phase::Relaying {
-            return None;
+            return Ok(None);
         }
         let state = RelayState {
-            up: self.up.freeze(pool),
-            down: self.down.freeze(pool),
+            up: self.up.freeze(pools)?,
+            down: self.down.freeze(pools)?,
             idle_for: now.saturating_duration_since(self.last_active),
             half_closed_for: self
                 .half_closed_since
                 .map(|since| now.saturating_duration_since(since)),
         };
         self.set_phase(Phase::Closed(CloseReason::HandedOver));
-        Some(state)
+        Ok(Some(state))
     }
 
     /// A relaying connection that goes on from `state` (frozen by [`Conn::freeze`], maybe in
@@ -71,8 +77,13 @@ impl Conn {
         now: Instant,
         settings: TunnelSettings,
         state: &RelayState,
-        pool: &mut BufferPool,
+        pools: &mut Pools,
     ) -> Self {
+        let mode = if settings.splice {
+            Mode::Splice
+        } else {
+            Mode::Copy
+        };
         let ready = Readiness {
             readable: true,
             writable: true,
@@ -85,8 +96,8 @@ impl Conn {
             settings,
             client: ready,
             upstream: ready,
-            up: Pipe::restore(&state.up, pool),
-            down: Pipe::restore(&state.down, pool),
+            up: Pipe::restore(&state.up, mode, pools),
+            down: Pipe::restore(&state.down, mode, pools),
             started: now,
             attempts_left: 0,
             last_active: since(state.idle_for),

@@ -2,7 +2,8 @@
 //!
 //! The reactor feeds it inputs (readiness per side, the outcome of the upstream connect, the
 //! time) and gets back what to do ([`Action`]). Everything that decides what to read, write, shut
-//! down or close is here, so it is tested with fake streams (see `tests.rs`).
+//! down or close is here, so it is tested with fake streams (see `tests/`), on both data paths:
+//! copying through a buffer, and splicing through a kernel pipe (the tunnel's `splice` setting).
 //!
 //! Phases: `Queued` → `Connecting` → `Relaying` → `Closed(reason)`. Every change goes through
 //! [`Conn::set_phase`], which traces `from => to`. A relaying connection may also be frozen to
@@ -10,6 +11,7 @@
 
 pub(crate) mod close;
 pub(crate) mod frozen;
+pub(crate) mod hold;
 pub(crate) mod pipe;
 pub(crate) mod stream;
 
@@ -19,9 +21,9 @@ mod tests;
 use std::io::{self, ErrorKind};
 use std::time::Instant;
 
-use crate::buffer::BufferPool;
 use crate::config::TunnelSettings;
 use close::CloseReason;
+use hold::{Mode, Pools};
 use pipe::{Pipe, PipeError, PipeState};
 use stream::Stream;
 
@@ -118,14 +120,19 @@ impl Conn {
     }
 
     fn with_phase(phase: Phase, now: Instant, settings: TunnelSettings, attempts: u32) -> Self {
+        let mode = if settings.splice {
+            Mode::Splice
+        } else {
+            Mode::Copy
+        };
         Conn {
             phase,
             settings,
             attempts_left: attempts.saturating_sub(1),
             client: Readiness::default(),
             upstream: Readiness::default(),
-            up: Pipe::new(),
-            down: Pipe::new(),
+            up: Pipe::new(mode),
+            down: Pipe::new(mode),
             started: now,
             last_active: now,
             half_closed_since: None,
@@ -135,6 +142,12 @@ impl Conn {
 
     pub(crate) fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// How each direction moves its bytes now: (client → upstream, upstream → client).
+    #[cfg(test)]
+    pub(crate) fn modes(&self) -> (Mode, Mode) {
+        (self.up.mode(), self.down.mode())
     }
 
     /// Records readiness reported for one side. Readiness is only ever added here; it is
@@ -211,7 +224,7 @@ impl Conn {
         &mut self,
         client: &mut impl Stream,
         upstream: &mut impl Stream,
-        pool: &mut BufferPool,
+        pools: &mut Pools,
         now: Instant,
     ) -> Action {
         if self.phase != Phase::Relaying {
@@ -226,7 +239,7 @@ impl Conn {
             &mut self.client.readable,
             upstream,
             &mut self.upstream.writable,
-            pool,
+            pools,
             &mut budget,
         );
         // Bytes written before a failure were relayed: count them either way.
@@ -241,7 +254,7 @@ impl Conn {
             &mut self.upstream.readable,
             client,
             &mut self.client.writable,
-            pool,
+            pools,
             &mut budget,
         );
         self.unreported.1 += down.moved;

@@ -1,22 +1,35 @@
-//! One direction of a relay: bytes read from a source stream, buffered, written to a sink.
+//! One direction of a relay: bytes read from a source stream, held, written to a sink.
 //!
 //! A pipe knows nothing of sockets or polling. The caller tells it what the source and the sink
-//! are ready for; it reads and writes until one of them would block, its buffer is full, or the
-//! iteration budget runs out, and it clears a readiness flag only when a call said `WouldBlock`
-//! (or a short write proved the sink full). A FIN from the source is passed on as
-//! `shutdown_write` on the sink once every buffered byte is written.
+//! are ready for; it reads and writes until one of them would block, what it holds is full, or
+//! the iteration budget runs out, and it clears a readiness flag only when a call said
+//! `WouldBlock` (or a short write proved the sink full). A FIN from the source is passed on as
+//! `shutdown_write` on the sink once every held byte is written.
+//!
+//! The bytes wait in a user-space buffer ([`Mode::Copy`]) or in a kernel pipe, moved with
+//! splice(2) ([`Mode::Splice`]); the decisions above are the same for both (see [`Held`]). What
+//! differs on the splice path:
+//! - a splice in that says `WouldBlock` while the pipe holds bytes may mean the pipe is full (the
+//!   kernel counts slots, not bytes), so reading stops until some bytes are written out, and the
+//!   source's readiness is kept;
+//! - only bulk data is spliced: a direction uses a pipe after a big read, a buffer after a small
+//!   one (see [`Pools::bulk_read`]), switching whenever what it holds is empty;
+//! - a direction that cannot get a pipe copies instead (see [`crate::splice`]); bytes already in
+//!   a pipe are moved to a buffer first when a socket refuses splices, so their order holds.
 
 use std::io::{self, ErrorKind};
 
-use crate::buffer::{Buffer, BufferPool};
+use crate::buffer::Buffer;
+use crate::conn::hold::{Held, Mode, Pools};
 use crate::conn::stream::Stream;
+use crate::splice::{self, Fallback};
 
 /// How far the pipe has got towards passing on the source's EOF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PipeState {
     /// Bytes flow.
     Open,
-    /// The source sent EOF; buffered bytes are still being written.
+    /// The source sent EOF; held bytes are still being written.
     Draining,
     /// EOF was passed on: the sink's write side is shut down.
     Done,
@@ -53,47 +66,82 @@ pub(crate) struct PipeSnapshot {
 /// One direction of a relay.
 pub(crate) struct Pipe {
     state: PipeState,
-    buf: Option<Buffer>,
+    mode: Mode,
+    held: Held,
+    /// On the splice path: the last read was big, so the next bytes go through a pipe.
+    bulk: bool,
+    /// A splice in said `WouldBlock` with bytes in the kernel pipe: it may be full, so no read
+    /// until some bytes have been written out.
+    pipe_full: bool,
     /// The other direction is over too, so the connection closes as soon as this one is: the
     /// close sends the FIN, and a `shutdown_write` first would be a syscall for nothing.
     last: bool,
 }
 
 impl Pipe {
-    pub(crate) fn new() -> Self {
+    /// A direction that moves its bytes as `mode` says (it may fall back from splicing to
+    /// copying, never the other way).
+    pub(crate) fn new(mode: Mode) -> Self {
         Pipe {
             state: PipeState::Open,
-            buf: None,
+            mode,
+            held: Held::Nothing,
+            bulk: false,
+            pipe_full: false,
             last: false,
         }
     }
 
     /// A pipe that goes on from `snapshot` (taken by [`Pipe::freeze`], maybe in another
-    /// process): the pending bytes are written first, and the end of stream stays as far as it
-    /// had got.
-    pub(crate) fn restore(snapshot: &PipeSnapshot, pool: &mut BufferPool) -> Self {
-        Pipe {
-            state: snapshot.state,
-            buf: (!snapshot.pending.is_empty()).then(|| pool.take_filled(&snapshot.pending)),
-            last: false,
+    /// process), moving its bytes as `mode` says: the pending bytes, in a buffer, are written
+    /// first, and the end of stream stays as far as it had got.
+    pub(crate) fn restore(snapshot: &PipeSnapshot, mode: Mode, pools: &mut Pools) -> Self {
+        let mut pipe = Pipe::new(mode);
+        pipe.state = snapshot.state;
+        if !snapshot.pending.is_empty() {
+            pipe.held = Held::Buffer(pools.buffers.take_filled(&snapshot.pending));
         }
+        pipe
     }
 
-    /// Takes the pipe's state out, and gives its buffer back to `pool`. The pipe is left empty:
-    /// it must not be pumped again.
-    pub(crate) fn freeze(&mut self, pool: &mut BufferPool) -> PipeSnapshot {
-        let pending = match self.buf.take() {
-            Some(buf) => {
-                let pending = buf.pending().to_vec();
-                pool.give(buf);
-                pending
+    /// Takes the pipe's state out, and gives what it held back to `pools`: bytes waiting in a
+    /// kernel pipe are read out of it into the snapshot. The pipe is left empty: it must not be
+    /// pumped again. Fails only if a kernel pipe cannot be read (it never should: its bytes are
+    /// counted); the connection cannot move then, and the caller resets it.
+    pub(crate) fn freeze(&mut self, pools: &mut Pools) -> io::Result<PipeSnapshot> {
+        let pending = match &mut self.held {
+            Held::Nothing => Vec::new(),
+            Held::Buffer(buf) => buf.pending().to_vec(),
+            Held::Pipe(pipe) => {
+                let mut out = vec![0u8; pipe.len()];
+                let mut filled = 0;
+                // Bounded: each pull takes at least a byte, or the loop ends.
+                while filled < out.len() {
+                    match pipe.pull(&mut out[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if filled < out.len() {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "a kernel pipe held fewer bytes than counted",
+                    ));
+                }
+                out
             }
-            None => Vec::new(),
         };
-        PipeSnapshot {
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Nothing => {}
+            Held::Buffer(buf) => pools.buffers.give(buf),
+            Held::Pipe(pipe) => pools.pipes.give(pipe),
+        }
+        Ok(PipeSnapshot {
             state: self.state,
             pending,
-        }
+        })
     }
 
     /// Tells the pipe whether the other direction is over (see [`Pipe::last`]).
@@ -105,13 +153,14 @@ impl Pipe {
         self.state
     }
 
-    /// Bytes read and not yet written.
-    pub(crate) fn buffered(&self) -> usize {
-        self.buf.as_ref().map_or(0, |b| b.pending().len())
+    /// How this direction moves its bytes now.
+    #[cfg(test)]
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Moves bytes from `src` to `dst` while readiness allows, spending at most `budget`
-    /// syscalls (each read, write or shutdown costs one).
+    /// syscalls (each read, write, splice or shutdown costs one).
     ///
     /// What was done is returned even when a call failed: bytes written before the failure
     /// were relayed and must be counted.
@@ -121,7 +170,7 @@ impl Pipe {
         src_readable: &mut bool,
         dst: &mut impl Stream,
         dst_writable: &mut bool,
-        pool: &mut BufferPool,
+        pools: &mut Pools,
         budget: &mut u32,
     ) -> (Pumped, Result<(), PipeError>) {
         let mut done = Pumped::default();
@@ -130,15 +179,14 @@ impl Pipe {
             src_readable,
             dst,
             dst_writable,
-            pool,
+            pools,
             budget,
             &mut done,
         );
-        // A buffer is held only while bytes are in flight.
-        if self.buf.as_ref().is_some_and(Buffer::is_empty) {
-            if let Some(buf) = self.buf.take() {
-                pool.give(buf);
-            }
+        // A buffer or a pipe is held only while bytes are in flight.
+        if self.held.len() == 0 {
+            self.pipe_full = false;
+            self.held.release_if_empty(pools);
         }
         (done, result)
     }
@@ -150,14 +198,14 @@ impl Pipe {
         src_readable: &mut bool,
         dst: &mut impl Stream,
         dst_writable: &mut bool,
-        pool: &mut BufferPool,
+        pools: &mut Pools,
         budget: &mut u32,
         done: &mut Pumped,
     ) -> Result<(), PipeError> {
         loop {
-            let pending = self.buffered() > 0;
+            let pending = self.held.len() > 0;
             let can_write = pending && *dst_writable;
-            let room = !self.buf.as_ref().is_some_and(Buffer::is_full);
+            let room = self.held.room() > 0 && !self.pipe_full;
             let can_read = self.state == PipeState::Open && *src_readable && room;
             let can_finish = self.state == PipeState::Draining && !pending;
             if !(can_write || can_read || can_finish) {
@@ -169,38 +217,9 @@ impl Pipe {
             }
             *budget -= 1;
             if can_write {
-                let buf = self.buf.as_mut().expect("pending bytes live in a buffer");
-                let want = buf.pending().len();
-                match dst.write(buf.pending()) {
-                    Ok(0) => return Err(PipeError::Sink(ErrorKind::WriteZero.into())),
-                    Ok(n) => {
-                        buf.consumed(n);
-                        done.moved += n as u64;
-                        // A short write means the socket's send buffer is full: the next
-                        // writable event says when there is room again.
-                        if n < want {
-                            *dst_writable = false;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => *dst_writable = false,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(PipeError::Sink(e)),
-                }
+                self.write_out(dst, dst_writable, pools, done)?;
             } else if can_read {
-                let buf = self.buf.get_or_insert_with(|| pool.take());
-                match src.read(buf.spare()) {
-                    Ok(0) => {
-                        self.state = PipeState::Draining;
-                        done.finished = true;
-                    }
-                    Ok(n) => {
-                        buf.filled(n);
-                        done.read += n as u64;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => *src_readable = false,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(PipeError::Source(e)),
-                }
+                self.read_in(src, src_readable, pools, done)?;
             } else {
                 if !self.last {
                     dst.shutdown_write().map_err(PipeError::Sink)?;
@@ -209,4 +228,165 @@ impl Pipe {
             }
         }
     }
+
+    /// One write (or splice out) of the held bytes.
+    fn write_out(
+        &mut self,
+        dst: &mut impl Stream,
+        dst_writable: &mut bool,
+        pools: &mut Pools,
+        done: &mut Pumped,
+    ) -> Result<(), PipeError> {
+        let want = self.held.len();
+        let result = match &mut self.held {
+            Held::Nothing => return Ok(()), // Not called without pending bytes.
+            Held::Buffer(buf) => dst.write(buf.pending()).inspect(|&n| buf.consumed(n)),
+            Held::Pipe(pipe) => dst.splice_from_pipe(pipe, want),
+        };
+        match result {
+            Ok(0) => Err(self.failed(PipeError::Sink(ErrorKind::WriteZero.into()))),
+            Ok(n) => {
+                done.moved += n as u64;
+                self.pipe_full = false;
+                // A short write means the socket's send buffer is full: the next writable
+                // event says when there is room again.
+                if n < want {
+                    *dst_writable = false;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                *dst_writable = false;
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
+            Err(e) if self.is_pipe() && splice::is_unsupported(&e) => {
+                self.fall_back(pools, &e).map_err(PipeError::Sink)
+            }
+            Err(e) => Err(self.failed(PipeError::Sink(e))),
+        }
+    }
+
+    /// One read (or splice in) from the source, into what the direction holds (taken first,
+    /// when it holds nothing).
+    fn read_in(
+        &mut self,
+        src: &mut impl Stream,
+        src_readable: &mut bool,
+        pools: &mut Pools,
+        done: &mut Pumped,
+    ) -> Result<(), PipeError> {
+        self.choose_holder(pools);
+        let room = self.held.room();
+        let result = match &mut self.held {
+            Held::Nothing => return Ok(()), // choose_holder leaves something to read into.
+            Held::Buffer(buf) => src.read(buf.spare()).inspect(|&n| buf.filled(n)),
+            Held::Pipe(pipe) => src.splice_to_pipe(pipe, room),
+        };
+        match result {
+            Ok(0) => {
+                self.state = PipeState::Draining;
+                done.finished = true;
+                Ok(())
+            }
+            Ok(n) => {
+                done.read += n as u64;
+                self.bulk = n >= pools.bulk_read || n == room;
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if self.is_pipe() && self.held.len() > 0 {
+                    // The socket is drained, or the pipe is out of slots: wait for a write
+                    // either way, and keep the readiness in case it was the pipe.
+                    self.pipe_full = true;
+                } else {
+                    *src_readable = false;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
+            Err(e) if self.is_pipe() && splice::is_unsupported(&e) => {
+                self.fall_back(pools, &e).map_err(PipeError::Source)
+            }
+            Err(e) => Err(self.failed(PipeError::Source(e))),
+        }
+    }
+
+    /// Makes sure the direction holds something to read into: a pipe for bulk data on the
+    /// splice path, while the reactor has one to give; a buffer otherwise. What it holds is
+    /// swapped for the other kind only while empty, so bytes keep their order.
+    fn choose_holder(&mut self, pools: &mut Pools) {
+        let want_pipe = self.mode == Mode::Splice && (self.bulk || pools.bulk_read == 0);
+        match &self.held {
+            Held::Nothing => {}
+            held if held.len() > 0 || held.is_pipe() == want_pipe => return,
+            _ => self.held.release_if_empty(pools),
+        }
+        if want_pipe {
+            match pools.pipes.take() {
+                Ok(Some(pipe)) => {
+                    self.held = Held::Pipe(pipe);
+                    return;
+                }
+                // The reactor's budget of pipes is used up: copy for now.
+                Ok(None) => {}
+                Err(e) => {
+                    self.mode = Mode::Copy;
+                    pools.pipes.fell_back(Fallback::Create, Some(&e));
+                }
+            }
+        }
+        self.held = Held::Buffer(pools.buffers.take());
+    }
+
+    /// A socket refused a splice: this direction copies from now on. Bytes already in the pipe
+    /// move to a buffer, to be written before anything read later.
+    fn fall_back(&mut self, pools: &mut Pools, error: &io::Error) -> io::Result<()> {
+        self.mode = Mode::Copy;
+        self.pipe_full = false;
+        pools.pipes.fell_back(Fallback::Unsupported, Some(error));
+        let Held::Pipe(mut pipe) = std::mem::replace(&mut self.held, Held::Nothing) else {
+            return Ok(());
+        };
+        pipe.mark_failed();
+        if pipe.len() == 0 {
+            pools.pipes.give(pipe);
+            return Ok(());
+        }
+        let mut buf = pools.buffers.take();
+        let moved = move_to_buffer(&mut pipe, &mut buf);
+        pools.pipes.give(pipe);
+        self.held = Held::Buffer(buf);
+        moved
+    }
+
+    fn is_pipe(&self) -> bool {
+        self.held.is_pipe()
+    }
+
+    /// A call failed: the pipe held, if any, is never reused.
+    fn failed(&mut self, error: PipeError) -> PipeError {
+        if let Held::Pipe(pipe) = &mut self.held {
+            pipe.mark_failed();
+        }
+        error
+    }
+}
+
+/// Reads every byte of `pipe` into `buf`. They fit: a direction keeps no more in a pipe than a
+/// buffer holds.
+fn move_to_buffer(pipe: &mut splice::KernelPipe, buf: &mut Buffer) -> io::Result<()> {
+    while pipe.len() > 0 {
+        let spare = buf.spare();
+        if spare.is_empty() {
+            return Err(io::Error::other("a pipe held more than a buffer"));
+        }
+        match pipe.pull(spare) {
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.filled(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -25,9 +25,9 @@ mod tests;
 use std::io::ErrorKind;
 use std::time::Instant;
 
-use crate::buffer::BufferPool;
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
+use crate::conn::hold::{Mode, Pools};
 use crate::conn::pipe::{Pipe, PipeError, PipeState};
 use crate::conn::stream::Stream;
 use crate::conn::{connect_failure_reason, Action, Closing, Readiness, DRIVE_BUDGET};
@@ -159,7 +159,12 @@ impl FanConn {
             client_fin_sent: false,
             log: Log::new(),
             dests,
-            down: Pipe::new(),
+            // The primary's replies may be spliced like a plain tunnel's.
+            down: Pipe::new(if settings.splice {
+                Mode::Splice
+            } else {
+                Mode::Copy
+            }),
             last_active: now,
             half_closed_since: None,
             departures: Vec::new(),
@@ -249,7 +254,7 @@ impl FanConn {
         &mut self,
         client: &mut S,
         dests: &mut [Option<S>],
-        pool: &mut BufferPool,
+        pools: &mut Pools,
         now: Instant,
     ) -> Action {
         if self.closed.is_some() {
@@ -258,7 +263,7 @@ impl FanConn {
         let mut budget = DRIVE_BUDGET;
         let mut active = false;
         let mut yielded = false;
-        let chunk = pool_chunk(pool);
+        let chunk = pools.buffers.buffer_size();
         loop {
             let mut progressed = false;
             // Every destination gets what it has not had, then its FIN once the client's is in.
@@ -286,7 +291,7 @@ impl FanConn {
                     break;
                 }
                 budget -= 1;
-                match client.read(self.log.spare(pool)) {
+                match client.read(self.log.spare(&mut pools.buffers)) {
                     Ok(0) => {
                         self.client_eof = true;
                         self.half_closed_since.get_or_insert(now);
@@ -312,7 +317,7 @@ impl FanConn {
                     return action;
                 }
             }
-            self.trim(pool);
+            self.trim(pools);
             active |= progressed;
             if !progressed {
                 break;
@@ -322,7 +327,7 @@ impl FanConn {
                 break;
             }
         }
-        match self.replies(client, dests, pool, &mut budget) {
+        match self.replies(client, dests, pools, &mut budget) {
             Ok((moved, more)) => {
                 active |= moved;
                 yielded |= more;
@@ -336,7 +341,7 @@ impl FanConn {
             return action;
         }
         if self.all_done() {
-            self.log.release(pool);
+            self.log.release(&mut pools.buffers);
             return self.close(CloseReason::Completed, Closing::Graceful, Closing::Graceful);
         }
         if yielded {
@@ -396,7 +401,7 @@ impl FanConn {
         &mut self,
         client: &mut S,
         dests: &mut [Option<S>],
-        pool: &mut BufferPool,
+        pools: &mut Pools,
         budget: &mut u32,
     ) -> Result<(bool, bool), Action> {
         let mut moved = false;
@@ -411,7 +416,7 @@ impl FanConn {
                     &mut d.ready.readable,
                     client,
                     &mut self.client.writable,
-                    pool,
+                    pools,
                     budget,
                 );
                 self.unreported.1 += pumped.moved;
@@ -454,7 +459,7 @@ impl FanConn {
                     break;
                 }
                 *budget -= 1;
-                let buf = scratch.get_or_insert_with(|| pool.take());
+                let buf = scratch.get_or_insert_with(|| pools.buffers.take());
                 match stream.read(buf.spare()) {
                     Ok(0) if d.eof => {
                         // Nothing wrong after all: a hang-up after its FIN.
@@ -478,14 +483,14 @@ impl FanConn {
             if failed {
                 if let Some(action) = self.dest_failed(i) {
                     if let Some(buf) = scratch.take() {
-                        pool.give(buf);
+                        pools.buffers.give(buf);
                     }
                     return Err(action);
                 }
             }
         }
         if let Some(buf) = scratch {
-            pool.give(buf);
+            pools.buffers.give(buf);
         }
         // One-way feed: the client hears FIN once no destination can say anything more.
         if !primary && !self.client_fin_sent && self.dests.iter().all(|d| !d.live() || d.eof) {
@@ -592,7 +597,7 @@ impl FanConn {
     }
 
     /// Frees the log up to the live destination furthest behind.
-    fn trim(&mut self, pool: &mut BufferPool) {
+    fn trim(&mut self, pools: &mut Pools) {
         let behind = self
             .dests
             .iter()
@@ -600,7 +605,7 @@ impl FanConn {
             .map(|d| d.sent)
             .min()
             .unwrap_or(self.log.head());
-        self.log.trim(behind, pool);
+        self.log.trim(behind, &mut pools.buffers);
     }
 
     fn is_primary(&self, i: usize) -> bool {
@@ -696,8 +701,8 @@ impl FanConn {
     }
 
     /// Gives back the log's buffers; call when the connection is removed.
-    pub(crate) fn release(&mut self, pool: &mut BufferPool) {
-        self.log.release(pool);
+    pub(crate) fn release(&mut self, pools: &mut Pools) {
+        self.log.release(&mut pools.buffers);
     }
 
     fn close(&mut self, reason: CloseReason, client: Closing, dests: Closing) -> Action {
@@ -725,10 +730,4 @@ fn merge(into: &mut Readiness, ready: Readiness) {
     into.readable |= ready.readable || ready.failed;
     into.writable |= ready.writable || ready.failed;
     into.failed |= ready.failed;
-}
-
-/// The size of the pool's buffers: the pace-setter may be at most this far behind when the
-/// client is read.
-fn pool_chunk(pool: &BufferPool) -> usize {
-    pool.buffer_size()
 }

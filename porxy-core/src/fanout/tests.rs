@@ -8,9 +8,9 @@ use std::io::{self, ErrorKind};
 use std::time::{Duration, Instant};
 
 use super::{FanConn, FanoutSettings};
-use crate::buffer::BufferPool;
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
+use crate::conn::hold::Pools;
 use crate::conn::stream::Stream;
 use crate::conn::{Action, Closing, Readiness};
 use crate::fanout::{Departure, DestEnd};
@@ -104,7 +104,7 @@ struct Rig {
     conn: FanConn,
     client: Peer,
     dests: Vec<Option<Peer>>,
-    pool: BufferPool,
+    pools: Pools,
     t0: Instant,
     departed: Vec<Departure>,
 }
@@ -121,6 +121,7 @@ impl Rig {
             idle_timeout: Duration::from_secs(300),
             half_closed_timeout: Duration::from_secs(60),
             queue_timeout: Duration::from_secs(5),
+            splice: false,
         };
         let fan = FanoutSettings {
             reply,
@@ -137,7 +138,7 @@ impl Rig {
             conn,
             client: Peer::default(),
             dests: (0..n).map(|_| Some(Peer::default())).collect(),
-            pool: BufferPool::new(CHUNK),
+            pools: Pools::new(CHUNK, 0),
             t0,
             departed: Vec::new(),
         }
@@ -152,7 +153,7 @@ impl Rig {
             let action = self.conn.drive(
                 &mut self.client,
                 &mut self.dests,
-                &mut self.pool,
+                &mut self.pools,
                 self.t0 + Duration::from_secs(1),
             );
             for d in self.conn.take_departures() {
@@ -411,6 +412,7 @@ fn a_mirror_that_cannot_connect_is_dropped_and_a_primary_that_cannot_resets() {
         idle_timeout: Duration::from_secs(300),
         half_closed_timeout: Duration::from_secs(60),
         queue_timeout: Duration::from_secs(5),
+        splice: false,
     };
     let fan = FanoutSettings {
         reply: Reply::Primary,

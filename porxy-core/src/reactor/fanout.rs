@@ -206,7 +206,7 @@ impl Reactor {
         let action = {
             let _enter = slot.span.enter();
             slot.conn
-                .drive(&mut slot.client, &mut slot.dests, &mut self.pool, now)
+                .drive(&mut slot.client, &mut slot.dests, &mut self.pools, now)
         };
         self.after_fan_step(key, action, now);
     }
@@ -327,7 +327,7 @@ impl Reactor {
                 slot.tunnel.balancer.backends[i].release();
             }
         }
-        slot.conn.release(&mut self.pool);
+        slot.conn.release(&mut self.pools);
         let shard = slot.tunnel.stats.reactor(self.index);
         shard.closed(reason);
         slot.tunnel.generation.closed();

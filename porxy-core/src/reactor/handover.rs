@@ -34,7 +34,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use mio::Interest;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{reset, token, Accepted, Origin, Reactor, Slot};
 use crate::balance::Tried;
@@ -109,6 +109,17 @@ impl Reactor {
             return false;
         }
         let to = exporting.to.clone();
+        // Frozen first: should a kernel pipe not give back the bytes it holds (it never
+        // should), the connection cannot travel, and is reset here instead.
+        let relay = match self.slab[key].conn.freeze(&mut self.pools, now) {
+            Ok(relay) => relay,
+            Err(error) => {
+                warn!(conn = self.slab[key].id, error = %error, "cannot hand a connection over: its buffered bytes are unreadable; resetting it");
+                let action = self.slab[key].conn.abort(CloseReason::LocalResource);
+                self.finish(key, action, Some(&error), now);
+                return true;
+            }
+        };
         let mut slot = self.slab.remove(key);
         let registry = self.poll.registry();
         // Nothing may read or write the sockets here any more: the other process owns them now.
@@ -128,7 +139,6 @@ impl Reactor {
             .backend_addr()
             .or_else(|| slot.upstream.as_ref().and_then(|u| u.peer_addr().ok()))
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        let relay = slot.conn.freeze(&mut self.pool, now);
         self.release_backend(&mut slot);
         let shard = slot.tunnel.stats.reactor(self.index);
         crate::status::bump(&shard.bytes_to_upstream, to_upstream);
@@ -263,7 +273,7 @@ impl Reactor {
             reset(&upstream);
             return self.refuse(id, &tunnel, peer, &e);
         }
-        let conn = Conn::restored(now, tunnel.settings, &relay.state, &mut self.pool);
+        let conn = Conn::restored(now, tunnel.settings, &relay.state, &mut self.pools);
         // The connection exists already: it takes its slot whatever the backend's limit or
         // state. A backend this tunnel does not have (any more) gets no slot.
         let backend = tunnel

@@ -37,8 +37,8 @@ use tracing::{debug, info, warn};
 
 use crate::balance::backend::Backend;
 use crate::balance::Tried;
-use crate::buffer::BufferPool;
 use crate::conn::close::CloseReason;
+use crate::conn::hold::Pools;
 use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::session::Session;
@@ -131,7 +131,8 @@ pub(crate) struct Reactor {
     rx: Receiver<ReactorMsg>,
     slab: Slab<Slot>,
     timers: crate::timer::TimerQueue,
-    pool: BufferPool,
+    /// Relay buffers and splice pipes, lent to connections while bytes are in flight.
+    pools: Pools,
     stats: Arc<ReactorStats>,
     /// Connections whose drive ran out of budget, to be driven again before blocking.
     again: Vec<(usize, u64)>,
@@ -157,11 +158,13 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    /// A reactor and the mailbox that reaches it. The thread is started by the caller.
+    /// A reactor and the mailbox that reaches it; it opens at most `max_pipes` pipes for
+    /// splice(2). The thread is started by the caller.
     pub(crate) fn new(
         proxy: u64,
         index: usize,
         buffer_size: usize,
+        max_pipes: usize,
         stats: Arc<ReactorStats>,
     ) -> io::Result<(Reactor, Mailbox<ReactorMsg>)> {
         let poll = Poll::new()?;
@@ -173,7 +176,7 @@ impl Reactor {
             rx,
             slab: Slab::new(),
             timers: Default::default(),
-            pool: BufferPool::new(buffer_size),
+            pools: Pools::new(buffer_size, max_pipes),
             stats,
             again: Vec::new(),
             more_messages: false,
@@ -193,6 +196,8 @@ impl Reactor {
 
     /// Runs until stopped. Never panics on anything the network does.
     pub(crate) fn run(mut self) -> ReactorExit {
+        // A splice to a socket whose peer has gone may raise SIGPIPE: never let it kill the host.
+        crate::splice::block_sigpipe();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let now = Instant::now();
@@ -303,7 +308,7 @@ impl Reactor {
         let action = {
             let _enter = slot.span.enter();
             slot.conn
-                .drive(&mut slot.client, upstream, &mut self.pool, now)
+                .drive(&mut slot.client, upstream, &mut self.pools, now)
         };
         let (to_upstream, to_client) = slot.conn.take_unreported();
         if to_upstream + to_client > 0 {

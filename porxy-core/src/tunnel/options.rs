@@ -58,6 +58,9 @@ pub struct TunnelOptions {
     /// Fan-out: the client connection ends when fewer destinations than this are still alive
     /// (default 1).
     pub min_live: Option<u32>,
+    /// Relay bulk data with splice(2), the bytes never entering user space (default: the
+    /// proxy-wide setting, on where the platform has splice).
+    pub splice: Option<bool>,
 }
 
 /// The option keys a SPEC accepts, for error messages and `--help-tunnel`.
@@ -82,6 +85,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "reply",
     "max_lag",
     "min_live",
+    "splice",
 ];
 
 /// Fewest bytes `max_lag` may be.
@@ -150,6 +154,13 @@ impl TunnelOptions {
                 self.max_lag = Some(size);
             }
             "min_live" => self.min_live = count(1, MAX_FANOUT as u32)?,
+            "splice" => {
+                self.splice = Some(match value.to_ascii_lowercase().as_str() {
+                    "on" | "yes" | "true" => true,
+                    "off" | "no" | "false" => false,
+                    _ => return Err(format!("splice: `{value}` is not `on` or `off`")),
+                })
+            }
             _ => {
                 return Err(format!(
                     "unknown option `{key}`; known options: {}",
@@ -186,6 +197,8 @@ impl TunnelOptions {
             self.reply.map(|r| r.to_string()),
             self.max_lag.map(format_size),
             n(self.min_live),
+            self.splice
+                .map(|on| if on { "on" } else { "off" }.to_string()),
         ];
         OPTION_KEYS
             .iter()
@@ -308,6 +321,7 @@ mod tests {
             ("reply", "none"),
             ("max_lag", "4MiB"),
             ("min_live", "2"),
+            ("splice", "off"),
         ];
         for (k, v) in pairs {
             options.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
@@ -349,6 +363,7 @@ mod tests {
                 "0",
                 "min_live: `0` is not a whole number from 1 to 64",
             ),
+            ("splice", "auto", "splice: `auto` is not `on` or `off`"),
         ];
         for (k, v, fragment) in cases {
             let err = TunnelOptions::default().set(k, v).unwrap_err();

@@ -5,10 +5,11 @@ use std::io::{self, ErrorKind};
 use std::time::{Duration, Instant};
 
 use super::super::close::CloseReason;
+use super::super::hold::{Mode, Pools};
 use super::super::stream::Stream;
 use super::super::{Action, Closing, Conn, Phase, Readiness, Side};
-use crate::buffer::BufferPool;
 use crate::config::TunnelSettings;
+use crate::splice::KernelPipe;
 
 /// One scripted result of [`Stream::read`].
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub(super) enum Wr {
 pub(super) const ACCEPT_ALL: Wr = Wr::Accept(usize::MAX);
 
 /// A stream that plays back a script and records every byte written to it.
+///
+/// Its splices follow the same script as `read` and `write` (and count as read and write
+/// calls), moving the bytes into or out of the real kernel pipe they are given.
 #[derive(Debug)]
 pub(super) struct FakeStream {
     /// Read results, in order; an empty script reads as `WouldBlock`.
@@ -48,6 +52,11 @@ pub(super) struct FakeStream {
     pub(super) write_idle: Wr,
     /// Makes `shutdown_write` fail with this.
     pub(super) shutdown_error: Option<ErrorKind>,
+    /// Makes the next `splice_to_pipe` fail with this OS error (as a socket that does not take
+    /// splices: `EINVAL`).
+    pub(super) splice_in_error: Option<i32>,
+    /// Makes the next `splice_from_pipe` fail with this OS error.
+    pub(super) splice_out_error: Option<i32>,
 
     /// Every byte handed out by `read`.
     pub(super) delivered: Vec<u8>,
@@ -61,6 +70,9 @@ pub(super) struct FakeStream {
     /// `written.len()` when `shutdown_write` succeeded.
     pub(super) shutdown_at: Option<usize>,
     pub(super) eof_given: bool,
+    /// Calls of `splice_to_pipe` and `splice_from_pipe` (also counted as read and write calls).
+    pub(super) splices_in: usize,
+    pub(super) splices_out: usize,
 }
 
 impl FakeStream {
@@ -70,6 +82,8 @@ impl FakeStream {
             writes: VecDeque::new(),
             write_idle: ACCEPT_ALL,
             shutdown_error: None,
+            splice_in_error: None,
+            splice_out_error: None,
             delivered: Vec::new(),
             written: Vec::new(),
             write_sizes: Vec::new(),
@@ -78,6 +92,8 @@ impl FakeStream {
             shutdown_calls: 0,
             shutdown_at: None,
             eof_given: false,
+            splices_in: 0,
+            splices_out: 0,
         }
     }
 
@@ -133,20 +149,9 @@ impl Stream for FakeStream {
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        assert!(self.shutdown_at.is_none(), "write after shutdown_write");
-        assert!(!buf.is_empty(), "a write of nothing");
-        self.write_calls += 1;
-        match self.writes.pop_front().unwrap_or(self.write_idle) {
-            Wr::Accept(max) => {
-                let n = max.min(buf.len());
-                self.written.extend_from_slice(&buf[..n]);
-                self.write_sizes.push(n);
-                Ok(n)
-            }
-            Wr::WouldBlock => Err(ErrorKind::WouldBlock.into()),
-            Wr::Interrupted => Err(ErrorKind::Interrupted.into()),
-            Wr::Fail(kind) => Err(kind.into()),
-        }
+        let n = self.accept(buf.len())?;
+        self.written.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -160,9 +165,64 @@ impl Stream for FakeStream {
             }
         }
     }
+
+    fn splice_to_pipe(&mut self, pipe: &mut KernelPipe, max: usize) -> io::Result<usize> {
+        self.splices_in += 1;
+        if let Some(errno) = self.splice_in_error.take() {
+            self.read_calls += 1;
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let mut buf = vec![0; max];
+        let n = self.read(&mut buf)?;
+        let pushed = pipe
+            .push(&buf[..n])
+            .expect("the pipe takes what fits its capacity");
+        assert_eq!(pushed, n, "the pipe takes what fits its capacity");
+        Ok(n)
+    }
+
+    fn splice_from_pipe(&mut self, pipe: &mut KernelPipe, max: usize) -> io::Result<usize> {
+        self.splices_out += 1;
+        if let Some(errno) = self.splice_out_error.take() {
+            self.write_calls += 1;
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        assert!(max <= pipe.len(), "splicing out more than the pipe holds");
+        let n = self.accept(max)?;
+        let mut buf = vec![0; n];
+        let mut got = 0;
+        while got < n {
+            got += pipe
+                .pull(&mut buf[got..])
+                .expect("the pipe holds what it counts");
+        }
+        self.written.extend_from_slice(&buf);
+        Ok(n)
+    }
+}
+
+impl FakeStream {
+    /// How many of `len` bytes the next write takes, by the script; records its size.
+    fn accept(&mut self, len: usize) -> io::Result<usize> {
+        assert!(self.shutdown_at.is_none(), "write after shutdown_write");
+        assert!(len > 0, "a write of nothing");
+        self.write_calls += 1;
+        match self.writes.pop_front().unwrap_or(self.write_idle) {
+            Wr::Accept(max) => {
+                let n = max.min(len);
+                self.write_sizes.push(n);
+                Ok(n)
+            }
+            Wr::WouldBlock => Err(ErrorKind::WouldBlock.into()),
+            Wr::Interrupted => Err(ErrorKind::Interrupted.into()),
+            Wr::Fail(kind) => Err(kind.into()),
+        }
+    }
 }
 
 pub(super) const BUFFER_SIZE: usize = 1024;
+/// Pipes the rig's pools may open at once.
+pub(super) const MAX_PIPES: usize = 8;
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub(super) const HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
@@ -205,44 +265,63 @@ pub(super) fn close(reason: CloseReason, client: Closing, upstream: Closing) -> 
     }
 }
 
-/// A connection with its two fake streams, a small pool and a clock origin.
+/// Small pools, with at most `max_pipes` pipes, that splice every read (not only bulk ones), so
+/// that the tests of the splice path exercise pipes from the first byte.
+pub(super) fn pools(max_pipes: usize) -> Pools {
+    let mut pools = Pools::new(BUFFER_SIZE, max_pipes);
+    pools.bulk_read = 0;
+    pools
+}
+
+/// A connection with its two fake streams, small pools and a clock origin.
 pub(super) struct Rig {
     pub(super) conn: Conn,
     pub(super) client: FakeStream,
     pub(super) upstream: FakeStream,
-    pub(super) pool: BufferPool,
+    pub(super) pools: Pools,
     pub(super) t0: Instant,
 }
 
 impl Rig {
-    /// The upstream connect is in flight since `t0`.
+    /// The upstream connect is in flight since `t0`; bytes will be copied.
     pub(super) fn connecting() -> Self {
         Rig::with_attempts(1)
     }
 
-    /// A connecting connection that may make `attempts` connects in all.
+    /// A connecting connection that may make `attempts` connects in all; bytes will be copied.
     pub(super) fn with_attempts(attempts: u32) -> Self {
+        Rig::new(Mode::Copy, attempts)
+    }
+
+    fn new(mode: Mode, attempts: u32) -> Self {
         let t0 = Instant::now();
         let settings = TunnelSettings {
             connect_timeout: CONNECT_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             half_closed_timeout: HALF_CLOSED_TIMEOUT,
             queue_timeout: QUEUE_TIMEOUT,
+            splice: mode == Mode::Splice,
         };
         Rig {
             conn: Conn::new(t0, settings, attempts),
             client: FakeStream::new(),
             upstream: FakeStream::new(),
-            pool: BufferPool::new(BUFFER_SIZE),
+            pools: pools(MAX_PIPES),
             t0,
         }
     }
 
-    /// Connected at `t0`.
+    /// Connected at `t0`; bytes are copied.
     pub(super) fn relaying() -> Self {
-        let mut rig = Rig::connecting();
+        Rig::relaying_on(Mode::Copy)
+    }
+
+    /// Connected at `t0`; bytes move as `mode` says.
+    pub(super) fn relaying_on(mode: Mode) -> Self {
+        let mut rig = Rig::new(mode, 1);
         rig.conn.on_connected(rig.t0);
         assert_eq!(rig.conn.phase(), Phase::Relaying);
+        assert_eq!(rig.conn.modes(), (mode, mode));
         rig
     }
 
@@ -254,7 +333,7 @@ impl Rig {
         self.conn.drive(
             &mut self.client,
             &mut self.upstream,
-            &mut self.pool,
+            &mut self.pools,
             self.t0 + at,
         )
     }

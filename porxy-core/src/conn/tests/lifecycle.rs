@@ -1,6 +1,7 @@
 //! Failures, connecting, timers, abort.
 
 use super::super::close::CloseReason;
+use super::super::hold::Mode;
 use super::super::{Action, Closing, Phase, Side};
 use super::fake::*;
 use std::io::{self, ErrorKind};
@@ -8,9 +9,8 @@ use std::time::Duration;
 
 // ---- Relaying: failures ----
 
-#[test]
-fn relaying_client_read_reset_closes_client_reset_and_resets_upstream() {
-    let mut rig = Rig::relaying();
+fn relaying_client_read_reset_closes_client_reset_and_resets_upstream(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
     rig.ready(Side::Client, R);
 
@@ -21,9 +21,8 @@ fn relaying_client_read_reset_closes_client_reset_and_resets_upstream() {
     assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ClientReset));
 }
 
-#[test]
-fn relaying_upstream_write_error_closes_upstream_reset_and_resets_client() {
-    let mut rig = Rig::relaying();
+fn relaying_upstream_write_error_closes_upstream_reset_and_resets_client(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"x")]);
     rig.upstream = FakeStream::new().writing([Wr::Fail(ErrorKind::BrokenPipe)], ACCEPT_ALL);
     rig.ready(Side::Client, R);
@@ -40,9 +39,8 @@ fn relaying_upstream_write_error_closes_upstream_reset_and_resets_client() {
     assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::UpstreamReset));
 }
 
-#[test]
-fn relaying_upstream_read_reset_closes_upstream_reset_and_resets_client() {
-    let mut rig = Rig::relaying();
+fn relaying_upstream_read_reset_closes_upstream_reset_and_resets_client(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.upstream = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
     rig.ready(Side::Upstream, R);
 
@@ -56,9 +54,8 @@ fn relaying_upstream_read_reset_closes_upstream_reset_and_resets_client() {
     );
 }
 
-#[test]
-fn relaying_client_write_error_closes_client_reset_and_resets_upstream() {
-    let mut rig = Rig::relaying();
+fn relaying_client_write_error_closes_client_reset_and_resets_upstream(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.upstream = FakeStream::new().reading([data(b"x")]);
     rig.client = FakeStream::new().writing([Wr::Fail(ErrorKind::BrokenPipe)], ACCEPT_ALL);
     rig.ready(Side::Upstream, R);
@@ -70,9 +67,8 @@ fn relaying_client_write_error_closes_client_reset_and_resets_upstream() {
     );
 }
 
-#[test]
-fn relaying_write_of_zero_bytes_closes_upstream_reset() {
-    let mut rig = Rig::relaying();
+fn relaying_write_of_zero_bytes_closes_upstream_reset(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"x")]);
     rig.upstream = FakeStream::new().writing([Wr::Accept(0)], ACCEPT_ALL);
     rig.ready(Side::Client, R);
@@ -88,9 +84,8 @@ fn relaying_write_of_zero_bytes_closes_upstream_reset() {
     );
 }
 
-#[test]
-fn relaying_client_hangup_lets_the_read_report_the_reset() {
-    let mut rig = Rig::relaying();
+fn relaying_client_hangup_lets_the_read_report_the_reset(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
     rig.ready(Side::Client, FAILED);
 
@@ -101,9 +96,8 @@ fn relaying_client_hangup_lets_the_read_report_the_reset() {
     assert_eq!(rig.client.read_calls, 1);
 }
 
-#[test]
-fn draining_upstream_shutdown_error_closes_upstream_reset() {
-    let mut rig = Rig::relaying();
+fn draining_upstream_shutdown_error_closes_upstream_reset(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"last"), Rd::Eof]);
     rig.upstream = FakeStream::new();
     rig.upstream.shutdown_error = Some(ErrorKind::NotConnected);
@@ -123,9 +117,8 @@ fn draining_upstream_shutdown_error_closes_upstream_reset() {
 }
 
 /// Regression: bytes written before a failure in the same drive were never counted.
-#[test]
-fn relaying_bytes_moved_before_an_upstream_reset_are_reported() {
-    let mut rig = Rig::relaying();
+fn relaying_bytes_moved_before_an_upstream_reset_are_reported(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"hello")]);
     rig.upstream = FakeStream::new().reading([Rd::Fail(ErrorKind::ConnectionReset)]);
     rig.ready(Side::Client, R);
@@ -144,9 +137,8 @@ fn relaying_bytes_moved_before_an_upstream_reset_are_reported() {
 }
 
 /// Regression: bytes written before a failure in the same drive were never counted.
-#[test]
-fn relaying_bytes_moved_before_a_client_reset_are_reported() {
-    let mut rig = Rig::relaying();
+fn relaying_bytes_moved_before_a_client_reset_are_reported(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"abc"), Rd::Fail(ErrorKind::ConnectionReset)]);
     rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
@@ -158,6 +150,18 @@ fn relaying_bytes_moved_before_a_client_reset_are_reported() {
     assert_eq!(rig.upstream.written, b"abc");
     assert_eq!(rig.conn.take_unreported(), (3, 0));
 }
+
+on_both_paths!(
+    relaying_client_read_reset_closes_client_reset_and_resets_upstream,
+    relaying_upstream_write_error_closes_upstream_reset_and_resets_client,
+    relaying_upstream_read_reset_closes_upstream_reset_and_resets_client,
+    relaying_client_write_error_closes_client_reset_and_resets_upstream,
+    relaying_write_of_zero_bytes_closes_upstream_reset,
+    relaying_client_hangup_lets_the_read_report_the_reset,
+    draining_upstream_shutdown_error_closes_upstream_reset,
+    relaying_bytes_moved_before_an_upstream_reset_are_reported,
+    relaying_bytes_moved_before_a_client_reset_are_reported,
+);
 
 // ---- Connecting ----
 

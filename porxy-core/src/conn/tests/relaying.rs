@@ -1,16 +1,16 @@
 //! Relaying: bytes, backpressure, readiness, budget, half-close.
 
 use super::super::close::CloseReason;
+use super::super::hold::Mode;
 use super::super::{Action, Closing, Phase, Side, DRIVE_BUDGET};
 use super::fake::*;
 
 // ---- Relaying: bytes ----
 
-#[test]
-fn relaying_bytes_pass_both_ways_across_short_reads_and_writes() {
+fn relaying_bytes_pass_both_ways_across_short_reads_and_writes(mode: Mode) {
     let request = b"GET / HTTP/1.1\r\n\r\n";
     let response = b"HTTP/1.1 200 OK\r\n\r\nhi";
-    let mut rig = Rig::relaying();
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new()
         .reading([data(b"GET /"), data(b" HTTP/1.1\r\n"), data(b"\r\n")])
         .writing([], Wr::Accept(5));
@@ -44,9 +44,8 @@ fn relaying_bytes_pass_both_ways_across_short_reads_and_writes() {
     assert_eq!(rig.conn.phase(), Phase::Relaying);
 }
 
-#[test]
-fn relaying_chunks_read_while_blocked_go_out_in_one_write() {
-    let mut rig = Rig::relaying();
+fn relaying_chunks_read_while_blocked_go_out_in_one_write(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"ab"), data(b"cd"), data(b"ef")]);
     rig.upstream = FakeStream::new().writing([Wr::WouldBlock], ACCEPT_ALL);
     rig.ready(Side::Client, R);
@@ -64,9 +63,8 @@ fn relaying_chunks_read_while_blocked_go_out_in_one_write() {
     assert_eq!(rig.conn.take_unreported(), (6, 0));
 }
 
-#[test]
-fn relaying_take_unreported_counts_written_bytes_not_read_bytes() {
-    let mut rig = Rig::relaying();
+fn relaying_take_unreported_counts_written_bytes_not_read_bytes(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"0123456789")]);
     rig.upstream = FakeStream::new().writing([Wr::Accept(3)], Wr::WouldBlock);
     rig.ready(Side::Client, R);
@@ -86,10 +84,9 @@ fn relaying_take_unreported_counts_written_bytes_not_read_bytes() {
 
 // ---- Relaying: backpressure and buffers ----
 
-#[test]
-fn relaying_blocked_upstream_stops_client_reads_at_buffer_size() {
+fn relaying_blocked_upstream_stops_client_reads_at_buffer_size(mode: Mode) {
     let chunk = |c: u8| Rd::Data(vec![c; 1000]);
-    let mut rig = Rig::relaying();
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([chunk(b'a'), chunk(b'b'), chunk(b'c')]);
     rig.upstream = FakeStream::new().writing([], Wr::WouldBlock);
     rig.ready(Side::Client, R);
@@ -101,7 +98,11 @@ fn relaying_blocked_upstream_stops_client_reads_at_buffer_size() {
     assert_eq!(rig.client.read_calls, 2);
     assert_eq!(rig.upstream.write_calls, 1);
     assert_eq!(rig.upstream.written, b"");
-    assert_eq!(rig.pool.lent(), 1, "the blocked direction holds its buffer");
+    assert_eq!(
+        rig.pools.lent(),
+        1,
+        "the blocked direction holds its buffer"
+    );
 
     // Still full: a drive with nothing new reads nothing.
     assert_eq!(rig.drive(secs(2)), Action::Wait);
@@ -117,12 +118,11 @@ fn relaying_blocked_upstream_stops_client_reads_at_buffer_size() {
     assert_eq!(rig.upstream.written, expected);
     assert_eq!(rig.upstream.write_sizes, [1024, 976, 1000]);
     assert_eq!(rig.conn.take_unreported(), (3000, 0));
-    assert_eq!(rig.pool.lent(), 0);
+    assert_eq!(rig.pools.lent(), 0);
 }
 
-#[test]
-fn relaying_idle_connection_holds_no_buffer() {
-    let mut rig = Rig::relaying();
+fn relaying_idle_connection_holds_no_buffer(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new()
         .reading([data(b"question")])
         .writing([], Wr::WouldBlock);
@@ -133,14 +133,14 @@ fn relaying_idle_connection_holds_no_buffer() {
     rig.ready(Side::Upstream, RW);
 
     assert_eq!(rig.drive(secs(1)), Action::Wait);
-    assert_eq!(rig.pool.lent(), 2, "both directions have bytes in flight");
+    assert_eq!(rig.pools.lent(), 2, "both directions have bytes in flight");
 
     rig.upstream.write_idle = ACCEPT_ALL;
     rig.ready(Side::Upstream, W);
     assert_eq!(rig.drive(secs(2)), Action::Wait);
     assert_eq!(rig.upstream.written, b"question");
     assert_eq!(
-        rig.pool.lent(),
+        rig.pools.lent(),
         1,
         "the drained direction gave its buffer back"
     );
@@ -149,22 +149,21 @@ fn relaying_idle_connection_holds_no_buffer() {
     rig.ready(Side::Client, W);
     assert_eq!(rig.drive(secs(3)), Action::Wait);
     assert_eq!(rig.client.written, b"answer");
-    assert_eq!(rig.pool.lent(), 0);
-    assert_eq!(rig.pool.free_count(), 2);
+    assert_eq!(rig.pools.lent(), 0);
+    assert_eq!(rig.pools.stocked(), 2);
 
     // The next burst reuses the stock instead of allocating.
     rig.client.reads.push_back(data(b"again"));
     rig.ready(Side::Client, R);
     assert_eq!(rig.drive(secs(4)), Action::Wait);
     assert_eq!(rig.upstream.written, b"questionagain");
-    assert_eq!((rig.pool.lent(), rig.pool.free_count()), (0, 2));
+    assert_eq!((rig.pools.lent(), rig.pools.stocked()), (0, 2));
 }
 
 // ---- Relaying: readiness ----
 
-#[test]
-fn relaying_interrupted_read_and_write_are_retried() {
-    let mut rig = Rig::relaying();
+fn relaying_interrupted_read_and_write_are_retried(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client =
         FakeStream::new().reading([Rd::Interrupted, data(b"ab"), Rd::Interrupted, data(b"cd")]);
     rig.upstream = FakeStream::new().writing([Wr::Interrupted], ACCEPT_ALL);
@@ -179,9 +178,8 @@ fn relaying_interrupted_read_and_write_are_retried() {
     assert_eq!(rig.conn.take_unreported(), (4, 0));
 }
 
-#[test]
-fn relaying_spurious_readable_waits_without_bytes() {
-    let mut rig = Rig::relaying();
+fn relaying_spurious_readable_waits_without_bytes(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
 
@@ -189,7 +187,7 @@ fn relaying_spurious_readable_waits_without_bytes() {
     assert_eq!(rig.client.read_calls, 1);
     assert_eq!(rig.upstream.write_calls, 0);
     assert_eq!(rig.conn.take_unreported(), (0, 0));
-    assert_eq!(rig.pool.lent(), 0);
+    assert_eq!(rig.pools.lent(), 0);
     assert_eq!(rig.deadline(), Some(IDLE_TIMEOUT), "not activity");
 
     // WouldBlock cleared the readiness: no read until the next readable event.
@@ -197,9 +195,8 @@ fn relaying_spurious_readable_waits_without_bytes() {
     assert_eq!(rig.client.read_calls, 1);
 }
 
-#[test]
-fn relaying_would_block_waits_for_the_next_readable() {
-    let mut rig = Rig::relaying();
+fn relaying_would_block_waits_for_the_next_readable(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"a"), Rd::WouldBlock, data(b"b")]);
     rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
@@ -218,9 +215,8 @@ fn relaying_would_block_waits_for_the_next_readable() {
     assert_eq!(rig.client.read_calls, 4);
 }
 
-#[test]
-fn relaying_without_readiness_makes_no_call() {
-    let mut rig = Rig::relaying();
+fn relaying_without_readiness_makes_no_call(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"unseen")]);
     rig.upstream = FakeStream::new().reading([data(b"unseen")]);
 
@@ -228,9 +224,8 @@ fn relaying_without_readiness_makes_no_call() {
     assert_eq!((rig.client.syscalls(), rig.upstream.syscalls()), (0, 0));
 }
 
-#[test]
-fn relaying_endless_source_yields_again_within_the_budget() {
-    let mut rig = Rig::relaying();
+fn relaying_endless_source_yields_again_within_the_budget(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([Rd::Endless { chunk: 100 }]);
     rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
@@ -254,9 +249,8 @@ fn relaying_endless_source_yields_again_within_the_budget() {
     assert_eq!(rig.conn.take_unreported(), (first as u64, 0));
 }
 
-#[test]
-fn relaying_endless_download_may_spend_the_whole_budget() {
-    let mut rig = Rig::relaying();
+fn relaying_endless_download_may_spend_the_whole_budget(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.upstream = FakeStream::new().reading([Rd::Endless { chunk: 100 }]);
     rig.ready(Side::Client, W);
     rig.ready(Side::Upstream, R);
@@ -274,9 +268,8 @@ fn relaying_endless_download_may_spend_the_whole_budget() {
 
 /// Regression: the client → upstream pipe went first with the whole budget, so a client that
 /// always had data starved the other direction for ever.
-#[test]
-fn relaying_endless_upload_does_not_starve_the_download() {
-    let mut rig = Rig::relaying();
+fn relaying_endless_upload_does_not_starve_the_download(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([Rd::Endless { chunk: 100 }]);
     rig.upstream = FakeStream::new().reading([data(b"pong")]);
     rig.ready(Side::Client, RW);
@@ -292,9 +285,8 @@ fn relaying_endless_upload_does_not_starve_the_download() {
 
 // ---- Relaying: half-close ----
 
-#[test]
-fn relaying_client_fin_is_passed_on_after_pending_bytes() {
-    let mut rig = Rig::relaying();
+fn relaying_client_fin_is_passed_on_after_pending_bytes(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"abc"), Rd::Eof]);
     rig.upstream = FakeStream::new().writing([Wr::WouldBlock, Wr::Accept(2)], ACCEPT_ALL);
     rig.ready(Side::Client, R);
@@ -328,9 +320,8 @@ fn relaying_client_fin_is_passed_on_after_pending_bytes() {
     assert_eq!(rig.conn.take_unreported(), (3, 10));
 }
 
-#[test]
-fn relaying_upstream_fin_is_passed_on_after_pending_bytes() {
-    let mut rig = Rig::relaying();
+fn relaying_upstream_fin_is_passed_on_after_pending_bytes(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.upstream = FakeStream::new().reading([data(b"response"), Rd::Eof]);
     rig.client = FakeStream::new().writing([Wr::Accept(3)], Wr::WouldBlock);
     rig.ready(Side::Upstream, R);
@@ -358,9 +349,8 @@ fn relaying_upstream_fin_is_passed_on_after_pending_bytes() {
     assert_eq!(rig.conn.phase(), Phase::Relaying);
 }
 
-#[test]
-fn relaying_both_fins_close_completed_gracefully() {
-    let mut rig = Rig::relaying();
+fn relaying_both_fins_close_completed_gracefully(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new().reading([data(b"ping"), Rd::Eof]);
     rig.upstream = FakeStream::new().reading([data(b"pong"), Rd::Eof]);
     rig.ready(Side::Client, RW);
@@ -379,12 +369,11 @@ fn relaying_both_fins_close_completed_gracefully() {
     assert_eq!(rig.conn.take_unreported(), (4, 4));
     assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::Completed));
     assert_eq!(rig.deadline(), None);
-    assert_eq!(rig.pool.lent(), 0);
+    assert_eq!(rig.pools.lent(), 0);
 }
 
-#[test]
-fn half_closed_upstream_fin_completes_once_its_bytes_are_written() {
-    let mut rig = Rig::relaying();
+fn half_closed_upstream_fin_completes_once_its_bytes_are_written(mode: Mode) {
+    let mut rig = Rig::relaying_on(mode);
     rig.client = FakeStream::new()
         .reading([Rd::Eof])
         .writing([], Wr::WouldBlock);
@@ -408,3 +397,22 @@ fn half_closed_upstream_fin_completes_once_its_bytes_are_written() {
     // Every byte written, then the close (Graceful) sends the FIN; no shutdown before it.
     assert_eq!(rig.client.shutdown_calls, 0);
 }
+
+on_both_paths!(
+    relaying_bytes_pass_both_ways_across_short_reads_and_writes,
+    relaying_chunks_read_while_blocked_go_out_in_one_write,
+    relaying_take_unreported_counts_written_bytes_not_read_bytes,
+    relaying_blocked_upstream_stops_client_reads_at_buffer_size,
+    relaying_idle_connection_holds_no_buffer,
+    relaying_interrupted_read_and_write_are_retried,
+    relaying_spurious_readable_waits_without_bytes,
+    relaying_would_block_waits_for_the_next_readable,
+    relaying_without_readiness_makes_no_call,
+    relaying_endless_source_yields_again_within_the_budget,
+    relaying_endless_download_may_spend_the_whole_budget,
+    relaying_endless_upload_does_not_starve_the_download,
+    relaying_client_fin_is_passed_on_after_pending_bytes,
+    relaying_upstream_fin_is_passed_on_after_pending_bytes,
+    relaying_both_fins_close_completed_gracefully,
+    half_closed_upstream_fin_completes_once_its_bytes_are_written,
+);
