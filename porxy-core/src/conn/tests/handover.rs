@@ -168,3 +168,25 @@ fn connecting_does_not_freeze() {
     assert!(matches!(rig.conn.freeze(&mut rig.pools, rig.t0), Ok(None)));
     assert_eq!(rig.conn.phase(), Phase::Connecting);
 }
+
+/// Bytes waiting in a kernel pipe (the splice path) travel like buffered ones: read out of the
+/// pipe into the state, and the pipe goes back to its pool.
+#[test]
+fn spliced_bytes_waiting_in_a_kernel_pipe_travel_with_the_state() {
+    let mut rig = Rig::relaying_on(crate::conn::hold::Mode::Splice);
+    rig.pools.bulk_read = 0; // Splice everything, however small.
+    rig.client = FakeStream::new().reading([data(b"spliced, not yet written")]);
+    rig.upstream = FakeStream::new().writing([], Wr::WouldBlock);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.pools.pipes.lent(), 1, "the bytes wait in a kernel pipe");
+    assert_eq!(rig.pools.buffers.lent(), 0, "and in no buffer");
+
+    let (state, mut next) = thaw(&mut rig, secs(2));
+    assert_eq!(state.up.pending, b"spliced, not yet written");
+    assert_eq!(rig.pools.pipes.lent(), 0, "the pipe went back to the pool");
+    next.upstream = FakeStream::new();
+    assert_eq!(next.drive(secs(3)), Action::Wait);
+    assert_eq!(next.upstream.written, b"spliced, not yet written");
+}
