@@ -307,23 +307,15 @@ impl Conn {
                 self.connect_attempt_failed(CloseReason::ConnectTimeout)
             }
             Phase::Relaying => {
-                if let Some(since) = self.half_closed_since {
-                    if now >= since + self.settings.half_closed_timeout {
-                        return self.close(
-                            CloseReason::HalfClosedTimeout,
-                            Closing::Graceful,
-                            Closing::Graceful,
-                        );
-                    }
+                match relay_timeout(
+                    &self.settings,
+                    self.last_active,
+                    self.half_closed_since,
+                    now,
+                ) {
+                    Some(reason) => self.close(reason, Closing::Graceful, Closing::Graceful),
+                    None => Action::Wait,
                 }
-                if now >= self.last_active + self.settings.idle_timeout {
-                    return self.close(
-                        CloseReason::IdleTimeout,
-                        Closing::Graceful,
-                        Closing::Graceful,
-                    );
-                }
-                Action::Wait
             }
             _ => Action::Wait,
         }
@@ -368,6 +360,20 @@ impl Conn {
         tracing::trace!(from = ?self.phase, to = ?to, "conn phase");
         self.phase = to;
     }
+}
+
+/// The relay timeout that has passed at `now`, if any: half-closed for too long, or idle for
+/// too long. Relayed and fan-out connections share it.
+pub(crate) fn relay_timeout(
+    settings: &TunnelSettings,
+    last_active: Instant,
+    half_closed_since: Option<Instant>,
+    now: Instant,
+) -> Option<CloseReason> {
+    if half_closed_since.is_some_and(|since| now >= since + settings.half_closed_timeout) {
+        return Some(CloseReason::HalfClosedTimeout);
+    }
+    (now >= last_active + settings.idle_timeout).then_some(CloseReason::IdleTimeout)
 }
 
 /// Maps a connect error to the reason counted for it.

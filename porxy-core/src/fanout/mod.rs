@@ -30,7 +30,9 @@ use crate::conn::close::CloseReason;
 use crate::conn::hold::{Mode, Pools};
 use crate::conn::pipe::{Pipe, PipeError, PipeState};
 use crate::conn::stream::Stream;
-use crate::conn::{connect_failure_reason, Action, Closing, Readiness, DRIVE_BUDGET};
+use crate::conn::{
+    connect_failure_reason, relay_timeout, Action, Closing, Readiness, DRIVE_BUDGET,
+};
 use crate::tunnel::mode::Reply;
 use log::Log;
 
@@ -663,23 +665,15 @@ impl FanConn {
                 }
             }
         }
-        if let Some(since) = self.half_closed_since {
-            if now >= since + self.settings.half_closed_timeout {
-                return self.close(
-                    CloseReason::HalfClosedTimeout,
-                    Closing::Graceful,
-                    Closing::Graceful,
-                );
-            }
+        match relay_timeout(
+            &self.settings,
+            self.last_active,
+            self.half_closed_since,
+            now,
+        ) {
+            Some(reason) => self.close(reason, Closing::Graceful, Closing::Graceful),
+            None => Action::Wait,
         }
-        if now >= self.last_active + self.settings.idle_timeout {
-            return self.close(
-                CloseReason::IdleTimeout,
-                Closing::Graceful,
-                Closing::Graceful,
-            );
-        }
-        Action::Wait
     }
 
     /// An operator or the proxy ends the connection.

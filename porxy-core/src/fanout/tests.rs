@@ -93,6 +93,24 @@ impl Stream for Peer {
     }
 }
 
+fn settings() -> TunnelSettings {
+    TunnelSettings {
+        connect_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(300),
+        half_closed_timeout: Duration::from_secs(60),
+        queue_timeout: Duration::from_secs(5),
+        splice: false,
+    }
+}
+
+fn fan(reply: Reply, min_live: u32) -> FanoutSettings {
+    FanoutSettings {
+        reply,
+        max_lag: MAX_LAG,
+        min_live,
+    }
+}
+
 const RW: Readiness = Readiness {
     readable: true,
     writable: true,
@@ -116,19 +134,7 @@ impl Rig {
 
     fn with(reply: Reply, n: usize, min_live: u32) -> Rig {
         let t0 = Instant::now();
-        let settings = TunnelSettings {
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(300),
-            half_closed_timeout: Duration::from_secs(60),
-            queue_timeout: Duration::from_secs(5),
-            splice: false,
-        };
-        let fan = FanoutSettings {
-            reply,
-            max_lag: MAX_LAG,
-            min_live,
-        };
-        let mut conn = FanConn::new(t0, settings, fan, &vec![true; n]);
+        let mut conn = FanConn::new(t0, settings(), fan(reply, min_live), &vec![true; n]);
         for i in 0..n {
             conn.on_connected(i);
             conn.on_dest_ready(i, RW);
@@ -407,18 +413,7 @@ fn min_live_ends_the_feed_when_too_few_destinations_are_left() {
 #[test]
 fn a_mirror_that_cannot_connect_is_dropped_and_a_primary_that_cannot_resets() {
     let t0 = Instant::now();
-    let settings = TunnelSettings {
-        connect_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(300),
-        half_closed_timeout: Duration::from_secs(60),
-        queue_timeout: Duration::from_secs(5),
-        splice: false,
-    };
-    let fan = FanoutSettings {
-        reply: Reply::Primary,
-        max_lag: MAX_LAG,
-        min_live: 1,
-    };
+    let (settings, fan) = (settings(), fan(Reply::Primary, 1));
     let mut conn = FanConn::new(t0, settings, fan, &[true, true]);
     conn.on_connected(0);
     assert_eq!(conn.deadline(), Some(t0 + Duration::from_secs(5)));
