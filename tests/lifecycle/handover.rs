@@ -87,16 +87,7 @@ fn streams_open_before_the_upgrade_complete_through_the_new_process() {
         "the backend's slots: {full:#?}"
     );
 
-    for stream in &streams {
-        stream.go_on();
-    }
-    for (i, stream) in streams.into_iter().enumerate() {
-        assert_eq!(
-            stream.join(),
-            2 * HALF as u64,
-            "stream {i}: every byte came back"
-        );
-    }
+    Echoing::finish_all(streams);
     wait_for(
         WAIT,
         "the new porxy to count every stream complete",
@@ -372,6 +363,21 @@ impl Echoing {
             reader,
         };
         (echoing, paused)
+    }
+
+    /// Lets every stream go on, and checks each gets every byte back.
+    #[track_caller]
+    pub(super) fn finish_all(streams: Vec<Echoing>) {
+        for stream in &streams {
+            stream.go_on();
+        }
+        for (i, stream) in streams.into_iter().enumerate() {
+            assert_eq!(
+                stream.join(),
+                2 * HALF as u64,
+                "stream {i}: every byte came back"
+            );
+        }
     }
 
     pub(super) fn go_on(&self) {

@@ -50,16 +50,7 @@ fn connections_a_dying_successor_did_not_acknowledge_finish_on_the_old_process()
         "the old porxy exited with connections to finish; stderr:\n{}",
         old.stderr()
     );
-    for stream in &streams {
-        stream.go_on();
-    }
-    for (i, stream) in streams.into_iter().enumerate() {
-        assert_eq!(
-            stream.join(),
-            2 * HALF as u64,
-            "stream {i}: every byte came back"
-        );
-    }
+    Echoing::finish_all(streams);
     assert_exits_cleanly(&mut old, "the old porxy");
 }
 
