@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::accept::AcceptMode;
 use crate::error::Error;
 use crate::tunnel::spec::TunnelOptions;
 use crate::units::MAX_DURATION;
@@ -62,6 +63,9 @@ pub struct ProxyConfig {
     /// instead of being accepted and reset for lack of descriptors. `None`: what
     /// `RLIMIT_NOFILE` allows (see [`ProxyConfig::connection_limit`]).
     pub max_connections: Option<usize>,
+    /// Which threads accept new clients: the reactors themselves (the default), or the listener
+    /// thread, which hands them over.
+    pub accept: AcceptMode,
 }
 
 impl Default for ProxyConfig {
@@ -74,6 +78,7 @@ impl Default for ProxyConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             half_closed_timeout: DEFAULT_HALF_CLOSED_TIMEOUT,
             max_connections: None,
+            accept: AcceptMode::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::accept::{AcceptMode, Accepting};
 use crate::balance::health::Checker;
 use crate::config::ProxyConfig;
 use crate::error::Error;
@@ -59,6 +60,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Which threads accept new clients (default: [`AcceptMode::Reactors`]).
+    pub fn accept(mut self, mode: AcceptMode) -> Self {
+        self.config.accept = mode;
+        self
+    }
+
     /// Listen backlog of every tunnel.
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.config.backlog = backlog;
@@ -104,27 +111,41 @@ impl ProxyBuilder {
     pub fn start(self) -> Result<Proxy, Error> {
         self.config.validate()?;
         let id = NEXT_PROXY_ID.fetch_add(1, Ordering::Relaxed);
+        let mode = self.config.accept.effective();
+        let max_connections = self.config.connection_limit();
+        let conn_ids = Arc::new(AtomicU64::new(1));
+        let accepting = (mode == AcceptMode::Reactors).then(|| {
+            Arc::new(Accepting::new(
+                max_connections,
+                self.config.reactors,
+                conn_ids.clone(),
+            ))
+        });
         let mut reactor_mailboxes = Vec::with_capacity(self.config.reactors);
         let mut reactor_stats = Vec::with_capacity(self.config.reactors);
         let mut reactors = Vec::with_capacity(self.config.reactors);
         for index in 0..self.config.reactors {
             let stats = Arc::new(ReactorStats::default());
-            let (reactor, mailbox) =
-                Reactor::new(id, index, self.config.buffer_size, stats.clone()).map_err(
-                    |source| Error::Start {
-                        what: format!("reactor {index}"),
-                        source,
-                    },
-                )?;
+            let (reactor, mailbox) = Reactor::new(
+                id,
+                index,
+                self.config.buffer_size,
+                stats.clone(),
+                accepting.clone(),
+            )
+            .map_err(|source| Error::Start {
+                what: format!("reactor {index}"),
+                source,
+            })?;
             reactor_mailboxes.push(mailbox);
             reactor_stats.push(stats);
             reactors.push(reactor);
         }
-        let conn_ids = Arc::new(AtomicU64::new(1));
         let (listener, listener_mailbox) = Listener::new(
+            mode,
             reactor_mailboxes.clone(),
             reactor_stats.clone(),
-            self.config.connection_limit(),
+            max_connections,
             conn_ids.clone(),
         )
         .map_err(|source| Error::Start {

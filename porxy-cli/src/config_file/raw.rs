@@ -47,6 +47,8 @@ pub(super) struct RawProxy {
     pub(super) half_closed_timeout: Option<Spanned<RawDuration>>,
     pub(super) drain_timeout: Option<Spanned<RawDuration>>,
     pub(super) max_connections: Option<Spanned<usize>>,
+    /// `"reactors"` or `"listener"`.
+    pub(super) accept: Option<Spanned<String>>,
 }
 
 impl RawProxy {
@@ -61,6 +63,7 @@ impl RawProxy {
             "half_closed_timeout" => self.half_closed_timeout.as_ref().map(Spanned::span),
             "drain_timeout" => self.drain_timeout.as_ref().map(Spanned::span),
             "max_connections" => self.max_connections.as_ref().map(Spanned::span),
+            "accept" => self.accept.as_ref().map(Spanned::span),
             _ => None,
         }
     }
