@@ -329,20 +329,34 @@ fn relays(addr: SocketAddr) -> bool {
 /// again once the clients are gone.
 #[test]
 fn descriptor_exhaustion_does_not_spin() {
+    descriptor_exhaustion(&["--accept", "listener", "--reactors", "1"]);
+}
+
+/// The same when the reactors accept: each one pauses, out of its epoll, instead of being told
+/// again and again of clients it cannot accept. A second tunnel (never used) takes one more
+/// descriptor, so that the connections leave none free and the accepts themselves fail: with a
+/// descriptor left over, each waiting client would be accepted and reset for want of an
+/// upstream descriptor instead, and the backlog would not stay readable.
+#[test]
+fn descriptor_exhaustion_does_not_spin_when_reactors_accept() {
+    descriptor_exhaustion(&[
+        "--accept",
+        "reactors",
+        "--reactors",
+        "2",
+        "--tunnel",
+        "127.0.0.1:0=127.0.0.1:9",
+    ]);
+}
+
+fn descriptor_exhaustion(mode: &[&str]) {
     const LIMIT: u32 = 64;
     let echo = Backend::echo();
+    let spec = echo_spec(&echo);
     // A connection limit above what the descriptors allow, so that accepts do hit EMFILE.
-    let mut porxy = Porxy::start_with_fd_limit(
-        LIMIT,
-        &[
-            "--reactors",
-            "1",
-            "--max-connections",
-            "10000",
-            "--tunnel",
-            &echo_spec(&echo),
-        ],
-    );
+    let mut args = vec!["--max-connections", "10000", "--tunnel", &spec];
+    args.extend(mode);
+    let mut porxy = Porxy::start_with_fd_limit(LIMIT, &args);
     let local = porxy.tunnel("cli-1");
 
     // Some clients are reset at once (porxy has no descriptor for their upstream), so fast that
@@ -354,6 +368,10 @@ fn descriptor_exhaustion_does_not_spin() {
         "porxy to use up its descriptors",
         || porxy.open_fds() >= LIMIT as usize - 2,
     );
+    // Clients porxy has no descriptor to accept: they wait in the backlog, so the listening
+    // socket stays readable through the window (level-triggered, it would be reported again
+    // and again to a reactor that did not pause).
+    let waiting: Vec<TcpStream> = (0..8).filter_map(|_| try_connect(local).ok()).collect();
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     let cpu_before = porxy.cpu_ticks();
     // A measurement window, not a wait for a condition: how busy is porxy while starved?
@@ -370,6 +388,7 @@ fn descriptor_exhaustion_does_not_spin() {
     );
 
     drop(clients);
+    drop(waiting);
     wait_until(Duration::from_secs(10), "a new connection to relay", || {
         relays(local)
     });
@@ -382,13 +401,27 @@ fn descriptor_exhaustion_does_not_spin() {
 
 /// With the default connection limit (what `ulimit -n` allows: (128 - 64 - 2 × 8 splice pipes)
 /// / 2 = 24 here; (128 - 64) / 2 = 32 without splice), clients past the limit wait in the listen
-/// backlog instead of being accepted and reset, and are served as soon as others leave.
+/// backlog instead of being accepted and reset, are served as soon as others leave, and porxy
+/// does not spin meanwhile.
 #[test]
 fn clients_past_the_connection_limit_wait_and_are_not_reset() {
+    clients_past_the_connection_limit(&["--accept", "listener", "--reactors", "1"]);
+}
+
+/// The same when the reactors accept: none of them spins on the listening socket it does not
+/// accept from.
+#[test]
+fn clients_past_the_connection_limit_wait_when_reactors_accept() {
+    clients_past_the_connection_limit(&["--accept", "reactors", "--reactors", "2"]);
+}
+
+fn clients_past_the_connection_limit(mode: &[&str]) {
     const SERVED: usize = if cfg!(target_os = "linux") { 24 } else { 32 };
     let echo = Backend::echo();
-    let porxy =
-        Porxy::start_with_fd_limit(128, &["--reactors", "1", "--tunnel", &echo_spec(&echo)]);
+    let spec = echo_spec(&echo);
+    let mut args = mode.to_vec();
+    args.extend(["--tunnel", &spec]);
+    let porxy = Porxy::start_with_fd_limit(128, &args);
     let local = porxy.tunnel("cli-1");
     let mut served: Vec<TcpStream> = (0..SERVED)
         .map(|i| {
@@ -401,15 +434,23 @@ fn clients_past_the_connection_limit_wait_and_are_not_reset() {
     for (i, stream) in waiting.iter_mut().enumerate() {
         stream.write_all(format!("waiting {i}").as_bytes()).unwrap();
     }
-    // A measurement window: at the limit, no waiting client is served (nor reset).
+    // A measurement window: at the limit, no waiting client is served (nor reset), and porxy
+    // is idle.
     let mut byte = [0u8; 1];
     waiting[0]
-        .set_read_timeout(Some(Duration::from_millis(300)))
+        .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let cpu_before = porxy.cpu_ticks();
     let early = waiting[0].read(&mut byte);
+    let used = porxy.cpu_ticks() - cpu_before;
     assert!(
         matches!(&early, Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
         "a client past the limit was served or reset: {early:?}"
+    );
+    assert!(
+        used * 8 < ticks_per_second,
+        "porxy used {used} CPU ticks in half a second at the limit: it spins"
     );
     waiting[0]
         .set_read_timeout(Some(crate::support::client::IO_TIMEOUT))

@@ -326,7 +326,9 @@ fn a_refusing_primary_resets_the_client() {
     let (mirror, _mirror_rx) = collector(b"");
     let proxy = start(builder().tunnel(fanout_spec(&[refusing.addr(), mirror.addr()], "")));
     let local = proxy.bound()[0];
-    connect_expect_reset(local, Duration::from_secs(2));
+    // The reset may come so fast that the connect itself reports it (reactors that accept
+    // take the client and fail its primary's connect within microseconds).
+    connect_expect_reset(local, Duration::from_secs(5));
     wait_all_closed(&proxy.handle());
     let status = tunnel(&proxy.handle(), local);
     assert_eq!(

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod accept;
 mod balance;
 mod cli;
 mod control;

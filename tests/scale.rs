@@ -1,20 +1,59 @@
-//! A thousand connections at once, dealt evenly over four reactors.
+//! A thousand connections at once over four reactors: dealt evenly when the listener thread
+//! accepts, spread within a few connections of even when the reactors accept.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use porxy_core::CloseReason;
+use porxy_core::{AcceptMode, CloseReason, ReactorStatus};
 
 use crate::support::client::{connect, read_until_end, End};
 use crate::support::payload::assert_same;
 use crate::support::proxy::{builder, spec_to, start, wait_all_closed, wait_tunnel};
 use crate::support::{raise_fd_limit, wait_for, Backend};
 
+const CONNS: usize = 1000;
+const REACTORS: usize = 4;
+/// porxy-core's `SPREAD_SLACK`: how far past the average a reactor may go before it steps aside.
+const SPREAD_SLACK: u64 = 4;
+
 #[test]
 fn thousand_connections_over_four_reactors() {
-    const CONNS: usize = 1000;
-    const REACTORS: usize = 4;
+    thousand_connections(AcceptMode::Listener, |reactors| {
+        for r in reactors {
+            assert_eq!(
+                r.open,
+                (CONNS / REACTORS) as u64,
+                "connections are dealt in turn: {reactors:?}"
+            );
+        }
+    });
+}
+
+/// When reactors accept, the kernel wakes the first idle one for each client; a reactor past the
+/// average plus `SPREAD_SLACK` steps aside (after the client it was woken for), so none holds
+/// more than `average + SPREAD_SLACK + 1`, and so none holds less than `average - (REACTORS - 1)
+/// * (SPREAD_SLACK + 1)`.
+#[test]
+fn thousand_connections_spread_over_four_accepting_reactors() {
+    thousand_connections(AcceptMode::Reactors, |reactors| {
+        let average = (CONNS / REACTORS) as u64;
+        let most = average + SPREAD_SLACK + 1;
+        let least = average - (REACTORS as u64 - 1) * (SPREAD_SLACK + 1);
+        for r in reactors {
+            assert!(
+                (least..=most).contains(&r.open),
+                "reactor {} holds {} connections, not within {least}..={most}: {reactors:?}",
+                r.index,
+                r.open
+            );
+        }
+    });
+}
+
+/// Opens `CONNS` connections at once over `REACTORS` reactors accepting as `mode` says, checks
+/// each echoes its own message, hands the reactors' counts to `spread`, then closes them all.
+fn thousand_connections(mode: AcceptMode, spread: impl Fn(&[ReactorStatus])) {
     raise_fd_limit();
     // Clients, the proxy's two sockets per connection, the backend's and its clones.
     assert!(
@@ -23,7 +62,12 @@ fn thousand_connections_over_four_reactors() {
         crate::support::fd_limit()
     );
     let echo = Backend::echo();
-    let proxy = start(builder().reactors(REACTORS).tunnel(spec_to(echo.addr())));
+    let proxy = start(
+        builder()
+            .reactors(REACTORS)
+            .accept(mode)
+            .tunnel(spec_to(echo.addr())),
+    );
     let handle = proxy.handle();
     let local = proxy.bound()[0];
 
@@ -47,13 +91,7 @@ fn thousand_connections_over_four_reactors() {
         || handle.status().reactors,
         |r| r.iter().map(|r| r.open).sum::<u64>() == CONNS as u64,
     );
-    for r in &reactors {
-        assert_eq!(
-            r.open,
-            (CONNS / REACTORS) as u64,
-            "connections are dealt in turn: {reactors:?}"
-        );
-    }
+    spread(&reactors);
 
     for stream in &streams {
         stream.shutdown(Shutdown::Write).unwrap();

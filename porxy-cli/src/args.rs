@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use porxy_core::units::parse_duration;
-use porxy_core::{TunnelSpec, OPTION_KEYS};
+use porxy_core::{AcceptMode, TunnelSpec, OPTION_KEYS};
 
 use crate::control::ControlAddr;
 use crate::error::CliError;
@@ -36,6 +36,8 @@ pub(crate) struct Args {
     pub(crate) reactors: Option<usize>,
     /// `--max-connections N`, overriding the file.
     pub(crate) max_connections: Option<usize>,
+    /// `--accept MODE`, overriding the file.
+    pub(crate) accept: Option<AcceptMode>,
     /// `--log FILTER`, already known to parse.
     pub(crate) log: String,
     /// `--check`: validate and resolve, bind nothing.
@@ -88,6 +90,12 @@ struct RawArgs {
     /// the file; default: what the descriptor limit, `ulimit -n`, allows).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+
+    /// Which threads accept new clients: `reactors` (each reactor accepts for itself; the
+    /// default) or `listener` (one thread accepts and hands clients to the reactors in turn).
+    /// Overrides the file.
+    #[arg(long, value_name = "MODE")]
+    accept: Option<AcceptMode>,
 
     /// Log filter in tracing EnvFilter syntax, like `info` or `porxy_core=debug`.
     #[arg(long, value_name = "FILTER", default_value = "info", value_parser = log_filter)]
@@ -158,6 +166,7 @@ impl RawArgs {
             tunnels,
             reactors: self.reactors,
             max_connections: self.max_connections,
+            accept: self.accept,
             log: self.log,
             check: self.check,
             drain_timeout: self.drain_timeout,

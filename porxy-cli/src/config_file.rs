@@ -19,7 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use porxy_core::units::{parse_duration, parse_size};
-use porxy_core::{Endpoint, ProxyConfig, Remote, TunnelOptions, TunnelSpec, MAX_WEIGHT};
+use porxy_core::{
+    AcceptMode, AcceptModeError, Endpoint, ProxyConfig, Remote, TunnelOptions, TunnelSpec,
+    MAX_WEIGHT,
+};
 use toml::Spanned;
 
 use self::locate::{is_bare_key, key_path, key_path_at, line_column};
@@ -47,6 +50,8 @@ pub(crate) struct Overrides {
     pub(crate) reactors: Option<usize>,
     /// `--max-connections N`.
     pub(crate) max_connections: Option<usize>,
+    /// `--accept MODE`.
+    pub(crate) accept: Option<AcceptMode>,
 }
 
 /// A position in the file, with the key path there: `porxy.toml:12:5: listeners.demo.backends`.
@@ -200,8 +205,16 @@ impl Lift<'_> {
         if let Some(splice) = &raw.splice {
             config.splice = *splice.get_ref();
         }
+        if let Some(accept) = &raw.accept {
+            config.accept = accept.get_ref().parse().map_err(|e: AcceptModeError| {
+                self.error(accept.span().start, "proxy.accept", e.to_string())
+            })?;
+        }
         if let Some(reactors) = overrides.reactors {
             config.reactors = reactors;
+        }
+        if let Some(accept) = overrides.accept {
+            config.accept = accept;
         }
         if let Some(max) = overrides.max_connections {
             config.max_connections = Some(max);

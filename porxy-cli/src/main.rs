@@ -127,6 +127,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
     let overrides = Overrides {
         reactors: args.reactors,
         max_connections: args.max_connections,
+        accept: args.accept,
     };
     let (config, file_drain, mut tunnels, file_control) = match &args.config {
         Some(path) => {
@@ -140,6 +141,9 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             }
             if let Some(max) = args.max_connections {
                 config.max_connections = Some(max);
+            }
+            if let Some(accept) = args.accept {
+                config.accept = accept;
             }
             config.validate().map_err(|source| CliError::Setting {
                 origin: match source {
@@ -346,6 +350,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     tracing::info!(
         pid = std::process::id(),
         reactors = plan.config.reactors,
+        accept = %plan.config.accept,
         tunnels = %summary,
         "porxy started"
     );

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::accept::AcceptMode;
 use crate::error::Error;
 use crate::tunnel::spec::TunnelOptions;
 use crate::units::MAX_DURATION;
@@ -73,6 +74,9 @@ pub struct ProxyConfig {
     /// Relay bulk data with splice(2) through kernel pipes, so those bytes never enter user
     /// space (Linux only; default on there). Tunnels may override it (`splice=on|off`).
     pub splice: bool,
+    /// Which threads accept new clients: the reactors themselves (the default), or the listener
+    /// thread, which hands them over.
+    pub accept: AcceptMode,
 }
 
 impl Default for ProxyConfig {
@@ -86,6 +90,7 @@ impl Default for ProxyConfig {
             half_closed_timeout: DEFAULT_HALF_CLOSED_TIMEOUT,
             max_connections: None,
             splice: crate::splice::SUPPORTED,
+            accept: AcceptMode::default(),
         }
     }
 }

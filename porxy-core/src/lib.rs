@@ -4,14 +4,17 @@
 //!            ProxyHandle (any thread: open / close / status / stop)
 //!                 │ messages + Waker
 //!                 ▼
-//!   clients ──► listener thread ── accepted sockets, dealt in turn ──┐
-//!               (every listening                                     │ channel + Waker
-//!                socket, accepts                                     ▼
-//!                in batches)              reactor 0 … reactor N-1 (one mio Poll and one slab
-//!                                         of connections each) ◄──► upstreams
+//!            listener thread (owns every listening socket: add, change, remove, export, stop)
+//!                 │ each listening socket, shared
+//!                 ▼
+//!   clients ──► reactor 0 … reactor N-1 (each accepts from every listening socket, woken one
+//!               at a time: EPOLLEXCLUSIVE; one mio Poll and one slab of connections each)
+//!                 ◄──► upstreams
 //! ```
 //!
-//! A connection lives on one reactor from accept to close. Its logic (what to read, write, shut
+//! With [`AcceptMode::Listener`] the listener thread accepts instead, and deals the clients to
+//! the reactors in turn over a channel and a Waker. A connection lives on one reactor from
+//! accept to close. Its logic (what to read, write, shut
 //! down or close; timeouts) is a state machine with no sockets inside (`conn`), driven by thin
 //! mio glue (`reactor`). Tunnels are immutable and shared; changing one builds a new one for new
 //! connections. Counters are sharded per thread, so nothing on the data path takes a lock.
@@ -24,9 +27,11 @@
 //! Start with [`Proxy::builder`]; the [`TunnelSpec`] grammar is `LOCAL=REMOTE[,REMOTE...][opts]`.
 
 #![deny(missing_docs)]
-// Denied, not forbidden: the splice(2) system calls need it, in `splice/kernel.rs` only.
+// Denied, not forbidden: the splice(2) calls in `splice/kernel.rs` and `epoll_ctl` with
+// EPOLLEXCLUSIVE in `reactor/epoll.rs` need it, and those two modules alone allow it.
 #![deny(unsafe_code)]
 
+mod accept;
 mod balance;
 mod buffer;
 mod config;
@@ -46,6 +51,7 @@ mod timer;
 mod tunnel;
 pub mod units;
 
+pub use accept::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
 pub use balance::Strategy;
 pub use config::{

@@ -1,8 +1,21 @@
-//! The listener thread: owns every listening socket, accepts, and hands clients to reactors.
+//! The listener thread: owns every listening socket; accepts and hands clients to reactors, or
+//! shares the sockets with reactors that accept themselves ([`AcceptMode`]).
 //!
-//! Accepting is edge-triggered: a listener that signalled is accepted from until `WouldBlock`,
-//! in batches of [`ACCEPT_BATCH`] so that one busy port cannot starve the others. Clients are
-//! dealt to reactors in turn; each reactor that got any is woken once per batch.
+//! In both modes it binds nothing itself (the handle does) but keeps every listening socket
+//! ([`ListenSocket`]) from the moment a tunnel opens until it closes or the proxy stops; changes
+//! the tunnel new clients get; exports duplicates of the sockets for an upgrade; holds accepting
+//! back until the proxy has started; and passes the stop on to the reactors.
+//!
+//! [`AcceptMode::Reactors`]: each socket goes to every reactor (`ReactorMsg::Listen`, once the
+//! proxy starts accepting), which accepts from it (`reactor/accept.rs`), and is withdrawn from
+//! them (`ReactorMsg::Unlisten`, or the stop) when the tunnel closes. The socket closes when the
+//! last reactor lets go of it, and only then is a `close` told it is done. This thread then
+//! sleeps between control messages: no wake-up per connection.
+//!
+//! [`AcceptMode::Listener`]: accepting is edge-triggered: a listener that signalled is accepted
+//! from until `WouldBlock`, in batches of [`ACCEPT_BATCH`] so that one busy port cannot starve
+//! the others. Clients are dealt to reactors in turn; each reactor that got any is woken once
+//! per batch.
 //!
 //! At the connection limit (`max_connections`, by default what `RLIMIT_NOFILE` allows) the
 //! listener stops accepting and looks again every [`CAPACITY_TICK`]: new clients wait in the
@@ -12,20 +25,25 @@
 //! fail at once, forever, and the edge-triggered listener would never signal again for the
 //! connections already queued: so the listener pauses accepting for [`RESOURCE_BACKOFF`], then
 //! retries every listener, and logs the shortage at most once a second.
+//!
+//! (Reactors that accept keep the same limit and pause their own way: `reactor/accept.rs`.)
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tracing::{debug, warn};
 
+use crate::accept::{AcceptMode, ListenSocket};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::reactor::{Accepted, ReactorMsg};
 use crate::status::ReactorStats;
@@ -44,8 +62,8 @@ const SHORTAGE_LOG_PERIOD: Duration = Duration::from_secs(1);
 pub(crate) enum ListenerMsg {
     /// Start accepting on this bound, listening socket for this tunnel.
     Add(Arc<Tunnel>, TcpListener),
-    /// New connections on `tunnel.local` use this tunnel from now on.
-    Replace(Arc<Tunnel>),
+    /// New connections on `tunnel.local` use this tunnel from now on; replies once they do.
+    Replace(Arc<Tunnel>, Sender<()>),
     /// Stop listening on this address; replies once the socket is closed.
     Remove(SocketAddr, Sender<()>),
     /// Send back a duplicate of every listening socket, for a new process to take over.
@@ -57,13 +75,13 @@ pub(crate) enum ListenerMsg {
 }
 
 struct Entry {
-    socket: TcpListener,
-    tunnel: Arc<Tunnel>,
-    /// Signalled and not yet accepted from until `WouldBlock`.
+    socket: Arc<ListenSocket>,
+    /// Listener mode: signalled and not yet accepted from until `WouldBlock`.
     ready: bool,
 }
 
 pub(crate) struct Listener {
+    mode: AcceptMode,
     poll: Poll,
     rx: Receiver<ListenerMsg>,
     entries: Slab<Entry>,
@@ -84,10 +102,13 @@ pub(crate) struct Listener {
     /// False until the proxy has started: a start that fails half-way has accepted nobody, so
     /// it resets nobody (on sockets shared with another process, their clients stay queued).
     accepting: bool,
+    /// The id of the next listening socket (never reused, see [`ListenSocket`]).
+    next_socket_id: usize,
 }
 
 impl Listener {
     pub(crate) fn new(
+        mode: AcceptMode,
         reactors: Vec<Mailbox<ReactorMsg>>,
         reactor_stats: Vec<Arc<ReactorStats>>,
         max_connections: usize,
@@ -96,6 +117,7 @@ impl Listener {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
         let listener = Listener {
+            mode,
             poll,
             rx,
             entries: Slab::new(),
@@ -112,6 +134,7 @@ impl Listener {
             at_capacity: false,
             last_capacity_log: None,
             accepting: false,
+            next_socket_id: 0,
         };
         Ok((listener, mailbox))
     }
@@ -127,7 +150,9 @@ impl Listener {
                     entry.ready = true;
                 }
             }
-            let any_ready = self.accepting && self.entries.iter().any(|(_, e)| e.ready);
+            let any_ready = self.accepting
+                && self.mode == AcceptMode::Listener
+                && self.entries.iter().any(|(_, e)| e.ready);
             let timeout = match self.paused_until {
                 Some(until) => Some(until.saturating_duration_since(now)),
                 None if any_ready && self.at_capacity => Some(CAPACITY_TICK),
@@ -156,7 +181,7 @@ impl Listener {
                     return;
                 }
             }
-            if self.paused_until.is_none() && self.accepting {
+            if self.paused_until.is_none() && self.accepting && self.mode == AcceptMode::Listener {
                 self.accept_round();
             }
         }
@@ -166,56 +191,108 @@ impl Listener {
     fn handle_messages(&mut self) -> Option<Option<Instant>> {
         loop {
             match self.rx.try_recv() {
-                Ok(ListenerMsg::Add(tunnel, mut socket)) => {
-                    let entry = self.entries.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut socket, Token(key), Interest::READABLE)
-                    {
-                        warn!(tunnel = %tunnel.local, error = %e, "cannot watch the listening socket");
-                        continue;
-                    }
-                    self.by_addr.insert(tunnel.local, key);
-                    // Clients may already wait in the backlog: accept them without an edge.
-                    entry.insert(Entry {
-                        socket,
-                        tunnel,
-                        ready: true,
-                    });
-                }
-                Ok(ListenerMsg::Replace(tunnel)) => {
+                Ok(ListenerMsg::Add(tunnel, socket)) => self.add(tunnel, socket),
+                Ok(ListenerMsg::Replace(tunnel, done)) => {
                     if let Some(&key) = self.by_addr.get(&tunnel.local) {
-                        self.entries[key].tunnel = tunnel;
+                        self.entries[key].socket.set_tunnel(tunnel);
                     }
+                    let _ = done.send(());
                 }
                 Ok(ListenerMsg::Remove(addr, done)) => {
                     if let Some(key) = self.by_addr.remove(&addr) {
-                        // Dropping the socket closes it: new connections are refused from now.
-                        drop(self.entries.remove(key));
+                        self.remove(key, done);
                         debug!(tunnel = %addr, "stopped listening");
+                    } else {
+                        let _ = done.send(());
                     }
-                    let _ = done.send(());
                 }
                 Ok(ListenerMsg::Export(reply)) => {
                     let mut sockets = Vec::with_capacity(self.entries.len());
                     for (_, entry) in self.entries.iter() {
-                        match socket2::SockRef::from(&entry.socket).try_clone() {
-                            Ok(dup) => sockets.push((entry.tunnel.local, dup.into())),
+                        let local = entry.socket.local();
+                        match socket2::SockRef::from(entry.socket.socket()).try_clone() {
+                            Ok(dup) => sockets.push((local, dup.into())),
                             Err(e) => {
-                                warn!(tunnel = %entry.tunnel.local, error = %e, "cannot duplicate a listening socket")
+                                warn!(tunnel = %local, error = %e, "cannot duplicate a listening socket")
                             }
                         }
                     }
                     let _ = reply.send(sockets);
                 }
-                Ok(ListenerMsg::StartAccepting) => self.accepting = true,
+                Ok(ListenerMsg::StartAccepting) => {
+                    self.accepting = true;
+                    if self.mode == AcceptMode::Reactors {
+                        let sockets: Vec<_> =
+                            self.entries.iter().map(|(_, e)| e.socket.clone()).collect();
+                        for socket in sockets {
+                            self.share(socket);
+                        }
+                    }
+                }
                 Ok(ListenerMsg::Stop { deadline }) => return Some(deadline),
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => return Some(None),
             }
         }
+    }
+
+    /// Takes charge of a new tunnel's listening socket: watches it (listener mode) or, once
+    /// accepting, shares it with the reactors.
+    fn add(&mut self, tunnel: Arc<Tunnel>, socket: TcpListener) {
+        let local = tunnel.local;
+        let id = self.next_socket_id;
+        self.next_socket_id += 1;
+        let socket = Arc::new(ListenSocket::new(id, tunnel, socket));
+        // Nothing enters the slab before the insert below, so the key holds.
+        let key = self.entries.vacant_key();
+        match self.mode {
+            AcceptMode::Listener => {
+                let fd = socket.socket().as_raw_fd();
+                if let Err(e) = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(key),
+                    Interest::READABLE,
+                ) {
+                    warn!(tunnel = %local, error = %e, "cannot watch the listening socket");
+                    return;
+                }
+            }
+            AcceptMode::Reactors if self.accepting => self.share(socket.clone()),
+            AcceptMode::Reactors => {}
+        }
+        self.by_addr.insert(local, key);
+        // Clients may already wait in the backlog: accept them without an edge.
+        self.entries.insert(Entry {
+            socket,
+            ready: true,
+        });
+    }
+
+    /// Sends a listening socket to every reactor, to accept from.
+    fn share(&self, socket: Arc<ListenSocket>) {
+        for reactor in &self.reactors {
+            let _ = reactor.send(ReactorMsg::Listen(socket.clone()));
+        }
+    }
+
+    /// Stops listening on entry `key`; `done` hears once the socket is closed: at once in
+    /// listener mode, once every reactor has let go of it when reactors accept.
+    fn remove(&mut self, key: usize, done: Sender<()>) {
+        let entry = self.entries.remove(key);
+        entry.socket.on_close(done);
+        match self.mode {
+            AcceptMode::Listener => {
+                let fd = entry.socket.socket().as_raw_fd();
+                // The registration outlives our descriptor if another process shares the socket.
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+            AcceptMode::Reactors => {
+                for reactor in &self.reactors {
+                    let _ = reactor.send(ReactorMsg::Unlisten(entry.socket.id()));
+                }
+            }
+        }
+        // Dropping the last `Arc` closes the socket: new connections are refused from then on.
     }
 
     /// Connections open or on their way to a reactor.
@@ -245,15 +322,16 @@ impl Listener {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
+            let tunnel = self.entries[key].socket.tunnel();
             for _ in 0..ACCEPT_BATCH {
                 if room == 0 {
                     self.at_capacity = true;
                     break;
                 }
                 let entry = &mut self.entries[key];
-                match entry.socket.accept() {
+                match entry.socket.socket().accept() {
                     Ok((stream, peer)) => {
-                        let tunnel = entry.tunnel.clone();
+                        let tunnel = tunnel.clone();
                         crate::status::bump(&tunnel.stats.listener().accepted, 1);
                         let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
                         let index = self.next_reactor;
@@ -282,7 +360,7 @@ impl Listener {
                         break;
                     }
                     Err(e) => {
-                        warn!(tunnel = %entry.tunnel.local, error = %e, "accept failed");
+                        warn!(tunnel = %entry.socket.local(), error = %e, "accept failed");
                         entry.ready = false;
                         break;
                     }
@@ -333,6 +411,7 @@ impl Listener {
 
     fn stop(&mut self, deadline: Option<Instant>) {
         let listening = self.entries.len();
+        // Reactors that accept let go of their copies when the stop reaches them.
         self.entries.clear();
         self.by_addr.clear();
         debug!(closed = listening, "listener stopped; stopping reactors");
@@ -343,7 +422,7 @@ impl Listener {
 }
 
 /// Accept errors that concern one client, not the listener: try the next one.
-fn is_transient(error: &io::Error) -> bool {
+pub(crate) fn is_transient(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset

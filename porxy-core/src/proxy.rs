@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::accept::{AcceptMode, Accepting};
 use crate::balance::health::Checker;
 use crate::config::ProxyConfig;
 use crate::error::Error;
@@ -56,6 +57,12 @@ impl ProxyBuilder {
     /// Most proxied connections at once (default: what `RLIMIT_NOFILE` allows).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = Some(n);
+        self
+    }
+
+    /// Which threads accept new clients (default: [`AcceptMode::Reactors`]).
+    pub fn accept(mut self, mode: AcceptMode) -> Self {
+        self.config.accept = mode;
         self
     }
 
@@ -111,6 +118,16 @@ impl ProxyBuilder {
     pub fn start(self) -> Result<Proxy, Error> {
         self.config.validate()?;
         let id = NEXT_PROXY_ID.fetch_add(1, Ordering::Relaxed);
+        let mode = self.config.accept.effective();
+        let max_connections = self.config.connection_limit();
+        let conn_ids = Arc::new(AtomicU64::new(1));
+        let accepting = (mode == AcceptMode::Reactors).then(|| {
+            Arc::new(Accepting::new(
+                max_connections,
+                self.config.reactors,
+                conn_ids.clone(),
+            ))
+        });
         let mut reactor_mailboxes = Vec::with_capacity(self.config.reactors);
         let mut reactor_stats = Vec::with_capacity(self.config.reactors);
         let mut reactors = Vec::with_capacity(self.config.reactors);
@@ -122,6 +139,7 @@ impl ProxyBuilder {
                 self.config.buffer_size,
                 self.config.pipes_per_reactor(),
                 stats.clone(),
+                accepting.clone(),
             )
             .map_err(|source| Error::Start {
                 what: format!("reactor {index}"),
@@ -131,11 +149,11 @@ impl ProxyBuilder {
             reactor_stats.push(stats);
             reactors.push(reactor);
         }
-        let conn_ids = Arc::new(AtomicU64::new(1));
         let (listener, listener_mailbox) = Listener::new(
+            mode,
             reactor_mailboxes.clone(),
             reactor_stats.clone(),
-            self.config.connection_limit(),
+            max_connections,
             conn_ids.clone(),
         )
         .map_err(|source| Error::Start {

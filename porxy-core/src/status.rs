@@ -143,7 +143,7 @@ impl ReactorStats {
     }
 
     /// A connection taken over from another process: open here, but never handed over by the
-    /// listener (whose count of clients on their way compares with `adopted`).
+    /// listener thread (whose count of clients on their way compares with `adopted`).
     pub(crate) fn imported(&self) {
         bump(&self.open, 1);
     }
@@ -264,6 +264,6 @@ pub struct ReactorStatus {
     pub index: usize,
     /// Connections it holds now.
     pub open: u64,
-    /// Connections it was handed since start.
+    /// Connections it took in since start: accepted itself, or handed by the listener thread.
     pub adopted: u64,
 }

@@ -77,7 +77,14 @@ impl Chain {
 
     /// Starts the first porxy, and checks it serves the upgrade socket.
     pub(super) fn first(&mut self) -> Porxy {
-        let porxy = start(&self.first_args());
+        self.first_with(&[])
+    }
+
+    /// [`Chain::first`] with more arguments (which successors do not inherit).
+    pub(super) fn first_with(&mut self, extra: &[&str]) -> Porxy {
+        let mut args = self.first_args();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let porxy = start(&args);
         self.assert_served();
         porxy
     }

@@ -148,6 +148,76 @@ fn chained_upgrades_refuse_no_client() {
     finish(connect_to(tunnel, b'X', "served by the third porxy"));
 }
 
+/// Upgrades from a porxy whose listener thread accepts to one whose reactors do, and back,
+/// under a steady load: no client is refused or reset, and each old process exits 0.
+#[test]
+fn upgrades_between_accept_modes_refuse_no_client() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut first = chain.first_with(&["--accept", "listener"]);
+    let tunnel = first.tunnel("cli-1");
+
+    let load = Load::start(tunnel, CLIENTS, b'X');
+    load.wait_completed(EXCHANGES, WAIT);
+    let mut second = chain.successor_with(&["--accept", "reactors"]);
+    assert_took_over(&second, &first);
+    assert_exits_cleanly(&mut first, "the porxy whose listener thread accepts");
+    load.wait_completed(load.completed() + EXCHANGES, WAIT);
+
+    let third = chain.successor_with(&["--accept", "listener"]);
+    assert_took_over(&third, &second);
+    assert_exits_cleanly(&mut second, "the porxy whose reactors accept");
+    load.wait_completed(load.completed() + EXCHANGES, WAIT);
+    assert_no_failure(&load.finish());
+    finish(connect_to(tunnel, b'X', "served by the third porxy"));
+}
+
+/// Clients of the test below, one after the other.
+const LONE_CLIENTS: usize = 100;
+
+/// An old porxy left draining (`--leave-connections`) takes the listening sockets out of its
+/// reactors' epolls when it stops accepting. It shares the sockets with its successor, and an
+/// epoll registration lives as long as the socket, not the descriptor: one left behind would
+/// take the kernel's one wake-up per new client away from the successor's reactors. Clients
+/// come one at a time, so that nothing but its own arrival wakes a reactor for each: every one
+/// is served at once by the new porxy, none by the old.
+#[test]
+fn draining_porxy_leaves_every_new_client_to_its_successor() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first_with(&["--accept", "reactors"]);
+    let tunnel = old.tunnel("cli-1");
+    let control = control_addr(&old);
+    let early = connect_to(tunnel, b'X', "holds the old porxy");
+    let mut old_session = ControlClient::connect(control);
+
+    let new = chain.successor_with(&["--leave-connections", "--accept", "reactors"]);
+    assert_took_over(&new, &old);
+    let old_status = wait_for(
+        WAIT,
+        "the old porxy to stop accepting",
+        || old_session.cmd("STATUS"),
+        |status| status.ends_with(" stopping"),
+    );
+    for i in 0..LONE_CLIENTS {
+        finish(connect_to(tunnel, b'X', &format!("lone client {i}")));
+    }
+    let new_status = ControlClient::connect(control).cmd("STATUS");
+    assert_eq!(
+        field(&new_status, "accepted"),
+        LONE_CLIENTS.to_string(),
+        "the new porxy served every new client: {new_status}"
+    );
+    assert_eq!(
+        field(&old_session.cmd("STATUS"), "accepted"),
+        field(&old_status, "accepted"),
+        "the old porxy accepted nobody once stopping"
+    );
+    assert!(old.exit_status().is_none(), "the old porxy drains `early`");
+    finish(early);
+    assert_exits_cleanly(&mut old, "the old porxy");
+}
+
 /// How many times the race below is run: a predecessor with nothing to drain exits as soon as it
 /// lets go, and before the fix it could do so before its successor heard `OK`, one round in a
 /// few; twenty rounds nearly always showed it.

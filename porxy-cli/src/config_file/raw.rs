@@ -49,6 +49,8 @@ pub(super) struct RawProxy {
     pub(super) max_connections: Option<Spanned<usize>>,
     /// Relay with splice(2); the default of every listener.
     pub(super) splice: Option<Spanned<bool>>,
+    /// `"reactors"` or `"listener"`.
+    pub(super) accept: Option<Spanned<String>>,
 }
 
 impl RawProxy {
@@ -64,6 +66,7 @@ impl RawProxy {
             "drain_timeout" => self.drain_timeout.as_ref().map(Spanned::span),
             "max_connections" => self.max_connections.as_ref().map(Spanned::span),
             "splice" => self.splice.as_ref().map(Spanned::span),
+            "accept" => self.accept.as_ref().map(Spanned::span),
             _ => None,
         }
     }

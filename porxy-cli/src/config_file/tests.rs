@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use porxy_core::{Endpoint, ProxyConfig, Remote, TunnelSpec};
+use porxy_core::{AcceptMode, Endpoint, ProxyConfig, Remote, TunnelSpec};
 
 use super::{parse, ConfigError, Overrides};
 
@@ -53,6 +53,7 @@ fn good_file_lifts_to_specs_in_file_order() {
             half_closed_timeout: Duration::from_secs(30),
             max_connections: None,
             splice: false,
+            accept: AcceptMode::default(),
         }
     );
     assert_eq!(file.drain_timeout, Some(Duration::from_secs(10)));
@@ -89,6 +90,20 @@ fn empty_file_and_defaults() {
     assert!(file.listeners.is_empty());
     let file = lift("[proxy]\nbuffer_size = 4096\n").unwrap();
     assert_eq!(file.proxy.buffer_size, 4096);
+}
+
+#[test]
+fn accept_mode_is_read_and_overridden() {
+    for mode in [AcceptMode::Listener, AcceptMode::Reactors] {
+        let text = format!("[proxy]\naccept = \"{mode}\"\n");
+        assert_eq!(lift(&text).unwrap().proxy.accept, mode);
+    }
+    let flag = Overrides {
+        accept: Some(AcceptMode::Reactors),
+        ..Overrides::default()
+    };
+    let file = parse("p.toml", "[proxy]\naccept = \"listener\"\n", &flag).unwrap();
+    assert_eq!(file.proxy.accept, AcceptMode::Reactors, "the flag wins");
 }
 
 #[test]
@@ -135,6 +150,12 @@ fn errors_name_file_line_and_key() {
             format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nbackend = \"x\"\n"),
             "porxy.toml:6:1: listeners.demo.backend",
             "unknown field `backend`",
+        ),
+        (
+            "bad accept mode",
+            "[proxy]\naccept = \"kernel\"\n".into(),
+            "porxy.toml:2:10: proxy.accept",
+            "unknown accept mode `kernel`; expected `reactors` or `listener`",
         ),
         (
             "bad duration",

@@ -32,7 +32,8 @@ use crate::status::{ReactorStats, Status, TunnelStats};
 use crate::tunnel::spec::TunnelSpec;
 use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
-/// How long `close` waits for the listener thread to confirm the socket is closed.
+/// How long `close` waits for the listener thread to confirm the socket is closed (and a
+/// change, that new clients get the new tunnel).
 const CLOSE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to stop the proxy.
@@ -272,10 +273,14 @@ impl ProxyHandle {
         }
         self.watch(&tunnel);
         tunnels.insert(old.local, tunnel.clone());
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.shared
             .listener
-            .send(ListenerMsg::Replace(tunnel.clone()))
+            .send(ListenerMsg::Replace(tunnel.clone(), done_tx))
             .map_err(|_| Error::Stopped)?;
+        // Once confirmed, every client accepted from now on gets the new version, whichever
+        // thread accepts it. The listener only fails to confirm if it has stopped.
+        let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
         Ok(tunnel)
     }
 
@@ -428,7 +433,8 @@ impl ProxyHandle {
         self.tunnels().clear();
         let _ = self.shared.checker.send(CheckerMsg::Stop);
         // A graceful stop goes through the listener only: it forwards the stop after the last
-        // client it handed over, so no reactor stops with an accepted client still queued.
+        // client it handed over, so no reactor stops with an accepted client still queued (and
+        // reactors that accept stop accepting when the stop reaches them).
         let listener_gone = self
             .shared
             .listener

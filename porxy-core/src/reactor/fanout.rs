@@ -120,7 +120,7 @@ impl Reactor {
             reset(&client);
             tunnel.stats.reactor(self.index).closed(reason);
             tunnel.generation.closed();
-            self.stats.closed();
+            self.count_closed();
             return;
         }
         span.in_scope(|| debug!(destinations = dests.iter().flatten().count(), "accepted"));
@@ -331,7 +331,7 @@ impl Reactor {
         let shard = slot.tunnel.stats.reactor(self.index);
         shard.closed(reason);
         slot.tunnel.generation.closed();
-        self.stats.closed();
+        self.count_closed();
         log_close(
             &slot.span,
             reason,

@@ -8,7 +8,7 @@
 //! read stay in the kernel and travel with the socket, bytes read and not yet written travel in
 //! the session. A connection whose upstream connect is in flight is exported as soon as the
 //! connect completes (or, if every backend is full, as soon as it waits for one), while the
-//! export lasts; a client the listener hands over meanwhile leaves at once. The export ends
+//! export lasts; a client accepted meanwhile leaves at once. The export ends
 //! (the reactor drops its sender) once the proxy is stopping (so no client is on its way any
 //! more) and no connect is in flight, or at the export's deadline; what is left then stays and
 //! finishes here.
@@ -82,7 +82,8 @@ impl Reactor {
         let Some(exporting) = &self.exporting else {
             return;
         };
-        // While the proxy is not stopping, the listener may still hand over clients.
+        // While the proxy is not stopping, new clients may still come (from the listener
+        // thread, or accepted here).
         let settled = self.stopping.is_some()
             && !self
                 .slab
@@ -145,7 +146,7 @@ impl Reactor {
         crate::status::bump(&shard.bytes_to_client, to_client);
         shard.closed(CloseReason::HandedOver);
         slot.tunnel.generation.closed();
-        self.stats.closed();
+        self.count_closed();
         let Slot {
             id,
             client,
@@ -321,6 +322,9 @@ impl Reactor {
         crate::status::bump(&shard.imported, 1);
         tunnel.generation.opened();
         self.stats.imported();
+        if let Some(acceptor) = &self.acceptor {
+            acceptor.shared().admission.add();
+        }
     }
 
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.
@@ -331,7 +335,7 @@ impl Reactor {
             .reactor(self.index)
             .closed(CloseReason::LocalResource);
         tunnel.generation.closed();
-        self.stats.closed();
+        self.count_closed();
         tracing::warn!(
             conn = id,
             tunnel = %tunnel.local,

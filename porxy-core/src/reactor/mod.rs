@@ -1,11 +1,14 @@
 //! A reactor: one thread, one mio `Poll`, one slab of connections. The mio glue around [`Conn`].
 //!
-//! The listener hands accepted client sockets over the reactor's [`Mailbox`]. For each, the
+//! Clients come either from the listener thread, over the reactor's [`Mailbox`]
+//! ([`AcceptMode::Listener`](crate::AcceptMode)), or from the reactor's own accepts on the
+//! listening sockets the listener thread shares with it (`accept.rs`). For each, the
 //! reactor starts a non-blocking upstream connect, registers both sockets (edge-triggered, for
 //! reading and writing, once: no `epoll_ctl` after that) and inserts the connection into its slab.
 //! Readiness events go to the connection's state machine; what it answers (wait, drive again,
 //! close) is carried out here. Nothing here is shared with other reactors except the immutable
-//! tunnels and the counters sharded per reactor.
+//! tunnels, the counters sharded per reactor and, when reactors accept, the listening sockets
+//! and the count of open connections against the limit.
 //!
 //! Invariants:
 //! - a socket is registered before its connection enters the slab;
@@ -18,6 +21,10 @@
 //! - a connection handed over to another process (`handover.rs`) leaves the slab with its
 //!   sockets deregistered first: nothing here reads or writes them afterwards.
 
+mod accept;
+// The one place porxy-core has unsafe code: `epoll_ctl` for EPOLLEXCLUSIVE, which mio lacks.
+#[allow(unsafe_code)]
+mod epoll;
 mod fanout;
 mod handover;
 pub(crate) mod token;
@@ -35,6 +42,7 @@ use mio::{Events, Interest, Poll};
 use slab::Slab;
 use tracing::{debug, info, warn};
 
+use crate::accept::{Accepting, ListenSocket};
 use crate::balance::backend::Backend;
 use crate::balance::Tried;
 use crate::conn::close::CloseReason;
@@ -54,7 +62,7 @@ const TIMERS_PER_ROUND: usize = 4096;
 /// Messages handled per wake before the reactor turns back to its sockets.
 const MESSAGES_PER_ROUND: usize = 512;
 
-/// A client socket accepted by the listener, on its way to a reactor.
+/// A client socket just accepted (by the listener thread, or by the reactor itself).
 pub(crate) struct Accepted {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
@@ -67,6 +75,10 @@ pub(crate) struct Accepted {
 pub(crate) enum ReactorMsg {
     /// Take over a freshly accepted client.
     Adopt(Accepted),
+    /// Accept from this listening socket too (when reactors accept).
+    Listen(Arc<ListenSocket>),
+    /// Stop accepting from the listening socket with this id, and let go of it.
+    Unlisten(usize),
     /// Close every connection of this tunnel now.
     CloseTunnel(TunnelId),
     /// Close every connection on this backend at this moment (now, if it has passed).
@@ -92,7 +104,7 @@ pub(crate) enum ReactorMsg {
 /// Where a client comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
-    /// The listener accepted it.
+    /// The listener thread, or this reactor, accepted it.
     Accepted,
     /// Another process handed it over.
     Imported,
@@ -155,17 +167,21 @@ pub(crate) struct Reactor {
     exporting: Option<handover::Exporting>,
     /// Since an export: do not end before `Release`, even with no connection left.
     holding: bool,
+    /// The accepting side, when reactors accept (`None`: the listener thread hands clients over).
+    acceptor: Option<accept::Acceptor>,
 }
 
 impl Reactor {
     /// A reactor and the mailbox that reaches it; it opens at most `max_pipes` pipes for
-    /// splice(2). The thread is started by the caller.
+    /// splice(2). The thread is started by the caller. With `accepting`, the reactor accepts
+    /// from the listening sockets it is sent.
     pub(crate) fn new(
         proxy: u64,
         index: usize,
         buffer_size: usize,
         max_pipes: usize,
         stats: Arc<ReactorStats>,
+        accepting: Option<Arc<Accepting>>,
     ) -> io::Result<(Reactor, Mailbox<ReactorMsg>)> {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
@@ -190,6 +206,7 @@ impl Reactor {
             fan_again: Vec::new(),
             exporting: None,
             holding: false,
+            acceptor: accepting.map(accept::Acceptor::new),
         };
         Ok((reactor, mailbox))
     }
@@ -238,6 +255,8 @@ impl Reactor {
                     self.on_event(key, side, ready, now);
                 } else if let Some((key, socket)) = token::parse_fan(event.token()) {
                     self.on_fan_event(key, socket, ready, now);
+                } else if let Some(id) = token::parse_listener(event.token()) {
+                    self.on_listener_event(id);
                 }
             }
             for (key, id) in std::mem::take(&mut self.again) {
@@ -252,6 +271,8 @@ impl Reactor {
             if woken || self.more_messages {
                 self.handle_messages(now);
             }
+            // After the messages: a `Stop` or `Unlisten` that came with the event wins.
+            self.accept_round(now);
             if self.retry_queue || !self.queued.is_empty() {
                 self.serve_queue(now);
             }
@@ -273,6 +294,7 @@ impl Reactor {
             queue_tick,
             self.backend_deadlines.iter().map(|(at, _)| *at).min(),
             self.exporting.as_ref().map(handover::Exporting::until),
+            self.acceptor.as_ref().and_then(|a| a.wake_at(now)),
         ]
         .into_iter()
         .flatten()
@@ -409,6 +431,8 @@ impl Reactor {
                     self.adopt_fanout(accepted, now)
                 }
                 Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, Origin::Accepted, now),
+                Ok(ReactorMsg::Listen(socket)) => self.listen(socket),
+                Ok(ReactorMsg::Unlisten(id)) => self.unlisten(id),
                 Ok(ReactorMsg::CloseTunnel(id)) => {
                     self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now);
                     self.abort_fans_where(|t| t.id == id, CloseReason::TunnelClosed);
@@ -432,6 +456,8 @@ impl Reactor {
                         "reactor stopping"
                     );
                     self.stopping = Some(earlier_stop(self.stopping, deadline));
+                    // Out of the epoll now: after an upgrade the new process accepts instead.
+                    self.unlisten_all();
                 }
                 Ok(ReactorMsg::Export { to, until }) => self.begin_export(to, until, now),
                 Ok(ReactorMsg::EndExport) => self.exporting = None,
@@ -502,7 +528,7 @@ impl Reactor {
                 .reactor(self.index)
                 .closed(CloseReason::LocalResource);
             tunnel.generation.closed();
-            self.stats.closed();
+            self.count_closed();
             return;
         }
         span.in_scope(|| debug!("accepted"));
@@ -573,7 +599,7 @@ impl Reactor {
         crate::status::bump(&shard.bytes_to_client, to_client);
         shard.closed(reason);
         slot.tunnel.generation.closed();
-        self.stats.closed();
+        self.count_closed();
         log_close(
             &slot.span,
             reason,
@@ -583,6 +609,17 @@ impl Reactor {
             slot.peer,
             upstream_addr,
         );
+    }
+}
+
+impl Reactor {
+    /// Counts a connection of this reactor as ended, here and, when reactors accept, in the
+    /// proxy-wide count against the connection limit.
+    fn count_closed(&self) {
+        self.stats.closed();
+        if let Some(acceptor) = &self.acceptor {
+            acceptor.shared().admission.release();
+        }
     }
 }
 

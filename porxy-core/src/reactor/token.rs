@@ -3,8 +3,11 @@
 //! `token = key << SOCKET_BITS | socket`. For a relayed connection, socket 0 is the client and 1
 //! the upstream, and the key is in the reactor's connection slab. For a fan-out connection, the
 //! socket number has [`FANOUT`] set: `FANOUT | 0` is the client and `FANOUT | (i + 1)`
-//! destination `i`, and the key is in the fan-out slab. [`WAKER_TOKEN`](crate::mailbox::WAKER_TOKEN)
-//! is `usize::MAX`, beyond any key a slab reaches.
+//! destination `i`, and the key is in the fan-out slab. A listening socket a reactor accepts
+//! from has socket number [`LISTENER`] and its listen id in place of the key. Relay sockets are
+//! 0 and 1, fan-out ones have the high bit set and [`LISTENER`] is 2, so no two kinds meet.
+//! [`WAKER_TOKEN`](crate::mailbox::WAKER_TOKEN) is `usize::MAX`, beyond any key a slab reaches
+//! (and its socket number, 0xFF, is recognised as no fan-out socket).
 
 use mio::Token;
 
@@ -53,6 +56,19 @@ pub(crate) fn parse_fan(token: Token) -> Option<(usize, FanSocket)> {
     Some((token.0 >> SOCKET_BITS, socket))
 }
 
+/// The socket number of a listening socket (beside relay sockets 0 and 1, below [`FANOUT`]).
+const LISTENER: usize = 2;
+
+/// The token of listening socket `id` ([`ListenSocket::id`](crate::accept::ListenSocket::id)).
+pub(crate) fn listener_token(id: usize) -> Token {
+    Token((id << SOCKET_BITS) | LISTENER)
+}
+
+/// The listen id a token names, or `None` if it names no listening socket.
+pub(crate) fn parse_listener(token: Token) -> Option<usize> {
+    (token.0 & SOCKET_MASK == LISTENER).then_some(token.0 >> SOCKET_BITS)
+}
+
 /// The slab key and side a token names, or `None` for a token no connection socket has.
 pub(crate) fn parse(token: Token) -> Option<(usize, Side)> {
     let side = match token.0 & SOCKET_MASK {
@@ -88,5 +104,23 @@ mod tests {
             assert_eq!(parse_fan(token(key, Side::Upstream)), None);
         }
         assert_eq!(parse_fan(crate::mailbox::WAKER_TOKEN), None);
+    }
+
+    #[test]
+    fn listener_tokens_meet_no_other_kind() {
+        for id in [0, 1, 4095, usize::MAX >> SOCKET_BITS] {
+            let t = listener_token(id);
+            assert_eq!(parse_listener(t), Some(id));
+            assert_eq!(parse(t), None, "not a relay socket");
+            assert_eq!(parse_fan(t), None, "not a fan-out socket");
+            assert_ne!(t, crate::mailbox::WAKER_TOKEN);
+        }
+        for key in [0, 1, 4095] {
+            assert_eq!(parse_listener(token(key, Side::Client)), None);
+            assert_eq!(parse_listener(token(key, Side::Upstream)), None);
+            assert_eq!(parse_listener(fan_token(key, FanSocket::Client)), None);
+            assert_eq!(parse_listener(fan_token(key, FanSocket::Dest(1))), None);
+        }
+        assert_eq!(parse_listener(crate::mailbox::WAKER_TOKEN), None);
     }
 }

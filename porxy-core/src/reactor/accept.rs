@@ -1,0 +1,496 @@
+//! Accepting in the reactor ([`AcceptMode::Reactors`](crate::AcceptMode)): the reactor takes
+//! new clients straight from the tunnels' listening sockets, with no hand-over from another
+//! thread.
+//!
+//! The listener thread sends each listening socket to every reactor (`ReactorMsg::Listen`); the
+//! reactor puts it in its epoll, level-triggered and exclusive (`epoll.rs`), and keeps an `Arc`
+//! of it. A readiness event marks the socket ready; after the event batch and the messages
+//! (so that a `Stop` or `Unlisten` that came with it wins) the reactor accepts, up to
+//! [`ACCEPT_BATCH`] clients per socket per round, and adopts each at once. Events for a socket
+//! the reactor no longer has are recognised by its listen id, and ignored.
+//!
+//! A reactor stops accepting ("parks": it takes every listening socket out of its epoll, so that
+//! level-triggered readiness cannot make it spin, and looks again every [`PARK_TICK`]) when:
+//! - the proxy holds `max_connections` ([`Admission`](crate::accept::Admission)): new clients
+//!   wait in the listen backlog, as with the listener thread;
+//! - descriptors or memory ran out (EMFILE, ENFILE, ...): for [`RESOURCE_BACKOFF`], logged at
+//!   most once a second across the reactors;
+//! - it holds more than its share of the open connections (the average over the reactors plus
+//!   `SPREAD_SLACK`): the kernel wakes the first idle reactor in its list, so without this one
+//!   reactor would take nearly every client of a light load. It accepts again once the others
+//!   have caught up.
+//!
+//! Stepping aside must not strand a client: the kernel wakes one reactor per arriving client,
+//! and a client the woken reactor leaves in the backlog wakes no other. So a reactor the kernel
+//! woke always accepts at least one client before it steps aside (on Linux 5.10 and later a
+//! sleeping reactor is woken for one client only; clients arriving while it runs wake the
+//! next). Should a kernel have woken it alone for more, a reactor that stepped aside looks once,
+//! a [`PARK_TICK`] later, whether clients still wait, and takes them itself. Hence the spread:
+//! no reactor holds more than the average plus `SPREAD_SLACK + 1`, but for clients left
+//! unclaimed that long.
+//!
+//! An accept failing in any other way (not for one client, not for want of resources) takes
+//! that socket alone out of the epoll for [`RESOURCE_BACKOFF`]: level-triggered, a socket in
+//! some broken state would otherwise be reported, and fail, in a loop.
+//!
+//! Adding the sockets back to the epoll reports at once the clients that queued meanwhile.
+//! Stopping (`ReactorMsg::Stop`) and removing a tunnel take the sockets out of the epoll before
+//! the reactor lets go of them: after an upgrade the new process holds the same sockets, and a
+//! registration left behind would keep taking its wake-ups.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::Poll;
+use tracing::{debug, warn};
+
+use super::epoll::{self, Registration};
+use super::{token, Accepted, Origin, Reactor};
+use crate::accept::{within_share, Accepting, ListenSocket};
+use crate::tunnel::Tunnel;
+
+/// Clients accepted from one listening socket per round before the reactor turns to its
+/// connections (and to the other sockets).
+const ACCEPT_BATCH: usize = 64;
+/// How often a parked reactor looks whether it may accept again.
+const PARK_TICK: Duration = Duration::from_millis(10);
+/// How long accepting pauses when descriptors or memory run out.
+const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one log line about a shortage (or the connection limit) per this period.
+const LOG_PERIOD: Duration = Duration::from_secs(1);
+
+/// A reactor's accepting side.
+pub(super) struct Acceptor {
+    shared: Arc<Accepting>,
+    listening: Vec<Listening>,
+    /// Why the sockets are out of the epoll, while they are.
+    parked: Option<Parked>,
+}
+
+/// One listening socket this reactor accepts from.
+struct Listening {
+    socket: Arc<ListenSocket>,
+    /// In this reactor's epoll now.
+    registered: bool,
+    /// Reported readable since the last round.
+    ready: bool,
+    /// Its accept failed unexpectedly: out of the epoll until then.
+    set_aside: Option<Instant>,
+}
+
+/// Why a reactor does not accept for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parked {
+    /// The proxy holds `max_connections`.
+    Full,
+    /// This reactor holds more than its share of the open connections. At `probe`, it takes
+    /// any client still waiting (nobody else may have been told of it).
+    OverShare { probe: Option<Instant> },
+    /// Descriptors or memory ran out; try again at this moment.
+    Starved { until: Instant },
+}
+
+/// How an accept round ended.
+enum Round {
+    /// Every ready socket was served (or gave its batch).
+    Done,
+    /// Stop accepting, for this reason.
+    Park(Parked),
+}
+
+impl Acceptor {
+    pub(super) fn new(shared: Arc<Accepting>) -> Self {
+        Acceptor {
+            shared,
+            listening: Vec::new(),
+            parked: None,
+        }
+    }
+
+    /// The proxy-wide admission count this reactor's connections are counted in.
+    pub(super) fn shared(&self) -> &Accepting {
+        &self.shared
+    }
+
+    /// When a parked reactor should look again.
+    pub(super) fn wake_at(&self, now: Instant) -> Option<Instant> {
+        let parked = self.parked.map(|parked| match parked {
+            Parked::OverShare { probe: Some(at) } => at,
+            Parked::Full | Parked::OverShare { .. } => now + PARK_TICK,
+            Parked::Starved { until } => until,
+        });
+        let set_aside = self.listening.iter().filter_map(|l| l.set_aside).min();
+        parked.into_iter().chain(set_aside).min()
+    }
+}
+
+impl Reactor {
+    /// Starts accepting from `socket` (unless stopping, or accepting is the listener's).
+    pub(super) fn listen(&mut self, socket: Arc<ListenSocket>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        if acceptor
+            .listening
+            .iter()
+            .any(|l| l.socket.id() == socket.id())
+        {
+            return;
+        }
+        let mut listening = Listening {
+            socket,
+            registered: false,
+            ready: false,
+            set_aside: None,
+        };
+        if acceptor.parked.is_none() {
+            register(&self.poll, &mut listening, self.index);
+        }
+        acceptor.listening.push(listening);
+    }
+
+    /// Stops accepting from listening socket `id` and lets go of it.
+    pub(super) fn unlisten(&mut self, id: usize) {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        if let Some(at) = acceptor.listening.iter().position(|l| l.socket.id() == id) {
+            let mut listening = acceptor.listening.swap_remove(at);
+            deregister(&self.poll, &mut listening, self.index);
+        }
+    }
+
+    /// Stops accepting from every listening socket and lets go of them (the proxy stops).
+    pub(super) fn unlisten_all(&mut self) {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        for mut listening in acceptor.listening.drain(..) {
+            deregister(&self.poll, &mut listening, self.index);
+        }
+        acceptor.parked = None;
+    }
+
+    /// A readiness event for listening socket `id`: accept from it after the batch.
+    pub(super) fn on_listener_event(&mut self, id: usize) {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        // Stale (removed, or out of the epoll since the event was fetched): ignored.
+        if let Some(listening) = acceptor
+            .listening
+            .iter_mut()
+            .find(|l| l.socket.id() == id && l.registered)
+        {
+            listening.ready = true;
+        }
+    }
+
+    /// Accepts from every ready listening socket, as far as the limit and the share allow; a
+    /// parked reactor first looks whether it may accept again.
+    pub(super) fn accept_round(&mut self, now: Instant) {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        for listening in &mut acceptor.listening {
+            if listening.set_aside.is_some_and(|until| now >= until) {
+                listening.set_aside = None;
+                if acceptor.parked.is_none() {
+                    register(&self.poll, listening, self.index);
+                }
+            }
+        }
+        if let Some(parked) = acceptor.parked {
+            let shared = acceptor.shared.clone();
+            let own = self.stats.open.load(Ordering::Relaxed);
+            let resume = match parked {
+                Parked::Full => shared.admission.has_room(),
+                Parked::OverShare { .. }
+                    if within_share(own, shared.admission.open(), shared.reactors) =>
+                {
+                    true
+                }
+                Parked::OverShare { probe: Some(at) } if now >= at => {
+                    acceptor.parked = Some(Parked::OverShare { probe: None });
+                    self.probe(&shared, now)
+                }
+                Parked::OverShare { .. } => false,
+                Parked::Starved { until } => now >= until,
+            };
+            if resume {
+                self.unpark();
+            }
+            return;
+        }
+        let mut ready: Vec<Arc<ListenSocket>> = Vec::new();
+        for listening in &mut acceptor.listening {
+            if std::mem::take(&mut listening.ready) {
+                ready.push(listening.socket.clone());
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let shared = acceptor.shared.clone();
+        let round = self.accept_from(&ready, &shared, now);
+        let round = match round {
+            // Past its share now: step aside so that the next clients wake another reactor.
+            Round::Done
+                if !within_share(
+                    self.stats.open.load(Ordering::Relaxed),
+                    shared.admission.open(),
+                    shared.reactors,
+                ) =>
+            {
+                Round::Park(over_share(now))
+            }
+            round => round,
+        };
+        if let Round::Park(why) = round {
+            self.park(why, &shared, now);
+        }
+    }
+
+    /// For a reactor that stepped aside: accepts at most one client per listening socket.
+    /// A client still in the backlog a [`PARK_TICK`] after that was told to nobody else, so it
+    /// is taken here whatever the share. True if one was: more may wait, so the reactor goes
+    /// back to its epoll for a round.
+    fn probe(&mut self, shared: &Accepting, now: Instant) -> bool {
+        let sockets: Vec<Arc<ListenSocket>> = match &self.acceptor {
+            Some(acceptor) => acceptor
+                .listening
+                .iter()
+                .map(|l| l.socket.clone())
+                .collect(),
+            None => return false,
+        };
+        let mut took = false;
+        for socket in sockets {
+            if !shared.admission.try_admit() {
+                break;
+            }
+            match socket.socket().accept() {
+                Ok((stream, peer)) => {
+                    took = true;
+                    self.take_in(stream, peer, socket.tunnel(), shared, now);
+                }
+                // Nobody waits (the usual answer), or a failure the next round meets again.
+                Err(_) => shared.admission.release(),
+            }
+        }
+        took
+    }
+
+    /// Puts every listening socket back in the epoll; clients that queued meanwhile are
+    /// reported at the next poll.
+    fn unpark(&mut self) {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        acceptor.parked = None;
+        for listening in &mut acceptor.listening {
+            register(&self.poll, listening, self.index);
+        }
+    }
+
+    /// One round over the `ready` sockets.
+    fn accept_from(
+        &mut self,
+        ready: &[Arc<ListenSocket>],
+        shared: &Accepting,
+        now: Instant,
+    ) -> Round {
+        let mut accepted = 0usize;
+        for socket in ready {
+            for _ in 0..ACCEPT_BATCH {
+                // The first client of a wake-up is always taken: no other reactor was woken for it.
+                if accepted > 0
+                    && !within_share(
+                        self.stats.open.load(Ordering::Relaxed),
+                        shared.admission.open(),
+                        shared.reactors,
+                    )
+                {
+                    return Round::Park(over_share(now));
+                }
+                if !shared.admission.try_admit() {
+                    return Round::Park(Parked::Full);
+                }
+                match socket.socket().accept() {
+                    Ok((stream, peer)) => {
+                        accepted += 1;
+                        // Read after the accept: a client that connected after a change of the
+                        // tunnel returned gets the new version, even in the middle of a batch.
+                        self.take_in(stream, peer, socket.tunnel(), shared, now);
+                    }
+                    Err(e) => {
+                        shared.admission.release();
+                        match e.kind() {
+                            ErrorKind::WouldBlock => break,
+                            _ if crate::listener::is_transient(&e) => continue,
+                            _ if crate::conn::is_resource_shortage(&e) => {
+                                self.log_shortage(shared, &e, now);
+                                return Round::Park(Parked::Starved {
+                                    until: now + RESOURCE_BACKOFF,
+                                });
+                            }
+                            _ => {
+                                self.set_aside(socket, shared, &e, now);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Round::Done
+    }
+
+    /// Adopts a client just accepted, whose place under the limit is already taken.
+    fn take_in(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        tunnel: Arc<Tunnel>,
+        shared: &Accepting,
+        now: Instant,
+    ) {
+        crate::status::bump(&tunnel.stats.reactor(self.index).accepted, 1);
+        let fanout = tunnel.fanout.is_some();
+        let accepted = Accepted {
+            stream,
+            peer,
+            tunnel,
+            id: shared.conn_ids.fetch_add(1, Ordering::Relaxed),
+        };
+        if fanout {
+            self.adopt_fanout(accepted, now);
+        } else {
+            self.adopt(accepted, Origin::Accepted, now);
+        }
+    }
+
+    /// Takes every listening socket out of the epoll, for `why`.
+    fn park(&mut self, why: Parked, shared: &Accepting, now: Instant) {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        for listening in &mut acceptor.listening {
+            deregister(&self.poll, listening, self.index);
+            listening.ready = false;
+        }
+        acceptor.parked = Some(why);
+        match why {
+            Parked::Full => {
+                let mut log = shared
+                    .capacity_log
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if log.occurred(now, LOG_PERIOD).is_some() {
+                    warn!(
+                        max_connections = shared.admission.limit(),
+                        "at the connection limit: new clients wait in the listen backlog"
+                    );
+                }
+            }
+            Parked::OverShare { .. } => debug!(
+                reactor = self.index,
+                open = self.stats.open.load(Ordering::Relaxed),
+                "more than its share of the connections: leaving new clients to other reactors"
+            ),
+            Parked::Starved { .. } => {}
+        }
+    }
+
+    /// Takes a socket whose accept failed unexpectedly out of the epoll for a while.
+    fn set_aside(
+        &mut self,
+        socket: &ListenSocket,
+        shared: &Accepting,
+        error: &io::Error,
+        now: Instant,
+    ) {
+        let mut log = shared
+            .error_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(times) = log.occurred(now, LOG_PERIOD) {
+            warn!(reactor = self.index, tunnel = %socket.local(), error = %error, times, "accept failed; trying again shortly");
+        }
+        drop(log);
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return;
+        };
+        if let Some(listening) = acceptor
+            .listening
+            .iter_mut()
+            .find(|l| l.socket.id() == socket.id())
+        {
+            deregister(&self.poll, listening, self.index);
+            listening.set_aside = Some(now + RESOURCE_BACKOFF);
+        }
+    }
+
+    fn log_shortage(&self, shared: &Accepting, error: &io::Error, now: Instant) {
+        let mut log = shared
+            .shortage_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(times) = log.occurred(now, LOG_PERIOD) {
+            warn!(
+                error = %error,
+                times,
+                "cannot accept: out of descriptors or memory; pausing accepts"
+            );
+        }
+    }
+}
+
+/// Stepping aside past the share at `now`: look for stranded clients a tick later.
+fn over_share(now: Instant) -> Parked {
+    Parked::OverShare {
+        probe: Some(now + PARK_TICK),
+    }
+}
+
+/// Puts a listening socket in the reactor's epoll, if it is not there yet (nor set aside).
+fn register(poll: &Poll, listening: &mut Listening, reactor: usize) {
+    if listening.registered || listening.set_aside.is_some() {
+        return;
+    }
+    let token = token::listener_token(listening.socket.id());
+    match epoll::add_exclusive(poll, listening.socket.socket(), token) {
+        Ok(Registration::Exclusive) => listening.registered = true,
+        Ok(Registration::Shared) => {
+            listening.registered = true;
+            debug!(
+                reactor,
+                tunnel = %listening.socket.local(),
+                "EPOLLEXCLUSIVE refused: every reactor is woken for each new client"
+            );
+        }
+        Err(e) => warn!(
+            reactor,
+            tunnel = %listening.socket.local(),
+            error = %e,
+            "cannot watch the listening socket; this reactor does not accept from it"
+        ),
+    }
+}
+
+/// Takes a listening socket out of the reactor's epoll, if it is there.
+fn deregister(poll: &Poll, listening: &mut Listening, reactor: usize) {
+    if !std::mem::take(&mut listening.registered) {
+        return;
+    }
+    if let Err(e) = epoll::delete(poll, listening.socket.socket()) {
+        debug!(reactor, tunnel = %listening.socket.local(), error = %e, "cannot unwatch the listening socket");
+    }
+}
