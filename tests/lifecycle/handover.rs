@@ -245,7 +245,7 @@ pub(super) fn assert_exits_promptly(old: &mut Porxy) {
 
 /// The one `tunnel ...` line of a `STATUS FULL` reply.
 #[track_caller]
-fn tunnel_line(status: &[String]) -> &str {
+pub(super) fn tunnel_line(status: &[String]) -> &str {
     status
         .iter()
         .find(|l| l.starts_with("tunnel "))
@@ -266,7 +266,7 @@ pub(super) fn wait_log(porxy: &Porxy, needle: &str) -> String {
 
 /// The number after `key` in the porxy's log.
 #[track_caller]
-fn logged_number(porxy: &Porxy, key: &str) -> u64 {
+pub(super) fn logged_number(porxy: &Porxy, key: &str) -> u64 {
     let stderr = wait_log(porxy, key);
     let at = stderr.find(key).expect("found by wait_log");
     let digits: String = stderr[at + key.len()..]

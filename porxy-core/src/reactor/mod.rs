@@ -18,6 +18,7 @@
 //! - a connection handed over to another process (`handover.rs`) leaves the slab with its
 //!   sockets deregistered first: nothing here reads or writes them afterwards.
 
+mod fan_handover;
 mod fanout;
 mod handover;
 pub(crate) mod token;
