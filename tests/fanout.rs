@@ -1,15 +1,13 @@
 //! Fan-out tunnels (`mode=fanout`): every client connection copied to every remote.
 //!
-//! Destinations here are collectors: they read each connection to its end and report a digest
-//! of what they got, so a test compares exact byte streams without keeping them.
+//! Destinations here are collectors ([`crate::support::fanout`]): they read each connection to
+//! its end and report a digest of what they got, so a test compares exact byte streams without
+//! keeping them.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::Hasher;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::channel;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,96 +16,12 @@ use porxy_core::{BackendStatus, CloseReason, TunnelSpec, TunnelStatus};
 use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, read_until_end, End};
 use crate::support::control::{field, porxy_with_control, ControlClient};
+use crate::support::fanout::{
+    collector, counting_collector, echoing_primary, recv, Digest, REPORT_WAIT,
+};
 use crate::support::payload::bytes;
 use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};
 use crate::support::{wait_for, wait_until};
-
-/// How long a test waits for a destination's report.
-const REPORT_WAIT: Duration = Duration::from_secs(20);
-
-/// What a destination got on one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Digest {
-    len: u64,
-    hash: u64,
-}
-
-impl Digest {
-    fn of(data: &[u8]) -> Digest {
-        let mut h = DefaultHasher::new();
-        h.write(data);
-        Digest {
-            len: data.len() as u64,
-            hash: h.finish(),
-        }
-    }
-}
-
-/// A destination that reads each connection to its end (sending `chatter` first, which the
-/// proxy must throw away unless this is the primary) and reports a digest of what it read, or
-/// the error that ended it.
-fn collector(chatter: &'static [u8]) -> (Backend, Receiver<Result<Digest, ErrorKind>>) {
-    let (backend, rx, _) = destination(chatter, false);
-    (backend, rx)
-}
-
-/// A collector that also shows how many bytes it has read so far (all connections together).
-fn counting_collector() -> (Backend, Receiver<Result<Digest, ErrorKind>>, Arc<AtomicU64>) {
-    destination(b"", false)
-}
-
-/// A primary that echoes every byte and, at the end, reports a digest of what it read.
-fn echoing_primary() -> (Backend, Receiver<Result<Digest, ErrorKind>>) {
-    let (backend, rx, _) = destination(b"", true);
-    (backend, rx)
-}
-
-fn destination(
-    chatter: &'static [u8],
-    echo: bool,
-) -> (Backend, Receiver<Result<Digest, ErrorKind>>, Arc<AtomicU64>) {
-    let (tx, rx) = channel();
-    let progress = Arc::new(AtomicU64::new(0));
-    let read = progress.clone();
-    let backend = Backend::start(move |mut stream, _| {
-        let _ = stream.write_all(chatter);
-        let _ = tx.send(digest_stream(&mut stream, echo, &read));
-        let _ = stream.shutdown(Shutdown::Write);
-    });
-    (backend, rx, progress)
-}
-
-/// Reads `stream` to its end (echoing if asked), hashing as it goes and adding what it reads
-/// to `progress`.
-fn digest_stream(
-    stream: &mut TcpStream,
-    echo: bool,
-    progress: &AtomicU64,
-) -> Result<Digest, ErrorKind> {
-    let mut h = DefaultHasher::new();
-    let mut len = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                return Ok(Digest {
-                    len,
-                    hash: h.finish(),
-                })
-            }
-            Ok(n) => {
-                h.write(&buf[..n]);
-                len += n as u64;
-                progress.fetch_add(n as u64, Ordering::SeqCst);
-                if echo {
-                    stream.write_all(&buf[..n]).map_err(|e| e.kind())?;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.kind()),
-        }
-    }
-}
 
 /// `127.0.0.1:0=A,B,...[mode=fanout,OPTIONS]`.
 fn fanout_spec(remotes: &[SocketAddr], options: &str) -> TunnelSpec {
@@ -127,11 +41,6 @@ fn exchange(local: SocketAddr, data: Vec<u8>) -> (JoinHandle<()>, TcpStream) {
         writer.shutdown(Shutdown::Write).expect("FIN to the proxy");
     });
     (sender, stream)
-}
-
-fn recv(rx: &Receiver<Result<Digest, ErrorKind>>, who: &str) -> Result<Digest, ErrorKind> {
-    rx.recv_timeout(REPORT_WAIT)
-        .unwrap_or_else(|_| panic!("{who} reported nothing within {REPORT_WAIT:?}"))
 }
 
 fn backend_status(status: &TunnelStatus, addr: SocketAddr) -> BackendStatus {

@@ -9,6 +9,7 @@
 
 mod bind_wait;
 mod chain;
+mod fanout_handover;
 mod handover;
 mod handover_failure;
 mod reload;

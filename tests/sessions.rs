@@ -1,12 +1,15 @@
 //! The library's handover API between two proxies in one process: `export_sessions` on a
 //! stopping proxy, `import_sessions` on another, the connection going on unbroken.
 
+use std::io::Write;
 use std::net::Shutdown;
 use std::time::Duration;
 
-use porxy_core::{Error, ImportReport, StopMode};
+use porxy_core::{Error, ImportReport, StopMode, TunnelSpec};
 
 use crate::support::client::{connect, read_until_end, round_trip, End};
+use crate::support::fanout::{collector, echoing_primary, recv, Digest};
+use crate::support::payload::{assert_same, bytes};
 use crate::support::proxy::{builder, spec_to, start, start_to};
 use crate::support::Backend;
 
@@ -83,5 +86,85 @@ fn a_session_given_back_returns_to_its_own_tunnel() {
     round_trip(&mut client, b"after");
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_until_end(&mut client).end, End::Eof);
+    assert_eq!(proxy.join_within(Duration::from_secs(10)).cut, 0);
+}
+
+/// A fan-out connection moves with both destinations' sockets to a proxy without its tunnel,
+/// and goes on there, detached: each destination gets the whole stream once, the client the
+/// primary's whole echo, and the first proxy has nothing left to cut.
+#[test]
+fn a_fanout_session_goes_on_detached_with_every_destination() {
+    let (primary, primary_rx) = echoing_primary();
+    let (mirror, mirror_rx) = collector(b"mirror chatter, never seen by the client");
+    let spec: TunnelSpec = format!(
+        "127.0.0.1:0={},{}[mode=fanout]",
+        primary.addr(),
+        mirror.addr()
+    )
+    .parse()
+    .unwrap();
+    let first = start(builder().tunnel(spec));
+    let local = first.bound()[0];
+    let second = start(builder().tunnel(spec_to(primary.addr())));
+    let before = bytes(31, 100_000);
+    let after = bytes(32, 100_000);
+    let mut client = connect(local);
+    client.write_all(&before).unwrap();
+    let mut echo = vec![0u8; before.len()];
+    std::io::Read::read_exact(&mut client, &mut echo).unwrap();
+    assert_same(&echo, &before, "the echo before the move");
+
+    first.handle().stop(StopMode::Graceful { timeout: DRAIN });
+    let mut export = first.handle().export_sessions(SETTLE).unwrap();
+    let sessions = export.next_batch(10);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(sessions[0].is_fanout());
+    assert_eq!(sessions[0].destinations(), [primary.addr(), mirror.addr()]);
+    let report = second.handle().import_sessions(sessions).unwrap();
+    assert_eq!(report.detached, 1, "{report:?}");
+    drop(export);
+    assert_eq!(first.join_within(Duration::from_secs(10)).cut, 0);
+
+    client.write_all(&after).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut client);
+    assert_eq!(ending.end, End::Eof, "{ending:?}");
+    assert_same(&ending.bytes, &after, "the echo after the move");
+    let whole = Digest::of(&[before, after].concat());
+    assert_eq!(recv(&primary_rx, "the primary"), Ok(whole));
+    assert_eq!(recv(&mirror_rx, "the mirror"), Ok(whole));
+    assert_eq!((primary.accepted(), mirror.accepted()), (1, 1));
+}
+
+/// A fan-out session given back to its own proxy (a handover that failed) goes on in its own
+/// tunnel, with both destinations.
+#[test]
+fn a_fanout_session_given_back_returns_to_its_own_tunnel() {
+    let (primary, primary_rx) = echoing_primary();
+    let (mirror, mirror_rx) = collector(b"");
+    let spec: TunnelSpec = format!(
+        "127.0.0.1:0={},{}[mode=fanout]",
+        primary.addr(),
+        mirror.addr()
+    )
+    .parse()
+    .unwrap();
+    let proxy = start(builder().tunnel(spec));
+    let local = proxy.bound()[0];
+    let mut client = connect(local);
+    round_trip(&mut client, b"before");
+    proxy.handle().stop(StopMode::Graceful { timeout: DRAIN });
+    let mut export = proxy.handle().export_sessions(SETTLE).unwrap();
+    let sessions = export.next_batch(10);
+    assert_eq!(sessions.len(), 1);
+    let report = proxy.handle().import_sessions(sessions).unwrap();
+    assert_eq!(report.matched, 1, "{report:?}");
+    drop(export);
+    round_trip(&mut client, b"after");
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_end(&mut client).end, End::Eof);
+    let whole = Digest::of(b"beforeafter");
+    assert_eq!(recv(&primary_rx, "the primary"), Ok(whole));
+    assert_eq!(recv(&mirror_rx, "the mirror"), Ok(whole));
     assert_eq!(proxy.join_within(Duration::from_secs(10)).cut, 0);
 }

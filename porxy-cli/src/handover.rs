@@ -3,14 +3,16 @@
 //! once, while every connection goes on in the new process. See `upgrade.rs` for the steps
 //! before; this one begins once the old porxy has answered `OK` and stopped accepting.
 //!
-//! 5. The new porxy asks `SESSIONS porxy-sessions/1` (the session format it reads), or says
+//! 5. The new porxy asks `SESSIONS porxy-sessions/2` (the session format it reads), or says
 //!    `DRAIN` (`--leave-connections`) to leave the connections with the old one, which then
 //!    finishes them before it exits, as before this step existed. An older new porxy says
 //!    nothing and closes: the same as `DRAIN`.
-//! 6. The old porxy answers `SESSIONS porxy-sessions/1` when it writes that format (otherwise
-//!    `ERR ...`, and it keeps and drains its connections), takes its connections out of its
-//!    reactors and sends them in frames ([`porxy_core::session::wire`]) of at most 120
-//!    connections, the sockets attached. The new porxy answers each frame `ACK` as soon as it
+//! 6. The old porxy answers `SESSIONS porxy-sessions/2` when it writes that format (otherwise
+//!    `ERR ...`, and it keeps and drains its connections; so does a porxy of format 1 asked for
+//!    format 2, and the other way round), takes its connections out of its reactors and sends
+//!    them in frames ([`porxy_core::session::wire`]) of at most 120 connections and 240
+//!    sockets (a fan-out connection brings one per destination besides its client's), the
+//!    sockets attached. The new porxy answers each frame `ACK` as soon as it
 //!    holds the whole frame, before it touches a connection, then takes them in; or `ERR why`.
 //!    The frame with no connection ends the transfer. An older old porxy closes instead of
 //!    answering: its connections finish there.
@@ -24,8 +26,9 @@
 //! frame in doubt (the new porxy may hold it yet): the old porxy then closes its copies plainly
 //! and logs how many; the connections live on with whoever holds the other copies.
 //!
-//! Connections whose upstream connect is still in flight leave as soon as it completes, for up
-//! to [`SETTLE`]; any still connecting then finish in the old porxy.
+//! Connections whose upstream connect is still in flight (a fan-out connection's, to any of its
+//! destinations) leave as soon as it completes, for up to [`SETTLE`]; any still connecting then
+//! finish in the old porxy.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -33,7 +36,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use porxy_core::session::wire::{
-    self, FrameHeader, WireError, FORMAT, FRAME_HEADER_LEN, MAX_FRAME_BODY, MAX_FRAME_SESSIONS,
+    self, FrameHeader, WireError, FORMAT, FRAME_HEADER_LEN, MAX_FRAME_BODY, MAX_FRAME_DESCRIPTORS,
+    MAX_FRAME_SESSIONS,
 };
 use porxy_core::{ImportReport, ProxyHandle, Session};
 use sendfd::{RecvWithFd, SendWithFd};
@@ -180,15 +184,20 @@ fn send_frames(
 ) -> Result<(), (Vec<Session>, HandoverError)> {
     let mut rest = batch.into_iter().peekable();
     while rest.peek().is_some() {
-        // A frame holds what fits in its body; one session always fits.
+        // A frame holds what fits in its body and its descriptors; one session always fits.
         let mut frame = Vec::new();
-        let mut len = 0;
+        let (mut len, mut fds) = (0, 0);
         while let Some(next) = rest.peek() {
             let more = wire::encoded_len(next);
-            if !frame.is_empty() && len + more > MAX_FRAME_BODY {
+            let more_fds = wire::descriptor_count(next);
+            let full = frame.len() == MAX_FRAME_SESSIONS
+                || len + more > MAX_FRAME_BODY
+                || fds + more_fds > MAX_FRAME_DESCRIPTORS;
+            if !frame.is_empty() && full {
                 break;
             }
             len += more;
+            fds += more_fds;
             frame.extend(rest.next());
         }
         if let Err(reply) = send_frame(conn, reader, &frame) {
@@ -367,7 +376,7 @@ fn read_frame(conn: &mut UnixStream) -> Result<Option<Vec<Session>>, HandoverErr
     let step = io_error("receiving connections");
     let mut header = [0u8; FRAME_HEADER_LEN];
     // One more than a frame may hold, to tell a frame that brought too many.
-    let mut raw_fds: Vec<RawFd> = vec![-1; 2 * MAX_FRAME_SESSIONS + 1];
+    let mut raw_fds: Vec<RawFd> = vec![-1; MAX_FRAME_DESCRIPTORS + 1];
     let (mut len, count) = conn
         .recv_with_fd(&mut header, &mut raw_fds)
         .map_err(&step)?;

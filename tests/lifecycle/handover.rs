@@ -66,9 +66,16 @@ fn streams_open_before_the_upgrade_complete_through_the_new_process() {
              detached=0 reset=0"
         ),
     );
-    let status = ControlClient::connect(control).cmd("STATUS");
-    assert_eq!(field(&status, "open"), STREAMS.to_string(), "{status}");
-    let full = ControlClient::connect(control).block("STATUS FULL");
+    // The log line says the sessions were handed to the reactors; they count them as they
+    // take them in, a moment later.
+    let mut client = ControlClient::connect(control);
+    wait_for(
+        WAIT,
+        "the new porxy's reactors to count the imported streams",
+        || client.cmd("STATUS"),
+        |status| field(status, "open") == STREAMS.to_string(),
+    );
+    let full = client.block("STATUS FULL");
     let line = tunnel_line(&full);
     let want = STREAMS.to_string();
     assert_eq!(
@@ -236,7 +243,7 @@ pub(super) fn assert_exits_promptly(old: &mut Porxy) {
 
 /// The one `tunnel ...` line of a `STATUS FULL` reply.
 #[track_caller]
-fn tunnel_line(status: &[String]) -> &str {
+pub(super) fn tunnel_line(status: &[String]) -> &str {
     status
         .iter()
         .find(|l| l.starts_with("tunnel "))
@@ -257,7 +264,7 @@ pub(super) fn wait_log(porxy: &Porxy, needle: &str) -> String {
 
 /// The number after `key` in the porxy's log.
 #[track_caller]
-fn logged_number(porxy: &Porxy, key: &str) -> u64 {
+pub(super) fn logged_number(porxy: &Porxy, key: &str) -> u64 {
     let stderr = wait_log(porxy, key);
     let at = stderr.find(key).expect("found by wait_log");
     let digits: String = stderr[at + key.len()..]

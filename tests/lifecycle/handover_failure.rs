@@ -7,6 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use porxy_core::session::wire::FORMAT;
 use sendfd::RecvWithFd;
 
 use super::chain::{assert_exits_cleanly, Chain};
@@ -54,8 +55,9 @@ fn connections_a_dying_successor_did_not_acknowledge_finish_on_the_old_process()
     assert_exits_cleanly(&mut old, "the old porxy");
 }
 
-/// A successor that reads another format of connections is told so, clearly, and the old porxy
-/// keeps its connections and finishes them.
+/// A successor that reads another format of connections (here the previous one, before fan-out
+/// connections travelled) is told so, clearly, and the old porxy keeps its connections and
+/// finishes them.
 #[test]
 fn a_successor_asking_for_another_format_leaves_the_connections_with_the_old_process() {
     let backend = Backend::echo();
@@ -65,10 +67,11 @@ fn a_successor_asking_for_another_format_leaves_the_connections_with_the_old_pro
     paused.recv_timeout(WAIT).expect("the stream echoes first");
 
     let mut conn = confirmed_successor(chain.path());
-    conn.write_all(b"SESSIONS porxy-sessions/99\n").unwrap();
+    conn.write_all(b"SESSIONS porxy-sessions/1\n").unwrap();
     let answer = line(&mut conn);
     assert_eq!(
-        answer, "ERR this porxy sends connections as porxy-sessions/1, not porxy-sessions/99\n",
+        answer,
+        format!("ERR this porxy sends connections as {FORMAT}, not porxy-sessions/1\n"),
         "the old porxy says which format it speaks"
     );
     drop(conn);
@@ -86,8 +89,9 @@ fn a_successor_asking_for_another_format_leaves_the_connections_with_the_old_pro
 /// arrives. Returns how many sockets that frame brought.
 fn successor_dying_at_first_frame(path: &Path) -> usize {
     let mut conn = confirmed_successor(path);
-    conn.write_all(b"SESSIONS porxy-sessions/1\n").unwrap();
-    assert_eq!(line(&mut conn), "SESSIONS porxy-sessions/1\n");
+    conn.write_all(format!("SESSIONS {FORMAT}\n").as_bytes())
+        .unwrap();
+    assert_eq!(line(&mut conn), format!("SESSIONS {FORMAT}\n"));
     let mut header = [0u8; 16];
     let mut fds: Vec<RawFd> = vec![-1; 256];
     let (n, count) = conn.recv_with_fd(&mut header, &mut fds).unwrap();

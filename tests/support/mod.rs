@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod control;
+pub mod fanout;
 pub mod load;
 pub mod payload;
 pub mod process;

@@ -95,6 +95,35 @@ impl Log {
         self.base = self.head;
     }
 
+    /// A log that goes on from another process's: `bytes` are the client's bytes from position
+    /// `base` to the head, in chunks from `pool`.
+    pub(crate) fn restored(base: u64, bytes: &[u8], pool: &mut BufferPool) -> Self {
+        let size = pool.buffer_size();
+        Log {
+            // Every chunk full but the last, as the reads fill them.
+            chunks: bytes.chunks(size).map(|c| pool.take_filled(c)).collect(),
+            base,
+            head: base.saturating_add(bytes.len() as u64),
+        }
+    }
+
+    /// A copy of every byte from position `from` to the head; `None` if the log does not hold
+    /// them all (`from` outside it).
+    pub(crate) fn copy_from(&self, mut from: u64) -> Option<Vec<u8>> {
+        let len = usize::try_from(self.head.checked_sub(from)?).ok()?;
+        let mut out = Vec::with_capacity(len);
+        // Bounded: each round takes at least a byte, or returns.
+        while from < self.head {
+            let bytes = self.from(from);
+            if bytes.is_empty() {
+                return None;
+            }
+            out.extend_from_slice(bytes);
+            from += bytes.len() as u64;
+        }
+        Some(out)
+    }
+
     /// Bytes of buffer memory held.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
@@ -165,5 +194,29 @@ mod tests {
         assert_eq!(read_all(&log, 30), b"more");
         log.release(&mut pool);
         assert_eq!(pool.lent(), 0);
+    }
+
+    #[test]
+    fn a_copy_restores_into_a_log_of_another_chunk_size() {
+        let mut pool = BufferPool::new(8);
+        let mut log = Log::new();
+        let data: Vec<u8> = (0..30).collect();
+        push(&mut log, &mut pool, &data);
+        log.trim(13, &mut pool);
+        assert_eq!(log.copy_from(13).as_deref(), Some(&data[13..]));
+        assert_eq!(log.copy_from(3), None, "trimmed bytes cannot be copied");
+        assert_eq!(log.copy_from(30).as_deref(), Some(&[][..]));
+        assert_eq!(log.copy_from(31), None, "beyond the head");
+
+        let mut other = BufferPool::new(5);
+        let mut restored = Log::restored(13, &data[13..], &mut other);
+        assert_eq!(restored.head(), 30);
+        assert_eq!(read_all(&restored, 13), &data[13..]);
+        assert_eq!(read_all(&restored, 21), &data[21..]);
+        push(&mut restored, &mut other, b"more");
+        assert_eq!(read_all(&restored, 28), [&data[28..], b"more"].concat());
+        restored.release(&mut other);
+        log.release(&mut pool);
+        assert_eq!((pool.lent(), other.lent()), (0, 0));
     }
 }

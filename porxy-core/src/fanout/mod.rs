@@ -16,7 +16,11 @@
 //! Faults: the client resetting resets every destination; the primary failing resets the client
 //! (as a plain tunnel does) and the rest; any other destination failing is dropped alone. The
 //! connection ends (client reset) when fewer than `min_live` destinations are left.
+//!
+//! Handover: a connection whose destinations have all settled (none connecting) can be frozen
+//! and restored in another process, every destination at its own position (`frozen.rs`).
 
+pub(crate) mod frozen;
 pub(crate) mod log;
 
 #[cfg(test)]
@@ -65,6 +69,9 @@ pub(crate) enum DestEnd {
     /// The connection ended (a timeout) before it had every byte and the FIN: reset, so that
     /// it cannot take a cut-short stream for a whole one.
     CutShort,
+    /// It had left (for any reason but [`DestEnd::Finished`]) in the process the connection
+    /// was handed over from; it never comes back.
+    Left,
 }
 
 /// Where one destination stands.

@@ -16,6 +16,8 @@ use crate::conn::{Action, Closing, Readiness};
 use crate::fanout::{Departure, DestEnd};
 use crate::tunnel::mode::Reply;
 
+mod handover;
+
 const CHUNK: usize = 1024;
 const MAX_LAG: usize = 8 * CHUNK;
 

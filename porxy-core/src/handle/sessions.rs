@@ -33,9 +33,9 @@ pub struct ImportReport {
     /// Sessions that go on in the tunnel listening on their address (or, given back to the
     /// proxy they came from, in their own tunnel).
     pub matched: usize,
-    /// Relaying sessions whose address no tunnel here listens on: they go on all the same, to
-    /// the backend they had, in a tunnel of their own that is not listed in status (like the
-    /// connections of a closed tunnel).
+    /// Relaying and fan-out sessions whose address no tunnel here listens on: they go on all
+    /// the same, to the backends they had, in a tunnel of their own that is not listed in
+    /// status (like the connections of a closed tunnel).
     pub detached: usize,
     /// Sessions closed with a reset: a client that waited for a backend on a tunnel this proxy
     /// does not have, or a proxy whose reactors are gone.
@@ -61,7 +61,9 @@ impl ProxyHandle {
     ///
     /// Relaying connections leave at once, with their sockets and the bytes buffered between
     /// them; clients waiting for a backend slot leave with their socket alone (nothing was read
-    /// from them yet). Connections whose upstream connect is in flight leave as soon as it
+    /// from them yet); fan-out connections leave with every open destination's socket, the
+    /// client bytes some destination lacks and each destination's position. Connections whose
+    /// upstream connect is in flight (for fan-out: any destination's) leave as soon as it
     /// completes, for up to `settle`; those still connecting then stay, and finish here like
     /// in any graceful stop. Every connection that leaves counts as closed with
     /// [`CloseReason::HandedOver`](crate::CloseReason::HandedOver).
@@ -92,8 +94,10 @@ impl ProxyHandle {
     /// Takes in connections exported by another process (or given back after a handover that
     /// failed), spread over the reactors in turn. Each goes on in the tunnel listening on the
     /// address it came in on, and takes a slot on that tunnel's backend with its address, if
-    /// there is one (whatever the limit: it exists already). See [`ImportReport`] for sessions
-    /// whose tunnel is not here.
+    /// there is one (whatever the limit: it exists already); a fan-out connection does so for
+    /// each of its open destinations, keeps the fan-out settings it ran with, and sends to a
+    /// destination this tunnel has no backend for all the same, without a slot. See
+    /// [`ImportReport`] for sessions whose tunnel is not here.
     ///
     /// Works on a stopping proxy too: the connections then drain with the others. Fails with
     /// [`Error::Stopped`] (every session reset) only when no reactor runs any more.
@@ -112,8 +116,8 @@ impl ProxyHandle {
                 tracing::warn!(
                     tunnel = %session.tunnel,
                     client = %session.peer,
-                    "a handed-over client waits for a backend, but no tunnel listens on its \
-                     address here; reset"
+                    "a handed-over client has no backend to go on with, and no tunnel listens \
+                     on its address here; reset"
                 );
                 report.reset += 1;
                 continue;
@@ -160,16 +164,18 @@ impl ProxyHandle {
     }
 
     /// The tunnel for every address the sessions came in on: the one listening there, or, when
-    /// there is none and some are relaying, a detached tunnel (`true`) to the backends they had.
+    /// there is none and some are relaying or fanning out, a detached tunnel (`true`) to the
+    /// backends they had.
     fn import_tunnels(&self, sessions: &[Session]) -> HashMap<SocketAddr, (Arc<Tunnel>, bool)> {
         let mut tunnels = HashMap::new();
         let mut orphans: HashMap<SocketAddr, Vec<SocketAddr>> = HashMap::new();
         let own = |s: &&Session| s.origin.as_ref().is_some_and(|(p, _)| *p == self.shared.id);
         for session in sessions.iter().filter(|s| !own(s)) {
-            if tunnels.contains_key(&session.tunnel) || orphans.contains_key(&session.tunnel) {
-                if let (Some(backends), Some(backend)) =
-                    (orphans.get_mut(&session.tunnel), session.backend())
-                {
+            if tunnels.contains_key(&session.tunnel) {
+                continue;
+            }
+            if let Some(backends) = orphans.get_mut(&session.tunnel) {
+                for backend in session.destinations() {
                     if !backends.contains(&backend) {
                         backends.push(backend);
                     }
@@ -181,7 +187,7 @@ impl ProxyHandle {
                     tunnels.insert(session.tunnel, (tunnel.clone(), false));
                 }
                 None => {
-                    orphans.insert(session.tunnel, session.backend().into_iter().collect());
+                    orphans.insert(session.tunnel, session.destinations());
                 }
             }
         }

@@ -2,8 +2,11 @@
 //! destination, their registration, connects, timers and closing.
 //!
 //! Fan-out connections live in their own slab and timer queue beside the relayed ones, with
-//! tokens of their own ([`token::fan_token`]). Destination `i` is backend `i` of the tunnel the
-//! connection started with; it holds a connection slot on that backend while its socket lives.
+//! tokens of their own ([`token::fan_token`]). Destination `i` goes to `targets[i]`: for a
+//! connection accepted here, backend `i` of the tunnel it started with; for one taken over from
+//! another process (`fan_handover.rs`), the backend with the destination's address in the tunnel
+//! it was taken into, or no backend when that tunnel has none there. It holds a connection slot
+//! on its backend while its socket lives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,32 +22,56 @@ use super::{log_close, reset, Accepted, Reactor};
 use crate::balance::backend::Backend;
 use crate::conn::close::CloseReason;
 use crate::conn::{Action, Closing, Readiness};
-use crate::fanout::{Departure, DestEnd, FanConn};
+use crate::fanout::{DestEnd, FanConn};
 use crate::tunnel::Tunnel;
 
 /// One fan-out connection's sockets and bookkeeping around its state machine.
 pub(super) struct FanSlot {
-    id: u64,
-    conn: FanConn,
-    client: TcpStream,
+    pub(super) id: u64,
+    pub(super) conn: FanConn,
+    pub(super) client: TcpStream,
     /// Destination `i`'s socket while it is connecting or open.
-    dests: Vec<Option<TcpStream>>,
-    peer: SocketAddr,
-    tunnel: Arc<Tunnel>,
+    pub(super) dests: Vec<Option<TcpStream>>,
+    /// Where destination `i` goes.
+    pub(super) targets: Vec<Target>,
+    pub(super) peer: SocketAddr,
+    pub(super) tunnel: Arc<Tunnel>,
     /// The earliest deadline armed in the fan-out timer queue for this connection.
-    timer_armed: Option<Instant>,
-    span: tracing::Span,
+    pub(super) timer_armed: Option<Instant>,
+    pub(super) span: tracing::Span,
+}
+
+/// Where one destination of a fan-out connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) addr: SocketAddr,
+    /// The backend (an index into `tunnel.balancer.backends`) whose slot it holds while its
+    /// socket lives; `None` for a destination taken over to a tunnel without that backend.
+    pub(super) backend: Option<usize>,
 }
 
 impl FanSlot {
-    /// True when destination `i`'s socket lives on `backend`.
+    /// The destination whose socket lives on `backend`, if one does.
     fn on_backend(&self, backend: &Arc<Backend>) -> Option<usize> {
-        self.tunnel
-            .balancer
-            .backends
-            .iter()
-            .position(|b| Arc::ptr_eq(b, backend))
-            .filter(|&i| self.dests.get(i).is_some_and(Option::is_some))
+        (0..self.dests.len()).find(|&i| {
+            self.dests[i].is_some()
+                && self
+                    .backend(i)
+                    .is_some_and(|(_, b)| Arc::ptr_eq(b, backend))
+        })
+    }
+
+    /// Destination `i`'s backend, with its index in the tunnel, if it has one.
+    pub(super) fn backend(&self, i: usize) -> Option<(usize, &Arc<Backend>)> {
+        let index = self.targets.get(i)?.backend?;
+        Some((index, self.tunnel.balancer.backends.get(index)?))
+    }
+
+    /// Gives destination `i`'s backend slot back, if it holds one.
+    pub(super) fn release_dest(&self, i: usize) {
+        if let Some((_, backend)) = self.backend(i) {
+            backend.release();
+        }
     }
 }
 
@@ -126,11 +153,20 @@ impl Reactor {
         span.in_scope(|| debug!(destinations = dests.iter().flatten().count(), "accepted"));
         let connecting: Vec<bool> = dests.iter().map(Option::is_some).collect();
         let conn = FanConn::new(now, tunnel.settings, fan, &connecting);
+        let targets = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Target {
+                addr: b.addr,
+                backend: Some(i),
+            })
+            .collect();
         self.fans.insert(FanSlot {
             id,
             conn,
             client,
             dests,
+            targets,
             peer,
             tunnel,
             timer_armed: None,
@@ -179,12 +215,14 @@ impl Reactor {
         match connect_outcome(stream) {
             ConnectOutcome::Pending => {}
             ConnectOutcome::Connected => {
-                let backend = &slot.tunnel.balancer.backends[i];
-                if backend.connect_succeeded(&slot.tunnel.balancer.passive) {
-                    info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend is up again: a connect succeeded");
+                if let Some((_, backend)) = slot.backend(i) {
+                    if backend.connect_succeeded(&slot.tunnel.balancer.passive) {
+                        info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend is up again: a connect succeeded");
+                    }
                 }
+                let addr = slot.targets.get(i).map(|t| t.addr);
                 slot.span
-                    .in_scope(|| debug!(destination = %backend.addr, "destination connected"));
+                    .in_scope(|| debug!(destination = ?addr, "destination connected"));
                 slot.conn.on_connected(i);
                 self.drive_fan(key, now);
             }
@@ -212,10 +250,18 @@ impl Reactor {
     }
 
     /// Carries out what the connection answered: counts bytes, closes the destinations that
-    /// left, and waits, drives again or closes.
-    fn after_fan_step(&mut self, key: usize, action: Action, now: Instant) {
+    /// left, and waits, drives again or closes. During an export, a connection whose
+    /// destinations have all settled leaves then.
+    pub(super) fn after_fan_step(&mut self, key: usize, action: Action, now: Instant) {
         self.count_fan_bytes(key);
         let departed = self.close_departed(key, now);
+        if self.exporting.is_some() && !matches!(action, Action::Close { .. }) {
+            // Whatever the connection asked for (another drive, a timer) it does in the
+            // process it goes to.
+            if self.export_fan(key, now) {
+                return;
+            }
+        }
         match action {
             // A destination left outside a drive (a connect failed or timed out, an operator
             // took it out): what the others wait for may be complete now, so drive again.
@@ -237,7 +283,7 @@ impl Reactor {
         }
     }
 
-    fn count_fan_bytes(&mut self, key: usize) {
+    pub(super) fn count_fan_bytes(&mut self, key: usize) {
         let Some(slot) = self.fans.get_mut(key) else {
             return;
         };
@@ -247,13 +293,15 @@ impl Reactor {
             crate::status::bump(&shard.bytes_to_upstream, from_client);
             crate::status::bump(&shard.bytes_to_client, to_client);
         }
-        for (backend, sent) in slot.tunnel.balancer.backends.iter().zip(per_dest) {
-            backend.add_sent(sent);
+        for (i, sent) in per_dest.into_iter().enumerate() {
+            if let Some((_, backend)) = slot.backend(i) {
+                backend.add_sent(sent);
+            }
         }
     }
 
     /// Closes and counts the destinations that left connection `key`; true if any did.
-    fn close_departed(&mut self, key: usize, now: Instant) -> bool {
+    pub(super) fn close_departed(&mut self, key: usize, now: Instant) -> bool {
         let Some(slot) = self.fans.get_mut(key) else {
             return false;
         };
@@ -270,33 +318,37 @@ impl Reactor {
                 if departure.closing == Closing::Reset {
                     reset(&stream);
                 }
-                closed.push(departure);
+                slot.release_dest(departure.dest);
+                let backend = slot.backend(departure.dest).map(|(index, _)| index);
+                let addr = slot.targets.get(departure.dest).map(|t| t.addr);
+                closed.push((departure.end, backend, addr));
             }
         }
         let _enter = span.enter();
-        for Departure { dest, end, .. } in closed {
-            let backend = &tunnel.balancer.backends[dest];
-            backend.release();
+        for (end, backend, addr) in closed {
+            let destination = addr.map_or_else(|| "-".to_string(), |a| a.to_string());
             match end {
                 DestEnd::Lagged => {
-                    backend.lag_dropped();
-                    warn!(destination = %backend.addr, "fan-out destination dropped from this connection: too far behind");
+                    if let Some(index) = backend {
+                        tunnel.balancer.backends[index].lag_dropped();
+                    }
+                    warn!(%destination, "fan-out destination dropped from this connection: too far behind");
                 }
                 DestEnd::ConnectFailed(reason) => {
-                    warn!(destination = %backend.addr, reason = %reason, "fan-out destination: connect failed");
+                    warn!(%destination, reason = %reason, "fan-out destination: connect failed");
                     // porxy's own shortage (descriptors, ports) is not the backend's failure.
-                    if reason != CloseReason::LocalResource {
-                        self.charge_connect_failure(&tunnel, dest, now);
+                    if let (Some(index), true) = (backend, reason != CloseReason::LocalResource) {
+                        self.charge_connect_failure(&tunnel, index, now);
                     }
                 }
                 DestEnd::CutShort => {
-                    debug!(destination = %backend.addr, "destination reset: the connection ended before its stream did")
+                    debug!(%destination, "destination reset: the connection ended before its stream did")
                 }
                 DestEnd::Failed => {
-                    info!(destination = %backend.addr, "fan-out destination failed or was taken out; the others go on")
+                    info!(%destination, "fan-out destination failed or was taken out; the others go on")
                 }
-                DestEnd::Finished | DestEnd::Skipped => {
-                    debug!(destination = %backend.addr, "destination done")
+                DestEnd::Finished | DestEnd::Skipped | DestEnd::Left => {
+                    debug!(%destination, "destination done")
                 }
             }
         }
@@ -319,12 +371,12 @@ impl Reactor {
         if client == Closing::Reset {
             reset(&slot.client);
         }
-        for (i, stream) in slot.dests.iter_mut().enumerate() {
-            if let Some(stream) = stream.take() {
+        for i in 0..slot.dests.len() {
+            if let Some(stream) = slot.dests[i].take() {
                 if upstream == Closing::Reset {
                     reset(&stream);
                 }
-                slot.tunnel.balancer.backends[i].release();
+                slot.release_dest(i);
             }
         }
         slot.conn.release(&mut self.pools);
@@ -356,7 +408,10 @@ impl Reactor {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            let action = self.fans[key].conn.abort(reason);
+            let Some(slot) = self.fans.get_mut(key) else {
+                continue;
+            };
+            let action = slot.conn.abort(reason);
             self.after_fan_step(key, action, Instant::now());
         }
     }
@@ -370,17 +425,17 @@ impl Reactor {
             .filter_map(|(k, s)| s.on_backend(backend).map(|i| (k, i)))
             .collect();
         for (key, i) in hit {
-            let action = match self.fans[key].conn.remove_dest(i) {
-                Some(action) => action,
-                None => Action::Wait,
+            let Some(slot) = self.fans.get_mut(key) else {
+                continue;
             };
+            let action = slot.conn.remove_dest(i).unwrap_or(Action::Wait);
             self.after_fan_step(key, action, now);
         }
     }
 
     /// Makes sure the fan-out timer queue holds an entry no later than the connection's
     /// deadline.
-    fn arm_fan_timer(&mut self, key: usize) {
+    pub(super) fn arm_fan_timer(&mut self, key: usize) {
         let Some(slot) = self.fans.get_mut(key) else {
             return;
         };
@@ -434,10 +489,12 @@ impl Reactor {
         }
     }
 
-    /// Counts a connect failure against the tunnel and the destination's backend health.
-    fn charge_connect_failure(&self, tunnel: &Tunnel, dest: usize, now: Instant) {
+    /// Counts a connect failure against the tunnel and the health of its backend `index`.
+    fn charge_connect_failure(&self, tunnel: &Tunnel, index: usize, now: Instant) {
         crate::status::bump(&tunnel.stats.reactor(self.index).connect_failures, 1);
-        let backend = &tunnel.balancer.backends[dest];
+        let Some(backend) = tunnel.balancer.backends.get(index) else {
+            return;
+        };
         if backend.connect_failed(now, &tunnel.balancer.passive) {
             warn!(
                 tunnel = %tunnel.local,

@@ -16,6 +16,10 @@
 //! An exported connection counts as closed with [`CloseReason::HandedOver`] and gives its
 //! backend slot back.
 //!
+//! Fan-out connections leave and enter the same way, with every destination's socket
+//! (`fan_handover.rs`); one with a destination still connecting leaves once every connect has
+//! settled, like a relayed connection whose connect is in flight.
+//!
 //! Hold: from the export on, a stopping reactor does not end when its last connection leaves,
 //! until `ReactorMsg::Release`: the caller may still give sessions back (a handover that
 //! failed half-way), and they must find the reactor running.
@@ -40,7 +44,7 @@ use super::{reset, token, Accepted, Origin, Reactor, Slot};
 use crate::balance::Tried;
 use crate::conn::close::CloseReason;
 use crate::conn::{Conn, Phase, Side};
-use crate::session::{Relay, Session};
+use crate::session::{Kind, Relay, Session};
 use crate::tunnel::Tunnel;
 
 /// An export in progress.
@@ -74,6 +78,15 @@ impl Reactor {
         for key in keys {
             self.export(key, now);
         }
+        let fans: Vec<usize> = self.fans.iter().map(|(k, _)| k).collect();
+        debug!(
+            reactor = self.index,
+            connections = fans.len(),
+            "handing fan-out connections over"
+        );
+        for key in fans {
+            self.export_fan(key, now);
+        }
         self.end_export_if_done(now);
     }
 
@@ -88,9 +101,14 @@ impl Reactor {
             && !self
                 .slab
                 .iter()
-                .any(|(_, s)| matches!(s.conn.phase(), Phase::Connecting | Phase::Queued));
+                .any(|(_, s)| matches!(s.conn.phase(), Phase::Connecting | Phase::Queued))
+            && !self.fans.iter().any(|(_, s)| s.conn.connecting());
         if settled || now >= exporting.until {
-            debug!(reactor = self.index, left = self.slab.len(), "export over");
+            debug!(
+                reactor = self.index,
+                left = self.slab.len() + self.fans.len(),
+                "export over"
+            );
             self.exporting = None;
         }
     }
@@ -169,8 +187,21 @@ impl Reactor {
             }
         };
         session.origin = Some((self.proxy, tunnel.clone()));
+        self.send_export(to, session, tunnel, id, now);
+        true
+    }
+
+    /// Sends an exported session; should nobody take sessions any more, the connection goes on
+    /// here (as connection `id` of `tunnel`), and the export is over.
+    pub(super) fn send_export(
+        &mut self,
+        to: Sender<Session>,
+        session: Session,
+        tunnel: Arc<Tunnel>,
+        id: u64,
+        now: Instant,
+    ) {
         if let Err(returned) = to.send(session) {
-            // Nobody takes sessions any more: the connection goes on here.
             debug!(
                 reactor = self.index,
                 "the export was abandoned; keeping the connection"
@@ -178,7 +209,11 @@ impl Reactor {
             self.exporting = None;
             self.import(returned.0, tunnel, id, now);
         }
-        true
+    }
+
+    /// The channel exported sessions go to, while an export is on.
+    pub(super) fn export_to(&self) -> Option<Sender<Session>> {
+        self.exporting.as_ref().map(|e| e.to.clone())
     }
 
     /// Takes in a session (from another process, or given back), on `tunnel`, as connection
@@ -190,26 +225,24 @@ impl Reactor {
         id: u64,
         now: Instant,
     ) {
-        let Some((client, upstream)) = session.take_sockets() else {
+        let Some((client, upstreams)) = session.take_sockets() else {
             return;
         };
         // mio needs non-blocking sockets; the flag lives with the socket, so it is usually set.
-        let usable = client.set_nonblocking(true).and_then(|()| {
-            upstream
-                .as_ref()
-                .map_or(Ok(()), |u| u.set_nonblocking(true))
-        });
+        let usable = client
+            .set_nonblocking(true)
+            .and_then(|()| upstreams.iter().try_for_each(|u| u.set_nonblocking(true)));
         if let Err(e) = usable {
             reset(&client);
-            if let Some(upstream) = &upstream {
-                reset(upstream);
-            }
+            upstreams.iter().for_each(reset);
             return self.refuse(id, &tunnel, session.peer, &e);
         }
         let client = TcpStream::from_std(client);
-        match (session.relay.take(), upstream) {
-            (Some(relay), Some(upstream)) => {
-                let upstream = TcpStream::from_std(upstream);
+        let mut upstreams: Vec<TcpStream> =
+            upstreams.into_iter().map(TcpStream::from_std).collect();
+        match std::mem::replace(&mut session.kind, Kind::Waiting) {
+            Kind::Relaying(relay) if upstreams.len() == 1 => {
+                let upstream = upstreams.remove(0);
                 self.import_relaying(
                     client,
                     upstream,
@@ -221,7 +254,18 @@ impl Reactor {
                     now,
                 )
             }
-            // A waiting client, taken in like a new one.
+            Kind::Fanout(fan) => {
+                let imported = super::fan_handover::Imported {
+                    client,
+                    dests: upstreams,
+                    fan,
+                    previous_id: session.id,
+                    peer: session.peer,
+                };
+                self.import_fan(imported, tunnel, id, now)
+            }
+            // A waiting client, taken in like a new one. (A session always has the sockets its
+            // kind needs: the wire format checks it.)
             _ => {
                 let accepted = Accepted {
                     stream: client,
@@ -328,7 +372,7 @@ impl Reactor {
     }
 
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.
-    fn refuse(&mut self, id: u64, tunnel: &Tunnel, peer: SocketAddr, error: &io::Error) {
+    pub(super) fn refuse(&mut self, id: u64, tunnel: &Tunnel, peer: SocketAddr, error: &io::Error) {
         self.count_imported(tunnel);
         tunnel
             .stats

@@ -22,9 +22,11 @@
 //!   sockets deregistered first: nothing here reads or writes them afterwards.
 
 mod accept;
-// The one place porxy-core has unsafe code: `epoll_ctl` for EPOLLEXCLUSIVE, which mio lacks.
+// Unsafe code (with splice/kernel.rs the only such place): `epoll_ctl` for EPOLLEXCLUSIVE,
+// which mio lacks.
 #[allow(unsafe_code)]
 mod epoll;
+mod fan_handover;
 mod fanout;
 mod handover;
 pub(crate) mod token;

@@ -13,10 +13,16 @@
 //! A client that was still waiting for a backend slot (queued) travels alone: nothing was read
 //! from it yet, and the importing proxy finds it a backend afresh.
 //!
+//! A fan-out connection travels with its client socket and one socket per destination still
+//! open, and with its log of client bytes, each destination's position in it and its reply
+//! state (see `fanout/frozen.rs`), and the fan-out settings it ran with, which it keeps in the
+//! importing proxy whatever that proxy's tunnel says. Each destination carries its backend's
+//! address, by which the importing proxy finds its backend.
+//!
 //! [`wire`] turns sessions into bytes and descriptors, and back.
 //!
 //! Ownership: a `Session` owns its sockets. Dropping one that was neither imported nor
-//! [handed over](Session::handed_over) resets both connections, so that a peer sees an error
+//! [handed over](Session::handed_over) resets all its connections, so that a peer sees an error
 //! rather than a clean end of stream hiding lost bytes.
 
 pub mod wire;
@@ -27,26 +33,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::frozen::RelayState;
+use crate::fanout::frozen::FanState;
+use crate::fanout::FanoutSettings;
 use crate::tunnel::Tunnel;
 
 /// An established connection taken out of a proxy, to go on in another one.
 pub struct Session {
     /// `None` once taken (imported, or closed as handed over).
     client: Option<TcpStream>,
-    /// Present exactly when `relay` is.
-    upstream: Option<TcpStream>,
+    /// The sockets towards the backends, as `kind` says: none while waiting, the upstream of a
+    /// relay, one per open destination of a fan-out connection (in the destinations' order).
+    upstreams: Vec<TcpStream>,
     /// The connection's id in the process it comes from, for logs.
     pub(crate) id: u64,
     /// The listen address of its tunnel.
     pub(crate) tunnel: SocketAddr,
     /// The client's address.
     pub(crate) peer: SocketAddr,
-    /// The relay between client and upstream; `None` for a client still waiting for a backend.
-    pub(crate) relay: Option<Relay>,
+    /// What the connection was doing.
+    pub(crate) kind: Kind,
     /// The proxy (its process-wide id) and tunnel it comes from, while it has not left its
     /// process: taken back into that proxy (a handover that failed), it returns to that very
     /// tunnel. Any other proxy ignores it.
     pub(crate) origin: Option<(u64, Arc<Tunnel>)>,
+}
+
+/// What a session's connection was doing, with the state that goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A client still waiting for a backend: nothing was read from it yet.
+    Waiting,
+    /// A relay between client and one upstream.
+    Relaying(Relay),
+    /// A client copied to several destinations.
+    Fanout(Fanout),
 }
 
 /// The upstream side of a relaying session.
@@ -55,6 +75,16 @@ pub(crate) struct Relay {
     /// The backend the upstream socket is connected to.
     pub(crate) backend: SocketAddr,
     pub(crate) state: RelayState,
+}
+
+/// The destinations' side of a fan-out session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fanout {
+    /// The settings it ran with, kept in the importing proxy.
+    pub(crate) settings: FanoutSettings,
+    /// Each destination's backend address, in the connection's order (as `state.dests`).
+    pub(crate) dests: Vec<SocketAddr>,
+    pub(crate) state: FanState,
 }
 
 impl Session {
@@ -69,11 +99,11 @@ impl Session {
     ) -> Session {
         Session {
             client: Some(client),
-            upstream: Some(upstream),
+            upstreams: vec![upstream],
             id,
             tunnel,
             peer,
-            relay: Some(relay),
+            kind: Kind::Relaying(relay),
             origin: None,
         }
     }
@@ -87,11 +117,32 @@ impl Session {
     ) -> Session {
         Session {
             client: Some(client),
-            upstream: None,
+            upstreams: Vec::new(),
             id,
             tunnel,
             peer,
-            relay: None,
+            kind: Kind::Waiting,
+            origin: None,
+        }
+    }
+
+    /// A fan-out connection: the client's socket, one socket per open destination (in order:
+    /// as many as `fanout.state` has open destinations), and the state between them.
+    pub(crate) fn fanout(
+        client: TcpStream,
+        dests: Vec<TcpStream>,
+        id: u64,
+        tunnel: SocketAddr,
+        peer: SocketAddr,
+        fanout: Fanout,
+    ) -> Session {
+        Session {
+            client: Some(client),
+            upstreams: dests,
+            id,
+            tunnel,
+            peer,
+            kind: Kind::Fanout(fanout),
             origin: None,
         }
     }
@@ -107,28 +158,63 @@ impl Session {
     }
 
     /// The backend the connection relays to; `None` for a client that was still waiting for
-    /// one.
+    /// one, and for a fan-out connection (see [`Session::destinations`]).
     pub fn backend(&self) -> Option<SocketAddr> {
-        self.relay.as_ref().map(|r| r.backend)
+        match &self.kind {
+            Kind::Relaying(relay) => Some(relay.backend),
+            Kind::Waiting | Kind::Fanout(_) => None,
+        }
     }
 
-    /// Bytes read from one side and not yet written to the other, both directions: what the
-    /// session carries besides its sockets.
+    /// True for a fan-out connection (one client copied to several destinations).
+    pub fn is_fanout(&self) -> bool {
+        matches!(self.kind, Kind::Fanout(_))
+    }
+
+    /// The backends the connection still sends to: its one backend, or a fan-out connection's
+    /// open destinations (those that had already left stay behind); empty for a waiting client.
+    pub fn destinations(&self) -> Vec<SocketAddr> {
+        match &self.kind {
+            Kind::Waiting => Vec::new(),
+            Kind::Relaying(relay) => vec![relay.backend],
+            Kind::Fanout(fan) => fan
+                .dests
+                .iter()
+                .zip(&fan.state.dests)
+                .filter(|(_, d)| d.phase == crate::fanout::frozen::FrozenPhase::Open)
+                .map(|(addr, _)| *addr)
+                .collect(),
+        }
+    }
+
+    /// Bytes read from one side and not yet written to the other, both directions (for a
+    /// fan-out connection: the client's bytes some destination lacks, and the primary's reply
+    /// bytes): what the session carries besides its sockets.
     pub fn buffered(&self) -> usize {
-        self.relay.as_ref().map_or(0, |r| r.state.buffered())
+        match &self.kind {
+            Kind::Waiting => 0,
+            Kind::Relaying(relay) => relay.state.buffered(),
+            Kind::Fanout(fan) => fan.state.buffered(),
+        }
     }
 
     /// True when one direction has ended (its source sent end of stream) while the other goes
     /// on.
     pub fn half_closed(&self) -> bool {
-        self.relay.as_ref().is_some_and(|r| r.state.half_closed())
+        match &self.kind {
+            Kind::Waiting => false,
+            Kind::Relaying(relay) => relay.state.half_closed(),
+            Kind::Fanout(fan) => fan.state.half_closed(),
+        }
     }
 
     /// How long the connection had passed no byte when it was taken out.
     pub fn idle_for(&self) -> Duration {
-        self.relay
-            .as_ref()
-            .map_or(Duration::ZERO, |r| r.state.idle_for)
+        match &self.kind {
+            Kind::Waiting => Duration::ZERO,
+            Kind::Relaying(relay) => relay.state.idle_for,
+            Kind::Fanout(fan) => fan.state.idle_for,
+        }
     }
 
     /// Closes this process's copies of the sockets without touching the connections: for a
@@ -137,28 +223,31 @@ impl Session {
     pub fn handed_over(mut self) {
         // Plain closes: no SO_LINGER change, which would apply to the other process's copy too.
         self.client.take();
-        self.upstream.take();
+        self.upstreams.clear();
     }
 
-    /// The sockets, for the proxy that takes the session in; `None` if already taken.
-    pub(crate) fn take_sockets(&mut self) -> Option<(TcpStream, Option<TcpStream>)> {
+    /// The sockets, for the proxy that takes the session in: the client's and the upstreams
+    /// (see [`Session::fanout`] for their order); `None` if already taken.
+    pub(crate) fn take_sockets(&mut self) -> Option<(TcpStream, Vec<TcpStream>)> {
         let client = self.client.take()?;
-        Some((client, self.upstream.take()))
+        Some((client, std::mem::take(&mut self.upstreams)))
     }
 
     /// The sockets, for [`wire`]; `None` once taken.
-    pub(crate) fn sockets(&self) -> Option<(&TcpStream, Option<&TcpStream>)> {
-        Some((self.client.as_ref()?, self.upstream.as_ref()))
+    pub(crate) fn sockets(&self) -> Option<(&TcpStream, &[TcpStream])> {
+        Some((self.client.as_ref()?, &self.upstreams))
     }
 }
 
 impl Drop for Session {
-    /// A session nobody took: reset both connections (SO_LINGER 0, then close), so that the
+    /// A session nobody took: reset its connections (SO_LINGER 0, then close), so that the
     /// peers see an error, not a clean end of stream.
     fn drop(&mut self) {
-        for socket in [self.client.take(), self.upstream.take()]
+        for socket in self
+            .client
+            .take()
             .into_iter()
-            .flatten()
+            .chain(self.upstreams.drain(..))
         {
             let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
         }
@@ -171,7 +260,8 @@ impl fmt::Debug for Session {
             .field("id", &self.id)
             .field("tunnel", &self.tunnel)
             .field("peer", &self.peer)
-            .field("backend", &self.backend())
+            .field("destinations", &self.destinations())
+            .field("fanout", &self.is_fanout())
             .field("buffered", &self.buffered())
             .field("half_closed", &self.half_closed())
             .finish()

@@ -6,25 +6,44 @@
 //!
 //! ```text
 //! header, FRAME_HEADER_LEN = 16 bytes, sent in one sendmsg with the frame's descriptors:
-//!   0..4    magic "PXS1"
+//!   0..4    magic "PXS2"
 //!   4..8    u32 sessions in the frame, at most MAX_FRAME_SESSIONS (0: the end, no body)
-//!   8..12   u32 descriptors attached
+//!   8..12   u32 descriptors attached, at most MAX_FRAME_DESCRIPTORS
 //!   12..16  u32 body length, at most MAX_FRAME_BODY
 //! body: the sessions one after the other
-//!   u8      kind: 0 a client waiting for a backend, 1 a relaying connection
+//!   u8      kind: 0 a client waiting for a backend, 1 a relaying connection, 2 a fan-out one
 //!   u64     the connection's id in the sending process
 //!   addr    the tunnel's listen address
 //!   addr    the client's address
 //!   relaying connections only:
 //!     addr  the backend's address
-//!     pipe  client → upstream, then pipe upstream → client:
-//!             u8 end of stream: 0 open, 1 draining (EOF read, bytes pending), 2 done (passed on)
-//!             u32 length, then the bytes read and not yet written
-//!     u64   idle for, in microseconds
-//!     u64   half-closed for, in microseconds, plus 1 (0: not half-closed)
-//! addr: u8 family (4 or 6), the address (4 or 16 bytes), u16 port
-//! descriptors, per session in order: the client socket, then a relaying one's upstream socket
+//!     pipe  client → upstream, then pipe upstream → client
+//!     clocks
+//!   fan-out connections only:
+//!     u8    reply: 0 primary (destination 0 answers the client), 1 none
+//!     u32   max_lag, in bytes
+//!     u8    min_live
+//!     u8    destinations, 1 to 64; per destination, in the connection's order:
+//!             addr  its backend's address
+//!             u8    0 open (its socket is attached), 1 finished, 2 gone (left earlier)
+//!             u8    flags: 1 it was sent FIN, 2 it sent EOF
+//!             u64   position in the client's stream up to which it was sent everything
+//!     u8    client flags: 1 its EOF was read, 2 it was sent FIN (reply none)
+//!     u64   base: the position of the open destination furthest behind
+//!     u32   length, then the client's bytes from base on (the log)
+//!     pipe  primary → client
+//!     clocks
+//! addr:   u8 family (4 or 6), the address (4 or 16 bytes), u16 port
+//! pipe:   u8 end of stream: 0 open, 1 draining (EOF read, bytes pending), 2 done (passed on)
+//!         u32 length, then the bytes read and not yet written
+//! clocks: u64 idle for, in microseconds
+//!         u64 half-closed for, in microseconds, plus 1 (0: not half-closed)
+//! descriptors, per session in order: the client socket, then a relaying one's upstream
+//! socket, or a fan-out one's open destinations' sockets in order
 //! ```
+//!
+//! A fan-out session takes 1 + N descriptors: frames are filled by descriptors as well as by
+//! sessions and bytes ([`descriptor_count`]).
 //!
 //! Integers are big-endian. Descriptors travel with the first byte of the header, so a receiver
 //! reads the header with recvmsg and the body with plain reads of exactly its length.
@@ -37,23 +56,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use super::{Relay, Session};
+use super::{Kind, Relay, Session};
 use crate::config::MAX_BUFFER_SIZE;
 use crate::conn::frozen::RelayState;
 use crate::conn::pipe::{PipeSnapshot, PipeState};
+use crate::tunnel::options::MAX_MAX_LAG;
 
-/// The version of this format, as the two processes agree on it.
-pub const FORMAT: &str = "porxy-sessions/1";
+/// The version of this format, as the two processes agree on it. Version 2 added fan-out
+/// connections; a process speaks one version only.
+pub const FORMAT: &str = "porxy-sessions/2";
 /// The length of a frame header.
 pub const FRAME_HEADER_LEN: usize = 16;
-/// Most sessions in one frame: two descriptors each stay below the kernel's 253 per message.
+/// Most sessions in one frame.
 pub const MAX_FRAME_SESSIONS: usize = 120;
-/// Longest frame body: room for one session with the largest buffers both ways.
-pub const MAX_FRAME_BODY: usize = 2 * MAX_BUFFER_SIZE + 64 * 1024;
+/// Most descriptors in one frame: below the kernel's 253 per message.
+pub const MAX_FRAME_DESCRIPTORS: usize = 240;
+/// Longest frame body: room for one session with the largest buffers, a relaying one's both
+/// ways or a fan-out one's log (at most `max_lag` and two buffers) and reply buffer.
+pub const MAX_FRAME_BODY: usize = MAX_MAX_LAG + 3 * MAX_BUFFER_SIZE + 64 * 1024;
 
-const MAGIC: [u8; 4] = *b"PXS1";
+const MAGIC: [u8; 4] = *b"PXS2";
 const WAITING: u8 = 0;
 const RELAYING: u8 = 1;
+const FANOUT: u8 = 2;
 
 /// Why a frame could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +164,7 @@ impl FrameHeader {
             }
         };
         check("sessions", header.sessions, MAX_FRAME_SESSIONS)?;
-        check("descriptors", header.descriptors, 2 * MAX_FRAME_SESSIONS)?;
+        check("descriptors", header.descriptors, MAX_FRAME_DESCRIPTORS)?;
         check("body length", header.body_len, MAX_FRAME_BODY)?;
         Ok(header)
     }
@@ -185,62 +210,85 @@ pub struct Frame<'a> {
 pub fn encoded_len(session: &Session) -> usize {
     let addr = |a: &SocketAddr| if a.is_ipv4() { 7 } else { 19 };
     let head = 1 + 8 + addr(&session.tunnel) + addr(&session.peer);
-    match &session.relay {
-        None => head,
-        Some(relay) => {
-            head + addr(&relay.backend)
-                + 2 * 5
-                + relay.state.up.pending.len()
-                + relay.state.down.pending.len()
-                + 16
+    let pipe = |p: &PipeSnapshot| 5 + p.pending.len();
+    let clocks = 16;
+    match &session.kind {
+        Kind::Waiting => head,
+        Kind::Relaying(relay) => {
+            head + addr(&relay.backend) + pipe(&relay.state.up) + pipe(&relay.state.down) + clocks
+        }
+        Kind::Fanout(fan) => {
+            let dests: usize = fan.dests.iter().map(|a| addr(a) + 1 + 1 + 8).sum();
+            head + 1
+                + 4
+                + 1
+                + 1
+                + dests
+                + 1
+                + 8
+                + 4
+                + fan.state.log.len()
+                + pipe(&fan.state.down)
+                + clocks
         }
     }
 }
 
-/// Encodes up to [`MAX_FRAME_SESSIONS`] sessions whose [`encoded_len`]s add up to at most
-/// [`MAX_FRAME_BODY`] into one frame. The sessions keep their sockets: once the receiver has
-/// acknowledged the frame, close them with [`Session::handed_over`].
+/// Descriptors `session` takes in a frame: its client's socket, and one per upstream (a
+/// relaying connection's one, a fan-out connection's open destinations').
+pub fn descriptor_count(session: &Session) -> usize {
+    1 + upstreams_of(&session.kind)
+}
+
+/// Encodes up to [`MAX_FRAME_SESSIONS`] sessions whose [`descriptor_count`]s add up to at most
+/// [`MAX_FRAME_DESCRIPTORS`] and whose [`encoded_len`]s add up to at most [`MAX_FRAME_BODY`]
+/// into one frame. The sessions keep their sockets: once the receiver has acknowledged the
+/// frame, close them with [`Session::handed_over`].
 pub fn encode_frame(sessions: &[Session]) -> Result<Frame<'_>, WireError> {
-    if sessions.len() > MAX_FRAME_SESSIONS {
-        return Err(WireError::TooLarge {
-            what: "sessions",
-            got: sessions.len(),
-            max: MAX_FRAME_SESSIONS,
-        });
-    }
+    let limit = |what, got: usize, max: usize| {
+        if got > max {
+            Err(WireError::TooLarge { what, got, max })
+        } else {
+            Ok(())
+        }
+    };
+    limit("sessions", sessions.len(), MAX_FRAME_SESSIONS)?;
+    let fds: usize = sessions.iter().map(descriptor_count).sum();
+    limit("descriptors", fds, MAX_FRAME_DESCRIPTORS)?;
     let len: usize = sessions.iter().map(encoded_len).sum();
-    if len > MAX_FRAME_BODY {
-        return Err(WireError::TooLarge {
-            what: "body length",
-            got: len,
-            max: MAX_FRAME_BODY,
-        });
-    }
+    limit("body length", len, MAX_FRAME_BODY)?;
     let mut body = Vec::with_capacity(len);
-    let mut descriptors = Vec::with_capacity(2 * sessions.len());
+    let mut descriptors = Vec::with_capacity(fds);
     for session in sessions {
-        let Some((client, upstream)) = session.sockets() else {
+        let Some((client, upstreams)) = session.sockets() else {
             return Err(WireError::Taken(session.id));
         };
+        let expected = upstreams_of(&session.kind);
+        if upstreams.len() != expected {
+            return Err(WireError::Descriptors {
+                expected: 1 + expected,
+                got: 1 + upstreams.len(),
+            });
+        }
         descriptors.push(client.as_fd());
-        match (&session.relay, upstream) {
-            (Some(relay), Some(upstream)) => {
-                descriptors.push(upstream.as_fd());
+        descriptors.extend(upstreams.iter().map(AsFd::as_fd));
+        match &session.kind {
+            Kind::Waiting => {
+                body.push(WAITING);
+                put_common(&mut body, session);
+            }
+            Kind::Relaying(relay) => {
                 body.push(RELAYING);
                 put_common(&mut body, session);
                 put_addr(&mut body, relay.backend);
                 put_pipe(&mut body, &relay.state.up);
                 put_pipe(&mut body, &relay.state.down);
-                body.extend_from_slice(&micros(relay.state.idle_for).to_be_bytes());
-                let half = relay
-                    .state
-                    .half_closed_for
-                    .map_or(0, |d| micros(d).saturating_add(1));
-                body.extend_from_slice(&half.to_be_bytes());
+                put_clocks(&mut body, relay.state.idle_for, relay.state.half_closed_for);
             }
-            _ => {
-                body.push(WAITING);
+            Kind::Fanout(fan) => {
+                body.push(FANOUT);
                 put_common(&mut body, session);
+                fanout::put_fanout(&mut body, fan)?;
             }
         }
     }
@@ -277,10 +325,7 @@ pub fn decode_frame(
     if !reader.rest.is_empty() {
         return Err(WireError::Malformed("bytes after the last session"));
     }
-    let expected: usize = metas
-        .iter()
-        .map(|m| 1 + usize::from(m.relay.is_some()))
-        .sum();
+    let expected: usize = metas.iter().map(|m| 1 + upstreams_of(&m.kind)).sum();
     if expected != descriptors.len() || expected != header.descriptors() {
         return Err(WireError::Descriptors {
             expected,
@@ -308,18 +353,25 @@ pub fn decode_frame(
     let mut sessions = Vec::with_capacity(metas.len());
     for meta in metas {
         // Counted above: there is a descriptor for every socket.
-        let (Some(client), upstream) = (fds.next(), meta.relay.as_ref().and_then(|_| fds.next()))
-        else {
+        let Some(client) = fds.next() else {
             return Err(WireError::Malformed("descriptors ran out"));
         };
-        sessions.push(match (meta.relay, upstream) {
-            (Some(relay), Some(upstream)) => {
-                Session::relaying(client, upstream, meta.id, meta.tunnel, meta.peer, relay)
-            }
-            _ => Session::waiting(client, meta.id, meta.tunnel, meta.peer),
-        });
+        let upstreams: Vec<TcpStream> = fds.by_ref().take(upstreams_of(&meta.kind)).collect();
+        let mut session = Session::waiting(client, meta.id, meta.tunnel, meta.peer);
+        session.upstreams = upstreams;
+        session.kind = meta.kind;
+        sessions.push(session);
     }
     Ok(sessions)
+}
+
+/// Upstream sockets a session of this kind carries.
+fn upstreams_of(kind: &Kind) -> usize {
+    match kind {
+        Kind::Waiting => 0,
+        Kind::Relaying(_) => 1,
+        Kind::Fanout(fan) => fan.state.open_dests(),
+    }
 }
 
 /// A session's fields, read before any socket is attached.
@@ -327,7 +379,7 @@ struct Meta {
     id: u64,
     tunnel: SocketAddr,
     peer: SocketAddr,
-    relay: Option<Relay>,
+    kind: Kind,
 }
 
 fn read_session(reader: &mut Reader<'_>) -> Result<Meta, WireError> {
@@ -335,18 +387,14 @@ fn read_session(reader: &mut Reader<'_>) -> Result<Meta, WireError> {
     let id = reader.u64("id")?;
     let tunnel = reader.addr()?;
     let peer = reader.addr()?;
-    let relay = match kind {
-        WAITING => None,
+    let kind = match kind {
+        WAITING => Kind::Waiting,
         RELAYING => {
             let backend = reader.addr()?;
             let up = reader.pipe()?;
             let down = reader.pipe()?;
-            let idle_for = Duration::from_micros(reader.u64("idle time")?);
-            let half_closed_for = match reader.u64("half-closed time")? {
-                0 => None,
-                n => Some(Duration::from_micros(n - 1)),
-            };
-            Some(Relay {
+            let (idle_for, half_closed_for) = reader.clocks()?;
+            Kind::Relaying(Relay {
                 backend,
                 state: RelayState {
                     up,
@@ -356,13 +404,14 @@ fn read_session(reader: &mut Reader<'_>) -> Result<Meta, WireError> {
                 },
             })
         }
+        FANOUT => Kind::Fanout(reader.fanout()?),
         _ => return Err(WireError::Malformed("unknown session kind")),
     };
     Ok(Meta {
         id,
         tunnel,
         peer,
-        relay,
+        kind,
     })
 }
 
@@ -395,6 +444,12 @@ fn put_pipe(body: &mut Vec<u8>, pipe: &PipeSnapshot) {
     // A pipe holds at most one buffer, at most MAX_BUFFER_SIZE bytes.
     body.extend_from_slice(&(pipe.pending.len() as u32).to_be_bytes());
     body.extend_from_slice(&pipe.pending);
+}
+
+fn put_clocks(body: &mut Vec<u8>, idle_for: Duration, half_closed_for: Option<Duration>) {
+    body.extend_from_slice(&micros(idle_for).to_be_bytes());
+    let half = half_closed_for.map_or(0, |d| micros(d).saturating_add(1));
+    body.extend_from_slice(&half.to_be_bytes());
 }
 
 fn micros(d: Duration) -> u64 {
@@ -453,6 +508,15 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, self.u16("port")?))
     }
 
+    fn clocks(&mut self) -> Result<(Duration, Option<Duration>), WireError> {
+        let idle_for = Duration::from_micros(self.u64("idle time")?);
+        let half_closed_for = match self.u64("half-closed time")? {
+            0 => None,
+            n => Some(Duration::from_micros(n - 1)),
+        };
+        Ok((idle_for, half_closed_for))
+    }
+
     fn pipe(&mut self) -> Result<PipeSnapshot, WireError> {
         let state = match self.u8("pipe state")? {
             0 => PipeState::Open,
@@ -477,5 +541,6 @@ impl<'a> Reader<'a> {
     }
 }
 
+mod fanout;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::*;
+use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
+use crate::fanout::FanoutSettings;
+use crate::session::Fanout;
+use crate::tunnel::mode::Reply;
 
 /// A connected pair of loopback sockets: (ours, the peer's).
 fn pair() -> (TcpStream, TcpStream) {
@@ -80,15 +84,16 @@ fn sessions_survive_a_round_trip() {
     assert_eq!(got.len(), 2);
     for (a, b) in sent.iter().zip(&got) {
         assert_eq!((a.id, a.tunnel, a.peer), (b.id, b.tunnel, b.peer));
-        assert_eq!(a.relay, b.relay);
+        assert_eq!(a.kind, b.kind);
     }
     assert_eq!(got[0].buffered(), 28 + 256);
     assert!(got[0].half_closed());
     assert_eq!(got[1].backend(), None);
 
     // The sockets are the same connections: bytes written on the received ones arrive.
-    let (client, upstream) = got[0].take_sockets().unwrap();
-    let upstream = upstream.expect("a relaying session has its upstream");
+    let (client, mut upstreams) = got[0].take_sockets().unwrap();
+    assert_eq!(upstreams.len(), 1, "a relaying session has its upstream");
+    let upstream = upstreams.remove(0);
     (&client).write_all(b"to the client").unwrap();
     (&upstream).write_all(b"to the backend").unwrap();
     let mut buf = [0u8; 14];
@@ -97,7 +102,7 @@ fn sessions_survive_a_round_trip() {
     upstream_peer.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"to the backend");
     let (waiting, none) = got[1].take_sockets().unwrap();
-    assert!(none.is_none());
+    assert!(none.is_empty());
     (&waiting).write_all(b"!").unwrap();
     waiting_peer.read_exact(&mut buf[..1]).unwrap();
 
@@ -210,7 +215,7 @@ fn every_truncation_of_a_body_is_refused_without_a_panic() {
 #[test]
 fn bytes_pending_after_a_passed_on_end_of_stream_are_refused() {
     let (mut session, _, _) = relaying(1);
-    if let Some(relay) = session.relay.as_mut() {
+    if let Kind::Relaying(relay) = &mut session.kind {
         relay.state.up.state = PipeState::Done;
     }
     let frame = encode_frame(std::slice::from_ref(&session)).unwrap();
@@ -259,4 +264,228 @@ fn addresses_of_both_families_round_trip() {
         assert_eq!(reader.addr().unwrap(), addr);
         assert!(reader.rest.is_empty());
     }
+}
+
+/// A fan-out session to three destinations: the primary (open, at the head, its replies
+/// pending for the client), a mirror dropped earlier (gone, no socket), and a lagging mirror
+/// (open, behind: the log starts at its position). Returns the session and the peers of its
+/// client and two open destinations.
+fn fanning(id: u64) -> (Session, TcpStream, Vec<TcpStream>) {
+    let (client, client_peer) = pair();
+    let (primary, primary_peer) = pair();
+    let (mirror, mirror_peer) = pair();
+    let base = 1000;
+    let log: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
+    let head = base + log.len() as u64;
+    let dest = |phase, sent, fin_sent, eof| FrozenDest {
+        phase,
+        sent,
+        fin_sent,
+        eof,
+    };
+    let fan = Fanout {
+        settings: FanoutSettings {
+            reply: Reply::Primary,
+            max_lag: 1 << 20,
+            min_live: 1,
+        },
+        dests: vec![
+            "127.0.0.1:7001".parse().unwrap(),
+            "[2001:db8::2]:7002".parse().unwrap(),
+            "127.0.0.1:7003".parse().unwrap(),
+        ],
+        state: FanState {
+            base,
+            log,
+            dests: vec![
+                dest(FrozenPhase::Open, head, true, false),
+                dest(FrozenPhase::Gone, 10, false, false),
+                dest(FrozenPhase::Open, base, false, true),
+            ],
+            client_eof: true,
+            client_fin_sent: false,
+            down: PipeSnapshot {
+                state: PipeState::Open,
+                pending: b"the primary's reply".to_vec(),
+            },
+            idle_for: Duration::from_millis(250),
+            half_closed_for: Some(Duration::from_secs(2)),
+        },
+    };
+    let session = Session::fanout(
+        client,
+        vec![primary, mirror],
+        id,
+        "127.0.0.1:8001".parse().unwrap(),
+        "10.1.2.3:40002".parse().unwrap(),
+        fan,
+    );
+    (session, client_peer, vec![primary_peer, mirror_peer])
+}
+
+/// The fan-out part of a session, to change it.
+fn fan_of(session: &mut Session) -> &mut Fanout {
+    match &mut session.kind {
+        Kind::Fanout(fan) => fan,
+        _ => panic!("not a fan-out session"),
+    }
+}
+
+#[test]
+fn a_fanout_session_survives_a_round_trip_with_a_socket_per_open_destination() {
+    let (fan, mut client_peer, mut dest_peers) = fanning(9);
+    let (relay, _, _) = relaying(10);
+    let sent = vec![fan, relay];
+    assert_eq!(
+        descriptor_count(&sent[0]),
+        3,
+        "the client and two open destinations"
+    );
+    let frame = encode_frame(&sent).unwrap();
+    assert_eq!(frame.descriptors.len(), 5);
+    assert_eq!(
+        frame.body.len(),
+        sent.iter().map(encoded_len).sum::<usize>()
+    );
+    let (header, body, fds) = transmit(&frame);
+    let mut got = decode_frame(&header, &body, fds).unwrap();
+    assert_eq!(got[0].kind, sent[0].kind);
+    assert_eq!(got[1].kind, sent[1].kind);
+    assert!(got[0].is_fanout());
+    assert_eq!(
+        got[0].destinations(),
+        [
+            "127.0.0.1:7001".parse::<SocketAddr>().unwrap(),
+            "127.0.0.1:7003".parse().unwrap()
+        ],
+        "the gone mirror stays behind"
+    );
+    assert_eq!(got[0].buffered(), 3000 + 19);
+    assert!(got[0].half_closed());
+    assert_eq!(got[0].backend(), None);
+
+    // The open destinations' sockets come in order, after the client's.
+    let (client, upstreams) = got[0].take_sockets().unwrap();
+    assert_eq!(upstreams.len(), 2);
+    (&client).write_all(b"c").unwrap();
+    for (i, socket) in upstreams.iter().enumerate() {
+        (&*socket).write_all(&[b'0' + i as u8]).unwrap();
+    }
+    let mut buf = [0u8; 1];
+    client_peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"c");
+    for (i, peer) in dest_peers.iter_mut().enumerate() {
+        peer.read_exact(&mut buf).unwrap();
+        assert_eq!(buf[0], b'0' + i as u8, "destination socket {i}");
+    }
+    for session in sent {
+        session.handed_over();
+    }
+}
+
+/// Frames are filled by descriptors too: 1 + N per fan-out session, at most
+/// MAX_FRAME_DESCRIPTORS in all.
+#[test]
+fn a_frame_with_more_descriptors_than_a_message_carries_is_refused() {
+    let mut sessions = Vec::new();
+    let mut peers = Vec::new();
+    while sessions.iter().map(descriptor_count).sum::<usize>() <= MAX_FRAME_DESCRIPTORS {
+        let (session, client_peer, dest_peers) = fanning(sessions.len() as u64);
+        sessions.push(session);
+        peers.push((client_peer, dest_peers));
+    }
+    assert!(sessions.len() < MAX_FRAME_SESSIONS);
+    assert!(matches!(
+        encode_frame(&sessions),
+        Err(WireError::TooLarge {
+            what: "descriptors",
+            ..
+        })
+    ));
+    assert!(encode_frame(&sessions[1..]).is_ok());
+    sessions.into_iter().for_each(Session::handed_over);
+}
+
+/// Decoding refuses fan-out states that would send a destination bytes it never had, or the
+/// FIN twice, or hold more than a connection may: the checks of `FanState::check`, seen
+/// through the wire.
+#[test]
+fn fanout_states_that_break_the_invariants_are_refused() {
+    type Breakage = fn(&mut Fanout);
+    let cases: &[(&str, Breakage)] = &[
+        ("beyond the head", |f| f.state.dests[0].sent = 5000),
+        ("lacks bytes the log does not hold", |f| {
+            f.state.dests[2].sent = 999
+        }),
+        ("does not start at", |f| f.state.dests[2].sent = 1001),
+        ("longer than max_lag", |f| {
+            f.settings.max_lag = 64 * 1024;
+            f.state.log = vec![0; 64 * 1024 + 2 * MAX_BUFFER_SIZE + 1];
+            f.state.dests[0].sent = 1000 + f.state.log.len() as u64;
+        }),
+        ("sent FIN before the client's last byte", |f| {
+            f.state.client_eof = false
+        }),
+        ("the primary is gone", |f| f.state.dests.swap(0, 1)),
+        ("EOF and its reply pipe disagree", |f| {
+            f.state.dests[0].eof = true
+        }),
+        ("reply bytes in a one-way feed", |f| {
+            f.settings.reply = Reply::None
+        }),
+        ("min_live", |f| f.settings.min_live = 4),
+        ("max_lag out of range", |f| f.settings.max_lag = 1),
+    ];
+    for (expected, breakage) in cases {
+        let (mut session, _, _) = fanning(1);
+        breakage(fan_of(&mut session));
+        // The sockets follow the (broken) count of open destinations.
+        let open = fan_of(&mut session).state.open_dests();
+        session.upstreams.truncate(open);
+        let frame = encode_frame(std::slice::from_ref(&session)).unwrap();
+        let (header, body, fds) = transmit(&frame);
+        match decode_frame(&header, &body, fds) {
+            Err(WireError::Malformed(why)) => {
+                assert!(why.contains(expected), "{expected}: refused for `{why}`")
+            }
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_truncation_of_a_fanout_body_is_refused_without_a_panic() {
+    let (session, _, _) = fanning(1);
+    let frame = encode_frame(std::slice::from_ref(&session)).unwrap();
+    let (header, body, _) = transmit(&frame);
+    for len in 0..body.len() {
+        let short = FrameHeader {
+            body_len: len as u32,
+            ..header
+        };
+        let result = decode_frame(&short, &body[..len], Vec::new());
+        assert!(
+            matches!(result, Err(WireError::Malformed(_))),
+            "{len}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_fanout_session_without_its_destination_sockets_is_refused() {
+    let (session, _, _) = fanning(1);
+    let frame = encode_frame(std::slice::from_ref(&session)).unwrap();
+    let (header, body, mut fds) = transmit(&frame);
+    fds.pop();
+    let err = decode_frame(&header, &body, fds).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::Descriptors {
+                expected: 3,
+                got: 2
+            }
+        ),
+        "{err}"
+    );
 }
