@@ -22,12 +22,21 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     );
 }
 
+/// Counts a connection gone from an `open` counter. Release: whoever reads the counter with
+/// [`open_now`] and sees the connection gone also sees everything counted for it before (bytes,
+/// the reason it ended), so a caller that waits for `open == 0` reads final figures.
 #[inline]
 fn drop_one(counter: &AtomicU64) {
     counter.store(
         counter.load(Ordering::Relaxed).wrapping_sub(1),
-        Ordering::Relaxed,
+        Ordering::Release,
     );
+}
+
+/// Reads an `open` counter (see [`drop_one`]).
+#[inline]
+fn open_now(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Acquire)
 }
 
 /// One writer's counters for one tunnel.
@@ -50,8 +59,9 @@ impl TunnelShard {
     }
 
     pub(crate) fn closed(&self, reason: CloseReason) {
-        drop_one(&self.open);
+        // The reason first: a reader that sees the connection gone sees why.
         bump(&self.closes[reason.index()], 1);
+        drop_one(&self.open);
     }
 }
 
@@ -93,6 +103,12 @@ impl TunnelStats {
         reply: Option<Reply>,
         backends: Vec<BackendStatus>,
     ) -> TunnelStatus {
+        // `open` first: what was counted before a connection closed is read after it.
+        let open = self
+            .shards
+            .iter()
+            .map(|s| open_now(&s.open))
+            .fold(0u64, u64::wrapping_add);
         let mut closes = [0u64; CloseReason::ALL.len()];
         for (i, slot) in closes.iter_mut().enumerate() {
             *slot = self.sum(|s| &s.closes[i]);
@@ -109,7 +125,7 @@ impl TunnelStats {
             mode,
             reply,
             backends,
-            open: self.sum(|s| &s.open),
+            open,
             accepted: self.sum(|s| &s.accepted),
             imported: self.sum(|s| &s.imported),
             bytes_to_upstream: self.sum(|s| &s.bytes_to_upstream),
@@ -132,7 +148,7 @@ impl ReactorStats {
     pub(crate) fn snapshot(&self, index: usize) -> ReactorStatus {
         ReactorStatus {
             index,
-            open: self.open.load(Ordering::Relaxed),
+            open: open_now(&self.open),
             adopted: self.adopted.load(Ordering::Relaxed),
         }
     }
