@@ -176,6 +176,14 @@ fn disable_counts_the_connections_it_closes() {
             .change_backend(local, addr, BackendChange::Disable)
             .unwrap();
         assert_eq!(closed, 1, "round {round}: the one connection on {addr}");
+        // Its reactor closes it a moment later; until then it still holds its slot, and the
+        // next round's Disable would rightly count it too.
+        wait_tunnel(
+            &handle,
+            local,
+            "the disabled backend's connection to close",
+            |t| t.open == 0,
+        );
         handle
             .change_backend(local, addr, BackendChange::Enable)
             .unwrap();
