@@ -475,9 +475,6 @@ impl ProxyHandle {
             tracing::warn!(%local, error = %e, "inherited socket unusable; binding anew");
             return None;
         }
-        // Accepted sockets inherit TCP_NODELAY from it (see `bind`); an older porxy may not
-        // have set it.
-        let _ = socket2::SockRef::from(&socket).set_tcp_nodelay(true);
         tracing::info!(%local, "listening on an inherited socket");
         Some(TcpListener::from_std(socket))
     }
@@ -562,39 +559,7 @@ fn bind(addr: SocketAddr, backlog: i32) -> Result<TcpListener, Error> {
         socket.set_only_v6(true).map_err(fail)?;
     }
     socket.set_nonblocking(true).map_err(fail)?;
-    // Linux gives every accepted socket the listening socket's TCP_NODELAY: one setsockopt
-    // here instead of one per client.
-    let _ = socket.set_tcp_nodelay(true);
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(backlog).map_err(fail)?;
     Ok(TcpListener::from_std(socket.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// porxy sets TCP_NODELAY once, on the listening socket, and relies on the kernel to give
-    /// it to every accepted client (Linux does): a client without it would see its small
-    /// replies held back by Nagle's algorithm.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn accepted_clients_inherit_tcp_nodelay_from_the_listening_socket() {
-        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = std::net::TcpStream::connect(addr).unwrap();
-        let accepted = (0..1000)
-            .find_map(|_| match listener.accept() {
-                Ok((stream, _)) => Some(stream),
-                Err(_) => {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                    None
-                }
-            })
-            .expect("the connection is accepted within a second");
-        assert!(
-            accepted.nodelay().unwrap(),
-            "the accepted socket has TCP_NODELAY"
-        );
-    }
 }

@@ -93,11 +93,7 @@ impl Reactor {
         tunnel.stats.reactor(self.index).opened();
         tunnel.generation.opened();
         self.stats.opened();
-        // TCP_NODELAY comes with the listening socket (`handle::bind`), or with the socket a
-        // predecessor handed over.
-        if !cfg!(target_os = "linux") {
-            let _ = client.set_nodelay(true);
-        }
+        let _ = client.set_nodelay(true);
         // Nothing else enters the slab before the insert below, so the key holds.
         let key = self.fans.vacant_key();
         let registered = self.poll.registry().register(

@@ -507,11 +507,7 @@ impl Reactor {
             }
             Origin::Imported => self.count_imported(&tunnel),
         }
-        // TCP_NODELAY comes with the listening socket (`handle::bind`), or with the socket a
-        // predecessor handed over.
-        if !cfg!(target_os = "linux") {
-            let _ = client.set_nodelay(true);
-        }
+        let _ = client.set_nodelay(true);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
         if let Err(error) = self.poll.registry().register(
