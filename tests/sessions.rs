@@ -168,3 +168,68 @@ fn a_fanout_session_given_back_returns_to_its_own_tunnel() {
     assert_eq!(recv(&mirror_rx, "the mirror"), Ok(whole));
     assert_eq!(proxy.join_within(Duration::from_secs(10)).cut, 0);
 }
+
+/// A client still waiting for a backend slot when its tunnel becomes a fan-out one across the
+/// move is copied to every destination in the new proxy, as a new client of that tunnel would
+/// be.
+#[test]
+fn a_waiting_client_moved_into_a_fanout_tunnel_reaches_every_destination() {
+    let (primary, primary_rx) = echoing_primary();
+    let (mirror, mirror_rx) = collector(b"");
+    // The first proxy: one backend, one connection at a time, so a second client waits.
+    let full: TunnelSpec = format!("127.0.0.1:0={}[max_conns=1]", primary.addr())
+        .parse()
+        .unwrap();
+    let first = start(builder().tunnel(full));
+    let local = first.bound()[0];
+    let mut holder = connect(local);
+    round_trip(&mut holder, b"holding the only slot");
+    let mut waiting = connect(local);
+    crate::support::wait_until(SETTLE, "the second client to wait for a slot", || {
+        first.handle().status().open_connections() == 2
+    });
+
+    first.handle().stop(StopMode::Graceful { timeout: DRAIN });
+    let spec: TunnelSpec = format!("{local}={},{}[mode=fanout]", primary.addr(), mirror.addr())
+        .parse()
+        .unwrap();
+    // Once the first proxy's listening socket is closed, the second binds the same address.
+    crate::support::wait_until(SETTLE, "the first proxy to stop listening", || {
+        std::net::TcpListener::bind(local).is_ok()
+    });
+    let second = start(builder().tunnel(spec));
+    let mut export = first.handle().export_sessions(SETTLE).unwrap();
+    // The two reactors send theirs each in its own time: take batches until the export ends.
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        let batch = export.next_batch(10);
+        if batch.is_empty() {
+            break;
+        }
+        sessions.extend(batch);
+    }
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let report = second.handle().import_sessions(sessions).unwrap();
+    assert_eq!(report.matched, 2, "{report:?}");
+    drop(export);
+    assert_eq!(first.join_within(Duration::from_secs(10)).cut, 0);
+
+    let payload = bytes(41, 50_000);
+    waiting.write_all(&payload).unwrap();
+    waiting.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut waiting);
+    assert_eq!(ending.end, End::Eof, "{ending:?}");
+    assert_same(&ending.bytes, &payload, "the primary's echo");
+    assert_eq!(recv(&mirror_rx, "the mirror"), Ok(Digest::of(&payload)));
+    holder.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_end(&mut holder).end, End::Eof);
+    // The primary saw the holder's stream and the moved client's.
+    let mut got = [
+        recv(&primary_rx, "the primary").unwrap(),
+        recv(&primary_rx, "the primary").unwrap(),
+    ];
+    got.sort();
+    let mut want = [Digest::of(b"holding the only slot"), Digest::of(&payload)];
+    want.sort();
+    assert_eq!(got, want);
+}

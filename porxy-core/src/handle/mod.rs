@@ -203,6 +203,7 @@ impl ProxyHandle {
             self.current_generation(),
         )?;
         tracing::info!(local = %bound, remotes = ?remotes, "tunnel open");
+        self.warn_fanout_descriptors(bound, spec, remotes.len());
         Ok(OpenedTunnel {
             local: bound,
             remotes,
@@ -461,6 +462,21 @@ impl ProxyHandle {
             .map_err(|_| Error::Stopped)?;
         rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT)
             .map_err(|_| Error::Stopped)
+    }
+
+    /// Warns when a fan-out tunnel runs under the automatic connection limit, which counts two
+    /// descriptors per connection while each of its connections takes one per remote more.
+    fn warn_fanout_descriptors(&self, local: SocketAddr, spec: &TunnelSpec, remotes: usize) {
+        let fanout = spec.options.mode == Some(crate::tunnel::mode::TunnelMode::Fanout);
+        if fanout && remotes > 1 && self.shared.config.max_connections.is_none() {
+            tracing::warn!(
+                tunnel = %local,
+                descriptors = remotes + 1,
+                "each fan-out connection takes a descriptor per remote and one for the client, \
+                 but the automatic connection limit counts two: set max_connections to at most \
+                 (ulimit -n - 64) / (remotes + 1), or porxy may run out of descriptors"
+            );
+        }
     }
 
     /// An inherited listening socket for `local`, if one was handed to the builder.

@@ -371,7 +371,7 @@ impl Reactor {
             id: shared.conn_ids.fetch_add(1, Ordering::Relaxed),
         };
         if fanout {
-            self.adopt_fanout(accepted, now);
+            self.adopt_fanout(accepted, Origin::Accepted, now);
         } else {
             self.adopt(accepted, Origin::Accepted, now);
         }

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::token::{self, FanSocket};
 use super::upstream::{connect_outcome, start_connect, ConnectOutcome};
-use super::{log_close, reset, Accepted, Reactor};
+use super::{log_close, reset, Accepted, Origin, Reactor};
 use crate::balance::backend::Backend;
 use crate::conn::close::CloseReason;
 use crate::conn::{Action, Closing, Readiness};
@@ -78,7 +78,7 @@ impl FanSlot {
 impl Reactor {
     /// Takes in a client of a fan-out tunnel and starts a connect to every destination in
     /// service.
-    pub(super) fn adopt_fanout(&mut self, accepted: Accepted, now: Instant) {
+    pub(super) fn adopt_fanout(&mut self, accepted: Accepted, origin: Origin, now: Instant) {
         let Accepted {
             stream: mut client,
             peer,
@@ -90,9 +90,14 @@ impl Reactor {
         };
         let span =
             tracing::debug_span!("conn", id, tunnel = %tunnel.local, client = %peer, fanout = true);
-        tunnel.stats.reactor(self.index).opened();
-        tunnel.generation.opened();
-        self.stats.opened();
+        match origin {
+            Origin::Accepted => {
+                tunnel.stats.reactor(self.index).opened();
+                tunnel.generation.opened();
+                self.stats.opened();
+            }
+            Origin::Imported => self.count_imported(&tunnel),
+        }
         let _ = client.set_nodelay(true);
         // Nothing else enters the slab before the insert below, so the key holds.
         let key = self.fans.vacant_key();

@@ -267,13 +267,19 @@ impl Reactor {
             // A waiting client, taken in like a new one. (A session always has the sockets its
             // kind needs: the wire format checks it.)
             _ => {
+                let fanout = tunnel.fanout.is_some();
                 let accepted = Accepted {
                     stream: client,
                     peer: session.peer,
                     tunnel,
                     id,
                 };
-                self.adopt(accepted, Origin::Imported, now)
+                // The tunnel may have become a fan-out one across the upgrade.
+                if fanout {
+                    self.adopt_fanout(accepted, Origin::Imported, now)
+                } else {
+                    self.adopt(accepted, Origin::Imported, now)
+                }
             }
         }
     }

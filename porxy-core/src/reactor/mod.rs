@@ -430,7 +430,7 @@ impl Reactor {
         for _ in 0..MESSAGES_PER_ROUND {
             match self.rx.try_recv() {
                 Ok(ReactorMsg::Adopt(accepted)) if accepted.tunnel.fanout.is_some() => {
-                    self.adopt_fanout(accepted, now)
+                    self.adopt_fanout(accepted, Origin::Accepted, now)
                 }
                 Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, Origin::Accepted, now),
                 Ok(ReactorMsg::Listen(socket)) => self.listen(socket),
