@@ -106,10 +106,7 @@ impl Reactor {
                 (_, None) => {}
             }
         }
-        let shard = slot.tunnel.stats.reactor(self.index);
-        shard.closed(CloseReason::HandedOver);
-        slot.tunnel.generation.closed();
-        self.count_closed();
+        self.count_closed(&slot.tunnel, CloseReason::HandedOver);
         let settings = slot.conn.fanout_settings();
         let FanSlot {
             id,

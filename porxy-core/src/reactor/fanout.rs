@@ -150,9 +150,7 @@ impl Reactor {
             drop(dests);
             log_close(&span, reason, error.as_ref(), id, &tunnel, peer, None);
             reset(&client);
-            tunnel.stats.reactor(self.index).closed(reason);
-            tunnel.generation.closed();
-            self.count_closed();
+            self.count_closed(&tunnel, reason);
             return;
         }
         span.in_scope(|| debug!(destinations = dests.iter().flatten().count(), "accepted"));
@@ -385,10 +383,7 @@ impl Reactor {
             }
         }
         slot.conn.release(&mut self.pools);
-        let shard = slot.tunnel.stats.reactor(self.index);
-        shard.closed(reason);
-        slot.tunnel.generation.closed();
-        self.count_closed();
+        self.count_closed(&slot.tunnel, reason);
         log_close(
             &slot.span,
             reason,

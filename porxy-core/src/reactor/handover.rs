@@ -162,9 +162,7 @@ impl Reactor {
         let shard = slot.tunnel.stats.reactor(self.index);
         crate::status::bump(&shard.bytes_to_upstream, to_upstream);
         crate::status::bump(&shard.bytes_to_client, to_client);
-        shard.closed(CloseReason::HandedOver);
-        slot.tunnel.generation.closed();
-        self.count_closed();
+        self.count_closed(&slot.tunnel, CloseReason::HandedOver);
         let Slot {
             id,
             client,
@@ -380,12 +378,7 @@ impl Reactor {
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.
     pub(super) fn refuse(&mut self, id: u64, tunnel: &Tunnel, peer: SocketAddr, error: &io::Error) {
         self.count_imported(tunnel);
-        tunnel
-            .stats
-            .reactor(self.index)
-            .closed(CloseReason::LocalResource);
-        tunnel.generation.closed();
-        self.count_closed();
+        self.count_closed(tunnel, CloseReason::LocalResource);
         tracing::warn!(
             conn = id,
             tunnel = %tunnel.local,

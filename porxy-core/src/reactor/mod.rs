@@ -525,12 +525,7 @@ impl Reactor {
                 None,
             );
             reset(&client);
-            tunnel
-                .stats
-                .reactor(self.index)
-                .closed(CloseReason::LocalResource);
-            tunnel.generation.closed();
-            self.count_closed();
+            self.count_closed(&tunnel, CloseReason::LocalResource);
             return;
         }
         span.in_scope(|| debug!("accepted"));
@@ -599,9 +594,7 @@ impl Reactor {
         let shard = slot.tunnel.stats.reactor(self.index);
         crate::status::bump(&shard.bytes_to_upstream, to_upstream);
         crate::status::bump(&shard.bytes_to_client, to_client);
-        shard.closed(reason);
-        slot.tunnel.generation.closed();
-        self.count_closed();
+        self.count_closed(&slot.tunnel, reason);
         log_close(
             &slot.span,
             reason,
@@ -615,9 +608,12 @@ impl Reactor {
 }
 
 impl Reactor {
-    /// Counts a connection of this reactor as ended, here and, when reactors accept, in the
-    /// proxy-wide count against the connection limit.
-    fn count_closed(&self) {
+    /// Counts a connection of this reactor as ended for `reason`: in its tunnel (the reason
+    /// before the open count, see `status.rs`), its generation, this reactor and, when reactors
+    /// accept, the proxy-wide count against the connection limit.
+    fn count_closed(&self, tunnel: &Tunnel, reason: CloseReason) {
+        tunnel.stats.reactor(self.index).closed(reason);
+        tunnel.generation.closed();
         self.stats.closed();
         if let Some(acceptor) = &self.acceptor {
             acceptor.shared().admission.release();
