@@ -11,26 +11,17 @@ use std::sync::mpsc::channel;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use porxy_core::{BackendStatus, CloseReason, TunnelSpec, TunnelStatus};
+use porxy_core::{BackendStatus, CloseReason, TunnelStatus};
 
 use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, read_until_end, End};
 use crate::support::control::{field, porxy_with_control, ControlClient};
 use crate::support::fanout::{
-    collector, counting_collector, echoing_primary, recv, Digest, REPORT_WAIT,
+    collector, counting_collector, echoing_primary, fanout_spec, recv, Digest, REPORT_WAIT,
 };
 use crate::support::payload::bytes;
 use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};
 use crate::support::{wait_for, wait_until};
-
-/// `127.0.0.1:0=A,B,...[mode=fanout,OPTIONS]`.
-fn fanout_spec(remotes: &[SocketAddr], options: &str) -> TunnelSpec {
-    let list: Vec<String> = remotes.iter().map(|r| r.to_string()).collect();
-    let sep = if options.is_empty() { "" } else { "," };
-    format!("127.0.0.1:0={}[mode=fanout{sep}{options}]", list.join(","))
-        .parse()
-        .expect("a valid fan-out spec")
-}
 
 /// Sends `data` from a thread (then FIN) while this one reads the replies to their end.
 fn exchange(local: SocketAddr, data: Vec<u8>) -> (JoinHandle<()>, TcpStream) {

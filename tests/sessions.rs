@@ -8,7 +8,9 @@ use std::time::Duration;
 use porxy_core::{Error, ImportReport, StopMode, TunnelSpec};
 
 use crate::support::client::{connect, read_until_end, round_trip, End};
-use crate::support::fanout::{collector, echoing_primary, recv, Digest};
+use crate::support::fanout::{
+    collector, echoing_primary, fanout_spec, fanout_spec_on, recv, Digest,
+};
 use crate::support::payload::{assert_same, bytes};
 use crate::support::proxy::{builder, spec_to, start, start_to};
 use crate::support::Backend;
@@ -96,13 +98,7 @@ fn a_session_given_back_returns_to_its_own_tunnel() {
 fn a_fanout_session_goes_on_detached_with_every_destination() {
     let (primary, primary_rx) = echoing_primary();
     let (mirror, mirror_rx) = collector(b"mirror chatter, never seen by the client");
-    let spec: TunnelSpec = format!(
-        "127.0.0.1:0={},{}[mode=fanout]",
-        primary.addr(),
-        mirror.addr()
-    )
-    .parse()
-    .unwrap();
+    let spec = fanout_spec(&[primary.addr(), mirror.addr()], "");
     let first = start(builder().tunnel(spec));
     let local = first.bound()[0];
     let second = start(builder().tunnel(spec_to(primary.addr())));
@@ -142,13 +138,7 @@ fn a_fanout_session_goes_on_detached_with_every_destination() {
 fn a_fanout_session_given_back_returns_to_its_own_tunnel() {
     let (primary, primary_rx) = echoing_primary();
     let (mirror, mirror_rx) = collector(b"");
-    let spec: TunnelSpec = format!(
-        "127.0.0.1:0={},{}[mode=fanout]",
-        primary.addr(),
-        mirror.addr()
-    )
-    .parse()
-    .unwrap();
+    let spec = fanout_spec(&[primary.addr(), mirror.addr()], "");
     let proxy = start(builder().tunnel(spec));
     let local = proxy.bound()[0];
     let mut client = connect(local);
@@ -190,9 +180,7 @@ fn a_waiting_client_moved_into_a_fanout_tunnel_reaches_every_destination() {
     });
 
     first.handle().stop(StopMode::Graceful { timeout: DRAIN });
-    let spec: TunnelSpec = format!("{local}={},{}[mode=fanout]", primary.addr(), mirror.addr())
-        .parse()
-        .unwrap();
+    let spec = fanout_spec_on(local, &[primary.addr(), mirror.addr()], "");
     // Once the first proxy's listening socket is closed, the second binds the same address.
     crate::support::wait_until(SETTLE, "the first proxy to stop listening", || {
         std::net::TcpListener::bind(local).is_ok()

@@ -14,8 +14,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::chain::{assert_took_over, Chain};
-use super::handover::{assert_exits_promptly, logged_number, tunnel_line, wait_log};
+use super::chain::Chain;
+use super::handover::{logged_number, tunnel_line, upgrade_handing_over};
 use super::{control_addr, field, WAIT};
 use crate::support::backend::Backend;
 use crate::support::client::{connect, read_until_end, End};
@@ -66,16 +66,7 @@ fn fanout_connections_move_with_every_destination_at_its_own_position() {
             .unwrap_or_else(|_| panic!("client {i}: its first {BEFORE} bytes echoed"));
     }
 
-    let new = chain.successor();
-    assert_took_over(&new, &old);
-    assert_exits_promptly(&mut old);
-    wait_log(
-        &new,
-        &format!(
-            "took over the established connections of the previous porxy connections={CLIENTS} \
-             detached=0 reset=0"
-        ),
-    );
+    let new = upgrade_handing_over(&mut chain, &mut old, CLIENTS);
     let buffered = logged_number(&new, "buffered_bytes=");
     assert!(
         buffered > 0,
@@ -182,14 +173,7 @@ fn a_mirror_dropped_for_lag_before_the_upgrade_stays_dropped() {
         "the stalled mirror was dropped before the upgrade: {full:#?}"
     );
 
-    let new = chain.successor();
-    assert_took_over(&new, &old);
-    assert_exits_promptly(&mut old);
-    wait_log(
-        &new,
-        "took over the established connections of the previous porxy connections=1 detached=0 \
-         reset=0",
-    );
+    let _new = upgrade_handing_over(&mut chain, &mut old, 1);
     let open = |full: &[String]| -> Vec<String> {
         [primary.addr(), mirror.addr(), stalled.addr()]
             .iter()

@@ -55,17 +55,7 @@ fn streams_open_before_the_upgrade_complete_through_the_new_process() {
             .unwrap_or_else(|_| panic!("stream {i} echoed {PAUSE_AT} bytes before the upgrade"));
     }
 
-    let new = chain.successor();
-    assert_took_over(&new, &old);
-    assert_exits_promptly(&mut old);
-    // The new porxy took every stream over.
-    wait_log(
-        &new,
-        &format!(
-            "took over the established connections of the previous porxy connections={STREAMS} \
-             detached=0 reset=0"
-        ),
-    );
+    let _new = upgrade_handing_over(&mut chain, &mut old, STREAMS);
     // The log line says the sessions were handed to the reactors; they count them as they
     // take them in, a moment later.
     let mut client = ControlClient::connect(control);
@@ -231,6 +221,26 @@ fn a_client_waiting_for_a_backend_goes_over_and_is_served() {
 
 /// Checks the old porxy exits 0 within [`PROMPT_EXIT`].
 #[track_caller]
+/// Starts a successor that takes over from `old`, waits for `old` to exit promptly, and for
+/// the successor to log that it took all `connections` over (none detached, none reset).
+pub(super) fn upgrade_handing_over(
+    chain: &mut Chain,
+    old: &mut Porxy,
+    connections: usize,
+) -> Porxy {
+    let new = chain.successor();
+    assert_took_over(&new, old);
+    assert_exits_promptly(old);
+    wait_log(
+        &new,
+        &format!(
+            "took over the established connections of the previous porxy \
+             connections={connections} detached=0 reset=0"
+        ),
+    );
+    new
+}
+
 pub(super) fn assert_exits_promptly(old: &mut Porxy) {
     let status = old.wait_exit(PROMPT_EXIT);
     assert_eq!(

@@ -5,13 +5,29 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use porxy_core::TunnelSpec;
+
 use crate::support::backend::Backend;
+
+/// `127.0.0.1:0=A,B,...[mode=fanout,OPTIONS]`.
+pub fn fanout_spec(remotes: &[SocketAddr], options: &str) -> TunnelSpec {
+    fanout_spec_on("127.0.0.1:0".parse().unwrap(), remotes, options)
+}
+
+/// `LOCAL=A,B,...[mode=fanout,OPTIONS]`.
+pub fn fanout_spec_on(local: SocketAddr, remotes: &[SocketAddr], options: &str) -> TunnelSpec {
+    let list: Vec<String> = remotes.iter().map(|r| r.to_string()).collect();
+    let sep = if options.is_empty() { "" } else { "," };
+    format!("{local}={}[mode=fanout{sep}{options}]", list.join(","))
+        .parse()
+        .expect("a valid fan-out spec")
+}
 
 /// What a destination got on one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

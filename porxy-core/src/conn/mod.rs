@@ -86,6 +86,20 @@ pub(crate) enum Action {
     },
 }
 
+impl Action {
+    /// For [`Action::Close`]: why, and how to close the client and the upstream side(s).
+    pub(crate) fn closing(self) -> Option<(CloseReason, Closing, Closing)> {
+        match self {
+            Action::Close {
+                reason,
+                client,
+                upstream,
+            } => Some((reason, client, upstream)),
+            _ => None,
+        }
+    }
+}
+
 /// One proxied connection's state.
 pub(crate) struct Conn {
     phase: Phase,

@@ -360,12 +360,7 @@ impl Reactor {
 
     /// Closes connection `key` as `action` says, counts it and takes it out of the slab.
     fn finish_fan(&mut self, key: usize, action: Action) {
-        let Action::Close {
-            reason,
-            client,
-            upstream,
-        } = action
-        else {
+        let Some((reason, client, upstream)) = action.closing() else {
             return;
         };
         let Some(mut slot) = self.fans.try_remove(key) else {

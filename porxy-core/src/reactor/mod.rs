@@ -570,12 +570,7 @@ impl Reactor {
 
     /// Closes a connection as `action` says, counts it and takes it out of the slab.
     fn finish(&mut self, key: usize, action: Action, error: Option<&io::Error>, _now: Instant) {
-        let Action::Close {
-            reason,
-            client,
-            upstream,
-        } = action
-        else {
+        let Some((reason, client, upstream)) = action.closing() else {
             return;
         };
         let Some(mut slot) = self.slab.try_remove(key) else {
