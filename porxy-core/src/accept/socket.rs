@@ -21,6 +21,8 @@ pub(crate) struct ListenSocket {
     id: usize,
     local: SocketAddr,
     socket: TcpListener,
+    /// See [`ListenSocket::clients_nodelay`].
+    clients_nodelay: bool,
     /// The tunnel new clients get; a change of the tunnel replaces it.
     tunnel: Mutex<Arc<Tunnel>>,
     /// Declared after `socket`, so dropped after it: the news goes out once the socket is closed.
@@ -32,6 +34,7 @@ impl ListenSocket {
         ListenSocket {
             id,
             local: tunnel.local,
+            clients_nodelay: clients_inherit_nodelay(&socket),
             socket,
             tunnel: Mutex::new(tunnel),
             closed: CloseSignal(Mutex::new(None)),
@@ -49,6 +52,14 @@ impl ListenSocket {
 
     pub(crate) fn socket(&self) -> &TcpListener {
         &self.socket
+    }
+
+    /// True when the clients accepted from this socket have TCP_NODELAY on already: on Linux
+    /// they inherit it from the listening socket, which porxy sets before `listen` (so even
+    /// the clients queued before the first accept have it). A socket inherited from another
+    /// process without it makes porxy set it on each client.
+    pub(crate) fn clients_nodelay(&self) -> bool {
+        self.clients_nodelay
     }
 
     /// The tunnel a client accepted now gets (a lock, uncontended but for a change of the
@@ -70,6 +81,15 @@ impl ListenSocket {
     pub(crate) fn on_close(&self, done: Sender<()>) {
         *self.closed.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
     }
+}
+
+/// Whether clients accepted from `socket` come with TCP_NODELAY on (see
+/// [`ListenSocket::clients_nodelay`]).
+fn clients_inherit_nodelay(socket: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(socket)
+            .tcp_nodelay()
+            .unwrap_or(false)
 }
 
 /// Tells whoever waits that the socket is closed, when dropped.

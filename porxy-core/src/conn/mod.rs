@@ -42,7 +42,9 @@ pub(crate) enum Side {
 pub(crate) struct Readiness {
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// An error or hang-up: the next read or write will say what happened.
+    /// An error or hang-up: the next read or write will say what happened. Once reported it
+    /// stays: the EOF or error waits in the socket and raises no new event, so reads go on
+    /// until it shows (a read that runs short proves nothing then; see `pipe.rs`).
     pub(crate) failed: bool,
 }
 
@@ -177,6 +179,11 @@ impl Conn {
         r.failed |= ready.failed;
     }
 
+    /// What the upstream socket has reported since the current connect attempt began.
+    pub(crate) fn upstream_readiness(&self) -> Readiness {
+        self.upstream
+    }
+
     /// True when the upstream socket has reported something worth a connect check.
     pub(crate) fn upstream_signalled(&self) -> bool {
         self.upstream.writable || self.upstream.failed
@@ -250,9 +257,9 @@ impl Conn {
         self.up.set_last(self.down.state() == PipeState::Done);
         let (up, result) = self.up.pump(
             client,
-            &mut self.client.readable,
+            &mut self.client,
             upstream,
-            &mut self.upstream.writable,
+            &mut self.upstream,
             pools,
             &mut budget,
         );
@@ -265,9 +272,9 @@ impl Conn {
         self.down.set_last(self.up.state() == PipeState::Done);
         let (down, result) = self.down.pump(
             upstream,
-            &mut self.upstream.readable,
+            &mut self.upstream,
             client,
-            &mut self.client.writable,
+            &mut self.client,
             pools,
             &mut budget,
         );

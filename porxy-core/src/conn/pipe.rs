@@ -22,6 +22,7 @@ use std::io::{self, ErrorKind};
 use crate::buffer::Buffer;
 use crate::conn::hold::{Held, Mode, Pools};
 use crate::conn::stream::Stream;
+use crate::conn::Readiness;
 use crate::splice::{self, Fallback};
 
 /// How far the pipe has got towards passing on the source's EOF.
@@ -167,22 +168,14 @@ impl Pipe {
     pub(crate) fn pump(
         &mut self,
         src: &mut impl Stream,
-        src_readable: &mut bool,
+        src_ready: &mut Readiness,
         dst: &mut impl Stream,
-        dst_writable: &mut bool,
+        dst_ready: &mut Readiness,
         pools: &mut Pools,
         budget: &mut u32,
     ) -> (Pumped, Result<(), PipeError>) {
         let mut done = Pumped::default();
-        let result = self.pump_inner(
-            src,
-            src_readable,
-            dst,
-            dst_writable,
-            pools,
-            budget,
-            &mut done,
-        );
+        let result = self.pump_inner(src, src_ready, dst, dst_ready, pools, budget, &mut done);
         // A buffer or a pipe is held only while bytes are in flight.
         if self.held.len() == 0 {
             self.pipe_full = false;
@@ -195,18 +188,18 @@ impl Pipe {
     fn pump_inner(
         &mut self,
         src: &mut impl Stream,
-        src_readable: &mut bool,
+        src_ready: &mut Readiness,
         dst: &mut impl Stream,
-        dst_writable: &mut bool,
+        dst_ready: &mut Readiness,
         pools: &mut Pools,
         budget: &mut u32,
         done: &mut Pumped,
     ) -> Result<(), PipeError> {
         loop {
             let pending = self.held.len() > 0;
-            let can_write = pending && *dst_writable;
+            let can_write = pending && dst_ready.writable;
             let room = self.held.room() > 0 && !self.pipe_full;
-            let can_read = self.state == PipeState::Open && *src_readable && room;
+            let can_read = self.state == PipeState::Open && src_ready.readable && room;
             let can_finish = self.state == PipeState::Draining && !pending;
             if !(can_write || can_read || can_finish) {
                 return Ok(());
@@ -217,9 +210,9 @@ impl Pipe {
             }
             *budget -= 1;
             if can_write {
-                self.write_out(dst, dst_writable, pools, done)?;
+                self.write_out(dst, &mut dst_ready.writable, pools, done)?;
             } else if can_read {
-                self.read_in(src, src_readable, pools, done)?;
+                self.read_in(src, src_ready, pools, done)?;
             } else {
                 if !self.last {
                     dst.shutdown_write().map_err(PipeError::Sink)?;
@@ -269,19 +262,32 @@ impl Pipe {
 
     /// One read (or splice in) from the source, into what the direction holds (taken first,
     /// when it holds nothing).
+    ///
+    /// A read into a buffer that returns fewer bytes than it had room for has emptied the
+    /// socket's receive queue (the kernel copies until the room or the queue runs out), so the
+    /// source is not readable until the poller says so again: bytes arriving later raise a new
+    /// edge-triggered event. That saves the read that would only say `WouldBlock`. The
+    /// exception is a source that has reported a hang-up or an error: its EOF or error is
+    /// already queued and raises no new event, so it is read until it shows. (A splice may stop
+    /// short of the queue's end, when the pipe runs out of slots, so a short splice proves
+    /// nothing.)
     fn read_in(
         &mut self,
         src: &mut impl Stream,
-        src_readable: &mut bool,
+        src_ready: &mut Readiness,
         pools: &mut Pools,
         done: &mut Pumped,
     ) -> Result<(), PipeError> {
         self.choose_holder(pools);
         let room = self.held.room();
-        let result = match &mut self.held {
+        let (result, asked) = match &mut self.held {
             Held::Nothing => return Ok(()), // choose_holder leaves something to read into.
-            Held::Buffer(buf) => src.read(buf.spare()).inspect(|&n| buf.filled(n)),
-            Held::Pipe(pipe) => src.splice_to_pipe(pipe, room),
+            Held::Buffer(buf) => {
+                let spare = buf.spare();
+                let asked = spare.len();
+                (src.read(spare).inspect(|&n| buf.filled(n)), Some(asked))
+            }
+            Held::Pipe(pipe) => (src.splice_to_pipe(pipe, room), None),
         };
         match result {
             Ok(0) => {
@@ -292,6 +298,9 @@ impl Pipe {
             Ok(n) => {
                 done.read += n as u64;
                 self.bulk = n >= pools.bulk_read || n == room;
+                if asked.is_some_and(|asked| n < asked) && !src_ready.failed {
+                    src_ready.readable = false;
+                }
                 Ok(())
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -300,7 +309,7 @@ impl Pipe {
                     // either way, and keep the readiness in case it was the pipe.
                     self.pipe_full = true;
                 } else {
-                    *src_readable = false;
+                    src_ready.readable = false;
                 }
                 Ok(())
             }

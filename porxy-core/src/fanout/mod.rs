@@ -300,7 +300,9 @@ impl FanConn {
                     break;
                 }
                 budget -= 1;
-                match client.read(self.log.spare(&mut pools.buffers)) {
+                let spare = self.log.spare(&mut pools.buffers);
+                let asked = spare.len();
+                match client.read(spare) {
                     Ok(0) => {
                         self.client_eof = true;
                         self.half_closed_since.get_or_insert(now);
@@ -310,6 +312,11 @@ impl FanConn {
                         self.log.filled(n);
                         self.unreported.0 += n as u64;
                         progressed = true;
+                        // A short read emptied the socket, unless a hang-up was reported (as
+                        // in a relay's pipe: see `conn::pipe`).
+                        if n < asked && !self.client.failed {
+                            self.client.readable = false;
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -422,9 +429,9 @@ impl FanConn {
                 let d = &mut self.dests[0];
                 let (pumped, result) = self.down.pump(
                     stream,
-                    &mut d.ready.readable,
+                    &mut d.ready,
                     client,
-                    &mut self.client.writable,
+                    &mut self.client,
                     pools,
                     budget,
                 );

@@ -51,7 +51,6 @@ use tracing::{debug, warn};
 use super::epoll::{self, Registration};
 use super::{token, Accepted, Origin, Reactor};
 use crate::accept::{within_share, Accepting, ListenSocket};
-use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
 /// connections (and to the other sockets).
@@ -279,7 +278,7 @@ impl Reactor {
             match socket.socket().accept() {
                 Ok((stream, peer)) => {
                     took = true;
-                    self.take_in(stream, peer, socket.tunnel(), shared, now);
+                    self.take_in(stream, peer, &socket, shared, now);
                 }
                 // Nobody waits (the usual answer), or a failure the next round meets again.
                 Err(_) => shared.admission.release(),
@@ -328,7 +327,7 @@ impl Reactor {
                         accepted += 1;
                         // Read after the accept: a client that connected after a change of the
                         // tunnel returned gets the new version, even in the middle of a batch.
-                        self.take_in(stream, peer, socket.tunnel(), shared, now);
+                        self.take_in(stream, peer, socket, shared, now);
                     }
                     Err(e) => {
                         shared.admission.release();
@@ -358,10 +357,11 @@ impl Reactor {
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
-        tunnel: Arc<Tunnel>,
+        socket: &ListenSocket,
         shared: &Accepting,
         now: Instant,
     ) {
+        let tunnel = socket.tunnel();
         crate::status::bump(&tunnel.stats.reactor(self.index).accepted, 1);
         let fanout = tunnel.fanout.is_some();
         let accepted = Accepted {
@@ -369,6 +369,7 @@ impl Reactor {
             peer,
             tunnel,
             id: shared.conn_ids.fetch_add(1, Ordering::Relaxed),
+            nodelay: socket.clients_nodelay(),
         };
         if fanout {
             self.adopt_fanout(accepted, Origin::Accepted, now);

@@ -84,6 +84,7 @@ impl Reactor {
             peer,
             tunnel,
             id,
+            nodelay,
         } = accepted;
         let Some(fan) = tunnel.fanout else {
             return;
@@ -98,7 +99,9 @@ impl Reactor {
             }
             Origin::Imported => self.count_imported(&tunnel),
         }
-        let _ = client.set_nodelay(true);
+        if !nodelay {
+            let _ = client.set_nodelay(true);
+        }
         // Nothing else enters the slab before the insert below, so the key holds.
         let key = self.fans.vacant_key();
         let registered = self.poll.registry().register(
@@ -198,7 +201,7 @@ impl Reactor {
                 slot.conn.on_dest_ready(i, ready);
                 if slot.conn.dest_connecting(i) {
                     if ready.writable || ready.failed {
-                        self.check_fan_connect(key, i, now);
+                        self.check_fan_connect(key, i, ready, now);
                     }
                     return;
                 }
@@ -207,15 +210,15 @@ impl Reactor {
         self.drive_fan(key, now);
     }
 
-    /// Destination `i` of connection `key` signalled while connecting: see how it went.
-    fn check_fan_connect(&mut self, key: usize, i: usize, now: Instant) {
+    /// Destination `i` of connection `key` signalled `ready` while connecting: see how it went.
+    fn check_fan_connect(&mut self, key: usize, i: usize, ready: Readiness, now: Instant) {
         let Some(slot) = self.fans.get_mut(key) else {
             return;
         };
         let Some(stream) = slot.dests.get(i).and_then(Option::as_ref) else {
             return;
         };
-        match connect_outcome(stream) {
+        match connect_outcome(stream, ready) {
             ConnectOutcome::Pending => {}
             ConnectOutcome::Connected => {
                 if let Some((_, backend)) = slot.backend(i) {

@@ -271,6 +271,7 @@ impl Reactor {
                     peer: session.peer,
                     tunnel,
                     id,
+                    nodelay: false,
                 };
                 // The tunnel may have become a fan-out one across the upgrade.
                 if fanout {

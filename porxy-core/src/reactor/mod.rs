@@ -71,6 +71,9 @@ pub(crate) struct Accepted {
     pub(crate) tunnel: Arc<Tunnel>,
     /// Process-wide connection id, for logs.
     pub(crate) id: u64,
+    /// TCP_NODELAY is on already: inherited from a listening socket that had it (see
+    /// [`ListenSocket::clients_nodelay`]), which saves a syscall per client.
+    pub(crate) nodelay: bool,
 }
 
 /// What other threads ask of a reactor.
@@ -491,6 +494,7 @@ impl Reactor {
             peer,
             tunnel,
             id,
+            nodelay,
         } = accepted;
         let span = tracing::debug_span!(
             "conn",
@@ -507,7 +511,9 @@ impl Reactor {
             }
             Origin::Imported => self.count_imported(&tunnel),
         }
-        let _ = client.set_nodelay(true);
+        if !nodelay {
+            let _ = client.set_nodelay(true);
+        }
         let entry = self.slab.vacant_entry();
         let key = entry.key();
         if let Err(error) = self.poll.registry().register(

@@ -16,10 +16,8 @@ use crate::splice::KernelPipe;
 pub(super) enum Rd {
     /// Hands out these bytes; what does not fit stays for the next read.
     Data(Vec<u8>),
-    /// Hands out up to `chunk` bytes on every read, for ever (never leaves the script).
-    Endless {
-        chunk: usize,
-    },
+    /// Fills every read, for ever (never leaves the script): a peer that always has more.
+    Endless,
     WouldBlock,
     Interrupted,
     /// `Ok(0)`.
@@ -115,37 +113,7 @@ impl FakeStream {
 
 impl Stream for FakeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_calls += 1;
-        assert!(!self.eof_given, "read after EOF");
-        assert!(!buf.is_empty(), "a read into no room would look like EOF");
-        match self.reads.pop_front() {
-            None | Some(Rd::WouldBlock) => Err(ErrorKind::WouldBlock.into()),
-            Some(Rd::Interrupted) => Err(ErrorKind::Interrupted.into()),
-            Some(Rd::Fail(kind)) => Err(kind.into()),
-            Some(Rd::Eof) => {
-                self.eof_given = true;
-                Ok(0)
-            }
-            Some(Rd::Data(mut bytes)) => {
-                let n = bytes.len().min(buf.len());
-                buf[..n].copy_from_slice(&bytes[..n]);
-                self.delivered.extend_from_slice(&bytes[..n]);
-                if n < bytes.len() {
-                    self.reads.push_front(Rd::Data(bytes.split_off(n)));
-                }
-                Ok(n)
-            }
-            Some(Rd::Endless { chunk }) => {
-                let n = chunk.min(buf.len());
-                let from = self.delivered.len();
-                for (i, b) in buf[..n].iter_mut().enumerate() {
-                    *b = ((from + i) % 251) as u8;
-                }
-                self.delivered.extend_from_slice(&buf[..n]);
-                self.reads.push_front(Rd::Endless { chunk });
-                Ok(n)
-            }
-        }
+        self.read_script(buf, true)
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -173,7 +141,7 @@ impl Stream for FakeStream {
             return Err(io::Error::from_raw_os_error(errno));
         }
         let mut buf = vec![0; max];
-        let n = self.read(&mut buf)?;
+        let n = self.read_script(&mut buf, false)?;
         let pushed = pipe
             .push(&buf[..n])
             .expect("the pipe takes what fits its capacity");
@@ -202,6 +170,72 @@ impl Stream for FakeStream {
 }
 
 impl FakeStream {
+    /// `read`, and the reading half of `splice_to_pipe`: a read whose bytes run short takes
+    /// the `WouldBlock` step after them when `drain_ends` (the copy path stops reading there;
+    /// a splice goes on and meets the step).
+    fn read_script(&mut self, buf: &mut [u8], drain_ends: bool) -> io::Result<usize> {
+        self.read_calls += 1;
+        assert!(!self.eof_given, "read after EOF");
+        assert!(!buf.is_empty(), "a read into no room would look like EOF");
+        match self.reads.pop_front() {
+            None | Some(Rd::WouldBlock) => Err(ErrorKind::WouldBlock.into()),
+            Some(Rd::Interrupted) => Err(ErrorKind::Interrupted.into()),
+            Some(Rd::Fail(kind)) => Err(kind.into()),
+            Some(Rd::Eof) => {
+                self.eof_given = true;
+                Ok(0)
+            }
+            Some(Rd::Data(bytes)) => {
+                self.reads.push_front(Rd::Data(bytes));
+                Ok(self.read_queued(buf, drain_ends))
+            }
+            Some(Rd::Endless) => {
+                let from = self.delivered.len();
+                for (i, b) in buf.iter_mut().enumerate() {
+                    *b = ((from + i) % 251) as u8;
+                }
+                self.delivered.extend_from_slice(buf);
+                self.reads.push_front(Rd::Endless);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    /// Reads as a socket does from its receive queue: the bytes of every `Data` step at the
+    /// head of the script, until `buf` is full. With `drain_ends`, a read that empties them
+    /// also takes a `WouldBlock` step that follows: the reader knows the queue is empty, as
+    /// that step would have told it.
+    fn read_queued(&mut self, buf: &mut [u8], drain_ends: bool) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(Rd::Data(bytes)) = self.reads.front_mut() else {
+                break;
+            };
+            let take = bytes.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&bytes[..take]);
+            self.delivered.extend_from_slice(&bytes[..take]);
+            bytes.drain(..take);
+            n += take;
+            if bytes.is_empty() {
+                self.reads.pop_front();
+            }
+        }
+        if drain_ends && n < buf.len() && matches!(self.reads.front(), Some(Rd::WouldBlock)) {
+            self.reads.pop_front();
+        }
+        n
+    }
+
+    /// True when an EOF or an error waits in the script before the next `WouldBlock`: the
+    /// poller reports a hang-up or an error with the readiness then, as it does for a socket
+    /// whose FIN or reset has arrived.
+    pub(super) fn hangup_queued(&self) -> bool {
+        self.reads
+            .iter()
+            .take_while(|rd| !matches!(rd, Rd::WouldBlock))
+            .any(|rd| matches!(rd, Rd::Eof | Rd::Fail(_)))
+    }
+
     /// How many of `len` bytes the next write takes, by the script; records its size.
     fn accept(&mut self, len: usize) -> io::Result<usize> {
         assert!(self.shutdown_at.is_none(), "write after shutdown_write");
@@ -325,7 +359,16 @@ impl Rig {
         rig
     }
 
-    pub(super) fn ready(&mut self, side: Side, ready: Readiness) {
+    /// Reports readiness for one side, with a hang-up added when the side's script holds an EOF
+    /// or an error that has "arrived" (see [`FakeStream::hangup_queued`]).
+    pub(super) fn ready(&mut self, side: Side, mut ready: Readiness) {
+        let stream = match side {
+            Side::Client => &self.client,
+            Side::Upstream => &self.upstream,
+        };
+        if ready.readable && stream.hangup_queued() {
+            ready.failed = true;
+        }
         self.conn.on_ready(side, ready);
     }
 

@@ -59,6 +59,8 @@ fn relaying_frozen_with_bytes_in_flight_resumes_them_first() {
     // In the new process the kernel holds more of the response; the client's EOF was read
     // already and must not be read again.
     next.upstream = FakeStream::new().reading([data(b" and more"), Rd::Eof]);
+    // Registering the socket in the new process's poller reports what its kernel holds.
+    next.ready(Side::Upstream, R);
     assert_eq!(
         next.drive(secs(3)),
         Action::Close {
@@ -97,6 +99,7 @@ fn relaying_frozen_after_a_fin_was_passed_on_does_not_send_it_again() {
     assert_eq!(state.half_closed_for, Some(secs(3)));
 
     next.upstream = FakeStream::new().reading([data(b", the rest"), Rd::Eof]);
+    next.ready(Side::Upstream, R);
     let action = next.drive(secs(5));
     assert_eq!(
         next.upstream.shutdown_calls, 0,

@@ -214,28 +214,37 @@ fn splicing_connection_dropped_with_bytes_in_flight_closes_its_pipes() {
 fn splicing_only_bulk_reads_and_copying_small_ones() {
     let mut rig = Rig::relaying_on(Mode::Splice);
     rig.pools.bulk_read = 100;
-    let big = |c: u8| Rd::Data(vec![c; 300]);
-    rig.client = FakeStream::new().reading([data(b"small"), big(b'a'), big(b'b'), data(b"tail")]);
     rig.upstream = FakeStream::new().writing([], Wr::Accept(300));
-    rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
+    // Each arrival is read after its own readable event.
+    let arrive = |rig: &mut Rig, bytes: &[u8], at: u64| {
+        rig.client.reads.extend([data(bytes), Rd::WouldBlock]);
+        rig.ready(Side::Client, R);
+        assert_eq!(rig.drive(secs(at)), Action::Wait);
+        assert_eq!(rig.client.delivered.len(), rig.upstream.written.len());
+    };
 
-    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    arrive(&mut rig, b"small", 1);
+    arrive(&mut rig, &[b'a'; 300], 2);
+    assert_eq!(
+        rig.client.splices_in, 0,
+        "copied: the reads before were small"
+    );
+    // The big read made the direction splice: "b", then the splice that met WouldBlock.
+    arrive(&mut rig, &[b'b'; 300], 3);
+    assert_eq!((rig.client.splices_in, rig.upstream.splices_out), (2, 1));
+    // Still bulk until a small read: "tail" is spliced, and the read after it is a copy.
+    arrive(&mut rig, b"tail", 4);
+    assert_eq!((rig.client.splices_in, rig.upstream.splices_out), (3, 2));
+    arrive(&mut rig, b"next", 5);
+    assert_eq!(rig.client.splices_in, 3, "copied after a small read");
+
     let mut expected = b"small".to_vec();
     expected.extend([b'a'; 300]);
     expected.extend([b'b'; 300]);
-    expected.extend(b"tail");
+    expected.extend(b"tailnext");
     assert_eq!(rig.upstream.written, expected);
-    // "small" and the first big read were copied; the big read made the direction splice
-    // "b", then "tail"; "tail" was small, so the read after it (WouldBlock) was a copy.
-    assert_eq!(rig.client.splices_in, 2, "b, tail");
-    assert_eq!(rig.upstream.splices_out, 2, "b, tail");
     assert_eq!(rig.conn.take_unreported(), (expected.len() as u64, 0));
     assert_eq!(rig.conn.modes(), (Mode::Splice, Mode::Splice));
-
-    rig.client.reads.push_back(data(b"next"));
-    rig.ready(Side::Client, R);
-    assert_eq!(rig.drive(secs(2)), Action::Wait);
-    assert_eq!(rig.client.splices_in, 2, "copied after a small read");
     assert_eq!(rig.pools.lent(), 0);
 }
