@@ -70,8 +70,13 @@ pub(crate) enum ListenerMsg {
     Export(Sender<Vec<(SocketAddr, std::net::TcpListener)>>),
     /// Begin accepting (the builder sends it once every tunnel it was given is open).
     StartAccepting,
-    /// Close every listening socket, pass the stop on to the reactors, and end.
-    Stop { deadline: Option<Instant> },
+    /// Close every listening socket, pass the stop on to the reactors, and end. Once no
+    /// thread of this proxy holds a listening socket any more, one `()` per socket goes to
+    /// `released`.
+    Stop {
+        deadline: Option<Instant>,
+        released: Sender<()>,
+    },
 }
 
 struct Entry {
@@ -104,6 +109,8 @@ pub(crate) struct Listener {
     accepting: bool,
     /// The id of the next listening socket (never reused, see [`ListenSocket`]).
     next_socket_id: usize,
+    /// Who asked for the stop, to be told as each listening socket is let go of.
+    released: Option<Sender<()>>,
 }
 
 impl Listener {
@@ -135,6 +142,7 @@ impl Listener {
             last_capacity_log: None,
             accepting: false,
             next_socket_id: 0,
+            released: None,
         };
         Ok((listener, mailbox))
     }
@@ -229,7 +237,10 @@ impl Listener {
                         }
                     }
                 }
-                Ok(ListenerMsg::Stop { deadline }) => return Some(deadline),
+                Ok(ListenerMsg::Stop { deadline, released }) => {
+                    self.released = Some(released);
+                    return Some(deadline);
+                }
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => return Some(None),
             }
@@ -341,6 +352,7 @@ impl Listener {
                             peer,
                             tunnel,
                             id,
+                            nodelay: entry.socket.clients_nodelay(),
                         });
                         if self.reactors[index].queue(msg).is_err() {
                             warn!(reactor = index, "reactor is gone; connection dropped");
@@ -411,6 +423,11 @@ impl Listener {
 
     fn stop(&mut self, deadline: Option<Instant>) {
         let listening = self.entries.len();
+        if let Some(released) = self.released.take() {
+            for (_, entry) in self.entries.iter() {
+                entry.socket.on_close(released.clone());
+            }
+        }
         // Reactors that accept let go of their copies when the stop reaches them.
         self.entries.clear();
         self.by_addr.clear();

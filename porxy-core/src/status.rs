@@ -176,7 +176,8 @@ pub struct Status {
     pub tunnels: Vec<TunnelStatus>,
     /// Every reactor, by index.
     pub reactors: Vec<ReactorStatus>,
-    /// True once a stop has begun: no new connections are accepted.
+    /// True once a stop has begun and the proxy has stopped accepting: a client that connects
+    /// from then on is not taken by this proxy (a successor sharing its sockets gets it).
     pub stopping: bool,
     /// The current configuration generation and older ones that still hold connections.
     pub generations: Vec<GenerationStatus>,

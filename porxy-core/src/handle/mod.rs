@@ -110,7 +110,10 @@ struct Shared {
     conn_ids: Arc<AtomicU64>,
     /// Whose turn it is to take in a handed-over connection.
     next_import: AtomicUsize,
+    /// A stop has begun: no tunnel may open.
     stopping: AtomicBool,
+    /// ... and no thread of the proxy accepts any more (what [`Status::stopping`] reports).
+    accepting_ended: AtomicBool,
 }
 
 /// How a handle reaches the proxy's threads; the builder makes it.
@@ -154,6 +157,7 @@ impl ProxyHandle {
                 conn_ids,
                 next_import: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                accepting_ended: AtomicBool::new(false),
             }),
         }
     }
@@ -359,7 +363,7 @@ impl ProxyHandle {
                 .enumerate()
                 .map(|(i, s)| s.snapshot(i))
                 .collect(),
-            stopping: self.is_stopping(),
+            stopping: self.shared.accepting_ended.load(Ordering::Acquire),
             generations: self.generations(),
         }
     }
@@ -423,23 +427,32 @@ impl ProxyHandle {
     }
 
     /// Begins a stop: every listening socket closes now; connections drain or are cut as `mode`
-    /// says. Returns at once; [`Proxy::join`](crate::Proxy::join) waits for the end. A second
-    /// call may shorten the drain (`Now` after `Graceful`), never lengthen it.
+    /// says. Returns once this proxy accepts no more clients: none of its threads holds a
+    /// listening socket any more (waiting at most a few seconds for them), so that a successor
+    /// sharing the sockets gets every client that connects from then on.
+    /// [`Proxy::join`](crate::Proxy::join) waits for the end. A second call may shorten the
+    /// drain (`Now` after `Graceful`), never lengthen it.
     pub fn stop(&self, mode: StopMode) {
         self.shared.stopping.store(true, Ordering::Relaxed);
         let deadline = match mode {
             StopMode::Graceful { timeout } => Some(crate::units::after(Instant::now(), timeout)),
             StopMode::Now => None,
         };
-        self.tunnels().clear();
+        let listening = {
+            let mut tunnels = self.tunnels();
+            let listening = tunnels.len();
+            tunnels.clear();
+            listening
+        };
         let _ = self.shared.checker.send(CheckerMsg::Stop);
         // A graceful stop goes through the listener only: it forwards the stop after the last
         // client it handed over, so no reactor stops with an accepted client still queued (and
         // reactors that accept stop accepting when the stop reaches them).
+        let (released, sockets_released) = crossbeam_channel::bounded(listening.max(1));
         let listener_gone = self
             .shared
             .listener
-            .send(ListenerMsg::Stop { deadline })
+            .send(ListenerMsg::Stop { deadline, released })
             .is_err();
         // An immediate stop (or any stop once the listener has gone, or is busy finishing an
         // earlier stop) must reach the reactors even if the listener never reads it again.
@@ -448,6 +461,17 @@ impl ProxyHandle {
                 let _ = reactor.send(ReactorMsg::Stop { deadline });
             }
         }
+        if !listener_gone {
+            let until = Instant::now() + CLOSE_CONFIRM_TIMEOUT;
+            for _ in 0..listening {
+                let left = until.saturating_duration_since(Instant::now());
+                if sockets_released.recv_timeout(left).is_err() {
+                    tracing::debug!("a listening socket was not let go of in time");
+                    break;
+                }
+            }
+        }
+        self.shared.accepting_ended.store(true, Ordering::Release);
     }
 
     /// Duplicates of every listening socket, with the tunnel address each serves: what a new
@@ -575,7 +599,83 @@ fn bind(addr: SocketAddr, backlog: i32) -> Result<TcpListener, Error> {
         socket.set_only_v6(true).map_err(fail)?;
     }
     socket.set_nonblocking(true).map_err(fail)?;
+    // Before `listen`, so that every client it will ever queue inherits it (Linux copies the
+    // listening socket's TCP options to the sockets it accepts): no setsockopt per client.
+    socket.set_tcp_nodelay(true).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(backlog).map_err(fail)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use super::bind;
+    use crate::accept::ListenSocket;
+    use crate::config::ProxyConfig;
+    use crate::generation::Generation;
+    use crate::status::TunnelStats;
+    use crate::tunnel::spec::TunnelSpec;
+    use crate::tunnel::{Lineage, Tunnel, TunnelId};
+
+    fn tunnel_on(local: SocketAddr) -> Arc<Tunnel> {
+        let spec: TunnelSpec = format!("{local}=127.0.0.1:9").parse().unwrap();
+        let lineage = Lineage {
+            id: TunnelId(1),
+            local,
+            stats: Arc::new(TunnelStats::new(1)),
+            generation: Arc::new(Generation::new(1)),
+        };
+        let remotes = ["127.0.0.1:9".parse().unwrap()];
+        Arc::new(Tunnel::build(
+            lineage,
+            &spec,
+            &remotes,
+            &ProxyConfig::default(),
+            None,
+        ))
+    }
+
+    /// Accepts the client that `connect` made, within a bounded wait.
+    fn accept_one(listener: &mio::net::TcpListener) -> mio::net::TcpStream {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => return stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no client to accept");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn clients_queued_before_the_first_accept_inherit_nodelay() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = accept_one(&listener);
+        assert!(accepted.nodelay().unwrap(), "accepted without TCP_NODELAY");
+    }
+
+    #[test]
+    fn a_listening_socket_without_nodelay_makes_porxy_set_it_per_client() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let tunnel = tunnel_on(std_listener.local_addr().unwrap());
+        let socket = ListenSocket::new(0, tunnel, mio::net::TcpListener::from_std(std_listener));
+        assert!(!socket.clients_nodelay());
+
+        let fresh = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let tunnel = tunnel_on(fresh.local_addr().unwrap());
+        let socket = ListenSocket::new(1, tunnel, fresh);
+        assert_eq!(socket.clients_nodelay(), cfg!(target_os = "linux"));
+    }
 }
