@@ -1,14 +1,18 @@
 //! The control socket of a running porxy, driven exactly as `nc` would: lines in, lines out.
+//!
+//! Submodules: `sessions` (idle clients cut off, the session limit, clients at once), `unix`
+//! (the socket on a path), `readme` (the README's transcript and command table stay true).
+
+mod readme;
+mod sessions;
+mod unix;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{self, connect, round_trip};
 use crate::support::control::{field, porxy_with_control, ControlClient};
-use crate::support::process::{Porxy, TempDir};
 use crate::support::{wait_until, Backend};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -143,6 +147,12 @@ fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
     let taken_addr = taken.local_addr().unwrap();
     let cases: Vec<(Vec<u8>, String)> = vec![
         (b"FROB\n".to_vec(), "ERR: unknown command `FROB`; try HELP".into()),
+        // Terminal control typed or pasted into nc comes back escaped, not acted on.
+        (
+            b"FROB\x1b[2J\x00\n".to_vec(),
+            "ERR: unknown command `FROB\\u{1b}[2J\\u{0}`; try HELP".into(),
+        ),
+        (b"CLOSE foo\n".to_vec(), "ERR: bad address `foo` at column 1: `foo` needs a port, like `foo:8000`".into()),
         (
             b"OPEN 8000=foo:bar\n".to_vec(),
             "ERR: bad tunnel `8000=foo:bar` at column 10: `bar` is not a port number (0 to 65535)".into(),
@@ -229,7 +239,10 @@ fn a_flood_of_lines_is_answered_and_data_keeps_flowing() {
 
 #[test]
 fn a_client_that_never_reads_delays_no_other() {
-    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let echo = Backend::echo();
+    let spec = format!("127.0.0.1:0={}", echo.addr());
+    let (porxy, control_addr) = porxy_with_control(&["--tunnel", &spec]);
+    let mut data = connect(porxy.tunnel("cli-1"));
     // This client asks and asks and never reads: its session blocks on writing.
     let mut hog = connect(control_addr);
     let many = b"HELP\n".repeat(20_000);
@@ -245,7 +258,78 @@ fn a_client_that_never_reads_delays_no_other() {
         "HELP took {:?}",
         started.elapsed()
     );
+    round_trip(
+        &mut data,
+        b"data flows while a control client blocks its session",
+    );
     drop(hog);
+}
+
+#[test]
+fn open_changes_options_for_new_connections_only() {
+    let echo = Backend::echo();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = ControlClient::connect(control_addr);
+    let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
+    let mut established = connect(tunnel);
+    round_trip(&mut established, b"opened with the default idle timeout");
+    let quiet_since = Instant::now();
+
+    assert_eq!(
+        control.cmd(&format!("OPEN {tunnel}={}[idle_timeout=1s]", echo.addr())),
+        format!("OK changed {tunnel} -> {}", echo.addr())
+    );
+    let mut fresh = connect(tunnel);
+    round_trip(&mut fresh, b"opened under the new options");
+    let ending = client::read_until_end(&mut fresh);
+    assert!(ending.bytes.is_empty(), "{ending:?}");
+    assert!(
+        ending.after >= Duration::from_millis(900) && ending.after < Duration::from_secs(5),
+        "the new connection was closed after {:?} idle, expected about 1s",
+        ending.after
+    );
+    // The established connection has been quiet longer than the new timeout, and lives on.
+    let quiet_for = Duration::from_millis(1500);
+    if let Some(rest) = quiet_for.checked_sub(quiet_since.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    round_trip(&mut established, b"the old options still hold here");
+}
+
+#[test]
+fn status_full_counts_a_refused_connect() {
+    let refusing = crate::support::backend::Refusing::new();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = ControlClient::connect(control_addr);
+    let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", refusing.addr())));
+    // The client is reset once the backend refuses (so fast, at times, that the connect
+    // itself reports it).
+    client::connect_expect_reset(tunnel, Duration::from_secs(5));
+
+    let tunnel_line = |status: &Vec<String>| {
+        status
+            .iter()
+            .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"))
+    };
+    let status = crate::support::wait_for(
+        WAIT,
+        "STATUS FULL to count the refused connect and its close",
+        || control.block("STATUS FULL"),
+        |status| field(&tunnel_line(status), "closes") != "-",
+    );
+    let line = tunnel_line(&status);
+    assert_eq!(field(&line, "accepted"), "1");
+    assert_eq!(field(&line, "open"), "0");
+    assert_eq!(field(&line, "connect_failures"), "1");
+    assert_eq!(field(&line, "closes"), "connect_refused:1");
+    assert_eq!(field(&status[0], "connect_failures"), "1", "{}", status[0]);
+    let backend = status
+        .iter()
+        .find(|l| l.starts_with(&format!("  backend {} ", refusing.addr())))
+        .unwrap_or_else(|| panic!("no backend line: {status:?}"));
+    assert_eq!(field(backend, "failures"), "1", "{backend}");
 }
 
 #[test]
@@ -268,25 +352,4 @@ fn stop_drains_and_exits_zero() {
     drop(data);
     let status = porxy.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "stderr:\n{}", porxy.stderr());
-}
-
-#[test]
-fn unix_control_socket_is_owner_only() {
-    let dir = TempDir::new();
-    let path = dir.write("placeholder", "");
-    let socket = path.with_file_name("control.sock");
-    let arg = format!("unix:{}", socket.display());
-    let porxy = Porxy::start(&["--control", &arg, "--log", "warn"]);
-    assert_eq!(porxy.control(), Some(arg.as_str()));
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "control socket mode {mode:o}");
-    let stream = UnixStream::connect(&socket).unwrap();
-    stream.set_read_timeout(Some(client::IO_TIMEOUT)).unwrap();
-    let mut control = ControlClient::over(stream);
-    assert_eq!(
-        control.cmd("status"),
-        "OK tunnels=0 open=0 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0"
-    );
-    assert_eq!(control.cmd("QUIT"), "OK bye");
-    assert_eq!(control.rest(), "", "the session ends after QUIT");
 }

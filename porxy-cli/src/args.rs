@@ -46,6 +46,8 @@ pub(crate) struct Args {
     pub(crate) drain_timeout: Option<Duration>,
     /// `--control ADDR`, overriding the file.
     pub(crate) control: Option<ControlAddr>,
+    /// `--control-idle-timeout DURATION`, overriding the file.
+    pub(crate) control_idle_timeout: Option<Duration>,
     /// `--upgrade-socket PATH`: where a new porxy may ask to take over.
     pub(crate) upgrade_socket: Option<PathBuf>,
     /// `--takeover PATH`: take the listening sockets of the porxy serving this upgrade socket.
@@ -118,6 +120,11 @@ struct RawArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_control)]
     control: Option<ControlAddr>,
 
+    /// A control client that completes no line for this long is disconnected [default: 60s,
+    /// or the file's `[control] idle_timeout`].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    control_idle_timeout: Option<Duration>,
+
     /// Listen on this Unix socket (owner-only) for a new porxy that takes over without
     /// dropping a connection: the new one is started with --takeover PATH.
     #[arg(long, value_name = "PATH")]
@@ -171,6 +178,7 @@ impl RawArgs {
             check: self.check,
             drain_timeout: self.drain_timeout,
             control: self.control,
+            control_idle_timeout: self.control_idle_timeout,
             upgrade_socket: self.upgrade_socket,
             takeover: self.takeover,
             leave_connections: self.leave_connections,

@@ -39,8 +39,10 @@ pub(crate) struct ConfigFile {
     pub(crate) drain_timeout: Option<Duration>,
     /// One tunnel per `[listeners.NAME]`, in the order the file lists them.
     pub(crate) listeners: Vec<NamedTunnel>,
-    /// `[control] listen`, if given.
+    /// `[control] listen`, or `--control` which overrides it.
     pub(crate) control: Option<ControlAddr>,
+    /// `[control] idle_timeout`, or `--control-idle-timeout` which overrides it.
+    pub(crate) control_idle_timeout: Option<Duration>,
 }
 
 /// Command-line settings that replace the file's before it is validated.
@@ -52,6 +54,10 @@ pub(crate) struct Overrides {
     pub(crate) max_connections: Option<usize>,
     /// `--accept MODE`.
     pub(crate) accept: Option<AcceptMode>,
+    /// `--control ADDR`.
+    pub(crate) control: Option<ControlAddr>,
+    /// `--control-idle-timeout DURATION`.
+    pub(crate) control_idle_timeout: Option<Duration>,
 }
 
 /// A position in the file, with the key path there: `porxy.toml:12:5: listeners.demo.backends`.
@@ -134,15 +140,19 @@ pub(crate) fn parse(
         .into_iter()
         .map(|(name, listener)| lift.listener(name, listener, &backends))
         .collect::<Result<_, _>>()?;
-    let control = match &raw.control {
-        Some(control) => Some(lift.control(&control.listen)?),
-        None => None,
-    };
+    let (mut control, mut control_idle_timeout) = (None, None);
+    if let Some(table) = &raw.control {
+        control = Some(lift.control(&table.listen)?);
+        if let Some(idle) = &table.idle_timeout {
+            control_idle_timeout = Some(lift.duration(idle, "control.idle_timeout")?);
+        }
+    }
     Ok(ConfigFile {
         proxy,
         drain_timeout,
         listeners,
-        control,
+        control: overrides.control.clone().or(control),
+        control_idle_timeout: overrides.control_idle_timeout.or(control_idle_timeout),
     })
 }
 

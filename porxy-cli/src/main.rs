@@ -63,6 +63,8 @@ struct Plan {
     drain_timeout: Duration,
     tunnels: Vec<NamedTunnel>,
     control: Option<control::ControlAddr>,
+    /// How long a control client may take to complete a line.
+    control_idle_timeout: Duration,
     /// For reloads: the file, the command-line tunnels and overrides to apply again.
     config_path: Option<std::path::PathBuf>,
     cli_tunnels: Vec<NamedTunnel>,
@@ -128,11 +130,15 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         reactors: args.reactors,
         max_connections: args.max_connections,
         accept: args.accept,
+        control: args.control.clone(),
+        control_idle_timeout: args.control_idle_timeout,
     };
-    let (config, file_drain, mut tunnels, file_control) = match &args.config {
+    let (config, file_drain, mut tunnels, control_settings) = match &args.config {
         Some(path) => {
+            // The file's control settings come back with the flags' overrides applied.
             let file = config_file::load(path, &overrides)?;
-            (file.proxy, file.drain_timeout, file.listeners, file.control)
+            let control = (file.control, file.control_idle_timeout);
+            (file.proxy, file.drain_timeout, file.listeners, control)
         }
         None => {
             let mut config = ProxyConfig::default();
@@ -155,7 +161,12 @@ fn plan(args: Args) -> Result<Plan, CliError> {
                 },
                 source,
             })?;
-            (config, None, Vec::new(), None)
+            (
+                config,
+                None,
+                Vec::new(),
+                (args.control.clone(), args.control_idle_timeout),
+            )
         }
     };
     for tunnel in &args.tunnels {
@@ -168,7 +179,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
     }
     let cli_tunnels = args.tunnels.clone();
     tunnels.extend(args.tunnels);
-    let control = args.control.or(file_control);
+    let (control, control_idle_timeout) = control_settings;
     // With a control socket, tunnels can be opened later; without one there is nothing to do.
     if tunnels.is_empty() && control.is_none() {
         return Err(CliError::NothingToProxy);
@@ -181,6 +192,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         tunnels,
         control,
+        control_idle_timeout: control_idle_timeout.unwrap_or(control::DEFAULT_IDLE_TIMEOUT),
         config_path: args.config.clone(),
         cli_tunnels,
         overrides,
@@ -291,8 +303,14 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 stopper: stopper.clone(),
                 reloader: reloader.clone(),
             };
-            let closer = control::serve(socket, bound.clone(), proxy.handle(), ctx)
-                .map_err(CliError::Control)?;
+            let closer = control::serve(
+                socket,
+                bound.clone(),
+                proxy.handle(),
+                ctx,
+                plan.control_idle_timeout,
+            )
+            .map_err(CliError::Control)?;
             stopper.set_control(closer);
             Some(bound)
         }

@@ -33,6 +33,8 @@ pub(super) struct RawFile {
 pub(super) struct RawControl {
     /// A TCP address, or `unix:PATH` / a path with a `/`.
     pub(super) listen: Spanned<RawAddress>,
+    /// How long a control client may take to complete a line.
+    pub(super) idle_timeout: Option<Spanned<RawDuration>>,
 }
 
 /// `[proxy]`: every key optional, defaults from porxy-core.

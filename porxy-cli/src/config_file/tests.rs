@@ -390,3 +390,99 @@ min_live = 2
     let file = lift(&lag_in_bytes).expect("max_lag as a number of bytes");
     assert_eq!(file.listeners[0].spec.to_string(), spec);
 }
+
+/// `[control]`: the control socket's address and idle timeout, their errors, and the flags
+/// that override them.
+mod control_table {
+    use std::time::Duration;
+
+    use super::{lift, parse, Overrides};
+    use crate::control::ControlAddr;
+
+    #[test]
+    fn listen_takes_a_tcp_address_or_a_unix_path() {
+        let file =
+            lift("[control]\nlisten = \"unix:/run/porxy.sock\"\nidle_timeout = \"2m\"\n").unwrap();
+        assert_eq!(
+            file.control,
+            Some(ControlAddr::Unix("/run/porxy.sock".into()))
+        );
+        assert_eq!(file.control_idle_timeout, Some(Duration::from_secs(120)));
+        let file = lift("[control]\nlisten = \"./porxy.sock\"\n").unwrap();
+        assert_eq!(file.control, Some(ControlAddr::Unix("./porxy.sock".into())));
+        assert_eq!(file.control_idle_timeout, None);
+        let file = lift("[control]\nlisten = \"9999\"\n").unwrap();
+        assert_eq!(
+            file.control,
+            Some(ControlAddr::Tcp("127.0.0.1:9999".parse().unwrap()))
+        );
+        let file = lift("").unwrap();
+        assert_eq!((file.control, file.control_idle_timeout), (None, None));
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_located() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[control]\nlisten = \"localhost\"\n",
+                "porxy.toml:2:10: control.listen: `localhost` is neither a TCP address nor a \
+                 Unix socket path: `localhost` needs a port, like `localhost:8000`",
+            ),
+            (
+                "[control]\nlisten = \"unix:\"\n",
+                "porxy.toml:2:10: control.listen: `unix:` needs a path, like `unix:/run/porxy.sock`",
+            ),
+            (
+                "[control]\nlisten = 9999\n",
+                "porxy.toml:2:10: control.listen: an address is a string, like \"127.0.0.1:9999\"",
+            ),
+            (
+                "[control]\nlisten = \"9999\"\nidle_timeout = \"soon\"\n",
+                "porxy.toml:3:16: control.idle_timeout: `soon` is not a duration",
+            ),
+            (
+                "# the control socket\n[control]\nlisten = \"9999\"\nlisen = \"9998\"\n",
+                "porxy.toml:4:1: control.lisen: unknown field `lisen`, expected `listen` or \
+                 `idle_timeout`",
+            ),
+            (
+                "[control]\nidle_timeout = \"1m\"\n",
+                "porxy.toml:1:1: control: missing field `listen`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = lift(text).expect_err(text);
+            assert!(
+                err.to_string().starts_with(want),
+                "{text:?}\n got: {err}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_flags_override_the_table() {
+        let flags = Overrides {
+            control: Some(ControlAddr::Unix("/tmp/flag.sock".into())),
+            control_idle_timeout: Some(Duration::from_secs(5)),
+            ..Overrides::default()
+        };
+        let text = "[control]\nlisten = \"127.0.0.1:9999\"\nidle_timeout = \"10m\"\n";
+        let file = parse("p.toml", text, &flags).unwrap();
+        assert_eq!(file.control, flags.control);
+        assert_eq!(file.control_idle_timeout, Some(Duration::from_secs(5)));
+        // A flag alone, with no table in the file, still gives a control socket.
+        let file = parse("p.toml", "", &flags).unwrap();
+        assert_eq!(file.control, flags.control);
+        // The idle timeout flag alone leaves the file's address.
+        let idle_only = Overrides {
+            control_idle_timeout: Some(Duration::from_secs(5)),
+            ..Overrides::default()
+        };
+        let file = parse("p.toml", text, &idle_only).unwrap();
+        assert_eq!(
+            file.control,
+            Some(ControlAddr::Tcp("127.0.0.1:9999".parse().unwrap()))
+        );
+        assert_eq!(file.control_idle_timeout, Some(Duration::from_secs(5)));
+    }
+}

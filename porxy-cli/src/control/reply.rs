@@ -45,10 +45,11 @@ impl Reply {
         })
     }
 
+    /// An `ERR: ` line. The message often echoes what the client typed, so every character
+    /// that a terminal would act on is escaped (see [`printable`]): the reply stays one line,
+    /// and no escape sequence reaches the operator's terminal.
     pub fn err(text: impl std::fmt::Display) -> Self {
-        // A reply is one line: no message may smuggle in a newline.
-        let text = text.to_string().replace(['\r', '\n'], " ");
-        Reply::line(format!("ERR: {text}"))
+        Reply::line(format!("ERR: {}", printable(&text.to_string())))
     }
 
     fn block(head: &str, body: &str) -> Self {
@@ -58,6 +59,25 @@ impl Reply {
             then_stop: false,
         }
     }
+}
+
+/// `text` with control characters (newlines, escape, NUL, ...) and the invisible characters
+/// that reorder text (bidirectional overrides) written as Rust escapes: `\n`, `\u{1b}`, ...
+/// Everything else, non-ASCII letters included, is kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let reorders = matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        if c.is_control() || reorders {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What the control commands need beside the handle.

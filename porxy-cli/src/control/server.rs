@@ -1,35 +1,25 @@
-//! The control socket: a TCP or Unix listener, and one session thread per connected client.
+//! The control socket: a TCP or Unix listener, and the thread that accepts its clients.
 //!
-//! A session reads bounded lines (at most [`MAX_LINE`] bytes; a longer one is refused and
-//! skipped up to its newline), answers each, and ends on `EXIT`, EOF, an idle client
-//! ([`IDLE_TIMEOUT`]) or a client that does not read its replies ([`WRITE_TIMEOUT`]). At most
-//! [`MAX_SESSIONS`] run at once; further clients are told so and closed. Sessions share nothing
-//! but the proxy handle, so a slow client delays no other.
+//! Each client gets a session of its own ([`super::session`]); sessions share nothing but the
+//! proxy handle, so a slow client delays no other.
 
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
 use porxy_core::{Endpoint, ProxyHandle};
 
-use super::command::{parse, MAX_LINE};
-use super::reply::{answer, Context, Reply};
-
-/// Control clients served at once.
-pub const MAX_SESSIONS: usize = 32;
-/// A control client that sends nothing for this long is disconnected.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// A control client that takes no reply bytes for this long is disconnected.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::reply::Context;
+use super::session::{self, Sessions};
+use super::unix::bind_unix;
 
 /// Where the control socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +87,10 @@ pub enum ControlError {
     },
     #[error("control socket {path} is in use by a running process")]
     PathInUse { path: PathBuf },
+    #[error("control socket {path}: the path exists and is not a socket; it is left untouched")]
+    NotASocket { path: PathBuf },
+    #[error("control socket {path}: another file appeared at the path while binding; it is left untouched")]
+    PathTaken { path: PathBuf },
     #[error("cannot start the control thread: {0}")]
     Thread(#[source] io::Error),
 }
@@ -193,13 +187,26 @@ const WAKER: Token = Token(1);
 /// How long accepting pauses after an error such as running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves a bound control socket on a thread of its own.
+/// True when a TCP control address can be reached from beyond this host.
+pub fn reachable_from_outside(bound: &BoundControl) -> bool {
+    matches!(bound, BoundControl::Tcp(addr) if !addr.ip().is_loopback())
+}
+
+/// Serves a bound control socket on a thread of its own; a client that completes no line
+/// within `idle_timeout` is disconnected.
 pub fn serve(
     socket: ControlSocket,
     bound: BoundControl,
     handle: ProxyHandle,
     ctx: Context,
+    idle_timeout: Duration,
 ) -> Result<ControlCloser, ControlError> {
+    if reachable_from_outside(&bound) {
+        tracing::warn!(
+            control = %bound,
+            "the control socket listens beyond loopback: whoever reaches it controls the proxy"
+        );
+    }
     let thread_error = ControlError::Thread;
     let spare = socket.duplicate().map_err(thread_error)?;
     let poll = Poll::new().map_err(ControlError::Thread)?;
@@ -220,7 +227,8 @@ pub fn serve(
         closing: closing.clone(),
         handle,
         ctx,
-        sessions: Arc::new(AtomicUsize::new(0)),
+        sessions: Arc::new(Sessions::default()),
+        idle_timeout,
     };
     std::thread::Builder::new()
         .name("porxy-control".into())
@@ -248,7 +256,8 @@ struct Acceptor {
     closing: Arc<AtomicBool>,
     handle: ProxyHandle,
     ctx: Context,
-    sessions: Arc<AtomicUsize>,
+    sessions: Arc<Sessions>,
+    idle_timeout: Duration,
 }
 
 impl Acceptor {
@@ -297,14 +306,12 @@ impl Acceptor {
                 MioListener::Tcp(l) => l.accept().and_then(|(s, _)| {
                     let s = std::net::TcpStream::from(s);
                     s.set_nonblocking(false)?;
-                    start_session(s, &self.handle, &self.ctx, &self.sessions);
-                    Ok(())
+                    self.start_session(s)
                 }),
                 MioListener::Unix(l) => l.accept().and_then(|(s, _)| {
                     let s = UnixStream::from(s);
                     s.set_nonblocking(false)?;
-                    start_session(s, &self.handle, &self.ctx, &self.sessions);
-                    Ok(())
+                    self.start_session(s)
                 }),
             };
             match accepted {
@@ -321,169 +328,15 @@ impl Acceptor {
         }
         true
     }
-}
 
-/// Binds a Unix socket readable and writable by its owner only. A stale socket file (nobody
-/// answers on it) is replaced; a live one is an error.
-fn bind_unix(path: &Path) -> Result<UnixListener, ControlError> {
-    let bind_error = |source| ControlError::Bind {
-        addr: path.display().to_string(),
-        source,
-    };
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(ControlError::PathInUse { path: path.into() });
-        }
-        std::fs::remove_file(path).map_err(bind_error)?;
-    }
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
-    Ok(listener)
-}
-
-/// A control connection, TCP or Unix.
-trait ControlStream: Read + Write + Send + 'static {
-    fn set_timeouts(&self, read: Duration, write: Duration) -> io::Result<()>;
-}
-
-impl ControlStream for TcpStream {
-    fn set_timeouts(&self, read: Duration, write: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(read))?;
-        self.set_write_timeout(Some(write))
-    }
-}
-
-impl ControlStream for UnixStream {
-    fn set_timeouts(&self, read: Duration, write: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(read))?;
-        self.set_write_timeout(Some(write))
-    }
-}
-
-fn start_session<S: ControlStream>(
-    mut stream: S,
-    handle: &ProxyHandle,
-    ctx: &Context,
-    sessions: &Arc<AtomicUsize>,
-) {
-    if sessions.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
-        sessions.fetch_sub(1, Ordering::SeqCst);
-        let _ = stream.set_timeouts(WRITE_TIMEOUT, WRITE_TIMEOUT);
-        let _ = stream.write_all(
-            Reply::err(format!(
-                "too many control connections (limit {MAX_SESSIONS})"
-            ))
-            .text
-            .as_bytes(),
-        );
-        return;
-    }
-    let handle = handle.clone();
-    let ctx = ctx.clone();
-    let sessions = sessions.clone();
-    let spawned = std::thread::Builder::new()
-        .name("porxy-control-session".into())
-        .spawn(move || {
-            if let Err(e) = run_session(stream, &handle, &ctx) {
-                tracing::debug!(error = %e, "control session ended");
-            }
-            sessions.fetch_sub(1, Ordering::SeqCst);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start a control session thread");
-    }
-}
-
-/// Serves one client until EXIT, EOF, a timeout or an IO error.
-fn run_session<S: ControlStream>(
-    mut stream: S,
-    handle: &ProxyHandle,
-    ctx: &Context,
-) -> io::Result<()> {
-    stream.set_timeouts(IDLE_TIMEOUT, WRITE_TIMEOUT)?;
-    let mut lines = LineReader::default();
-    loop {
-        let line = match lines.next_line(&mut stream) {
-            Ok(Some(line)) => line,
-            Ok(None) => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                let _ = stream.write_all(b"ERR: idle for too long; closing\n");
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        let reply = match line {
-            Line::Complete(bytes) => answer(parse(&bytes), handle, ctx),
-            Line::TooLong(len) => Reply::err(format!(
-                "line too long: over {len} bytes, the limit is {MAX_LINE}"
-            )),
-        };
-        stream.write_all(reply.text.as_bytes())?;
-        if reply.then_stop {
-            let _ = stream.flush();
-            ctx.stopper.graceful();
-        }
-        if reply.close {
-            return Ok(());
-        }
-    }
-}
-
-/// What the line reader found.
-#[derive(Debug, PartialEq, Eq)]
-enum Line {
-    /// One line's bytes, without `\n` (a trailing `\r` is left to the parser).
-    Complete(Vec<u8>),
-    /// A line that passed [`MAX_LINE`]; its bytes up to the newline are skipped.
-    TooLong(usize),
-}
-
-/// Splits a byte stream into lines of bounded length.
-#[derive(Default)]
-struct LineReader {
-    buf: Vec<u8>,
-    /// Skipping the rest of a too-long line.
-    skipping: bool,
-}
-
-impl LineReader {
-    /// The next line, or `None` at EOF.
-    fn next_line(&mut self, input: &mut impl Read) -> io::Result<Option<Line>> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-                line.pop();
-                if self.skipping {
-                    self.skipping = false;
-                    continue;
-                }
-                if line.len() > MAX_LINE {
-                    return Ok(Some(Line::TooLong(MAX_LINE)));
-                }
-                return Ok(Some(Line::Complete(line)));
-            }
-            if self.buf.len() > MAX_LINE {
-                self.buf.clear();
-                if !self.skipping {
-                    self.skipping = true;
-                    return Ok(Some(Line::TooLong(MAX_LINE)));
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = match input.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                // A last line without a newline still counts.
-                if self.buf.is_empty() || self.skipping {
-                    return Ok(None);
-                }
-                return Ok(Some(Line::Complete(std::mem::take(&mut self.buf))));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+    fn start_session<S: session::ControlStream>(&self, stream: S) -> io::Result<()> {
+        session::start(
+            stream,
+            &self.handle,
+            &self.ctx,
+            &self.sessions,
+            self.idle_timeout,
+        )
     }
 }
 
@@ -513,26 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn line_reader_bounds_lines_and_skips_long_ones() {
-        let long = vec![b'x'; MAX_LINE * 3];
-        let mut input = Vec::new();
-        input.extend_from_slice(b"STATUS\r\n");
-        input.extend_from_slice(&long);
-        input.extend_from_slice(b"\nHELP\nlast");
-        let mut cursor = io::Cursor::new(input);
-        let mut reader = LineReader::default();
-        let mut got = Vec::new();
-        while let Some(line) = reader.next_line(&mut cursor).unwrap() {
-            got.push(line);
-        }
-        assert_eq!(
-            got,
-            vec![
-                Line::Complete(b"STATUS\r".to_vec()),
-                Line::TooLong(MAX_LINE),
-                Line::Complete(b"HELP".to_vec()),
-                Line::Complete(b"last".to_vec()),
-            ]
-        );
+    fn only_loopback_tcp_counts_as_private() {
+        let tcp = |a: &str| BoundControl::Tcp(a.parse().unwrap());
+        assert!(reachable_from_outside(&tcp("0.0.0.0:9999")));
+        assert!(reachable_from_outside(&tcp("10.1.2.3:9999")));
+        assert!(reachable_from_outside(&tcp("[::]:9999")));
+        assert!(!reachable_from_outside(&tcp("127.0.0.1:9999")));
+        assert!(!reachable_from_outside(&tcp("127.8.9.10:9999")));
+        assert!(!reachable_from_outside(&tcp("[::1]:9999")));
+        assert!(!reachable_from_outside(&BoundControl::Unix(
+            "/run/p.sock".into()
+        )));
     }
 }

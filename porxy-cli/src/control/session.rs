@@ -1,0 +1,443 @@
+//! One control client's session, and the register of sessions that bounds them.
+//!
+//! A session reads bounded lines (at most [`MAX_LINE`] bytes; a longer one is refused and
+//! skipped up to its newline) and answers each. It ends on `EXIT`, EOF, a client that does not
+//! complete a line within the idle timeout (counted from when the session starts waiting for
+//! the line: bytes that trickle in without a newline do not extend it), a client that does not
+//! read its replies for [`WRITE_TIMEOUT`], or eviction.
+//!
+//! At most [`MAX_SESSIONS`] run at once. When one more client comes, the session that has
+//! waited longest for a line is closed to make room (it is told why), so that clients that
+//! connect and say nothing can never lock an operator out. Only when every session is busy
+//! (running a command or writing a reply) is the newcomer refused.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use porxy_core::units::format_duration;
+use porxy_core::ProxyHandle;
+
+use super::command::{parse, MAX_LINE};
+use super::reply::{answer, Context, Reply};
+
+/// Control clients served at once.
+pub const MAX_SESSIONS: usize = 32;
+/// A control client that completes no line for this long is disconnected, unless the
+/// configuration says otherwise (`[control] idle_timeout`, `--control-idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A control client that takes no reply bytes for this long is disconnected.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A stream whose reads can be bounded in time.
+pub(super) trait TimedRead: Read {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+}
+
+/// A control connection, TCP or Unix.
+pub(super) trait ControlStream: TimedRead + Write + Send + 'static {
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+    /// Something that ends this connection's reading from another thread: a blocked read
+    /// returns end of stream.
+    fn stopper(&self) -> io::Result<Box<dyn Fn() + Send + Sync>>;
+}
+
+macro_rules! control_stream {
+    ($stream:ty) => {
+        impl TimedRead for $stream {
+            fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+                <$stream>::set_read_timeout(self, Some(timeout))
+            }
+        }
+
+        impl ControlStream for $stream {
+            fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+                <$stream>::set_write_timeout(self, Some(timeout))
+            }
+
+            fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+                <$stream>::set_nonblocking(self, nonblocking)
+            }
+
+            fn stopper(&self) -> io::Result<Box<dyn Fn() + Send + Sync>> {
+                let copy = self.try_clone()?;
+                Ok(Box::new(move || {
+                    let _ = copy.shutdown(Shutdown::Read);
+                }))
+            }
+        }
+    };
+}
+
+control_stream!(TcpStream);
+control_stream!(UnixStream);
+
+/// What a session shares with the acceptor.
+struct Shared {
+    /// Since when the session has waited for a line; `None` while it runs a command or writes.
+    waiting_since: Mutex<Option<Instant>>,
+    /// Closed to make room for a newer client.
+    evicted: AtomicBool,
+    /// Ends the session's reading.
+    stop_reading: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Shared {
+    fn waiting_since(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.waiting_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The sessions running now.
+#[derive(Default)]
+pub(super) struct Sessions {
+    running: Mutex<Vec<(u64, Arc<Shared>)>>,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    fn running(&self) -> MutexGuard<'_, Vec<(u64, Arc<Shared>)>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new session, evicting the longest-waiting one at the limit. `None` when the
+    /// limit is reached and every session is busy.
+    fn admit(&self, shared: Arc<Shared>) -> Option<u64> {
+        let mut running = self.running();
+        if running.len() >= MAX_SESSIONS {
+            let longest = running
+                .iter()
+                .enumerate()
+                .filter_map(|(index, (_, s))| s.waiting_since().map(|since| (since, index)))
+                .min()?;
+            let (_, victim) = running.swap_remove(longest.1);
+            victim.evicted.store(true, Ordering::SeqCst);
+            (victim.stop_reading)();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        running.push((id, shared));
+        Some(id)
+    }
+
+    fn leave(&self, id: u64) {
+        self.running().retain(|(i, _)| *i != id);
+    }
+}
+
+/// Starts a session for a newly accepted client on a thread of its own.
+pub(super) fn start<S: ControlStream>(
+    stream: S,
+    handle: &ProxyHandle,
+    ctx: &Context,
+    sessions: &Arc<Sessions>,
+    idle_timeout: Duration,
+) -> io::Result<()> {
+    let shared = Arc::new(Shared {
+        // Waiting from the start: a client that says nothing is the first to make room.
+        waiting_since: Mutex::new(Some(Instant::now())),
+        evicted: AtomicBool::new(false),
+        stop_reading: stream.stopper()?,
+    });
+    let Some(id) = sessions.admit(shared.clone()) else {
+        farewell(
+            stream,
+            &format!(
+                "too many control connections (limit {MAX_SESSIONS}), all busy; try again later"
+            ),
+        );
+        return Ok(());
+    };
+    let handle = handle.clone();
+    let ctx = ctx.clone();
+    let register = sessions.clone();
+    let spawned = std::thread::Builder::new()
+        .name("porxy-control-session".into())
+        .spawn(move || {
+            let session = Session {
+                handle: &handle,
+                ctx: &ctx,
+                shared: &shared,
+                idle_timeout,
+            };
+            if let Err(e) = session.run(stream) {
+                tracing::debug!(error = %e, "control session ended");
+            }
+            register.leave(id);
+        });
+    if let Err(e) = spawned {
+        sessions.leave(id);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Sends a last `ERR:` line without waiting for the client to take it, and closes.
+fn farewell(stream: impl ControlStream, why: &str) {
+    let mut stream = stream;
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(Reply::err(why).text.as_bytes());
+}
+
+struct Session<'a> {
+    handle: &'a ProxyHandle,
+    ctx: &'a Context,
+    shared: &'a Shared,
+    idle_timeout: Duration,
+}
+
+impl Session<'_> {
+    /// Serves the client until EXIT, EOF, a timeout, eviction or an IO error.
+    fn run<S: ControlStream>(&self, mut stream: S) -> io::Result<()> {
+        stream.set_write_timeout(WRITE_TIMEOUT)?;
+        let mut lines = LineReader::default();
+        loop {
+            // Waiting since admission for the first line (so that clients are evicted in the
+            // order they came), since the last reply for the others.
+            self.shared.waiting_since().get_or_insert_with(Instant::now);
+            let next = lines.next_line(&mut stream, Instant::now() + self.idle_timeout);
+            *self.shared.waiting_since() = None;
+            if self.shared.evicted.load(Ordering::SeqCst) {
+                farewell(
+                    stream,
+                    &format!(
+                        "too many control connections (limit {MAX_SESSIONS}); \
+                         closing this one, which waited longest"
+                    ),
+                );
+                return Ok(());
+            }
+            let line = match next {
+                Ok(Some(line)) => line,
+                Ok(None) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    farewell(
+                        stream,
+                        &format!(
+                            "idle for too long: no complete line within {}; closing",
+                            format_duration(self.idle_timeout)
+                        ),
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let reply = match line {
+                Line::Complete(bytes) => answer(parse(&bytes), self.handle, self.ctx),
+                Line::TooLong(len) => Reply::err(format!(
+                    "line too long: over {len} bytes, the limit is {MAX_LINE}"
+                )),
+            };
+            stream.write_all(reply.text.as_bytes())?;
+            if reply.then_stop {
+                let _ = stream.flush();
+                self.ctx.stopper.graceful();
+            }
+            if reply.close {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What the line reader found.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// One line's bytes, without `\n` (a trailing `\r` is left to the parser).
+    Complete(Vec<u8>),
+    /// A line that passed [`MAX_LINE`]; its bytes up to the newline are skipped.
+    TooLong(usize),
+}
+
+/// Splits a byte stream into lines of bounded length.
+#[derive(Default)]
+struct LineReader {
+    buf: Vec<u8>,
+    /// Skipping the rest of a too-long line.
+    skipping: bool,
+}
+
+impl LineReader {
+    /// The next line, or `None` at EOF. An error of kind `TimedOut` when no line is complete
+    /// by `deadline`, however many bytes came meanwhile.
+    fn next_line(
+        &mut self,
+        input: &mut impl TimedRead,
+        deadline: Instant,
+    ) -> io::Result<Option<Line>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                if self.skipping {
+                    self.skipping = false;
+                    continue;
+                }
+                if line.len() > MAX_LINE {
+                    return Ok(Some(Line::TooLong(MAX_LINE)));
+                }
+                return Ok(Some(Line::Complete(line)));
+            }
+            if self.buf.len() > MAX_LINE {
+                self.buf.clear();
+                if !self.skipping {
+                    self.skipping = true;
+                    return Ok(Some(Line::TooLong(MAX_LINE)));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "no complete line in time",
+                ));
+            }
+            input.set_read_timeout(left)?;
+            let mut chunk = [0u8; 4096];
+            let n = match input.read(&mut chunk) {
+                Ok(n) => n,
+                // A read timeout: the deadline check above decides.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                // A last line without a newline still counts.
+                if self.buf.is_empty() || self.skipping {
+                    return Ok(None);
+                }
+                return Ok(Some(Line::Complete(std::mem::take(&mut self.buf))));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl TimedRead for io::Cursor<Vec<u8>> {
+        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Gives one byte per read, a millisecond apart, and never a newline.
+    struct Trickle {
+        left: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 || buf.is_empty() {
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            self.left -= 1;
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    impl TimedRead for Trickle {
+        fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+            assert!(!timeout.is_zero(), "a zero timeout means none");
+            Ok(())
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn line_reader_bounds_lines_and_skips_long_ones() {
+        let long = vec![b'x'; MAX_LINE * 3];
+        let mut input = Vec::new();
+        input.extend_from_slice(b"STATUS\r\n");
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nHELP\nlast");
+        let mut cursor = io::Cursor::new(input);
+        let mut reader = LineReader::default();
+        let mut got = Vec::new();
+        while let Some(line) = reader.next_line(&mut cursor, far()).unwrap() {
+            got.push(line);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Line::Complete(b"STATUS\r".to_vec()),
+                Line::TooLong(MAX_LINE),
+                Line::Complete(b"HELP".to_vec()),
+                Line::Complete(b"last".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bytes_without_a_newline_do_not_extend_the_deadline() {
+        // 2000 bytes take at least 2 s; the line's deadline is 50 ms away.
+        let mut slow = Trickle { left: 2000 };
+        let started = Instant::now();
+        let got =
+            LineReader::default().next_line(&mut slow, Instant::now() + Duration::from_millis(50));
+        let err = got.expect_err("no line completes in time");
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(slow.left > 0, "the reader should stop at the deadline");
+    }
+
+    fn waiting(since: Option<Instant>) -> Arc<Shared> {
+        Arc::new(Shared {
+            waiting_since: Mutex::new(since),
+            evicted: AtomicBool::new(false),
+            stop_reading: Box::new(|| {}),
+        })
+    }
+
+    #[test]
+    fn at_the_limit_the_longest_waiting_session_makes_room() {
+        let sessions = Sessions::default();
+        let start = Instant::now();
+        let mut all = Vec::new();
+        for n in 0..MAX_SESSIONS {
+            // The one waiting longest is in the middle, not first in line.
+            let offset = if n == 5 { 0 } else { 10 + n as u64 };
+            let busy = n % 2 == 0 && n != 5;
+            let shared = waiting((!busy).then(|| start + Duration::from_millis(offset)));
+            assert!(sessions.admit(shared.clone()).is_some());
+            all.push(shared);
+        }
+        let newcomer = waiting(Some(Instant::now()));
+        assert!(sessions.admit(newcomer).is_some());
+        let evicted: Vec<usize> = (0..MAX_SESSIONS)
+            .filter(|&n| all[n].evicted.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(evicted, [5]);
+        assert_eq!(sessions.running().len(), MAX_SESSIONS);
+    }
+
+    #[test]
+    fn at_the_limit_with_every_session_busy_the_newcomer_is_refused() {
+        let sessions = Sessions::default();
+        for _ in 0..MAX_SESSIONS {
+            assert!(sessions.admit(waiting(None)).is_some());
+        }
+        assert_eq!(sessions.admit(waiting(Some(Instant::now()))), None);
+        assert_eq!(sessions.running().len(), MAX_SESSIONS);
+    }
+}

@@ -1,0 +1,196 @@
+//! Binding the control socket on a Unix socket path, safely.
+//!
+//! The path is the operator's to name, and a typo must not cost a file: only a socket is ever
+//! replaced, and only a stale one (nobody answers on it). A socket another process serves is
+//! refused. The new socket is readable and writable by its owner only from the first moment it
+//! can be reached: it is bound in a private directory (mode 0700), given mode 0600 there, and
+//! only then linked at the path, with a link that fails rather than replace whatever appeared
+//! there meanwhile.
+
+use std::fs::DirBuilder;
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use super::server::ControlError;
+
+/// How many private directory names are tried before giving up (one left behind by a crash
+/// takes a name).
+const PRIVATE_DIR_TRIES: u32 = 16;
+
+/// Binds a Unix socket at `path`, readable and writable by its owner only.
+pub(super) fn bind_unix(path: &Path) -> Result<UnixListener, ControlError> {
+    let bind_error = |source| ControlError::Bind {
+        addr: path.display().to_string(),
+        source,
+    };
+    clear_stale(path)?;
+    let private = PrivateDir::create(path).map_err(bind_error)?;
+    let staged = private.path.join("control.sock");
+    let listener = UnixListener::bind(&staged).map_err(bind_error)?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+        .map_err(bind_error)?;
+    publish(&staged, path)?;
+    Ok(listener)
+}
+
+/// Makes the staged socket reachable at `path`. link(2) refuses an existing target, where
+/// rename(2) would replace it: a file created at `path` since [`clear_stale`] looked is left
+/// alone.
+fn publish(staged: &Path, path: &Path) -> Result<(), ControlError> {
+    std::fs::hard_link(staged, path).map_err(|source| {
+        if source.kind() == ErrorKind::AlreadyExists {
+            ControlError::PathTaken { path: path.into() }
+        } else {
+            ControlError::Bind {
+                addr: path.display().to_string(),
+                source,
+            }
+        }
+    })
+}
+
+/// Makes way at `path`: nothing there, or a stale socket (removed). A live socket, or anything
+/// that is not a socket, is an error and stays untouched.
+fn clear_stale(path: &Path) -> Result<(), ControlError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ControlError::Bind {
+                addr: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ControlError::NotASocket { path: path.into() });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(ControlError::PathInUse { path: path.into() }),
+        // Refused: a socket file nobody listens on, left by a process that died.
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "replacing a stale control socket");
+            std::fs::remove_file(path).map_err(|source| ControlError::Bind {
+                addr: path.display().to_string(),
+                source,
+            })
+        }
+        // Any other answer (no permission, say) proves nothing: leave the file alone.
+        Err(source) => Err(ControlError::Bind {
+            addr: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// A directory only its owner can enter, next to the socket's path (so that a link from it to
+/// the path stays on one file system); removed with its contents on drop.
+struct PrivateDir {
+    path: PathBuf,
+}
+
+impl PrivateDir {
+    fn create(socket: &Path) -> io::Result<PrivateDir> {
+        let parent = match socket.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = socket
+            .file_name()
+            .map_or_else(|| "control".into(), |n| n.to_string_lossy().into_owned());
+        let mut last = None;
+        for attempt in 0..PRIVATE_DIR_TRIES {
+            let path = parent.join(format!(".{name}.porxy-{}-{attempt}", std::process::id()));
+            match DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(PrivateDir { path }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::from(ErrorKind::AlreadyExists)))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        // The listener stays bound: the socket lives on at its linked path.
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(dir = %self.path.display(), error = %e, "cannot remove a temporary directory");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory for one test, removed afterwards.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("porxy-unix-test-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn binds_owner_only_and_leaves_no_temporary_directory() {
+        let dir = Scratch::new("fresh");
+        let path = dir.0.join("c.sock");
+        let listener = bind_unix(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(entries(&dir.0), ["c.sock"]);
+        // The linked path reaches the listener.
+        let _client = UnixStream::connect(&path).unwrap();
+        listener.accept().unwrap();
+    }
+
+    #[test]
+    fn publishing_never_replaces_a_file_that_appeared_meanwhile() {
+        let dir = Scratch::new("raced");
+        let staged = dir.0.join("staged.sock");
+        let _listener = UnixListener::bind(&staged).unwrap();
+        let path = dir.0.join("c.sock");
+        std::fs::write(&path, "created meanwhile").unwrap();
+        let err = publish(&staged, &path).unwrap_err();
+        assert!(matches!(err, ControlError::PathTaken { .. }), "{err:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "created meanwhile");
+    }
+
+    #[test]
+    fn a_file_that_is_no_socket_is_left_alone() {
+        let dir = Scratch::new("file");
+        let path = dir.0.join("porxy.toml");
+        std::fs::write(&path, "keep me").unwrap();
+        let err = bind_unix(&path).unwrap_err();
+        assert!(matches!(err, ControlError::NotASocket { .. }), "{err:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+        std::os::unix::fs::symlink(&path, dir.0.join("link")).unwrap();
+        let err = bind_unix(&dir.0.join("link")).unwrap_err();
+        assert!(matches!(err, ControlError::NotASocket { .. }), "{err:?}");
+        assert_eq!(entries(&dir.0), ["link", "porxy.toml"]);
+    }
+}

@@ -1,0 +1,128 @@
+//! The control socket on a Unix socket path: owner-only, and never at the cost of a file.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::client;
+use crate::support::control::ControlClient;
+use crate::support::process::{self, Porxy, TempDir};
+
+const EXIT_WAIT: Duration = Duration::from_secs(20);
+
+/// Starts porxy with its control socket at `path`.
+fn porxy_at(path: &Path) -> Porxy {
+    let arg = format!("unix:{}", path.display());
+    let porxy = Porxy::start(&["--control", &arg, "--log", "warn"]);
+    assert_eq!(porxy.control(), Some(arg.as_str()));
+    porxy
+}
+
+/// A control client on the socket at `path`.
+fn client_at(path: &Path) -> ControlClient<UnixStream> {
+    let stream = UnixStream::connect(path).expect("connect to the control socket");
+    stream.set_read_timeout(Some(client::IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(client::IO_TIMEOUT)).unwrap();
+    ControlClient::over(stream)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The names in `dir`, sorted: nothing is left behind beside the socket.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn unix_control_socket_is_owner_only() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("control.sock");
+    let _porxy = porxy_at(&socket);
+    assert_eq!(mode(&socket), 0o600, "control socket mode");
+    assert_eq!(entries(dir.path()), ["control.sock"]);
+    let mut control = client_at(&socket);
+    assert_eq!(
+        control.cmd("status"),
+        "OK tunnels=0 open=0 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0"
+    );
+    assert_eq!(control.cmd("QUIT"), "OK bye");
+    assert_eq!(control.rest(), "", "the session ends after QUIT");
+}
+
+#[test]
+fn unix_control_path_that_is_a_regular_file_is_refused() {
+    let dir = TempDir::new();
+    let file = dir.write("porxy.toml", "[proxy]\nreactors = 2\n");
+    let arg = format!("unix:{}", file.display());
+    let run = process::run(&["--control", &arg, "--log", "warn"], EXIT_WAIT);
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert_eq!(run.stdout, "", "no READY line");
+    assert!(
+        run.stderr.contains(&format!(
+            "porxy: error: control socket {}: the path exists and is not a socket; it is left untouched",
+            file.display()
+        )),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[proxy]\nreactors = 2\n",
+        "the file is intact"
+    );
+    assert_eq!(entries(dir.path()), ["porxy.toml"]);
+}
+
+#[test]
+fn live_unix_control_socket_is_refused() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("control.sock");
+    let _first = porxy_at(&socket);
+    let arg = format!("unix:{}", socket.display());
+    let second = process::run(&["--control", &arg, "--log", "warn"], EXIT_WAIT);
+    assert_eq!(second.code, Some(1), "stderr:\n{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!(
+            "porxy: error: control socket {} is in use by a running process",
+            socket.display()
+        )),
+        "stderr:\n{}",
+        second.stderr
+    );
+    // The first porxy's socket is still there and still answers.
+    let mut control = client_at(&socket);
+    assert!(control.cmd("STATUS").starts_with("OK tunnels=0 "));
+}
+
+#[test]
+fn stale_unix_control_socket_is_replaced() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("control.sock");
+    // A socket file nobody listens on, as a porxy killed with SIGKILL leaves behind.
+    drop(UnixListener::bind(&socket).unwrap());
+    assert!(std::fs::symlink_metadata(&socket)
+        .unwrap()
+        .file_type()
+        .is_socket());
+    assert_eq!(
+        UnixStream::connect(&socket).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    let _porxy = porxy_at(&socket);
+    assert_eq!(mode(&socket), 0o600);
+    let mut control = client_at(&socket);
+    assert!(control.cmd("STATUS").starts_with("OK tunnels=0 "));
+    assert_eq!(entries(dir.path()), ["control.sock"]);
+}
