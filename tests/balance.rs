@@ -18,12 +18,12 @@ mod operator;
 mod queue;
 mod strategies;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use porxy_core::{BackendStatus, ProxyHandle, TunnelSpec};
 
-use crate::support::client::{connect, read_greeting, try_connect};
+use crate::support::client::{connect, read_greeting, try_connect, try_connect_from};
 use crate::support::proxy::{builder, start, tunnel, TestProxy, COUNTERS_SETTLE};
 use crate::support::{wait_for, Backend};
 
@@ -138,24 +138,34 @@ fn count(held: &[(usize, TcpStream)]) -> [usize; 4] {
 /// One exchange as a user's client makes it: connect, read the greeting, have 4 bytes echoed,
 /// close. Returns which backend answered, or what went wrong.
 fn exchange(local: SocketAddr) -> Result<usize, String> {
-    let mut stream = try_connect(local).map_err(|e| format!("connect: {e}"))?;
+    exchange_on(try_connect(local)).map_err(|(_, why)| why)
+}
+
+/// [`exchange`] from the local IP `source`.
+fn exchange_from(source: IpAddr, local: SocketAddr) -> Result<usize, String> {
+    exchange_on(try_connect_from(source, local)).map_err(|(_, why)| why)
+}
+
+/// [`exchange`] over a connect's outcome; on failure, also which backend greeted the client
+/// before it went wrong, if one did.
+fn exchange_on(connected: io::Result<TcpStream>) -> Result<usize, (Option<usize>, String)> {
+    let mut stream = connected.map_err(|e| (None, format!("connect: {e}")))?;
     let mut hello = [0u8; 1];
     stream
         .read_exact(&mut hello)
-        .map_err(|e| format!("greeting: {e}"))?;
+        .map_err(|e| (None, format!("greeting: {e}")))?;
     let index = hello[0].wrapping_sub(b'A') as usize;
     if index >= NAMES.len() {
-        return Err(format!("greeting {:#04x} names no backend", hello[0]));
+        return Err((None, format!("greeting {:#04x} names no backend", hello[0])));
     }
-    stream
-        .write_all(b"ping")
-        .map_err(|e| format!("write: {e}"))?;
+    let failed = |what: &str, e: io::Error| (Some(index), format!("{what}: {e}"));
+    stream.write_all(b"ping").map_err(|e| failed("write", e))?;
     let mut back = [0u8; 4];
     stream
         .read_exact(&mut back)
-        .map_err(|e| format!("echo: {e}"))?;
+        .map_err(|e| failed("echo", e))?;
     if &back != b"ping" {
-        return Err(format!("echo came back as {back:?}"));
+        return Err((Some(index), format!("echo came back as {back:?}")));
     }
     Ok(index)
 }

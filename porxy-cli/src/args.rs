@@ -232,11 +232,11 @@ Options go last, in brackets, separated by commas. Known options:
     half_closed_timeout   how long a connection may stay half-closed
   Balancing, with several REMOTEs:
     strategy              round_robin (default, by weight), least_conn, random (two
-                          random choices, the less loaded wins), hash (by client IP:
+                          choices drawn by weight, the less loaded wins), hash (by client IP:
                           a client keeps its backend), first (failover: the first
                           one that can take it)
     attempts              connects per client across backends before it is reset
-                          (default: the number of remotes, at most 3)
+                          (default: the number of remotes)
     max_conns             most connections each remote takes at once
     queue_timeout         how long a client waits when every remote is full (5s)
   Health:

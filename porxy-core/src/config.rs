@@ -25,8 +25,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default wait for a slot when every backend is at its `max_conns`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default most connect attempts per client (fewer when a tunnel has fewer remotes).
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default connect failures in a row that mark a backend down.
 pub const DEFAULT_MAX_FAILS: u32 = 3;
 /// Default rest of a passively-down backend when there are no active checks.

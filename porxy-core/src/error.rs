@@ -89,6 +89,20 @@ pub enum Error {
         /// The backend's address.
         backend: SocketAddr,
     },
+    /// The backend was removed from the tunnel and still holds connections: it cannot be added
+    /// again (or changed) until they have ended.
+    #[error(
+        "backend {backend} of tunnel {tunnel} is still being removed ({open} connections left); \
+         wait for them to end, or REMOVE it with a deadline (or NOW) to close them"
+    )]
+    BackendLeaving {
+        /// The tunnel's listen address.
+        tunnel: SocketAddr,
+        /// The backend's address.
+        backend: SocketAddr,
+        /// Its connections left.
+        open: u64,
+    },
     /// The last backend of a tunnel cannot be removed (close the tunnel instead).
     #[error("backend is the last of tunnel {tunnel}; close the tunnel instead")]
     LastBackend {

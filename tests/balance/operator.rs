@@ -5,11 +5,19 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use porxy_core::{BackendChange, BackendState, CloseReason, Error};
+use porxy_core::{BackendChange, BackendState, CloseReason, Error, Remote};
 
 use super::{backend_status, greeters, index_of, remotes, start_balanced, tally};
-use crate::support::client::{connect, read_greeting, read_until_end, round_trip, End};
+use crate::support::client::{
+    connect, expect_reset, read_greeting, read_until_end, round_trip, End,
+};
+use crate::support::control::{control_addr, field, ControlClient};
+use crate::support::process::Porxy;
 use crate::support::proxy::{tunnel, wait_tunnel};
+use crate::support::wait_until;
+
+/// A reset must reach a client whose backend is removed NOW this fast.
+const PROMPT: Duration = Duration::from_secs(2);
 
 /// Draining A, which holds an established connection: no new connection reaches A, the
 /// established one goes on relaying, status says `draining`; enabling A brings it back.
@@ -188,4 +196,186 @@ fn disable_counts_the_connections_it_closes() {
             .change_backend(local, addr, BackendChange::Enable)
             .unwrap();
     }
+}
+
+/// A backend removed without a deadline that still holds a connection is "being removed": a
+/// second REMOVE may still give it a deadline (here zero: NOW), which cuts its connection; it
+/// cannot be added back or changed meanwhile (a typed error says why); once its connection is
+/// gone it leaves the status, and can then be added again.
+#[test]
+fn a_backend_being_removed_can_be_removed_now_but_not_added_again() {
+    let backends = greeters(2);
+    let (a, b) = (backends[0].addr(), backends[1].addr());
+    let (proxy, local) = start_balanced(&remotes(&backends), "");
+    let handle = proxy.handle();
+    let mut on_a = connect(local);
+    assert_eq!(
+        index_of(read_greeting(&mut on_a)),
+        0,
+        "round robin starts at A"
+    );
+
+    let remove = |deadline| handle.change_backend(local, a, BackendChange::Remove { deadline });
+    assert_eq!(remove(None).unwrap(), 1);
+    let a_remote: Remote = a.to_string().parse().unwrap();
+    let added = handle.add_backend(local, a_remote.clone());
+    assert!(
+        matches!(added, Err(Error::BackendLeaving { tunnel, backend, open: 1 }) if tunnel == local && backend == a),
+        "{added:?}"
+    );
+    assert_eq!(
+        added.unwrap_err().to_string(),
+        format!(
+            "backend {a} of tunnel {local} is still being removed (1 connections left); wait for \
+             them to end, or REMOVE it with a deadline (or NOW) to close them"
+        )
+    );
+    assert!(matches!(
+        handle.change_backend(local, a, BackendChange::Enable),
+        Err(Error::BackendLeaving { open: 1, .. })
+    ));
+    let listed = tunnel(&handle, local);
+    assert_eq!(
+        listed.backends.len(),
+        2,
+        "one line for A: {:#?}",
+        listed.backends
+    );
+    assert_eq!(
+        (
+            backend_status(&handle, local, a).state,
+            backend_status(&handle, local, a).open
+        ),
+        (BackendState::Removing, 1)
+    );
+    round_trip(&mut on_a, b"a removed backend's connection goes on");
+
+    assert_eq!(
+        remove(None).unwrap(),
+        1,
+        "REMOVE again without a deadline changes nothing"
+    );
+    round_trip(&mut on_a, b"still going");
+    assert_eq!(
+        remove(Some(Duration::ZERO)).unwrap(),
+        1,
+        "REMOVE NOW acts on it"
+    );
+    expect_reset(&mut on_a, PROMPT);
+    let status = wait_tunnel(&handle, local, "A to leave the status", |t| {
+        t.backends.len() == 1 && t.open == 0
+    });
+    assert_eq!(status.backends[0].addr, b);
+    assert_eq!(status.closes.get(CloseReason::BackendRemoved), 1);
+    assert!(matches!(
+        remove(Some(Duration::ZERO)),
+        Err(Error::NoSuchBackend { backend, .. }) if backend == a
+    ));
+
+    assert_eq!(handle.add_backend(local, a_remote).unwrap(), a);
+    assert_eq!(backend_status(&handle, local, a).state, BackendState::Up);
+    assert_eq!(tally(local, 4, 1)[..2], [2, 2], "A serves again");
+}
+
+/// Lines of `text` (porxy's stderr) that report backend `addr` removed.
+fn removal_reports(text: &str, addr: SocketAddr) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("backend removed") && l.contains(&format!("backend={addr}")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `  backend ADDR ...` line of `STATUS FULL` for `addr`, if there is one.
+fn backend_line(control: &mut ControlClient, addr: SocketAddr) -> Option<String> {
+    control
+        .block("STATUS FULL")
+        .into_iter()
+        .find(|l| l.starts_with(&format!("  backend {addr} ")))
+}
+
+/// Through the binary: the removal of a backend is reported once, at info level, when it has no
+/// connection left: at once for one that had none, when its last one ends for one that had
+/// some (`STATUS FULL` shows it `removing` until then, and not at all after). `REMOVE ... NOW`
+/// ends what a plain REMOVE left going; `ADD` of it meanwhile is refused, with the reason.
+#[test]
+fn removal_is_reported_once_when_the_backend_has_no_connection_left() {
+    let backends = greeters(3);
+    let (a, b, c) = (backends[0].addr(), backends[1].addr(), backends[2].addr());
+    let porxy = Porxy::start(&[
+        "--control",
+        "127.0.0.1:0",
+        "--reactors",
+        "2",
+        "--log",
+        "info",
+    ]);
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    let opened = control.cmd(&format!("OPEN 127.0.0.1:0={a},{b},{c}"));
+    let local: SocketAddr = opened
+        .strip_prefix("OK opened ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not an `OK opened` reply: {opened:?}"));
+    let mut on_a = connect(local);
+    assert_eq!(read_greeting(&mut on_a), b'A');
+
+    // C has no connection: it is gone as soon as it is removed.
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {c}")),
+        format!("OK removing {c} from {local}: 0 connections go on until they end")
+    );
+    assert_eq!(backend_line(&mut control, c), None, "C is gone at once");
+    wait_until(Duration::from_secs(5), "C's removal in the log", || {
+        !removal_reports(&porxy.stderr(), c).is_empty()
+    });
+    let reports = removal_reports(&porxy.stderr(), c);
+    assert!(
+        reports.len() == 1
+            && reports[0].contains("INFO")
+            && reports[0].contains("no connections left"),
+        "{reports:#?}"
+    );
+
+    // A holds one: it is `removing` until that one ends.
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a}")),
+        format!("OK removing {a} from {local}: 1 connections go on until they end")
+    );
+    let line = backend_line(&mut control, a).expect("A listed while it is being removed");
+    assert_eq!(
+        (field(&line, "state"), field(&line, "open")),
+        ("removing".into(), "1".into())
+    );
+    assert_eq!(
+        control.cmd(&format!("ADD {local} {a}")),
+        format!(
+            "ERR: backend {a} of tunnel {local} is still being removed (1 connections left); \
+             wait for them to end, or REMOVE it with a deadline (or NOW) to close them"
+        )
+    );
+    assert!(
+        removal_reports(&porxy.stderr(), a).is_empty(),
+        "A is not gone yet"
+    );
+    round_trip(&mut on_a, b"A still relays");
+
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a} NOW")),
+        format!("OK removing {a} from {local}: its 1 connections are closed")
+    );
+    expect_reset(&mut on_a, PROMPT);
+    wait_until(Duration::from_secs(5), "A's removal in the log", || {
+        !removal_reports(&porxy.stderr(), a).is_empty()
+    });
+    assert_eq!(backend_line(&mut control, a), None, "A is gone");
+    assert_eq!(
+        control.cmd(&format!("ADD {local} {a}")),
+        format!("OK added {a} to {local}")
+    );
+    let reports = removal_reports(&porxy.stderr(), a);
+    assert!(
+        reports.len() == 1 && reports[0].contains("last connection has ended"),
+        "{reports:#?}"
+    );
+    assert_eq!(removal_reports(&porxy.stderr(), c).len(), 1, "C's, once");
 }

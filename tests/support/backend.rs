@@ -134,11 +134,20 @@ impl Backend {
         greeting: &'static [u8],
         within: Duration,
     ) -> Backend {
-        Backend::serve(listen_at(addr, within), move |mut stream, _| {
+        Backend::start_at(addr, within, move |mut stream, _| {
             if stream.write_all(greeting).is_ok() {
                 let _ = echo(&mut stream);
             }
         })
+    }
+
+    /// [`Backend::start`] on a given address, bound as [`Backend::greeting_echo_at`] binds.
+    pub fn start_at(
+        addr: SocketAddr,
+        within: Duration,
+        behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static,
+    ) -> Backend {
+        Backend::serve(listen_at(addr, within), behaviour)
     }
 
     /// [`Backend::greeting_echo`] that counts in `gauge` the connections it holds at once. A

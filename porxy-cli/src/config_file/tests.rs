@@ -486,3 +486,52 @@ mod control_table {
         assert_eq!(file.control_idle_timeout, Some(Duration::from_secs(5)));
     }
 }
+
+/// The `[listeners.NAME.check]` table: its keys are `interval`, `timeout`, `rise`, `fall`,
+/// `send` and `expect` (the SPEC's `check_interval`... without the prefix), and its presence
+/// turns checks on.
+#[test]
+fn check_table_keys_lift_to_spec_options() {
+    let text = r#"
+[backends.a]
+address = "127.0.0.1:7001"
+
+[listeners.web]
+listen = "8000"
+backends = ["a"]
+
+[listeners.web.check]
+interval = "500ms"
+timeout = "200ms"
+rise = 3
+fall = 4
+send = "PING\r\n"
+expect = "+PONG"
+"#;
+    let file = lift(text).expect("a good check table");
+    let options = &file.listeners[0].spec.options;
+    assert_eq!(options.check, Some(true));
+    assert_eq!(options.check_interval, Some(Duration::from_millis(500)));
+    assert_eq!(options.check_timeout, Some(Duration::from_millis(200)));
+    assert_eq!((options.rise, options.fall), (Some(3), Some(4)));
+    assert_eq!(options.check_send.as_deref(), Some("PING\r\n"));
+    assert_eq!(options.check_expect.as_deref(), Some("+PONG"));
+    assert_eq!(
+        file.listeners[0].spec.to_string(),
+        r"127.0.0.1:8000=127.0.0.1:7001[check=tcp,check_interval=500ms,check_timeout=200ms,rise=3,fall=4,check_send=PING\r\n,check_expect=+PONG]"
+    );
+
+    // An empty table is enough to turn checks on, with the defaults.
+    let bare = lift(&text[..text.find("interval").unwrap()]).expect("an empty check table");
+    assert_eq!(bare.listeners[0].spec.options.check, Some(true));
+    assert_eq!(bare.listeners[0].spec.options.check_interval, None);
+
+    // The SPEC's names are not the table's: the error names the key and where it is.
+    let spec_name = text.replace("interval = ", "check_interval = ");
+    let error = lift(&spec_name).unwrap_err().to_string();
+    assert!(
+        error.contains("listeners.web.check.check_interval")
+            && error.contains("unknown field `check_interval`"),
+        "{error}"
+    );
+}

@@ -74,7 +74,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "add a backend to the tunnel on LOCAL",
     ),
     (
-        "REMOVE LOCAL REMOTE [DEADLINE]",
+        "REMOVE LOCAL REMOTE [DEADLINE|NOW]",
         "take a backend out; its connections go on, until DEADLINE (like 30s) if given",
     ),
     (
@@ -254,10 +254,14 @@ fn backend_command(
             found: format!("*{}", remote.weight),
         });
     }
-    // Only REMOVE takes a further word, its deadline.
+    // Only REMOVE takes a further word, its deadline (NOW for none at all).
     if let BackendAction::Remove { deadline } = &mut action {
         if let Some(word) = words.next() {
-            *deadline = Some(parse_duration(word).map_err(ParseError::Deadline)?);
+            *deadline = Some(if word.eq_ignore_ascii_case("NOW") {
+                Duration::ZERO
+            } else {
+                parse_duration(word).map_err(ParseError::Deadline)?
+            });
         }
     }
     match words.next() {
@@ -345,6 +349,16 @@ mod tests {
                     remote: "[::1]:7001".parse().unwrap(),
                     action: BackendAction::Remove {
                         deadline: Some(Duration::from_secs(30)),
+                    },
+                },
+            ),
+            (
+                "remove 8000 7001 now",
+                Command::Backend {
+                    local: "8000".parse().unwrap(),
+                    remote: "7001".parse().unwrap(),
+                    action: BackendAction::Remove {
+                        deadline: Some(Duration::ZERO),
                     },
                 },
             ),

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
 
@@ -193,6 +194,9 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
             BackendChange::Remove { deadline: None } => {
                 format!("removing {addr} from {tunnel}: {open} connections go on until they end")
             }
+            BackendChange::Remove {
+                deadline: Some(Duration::ZERO),
+            } => format!("removing {addr} from {tunnel}: its {open} connections are closed"),
             BackendChange::Remove {
                 deadline: Some(deadline),
             } => format!(

@@ -7,7 +7,7 @@
 //! it was sent once per drive.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// What an operator has decided about a backend.
@@ -86,6 +86,11 @@ pub(crate) struct Backend {
     max_conns: AtomicU32,
     admin: AtomicU8,
     health: AtomicU8,
+    /// How many times it went from up to down, by checks or by connect failures: lets the
+    /// checker see a fall it did not cause.
+    downs: AtomicU64,
+    /// Its removal has been reported (its last connection ended, or it had none).
+    removal_reported: AtomicBool,
     fails_in_row: AtomicU32,
     /// Without active checks: when a passively-down backend may be tried again (ns after `epoch`).
     retry_at_nanos: AtomicI64,
@@ -116,6 +121,8 @@ impl Backend {
             max_conns: AtomicU32::new(max_conns.unwrap_or(0)),
             admin: AtomicU8::new(AdminState::Enabled as u8),
             health: AtomicU8::new(Health::Up as u8),
+            downs: AtomicU64::new(0),
+            removal_reported: AtomicBool::new(false),
             fails_in_row: AtomicU32::new(0),
             retry_at_nanos: AtomicI64::new(i64::MIN),
             epoch: Instant::now(),
@@ -155,7 +162,21 @@ impl Backend {
     }
 
     pub(crate) fn set_admin(&self, state: AdminState) {
-        self.admin.store(state as u8, Ordering::Relaxed);
+        if state == AdminState::Removing {
+            self.removal_reported.store(false, Ordering::SeqCst);
+        }
+        // SeqCst, with the loads in `removal_done` and the decrement in `release`: of the
+        // remover and the reactor releasing the last slot, at least one sees both changes.
+        self.admin.store(state as u8, Ordering::SeqCst);
+    }
+
+    /// True, once per removal, when the backend is being removed and holds no connection any
+    /// more: whoever sees that first (the reactor that closed its last connection, or the
+    /// remove itself when there was none) reports it.
+    pub(crate) fn removal_done(&self) -> bool {
+        self.admin.load(Ordering::SeqCst) == AdminState::Removing as u8
+            && self.open.load(Ordering::SeqCst) == 0
+            && !self.removal_reported.swap(true, Ordering::SeqCst)
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -168,15 +189,22 @@ impl Backend {
 
     /// Sets health; returns the previous value.
     pub(crate) fn set_health(&self, health: Health) -> Health {
-        let before = self.health.swap(health as u8, Ordering::Relaxed);
+        let before = self.health.swap(health as u8, Ordering::AcqRel);
         if health == Health::Up {
             self.fails_in_row.store(0, Ordering::Relaxed);
+        } else if before == Health::Up as u8 {
+            self.downs.fetch_add(1, Ordering::AcqRel);
         }
         if before == Health::Up as u8 {
             Health::Up
         } else {
             Health::Down
         }
+    }
+
+    /// How many times it has gone from up to down.
+    pub(crate) fn downs(&self) -> u64 {
+        self.downs.load(Ordering::Acquire)
     }
 
     pub(crate) fn state(&self) -> BackendState {
@@ -257,7 +285,7 @@ impl Backend {
 
     /// Gives a slot back; returns the connections left.
     pub(crate) fn release(&self) -> u64 {
-        self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1)
+        self.open.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
     }
 
     /// A connect succeeded: the failure streak ends, and a resting backend is up again.

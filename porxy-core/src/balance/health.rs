@@ -57,10 +57,58 @@ struct Watched {
     backend: Arc<Backend>,
     config: CheckConfig,
     tunnel: SocketAddr,
-    ok_in_row: u32,
-    failed_in_row: u32,
+    streak: Streak,
     next_at: Instant,
     probe: Option<usize>,
+}
+
+/// The rise and fall counts of one watched backend, and the verdicts they lead to. No IO: the
+/// checker feeds it each probe's outcome.
+#[derive(Debug)]
+struct Streak {
+    ok_in_row: u32,
+    failed_in_row: u32,
+    /// The backend's [`Backend::downs`] when last looked at.
+    downs_seen: u64,
+}
+
+impl Streak {
+    fn new(backend: &Backend) -> Streak {
+        Streak {
+            ok_in_row: 0,
+            failed_in_row: 0,
+            downs_seen: backend.downs(),
+        }
+    }
+
+    /// Counts one probe's outcome; changes the backend's health when `rise` good probes (or
+    /// `fall` bad ones) in a row say so, and returns the new health then.
+    fn record(&mut self, backend: &Backend, passed: bool, config: &CheckConfig) -> Option<Health> {
+        // Connect failures took it down since the last probe: the good probes before that fall
+        // say nothing about it now, and it must pass `rise` more.
+        let downs = backend.downs();
+        if downs != self.downs_seen {
+            self.downs_seen = downs;
+            self.ok_in_row = 0;
+        }
+        if passed {
+            self.failed_in_row = 0;
+            self.ok_in_row = self.ok_in_row.saturating_add(1);
+            if backend.health() == Health::Down && self.ok_in_row >= config.rise {
+                backend.set_health(Health::Up);
+                return Some(Health::Up);
+            }
+        } else {
+            self.ok_in_row = 0;
+            self.failed_in_row = self.failed_in_row.saturating_add(1);
+            if backend.health() == Health::Up && self.failed_in_row >= config.fall {
+                backend.set_health(Health::Down);
+                self.downs_seen = backend.downs();
+                return Some(Health::Down);
+            }
+        }
+        None
+    }
 }
 
 enum Step {
@@ -150,11 +198,10 @@ impl Checker {
                     self.watched.insert(
                         id(&backend),
                         Watched {
+                            streak: Streak::new(&backend),
                             backend,
                             config,
                             tunnel,
-                            ok_in_row: 0,
-                            failed_in_row: 0,
                             next_at: Instant::now(),
                             probe: None,
                         },
@@ -260,24 +307,18 @@ impl Checker {
             return;
         };
         w.probe = None;
-        match verdict {
-            Ok(()) => {
-                w.failed_in_row = 0;
-                w.ok_in_row = w.ok_in_row.saturating_add(1);
-                if w.backend.health() == Health::Down && w.ok_in_row >= w.config.rise {
-                    w.backend.set_health(Health::Up);
-                    warn!(tunnel = %w.tunnel, backend = %w.backend.addr, passed = w.ok_in_row, "backend is up: health checks pass");
-                }
+        let changed = w.streak.record(&w.backend, verdict.is_ok(), &w.config);
+        match (changed, verdict) {
+            (Some(Health::Up), _) => {
+                warn!(tunnel = %w.tunnel, backend = %w.backend.addr, passed = w.streak.ok_in_row, "backend is up: health checks pass");
             }
-            Err(why) => {
-                w.ok_in_row = 0;
-                w.failed_in_row = w.failed_in_row.saturating_add(1);
+            (Some(Health::Down), Err(why)) => {
+                warn!(tunnel = %w.tunnel, backend = %w.backend.addr, failed = w.streak.failed_in_row, reason = %why, "backend is down: health checks fail");
+            }
+            (_, Err(why)) => {
                 debug!(tunnel = %w.tunnel, backend = %w.backend.addr, %why, "health check failed");
-                if w.backend.health() == Health::Up && w.failed_in_row >= w.config.fall {
-                    w.backend.set_health(Health::Down);
-                    warn!(tunnel = %w.tunnel, backend = %w.backend.addr, failed = w.failed_in_row, reason = %why, "backend is down: health checks fail");
-                }
             }
+            (_, Ok(())) => {}
         }
     }
 }
@@ -343,4 +384,130 @@ fn step_probe(probe: &mut Probe, config: &CheckConfig) -> Option<Verdict> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::backend::PassiveHealth;
+
+    fn config(rise: u32, fall: u32) -> CheckConfig {
+        CheckConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            rise,
+            fall,
+            send: None,
+            expect: None,
+        }
+    }
+
+    fn backend() -> Backend {
+        Backend::new("127.0.0.1:1".parse().unwrap(), 1, None)
+    }
+
+    /// Connect failures (passive health) with active checks on: `max_fails` 1.
+    const PASSIVE: PassiveHealth = PassiveHealth {
+        max_fails: 1,
+        fail_timeout: Duration::from_secs(10),
+        active_checks: true,
+    };
+
+    #[test]
+    fn fall_bad_checks_in_a_row_take_it_down() {
+        let (b, c) = (backend(), config(2, 3));
+        let mut s = Streak::new(&b);
+        assert_eq!(s.record(&b, false, &c), None);
+        assert_eq!(s.record(&b, false, &c), None);
+        assert_eq!(s.record(&b, true, &c), None, "a good check ends the run");
+        assert_eq!(s.record(&b, false, &c), None);
+        assert_eq!(s.record(&b, false, &c), None);
+        assert_eq!(b.health(), Health::Up, "two bad in a row are not three");
+        assert_eq!(s.record(&b, false, &c), Some(Health::Down));
+        assert_eq!(b.health(), Health::Down);
+        assert_eq!(
+            s.record(&b, false, &c),
+            None,
+            "already down: no new verdict"
+        );
+    }
+
+    #[test]
+    fn rise_good_checks_in_a_row_bring_it_back() {
+        let (b, c) = (backend(), config(3, 1));
+        let mut s = Streak::new(&b);
+        assert_eq!(s.record(&b, false, &c), Some(Health::Down));
+        assert_eq!(s.record(&b, true, &c), None);
+        assert_eq!(s.record(&b, true, &c), None);
+        assert_eq!(s.record(&b, false, &c), None, "a bad check ends the run");
+        assert_eq!(b.health(), Health::Down);
+        assert_eq!(s.record(&b, true, &c), None);
+        assert_eq!(s.record(&b, true, &c), None);
+        assert_eq!(b.health(), Health::Down, "two good in a row are not three");
+        assert_eq!(s.record(&b, true, &c), Some(Health::Up));
+        assert_eq!(b.health(), Health::Up);
+    }
+
+    /// Regression: good checks counted before connect failures took the backend down brought it
+    /// back on the next good check, whatever `rise` said.
+    #[test]
+    fn after_a_passive_down_it_needs_rise_good_checks_again() {
+        let (b, c) = (backend(), config(3, 3));
+        let mut s = Streak::new(&b);
+        for _ in 0..5 {
+            assert_eq!(s.record(&b, true, &c), None, "up already");
+        }
+        assert!(b.connect_failed(Instant::now(), &PASSIVE), "marked down");
+        assert_eq!(s.record(&b, true, &c), None);
+        assert_eq!(s.record(&b, true, &c), None);
+        assert_eq!(b.health(), Health::Down, "two good checks since the fall");
+        assert_eq!(s.record(&b, true, &c), Some(Health::Up));
+    }
+
+    /// A connect failure that does not take the backend down changes nothing for the checks.
+    #[test]
+    fn a_connect_failure_short_of_max_fails_leaves_the_counts_alone() {
+        let (b, c) = (backend(), config(2, 2));
+        let passive = PassiveHealth {
+            max_fails: 3,
+            ..PASSIVE
+        };
+        let mut s = Streak::new(&b);
+        assert_eq!(s.record(&b, false, &c), None);
+        assert!(!b.connect_failed(Instant::now(), &passive), "one of three");
+        assert_eq!(s.record(&b, false, &c), Some(Health::Down), "fall=2");
+        assert_eq!(s.record(&b, true, &c), None);
+        assert!(!b.connect_failed(Instant::now(), &passive), "down already");
+        assert_eq!(s.record(&b, true, &c), Some(Health::Up), "rise=2");
+    }
+
+    /// The checker's own bookkeeping uses the streak: recorded verdicts move the backend.
+    #[test]
+    fn the_checker_applies_rise_after_a_passive_down() {
+        let (mut checker, _mailbox) = Checker::new().unwrap();
+        let b = Arc::new(backend());
+        let key = id(&b);
+        checker.watched.insert(
+            key,
+            Watched {
+                streak: Streak::new(&b),
+                backend: b.clone(),
+                config: config(2, 2),
+                tunnel: "127.0.0.1:2".parse().unwrap(),
+                next_at: Instant::now(),
+                probe: None,
+            },
+        );
+        for _ in 0..4 {
+            checker.record(key, Ok(()));
+        }
+        assert!(b.connect_failed(Instant::now(), &PASSIVE));
+        checker.record(key, Ok(()));
+        assert_eq!(b.health(), Health::Down, "one good check is not rise=2");
+        checker.record(key, Ok(()));
+        assert_eq!(b.health(), Health::Up);
+        checker.record(key, Err("refused".into()));
+        checker.record(key, Err("refused".into()));
+        assert_eq!(b.health(), Health::Down, "fall=2");
+    }
 }

@@ -8,6 +8,7 @@ use super::{BackendChange, ProxyHandle};
 use crate::balance::backend::AdminState;
 use crate::error::Error;
 use crate::tunnel::spec::Remote;
+use crate::tunnel::Tunnel;
 
 impl ProxyHandle {
     /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
@@ -23,6 +24,15 @@ impl ProxyHandle {
             return Err(Error::BackendExists {
                 tunnel: local,
                 backend: addr,
+            });
+        }
+        // Its connections, counters and health belong to the removed backend: a new one at the
+        // same address would be a second backend for one server, each with its own limit.
+        if let Some(leaving) = old.leaving_backend(addr) {
+            return Err(Error::BackendLeaving {
+                tunnel: local,
+                backend: addr,
+                open: leaving.open(),
             });
         }
         let mut spec = old.spec.clone();
@@ -53,10 +63,9 @@ impl ProxyHandle {
             .get(&local)
             .cloned()
             .ok_or(Error::NoSuchTunnel(local))?;
-        let (index, _) = old.remote(backend).ok_or(Error::NoSuchBackend {
-            tunnel: local,
-            backend,
-        })?;
+        let Some((index, _)) = old.remote(backend) else {
+            return self.change_leaving_backend(&old, backend, change);
+        };
         let target = old.balancer.backends[index].clone();
         match change {
             BackendChange::Enable => target.set_admin(AdminState::Enabled),
@@ -91,5 +100,39 @@ impl ProxyHandle {
         }
         tracing::info!(tunnel = %local, %backend, ?change, open = target.open(), "backend changed");
         Ok(target.open())
+    }
+
+    /// A change to a backend already removed from the tunnel on `tunnel.local` that still holds
+    /// connections: REMOVE again may give (or shorten) a deadline for them, NOW included;
+    /// nothing else applies to it.
+    fn change_leaving_backend(
+        &self,
+        tunnel: &Tunnel,
+        backend: SocketAddr,
+        change: BackendChange,
+    ) -> Result<u64, Error> {
+        let local = tunnel.local;
+        let target = tunnel
+            .leaving_backend(backend)
+            .ok_or(Error::NoSuchBackend {
+                tunnel: local,
+                backend,
+            })?;
+        let open = target.open();
+        match change {
+            BackendChange::Remove { deadline } => {
+                if let Some(deadline) = deadline {
+                    let at = crate::units::after(Instant::now(), deadline);
+                    self.close_backend_connections(target, at);
+                }
+                tracing::info!(tunnel = %local, %backend, ?change, open, "backend being removed: removed again");
+                Ok(open)
+            }
+            _ => Err(Error::BackendLeaving {
+                tunnel: local,
+                backend,
+                open,
+            }),
+        }
     }
 }

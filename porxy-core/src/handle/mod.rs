@@ -286,6 +286,13 @@ impl ProxyHandle {
         // Once confirmed, every client accepted from now on gets the new version, whichever
         // thread accepts it. The listener only fails to confirm if it has stopped.
         let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
+        // A dropped backend without connections is gone now; one with some is reported by the
+        // reactor that closes its last one.
+        for backend in &dropped {
+            if backend.removal_done() {
+                tracing::info!(tunnel = %old.local, backend = %backend.addr, "backend removed: it had no connections left");
+            }
+        }
         Ok(tunnel)
     }
 

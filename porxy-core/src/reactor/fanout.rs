@@ -71,6 +71,7 @@ impl FanSlot {
     pub(super) fn release_dest(&self, i: usize) {
         if let Some((_, backend)) = self.backend(i) {
             backend.release();
+            super::upstream::report_removal(self.tunnel.local, backend);
         }
     }
 }

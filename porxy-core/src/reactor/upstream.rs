@@ -15,7 +15,7 @@ use mio::{Interest, Registry};
 use tracing::{debug, info, warn};
 
 use super::{token, Reactor, Slot};
-use crate::balance::backend::{AdminState, Backend};
+use crate::balance::backend::Backend;
 use crate::balance::Pick;
 use crate::conn::close::CloseReason;
 use crate::conn::{Action, Phase, Readiness, Side};
@@ -45,7 +45,7 @@ impl Reactor {
             let Some(slot) = self.slab.get_mut(key) else {
                 return Assigned::Closed;
             };
-            match slot.tunnel.balancer.pick(slot.peer.ip(), slot.tried, now) {
+            match slot.tunnel.balancer.pick(slot.peer.ip(), &slot.tried, now) {
                 Pick::Chosen(index) => {
                     slot.tried.add(index);
                     slot.backend = Some(index);
@@ -208,11 +208,17 @@ fn release_backend(slot: &mut Slot) -> bool {
         return false;
     };
     let backend: &Arc<Backend> = &slot.tunnel.balancer.backends[index];
-    let left = backend.release();
-    if left == 0 && backend.admin() == AdminState::Removing {
-        info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend removed: its last connection has ended");
-    }
+    backend.release();
+    report_removal(slot.tunnel.local, backend);
     true
+}
+
+/// After a slot of `backend` was given back: if that was the last connection of a backend being
+/// removed, says so (once), as the operator was promised.
+pub(super) fn report_removal(tunnel: SocketAddr, backend: &Backend) {
+    if backend.removal_done() {
+        info!(%tunnel, backend = %backend.addr, "backend removed: its last connection has ended");
+    }
 }
 
 /// Starts a non-blocking connect to `addr`, registered under `token`.

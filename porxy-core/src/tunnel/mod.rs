@@ -18,7 +18,7 @@ use crate::balance::health::CheckConfig;
 use crate::balance::Balancer;
 use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_FAILS, DEFAULT_RISE,
+    DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_FAILS, DEFAULT_RISE,
 };
 use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::generation::Generation;
@@ -131,9 +131,11 @@ impl Tunnel {
             fail_timeout: options.fail_timeout.unwrap_or(DEFAULT_FAIL_TIMEOUT),
             active_checks: check.is_some(),
         };
+        // By default a client may try every backend once (the tried set rules out repeats): while
+        // any backend is alive, no client is reset for the dead ones.
         let attempts = options
             .attempts
-            .unwrap_or_else(|| (backends.len() as u32).clamp(1, DEFAULT_MAX_ATTEMPTS));
+            .unwrap_or_else(|| u32::try_from(backends.len()).unwrap_or(u32::MAX).max(1));
         let leaving = previous
             .map(|p| {
                 p.leaving
@@ -204,6 +206,11 @@ impl Tunnel {
             self.fanout.map(|f| f.reply),
             backends,
         )
+    }
+
+    /// The backend at `addr` that was removed from the tunnel and still holds connections.
+    pub(crate) fn leaving_backend(&self, addr: SocketAddr) -> Option<&Arc<Backend>> {
+        self.leaving.iter().find(|b| b.addr == addr && b.open() > 0)
     }
 
     /// The spec's remote for backend `addr`, if the tunnel has it.

@@ -23,7 +23,7 @@ pub struct TunnelOptions {
     /// How connections are spread over the remotes (default round robin).
     pub strategy: Option<Strategy>,
     /// Connect attempts per client across backends before it is reset (default: the number of
-    /// remotes, at most 3).
+    /// remotes, so that a client is reset only when every backend has failed it).
     pub attempts: Option<u32>,
     /// Most connections each remote takes at once (default: no limit).
     pub max_conns: Option<u32>,
