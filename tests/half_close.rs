@@ -1,6 +1,7 @@
 //! Half-close: a FIN in one direction is passed on while the other direction keeps flowing, and
-//! a connection left half-closed too long is ended. The FIN tests run spliced and copied (the
-//! proxy-wide `splice` setting).
+//! a connection left half-closed too long is ended: after the client's FIN by
+//! `client_fin_timeout`, after the upstream's by `server_fin_timeout`, both defaulting to
+//! `half_closed_timeout`. The FIN tests run spliced and copied (the proxy-wide `splice` setting).
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
@@ -143,4 +144,92 @@ fn half_closed_timeout_ends_connection() {
     );
     assert_eq!(status.closes.total(), 1, "{:?}", status.closes);
     assert_eq!(status.open, 0);
+}
+
+/// The shorter of the two FIN timeouts in the tests below: the one that must not apply.
+const WRONG_FIN_TIMEOUT: Duration = Duration::from_millis(100);
+/// The FIN timeout that must apply.
+const FIN_TIMEOUT: Duration = Duration::from_millis(500);
+/// The general half-closed timeout, far off: only a FIN timeout can end these connections.
+const HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The client shuts down writing; the backend neither answers nor closes. `client_fin_timeout`
+/// (set on the builder) ends the connection, not the shorter `server_fin_timeout`.
+#[test]
+fn client_fin_timeout_ends_connection_after_the_clients_fin() {
+    let backend = Backend::hold_after_eof();
+    let proxy = start(
+        builder()
+            .half_closed_timeout(HALF_CLOSED_TIMEOUT)
+            .client_fin_timeout(FIN_TIMEOUT)
+            .server_fin_timeout(WRONG_FIN_TIMEOUT)
+            .tunnel(spec_to(backend.addr())),
+    );
+    let local = proxy.bound()[0];
+    let mut stream = connect(local);
+    stream.write_all(b"no answer expected").unwrap();
+    let start = Instant::now();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    let after = start.elapsed();
+    assert_eq!(
+        ending.end,
+        End::Eof,
+        "the proxy closes the client gracefully"
+    );
+    assert_fin_timeout_fired(&proxy, local, after);
+}
+
+/// The backend sends, shuts down writing and reads on; the client reads to the EOF and stays
+/// silent. `server_fin_timeout` (a tunnel option) ends the connection, not the shorter
+/// `client_fin_timeout`: the backend then sees the end of the client's stream.
+#[test]
+fn server_fin_timeout_ends_connection_after_the_upstreams_fin() {
+    let payload = bytes(4, 64 * 1024);
+    let (report, reports) = mpsc::channel();
+    let backend = Backend::send_then_read(payload.clone(), report);
+    let spec = format!(
+        "127.0.0.1:0={}[client_fin_timeout={}ms,server_fin_timeout={}ms]",
+        backend.addr(),
+        WRONG_FIN_TIMEOUT.as_millis(),
+        FIN_TIMEOUT.as_millis()
+    );
+    let proxy = start(
+        builder()
+            .half_closed_timeout(HALF_CLOSED_TIMEOUT)
+            .tunnel(spec.parse().unwrap()),
+    );
+    let local = proxy.bound()[0];
+    // Before the connect: the backend's FIN, and so the proxy's clock, can only come later.
+    let start = Instant::now();
+    let mut stream = connect(local);
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof, "the backend's FIN reaches the client");
+    assert_same(&ending.bytes, &payload, "payload from the backend");
+    let received = reports
+        .recv_timeout(IO_TIMEOUT)
+        .expect("the backend reports what it read")
+        .expect("the proxy ends the backend's stream with a clean EOF");
+    let after = start.elapsed();
+    assert!(received.is_empty(), "the client sent nothing");
+    assert_fin_timeout_fired(&proxy, local, after);
+}
+
+/// The connection through `local` ended `after` its half-closed clock started (at the
+/// earliest), by the FIN timeout that applies: not before it, not much later, counted as a
+/// half-closed timeout and nothing else.
+#[track_caller]
+fn assert_fin_timeout_fired(proxy: &TestProxy, local: SocketAddr, after: Duration) {
+    assert!(
+        after >= FIN_TIMEOUT,
+        "ended after {after:?}, before the {FIN_TIMEOUT:?} that applies"
+    );
+    assert!(after < Duration::from_secs(3), "ended only after {after:?}");
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the half-closed timeout counted, and the connection closed",
+        |t| t.closes.get(CloseReason::HalfClosedTimeout) == 1 && t.open == 0,
+    );
+    assert_eq!(status.closes.total(), 1, "{:?}", status.closes);
 }

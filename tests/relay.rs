@@ -5,10 +5,12 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use porxy_core::CloseReason;
+use porxy_core::{CloseReason, Endpoint, TunnelSpec};
 
-use crate::support::client::{connect, read_until_end, End, IO_TIMEOUT};
-use crate::support::payload::{Expect, Noise};
+use crate::support::client::{
+    connect, ipv6_loopback, read_greeting, read_until_end, round_trip, End, IO_TIMEOUT,
+};
+use crate::support::payload::{bytes, Expect, Noise};
 use crate::support::proxy::{builder, spec_to, start, wait_tunnel, with_splice};
 use crate::support::Backend;
 
@@ -169,4 +171,38 @@ fn empty_connection_completes() {
         |t| t.closes.get(CloseReason::Completed) == 1,
     );
     assert_eq!((status.bytes_to_upstream, status.bytes_to_client), (0, 0));
+}
+
+/// IPv6 on both sides: a tunnel on `[::1]:0` (the address it bound has a real port, and names
+/// the tunnel in the status) relays exactly to a backend on `[::1]`, and counts the connection.
+#[test]
+fn ipv6_loopback_relays() {
+    let Some(any6) = ipv6_loopback("ipv6_loopback_relays") else {
+        return;
+    };
+    let backend = Backend::greeting_echo_at(any6, b"6", IO_TIMEOUT);
+    assert!(backend.addr().is_ipv6());
+    let proxy = start(builder().tunnel(TunnelSpec::new(any6, [Endpoint::Addr(backend.addr())])));
+    let local = proxy.bound()[0];
+    assert!(
+        local.is_ipv6() && local.ip().is_loopback() && local.port() != 0,
+        "bound {local}"
+    );
+    let mut stream = connect(local);
+    assert_eq!(read_greeting(&mut stream), b'6', "the IPv6 backend answers");
+    let msg = bytes(6, 100 * 1024);
+    round_trip(&mut stream, &msg);
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof);
+    assert!(ending.bytes.is_empty());
+    let status = wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the IPv6 connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == 1,
+    );
+    assert_eq!(status.accepted, 1);
+    assert_eq!(status.bytes_to_upstream, msg.len() as u64);
+    assert_eq!(status.bytes_to_client, 1 + msg.len() as u64);
 }

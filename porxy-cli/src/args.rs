@@ -103,7 +103,7 @@ struct RawArgs {
     #[arg(long, value_name = "FILTER", default_value = "info", value_parser = log_filter)]
     log: String,
 
-    /// Validate the configuration and resolve host names, print `config OK: N tunnels`, exit.
+    /// Validate the configuration and resolve host names, print `config OK: 1 tunnel` (or `N tunnels`), exit.
     #[arg(long)]
     check: bool,
 
@@ -229,7 +229,12 @@ Options go last, in brackets, separated by commas. Known options:
   Timeouts (each overrides the proxy-wide setting for this tunnel):
     connect_timeout       how long one upstream connect may take
     idle_timeout          how long a connection may pass no byte either way
-    half_closed_timeout   how long a connection may stay half-closed
+    half_closed_timeout   how long a connection may stay half-closed: the default of
+                          the two below
+    client_fin_timeout    how long it may stay half-closed after the client's FIN
+                          (the client has stopped sending; the reply may still flow)
+    server_fin_timeout    how long it may stay half-closed after the upstream's FIN
+                          (the upstream has stopped sending; the client may still send)
   Balancing, with several REMOTEs:
     strategy              round_robin (default, by weight), least_conn, random (two
                           choices drawn by weight, the less loaded wins), hash (by client IP:
@@ -266,6 +271,7 @@ Examples:
     porxy --tunnel 8000=9000
     porxy --tunnel '0.0.0.0:8080=10.0.0.5:80,10.0.0.6:80'
     porxy --tunnel '[::1]:5433=db.internal:5432[connect_timeout=2s,idle_timeout=10m]'
+    porxy --tunnel '8000=9000[client_fin_timeout=5s,server_fin_timeout=1m]'
     porxy --tunnel '8000=7001*3,7002,7003[strategy=least_conn,check=tcp,max_conns=100]'
     porxy --tunnel '8000=7001,7002[mode=fanout,reply=none,max_lag=4MiB]'
     porxy --config porxy.toml --tunnel 0=127.0.0.1:7000
@@ -275,6 +281,7 @@ Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
 ",
         keys = OPTION_KEYS
             .join(", ")
+            .replace("half_closed_timeout, ", "half_closed_timeout,\n    ")
             .replace("queue_timeout, ", "queue_timeout,\n    ")
             .replace("check_expect, ", "check_expect,\n    ")
     )
@@ -317,7 +324,8 @@ mod tests {
             Ok(Command::HelpTunnel)
         ));
         let help = tunnel_help();
-        assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout, strategy"));
+        assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout,\n"));
+        assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
         assert!(help.contains("mode, reply, max_lag, min_live, splice."));
         assert!(help.contains("splice=on|off"));

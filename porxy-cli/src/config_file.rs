@@ -205,6 +205,22 @@ impl Lift<'_> {
                 *slot = self.duration(value, path)?;
             }
         }
+        for (slot, value, path) in [
+            (
+                &mut config.client_fin_timeout,
+                &raw.client_fin_timeout,
+                "proxy.client_fin_timeout",
+            ),
+            (
+                &mut config.server_fin_timeout,
+                &raw.server_fin_timeout,
+                "proxy.server_fin_timeout",
+            ),
+        ] {
+            if let Some(value) = value {
+                *slot = Some(self.duration(value, path)?);
+            }
+        }
         let drain_timeout = match &raw.drain_timeout {
             Some(value) => Some(self.duration(value, "proxy.drain_timeout")?),
             None => None,
@@ -343,6 +359,16 @@ impl Lift<'_> {
                 &mut options.half_closed_timeout,
                 &raw.half_closed_timeout,
                 "half_closed_timeout",
+            ),
+            (
+                &mut options.client_fin_timeout,
+                &raw.client_fin_timeout,
+                "client_fin_timeout",
+            ),
+            (
+                &mut options.server_fin_timeout,
+                &raw.server_fin_timeout,
+                "server_fin_timeout",
             ),
         ] {
             if let Some(value) = value {

@@ -117,7 +117,9 @@ fn run(command: Command) -> Result<Outcome, CliError> {
     let plan = plan(args)?;
     resolve(&plan.tunnels)?;
     if check {
-        print_stdout(&format!("config OK: {} tunnels\n", plan.tunnels.len()))?;
+        let count = plan.tunnels.len();
+        let noun = if count == 1 { "tunnel" } else { "tunnels" };
+        print_stdout(&format!("config OK: {count} {noun}\n"))?;
         return Ok(Outcome::Done);
     }
     serve(plan)

@@ -21,7 +21,7 @@ pub const MAX_BUFFER_SIZE: usize = 64 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time a connection may pass no byte before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default time a connection may stay half-closed.
+/// Default time a connection may stay half-closed (after either side's FIN).
 pub const DEFAULT_HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default wait for a slot when every backend is at its `max_conns`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,8 +63,15 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Default idle timeout.
     pub idle_timeout: Duration,
-    /// Default half-closed timeout.
+    /// Default half-closed timeout: how long a connection may stay half-closed, whichever side
+    /// sent its FIN first (unless `client_fin_timeout` or `server_fin_timeout` says otherwise).
     pub half_closed_timeout: Duration,
+    /// Default time a connection may stay half-closed after the client's FIN (the client has
+    /// stopped sending; the upstream's reply may still flow). `None`: `half_closed_timeout`.
+    pub client_fin_timeout: Option<Duration>,
+    /// Default time a connection may stay half-closed after the upstream's FIN (the upstream
+    /// has stopped sending; the client may still send). `None`: `half_closed_timeout`.
+    pub server_fin_timeout: Option<Duration>,
     /// Most proxied connections at once; at the limit, new clients wait in the listen backlog
     /// instead of being accepted and reset for lack of descriptors. `None`: what
     /// `RLIMIT_NOFILE` allows (see [`ProxyConfig::connection_limit`]).
@@ -86,6 +93,8 @@ impl Default for ProxyConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             half_closed_timeout: DEFAULT_HALF_CLOSED_TIMEOUT,
+            client_fin_timeout: None,
+            server_fin_timeout: None,
             max_connections: None,
             splice: crate::splice::SUPPORTED,
             accept: AcceptMode::default(),
@@ -119,10 +128,15 @@ impl ProxyConfig {
             return invalid("backlog", format!("{} is not at least 1", self.backlog));
         }
         for (name, value) in [
-            ("connect_timeout", self.connect_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("half_closed_timeout", self.half_closed_timeout),
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("idle_timeout", Some(self.idle_timeout)),
+            ("half_closed_timeout", Some(self.half_closed_timeout)),
+            ("client_fin_timeout", self.client_fin_timeout),
+            ("server_fin_timeout", self.server_fin_timeout),
         ] {
+            let Some(value) = value else {
+                continue;
+            };
             if value.is_zero() {
                 return invalid(name, "must be more than zero".into());
             }
@@ -153,15 +167,24 @@ impl ProxyConfig {
     }
 
     /// The settings a tunnel with these options runs with.
+    ///
+    /// A half-closed timeout comes from, first to last: the tunnel's own `client_fin_timeout`
+    /// (or `server_fin_timeout`), the tunnel's `half_closed_timeout`, the proxy-wide
+    /// `client_fin_timeout` (or `server_fin_timeout`), the proxy-wide `half_closed_timeout`.
     pub(crate) fn settings_for(&self, options: &TunnelOptions) -> TunnelSettings {
         // Capped, so that no deadline computed from them can overflow the clock.
         let cap = |d: Duration| d.min(MAX_DURATION);
+        let fin_timeout = |tunnel: Option<Duration>, proxy: Option<Duration>| {
+            cap(tunnel
+                .or(options.half_closed_timeout)
+                .or(proxy)
+                .unwrap_or(self.half_closed_timeout))
+        };
         TunnelSettings {
             connect_timeout: cap(options.connect_timeout.unwrap_or(self.connect_timeout)),
             idle_timeout: cap(options.idle_timeout.unwrap_or(self.idle_timeout)),
-            half_closed_timeout: cap(options
-                .half_closed_timeout
-                .unwrap_or(self.half_closed_timeout)),
+            client_fin_timeout: fin_timeout(options.client_fin_timeout, self.client_fin_timeout),
+            server_fin_timeout: fin_timeout(options.server_fin_timeout, self.server_fin_timeout),
             queue_timeout: cap(options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT)),
             splice: options.splice.unwrap_or(self.splice) && crate::splice::SUPPORTED,
         }
@@ -202,12 +225,28 @@ pub struct TunnelSettings {
     pub connect_timeout: Duration,
     /// No byte either way for this long closes the connection.
     pub idle_timeout: Duration,
-    /// Half-closed for this long closes the connection.
-    pub half_closed_timeout: Duration,
+    /// Half-closed for this long after the client's FIN closes the connection.
+    pub client_fin_timeout: Duration,
+    /// Half-closed for this long after the upstream's FIN closes the connection.
+    pub server_fin_timeout: Duration,
     /// Waiting this long for a backend slot resets the client.
     pub queue_timeout: Duration,
     /// Relay with splice(2) (where the platform has it), else copy.
     pub splice: bool,
+}
+
+impl TunnelSettings {
+    /// How long a connection may stay half-closed, given which sides have sent their FIN:
+    /// the client (`client_fin`), the upstream (`server_fin`). When both have (the connection
+    /// is only waiting for bytes held to be written), the shorter of the two applies; when
+    /// neither has, so does the shorter, should it be asked.
+    pub(crate) fn fin_timeout(&self, client_fin: bool, server_fin: bool) -> Duration {
+        match (client_fin, server_fin) {
+            (true, false) => self.client_fin_timeout,
+            (false, true) => self.server_fin_timeout,
+            _ => self.client_fin_timeout.min(self.server_fin_timeout),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +276,65 @@ mod tests {
         assert_eq!(automatic_limit(128, 1), (128 - 64 - 2 * 8) / 2);
         assert_eq!(pipe_budget(64, 4), 0);
         assert_eq!(automatic_limit(60, 4), 1, "never zero");
+    }
+
+    #[test]
+    fn fin_timeouts_default_to_the_half_closed_timeout_nearest_the_tunnel() {
+        let secs = Duration::from_secs;
+        let mut config = ProxyConfig {
+            half_closed_timeout: secs(60),
+            ..ProxyConfig::default()
+        };
+        let fins = |config: &ProxyConfig, options: &TunnelOptions| {
+            let settings = config.settings_for(options);
+            (settings.client_fin_timeout, settings.server_fin_timeout)
+        };
+        let none = TunnelOptions::default();
+        assert_eq!(fins(&config, &none), (secs(60), secs(60)));
+        config.server_fin_timeout = Some(secs(5));
+        assert_eq!(fins(&config, &none), (secs(60), secs(5)));
+        let mut half = TunnelOptions::default();
+        half.set("half_closed_timeout", "30s").unwrap();
+        assert_eq!(
+            fins(&config, &half),
+            (secs(30), secs(30)),
+            "the tunnel's half_closed_timeout beats the proxy-wide server_fin_timeout"
+        );
+        half.set("client_fin_timeout", "2s").unwrap();
+        assert_eq!(fins(&config, &half), (secs(2), secs(30)));
+        let mut server = TunnelOptions::default();
+        server.set("server_fin_timeout", "1s").unwrap();
+        assert_eq!(fins(&config, &server), (secs(60), secs(1)));
+    }
+
+    #[test]
+    fn the_fin_timeout_follows_the_side_that_sent_fin() {
+        let settings = ProxyConfig {
+            client_fin_timeout: Some(Duration::from_secs(3)),
+            server_fin_timeout: Some(Duration::from_secs(7)),
+            ..ProxyConfig::default()
+        }
+        .settings_for(&TunnelOptions::default());
+        assert_eq!(settings.fin_timeout(true, false), Duration::from_secs(3));
+        assert_eq!(settings.fin_timeout(false, true), Duration::from_secs(7));
+        assert_eq!(settings.fin_timeout(true, true), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn zero_fin_timeouts_are_refused_by_name() {
+        for config in [
+            ProxyConfig {
+                client_fin_timeout: Some(Duration::ZERO),
+                ..ProxyConfig::default()
+            },
+            ProxyConfig {
+                server_fin_timeout: Some(Duration::ZERO),
+                ..ProxyConfig::default()
+            },
+        ] {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("fin_timeout"), "{error}");
+        }
     }
 
     #[test]

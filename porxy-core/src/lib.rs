@@ -41,6 +41,7 @@ mod fanout;
 mod generation;
 mod handle;
 mod listener;
+mod log_limit;
 mod mailbox;
 mod proxy;
 mod reactor;

@@ -84,9 +84,27 @@ impl ProxyBuilder {
         self
     }
 
-    /// Default half-closed timeout.
+    /// Default half-closed timeout: how long a connection may stay half-closed after either
+    /// side's FIN, unless [`ProxyBuilder::client_fin_timeout`] or
+    /// [`ProxyBuilder::server_fin_timeout`] says otherwise.
     pub fn half_closed_timeout(mut self, timeout: Duration) -> Self {
         self.config.half_closed_timeout = timeout;
+        self
+    }
+
+    /// Default time a connection may stay half-closed after the client's FIN (the client has
+    /// stopped sending; the upstream's reply may still flow), as HAProxy's `timeout
+    /// client-fin`. Without it, the half-closed timeout.
+    pub fn client_fin_timeout(mut self, timeout: Duration) -> Self {
+        self.config.client_fin_timeout = Some(timeout);
+        self
+    }
+
+    /// Default time a connection may stay half-closed after the upstream's FIN (the upstream
+    /// has stopped sending; the client may still send), as HAProxy's `timeout server-fin`.
+    /// Without it, the half-closed timeout.
+    pub fn server_fin_timeout(mut self, timeout: Duration) -> Self {
+        self.config.server_fin_timeout = Some(timeout);
         self
     }
 

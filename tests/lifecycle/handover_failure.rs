@@ -38,7 +38,7 @@ fn connections_a_dying_successor_did_not_acknowledge_finish_on_the_old_process()
 
     let frame_sockets = successor_dying_at_first_frame(chain.path());
     assert!(
-        frame_sockets > 0 && frame_sockets % 2 == 0,
+        frame_sockets > 0 && frame_sockets.is_multiple_of(2),
         "the first frame held streams, two sockets each: {frame_sockets}"
     );
     wait_until(WAIT, "the old porxy to take its connections back", || {

@@ -68,6 +68,19 @@ pub fn set_timeouts(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
 }
 
+/// `[::1]:0` when this host can listen on the IPv6 loopback; otherwise `None`, after printing
+/// that `test` is skipped and why (a host or container without IPv6).
+pub fn ipv6_loopback(test: &str) -> Option<SocketAddr> {
+    let any: SocketAddr = "[::1]:0".parse().expect("an IPv6 address");
+    match std::net::TcpListener::bind(any) {
+        Ok(_) => Some(any),
+        Err(e) => {
+            eprintln!("note: {test} skipped: cannot listen on [::1] here ({e})");
+            None
+        }
+    }
+}
+
 /// True when a connect to `addr` is refused (nobody listens there).
 pub fn refused(addr: SocketAddr) -> bool {
     matches!(

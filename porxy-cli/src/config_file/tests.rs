@@ -18,6 +18,7 @@ backlog = 64
 connect_timeout = "1s"
 idle_timeout = "2m"
 half_closed_timeout = "30s"
+server_fin_timeout = "5s"
 drain_timeout = "10s"
 splice = false
 
@@ -32,6 +33,7 @@ address = "localhost:7003"
 listen = "8000"
 backends = ["b", "a"]
 idle_timeout = "10m"
+client_fin_timeout = "2s"
 
 [listeners.alpha]
 listen = "0.0.0.0:0"
@@ -51,6 +53,8 @@ fn good_file_lifts_to_specs_in_file_order() {
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(120),
             half_closed_timeout: Duration::from_secs(30),
+            client_fin_timeout: None,
+            server_fin_timeout: Some(Duration::from_secs(5)),
             max_connections: None,
             splice: false,
             accept: AcceptMode::default(),
@@ -60,7 +64,7 @@ fn good_file_lifts_to_specs_in_file_order() {
     let expected: &[(&str, &str)] = &[
         (
             "zeta",
-            "127.0.0.1:8000=127.0.0.1:7001,[::1]:7002[idle_timeout=10m]",
+            "127.0.0.1:8000=127.0.0.1:7001,[::1]:7002[idle_timeout=10m,client_fin_timeout=2s]",
         ),
         ("alpha", "0.0.0.0:0=[::1]:7002[splice=on]"),
     ];
@@ -71,13 +75,13 @@ fn good_file_lifts_to_specs_in_file_order() {
     }
     assert_eq!(
         file.listeners[0].local_origin,
-        "porxy.toml:20:10: listeners.zeta.listen"
+        "porxy.toml:21:10: listeners.zeta.listen"
     );
     assert_eq!(
         file.listeners[0].remote_origins,
         [
-            "porxy.toml:13:11: backends.b.address",
-            "porxy.toml:15:11: backends.a.address"
+            "porxy.toml:14:11: backends.b.address",
+            "porxy.toml:16:11: backends.a.address"
         ]
     );
 }
@@ -192,6 +196,18 @@ fn errors_name_file_line_and_key() {
             "[proxy]\n\nbuffer_size = \"1B\"\n".into(),
             "porxy.toml:3:15: proxy.buffer_size",
             "is not from 1024",
+        ),
+        (
+            "zero fin timeout, from ProxyConfig::validate",
+            "[proxy]\nclient_fin_timeout = \"0s\"\n".into(),
+            "porxy.toml:2:22: proxy.client_fin_timeout",
+            "must be more than zero",
+        ),
+        (
+            "zero listener fin timeout",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nserver_fin_timeout = \"0s\"\n"),
+            "porxy.toml:6:22: listeners.demo.server_fin_timeout",
+            "more than zero",
         ),
         (
             "zero reactors, from ProxyConfig::validate",

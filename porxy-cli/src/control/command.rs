@@ -21,8 +21,9 @@ pub enum Command {
     Help,
     /// `STATUS` (totals) or `STATUS FULL` (per tunnel and per reactor).
     Status { full: bool },
-    /// `OPEN SPEC`: open a tunnel, or change the one on SPEC's LOCAL.
-    Open(TunnelSpec),
+    /// `OPEN SPEC`: open a tunnel, or change the one on SPEC's LOCAL. (Boxed: a spec with all
+    /// its options is much bigger than any other command.)
+    Open(Box<TunnelSpec>),
     /// `CLOSE LOCAL [NOW]`: stop listening; with NOW, close its connections too.
     Close { local: Endpoint, now: bool },
     /// `ADD`, `REMOVE`, `DRAIN`, `ENABLE`, `DISABLE`: an operator's word on one backend.
@@ -189,7 +190,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                     what: "a tunnel: OPEN LOCAL=REMOTE[,REMOTE...][key=value,...]",
                 });
             }
-            rest.parse().map(Command::Open).map_err(ParseError::Tunnel)
+            rest.parse()
+                .map(|spec| Command::Open(Box::new(spec)))
+                .map_err(ParseError::Tunnel)
         }
         "CLOSE" => {
             let mut words = rest.split_whitespace();
@@ -322,8 +325,8 @@ mod tests {
             ("  Status  ", Command::Status { full: false }),
             ("status full", Command::Status { full: true }),
             ("STATUS Full\r", Command::Status { full: true }),
-            ("OPEN 8000=9000", Command::Open(open.clone())),
-            ("open   8000 = 9000", Command::Open(open)),
+            ("OPEN 8000=9000", Command::Open(Box::new(open.clone()))),
+            ("open   8000 = 9000", Command::Open(Box::new(open))),
             (
                 "CLOSE 8000",
                 Command::Close {

@@ -1,4 +1,4 @@
-//! The connection limit and the spread rule when reactors accept, and a log-rate limiter.
+//! The connection limit and the spread rule when reactors accept.
 //!
 //! [`Admission`] counts the connections open on every reactor. A reactor takes a place
 //! ([`Admission::try_admit`]) before each `accept`, and gives it back when the accept finds
@@ -7,7 +7,9 @@
 //! accepting at the same moment cannot overshoot the limit together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+// The limiter has its own module now; this keeps `accept::LogLimit` where its users find it.
+pub(crate) use crate::log_limit::LogLimit;
 
 /// How many connections a reactor may hold beyond the average before it steps aside.
 pub(crate) const SPREAD_SLACK: u64 = 4;
@@ -77,29 +79,6 @@ pub(crate) fn within_share(own: u64, total: u64, reactors: u64) -> bool {
     (own + 1).saturating_mul(reactors) <= (total + 1).saturating_add(SPREAD_SLACK * reactors)
 }
 
-/// Rate limit for a log line about a condition that may recur thousands of times a second.
-#[derive(Debug, Default)]
-pub(crate) struct LogLimit {
-    last: Option<Instant>,
-    unlogged: u64,
-}
-
-impl LogLimit {
-    /// Counts one occurrence at `now`; `Some(n)` when a line is due, for the `n` occurrences
-    /// since the last line.
-    pub(crate) fn occurred(&mut self, now: Instant, period: Duration) -> Option<u64> {
-        self.unlogged += 1;
-        if self
-            .last
-            .is_some_and(|at| now.saturating_duration_since(at) < period)
-        {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,16 +123,5 @@ mod tests {
             let least = *counts.iter().min().unwrap();
             assert!(within_share(least, total, 3), "{counts:?}");
         }
-    }
-
-    #[test]
-    fn log_limit_says_how_many_were_not_logged() {
-        let mut limit = LogLimit::default();
-        let t0 = Instant::now();
-        let period = Duration::from_secs(1);
-        assert_eq!(limit.occurred(t0, period), Some(1));
-        assert_eq!(limit.occurred(t0 + Duration::from_millis(10), period), None);
-        assert_eq!(limit.occurred(t0 + Duration::from_millis(20), period), None);
-        assert_eq!(limit.occurred(t0 + period, period), Some(3));
     }
 }

@@ -22,7 +22,8 @@ pub enum CloseReason {
     ConnectError,
     /// No byte passed either way for the idle timeout.
     IdleTimeout,
-    /// One side closed and the other did not follow within the half-closed timeout.
+    /// One side closed and the other did not follow in time: `client_fin_timeout` after the
+    /// client's FIN, `server_fin_timeout` after the upstream's.
     HalfClosedTimeout,
     /// porxy ran short of a local resource (descriptors, memory, ports).
     LocalResource,

@@ -309,8 +309,8 @@ impl Conn {
             Phase::Connecting => Some(self.started + self.settings.connect_timeout),
             Phase::Relaying => {
                 let idle = self.last_active + self.settings.idle_timeout;
-                Some(match self.half_closed_since {
-                    Some(since) => idle.min(since + self.settings.half_closed_timeout),
+                Some(match self.half_closed_until() {
+                    Some(until) => idle.min(until),
                     None => idle,
                 })
             }
@@ -331,7 +331,7 @@ impl Conn {
                 match relay_timeout(
                     &self.settings,
                     self.last_active,
-                    self.half_closed_since,
+                    self.half_closed_until(),
                     now,
                 ) {
                     Some(reason) => self.close(reason, Closing::Graceful, Closing::Graceful),
@@ -340,6 +340,16 @@ impl Conn {
             }
             _ => Action::Wait,
         }
+    }
+
+    /// When the half-closed timeout ends the connection, if it is half-closed: the client's FIN
+    /// (client → upstream no longer open) starts `client_fin_timeout`, the upstream's FIN
+    /// `server_fin_timeout`, from the moment the first of them arrived.
+    fn half_closed_until(&self) -> Option<Instant> {
+        let since = self.half_closed_since?;
+        let client_fin = self.up.state() != PipeState::Open;
+        let server_fin = self.down.state() != PipeState::Open;
+        Some(since + self.settings.fin_timeout(client_fin, server_fin))
     }
 
     /// Bytes relayed since the last call: (to upstream, to client).
@@ -383,15 +393,16 @@ impl Conn {
     }
 }
 
-/// The relay timeout that has passed at `now`, if any: half-closed for too long, or idle for
-/// too long. Relayed and fan-out connections share it.
+/// The relay timeout that has passed at `now`, if any: half-closed past `half_closed_until`
+/// (the half-closed timeout that applies, from when the connection became half-closed), or
+/// idle for too long. Relayed and fan-out connections share it.
 pub(crate) fn relay_timeout(
     settings: &TunnelSettings,
     last_active: Instant,
-    half_closed_since: Option<Instant>,
+    half_closed_until: Option<Instant>,
     now: Instant,
 ) -> Option<CloseReason> {
-    if half_closed_since.is_some_and(|since| now >= since + settings.half_closed_timeout) {
+    if half_closed_until.is_some_and(|until| now >= until) {
         return Some(CloseReason::HalfClosedTimeout);
     }
     (now >= last_active + settings.idle_timeout).then_some(CloseReason::IdleTimeout)

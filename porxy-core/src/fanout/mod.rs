@@ -657,10 +657,19 @@ impl FanConn {
             })
             .min();
         let idle = self.last_active + self.settings.idle_timeout;
-        let half = self
-            .half_closed_since
-            .map(|since| since + self.settings.half_closed_timeout);
-        [connect, Some(idle), half].into_iter().flatten().min()
+        [connect, Some(idle), self.half_closed_until()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the half-closed timeout ends the connection, if it is half-closed: the client's FIN
+    /// starts `client_fin_timeout`; a destination's FIN, or the FIN porxy sends the client once
+    /// no destination can reply any more, starts `server_fin_timeout`.
+    fn half_closed_until(&self) -> Option<Instant> {
+        let since = self.half_closed_since?;
+        let server_fin = self.client_fin_sent || self.dests.iter().any(|d| d.eof);
+        Some(since + self.settings.fin_timeout(self.client_eof, server_fin))
     }
 
     /// Checks the deadlines at `now`: connects that took too long fail; an idle or too long
@@ -682,7 +691,7 @@ impl FanConn {
         match relay_timeout(
             &self.settings,
             self.last_active,
-            self.half_closed_since,
+            self.half_closed_until(),
             now,
         ) {
             Some(reason) => self.close(reason, Closing::Graceful, Closing::Graceful),

@@ -91,6 +91,13 @@ pub struct ProxyHandle {
     shared: Arc<Shared>,
 }
 
+// The handle is made to be cloned and moved to any thread (signal handlers, control servers,
+// an application's own threads): a change that made it lose `Send` or `Sync` must not compile.
+const _: () = {
+    const fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<ProxyHandle>();
+};
+
 struct Shared {
     /// Process-wide id of this proxy.
     id: u64,

@@ -16,9 +16,10 @@ use mio::net::TcpStream;
 use mio::Interest;
 use tracing::{debug, info, warn};
 
+use super::close_log::Ended;
 use super::token::{self, FanSocket};
 use super::upstream::{connect_outcome, start_connect, ConnectOutcome};
-use super::{log_close, reset, Accepted, Origin, Reactor};
+use super::{reset, Accepted, Origin, Reactor};
 use crate::balance::backend::Backend;
 use crate::conn::close::CloseReason;
 use crate::conn::{Action, Closing, Readiness};
@@ -129,9 +130,14 @@ impl Reactor {
                         if reason != CloseReason::LocalResource {
                             self.charge_connect_failure(&tunnel, i, now);
                         }
-                        span.in_scope(|| {
-                            warn!(destination = %backend.addr, error = %error, "fan-out destination: connect failed")
-                        });
+                        match self.close_log.destination_failure_due(now) {
+                            Some(times) => span.in_scope(|| {
+                                warn!(destination = %backend.addr, error = %error, times, "fan-out destination: connect failed")
+                            }),
+                            None => span.in_scope(|| {
+                                debug!(destination = %backend.addr, error = %error, "fan-out destination: connect failed")
+                            }),
+                        }
                         backend.release();
                         dests.push(None);
                     }
@@ -152,7 +158,14 @@ impl Reactor {
                 }
             }
             drop(dests);
-            log_close(&span, reason, error.as_ref(), id, &tunnel, peer, None);
+            let ended = Ended {
+                span: &span,
+                id,
+                tunnel: &tunnel,
+                peer,
+                upstream: None,
+            };
+            self.close_log.closed(ended, reason, error.as_ref(), now);
             reset(&client);
             self.count_closed(&tunnel, reason);
             return;
@@ -342,7 +355,14 @@ impl Reactor {
                     warn!(%destination, "fan-out destination dropped from this connection: too far behind");
                 }
                 DestEnd::ConnectFailed(reason) => {
-                    warn!(%destination, reason = %reason, "fan-out destination: connect failed");
+                    match self.close_log.destination_failure_due(now) {
+                        Some(times) => {
+                            warn!(%destination, reason = %reason, times, "fan-out destination: connect failed")
+                        }
+                        None => {
+                            debug!(%destination, reason = %reason, "fan-out destination: connect failed")
+                        }
+                    }
                     // porxy's own shortage (descriptors, ports) is not the backend's failure.
                     if let (Some(index), true) = (backend, reason != CloseReason::LocalResource) {
                         self.charge_connect_failure(&tunnel, index, now);
@@ -383,15 +403,14 @@ impl Reactor {
         }
         slot.conn.release(&mut self.pools);
         self.count_closed(&slot.tunnel, reason);
-        log_close(
-            &slot.span,
-            reason,
-            None,
-            slot.id,
-            &slot.tunnel,
-            slot.peer,
-            None,
-        );
+        let ended = Ended {
+            span: &slot.span,
+            id: slot.id,
+            tunnel: &slot.tunnel,
+            peer: slot.peer,
+            upstream: None,
+        };
+        self.close_log.closed(ended, reason, None, Instant::now());
     }
 
     /// Ends every fan-out connection `select` picks, with `reason`.

@@ -22,6 +22,7 @@
 //!   sockets deregistered first: nothing here reads or writes them afterwards.
 
 mod accept;
+mod close_log;
 // Unsafe code (with splice/kernel.rs the only such place): `epoll_ctl` for EPOLLEXCLUSIVE,
 // which mio lacks.
 #[allow(unsafe_code)]
@@ -42,7 +43,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll};
 use slab::Slab;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::accept::{Accepting, ListenSocket};
 use crate::balance::backend::Backend;
@@ -54,6 +55,7 @@ use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::session::Session;
 use crate::status::ReactorStats;
 use crate::tunnel::{Tunnel, TunnelId};
+use close_log::Ended;
 
 /// Events taken from the OS per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -174,6 +176,8 @@ pub(crate) struct Reactor {
     holding: bool,
     /// The accepting side, when reactors accept (`None`: the listener thread hands clients over).
     acceptor: Option<accept::Acceptor>,
+    /// Rate limits for the warnings about failed connections.
+    close_log: close_log::CloseLog,
 }
 
 impl Reactor {
@@ -212,6 +216,7 @@ impl Reactor {
             exporting: None,
             holding: false,
             acceptor: accepting.map(accept::Acceptor::new),
+            close_log: Default::default(),
         };
         Ok((reactor, mailbox))
     }
@@ -521,15 +526,15 @@ impl Reactor {
             token::token(key, Side::Client),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            log_close(
-                &span,
-                CloseReason::LocalResource,
-                Some(&error),
+            let ended = Ended {
+                span: &span,
                 id,
-                &tunnel,
+                tunnel: &tunnel,
                 peer,
-                None,
-            );
+                upstream: None,
+            };
+            self.close_log
+                .closed(ended, CloseReason::LocalResource, Some(&error), now);
             reset(&client);
             self.count_closed(&tunnel, CloseReason::LocalResource);
             return;
@@ -575,7 +580,7 @@ impl Reactor {
     }
 
     /// Closes a connection as `action` says, counts it and takes it out of the slab.
-    fn finish(&mut self, key: usize, action: Action, error: Option<&io::Error>, _now: Instant) {
+    fn finish(&mut self, key: usize, action: Action, error: Option<&io::Error>, now: Instant) {
         let Some((reason, client, upstream)) = action.closing() else {
             return;
         };
@@ -596,15 +601,14 @@ impl Reactor {
         crate::status::bump(&shard.bytes_to_upstream, to_upstream);
         crate::status::bump(&shard.bytes_to_client, to_client);
         self.count_closed(&slot.tunnel, reason);
-        log_close(
-            &slot.span,
-            reason,
-            error,
-            slot.id,
-            &slot.tunnel,
-            slot.peer,
-            upstream_addr,
-        );
+        let ended = Ended {
+            span: &slot.span,
+            id: slot.id,
+            tunnel: &slot.tunnel,
+            peer: slot.peer,
+            upstream: upstream_addr,
+        };
+        self.close_log.closed(ended, reason, error, now);
     }
 }
 
@@ -647,42 +651,4 @@ fn earlier_stop(current: Option<Option<Instant>>, incoming: Option<Instant>) -> 
 /// Arms SO_LINGER 0 so that the coming close sends a reset.
 fn reset(stream: &impl std::os::fd::AsFd) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
-}
-
-fn log_close(
-    span: &tracing::Span,
-    reason: CloseReason,
-    error: Option<&io::Error>,
-    id: u64,
-    tunnel: &Tunnel,
-    peer: SocketAddr,
-    upstream: Option<SocketAddr>,
-) {
-    let _enter = span.enter();
-    let error = error.map(|e| e.to_string());
-    let upstream = upstream.map_or_else(|| "-".to_string(), |a| a.to_string());
-    match reason {
-        CloseReason::ConnectRefused
-        | CloseReason::ConnectTimeout
-        | CloseReason::ConnectError
-        | CloseReason::LocalResource
-        | CloseReason::NoBackend
-        | CloseReason::QueueTimeout => warn!(
-            conn = id,
-            tunnel = %tunnel.local,
-            client = %peer,
-            %upstream,
-            reason = %reason,
-            error = error.as_deref().unwrap_or(""),
-            "connection failed"
-        ),
-        CloseReason::UpstreamReset => info!(
-            conn = id,
-            tunnel = %tunnel.local,
-            %upstream,
-            reason = %reason,
-            "upstream reset the connection"
-        ),
-        _ => debug!(reason = %reason, "closed"),
-    }
 }

@@ -18,8 +18,15 @@ pub struct TunnelOptions {
     pub connect_timeout: Option<Duration>,
     /// How long a connection may pass no byte either way before it is closed.
     pub idle_timeout: Option<Duration>,
-    /// How long a connection may stay half-closed (one side has sent FIN, the other not).
+    /// How long a connection may stay half-closed (one side has sent FIN, the other not):
+    /// the default of `client_fin_timeout` and `server_fin_timeout`.
     pub half_closed_timeout: Option<Duration>,
+    /// How long a connection may stay half-closed after the client's FIN (the client has
+    /// stopped sending; the reply may still flow). Default: `half_closed_timeout`.
+    pub client_fin_timeout: Option<Duration>,
+    /// How long a connection may stay half-closed after the upstream's FIN (the upstream has
+    /// stopped sending; the client may still send). Default: `half_closed_timeout`.
+    pub server_fin_timeout: Option<Duration>,
     /// How connections are spread over the remotes (default round robin).
     pub strategy: Option<Strategy>,
     /// Connect attempts per client across backends before it is reset (default: the number of
@@ -68,6 +75,8 @@ pub const OPTION_KEYS: &[&str] = &[
     "connect_timeout",
     "idle_timeout",
     "half_closed_timeout",
+    "client_fin_timeout",
+    "server_fin_timeout",
     "strategy",
     "attempts",
     "max_conns",
@@ -121,6 +130,8 @@ impl TunnelOptions {
             "connect_timeout" => self.connect_timeout = duration()?,
             "idle_timeout" => self.idle_timeout = duration()?,
             "half_closed_timeout" => self.half_closed_timeout = duration()?,
+            "client_fin_timeout" => self.client_fin_timeout = duration()?,
+            "server_fin_timeout" => self.server_fin_timeout = duration()?,
             "strategy" => self.strategy = Some(value.parse()?),
             "attempts" => self.attempts = count(1, 16)?,
             "max_conns" => self.max_conns = count(1, 10_000_000)?,
@@ -179,6 +190,8 @@ impl TunnelOptions {
             d(self.connect_timeout),
             d(self.idle_timeout),
             d(self.half_closed_timeout),
+            d(self.client_fin_timeout),
+            d(self.server_fin_timeout),
             self.strategy.map(|s| s.to_string()),
             n(self.attempts),
             n(self.max_conns),
@@ -252,9 +265,9 @@ impl TunnelOptions {
 
 /// A size the way [`parse_size`] reads it back: in KiB or MiB when exact.
 fn format_size(bytes: usize) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{}MiB", bytes >> 20)
-    } else if bytes % (1 << 10) == 0 {
+    } else if bytes.is_multiple_of(1 << 10) {
         format!("{}KiB", bytes >> 10)
     } else {
         bytes.to_string()
@@ -304,6 +317,8 @@ mod tests {
             ("connect_timeout", "2s"),
             ("idle_timeout", "10m"),
             ("half_closed_timeout", "30s"),
+            ("client_fin_timeout", "5s"),
+            ("server_fin_timeout", "1m"),
             ("strategy", "least_conn"),
             ("attempts", "2"),
             ("max_conns", "100"),

@@ -259,7 +259,10 @@ pub(super) const BUFFER_SIZE: usize = 1024;
 pub(super) const MAX_PIPES: usize = 8;
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-pub(super) const HALF_CLOSED_TIMEOUT: Duration = Duration::from_secs(60);
+/// Half-closed after the client's FIN.
+pub(super) const CLIENT_FIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Half-closed after the upstream's FIN: apart from the client's, to tell which applies.
+pub(super) const SERVER_FIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub(super) const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) const R: Readiness = Readiness {
@@ -332,7 +335,8 @@ impl Rig {
         let settings = TunnelSettings {
             connect_timeout: CONNECT_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
-            half_closed_timeout: HALF_CLOSED_TIMEOUT,
+            client_fin_timeout: CLIENT_FIN_TIMEOUT,
+            server_fin_timeout: SERVER_FIN_TIMEOUT,
             queue_timeout: QUEUE_TIMEOUT,
             splice: mode == Mode::Splice,
         };

@@ -27,7 +27,8 @@ fn rig_settings() -> crate::config::TunnelSettings {
     crate::config::TunnelSettings {
         connect_timeout: CONNECT_TIMEOUT,
         idle_timeout: IDLE_TIMEOUT,
-        half_closed_timeout: HALF_CLOSED_TIMEOUT,
+        client_fin_timeout: CLIENT_FIN_TIMEOUT,
+        server_fin_timeout: SERVER_FIN_TIMEOUT,
         queue_timeout: QUEUE_TIMEOUT,
         splice: false,
     }
@@ -127,13 +128,13 @@ fn relaying_restored_keeps_its_clocks() {
 
     let (_, mut next) = thaw(&mut rig, secs(30));
     // Idle since 10 s, half-closed since 10 s: the half-closed timeout comes first.
-    assert_eq!(next.deadline(), Some(secs(10) + HALF_CLOSED_TIMEOUT));
+    assert_eq!(next.deadline(), Some(secs(10) + CLIENT_FIN_TIMEOUT));
     assert_eq!(
-        next.on_timer(secs(10) + HALF_CLOSED_TIMEOUT - secs(1)),
+        next.on_timer(secs(10) + CLIENT_FIN_TIMEOUT - secs(1)),
         Action::Wait
     );
     assert_eq!(
-        next.on_timer(secs(10) + HALF_CLOSED_TIMEOUT),
+        next.on_timer(secs(10) + CLIENT_FIN_TIMEOUT),
         Action::Close {
             reason: CloseReason::HalfClosedTimeout,
             client: Closing::Graceful,
@@ -192,4 +193,29 @@ fn spliced_bytes_waiting_in_a_kernel_pipe_travel_with_the_state() {
     next.upstream = FakeStream::new();
     assert_eq!(next.drive(secs(3)), Action::Wait);
     assert_eq!(next.upstream.written, b"spliced, not yet written");
+}
+
+/// A connection moved while half-closed after the upstream's FIN keeps `server_fin_timeout`:
+/// which side ended travels with the pipes' state.
+#[test]
+fn relaying_restored_after_upstream_fin_keeps_the_server_fin_timeout() {
+    let mut rig = Rig::relaying();
+    rig.upstream = FakeStream::new().reading([Rd::Eof]);
+    rig.ready(Side::Client, W);
+    rig.ready(Side::Upstream, R);
+    assert_eq!(rig.drive(secs(10)), Action::Wait);
+
+    let (state, mut next) = thaw(&mut rig, secs(15));
+    assert_eq!(state.half_closed_for, Some(secs(5)));
+    let fires = secs(10) + SERVER_FIN_TIMEOUT;
+    assert_eq!(next.deadline(), Some(fires));
+    assert_eq!(next.on_timer(fires - secs(1)), Action::Wait);
+    assert_eq!(
+        next.on_timer(fires),
+        Action::Close {
+            reason: CloseReason::HalfClosedTimeout,
+            client: Closing::Graceful,
+            upstream: Closing::Graceful,
+        }
+    );
 }

@@ -272,7 +272,7 @@ fn relaying_fin_counts_as_activity() {
     assert_eq!(rig.drive(secs(250)), Action::Wait);
     assert_eq!(
         rig.deadline(),
-        Some((secs(250) + IDLE_TIMEOUT).min(secs(250) + HALF_CLOSED_TIMEOUT))
+        Some((secs(250) + IDLE_TIMEOUT).min(secs(250) + CLIENT_FIN_TIMEOUT))
     );
     assert_eq!(rig.on_timer(secs(1) + IDLE_TIMEOUT), Action::Wait);
 }
@@ -338,7 +338,7 @@ fn half_closed_timer_fires_after_first_fin_despite_traffic_the_other_way() {
 
     assert_eq!(rig.drive(secs(10)), Action::Wait);
     assert_eq!(rig.upstream.shutdown_at, Some(0));
-    let fires = secs(10) + HALF_CLOSED_TIMEOUT;
+    let fires = secs(10) + CLIENT_FIN_TIMEOUT;
     assert_eq!(rig.deadline(), Some(fires));
 
     // Bytes keep flowing upstream → client; they move the idle deadline, not this one.
@@ -351,6 +351,76 @@ fn half_closed_timer_fires_after_first_fin_despite_traffic_the_other_way() {
     assert_eq!(rig.client.written, b"tick".repeat(3));
 
     assert_eq!(rig.on_timer(fires - Duration::from_nanos(1)), Action::Wait);
+    assert_eq!(
+        rig.on_timer(fires),
+        close(
+            CloseReason::HalfClosedTimeout,
+            Closing::Graceful,
+            Closing::Graceful
+        )
+    );
+}
+
+/// The upstream's FIN starts `server_fin_timeout`, not the client's: bytes still flowing from
+/// the client move the idle deadline, not this one.
+#[test]
+fn half_closed_timer_after_upstream_fin_fires_at_server_fin_timeout() {
+    assert_ne!(SERVER_FIN_TIMEOUT, CLIENT_FIN_TIMEOUT);
+    let mut rig = Rig::relaying();
+    rig.upstream = FakeStream::new().reading([Rd::Eof]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+
+    assert_eq!(rig.drive(secs(10)), Action::Wait);
+    assert_eq!(rig.client.shutdown_at, Some(0), "the FIN was passed on");
+    let fires = secs(10) + SERVER_FIN_TIMEOUT;
+    assert_eq!(rig.deadline(), Some(fires));
+
+    for at in [15, 20, 29] {
+        rig.client.reads.push_back(data(b"tock"));
+        rig.ready(Side::Client, R);
+        assert_eq!(rig.drive(secs(at)), Action::Wait);
+        assert_eq!(rig.deadline(), Some(fires));
+    }
+    assert_eq!(rig.upstream.written, b"tock".repeat(3));
+
+    assert_eq!(rig.on_timer(fires - Duration::from_nanos(1)), Action::Wait);
+    assert_eq!(
+        rig.on_timer(fires),
+        close(
+            CloseReason::HalfClosedTimeout,
+            Closing::Graceful,
+            Closing::Graceful
+        )
+    );
+    assert_eq!(
+        rig.conn.phase(),
+        Phase::Closed(CloseReason::HalfClosedTimeout)
+    );
+}
+
+/// Once both sides have sent FIN but bytes are still held for a sink that does not take
+/// them, the clock still runs from the first FIN, and the shorter timeout applies.
+#[test]
+fn half_closed_timer_after_both_fins_takes_the_shorter_timeout_from_the_first_fin() {
+    let mut rig = Rig::relaying();
+    // The client ends first; the upstream sends its reply and ends later, but the client
+    // takes nothing, so the reply stays held.
+    rig.client = FakeStream::new()
+        .reading([Rd::Eof])
+        .writing([], Wr::WouldBlock);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+    assert_eq!(rig.drive(secs(10)), Action::Wait);
+    assert_eq!(rig.deadline(), Some(secs(10) + CLIENT_FIN_TIMEOUT));
+
+    rig.upstream.reads.push_back(data(b"reply"));
+    rig.upstream.reads.push_back(Rd::Eof);
+    rig.ready(Side::Upstream, R);
+    assert_eq!(rig.drive(secs(12)), Action::Wait);
+    assert_eq!(rig.client.written, b"");
+    let fires = secs(10) + SERVER_FIN_TIMEOUT.min(CLIENT_FIN_TIMEOUT);
+    assert_eq!(rig.deadline(), Some(fires));
     assert_eq!(
         rig.on_timer(fires),
         close(

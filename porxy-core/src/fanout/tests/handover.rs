@@ -20,7 +20,8 @@ fn rig_settings() -> TunnelSettings {
     TunnelSettings {
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(300),
-        half_closed_timeout: Duration::from_secs(60),
+        client_fin_timeout: Duration::from_secs(60),
+        server_fin_timeout: Duration::from_secs(60),
         queue_timeout: Duration::from_secs(5),
         splice: false,
     }
