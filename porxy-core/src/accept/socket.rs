@@ -7,6 +7,7 @@
 //! port refuses new connections" holds when `close` returns, whichever thread let go last.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::Sender;
@@ -25,6 +26,9 @@ pub(crate) struct ListenSocket {
     clients_nodelay: bool,
     /// The tunnel new clients get; a change of the tunnel replaces it.
     tunnel: Mutex<Arc<Tunnel>>,
+    /// Counts the changes of `tunnel`, so that a reactor's copy is refreshed (under the lock)
+    /// only after one: see [`ListenSocket::current_tunnel`].
+    version: AtomicU64,
     /// Declared after `socket`, so dropped after it: the news goes out once the socket is closed.
     closed: CloseSignal,
 }
@@ -37,6 +41,7 @@ impl ListenSocket {
             clients_nodelay: clients_inherit_nodelay(&socket),
             socket,
             tunnel: Mutex::new(tunnel),
+            version: AtomicU64::new(0),
             closed: CloseSignal(Mutex::new(None)),
         }
     }
@@ -72,9 +77,28 @@ impl ListenSocket {
             .clone()
     }
 
+    /// The tunnel a client accepted now gets, through `copy`, the caller's own copy of it: a
+    /// reactor takes no lock shared with other threads per client, only after a change.
+    pub(crate) fn current_tunnel(&self, copy: &mut Option<(u64, Arc<Tunnel>)>) -> Arc<Tunnel> {
+        let version = self.version.load(Ordering::SeqCst);
+        match copy {
+            Some((seen, tunnel)) if *seen == version => tunnel.clone(),
+            _ => {
+                let guard = self.tunnel.lock().unwrap_or_else(PoisonError::into_inner);
+                // Changed under the lock only: this version is the guarded tunnel's.
+                let version = self.version.load(Ordering::SeqCst);
+                let tunnel = guard.clone();
+                *copy = Some((version, tunnel.clone()));
+                tunnel
+            }
+        }
+    }
+
     /// New clients get `tunnel` from now on.
     pub(crate) fn set_tunnel(&self, tunnel: Arc<Tunnel>) {
-        *self.tunnel.lock().unwrap_or_else(PoisonError::into_inner) = tunnel;
+        let mut guard = self.tunnel.lock().unwrap_or_else(PoisonError::into_inner);
+        *guard = tunnel;
+        self.version.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Sends on `done` once the socket is closed: when the last holder drops it.

@@ -51,6 +51,7 @@ use tracing::{debug, warn};
 use super::epoll::{self, Registration};
 use super::{token, Accepted, Origin, Reactor};
 use crate::accept::{within_share, Accepting, ListenSocket};
+use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
 /// connections (and to the other sockets).
@@ -73,6 +74,8 @@ pub(super) struct Acceptor {
 /// One listening socket this reactor accepts from.
 struct Listening {
     socket: Arc<ListenSocket>,
+    /// This reactor's copy of the tunnel its clients get (see [`ListenSocket::current_tunnel`]).
+    tunnel: Option<(u64, Arc<Tunnel>)>,
     /// In this reactor's epoll now.
     registered: bool,
     /// Reported readable since the last round.
@@ -145,6 +148,7 @@ impl Reactor {
         }
         let mut listening = Listening {
             socket,
+            tunnel: None,
             registered: false,
             ready: false,
             set_aside: None,
@@ -325,8 +329,6 @@ impl Reactor {
                 match socket.socket().accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        // Read after the accept: a client that connected after a change of the
-                        // tunnel returned gets the new version, even in the middle of a batch.
                         self.take_in(stream, peer, socket, shared, now);
                     }
                     Err(e) => {
@@ -361,7 +363,16 @@ impl Reactor {
         shared: &Accepting,
         now: Instant,
     ) {
-        let tunnel = socket.tunnel();
+        // Read after the accept: a client that connected after a change of the tunnel returned
+        // gets the new version, even in the middle of a batch.
+        let copy = self.acceptor.as_mut().and_then(|acceptor| {
+            let listening = acceptor
+                .listening
+                .iter_mut()
+                .find(|l| l.socket.id() == socket.id());
+            listening.map(|l| l.socket.current_tunnel(&mut l.tunnel))
+        });
+        let tunnel = copy.unwrap_or_else(|| socket.tunnel());
         crate::status::bump(&tunnel.stats.reactor(self.index).accepted, 1);
         let fanout = tunnel.fanout.is_some();
         let accepted = Accepted {
