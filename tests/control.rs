@@ -12,18 +12,19 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::support::client::{self, connect, round_trip};
-use crate::support::control::{field, porxy_with_control, ControlClient};
+use crate::support::control::{field, opened_addr, porxy_with_control, ControlClient};
 use crate::support::{wait_until, Backend};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `OK opened 127.0.0.1:PORT -> ...` → the bound address.
+/// The `tunnel ADDR ...` line of a `STATUS FULL` reply, for `tunnel`.
 #[track_caller]
-fn opened_addr(reply: &str) -> SocketAddr {
-    let rest = reply
-        .strip_prefix("OK opened ")
-        .unwrap_or_else(|| panic!("not an `OK opened` reply: {reply:?}"));
-    rest.split_whitespace().next().unwrap().parse().unwrap()
+fn tunnel_line(status: &[String], tunnel: SocketAddr) -> String {
+    status
+        .iter()
+        .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
+        .cloned()
+        .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"))
 }
 
 /// Reads a greeting backend's first bytes: which backend answered.
@@ -67,24 +68,17 @@ fn open_change_and_close_a_tunnel_from_the_control_socket() {
     let down = up + 2;
     // A reactor adds bytes to the counters just after it writes them: the client may read an
     // echo a moment before it is counted. Wait, with a deadline, for the figures to settle.
-    let tunnel_line = |status: &Vec<String>| {
-        status
-            .iter()
-            .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
-            .cloned()
-            .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"))
-    };
     let status = crate::support::wait_for(
         WAIT,
         "STATUS FULL to count every byte sent",
         || control.block("STATUS FULL"),
         |status| {
-            let line = tunnel_line(status);
+            let line = tunnel_line(status, tunnel);
             field(&line, "bytes_up") == up.to_string()
                 && field(&line, "bytes_down") == down.to_string()
         },
     );
-    let line = &tunnel_line(&status);
+    let line = &tunnel_line(&status, tunnel);
     assert_eq!(field(line, "remotes"), new.addr().to_string());
     assert_eq!(field(line, "open"), "2");
     assert_eq!(field(line, "accepted"), "2");
@@ -306,20 +300,13 @@ fn status_full_counts_a_refused_connect() {
     // itself reports it).
     client::connect_expect_reset(tunnel, Duration::from_secs(5));
 
-    let tunnel_line = |status: &Vec<String>| {
-        status
-            .iter()
-            .find(|l| l.starts_with(&format!("tunnel {tunnel} ")))
-            .cloned()
-            .unwrap_or_else(|| panic!("no line for {tunnel}: {status:?}"))
-    };
     let status = crate::support::wait_for(
         WAIT,
         "STATUS FULL to count the refused connect and its close",
         || control.block("STATUS FULL"),
-        |status| field(&tunnel_line(status), "closes") != "-",
+        |status| field(&tunnel_line(status, tunnel), "closes") != "-",
     );
-    let line = tunnel_line(&status);
+    let line = tunnel_line(&status, tunnel);
     assert_eq!(field(&line, "accepted"), "1");
     assert_eq!(field(&line, "open"), "0");
     assert_eq!(field(&line, "connect_failures"), "1");

@@ -11,7 +11,7 @@ use std::sync::mpsc::channel;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use porxy_core::{BackendStatus, CloseReason, TunnelStatus};
+use porxy_core::{BackendChange, BackendStatus, CloseReason, TunnelStatus};
 
 use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, read_until_end, End};
@@ -236,6 +236,26 @@ fn a_refusing_primary_resets_the_client() {
         1,
         "{status:?}"
     );
+}
+
+/// With `min_live=2` and one of the two destinations disabled, no connection can start: the
+/// client is reset at once and the close is counted as `no_backend`.
+#[test]
+fn too_few_live_destinations_reset_the_client() {
+    let (primary, _primary_rx) = collector(b"");
+    let (mirror, _mirror_rx) = collector(b"");
+    let proxy =
+        start(builder().tunnel(fanout_spec(&[primary.addr(), mirror.addr()], "min_live=2")));
+    let local = proxy.bound()[0];
+    proxy
+        .handle()
+        .change_backend(local, mirror.addr(), BackendChange::Disable)
+        .unwrap();
+    connect_expect_reset(local, Duration::from_secs(5));
+    wait_all_closed(&proxy.handle());
+    let status = tunnel(&proxy.handle(), local);
+    assert_eq!(status.closes.get(CloseReason::NoBackend), 1, "{status:?}");
+    assert_eq!(status.closes.total(), 1, "{status:?}");
 }
 
 /// The `porxy` binary with a one-way feed to a collector and to a destination that never

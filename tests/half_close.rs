@@ -120,30 +120,8 @@ fn half_closed_timeout_ends_connection() {
             .tunnel(spec_to(backend.addr())),
     );
     let local = proxy.bound()[0];
-    let mut stream = connect(local);
-    stream.write_all(b"no answer expected").unwrap();
-    let start = Instant::now();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    let after = start.elapsed();
-    assert_eq!(
-        ending.end,
-        End::Eof,
-        "the proxy closes the client gracefully"
-    );
-    assert!(
-        after >= timeout,
-        "ended after {after:?}, before the {timeout:?} timeout"
-    );
-    assert!(after < Duration::from_secs(3), "ended only after {after:?}");
-    let status = wait_tunnel(
-        &proxy.handle(),
-        local,
-        "the half-closed timeout counted",
-        |t| t.closes.get(CloseReason::HalfClosedTimeout) == 1,
-    );
-    assert_eq!(status.closes.total(), 1, "{:?}", status.closes);
-    assert_eq!(status.open, 0);
+    let after = unanswered_request_then_fin(local);
+    assert_half_closed_timeout_fired(&proxy, local, after, timeout);
 }
 
 /// The shorter of the two FIN timeouts in the tests below: the one that must not apply.
@@ -166,18 +144,8 @@ fn client_fin_timeout_ends_connection_after_the_clients_fin() {
             .tunnel(spec_to(backend.addr())),
     );
     let local = proxy.bound()[0];
-    let mut stream = connect(local);
-    stream.write_all(b"no answer expected").unwrap();
-    let start = Instant::now();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    let after = start.elapsed();
-    assert_eq!(
-        ending.end,
-        End::Eof,
-        "the proxy closes the client gracefully"
-    );
-    assert_fin_timeout_fired(&proxy, local, after);
+    let after = unanswered_request_then_fin(local);
+    assert_half_closed_timeout_fired(&proxy, local, after, FIN_TIMEOUT);
 }
 
 /// The backend sends, shuts down writing and reads on; the client reads to the EOF and stays
@@ -212,17 +180,40 @@ fn server_fin_timeout_ends_connection_after_the_upstreams_fin() {
         .expect("the proxy ends the backend's stream with a clean EOF");
     let after = start.elapsed();
     assert!(received.is_empty(), "the client sent nothing");
-    assert_fin_timeout_fired(&proxy, local, after);
+    assert_half_closed_timeout_fired(&proxy, local, after, FIN_TIMEOUT);
+}
+
+/// Connects to `local`, sends a request no one answers and shuts down writing, then reads to
+/// the end, which must be a graceful close; returns how long after the client's FIN it came.
+#[track_caller]
+fn unanswered_request_then_fin(local: SocketAddr) -> Duration {
+    let mut stream = connect(local);
+    stream.write_all(b"no answer expected").unwrap();
+    let start = Instant::now();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    let after = start.elapsed();
+    assert_eq!(
+        ending.end,
+        End::Eof,
+        "the proxy closes the client gracefully"
+    );
+    after
 }
 
 /// The connection through `local` ended `after` its half-closed clock started (at the
-/// earliest), by the FIN timeout that applies: not before it, not much later, counted as a
-/// half-closed timeout and nothing else.
+/// earliest), by the `timeout` that applies: not before it, not much later, counted as a
+/// half-closed timeout and nothing else, and no longer open.
 #[track_caller]
-fn assert_fin_timeout_fired(proxy: &TestProxy, local: SocketAddr, after: Duration) {
+fn assert_half_closed_timeout_fired(
+    proxy: &TestProxy,
+    local: SocketAddr,
+    after: Duration,
+    timeout: Duration,
+) {
     assert!(
-        after >= FIN_TIMEOUT,
-        "ended after {after:?}, before the {FIN_TIMEOUT:?} that applies"
+        after >= timeout,
+        "ended after {after:?}, before the {timeout:?} that applies"
     );
     assert!(after < Duration::from_secs(3), "ended only after {after:?}");
     let status = wait_tunnel(

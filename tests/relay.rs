@@ -5,13 +5,13 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use porxy_core::{CloseReason, Endpoint, TunnelSpec};
+use porxy_core::{CloseReason, Endpoint, TunnelSpec, TunnelStatus};
 
 use crate::support::client::{
     connect, ipv6_loopback, read_greeting, read_until_end, round_trip, End, IO_TIMEOUT,
 };
 use crate::support::payload::{bytes, Expect, Noise};
-use crate::support::proxy::{builder, spec_to, start, wait_tunnel, with_splice};
+use crate::support::proxy::{builder, spec_to, start, wait_tunnel, with_splice, TestProxy};
 use crate::support::Backend;
 
 /// Writes the noise stream `seed` in chunks of random sizes, then shuts down the write side.
@@ -160,16 +160,7 @@ fn empty_connection_completes() {
     let proxy = start(builder().tunnel(spec_to(echo.addr())));
     let local = proxy.bound()[0];
     let mut stream = connect(local);
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    assert_eq!(ending.end, End::Eof);
-    assert!(ending.bytes.is_empty());
-    let status = wait_tunnel(
-        &proxy.handle(),
-        local,
-        "the connection counted complete",
-        |t| t.closes.get(CloseReason::Completed) == 1,
-    );
+    let status = fin_then_clean_end(&proxy, local, &mut stream);
     assert_eq!((status.bytes_to_upstream, status.bytes_to_client), (0, 0));
 }
 
@@ -192,17 +183,29 @@ fn ipv6_loopback_relays() {
     assert_eq!(read_greeting(&mut stream), b'6', "the IPv6 backend answers");
     let msg = bytes(6, 100 * 1024);
     round_trip(&mut stream, &msg);
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    assert_eq!(ending.end, End::Eof);
-    assert!(ending.bytes.is_empty());
-    let status = wait_tunnel(
-        &proxy.handle(),
-        local,
-        "the IPv6 connection counted complete",
-        |t| t.closes.get(CloseReason::Completed) == 1,
-    );
+    let status = fin_then_clean_end(&proxy, local, &mut stream);
     assert_eq!(status.accepted, 1);
     assert_eq!(status.bytes_to_upstream, msg.len() as u64);
     assert_eq!(status.bytes_to_client, 1 + msg.len() as u64);
+}
+
+/// Shuts down the client's writing on `stream`, a connection through `local` with nothing more
+/// to receive: the client must then get a plain end of stream and no byte, and the proxy must
+/// count the connection complete. Returns the tunnel's status then.
+#[track_caller]
+fn fin_then_clean_end(
+    proxy: &TestProxy,
+    local: SocketAddr,
+    stream: &mut TcpStream,
+) -> TunnelStatus {
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(stream);
+    assert_eq!(ending.end, End::Eof);
+    assert!(ending.bytes.is_empty());
+    wait_tunnel(
+        &proxy.handle(),
+        local,
+        "the connection counted complete",
+        |t| t.closes.get(CloseReason::Completed) == 1,
+    )
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{count, greeters, hold};
 use crate::support::client::{connect, expect_reset, read_greeting, round_trip};
-use crate::support::control::{field, ControlClient};
+use crate::support::control::{field, opened_addr, ControlClient};
 use crate::support::process::{run, Porxy, TempDir};
 use crate::support::Backend;
 
@@ -41,11 +41,7 @@ fn control_socket_adds_drains_enables_disables_and_removes_backends() {
     let (a, b, c) = (backends[0].addr(), backends[1].addr(), backends[2].addr());
     let (_porxy, mut control) = porxy_with_control(&[]);
     let opened = control.cmd(&format!("OPEN 127.0.0.1:0={a},{b}"));
-    let local: SocketAddr = opened
-        .strip_prefix("OK opened ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not an `OK opened` reply: {opened:?}"));
+    let local = opened_addr(&opened);
     assert_eq!(opened, format!("OK opened {local} -> {a},{b}"));
     let mut on_a = connect(local);
     assert_eq!(read_greeting(&mut on_a), b'A');

@@ -2,7 +2,7 @@
 //! deadline for its established connections.
 
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use porxy_core::{BackendChange, BackendState, CloseReason, Error, Remote};
@@ -11,13 +11,25 @@ use super::{backend_status, greeters, index_of, remotes, start_balanced, tally};
 use crate::support::client::{
     connect, expect_reset, read_greeting, read_until_end, round_trip, End,
 };
-use crate::support::control::{control_addr, field, ControlClient};
+use crate::support::control::{control_addr, field, opened_addr, ControlClient};
 use crate::support::process::Porxy;
 use crate::support::proxy::{tunnel, wait_tunnel};
 use crate::support::wait_until;
 
 /// A reset must reach a client whose backend is removed NOW this fast.
 const PROMPT: Duration = Duration::from_secs(2);
+
+/// The first connection through `local`, which round robin gives to the first backend, A.
+#[track_caller]
+fn first_connection_on_a(local: SocketAddr) -> TcpStream {
+    let mut on_a = connect(local);
+    assert_eq!(
+        index_of(read_greeting(&mut on_a)),
+        0,
+        "round robin starts at A"
+    );
+    on_a
+}
 
 /// Draining A, which holds an established connection: no new connection reaches A, the
 /// established one goes on relaying, status says `draining`; enabling A brings it back.
@@ -27,12 +39,7 @@ fn drain_sends_new_connections_elsewhere_and_keeps_established_ones() {
     let a = backends[0].addr();
     let (proxy, local) = start_balanced(&remotes(&backends), "");
     let handle = proxy.handle();
-    let mut on_a = connect(local);
-    assert_eq!(
-        index_of(read_greeting(&mut on_a)),
-        0,
-        "round robin starts at A"
-    );
+    let mut on_a = first_connection_on_a(local);
 
     let open = handle
         .change_backend(local, a, BackendChange::Drain)
@@ -67,12 +74,7 @@ fn remove_with_deadline_cuts_established_connections_at_the_deadline() {
     let (a, b) = (backends[0].addr(), backends[1].addr());
     let (proxy, local) = start_balanced(&remotes(&backends), "");
     let handle = proxy.handle();
-    let mut on_a = connect(local);
-    assert_eq!(
-        index_of(read_greeting(&mut on_a)),
-        0,
-        "round robin starts at A"
-    );
+    let mut on_a = first_connection_on_a(local);
 
     let removed_at = Instant::now();
     let open = handle
@@ -138,12 +140,7 @@ fn remove_without_deadline_waits_for_the_last_connection() {
     let (a, b) = (backends[0].addr(), backends[1].addr());
     let (proxy, local) = start_balanced(&remotes(&backends), "");
     let handle = proxy.handle();
-    let mut on_a = connect(local);
-    assert_eq!(
-        index_of(read_greeting(&mut on_a)),
-        0,
-        "round robin starts at A"
-    );
+    let mut on_a = first_connection_on_a(local);
 
     let open = handle
         .change_backend(local, a, BackendChange::Remove { deadline: None })
@@ -208,12 +205,7 @@ fn a_backend_being_removed_can_be_removed_now_but_not_added_again() {
     let (a, b) = (backends[0].addr(), backends[1].addr());
     let (proxy, local) = start_balanced(&remotes(&backends), "");
     let handle = proxy.handle();
-    let mut on_a = connect(local);
-    assert_eq!(
-        index_of(read_greeting(&mut on_a)),
-        0,
-        "round robin starts at A"
-    );
+    let mut on_a = first_connection_on_a(local);
 
     let remove = |deadline| handle.change_backend(local, a, BackendChange::Remove { deadline });
     assert_eq!(remove(None).unwrap(), 1);
@@ -311,11 +303,7 @@ fn removal_is_reported_once_when_the_backend_has_no_connection_left() {
     ]);
     let mut control = ControlClient::connect(control_addr(&porxy));
     let opened = control.cmd(&format!("OPEN 127.0.0.1:0={a},{b},{c}"));
-    let local: SocketAddr = opened
-        .strip_prefix("OK opened ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not an `OK opened` reply: {opened:?}"));
+    let local = opened_addr(&opened);
     let mut on_a = connect(local);
     assert_eq!(read_greeting(&mut on_a), b'A');
 

@@ -5,6 +5,8 @@
 //! stated tolerances, chosen several standard deviations wide so that a correct balancer fails
 //! them about once in ten thousand runs.
 
+use std::ops::RangeInclusive;
+
 use porxy_core::{BackendChange, BackendState, Strategy};
 
 use super::{count, greeters, hold, remotes, start_balanced, tally, wait_backend};
@@ -112,21 +114,38 @@ fn least_conn_fills_the_emptiest_backend() {
     assert_eq!(count(&level), [1, 1, 1, 0], "level again: one each");
 }
 
+/// Balances `connections` short connections from four client threads over three backends,
+/// with the tunnel `options`: each backend must get a count in `each`. Returns the strategy the
+/// tunnel's status shows.
+#[track_caller]
+fn spread_of_short_connections(
+    options: &str,
+    connections: usize,
+    each: RangeInclusive<usize>,
+) -> Strategy {
+    let backends = greeters(3);
+    let (proxy, local) = start_balanced(&remotes(&backends), options);
+    let counts = tally(local, connections, 4);
+    for (name, n) in ["A", "B", "C"].iter().zip(counts) {
+        assert!(
+            each.contains(&n),
+            "{name} got {n} of {connections} connections ({} to {} expected): {counts:?}",
+            each.start(),
+            each.end()
+        );
+    }
+    tunnel(&proxy.handle(), local).strategy
+}
+
 /// least_conn over 2,000 short connections from four client threads: every backend within
 /// ±10% of an even share (600 to 734 of 2,000 over three). Loads are mostly 0 or 1 and ties
 /// go in turn, so it comes out near even; the bound leaves room for the interleaving.
 #[test]
 fn least_conn_spreads_short_connections_within_ten_percent() {
-    let backends = greeters(3);
-    let (proxy, local) = start_balanced(&remotes(&backends), "strategy=least_conn");
-    let counts = tally(local, 2000, 4);
-    for (name, n) in ["A", "B", "C"].iter().zip(counts) {
-        assert!(
-            (600..=734).contains(&n),
-            "{name} got {n} of 2000 connections (600 to 734 expected): {counts:?}"
-        );
-    }
-    assert_eq!(tunnel(&proxy.handle(), local).strategy, Strategy::LeastConn);
+    assert_eq!(
+        spread_of_short_connections("strategy=least_conn", 2000, 600..=734),
+        Strategy::LeastConn
+    );
 }
 
 /// least_conn counts connections per unit of weight: A*2 holds twice what B holds.
@@ -146,17 +165,8 @@ fn least_conn_weighs_the_load() {
 /// standard deviation 26, so the bound is nearly 4 deviations wide; two choices only narrow it.)
 #[test]
 fn random_spreads_short_connections_within_ten_percent() {
-    let backends = greeters(3);
-    let (proxy, local) = start_balanced(&remotes(&backends), "strategy=random");
-    let counts = tally(local, 3000, 4);
-    for (name, n) in ["A", "B", "C"].iter().zip(counts) {
-        assert!(
-            (900..=1100).contains(&n),
-            "{name} got {n} of 3000 connections (900 to 1100 expected): {counts:?}"
-        );
-    }
     assert_eq!(
-        tunnel(&proxy.handle(), local).strategy,
+        spread_of_short_connections("strategy=random", 3000, 900..=1100),
         Strategy::Random,
         "the strategy in status"
     );

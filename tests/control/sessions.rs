@@ -5,9 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::opened_addr;
 use crate::support::client::{self, connect, read_until_end, round_trip, End};
-use crate::support::control::{field, porxy_with_control, ControlClient};
+use crate::support::control::{field, opened_addr, porxy_with_control, ControlClient};
 use crate::support::Backend;
 
 /// What an idle client reads before the connection closes, with a 1 s idle timeout.

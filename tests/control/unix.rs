@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::client;
 use crate::support::control::ControlClient;
-use crate::support::process::{self, Porxy, TempDir};
+use crate::support::process::{self, Finished, Porxy, TempDir};
 
 const EXIT_WAIT: Duration = Duration::from_secs(20);
 
@@ -25,6 +25,24 @@ fn client_at(path: &Path) -> ControlClient<UnixStream> {
     stream.set_read_timeout(Some(client::IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(client::IO_TIMEOUT)).unwrap();
     ControlClient::over(stream)
+}
+
+/// Runs porxy with its control socket at `path`, which it must refuse: it exits with code 1,
+/// and stderr says `porxy: error: control socket PATH` followed by `why`.
+#[track_caller]
+fn refused_at(path: &Path, why: &str) -> Finished {
+    let arg = format!("unix:{}", path.display());
+    let run = process::run(&["--control", &arg, "--log", "warn"], EXIT_WAIT);
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "porxy: error: control socket {}{why}",
+            path.display()
+        )),
+        "stderr:\n{}",
+        run.stderr
+    );
+    run
 }
 
 fn mode(path: &Path) -> u32 {
@@ -65,18 +83,11 @@ fn unix_control_socket_is_owner_only() {
 fn unix_control_path_that_is_a_regular_file_is_refused() {
     let dir = TempDir::new();
     let file = dir.write("porxy.toml", "[proxy]\nreactors = 2\n");
-    let arg = format!("unix:{}", file.display());
-    let run = process::run(&["--control", &arg, "--log", "warn"], EXIT_WAIT);
-    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
-    assert_eq!(run.stdout, "", "no READY line");
-    assert!(
-        run.stderr.contains(&format!(
-            "porxy: error: control socket {}: the path exists and is not a socket; it is left untouched",
-            file.display()
-        )),
-        "stderr:\n{}",
-        run.stderr
+    let run = refused_at(
+        &file,
+        ": the path exists and is not a socket; it is left untouched",
     );
+    assert_eq!(run.stdout, "", "no READY line");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "[proxy]\nreactors = 2\n",
@@ -90,17 +101,7 @@ fn live_unix_control_socket_is_refused() {
     let dir = TempDir::new();
     let socket = dir.path().join("control.sock");
     let _first = porxy_at(&socket);
-    let arg = format!("unix:{}", socket.display());
-    let second = process::run(&["--control", &arg, "--log", "warn"], EXIT_WAIT);
-    assert_eq!(second.code, Some(1), "stderr:\n{}", second.stderr);
-    assert!(
-        second.stderr.contains(&format!(
-            "porxy: error: control socket {} is in use by a running process",
-            socket.display()
-        )),
-        "stderr:\n{}",
-        second.stderr
-    );
+    refused_at(&socket, " is in use by a running process");
     // The first porxy's socket is still there and still answers.
     let mut control = client_at(&socket);
     assert!(control.cmd("STATUS").starts_with("OK tunnels=0 "));

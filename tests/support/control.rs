@@ -30,6 +30,16 @@ pub fn field(line: &str, key: &str) -> String {
         .to_string()
 }
 
+/// `OK opened 127.0.0.1:PORT -> ...` → the bound address.
+#[track_caller]
+pub fn opened_addr(reply: &str) -> SocketAddr {
+    reply
+        .strip_prefix("OK opened ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not an `OK opened` reply: {reply:?}"))
+}
+
 /// The TCP control address on a porxy's READY line.
 #[track_caller]
 pub fn control_addr(porxy: &Porxy) -> SocketAddr {

@@ -371,6 +371,15 @@ mod tests {
             .collect()
     }
 
+    /// How many of `picks` went to each of the `N` backends.
+    fn per_backend<const N: usize>(picks: &[usize]) -> [usize; N] {
+        let mut counts = [0; N];
+        for &index in picks {
+            counts[index] += 1;
+        }
+        counts
+    }
+
     #[test]
     fn strategies_parse_by_name() {
         for name in Strategy::NAMES {
@@ -395,10 +404,7 @@ mod tests {
     fn round_robin_spreads_the_turns_of_a_backend_out_of_service() {
         let b = balancer(Strategy::RoundRobin, &[1, 1, 1]);
         b.backends[1].set_admin(backend::AdminState::Draining);
-        let mut counts = [0; 3];
-        for index in picks(&b, 1000, true) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 3] = per_backend(&picks(&b, 1000, true));
         assert_eq!(counts, [500, 0, 500]);
     }
 
@@ -449,20 +455,14 @@ mod tests {
     fn least_conn_prefers_the_emptiest() {
         let b = balancer(Strategy::LeastConn, &[1, 1, 2]);
         // Hold every pick: loads even out by weight (2 for each of 0 and 1, 4 for 2).
-        let mut counts = [0; 3];
-        for index in picks(&b, 8, false) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 3] = per_backend(&picks(&b, 8, false));
         assert_eq!(counts, [2, 2, 4]);
     }
 
     #[test]
     fn random_two_choices_spreads_held_connections_evenly() {
         let b = balancer(Strategy::Random, &[1, 1, 1, 1]);
-        let mut counts = [0; 4];
-        for index in picks(&b, 4000, false) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 4] = per_backend(&picks(&b, 4000, false));
         // Two choices keep the spread tight: every backend within 5% of the mean.
         for c in counts {
             assert!((950..=1050).contains(&c), "{counts:?}");
@@ -475,10 +475,7 @@ mod tests {
     #[test]
     fn random_draws_its_candidates_by_weight() {
         let b = balancer(Strategy::Random, &[3, 1]);
-        let mut counts = [0; 2];
-        for index in picks(&b, 4000, true) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 2] = per_backend(&picks(&b, 4000, true));
         assert!((2850..=3150).contains(&counts[0]), "{counts:?}");
     }
 
@@ -487,10 +484,7 @@ mod tests {
     #[test]
     fn random_evens_out_held_connections_by_weight() {
         let b = balancer(Strategy::Random, &[3, 1, 1, 1]);
-        let mut counts = [0; 4];
-        for index in picks(&b, 400, false) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 4] = per_backend(&picks(&b, 400, false));
         assert!((196..=204).contains(&counts[0]), "{counts:?}");
         for c in &counts[1..] {
             assert!((62..=70).contains(c), "{counts:?}");
@@ -503,19 +497,13 @@ mod tests {
     #[test]
     fn hash_spreads_five_thousand_clients_within_ten_percent() {
         let b = balancer(Strategy::Hash, &[1, 1, 1, 1]);
-        let mut counts = [0; 4];
-        for index in picks(&b, 5000, true) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 4] = per_backend(&picks(&b, 5000, true));
         for c in counts {
             assert!((1125..=1375).contains(&c), "spread {counts:?}");
         }
         // Weights hold too: 2:1:1 gives the first half.
         let weighted = balancer(Strategy::Hash, &[2, 1, 1]);
-        let mut counts = [0; 3];
-        for index in picks(&weighted, 5000, true) {
-            counts[index] += 1;
-        }
+        let counts: [usize; 3] = per_backend(&picks(&weighted, 5000, true));
         assert!((2250..=2750).contains(&counts[0]), "weighted {counts:?}");
     }
 
@@ -532,10 +520,7 @@ mod tests {
     fn hash_moves_only_the_removed_backends_clients() {
         let four = balancer(Strategy::Hash, &[1, 1, 1, 1]);
         let before = picks(&four, 3000, true);
-        let mut counts = [0; 4];
-        for &i in &before {
-            counts[i] += 1;
-        }
+        let counts: [usize; 4] = per_backend(&before);
         for c in counts {
             assert!((600..=900).contains(&c), "spread {counts:?}");
         }

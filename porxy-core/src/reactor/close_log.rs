@@ -39,6 +39,25 @@ pub(super) struct Ended<'a> {
     pub(super) upstream: Option<SocketAddr>,
 }
 
+impl<'a> Ended<'a> {
+    /// A connection with no one upstream to name (logged as `upstream=-`): a client turned
+    /// away before it had one, or a fan-out connection, which has many.
+    pub(super) fn without_upstream(
+        span: &'a tracing::Span,
+        id: u64,
+        tunnel: &'a Tunnel,
+        peer: SocketAddr,
+    ) -> Self {
+        Ended {
+            span,
+            id,
+            tunnel,
+            peer,
+            upstream: None,
+        }
+    }
+}
+
 /// True for the ends that are failures worth a (rate-limited) warning.
 fn is_failure(reason: CloseReason) -> bool {
     reason.is_connect_failure()

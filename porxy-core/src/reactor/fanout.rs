@@ -158,16 +158,8 @@ impl Reactor {
                 }
             }
             drop(dests);
-            let ended = Ended {
-                span: &span,
-                id,
-                tunnel: &tunnel,
-                peer,
-                upstream: None,
-            };
-            self.close_log.closed(ended, reason, error.as_ref(), now);
-            reset(&client);
-            self.count_closed(&tunnel, reason);
+            let ended = Ended::without_upstream(&span, id, &tunnel, peer);
+            self.turn_away(&client, ended, reason, error.as_ref(), now);
             return;
         }
         span.in_scope(|| debug!(destinations = dests.iter().flatten().count(), "accepted"));
@@ -403,13 +395,7 @@ impl Reactor {
         }
         slot.conn.release(&mut self.pools);
         self.count_closed(&slot.tunnel, reason);
-        let ended = Ended {
-            span: &slot.span,
-            id: slot.id,
-            tunnel: &slot.tunnel,
-            peer: slot.peer,
-            upstream: None,
-        };
+        let ended = Ended::without_upstream(&slot.span, slot.id, &slot.tunnel, slot.peer);
         self.close_log.closed(ended, reason, None, Instant::now());
     }
 

@@ -526,17 +526,14 @@ impl Reactor {
             token::token(key, Side::Client),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            let ended = Ended {
-                span: &span,
-                id,
-                tunnel: &tunnel,
-                peer,
-                upstream: None,
-            };
-            self.close_log
-                .closed(ended, CloseReason::LocalResource, Some(&error), now);
-            reset(&client);
-            self.count_closed(&tunnel, CloseReason::LocalResource);
+            let ended = Ended::without_upstream(&span, id, &tunnel, peer);
+            self.turn_away(
+                &client,
+                ended,
+                CloseReason::LocalResource,
+                Some(&error),
+                now,
+            );
             return;
         }
         span.in_scope(|| debug!("accepted"));
@@ -613,6 +610,23 @@ impl Reactor {
 }
 
 impl Reactor {
+    /// Ends a client taken in but never given a connection (no descriptor to watch it, no
+    /// destination for it): logs the end of `conn` for `reason`, resets the client and counts
+    /// the close, as every such refusal must.
+    fn turn_away(
+        &mut self,
+        client: &impl std::os::fd::AsFd,
+        conn: Ended<'_>,
+        reason: CloseReason,
+        error: Option<&io::Error>,
+        now: Instant,
+    ) {
+        let tunnel = conn.tunnel;
+        self.close_log.closed(conn, reason, error, now);
+        reset(client);
+        self.count_closed(tunnel, reason);
+    }
+
     /// Counts a connection of this reactor as ended for `reason`: in its tunnel (the reason
     /// before the open count, see `status.rs`), its generation, this reactor and, when reactors
     /// accept, the proxy-wide count against the connection limit.

@@ -366,14 +366,18 @@ impl Rig {
     /// Reports readiness for one side, with a hang-up added when the side's script holds an EOF
     /// or an error that has "arrived" (see [`FakeStream::hangup_queued`]).
     pub(super) fn ready(&mut self, side: Side, mut ready: Readiness) {
-        let stream = match side {
-            Side::Client => &self.client,
-            Side::Upstream => &self.upstream,
-        };
-        if ready.readable && stream.hangup_queued() {
+        if ready.readable && self.stream(side).hangup_queued() {
             ready.failed = true;
         }
         self.conn.on_ready(side, ready);
+    }
+
+    /// The fake stream of `side`.
+    pub(super) fn stream(&mut self, side: Side) -> &mut FakeStream {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Upstream => &mut self.upstream,
+        }
     }
 
     pub(super) fn drive(&mut self, at: Duration) -> Action {

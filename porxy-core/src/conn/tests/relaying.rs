@@ -466,20 +466,8 @@ fn relaying_short_read_after_a_hangup_reads_on_to_the_eof() {
     );
 }
 
-#[test]
-fn relaying_short_read_after_a_reported_error_reads_on_to_the_error() {
-    let mut rig = Rig::relaying();
-    rig.client =
-        FakeStream::new().reading([data(b"half"), Rd::Fail(std::io::ErrorKind::ConnectionReset)]);
-    rig.ready(Side::Client, R);
-    rig.ready(Side::Upstream, W);
-
-    assert_eq!(
-        rig.drive(secs(1)),
-        close(CloseReason::ClientReset, Closing::Graceful, Closing::Reset)
-    );
-    assert_eq!(rig.upstream.written, b"half");
-}
+// A short read after a reported error reads on to the error likewise: the copy path of
+// `relaying_bytes_moved_before_a_client_reset_are_reported` (lifecycle.rs) checks it.
 
 on_both_paths!(
     relaying_bytes_pass_both_ways_across_short_reads_and_writes,
