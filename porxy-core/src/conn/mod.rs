@@ -42,9 +42,10 @@ pub(crate) enum Side {
 pub(crate) struct Readiness {
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// An error or hang-up: the next read or write will say what happened. Once reported it
-    /// stays: the EOF or error waits in the socket and raises no new event, so reads go on
-    /// until it shows (a read that runs short proves nothing then; see `pipe.rs`).
+    /// An error or hang-up (or urgent data, see `reactor::SOCKET_INTEREST`): the next read or
+    /// write will say what happened. Once reported it stays: the EOF or error waits in the
+    /// socket and raises no new event, so reads go on until it shows (a read that runs short
+    /// proves nothing then; see `pipe.rs`).
     pub(crate) failed: bool,
 }
 

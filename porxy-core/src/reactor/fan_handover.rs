@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::Interest;
 use tracing::{debug, error, warn};
 
 use super::fanout::{FanSlot, Target};
@@ -167,7 +166,7 @@ impl Reactor {
         let mut registered = registry.register(
             &mut client,
             token::fan_token(key, FanSocket::Client),
-            Interest::READABLE | Interest::WRITABLE,
+            super::SOCKET_INTEREST,
         );
         for mut socket in sockets {
             let Some(i) = open.next() else {
@@ -178,7 +177,7 @@ impl Reactor {
                 registered = registry.register(
                     &mut socket,
                     token::fan_token(key, FanSocket::Dest(i)),
-                    Interest::READABLE | Interest::WRITABLE,
+                    super::SOCKET_INTEREST,
                 );
             }
             dests[i] = Some(socket);

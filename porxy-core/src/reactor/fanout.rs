@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::Interest;
 use tracing::{debug, info, warn};
 
 use super::close_log::Ended;
@@ -109,7 +108,7 @@ impl Reactor {
         let registered = self.poll.registry().register(
             &mut client,
             token::fan_token(key, FanSocket::Client),
-            Interest::READABLE | Interest::WRITABLE,
+            super::SOCKET_INTEREST,
         );
         let backends = &tunnel.balancer.backends;
         let mut dests: Vec<Option<TcpStream>> = Vec::with_capacity(backends.len());

@@ -37,7 +37,6 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
-use mio::Interest;
 use tracing::{debug, warn};
 
 use super::{reset, token, Accepted, Origin, Reactor, Slot};
@@ -308,13 +307,13 @@ impl Reactor {
             .register(
                 &mut client,
                 token::token(key, Side::Client),
-                Interest::READABLE | Interest::WRITABLE,
+                super::SOCKET_INTEREST,
             )
             .and_then(|()| {
                 registry.register(
                     &mut upstream,
                     token::token(key, Side::Upstream),
-                    Interest::READABLE | Interest::WRITABLE,
+                    super::SOCKET_INTEREST,
                 )
             });
         if let Err(e) = registered {

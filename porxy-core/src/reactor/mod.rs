@@ -66,6 +66,17 @@ const TIMERS_PER_ROUND: usize = 4096;
 /// Messages handled per wake before the reactor turns back to its sockets.
 const MESSAGES_PER_ROUND: usize = 512;
 
+/// What every proxied socket is registered for: readable and writable and, where the poller
+/// reports it, urgent data. A read stops at TCP's urgent mark, so it may run short with bytes
+/// still queued behind the mark; urgent data is reported like a hang-up (see
+/// [`Readiness::failed`]), which makes the reads go on until `WouldBlock`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) const SOCKET_INTEREST: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) const SOCKET_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
 /// A client socket just accepted (by the listener thread, or by the reactor itself).
 pub(crate) struct Accepted {
     pub(crate) stream: TcpStream,
@@ -259,7 +270,10 @@ impl Reactor {
                 let ready = Readiness {
                     readable: event.is_readable(),
                     writable: event.is_writable(),
-                    failed: event.is_error() || event.is_read_closed() || event.is_write_closed(),
+                    failed: event.is_error()
+                        || event.is_read_closed()
+                        || event.is_write_closed()
+                        || event.is_priority(),
                 };
                 if let Some((key, side)) = token::parse(event.token()) {
                     self.on_event(key, side, ready, now);
@@ -524,7 +538,7 @@ impl Reactor {
         if let Err(error) = self.poll.registry().register(
             &mut client,
             token::token(key, Side::Client),
-            Interest::READABLE | Interest::WRITABLE,
+            SOCKET_INTEREST,
         ) {
             let ended = Ended::without_upstream(&span, id, &tunnel, peer);
             self.turn_away(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry};
+use mio::Registry;
 use tracing::{debug, info, warn};
 
 use super::{token, Reactor, Slot};
@@ -229,7 +229,7 @@ pub(super) fn start_connect(
 ) -> io::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr)?;
     let _ = stream.set_nodelay(true);
-    registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    registry.register(&mut stream, token, super::SOCKET_INTEREST)?;
     Ok(stream)
 }
 
