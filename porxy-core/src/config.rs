@@ -237,14 +237,15 @@ pub struct TunnelSettings {
 
 impl TunnelSettings {
     /// How long a connection may stay half-closed, given which sides have sent their FIN:
-    /// the client (`client_fin`), the upstream (`server_fin`). When both have (the connection
-    /// is only waiting for bytes held to be written), the shorter of the two applies; when
-    /// neither has, so does the shorter, should it be asked.
-    pub(crate) fn fin_timeout(&self, client_fin: bool, server_fin: bool) -> Duration {
+    /// the client (`client_fin`), the upstream (`server_fin`). None unless exactly one has:
+    /// once both have, the connection is only writing out bytes it holds, and a sink that
+    /// stops taking them is the idle timeout's business (a FIN timer counted from the first
+    /// FIN could have run out already, and cut a reply that was still flowing).
+    pub(crate) fn fin_timeout(&self, client_fin: bool, server_fin: bool) -> Option<Duration> {
         match (client_fin, server_fin) {
-            (true, false) => self.client_fin_timeout,
-            (false, true) => self.server_fin_timeout,
-            _ => self.client_fin_timeout.min(self.server_fin_timeout),
+            (true, false) => Some(self.client_fin_timeout),
+            (false, true) => Some(self.server_fin_timeout),
+            _ => None,
         }
     }
 }
@@ -315,9 +316,20 @@ mod tests {
             ..ProxyConfig::default()
         }
         .settings_for(&TunnelOptions::default());
-        assert_eq!(settings.fin_timeout(true, false), Duration::from_secs(3));
-        assert_eq!(settings.fin_timeout(false, true), Duration::from_secs(7));
-        assert_eq!(settings.fin_timeout(true, true), Duration::from_secs(3));
+        assert_eq!(
+            settings.fin_timeout(true, false),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            settings.fin_timeout(false, true),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            settings.fin_timeout(true, true),
+            None,
+            "both FINs in: only held bytes are left, the idle timeout's business"
+        );
+        assert_eq!(settings.fin_timeout(false, false), None);
     }
 
     #[test]

@@ -335,7 +335,16 @@ impl Conn {
                     self.half_closed_until(),
                     now,
                 ) {
-                    Some(reason) => self.close(reason, Closing::Graceful, Closing::Graceful),
+                    // A side whose bytes are still held loses them: it is reset, so that it
+                    // cannot take what it got for the whole stream.
+                    Some(reason) => {
+                        let closing = |pipe: &Pipe| match pipe.held() {
+                            0 => Closing::Graceful,
+                            _ => Closing::Reset,
+                        };
+                        let (client, upstream) = (closing(&self.down), closing(&self.up));
+                        self.close(reason, client, upstream)
+                    }
                     None => Action::Wait,
                 }
             }
@@ -343,14 +352,14 @@ impl Conn {
         }
     }
 
-    /// When the half-closed timeout ends the connection, if it is half-closed: the client's FIN
-    /// (client → upstream no longer open) starts `client_fin_timeout`, the upstream's FIN
-    /// `server_fin_timeout`, from the moment the first of them arrived.
+    /// When the half-closed timeout ends the connection, if one side only has sent its FIN:
+    /// the client's (client → upstream no longer open) starts `client_fin_timeout`, the
+    /// upstream's `server_fin_timeout` (see [`TunnelSettings::fin_timeout`]).
     fn half_closed_until(&self) -> Option<Instant> {
         let since = self.half_closed_since?;
         let client_fin = self.up.state() != PipeState::Open;
         let server_fin = self.down.state() != PipeState::Open;
-        Some(since + self.settings.fin_timeout(client_fin, server_fin))
+        Some(since + self.settings.fin_timeout(client_fin, server_fin)?)
     }
 
     /// Bytes relayed since the last call: (to upstream, to client).

@@ -154,6 +154,11 @@ impl Pipe {
         self.state
     }
 
+    /// Bytes read and not yet written.
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
+    }
+
     /// How this direction moves its bytes now.
     #[cfg(test)]
     pub(crate) fn mode(&self) -> Mode {

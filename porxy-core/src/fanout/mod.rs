@@ -663,13 +663,18 @@ impl FanConn {
             .min()
     }
 
-    /// When the half-closed timeout ends the connection, if it is half-closed: the client's FIN
-    /// starts `client_fin_timeout`; a destination's FIN, or the FIN porxy sends the client once
-    /// no destination can reply any more, starts `server_fin_timeout`.
+    /// When the half-closed timeout ends the connection, if one side only has sent its FIN:
+    /// the client's starts `client_fin_timeout`; the server side's starts `server_fin_timeout`.
+    /// The server side is the primary with `reply=primary` (a mirror's FIN says nothing about
+    /// what the client waits for), and the FIN porxy sends the client once no destination can
+    /// reply any more with `reply=none`.
     fn half_closed_until(&self) -> Option<Instant> {
         let since = self.half_closed_since?;
-        let server_fin = self.client_fin_sent || self.dests.iter().any(|d| d.eof);
-        Some(since + self.settings.fin_timeout(self.client_eof, server_fin))
+        let server_fin = match self.fan.reply {
+            Reply::Primary => self.down.state() != PipeState::Open,
+            Reply::None => self.client_fin_sent,
+        };
+        Some(since + self.settings.fin_timeout(self.client_eof, server_fin)?)
     }
 
     /// Checks the deadlines at `now`: connects that took too long fail; an idle or too long

@@ -452,12 +452,14 @@ fn a_timeout_resets_a_destination_that_has_not_had_everything() {
     rig.dest_mut(0).eof = true;
     rig.run();
     assert_eq!(rig.client.written, b"answer");
-    let at = rig.conn.deadline().expect("the half-closed deadline");
+    // The client and the primary are done: only the stalled mirror is left, which the idle
+    // timeout ends (no FIN timer once both sides have sent theirs).
+    let at = rig.conn.deadline().expect("the idle deadline");
     let action = rig.conn.on_timer(at);
     assert_eq!(
         action,
         Action::Close {
-            reason: CloseReason::HalfClosedTimeout,
+            reason: CloseReason::IdleTimeout,
             client: Closing::Graceful,
             upstream: Closing::Graceful,
         }
@@ -469,4 +471,34 @@ fn a_timeout_resets_a_destination_that_has_not_had_everything() {
         .map(|d| (d.dest, d.end, d.closing))
         .collect();
     assert_eq!(cut, [(1, DestEnd::CutShort, Closing::Reset)]);
+}
+
+/// With `reply=primary`, the client's FIN starts `client_fin_timeout` even when a mirror has
+/// sent its FIN: a mirror's replies are thrown away, so its FIN says nothing about what the
+/// client waits for (found in review: the shorter server timeout applied).
+#[test]
+fn a_mirror_fin_does_not_shorten_the_client_fin_timeout() {
+    let t0 = Instant::now();
+    let mut settings = settings();
+    settings.client_fin_timeout = Duration::from_secs(60);
+    settings.server_fin_timeout = Duration::from_secs(5);
+    let mut rig = Rig::new(Reply::Primary, 2);
+    rig.conn = FanConn::new(t0, settings, fan(Reply::Primary, 1), &[true, true]);
+    rig.t0 = t0;
+    for i in 0..2 {
+        rig.conn.on_connected(i);
+        rig.conn.on_dest_ready(i, RW);
+    }
+    rig.conn.on_client_ready(RW);
+    rig.client = Peer::sending(b"request");
+    rig.client.eof = true;
+    rig.dest_mut(1).eof = true; // The mirror ends at once.
+    rig.run();
+    assert!(!rig.client.fin, "the primary has not replied yet");
+    let deadline = rig.conn.deadline().expect("the half-closed deadline");
+    assert_eq!(
+        deadline.duration_since(t0),
+        Duration::from_secs(1 + 60),
+        "client_fin_timeout from the client's FIN"
+    );
 }

@@ -408,13 +408,15 @@ fn half_closed_timer_after_upstream_fin_fires_at_server_fin_timeout() {
     );
 }
 
-/// Once both sides have sent FIN but bytes are still held for a sink that does not take
-/// them, the clock still runs from the first FIN, and the shorter timeout applies.
+/// Once both sides have sent FIN, bytes still held for a sink that takes nothing are the idle
+/// timeout's business: a FIN timer counted from the first FIN could have run out already and
+/// cut a reply still on its way (found in review). And the sink that loses bytes is reset, not
+/// sent a FIN, so that it cannot take the cut stream for a whole one.
 #[test]
-fn half_closed_timer_after_both_fins_takes_the_shorter_timeout_from_the_first_fin() {
+fn half_closed_both_fins_leave_held_bytes_to_the_idle_timeout_and_reset_the_sink() {
     let mut rig = Rig::relaying();
-    // The client ends first; the upstream sends its reply and ends later, but the client
-    // takes nothing, so the reply stays held.
+    // The client ends first; the upstream sends its reply and ends long after both FIN
+    // timeouts would have run from the client's FIN; the client takes nothing yet.
     rig.client = FakeStream::new()
         .reading([Rd::Eof])
         .writing([], Wr::WouldBlock);
@@ -423,20 +425,40 @@ fn half_closed_timer_after_both_fins_takes_the_shorter_timeout_from_the_first_fi
     assert_eq!(rig.drive(secs(10)), Action::Wait);
     assert_eq!(rig.deadline(), Some(secs(10) + CLIENT_FIN_TIMEOUT));
 
+    let late = secs(10) + CLIENT_FIN_TIMEOUT - secs(1);
+    assert!(late > secs(10) + SERVER_FIN_TIMEOUT);
     rig.upstream.reads.push_back(data(b"reply"));
     rig.upstream.reads.push_back(Rd::Eof);
     rig.ready(Side::Upstream, R);
-    assert_eq!(rig.drive(secs(12)), Action::Wait);
+    assert_eq!(rig.drive(late), Action::Wait);
     assert_eq!(rig.client.written, b"");
-    let fires = secs(10) + SERVER_FIN_TIMEOUT.min(CLIENT_FIN_TIMEOUT);
-    assert_eq!(rig.deadline(), Some(fires));
+    assert_eq!(rig.deadline(), Some(late + IDLE_TIMEOUT));
+    assert_eq!(rig.on_timer(late), Action::Wait, "nothing due yet");
+
+    // The client takes the reply after all: the connection completes.
+    rig.client.write_idle = ACCEPT_ALL;
+    rig.ready(Side::Client, W);
     assert_eq!(
-        rig.on_timer(fires),
-        close(
-            CloseReason::HalfClosedTimeout,
-            Closing::Graceful,
-            Closing::Graceful
-        )
+        rig.drive(late + secs(1)),
+        close(CloseReason::Completed, Closing::Graceful, Closing::Graceful)
+    );
+    assert_eq!(rig.client.written, b"reply");
+}
+
+/// The idle timeout ends a connection whose sink stopped taking the bytes held for it: that
+/// sink is reset (it lost them), the other side gets a plain close.
+#[test]
+fn idle_timeout_resets_the_side_whose_bytes_are_lost() {
+    let mut rig = Rig::relaying();
+    rig.client = FakeStream::new().writing([], Wr::WouldBlock);
+    rig.upstream = FakeStream::new().reading([data(b"unread reply")]);
+    rig.ready(Side::Client, RW);
+    rig.ready(Side::Upstream, RW);
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.deadline(), Some(secs(1) + IDLE_TIMEOUT));
+    assert_eq!(
+        rig.on_timer(secs(1) + IDLE_TIMEOUT),
+        close(CloseReason::IdleTimeout, Closing::Reset, Closing::Graceful)
     );
 }
 
