@@ -131,6 +131,42 @@ fn bad_tunnel_spec_names_column() {
     assert!(out.stdout.is_empty(), "no READY line: {out:?}");
 }
 
+/// A zero control idle timeout would cut every control client before its first line: refused,
+/// from the flag and from the file, naming where it was written.
+#[test]
+fn zero_control_idle_timeout_is_refused() {
+    let out = run(
+        &["--control", "127.0.0.1:0", "--control-idle-timeout", "0s"],
+        RUN_TIMEOUT,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "invalid value '0s' for '--control-idle-timeout <DURATION>': must be more than zero"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "no READY line: {out:?}");
+
+    let dir = TempDir::new();
+    let config = dir.write(
+        "porxy.toml",
+        "[control]\nlisten = \"127.0.0.1:0\"\nidle_timeout = \"0s\"\n",
+    );
+    let out = run(&["--config", config.to_str().unwrap()], RUN_TIMEOUT);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:3:16: control.idle_timeout: must be more than zero",
+            config.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "no READY line: {out:?}");
+}
+
 #[test]
 fn help_tunnel_explains_syntax() {
     let out = run(&["--help-tunnel"], RUN_TIMEOUT);

@@ -122,7 +122,7 @@ struct RawArgs {
 
     /// A control client that completes no line for this long is disconnected [default: 60s,
     /// or the file's `[control] idle_timeout`].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     control_idle_timeout: Option<Duration>,
 
     /// Listen on this Unix socket (owner-only) for a new porxy that takes over without
@@ -145,6 +145,14 @@ struct RawArgs {
     /// long for it to be released instead of failing at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     bind_wait: Option<Duration>,
+}
+
+/// A duration more than zero: a zero timeout would cut every client before its first line.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        zero if zero.is_zero() => Err("must be more than zero".into()),
+        duration => Ok(duration),
+    }
 }
 
 fn parse_control(text: &str) -> Result<ControlAddr, String> {
@@ -240,8 +248,8 @@ Options go last, in brackets, separated by commas. Known options:
                           choices drawn by weight, the less loaded wins), hash (by client IP:
                           a client keeps its backend), first (failover: the first
                           one that can take it)
-    attempts              connects per client across backends before it is reset
-                          (default: the number of remotes)
+    attempts              connects per client across backends before it is reset,
+                          1 to 16 (default: the number of remotes, at most 16)
     max_conns             most connections each remote takes at once
     queue_timeout         how long a client waits when every remote is full (5s)
   Health:

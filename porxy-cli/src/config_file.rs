@@ -144,7 +144,16 @@ pub(crate) fn parse(
     if let Some(table) = &raw.control {
         control = Some(lift.control(&table.listen)?);
         if let Some(idle) = &table.idle_timeout {
-            control_idle_timeout = Some(lift.duration(idle, "control.idle_timeout")?);
+            let duration = lift.duration(idle, "control.idle_timeout")?;
+            // Zero would cut every control client before its first line.
+            if duration.is_zero() {
+                return Err(lift.error(
+                    idle.span().start,
+                    "control.idle_timeout",
+                    "must be more than zero",
+                ));
+            }
+            control_idle_timeout = Some(duration);
         }
     }
     Ok(ConfigFile {

@@ -89,8 +89,8 @@ pub enum Error {
         /// The backend's address.
         backend: SocketAddr,
     },
-    /// The backend was removed from the tunnel and still holds connections: it cannot be added
-    /// again (or changed) until they have ended.
+    /// The backend was removed from the tunnel and still holds connections: it cannot be changed,
+    /// nor, once they are to be closed at a deadline, added again, until they have ended.
     #[error(
         "backend {backend} of tunnel {tunnel} is still being removed ({open} connections left); \
          wait for them to end, or REMOVE it with a deadline (or NOW) to close them"

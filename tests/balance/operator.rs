@@ -196,11 +196,12 @@ fn disable_counts_the_connections_it_closes() {
 }
 
 /// A backend removed without a deadline that still holds a connection is "being removed": a
-/// second REMOVE may still give it a deadline (here zero: NOW), which cuts its connection; it
-/// cannot be added back or changed meanwhile (a typed error says why); once its connection is
-/// gone it leaves the status, and can then be added again.
+/// second REMOVE may still give it a deadline (an hour, then zero: NOW, which cuts its
+/// connection); it cannot be changed meanwhile, nor, once its connection is to be closed at a
+/// deadline, added back (a typed error says why); once its connection is gone it leaves the
+/// status, and can then be added again.
 #[test]
-fn a_backend_being_removed_can_be_removed_now_but_not_added_again() {
+fn a_backend_being_removed_can_be_removed_now_but_not_added_again_once_it_has_a_deadline() {
     let backends = greeters(2);
     let (a, b) = (backends[0].addr(), backends[1].addr());
     let (proxy, local) = start_balanced(&remotes(&backends), "");
@@ -209,6 +210,7 @@ fn a_backend_being_removed_can_be_removed_now_but_not_added_again() {
 
     let remove = |deadline| handle.change_backend(local, a, BackendChange::Remove { deadline });
     assert_eq!(remove(None).unwrap(), 1);
+    assert_eq!(remove(Some(Duration::from_secs(3600))).unwrap(), 1);
     let a_remote: Remote = a.to_string().parse().unwrap();
     let added = handle.add_backend(local, a_remote.clone());
     assert!(
@@ -288,7 +290,8 @@ fn backend_line(control: &mut ControlClient, addr: SocketAddr) -> Option<String>
 /// Through the binary: the removal of a backend is reported once, at info level, when it has no
 /// connection left: at once for one that had none, when its last one ends for one that had
 /// some (`STATUS FULL` shows it `removing` until then, and not at all after). `REMOVE ... NOW`
-/// ends what a plain REMOVE left going; `ADD` of it meanwhile is refused, with the reason.
+/// ends what a plain REMOVE left going; `ADD` of it once it has a deadline is refused, with the
+/// reason.
 #[test]
 fn removal_is_reported_once_when_the_backend_has_no_connection_left() {
     let backends = greeters(3);
@@ -334,6 +337,11 @@ fn removal_is_reported_once_when_the_backend_has_no_connection_left() {
         (field(&line, "state"), field(&line, "open")),
         ("removing".into(), "1".into())
     );
+    // With a deadline for its connection, it cannot be added back until that one is gone.
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a} 1h")),
+        format!("OK removing {a} from {local}: 1 connections go on for at most 1h")
+    );
     assert_eq!(
         control.cmd(&format!("ADD {local} {a}")),
         format!(
@@ -366,4 +374,100 @@ fn removal_is_reported_once_when_the_backend_has_no_connection_left() {
         "{reports:#?}"
     );
     assert_eq!(removal_reports(&porxy.stderr(), c).len(), 1, "C's, once");
+}
+
+/// The `  backend ADDR ...` lines of `STATUS FULL` for `addr`.
+fn backend_lines(control: &mut ControlClient, addr: SocketAddr) -> Vec<String> {
+    control
+        .block("STATUS FULL")
+        .into_iter()
+        .filter(|l| l.starts_with(&format!("  backend {addr} ")))
+        .collect()
+}
+
+/// Regression: OPEN naming a backend still being removed made a second backend for the same
+/// server, with its own `max_conns`, so A held two connections with `max_conns=1`, and STATUS
+/// FULL listed A twice. Now OPEN, and ADD likewise, take the leaving backend back into service:
+/// its connection and limit go on, and it is listed once, `up`.
+#[test]
+fn open_or_add_of_a_backend_being_removed_takes_it_back() {
+    let backends = greeters(2);
+    let (a, b) = (backends[0].addr(), backends[1].addr());
+    let porxy = Porxy::start(&[
+        "--control",
+        "127.0.0.1:0",
+        "--reactors",
+        "1",
+        "--log",
+        "info",
+    ]);
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    let spec = format!("{a},{b}[strategy=first,max_conns=1]");
+    let local = opened_addr(&control.cmd(&format!("OPEN 127.0.0.1:0={spec}")));
+    let mut on_a = connect(local);
+    assert_eq!(read_greeting(&mut on_a), b'A');
+
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a}")),
+        format!("OK removing {a} from {local}: 1 connections go on until they end")
+    );
+    let reopened = control.cmd(&format!("OPEN {local}={spec}"));
+    assert!(reopened.starts_with("OK "), "{reopened}");
+    let lines = backend_lines(&mut control, a);
+    assert_eq!(lines.len(), 1, "A is listed once: {lines:#?}");
+    assert_eq!(
+        (field(&lines[0], "state"), field(&lines[0], "open")),
+        ("up".into(), "1".into())
+    );
+    // A is full (max_conns=1, and its connection still counts): the next client goes to B.
+    let mut on_b = connect(local);
+    assert_eq!(read_greeting(&mut on_b), b'B', "A holds at most one");
+    round_trip(&mut on_a, b"A's first connection goes on");
+
+    // ADD does the same.
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a}")),
+        format!("OK removing {a} from {local}: 1 connections go on until they end")
+    );
+    assert_eq!(
+        control.cmd(&format!("ADD {local} {a}")),
+        format!("OK added {a} to {local}")
+    );
+    let lines = backend_lines(&mut control, a);
+    assert_eq!(lines.len(), 1, "A is listed once: {lines:#?}");
+    assert_eq!(
+        (field(&lines[0], "state"), field(&lines[0], "open")),
+        ("up".into(), "1".into())
+    );
+    round_trip(&mut on_a, b"still going");
+    assert_eq!(
+        removal_reports(&porxy.stderr(), a),
+        Vec::<String>::new(),
+        "A was never gone"
+    );
+    assert!(
+        porxy.stderr().contains("backend back in service"),
+        "{}",
+        porxy.stderr()
+    );
+}
+
+/// As the README says: REMOVE again on a backend being removed can only bring its deadline
+/// earlier. A later one (an hour) leaves the first (300 ms) in force.
+#[test]
+fn a_second_remove_never_postpones_the_deadline() {
+    let backends = greeters(2);
+    let a = backends[0].addr();
+    let (proxy, local) = start_balanced(&remotes(&backends), "");
+    let handle = proxy.handle();
+    let mut on_a = first_connection_on_a(local);
+    let remove = |deadline| handle.change_backend(local, a, BackendChange::Remove { deadline });
+    let started = Instant::now();
+    assert_eq!(remove(Some(Duration::from_millis(300))).unwrap(), 1);
+    assert_eq!(remove(Some(Duration::from_secs(3600))).unwrap(), 1);
+    expect_reset(&mut on_a, Duration::from_millis(300) + PROMPT);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "not before its deadline"
+    );
 }

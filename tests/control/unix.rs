@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::support::client;
 use crate::support::control::ControlClient;
 use crate::support::process::{self, Finished, Porxy, TempDir};
+use crate::support::wait::wait_until;
 
 const EXIT_WAIT: Duration = Duration::from_secs(20);
 
@@ -117,13 +118,59 @@ fn stale_unix_control_socket_is_replaced() {
         .unwrap()
         .file_type()
         .is_socket());
-    assert_eq!(
-        UnixStream::connect(&socket).unwrap_err().kind(),
-        std::io::ErrorKind::ConnectionRefused
+    // A child another test forks holds a copy of the listener until it execs: wait for it.
+    wait_until(
+        Duration::from_secs(5),
+        "connections to the stale socket refused",
+        || {
+            UnixStream::connect(&socket)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        },
     );
     let _porxy = porxy_at(&socket);
     assert_eq!(mode(&socket), 0o600);
     let mut control = client_at(&socket);
     assert!(control.cmd("STATUS").starts_with("OK tunnels=0 "));
     assert_eq!(entries(dir.path()), ["control.sock"]);
+}
+
+/// The longest path a Unix socket can have on Linux: 108 bytes of `sun_path`, less the NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A path of exactly `len` bytes in `dir`: a subdirectory (created) padded to length, and a
+/// short socket name, so that porxy's private staging directory beside it is longer than the
+/// operator's path.
+fn path_of_len(dir: &TempDir, len: usize) -> std::path::PathBuf {
+    let base = dir.path().as_os_str().len();
+    let name = "c.sock";
+    // base + "/" + sub + "/" + name
+    let sub_len = len - base - 2 - name.len();
+    let sub = dir.path().join("d".repeat(sub_len));
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join(name);
+    assert_eq!(path.as_os_str().len(), len);
+    path
+}
+
+#[test]
+fn unix_control_path_of_the_longest_length_works() {
+    let dir = TempDir::new();
+    let socket = path_of_len(&dir, MAX_SOCKET_PATH);
+    let _porxy = porxy_at(&socket);
+    assert_eq!(mode(&socket), 0o600, "control socket mode");
+    assert_eq!(entries(socket.parent().unwrap()), ["c.sock"]);
+    let mut control = client_at(&socket);
+    assert!(control.cmd("STATUS").starts_with("OK tunnels=0 "));
+}
+
+#[test]
+fn unix_control_path_one_byte_too_long_is_refused_naming_the_limit() {
+    let dir = TempDir::new();
+    let socket = path_of_len(&dir, MAX_SOCKET_PATH + 1);
+    let run = refused_at(
+        &socket,
+        ": the path is 108 bytes, longer than a Unix socket path can be (107 bytes)",
+    );
+    assert_eq!(run.stdout, "", "no READY line");
+    assert_eq!(entries(socket.parent().unwrap()), Vec::<String>::new());
 }

@@ -457,6 +457,10 @@ mod control_table {
                 "porxy.toml:3:16: control.idle_timeout: `soon` is not a duration",
             ),
             (
+                "[control]\nlisten = \"9999\"\nidle_timeout = \"0s\"\n",
+                "porxy.toml:3:16: control.idle_timeout: must be more than zero",
+            ),
+            (
                 "# the control socket\n[control]\nlisten = \"9999\"\nlisen = \"9998\"\n",
                 "porxy.toml:4:1: control.lisen: unknown field `lisen`, expected `listen` or \
                  `idle_timeout`",

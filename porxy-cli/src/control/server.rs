@@ -89,6 +89,15 @@ pub enum ControlError {
     PathInUse { path: PathBuf },
     #[error("control socket {path}: the path exists and is not a socket; it is left untouched")]
     NotASocket { path: PathBuf },
+    #[error(
+        "control socket {path}: the path is {len} bytes, longer than a Unix socket path can be \
+         ({max} bytes)"
+    )]
+    PathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
     #[error("control socket {path}: another file appeared at the path while binding; it is left untouched")]
     PathTaken { path: PathBuf },
     #[error("cannot start the control thread: {0}")]

@@ -6,10 +6,18 @@
 //! can be reached: it is bound in a private directory (mode 0700), given mode 0600 there, and
 //! only then linked at the path, with a link that fails rather than replace whatever appeared
 //! there meanwhile.
+//!
+//! A socket path is limited to [`MAX_PATH_LEN`] bytes (`sun_path`), and the staging path must
+//! fit too. The private directory's name is kept short (`.p<pid>-<n>`, socket `s`), which fits
+//! whenever the operator's path leaves about a dozen bytes spare. When it does not, the socket
+//! is bound through `/proc/self/fd/<fd>/s`, where `<fd>` is the private directory held open:
+//! the same file in the same directory, named by a path of about 20 bytes. So every path that
+//! fits `sun_path` works (given `/proc`), and none is ever bound outside the private directory.
 
 use std::fs::DirBuilder;
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -19,20 +27,56 @@ use super::server::ControlError;
 /// takes a name).
 const PRIVATE_DIR_TRIES: u32 = 16;
 
+/// The longest Unix socket path, in bytes: Linux's `sun_path` holds 108, one of them the
+/// terminating NUL.
+pub(super) const MAX_PATH_LEN: usize = 107;
+
+/// The socket's name inside the private directory.
+const STAGED_NAME: &str = "s";
+
 /// Binds a Unix socket at `path`, readable and writable by its owner only.
 pub(super) fn bind_unix(path: &Path) -> Result<UnixListener, ControlError> {
     let bind_error = |source| ControlError::Bind {
         addr: path.display().to_string(),
         source,
     };
+    let len = path.as_os_str().len();
+    if len > MAX_PATH_LEN {
+        return Err(ControlError::PathTooLong {
+            path: path.into(),
+            len,
+            max: MAX_PATH_LEN,
+        });
+    }
     clear_stale(path)?;
     let private = PrivateDir::create(path).map_err(bind_error)?;
-    let staged = private.path.join("control.sock");
-    let listener = UnixListener::bind(&staged).map_err(bind_error)?;
+    let staged = private.path.join(STAGED_NAME);
+    let listener = bind_staged(&private, &staged).map_err(bind_error)?;
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
         .map_err(bind_error)?;
     publish(&staged, path)?;
     Ok(listener)
+}
+
+/// Binds the socket at `staged`, in `private`: by that path when it fits `sun_path`, else by
+/// the short path `/proc/self/fd/<fd>/s` to the same directory, held open meanwhile.
+fn bind_staged(private: &PrivateDir, staged: &Path) -> io::Result<UnixListener> {
+    if staged.as_os_str().len() <= MAX_PATH_LEN {
+        return UnixListener::bind(staged);
+    }
+    let dir = std::fs::File::open(&private.path)?;
+    // The directory opened is the one created (mode 0700, ours): check, in case it was swapped.
+    let (opened, made) = (dir.metadata()?, std::fs::symlink_metadata(&private.path)?);
+    if !opened.is_dir() || (opened.dev(), opened.ino()) != (made.dev(), made.ino()) {
+        return Err(io::Error::other(format!(
+            "the private directory {} changed while binding",
+            private.path.display()
+        )));
+    }
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(STAGED_NAME);
+    UnixListener::bind(short)
 }
 
 /// Makes the staged socket reachable at `path`. link(2) refuses an existing target, where
@@ -97,12 +141,10 @@ impl PrivateDir {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let name = socket
-            .file_name()
-            .map_or_else(|| "control".into(), |n| n.to_string_lossy().into_owned());
         let mut last = None;
         for attempt in 0..PRIVATE_DIR_TRIES {
-            let path = parent.join(format!(".{name}.porxy-{}-{attempt}", std::process::id()));
+            // Short, to leave the socket path room (see the module's doc).
+            let path = parent.join(format!(".p{}-{attempt}", std::process::id()));
             match DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(PrivateDir { path }),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some(e),

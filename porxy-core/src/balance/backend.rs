@@ -91,6 +91,10 @@ pub(crate) struct Backend {
     downs: AtomicU64,
     /// Its removal has been reported (its last connection ended, or it had none).
     removal_reported: AtomicBool,
+    /// A deadline to close its connections has been sent to the reactors (REMOVE with a
+    /// deadline): it cannot be cancelled, so a backend being removed with one is not taken back
+    /// into service.
+    close_ordered: AtomicBool,
     fails_in_row: AtomicU32,
     /// Without active checks: when a passively-down backend may be tried again (ns after `epoch`).
     retry_at_nanos: AtomicI64,
@@ -123,6 +127,7 @@ impl Backend {
             health: AtomicU8::new(Health::Up as u8),
             downs: AtomicU64::new(0),
             removal_reported: AtomicBool::new(false),
+            close_ordered: AtomicBool::new(false),
             fails_in_row: AtomicU32::new(0),
             retry_at_nanos: AtomicI64::new(i64::MIN),
             epoch: Instant::now(),
@@ -177,6 +182,16 @@ impl Backend {
         self.admin.load(Ordering::SeqCst) == AdminState::Removing as u8
             && self.open.load(Ordering::SeqCst) == 0
             && !self.removal_reported.swap(true, Ordering::SeqCst)
+    }
+
+    /// Notes that the reactors have been told to close its connections at a deadline.
+    pub(crate) fn order_close(&self) {
+        self.close_ordered.store(true, Ordering::SeqCst);
+    }
+
+    /// True once its connections are to be closed at a deadline: see [`Backend::order_close`].
+    pub(crate) fn close_ordered(&self) -> bool {
+        self.close_ordered.load(Ordering::SeqCst)
     }
 
     pub(crate) fn health(&self) -> Health {

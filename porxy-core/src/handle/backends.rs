@@ -26,15 +26,10 @@ impl ProxyHandle {
                 backend: addr,
             });
         }
-        // Its connections, counters and health belong to the removed backend: a new one at the
-        // same address would be a second backend for one server, each with its own limit.
-        if let Some(leaving) = old.leaving_backend(addr) {
-            return Err(Error::BackendLeaving {
-                tunnel: local,
-                backend: addr,
-                open: leaving.open(),
-            });
-        }
+        // A backend still being removed at this address is taken back into service by
+        // `replace`, as OPEN and a reload do: its connections, counters and limit go on (a new
+        // one would be a second backend for one server, each with its own limit). One whose
+        // connections are to be closed at a deadline is refused there.
         let mut spec = old.spec.clone();
         spec.remotes.push(remote);
         spec.options
@@ -82,6 +77,10 @@ impl ProxyHandle {
                 if old.balancer.backends.len() == 1 {
                     return Err(Error::LastBackend { tunnel: local });
                 }
+                if deadline.is_some() {
+                    // Before the new version is built: it must not take this one back.
+                    target.order_close();
+                }
                 let mut spec = old.spec.clone();
                 spec.remotes.remove(index);
                 let remotes: Vec<SocketAddr> = old
@@ -122,6 +121,7 @@ impl ProxyHandle {
         match change {
             BackendChange::Remove { deadline } => {
                 if let Some(deadline) = deadline {
+                    target.order_close();
                     let at = crate::units::after(Instant::now(), deadline);
                     self.close_backend_connections(target, at);
                 }

@@ -259,6 +259,7 @@ impl ProxyHandle {
         remotes: &[SocketAddr],
         generation: Arc<Generation>,
     ) -> Result<Arc<Tunnel>, Error> {
+        old.can_take_back(remotes)?;
         let tunnel = Arc::new(Tunnel::build(
             Lineage::of(old, generation),
             spec,
@@ -275,6 +276,14 @@ impl ProxyHandle {
             .collect();
         for backend in &dropped {
             backend.set_admin(AdminState::Removing);
+        }
+        // One being removed that the new version names again is taken back: its removal is
+        // called off, and it serves again with its connections (and limit) as they are.
+        for backend in &tunnel.balancer.backends {
+            if backend.admin() == AdminState::Removing {
+                backend.set_admin(AdminState::Enabled);
+                tracing::info!(tunnel = %old.local, backend = %backend.addr, open = backend.open(), "backend back in service: its removal is called off");
+            }
         }
         // Backends carried over keep their health-check counts; only dropped ones (or all, when
         // the new version has no checks) stop being checked.

@@ -46,6 +46,15 @@ impl ProxyHandle {
         }
         let planned = resolve_all(specs)?;
         let mut tunnels = self.tunnels();
+        for plan in &planned {
+            if let Some(old) = tunnels.get(&plan.local).filter(|_| plan.local.port() != 0) {
+                old.can_take_back(&plan.remotes)
+                    .map_err(|source| Error::Tunnel {
+                        spec: plan.spec.to_string(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
 
         // Bind every new port first: a failure here drops what was bound, and nothing changed.
         let mut fresh = Vec::new();

@@ -20,11 +20,13 @@ use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_FAILS, DEFAULT_RISE,
 };
+use crate::error::Error;
 use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::generation::Generation;
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use crate::units::MAX_DURATION;
 use mode::TunnelMode;
+use options::MAX_ATTEMPTS;
 use spec::{Remote, TunnelSpec};
 
 /// Identifies a tunnel across replacements of its remotes or options.
@@ -99,8 +101,10 @@ impl Tunnel {
             .map(|(remote, addr)| {
                 let max_conns = remote.max_conns.or(options.max_conns);
                 // The same address is the same backend: its connections, health and limit go
-                // on, with the new weight and limit.
-                match previous.and_then(|p| p.balancer.backends.iter().find(|b| b.addr == *addr)) {
+                // on, with the new weight and limit. That holds for one still being removed too
+                // (the caller takes it back into service), unless its connections are to be
+                // closed at a deadline, which cannot be called off.
+                match previous.and_then(|p| p.backend_to_keep(*addr)) {
                     Some(backend) => {
                         backend.set_limits(remote.weight, max_conns);
                         backend.clone()
@@ -132,20 +136,20 @@ impl Tunnel {
             active_checks: check.is_some(),
         };
         // By default a client may try every backend once (the tried set rules out repeats): while
-        // any backend is alive, no client is reset for the dead ones.
-        let attempts = options
-            .attempts
-            .unwrap_or_else(|| u32::try_from(backends.len()).unwrap_or(u32::MAX).max(1));
+        // any backend is alive, no client is reset for the dead ones. Capped like an explicit
+        // `attempts`, so that behind many backends that time out a client still waits at most
+        // MAX_ATTEMPTS connect timeouts.
+        let attempts = options.attempts.unwrap_or_else(|| {
+            u32::try_from(backends.len())
+                .unwrap_or(u32::MAX)
+                .clamp(1, MAX_ATTEMPTS)
+        });
         let leaving = previous
             .map(|p| {
                 p.leaving
                     .iter()
-                    .chain(
-                        p.balancer
-                            .backends
-                            .iter()
-                            .filter(|b| !backends.iter().any(|n| Arc::ptr_eq(n, b))),
-                    )
+                    .chain(&p.balancer.backends)
+                    .filter(|b| !backends.iter().any(|n| Arc::ptr_eq(n, b)))
                     .filter(|b| b.open() > 0)
                     .cloned()
                     .collect()
@@ -206,6 +210,37 @@ impl Tunnel {
             self.fanout.map(|f| f.reply),
             backends,
         )
+    }
+
+    /// The backend a new version of this tunnel keeps for `addr`: the one serving it, or one
+    /// being removed whose connections are not to be closed at a deadline.
+    fn backend_to_keep(&self, addr: SocketAddr) -> Option<&Arc<Backend>> {
+        self.balancer
+            .backends
+            .iter()
+            .find(|b| b.addr == addr)
+            .or_else(|| {
+                self.leaving
+                    .iter()
+                    .find(|b| b.addr == addr && !b.close_ordered())
+            })
+    }
+
+    /// Whether a new version of this tunnel may name `remotes`. A backend being removed whose
+    /// connections are to be closed at a deadline cannot come back (the reactors would close
+    /// its new connections too), nor may a second backend stand beside it for the same server:
+    /// its address is refused until it is gone.
+    pub(crate) fn can_take_back(&self, remotes: &[SocketAddr]) -> Result<(), Error> {
+        for addr in remotes {
+            if let Some(leaving) = self.leaving_backend(*addr).filter(|b| b.close_ordered()) {
+                return Err(Error::BackendLeaving {
+                    tunnel: self.local,
+                    backend: *addr,
+                    open: leaving.open(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The backend at `addr` that was removed from the tunnel and still holds connections.
@@ -273,5 +308,22 @@ mod tests {
         assert_eq!(kept.open(), 1, "its connection still counts");
         assert_eq!(kept.health(), Health::Down, "its health goes on");
         assert!(second.leaving.is_empty());
+    }
+
+    /// The default is every backend once, but no more than an explicit `attempts` may be.
+    #[test]
+    fn default_attempts_are_the_backend_count_up_to_the_maximum() {
+        let spec = |n: u16| {
+            let remotes: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", 1000 + i)).collect();
+            format!("127.0.0.1:1={}", remotes.join(","))
+        };
+        assert_eq!(build(&spec(1), None).attempts, 1);
+        assert_eq!(build(&spec(3), None).attempts, 3);
+        assert_eq!(build(&spec(16), None).attempts, 16);
+        assert_eq!(build(&spec(17), None).attempts, MAX_ATTEMPTS);
+        assert_eq!(build(&spec(40), None).attempts, MAX_ATTEMPTS);
+        assert_eq!(MAX_ATTEMPTS, 16);
+        let explicit = build(&format!("{}[attempts=2]", spec(40)), None);
+        assert_eq!(explicit.attempts, 2);
     }
 }

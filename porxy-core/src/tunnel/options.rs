@@ -10,6 +10,10 @@ use crate::balance::Strategy;
 use crate::tunnel::mode::{Reply, TunnelMode};
 use crate::units::{format_duration, parse_duration, parse_size};
 
+/// The most connect attempts a client gets, set or by default: with backends that time out, a
+/// client may wait this many connect timeouts before it is reset.
+pub(crate) const MAX_ATTEMPTS: u32 = 16;
+
 /// Per-tunnel settings; `None` means the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -29,8 +33,9 @@ pub struct TunnelOptions {
     pub server_fin_timeout: Option<Duration>,
     /// How connections are spread over the remotes (default round robin).
     pub strategy: Option<Strategy>,
-    /// Connect attempts per client across backends before it is reset (default: the number of
-    /// remotes, so that a client is reset only when every backend has failed it).
+    /// Connect attempts per client across backends before it is reset, at most
+    /// [`MAX_ATTEMPTS`] (default: the number of remotes, up to [`MAX_ATTEMPTS`], so that a client
+    /// is reset only when every backend has failed it, or that many).
     pub attempts: Option<u32>,
     /// Most connections each remote takes at once (default: no limit).
     pub max_conns: Option<u32>,
@@ -133,7 +138,7 @@ impl TunnelOptions {
             "client_fin_timeout" => self.client_fin_timeout = duration()?,
             "server_fin_timeout" => self.server_fin_timeout = duration()?,
             "strategy" => self.strategy = Some(value.parse()?),
-            "attempts" => self.attempts = count(1, 16)?,
+            "attempts" => self.attempts = count(1, MAX_ATTEMPTS)?,
             "max_conns" => self.max_conns = count(1, 10_000_000)?,
             "queue_timeout" => self.queue_timeout = duration()?,
             "max_fails" => self.max_fails = count(1, 1000)?,
