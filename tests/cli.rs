@@ -339,6 +339,15 @@ fn second_sigint_stops_at_once() {
     expect_reset(&mut stream, Duration::from_secs(1));
 }
 
+/// The largest size the kernel lets a TCP socket buffer grow to: the third figure of
+/// `/proc/sys/net/ipv4/<name>` (`tcp_rmem` or `tcp_wmem`), or Linux's usual 6 MiB / 4 MiB.
+fn tcp_buffer_max(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(if name == "tcp_rmem" { 6 << 20 } else { 4 << 20 })
+}
+
 /// Connects with a small receive buffer and never reads.
 fn connect_never_reading(addr: SocketAddr) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -375,13 +384,15 @@ fn unread_clients_keep_memory_bounded_with(options: &str) {
                                                                              // Beyond the buffers: the connections' slab entries, allocator overhead, pages of the
                                                                              // reactors' stacks and heaps first touched while relaying.
     const SLACK_KIB: u64 = 1024;
-    // What one connection may have in flight before the backend stalls: porxy's buffer and the
-    // socket buffers on the way. The client's receive buffer is 8 KiB and the backend's send
-    // buffer 16 KiB, but the kernel grows porxy's own socket buffers by autotuning: 3.5 to
-    // 8 MiB were seen on loopback. Without backpressure it would be all of the source's 64 MiB.
-    const IN_FLIGHT_MAX: u64 = 16 << 20;
+    // What one connection may have in flight before the backend stalls: the backend's send
+    // buffer, porxy's receive buffer, porxy's own buffer, porxy's send buffer and the client's
+    // 8 KiB receive buffer. The kernel grows the socket buffers by autotuning up to the maxima
+    // of tcp_wmem / tcp_rmem, so those bound it (with a MiB for skb overhead and the buffer).
+    // Without backpressure it would be all of the source, twice that.
+    let in_flight_max = 2 * tcp_buffer_max("tcp_wmem") + tcp_buffer_max("tcp_rmem") + (1 << 20);
+    let source_bytes = (2 * in_flight_max).max(64 << 20);
     let (report, reports) = mpsc::channel();
-    let source = Backend::source_until_stalled(Duration::from_millis(300), 64 << 20, report);
+    let source = Backend::source_until_stalled(Duration::from_millis(300), source_bytes, report);
     let spec = format!("{}{options}", echo_spec(&source));
     let porxy = Porxy::start(&["--reactors", "2", "--tunnel", &spec]);
     let local = porxy.tunnel("cli-1");
@@ -398,9 +409,9 @@ fn unread_clients_keep_memory_bounded_with(options: &str) {
     }
     let most = sent.iter().copied().max().unwrap_or(0);
     assert!(
-        most <= IN_FLIGHT_MAX,
+        most <= in_flight_max,
         "a backend sent {most} bytes to a client that never reads before it stalled \
-         (at most {IN_FLIGHT_MAX} expected; all: {sent:?})"
+         (at most {in_flight_max} expected; all: {sent:?})"
     );
     let rss = porxy.rss_kib();
     let bound = baseline + CONNS * 2 * BUFFER_KIB + SLACK_KIB;
