@@ -92,17 +92,7 @@ impl Reactor {
         };
         let span =
             tracing::debug_span!("conn", id, tunnel = %tunnel.local, client = %peer, fanout = true);
-        match origin {
-            Origin::Accepted => {
-                tunnel.stats.reactor(self.index).opened();
-                tunnel.generation.opened();
-                self.stats.opened();
-            }
-            Origin::Imported => self.count_imported(&tunnel),
-        }
-        if !nodelay {
-            let _ = client.set_nodelay(true);
-        }
+        self.take_client(&mut client, &tunnel, origin, nodelay);
         // Nothing else enters the slab before the insert below, so the key holds.
         let key = self.fans.vacant_key();
         let registered = self.poll.registry().register(

@@ -505,6 +505,28 @@ impl Reactor {
         self.more_messages = true;
     }
 
+    /// What every client taken in goes through, relayed or fan-out: counted as opened (or as
+    /// imported, when handed over), and TCP_NODELAY set unless it came with it.
+    fn take_client(
+        &mut self,
+        client: &mut TcpStream,
+        tunnel: &Tunnel,
+        origin: Origin,
+        nodelay: bool,
+    ) {
+        match origin {
+            Origin::Accepted => {
+                tunnel.stats.reactor(self.index).opened();
+                tunnel.generation.opened();
+                self.stats.opened();
+            }
+            Origin::Imported => self.count_imported(tunnel),
+        }
+        if !nodelay {
+            let _ = client.set_nodelay(true);
+        }
+    }
+
     /// Takes in a client (accepted, or handed over while it waited for a backend), then finds it
     /// a backend; during an export, it leaves again at once.
     fn adopt(&mut self, accepted: Accepted, origin: Origin, now: Instant) {
@@ -522,17 +544,7 @@ impl Reactor {
             client = %peer,
             upstream = tracing::field::Empty
         );
-        match origin {
-            Origin::Accepted => {
-                tunnel.stats.reactor(self.index).opened();
-                tunnel.generation.opened();
-                self.stats.opened();
-            }
-            Origin::Imported => self.count_imported(&tunnel),
-        }
-        if !nodelay {
-            let _ = client.set_nodelay(true);
-        }
+        self.take_client(&mut client, &tunnel, origin, nodelay);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
         if let Err(error) = self.poll.registry().register(
