@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::client::{self, connect, read_until_end, round_trip, End};
+use crate::support::client::{connect, read_until_end, round_trip, End};
 use crate::support::control::{field, opened_addr, porxy_with_control, ControlClient};
 use crate::support::Backend;
 
@@ -140,7 +140,8 @@ fn eight_clients_sending_commands_at_once_each_get_their_own_replies() {
                         format!("OK closed {tunnel} and its connections"),
                         "client {n}"
                     );
-                    assert!(client::refused(tunnel));
+                    // No check that the port now refuses: another client's `open 0=...` may
+                    // already have been given the same port (tests/control.rs checks it alone).
                 }
                 assert_eq!(control.cmd("EXIT"), "OK bye");
             });
