@@ -4,7 +4,7 @@
 #
 #   bench/run.sh              full run, ~5 minutes on 2 cores; the report goes to stdout
 #   bench/run.sh --quick      ~25 s, one short round: a look, not a result
-#   bench/run.sh --smoke      ~5 s, porxy and direct only, installs nothing (for CI)
+#   bench/run.sh --smoke      ~5 s, direct and porxy (both data paths) only, installs nothing (for CI)
 #
 # Other arguments go to porxy-bench as they are (--seconds N, --rounds N, --idle N,
 # --kinds direct,porxy,haproxy,nginx, --no-scaling; `--help` lists them).

@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
 use crate::peers::Kind;
-use crate::plan::{Mode, Settings};
+use crate::plan::{Mode, Phase, Settings};
 
 /// porxy side by side with a direct connection, HAProxy and nginx, on loopback.
 #[derive(Debug, Parser)]
@@ -42,7 +42,7 @@ struct Cli {
     /// A ~20-30 s run: short windows, one round, 2,000 idle connections.
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
-    /// A ~5 s run of porxy and direct only, to check that the harness works (CI).
+    /// A ~5 s run of direct and porxy (both data paths) only, to check that the harness works (CI).
     #[arg(long)]
     smoke: bool,
     /// Seconds each phase is measured (after its warm-up).
@@ -60,6 +60,10 @@ struct Cli {
     /// What to measure, in order.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     kinds: Option<Vec<KindArg>>,
+    /// Only these phases (for profiling one of them): idle, bulk-up, bulk-down, rr1, rr64,
+    /// short.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
+    phases: Option<Vec<PhaseArg>>,
     /// Skip the scaling section (1 and 2 threads, unpinned).
     #[arg(long)]
     no_scaling: bool,
@@ -83,6 +87,7 @@ enum Sub {
 enum KindArg {
     Direct,
     Porxy,
+    PorxyCopy,
     Haproxy,
     Nginx,
 }
@@ -92,8 +97,32 @@ impl From<KindArg> for Kind {
         match arg {
             KindArg::Direct => Kind::Direct,
             KindArg::Porxy => Kind::Porxy,
+            KindArg::PorxyCopy => Kind::PorxyCopy,
             KindArg::Haproxy => Kind::Haproxy,
             KindArg::Nginx => Kind::Nginx,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PhaseArg {
+    Idle,
+    BulkUp,
+    BulkDown,
+    Rr1,
+    Rr64,
+    Short,
+}
+
+impl From<PhaseArg> for Phase {
+    fn from(arg: PhaseArg) -> Phase {
+        match arg {
+            PhaseArg::Idle => Phase::Idle,
+            PhaseArg::BulkUp => Phase::BulkUp,
+            PhaseArg::BulkDown => Phase::BulkDown,
+            PhaseArg::Rr1 => Phase::Rr1,
+            PhaseArg::Rr64 => Phase::Rr64,
+            PhaseArg::Short => Phase::Short,
         }
     }
 }
@@ -131,8 +160,14 @@ fn settings(cli: Cli) -> Result<Settings> {
     };
     let kinds = match cli.kinds {
         Some(kinds) => kinds.into_iter().map(Kind::from).collect(),
-        None if mode == Mode::Smoke => vec![Kind::Direct, Kind::Porxy],
-        None => vec![Kind::Direct, Kind::Porxy, Kind::Haproxy, Kind::Nginx],
+        None if mode == Mode::Smoke => vec![Kind::Direct, Kind::Porxy, Kind::PorxyCopy],
+        None => vec![
+            Kind::Direct,
+            Kind::Porxy,
+            Kind::PorxyCopy,
+            Kind::Haproxy,
+            Kind::Nginx,
+        ],
     };
     let porxy = match cli.porxy {
         Some(path) => path,
@@ -152,6 +187,9 @@ fn settings(cli: Cli) -> Result<Settings> {
         idle: cli.idle.unwrap_or(mode.idle()).max(1),
         kinds,
         scaling: !cli.no_scaling,
+        only: cli
+            .phases
+            .map(|phases| phases.into_iter().map(Phase::from).collect()),
         porxy,
     })
 }

@@ -29,8 +29,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Kind {
     /// The client talks to the backend itself: the limit of the machine.
     Direct,
-    /// porxy, from target/release.
+    /// porxy, from target/release, with its defaults (splice(2) on Linux).
     Porxy,
+    /// The same porxy with `splice=off`: every byte copied through a buffer, as HAProxy and
+    /// nginx do here; the row the copy-path targets are read from.
+    PorxyCopy,
     /// HAProxy, `mode tcp`.
     Haproxy,
     /// nginx, stream module.
@@ -43,6 +46,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Porxy => "porxy",
+            Kind::PorxyCopy => "porxy-copy",
             Kind::Haproxy => "haproxy",
             Kind::Nginx => "nginx",
         }
@@ -121,13 +125,18 @@ pub fn start(
             addr: backend,
             proc: None,
         },
-        Kind::Porxy => {
+        Kind::Porxy | Kind::PorxyCopy => {
+            let options = if setup.kind == Kind::PorxyCopy {
+                "[splice=off]"
+            } else {
+                ""
+            };
             let spawn = Spawn {
                 label,
                 program: &programs.porxy,
                 args: os_args(&[
                     "--tunnel".into(),
-                    format!("127.0.0.1:0={backend}"),
+                    format!("127.0.0.1:0={backend}{options}"),
                     "--reactors".into(),
                     setup.threads.to_string(),
                     "--log".into(),

@@ -8,6 +8,8 @@
 //!   connections, short connections.
 //!
 //! Within a section, every round runs every setup in turn, so drift over time hits all alike.
+//! The pinned section measures porxy twice: with its defaults (splice on Linux) and with
+//! `splice=off` (`porxy-copy`), the copy path every byte of which passes through a buffer.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +45,7 @@ pub enum Mode {
     Full,
     /// ~20-30 s: a look, not a result.
     Quick,
-    /// ~5 s, porxy and direct only: keeps the harness building and working (CI).
+    /// ~5 s, direct and porxy (both data paths) only: keeps the harness building and working (CI).
     Smoke,
 }
 
@@ -112,6 +114,8 @@ pub struct Settings {
     pub kinds: Vec<Kind>,
     /// Whether to run the scaling section.
     pub scaling: bool,
+    /// Only these phases, when given (for profiling one of them).
+    pub only: Option<Vec<Phase>>,
     /// The porxy binary.
     pub porxy: PathBuf,
 }
@@ -181,7 +185,8 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
                 Kind::Direct if settings.mode != Mode::Smoke => {
                     setups.push(Setup { kind, threads: 1 })
                 }
-                Kind::Direct => {}
+                // The copy path's figures are in the pinned section; scaling shows the default.
+                Kind::Direct | Kind::PorxyCopy => {}
                 _ => {
                     setups.push(Setup { kind, threads: 1 });
                     setups.push(Setup { kind, threads: 2 });
@@ -196,5 +201,61 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             threads: 2,
         });
     }
+    if let Some(only) = &settings.only {
+        for section in &mut sections {
+            section.phases.retain(|phase| only.contains(phase));
+        }
+        sections.retain(|section| !section.phases.is_empty());
+    }
     sections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(kinds: &[Kind], only: Option<Vec<Phase>>) -> Settings {
+        Settings {
+            mode: Mode::Full,
+            window: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            rounds: 1,
+            idle: 10,
+            kinds: kinds.to_vec(),
+            scaling: true,
+            porxy: PathBuf::from("porxy"),
+            only,
+        }
+    }
+
+    fn setups(section: &Section) -> Vec<String> {
+        section.setups.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_copy_path_is_measured_pinned_but_not_scaled() {
+        let all = [Kind::Direct, Kind::Porxy, Kind::PorxyCopy, Kind::Haproxy];
+        let sections = sections(&settings(&all, None));
+        assert_eq!(sections.len(), 2);
+        assert_eq!(
+            setups(&sections[0]),
+            ["direct", "porxy×1", "porxy-copy×1", "haproxy×1"]
+        );
+        assert_eq!(
+            setups(&sections[1]),
+            ["direct", "porxy×1", "porxy×2", "haproxy×1", "haproxy×2"]
+        );
+    }
+
+    #[test]
+    fn only_keeps_the_phases_asked_for_and_drops_emptied_sections() {
+        let kinds = [Kind::Porxy];
+        let two = sections(&settings(&kinds, Some(vec![Phase::Rr1, Phase::BulkUp])));
+        // Order stays the plan's, not the argument's; Rr1 is not in the scaling section.
+        assert_eq!(two[0].phases, [Phase::BulkUp, Phase::Rr1]);
+        assert_eq!(two[1].phases, [Phase::BulkUp]);
+        let idle = sections(&settings(&kinds, Some(vec![Phase::Idle])));
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].id, SectionId::Pinned);
+    }
 }
