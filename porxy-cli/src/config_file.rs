@@ -190,6 +190,9 @@ impl Lift<'_> {
         if let Some(size) = &raw.buffer_size {
             config.buffer_size = self.size(size, "proxy.buffer_size")?;
         }
+        if let Some(size) = &raw.pipe_size {
+            config.pipe_size = self.size(size, "proxy.pipe_size")?;
+        }
         if let Some(backlog) = &raw.backlog {
             config.backlog = *backlog.get_ref();
         }

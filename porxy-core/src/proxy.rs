@@ -54,6 +54,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Bytes each kernel pipe holds on the splice path (default [`crate::DEFAULT_PIPE_SIZE`],
+    /// 256 KiB): larger pipes move more per splice(2), up to what the kernel allows
+    /// (`/proc/sys/fs/pipe-max-size`).
+    pub fn pipe_size(mut self, bytes: usize) -> Self {
+        self.config.pipe_size = bytes;
+        self
+    }
+
     /// Most proxied connections at once (default: what `RLIMIT_NOFILE` allows).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = Some(n);
@@ -155,6 +163,7 @@ impl ProxyBuilder {
                 id,
                 index,
                 self.config.buffer_size,
+                self.config.pipe_size,
                 self.config.pipes_per_reactor(),
                 stats.clone(),
                 accepting.clone(),

@@ -43,6 +43,7 @@ pub(super) struct RawControl {
 pub(super) struct RawProxy {
     pub(super) reactors: Option<Spanned<usize>>,
     pub(super) buffer_size: Option<Spanned<RawSize>>,
+    pub(super) pipe_size: Option<Spanned<RawSize>>,
     pub(super) backlog: Option<Spanned<i32>>,
     pub(super) connect_timeout: Option<Spanned<RawDuration>>,
     pub(super) idle_timeout: Option<Spanned<RawDuration>>,
@@ -63,6 +64,7 @@ impl RawProxy {
         match name {
             "reactors" => self.reactors.as_ref().map(Spanned::span),
             "buffer_size" => self.buffer_size.as_ref().map(Spanned::span),
+            "pipe_size" => self.pipe_size.as_ref().map(Spanned::span),
             "backlog" => self.backlog.as_ref().map(Spanned::span),
             "connect_timeout" => self.connect_timeout.as_ref().map(Spanned::span),
             "idle_timeout" => self.idle_timeout.as_ref().map(Spanned::span),

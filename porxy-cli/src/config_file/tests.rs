@@ -14,6 +14,7 @@ const GOOD: &str = r#"
 [proxy]
 reactors = 3
 buffer_size = "16KiB"
+pipe_size = "128KiB"
 backlog = 64
 connect_timeout = "1s"
 idle_timeout = "2m"
@@ -49,6 +50,7 @@ fn good_file_lifts_to_specs_in_file_order() {
         ProxyConfig {
             reactors: 3,
             buffer_size: 16 * 1024,
+            pipe_size: 128 * 1024,
             backlog: 64,
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(120),
@@ -75,13 +77,13 @@ fn good_file_lifts_to_specs_in_file_order() {
     }
     assert_eq!(
         file.listeners[0].local_origin,
-        "porxy.toml:21:10: listeners.zeta.listen"
+        "porxy.toml:22:10: listeners.zeta.listen"
     );
     assert_eq!(
         file.listeners[0].remote_origins,
         [
-            "porxy.toml:14:11: backends.b.address",
-            "porxy.toml:16:11: backends.a.address"
+            "porxy.toml:15:11: backends.b.address",
+            "porxy.toml:17:11: backends.a.address"
         ]
     );
 }
@@ -196,6 +198,12 @@ fn errors_name_file_line_and_key() {
             "[proxy]\n\nbuffer_size = \"1B\"\n".into(),
             "porxy.toml:3:15: proxy.buffer_size",
             "is not from 1024",
+        ),
+        (
+            "pipe size out of range, from ProxyConfig::validate",
+            "[proxy]\npipe_size = \"1B\"\n".into(),
+            "porxy.toml:2:13: proxy.pipe_size",
+            "1 bytes is not from 4096 to 67108864",
         ),
         (
             "zero fin timeout, from ProxyConfig::validate",

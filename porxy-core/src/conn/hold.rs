@@ -25,11 +25,11 @@ pub(crate) struct Pools {
 }
 
 impl Pools {
-    /// Buffers of `buffer_size` bytes, and at most `max_pipes` pipes of that size.
-    pub(crate) fn new(buffer_size: usize, max_pipes: usize) -> Self {
+    /// Buffers of `buffer_size` bytes, and at most `max_pipes` pipes of `pipe_size` bytes.
+    pub(crate) fn new(buffer_size: usize, pipe_size: usize, max_pipes: usize) -> Self {
         Pools {
             buffers: BufferPool::new(buffer_size),
-            pipes: PipePool::new(buffer_size, max_pipes),
+            pipes: PipePool::new(pipe_size, max_pipes),
             bulk_read: BULK_READ,
         }
     }

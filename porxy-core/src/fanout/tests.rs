@@ -147,7 +147,7 @@ impl Rig {
             conn,
             client: Peer::default(),
             dests: (0..n).map(|_| Some(Peer::default())).collect(),
-            pools: Pools::new(CHUNK, 0),
+            pools: Pools::new(CHUNK, CHUNK, 0),
             t0,
             departed: Vec::new(),
         }

@@ -75,6 +75,10 @@ pub const MAX_FRAME_DESCRIPTORS: usize = 240;
 /// ways or a fan-out one's log (at most `max_lag` and two buffers) and reply buffer.
 pub const MAX_FRAME_BODY: usize = MAX_MAX_LAG + 3 * MAX_BUFFER_SIZE + 64 * 1024;
 
+// A direction's pending bytes come from a buffer or a kernel pipe: both fit the bound the
+// reader checks.
+const _: () = assert!(crate::config::MAX_PIPE_SIZE <= MAX_BUFFER_SIZE);
+
 const MAGIC: [u8; 4] = *b"PXS2";
 const WAITING: u8 = 0;
 const RELAYING: u8 = 1;
@@ -441,7 +445,7 @@ fn put_pipe(body: &mut Vec<u8>, pipe: &PipeSnapshot) {
         PipeState::Draining => 1,
         PipeState::Done => 2,
     });
-    // A pipe holds at most one buffer, at most MAX_BUFFER_SIZE bytes.
+    // A direction holds at most one buffer or kernel pipe: at most MAX_BUFFER_SIZE bytes.
     body.extend_from_slice(&(pipe.pending.len() as u32).to_be_bytes());
     body.extend_from_slice(&pipe.pending);
 }
@@ -527,7 +531,7 @@ impl<'a> Reader<'a> {
         let len = self.u32("pending length")? as usize;
         if len > MAX_BUFFER_SIZE {
             return Err(WireError::Malformed(
-                "more pending bytes than a buffer holds",
+                "more pending bytes than a buffer or pipe holds",
             ));
         }
         let pending = self.take(len, "pending bytes")?.to_vec();

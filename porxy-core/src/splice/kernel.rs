@@ -27,7 +27,7 @@ pub(crate) struct KernelPipe {
     write: File,
     /// Bytes in the pipe: spliced (or written) in and not yet out.
     len: usize,
-    /// Most bytes a direction keeps in the pipe: the configured buffer size, or less when the
+    /// Most bytes a direction keeps in the pipe: the configured pipe size, or less when the
     /// kernel gave a smaller pipe.
     capacity: usize,
     /// A call on the pipe failed: what is in it is unknown, so it is closed, never reused.
@@ -271,6 +271,28 @@ mod tests {
         // The kernel's smallest pipe is a page; the direction still keeps only 1 KiB in it.
         let pipe = KernelPipe::new(1024, Arc::new(())).expect("a pipe");
         assert_eq!(pipe.capacity(), 1024);
+    }
+
+    #[test]
+    fn a_default_pipe_holds_the_default_pipe_size() {
+        let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if max < crate::config::DEFAULT_PIPE_SIZE {
+            eprintln!("skipped: pipe-max-size {max} is below the default pipe size");
+            return;
+        }
+        let mut pipe =
+            KernelPipe::new(crate::config::DEFAULT_PIPE_SIZE, Arc::new(())).expect("a pipe");
+        assert_eq!(pipe.capacity(), crate::config::DEFAULT_PIPE_SIZE);
+        // The kernel really made room for it: it takes that many bytes without blocking
+        // (a pipe of the kernel's default 64 KiB would say WouldBlock a quarter of the way).
+        let chunk = [7u8; 16 * 1024];
+        while pipe.len() < pipe.capacity() {
+            pipe.push(&chunk).expect("room in the pipe");
+        }
+        assert_eq!(pipe.len(), crate::config::DEFAULT_PIPE_SIZE);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(crate) enum Fallback {
 
 /// A reactor's stock of free pipes, all of one size.
 pub(crate) struct PipePool {
-    /// Bytes asked of each pipe: the configured buffer size.
+    /// Bytes asked of each pipe: the configured pipe size.
     size: usize,
     free: Vec<KernelPipe>,
     /// Most pipes open at once, lent and free.

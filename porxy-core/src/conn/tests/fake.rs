@@ -305,7 +305,7 @@ pub(super) fn close(reason: CloseReason, client: Closing, upstream: Closing) -> 
 /// Small pools, with at most `max_pipes` pipes, that splice every read (not only bulk ones), so
 /// that the tests of the splice path exercise pipes from the first byte.
 pub(super) fn pools(max_pipes: usize) -> Pools {
-    let mut pools = Pools::new(BUFFER_SIZE, max_pipes);
+    let mut pools = Pools::new(BUFFER_SIZE, BUFFER_SIZE, max_pipes);
     pools.bulk_read = 0;
     pools
 }

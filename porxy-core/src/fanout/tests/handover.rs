@@ -45,7 +45,7 @@ fn thaw(rig: &mut Rig, at: Duration) -> (FanState, Rig) {
     state
         .check(&fan)
         .expect("a frozen state keeps its invariants");
-    let mut pools = Pools::new(CHUNK, 0);
+    let mut pools = Pools::new(CHUNK, CHUNK, 0);
     let conn = FanConn::restored(rig.t0 + at, rig_settings(), fan, &state, &mut pools);
     let next = Rig {
         conn,
@@ -226,7 +226,7 @@ fn a_connection_with_a_destination_connecting_does_not_freeze() {
     };
     let mut conn = FanConn::new(t0, rig_settings(), fan, &[true, true]);
     conn.on_connected(0);
-    let mut pools = Pools::new(CHUNK, 0);
+    let mut pools = Pools::new(CHUNK, CHUNK, 0);
     assert!(conn.freeze(&mut pools, t0).unwrap().is_none());
     assert_eq!(conn.closed(), None, "nothing changed");
     conn.on_connected(1);
