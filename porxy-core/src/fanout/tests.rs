@@ -118,6 +118,7 @@ const RW: Readiness = Readiness {
     readable: true,
     writable: true,
     failed: false,
+    fin: false,
 };
 
 /// A fan-out connection with its client and destinations, every destination connected.
