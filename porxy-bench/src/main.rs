@@ -63,7 +63,7 @@ struct Cli {
     /// Only these phases (for profiling one of them): idle, bulk-up, bulk-down, rr1, rr64,
     /// short.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
-    phases: Option<Vec<PhaseArg>>,
+    phases: Option<Vec<Phase>>,
     /// Skip the scaling section (1 and 2 threads, unpinned).
     #[arg(long)]
     no_scaling: bool,
@@ -100,29 +100,6 @@ impl From<KindArg> for Kind {
             KindArg::PorxyCopy => Kind::PorxyCopy,
             KindArg::Haproxy => Kind::Haproxy,
             KindArg::Nginx => Kind::Nginx,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum PhaseArg {
-    Idle,
-    BulkUp,
-    BulkDown,
-    Rr1,
-    Rr64,
-    Short,
-}
-
-impl From<PhaseArg> for Phase {
-    fn from(arg: PhaseArg) -> Phase {
-        match arg {
-            PhaseArg::Idle => Phase::Idle,
-            PhaseArg::BulkUp => Phase::BulkUp,
-            PhaseArg::BulkDown => Phase::BulkDown,
-            PhaseArg::Rr1 => Phase::Rr1,
-            PhaseArg::Rr64 => Phase::Rr64,
-            PhaseArg::Short => Phase::Short,
         }
     }
 }
@@ -187,9 +164,7 @@ fn settings(cli: Cli) -> Result<Settings> {
         idle: cli.idle.unwrap_or(mode.idle()).max(1),
         kinds,
         scaling: !cli.no_scaling,
-        only: cli
-            .phases
-            .map(|phases| phases.into_iter().map(Phase::from).collect()),
+        only: cli.phases,
         porxy,
     })
 }

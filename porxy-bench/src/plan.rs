@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use crate::peers::{Kind, Setup};
 
-/// One measurement of a setup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One measurement of a setup (named in `--phases` as idle, bulk-up, bulk-down, rr1, rr64,
+/// short).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Phase {
     /// Many idle connections held: the proxy's resident memory per connection.
     Idle,
