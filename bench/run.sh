@@ -7,7 +7,7 @@
 #   bench/run.sh --smoke      ~5 s, direct and porxy (both data paths) only, installs nothing (for CI)
 #
 # Other arguments go to porxy-bench as they are (--seconds N, --rounds N, --idle N,
-# --kinds direct,porxy,haproxy,nginx, --no-scaling; `--help` lists them).
+# --kinds direct,porxy,haproxy,nginx, --no-scaling, --no-busy; `--help` lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,6 +8,7 @@ mod support;
 
 mod accept;
 mod balance;
+mod busy_poll;
 mod cli;
 mod control;
 mod fanout;

@@ -67,6 +67,10 @@ struct Cli {
     /// Skip the scaling section (1 and 2 threads, unpinned).
     #[arg(long)]
     no_scaling: bool,
+    /// Skip the busy-polling section (porxy --busy-poll 1ms and HAProxy busy-polling, pinned;
+    /// it runs only with HAProxy, never with --smoke).
+    #[arg(long)]
+    no_busy: bool,
     /// The porxy binary [default: `porxy` next to this binary].
     #[arg(long, value_name = "PATH")]
     porxy: Option<PathBuf>,
@@ -164,6 +168,7 @@ fn settings(cli: Cli) -> Result<Settings> {
         idle: cli.idle.unwrap_or(mode.idle()).max(1),
         kinds,
         scaling: !cli.no_scaling,
+        busy: !cli.no_busy,
         only: cli.phases,
         porxy,
     })

@@ -6,7 +6,8 @@
 //! 127.0.0.1:0, written into a config file in the run's temporary directory. The configs are
 //! each tool's defaults plus what the benchmark needs: N threads (HAProxy `nbthread`, nginx
 //! `worker_processes`), room for the idle connections (`maxconn`, `worker_connections`) and
-//! long timeouts so idle connections are not cut.
+//! long timeouts so idle connections are not cut. In the busy-polling section porxy runs with
+//! `--busy-poll` [`PORXY_BUSY_POLL`] and HAProxy with `busy-polling` in its global section.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -23,6 +24,9 @@ use crate::sys::Cpus;
 
 /// How long a proxy may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// porxy's busy-poll window in the busy-polling section: longer than the gap between two
+/// messages of a request/response exchange on loopback, so a busy reactor never sleeps.
+pub const PORXY_BUSY_POLL: &str = "1ms";
 
 /// What carries the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,20 +62,61 @@ impl Kind {
     }
 }
 
-/// A kind with its number of threads (porxy reactors, HAProxy threads, nginx workers).
+/// A kind with its number of threads (porxy reactors, HAProxy threads, nginx workers), and
+/// whether it busy-polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Setup {
     /// What.
     pub kind: Kind,
     /// How many threads.
     pub threads: usize,
+    /// Polls without sleeping (porxy `--busy-poll`, HAProxy `busy-polling`) instead of its
+    /// default; only porxy and HAProxy do.
+    pub busy: bool,
+}
+
+impl Setup {
+    /// `kind` with `threads` threads and its default polling.
+    pub fn new(kind: Kind, threads: usize) -> Setup {
+        Setup {
+            kind,
+            threads,
+            busy: false,
+        }
+    }
+
+    /// `kind` with one thread, busy-polling.
+    pub fn busy(kind: Kind) -> Setup {
+        Setup {
+            kind,
+            threads: 1,
+            busy: true,
+        }
+    }
+
+    /// How this setup busy-polls, as its configuration says it: `--busy-poll 1ms` for porxy,
+    /// `busy-polling` for HAProxy; `None` with default polling, for the direct connection
+    /// (no proxy to poll) and for nginx (which cannot busy-poll; [`start`] refuses it).
+    pub fn busy_polling(&self) -> Option<String> {
+        match (self.busy, self.kind) {
+            (true, Kind::Porxy | Kind::PorxyCopy) => Some(format!("--busy-poll {PORXY_BUSY_POLL}")),
+            (true, Kind::Haproxy) => Some("busy-polling".into()),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             Kind::Direct => f.write_str("direct"),
-            kind => write!(f, "{}×{}", kind.name(), self.threads),
+            kind => {
+                write!(f, "{}×{}", kind.name(), self.threads)?;
+                match self.busy_polling() {
+                    Some(how) => write!(f, " {how}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -126,22 +171,10 @@ pub fn start(
             proc: None,
         },
         Kind::Porxy | Kind::PorxyCopy => {
-            let options = if setup.kind == Kind::PorxyCopy {
-                "[splice=off]"
-            } else {
-                ""
-            };
             let spawn = Spawn {
                 label,
                 program: &programs.porxy,
-                args: os_args(&[
-                    "--tunnel".into(),
-                    format!("127.0.0.1:0={backend}{options}"),
-                    "--reactors".into(),
-                    setup.threads.to_string(),
-                    "--log".into(),
-                    "warn".into(),
-                ]),
+                args: os_args(&porxy_args(setup, backend)),
                 cpus,
                 stderr_path,
                 ready_line: true,
@@ -166,11 +199,8 @@ pub fn start(
                 .ok_or_else(|| missing("haproxy"))?;
             let addr = free_port()?;
             let config = dir.join(format!("{tag}.cfg"));
-            fs::write(
-                &config,
-                haproxy_config(setup.threads, addr, backend, programs),
-            )
-            .context(|| format!("writing {}", config.display()))?;
+            fs::write(&config, haproxy_config(setup, addr, backend, programs))
+                .context(|| format!("writing {}", config.display()))?;
             let spawn = Spawn {
                 label,
                 program,
@@ -182,6 +212,9 @@ pub fn start(
             };
             let (proc, _) = Proc::spawn(spawn, START_TIMEOUT)?;
             listening(setup, addr, proc, interrupted)?
+        }
+        Kind::Nginx if setup.busy => {
+            return Err(Error::new("nginx has no busy polling to measure"));
         }
         Kind::Nginx => {
             let program = programs.nginx.as_deref().ok_or_else(|| missing("nginx"))?;
@@ -215,12 +248,37 @@ pub fn start(
     Ok(running)
 }
 
-/// The HAProxy configuration: `mode tcp`, one frontend, one server, `nbthread`.
-fn haproxy_config(threads: usize, listen: SocketAddr, backend: SocketAddr, p: &Programs) -> String {
+/// porxy's arguments: one tunnel to the backend (`splice=off` for porxy-copy), the setup's
+/// reactors and busy polling, warnings only.
+fn porxy_args(setup: Setup, backend: SocketAddr) -> Vec<String> {
+    let options = if setup.kind == Kind::PorxyCopy {
+        "[splice=off]"
+    } else {
+        ""
+    };
+    let mut args = vec![
+        "--tunnel".into(),
+        format!("127.0.0.1:0={backend}{options}"),
+        "--reactors".into(),
+        setup.threads.to_string(),
+        "--log".into(),
+        "warn".into(),
+    ];
+    if setup.busy {
+        args.extend(["--busy-poll".into(), PORXY_BUSY_POLL.into()]);
+    }
+    args
+}
+
+/// The HAProxy configuration: `mode tcp`, one frontend, one server, `nbthread`, and
+/// `busy-polling` when the setup busy-polls.
+fn haproxy_config(setup: Setup, listen: SocketAddr, backend: SocketAddr, p: &Programs) -> String {
     let maxconn = conn_budget(p);
+    let threads = setup.threads;
+    let busy = if setup.busy { "    busy-polling\n" } else { "" };
     format!(
         "# written by porxy-bench\n\
-         global\n    nbthread {threads}\n    maxconn {maxconn}\n\n\
+         global\n    nbthread {threads}\n    maxconn {maxconn}\n{busy}\n\
          defaults\n    mode tcp\n    maxconn {maxconn}\n    timeout connect 5s\n    \
          timeout client 10m\n    timeout server 10m\n\n\
          frontend bench\n    bind {listen}\n    default_backend backend\n\n\
@@ -366,4 +424,69 @@ pub fn version_line(program: &Path, arg: &str) -> String {
                 .map(|l| l.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown version".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn programs() -> Programs {
+        Programs {
+            porxy: PathBuf::from("porxy"),
+            haproxy: None,
+            nginx: None,
+            nginx_stream_module: None,
+            nofile: 4096,
+            max_conns: 100,
+        }
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn busy_porxy_gets_the_busy_poll_flag() {
+        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000));
+        assert_eq!(
+            default,
+            [
+                "--tunnel",
+                "127.0.0.1:0=127.0.0.1:7000",
+                "--reactors",
+                "1",
+                "--log",
+                "warn"
+            ]
+        );
+        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000));
+        assert_eq!(busy[..default.len()], default[..]);
+        assert_eq!(busy[default.len()..], ["--busy-poll", "1ms"]);
+    }
+
+    #[test]
+    fn busy_haproxy_busy_polls_in_its_global_section() {
+        let config = |setup| haproxy_config(setup, addr(8000), addr(7000), &programs());
+        let busy = config(Setup::busy(Kind::Haproxy));
+        let global = busy.split("\n\n").find(|s| s.contains("global")).unwrap();
+        assert!(global.lines().any(|l| l.trim() == "busy-polling"), "{busy}");
+        assert_eq!(busy.matches("busy-polling").count(), 1, "{busy}");
+        let default = config(Setup::new(Kind::Haproxy, 1));
+        assert!(!default.contains("busy"), "{default}");
+        assert_eq!(default, busy.replace("    busy-polling\n", ""));
+    }
+
+    #[test]
+    fn setups_say_when_they_busy_poll() {
+        assert_eq!(Setup::new(Kind::Porxy, 2).to_string(), "porxy×2");
+        assert_eq!(
+            Setup::busy(Kind::Porxy).to_string(),
+            "porxy×1 --busy-poll 1ms"
+        );
+        assert_eq!(
+            Setup::busy(Kind::Haproxy).to_string(),
+            "haproxy×1 busy-polling"
+        );
+        assert_eq!(Setup::busy(Kind::Direct).to_string(), "direct");
+    }
 }

@@ -6,6 +6,10 @@
 //! - **scaling**: porxy, HAProxy and nginx with 1 and with 2 threads, nothing pinned (backend
 //!   and load with 2 threads too); phases: bulk both ways, request/response over 64
 //!   connections, short connections.
+//! - **busy**: porxy with `--busy-poll 1ms` and HAProxy with `busy-polling`, pinned as in the
+//!   pinned section, direct beside them; phases: request/response over 1 and 64 connections.
+//!   Busy polling is neither proxy's default and keeps a CPU busy while traffic flows, so it is
+//!   measured apart, against each other; only with HAProxy in the run, never in smoke mode.
 //!
 //! Within a section, every round runs every setup in turn, so drift over time hits all alike.
 //! The pinned section measures porxy twice: with its defaults (splice on Linux) and with
@@ -115,6 +119,9 @@ pub struct Settings {
     pub kinds: Vec<Kind>,
     /// Whether to run the scaling section.
     pub scaling: bool,
+    /// Whether to run the busy-polling section (when HAProxy is in the run and not in smoke
+    /// mode).
+    pub busy: bool,
     /// Only these phases, when given (for profiling one of them).
     pub only: Option<Vec<Phase>>,
     /// The porxy binary.
@@ -128,6 +135,8 @@ pub enum SectionId {
     Pinned,
     /// 1 and 2 threads, unpinned.
     Scaling,
+    /// Busy polling, pinned.
+    Busy,
 }
 
 /// A group of setups measured under the same conditions.
@@ -155,18 +164,23 @@ impl Section {
             SectionId::Scaling => {
                 "Scaling: 1 and 2 threads (porxy reactors, HAProxy nbthread, nginx workers), unpinned"
             }
+            SectionId::Busy => {
+                "Busy polling: porxy --busy-poll 1ms and HAProxy busy-polling, pinned as above; \
+                 ratios to HAProxy with busy-polling"
+            }
         }
     }
 }
 
-/// The sections of a run: the pinned one with `kinds`, and the scaling one when asked for.
+/// The sections of a run: the pinned one with `kinds`, the scaling one and the busy-polling one
+/// when asked for.
 pub fn sections(settings: &Settings) -> Vec<Section> {
     let mut sections = vec![Section {
         id: SectionId::Pinned,
         setups: settings
             .kinds
             .iter()
-            .map(|&kind| Setup { kind, threads: 1 })
+            .map(|&kind| Setup::new(kind, 1))
             .collect(),
         phases: vec![
             Phase::Idle,
@@ -183,14 +197,12 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
         let mut setups = Vec::new();
         for &kind in &settings.kinds {
             match kind {
-                Kind::Direct if settings.mode != Mode::Smoke => {
-                    setups.push(Setup { kind, threads: 1 })
-                }
+                Kind::Direct if settings.mode != Mode::Smoke => setups.push(Setup::new(kind, 1)),
                 // The copy path's figures are in the pinned section; scaling shows the default.
                 Kind::Direct | Kind::PorxyCopy => {}
                 _ => {
-                    setups.push(Setup { kind, threads: 1 });
-                    setups.push(Setup { kind, threads: 2 });
+                    setups.push(Setup::new(kind, 1));
+                    setups.push(Setup::new(kind, 2));
                 }
             }
         }
@@ -200,6 +212,27 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             phases: vec![Phase::BulkUp, Phase::BulkDown, Phase::Rr64, Phase::Short],
             pinned: false,
             threads: 2,
+        });
+    }
+    // HAProxy is left out of `kinds` when it is not installed: then there is nothing to
+    // compare porxy's busy polling with.
+    if settings.busy && settings.mode != Mode::Smoke && settings.kinds.contains(&Kind::Haproxy) {
+        let setups = settings
+            .kinds
+            .iter()
+            .filter_map(|&kind| match kind {
+                Kind::Direct => Some(Setup::new(kind, 1)),
+                Kind::Porxy | Kind::Haproxy => Some(Setup::busy(kind)),
+                // Busy polling is measured on porxy's default data path; nginx has none.
+                Kind::PorxyCopy | Kind::Nginx => None,
+            })
+            .collect();
+        sections.push(Section {
+            id: SectionId::Busy,
+            setups,
+            phases: vec![Phase::Rr1, Phase::Rr64],
+            pinned: true,
+            threads: 1,
         });
     }
     if let Some(only) = &settings.only {
@@ -224,6 +257,7 @@ mod tests {
             idle: 10,
             kinds: kinds.to_vec(),
             scaling: true,
+            busy: true,
             porxy: PathBuf::from("porxy"),
             only,
         }
@@ -237,7 +271,7 @@ mod tests {
     fn the_copy_path_is_measured_pinned_but_not_scaled() {
         let all = [Kind::Direct, Kind::Porxy, Kind::PorxyCopy, Kind::Haproxy];
         let sections = sections(&settings(&all, None));
-        assert_eq!(sections.len(), 2);
+        assert_eq!(sections.len(), 3);
         assert_eq!(
             setups(&sections[0]),
             ["direct", "porxy×1", "porxy-copy×1", "haproxy×1"]
@@ -258,5 +292,72 @@ mod tests {
         let idle = sections(&settings(&kinds, Some(vec![Phase::Idle])));
         assert_eq!(idle.len(), 1);
         assert_eq!(idle[0].id, SectionId::Pinned);
+    }
+
+    #[test]
+    fn the_busy_section_pins_porxy_and_haproxy_busy_polling_beside_direct() {
+        let all = [
+            Kind::Direct,
+            Kind::Porxy,
+            Kind::PorxyCopy,
+            Kind::Haproxy,
+            Kind::Nginx,
+        ];
+        let sections = sections(&settings(&all, None));
+        let ids: Vec<SectionId> = sections.iter().map(|s| s.id).collect();
+        assert_eq!(
+            ids,
+            [SectionId::Pinned, SectionId::Scaling, SectionId::Busy]
+        );
+        let busy = &sections[2];
+        assert_eq!(
+            setups(busy),
+            [
+                "direct",
+                "porxy×1 --busy-poll 1ms",
+                "haproxy×1 busy-polling"
+            ]
+        );
+        assert_eq!(
+            busy.setups.iter().map(|s| s.busy).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+        assert_eq!(busy.phases, [Phase::Rr1, Phase::Rr64]);
+        assert!(busy.pinned, "pinned like the pinned section");
+        assert_eq!(busy.threads, sections[0].threads);
+        // Nothing else busy-polls.
+        assert!(sections[..2]
+            .iter()
+            .all(|s| s.setups.iter().all(|x| !x.busy)));
+    }
+
+    #[test]
+    fn the_busy_section_needs_haproxy_a_real_run_and_no_opt_out() {
+        let has_busy = |s: &Settings| sections(s).iter().any(|x| x.id == SectionId::Busy);
+        let with_haproxy = settings(&[Kind::Porxy, Kind::Haproxy], None);
+        assert!(has_busy(&with_haproxy));
+        assert!(!has_busy(&settings(&[Kind::Direct, Kind::Porxy], None)));
+        assert!(!has_busy(&Settings {
+            mode: Mode::Smoke,
+            ..with_haproxy.clone()
+        }));
+        assert!(has_busy(&Settings {
+            mode: Mode::Quick,
+            ..with_haproxy.clone()
+        }));
+        assert!(!has_busy(&Settings {
+            busy: false,
+            ..with_haproxy
+        }));
+    }
+
+    #[test]
+    fn only_applies_to_the_busy_section_too() {
+        let kinds = [Kind::Porxy, Kind::Haproxy];
+        let rr1 = sections(&settings(&kinds, Some(vec![Phase::Rr1])));
+        let busy = rr1.iter().find(|s| s.id == SectionId::Busy).unwrap();
+        assert_eq!(busy.phases, [Phase::Rr1]);
+        let bulk = sections(&settings(&kinds, Some(vec![Phase::BulkUp])));
+        assert!(bulk.iter().all(|s| s.id != SectionId::Busy), "{bulk:?}");
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Overrides {
     pub(crate) control: Option<ControlAddr>,
     /// `--control-idle-timeout DURATION`.
     pub(crate) control_idle_timeout: Option<Duration>,
+    /// `--busy-poll DURATION`.
+    pub(crate) busy_poll: Option<Duration>,
 }
 
 /// A position in the file, with the key path there: `porxy.toml:12:5: listeners.demo.backends`.
@@ -248,6 +250,9 @@ impl Lift<'_> {
                 self.error(accept.span().start, "proxy.accept", e.to_string())
             })?;
         }
+        if let Some(busy_poll) = &raw.busy_poll {
+            config.busy_poll = self.duration(busy_poll, "proxy.busy_poll")?;
+        }
         if let Some(reactors) = overrides.reactors {
             config.reactors = reactors;
         }
@@ -256,6 +261,9 @@ impl Lift<'_> {
         }
         if let Some(max) = overrides.max_connections {
             config.max_connections = Some(max);
+        }
+        if let Some(busy_poll) = overrides.busy_poll {
+            config.busy_poll = busy_poll;
         }
         if let Err(err) = config.validate() {
             return Err(match err {
@@ -270,6 +278,12 @@ impl Lift<'_> {
                     ..
                 } if overrides.max_connections.is_some() => ConfigError::Flag {
                     flag: "--max-connections",
+                    source: err,
+                },
+                porxy_core::Error::InvalidSetting {
+                    name: "busy_poll", ..
+                } if overrides.busy_poll.is_some() => ConfigError::Flag {
+                    flag: "--busy-poll",
                     source: err,
                 },
                 porxy_core::Error::InvalidSetting { name, reason } => {

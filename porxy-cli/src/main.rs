@@ -134,6 +134,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         accept: args.accept,
         control: args.control.clone(),
         control_idle_timeout: args.control_idle_timeout,
+        busy_poll: args.busy_poll,
     };
     let (config, file_drain, mut tunnels, control_settings) = match &args.config {
         Some(path) => {
@@ -153,12 +154,18 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             if let Some(accept) = args.accept {
                 config.accept = accept;
             }
+            if let Some(busy_poll) = args.busy_poll {
+                config.busy_poll = busy_poll;
+            }
             config.validate().map_err(|source| CliError::Setting {
                 origin: match source {
                     porxy_core::Error::InvalidSetting {
                         name: "max_connections",
                         ..
                     } => "--max-connections".into(),
+                    porxy_core::Error::InvalidSetting {
+                        name: "busy_poll", ..
+                    } => "--busy-poll".into(),
                     _ => "--reactors".into(),
                 },
                 source,

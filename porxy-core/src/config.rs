@@ -63,6 +63,9 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 /// are in it, so the pipes serve whichever connections are busy; a busy direction that finds
 /// them all in use copies that burst instead.
 pub const MAX_PIPES_PER_REACTOR: usize = 32;
+/// Longest busy-poll window accepted: a reactor spins a whole CPU for this long after every
+/// burst of traffic, so anything longer is surely a typo (`1s` for `1ms`).
+const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 
 /// Proxy-wide settings. Tunnels may override the timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +101,11 @@ pub struct ProxyConfig {
     /// Which threads accept new clients: the reactors themselves (the default), or the listener
     /// thread, which hands them over.
     pub accept: AcceptMode,
+    /// Busy polling: after the last event, each reactor keeps polling with a zero timeout for
+    /// up to this long before it blocks, so that a message arriving meanwhile finds its thread
+    /// awake (lower latency, a busy CPU while traffic flows). `Duration::ZERO`, the default,
+    /// is off; at most 1 s.
+    pub busy_poll: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -115,6 +123,7 @@ impl Default for ProxyConfig {
             max_connections: None,
             splice: crate::splice::SUPPORTED,
             accept: AcceptMode::default(),
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -169,6 +178,17 @@ impl ProxyConfig {
             if value > MAX_DURATION {
                 return invalid(name, "must be at most 365 days".into());
             }
+        }
+        if self.busy_poll > MAX_BUSY_POLL {
+            return invalid(
+                "busy_poll",
+                format!(
+                    "{} is more than 1s; a reactor spins a CPU for this long after every burst \
+                     of traffic, so this is probably a typo (windows like `200us` or `1ms` are \
+                     usual)",
+                    crate::units::format_duration(self.busy_poll)
+                ),
+            );
         }
         Ok(())
     }
@@ -373,6 +393,41 @@ mod tests {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains("fin_timeout"), "{error}");
         }
+    }
+
+    #[test]
+    fn busy_poll_is_off_by_default_and_at_most_a_second() {
+        assert_eq!(ProxyConfig::default().busy_poll, Duration::ZERO);
+        for ok in [Duration::ZERO, Duration::from_micros(200), MAX_BUSY_POLL] {
+            let config = ProxyConfig {
+                busy_poll: ok,
+                ..ProxyConfig::default()
+            };
+            assert!(config.validate().is_ok(), "{ok:?}");
+        }
+        let error = ProxyConfig {
+            busy_poll: Duration::from_millis(1500),
+            ..ProxyConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::InvalidSetting {
+                    name: "busy_poll",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid setting `busy_poll`: 1s 500ms is more than 1s;"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("typo"), "{error}");
     }
 
     #[test]

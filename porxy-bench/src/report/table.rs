@@ -113,6 +113,13 @@ fn figures(section: SectionId) -> Vec<Figure> {
             Stat::CpuPerOpUs,
         ));
     };
+    if section == SectionId::Busy {
+        // Only round trips: what busy polling is for.
+        let mut rows = Vec::new();
+        rr(&mut rows, Phase::Rr1, "req/resp 64 B, 1 conn");
+        rr(&mut rows, Phase::Rr64, "req/resp 64 B, 64 conns");
+        return rows;
+    }
     if section == SectionId::Pinned {
         rr(&mut rows, Phase::Rr1, "req/resp 64 B, 1 conn");
     }
@@ -301,9 +308,11 @@ fn render_section(out: &mut String, results: &Results, section: SectionId, title
 }
 
 fn column_name(section: SectionId, setup: Setup) -> String {
-    match (section, setup.kind) {
-        (SectionId::Pinned, kind) => kind.name().to_owned(),
-        (SectionId::Scaling, _) => setup.to_string(),
+    match (section, setup.busy_polling()) {
+        // Say how it busy-polls: the same kinds run without it in the other sections.
+        (_, Some(how)) => format!("{} {how}", setup.kind.name()),
+        (SectionId::Pinned | SectionId::Busy, None) => setup.kind.name().to_owned(),
+        (SectionId::Scaling, None) => setup.to_string(),
     }
 }
 
@@ -446,6 +455,32 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
+    }
+
+    #[test]
+    fn busy_columns_say_how_they_busy_poll() {
+        use crate::peers::Kind;
+        let names: Vec<String> = [
+            Setup::new(Kind::Direct, 1),
+            Setup::busy(Kind::Porxy),
+            Setup::busy(Kind::Haproxy),
+        ]
+        .into_iter()
+        .map(|setup| column_name(SectionId::Busy, setup))
+        .collect();
+        assert_eq!(
+            names,
+            ["direct", "porxy --busy-poll 1ms", "haproxy busy-polling"]
+        );
+        assert_eq!(
+            column_name(SectionId::Pinned, Setup::new(Kind::Haproxy, 1)),
+            "haproxy"
+        );
+        let rows = figures(SectionId::Busy);
+        assert!(rows
+            .iter()
+            .all(|f| matches!(f.phase, Phase::Rr1 | Phase::Rr64)));
+        assert_eq!(rows.len(), 10, "5 rows for each of Rr1 and Rr64");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub(super) struct RawProxy {
     pub(super) splice: Option<Spanned<bool>>,
     /// `"reactors"` or `"listener"`.
     pub(super) accept: Option<Spanned<String>>,
+    /// How long reactors poll without blocking after activity; `"0s"` is off.
+    pub(super) busy_poll: Option<Spanned<RawDuration>>,
 }
 
 impl RawProxy {
@@ -75,6 +77,7 @@ impl RawProxy {
             "max_connections" => self.max_connections.as_ref().map(Spanned::span),
             "splice" => self.splice.as_ref().map(Spanned::span),
             "accept" => self.accept.as_ref().map(Spanned::span),
+            "busy_poll" => self.busy_poll.as_ref().map(Spanned::span),
             _ => None,
         }
     }

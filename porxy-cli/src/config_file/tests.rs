@@ -60,6 +60,7 @@ fn good_file_lifts_to_specs_in_file_order() {
             max_connections: None,
             splice: false,
             accept: AcceptMode::default(),
+            busy_poll: Duration::ZERO,
         }
     );
     assert_eq!(file.drain_timeout, Some(Duration::from_secs(10)));
@@ -110,6 +111,49 @@ fn accept_mode_is_read_and_overridden() {
     };
     let file = parse("p.toml", "[proxy]\naccept = \"listener\"\n", &flag).unwrap();
     assert_eq!(file.proxy.accept, AcceptMode::Reactors, "the flag wins");
+}
+
+#[test]
+fn busy_poll_is_read_and_the_flag_wins() {
+    let busy = |text: &str, flag: Option<Duration>| {
+        let overrides = Overrides {
+            busy_poll: flag,
+            ..Overrides::default()
+        };
+        parse("p.toml", text, &overrides).map(|file| file.proxy.busy_poll)
+    };
+    let file = "[proxy]\nbusy_poll = \"200us\"\n";
+    assert_eq!(busy("", None).unwrap(), Duration::ZERO, "off by default");
+    assert_eq!(busy(file, None).unwrap(), Duration::from_micros(200));
+    assert_eq!(
+        busy("[proxy]\nbusy_poll = \"0s\"\n", None).unwrap(),
+        Duration::ZERO
+    );
+    let millisecond = Some(Duration::from_millis(1));
+    assert_eq!(busy(file, millisecond).unwrap(), Duration::from_millis(1));
+    assert_eq!(
+        busy(file, Some(Duration::ZERO)).unwrap(),
+        Duration::ZERO,
+        "--busy-poll 0s turns the file's busy polling off"
+    );
+    assert_eq!(busy("", millisecond).unwrap(), Duration::from_millis(1));
+    let err = busy(file, Some(Duration::from_secs(2))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Flag {
+                flag: "--busy-poll",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        crate::error::chain(&err),
+        "--busy-poll: invalid setting `busy_poll`: 2s is more than 1s; a reactor spins a CPU for \
+         this long after every burst of traffic, so this is probably a typo (windows like \
+         `200us` or `1ms` are usual)"
+    );
 }
 
 #[test]
@@ -216,6 +260,24 @@ fn errors_name_file_line_and_key() {
             format!("{listener}listen = \"8000\"\nbackends = [\"echo\"]\nserver_fin_timeout = \"0s\"\n"),
             "porxy.toml:6:22: listeners.demo.server_fin_timeout",
             "more than zero",
+        ),
+        (
+            "bad busy_poll",
+            "[proxy]\nbusy_poll = \"fast\"\n".into(),
+            "porxy.toml:2:13: proxy.busy_poll",
+            "`fast` is not a duration",
+        ),
+        (
+            "busy_poll without a unit",
+            "[proxy]\nbusy_poll = \"200\"\n".into(),
+            "porxy.toml:2:13: proxy.busy_poll",
+            "`200` has no unit",
+        ),
+        (
+            "busy_poll too long, from ProxyConfig::validate",
+            "[proxy]\nbusy_poll = \"2s\"\n".into(),
+            "porxy.toml:2:13: proxy.busy_poll",
+            "2s is more than 1s; a reactor spins a CPU",
         ),
         (
             "zero reactors, from ProxyConfig::validate",

@@ -30,6 +30,7 @@ mod epoll;
 mod fan_handover;
 mod fanout;
 mod handover;
+mod spin;
 pub(crate) mod token;
 mod upstream;
 
@@ -189,6 +190,8 @@ pub(crate) struct Reactor {
     acceptor: Option<accept::Acceptor>,
     /// Rate limits for the warnings about failed connections.
     close_log: close_log::CloseLog,
+    /// Busy polling: whether to poll with a zero timeout for a while after activity.
+    busy: spin::BusyPoll,
 }
 
 impl Reactor {
@@ -229,8 +232,16 @@ impl Reactor {
             holding: false,
             acceptor: accepting.map(accept::Acceptor::new),
             close_log: Default::default(),
+            busy: spin::BusyPoll::new(Duration::ZERO),
         };
         Ok((reactor, mailbox))
+    }
+
+    /// The same reactor, polling without blocking for up to `window` after each activity (see
+    /// `spin.rs`); `Duration::ZERO`, the default, never spins.
+    pub(crate) fn with_busy_poll(mut self, window: Duration) -> Self {
+        self.busy = spin::BusyPoll::new(window);
+        self
     }
 
     /// Runs until stopped. Never panics on anything the network does.
@@ -250,7 +261,7 @@ impl Reactor {
                     break;
                 }
             }
-            let timeout = self.poll_timeout(now);
+            let timeout = self.busy.timeout(now, self.poll_timeout(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -262,6 +273,11 @@ impl Reactor {
                 break;
             }
             let now = Instant::now();
+            // Events (the waker's too), or work the last round left: spin on for a while. Not
+            // connections queued for a backend slot: they would keep an idle reactor spinning.
+            if !events.is_empty() || self.work_left() {
+                self.busy.activity(now);
+            }
             let mut woken = false;
             for event in events.iter() {
                 if event.token() == WAKER_TOKEN {
@@ -307,8 +323,13 @@ impl Reactor {
         ReactorExit { cut: self.cut }
     }
 
+    /// Connections to drive again or messages to handle: the next poll must not block.
+    fn work_left(&self) -> bool {
+        !self.again.is_empty() || !self.fan_again.is_empty() || self.more_messages
+    }
+
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() || !self.fan_again.is_empty() || self.more_messages {
+        if self.work_left() {
             return Some(Duration::ZERO);
         }
         // Slots freed on other reactors send no word: queued connections look again shortly.
