@@ -47,11 +47,6 @@ pub(crate) struct Readiness {
     /// socket and raises no new event, so reads go on until it shows (a read that runs short
     /// proves nothing then; see `pipe.rs`).
     pub(crate) failed: bool,
-    /// Of those, only the peer's FIN (`EPOLLRDHUP` or a hang-up, with neither an error nor
-    /// urgent data): every byte the peer sent is already in the receive queue, with the end of
-    /// stream behind it. A read into a buffer that then runs short has taken the last byte, so
-    /// the direction ends without the read that would return 0 (see `pipe.rs`).
-    pub(crate) fin: bool,
 }
 
 /// Where a connection is in its life.
@@ -183,10 +178,6 @@ impl Conn {
         r.readable |= ready.readable || ready.failed;
         r.writable |= ready.writable || ready.failed;
         r.failed |= ready.failed;
-        // A later report of trouble says what the end is; a plain readiness changes nothing.
-        if ready.failed {
-            r.fin = ready.fin;
-        }
     }
 
     /// What the upstream socket has reported since the current connect attempt began.

@@ -273,11 +273,9 @@ impl Pipe {
     /// source is not readable until the poller says so again: bytes arriving later raise a new
     /// edge-triggered event. That saves the read that would only say `WouldBlock`. The
     /// exception is a source that has reported a hang-up or an error: its EOF or error is
-    /// already queued and raises no new event, so it is read until it shows; but when what it
-    /// reported was only the peer's FIN ([`Readiness::fin`]), the short read took the last byte
-    /// before the end of stream, and the direction ends there, without the read that would
-    /// return 0. (A splice may stop short of the queue's end, when the pipe runs out of slots,
-    /// so a short splice proves nothing.)
+    /// already queued and raises no new event, so it is read until it shows. (A splice may stop
+    /// short of the queue's end, when the pipe runs out of slots, so a short splice proves
+    /// nothing.)
     fn read_in(
         &mut self,
         src: &mut impl Stream,
@@ -305,13 +303,8 @@ impl Pipe {
             Ok(n) => {
                 done.read += n as u64;
                 self.bulk = n >= pools.bulk_read || n == room;
-                if asked.is_some_and(|asked| n < asked) {
-                    if src_ready.fin {
-                        self.state = PipeState::Draining;
-                        done.finished = true;
-                    } else if !src_ready.failed {
-                        src_ready.readable = false;
-                    }
+                if asked.is_some_and(|asked| n < asked) && !src_ready.failed {
+                    src_ready.readable = false;
                 }
                 Ok(())
             }

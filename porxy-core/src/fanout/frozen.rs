@@ -262,7 +262,6 @@ impl FanConn {
             readable: true,
             writable: true,
             failed: false,
-            fin: false,
         };
         // Clocks from another process cannot be compared: elapsed times travel instead.
         let since = |elapsed: Duration| now.checked_sub(elapsed).unwrap_or(now);

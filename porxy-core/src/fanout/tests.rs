@@ -118,7 +118,6 @@ const RW: Readiness = Readiness {
     readable: true,
     writable: true,
     failed: false,
-    fin: false,
 };
 
 /// A fan-out connection with its client and destinations, every destination connected.

@@ -291,7 +291,6 @@ impl Reactor {
                         || event.is_read_closed()
                         || event.is_write_closed()
                         || event.is_priority(),
-                    fin: event.is_read_closed() && !event.is_error() && !event.is_priority(),
                 };
                 if let Some((key, side)) = token::parse(event.token()) {
                     self.on_event(key, side, ready, now);

@@ -230,28 +230,10 @@ impl FakeStream {
     /// poller reports a hang-up or an error with the readiness then, as it does for a socket
     /// whose FIN or reset has arrived.
     pub(super) fn hangup_queued(&self) -> bool {
-        self.hangup().is_some()
-    }
-
-    /// The EOF or error that has "arrived" with the bytes before the next `WouldBlock`.
-    fn hangup(&self) -> Option<&Rd> {
         self.reads
             .iter()
             .take_while(|rd| !matches!(rd, Rd::WouldBlock))
-            .find(|rd| matches!(rd, Rd::Eof | Rd::Fail(_)))
-    }
-
-    /// True when every byte before the end of stream has been read: the EOF was read, or is
-    /// the next thing a read would return (the connection learnt of it from a short read
-    /// after the poller reported the FIN).
-    pub(super) fn end_reached(&self) -> bool {
-        self.eof_given || matches!(self.reads.front(), Some(Rd::Eof))
-    }
-
-    /// True when what has arrived ends with the peer's FIN (an EOF, no error before it): the
-    /// poller reports that as `EPOLLRDHUP` alone.
-    pub(super) fn fin_queued(&self) -> bool {
-        matches!(self.hangup(), Some(Rd::Eof))
+            .any(|rd| matches!(rd, Rd::Eof | Rd::Fail(_)))
     }
 
     /// How many of `len` bytes the next write takes, by the script; records its size.
@@ -287,25 +269,21 @@ pub(super) const R: Readiness = Readiness {
     readable: true,
     writable: false,
     failed: false,
-    fin: false,
 };
 pub(super) const W: Readiness = Readiness {
     readable: false,
     writable: true,
     failed: false,
-    fin: false,
 };
 pub(super) const RW: Readiness = Readiness {
     readable: true,
     writable: true,
     failed: false,
-    fin: false,
 };
 pub(super) const FAILED: Readiness = Readiness {
     readable: false,
     writable: false,
     failed: true,
-    fin: false,
 };
 
 pub(super) fn secs(s: u64) -> Duration {
@@ -390,7 +368,6 @@ impl Rig {
     pub(super) fn ready(&mut self, side: Side, mut ready: Readiness) {
         if ready.readable && self.stream(side).hangup_queued() {
             ready.failed = true;
-            ready.fin = self.stream(side).fin_queued();
         }
         self.conn.on_ready(side, ready);
     }
