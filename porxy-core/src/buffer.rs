@@ -104,19 +104,24 @@ impl BufferPool {
         self.free.pop().unwrap_or_else(|| Buffer::new(self.size))
     }
 
+    /// An empty buffer with room for at least `len` bytes: one from the stock when `len` fits
+    /// the pool's size, otherwise one of its own size, which [`BufferPool::give`] frees instead
+    /// of stocking (for bytes that come from something larger than a buffer: a kernel pipe, or
+    /// another process's larger buffers).
+    pub(crate) fn take_at_least(&mut self, len: usize) -> Buffer {
+        if len <= self.size {
+            return self.take();
+        }
+        #[cfg(test)]
+        {
+            self.lent += 1;
+        }
+        Buffer::new(len)
+    }
+
     /// A buffer holding `bytes` as pending, for a connection taken over from another process.
-    /// Bytes that do not fit a buffer of the pool's size (the other process used larger ones)
-    /// get a buffer of their own size, which [`BufferPool::give`] frees instead of stocking.
     pub(crate) fn take_filled(&mut self, bytes: &[u8]) -> Buffer {
-        let mut buffer = if bytes.len() <= self.size {
-            self.take()
-        } else {
-            #[cfg(test)]
-            {
-                self.lent += 1;
-            }
-            Buffer::new(bytes.len())
-        };
+        let mut buffer = self.take_at_least(bytes.len());
         buffer.data[..bytes.len()].copy_from_slice(bytes);
         buffer.start = 0;
         buffer.end = bytes.len();

@@ -367,7 +367,8 @@ impl Pipe {
             pools.pipes.give(pipe);
             return Ok(());
         }
-        let mut buf = pools.buffers.take();
+        // A pipe may hold more than a buffer (`pipe_size` is apart from `buffer_size`).
+        let mut buf = pools.buffers.take_at_least(pipe.len());
         let moved = move_to_buffer(&mut pipe, &mut buf);
         pools.pipes.give(pipe);
         self.held = Held::Buffer(buf);
@@ -387,8 +388,7 @@ impl Pipe {
     }
 }
 
-/// Reads every byte of `pipe` into `buf`. They fit: a direction keeps no more in a pipe than a
-/// buffer holds.
+/// Reads every byte of `pipe` into `buf`, which has room for all of them.
 fn move_to_buffer(pipe: &mut splice::KernelPipe, buf: &mut Buffer) -> io::Result<()> {
     while pipe.len() > 0 {
         let spare = buf.spare();

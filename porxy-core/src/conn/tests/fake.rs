@@ -305,7 +305,12 @@ pub(super) fn close(reason: CloseReason, client: Closing, upstream: Closing) -> 
 /// Small pools, with at most `max_pipes` pipes, that splice every read (not only bulk ones), so
 /// that the tests of the splice path exercise pipes from the first byte.
 pub(super) fn pools(max_pipes: usize) -> Pools {
-    let mut pools = Pools::new(BUFFER_SIZE, BUFFER_SIZE, max_pipes);
+    pools_sized(BUFFER_SIZE, BUFFER_SIZE, max_pipes)
+}
+
+/// Pools with buffers and pipes of the sizes given; every read may splice.
+pub(super) fn pools_sized(buffer_size: usize, pipe_size: usize, max_pipes: usize) -> Pools {
+    let mut pools = Pools::new(buffer_size, pipe_size, max_pipes);
     pools.bulk_read = 0;
     pools
 }

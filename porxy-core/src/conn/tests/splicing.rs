@@ -171,6 +171,32 @@ fn splicing_refused_by_the_sink_moves_the_held_bytes_to_a_buffer_in_order() {
 }
 
 #[test]
+fn splicing_refused_with_more_in_the_pipe_than_a_buffer_holds_moves_it_all() {
+    // Pipes are sized apart from buffers (256 KiB and 16 KiB by default): the bytes held in a
+    // pipe a sink refuses must all move, in order, to a buffer large enough.
+    let mut rig = Rig::relaying_on(Mode::Splice);
+    rig.pools = pools_sized(BUFFER_SIZE, 8 * BUFFER_SIZE, 4);
+    let held: Vec<u8> = (0..3 * BUFFER_SIZE).map(|i| (i % 251) as u8).collect();
+    rig.client = FakeStream::new().reading([Rd::Data(held.clone())]);
+    rig.upstream = FakeStream::new().writing([Wr::WouldBlock], ACCEPT_ALL);
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.pools.pipes.lent(), 1);
+    assert!(
+        rig.upstream.written.is_empty(),
+        "all of it waits in the pipe"
+    );
+
+    rig.upstream.splice_out_error = Some(EINVAL);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(2)), Action::Wait, "the connection goes on");
+    assert_eq!(rig.upstream.written, held);
+    assert_eq!(rig.conn.modes(), (Mode::Copy, Mode::Splice));
+    assert_eq!(rig.pools.lent(), 0, "the odd-sized buffer went back too");
+}
+
+#[test]
 fn splicing_error_closes_the_pipe_instead_of_stocking_it() {
     let mut rig = Rig::relaying_on(Mode::Splice);
     rig.client = FakeStream::new().reading([Rd::Fail(std::io::ErrorKind::ConnectionReset)]);
