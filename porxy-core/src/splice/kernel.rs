@@ -17,6 +17,17 @@ use std::sync::Arc;
 /// The smallest pipe asked of the kernel: four pages.
 const MIN_KERNEL_SIZE: usize = 16 * 1024;
 
+/// `got`, the size the kernel gave a pipe, when it is worth splicing through.
+fn usable_size(got: usize) -> io::Result<usize> {
+    if got < MIN_KERNEL_SIZE {
+        return Err(io::Error::other(format!(
+            "the kernel gave a pipe of {got} bytes, less than {MIN_KERNEL_SIZE} (the user's \
+             pipes are over /proc/sys/fs/pipe-user-pages-soft?)"
+        )));
+    }
+    Ok(got)
+}
+
 /// One kernel pipe, the "buffer" of a direction on the splice path: bytes spliced in from a
 /// socket wait here, in the kernel, until they are spliced out to the other socket.
 #[derive(Debug)]
@@ -43,10 +54,13 @@ impl KernelPipe {
     /// [`MIN_KERNEL_SIZE`]: it counts slots of a page, not bytes, and a one-page pipe would fill
     /// with a single socket fragment. When the kernel refuses (over
     /// `/proc/sys/fs/pipe-max-size`, or the user's pipe limits), the pipe keeps the size it got
-    /// (64 KiB by default), and holds at most that. `token` is the pool's open-pipe counter.
+    /// (64 KiB by default), and holds at most that. A user past
+    /// `/proc/sys/fs/pipe-user-pages-soft` gets pipes of two pages that the kernel will not
+    /// enlarge: smaller than [`MIN_KERNEL_SIZE`], such a pipe is closed and this is an error, so
+    /// that the direction copies instead. `token` is the pool's open-pipe counter.
     pub(crate) fn new(size: usize, token: Arc<()>) -> io::Result<KernelPipe> {
         let (read, write) = sys::pipe()?;
-        let got = sys::set_pipe_size(&write, size.max(MIN_KERNEL_SIZE));
+        let got = usable_size(sys::set_pipe_size(&write, size.max(MIN_KERNEL_SIZE)))?;
         Ok(KernelPipe {
             read,
             write,
@@ -293,6 +307,18 @@ mod tests {
             pipe.push(&chunk).expect("room in the pipe");
         }
         assert_eq!(pipe.len(), crate::config::DEFAULT_PIPE_SIZE);
+    }
+
+    #[test]
+    fn a_pipe_of_fewer_than_four_pages_is_not_used() {
+        // What a user past pipe-user-pages-soft gets: two pages, which cannot be enlarged.
+        let error = usable_size(8192).unwrap_err();
+        assert!(
+            error.to_string().contains("pipe-user-pages-soft"),
+            "{error}"
+        );
+        assert_eq!(usable_size(MIN_KERNEL_SIZE).unwrap(), MIN_KERNEL_SIZE);
+        assert_eq!(usable_size(1 << 20).unwrap(), 1 << 20);
     }
 
     #[test]
