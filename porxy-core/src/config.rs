@@ -20,9 +20,11 @@ pub const MAX_BUFFER_SIZE: usize = 64 * 1024 * 1024;
 /// Default size of the kernel pipes that carry a direction's bytes on the splice path.
 ///
 /// 256 KiB, four times the kernel's default pipe: measured with bench/run.sh (5 rounds, one
-/// bulk connection each way), 16 KiB pipes moved 10.3-10.7 Gbit/s and 64 KiB 11.4-11.6, while
-/// 128 KiB and 256 KiB moved 12.0-12.4 at the same or lower CPU per GB: each splice moves more
-/// bytes and hands TCP larger segments. A pipe holds references to the socket's pages, not
+/// bulk connection each way; then pipes were sized by `buffer_size`, so these runs enlarged the
+/// buffers too, which carry only the small reads), 16 KiB pipes moved 10.3-10.7 Gbit/s and
+/// 64 KiB 11.4-11.6, while 128 KiB and 256 KiB moved 12.0-12.4 at the same or lower CPU per GB:
+/// each splice moves more bytes and hands TCP larger segments. The full run with 256 KiB pipes
+/// and 16 KiB buffers moved 12.4 / 12.9 Gbit/s. A pipe holds references to the socket's pages, not
 /// copies, and only while bytes are in flight; at most [`MAX_PIPES_PER_REACTOR`] are open.
 pub const DEFAULT_PIPE_SIZE: usize = 256 * 1024;
 /// Smallest pipe size accepted: one page.
