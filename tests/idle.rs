@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use porxy_core::CloseReason;
 
-use crate::support::client::{connect, read_until_end, round_trip, End};
+use crate::support::client::{closed_when_idle, connect, round_trip};
 use crate::support::proxy::{builder, spec_to, start, wait_tunnel};
 use crate::support::Backend;
 
@@ -15,22 +15,7 @@ fn idle_connection_is_closed() {
     let echo = Backend::echo();
     let proxy = start(builder().idle_timeout(IDLE).tunnel(spec_to(echo.addr())));
     let local = proxy.bound()[0];
-    let mut stream = connect(local);
-    round_trip(&mut stream, b"one exchange, then silence");
-    let start = Instant::now();
-    let ending = read_until_end(&mut stream);
-    let after = start.elapsed();
-    assert_eq!(
-        ending.end,
-        End::Eof,
-        "an idle connection is closed gracefully"
-    );
-    assert!(ending.bytes.is_empty());
-    // The last byte passed just before `start`: allow a little for the echo's last hop.
-    assert!(
-        after >= IDLE - Duration::from_millis(50),
-        "closed after {after:?}, before the {IDLE:?} idle timeout"
-    );
+    let after = closed_when_idle(local, IDLE);
     assert!(
         after < Duration::from_secs(3),
         "closed only after {after:?}"

@@ -146,6 +146,29 @@ pub fn read_until_end(stream: &mut TcpStream) -> Ending {
     }
 }
 
+/// Connects to `local`, makes one exchange, then waits for the idle timeout: checks that the
+/// connection ends gracefully, with no byte, and not before `idle` (less 50 ms for the echo's
+/// last hop). Returns how long after the exchange it ended.
+#[track_caller]
+pub fn closed_when_idle(local: SocketAddr, idle: Duration) -> Duration {
+    let mut stream = connect(local);
+    round_trip(&mut stream, b"one exchange, then silence");
+    let start = Instant::now();
+    let ending = read_until_end(&mut stream);
+    let after = start.elapsed();
+    assert_eq!(
+        ending.end,
+        End::Eof,
+        "closed gracefully, by the idle timeout"
+    );
+    assert!(ending.bytes.is_empty());
+    assert!(
+        after >= idle - Duration::from_millis(50),
+        "closed after {after:?}, before the {idle:?} idle timeout"
+    );
+    after
+}
+
 /// Reads until the end and checks it is a reset arriving within `within`.
 #[track_caller]
 pub fn expect_reset(stream: &mut TcpStream, within: Duration) -> Ending {
