@@ -223,6 +223,45 @@ fn bytes_behind_urgent_data_are_relayed_at_once() {
     }
 }
 
+/// Urgent data, more bytes and the FIN sent back to back: porxy may find all three queued at
+/// once, a read stopping short at the mark with the peer's hang-up already reported. Every
+/// byte behind the mark must still go through, then the end of stream. This guards any attempt
+/// at saving the read that returns 0 after a hang-up: one built without the urgent-data
+/// readiness reset these connections after "ab". Repeated, as timing decides what porxy finds
+/// queued.
+#[test]
+fn bytes_between_urgent_data_and_a_fin_are_relayed_before_the_end() {
+    for splice in [true, false] {
+        let echo = Backend::echo();
+        let proxy = start(builder().tunnel(with_splice(spec_to(echo.addr()), splice)));
+        let local = proxy.bound()[0];
+        for round in 0..20 {
+            let mut stream = connect(local);
+            stream.set_nodelay(true).unwrap();
+            let sent = unsafe {
+                libc::send(
+                    std::os::fd::AsRawFd::as_raw_fd(&stream),
+                    b"abc".as_ptr().cast(),
+                    3,
+                    libc::MSG_OOB,
+                )
+            };
+            assert_eq!(sent, 3, "send with MSG_OOB");
+            stream.write_all(b"def").unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let ending = read_until_end(&mut stream);
+            assert_eq!(
+                (ending.bytes.as_slice(), ending.end),
+                (&b"abdef"[..], End::Eof),
+                "round {round}, splice {splice}"
+            );
+        }
+        wait_tunnel(&proxy.handle(), local, "every connection complete", |t| {
+            t.closes.get(CloseReason::Completed) == 20
+        });
+    }
+}
+
 /// Shuts down the client's writing on `stream`, a connection through `local` with nothing more
 /// to receive: the client must then get a plain end of stream and no byte, and the proxy must
 /// count the connection complete. Returns the tunnel's status then.
