@@ -7,7 +7,8 @@
 #   bench/run.sh --smoke      ~5 s, direct and porxy (both data paths) only, installs nothing (for CI)
 #
 # Other arguments go to porxy-bench as they are (--seconds N, --rounds N, --idle N,
-# --kinds direct,porxy,haproxy,nginx, --no-scaling, --no-busy; `--help` lists them).
+# --kinds direct,porxy,haproxy,nginx, --no-scaling, --no-busy, --no-syscalls; `--help` lists
+# them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,12 @@ if ! $smoke; then
         ! ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then
         need+=(libnginx-mod-stream)
     fi
+    # perf counts the proxies' system calls (a section of its own; --no-syscalls skips it).
+    nosys=false
+    for arg in "$@"; do
+        if [ "$arg" = "--no-syscalls" ]; then nosys=true; fi
+    done
+    if ! $nosys && ! command -v perf >/dev/null 2>&1; then need+=(linux-perf); fi
     if [ "${#need[@]}" -gt 0 ]; then
         if ! have apt-get; then
             echo "bench/run.sh: ${need[*]} missing and no apt-get here: they are left out" >&2

@@ -176,6 +176,30 @@ impl Proc {
         &self.stderr_path
     }
 
+    /// Sends SIGINT (on which `perf stat` writes its counts) and waits up to `within` for the
+    /// child to exit. Its status, or None if it is still running: the guard stops it then.
+    pub fn interrupt(&mut self, within: Duration) -> Option<ExitStatus> {
+        if let Some(exit) = &self.exited {
+            return Some(exit.status);
+        }
+        let start = Instant::now();
+        signal(self.pid(), libc::SIGINT);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(Exit {
+                        status,
+                        after: start.elapsed(),
+                        killed: false,
+                    });
+                    return Some(status);
+                }
+                Ok(None) if start.elapsed() < within => thread::sleep(Duration::from_millis(5)),
+                _ => return None,
+            }
+        }
+    }
+
     /// Stops the child: SIGTERM, up to [`STOP_GRACE`], then SIGKILL for it and any descendant
     /// still alive. Idempotent.
     pub fn stop(&mut self) -> Exit {

@@ -9,8 +9,8 @@
 //!
 //! The same binary is the backend (`porxy-bench backend`, started by the harness). The
 //! orchestrator ([`run`]) starts each proxy as a child, measures it phase by phase ([`load`]),
-//! reads the proxy's CPU time and memory from /proc ([`sys`]), and prints a markdown table
-//! ([`report`]).
+//! reads the proxy's CPU time and memory from /proc ([`sys`]), counts its system calls with perf
+//! ([`syscalls`]), and prints a markdown table ([`report`]).
 
 mod backend;
 mod child;
@@ -22,6 +22,7 @@ mod plan;
 mod report;
 mod run;
 mod sys;
+mod syscalls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ struct Cli {
     /// it runs only with HAProxy, never with --smoke).
     #[arg(long)]
     no_busy: bool,
+    /// Skip the system-call section (the proxies' system calls per unit of work, counted with
+    /// perf; never with --smoke).
+    #[arg(long)]
+    no_syscalls: bool,
     /// The porxy binary [default: `porxy` next to this binary].
     #[arg(long, value_name = "PATH")]
     porxy: Option<PathBuf>,
@@ -169,6 +174,7 @@ fn settings(cli: Cli) -> Result<Settings> {
         kinds,
         scaling: !cli.no_scaling,
         busy: !cli.no_busy,
+        syscalls: !cli.no_syscalls,
         only: cli.phases,
         porxy,
     })

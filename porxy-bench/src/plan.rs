@@ -10,6 +10,11 @@
 //!   pinned section, direct beside them; phases: request/response over 1 and 64 connections.
 //!   Busy polling is neither proxy's default and keeps a CPU busy while traffic flows, so it is
 //!   measured apart, against each other; only with HAProxy in the run, never in smoke mode.
+//! - **syscalls**: every proxy of the pinned section, pinned the same way, one round; phases:
+//!   bulk both ways, request/response over 1 and 64 connections, short connections. perf counts
+//!   the proxy's system calls in each window (see [`crate::syscalls`]); counting slows every
+//!   call, so this section reports the counts per unit of work and nothing else. Never in smoke
+//!   mode, and only where perf can count them.
 //!
 //! Within a section, every round runs every setup in turn, so drift over time hits all alike.
 //! The pinned section measures porxy twice: with its defaults (splice on Linux) and with
@@ -122,6 +127,9 @@ pub struct Settings {
     /// Whether to run the busy-polling section (when HAProxy is in the run and not in smoke
     /// mode).
     pub busy: bool,
+    /// Whether to run the system-call section (not in smoke mode; the harness turns it off
+    /// where perf cannot count).
+    pub syscalls: bool,
     /// Only these phases, when given (for profiling one of them).
     pub only: Option<Vec<Phase>>,
     /// The porxy binary.
@@ -137,6 +145,8 @@ pub enum SectionId {
     Scaling,
     /// Busy polling, pinned.
     Busy,
+    /// System calls counted, pinned.
+    Syscalls,
 }
 
 /// A group of setups measured under the same conditions.
@@ -152,6 +162,8 @@ pub struct Section {
     pub pinned: bool,
     /// Backend threads, and load threads for the multi-connection phases.
     pub threads: usize,
+    /// How many times each setup runs.
+    pub rounds: u32,
 }
 
 impl Section {
@@ -167,6 +179,10 @@ impl Section {
             SectionId::Busy => {
                 "Busy polling: porxy --busy-poll 1ms and HAProxy busy-polling, pinned as above; \
                  ratios to HAProxy with busy-polling"
+            }
+            SectionId::Syscalls => {
+                "System calls: the proxy's, per unit of work, counted by perf; pinned as above, \
+                 one round"
             }
         }
     }
@@ -192,6 +208,7 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
         ],
         pinned: true,
         threads: 1,
+        rounds: settings.rounds,
     }];
     if settings.scaling {
         let mut setups = Vec::new();
@@ -212,6 +229,7 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             phases: vec![Phase::BulkUp, Phase::BulkDown, Phase::Rr64, Phase::Short],
             pinned: false,
             threads: 2,
+            rounds: settings.rounds,
         });
     }
     // HAProxy is left out of `kinds` when it is not installed: then there is nothing to
@@ -233,7 +251,33 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             phases: vec![Phase::Rr1, Phase::Rr64],
             pinned: true,
             threads: 1,
+            rounds: settings.rounds,
         });
+    }
+    if settings.syscalls && settings.mode != Mode::Smoke {
+        let setups: Vec<Setup> = settings
+            .kinds
+            .iter()
+            .filter(|&&kind| kind != Kind::Direct)
+            .map(|&kind| Setup::new(kind, 1))
+            .collect();
+        if !setups.is_empty() {
+            sections.push(Section {
+                id: SectionId::Syscalls,
+                setups,
+                phases: vec![
+                    Phase::BulkUp,
+                    Phase::BulkDown,
+                    Phase::Rr1,
+                    Phase::Rr64,
+                    Phase::Short,
+                ],
+                pinned: true,
+                threads: 1,
+                // Counts per unit of work barely move from one round to the next.
+                rounds: 1,
+            });
+        }
     }
     if let Some(only) = &settings.only {
         for section in &mut sections {
@@ -258,6 +302,7 @@ mod tests {
             kinds: kinds.to_vec(),
             scaling: true,
             busy: true,
+            syscalls: false,
             porxy: PathBuf::from("porxy"),
             only,
         }
@@ -359,5 +404,40 @@ mod tests {
         assert_eq!(busy.phases, [Phase::Rr1]);
         let bulk = sections(&settings(&kinds, Some(vec![Phase::BulkUp])));
         assert!(bulk.iter().all(|s| s.id != SectionId::Busy), "{bulk:?}");
+    }
+
+    #[test]
+    fn the_syscall_section_counts_every_proxy_once_but_never_in_smoke_mode() {
+        let all = [Kind::Direct, Kind::Porxy, Kind::PorxyCopy, Kind::Nginx];
+        let counted = Settings {
+            syscalls: true,
+            rounds: 5,
+            ..settings(&all, None)
+        };
+        let sections = sections(&counted);
+        let last = sections.last().unwrap();
+        assert_eq!(last.id, SectionId::Syscalls);
+        assert_eq!(setups(last), ["porxy×1", "porxy-copy×1", "nginx×1"]);
+        assert_eq!(last.rounds, 1);
+        assert!(last.pinned);
+        assert!(!last.phases.contains(&Phase::Idle));
+        assert_eq!(sections[0].rounds, 5, "the others keep their rounds");
+        let has = |s: &Settings| {
+            super::sections(s)
+                .iter()
+                .any(|x| x.id == SectionId::Syscalls)
+        };
+        assert!(!has(&Settings {
+            mode: Mode::Smoke,
+            ..counted.clone()
+        }));
+        assert!(!has(&Settings {
+            syscalls: false,
+            ..counted.clone()
+        }));
+        assert!(!has(&Settings {
+            kinds: vec![Kind::Direct],
+            ..counted
+        }));
     }
 }

@@ -17,9 +17,10 @@ use crate::error::{Context, Error, Result};
 use crate::load::bulk::{self, Direction};
 use crate::load::{self, idle, rr, sample, short, Window, Worker};
 use crate::peers::{self, Kind, Programs, Setup};
-use crate::plan::{self, Phase, Section, Settings, RR_CONNS, SHORT_IN_FLIGHT};
+use crate::plan::{self, Mode, Phase, Section, SectionId, Settings, RR_CONNS, SHORT_IN_FLIGHT};
 use crate::report::{self, Environment, Memory, Results};
 use crate::sys::{self, Cpus};
+use crate::syscalls::{self, Counter};
 
 /// Descriptors the harness and its children keep for themselves beyond the connections.
 const FD_SLACK: u64 = 256;
@@ -83,6 +84,12 @@ pub fn run(mut settings: Settings) -> Result<()> {
     if programs.nginx.is_none() {
         programs.nginx_stream_module = None;
     }
+    if settings.syscalls && settings.mode != Mode::Smoke {
+        if let Err(why) = syscalls::available() {
+            notes.push(format!("{why}: the system-call section is left out"));
+            settings.syscalls = false;
+        }
+    }
 
     let dir = TempDir::create()?;
     let env = Environment::capture(&settings, &programs, &nofile);
@@ -124,7 +131,7 @@ fn run_section(
     };
     let mut backend = start_backend(section, &load_cpus, dir)?;
     let backend_addr = backend.1;
-    for round in 1..=settings.rounds {
+    for round in 1..=section.rounds {
         for &setup in &section.setups {
             let tag = format!(
                 "{:?}-{}-{}-r{round}",
@@ -137,7 +144,7 @@ fn run_section(
                 "[{:>5.1}s] {:?} round {round}/{}: {setup}",
                 results.elapsed().as_secs_f64(),
                 section.id,
-                settings.rounds
+                section.rounds
             );
             let mut running = peers::start(
                 setup,
@@ -169,8 +176,15 @@ fn run_section(
                             warmup: settings.warmup,
                             length: settings.window,
                         };
-                        let measure = load::measure(workers, &load_cpus, window, pid, interrupted)
-                            .context(|| label.clone())?;
+                        let counter = if section.id == SectionId::Syscalls {
+                            let pid = pid.ok_or_else(|| Error::new("no proxy process"))?;
+                            Some(count_syscalls(pid, &load_cpus, dir, &tag, phase)?)
+                        } else {
+                            None
+                        };
+                        let measure =
+                            load::measure(workers, &load_cpus, window, pid, counter, interrupted)
+                                .context(|| label.clone())?;
                         if measure.work == 0 {
                             return Err(Error::new(format!(
                                 "{label}: nothing completed in the window ({} errors)",
@@ -194,6 +208,16 @@ fn run_section(
         }
     }
     Ok(())
+}
+
+/// Attaches a system-call counter to the proxy `pid` and its children (nginx's worker), for
+/// one phase.
+fn count_syscalls(pid: u32, cpus: &Cpus, dir: &Path, tag: &str, phase: Phase) -> Result<Counter> {
+    let mut pids = vec![pid];
+    pids.extend(sys::descendants(pid).iter().map(|child| child.pid));
+    let tag = format!("{tag}-{phase:?}").to_lowercase();
+    Counter::attach(&pids, cpus, dir, &tag)
+        .context(|| format!("counting the system calls of {tag}"))
 }
 
 /// The workers of one timed phase; the multi-connection phases are split over `threads`.

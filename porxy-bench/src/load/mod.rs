@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::histogram::Histogram;
 use crate::sys::{self, Cpus, Usage};
+use crate::syscalls::{Counter, Counts};
 
 /// How long a connect may take before a workload gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +79,8 @@ pub struct Measure {
     pub latency: Option<Histogram>,
     /// Failed operations in the window.
     pub errors: u64,
+    /// The proxy's system calls in the window, when they were counted.
+    pub syscalls: Option<Counts>,
 }
 
 /// The timing of a measurement.
@@ -90,13 +93,14 @@ pub struct Window {
 }
 
 /// Runs `workers` on threads restricted to `cpus`, measures one window, and samples the CPU
-/// time of process `proxy` (and its descendants) at its edges. `interrupted` cuts it short
-/// with an error.
+/// time of process `proxy` (and its descendants) at its edges; with a `counter`, counts the
+/// proxy's system calls in the window too. `interrupted` cuts it short with an error.
 pub fn measure(
     workers: Vec<Worker>,
     cpus: &Cpus,
     window: Window,
     proxy: Option<u32>,
+    counter: Option<Counter>,
     interrupted: &AtomicBool,
 ) -> Result<Measure> {
     let shared = Arc::new(Shared::default());
@@ -115,7 +119,16 @@ pub fn measure(
             .map_err(|e| Error::new(format!("starting a load thread: {e}")))?;
         handles.push(handle);
     }
-    let outcome = run_window(&shared, &handles, count, window, proxy, interrupted);
+    let mut counter = counter;
+    let outcome = run_window(
+        &shared,
+        &handles,
+        count,
+        window,
+        proxy,
+        counter.as_mut(),
+        interrupted,
+    );
     shared.stop.store(true, Ordering::Relaxed);
     let mut total = WorkerReport::default();
     let mut first_error = None;
@@ -143,23 +156,26 @@ pub fn measure(
     if let Some(err) = first_error {
         return Err(err);
     }
+    let syscalls = counter.map(Counter::finish).transpose()?;
     Ok(Measure {
         work: total.work,
         secs,
         cpu_secs,
         latency: total.latency,
         errors: total.errors,
+        syscalls,
     })
 }
 
-/// Waits for the workers to be ready, then times the window. Returns its length and the
-/// proxy's CPU seconds in it.
+/// Waits for the workers to be ready, then times the window, with `counter` counting through
+/// it. Returns its length and the proxy's CPU seconds in it.
 fn run_window(
     shared: &Shared,
     handles: &[thread::JoinHandle<Result<WorkerReport>>],
     count: usize,
     window: Window,
     proxy: Option<u32>,
+    mut counter: Option<&mut Counter>,
     interrupted: &AtomicBool,
 ) -> Result<(f64, Option<f64>)> {
     let deadline = Instant::now() + CONNECT_TIMEOUT * 2;
@@ -173,6 +189,9 @@ fn run_window(
         sleep_checked(Duration::from_millis(2), interrupted)?;
     }
     sleep_checked(window.warmup, interrupted)?;
+    if let Some(counter) = counter.as_deref_mut() {
+        counter.enable()?;
+    }
     let before = sample(proxy)?;
     let start = Instant::now();
     shared.recording.store(true, Ordering::Relaxed);
@@ -180,6 +199,9 @@ fn run_window(
     shared.recording.store(false, Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
     let after = sample(proxy)?;
+    if let Some(counter) = counter {
+        counter.disable()?;
+    }
     if handles.iter().any(|h| h.is_finished()) {
         return Err(Error::new("a load thread ended inside the window"));
     }
@@ -246,7 +268,15 @@ mod tests {
             warmup: Duration::from_millis(20),
             length: Duration::from_millis(100),
         };
-        measure(workers, &Cpus::all(), window, None, &AtomicBool::new(false)).expect("measures")
+        measure(
+            workers,
+            &Cpus::all(),
+            window,
+            None,
+            None,
+            &AtomicBool::new(false),
+        )
+        .expect("measures")
     }
 
     #[test]
@@ -284,6 +314,7 @@ mod tests {
             vec![rr::worker(addr, 1)],
             &Cpus::all(),
             window,
+            None,
             None,
             &AtomicBool::new(false),
         );

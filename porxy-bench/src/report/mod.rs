@@ -219,11 +219,23 @@ pub fn summary(phase: Phase, m: &Measure) -> String {
         .and_then(|h| h.quantile(0.99))
         .map(|ns| format!(", p99 {:.1} µs", ns as f64 / 1e3))
         .unwrap_or_default();
-    match phase {
-        Phase::BulkUp | Phase::BulkDown => {
-            format!("{phase:?}: {:.2} Gbit/s{cpu}", rate * 8.0 / 1e9)
+    let bulk = matches!(phase, Phase::BulkUp | Phase::BulkDown);
+    let calls = match &m.syscalls {
+        Some(c) if m.work > 0 && bulk => {
+            format!(
+                ", {:.1} system calls/MB",
+                c.total as f64 * 1e6 / m.work as f64
+            )
         }
-        _ => format!("{phase:?}: {rate:.0}/s{p99}{cpu}{errors}"),
+        Some(c) if m.work > 0 => {
+            format!(", {:.2} system calls each", c.total as f64 / m.work as f64)
+        }
+        _ => String::new(),
+    };
+    if bulk {
+        format!("{phase:?}: {:.2} Gbit/s{cpu}{calls}", rate * 8.0 / 1e9)
+    } else {
+        format!("{phase:?}: {rate:.0}/s{p99}{cpu}{calls}{errors}")
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{Memory, Results};
 use crate::histogram::Histogram;
 use crate::peers::Setup;
-use crate::plan::{self, Phase, SectionId};
+use crate::plan::{self, Phase, Section, SectionId};
+use crate::syscalls::Counts;
 
 /// Which way is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ enum Stat {
     CpuPerOpUs,
     /// Median RSS growth per idle connection, KiB.
     MemPerConn,
+    /// The proxy's system calls per `per` units of work (bytes, requests or connections).
+    Syscalls { per: f64 },
 }
 
 /// One row of a table.
@@ -52,6 +55,17 @@ fn figures(section: SectionId) -> Vec<Figure> {
         stat,
     };
     use Better::{Higher, Lower};
+    if section == SectionId::Syscalls {
+        let calls =
+            |phase, label, unit, per| fig(phase, label, unit, Lower, Stat::Syscalls { per });
+        return vec![
+            calls(Phase::BulkUp, "bulk up", "calls/MB ↓", 1e6),
+            calls(Phase::BulkDown, "bulk down", "calls/MB ↓", 1e6),
+            calls(Phase::Rr1, "req/resp 64 B, 1 conn", "calls/req ↓", 1.0),
+            calls(Phase::Rr64, "req/resp 64 B, 64 conns", "calls/req ↓", 1.0),
+            calls(Phase::Short, "short conns", "calls/conn ↓", 1.0),
+        ];
+    }
     let mut rows = vec![
         fig(
             Phase::BulkUp,
@@ -177,8 +191,47 @@ impl Results {
                 }
                 merged.quantile(q).map(|ns| ns as f64 / 1e3)
             }
+            Stat::Syscalls { per } => {
+                let calls: Option<u64> = rounds
+                    .iter()
+                    .map(|m| m.syscalls.as_ref().map(|c| c.total))
+                    .sum();
+                calls
+                    .filter(|_| work > 0)
+                    .map(|c| c as f64 * per / work as f64)
+            }
             Stat::MemPerConn => None,
         }
+    }
+
+    /// The system calls of `setup` in `phase` by name, per `per` units of work, most frequent
+    /// first, leaving out those under 0.01 per unit.
+    fn calls_by_name(
+        &self,
+        section: SectionId,
+        setup: Setup,
+        phase: Phase,
+        per: f64,
+    ) -> Vec<(String, f64)> {
+        let Some(rounds) = self.timed.get(&(section, setup, phase)) else {
+            return Vec::new();
+        };
+        let work: u64 = rounds.iter().map(|m| m.work).sum();
+        let mut counts = Counts::default();
+        for m in rounds {
+            if let Some(c) = &m.syscalls {
+                counts.add(c);
+            }
+        }
+        if work == 0 {
+            return Vec::new();
+        }
+        counts
+            .by_call
+            .into_iter()
+            .map(|(name, n)| (name, n as f64 * per / work as f64))
+            .filter(|&(_, n)| n >= 0.01)
+            .collect()
     }
 
     /// The per-round values of a rate figure, for the detail table.
@@ -247,18 +300,19 @@ pub fn render(results: &Results) -> String {
         let _ = writeln!(out, "- note: {note}");
     }
     for section in plan::sections(s) {
-        render_section(&mut out, results, section.id, section.title());
+        render_section(&mut out, results, &section);
     }
     render_notes(&mut out, results);
     out
 }
 
-fn render_section(out: &mut String, results: &Results, section: SectionId, title: &str) {
+fn render_section(out: &mut String, results: &Results, plan: &Section) {
+    let section = plan.id;
     let setups = results.setups(section);
     if setups.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n## {title}\n");
+    let _ = writeln!(out, "\n## {}\n", plan.title());
     let header: Vec<String> = setups.iter().map(|s| column_name(section, *s)).collect();
     let _ = writeln!(out, "| figure | unit | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|---|{}", "---:|".repeat(setups.len()));
@@ -276,7 +330,10 @@ fn render_section(out: &mut String, results: &Results, section: SectionId, title
             cells.join(" | ")
         );
     }
-    if results.settings.rounds > 1 {
+    if section == SectionId::Syscalls {
+        render_calls_by_name(out, results, &setups, &header, &rows);
+    }
+    if plan.rounds > 1 {
         let _ = writeln!(out, "\nPer round (in the order run):\n");
         let _ = writeln!(out, "| figure | {} |", header.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(setups.len()));
@@ -307,11 +364,55 @@ fn render_section(out: &mut String, results: &Results, section: SectionId, title
     }
 }
 
+/// The system-call section's detail: each proxy's calls by name, per unit of work.
+fn render_calls_by_name(
+    out: &mut String,
+    results: &Results,
+    setups: &[Setup],
+    header: &[String],
+    rows: &[Figure],
+) {
+    let _ = writeln!(
+        out,
+        "\nBy call, per unit of work (calls under 0.01 per unit left out):\n"
+    );
+    let _ = writeln!(out, "| figure | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(setups.len()));
+    for figure in rows {
+        let Stat::Syscalls { per } = figure.stat else {
+            continue;
+        };
+        let cells: Vec<String> = setups
+            .iter()
+            .map(|&setup| {
+                let calls = results.calls_by_name(SectionId::Syscalls, setup, figure.phase, per);
+                if calls.is_empty() {
+                    return "—".into();
+                }
+                calls
+                    .iter()
+                    .map(|(name, n)| format!("{name} {}", number(*n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} ({}) | {} |",
+            figure.label,
+            figure.unit.trim_end_matches([' ', '↑', '↓']),
+            cells.join(" | ")
+        );
+    }
+}
+
 fn column_name(section: SectionId, setup: Setup) -> String {
     match (section, setup.busy_polling()) {
         // Say how it busy-polls: the same kinds run without it in the other sections.
         (_, Some(how)) => format!("{} {how}", setup.kind.name()),
-        (SectionId::Pinned | SectionId::Busy, None) => setup.kind.name().to_owned(),
+        (SectionId::Pinned | SectionId::Busy | SectionId::Syscalls, None) => {
+            setup.kind.name().to_owned()
+        }
         (SectionId::Scaling, None) => setup.to_string(),
     }
 }
