@@ -2,8 +2,8 @@
 # The porxy benchmark, in one command: porxy side by side with a direct connection (the limit),
 # HAProxy (mode tcp) and nginx (stream module), on loopback. See bench/README.md.
 #
-#   bench/run.sh              full run, ~5 minutes on 2 cores; the report goes to stdout
-#   bench/run.sh --quick      ~25 s, one short round: a look, not a result
+#   bench/run.sh              full run, ~8 minutes on 2 cores; the report goes to stdout
+#   bench/run.sh --quick      ~1 minute, one short round: a look, not a result
 #   bench/run.sh --smoke      ~5 s, direct and porxy (both data paths) only, installs nothing (for CI)
 #
 # Other arguments go to porxy-bench as they are (--seconds N, --rounds N, --idle N,
@@ -31,18 +31,20 @@ if ! $smoke; then
         need+=(libnginx-mod-stream)
     fi
     # perf counts the proxies' system calls (a section of its own; --no-syscalls skips it).
-    nosys=false
+    # Installed on its own below: a system without Debian's linux-perf (Ubuntu has
+    # linux-tools-*) still gets the rest, and the report says why the section is left out.
+    want_perf=true
     for arg in "$@"; do
-        if [ "$arg" = "--no-syscalls" ]; then nosys=true; fi
+        if [ "$arg" = "--no-syscalls" ]; then want_perf=false; fi
     done
-    if ! $nosys && ! command -v perf >/dev/null 2>&1; then need+=(linux-perf); fi
-    if [ "${#need[@]}" -gt 0 ]; then
+    if command -v perf >/dev/null 2>&1; then want_perf=false; fi
+    if [ "${#need[@]}" -gt 0 ] || $want_perf; then
         if ! have apt-get; then
+            $want_perf && need+=(perf)
             echo "bench/run.sh: ${need[*]} missing and no apt-get here: they are left out" >&2
         else
             sudo=()
             if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
-            echo "bench/run.sh: installing ${need[*]} with apt-get" >&2
             # Keep the packages' maintainer scripts from starting system-wide daemons (nginx
             # on port 80): a policy-rc.d that says no, only while installing, only if none.
             policy=/usr/sbin/policy-rc.d
@@ -54,8 +56,17 @@ if ! $smoke; then
                 trap remove_policy EXIT
             fi
             "${sudo[@]}" apt-get update -qq
-            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-                apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+            if [ "${#need[@]}" -gt 0 ]; then
+                echo "bench/run.sh: installing ${need[*]} with apt-get" >&2
+                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+                    apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+            fi
+            if $want_perf; then
+                echo "bench/run.sh: installing linux-perf with apt-get" >&2
+                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+                    apt-get install -y -qq --no-install-recommends linux-perf >&2 ||
+                    echo "bench/run.sh: perf not installed: no system-call section" >&2
+            fi
             remove_policy
             trap - EXIT
         fi

@@ -40,7 +40,7 @@ use crate::plan::{Mode, Phase, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
-    /// A ~20-30 s run: short windows, one round, 2,000 idle connections.
+    /// A ~80 s run: short windows, one round, 2,000 idle connections.
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
     /// A ~5 s run of direct and porxy (both data paths) only, to check that the harness works (CI).

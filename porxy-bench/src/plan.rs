@@ -51,9 +51,9 @@ pub const SHORT_IN_FLIGHT: usize = 32;
 /// How long things take, by mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// The default: ~3-6 minutes on 2 cores.
+    /// The default: ~8 minutes on 2 cores.
     Full,
-    /// ~20-30 s: a look, not a result.
+    /// ~80 s: a look, not a result.
     Quick,
     /// ~5 s, direct and porxy (both data paths) only: keeps the harness building and working (CI).
     Smoke,

@@ -7,7 +7,7 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,14 +84,14 @@ pub fn run(mut settings: Settings) -> Result<()> {
     if programs.nginx.is_none() {
         programs.nginx_stream_module = None;
     }
+    let dir = TempDir::create()?;
     if settings.syscalls && settings.mode != Mode::Smoke {
-        if let Err(why) = syscalls::available() {
+        eprintln!("checking that perf can count system calls");
+        if let Err(why) = syscalls::available(&Cpus::all(), &dir.0, &interrupted) {
             notes.push(format!("{why}: the system-call section is left out"));
             settings.syscalls = false;
         }
     }
-
-    let dir = TempDir::create()?;
     let env = Environment::capture(&settings, &programs, &nofile);
     let mut results = Results::new(settings.clone(), env, notes);
     let started = Instant::now();
@@ -176,15 +176,39 @@ fn run_section(
                             warmup: settings.warmup,
                             length: settings.window,
                         };
-                        let counter = if section.id == SectionId::Syscalls {
+                        // The system-call section comes last: a failure there (perf's) costs a
+                        // note, not the report of everything measured before it.
+                        let counting = section.id == SectionId::Syscalls;
+                        let not_counted = |results: &mut Results, err: Error| {
+                            results.add_note(format!("{label}: system calls not counted: {err}"));
+                        };
+                        let counter = if counting {
                             let pid = pid.ok_or_else(|| Error::new("no proxy process"))?;
-                            Some(count_syscalls(pid, &load_cpus, dir, &tag, phase)?)
+                            match count_syscalls(pid, &load_cpus, dir, &tag, phase) {
+                                Ok(counter) => Some(counter),
+                                Err(err) => {
+                                    not_counted(results, err);
+                                    continue;
+                                }
+                            }
                         } else {
                             None
                         };
-                        let measure =
-                            load::measure(workers, &load_cpus, window, pid, counter, interrupted)
-                                .context(|| label.clone())?;
+                        let measure = match load::measure(
+                            workers,
+                            &load_cpus,
+                            window,
+                            pid,
+                            counter,
+                            interrupted,
+                        ) {
+                            Ok(measure) => measure,
+                            Err(err) if counting && !interrupted.load(Ordering::Relaxed) => {
+                                not_counted(results, err);
+                                continue;
+                            }
+                            Err(err) => return Err(err).context(|| label.clone()),
+                        };
                         if measure.work == 0 {
                             return Err(Error::new(format!(
                                 "{label}: nothing completed in the window ({} errors)",

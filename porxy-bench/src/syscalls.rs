@@ -21,7 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::child::{Proc, Spawn};
 use crate::error::{Context, Error, Result};
@@ -29,6 +30,8 @@ use crate::sys::Cpus;
 
 /// How long perf has to attach or to answer a command.
 const PERF_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a wait for perf's answer looks whether perf is still there.
+const ACK_SLICE_MS: libc::c_int = 100;
 
 /// The calls counted by name: I/O, polling, sockets, descriptors, time, memory, threads.
 const WATCHED: &[&str] = &[
@@ -114,25 +117,60 @@ impl Counts {
     }
 }
 
-/// Whether perf can count system calls here; the reason when it cannot.
-pub fn available() -> std::result::Result<(), String> {
+/// Whether perf can count system calls here as [`Counter`] does (attached to a process,
+/// switched through FIFOs, every watched tracepoint); the reason when it cannot. Takes a few
+/// seconds: perf is attached to a `sleep` the check starts (and stops, by PID).
+pub fn available(
+    cpus: &Cpus,
+    dir: &Path,
+    interrupted: &AtomicBool,
+) -> std::result::Result<(), String> {
+    // First the plain question, for the plain answer (no perf, no right to tracepoints).
     let output = Command::new("perf")
         .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
         .output()
         .map_err(|e| format!("perf could not be run ({e}; Debian's package is linux-perf)"))?;
-    if output.status.success() {
-        return Ok(());
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no message");
+        return Err(format!(
+            "perf cannot count the syscall tracepoints ({}: {first})",
+            output.status
+        ));
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let first = stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no message");
-    Err(format!(
-        "perf cannot count the syscall tracepoints ({}: {first})",
-        output.status
-    ))
+    // A process that makes a few system calls every 20 ms.
+    let probe = Proc::spawn(
+        Spawn {
+            label: "a shell loop (perf check)".into(),
+            program: Path::new("sh"),
+            args: vec!["-c".into(), "while :; do sleep 0.02; done".into()],
+            cpus,
+            stderr_path: dir.join("perf-check-probe.stderr"),
+            ready_line: false,
+            stdin_lifeline: false,
+        },
+        PERF_TIMEOUT,
+    )
+    .map_err(|e| e.to_string())?
+    .0;
+    let counted = Counter::attach(&[probe.pid()], cpus, dir, "perf-check").and_then(|mut c| {
+        c.enable(interrupted)?;
+        crate::load::sleep_checked(Duration::from_millis(200), interrupted)?;
+        c.disable(interrupted)?;
+        c.finish()
+    });
+    drop(probe);
+    match counted {
+        Ok(counts) if counts.total > 0 => Ok(()),
+        Ok(_) => Err("perf counted no system call of a process that makes some".into()),
+        Err(e) => Err(format!(
+            "perf cannot count a process's system calls as the section does ({e})"
+        )),
+    }
 }
 
 /// A `perf stat` attached to a proxy, counters off until [`Counter::enable`].
@@ -211,13 +249,13 @@ impl Counter {
     }
 
     /// Switches the counters on; returns once perf says they are.
-    pub fn enable(&mut self) -> Result<()> {
-        self.command("enable")
+    pub fn enable(&mut self, interrupted: &AtomicBool) -> Result<()> {
+        self.command("enable", interrupted)
     }
 
     /// Switches the counters off; returns once perf says they are.
-    pub fn disable(&mut self) -> Result<()> {
-        self.command("disable")
+    pub fn disable(&mut self, interrupted: &AtomicBool) -> Result<()> {
+        self.command("disable", interrupted)
     }
 
     /// Stops perf (SIGINT, on which it writes its counts) and reads what it counted.
@@ -241,24 +279,36 @@ impl Counter {
     }
 
     /// Sends one control command and waits for perf's `ack`.
-    fn command(&mut self, what: &str) -> Result<()> {
+    /// The wait is in short slices: the harness holds both ends of the ack FIFO, so perf dying
+    /// shows as no hang-up, only as its exit; Ctrl-C (which reaches perf too) ends it at once.
+    fn command(&mut self, what: &str, interrupted: &AtomicBool) -> Result<()> {
+        self.perf.check_alive()?;
         self.ctl
             .write_all(format!("{what}\n").as_bytes())
             .context(|| format!("asking perf to {what}"))?;
-        let mut poll = libc::pollfd {
-            fd: self.ack.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let timeout = PERF_TIMEOUT.as_millis() as libc::c_int;
-        // SAFETY: one valid pollfd, for the length given.
-        let ready = unsafe { libc::poll(&mut poll, 1, timeout) };
-        if ready != 1 {
+        let deadline = Instant::now() + PERF_TIMEOUT;
+        loop {
+            let mut poll = libc::pollfd {
+                fd: self.ack.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the length given.
+            let ready = unsafe { libc::poll(&mut poll, 1, ACK_SLICE_MS) };
+            if ready == 1 {
+                break;
+            }
+            if interrupted.load(Ordering::Relaxed) {
+                return Err(Error::new("interrupted"));
+            }
             self.perf.check_alive()?;
-            return Err(Error::new(format!(
-                "perf did not acknowledge {what} within {PERF_TIMEOUT:?}; stderr: {}",
-                self.perf.stderr_tail(3)
-            )));
+            if Instant::now() >= deadline {
+                return Err(Error::new(format!(
+                    "perf did not acknowledge {what} within {PERF_TIMEOUT:?}; stderr: {}",
+                    self.perf.stderr_tail(3)
+                )));
+            }
+            // Zero (the slice passed) or EINTR: look again.
         }
         // perf writes "ack\n" and a NUL.
         let mut reply = [0u8; 16];
@@ -321,9 +371,14 @@ fn parse(text: &str) -> Option<Counts> {
         else {
             continue;
         };
-        // "<not counted>" and "<not supported>" are no number: skip them.
-        let Ok(count) = count.trim().parse::<u64>() else {
-            continue;
+        // "<not counted>": the counter was on but its threads never ran, so nothing
+        // happened. "<not supported>" is no number: skip it.
+        let count = match count.trim() {
+            "<not counted>" => 0,
+            count => match count.parse::<u64>() {
+                Ok(count) => count,
+                Err(_) => continue,
+            },
         };
         if event == "raw_syscalls:sys_enter" {
             total = Some(count);
@@ -358,6 +413,7 @@ mod tests {
                     300,,syscalls:sys_enter_sendto,1000,100.00,,\n\
                     0,,syscalls:sys_enter_read,1000,100.00,,\n\
                     <not counted>,,syscalls:sys_enter_write,0,0.00,,\n\
+                    <not supported>,,syscalls:sys_enter_mmap,0,0.00,,\n\
                     600,,syscalls:sys_enter_recvfrom,1000,100.00,,\n\
                     300,,syscalls:sys_enter_epoll_wait,1000,100.00,,\n";
         let counts = parse(text).expect("a total");
@@ -376,7 +432,17 @@ mod tests {
     #[test]
     fn no_total_is_no_count() {
         assert_eq!(parse("300,,syscalls:sys_enter_sendto,1,100.00,,\n"), None);
+        assert_eq!(
+            parse("<not supported>,,raw_syscalls:sys_enter,0,0.00,,\n"),
+            None
+        );
         assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn threads_that_never_ran_made_no_call() {
+        let idle = parse("<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n").unwrap();
+        assert_eq!(idle, Counts::default());
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn run_window(
     }
     sleep_checked(window.warmup, interrupted)?;
     if let Some(counter) = counter.as_deref_mut() {
-        counter.enable()?;
+        counter.enable(interrupted)?;
     }
     let before = sample(proxy)?;
     let start = Instant::now();
@@ -200,7 +200,7 @@ fn run_window(
     let secs = start.elapsed().as_secs_f64();
     let after = sample(proxy)?;
     if let Some(counter) = counter {
-        counter.disable()?;
+        counter.disable(interrupted)?;
     }
     if handles.iter().any(|h| h.is_finished()) {
         return Err(Error::new("a load thread ended inside the window"));

@@ -159,6 +159,11 @@ impl Results {
             .push(memory);
     }
 
+    /// Adds a note for the report's header.
+    pub fn add_note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
     /// Records how a proxy process stopped and what it logged.
     pub fn add_stop(&mut self, setup: Setup, round: u32, exit: Exit, log: Vec<String>) {
         self.stops.push(Stop {
