@@ -189,38 +189,61 @@ fn ipv6_loopback_relays() {
     assert_eq!(status.bytes_to_client, 1 + msg.len() as u64);
 }
 
+/// Sends `bytes` with `MSG_OOB`: TCP marks the last of them urgent.
+#[track_caller]
+fn send_urgent(stream: &TcpStream, bytes: &[u8]) {
+    // SAFETY: a valid buffer of `bytes.len()` bytes and the stream's open descriptor.
+    let sent = unsafe {
+        libc::send(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_OOB,
+        )
+    };
+    assert_eq!(sent, bytes.len() as isize, "send with MSG_OOB");
+}
+
+/// Runs 20 connections through a proxy to an echo on each data path; each sends "abc" with its
+/// last byte urgent then "def" at once, and `finish` (given the stream and a label for
+/// messages) does the rest. `after` checks the proxy once a path's connections are done.
+fn urgent_rounds(
+    finish: impl Fn(&mut TcpStream, &str),
+    after: impl Fn(&TestProxy, SocketAddr, usize),
+) {
+    const ROUNDS: usize = 20;
+    for splice in [true, false] {
+        let echo = Backend::echo();
+        let proxy = start(builder().tunnel(with_splice(spec_to(echo.addr()), splice)));
+        let local = proxy.bound()[0];
+        for round in 0..ROUNDS {
+            let mut stream = connect(local);
+            stream.set_nodelay(true).unwrap();
+            send_urgent(&stream, b"abc");
+            stream.write_all(b"def").unwrap();
+            finish(&mut stream, &format!("round {round}, splice {splice}"));
+        }
+        after(&proxy, local, ROUNDS);
+    }
+}
+
 /// TCP urgent data: a read stops at the urgent mark, short of the bytes queued behind it, and
 /// no new event comes for them. They must still go through at once (the urgent byte itself is
 /// not relayed: porxy never reads out of band, as HAProxy and nginx do not). Repeated, since
 /// whether both sends are queued before porxy reads depends on timing.
 #[test]
 fn bytes_behind_urgent_data_are_relayed_at_once() {
-    for splice in [true, false] {
-        let echo = Backend::echo();
-        let proxy = start(builder().tunnel(with_splice(spec_to(echo.addr()), splice)));
-        let local = proxy.bound()[0];
-        for round in 0..20 {
-            let mut stream = connect(local);
-            stream.set_nodelay(true).unwrap();
-            // "abc" with its last byte urgent, then "def" at once.
-            let sent = unsafe {
-                libc::send(
-                    std::os::fd::AsRawFd::as_raw_fd(&stream),
-                    b"abc".as_ptr().cast(),
-                    3,
-                    libc::MSG_OOB,
-                )
-            };
-            assert_eq!(sent, 3, "send with MSG_OOB");
-            stream.write_all(b"def").unwrap();
+    urgent_rounds(
+        |stream, label| {
             let mut echoed = [0u8; 5];
             // `connect` sets read timeouts: a withheld "def" fails here, not in a hang.
-            stream.read_exact(&mut echoed).unwrap_or_else(|e| {
-                panic!("round {round}, splice {splice}: the bytes behind the urgent mark: {e}")
-            });
-            assert_eq!(&echoed, b"abdef", "round {round}, splice {splice}");
-        }
-    }
+            stream
+                .read_exact(&mut echoed)
+                .unwrap_or_else(|e| panic!("{label}: the bytes behind the urgent mark: {e}"));
+            assert_eq!(&echoed, b"abdef", "{label}");
+        },
+        |_, _, _| {},
+    );
 }
 
 /// Urgent data, more bytes and the FIN sent back to back: porxy may find all three queued at
@@ -231,35 +254,22 @@ fn bytes_behind_urgent_data_are_relayed_at_once() {
 /// queued.
 #[test]
 fn bytes_between_urgent_data_and_a_fin_are_relayed_before_the_end() {
-    for splice in [true, false] {
-        let echo = Backend::echo();
-        let proxy = start(builder().tunnel(with_splice(spec_to(echo.addr()), splice)));
-        let local = proxy.bound()[0];
-        for round in 0..20 {
-            let mut stream = connect(local);
-            stream.set_nodelay(true).unwrap();
-            let sent = unsafe {
-                libc::send(
-                    std::os::fd::AsRawFd::as_raw_fd(&stream),
-                    b"abc".as_ptr().cast(),
-                    3,
-                    libc::MSG_OOB,
-                )
-            };
-            assert_eq!(sent, 3, "send with MSG_OOB");
-            stream.write_all(b"def").unwrap();
+    urgent_rounds(
+        |stream, label| {
             stream.shutdown(Shutdown::Write).unwrap();
-            let ending = read_until_end(&mut stream);
+            let ending = read_until_end(stream);
             assert_eq!(
                 (ending.bytes.as_slice(), ending.end),
                 (&b"abdef"[..], End::Eof),
-                "round {round}, splice {splice}"
+                "{label}"
             );
-        }
-        wait_tunnel(&proxy.handle(), local, "every connection complete", |t| {
-            t.closes.get(CloseReason::Completed) == 20
-        });
-    }
+        },
+        |proxy, local, rounds| {
+            wait_tunnel(&proxy.handle(), local, "every connection complete", |t| {
+                t.closes.get(CloseReason::Completed) == rounds as u64
+            });
+        },
+    );
 }
 
 /// Shuts down the client's writing on `stream`, a connection through `local` with nothing more

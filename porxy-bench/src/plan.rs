@@ -43,6 +43,15 @@ pub enum Phase {
     Short,
 }
 
+/// Every timed phase (all but [`Phase::Idle`]), in the order a setup goes through them.
+const TIMED: [Phase; 5] = [
+    Phase::BulkUp,
+    Phase::BulkDown,
+    Phase::Rr1,
+    Phase::Rr64,
+    Phase::Short,
+];
+
 /// Request/response connections in [`Phase::Rr64`].
 pub const RR_CONNS: usize = 64;
 /// Short connections in flight in [`Phase::Short`].
@@ -198,14 +207,7 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             .iter()
             .map(|&kind| Setup::new(kind, 1))
             .collect(),
-        phases: vec![
-            Phase::Idle,
-            Phase::BulkUp,
-            Phase::BulkDown,
-            Phase::Rr1,
-            Phase::Rr64,
-            Phase::Short,
-        ],
+        phases: [&[Phase::Idle][..], &TIMED].concat(),
         pinned: true,
         threads: 1,
         rounds: settings.rounds,
@@ -265,13 +267,7 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             sections.push(Section {
                 id: SectionId::Syscalls,
                 setups,
-                phases: vec![
-                    Phase::BulkUp,
-                    Phase::BulkDown,
-                    Phase::Rr1,
-                    Phase::Rr64,
-                    Phase::Short,
-                ],
+                phases: TIMED.to_vec(),
                 pinned: true,
                 threads: 1,
                 // Counts per unit of work barely move from one round to the next.
