@@ -17,7 +17,7 @@ use crate::error::{Context, Error, Result};
 use crate::load::bulk::{self, Direction};
 use crate::load::{self, idle, rr, sample, short, Window, Worker};
 use crate::peers::{self, Kind, Programs, Setup};
-use crate::plan::{self, Mode, Phase, Section, SectionId, Settings, RR_CONNS, SHORT_IN_FLIGHT};
+use crate::plan::{self, Phase, Section, SectionId, Settings, RR_CONNS, SHORT_IN_FLIGHT};
 use crate::report::{self, Environment, Memory, Results};
 use crate::sys::{self, Cpus};
 use crate::syscalls::{self, Counter};
@@ -85,7 +85,12 @@ pub fn run(mut settings: Settings) -> Result<()> {
         programs.nginx_stream_module = None;
     }
     let dir = TempDir::create()?;
-    if settings.syscalls && settings.mode != Mode::Smoke {
+    // Only when the plan has the section (not in smoke mode, not for direct alone, not when
+    // `--phases` leaves it no phase).
+    let counts_syscalls = plan::sections(&settings)
+        .iter()
+        .any(|section| section.id == SectionId::Syscalls);
+    if counts_syscalls {
         eprintln!("checking that perf can count system calls");
         if let Err(why) = syscalls::available(&Cpus::all(), &dir.0, &interrupted) {
             notes.push(format!("{why}: the system-call section is left out"));
