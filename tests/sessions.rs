@@ -2,7 +2,7 @@
 //! stopping proxy, `import_sessions` on another, the connection going on unbroken.
 
 use std::io::Write;
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use porxy_core::{Error, ImportReport, StopMode, TunnelSpec};
@@ -12,7 +12,7 @@ use crate::support::fanout::{
     collector, echoing_primary, fanout_spec, fanout_spec_on, recv, Digest,
 };
 use crate::support::payload::{assert_same, bytes};
-use crate::support::proxy::{builder, spec_to, start, start_to};
+use crate::support::proxy::{builder, spec_to, start, start_to, TestProxy};
 use crate::support::Backend;
 
 /// How long the first proxy's reactors may take to let connections connecting go.
@@ -70,14 +70,12 @@ fn a_session_goes_on_detached_in_a_proxy_without_its_tunnel() {
     assert_eq!(backend.accepted(), 1, "one upstream connection all along");
 }
 
-/// Sessions given back to the proxy they came from (a handover that failed) go on in their own
-/// tunnel, even though the stop has emptied the tunnel table.
-#[test]
-fn a_session_given_back_returns_to_its_own_tunnel() {
-    let backend = Backend::echo();
-    let (proxy, local) = start_to(backend.addr());
-    let mut client = connect(local);
-    round_trip(&mut client, b"before");
+/// One exchange ("before") on `client`, a graceful stop of `proxy`, its one session exported
+/// and given back to it (a handover that failed), then a second exchange ("after") and a clean
+/// end: the connection went on in its own tunnel.
+#[track_caller]
+fn give_back_after_a_stop(proxy: &TestProxy, client: &mut TcpStream) {
+    round_trip(client, b"before");
     proxy.handle().stop(StopMode::Graceful { timeout: DRAIN });
     let mut export = proxy.handle().export_sessions(SETTLE).unwrap();
     let sessions = export.next_batch(10);
@@ -85,9 +83,19 @@ fn a_session_given_back_returns_to_its_own_tunnel() {
     let report = proxy.handle().import_sessions(sessions).unwrap();
     assert_eq!(report.matched, 1, "{report:?}");
     drop(export);
-    round_trip(&mut client, b"after");
+    round_trip(client, b"after");
     client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_until_end(&mut client).end, End::Eof);
+    assert_eq!(read_until_end(client).end, End::Eof);
+}
+
+/// Sessions given back to the proxy they came from (a handover that failed) go on in their own
+/// tunnel, even though the stop has emptied the tunnel table.
+#[test]
+fn a_session_given_back_returns_to_its_own_tunnel() {
+    let backend = Backend::echo();
+    let (proxy, local) = start_to(backend.addr());
+    let mut client = connect(local);
+    give_back_after_a_stop(&proxy, &mut client);
     assert_eq!(proxy.join_within(Duration::from_secs(10)).cut, 0);
 }
 
@@ -142,17 +150,7 @@ fn a_fanout_session_given_back_returns_to_its_own_tunnel() {
     let proxy = start(builder().tunnel(spec));
     let local = proxy.bound()[0];
     let mut client = connect(local);
-    round_trip(&mut client, b"before");
-    proxy.handle().stop(StopMode::Graceful { timeout: DRAIN });
-    let mut export = proxy.handle().export_sessions(SETTLE).unwrap();
-    let sessions = export.next_batch(10);
-    assert_eq!(sessions.len(), 1);
-    let report = proxy.handle().import_sessions(sessions).unwrap();
-    assert_eq!(report.matched, 1, "{report:?}");
-    drop(export);
-    round_trip(&mut client, b"after");
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_until_end(&mut client).end, End::Eof);
+    give_back_after_a_stop(&proxy, &mut client);
     let whole = Digest::of(b"beforeafter");
     assert_eq!(recv(&primary_rx, "the primary"), Ok(whole));
     assert_eq!(recv(&mirror_rx, "the mirror"), Ok(whole));
