@@ -30,10 +30,10 @@
 //! destinations) leave as soon as it completes, for up to [`SETTLE`]; any still connecting then
 //! finish in the old porxy.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porxy_core::session::wire::{
     self, FrameHeader, WireError, FORMAT, FRAME_HEADER_LEN, MAX_FRAME_BODY, MAX_FRAME_DESCRIPTORS,
@@ -42,6 +42,7 @@ use porxy_core::session::wire::{
 use porxy_core::{ImportReport, ProxyHandle, Session};
 use sendfd::{RecvWithFd, SendWithFd};
 
+use crate::upgrade::line::{LineError, LineReader};
 use crate::upgrade::{own, read_line, STEP_TIMEOUT};
 
 /// How long connections whose upstream connect is in flight may take to complete it and leave.
@@ -79,35 +80,34 @@ struct Sent {
 
 /// Old side, steps 5 and 6: reads the new porxy's request and, if it asks for them, hands the
 /// connections over. Never fails the stopping proxy: whatever is not handed over drains here.
-pub(crate) fn answer(conn: &UnixStream, reader: &mut BufReader<UnixStream>, handle: &ProxyHandle) {
+pub(crate) fn answer(reader: &mut LineReader, handle: &ProxyHandle) {
+    let conn = reader.stream();
     let request = conn
-        .set_read_timeout(Some(STEP_TIMEOUT))
-        .and_then(|()| conn.set_write_timeout(Some(STEP_TIMEOUT)))
-        .and_then(|()| {
-            let mut line = String::new();
-            reader.read_line(&mut line).map(|_| line)
-        });
+        .set_write_timeout(Some(STEP_TIMEOUT))
+        .map_err(LineError::Io)
+        .and_then(|()| reader.read_line(MAX_LINE, Instant::now() + STEP_TIMEOUT));
     let line = match request {
         Ok(line) => line,
+        // An older new porxy says nothing and closes: the same as DRAIN.
+        Err(LineError::Closed { partial }) if partial.is_empty() => String::new(),
         Err(e) => {
             tracing::warn!(error = %e, "no word from the new porxy about the established connections; they finish here");
             return;
         }
     };
+    let mut out = reader.stream();
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         [] => tracing::info!("the new porxy leaves the established connections here (an older version); they finish here"),
         ["DRAIN"] => tracing::info!("the new porxy leaves the established connections here; they finish here"),
         ["SESSIONS", format] if *format == FORMAT => {
-            let mut out = conn;
             if let Err(e) = out.write_all(format!("SESSIONS {FORMAT}\n").as_bytes()) {
                 tracing::warn!(error = %e, "the new porxy went away; the established connections finish here");
                 return;
             }
-            send(conn, reader, handle);
+            send(reader, handle);
         }
         ["SESSIONS", format] => {
-            let mut out = conn;
             let _ = out.write_all(
                 format!("ERR this porxy sends connections as {FORMAT}, not {format}\n").as_bytes(),
             );
@@ -117,17 +117,17 @@ pub(crate) fn answer(conn: &UnixStream, reader: &mut BufReader<UnixStream>, hand
                 "the new porxy reads another session format; the established connections finish here"
             );
         }
-        _ => tracing::warn!(line = %line.trim_end(), "unexpected request from the new porxy; the established connections finish here"),
+        _ => tracing::warn!(line = %line, "unexpected request from the new porxy; the established connections finish here"),
     }
 }
 
 /// Old side, step 6: the frames, until the end or a failure (see the module docs).
-fn send(conn: &UnixStream, reader: &mut BufReader<UnixStream>, handle: &ProxyHandle) {
+fn send(reader: &mut LineReader, handle: &ProxyHandle) {
     let mut export = match handle.export_sessions(SETTLE) {
         Ok(export) => export,
         Err(e) => {
             tracing::error!(error = %e, "cannot take the connections out; they finish here");
-            let _ = send_header(conn, &FrameHeader::END.to_bytes(), &[]);
+            let _ = send_header(reader.stream(), &FrameHeader::END.to_bytes(), &[]);
             return;
         }
     };
@@ -135,11 +135,11 @@ fn send(conn: &UnixStream, reader: &mut BufReader<UnixStream>, handle: &ProxyHan
     let failure = loop {
         let batch = export.next_batch(MAX_FRAME_SESSIONS);
         if batch.is_empty() {
-            break send_header(conn, &FrameHeader::END.to_bytes(), &[])
+            break send_header(reader.stream(), &FrameHeader::END.to_bytes(), &[])
                 .err()
                 .map(|e| (Vec::new(), e));
         }
-        match send_frames(conn, reader, batch, &mut sent) {
+        match send_frames(reader, batch, &mut sent) {
             Ok(()) => {}
             Err(failed) => break Some(failed),
         }
@@ -177,8 +177,7 @@ fn send(conn: &UnixStream, reader: &mut BufReader<UnixStream>, handle: &ProxyHan
 /// Sends `batch` in as many frames as its size needs. On failure, returns the sessions that
 /// were not handed over (to take back) and why.
 fn send_frames(
-    conn: &UnixStream,
-    reader: &mut BufReader<UnixStream>,
+    reader: &mut LineReader,
     batch: Vec<Session>,
     sent: &mut Sent,
 ) -> Result<(), (Vec<Session>, HandoverError)> {
@@ -200,7 +199,7 @@ fn send_frames(
             fds += more_fds;
             frame.extend(rest.next());
         }
-        if let Err(reply) = send_frame(conn, reader, &frame) {
+        if let Err(reply) = send_frame(reader, &frame) {
             return match reply {
                 Reply::InDoubt(why) => {
                     sent.in_doubt += frame.len();
@@ -226,13 +225,10 @@ enum Reply {
     InDoubt(HandoverError),
 }
 
-fn send_frame(
-    conn: &UnixStream,
-    reader: &mut BufReader<UnixStream>,
-    sessions: &[Session],
-) -> Result<(), Reply> {
+fn send_frame(reader: &mut LineReader, sessions: &[Session]) -> Result<(), Reply> {
     let frame = wire::encode_frame(sessions).map_err(|e| Reply::Refused(e.into()))?;
     let fds: Vec<RawFd> = frame.descriptors.iter().map(|fd| fd.as_raw_fd()).collect();
+    let conn = reader.stream();
     send_header(conn, &frame.header, &fds)
         .and_then(|()| {
             let mut out = conn;
@@ -240,31 +236,23 @@ fn send_frame(
                 .map_err(io_error("sending connections"))
         })
         .map_err(Reply::Refused)?;
-    let mut line = String::new();
-    match reader.read_line(&mut line) {
-        Ok(0) => Err(Reply::Refused(HandoverError::Protocol(
+    let step = "waiting for the new porxy to acknowledge connections";
+    match reader.read_line(MAX_LINE, Instant::now() + STEP_TIMEOUT) {
+        Ok(line) if line == "ACK" => Ok(()),
+        Ok(line) => Err(Reply::Refused(HandoverError::Protocol(format!(
+            "the new porxy refused connections: {line}"
+        )))),
+        Err(LineError::Closed { .. }) => Err(Reply::Refused(HandoverError::Protocol(
             "the new porxy went away before it acknowledged connections".into(),
         ))),
-        Ok(_) if line.trim_end() == "ACK" => Ok(()),
-        Ok(_) => Err(Reply::Refused(HandoverError::Protocol(format!(
-            "the new porxy refused connections: {}",
-            line.trim_end()
-        )))),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(Reply::InDoubt(HandoverError::Io {
-                step: "waiting for the new porxy to acknowledge connections",
-                source: e,
-            }))
-        }
-        Err(e) => Err(Reply::Refused(HandoverError::Io {
-            step: "waiting for the new porxy to acknowledge connections",
-            source: e,
+        Err(LineError::TimedOut { .. }) => Err(Reply::InDoubt(HandoverError::Io {
+            step,
+            source: io::ErrorKind::TimedOut.into(),
         })),
+        Err(LineError::Io(source)) => Err(Reply::Refused(HandoverError::Io { step, source })),
+        Err(e @ LineError::TooLong { .. }) => Err(Reply::Refused(HandoverError::Protocol(
+            format!("{step}: {e}"),
+        ))),
     }
 }
 
@@ -400,7 +388,18 @@ fn read_frame(conn: &mut UnixStream) -> Result<Option<Vec<Session>>, HandoverErr
     if header.is_end() {
         return Ok(None);
     }
-    let mut body = vec![0u8; header.body_len()];
-    conn.read_exact(&mut body).map_err(step)?;
+    // Grown as bytes arrive, never sized by the header's word alone: a peer that announces a
+    // large body and sends little costs what it sent.
+    let mut body = Vec::new();
+    let wanted = header.body_len();
+    conn.take(wanted as u64)
+        .read_to_end(&mut body)
+        .map_err(step)?;
+    if body.len() < wanted {
+        return Err(HandoverError::Protocol(format!(
+            "the transfer ended inside a frame ({} of its {wanted} bytes came)",
+            body.len()
+        )));
+    }
     Ok(Some(wire::decode_frame(&header, &body, fds)?))
 }

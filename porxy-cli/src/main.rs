@@ -12,7 +12,8 @@
 //! configuration or start error (printed once as `porxy: error: ...`), 2 a usage error (clap),
 //! 3 the stop cut open connections.
 
-// One unsafe block, in upgrade.rs, owns the descriptors a takeover receives.
+// Unsafe code lives in upgrade/: owning the descriptors a takeover receives, and asking the
+// kernel who a peer of the upgrade socket is.
 #![deny(unsafe_code)]
 
 mod args;
@@ -23,6 +24,7 @@ mod handover;
 mod logging;
 mod reload;
 mod signals;
+mod socket_path;
 mod stopping;
 mod upgrade;
 

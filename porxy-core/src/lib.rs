@@ -70,6 +70,7 @@ pub use handle::{
     BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, SessionExport,
     StopMode,
 };
+pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};

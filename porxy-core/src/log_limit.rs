@@ -3,13 +3,14 @@
 //! Running out of descriptors, or a backend that refuses every connect, can make the same
 //! warning due for every client. One line each would flood the log, and cost CPU when porxy
 //! can least spare it. A [`LogLimit`] lets one line through per period and counts the others,
-//! so that the next line says how many there were.
+//! so that the next line says how many there were. Public, so that an application embedding
+//! porxy (the porxy binary, for one) limits its own recurring warnings the same way.
 
 use std::time::{Duration, Instant};
 
 /// Lets one log line through per period, and counts the occurrences in between.
 #[derive(Debug, Default)]
-pub(crate) struct LogLimit {
+pub struct LogLimit {
     last: Option<Instant>,
     unlogged: u64,
 }
@@ -17,7 +18,7 @@ pub(crate) struct LogLimit {
 impl LogLimit {
     /// Counts one occurrence at `now`; `Some(n)` when a line is due, for the `n` occurrences
     /// since the last line (this one included).
-    pub(crate) fn occurred(&mut self, now: Instant, period: Duration) -> Option<u64> {
+    pub fn occurred(&mut self, now: Instant, period: Duration) -> Option<u64> {
         self.unlogged += 1;
         if self
             .last

@@ -19,7 +19,7 @@ use porxy_core::{Endpoint, ProxyHandle};
 
 use super::reply::Context;
 use super::session::{self, Sessions};
-use super::unix::bind_unix;
+use crate::socket_path::{bind_unix, SocketPathError};
 
 /// Where the control socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,21 +85,8 @@ pub enum ControlError {
         #[source]
         source: io::Error,
     },
-    #[error("control socket {path} is in use by a running process")]
-    PathInUse { path: PathBuf },
-    #[error("control socket {path}: the path exists and is not a socket; it is left untouched")]
-    NotASocket { path: PathBuf },
-    #[error(
-        "control socket {path}: the path is {len} bytes, longer than a Unix socket path can be \
-         ({max} bytes)"
-    )]
-    PathTooLong {
-        path: PathBuf,
-        len: usize,
-        max: usize,
-    },
-    #[error("control socket {path}: another file appeared at the path while binding; it is left untouched")]
-    PathTaken { path: PathBuf },
+    #[error(transparent)]
+    Path(#[from] SocketPathError),
     #[error("cannot start the control thread: {0}")]
     Thread(#[source] io::Error),
 }
@@ -128,7 +115,7 @@ impl ControlSocket {
                 Ok((ControlSocket::Tcp(listener), BoundControl::Tcp(bound)))
             }
             ControlAddr::Unix(path) => Ok((
-                ControlSocket::Unix(bind_unix(path)?),
+                ControlSocket::Unix(bind_unix(path, "control socket")?),
                 BoundControl::Unix(path.clone()),
             )),
         }

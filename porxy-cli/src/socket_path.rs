@@ -1,4 +1,5 @@
-//! Binding the control socket on a Unix socket path, safely.
+//! Binding a Unix socket at a path the operator named, safely: the control socket and the
+//! upgrade socket both go through here.
 //!
 //! The path is the operator's to name, and a typo must not cost a file: only a socket is ever
 //! replaced, and only a stale one (nobody answers on it). A socket another process serves is
@@ -21,7 +22,36 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use super::server::ControlError;
+/// Why a socket could not be bound at its path. `role` names the socket ("control socket",
+/// "upgrade socket") in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketPathError {
+    #[error("cannot bind the {role} at {path}: {source}")]
+    Bind {
+        role: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{role} {path} is in use by a running process")]
+    InUse { role: &'static str, path: PathBuf },
+    #[error("{role} {path}: the path exists and is not a socket; it is left untouched")]
+    NotASocket { role: &'static str, path: PathBuf },
+    #[error(
+        "{role} {path}: the path is {len} bytes, longer than a Unix socket path can be \
+         ({max} bytes)"
+    )]
+    TooLong {
+        role: &'static str,
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "{role} {path}: another file appeared at the path while binding; it is left untouched"
+    )]
+    Taken { role: &'static str, path: PathBuf },
+}
 
 /// How many private directory names are tried before giving up (one left behind by a crash
 /// takes a name).
@@ -29,33 +59,65 @@ const PRIVATE_DIR_TRIES: u32 = 16;
 
 /// The longest Unix socket path, in bytes: Linux's `sun_path` holds 108, one of them the
 /// terminating NUL.
-pub(super) const MAX_PATH_LEN: usize = 107;
+pub(crate) const MAX_PATH_LEN: usize = 107;
 
 /// The socket's name inside the private directory.
 const STAGED_NAME: &str = "s";
 
-/// Binds a Unix socket at `path`, readable and writable by its owner only.
-pub(super) fn bind_unix(path: &Path) -> Result<UnixListener, ControlError> {
-    let bind_error = |source| ControlError::Bind {
-        addr: path.display().to_string(),
+/// Binds a Unix socket at `path`, readable and writable by its owner only. `role` names the
+/// socket in errors and logs.
+pub(crate) fn bind_unix(path: &Path, role: &'static str) -> Result<UnixListener, SocketPathError> {
+    let bind_error = |source| SocketPathError::Bind {
+        role,
+        path: path.into(),
         source,
     };
     let len = path.as_os_str().len();
     if len > MAX_PATH_LEN {
-        return Err(ControlError::PathTooLong {
+        return Err(SocketPathError::TooLong {
+            role,
             path: path.into(),
             len,
             max: MAX_PATH_LEN,
         });
     }
-    clear_stale(path)?;
+    clear_stale(path, role)?;
     let private = PrivateDir::create(path).map_err(bind_error)?;
     let staged = private.path.join(STAGED_NAME);
     let listener = bind_staged(&private, &staged).map_err(bind_error)?;
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
         .map_err(bind_error)?;
-    publish(&staged, path)?;
+    publish(&staged, path, role)?;
     Ok(listener)
+}
+
+/// Binds a socket that is to replace the one a running process serves at `path`: under the
+/// name `path.new-<pid>` (as [`bind_unix`] binds), to be renamed over `path` by [`replace`]
+/// once it may. Refused at once if `path` is anything but a socket or nothing.
+pub(crate) fn bind_beside(
+    path: &Path,
+    role: &'static str,
+) -> Result<(UnixListener, PathBuf), SocketPathError> {
+    socket_or_nothing(path, role)?;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".new-{}", std::process::id()));
+    let staged = PathBuf::from(name);
+    Ok((bind_unix(&staged, role)?, staged))
+}
+
+/// Renames `staged` (from [`bind_beside`]) over `path`, which must still be a socket or
+/// nothing: a file put there meanwhile is left alone.
+pub(crate) fn replace(
+    staged: &Path,
+    path: &Path,
+    role: &'static str,
+) -> Result<(), SocketPathError> {
+    socket_or_nothing(path, role)?;
+    std::fs::rename(staged, path).map_err(|source| SocketPathError::Bind {
+        role,
+        path: path.into(),
+        source,
+    })
 }
 
 /// Binds the socket at `staged`, in `private`: by that path when it fits `sun_path`, else by
@@ -82,50 +144,63 @@ fn bind_staged(private: &PrivateDir, staged: &Path) -> io::Result<UnixListener> 
 /// Makes the staged socket reachable at `path`. link(2) refuses an existing target, where
 /// rename(2) would replace it: a file created at `path` since [`clear_stale`] looked is left
 /// alone.
-fn publish(staged: &Path, path: &Path) -> Result<(), ControlError> {
+fn publish(staged: &Path, path: &Path, role: &'static str) -> Result<(), SocketPathError> {
     std::fs::hard_link(staged, path).map_err(|source| {
         if source.kind() == ErrorKind::AlreadyExists {
-            ControlError::PathTaken { path: path.into() }
+            SocketPathError::Taken {
+                role,
+                path: path.into(),
+            }
         } else {
-            ControlError::Bind {
-                addr: path.display().to_string(),
+            SocketPathError::Bind {
+                role,
+                path: path.into(),
                 source,
             }
         }
     })
 }
 
-/// Makes way at `path`: nothing there, or a stale socket (removed). A live socket, or anything
-/// that is not a socket, is an error and stays untouched.
-fn clear_stale(path: &Path) -> Result<(), ControlError> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(ControlError::Bind {
-                addr: path.display().to_string(),
-                source,
-            })
-        }
-    };
-    if !meta.file_type().is_socket() {
-        return Err(ControlError::NotASocket { path: path.into() });
-    }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(ControlError::PathInUse { path: path.into() }),
-        // Refused: a socket file nobody listens on, left by a process that died.
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-            tracing::info!(path = %path.display(), "replacing a stale control socket");
-            std::fs::remove_file(path).map_err(|source| ControlError::Bind {
-                addr: path.display().to_string(),
-                source,
-            })
-        }
-        // Any other answer (no permission, say) proves nothing: leave the file alone.
-        Err(source) => Err(ControlError::Bind {
-            addr: path.display().to_string(),
+/// Whether `path` holds a socket: `false` when nothing is there. Anything else is an error.
+fn socket_or_nothing(path: &Path, role: &'static str) -> Result<bool, SocketPathError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(true),
+        Ok(_) => Err(SocketPathError::NotASocket {
+            role,
+            path: path.into(),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(SocketPathError::Bind {
+            role,
+            path: path.into(),
             source,
         }),
+    }
+}
+
+/// Makes way at `path`: nothing there, or a stale socket (removed). A live socket, or anything
+/// that is not a socket, is an error and stays untouched.
+fn clear_stale(path: &Path, role: &'static str) -> Result<(), SocketPathError> {
+    if !socket_or_nothing(path, role)? {
+        return Ok(());
+    }
+    let bind_error = |source| SocketPathError::Bind {
+        role,
+        path: path.into(),
+        source,
+    };
+    match UnixStream::connect(path) {
+        Ok(_) => Err(SocketPathError::InUse {
+            role,
+            path: path.into(),
+        }),
+        // Refused: a socket file nobody listens on, left by a process that died.
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "replacing a stale {role}");
+            std::fs::remove_file(path).map_err(bind_error)
+        }
+        // Any other answer (no permission, say) proves nothing: leave the file alone.
+        Err(source) => Err(bind_error(source)),
     }
 }
 
@@ -168,13 +243,17 @@ impl Drop for PrivateDir {
 mod tests {
     use super::*;
 
+    const ROLE: &str = "test socket";
+
     /// A fresh directory for one test, removed afterwards.
     struct Scratch(PathBuf);
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("porxy-unix-test-{}-{name}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!(
+                "porxy-socket-path-test-{}-{name}",
+                std::process::id()
+            ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
@@ -200,7 +279,7 @@ mod tests {
     fn binds_owner_only_and_leaves_no_temporary_directory() {
         let dir = Scratch::new("fresh");
         let path = dir.0.join("c.sock");
-        let listener = bind_unix(&path).unwrap();
+        let listener = bind_unix(&path, ROLE).unwrap();
         let meta = std::fs::symlink_metadata(&path).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -217,8 +296,8 @@ mod tests {
         let _listener = UnixListener::bind(&staged).unwrap();
         let path = dir.0.join("c.sock");
         std::fs::write(&path, "created meanwhile").unwrap();
-        let err = publish(&staged, &path).unwrap_err();
-        assert!(matches!(err, ControlError::PathTaken { .. }), "{err:?}");
+        let err = publish(&staged, &path, ROLE).unwrap_err();
+        assert!(matches!(err, SocketPathError::Taken { .. }), "{err:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "created meanwhile");
     }
 
@@ -227,12 +306,12 @@ mod tests {
         let dir = Scratch::new("file");
         let path = dir.0.join("porxy.toml");
         std::fs::write(&path, "keep me").unwrap();
-        let err = bind_unix(&path).unwrap_err();
-        assert!(matches!(err, ControlError::NotASocket { .. }), "{err:?}");
+        let err = bind_unix(&path, ROLE).unwrap_err();
+        assert!(matches!(err, SocketPathError::NotASocket { .. }), "{err:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
         std::os::unix::fs::symlink(&path, dir.0.join("link")).unwrap();
-        let err = bind_unix(&dir.0.join("link")).unwrap_err();
-        assert!(matches!(err, ControlError::NotASocket { .. }), "{err:?}");
+        let err = bind_unix(&dir.0.join("link"), ROLE).unwrap_err();
+        assert!(matches!(err, SocketPathError::NotASocket { .. }), "{err:?}");
         assert_eq!(entries(&dir.0), ["link", "porxy.toml"]);
     }
 }
