@@ -16,6 +16,7 @@ mod reload;
 mod stop;
 mod takeover_failure;
 mod upgrade;
+mod upgrade_socket;
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;

@@ -211,6 +211,12 @@ impl Porxy {
         self.status_kib("VmHWM:")
     }
 
+    /// The most virtual memory it has had, in KiB (`VmPeak` of /proc/PID/status): an
+    /// allocation shows here in full even where the kernel has not yet given it pages.
+    pub fn peak_vm_kib(&self) -> u64 {
+        self.status_kib("VmPeak:")
+    }
+
     fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("read /proc/PID/status");
