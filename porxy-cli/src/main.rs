@@ -20,7 +20,6 @@ mod args;
 mod config_file;
 mod control;
 mod error;
-mod handover;
 mod logging;
 mod reload;
 mod signals;

@@ -10,17 +10,21 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use porxy_core::ProxyHandle;
 use sendfd::SendWithFd;
 
+use super::gate::Gate;
 use super::line::{LineError, LineReader, Quoted};
 use super::peer::Peer;
-use super::server::{lock, Fault, Server, REQUEST_TIMEOUT};
+use super::peers::{Fault, Peers, REQUEST_TIMEOUT};
 use super::successor::MAX_SOCKETS;
 use super::STEP_TIMEOUT;
 use crate::control::BoundControl;
+use crate::reload::Reloader;
+use crate::stopping::Stopper;
 
 /// Longest request line.
 pub(super) const MAX_REQUEST: usize = 64;
@@ -30,50 +34,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a refusal may take to write: a peer that does not read is not waited for.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Lets one takeover run at a time, and none after one has succeeded.
-#[derive(Default)]
-pub(super) struct Gate(Mutex<GateState>);
-
-#[derive(Default, Debug, Clone, Copy)]
-enum GateState {
-    #[default]
-    Open,
-    /// A takeover by this process runs.
-    Busy { pid: i32, since: Instant },
-    /// This porxy was taken over; it stops.
-    TakenOver,
-}
-
-impl Gate {
-    /// Lets `peer`'s takeover through, or says why not.
-    fn enter(&self, peer: Peer) -> Result<(), String> {
-        let mut state = lock(&self.0);
-        match *state {
-            GateState::Open => {
-                *state = GateState::Busy {
-                    pid: peer.pid,
-                    since: Instant::now(),
-                };
-                Ok(())
-            }
-            GateState::Busy { pid, since } => Err(format!(
-                "another takeover is under way (pid {pid}, for {}s)",
-                since.elapsed().as_secs()
-            )),
-            GateState::TakenOver => {
-                Err("this porxy has been taken over already and is stopping".into())
-            }
-        }
-    }
-
-    /// The running takeover has ended: done (`taken`), or abandoned.
-    fn leave(&self, taken: bool) {
-        *lock(&self.0) = if taken {
-            GateState::TakenOver
-        } else {
-            GateState::Open
-        };
-    }
+/// What every conversation of one upgrade socket shares.
+pub(super) struct Context {
+    pub(super) handle: ProxyHandle,
+    pub(super) stopper: Arc<Stopper>,
+    pub(super) reloader: Arc<Reloader>,
+    pub(super) gate: Gate,
+    pub(super) peers: Peers,
 }
 
 /// One peer, from its request on.
@@ -94,11 +61,11 @@ impl Conversation {
     }
 
     /// Serves the conversation to its end.
-    pub(super) fn run(mut self, server: &Server) {
+    pub(super) fn run(mut self, context: &Context) {
         let request = self
             .reader
             .read_line(MAX_REQUEST, Instant::now() + REQUEST_TIMEOUT);
-        server.done_waiting(self.id);
+        context.peers.done_waiting(self.id);
         let pid = self.peer.pid;
         match request {
             Ok(line) if line == "TAKEOVER" => {}
@@ -109,39 +76,39 @@ impl Conversation {
             }
             Ok(line) => {
                 let why = format!("expected TAKEOVER, got {}", Quoted(line.as_bytes()));
-                self.refuse(server, Fault::BadRequest, &why);
+                self.refuse(context, Fault::BadRequest, &why);
                 return;
             }
             Err(e) => {
                 let why = format!("no request: {e}");
-                self.refuse(server, Fault::BadRequest, &why);
+                self.refuse(context, Fault::BadRequest, &why);
                 return;
             }
         }
-        if let Err(why) = server.gate.enter(self.peer) {
-            self.refuse(server, Fault::Refused, &why);
+        if let Err(why) = context.gate.enter(self.peer) {
+            self.refuse(context, Fault::Refused, &why);
             return;
         }
-        let outcome = self.hand_over(server);
-        server.gate.leave(matches!(outcome, Ok(true)));
+        let outcome = self.hand_over(context);
+        context.gate.leave(matches!(outcome, Ok(true)));
         if let Err(why) = outcome {
-            tracing::warn!(upgrade = %server.shown, pid, error = %why, "takeover abandoned; carrying on");
+            tracing::warn!(upgrade = %context.peers.shown, pid, error = %why, "takeover abandoned; carrying on");
         }
     }
 
     /// Answers `ERR why`, and warns (rate-limited).
-    fn refuse(&self, server: &Server, fault: Fault, why: &str) {
+    fn refuse(&self, context: &Context, fault: Fault, why: &str) {
         let mut out = self.reader.stream();
         let _ = out.set_write_timeout(Some(REFUSAL_TIMEOUT));
         let _ = out.write_all(format!("ERR {why}\n").as_bytes());
-        if let Some(times) = server.due(fault) {
-            tracing::warn!(upgrade = %server.shown, pid = self.peer.pid, times, "upgrade socket: {why}; refused");
+        if let Some(times) = context.peers.due(fault) {
+            tracing::warn!(upgrade = %context.peers.shown, pid = self.peer.pid, times, "upgrade socket: {why}; refused");
         }
     }
 
     /// The takeover proper; true once the new porxy has taken over.
-    fn hand_over(mut self, server: &Server) -> Result<bool, String> {
-        let (handle, stopper) = (&server.handle, &server.stopper);
+    fn hand_over(mut self, context: &Context) -> Result<bool, String> {
+        let (handle, stopper) = (&context.handle, &context.stopper);
         tracing::info!(
             pid = self.peer.pid,
             "a new porxy asks to take over; handing over the listening sockets"
@@ -149,7 +116,7 @@ impl Conversation {
         let mut conn = self.reader.stream();
         conn.set_write_timeout(Some(STEP_TIMEOUT))
             .map_err(|e| e.to_string())?;
-        let names: HashMap<SocketAddr, String> = server.reloader.names();
+        let names: HashMap<SocketAddr, String> = context.reloader.names();
         let sockets = handle.listening_sockets().map_err(|e| e.to_string())?;
         let mut text = String::new();
         let mut fds: Vec<OwnedFd> = Vec::new();
@@ -210,31 +177,7 @@ impl Conversation {
         }
         tracing::info!("the new porxy accepts now; this one stops accepting");
         stopper.graceful();
-        crate::handover::answer(&mut self.reader, handle);
+        super::handover::answer(&mut self.reader, handle);
         Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_takeover_at_a_time_and_none_after_success() {
-        let gate = Gate::default();
-        let peer = Peer { pid: 42, uid: 0 };
-        assert_eq!(gate.enter(peer), Ok(()));
-        let busy = gate.enter(Peer { pid: 7, uid: 0 }).unwrap_err();
-        assert!(
-            busy.starts_with("another takeover is under way (pid 42, for "),
-            "{busy}"
-        );
-        gate.leave(false);
-        assert_eq!(gate.enter(peer), Ok(()), "open again once abandoned");
-        gate.leave(true);
-        assert_eq!(
-            gate.enter(peer),
-            Err("this porxy has been taken over already and is stopping".into())
-        );
     }
 }

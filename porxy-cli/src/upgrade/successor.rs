@@ -12,7 +12,8 @@ use sendfd::RecvWithFd;
 
 use super::line::Quoted;
 use super::peer::Peer;
-use super::{own, read_line, UpgradeError, STEP_TIMEOUT};
+use super::raw::{own, read_line};
+use super::{UpgradeError, STEP_TIMEOUT};
 use crate::control::{BoundControl, ControlSocket};
 
 /// Most sockets one handover carries (the kernel's limit per message is 253).
@@ -165,12 +166,12 @@ pub(crate) struct Confirmed {
 impl Confirmed {
     /// Steps 5 and 6: takes the old porxy's established connections into `handle`'s proxy.
     pub(crate) fn take_connections(mut self, handle: &ProxyHandle) {
-        crate::handover::take_connections(&mut self.conn, handle);
+        super::handover::take_connections(&mut self.conn, handle);
     }
 
     /// Step 5 with `--leave-connections`: the old porxy finishes its connections itself.
     pub(crate) fn leave_connections(mut self) {
-        crate::handover::leave_connections(&mut self.conn);
+        super::handover::leave_connections(&mut self.conn);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The last step of an upgrade: the old porxy hands its established connections to the new one
 //! (sockets, the bytes buffered between them, their half-close state and clocks) and exits at
-//! once, while every connection goes on in the new process. See `upgrade.rs` for the steps
+//! once, while every connection goes on in the new process. See the module docs for the steps
 //! before; this one begins once the old porxy has answered `OK` and stopped accepting.
 //!
 //! 5. The new porxy asks `SESSIONS porxy-sessions/2` (the session format it reads), or says
@@ -42,8 +42,9 @@ use porxy_core::session::wire::{
 use porxy_core::{ImportReport, ProxyHandle, Session};
 use sendfd::{RecvWithFd, SendWithFd};
 
-use crate::upgrade::line::{LineError, LineReader};
-use crate::upgrade::{own, read_line, STEP_TIMEOUT};
+use super::line::{LineError, LineReader};
+use super::raw::{own, read_line};
+use super::STEP_TIMEOUT;
 
 /// How long connections whose upstream connect is in flight may take to complete it and leave.
 pub(crate) const SETTLE: Duration = Duration::from_secs(3);
