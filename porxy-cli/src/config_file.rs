@@ -323,7 +323,13 @@ impl Lift<'_> {
         raw: &RawListener,
         backends: &BTreeMap<String, Backend>,
     ) -> Result<NamedTunnel, ConfigError> {
-        let key = |last: &str| key_path(&["listeners", name.get_ref(), last]);
+        // `last` is a key of the listener's table, or a dotted path of bare keys below it
+        // (`check.interval`): named as the user wrote it, never as one quoted key.
+        let key = |last: &str| {
+            let mut keys = vec!["listeners", name.get_ref()];
+            keys.extend(last.split('.'));
+            key_path(&keys)
+        };
         let here = key_path(&["listeners", name.get_ref()]);
         if !is_bare_key(name.get_ref()) {
             return Err(self.error(

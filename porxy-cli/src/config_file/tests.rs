@@ -380,6 +380,23 @@ fn errors_name_file_line_and_key() {
             "must be from 64KiB to 1GiB",
         ),
         (
+            "a key of the check table, named as written",
+            format!(
+                "{listener}listen = \"8000\"\nbackends = [\"echo\"]\n\
+                 [listeners.demo.check]\ninterval = \"soon\"\n"
+            ),
+            "porxy.toml:7:12: listeners.demo.check.interval",
+            "`soon` is not a duration",
+        ),
+        (
+            "a dotted key of the check table, named as written",
+            format!(
+                "{listener}listen = \"8000\"\nbackends = [\"echo\"]\ncheck.rise = 0\n"
+            ),
+            "porxy.toml:6:14: listeners.demo.check.rise",
+            "`0` is not a whole number from 1 to 1000",
+        ),
+        (
             "syntax error: unclosed table header",
             "[proxy\nreactors = 2\n".into(),
             "porxy.toml:1:7",
