@@ -9,6 +9,7 @@
 mod listener;
 mod locate;
 mod raw;
+mod read;
 #[cfg(test)]
 mod tests;
 
@@ -95,6 +96,25 @@ pub(crate) enum ConfigError {
         #[source]
         source: io::Error,
     },
+    /// The path names something other than a regular file.
+    #[error("{file} is {kind}, not a regular file; give the path of a TOML file")]
+    NotAFile {
+        /// The file as named.
+        file: String,
+        /// What it is: `a directory`, `a FIFO (named pipe)`, ...
+        kind: &'static str,
+    },
+    /// The file is larger than any configuration file should be.
+    #[error(
+        "{file} is larger than {} MiB, the most a configuration file may be; is it the right file?",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        /// The file as named.
+        file: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// Something in the file is wrong, here.
     #[error("{at}: {message}")]
     At {
@@ -114,13 +134,11 @@ pub(crate) enum ConfigError {
     },
 }
 
-/// Reads and lifts the file at `path`.
+/// Reads and lifts the file at `path` (a regular file of at most [`read::MAX_CONFIG_SIZE`]
+/// bytes).
 pub(crate) fn load(path: &Path, overrides: &Overrides) -> Result<ConfigFile, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text = read::read_config(path, &file)?;
     parse(&file, &text, overrides)
 }
 

@@ -171,6 +171,48 @@ fn broken_reload_changes_nothing() {
     drop(taken);
 }
 
+/// Regression: a reload read the config path without a limit, so a path that came to name
+/// `/dev/zero` made porxy eat memory until it was killed. A reload reads like a start: a path
+/// that is not a regular file, or a file past 16 MiB, is refused and nothing changes.
+#[test]
+fn reload_of_an_endless_or_huge_file_is_refused() {
+    let a = Backend::greeting_echo(b"A");
+    let b = Backend::greeting_echo(b"B");
+    let any = "127.0.0.1:0";
+    let dir = TempDir::new();
+    let real = dir.write("real.toml", &config(&[("one", any, &a)]));
+    let path = dir.path().join("porxy.toml");
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let porxy = start(&path);
+    let one = porxy.tunnel("one");
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    // The next file would change the backend, if it were read.
+    dir.write("real.toml", &config(&[("one", any, &b)]));
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(16 * 1024 * 1024 + 1)
+        .unwrap();
+    for (target, fragment) in [
+        (std::path::Path::new("/dev/zero"), "is a character device"),
+        (huge.as_path(), "is larger than 16 MiB"),
+    ] {
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let reply = control.cmd("RELOAD");
+        assert!(
+            reply.starts_with("ERR: reload failed, nothing changed: ")
+                && reply.contains(&format!("{} {fragment}", path.display())),
+            "{reply}"
+        );
+        finish(connect_to(one, b'A', "as before the reload"));
+    }
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    assert!(control.cmd("RELOAD").starts_with("OK reloaded: "));
+    finish(connect_to(one, b'B', "after a good reload"));
+}
+
 /// SIGHUP reloads like `RELOAD`.
 #[test]
 fn sighup_reloads_the_config_file() {
