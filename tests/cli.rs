@@ -1,6 +1,7 @@
 //! The porxy binary: its READY line, `--check`, errors that point at the fault, signals and exit
 //! codes, and how it holds up when a client stops reading or descriptors run out.
 
+mod check;
 mod config_file;
 
 use std::io::{ErrorKind, Read, Write};

@@ -40,6 +40,8 @@ pub(crate) struct ConfigFile {
     pub(crate) listeners: Vec<NamedTunnel>,
     /// `[control] listen`, or `--control` which overrides it.
     pub(crate) control: Option<ControlAddr>,
+    /// Where the control address was written: `--control`, or `[control] listen`'s place.
+    pub(crate) control_origin: String,
     /// `[control] idle_timeout`, or `--control-idle-timeout` which overrides it.
     pub(crate) control_idle_timeout: Option<Duration>,
 }
@@ -159,8 +161,14 @@ pub(crate) fn parse(
         .map(|(name, listener)| lift.listener(name, listener, &backends))
         .collect::<Result<_, _>>()?;
     let (mut control, mut control_idle_timeout) = (None, None);
+    let mut control_origin = crate::CONTROL_FLAG.to_string();
     if let Some(table) = &raw.control {
         control = Some(lift.control(&table.listen)?);
+        if overrides.control.is_none() {
+            control_origin = lift
+                .at(table.listen.span().start, "control.listen")
+                .to_string();
+        }
         if let Some(idle) = &table.idle_timeout {
             let duration = lift.duration(idle, "control.idle_timeout")?;
             // Zero would cut every control client before its first line.
@@ -179,6 +187,7 @@ pub(crate) fn parse(
         drain_timeout,
         listeners,
         control: overrides.control.clone().or(control),
+        control_origin,
         control_idle_timeout: overrides.control_idle_timeout.or(control_idle_timeout),
     })
 }

@@ -67,7 +67,7 @@ impl Reloader {
             }
         }
         tunnels.extend(self.cli_tunnels.iter().cloned());
-        crate::resolve(&tunnels).map_err(|e| crate::error::chain(&e))?;
+        crate::preflight::check_tunnels(&tunnels).map_err(|e| crate::error::chain(&e))?;
         self.note_restart_only(&file.proxy, file.control.as_ref());
         let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
         let specs: Vec<_> = tunnels

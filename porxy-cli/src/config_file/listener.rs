@@ -64,7 +64,7 @@ impl Lift<'_> {
         }
         let mut remotes = Vec::with_capacity(list.get_ref().len());
         let mut remote_origins = Vec::with_capacity(list.get_ref().len());
-        for entry in list.get_ref() {
+        for (index, entry) in list.get_ref().iter().enumerate() {
             let Some(backend) = backends.get(entry.get_ref()) else {
                 return Err(self.error(
                     entry.span().start,
@@ -72,6 +72,20 @@ impl Lift<'_> {
                     format!("unknown backend {:?}; {}", entry.get_ref(), defined()),
                 ));
             };
+            // porxy-core refuses a tunnel with one remote twice; said here, it is located.
+            let before = &list.get_ref()[..index];
+            if before.iter().any(|b| b.get_ref() == entry.get_ref()) {
+                return Err(self.error(
+                    entry.span().start,
+                    key("backends"),
+                    format!(
+                        "backend {:?} is listed twice; list it once, and give [{}] a `weight` \
+                         to send it more",
+                        entry.get_ref(),
+                        key_path(&["backends", entry.get_ref()])
+                    ),
+                ));
+            }
             remotes.push(backend.remote.clone());
             remote_origins.push(backend.at.to_string());
         }

@@ -19,7 +19,7 @@ use porxy_core::{Endpoint, ProxyHandle};
 
 use super::reply::Context;
 use super::session::{self, Sessions};
-use super::unix::bind_unix;
+use super::unix::{bind_unix, MAX_PATH_LEN};
 
 /// Where the control socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,35 @@ impl FromStr for ControlAddr {
                     e.message()
                 )
             })
+    }
+}
+
+impl ControlAddr {
+    /// What [`ControlSocket::bind`] checks of the address itself, without binding: a TCP
+    /// address resolves; a Unix socket path fits in a socket address.
+    pub fn check(&self) -> Result<(), ControlError> {
+        match self {
+            ControlAddr::Tcp(endpoint) => {
+                endpoint
+                    .resolve()
+                    .map(drop)
+                    .map_err(|source| ControlError::Resolve {
+                        addr: endpoint.to_string(),
+                        source,
+                    })
+            }
+            ControlAddr::Unix(path) => {
+                let len = path.as_os_str().len();
+                if len > MAX_PATH_LEN {
+                    return Err(ControlError::PathTooLong {
+                        path: path.clone(),
+                        len,
+                        max: MAX_PATH_LEN,
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 }
 

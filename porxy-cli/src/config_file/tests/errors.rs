@@ -140,6 +140,12 @@ fn errors_name_file_line_and_key() {
             "unknown backend \"ech\"; defined backends: echo",
         ),
         (
+            "one backend twice",
+            format!("{listener}listen = \"8000\"\nbackends = [\"echo\", \"echo\"]\n"),
+            "porxy.toml:5:21: listeners.demo.backends",
+            "backend \"echo\" is listed twice; list it once, and give [backends.echo] a `weight`",
+        ),
+        (
             "no backends defined at all",
             "[listeners.demo]\nlisten = \"8000\"\nbackends = [\"echo\"]\n".into(),
             "porxy.toml:3:13: listeners.demo.backends",
