@@ -213,6 +213,64 @@ fn reload_of_an_endless_or_huge_file_is_refused() {
     finish(connect_to(one, b'B', "after a good reload"));
 }
 
+/// Regression: a reload that came while an editor or `cp` was writing the file read it empty
+/// or cut short, still valid TOML, and closed every listener (a port-0 one came back on another
+/// port at the next reload). A reload of a file that defines no listener, when the running one
+/// defines some, is refused, by `RELOAD` and by SIGHUP alike; `RELOAD FORCE` does it on purpose.
+#[test]
+fn reload_of_a_file_without_listeners_is_refused_unless_forced() {
+    let a = Backend::greeting_echo(b"A");
+    let c = Backend::greeting_echo(b"C");
+    let any = "127.0.0.1:0";
+    let dir = TempDir::new();
+    let whole = config(&[("one", any, &a), ("two", any, &c)]);
+    let path = dir.write("porxy.toml", &whole);
+    let mut porxy = start(&path);
+    let (one, two) = (porxy.tunnel("one"), porxy.tunnel("two"));
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    let unchanged = |control: &mut ControlClient| {
+        finish(connect_to(one, b'A', "one, as before"));
+        finish(connect_to(two, b'C', "two, as before"));
+        wait_generations(control, &["generation 1 open=0 current"]);
+    };
+
+    dir.write("porxy.toml", "");
+    let reply = control.cmd("RELOAD");
+    assert!(
+        reply.starts_with(&format!(
+            "ERR: reload failed, nothing changed: {} defines no listener",
+            path.display()
+        )) && reply.contains("RELOAD FORCE")
+            && reply.contains("write a temp file, then mv"),
+        "{reply}"
+    );
+    unchanged(&mut control);
+
+    // Cut short before the first listener: the proxy table and a backend.
+    let cut = &whole[..whole.find("[listeners.").expect("a listener table")];
+    dir.write("porxy.toml", cut);
+    porxy.signal(libc::SIGHUP);
+    wait_until(WAIT, "porxy to log that it refused the reload", || {
+        porxy.stderr().contains("defines no listener")
+    });
+    unchanged(&mut control);
+
+    assert_eq!(
+        control.cmd("RELOAD FORCE"),
+        "OK reloaded: generation 2, opened 0, changed 0, unchanged 0, closed 2"
+    );
+    assert!(refused(one) && refused(two), "every listener closed");
+
+    // With nothing listening, a file without listeners needs no force.
+    assert!(control
+        .cmd("RELOAD")
+        .starts_with("OK reloaded: generation 3, "));
+    dir.write("porxy.toml", &whole);
+    assert!(control
+        .cmd("reload force")
+        .starts_with("OK reloaded: generation 4, opened 2, "));
+}
+
 /// SIGHUP reloads like `RELOAD`.
 #[test]
 fn sighup_reloads_the_config_file() {

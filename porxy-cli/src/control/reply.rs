@@ -10,7 +10,7 @@ use std::time::Duration;
 use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
 
 use crate::error::chain;
-use crate::reload::Reloader;
+use crate::reload::{ReloadMode, Reloader};
 use crate::stopping::Stopper;
 
 use super::command::{BackendAction, Command, ParseError, COMMANDS};
@@ -149,7 +149,11 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
             reply.then_stop = true;
             reply
         }
-        Command::Reload => match ctx.reloader.reload() {
+        Command::Reload { force } => match ctx.reloader.reload(if force {
+            ReloadMode::Force
+        } else {
+            ReloadMode::Guarded
+        }) {
             Ok(r) => Reply::ok(format!(
                 "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
                 r.generation,
