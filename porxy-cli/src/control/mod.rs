@@ -2,13 +2,14 @@
 //!
 //! `command` reads a line into a command (pure, no IO); `reply` carries it out on the proxy's
 //! public API and writes the reply text; `server` owns the socket and accepts clients;
-//! `session` serves one client and bounds how many there are; `unix` binds a Unix socket path
-//! without harm to what is there.
+//! `session` serves one client and bounds how many there are; `stream` bounds a connection's
+//! reads and writes in time; `unix` binds a Unix socket path without harm to what is there.
 
 pub mod command;
 pub mod reply;
 pub mod server;
 mod session;
+mod stream;
 mod unix;
 
 pub use reply::Context;

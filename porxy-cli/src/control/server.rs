@@ -367,7 +367,7 @@ impl Acceptor {
         true
     }
 
-    fn start_session<S: session::ControlStream>(&self, stream: S) -> io::Result<()> {
+    fn start_session<S: super::stream::ControlStream>(&self, stream: S) -> io::Result<()> {
         session::start(
             stream,
             &self.handle,
