@@ -186,7 +186,13 @@ impl Session<'_> {
                     "line too long: over {len} bytes, the limit is {MAX_LINE}"
                 )),
             };
-            stream.write_all(reply.text.as_bytes())?;
+            if let Err(e) = stream.write_all(reply.text.as_bytes()) {
+                if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
+                    // It does not take its replies: what is left of them is dropped.
+                    let _ = stream.reset_on_close();
+                }
+                return Err(e);
+            }
             if reply.then_stop {
                 let _ = stream.flush();
                 self.ctx.stopper.graceful();

@@ -7,6 +7,8 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use socket2::SockRef;
+
 use super::command::MAX_LINE;
 
 /// A stream whose reads can be bounded in time.
@@ -21,10 +23,14 @@ pub(super) trait ControlStream: TimedRead + Write + Send + 'static {
     /// Something that ends this connection's reading from another thread: a blocked read
     /// returns end of stream.
     fn stopper(&self) -> io::Result<Box<dyn Fn() + Send + Sync>>;
+    /// Makes closing the connection drop what is still unsent: a TCP connection is reset (a
+    /// client that does not read would otherwise keep the kernel holding its replies, and
+    /// would never see the end); a Unix one ends as it would anyway.
+    fn reset_on_close(&self) -> io::Result<()>;
 }
 
 macro_rules! control_stream {
-    ($stream:ty) => {
+    ($stream:ty, $reset_on_close:expr) => {
         impl TimedRead for $stream {
             fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
                 <$stream>::set_read_timeout(self, Some(timeout))
@@ -46,12 +52,20 @@ macro_rules! control_stream {
                     let _ = copy.shutdown(Shutdown::Read);
                 }))
             }
+
+            fn reset_on_close(&self) -> io::Result<()> {
+                let reset: fn(&$stream) -> io::Result<()> = $reset_on_close;
+                reset(self)
+            }
         }
     };
 }
 
-control_stream!(TcpStream);
-control_stream!(UnixStream);
+// Linger on, for no time: closing sends a reset and drops the unsent bytes.
+control_stream!(TcpStream, |stream| SockRef::from(stream)
+    .set_linger(Some(Duration::ZERO)));
+// A Unix peer sees the end at once, whatever it has not read.
+control_stream!(UnixStream, |_| Ok(()));
 
 /// What the line reader found.
 #[derive(Debug, PartialEq, Eq)]
