@@ -4,7 +4,8 @@
 //! skipped up to its newline) and answers each. It ends on `EXIT`, EOF, a client that does not
 //! complete a line within the idle timeout (counted from when the session starts waiting for
 //! the line: bytes that trickle in without a newline do not extend it), a client that does not
-//! read its replies for [`WRITE_TIMEOUT`], or eviction.
+//! take a whole reply within [`WRITE_TIMEOUT`] (reading part of it does not extend that either;
+//! the client is reset), or eviction.
 //!
 //! At most [`MAX_SESSIONS`] run at once. When one more client comes, the session that has
 //! waited longest for a line is closed to make room (it is told why), so that clients that
@@ -21,14 +22,15 @@ use porxy_core::ProxyHandle;
 
 use super::command::{parse, MAX_LINE};
 use super::reply::{answer, Context, Reply};
-use super::stream::{ControlStream, Line, LineReader};
+use super::stream::{write_all_by, ControlStream, Line, LineReader};
 
 /// Control clients served at once.
 pub const MAX_SESSIONS: usize = 32;
 /// A control client that completes no line for this long is disconnected, unless the
 /// configuration says otherwise (`[control] idle_timeout`, `--control-idle-timeout`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A control client that takes no reply bytes for this long is disconnected.
+/// A control client that has not taken the whole of a reply this long after it was ready is
+/// reset, however it took parts of it meanwhile.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a session shares with the acceptor.
@@ -147,7 +149,6 @@ struct Session<'a> {
 impl Session<'_> {
     /// Serves the client until EXIT, EOF, a timeout, eviction or an IO error.
     fn run<S: ControlStream>(&self, mut stream: S) -> io::Result<()> {
-        stream.set_write_timeout(WRITE_TIMEOUT)?;
         let mut lines = LineReader::default();
         loop {
             // Waiting since admission for the first line (so that clients are evicted in the
@@ -186,8 +187,9 @@ impl Session<'_> {
                     "line too long: over {len} bytes, the limit is {MAX_LINE}"
                 )),
             };
-            if let Err(e) = stream.write_all(reply.text.as_bytes()) {
-                if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
+            let deadline = Instant::now() + WRITE_TIMEOUT;
+            if let Err(e) = write_all_by(&mut stream, reply.text.as_bytes(), deadline) {
+                if e.kind() == ErrorKind::TimedOut {
                     // It does not take its replies: what is left of them is dropped.
                     let _ = stream.reset_on_close();
                 }
