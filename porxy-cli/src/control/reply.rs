@@ -149,21 +149,24 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
             reply.then_stop = true;
             reply
         }
-        Command::Reload { force } => match ctx.reloader.reload(if force {
-            ReloadMode::Force
-        } else {
-            ReloadMode::Guarded
-        }) {
-            Ok(r) => Reply::ok(format!(
-                "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
-                r.generation,
-                r.opened.len(),
-                r.changed.len(),
-                r.unchanged.len(),
-                r.closed.len()
-            )),
-            Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
-        },
+        Command::Reload { force } => {
+            let mode = if force {
+                ReloadMode::Force
+            } else {
+                ReloadMode::Guarded
+            };
+            match ctx.reloader.reload(mode) {
+                Ok(r) => Reply::ok(format!(
+                    "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
+                    r.generation,
+                    r.opened.len(),
+                    r.changed.len(),
+                    r.unchanged.len(),
+                    r.closed.len()
+                )),
+                Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
+            }
+        }
         Command::Exit => Reply {
             text: "OK bye\n".into(),
             close: true,
