@@ -1,10 +1,12 @@
 //! The TOML configuration file, lifted into validated core types.
 //!
-//! Two steps, as in sozu: serde reads the file into raw shapes ([`raw`]) that refuse unknown
-//! keys and keep the byte span of every value porxy checks itself; then [`parse`] lifts them
-//! into a [`porxy_core::ProxyConfig`] and one [`NamedTunnel`] per `[listeners.NAME]` (lifted in
-//! [`listener`]), in file order. Every error is located: `porxy.toml:12:5: listeners.demo.backends: <what and what was
-//! expected>`. The file's shape is documented in `examples/porxy.toml`.
+//! The file is read with bounds ([`read`]: a regular file, of bounded size, in UTF-8). Then two
+//! steps, as in sozu: serde reads it into raw shapes ([`raw`]) that refuse unknown keys and keep
+//! the byte span of every value porxy checks itself; then [`parse`] lifts them into a
+//! [`porxy_core::ProxyConfig`] and one [`NamedTunnel`] per `[listeners.NAME]` (lifted in
+//! [`listener`]), in file order. Every error is located: `porxy.toml:12:5:
+//! listeners.demo.backends: <what and what was expected>`. The file's shape is documented in
+//! `examples/porxy.toml`.
 
 mod listener;
 mod locate;
