@@ -1,14 +1,17 @@
 //! The porxy binary: its READY line, `--check`, errors that point at the fault, signals and exit
 //! codes, and how it holds up when a client stops reading or descriptors run out.
 
+mod check;
+mod config_file;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{
-    connect, expect_reset, ipv6_loopback, read_greeting, read_until_end, refused, round_trip,
-    set_timeouts, try_connect, End,
+    connect, connect_never_reading, expect_reset, ipv6_loopback, read_greeting, read_until_end,
+    refused, round_trip, tcp_buffer_max, try_connect, End,
 };
 use crate::support::payload::bytes;
 use crate::support::process::{run, Porxy, TempDir};
@@ -337,27 +340,6 @@ fn second_sigint_stops_at_once() {
     assert_eq!(status.code(), Some(3), "stderr:\n{}", porxy.stderr());
     assert!(start.elapsed() < Duration::from_secs(3));
     expect_reset(&mut stream, Duration::from_secs(1));
-}
-
-/// The largest size the kernel lets a TCP socket buffer grow to: the third figure of
-/// `/proc/sys/net/ipv4/<name>` (`tcp_rmem` or `tcp_wmem`), or Linux's usual 6 MiB / 4 MiB.
-fn tcp_buffer_max(name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-        .ok()
-        .and_then(|text| text.split_whitespace().nth(2)?.parse().ok())
-        .unwrap_or(if name == "tcp_rmem" { 6 << 20 } else { 4 << 20 })
-}
-
-/// Connects with a small receive buffer and never reads.
-fn connect_never_reading(addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(8 * 1024).unwrap();
-    socket
-        .connect_timeout(&addr.into(), Duration::from_secs(5))
-        .unwrap();
-    let stream: TcpStream = socket.into();
-    set_timeouts(&stream);
-    stream
 }
 
 /// Clients that never read, from a backend that streams forever, with bytes spliced through

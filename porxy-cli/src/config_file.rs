@@ -1,13 +1,17 @@
 //! The TOML configuration file, lifted into validated core types.
 //!
-//! Two steps, as in sozu: serde reads the file into raw shapes ([`raw`]) that refuse unknown
-//! keys and keep the byte span of every value porxy checks itself; then [`parse`] lifts them
-//! into a [`porxy_core::ProxyConfig`] and one [`NamedTunnel`] per `[listeners.NAME]`, in file
-//! order. Every error is located: `porxy.toml:12:5: listeners.demo.backends: <what and what was
-//! expected>`. The file's shape is documented in `examples/porxy.toml`.
+//! The file is read with bounds ([`read`]: a regular file, of bounded size, in UTF-8). Then two
+//! steps, as in sozu: serde reads it into raw shapes ([`raw`]) that refuse unknown keys and keep
+//! the byte span of every value porxy checks itself; then [`parse`] lifts them into a
+//! [`porxy_core::ProxyConfig`] and one [`NamedTunnel`] per `[listeners.NAME]` (lifted in
+//! [`listener`]), in file order. Every error is located: `porxy.toml:12:5:
+//! listeners.demo.backends: <what and what was expected>`. The file's shape is documented in
+//! `examples/porxy.toml`.
 
+mod listener;
 mod locate;
 mod raw;
+mod read;
 #[cfg(test)]
 mod tests;
 
@@ -19,14 +23,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use porxy_core::units::{parse_duration, parse_size};
-use porxy_core::{
-    AcceptMode, AcceptModeError, Endpoint, ProxyConfig, Remote, TunnelOptions, TunnelSpec,
-    MAX_WEIGHT,
-};
+use porxy_core::{AcceptMode, AcceptModeError, Endpoint, ProxyConfig, Remote, MAX_WEIGHT};
 use toml::Spanned;
 
-use self::locate::{is_bare_key, key_path, key_path_at, line_column};
-use self::raw::{RawAddress, RawDuration, RawFile, RawListener, RawProxy, RawSize};
+use self::locate::{key_path, key_path_at, line_column};
+use self::raw::{RawAddress, RawDuration, RawFile, RawProxy, RawSize};
 use crate::control::ControlAddr;
 use crate::NamedTunnel;
 
@@ -41,6 +42,8 @@ pub(crate) struct ConfigFile {
     pub(crate) listeners: Vec<NamedTunnel>,
     /// `[control] listen`, or `--control` which overrides it.
     pub(crate) control: Option<ControlAddr>,
+    /// Where the control address was written: `--control`, or `[control] listen`'s place.
+    pub(crate) control_origin: String,
     /// `[control] idle_timeout`, or `--control-idle-timeout` which overrides it.
     pub(crate) control_idle_timeout: Option<Duration>,
 }
@@ -97,6 +100,25 @@ pub(crate) enum ConfigError {
         #[source]
         source: io::Error,
     },
+    /// The path names something other than a regular file.
+    #[error("{file} is {kind}, not a regular file; give the path of a TOML file")]
+    NotAFile {
+        /// The file as named.
+        file: String,
+        /// What it is: `a directory`, `a FIFO (named pipe)`, ...
+        kind: &'static str,
+    },
+    /// The file is larger than any configuration file should be.
+    #[error(
+        "{file} is larger than {} MiB, the most a configuration file may be; is it the right file?",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        /// The file as named.
+        file: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// Something in the file is wrong, here.
     #[error("{at}: {message}")]
     At {
@@ -116,13 +138,11 @@ pub(crate) enum ConfigError {
     },
 }
 
-/// Reads and lifts the file at `path`.
+/// Reads and lifts the file at `path` (a regular file of at most [`read::MAX_CONFIG_SIZE`]
+/// bytes).
 pub(crate) fn load(path: &Path, overrides: &Overrides) -> Result<ConfigFile, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text = read::read_config(path, &file)?;
     parse(&file, &text, overrides)
 }
 
@@ -143,8 +163,14 @@ pub(crate) fn parse(
         .map(|(name, listener)| lift.listener(name, listener, &backends))
         .collect::<Result<_, _>>()?;
     let (mut control, mut control_idle_timeout) = (None, None);
+    let mut control_origin = crate::CONTROL_FLAG.to_string();
     if let Some(table) = &raw.control {
         control = Some(lift.control(&table.listen)?);
+        if overrides.control.is_none() {
+            control_origin = lift
+                .at(table.listen.span().start, "control.listen")
+                .to_string();
+        }
         if let Some(idle) = &table.idle_timeout {
             let duration = lift.duration(idle, "control.idle_timeout")?;
             // Zero would cut every control client before its first line.
@@ -163,6 +189,7 @@ pub(crate) fn parse(
         drain_timeout,
         listeners,
         control: overrides.control.clone().or(control),
+        control_origin,
         control_idle_timeout: overrides.control_idle_timeout.or(control_idle_timeout),
     })
 }
@@ -315,190 +342,6 @@ impl Lift<'_> {
             backends.insert(name.get_ref().clone(), Backend { remote, at });
         }
         Ok(backends)
-    }
-
-    fn listener(
-        &self,
-        name: &Spanned<String>,
-        raw: &RawListener,
-        backends: &BTreeMap<String, Backend>,
-    ) -> Result<NamedTunnel, ConfigError> {
-        let key = |last: &str| key_path(&["listeners", name.get_ref(), last]);
-        let here = key_path(&["listeners", name.get_ref()]);
-        if !is_bare_key(name.get_ref()) {
-            return Err(self.error(
-                name.span().start,
-                here,
-                "a listener name may use only letters, digits, `_` and `-` (it names the \
-                 tunnel in the READY line)",
-            ));
-        }
-        let (local, local_at) = self.endpoint(&raw.listen, key("listen"))?;
-        let defined = || {
-            if backends.is_empty() {
-                "no [backends.NAME] table is defined".to_string()
-            } else {
-                let names: Vec<&str> = backends.keys().map(String::as_str).collect();
-                format!("defined backends: {}", names.join(", "))
-            }
-        };
-        let Some(list) = &raw.backends else {
-            return Err(self.error(
-                name.span().start,
-                here,
-                format!(
-                    "no backend: expected `backends = [\"NAME\", ...]` naming [backends.NAME] \
-                     tables; {}",
-                    defined()
-                ),
-            ));
-        };
-        if list.get_ref().is_empty() {
-            return Err(self.error(
-                list.span().start,
-                key("backends"),
-                format!("empty list: name at least one backend; {}", defined()),
-            ));
-        }
-        let mut remotes = Vec::with_capacity(list.get_ref().len());
-        let mut remote_origins = Vec::with_capacity(list.get_ref().len());
-        for entry in list.get_ref() {
-            let Some(backend) = backends.get(entry.get_ref()) else {
-                return Err(self.error(
-                    entry.span().start,
-                    key("backends"),
-                    format!("unknown backend {:?}; {}", entry.get_ref(), defined()),
-                ));
-            };
-            remotes.push(backend.remote.clone());
-            remote_origins.push(backend.at.to_string());
-        }
-        let mut options = TunnelOptions::default();
-        for (slot, value, last) in [
-            (
-                &mut options.connect_timeout,
-                &raw.connect_timeout,
-                "connect_timeout",
-            ),
-            (&mut options.idle_timeout, &raw.idle_timeout, "idle_timeout"),
-            (
-                &mut options.half_closed_timeout,
-                &raw.half_closed_timeout,
-                "half_closed_timeout",
-            ),
-            (
-                &mut options.client_fin_timeout,
-                &raw.client_fin_timeout,
-                "client_fin_timeout",
-            ),
-            (
-                &mut options.server_fin_timeout,
-                &raw.server_fin_timeout,
-                "server_fin_timeout",
-            ),
-        ] {
-            if let Some(value) = value {
-                let duration = self.duration(value, &key(last))?;
-                if duration.is_zero() {
-                    return Err(self.error(
-                        value.span().start,
-                        key(last),
-                        "must be more than zero",
-                    ));
-                }
-                *slot = Some(duration);
-            }
-        }
-        self.balancing(raw, &mut options, &key)?;
-        options.splice = raw.splice.as_ref().map(|on| *on.get_ref());
-        options
-            .check(remotes.len())
-            .map_err(|message| self.error(name.span().start, here.clone(), message))?;
-        Ok(NamedTunnel {
-            name: name.get_ref().clone(),
-            spec: TunnelSpec::new(local, remotes).with_options(options),
-            local_origin: local_at.to_string(),
-            remote_origins,
-        })
-    }
-
-    /// The listener's balancing and health keys, checked as a SPEC's options are.
-    fn balancing(
-        &self,
-        raw: &RawListener,
-        options: &mut TunnelOptions,
-        key: &dyn Fn(&str) -> String,
-    ) -> Result<(), ConfigError> {
-        let text = |v: &Spanned<RawDuration>| (v.span(), v.get_ref().0.clone());
-        let number = |v: &Spanned<i64>| (v.span(), v.get_ref().to_string());
-        let string = |v: &Spanned<String>| (v.span(), v.get_ref().clone());
-        let size = |v: &Spanned<RawSize>| {
-            let text = match v.get_ref() {
-                RawSize::Bytes(n) => n.to_string(),
-                RawSize::Text(t) => t.clone(),
-            };
-            (v.span(), text)
-        };
-        let check = raw.check.as_ref();
-        let values = [
-            ("mode", "mode", raw.mode.as_ref().map(string)),
-            ("reply", "reply", raw.reply.as_ref().map(string)),
-            ("max_lag", "max_lag", raw.max_lag.as_ref().map(size)),
-            ("min_live", "min_live", raw.min_live.as_ref().map(number)),
-            ("strategy", "strategy", raw.strategy.as_ref().map(string)),
-            ("attempts", "attempts", raw.attempts.as_ref().map(number)),
-            ("max_conns", "max_conns", raw.max_conns.as_ref().map(number)),
-            (
-                "queue_timeout",
-                "queue_timeout",
-                raw.queue_timeout.as_ref().map(text),
-            ),
-            ("max_fails", "max_fails", raw.max_fails.as_ref().map(number)),
-            (
-                "fail_timeout",
-                "fail_timeout",
-                raw.fail_timeout.as_ref().map(text),
-            ),
-            (
-                "check_interval",
-                "check.interval",
-                check.and_then(|c| c.interval.as_ref()).map(text),
-            ),
-            (
-                "check_timeout",
-                "check.timeout",
-                check.and_then(|c| c.timeout.as_ref()).map(text),
-            ),
-            (
-                "rise",
-                "check.rise",
-                check.and_then(|c| c.rise.as_ref()).map(number),
-            ),
-            (
-                "fall",
-                "check.fall",
-                check.and_then(|c| c.fall.as_ref()).map(number),
-            ),
-        ];
-        for (option, path, value) in values {
-            if let Some((span, value)) = value {
-                options.set(option, &value).map_err(|message| {
-                    // The option's own name leads its message; the key path says it already.
-                    let message = message
-                        .strip_prefix(&format!("{option}: "))
-                        .unwrap_or(&message)
-                        .to_string();
-                    self.error(span.start, key(path), message)
-                })?;
-            }
-        }
-        if let Some(check) = check {
-            options.check = Some(true);
-            // TOML has its own escapes: the strings are taken as they are.
-            options.check_send = check.send.as_ref().map(|s| s.get_ref().clone());
-            options.check_expect = check.expect.as_ref().map(|s| s.get_ref().clone());
-        }
-        Ok(())
     }
 
     fn count(

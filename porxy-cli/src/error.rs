@@ -42,6 +42,27 @@ pub(crate) enum CliError {
         #[source]
         source: porxy_core::Error,
     },
+    /// A tunnel lists one remote address twice (porxy-core refuses to open it).
+    #[error("{}", same_remote(addr, tunnel, first, second))]
+    SameRemote {
+        /// The address both resolve to.
+        addr: SocketAddr,
+        /// The tunnel's name.
+        tunnel: String,
+        /// Where the first was written.
+        first: String,
+        /// Where the second was written.
+        second: String,
+    },
+    /// The control address cannot be bound, whatever the host's state.
+    #[error("{origin}")]
+    ControlAddr {
+        /// Where it was written.
+        origin: String,
+        /// Why not.
+        #[source]
+        source: crate::control::ControlError,
+    },
     /// Two tunnels ask for one listen address; the second would silently replace the first.
     #[error("{second}: listens on {addr}, like {first}; give each tunnel its own address")]
     SameListen {
@@ -81,6 +102,19 @@ pub(crate) enum CliError {
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(crate::control::ControlError),
+}
+
+/// The message of [`CliError::SameRemote`]: one `--tunnel` that lists an address twice, or two
+/// backends of a file listener at one address.
+fn same_remote(addr: &SocketAddr, tunnel: &str, first: &str, second: &str) -> String {
+    if first == second {
+        format!("{second}: lists {addr} twice; list it once, with a weight (`*N`) to send it more")
+    } else {
+        format!(
+            "{second}: {addr} is also the address of {first}, and listener `{tunnel}` uses both; \
+             list one backend once, with a weight to send it more"
+        )
+    }
 }
 
 /// Prints `err` on stderr: `porxy: error: <message>: <cause>: ...`, and for a bad SPEC the two

@@ -21,6 +21,7 @@ mod config_file;
 mod control;
 mod error;
 mod logging;
+mod preflight;
 mod reload;
 mod signals;
 mod socket_path;
@@ -40,6 +41,9 @@ use crate::config_file::Overrides;
 use crate::error::CliError;
 use crate::reload::Reloader;
 use crate::stopping::Stopper;
+
+/// Where a control address given as a flag was written, for messages.
+pub(crate) const CONTROL_FLAG: &str = "--control";
 
 /// How long a graceful stop waits for connections to finish when nothing else is said.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +68,8 @@ struct Plan {
     drain_timeout: Duration,
     tunnels: Vec<NamedTunnel>,
     control: Option<control::ControlAddr>,
+    /// Where the control address was written: `--control`, or its place in the file.
+    control_origin: String,
     /// How long a control client may take to complete a line.
     control_idle_timeout: Duration,
     /// For reloads: the file, the command-line tunnels and overrides to apply again.
@@ -116,7 +122,13 @@ fn run(command: Command) -> Result<Outcome, CliError> {
     logging::init(&args.log)?;
     let check = args.check;
     let plan = plan(args)?;
-    resolve(&plan.tunnels)?;
+    preflight::check_tunnels(&plan.tunnels)?;
+    if let Some(control) = &plan.control {
+        preflight::check_control(control, &plan.control_origin)?;
+    }
+    if let Some(path) = &plan.upgrade_socket {
+        preflight::check_upgrade(path)?;
+    }
     if check {
         let count = plan.tunnels.len();
         let noun = if count == 1 { "tunnel" } else { "tunnels" };
@@ -141,7 +153,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         Some(path) => {
             // The file's control settings come back with the flags' overrides applied.
             let file = config_file::load(path, &overrides)?;
-            let control = (file.control, file.control_idle_timeout);
+            let control = (file.control, file.control_origin, file.control_idle_timeout);
             (file.proxy, file.drain_timeout, file.listeners, control)
         }
         None => {
@@ -175,7 +187,11 @@ fn plan(args: Args) -> Result<Plan, CliError> {
                 config,
                 None,
                 Vec::new(),
-                (args.control.clone(), args.control_idle_timeout),
+                (
+                    args.control.clone(),
+                    CONTROL_FLAG.to_string(),
+                    args.control_idle_timeout,
+                ),
             )
         }
     };
@@ -189,7 +205,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
     }
     let cli_tunnels = args.tunnels.clone();
     tunnels.extend(args.tunnels);
-    let (control, control_idle_timeout) = control_settings;
+    let (control, control_origin, control_idle_timeout) = control_settings;
     // With a control socket, tunnels can be opened later; without one there is nothing to do.
     if tunnels.is_empty() && control.is_none() {
         return Err(CliError::NothingToProxy);
@@ -202,6 +218,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         tunnels,
         control,
+        control_origin,
         control_idle_timeout: control_idle_timeout.unwrap_or(control::DEFAULT_IDLE_TIMEOUT),
         config_path: args.config.clone(),
         cli_tunnels,
@@ -211,42 +228,6 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         leave_connections: args.leave_connections,
         bind_wait: args.bind_wait.unwrap_or_default(),
     })
-}
-
-/// Resolves every address once, so a bad host name is reported with where it was written, and
-/// rejects two tunnels on one listen address (opening the second would replace the first).
-/// Binds nothing.
-pub(crate) fn resolve(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
-    let mut locals: Vec<SocketAddr> = Vec::with_capacity(tunnels.len());
-    for (index, tunnel) in tunnels.iter().enumerate() {
-        let local = tunnel
-            .spec
-            .local
-            .resolve()
-            .map_err(|source| CliError::Resolve {
-                origin: tunnel.local_origin.clone(),
-                source,
-            })?;
-        let same = locals.iter().position(|l| l.port() != 0 && *l == local);
-        if let Some(first) = same {
-            return Err(CliError::SameListen {
-                addr: local,
-                first: tunnels[first].local_origin.clone(),
-                second: tunnels[index].local_origin.clone(),
-            });
-        }
-        locals.push(local);
-        for (remote, origin) in tunnel.spec.remotes.iter().zip(&tunnel.remote_origins) {
-            remote
-                .endpoint
-                .resolve()
-                .map_err(|source| CliError::Resolve {
-                    origin: origin.clone(),
-                    source,
-                })?;
-        }
-    }
-    Ok(())
 }
 
 /// Starts the proxy, announces it, and waits until a signal has stopped it.
@@ -569,18 +550,5 @@ mod tests {
             ready_line(42, &tunnels[..1], &bound[..1], Some(&control)),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"
         );
-    }
-
-    #[test]
-    fn two_tunnels_on_one_address_are_refused() {
-        let tunnels = [named("a", "127.0.0.1:8000=7000"), named("b", "8000=7001")];
-        let err = resolve(&tunnels).unwrap_err().to_string();
-        assert!(
-            err.contains("--tunnel a") && err.contains("--tunnel b"),
-            "{err}"
-        );
-        // Port 0 asks for a fresh port each time, so it may repeat.
-        let tunnels = [named("a", "0=7000"), named("b", "0=7001")];
-        assert!(resolve(&tunnels).is_ok());
     }
 }

@@ -5,6 +5,12 @@
 //! [`ProxyHandle::reload`], which applies all of it or none. Proxy-wide settings (reactors,
 //! buffer size, ...) and the control address cannot change in a running process: a change to
 //! them is logged and kept for the next start.
+//!
+//! A file that defines no listener while the running one defines some is refused, unless the
+//! reload is forced ([`ReloadMode::Force`], control `RELOAD FORCE`): it is what an editor or
+//! `cp` leaves while it writes the file (empty, or cut short, and still valid TOML), and
+//! applying it would close every listener, and give a port-0 listener another port when it
+//! comes back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +22,15 @@ use porxy_core::{Endpoint, ProxyConfig, ProxyHandle, ReloadReport, TunnelSpec};
 use crate::config_file::{self, Overrides};
 use crate::control::ControlAddr;
 use crate::NamedTunnel;
+
+/// Whether a reload may close every listener the file defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReloadMode {
+    /// A file without listeners is refused while the running one has some (SIGHUP, `RELOAD`).
+    Guarded,
+    /// The file is applied even if that closes every listener (`RELOAD FORCE`).
+    Force,
+}
 
 /// What a reload needs to know about how porxy was started.
 pub(crate) struct Reloader {
@@ -42,9 +57,9 @@ impl Reloader {
     }
 
     /// Reloads; on error nothing changed and the message says why.
-    pub(crate) fn reload(&self) -> Result<ReloadReport, String> {
+    pub(crate) fn reload(&self, mode: ReloadMode) -> Result<ReloadReport, String> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.try_reload(&mut bound);
+        let result = self.try_reload(&mut bound, mode);
         // A reload that worked is logged by the core, with what it changed.
         if let Err(why) = &result {
             tracing::warn!(error = %why, "reload failed; the running configuration is unchanged");
@@ -52,11 +67,38 @@ impl Reloader {
         result
     }
 
-    fn try_reload(&self, bound: &mut HashMap<String, SocketAddr>) -> Result<ReloadReport, String> {
+    fn try_reload(
+        &self,
+        bound: &mut HashMap<String, SocketAddr>,
+        mode: ReloadMode,
+    ) -> Result<ReloadReport, String> {
         let Some(path) = &self.config_path else {
             return Err("nothing to reload: porxy was started without --config".into());
         };
         let file = config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e))?;
+        if file.listeners.is_empty() && mode == ReloadMode::Guarded {
+            let mut running: Vec<&str> = bound
+                .keys()
+                .map(String::as_str)
+                .filter(|name| !self.cli_tunnels.iter().any(|t| t.name == *name))
+                .collect();
+            if !running.is_empty() {
+                running.sort_unstable();
+                let on_purpose = if self.control.is_some() {
+                    "send RELOAD FORCE on the control socket"
+                } else {
+                    "stop porxy (RELOAD FORCE needs a control socket)"
+                };
+                return Err(format!(
+                    "{} defines no listener: reloading it would close every listener the file \
+                     had ({}). If the file was being written, reload once it is complete \
+                     (replace it atomically: write a temp file, then mv); to close them all on \
+                     purpose, {on_purpose}",
+                    path.display(),
+                    running.join(", ")
+                ));
+            }
+        }
         let mut tunnels = file.listeners;
         for tunnel in &self.cli_tunnels {
             if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
@@ -67,7 +109,7 @@ impl Reloader {
             }
         }
         tunnels.extend(self.cli_tunnels.iter().cloned());
-        crate::resolve(&tunnels).map_err(|e| crate::error::chain(&e))?;
+        crate::preflight::check_tunnels(&tunnels).map_err(|e| crate::error::chain(&e))?;
         self.note_restart_only(&file.proxy, file.control.as_ref());
         let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
         let specs: Vec<_> = tunnels

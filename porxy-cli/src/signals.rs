@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::reload::Reloader;
+use crate::reload::{ReloadMode, Reloader};
 use crate::stopping::Stopper;
 
 /// SIGINT and SIGTERM, registered and queued, not yet acted on.
@@ -50,7 +50,7 @@ impl StopSignals {
                     if signal == SIGHUP {
                         tracing::info!(signal = "SIGHUP", "reloading the configuration");
                         // The reloader logs its outcome.
-                        let _ = reloader.reload();
+                        let _ = reloader.reload(ReloadMode::Guarded);
                         continue;
                     }
                     on_stop_signal(&stopper, stops, signal);

@@ -67,20 +67,18 @@ const STAGED_NAME: &str = "s";
 /// Binds a Unix socket at `path`, readable and writable by its owner only. `role` names the
 /// socket in errors and logs.
 pub(crate) fn bind_unix(path: &Path, role: &'static str) -> Result<UnixListener, SocketPathError> {
+    check_len(path, role)?;
+    bind_linked(path, role)
+}
+
+/// [`bind_unix`] short of the length check: `path` need not fit in a socket address, as long
+/// as nobody is to connect to it by that name.
+fn bind_linked(path: &Path, role: &'static str) -> Result<UnixListener, SocketPathError> {
     let bind_error = |source| SocketPathError::Bind {
         role,
         path: path.into(),
         source,
     };
-    let len = path.as_os_str().len();
-    if len > MAX_PATH_LEN {
-        return Err(SocketPathError::TooLong {
-            role,
-            path: path.into(),
-            len,
-            max: MAX_PATH_LEN,
-        });
-    }
     clear_stale(path, role)?;
     let private = PrivateDir::create(path).map_err(bind_error)?;
     let staged = private.path.join(STAGED_NAME);
@@ -91,6 +89,21 @@ pub(crate) fn bind_unix(path: &Path, role: &'static str) -> Result<UnixListener,
     Ok(listener)
 }
 
+/// What binding checks of the path itself, without touching the file system: it fits in a
+/// socket address.
+pub(crate) fn check_len(path: &Path, role: &'static str) -> Result<(), SocketPathError> {
+    let len = path.as_os_str().len();
+    if len > MAX_PATH_LEN {
+        return Err(SocketPathError::TooLong {
+            role,
+            path: path.into(),
+            len,
+            max: MAX_PATH_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// Binds a socket that is to replace the one a running process serves at `path`: under the
 /// name `path.new-<pid>` (as [`bind_unix`] binds), to be renamed over `path` by [`replace`]
 /// once it may. Refused at once if `path` is anything but a socket or nothing.
@@ -98,11 +111,13 @@ pub(crate) fn bind_beside(
     path: &Path,
     role: &'static str,
 ) -> Result<(UnixListener, PathBuf), SocketPathError> {
+    check_len(path, role)?;
     socket_or_nothing(path, role)?;
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".new-{}", std::process::id()));
     let staged = PathBuf::from(name);
-    Ok((bind_unix(&staged, role)?, staged))
+    // Peers connect by `path`, once renamed: the longer staged name need not fit.
+    Ok((bind_linked(&staged, role)?, staged))
 }
 
 /// Renames `staged` (from [`bind_beside`]) over `path`, which must still be a socket or

@@ -5,9 +5,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::client::{connect, read_until_end, round_trip, End};
+use crate::support::client::{
+    connect, connect_never_reading, hung_up, read_until_end, round_trip, tcp_buffer_max, End,
+};
 use crate::support::control::{field, opened_addr, porxy_with_control, ControlClient};
-use crate::support::Backend;
+use crate::support::{wait_until, Backend};
 
 /// What an idle client reads before the connection closes, with a 1 s idle timeout.
 const IDLE_FAREWELL: &str = "ERR: idle for too long: no complete line within 1s; closing\n";
@@ -16,6 +18,8 @@ const EVICTED: &str =
     "ERR: too many control connections (limit 32); closing this one, which waited longest\n";
 /// Control clients served at once.
 const LIMIT: usize = 32;
+/// How long a control client may take to take a whole reply.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn silent_client_is_cut_off() {
@@ -147,4 +151,46 @@ fn eight_clients_sending_commands_at_once_each_get_their_own_replies() {
             });
         }
     });
+}
+
+/// Regression: the write timeout bounded each `write` of a reply, and every partial write
+/// started it again, so a client that sent commands with large replies and never read was cut
+/// after some 31 s instead of 10 s (32 such clients locked the operator out that long). The
+/// deadline covers the whole reply, and the client is reset when it passes.
+#[test]
+fn a_client_that_never_reads_is_cut_within_the_write_timeout() {
+    let echo = Backend::echo();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut operator = ControlClient::connect(control_addr);
+    // 64 tunnels make a `STATUS FULL` reply of some 20 KB.
+    for _ in 0..64 {
+        opened_addr(&operator.cmd(&format!("OPEN 127.0.0.1:0={}", echo.addr())));
+    }
+    let reply_len: usize = operator
+        .block("STATUS FULL")
+        .iter()
+        .map(|line| line.len() + 1)
+        .sum();
+    // Twice as many reply bytes as the kernel can buffer for a client that does not read, asked
+    // for in one write: the server blocks in the middle of some reply.
+    let replies = 2 * tcp_buffer_max("tcp_wmem") as usize / reply_len + 1;
+    let mut stuck = connect_never_reading(control_addr);
+    let asked = Instant::now();
+    stuck
+        .write_all("STATUS FULL\n".repeat(replies).as_bytes())
+        .unwrap();
+
+    wait_until(
+        WRITE_TIMEOUT + Duration::from_secs(5),
+        "the control client that never reads to be reset",
+        || hung_up(&stuck),
+    );
+    let cut_after = asked.elapsed();
+    // The reply that could not be written was started after the commands were sent: a whole
+    // write timeout before the cut, at least. Making the replies up to there takes a moment.
+    assert!(
+        cut_after >= WRITE_TIMEOUT && cut_after < WRITE_TIMEOUT + Duration::from_secs(3),
+        "cut {cut_after:?} after its commands"
+    );
+    assert!(operator.cmd("STATUS").starts_with("OK tunnels=64 "));
 }

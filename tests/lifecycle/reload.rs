@@ -171,6 +171,106 @@ fn broken_reload_changes_nothing() {
     drop(taken);
 }
 
+/// Regression: a reload read the config path without a limit, so a path that came to name
+/// `/dev/zero` made porxy eat memory until it was killed. A reload reads like a start: a path
+/// that is not a regular file, or a file past 16 MiB, is refused and nothing changes.
+#[test]
+fn reload_of_an_endless_or_huge_file_is_refused() {
+    let a = Backend::greeting_echo(b"A");
+    let b = Backend::greeting_echo(b"B");
+    let any = "127.0.0.1:0";
+    let dir = TempDir::new();
+    let real = dir.write("real.toml", &config(&[("one", any, &a)]));
+    let path = dir.path().join("porxy.toml");
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let porxy = start(&path);
+    let one = porxy.tunnel("one");
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    // The next file would change the backend, if it were read.
+    dir.write("real.toml", &config(&[("one", any, &b)]));
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(16 * 1024 * 1024 + 1)
+        .unwrap();
+    for (target, fragment) in [
+        (std::path::Path::new("/dev/zero"), "is a character device"),
+        (huge.as_path(), "is larger than 16 MiB"),
+    ] {
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let reply = control.cmd("RELOAD");
+        assert!(
+            reply.starts_with("ERR: reload failed, nothing changed: ")
+                && reply.contains(&format!("{} {fragment}", path.display())),
+            "{reply}"
+        );
+        finish(connect_to(one, b'A', "as before the reload"));
+    }
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    assert!(control.cmd("RELOAD").starts_with("OK reloaded: "));
+    finish(connect_to(one, b'B', "after a good reload"));
+}
+
+/// Regression: a reload that came while an editor or `cp` was writing the file read it empty
+/// or cut short, still valid TOML, and closed every listener (a port-0 one came back on another
+/// port at the next reload). A reload of a file that defines no listener, when the running one
+/// defines some, is refused, by `RELOAD` and by SIGHUP alike; `RELOAD FORCE` does it on purpose.
+#[test]
+fn reload_of_a_file_without_listeners_is_refused_unless_forced() {
+    let a = Backend::greeting_echo(b"A");
+    let c = Backend::greeting_echo(b"C");
+    let any = "127.0.0.1:0";
+    let dir = TempDir::new();
+    let whole = config(&[("one", any, &a), ("two", any, &c)]);
+    let path = dir.write("porxy.toml", &whole);
+    let mut porxy = start(&path);
+    let (one, two) = (porxy.tunnel("one"), porxy.tunnel("two"));
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    let unchanged = |control: &mut ControlClient| {
+        finish(connect_to(one, b'A', "one, as before"));
+        finish(connect_to(two, b'C', "two, as before"));
+        wait_generations(control, &["generation 1 open=0 current"]);
+    };
+
+    dir.write("porxy.toml", "");
+    let reply = control.cmd("RELOAD");
+    assert!(
+        reply.starts_with(&format!(
+            "ERR: reload failed, nothing changed: {} defines no listener",
+            path.display()
+        )) && reply.contains("RELOAD FORCE")
+            && reply.contains("write a temp file, then mv"),
+        "{reply}"
+    );
+    unchanged(&mut control);
+
+    // Cut short before the first listener: the proxy table and a backend.
+    let cut = &whole[..whole.find("[listeners.").expect("a listener table")];
+    dir.write("porxy.toml", cut);
+    porxy.signal(libc::SIGHUP);
+    wait_until(WAIT, "porxy to log that it refused the reload", || {
+        porxy.stderr().contains("defines no listener")
+    });
+    unchanged(&mut control);
+
+    assert_eq!(
+        control.cmd("RELOAD FORCE"),
+        "OK reloaded: generation 2, opened 0, changed 0, unchanged 0, closed 2"
+    );
+    assert!(refused(one) && refused(two), "every listener closed");
+
+    // With nothing listening, a file without listeners needs no force.
+    assert!(control
+        .cmd("RELOAD")
+        .starts_with("OK reloaded: generation 3, "));
+    dir.write("porxy.toml", &whole);
+    assert!(control
+        .cmd("reload force")
+        .starts_with("OK reloaded: generation 4, opened 2, "));
+}
+
 /// SIGHUP reloads like `RELOAD`.
 #[test]
 fn sighup_reloads_the_config_file() {

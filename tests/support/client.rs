@@ -68,6 +68,44 @@ pub fn set_timeouts(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
 }
 
+/// Connects with a small receive buffer, for a client that never reads: what the other side
+/// sends soon fills every buffer on the way.
+#[track_caller]
+pub fn connect_never_reading(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    socket
+        .connect_timeout(&addr.into(), CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let stream: TcpStream = socket.into();
+    set_timeouts(&stream);
+    stream
+}
+
+/// The largest size the kernel lets a TCP socket buffer grow to: the third figure of
+/// `/proc/sys/net/ipv4/<name>` (`tcp_rmem` or `tcp_wmem`), or Linux's usual 6 MiB / 4 MiB.
+pub fn tcp_buffer_max(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(if name == "tcp_rmem" { 6 << 20 } else { 4 << 20 })
+}
+
+/// True once the peer has reset the connection (or it has otherwise failed or hung up), seen
+/// without reading: bytes waiting to be read do not hide it.
+pub fn hung_up(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll(2) writes only the one pollfd it is given; a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    assert!(ready >= 0, "poll: {}", io::Error::last_os_error());
+    poll.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// `[::1]:0` when this host can listen on the IPv6 loopback; otherwise `None`, after printing
 /// that `test` is skipped and why (a host or container without IPv6).
 pub fn ipv6_loopback(test: &str) -> Option<SocketAddr> {

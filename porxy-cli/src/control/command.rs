@@ -32,8 +32,9 @@ pub enum Command {
         remote: Remote,
         action: BackendAction,
     },
-    /// `RELOAD`: read the configuration file again and apply it (like SIGHUP).
-    Reload,
+    /// `RELOAD [FORCE]`: read the configuration file again and apply it (like SIGHUP); with
+    /// FORCE, even a file without listeners, which closes every listener.
+    Reload { force: bool },
     /// `STOP`: graceful stop of the whole proxy.
     Stop,
     /// `EXIT` or `QUIT`: close this control connection.
@@ -93,6 +94,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "RELOAD",
         "read the config file again and apply it; on error nothing changes (like SIGHUP)",
+    ),
+    (
+        "RELOAD FORCE",
+        "the same, even for a file without listeners: every listener closes",
     ),
     ("STOP", "stop the proxy gracefully (like SIGTERM)"),
     ("EXIT", "close this control connection (also QUIT)"),
@@ -226,7 +231,14 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "DRAIN" => backend_command("DRAIN", rest, BackendAction::Drain),
         "ENABLE" => backend_command("ENABLE", rest, BackendAction::Enable),
         "DISABLE" => backend_command("DISABLE", rest, BackendAction::Disable),
-        "RELOAD" => no_more("RELOAD", rest, Command::Reload),
+        "RELOAD" => match rest.to_ascii_uppercase().as_str() {
+            "" => Ok(Command::Reload { force: false }),
+            "FORCE" => Ok(Command::Reload { force: true }),
+            _ => Err(ParseError::Unexpected {
+                command: "RELOAD",
+                found: rest.to_string(),
+            }),
+        },
         "STOP" => no_more("STOP", rest, Command::Stop),
         "EXIT" => no_more("EXIT", rest, Command::Exit),
         "QUIT" => no_more("QUIT", rest, Command::Exit),
@@ -336,7 +348,8 @@ mod tests {
             ),
             ("close 8000 now", Command::Close { local, now: true }),
             ("STOP", Command::Stop),
-            ("reload", Command::Reload),
+            ("reload", Command::Reload { force: false }),
+            ("RELOAD force", Command::Reload { force: true }),
             (
                 "add 8000 7001*3",
                 Command::Backend {
@@ -409,6 +422,7 @@ mod tests {
             ),
             (b"CLOSE foo", "ERR: bad address `foo` at column "),
             (b"STOP now", "STOP does not take `now`"),
+            (b"RELOAD now", "RELOAD does not take `now`"),
             (b"quit now", "QUIT does not take `now`"),
             (b"EXIT now", "EXIT does not take `now`"),
             (
@@ -562,6 +576,7 @@ mod tests {
         "ENABLE 8000 7001",
         "DISABLE 8000 localhost:7001",
         "RELOAD",
+        "reload FORCE",
         "STOP",
         "EXIT",
         "quit",
@@ -585,6 +600,7 @@ mod tests {
         b"x",
         b"NOW",
         b"FULL",
+        b"FORCE",
         b"30s",
         "é".as_bytes(),
         "\u{202e}".as_bytes(),

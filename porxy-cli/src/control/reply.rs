@@ -10,7 +10,7 @@ use std::time::Duration;
 use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
 
 use crate::error::chain;
-use crate::reload::Reloader;
+use crate::reload::{ReloadMode, Reloader};
 use crate::stopping::Stopper;
 
 use super::command::{BackendAction, Command, ParseError, COMMANDS};
@@ -149,17 +149,24 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
             reply.then_stop = true;
             reply
         }
-        Command::Reload => match ctx.reloader.reload() {
-            Ok(r) => Reply::ok(format!(
-                "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
-                r.generation,
-                r.opened.len(),
-                r.changed.len(),
-                r.unchanged.len(),
-                r.closed.len()
-            )),
-            Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
-        },
+        Command::Reload { force } => {
+            let mode = if force {
+                ReloadMode::Force
+            } else {
+                ReloadMode::Guarded
+            };
+            match ctx.reloader.reload(mode) {
+                Ok(r) => Reply::ok(format!(
+                    "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
+                    r.generation,
+                    r.opened.len(),
+                    r.changed.len(),
+                    r.unchanged.len(),
+                    r.closed.len()
+                )),
+                Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
+            }
+        }
         Command::Exit => Reply {
             text: "OK bye\n".into(),
             close: true,

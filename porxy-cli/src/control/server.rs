@@ -19,7 +19,10 @@ use porxy_core::{Endpoint, ProxyHandle};
 
 use super::reply::Context;
 use super::session::{self, Sessions};
-use crate::socket_path::{bind_unix, SocketPathError};
+use crate::socket_path::{bind_unix, check_len, SocketPathError};
+
+/// The socket's name in errors and logs.
+const ROLE: &str = "control socket";
 
 /// Where the control socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,25 @@ impl FromStr for ControlAddr {
                     e.message()
                 )
             })
+    }
+}
+
+impl ControlAddr {
+    /// What [`ControlSocket::bind`] checks of the address itself, without binding: a TCP
+    /// address resolves; a Unix socket path fits in a socket address.
+    pub fn check(&self) -> Result<(), ControlError> {
+        match self {
+            ControlAddr::Tcp(endpoint) => {
+                endpoint
+                    .resolve()
+                    .map(drop)
+                    .map_err(|source| ControlError::Resolve {
+                        addr: endpoint.to_string(),
+                        source,
+                    })
+            }
+            ControlAddr::Unix(path) => Ok(check_len(path, ROLE)?),
+        }
     }
 }
 
@@ -115,7 +137,7 @@ impl ControlSocket {
                 Ok((ControlSocket::Tcp(listener), BoundControl::Tcp(bound)))
             }
             ControlAddr::Unix(path) => Ok((
-                ControlSocket::Unix(bind_unix(path, "control socket")?),
+                ControlSocket::Unix(bind_unix(path, ROLE)?),
                 BoundControl::Unix(path.clone()),
             )),
         }
@@ -325,7 +347,7 @@ impl Acceptor {
         true
     }
 
-    fn start_session<S: session::ControlStream>(&self, stream: S) -> io::Result<()> {
+    fn start_session<S: super::stream::ControlStream>(&self, stream: S) -> io::Result<()> {
         session::start(
             stream,
             &self.handle,

@@ -4,16 +4,15 @@
 //! skipped up to its newline) and answers each. It ends on `EXIT`, EOF, a client that does not
 //! complete a line within the idle timeout (counted from when the session starts waiting for
 //! the line: bytes that trickle in without a newline do not extend it), a client that does not
-//! read its replies for [`WRITE_TIMEOUT`], or eviction.
+//! take a whole reply within [`WRITE_TIMEOUT`] (reading part of it does not extend that either;
+//! the client is reset), or eviction.
 //!
 //! At most [`MAX_SESSIONS`] run at once. When one more client comes, the session that has
 //! waited longest for a line is closed to make room (it is told why), so that clients that
 //! connect and say nothing can never lock an operator out. Only when every session is busy
 //! (running a command or writing a reply) is the newcomer refused.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::io::{self, ErrorKind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,58 +22,16 @@ use porxy_core::ProxyHandle;
 
 use super::command::{parse, MAX_LINE};
 use super::reply::{answer, Context, Reply};
+use super::stream::{write_all_by, ControlStream, Line, LineReader};
 
 /// Control clients served at once.
 pub const MAX_SESSIONS: usize = 32;
 /// A control client that completes no line for this long is disconnected, unless the
 /// configuration says otherwise (`[control] idle_timeout`, `--control-idle-timeout`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A control client that takes no reply bytes for this long is disconnected.
+/// A control client that has not taken the whole of a reply this long after it was ready is
+/// reset, however it took parts of it meanwhile.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A stream whose reads can be bounded in time.
-pub(super) trait TimedRead: Read {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
-}
-
-/// A control connection, TCP or Unix.
-pub(super) trait ControlStream: TimedRead + Write + Send + 'static {
-    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
-    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
-    /// Something that ends this connection's reading from another thread: a blocked read
-    /// returns end of stream.
-    fn stopper(&self) -> io::Result<Box<dyn Fn() + Send + Sync>>;
-}
-
-macro_rules! control_stream {
-    ($stream:ty) => {
-        impl TimedRead for $stream {
-            fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-                <$stream>::set_read_timeout(self, Some(timeout))
-            }
-        }
-
-        impl ControlStream for $stream {
-            fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
-                <$stream>::set_write_timeout(self, Some(timeout))
-            }
-
-            fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-                <$stream>::set_nonblocking(self, nonblocking)
-            }
-
-            fn stopper(&self) -> io::Result<Box<dyn Fn() + Send + Sync>> {
-                let copy = self.try_clone()?;
-                Ok(Box::new(move || {
-                    let _ = copy.shutdown(Shutdown::Read);
-                }))
-            }
-        }
-    };
-}
-
-control_stream!(TcpStream);
-control_stream!(UnixStream);
 
 /// What a session shares with the acceptor.
 struct Shared {
@@ -192,7 +149,6 @@ struct Session<'a> {
 impl Session<'_> {
     /// Serves the client until EXIT, EOF, a timeout, eviction or an IO error.
     fn run<S: ControlStream>(&self, mut stream: S) -> io::Result<()> {
-        stream.set_write_timeout(WRITE_TIMEOUT)?;
         let mut lines = LineReader::default();
         loop {
             // Waiting since admission for the first line (so that clients are evicted in the
@@ -231,7 +187,14 @@ impl Session<'_> {
                     "line too long: over {len} bytes, the limit is {MAX_LINE}"
                 )),
             };
-            stream.write_all(reply.text.as_bytes())?;
+            let deadline = Instant::now() + WRITE_TIMEOUT;
+            if let Err(e) = write_all_by(&mut stream, reply.text.as_bytes(), deadline) {
+                if e.kind() == ErrorKind::TimedOut {
+                    // It does not take its replies: what is left of them is dropped.
+                    let _ = stream.reset_on_close();
+                }
+                return Err(e);
+            }
             if reply.then_stop {
                 let _ = stream.flush();
                 self.ctx.stopper.graceful();
@@ -243,163 +206,9 @@ impl Session<'_> {
     }
 }
 
-/// What the line reader found.
-#[derive(Debug, PartialEq, Eq)]
-enum Line {
-    /// One line's bytes, without `\n` (a trailing `\r` is left to the parser).
-    Complete(Vec<u8>),
-    /// A line that passed [`MAX_LINE`]; its bytes up to the newline are skipped.
-    TooLong(usize),
-}
-
-/// Splits a byte stream into lines of bounded length.
-#[derive(Default)]
-struct LineReader {
-    buf: Vec<u8>,
-    /// Skipping the rest of a too-long line.
-    skipping: bool,
-}
-
-impl LineReader {
-    /// The next line, or `None` at EOF. An error of kind `TimedOut` when no line is complete
-    /// by `deadline`, however many bytes came meanwhile.
-    fn next_line(
-        &mut self,
-        input: &mut impl TimedRead,
-        deadline: Instant,
-    ) -> io::Result<Option<Line>> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-                line.pop();
-                if self.skipping {
-                    self.skipping = false;
-                    continue;
-                }
-                if line.len() > MAX_LINE {
-                    return Ok(Some(Line::TooLong(MAX_LINE)));
-                }
-                return Ok(Some(Line::Complete(line)));
-            }
-            if self.buf.len() > MAX_LINE {
-                self.buf.clear();
-                if !self.skipping {
-                    self.skipping = true;
-                    return Ok(Some(Line::TooLong(MAX_LINE)));
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    ErrorKind::TimedOut,
-                    "no complete line in time",
-                ));
-            }
-            input.set_read_timeout(left)?;
-            let mut chunk = [0u8; 4096];
-            let n = match input.read(&mut chunk) {
-                Ok(n) => n,
-                // A read timeout: the deadline check above decides.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                // A last line without a newline still counts.
-                if self.buf.is_empty() || self.skipping {
-                    return Ok(None);
-                }
-                return Ok(Some(Line::Complete(std::mem::take(&mut self.buf))));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    impl TimedRead for io::Cursor<Vec<u8>> {
-        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// Gives one byte per read, a millisecond apart, and never a newline.
-    struct Trickle {
-        left: usize,
-    }
-
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.left == 0 || buf.is_empty() {
-                return Ok(0);
-            }
-            std::thread::sleep(Duration::from_millis(1));
-            self.left -= 1;
-            buf[0] = b'x';
-            Ok(1)
-        }
-    }
-
-    impl TimedRead for Trickle {
-        fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-            assert!(!timeout.is_zero(), "a zero timeout means none");
-            Ok(())
-        }
-    }
-
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(3600)
-    }
-
-    #[test]
-    fn line_reader_bounds_lines_and_skips_long_ones() {
-        let long = vec![b'x'; MAX_LINE * 3];
-        let mut input = Vec::new();
-        input.extend_from_slice(b"STATUS\r\n");
-        input.extend_from_slice(&long);
-        input.extend_from_slice(b"\nHELP\nlast");
-        let mut cursor = io::Cursor::new(input);
-        let mut reader = LineReader::default();
-        let mut got = Vec::new();
-        while let Some(line) = reader.next_line(&mut cursor, far()).unwrap() {
-            got.push(line);
-        }
-        assert_eq!(
-            got,
-            vec![
-                Line::Complete(b"STATUS\r".to_vec()),
-                Line::TooLong(MAX_LINE),
-                Line::Complete(b"HELP".to_vec()),
-                Line::Complete(b"last".to_vec()),
-            ]
-        );
-    }
-
-    #[test]
-    fn bytes_without_a_newline_do_not_extend_the_deadline() {
-        // 2000 bytes take at least 2 s; the line's deadline is 50 ms away.
-        let mut slow = Trickle { left: 2000 };
-        let started = Instant::now();
-        let got =
-            LineReader::default().next_line(&mut slow, Instant::now() + Duration::from_millis(50));
-        let err = got.expect_err("no line completes in time");
-        assert_eq!(err.kind(), ErrorKind::TimedOut);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(slow.left > 0, "the reader should stop at the deadline");
-    }
 
     fn waiting(since: Option<Instant>) -> Arc<Shared> {
         Arc::new(Shared {

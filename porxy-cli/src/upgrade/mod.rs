@@ -42,6 +42,8 @@ pub(crate) use successor::{take_over, Takeover};
 
 use crate::socket_path::SocketPathError;
 
+/// The socket's name in errors and logs.
+pub(crate) const ROLE: &str = "upgrade socket";
 /// How long each side waits for the other's next line.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -18,13 +18,11 @@ use super::conversation::{Context, Conversation};
 use super::gate::Gate;
 use super::peer::Peer;
 use super::peers::{Fault, Peers};
-use super::UpgradeError;
+use super::{UpgradeError, ROLE};
 use crate::reload::Reloader;
 use crate::socket_path;
 use crate::stopping::Stopper;
 
-/// The socket's name in errors and logs.
-const ROLE: &str = "upgrade socket";
 /// The pause after accept fails for want of descriptors, instead of spinning.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
