@@ -97,3 +97,26 @@ fn check_refuses_a_control_path_that_cannot_be_bound() {
         ),
     );
 }
+
+/// An upgrade socket path too long for a socket address is refused by `--check` as by a start,
+/// before anything binds.
+#[test]
+fn check_refuses_an_upgrade_socket_path_too_long() {
+    let dir = TempDir::new();
+    let long = dir.path().join("u".repeat(120));
+    let shown = long.display().to_string();
+    check_and_start_refuse(
+        &[
+            "--tunnel",
+            "127.0.0.1:0=127.0.0.1:9",
+            "--upgrade-socket",
+            &shown,
+        ],
+        &format!(
+            "upgrade socket {shown}: the path is {} bytes, longer than a Unix socket path can be \
+             (107 bytes)",
+            shown.len()
+        ),
+    );
+    assert!(!long.exists(), "nothing was bound");
+}
