@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::tunnel::endpoint::Endpoint;
+use crate::tunnel::options::canonical_key;
 pub use crate::tunnel::options::{TunnelOptions, OPTION_KEYS};
 
 /// What a user asks for: where to listen, where to forward, and per-tunnel options.
@@ -255,9 +256,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `[key=value,...]`, with the cursor on `[`.
+    /// `[key=value,...]`, with the cursor on `[`. Each option may be given once (as a key may
+    /// in the TOML file): a second one is refused where it starts.
     fn options(&mut self, options: &mut TunnelOptions) -> Result<(), SpecError> {
         self.eat('[');
+        // Each key given so far (canonical), with where it was.
+        let mut given: Vec<(String, usize)> = Vec::new();
         loop {
             self.skip_spaces();
             if self.eat(']') {
@@ -268,6 +272,19 @@ impl<'a> Parser<'a> {
             if key.is_empty() {
                 return Err(self.error("expected an option `key=value` or `]`"));
             }
+            let canonical = canonical_key(key);
+            if let Some((_, first)) = given.iter().find(|(k, _)| *k == canonical) {
+                let first = SpecError::new(self.input, *first, "").column();
+                return Err(SpecError::new(
+                    self.input,
+                    key_at,
+                    format!(
+                        "option `{canonical}` is given twice (first at column {first}); \
+                         give each option once"
+                    ),
+                ));
+            }
+            given.push((canonical, key_at));
             self.skip_spaces();
             if !self.eat('=') {
                 return Err(self.error(format!("expected `=` and a value after option `{key}`")));

@@ -191,3 +191,30 @@ fn parser_never_panics_on_odd_input() {
         let _ = text.parse::<TunnelSpec>();
     }
 }
+
+/// Regression: an option given twice was taken, the last one winning, where the TOML file
+/// refuses a key given twice. Refused at the second one, whatever its spelling.
+#[test]
+fn an_option_given_twice_is_refused_at_the_second() {
+    let cases: &[(&str, usize)] = &[
+        ("127.0.0.1:0=127.0.0.1:9[idle_timeout=1s,idle_timeout=4s]", 41),
+        ("8000=9000[idle_timeout=1s, Idle-Timeout=4s]", 28),
+        ("8000=9000[check=tcp,rise=2,check=off]", 28),
+    ];
+    for (text, column) in cases {
+        let err = text.parse::<TunnelSpec>().expect_err(text);
+        assert_eq!(err.column(), *column, "{text}: {err}");
+        assert!(
+            err.message().contains("given twice"),
+            "{text}: {}",
+            err.message()
+        );
+    }
+    let err = "8000=9000[idle_timeout=1s,idle_timeout=4s]"
+        .parse::<TunnelSpec>()
+        .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "option `idle_timeout` is given twice (first at column 11); give each option once"
+    );
+}
