@@ -93,14 +93,11 @@ impl Endpoint {
             return Ok((Endpoint::Addr(addr), len));
         }
         let Some(colon) = token.rfind(':') else {
-            return Err((0, format!("`{token}` needs a port, like `{token}:8000`")));
+            return Err((0, without_port(token)));
         };
         let (host, port_text) = (&token[..colon], &token[colon + 1..]);
         if host.contains(':') {
-            return Err((
-                0,
-                format!("IPv6 addresses go in brackets, like `[{host}]:{port_text}`"),
-            ));
+            return Err(too_many_colons(token, host, port_text));
         }
         if host.is_empty() {
             return Err((0, "expected a host before `:`".into()));
@@ -152,6 +149,67 @@ impl fmt::Display for Endpoint {
             Endpoint::Addr(addr) => write!(f, "{addr}"),
             Endpoint::Host { host, port } => write!(f, "{host}:{port}"),
         }
+    }
+}
+
+/// What is wrong with `token`, an unbracketed address without a `:` (a bare port would have
+/// parsed): a signed or otherwise odd number, a host or IPv4 address without its port, or
+/// nothing an address can be.
+fn without_port(token: &str) -> String {
+    let unsigned = token.strip_prefix(['-', '+']).unwrap_or(token);
+    if unsigned.len() < token.len() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        return format!("`{token}` is not a port number (0 to 65535)");
+    }
+    let numeric = token.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if numeric && token.parse::<Ipv4Addr>().is_err() {
+        return format!("`{token}` is neither a port number (0 to 65535) nor an IPv4 address");
+    }
+    if numeric || is_host_name(token) {
+        return format!("`{token}` needs a port, like `{token}:8000`");
+    }
+    format!("`{token}` is not a port number, host name or IP address")
+}
+
+/// The fault of `token`, an unbracketed address with more than one `:` (`host` is what comes
+/// before the last one): an IPv6 address without brackets, or an IPv4 address or host name
+/// with a second port. Offsets are relative to `token`.
+fn too_many_colons(token: &str, host: &str, port_text: &str) -> (usize, String) {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return (
+            0,
+            format!("IPv6 addresses go in brackets, like `[{host}]:{port_text}`"),
+        );
+    }
+    if token.parse::<std::net::Ipv6Addr>().is_ok() {
+        return (
+            0,
+            format!("IPv6 addresses go in brackets, with a port, like `[{token}]:8000`"),
+        );
+    }
+    let first = token.find(':').unwrap_or(0);
+    let name = &token[..first];
+    let kind = if name.parse::<Ipv4Addr>().is_ok() {
+        Some("an IPv4 address")
+    } else if is_host_name(name) {
+        Some("a host name")
+    } else {
+        None
+    };
+    match kind {
+        Some(kind) if !token.contains("::") => {
+            // The second `:`, where the address stops making sense.
+            let second = first + 1 + token[first + 1..].find(':').unwrap_or(0);
+            (
+                second,
+                format!("`{token}` has too many colons: {kind} takes one `:PORT`"),
+            )
+        }
+        _ => (
+            0,
+            format!(
+                "`{token}` is not an address: an IPv6 address goes in brackets, like `[::1]:8000`"
+            ),
+        ),
     }
 }
 

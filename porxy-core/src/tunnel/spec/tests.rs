@@ -218,3 +218,57 @@ fn an_option_given_twice_is_refused_at_the_second() {
         "option `idle_timeout` is given twice (first at column 11); give each option once"
     );
 }
+
+/// Regression: `127.0.0.1:9000:1` was told to bracket it as an IPv6 address, and `-1` to add a
+/// port to it as a host name: the hints now say what is wrong.
+#[test]
+fn hints_say_what_is_wrong_with_the_address() {
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            "0=127.0.0.1:9000:1",
+            17,
+            "`127.0.0.1:9000:1` has too many colons: an IPv4 address takes one `:PORT`",
+        ),
+        (
+            "0=db.local:9000:1",
+            16,
+            "`db.local:9000:1` has too many colons: a host name takes one `:PORT`",
+        ),
+        ("0=-1", 3, "`-1` is not a port number (0 to 65535)"),
+        ("0=+80", 3, "`+80` is not a port number (0 to 65535)"),
+        ("-1=9000", 1, "`-1` is not a port number (0 to 65535)"),
+        (
+            "0=80.5",
+            3,
+            "`80.5` is neither a port number (0 to 65535) nor an IPv4 address",
+        ),
+        (
+            "0=db!:80",
+            3,
+            "`db!` is not a host name or IP address",
+        ),
+        (
+            "0=db!",
+            3,
+            "`db!` is not a port number, host name or IP address",
+        ),
+        ("0=db.local", 3, "`db.local` needs a port, like `db.local:8000`"),
+        ("0=10.0.0.1", 3, "`10.0.0.1` needs a port, like `10.0.0.1:8000`"),
+        ("0=::1:9000", 3, "IPv6 addresses go in brackets, like `[::1]:9000`"),
+        (
+            "0=fe80::1:2:3:4:5:6:7",
+            3,
+            "IPv6 addresses go in brackets, like `[fe80::1:2:3:4:5:6]:7`",
+        ),
+        (
+            "0=a::b::c:80",
+            3,
+            "`a::b::c:80` is not an address: an IPv6 address goes in brackets, like `[::1]:8000`",
+        ),
+    ];
+    for (text, column, message) in cases {
+        let err = text.parse::<TunnelSpec>().expect_err(text);
+        assert_eq!(err.message(), *message, "{text}");
+        assert_eq!(err.column(), *column, "{text}: {err}");
+    }
+}
