@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use crate::tunnel::endpoint::RemoteFault;
 use crate::tunnel::spec::SpecError;
 
 /// An error from building, starting or driving a proxy.
@@ -37,6 +38,17 @@ pub enum Error {
         local: String,
         /// The remote that appears twice.
         remote: SocketAddr,
+    },
+    /// A remote (or a backend added) is an address no TCP connect reaches as one server: port
+    /// 0, the unspecified, broadcast or a multicast address (seen after name resolution).
+    #[error("tunnel on {tunnel}: remote {remote} cannot be connected to: {fault}")]
+    UnusableRemote {
+        /// The tunnel's listen address, as written.
+        tunnel: String,
+        /// The remote, resolved.
+        remote: SocketAddr,
+        /// What is wrong with it.
+        fault: RemoteFault,
     },
     /// A tunnel was given no remote address.
     #[error("tunnel on {local} has no remote address")]

@@ -73,6 +73,6 @@ pub use handle::{
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
-pub use tunnel::endpoint::Endpoint;
+pub use tunnel::endpoint::{Endpoint, RemoteFault};
 pub use tunnel::mode::{Reply, TunnelMode};
 pub use tunnel::spec::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT, OPTION_KEYS};

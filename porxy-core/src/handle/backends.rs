@@ -12,9 +12,10 @@ use crate::tunnel::Tunnel;
 
 impl ProxyHandle {
     /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
-    /// its resolved address.
+    /// its resolved address. An address no connect reaches as one server is refused
+    /// ([`Error::UnusableRemote`]).
     pub fn add_backend(&self, local: SocketAddr, remote: Remote) -> Result<SocketAddr, Error> {
-        let addr = remote.endpoint.resolve()?;
+        let addr = super::usable_remote(&local.to_string(), &remote)?;
         let mut tunnels = self.tunnels();
         let old = tunnels
             .get(&local)

@@ -29,7 +29,8 @@ use crate::listener::ListenerMsg;
 use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
-use crate::tunnel::spec::TunnelSpec;
+use crate::tunnel::endpoint::RemoteFault;
+use crate::tunnel::spec::{Remote, TunnelSpec};
 use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
 /// How long `close` waits for the listener thread to confirm the socket is closed (and a
@@ -590,8 +591,9 @@ impl std::fmt::Debug for ProxyHandle {
     }
 }
 
-/// Resolves a spec's remotes; the same address twice is refused (a weight says "twice as much").
-/// The options are checked first, as a whole.
+/// Resolves a spec's remotes; the same address twice is refused (a weight says "twice as much"),
+/// and so is one no connect reaches as one server ([`RemoteFault`]). The options are checked
+/// first, as a whole.
 pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
     spec.options
         .check(spec.remotes.len())
@@ -601,7 +603,7 @@ pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Erro
         })?;
     let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
     for remote in &spec.remotes {
-        let addr = remote.endpoint.resolve()?;
+        let addr = usable_remote(&spec.local.to_string(), remote)?;
         if remotes.contains(&addr) {
             return Err(Error::DuplicateRemote {
                 local: spec.local.to_string(),
@@ -611,6 +613,19 @@ pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Erro
         remotes.push(addr);
     }
     Ok(remotes)
+}
+
+/// The address `remote` resolves to, if a tunnel (on `tunnel`, as written) may connect to it.
+pub(crate) fn usable_remote(tunnel: &str, remote: &Remote) -> Result<SocketAddr, Error> {
+    let addr = remote.endpoint.resolve()?;
+    match RemoteFault::of(addr) {
+        Some(fault) => Err(Error::UnusableRemote {
+            tunnel: tunnel.to_string(),
+            remote: addr,
+            fault,
+        }),
+        None => Ok(addr),
+    }
 }
 
 /// A listening, non-blocking socket on `addr` (SO_REUSEADDR; IPv6 sockets are IPv6 only).

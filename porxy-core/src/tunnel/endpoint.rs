@@ -1,6 +1,7 @@
 //! An address as a user writes it: `8000`, `127.0.0.1:8000`, `[::1]:8000` or `db.local:5432`.
 //!
 //! Parsing is pure; name resolution happens only in [`Endpoint::resolve`], when a tunnel opens.
+//! Any address may be listened on; [`RemoteFault`] says which ones cannot be a remote.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -48,6 +49,16 @@ impl Endpoint {
                         endpoint: self.to_string(),
                     })
             }
+        }
+    }
+
+    /// What is wrong with this endpoint as a remote, as far as can be told before name
+    /// resolution: everything for an address, the port for a host name.
+    pub fn remote_fault(&self) -> Option<RemoteFault> {
+        match self {
+            Endpoint::Addr(addr) => RemoteFault::of(*addr),
+            Endpoint::Host { port: 0, .. } => Some(RemoteFault::PortZero),
+            Endpoint::Host { .. } => None,
         }
     }
 
@@ -115,6 +126,66 @@ impl Endpoint {
             Err(_) => return Err((0, format!("`{host}` is not a host name or IP address"))),
         };
         Ok((endpoint, len))
+    }
+}
+
+/// Why an address cannot be a remote: a TCP connect to it reaches no one server.
+///
+/// Checked wherever a remote enters: the SPEC parser (with the column), and the API that opens
+/// tunnels and adds backends (after name resolution, as [`Error::UnusableRemote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteFault {
+    /// Port 0: no server listens on it (to listen on it means "any free port").
+    PortZero,
+    /// `0.0.0.0` or `::`: every address of the machine to listen on, no host to connect to
+    /// (Linux takes a connect to it for one to this machine).
+    Unspecified,
+    /// The broadcast address 255.255.255.255.
+    Broadcast,
+    /// A multicast group (224.0.0.0/4, ff00::/8).
+    Multicast,
+}
+
+impl RemoteFault {
+    /// What is wrong with `addr` as a remote, if anything. An IPv4-mapped IPv6 address
+    /// (`[::ffff:a.b.c.d]`) is judged as the IPv4 address it stands for, which it reaches.
+    pub fn of(addr: SocketAddr) -> Option<RemoteFault> {
+        let ip = addr.ip().to_canonical();
+        if ip.is_unspecified() {
+            Some(RemoteFault::Unspecified)
+        } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+            Some(RemoteFault::Broadcast)
+        } else if ip.is_multicast() {
+            Some(RemoteFault::Multicast)
+        } else if addr.port() == 0 {
+            Some(RemoteFault::PortZero)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for RemoteFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteFault::PortZero => {
+                "port 0 is no server's port (it means \"any free port\" only to listen on); \
+                 a remote needs the port its server listens on"
+            }
+            RemoteFault::Unspecified => {
+                "the unspecified address (`0.0.0.0`, `[::]`) means every address of this \
+                 machine, to listen on; a remote needs the address of one host"
+            }
+            RemoteFault::Broadcast => {
+                "255.255.255.255 is the broadcast address, not one host; TCP connects to one: \
+                 a remote needs the address of one host"
+            }
+            RemoteFault::Multicast => {
+                "a multicast address is a group, not one host; TCP connects to one: a remote \
+                 needs the address of one host"
+            }
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::tunnel::endpoint::Endpoint;
+use crate::tunnel::endpoint::{Endpoint, RemoteFault};
 use crate::tunnel::options::canonical_key;
 pub use crate::tunnel::options::{TunnelOptions, OPTION_KEYS};
 
@@ -63,10 +63,7 @@ impl FromStr for Remote {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut parser = Parser { input, pos: 0 };
         parser.skip_spaces();
-        let mut remote = Remote::from(parser.endpoint("REMOTE")?);
-        if parser.eat('*') {
-            remote.weight = parser.weight()?;
-        }
+        let remote = parser.remote()?;
         parser.skip_spaces();
         if let Some(c) = parser.peek() {
             return Err(parser.error(format!("unexpected `{c}` after the remote")));
@@ -199,11 +196,7 @@ impl<'a> Parser<'a> {
         let mut remotes = Vec::new();
         loop {
             self.skip_spaces();
-            let mut remote = Remote::from(self.endpoint("REMOTE")?);
-            if self.eat('*') {
-                remote.weight = self.weight()?;
-            }
-            remotes.push(remote);
+            remotes.push(self.remote()?);
             self.skip_spaces();
             if !self.eat(',') {
                 break;
@@ -240,6 +233,29 @@ impl<'a> Parser<'a> {
             .map_err(|(at, message)| SpecError::new(self.input, self.pos + at, message))?;
         self.pos += used;
         Ok(endpoint)
+    }
+
+    /// `REMOTE` or `REMOTE*WEIGHT`. A remote no connect could reach as one server is refused
+    /// (see [`RemoteFault`]): at its port for port 0, else at its start.
+    fn remote(&mut self) -> Result<Remote, SpecError> {
+        let at = self.pos;
+        let endpoint = self.endpoint("REMOTE")?;
+        if let Some(fault) = endpoint.remote_fault() {
+            let written = &self.input[at..self.pos];
+            let at = match fault {
+                RemoteFault::PortZero => {
+                    let digits = written.bytes().rev().take_while(u8::is_ascii_digit);
+                    self.pos - digits.count()
+                }
+                _ => at,
+            };
+            return Err(SpecError::new(self.input, at, fault.to_string()));
+        }
+        let mut remote = Remote::from(endpoint);
+        if self.eat('*') {
+            remote.weight = self.weight()?;
+        }
+        Ok(remote)
     }
 
     /// The `WEIGHT` after `REMOTE*`.

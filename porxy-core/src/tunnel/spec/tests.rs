@@ -197,7 +197,10 @@ fn parser_never_panics_on_odd_input() {
 #[test]
 fn an_option_given_twice_is_refused_at_the_second() {
     let cases: &[(&str, usize)] = &[
-        ("127.0.0.1:0=127.0.0.1:9[idle_timeout=1s,idle_timeout=4s]", 41),
+        (
+            "127.0.0.1:0=127.0.0.1:9[idle_timeout=1s,idle_timeout=4s]",
+            41,
+        ),
         ("8000=9000[idle_timeout=1s, Idle-Timeout=4s]", 28),
         ("8000=9000[check=tcp,rise=2,check=off]", 28),
     ];
@@ -217,6 +220,44 @@ fn an_option_given_twice_is_refused_at_the_second() {
         err.message(),
         "option `idle_timeout` is given twice (first at column 11); give each option once"
     );
+}
+
+/// Regression: remotes that no TCP connect can reach as one server (port 0, the unspecified,
+/// broadcast and multicast addresses) were accepted. Refused where they stand, as remotes only:
+/// a listen address may be `0.0.0.0` or port 0.
+#[test]
+fn remotes_no_server_can_be_are_refused() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("0=0", 3, "port 0"),
+        ("0=127.0.0.1:0", 13, "port 0"),
+        ("0=db.local:00", 12, "port 0"),
+        ("0=[::1]:0", 9, "port 0"),
+        ("0=9000,127.0.0.1:0*2", 18, "port 0"),
+        ("0=0.0.0.0:80", 3, "unspecified address"),
+        ("0=[::]:80", 3, "unspecified address"),
+        ("0=[::ffff:0.0.0.0]:80", 3, "unspecified address"),
+        ("0=255.255.255.255:80", 3, "broadcast address"),
+        ("0=224.0.0.1:80", 3, "multicast address"),
+        ("0=239.255.255.250:1900", 3, "multicast address"),
+        ("0=[ff02::1]:80", 3, "multicast address"),
+    ];
+    for (text, column, fragment) in cases {
+        let err = text.parse::<TunnelSpec>().expect_err(text);
+        assert!(
+            err.message().contains(fragment),
+            "{text}: message {:?} lacks {fragment:?}",
+            err.message()
+        );
+        assert_eq!(err.column(), *column, "{text}: {err}");
+    }
+    for remote in ["0.0.0.0:80", "127.0.0.1:0*2", "[ff02::1]:80"] {
+        assert!(remote.parse::<Remote>().is_err(), "{remote}");
+    }
+    for local in ["0.0.0.0:0=9000", "[::]:8000=9000", "0=10.0.0.255:80"] {
+        local
+            .parse::<TunnelSpec>()
+            .unwrap_or_else(|e| panic!("{local}: {e}"));
+    }
 }
 
 /// Regression: `127.0.0.1:9000:1` was told to bracket it as an IPv6 address, and `-1` to add a
@@ -242,19 +283,27 @@ fn hints_say_what_is_wrong_with_the_address() {
             3,
             "`80.5` is neither a port number (0 to 65535) nor an IPv4 address",
         ),
-        (
-            "0=db!:80",
-            3,
-            "`db!` is not a host name or IP address",
-        ),
+        ("0=db!:80", 3, "`db!` is not a host name or IP address"),
         (
             "0=db!",
             3,
             "`db!` is not a port number, host name or IP address",
         ),
-        ("0=db.local", 3, "`db.local` needs a port, like `db.local:8000`"),
-        ("0=10.0.0.1", 3, "`10.0.0.1` needs a port, like `10.0.0.1:8000`"),
-        ("0=::1:9000", 3, "IPv6 addresses go in brackets, like `[::1]:9000`"),
+        (
+            "0=db.local",
+            3,
+            "`db.local` needs a port, like `db.local:8000`",
+        ),
+        (
+            "0=10.0.0.1",
+            3,
+            "`10.0.0.1` needs a port, like `10.0.0.1:8000`",
+        ),
+        (
+            "0=::1:9000",
+            3,
+            "IPv6 addresses go in brackets, like `[::1]:9000`",
+        ),
         (
             "0=fe80::1:2:3:4:5:6:7",
             3,
