@@ -67,8 +67,8 @@ pub use error::Error;
 pub use fanout::DEFAULT_MAX_LAG;
 pub use generation::GenerationStatus;
 pub use handle::{
-    BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, SessionExport,
-    StopMode,
+    BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, Removal,
+    SessionExport, StopMode,
 };
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;

@@ -8,6 +8,7 @@ mod backends;
 mod reload;
 mod sessions;
 
+pub use backends::Removal;
 pub use reload::ReloadReport;
 pub use sessions::{ImportReport, SessionExport};
 

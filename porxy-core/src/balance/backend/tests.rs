@@ -87,3 +87,23 @@ fn operator_states_take_precedence() {
     b.set_admin(AdminState::Enabled);
     assert_eq!(b.state(), BackendState::Up);
 }
+
+/// Regression (REMOVE 3s, then REMOVE 20s answered "for at most 20s"): a later deadline is
+/// kept out, and the one in force is what the caller learns; an earlier one replaces it.
+#[test]
+fn a_close_deadline_never_moves_later_and_the_one_in_force_is_told() {
+    let now = Instant::now();
+    let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
+    assert_eq!(b.close_deadline(), None);
+    assert!(!b.close_ordered());
+    let three = now + Duration::from_secs(3);
+    assert_eq!(b.order_close(three), CloseOrder::Set(three));
+    let later = b.order_close(now + Duration::from_secs(20));
+    assert_eq!(later, CloseOrder::Kept(three));
+    assert_eq!(b.close_deadline(), Some(three));
+    assert_eq!(b.order_close(three), CloseOrder::Kept(three));
+    let one = now + Duration::from_secs(1);
+    assert_eq!(b.order_close(one), CloseOrder::Set(one));
+    assert_eq!(b.close_deadline(), Some(one));
+    assert!(b.close_ordered());
+}
