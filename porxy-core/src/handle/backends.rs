@@ -123,7 +123,7 @@ impl ProxyHandle {
             .get(&local)
             .cloned()
             .ok_or(Error::NoSuchTunnel(local))?;
-        let target = match old.remote(backend) {
+        let (target, order) = match old.remote(backend) {
             Some((index, _)) => {
                 if old.balancer.backends.len() == 1 {
                     return Err(Error::LastBackend { tunnel: local });
@@ -141,10 +141,7 @@ impl ProxyHandle {
                     .map(|b| b.addr)
                     .collect();
                 self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;
-                if let Some(CloseOrder::Set(at)) = order {
-                    self.close_backend_connections(&target, at);
-                }
-                target
+                (target, order)
             }
             // Already removed, still holding connections: only a deadline may be given (or
             // an earlier one).
@@ -156,16 +153,17 @@ impl ProxyHandle {
                         tunnel: local,
                         backend,
                     })?;
-                if let Some(d) = deadline {
-                    if let CloseOrder::Set(at) = target.order_close(crate::units::after(now, d)) {
-                        self.close_backend_connections(&target, at);
-                    }
-                }
-                target
+                let order = deadline.map(|d| target.order_close(crate::units::after(now, d)));
+                (target, order)
             }
         };
+        // Counted before a close is sent: the reactors may be quicker than we are.
+        let open = target.open();
+        if let Some(CloseOrder::Set(at)) = order {
+            self.close_backend_connections(&target, at);
+        }
         let removal = Removal {
-            open: target.open(),
+            open,
             deadline: target
                 .close_deadline()
                 .map(|at| at.saturating_duration_since(now)),
