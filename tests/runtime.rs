@@ -186,3 +186,50 @@ fn remotes_no_server_can_be_are_refused_by_the_api() {
     assert_eq!(tunnel(&handle, local).remotes.len(), 1, "nothing added");
     round_trip(&mut connect(local), b"the tunnel goes on as it was");
 }
+
+/// Regression: after `CLOSE L` (connections go on) and `OPEN L`, `CLOSE L NOW` reset only the
+/// new tunnel's connections; those of the earlier tunnel on L could never be cut. Now it
+/// reaches every connection that came in on L.
+#[test]
+fn close_now_also_resets_the_connections_of_earlier_tunnels_on_the_address() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let mut earlier = connect(local);
+    round_trip(&mut earlier, b"through the first tunnel");
+    handle.close(local, CloseMode::KeepConnections).unwrap();
+    round_trip(&mut earlier, b"goes on after the close");
+
+    let reopened = handle
+        .open(&TunnelSpec::new(local, [Endpoint::Addr(echo.addr())]))
+        .unwrap();
+    assert_eq!((reopened.local, reopened.replaced), (local, false));
+    let mut later = connect(local);
+    round_trip(&mut later, b"through the second tunnel");
+
+    handle.close(local, CloseMode::CloseConnections).unwrap();
+    expect_reset(&mut later, IO_TIMEOUT / 5);
+    expect_reset(&mut earlier, IO_TIMEOUT / 5);
+    wait_all_closed(&handle);
+}
+
+/// Regression: `CLOSE L NOW` on an L with no tunnel left but connections still going said "no
+/// tunnel listens on L" and left them be. It resets them; with none left, the error stands.
+#[test]
+fn close_now_without_a_tunnel_resets_the_connections_left_on_the_address() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let mut left = connect(local);
+    round_trip(&mut left, b"before the close");
+    handle.close(local, CloseMode::KeepConnections).unwrap();
+    round_trip(&mut left, b"goes on after the close");
+
+    handle.close(local, CloseMode::CloseConnections).unwrap();
+    expect_reset(&mut left, IO_TIMEOUT / 5);
+    wait_all_closed(&handle);
+    assert!(matches!(
+        handle.close(local, CloseMode::CloseConnections),
+        Err(Error::NoSuchTunnel(addr)) if addr == local
+    ));
+}

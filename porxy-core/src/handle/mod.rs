@@ -55,7 +55,9 @@ pub enum StopMode {
 pub enum CloseMode {
     /// Let them go on until they end by themselves.
     KeepConnections,
-    /// Close them now, with a reset.
+    /// Close them now, with a reset: every connection that came in on the listen address,
+    /// those of earlier tunnels there (closed with `KeepConnections`, or handed over from
+    /// a previous process) included.
     CloseConnections,
 }
 
@@ -346,6 +348,12 @@ impl ProxyHandle {
 
     /// Stops listening on `local`. When this returns the port refuses new connections.
     /// Established connections go on, or are closed now, as `mode` says.
+    ///
+    /// [`CloseMode::CloseConnections`] resets every connection that came in on `local`, the
+    /// ones an earlier tunnel there left going included (a tunnel closed with
+    /// [`CloseMode::KeepConnections`], then opened again), and they are reset when this
+    /// returns. With no tunnel on `local` it still resets those left going, and fails with
+    /// [`Error::NoSuchTunnel`] only when there are none.
     pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
         self.close_locked(&mut self.tunnels(), local, mode)
     }
@@ -357,23 +365,56 @@ impl ProxyHandle {
         local: SocketAddr,
         mode: CloseMode,
     ) -> Result<(), Error> {
-        let tunnel = tunnels.remove(&local).ok_or(Error::NoSuchTunnel(local))?;
-        self.unwatch(tunnel.balancer.backends.iter());
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        self.shared
-            .listener
-            .send(ListenerMsg::Remove(local, done_tx))
-            .map_err(|_| Error::Stopped)?;
-        // The listener confirms once the socket is closed; it only fails to if it has stopped,
-        // and then the socket is closed anyway.
-        let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
-        if mode == CloseMode::CloseConnections {
-            for reactor in &self.shared.reactors {
-                let _ = reactor.send(ReactorMsg::CloseTunnel(tunnel.id));
+        let tunnel = tunnels.remove(&local);
+        if let Some(tunnel) = &tunnel {
+            self.unwatch(tunnel.balancer.backends.iter());
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            self.shared
+                .listener
+                .send(ListenerMsg::Remove(local, done_tx))
+                .map_err(|_| Error::Stopped)?;
+            // The listener confirms once the socket is closed; it only fails to if it has
+            // stopped, and then the socket is closed anyway.
+            let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
+        }
+        let reset = match mode {
+            CloseMode::CloseConnections => self.reset_connections_on(local),
+            CloseMode::KeepConnections => 0,
+        };
+        match tunnel {
+            Some(_) => tracing::info!(local = %local, ?mode, reset, "tunnel closed"),
+            None if reset > 0 => {
+                tracing::info!(local = %local, reset, "connections left by closed tunnels reset")
+            }
+            None => return Err(Error::NoSuchTunnel(local)),
+        }
+        Ok(())
+    }
+
+    /// Resets every connection that came in on `local`, whichever tunnel it came through, and
+    /// returns how many once every reactor has (each is waited for a few seconds at most).
+    fn reset_connections_on(&self, local: SocketAddr) -> u64 {
+        let reactors = &self.shared.reactors;
+        let (done, counts) = crossbeam_channel::bounded(reactors.len());
+        let asked = reactors
+            .iter()
+            .filter(|r| {
+                let done = done.clone();
+                r.send(ReactorMsg::CloseListen { local, done }).is_ok()
+            })
+            .count();
+        // Only the reactors hold senders now: one that ends without answering is seen at once.
+        drop(done);
+        let until = Instant::now() + CLOSE_CONFIRM_TIMEOUT;
+        let mut reset = 0;
+        for _ in 0..asked {
+            match counts.recv_deadline(until) {
+                Ok(n) => reset += n as u64,
+                // A reactor that stopped meanwhile closes its connections anyway.
+                Err(_) => break,
             }
         }
-        tracing::info!(local = %local, ?mode, "tunnel closed");
-        Ok(())
+        reset
     }
 
     /// A snapshot of every tunnel's and reactor's counters.
