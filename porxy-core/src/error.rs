@@ -50,6 +50,22 @@ pub enum Error {
         /// What is wrong with it.
         fault: RemoteFault,
     },
+    /// A remote reaches one of the proxy's own listening sockets (its own tunnel's, or
+    /// another's; through a wildcard listener, any address of the machine): every connection
+    /// would come back to the proxy as a new client, until the chain fills `max_connections`.
+    /// Refused both ways: for a new remote, and for a new listener that a remote reaches.
+    #[error(
+        "tunnel {tunnel} would forward to porxy itself: its remote {remote} reaches porxy's \
+         listener {listener}; a remote must be a server elsewhere"
+    )]
+    SelfLoop {
+        /// The listen address of the tunnel whose remote it is.
+        tunnel: SocketAddr,
+        /// The remote.
+        remote: SocketAddr,
+        /// The listening socket it reaches (the bound address).
+        listener: SocketAddr,
+    },
     /// A tunnel was given no remote address.
     #[error("tunnel on {local} has no remote address")]
     NoRemotes {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::{BackendChange, ProxyHandle};
 use crate::balance::backend::{AdminState, CloseOrder};
 use crate::error::Error;
+use crate::tunnel::reach::LocalAddrs;
 use crate::tunnel::spec::Remote;
 
 /// What [`ProxyHandle::remove_backend`] did.
@@ -38,6 +39,8 @@ impl ProxyHandle {
                 backend: addr,
             });
         }
+        let listeners = super::loops::own_listeners(&tunnels);
+        super::loops::refuse_remotes(local, &[addr], &listeners, &mut LocalAddrs::default())?;
         // A backend still being removed at this address is taken back into service by
         // `replace`, as OPEN and a reload do: its connections, counters and limit go on (a new
         // one would be a second backend for one server, each with its own limit). One whose

@@ -5,6 +5,7 @@
 //! status); the data path never touches its lock.
 
 mod backends;
+mod loops;
 mod reload;
 mod sessions;
 
@@ -31,6 +32,7 @@ use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
 use crate::tunnel::endpoint::RemoteFault;
+use crate::tunnel::reach::{LocalAddrs, OwnListener};
 use crate::tunnel::spec::{Remote, TunnelSpec};
 use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
@@ -193,6 +195,8 @@ impl ProxyHandle {
         let mut tunnels = self.tunnels();
         if local.port() != 0 {
             if let Some(old) = tunnels.get(&local).cloned() {
+                let listeners = loops::own_listeners(&tunnels);
+                loops::refuse_remotes(local, &remotes, &listeners, &mut LocalAddrs::default())?;
                 self.replace(&mut tunnels, &old, spec, &remotes, old.generation.clone())?;
                 return Ok(OpenedTunnel {
                     local,
@@ -201,19 +205,26 @@ impl ProxyHandle {
                 });
             }
         }
+        if local.port() != 0 {
+            // Before the port is taken (an inherited socket stays where it is).
+            loops::refuse_new_listener(OwnListener::to_bind(local), &remotes, &tunnels)?;
+        }
         let socket = match self.take_inherited(local) {
             Some(socket) => socket,
             None => bind(local, self.shared.config.backlog)?,
         };
-        let bound = socket.local_addr().map_err(|source| Error::Bind {
+        let listening = OwnListener::of(&socket).map_err(|source| Error::Bind {
             addr: local,
             source,
         })?;
+        // Again with what it got: the port, when port 0 was asked for, and its stack.
+        loops::refuse_new_listener(listening, &remotes, &tunnels)?;
+        let bound = listening.addr;
         self.install(
             &mut tunnels,
             spec,
             &remotes,
-            bound,
+            listening,
             socket,
             self.current_generation(),
         )?;
@@ -226,17 +237,18 @@ impl ProxyHandle {
         })
     }
 
-    /// Builds a new tunnel on the listening `socket` (bound to `bound`) and starts accepting.
+    /// Builds a new tunnel on the listening `socket` (`listening`) and starts accepting.
     fn install(
         &self,
         tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
         spec: &TunnelSpec,
         remotes: &[SocketAddr],
-        bound: SocketAddr,
+        listening: OwnListener,
         socket: TcpListener,
         generation: Arc<Generation>,
     ) -> Result<(), Error> {
-        let lineage = self.new_lineage(bound, generation);
+        let bound = listening.addr;
+        let lineage = self.new_lineage(listening, generation);
         let tunnel = Arc::new(Tunnel::build(
             lineage,
             spec,
@@ -435,10 +447,11 @@ impl ProxyHandle {
     }
 
     /// A new tunnel's identity: a fresh id and fresh counters.
-    fn new_lineage(&self, local: SocketAddr, generation: Arc<Generation>) -> Lineage {
+    fn new_lineage(&self, listening: OwnListener, generation: Arc<Generation>) -> Lineage {
         Lineage {
             id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
-            local,
+            local: listening.addr,
+            dual_stack: listening.dual_stack,
             stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
             generation,
         }
@@ -707,6 +720,7 @@ mod tests {
         let lineage = Lineage {
             id: TunnelId(1),
             local,
+            dual_stack: false,
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
         };
