@@ -170,20 +170,20 @@ impl fmt::Display for RemoteFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             RemoteFault::PortZero => {
-                "port 0 is no server's port (it means \"any free port\" only to listen on); \
-                 a remote needs the port its server listens on"
+                "port 0 is no server's port (to listen on, it means any free port); a remote \
+                 needs the port its server listens on"
             }
             RemoteFault::Unspecified => {
                 "the unspecified address (`0.0.0.0`, `[::]`) means every address of this \
-                 machine, to listen on; a remote needs the address of one host"
+                 machine, to listen on; a remote needs one host's address"
             }
             RemoteFault::Broadcast => {
-                "255.255.255.255 is the broadcast address, not one host; TCP connects to one: \
-                 a remote needs the address of one host"
+                "255.255.255.255 is the broadcast address; TCP connects to one host, so a \
+                 remote needs one host's address"
             }
             RemoteFault::Multicast => {
-                "a multicast address is a group, not one host; TCP connects to one: a remote \
-                 needs the address of one host"
+                "a multicast address names a group; TCP connects to one host, so a remote \
+                 needs one host's address"
             }
         })
     }

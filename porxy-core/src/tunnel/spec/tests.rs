@@ -305,6 +305,11 @@ fn hints_say_what_is_wrong_with_the_address() {
             "IPv6 addresses go in brackets, like `[::1]:9000`",
         ),
         (
+            "0=::1",
+            3,
+            "IPv6 addresses go in brackets, with a port, like `[::1]:8000`",
+        ),
+        (
             "0=fe80::1:2:3:4:5:6:7",
             3,
             "IPv6 addresses go in brackets, like `[fe80::1:2:3:4:5:6]:7`",
