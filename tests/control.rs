@@ -340,3 +340,46 @@ fn stop_drains_and_exits_zero() {
     let status = porxy.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "stderr:\n{}", porxy.stderr());
 }
+
+/// Regression: `REMOVE L B 3s` then `REMOVE L B 20s` answered "go on for at most 20s" while the
+/// 3 s deadline stayed in force; a plain `REMOVE` then said "until they end". Every reply states
+/// the deadline in force.
+#[test]
+fn a_second_remove_states_the_deadline_in_force() {
+    let a = Backend::greeting_echo(b"A");
+    let b = Backend::greeting_echo(b"B");
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = ControlClient::connect(control_addr);
+    let local = opened_addr(&control.cmd(&format!("OPEN 127.0.0.1:0={},{}", a.addr(), b.addr())));
+    let mut on_a = connect(local);
+    assert_eq!(&greeting(&mut on_a), b"A", "round robin starts at A");
+    let a = a.addr();
+
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a} 30s")),
+        format!("OK removing {a} from {local}: 1 connections go on for at most 30s")
+    );
+    let earlier = format!("OK removing {a} from {local}: 1 connections go on for at most ");
+    let stands = ": the deadline of an earlier REMOVE stands";
+    for again in [
+        format!("REMOVE {local} {a} 1m"),
+        format!("REMOVE {local} {a}"),
+    ] {
+        let reply = control.cmd(&again);
+        let left = reply
+            .strip_prefix(&earlier)
+            .and_then(|rest| rest.strip_suffix(stands))
+            .unwrap_or_else(|| panic!("{again}: {reply}"));
+        let left = humantime::parse_duration(left).expect("a duration");
+        assert!(
+            left <= Duration::from_secs(30) && left > Duration::from_secs(20),
+            "{again}: {reply}"
+        );
+    }
+    round_trip(&mut on_a, b"A still relays");
+    assert_eq!(
+        control.cmd(&format!("REMOVE {local} {a} NOW")),
+        format!("OK removing {a} from {local}: its 1 connections are closed")
+    );
+    client::expect_reset(&mut on_a, WAIT);
+}

@@ -16,6 +16,7 @@ mod faults;
 mod half_close;
 mod idle;
 mod lifecycle;
+mod loops;
 mod relay;
 mod runtime;
 mod scale;

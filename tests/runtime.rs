@@ -3,10 +3,10 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
-use porxy_core::{CloseMode, Endpoint, Error, TunnelSpec};
+use porxy_core::{CloseMode, Endpoint, Error, Remote, RemoteFault, TunnelSpec};
 
 use crate::support::client::{connect, expect_reset, refused, round_trip, IO_TIMEOUT};
-use crate::support::proxy::{builder, spec_to, start, start_to, wait_all_closed};
+use crate::support::proxy::{builder, spec_to, start, start_to, tunnel, wait_all_closed};
 use crate::support::Backend;
 
 /// Reads the greeting a [`Backend::greeting_echo`] sends first.
@@ -146,4 +146,90 @@ fn close_leaves_other_tunnels_alone() {
         .unwrap();
     assert!(refused(closed));
     round_trip(&mut connect(kept), b"the other tunnel");
+}
+
+/// Regression: the API took remotes no connect can reach as one server (port 0, the
+/// unspecified, broadcast and multicast addresses) in `open` and `add_backend`, where the SPEC
+/// parser cannot see them (built in code, or a host name). Refused with the tunnel and address.
+#[test]
+fn remotes_no_server_can_be_are_refused_by_the_api() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let cases: &[(&str, RemoteFault)] = &[
+        ("127.0.0.1:0", RemoteFault::PortZero),
+        ("0.0.0.0:80", RemoteFault::Unspecified),
+        ("[::]:80", RemoteFault::Unspecified),
+        ("255.255.255.255:80", RemoteFault::Broadcast),
+        ("224.0.0.1:80", RemoteFault::Multicast),
+        ("[ff02::1]:80", RemoteFault::Multicast),
+    ];
+    for (remote, want) in cases {
+        let remote: SocketAddr = remote.parse().unwrap();
+        let err = handle
+            .open(&spec_to(remote))
+            .expect_err("a remote no server can be");
+        assert!(
+            matches!(&err, Error::UnusableRemote { remote: r, fault, .. } if *r == remote && fault == want),
+            "open with {remote}: {err:?}"
+        );
+        assert!(err.to_string().contains(&remote.to_string()), "{err}");
+        let err = handle
+            .add_backend(local, Remote::from(Endpoint::Addr(remote)))
+            .expect_err("a backend no server can be");
+        assert!(
+            matches!(&err, Error::UnusableRemote { tunnel, remote: r, .. } if *r == remote && *tunnel == local.to_string()),
+            "add_backend with {remote}: {err:?}"
+        );
+    }
+    assert_eq!(handle.status().tunnels.len(), 1, "nothing opened");
+    assert_eq!(tunnel(&handle, local).remotes.len(), 1, "nothing added");
+    round_trip(&mut connect(local), b"the tunnel goes on as it was");
+}
+
+/// Regression: after `CLOSE L` (connections go on) and `OPEN L`, `CLOSE L NOW` reset only the
+/// new tunnel's connections; those of the earlier tunnel on L could never be cut. Now it
+/// reaches every connection that came in on L.
+#[test]
+fn close_now_also_resets_the_connections_of_earlier_tunnels_on_the_address() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let mut earlier = connect(local);
+    round_trip(&mut earlier, b"through the first tunnel");
+    handle.close(local, CloseMode::KeepConnections).unwrap();
+    round_trip(&mut earlier, b"goes on after the close");
+
+    let reopened = handle
+        .open(&TunnelSpec::new(local, [Endpoint::Addr(echo.addr())]))
+        .unwrap();
+    assert_eq!((reopened.local, reopened.replaced), (local, false));
+    let mut later = connect(local);
+    round_trip(&mut later, b"through the second tunnel");
+
+    handle.close(local, CloseMode::CloseConnections).unwrap();
+    expect_reset(&mut later, IO_TIMEOUT / 5);
+    expect_reset(&mut earlier, IO_TIMEOUT / 5);
+    wait_all_closed(&handle);
+}
+
+/// Regression: `CLOSE L NOW` on an L with no tunnel left but connections still going said "no
+/// tunnel listens on L" and left them be. It resets them; with none left, the error stands.
+#[test]
+fn close_now_without_a_tunnel_resets_the_connections_left_on_the_address() {
+    let echo = Backend::echo();
+    let (proxy, local) = start_to(echo.addr());
+    let handle = proxy.handle();
+    let mut left = connect(local);
+    round_trip(&mut left, b"before the close");
+    handle.close(local, CloseMode::KeepConnections).unwrap();
+    round_trip(&mut left, b"goes on after the close");
+
+    handle.close(local, CloseMode::CloseConnections).unwrap();
+    expect_reset(&mut left, IO_TIMEOUT / 5);
+    wait_all_closed(&handle);
+    assert!(matches!(
+        handle.close(local, CloseMode::CloseConnections),
+        Err(Error::NoSuchTunnel(addr)) if addr == local
+    ));
 }

@@ -331,6 +331,11 @@ impl Lift<'_> {
         for (name, backend) in raw {
             let key = |last: &str| key_path(&["backends", name.get_ref(), last]);
             let (endpoint, at) = self.endpoint(&backend.address, key("address"))?;
+            if let Some(fault) = endpoint.remote_fault() {
+                let RawAddress(text) = backend.address.get_ref();
+                let at = self.inside_string(backend.address.span(), text, 1);
+                return Err(self.error(at, key("address"), fault.to_string()));
+            }
             let mut remote = Remote::from(endpoint);
             if let Some(weight) = &backend.weight {
                 remote.weight =

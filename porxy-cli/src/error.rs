@@ -59,9 +59,9 @@ pub(crate) enum CliError {
     ControlAddr {
         /// Where it was written.
         origin: String,
-        /// Why not.
+        /// Why not (boxed: it may hold a core error, and this is rare).
         #[source]
-        source: crate::control::ControlError,
+        source: Box<crate::control::ControlError>,
     },
     /// Two tunnels ask for one listen address; the second would silently replace the first.
     #[error("{second}: listens on {addr}, like {first}; give each tunnel its own address")]

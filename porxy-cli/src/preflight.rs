@@ -80,7 +80,7 @@ fn check_remotes(tunnel: &NamedTunnel) -> Result<(), CliError> {
 pub(crate) fn check_control(addr: &ControlAddr, origin: &str) -> Result<(), CliError> {
     addr.check().map_err(|source| CliError::ControlAddr {
         origin: origin.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 

@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use crate::tunnel::endpoint::RemoteFault;
 use crate::tunnel::spec::SpecError;
 
 /// An error from building, starting or driving a proxy.
@@ -37,6 +38,33 @@ pub enum Error {
         local: String,
         /// The remote that appears twice.
         remote: SocketAddr,
+    },
+    /// A remote (or a backend added) is an address no TCP connect reaches as one server: port
+    /// 0, the unspecified, broadcast or a multicast address (seen after name resolution).
+    #[error("tunnel on {tunnel}: remote {remote} cannot be connected to: {fault}")]
+    UnusableRemote {
+        /// The tunnel's listen address, as written.
+        tunnel: String,
+        /// The remote, resolved.
+        remote: SocketAddr,
+        /// What is wrong with it.
+        fault: RemoteFault,
+    },
+    /// A remote reaches one of the proxy's own listening sockets (its own tunnel's, or
+    /// another's; through a wildcard listener, any address of the machine): every connection
+    /// would come back to the proxy as a new client, until the chain fills `max_connections`.
+    /// Refused both ways: for a new remote, and for a new listener that a remote reaches.
+    #[error(
+        "tunnel {tunnel} would forward to porxy itself: its remote {remote} reaches porxy's \
+         listener {listener}; a remote must be a server elsewhere"
+    )]
+    SelfLoop {
+        /// The listen address of the tunnel whose remote it is.
+        tunnel: SocketAddr,
+        /// The remote.
+        remote: SocketAddr,
+        /// The listening socket it reaches (the bound address).
+        listener: SocketAddr,
     },
     /// A tunnel was given no remote address.
     #[error("tunnel on {local} has no remote address")]

@@ -67,13 +67,13 @@ pub use error::Error;
 pub use fanout::DEFAULT_MAX_LAG;
 pub use generation::GenerationStatus;
 pub use handle::{
-    BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, SessionExport,
-    StopMode,
+    BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, Removal,
+    SessionExport, StopMode,
 };
 pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
-pub use tunnel::endpoint::Endpoint;
+pub use tunnel::endpoint::{Endpoint, RemoteFault};
 pub use tunnel::mode::{Reply, TunnelMode};
 pub use tunnel::spec::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT, OPTION_KEYS};

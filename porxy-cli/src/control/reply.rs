@@ -4,6 +4,7 @@
 //! line, body lines, and a line `END` that a script can wait for.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,25 +192,15 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
                 Err(e) => Reply::err(chain(&e)),
             }
         }
-        BackendAction::Remove { deadline } => BackendChange::Remove { deadline },
+        BackendAction::Remove { deadline } => return remove(handle, tunnel, addr, deadline),
         BackendAction::Drain => BackendChange::Drain,
         BackendAction::Enable => BackendChange::Enable,
         BackendAction::Disable => BackendChange::Disable,
     };
     match handle.change_backend(tunnel, addr, change) {
         Ok(open) => Reply::ok(match change {
-            BackendChange::Remove { deadline: None } => {
-                format!("removing {addr} from {tunnel}: {open} connections go on until they end")
-            }
-            BackendChange::Remove {
-                deadline: Some(Duration::ZERO),
-            } => format!("removing {addr} from {tunnel}: its {open} connections are closed"),
-            BackendChange::Remove {
-                deadline: Some(deadline),
-            } => format!(
-                "removing {addr} from {tunnel}: {open} connections go on for at most {}",
-                porxy_core::units::format_duration(deadline)
-            ),
+            // Answered by `remove`, with the deadline in force.
+            BackendChange::Remove { .. } => format!("removing {addr} from {tunnel}"),
             BackendChange::Drain => {
                 format!("draining {addr} of {tunnel}: {open} connections go on until they end")
             }
@@ -220,6 +211,39 @@ fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: Backe
         }),
         Err(e) => Reply::err(chain(&e)),
     }
+}
+
+/// Carries out REMOVE; the reply states the deadline in force, which an earlier REMOVE may
+/// have given (a deadline never moves later).
+fn remove(
+    handle: &ProxyHandle,
+    tunnel: SocketAddr,
+    addr: SocketAddr,
+    asked: Option<Duration>,
+) -> Reply {
+    let removal = match handle.remove_backend(tunnel, addr, asked) {
+        Ok(removal) => removal,
+        Err(e) => return Reply::err(chain(&e)),
+    };
+    let open = removal.open;
+    let head = format!("removing {addr} from {tunnel}");
+    Reply::ok(match removal.deadline {
+        None => format!("{head}: {open} connections go on until they end"),
+        Some(Duration::ZERO) => format!("{head}: its {open} connections are closed"),
+        Some(left) if Some(left) == asked => format!(
+            "{head}: {open} connections go on for at most {}",
+            porxy_core::units::format_duration(left)
+        ),
+        Some(left) => {
+            // Whole milliseconds, rounded up: still "at most".
+            let left = Duration::from_millis(left.as_nanos().div_ceil(1_000_000) as u64);
+            format!(
+                "{head}: {open} connections go on for at most {}: the deadline of an earlier \
+                 REMOVE stands",
+                porxy_core::units::format_duration(left)
+            )
+        }
+    })
 }
 
 /// `tunnels=N open=N accepted=N bytes_up=N bytes_down=N connect_failures=N`.

@@ -91,10 +91,10 @@ pub(crate) struct Backend {
     downs: AtomicU64,
     /// Its removal has been reported (its last connection ended, or it had none).
     removal_reported: AtomicBool,
-    /// A deadline to close its connections has been sent to the reactors (REMOVE with a
-    /// deadline): it cannot be cancelled, so a backend being removed with one is not taken back
-    /// into service.
-    close_ordered: AtomicBool,
+    /// When its connections are to be closed (ns after `epoch`; [`NO_CLOSE`] while none is
+    /// ordered): the earliest deadline a REMOVE gave, sent to the reactors. It cannot be
+    /// cancelled, so a backend being removed with one is not taken back into service.
+    close_at_nanos: AtomicI64,
     fails_in_row: AtomicU32,
     /// Without active checks: when a passively-down backend may be tried again (ns after `epoch`).
     retry_at_nanos: AtomicI64,
@@ -106,6 +106,18 @@ pub(crate) struct Backend {
     sent: AtomicU64,
     /// Fan-out: connections it was dropped from for falling too far behind.
     lag_drops: AtomicU64,
+}
+
+/// No close ordered: the largest value, so that any deadline is earlier.
+const NO_CLOSE: i64 = i64::MAX;
+
+/// What came of ordering a backend's connections closed at a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseOrder {
+    /// This deadline is the one in force now: the reactors must be told.
+    Set(Instant),
+    /// An earlier deadline was ordered, and stays in force.
+    Kept(Instant),
 }
 
 /// Why a slot could not be had.
@@ -127,7 +139,7 @@ impl Backend {
             health: AtomicU8::new(Health::Up as u8),
             downs: AtomicU64::new(0),
             removal_reported: AtomicBool::new(false),
-            close_ordered: AtomicBool::new(false),
+            close_at_nanos: AtomicI64::new(NO_CLOSE),
             fails_in_row: AtomicU32::new(0),
             retry_at_nanos: AtomicI64::new(i64::MIN),
             epoch: Instant::now(),
@@ -184,14 +196,30 @@ impl Backend {
             && !self.removal_reported.swap(true, Ordering::SeqCst)
     }
 
-    /// Notes that the reactors have been told to close its connections at a deadline.
-    pub(crate) fn order_close(&self) {
-        self.close_ordered.store(true, Ordering::SeqCst);
+    /// Orders its connections closed at `at`, unless an earlier deadline is in force: a
+    /// deadline never moves later. The caller tells the reactors of a [`CloseOrder::Set`] one.
+    pub(crate) fn order_close(&self, at: Instant) -> CloseOrder {
+        let wanted = self.nanos(at).min(NO_CLOSE - 1);
+        let before = self.close_at_nanos.fetch_min(wanted, Ordering::SeqCst);
+        if before <= wanted {
+            CloseOrder::Kept(self.instant(before))
+        } else {
+            CloseOrder::Set(at)
+        }
     }
 
-    /// True once its connections are to be closed at a deadline: see [`Backend::order_close`].
+    /// When its connections are to be closed, if a deadline was ordered: see
+    /// [`Backend::order_close`].
+    pub(crate) fn close_deadline(&self) -> Option<Instant> {
+        match self.close_at_nanos.load(Ordering::SeqCst) {
+            NO_CLOSE => None,
+            nanos => Some(self.instant(nanos)),
+        }
+    }
+
+    /// True once its connections are to be closed at a deadline.
     pub(crate) fn close_ordered(&self) -> bool {
-        self.close_ordered.load(Ordering::SeqCst)
+        self.close_deadline().is_some()
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -356,6 +384,19 @@ impl Backend {
         self.lag_drops.load(Ordering::Relaxed)
     }
 
+    /// The moment `nanos` after the backend's creation (the inverse of [`Backend::nanos`]).
+    fn instant(&self, nanos: i64) -> Instant {
+        let offset = Duration::from_nanos(nanos.unsigned_abs());
+        let moment = if nanos >= 0 {
+            self.epoch.checked_add(offset)
+        } else {
+            self.epoch.checked_sub(offset)
+        };
+        // Only a moment the clock cannot show (centuries away) has none; a deadline is at most
+        // `MAX_DURATION` ahead.
+        moment.unwrap_or(self.epoch)
+    }
+
     /// Nanoseconds from the backend's creation to `now` (negative for an earlier `now`).
     fn nanos(&self, now: Instant) -> i64 {
         match now.checked_duration_since(self.epoch) {
@@ -376,92 +417,4 @@ impl std::fmt::Debug for Backend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PASSIVE: PassiveHealth = PassiveHealth {
-        max_fails: 2,
-        fail_timeout: Duration::from_secs(10),
-        active_checks: false,
-    };
-
-    #[test]
-    fn max_conns_is_a_hard_limit() {
-        let now = Instant::now();
-        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, Some(2));
-        assert_eq!(b.try_reserve(now, &PASSIVE), Ok(()));
-        assert_eq!(b.try_reserve(now, &PASSIVE), Ok(()));
-        assert_eq!(b.try_reserve(now, &PASSIVE), Err(Unavailable::Full));
-        assert_eq!(b.release(), 1);
-        assert_eq!(b.try_reserve(now, &PASSIVE), Ok(()));
-        assert_eq!(b.total(), 3);
-    }
-
-    #[test]
-    fn passive_failures_rest_the_backend_then_give_it_a_trial() {
-        let now = Instant::now();
-        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
-        assert!(!b.connect_failed(now, &PASSIVE));
-        assert!(
-            b.connect_failed(now, &PASSIVE),
-            "second failure in a row marks it down"
-        );
-        assert_eq!(b.state(), BackendState::Down);
-        assert_eq!(
-            b.try_reserve(now + Duration::from_secs(9), &PASSIVE),
-            Err(Unavailable::OutOfService)
-        );
-        assert_eq!(
-            b.try_reserve(now + Duration::from_secs(10), &PASSIVE),
-            Ok(())
-        );
-        // One trial at a time: until it succeeds or fail_timeout passes again, no other.
-        assert_eq!(
-            b.try_reserve(now + Duration::from_secs(11), &PASSIVE),
-            Err(Unavailable::OutOfService)
-        );
-        assert!(
-            b.connect_succeeded(&PASSIVE),
-            "a good connect brings it back up"
-        );
-        assert_eq!(b.state(), BackendState::Up);
-    }
-
-    #[test]
-    fn with_active_checks_only_checks_bring_it_back() {
-        let passive = PassiveHealth {
-            active_checks: true,
-            ..PASSIVE
-        };
-        let now = Instant::now();
-        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
-        b.connect_failed(now, &passive);
-        b.connect_failed(now, &passive);
-        assert_eq!(
-            b.try_reserve(now + Duration::from_secs(3600), &passive),
-            Err(Unavailable::OutOfService)
-        );
-        b.set_health(Health::Up);
-        assert_eq!(b.try_reserve(now, &passive), Ok(()));
-    }
-
-    #[test]
-    fn operator_states_take_precedence() {
-        let now = Instant::now();
-        let b = Backend::new("127.0.0.1:1".parse().unwrap(), 1, None);
-        for state in [
-            AdminState::Draining,
-            AdminState::Disabled,
-            AdminState::Removing,
-        ] {
-            b.set_admin(state);
-            assert_eq!(
-                b.try_reserve(now, &PASSIVE),
-                Err(Unavailable::OutOfService),
-                "{state:?}"
-            );
-        }
-        b.set_admin(AdminState::Enabled);
-        assert_eq!(b.state(), BackendState::Up);
-    }
-}
+mod tests;

@@ -5,9 +5,16 @@
 //! status); the data path never touches its lock.
 
 mod backends;
+mod close;
+mod loops;
+mod open;
 mod reload;
 mod sessions;
 
+use open::bind;
+pub(crate) use open::{resolve_remotes, usable_remote};
+
+pub use backends::Removal;
 pub use reload::ReloadReport;
 pub use sessions::{ImportReport, SessionExport};
 
@@ -17,10 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
-use socket2::{Domain, Socket, Type};
-
-use crate::balance::backend::{AdminState, Backend};
+use crate::balance::backend::Backend;
 use crate::balance::health::CheckerMsg;
 use crate::config::ProxyConfig;
 use crate::error::Error;
@@ -29,7 +33,7 @@ use crate::listener::ListenerMsg;
 use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
 use crate::status::{ReactorStats, Status, TunnelStats};
-use crate::tunnel::spec::TunnelSpec;
+use crate::tunnel::reach::OwnListener;
 use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
 /// How long `close` waits for the listener thread to confirm the socket is closed (and a
@@ -53,7 +57,9 @@ pub enum StopMode {
 pub enum CloseMode {
     /// Let them go on until they end by themselves.
     KeepConnections,
-    /// Close them now, with a reset.
+    /// Close them now, with a reset: every connection that came in on the listen address,
+    /// those of earlier tunnels there (closed with `KeepConnections`, or handed over from
+    /// a previous process) included.
     CloseConnections,
 }
 
@@ -169,149 +175,6 @@ impl ProxyHandle {
         }
     }
 
-    /// Opens a tunnel, or changes the one already listening on `spec.local`.
-    ///
-    /// A new tunnel is bound (and listening) when this returns; the address it got is in the
-    /// result, so `127.0.0.1:0` works. Changing an existing tunnel replaces its remotes and
-    /// options for new connections; established ones go on with what they started with, and
-    /// remotes it keeps keep their counters and health. Host names are resolved here, once.
-    pub fn open(&self, spec: &TunnelSpec) -> Result<OpenedTunnel, Error> {
-        if self.is_stopping() {
-            return Err(Error::Stopped);
-        }
-        if spec.remotes.is_empty() {
-            return Err(Error::NoRemotes {
-                local: spec.local.to_string(),
-            });
-        }
-        let local = spec.local.resolve()?;
-        let remotes = resolve_remotes(spec)?;
-        let mut tunnels = self.tunnels();
-        if local.port() != 0 {
-            if let Some(old) = tunnels.get(&local).cloned() {
-                self.replace(&mut tunnels, &old, spec, &remotes, old.generation.clone())?;
-                return Ok(OpenedTunnel {
-                    local,
-                    remotes,
-                    replaced: true,
-                });
-            }
-        }
-        let socket = match self.take_inherited(local) {
-            Some(socket) => socket,
-            None => bind(local, self.shared.config.backlog)?,
-        };
-        let bound = socket.local_addr().map_err(|source| Error::Bind {
-            addr: local,
-            source,
-        })?;
-        self.install(
-            &mut tunnels,
-            spec,
-            &remotes,
-            bound,
-            socket,
-            self.current_generation(),
-        )?;
-        tracing::info!(local = %bound, remotes = ?remotes, "tunnel open");
-        self.warn_fanout_descriptors(bound, spec, remotes.len());
-        Ok(OpenedTunnel {
-            local: bound,
-            remotes,
-            replaced: false,
-        })
-    }
-
-    /// Builds a new tunnel on the listening `socket` (bound to `bound`) and starts accepting.
-    fn install(
-        &self,
-        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
-        spec: &TunnelSpec,
-        remotes: &[SocketAddr],
-        bound: SocketAddr,
-        socket: TcpListener,
-        generation: Arc<Generation>,
-    ) -> Result<(), Error> {
-        let lineage = self.new_lineage(bound, generation);
-        let tunnel = Arc::new(Tunnel::build(
-            lineage,
-            spec,
-            remotes,
-            &self.shared.config,
-            None,
-        ));
-        self.watch(&tunnel);
-        self.shared
-            .listener
-            .send(ListenerMsg::Add(tunnel.clone(), socket))
-            .map_err(|_| Error::Stopped)?;
-        tunnels.insert(bound, tunnel);
-        Ok(())
-    }
-
-    /// Puts a new version of `old` in its place, built from `spec` (whose remotes resolved to
-    /// `remotes`). Backends it drops take no new connections and leave once drained.
-    fn replace(
-        &self,
-        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
-        old: &Arc<Tunnel>,
-        spec: &TunnelSpec,
-        remotes: &[SocketAddr],
-        generation: Arc<Generation>,
-    ) -> Result<Arc<Tunnel>, Error> {
-        old.can_take_back(remotes)?;
-        let tunnel = Arc::new(Tunnel::build(
-            Lineage::of(old, generation),
-            spec,
-            remotes,
-            &self.shared.config,
-            Some(old),
-        ));
-        let dropped: Vec<Arc<Backend>> = old
-            .balancer
-            .backends
-            .iter()
-            .filter(|b| !tunnel.balancer.backends.iter().any(|n| Arc::ptr_eq(n, b)))
-            .cloned()
-            .collect();
-        for backend in &dropped {
-            backend.set_admin(AdminState::Removing);
-        }
-        // One being removed that the new version names again is taken back: its removal is
-        // called off, and it serves again with its connections (and limit) as they are.
-        for backend in &tunnel.balancer.backends {
-            if backend.admin() == AdminState::Removing {
-                backend.set_admin(AdminState::Enabled);
-                tracing::info!(tunnel = %old.local, backend = %backend.addr, open = backend.open(), "backend back in service: its removal is called off");
-            }
-        }
-        // Backends carried over keep their health-check counts; only dropped ones (or all, when
-        // the new version has no checks) stop being checked.
-        if tunnel.check.is_some() {
-            self.unwatch(dropped.iter());
-        } else {
-            self.unwatch(old.balancer.backends.iter());
-        }
-        self.watch(&tunnel);
-        tunnels.insert(old.local, tunnel.clone());
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        self.shared
-            .listener
-            .send(ListenerMsg::Replace(tunnel.clone(), done_tx))
-            .map_err(|_| Error::Stopped)?;
-        // Once confirmed, every client accepted from now on gets the new version, whichever
-        // thread accepts it. The listener only fails to confirm if it has stopped.
-        let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
-        // A dropped backend without connections is gone now; one with some is reported by the
-        // reactor that closes its last one.
-        for backend in &dropped {
-            if backend.removal_done() {
-                tracing::info!(tunnel = %old.local, backend = %backend.addr, "backend removed: it had no connections left");
-            }
-        }
-        Ok(tunnel)
-    }
-
     fn close_backend_connections(&self, backend: &Arc<Backend>, at: Instant) {
         for reactor in &self.shared.reactors {
             let _ = reactor.send(ReactorMsg::CloseBackend {
@@ -342,38 +205,6 @@ impl ProxyHandle {
         }
     }
 
-    /// Stops listening on `local`. When this returns the port refuses new connections.
-    /// Established connections go on, or are closed now, as `mode` says.
-    pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
-        self.close_locked(&mut self.tunnels(), local, mode)
-    }
-
-    /// [`ProxyHandle::close`], with the tunnel table already locked.
-    fn close_locked(
-        &self,
-        tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
-        local: SocketAddr,
-        mode: CloseMode,
-    ) -> Result<(), Error> {
-        let tunnel = tunnels.remove(&local).ok_or(Error::NoSuchTunnel(local))?;
-        self.unwatch(tunnel.balancer.backends.iter());
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        self.shared
-            .listener
-            .send(ListenerMsg::Remove(local, done_tx))
-            .map_err(|_| Error::Stopped)?;
-        // The listener confirms once the socket is closed; it only fails to if it has stopped,
-        // and then the socket is closed anyway.
-        let _ = done_rx.recv_timeout(CLOSE_CONFIRM_TIMEOUT);
-        if mode == CloseMode::CloseConnections {
-            for reactor in &self.shared.reactors {
-                let _ = reactor.send(ReactorMsg::CloseTunnel(tunnel.id));
-            }
-        }
-        tracing::info!(local = %local, ?mode, "tunnel closed");
-        Ok(())
-    }
-
     /// A snapshot of every tunnel's and reactor's counters.
     pub fn status(&self) -> Status {
         let tunnels = self.tunnels().values().map(|t| t.status()).collect();
@@ -392,10 +223,11 @@ impl ProxyHandle {
     }
 
     /// A new tunnel's identity: a fresh id and fresh counters.
-    fn new_lineage(&self, local: SocketAddr, generation: Arc<Generation>) -> Lineage {
+    fn new_lineage(&self, listening: OwnListener, generation: Arc<Generation>) -> Lineage {
         Lineage {
             id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
-            local,
+            local: listening.addr,
+            dual_stack: listening.dual_stack,
             stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
             generation,
         }
@@ -511,37 +343,6 @@ impl ProxyHandle {
             .map_err(|_| Error::Stopped)
     }
 
-    /// Warns when a fan-out tunnel runs under the automatic connection limit, which counts two
-    /// descriptors per connection while each of its connections takes one per remote more.
-    fn warn_fanout_descriptors(&self, local: SocketAddr, spec: &TunnelSpec, remotes: usize) {
-        let fanout = spec.options.mode == Some(crate::tunnel::mode::TunnelMode::Fanout);
-        if fanout && remotes > 1 && self.shared.config.max_connections.is_none() {
-            tracing::warn!(
-                tunnel = %local,
-                descriptors = remotes + 1,
-                "each fan-out connection takes a descriptor per remote and one for the client, \
-                 but the automatic connection limit counts two: set max_connections to at most \
-                 (ulimit -n - 64) / (remotes + 1), or porxy may run out of descriptors"
-            );
-        }
-    }
-
-    /// An inherited listening socket for `local`, if one was handed to the builder.
-    fn take_inherited(&self, local: SocketAddr) -> Option<TcpListener> {
-        let mut inherited = self
-            .shared
-            .inherited
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let socket = inherited.remove(&local)?;
-        if let Err(e) = socket.set_nonblocking(true) {
-            tracing::warn!(%local, error = %e, "inherited socket unusable; binding anew");
-            return None;
-        }
-        tracing::info!(%local, "listening on an inherited socket");
-        Some(TcpListener::from_std(socket))
-    }
-
     /// Lets the listener accept, once the builder's tunnels are all open.
     pub(crate) fn start_accepting(&self) -> Result<(), Error> {
         self.shared
@@ -587,118 +388,5 @@ impl std::fmt::Debug for ProxyHandle {
         f.debug_struct("ProxyHandle")
             .field("reactors", &self.shared.reactors.len())
             .finish()
-    }
-}
-
-/// Resolves a spec's remotes; the same address twice is refused (a weight says "twice as much").
-/// The options are checked first, as a whole.
-pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
-    spec.options
-        .check(spec.remotes.len())
-        .map_err(|message| Error::Options {
-            local: spec.local.to_string(),
-            message,
-        })?;
-    let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
-    for remote in &spec.remotes {
-        let addr = remote.endpoint.resolve()?;
-        if remotes.contains(&addr) {
-            return Err(Error::DuplicateRemote {
-                local: spec.local.to_string(),
-                remote: addr,
-            });
-        }
-        remotes.push(addr);
-    }
-    Ok(remotes)
-}
-
-/// A listening, non-blocking socket on `addr` (SO_REUSEADDR; IPv6 sockets are IPv6 only).
-fn bind(addr: SocketAddr, backlog: i32) -> Result<TcpListener, Error> {
-    let fail = |source| Error::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
-    socket.set_reuse_address(true).map_err(fail)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(fail)?;
-    }
-    socket.set_nonblocking(true).map_err(fail)?;
-    // Before `listen`, so that every client it will ever queue inherits it (Linux copies the
-    // listening socket's TCP options to the sockets it accepts): no setsockopt per client.
-    socket.set_tcp_nodelay(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(backlog).map_err(fail)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use super::bind;
-    use crate::accept::ListenSocket;
-    use crate::config::ProxyConfig;
-    use crate::generation::Generation;
-    use crate::status::TunnelStats;
-    use crate::tunnel::spec::TunnelSpec;
-    use crate::tunnel::{Lineage, Tunnel, TunnelId};
-
-    fn tunnel_on(local: SocketAddr) -> Arc<Tunnel> {
-        let spec: TunnelSpec = format!("{local}=127.0.0.1:9").parse().unwrap();
-        let lineage = Lineage {
-            id: TunnelId(1),
-            local,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-        };
-        let remotes = ["127.0.0.1:9".parse().unwrap()];
-        Arc::new(Tunnel::build(
-            lineage,
-            &spec,
-            &remotes,
-            &ProxyConfig::default(),
-            None,
-        ))
-    }
-
-    /// Accepts the client that `connect` made, within a bounded wait.
-    fn accept_one(listener: &mio::net::TcpListener) -> mio::net::TcpStream {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => return stream,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "no client to accept");
-                    std::thread::yield_now();
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        }
-    }
-
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn clients_queued_before_the_first_accept_inherit_nodelay() {
-        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = std::net::TcpStream::connect(addr).unwrap();
-        let accepted = accept_one(&listener);
-        assert!(accepted.nodelay().unwrap(), "accepted without TCP_NODELAY");
-    }
-
-    #[test]
-    fn a_listening_socket_without_nodelay_makes_porxy_set_it_per_client() {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let tunnel = tunnel_on(std_listener.local_addr().unwrap());
-        let socket = ListenSocket::new(0, tunnel, mio::net::TcpListener::from_std(std_listener));
-        assert!(!socket.clients_nodelay());
-
-        let fresh = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let tunnel = tunnel_on(fresh.local_addr().unwrap());
-        let socket = ListenSocket::new(1, tunnel, fresh);
-        assert_eq!(socket.clients_nodelay(), cfg!(target_os = "linux"));
     }
 }

@@ -3,8 +3,10 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use super::loops::refuse_remotes;
 use super::{bind, CloseMode, ProxyHandle};
 use crate::error::Error;
+use crate::tunnel::reach::{LocalAddrs, OwnListener};
 use crate::tunnel::spec::TunnelSpec;
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
@@ -56,6 +58,23 @@ impl ProxyHandle {
             }
         }
 
+        // No remote may reach a listening socket of the new configuration: the tunnels it
+        // keeps, and the new ones on the ports they ask for (on port 0, once bound, below).
+        let kept_listeners: Vec<OwnListener> = planned
+            .iter()
+            .filter(|p| p.local.port() != 0)
+            .filter_map(|p| tunnels.get(&p.local).map(|t| t.own_listener()))
+            .collect();
+        let mut listeners = kept_listeners.clone();
+        listeners.extend(
+            planned
+                .iter()
+                .filter(|p| p.local.port() != 0 && !tunnels.contains_key(&p.local))
+                .map(|p| OwnListener::to_bind(p.local)),
+        );
+        let addrs: Vec<SocketAddr> = planned.iter().map(|p| p.local).collect();
+        refuse_loops(&planned, &addrs, &listeners)?;
+
         // Bind every new port first: a failure here drops what was bound, and nothing changed.
         let mut fresh = Vec::new();
         for (index, plan) in planned.iter().enumerate() {
@@ -70,14 +89,22 @@ impl ProxyHandle {
                 Some(socket) => socket,
                 None => bind(plan.local, self.shared.config.backlog).map_err(failed)?,
             };
-            let bound = socket.local_addr().map_err(|source| {
+            let listening = OwnListener::of(&socket).map_err(|source| {
                 failed(Error::Bind {
                     addr: plan.local,
                     source,
                 })
             })?;
-            fresh.push((index, socket, bound));
+            fresh.push((index, socket, listening));
         }
+        // Again with what the new sockets got: the port of port 0, and their stack.
+        let mut listeners = kept_listeners;
+        let mut addrs = addrs;
+        for (index, _, listening) in &fresh {
+            listeners.push(*listening);
+            addrs[*index] = listening.addr;
+        }
+        refuse_loops(&planned, &addrs, &listeners)?;
 
         // From here on nothing can fail but a stopped proxy.
         let generation = self.next_generation();
@@ -118,18 +145,18 @@ impl ProxyHandle {
             }
         }
         report.bound = planned.iter().map(|p| p.local).collect();
-        for (index, socket, bound) in fresh {
+        for (index, socket, listening) in fresh {
             let plan = &planned[index];
-            report.bound[index] = bound;
+            report.bound[index] = listening.addr;
             self.install(
                 &mut tunnels,
                 plan.spec,
                 &plan.remotes,
-                bound,
+                listening,
                 socket,
                 generation.clone(),
             )?;
-            report.opened.push(bound);
+            report.opened.push(listening.addr);
         }
         tracing::info!(
             generation = report.generation,
@@ -141,6 +168,25 @@ impl ProxyHandle {
         );
         Ok(report)
     }
+}
+
+/// Refuses a configuration in which a remote of `planned` (listening on `addrs`, in order)
+/// reaches one of `listeners`, its listening sockets; the error names the tunnel's spec.
+fn refuse_loops(
+    planned: &[Planned<'_>],
+    addrs: &[SocketAddr],
+    listeners: &[OwnListener],
+) -> Result<(), Error> {
+    let mut local = LocalAddrs::default();
+    for (plan, addr) in planned.iter().zip(addrs) {
+        refuse_remotes(*addr, &plan.remotes, listeners, &mut local).map_err(|source| {
+            Error::Tunnel {
+                spec: plan.spec.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Resolves every tunnel, and refuses two on one listen address.

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::reactor::ReactorMsg;
 use crate::session::Session;
 use crate::tunnel::endpoint::Endpoint;
+use crate::tunnel::reach::OwnListener;
 use crate::tunnel::spec::TunnelSpec;
 use crate::tunnel::Tunnel;
 
@@ -209,7 +210,8 @@ impl ProxyHandle {
         let spec = TunnelSpec::new(local, backends.iter().map(|b| Endpoint::Addr(*b)));
         // Addresses resolve to themselves, and are distinct.
         let remotes = resolve_remotes(&spec).ok()?;
-        let lineage = self.new_lineage(local, self.current_generation());
+        // It listens nowhere: how it would be reached does not matter.
+        let lineage = self.new_lineage(OwnListener::to_bind(local), self.current_generation());
         tracing::info!(
             tunnel = %local,
             backends = ?backends,

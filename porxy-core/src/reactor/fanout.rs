@@ -388,25 +388,26 @@ impl Reactor {
         self.close_log.closed(ended, reason, None, Instant::now());
     }
 
-    /// Ends every fan-out connection `select` picks, with `reason`.
+    /// Ends every fan-out connection `select` picks, with `reason`; returns how many it picked.
     pub(super) fn abort_fans_where(
         &mut self,
         select: impl Fn(&Tunnel) -> bool,
         reason: CloseReason,
-    ) {
+    ) -> usize {
         let keys: Vec<usize> = self
             .fans
             .iter()
             .filter(|(_, s)| select(&s.tunnel))
             .map(|(k, _)| k)
             .collect();
-        for key in keys {
+        for &key in &keys {
             let Some(slot) = self.fans.get_mut(key) else {
                 continue;
             };
             let action = slot.conn.abort(reason);
             self.after_fan_step(key, action, Instant::now());
         }
+        keys.len()
     }
 
     /// Takes `backend` out of every fan-out connection that sends to it (an operator disabled

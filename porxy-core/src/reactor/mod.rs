@@ -55,7 +55,7 @@ use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::session::Session;
 use crate::status::ReactorStats;
-use crate::tunnel::{Tunnel, TunnelId};
+use crate::tunnel::Tunnel;
 use close_log::Ended;
 
 /// Events taken from the OS per `poll` call.
@@ -98,8 +98,12 @@ pub(crate) enum ReactorMsg {
     Listen(Arc<ListenSocket>),
     /// Stop accepting from the listening socket with this id, and let go of it.
     Unlisten(usize),
-    /// Close every connection of this tunnel now.
-    CloseTunnel(TunnelId),
+    /// Close now every connection that came in on this listen address, through whichever
+    /// tunnel (listening still or closed); how many goes to `done`.
+    CloseListen {
+        local: SocketAddr,
+        done: Sender<usize>,
+    },
     /// Close every connection on this backend at this moment (now, if it has passed).
     CloseBackend { backend: Arc<Backend>, at: Instant },
     /// Finish: when every connection has ended, or at the deadline (`None`: at once).
@@ -479,9 +483,15 @@ impl Reactor {
                 Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, Origin::Accepted, now),
                 Ok(ReactorMsg::Listen(socket)) => self.listen(socket),
                 Ok(ReactorMsg::Unlisten(id)) => self.unlisten(id),
-                Ok(ReactorMsg::CloseTunnel(id)) => {
-                    self.abort_where(|s| s.tunnel.id == id, CloseReason::TunnelClosed, now);
-                    self.abort_fans_where(|t| t.id == id, CloseReason::TunnelClosed);
+                Ok(ReactorMsg::CloseListen { local, done }) => {
+                    let relayed = self.abort_where(
+                        |s| s.tunnel.local == local,
+                        CloseReason::TunnelClosed,
+                        now,
+                    );
+                    let fanned =
+                        self.abort_fans_where(|t| t.local == local, CloseReason::TunnelClosed);
+                    let _ = done.send(relayed + fanned);
                 }
                 Ok(ReactorMsg::CloseBackend { backend, at }) => {
                     if at <= now {
@@ -610,18 +620,24 @@ impl Reactor {
         self.abort_fans_where(|_| true, reason);
     }
 
-    /// Ends every connection `select` picks, with `reason`.
-    fn abort_where(&mut self, select: impl Fn(&Slot) -> bool, reason: CloseReason, now: Instant) {
+    /// Ends every connection `select` picks, with `reason`; returns how many it picked.
+    fn abort_where(
+        &mut self,
+        select: impl Fn(&Slot) -> bool,
+        reason: CloseReason,
+        now: Instant,
+    ) -> usize {
         let keys: Vec<usize> = self
             .slab
             .iter()
             .filter(|(_, s)| select(s))
             .map(|(k, _)| k)
             .collect();
-        for key in keys {
+        for &key in &keys {
             let action = self.slab[key].conn.abort(reason);
             self.finish(key, action, None, now);
         }
+        keys.len()
     }
 
     /// Closes a connection as `action` says, counts it and takes it out of the slab.

@@ -8,6 +8,7 @@
 pub(crate) mod endpoint;
 pub(crate) mod mode;
 pub(crate) mod options;
+pub(crate) mod reach;
 pub(crate) mod spec;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use crate::units::MAX_DURATION;
 use mode::TunnelMode;
 use options::MAX_ATTEMPTS;
+use reach::OwnListener;
 use spec::{Remote, TunnelSpec};
 
 /// Identifies a tunnel across replacements of its remotes or options.
@@ -37,6 +39,8 @@ pub(crate) struct TunnelId(pub(crate) u64);
 pub(crate) struct Tunnel {
     pub(crate) id: TunnelId,
     pub(crate) local: SocketAddr,
+    /// Its listening socket is IPv6 and takes IPv4 clients too (see [`OwnListener`]).
+    pub(crate) dual_stack: bool,
     pub(crate) settings: TunnelSettings,
     pub(crate) balancer: Balancer,
     /// Backends dropped from the tunnel that still hold connections: shown in status (as
@@ -60,6 +64,7 @@ pub(crate) struct Tunnel {
 pub(crate) struct Lineage {
     pub(crate) id: TunnelId,
     pub(crate) local: SocketAddr,
+    pub(crate) dual_stack: bool,
     pub(crate) stats: Arc<TunnelStats>,
     pub(crate) generation: Arc<Generation>,
 }
@@ -70,6 +75,7 @@ impl Lineage {
         Lineage {
             id: tunnel.id,
             local: tunnel.local,
+            dual_stack: tunnel.dual_stack,
             stats: tunnel.stats.clone(),
             generation,
         }
@@ -90,6 +96,7 @@ impl Tunnel {
         let Lineage {
             id,
             local,
+            dual_stack,
             stats,
             generation,
         } = lineage;
@@ -172,6 +179,7 @@ impl Tunnel {
         Tunnel {
             id,
             local,
+            dual_stack,
             settings: config.settings_for(options),
             balancer: Balancer::new(options.strategy.unwrap_or_default(), backends, passive),
             leaving,
@@ -210,6 +218,19 @@ impl Tunnel {
             self.fanout.map(|f| f.reply),
             backends,
         )
+    }
+
+    /// Its listening socket, as a remote could reach it.
+    pub(crate) fn own_listener(&self) -> OwnListener {
+        OwnListener {
+            addr: self.local,
+            dual_stack: self.dual_stack,
+        }
+    }
+
+    /// The addresses of the backends new connections may go to.
+    pub(crate) fn remotes(&self) -> Vec<SocketAddr> {
+        self.balancer.backends.iter().map(|b| b.addr).collect()
     }
 
     /// The backend a new version of this tunnel keeps for `addr`: the one serving it, or one
@@ -283,6 +304,7 @@ mod tests {
         let lineage = Lineage {
             id: TunnelId(1),
             local: "127.0.0.1:1".parse().unwrap(),
+            dual_stack: false,
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
         };

@@ -114,7 +114,7 @@ impl TunnelOptions {
     ///
     /// Keys are case-insensitive and `-` may stand for `_`.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let key = key.trim().to_ascii_lowercase().replace('-', "_");
+        let key = canonical_key(key);
         let value = value.trim();
         let duration = || -> Result<Option<Duration>, String> {
             let d = parse_duration(value).map_err(|e| format!("{key}: {e}"))?;
@@ -266,6 +266,12 @@ impl TunnelOptions {
         }
         Ok(())
     }
+}
+
+/// An option key as [`TunnelOptions::set`] reads it: trimmed, lower case, `_` for `-`. Two
+/// spellings with the same canonical key are the same option.
+pub(crate) fn canonical_key(key: &str) -> String {
+    key.trim().to_ascii_lowercase().replace('-', "_")
 }
 
 /// A size the way [`parse_size`] reads it back: in KiB or MiB when exact.

@@ -7,7 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::tunnel::endpoint::Endpoint;
+use crate::tunnel::endpoint::{Endpoint, RemoteFault};
+use crate::tunnel::options::canonical_key;
 pub use crate::tunnel::options::{TunnelOptions, OPTION_KEYS};
 
 /// What a user asks for: where to listen, where to forward, and per-tunnel options.
@@ -62,10 +63,7 @@ impl FromStr for Remote {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut parser = Parser { input, pos: 0 };
         parser.skip_spaces();
-        let mut remote = Remote::from(parser.endpoint("REMOTE")?);
-        if parser.eat('*') {
-            remote.weight = parser.weight()?;
-        }
+        let remote = parser.remote()?;
         parser.skip_spaces();
         if let Some(c) = parser.peek() {
             return Err(parser.error(format!("unexpected `{c}` after the remote")));
@@ -198,11 +196,7 @@ impl<'a> Parser<'a> {
         let mut remotes = Vec::new();
         loop {
             self.skip_spaces();
-            let mut remote = Remote::from(self.endpoint("REMOTE")?);
-            if self.eat('*') {
-                remote.weight = self.weight()?;
-            }
-            remotes.push(remote);
+            remotes.push(self.remote()?);
             self.skip_spaces();
             if !self.eat(',') {
                 break;
@@ -241,6 +235,29 @@ impl<'a> Parser<'a> {
         Ok(endpoint)
     }
 
+    /// `REMOTE` or `REMOTE*WEIGHT`. A remote no connect could reach as one server is refused
+    /// (see [`RemoteFault`]): at its port for port 0, else at its start.
+    fn remote(&mut self) -> Result<Remote, SpecError> {
+        let at = self.pos;
+        let endpoint = self.endpoint("REMOTE")?;
+        if let Some(fault) = endpoint.remote_fault() {
+            let written = &self.input[at..self.pos];
+            let at = match fault {
+                RemoteFault::PortZero => {
+                    let digits = written.bytes().rev().take_while(u8::is_ascii_digit);
+                    self.pos - digits.count()
+                }
+                _ => at,
+            };
+            return Err(SpecError::new(self.input, at, fault.to_string()));
+        }
+        let mut remote = Remote::from(endpoint);
+        if self.eat('*') {
+            remote.weight = self.weight()?;
+        }
+        Ok(remote)
+    }
+
     /// The `WEIGHT` after `REMOTE*`.
     fn weight(&mut self) -> Result<u32, SpecError> {
         let at = self.pos;
@@ -255,9 +272,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `[key=value,...]`, with the cursor on `[`.
+    /// `[key=value,...]`, with the cursor on `[`. Each option may be given once (as a key may
+    /// in the TOML file): a second one is refused where it starts.
     fn options(&mut self, options: &mut TunnelOptions) -> Result<(), SpecError> {
         self.eat('[');
+        // Each key given so far (canonical), with where it was.
+        let mut given: Vec<(String, usize)> = Vec::new();
         loop {
             self.skip_spaces();
             if self.eat(']') {
@@ -268,6 +288,19 @@ impl<'a> Parser<'a> {
             if key.is_empty() {
                 return Err(self.error("expected an option `key=value` or `]`"));
             }
+            let canonical = canonical_key(key);
+            if let Some((_, first)) = given.iter().find(|(k, _)| *k == canonical) {
+                let first = SpecError::new(self.input, *first, "").column();
+                return Err(SpecError::new(
+                    self.input,
+                    key_at,
+                    format!(
+                        "option `{canonical}` is given twice (first at column {first}); \
+                         give each option once"
+                    ),
+                ));
+            }
+            given.push((canonical, key_at));
             self.skip_spaces();
             if !self.eat('=') {
                 return Err(self.error(format!("expected `=` and a value after option `{key}`")));
@@ -330,196 +363,4 @@ impl<'a> Parser<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::SocketAddr;
-    use std::time::Duration;
-
-    fn addr(s: &str) -> Endpoint {
-        Endpoint::Addr(s.parse::<SocketAddr>().unwrap())
-    }
-
-    fn endpoints(spec: &TunnelSpec) -> Vec<Endpoint> {
-        spec.remotes.iter().map(|r| r.endpoint.clone()).collect()
-    }
-
-    #[test]
-    fn accepted_forms() {
-        let cases: &[(&str, Endpoint, Vec<Endpoint>)] = &[
-            (
-                "8000=9000",
-                addr("127.0.0.1:8000"),
-                vec![addr("127.0.0.1:9000")],
-            ),
-            (
-                "0.0.0.0:8000=10.1.2.3:80,10.1.2.4:80",
-                addr("0.0.0.0:8000"),
-                vec![addr("10.1.2.3:80"), addr("10.1.2.4:80")],
-            ),
-            (
-                "[::1]:8000=[::1]:9000",
-                addr("[::1]:8000"),
-                vec![addr("[::1]:9000")],
-            ),
-            (
-                " 8000 = localhost:9000 , 9001 ",
-                addr("127.0.0.1:8000"),
-                vec![
-                    Endpoint::Host {
-                        host: "localhost".into(),
-                        port: 9000,
-                    },
-                    addr("127.0.0.1:9001"),
-                ],
-            ),
-            (
-                "8000=[::1]:9000,9001",
-                addr("127.0.0.1:8000"),
-                vec![addr("[::1]:9000"), addr("127.0.0.1:9001")],
-            ),
-        ];
-        for (text, local, remotes) in cases {
-            let spec: TunnelSpec = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(&spec.local, local, "{text}");
-            assert_eq!(&endpoints(&spec), remotes, "{text}");
-            assert!(spec.remotes.iter().all(|r| r.weight == 1), "{text}");
-            assert_eq!(spec.options, TunnelOptions::default(), "{text}");
-        }
-    }
-
-    #[test]
-    fn options_in_brackets() {
-        let spec: TunnelSpec = "8000=9000,[::1]:9001[connect_timeout=2s, idle-timeout=1m]"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            endpoints(&spec),
-            vec![addr("127.0.0.1:9000"), addr("[::1]:9001")]
-        );
-        assert_eq!(spec.options.connect_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(spec.options.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(spec.options.half_closed_timeout, None);
-        let empty: TunnelSpec = "8000=9000[]".parse().unwrap();
-        assert_eq!(empty.options, TunnelOptions::default());
-    }
-
-    #[test]
-    fn weights_follow_a_star() {
-        let spec: TunnelSpec = "8000=9000*3,[::1]:9001,9002*1[strategy=hash]"
-            .parse()
-            .unwrap();
-        let weights: Vec<u32> = spec.remotes.iter().map(|r| r.weight).collect();
-        assert_eq!(weights, [3, 1, 1]);
-        assert_eq!(spec.options.strategy, Some(crate::balance::Strategy::Hash));
-        assert_eq!(
-            spec.to_string(),
-            "127.0.0.1:8000=127.0.0.1:9000*3,[::1]:9001,127.0.0.1:9002[strategy=hash]"
-        );
-    }
-
-    #[test]
-    fn a_remote_alone_parses_with_its_weight() {
-        let remote: Remote = "127.0.0.1:7001*5".parse().unwrap();
-        assert_eq!(remote.endpoint, addr("127.0.0.1:7001"));
-        assert_eq!(remote.weight, 5);
-        assert_eq!(remote.to_string(), "127.0.0.1:7001*5");
-        let err = "7001 x".parse::<Remote>().unwrap_err();
-        assert_eq!(err.column(), 6);
-    }
-
-    #[test]
-    fn display_round_trips() {
-        for text in [
-            "127.0.0.1:8000=127.0.0.1:9000",
-            "[::1]:8000=db.local:5432,127.0.0.1:9001[connect_timeout=2s,half_closed_timeout=500ms]",
-        ] {
-            let spec: TunnelSpec = text.parse().unwrap();
-            assert_eq!(spec.to_string(), text);
-            assert_eq!(spec.to_string().parse::<TunnelSpec>().unwrap(), spec);
-        }
-    }
-
-    /// Each malformed SPEC: the column of the fault and a fragment of the message.
-    #[test]
-    fn rejections_point_at_the_fault() {
-        let cases: &[(&str, usize, &str)] = &[
-            ("", 1, "empty tunnel"),
-            ("8000", 5, "expected `=`"),
-            ("8000=", 6, "expected REMOTE"),
-            ("=9000", 1, "expected LOCAL"),
-            ("8000=foo:bar", 10, "`bar` is not a port"),
-            ("8000=9000,", 11, "expected REMOTE"),
-            ("8000=99999", 6, "out of range"),
-            ("8000=::1:9000", 6, "IPv6 addresses go in brackets"),
-            ("8000=[::1:9000", 6, "closing `]`"),
-            ("8000=[::1]", 11, "needs a port"),
-            ("8000=[::g]:1", 7, "not an IPv6 address"),
-            ("8000=300.1.1.1:80", 6, "not an IPv4 address"),
-            ("8000=bad_host:80", 6, "not a host name"),
-            ("8000=host", 6, "needs a port"),
-            (
-                "8000=9000[conect_timeout=2s]",
-                11,
-                "unknown option `conect_timeout`",
-            ),
-            ("8000=9000[connect_timeout=2]", 27, "no unit"),
-            ("8000=9000[connect_timeout=0s]", 27, "more than zero"),
-            ("8000=9000[connect_timeout]", 26, "expected `=`"),
-            ("8000=9000[connect_timeout=2s", 29, "expected `,` or `]`"),
-            ("8000=9000[idle_timeout=1s] x", 28, "unexpected `x`"),
-            ("8000=9000 9001", 11, "unexpected `9`"),
-            ("8000=9000*", 11, "expected a weight"),
-            ("8000=9000*0", 11, "from 1 to 1000"),
-            ("8000=9000*1001", 11, "from 1 to 1000"),
-            (
-                "8000=9000[strategy=fastest]",
-                20,
-                "unknown strategy `fastest`",
-            ),
-        ];
-        for (text, column, fragment) in cases {
-            let err = text.parse::<TunnelSpec>().expect_err(text);
-            assert!(
-                err.message().contains(fragment),
-                "{text}: message {:?} lacks {fragment:?}",
-                err.message()
-            );
-            assert_eq!(err.column(), *column, "{text}: {err}");
-            assert!(err.to_string().contains(&format!("column {column}")));
-        }
-    }
-
-    #[test]
-    fn caret_sits_under_the_fault() {
-        let err = "8000=foo:bar".parse::<TunnelSpec>().unwrap_err();
-        assert_eq!(err.caret(), "  8000=foo:bar\n           ^");
-    }
-
-    #[test]
-    fn parser_never_panics_on_odd_input() {
-        let samples = [
-            "[",
-            "]",
-            "[]",
-            "=",
-            "==",
-            ",",
-            "8000=[",
-            "8000=[]:1",
-            "8000=9000[",
-            "8000=9000[=]",
-            "8000=9000[a=b",
-            "é=ü",
-            "8000=9000[idle_timeout=ü]",
-            "[::1]",
-            "[::1]:",
-            ":80",
-            "8000=:80",
-            "\u{0}",
-            "8000=9000]",
-        ];
-        for text in samples {
-            let _ = text.parse::<TunnelSpec>();
-        }
-    }
-}
+mod tests;

@@ -116,6 +116,18 @@ fn errors_name_file_line_and_key() {
             "expected usize",
         ),
         (
+            "backend address no server can have: unspecified",
+            "[backends.echo]\naddress = \"0.0.0.0:80\"\n".into(),
+            "porxy.toml:2:12: backends.echo.address",
+            "the unspecified address (`0.0.0.0`, `[::]`) means every address of this machine",
+        ),
+        (
+            "backend address no server can have: port 0",
+            "[backends.echo]\naddress = \"127.0.0.1:0\"\n".into(),
+            "porxy.toml:2:12: backends.echo.address",
+            "port 0 is no server's port",
+        ),
+        (
             "bad backend address, caret at the port",
             "[backends.echo]\naddress = \"127.0.0.1:70000\"\n".into(),
             "porxy.toml:2:22: backends.echo.address",
