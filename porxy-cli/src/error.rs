@@ -54,6 +54,32 @@ pub(crate) enum CliError {
         /// Where the second was written.
         second: String,
     },
+    /// A remote resolves to an address no server can have.
+    #[error("{origin}: {addr} cannot be connected to: {fault}")]
+    UnusableRemote {
+        /// The address it resolves to.
+        addr: SocketAddr,
+        /// What is wrong with it.
+        fault: porxy_core::RemoteFault,
+        /// Where it was written.
+        origin: String,
+    },
+    /// A remote reaches one of the configuration's own listen addresses: porxy would forward
+    /// to itself.
+    #[error(
+        "{origin}: {remote} reaches porxy's own listener on {listen} ({listener}), so porxy \
+         would forward to itself; a remote must be a server elsewhere"
+    )]
+    SelfLoop {
+        /// The remote, resolved.
+        remote: SocketAddr,
+        /// Where it was written.
+        origin: String,
+        /// The listen address it reaches.
+        listen: SocketAddr,
+        /// Where that was written.
+        listener: String,
+    },
     /// The control address cannot be bound, whatever the host's state.
     #[error("{origin}")]
     ControlAddr {

@@ -12,13 +12,18 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use porxy_core::RemoteFault;
+
 use crate::control::ControlAddr;
 use crate::error::CliError;
 use crate::NamedTunnel;
 
 /// Resolves every address once, so a bad host name is reported with where it was written;
-/// refuses a tunnel that lists one remote twice (porxy-core would refuse to open it) and two
-/// tunnels on one listen address (opening the second would replace the first). Binds nothing.
+/// refuses what porxy-core would refuse when it opens the tunnels: a tunnel that lists one
+/// remote twice, a remote no server can have (a host name that resolves to `0.0.0.0`, say), a
+/// remote that reaches one of the configuration's own listen addresses (porxy would forward to
+/// itself), and two tunnels on one listen address (opening the second would replace the
+/// first). Binds nothing.
 pub(crate) fn check_tunnels(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
     let mut locals: Vec<SocketAddr> = Vec::with_capacity(tunnels.len());
     for (index, tunnel) in tunnels.iter().enumerate() {
@@ -39,14 +44,29 @@ pub(crate) fn check_tunnels(tunnels: &[NamedTunnel]) -> Result<(), CliError> {
             });
         }
         locals.push(local);
-        check_remotes(tunnel)?;
+    }
+    for tunnel in tunnels {
+        for (remote, origin) in check_remotes(tunnel)?
+            .into_iter()
+            .zip(&tunnel.remote_origins)
+        {
+            if let Some(listen) = porxy_core::reached_listener(remote, &locals) {
+                let at = locals.iter().position(|l| *l == listen).unwrap_or_default();
+                return Err(CliError::SelfLoop {
+                    remote,
+                    origin: origin.clone(),
+                    listen,
+                    listener: tunnels[at].local_origin.clone(),
+                });
+            }
+        }
     }
     Ok(())
 }
 
-/// Resolves a tunnel's remotes and refuses one address twice, as porxy-core does when it opens
-/// the tunnel.
-fn check_remotes(tunnel: &NamedTunnel) -> Result<(), CliError> {
+/// Resolves a tunnel's remotes, and refuses one address twice and one no server can have, as
+/// porxy-core does when it opens the tunnel. The resolved remotes, in order.
+fn check_remotes(tunnel: &NamedTunnel) -> Result<Vec<SocketAddr>, CliError> {
     let mut remotes: Vec<SocketAddr> = Vec::with_capacity(tunnel.spec.remotes.len());
     for (index, (remote, origin)) in tunnel
         .spec
@@ -62,6 +82,13 @@ fn check_remotes(tunnel: &NamedTunnel) -> Result<(), CliError> {
                 origin: origin.clone(),
                 source,
             })?;
+        if let Some(fault) = RemoteFault::of(addr) {
+            return Err(CliError::UnusableRemote {
+                addr,
+                fault,
+                origin: origin.clone(),
+            });
+        }
         if let Some(first) = remotes.iter().position(|r| *r == addr) {
             return Err(CliError::SameRemote {
                 addr,
@@ -72,7 +99,7 @@ fn check_remotes(tunnel: &NamedTunnel) -> Result<(), CliError> {
         }
         remotes.push(addr);
     }
-    Ok(())
+    Ok(remotes)
 }
 
 /// Checks the control address as binding it would, short of binding: a TCP address resolves,

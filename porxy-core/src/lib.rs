@@ -76,4 +76,5 @@ pub use session::Session;
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tunnel::endpoint::{Endpoint, RemoteFault};
 pub use tunnel::mode::{Reply, TunnelMode};
+pub use tunnel::reach::reached_listener;
 pub use tunnel::spec::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT, OPTION_KEYS};

@@ -120,3 +120,39 @@ fn check_refuses_an_upgrade_socket_path_too_long() {
     );
     assert!(!long.exists(), "nothing was bound");
 }
+
+/// Regression: a file listener whose backend is its own listen address got `config OK` from
+/// `--check`, while the start failed naming no file, line or key. Now both name the backend's
+/// address and the listener it reaches; a wildcard listener counts for a loopback remote.
+#[test]
+fn check_refuses_a_remote_that_reaches_porxy_itself() {
+    // Held, so that nothing else takes the port meanwhile; porxy refuses before binding.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let looped = dir.write(
+        "loop.toml",
+        &format!(
+            "[backends.self]\naddress = \"127.0.0.1:{port}\"\n\n[listeners.l]\n\
+             listen = \"127.0.0.1:{port}\"\nbackends = [\"self\"]\n"
+        ),
+    );
+    let shown = looped.display();
+    check_and_start_refuse(
+        &["--config", looped.to_str().unwrap()],
+        &format!(
+            "{shown}:2:11: backends.self.address: 127.0.0.1:{port} reaches porxy's own \
+             listener on 127.0.0.1:{port} ({shown}:5:10: listeners.l.listen), so porxy would \
+             forward to itself"
+        ),
+    );
+    let wildcard = format!("0.0.0.0:{port}=127.0.0.1:9");
+    let into_it = format!("127.0.0.1:0=127.0.0.1:{port}");
+    check_and_start_refuse(
+        &["--tunnel", &wildcard, "--tunnel", &into_it],
+        &format!(
+            "--tunnel cli-2 `{into_it}`: 127.0.0.1:{port} reaches porxy's own listener on \
+             0.0.0.0:{port} (--tunnel cli-1 `{wildcard}`)"
+        ),
+    );
+}

@@ -69,6 +69,21 @@ impl OwnListener {
     }
 }
 
+/// The listen address, of `listens`, that a connect to `remote` would arrive on: the rule
+/// `open`, `reload` and `add_backend` apply, for a configuration checked before anything binds
+/// (the porxy binary's `--check`). A listen address on port 0 is skipped: its port is known
+/// only once bound, and is checked then. Listening sockets are taken as porxy binds them (IPv6
+/// ones IPv6-only).
+pub fn reached_listener(remote: SocketAddr, listens: &[SocketAddr]) -> Option<SocketAddr> {
+    let mut local = LocalAddrs::default();
+    listens
+        .iter()
+        .filter(|listen| listen.port() != 0)
+        .map(|listen| OwnListener::to_bind(*listen))
+        .find(|listener| listener.reached_by(remote, &mut local))
+        .map(|listener| listener.addr)
+}
+
 /// Tells whether an address is one of this machine's.
 pub(crate) trait Locality {
     /// True when a connect to `ip` stays on this machine.
@@ -206,5 +221,27 @@ mod tests {
         {
             assert!(local.is_local(source.ip()), "{source}");
         }
+    }
+
+    /// The check before binding: fixed ports only, the same rule as for bound sockets.
+    #[test]
+    fn reached_listener_names_the_listen_address_reached() {
+        let listens = [sa("127.0.0.1:8000"), sa("0.0.0.0:8001"), sa("127.0.0.1:0")];
+        assert_eq!(
+            reached_listener(sa("127.0.0.1:8000"), &listens),
+            Some(listens[0])
+        );
+        assert_eq!(
+            reached_listener(sa("127.0.0.2:8001"), &listens),
+            Some(listens[1])
+        );
+        assert_eq!(reached_listener(sa("127.0.0.1:8002"), &listens), None);
+        // Port 0 is known only once bound.
+        assert_eq!(reached_listener(sa("127.0.0.1:0"), &listens), None);
+        assert_eq!(
+            reached_listener(sa("[::1]:8001"), &listens),
+            None,
+            "IPv6-only"
+        );
     }
 }
