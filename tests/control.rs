@@ -126,6 +126,34 @@ fn close_now_resets_the_tunnels_connections() {
     assert!(client::refused(tunnel));
 }
 
+/// `CLOSE L NOW` after `CLOSE L` reaches the connections the closed tunnel left going, and
+/// says so; with none left, there is nothing to close.
+#[test]
+fn close_now_after_close_resets_what_the_tunnel_left() {
+    let echo = Backend::echo();
+    let (_porxy, control_addr) = porxy_with_control(&[]);
+    let mut control = ControlClient::connect(control_addr);
+    let tunnel = opened_addr(&control.cmd(&format!("OPEN 0={}", echo.addr())));
+    let mut left = connect(tunnel);
+    round_trip(&mut left, b"hello");
+    assert_eq!(
+        control.cmd(&format!("CLOSE {tunnel}")),
+        format!("OK closed {tunnel}; established connections go on")
+    );
+    round_trip(&mut left, b"goes on");
+    assert_eq!(
+        control.cmd(&format!("CLOSE {tunnel} NOW")),
+        format!(
+            "OK no tunnel listens on {tunnel}; connections earlier tunnels there left going, reset: 1"
+        )
+    );
+    client::expect_reset(&mut left, Duration::from_secs(5));
+    assert_eq!(
+        control.cmd(&format!("CLOSE {tunnel} NOW")),
+        format!("ERR: no tunnel listens on {tunnel}")
+    );
+}
+
 #[test]
 fn bad_input_gets_a_specific_error_and_the_proxy_goes_on() {
     let echo = Backend::echo();

@@ -225,7 +225,8 @@ fn close_now_without_a_tunnel_resets_the_connections_left_on_the_address() {
     handle.close(local, CloseMode::KeepConnections).unwrap();
     round_trip(&mut left, b"goes on after the close");
 
-    handle.close(local, CloseMode::CloseConnections).unwrap();
+    let closed = handle.close(local, CloseMode::CloseConnections).unwrap();
+    assert_eq!((closed.listening, closed.reset), (false, 1), "{closed:?}");
     expect_reset(&mut left, IO_TIMEOUT / 5);
     wait_all_closed(&handle);
     assert!(matches!(

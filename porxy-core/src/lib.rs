@@ -67,8 +67,8 @@ pub use error::Error;
 pub use fanout::DEFAULT_MAX_LAG;
 pub use generation::GenerationStatus;
 pub use handle::{
-    BackendChange, CloseMode, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport, Removal,
-    SessionExport, StopMode,
+    BackendChange, CloseMode, Closed, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport,
+    Removal, SessionExport, StopMode,
 };
 pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};

@@ -131,8 +131,12 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
                 CloseMode::KeepConnections
             };
             match handle.close(addr, mode) {
-                Ok(()) if now => Reply::ok(format!("closed {addr} and its connections")),
-                Ok(()) => Reply::ok(format!("closed {addr}; established connections go on")),
+                Ok(closed) if !closed.listening => Reply::ok(format!(
+                    "no tunnel listens on {addr}; connections earlier tunnels there left going, reset: {}",
+                    closed.reset
+                )),
+                Ok(_) if now => Reply::ok(format!("closed {addr} and its connections")),
+                Ok(_) => Reply::ok(format!("closed {addr}; established connections go on")),
                 Err(e) => Reply::err(chain(&e)),
             }
         }

@@ -11,6 +11,18 @@ use crate::listener::ListenerMsg;
 use crate::reactor::ReactorMsg;
 use crate::tunnel::Tunnel;
 
+/// What [`ProxyHandle::close`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Closed {
+    /// A tunnel listened on the address, and no longer does. False when only connections
+    /// left by earlier tunnels there were reset.
+    pub listening: bool,
+    /// Connections reset ([`CloseMode::CloseConnections`]): those of the tunnel and those left
+    /// by earlier tunnels on the address.
+    pub reset: u64,
+}
+
 impl ProxyHandle {
     /// Stops listening on `local`. When this returns the port refuses new connections.
     /// Established connections go on, or are closed now, as `mode` says.
@@ -19,8 +31,8 @@ impl ProxyHandle {
     /// ones an earlier tunnel there left going included (a tunnel closed with
     /// [`CloseMode::KeepConnections`], then opened again), and they are reset when this
     /// returns. With no tunnel on `local` it still resets those left going, and fails with
-    /// [`Error::NoSuchTunnel`] only when there are none.
-    pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<(), Error> {
+    /// [`Error::NoSuchTunnel`] only when there are none. [`Closed`] says what was done.
+    pub fn close(&self, local: SocketAddr, mode: CloseMode) -> Result<Closed, Error> {
         self.close_locked(&mut self.tunnels(), local, mode)
     }
 
@@ -30,7 +42,7 @@ impl ProxyHandle {
         tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
         local: SocketAddr,
         mode: CloseMode,
-    ) -> Result<(), Error> {
+    ) -> Result<Closed, Error> {
         let tunnel = tunnels.remove(&local);
         if let Some(tunnel) = &tunnel {
             self.unwatch(tunnel.balancer.backends.iter());
@@ -54,7 +66,10 @@ impl ProxyHandle {
             }
             None => return Err(Error::NoSuchTunnel(local)),
         }
-        Ok(())
+        Ok(Closed {
+            listening: tunnel.is_some(),
+            reset,
+        })
     }
 
     /// Resets every connection that came in on `local`, whichever tunnel it came through, and

@@ -15,6 +15,7 @@ use open::bind;
 pub(crate) use open::{resolve_remotes, usable_remote};
 
 pub use backends::Removal;
+pub use close::Closed;
 pub use reload::ReloadReport;
 pub use sessions::{ImportReport, SessionExport};
 
