@@ -238,10 +238,13 @@ LOCAL and each REMOTE is an address:
     [::1]:8000            an IPv6 address, in brackets, and port
     db.internal:5432      a host name and port, resolved once when the tunnel opens
 A LOCAL port of 0 asks the system for a free port; the READY line tells which one.
+A REMOTE must be one server's address: not port 0, 0.0.0.0 or [::], a broadcast or a
+multicast address, nor one of porxy's own listen addresses (porxy would forward to itself;
+a loop through another proxy is yours to avoid).
 
 A REMOTE may carry a weight, REMOTE*WEIGHT (1 to 1000, default 1), its share of the load.
 
-Options go last, in brackets, separated by commas. Known options:
+Options go last, in brackets, separated by commas, each at most once. Known options:
     {keys}.
   Timeouts (each overrides the proxy-wide setting for this tunnel):
     connect_timeout       how long one upstream connect may take
