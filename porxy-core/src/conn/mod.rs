@@ -13,7 +13,8 @@ pub(crate) mod close;
 pub(crate) mod frozen;
 pub(crate) mod hold;
 pub(crate) mod pipe;
-pub(crate) mod stream;
+pub(crate) mod step;
+pub(crate) mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -25,7 +26,7 @@ use crate::config::TunnelSettings;
 use close::CloseReason;
 use hold::{Mode, Pools};
 use pipe::{Pipe, PipeError, PipeState};
-use stream::Stream;
+use transport::Transport;
 
 /// Syscalls one [`Conn::drive`] may spend before it yields to other connections.
 pub(crate) const DRIVE_BUDGET: u32 = 64;
@@ -47,6 +48,18 @@ pub(crate) struct Readiness {
     /// socket and raises no new event, so reads go on until it shows (a read that runs short
     /// proves nothing then; see `pipe.rs`).
     pub(crate) failed: bool,
+}
+
+impl Readiness {
+    /// Adds what the poller reported. Readiness is only ever added here; it is cleared by the
+    /// steps that get `WouldBlock` (see `step.rs`). On an error or hang-up both directions try
+    /// their call: it reports the cause.
+    #[inline]
+    pub(crate) fn merge(&mut self, reported: Readiness) {
+        self.readable |= reported.readable || reported.failed;
+        self.writable |= reported.writable || reported.failed;
+        self.failed |= reported.failed;
+    }
 }
 
 /// Where a connection is in its life.
@@ -170,14 +183,10 @@ impl Conn {
     /// Records readiness reported for one side. Readiness is only ever added here; it is
     /// cleared by the pipes when a call says `WouldBlock`.
     pub(crate) fn on_ready(&mut self, side: Side, ready: Readiness) {
-        let r = match side {
-            Side::Client => &mut self.client,
-            Side::Upstream => &mut self.upstream,
-        };
-        // On an error or hang-up, let both directions try their call: it reports the cause.
-        r.readable |= ready.readable || ready.failed;
-        r.writable |= ready.writable || ready.failed;
-        r.failed |= ready.failed;
+        match side {
+            Side::Client => self.client.merge(ready),
+            Side::Upstream => self.upstream.merge(ready),
+        }
     }
 
     /// What the upstream socket has reported since the current connect attempt began.
@@ -244,8 +253,8 @@ impl Conn {
     /// Relays what readiness allows, and says what the reactor must do next.
     pub(crate) fn drive(
         &mut self,
-        client: &mut impl Stream,
-        upstream: &mut impl Stream,
+        client: &mut impl Transport,
+        upstream: &mut impl Transport,
         pools: &mut Pools,
         now: Instant,
     ) -> Action {

@@ -3,8 +3,9 @@
 //! A pipe knows nothing of sockets or polling. The caller tells it what the source and the sink
 //! are ready for; it reads and writes until one of them would block, what it holds is full, or
 //! the iteration budget runs out, and it clears a readiness flag only when a call said
-//! `WouldBlock` (or a short write proved the sink full). A FIN from the source is passed on as
-//! `shutdown_write` on the sink once every held byte is written.
+//! `WouldBlock` (or a short write proved the sink full): the rules of `step.rs`, shared with
+//! the fan-out machine. A FIN from the source is passed on as `shutdown_write` on the sink once
+//! every held byte is written, and bytes the sink holds inside (a TLS record) are flushed.
 //!
 //! The bytes wait in a user-space buffer ([`Mode::Copy`]) or in a kernel pipe, moved with
 //! splice(2) ([`Mode::Splice`]); the decisions above are the same for both (see [`Held`]). What
@@ -21,7 +22,8 @@ use std::io::{self, ErrorKind};
 
 use crate::buffer::Buffer;
 use crate::conn::hold::{Held, Mode, Pools};
-use crate::conn::stream::Stream;
+use crate::conn::step::{self, End, Read, Write};
+use crate::conn::transport::Transport;
 use crate::conn::Readiness;
 use crate::splice::{self, Fallback};
 
@@ -75,8 +77,11 @@ pub(crate) struct Pipe {
     /// until some bytes have been written out.
     pipe_full: bool,
     /// The other direction is over too, so the connection closes as soon as this one is: the
-    /// close sends the FIN, and a `shutdown_write` first would be a syscall for nothing.
+    /// close sends the FIN, and a `shutdown_write` first would be a syscall for nothing (when
+    /// the sink's close ends its stream: see [`Transport::close_ends_stream`]).
     last: bool,
+    /// Passing the EOF on said `WouldBlock`: it is tried again once the sink is writable.
+    fin_blocked: bool,
 }
 
 impl Pipe {
@@ -90,6 +95,7 @@ impl Pipe {
             bulk: false,
             pipe_full: false,
             last: false,
+            fin_blocked: false,
         }
     }
 
@@ -172,9 +178,9 @@ impl Pipe {
     /// were relayed and must be counted.
     pub(crate) fn pump(
         &mut self,
-        src: &mut impl Stream,
+        src: &mut impl Transport,
         src_ready: &mut Readiness,
-        dst: &mut impl Stream,
+        dst: &mut impl Transport,
         dst_ready: &mut Readiness,
         pools: &mut Pools,
         budget: &mut u32,
@@ -192,9 +198,9 @@ impl Pipe {
     #[allow(clippy::too_many_arguments)]
     fn pump_inner(
         &mut self,
-        src: &mut impl Stream,
+        src: &mut impl Transport,
         src_ready: &mut Readiness,
-        dst: &mut impl Stream,
+        dst: &mut impl Transport,
         dst_ready: &mut Readiness,
         pools: &mut Pools,
         budget: &mut u32,
@@ -203,10 +209,13 @@ impl Pipe {
         loop {
             let pending = self.held.len() > 0;
             let can_write = pending && dst_ready.writable;
+            let can_flush = !pending && dst_ready.writable && dst.holds_output();
             let room = self.held.room() > 0 && !self.pipe_full;
             let can_read = self.state == PipeState::Open && src_ready.readable && room;
-            let can_finish = self.state == PipeState::Draining && !pending;
-            if !(can_write || can_read || can_finish) {
+            let can_finish = self.state == PipeState::Draining
+                && !pending
+                && (!self.fin_blocked || dst_ready.writable);
+            if !(can_write || can_flush || can_read || can_finish) {
                 return Ok(());
             }
             if *budget == 0 {
@@ -216,13 +225,20 @@ impl Pipe {
             *budget -= 1;
             if can_write {
                 self.write_out(dst, &mut dst_ready.writable, pools, done)?;
+            } else if can_flush {
+                if let End::Failed(e) = step::flush(dst, &mut dst_ready.writable) {
+                    return Err(PipeError::Sink(e));
+                }
             } else if can_read {
                 self.read_in(src, src_ready, pools, done)?;
-            } else {
-                if !self.last {
-                    dst.shutdown_write().map_err(PipeError::Sink)?;
-                }
+            } else if self.last && dst.close_ends_stream() {
                 self.state = PipeState::Done;
+            } else {
+                match step::end_stream(dst, &mut dst_ready.writable) {
+                    End::Done => self.state = PipeState::Done,
+                    End::Idle => self.fin_blocked = true,
+                    End::Failed(e) => return Err(PipeError::Sink(e)),
+                }
             }
         }
     }
@@ -230,7 +246,7 @@ impl Pipe {
     /// One write (or splice out) of the held bytes.
     fn write_out(
         &mut self,
-        dst: &mut impl Stream,
+        dst: &mut impl Transport,
         dst_writable: &mut bool,
         pools: &mut Pools,
         done: &mut Pumped,
@@ -241,88 +257,75 @@ impl Pipe {
             Held::Buffer(buf) => dst.write(buf.pending()).inspect(|&n| buf.consumed(n)),
             Held::Pipe(pipe) => dst.splice_from_pipe(pipe, want),
         };
-        match result {
-            Ok(0) => Err(self.failed(PipeError::Sink(ErrorKind::WriteZero.into()))),
-            Ok(n) => {
+        match step::written(result, want, dst_writable) {
+            Write::Wrote(n) => {
                 done.moved += n as u64;
                 self.pipe_full = false;
-                // A short write means the socket's send buffer is full: the next writable
-                // event says when there is room again.
-                if n < want {
-                    *dst_writable = false;
-                }
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                *dst_writable = false;
-                Ok(())
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
-            Err(e) if self.is_pipe() && splice::is_unsupported(&e) => {
+            Write::Idle => Ok(()),
+            Write::Failed(e) if self.is_pipe() && splice::is_unsupported(&e) => {
                 self.fall_back(pools, &e).map_err(PipeError::Sink)
             }
-            Err(e) => Err(self.failed(PipeError::Sink(e))),
+            Write::Failed(e) => Err(self.failed(PipeError::Sink(e))),
         }
     }
 
     /// One read (or splice in) from the source, into what the direction holds (taken first,
-    /// when it holds nothing).
-    ///
-    /// A read into a buffer that returns fewer bytes than it had room for has emptied the
-    /// socket's receive queue (the kernel copies until the room or the queue runs out), so the
-    /// source is not readable until the poller says so again: bytes arriving later raise a new
-    /// edge-triggered event. That saves the read that would only say `WouldBlock`. The
-    /// exception is a source that has reported a hang-up or an error: its EOF or error is
-    /// already queued and raises no new event, so it is read until it shows. (A splice may stop
-    /// short of the queue's end, when the pipe runs out of slots, so a short splice proves
-    /// nothing.)
+    /// when it holds nothing). A read into a buffer follows `step::read_into`'s rules (a short
+    /// read may prove the source drained); a splice may stop short of the queue's end, when the
+    /// pipe runs out of slots, so a short splice proves nothing.
     fn read_in(
         &mut self,
-        src: &mut impl Stream,
+        src: &mut impl Transport,
         src_ready: &mut Readiness,
         pools: &mut Pools,
         done: &mut Pumped,
     ) -> Result<(), PipeError> {
         self.choose_holder(pools);
         let room = self.held.room();
-        let (result, asked) = match &mut self.held {
+        let read = match &mut self.held {
             Held::Nothing => return Ok(()), // choose_holder leaves something to read into.
             Held::Buffer(buf) => {
-                let spare = buf.spare();
-                let asked = spare.len();
-                (src.read(spare).inspect(|&n| buf.filled(n)), Some(asked))
+                let read = step::read_into(src, buf.spare(), src_ready);
+                if let Read::Data(n) = read {
+                    buf.filled(n);
+                }
+                read
             }
-            Held::Pipe(pipe) => (src.splice_to_pipe(pipe, room), None),
+            Held::Pipe(pipe) => match src.splice_to_pipe(pipe, room) {
+                Ok(0) => Read::Eof,
+                Ok(n) => Read::Data(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if pipe.len() > 0 {
+                        // The socket is drained, or the pipe is out of slots: wait for a write
+                        // either way, and keep the readiness in case it was the pipe.
+                        self.pipe_full = true;
+                    } else {
+                        src_ready.readable = false;
+                    }
+                    Read::Idle
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => Read::Idle,
+                Err(e) => Read::Failed(e),
+            },
         };
-        match result {
-            Ok(0) => {
+        match read {
+            Read::Eof => {
                 self.state = PipeState::Draining;
                 done.finished = true;
                 Ok(())
             }
-            Ok(n) => {
+            Read::Data(n) => {
                 done.read += n as u64;
                 self.bulk = n >= pools.bulk_read || n == room;
-                if asked.is_some_and(|asked| n < asked) && !src_ready.failed {
-                    src_ready.readable = false;
-                }
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if self.is_pipe() && self.held.len() > 0 {
-                    // The socket is drained, or the pipe is out of slots: wait for a write
-                    // either way, and keep the readiness in case it was the pipe.
-                    self.pipe_full = true;
-                } else {
-                    src_ready.readable = false;
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
-            Err(e) if self.is_pipe() && splice::is_unsupported(&e) => {
+            Read::Idle => Ok(()),
+            Read::Failed(e) if self.is_pipe() && splice::is_unsupported(&e) => {
                 self.fall_back(pools, &e).map_err(PipeError::Source)
             }
-            Err(e) => Err(self.failed(PipeError::Source(e))),
+            Read::Failed(e) => Err(self.failed(PipeError::Source(e))),
         }
     }
 

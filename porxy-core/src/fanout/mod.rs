@@ -26,14 +26,14 @@ pub(crate) mod log;
 #[cfg(test)]
 mod tests;
 
-use std::io::ErrorKind;
 use std::time::Instant;
 
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
 use crate::conn::hold::{Mode, Pools};
 use crate::conn::pipe::{Pipe, PipeError, PipeState};
-use crate::conn::stream::Stream;
+use crate::conn::step::{self, End, Read, Write};
+use crate::conn::transport::Transport;
 use crate::conn::{
     connect_failure_reason, relay_timeout, Action, Closing, Readiness, DRIVE_BUDGET,
 };
@@ -201,13 +201,13 @@ impl FanConn {
 
     /// Records readiness reported for the client.
     pub(crate) fn on_client_ready(&mut self, ready: Readiness) {
-        merge(&mut self.client, ready);
+        self.client.merge(ready);
     }
 
     /// Records readiness reported for destination `i`.
     pub(crate) fn on_dest_ready(&mut self, i: usize, ready: Readiness) {
         if let Some(d) = self.dests.get_mut(i) {
-            merge(&mut d.ready, ready);
+            d.ready.merge(ready);
         }
     }
 
@@ -259,7 +259,7 @@ impl FanConn {
     }
 
     /// Relays what readiness allows: client bytes to every destination, replies back or away.
-    pub(crate) fn drive<S: Stream>(
+    pub(crate) fn drive<S: Transport>(
         &mut self,
         client: &mut S,
         dests: &mut [Option<S>],
@@ -301,26 +301,19 @@ impl FanConn {
                 }
                 budget -= 1;
                 let spare = self.log.spare(&mut pools.buffers);
-                let asked = spare.len();
-                match client.read(spare) {
-                    Ok(0) => {
+                match step::read_into(client, spare, &mut self.client) {
+                    Read::Eof => {
                         self.client_eof = true;
                         self.half_closed_since.get_or_insert(now);
                         progressed = true;
                     }
-                    Ok(n) => {
+                    Read::Data(n) => {
                         self.log.filled(n);
                         self.unreported.0 += n as u64;
                         progressed = true;
-                        // A short read emptied the socket, unless a hang-up was reported (as
-                        // in a relay's pipe: see `conn::pipe`).
-                        if n < asked && !self.client.failed {
-                            self.client.readable = false;
-                        }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
+                    Read::Idle => {}
+                    Read::Failed(e) => {
                         tracing::debug!(error = %e, "client failed");
                         return self.close(
                             CloseReason::ClientReset,
@@ -368,7 +361,12 @@ impl FanConn {
     }
 
     /// Sends destination `i` what it lacks, then FIN; true if a byte or a FIN went out.
-    fn send<S: Stream>(&mut self, i: usize, stream: &mut S, budget: &mut u32) -> Result<bool, ()> {
+    fn send<S: Transport>(
+        &mut self,
+        i: usize,
+        stream: &mut S,
+        budget: &mut u32,
+    ) -> Result<bool, ()> {
         let head = self.log.head();
         let client_eof = self.client_eof;
         let d = &mut self.dests[i];
@@ -382,19 +380,14 @@ impl FanConn {
                 break; // Cannot happen: every position below the head is held.
             }
             *budget -= 1;
-            match stream.write(bytes) {
-                Ok(0) => return Err(()),
-                Ok(n) => {
+            match step::write_from(stream, bytes, &mut d.ready.writable) {
+                Write::Wrote(n) => {
                     d.sent += n as u64;
                     d.unreported += n as u64;
                     moved = true;
-                    if n < bytes.len() {
-                        d.ready.writable = false;
-                    }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => d.ready.writable = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
+                Write::Idle => {}
+                Write::Failed(e) => {
                     tracing::debug!(dest = i, error = %e, "destination failed");
                     return Err(());
                 }
@@ -402,18 +395,25 @@ impl FanConn {
         }
         if client_eof && d.sent == head && !d.fin_sent && *budget > 0 {
             *budget -= 1;
-            if stream.shutdown_write().is_err() {
-                return Err(());
+            match step::end_stream(stream, &mut d.ready.writable) {
+                End::Done => {
+                    d.fin_sent = true;
+                    moved = true;
+                }
+                // Tried again at the next drive, once writable.
+                End::Idle => {}
+                End::Failed(e) => {
+                    tracing::debug!(dest = i, error = %e, "destination failed");
+                    return Err(());
+                }
             }
-            d.fin_sent = true;
-            moved = true;
         }
         Ok(moved)
     }
 
     /// Replies: the primary's to the client, every other one thrown away. Returns whether
     /// anything moved, and whether the budget ran out with work left.
-    fn replies<S: Stream>(
+    fn replies<S: Transport>(
         &mut self,
         client: &mut S,
         dests: &mut [Option<S>],
@@ -476,20 +476,19 @@ impl FanConn {
                 }
                 *budget -= 1;
                 let buf = scratch.get_or_insert_with(|| pools.buffers.take());
-                match stream.read(buf.spare()) {
-                    Ok(0) if d.eof => {
+                match step::read_into(stream, buf.spare(), &mut d.ready) {
+                    Read::Eof if d.eof => {
                         // Nothing wrong after all: a hang-up after its FIN.
                         d.ready.failed = false;
                         d.ready.readable = false;
                     }
-                    Ok(0) => {
+                    Read::Eof => {
                         d.eof = true;
                         moved = true;
                     }
-                    Ok(_) => moved = true,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => d.ready.readable = false,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
+                    Read::Data(_) => moved = true,
+                    Read::Idle => {}
+                    Read::Failed(e) => {
                         tracing::debug!(dest = i, error = %e, "destination failed");
                         failed = true;
                         break;
@@ -510,16 +509,23 @@ impl FanConn {
         }
         // One-way feed: the client hears FIN once no destination can say anything more.
         if !primary && !self.client_fin_sent && self.dests.iter().all(|d| !d.live() || d.eof) {
-            if client.shutdown_write().is_err() {
-                return Err(self.close(
-                    CloseReason::ClientReset,
-                    Closing::Graceful,
-                    Closing::Reset,
-                ));
+            match step::end_stream(client, &mut self.client.writable) {
+                End::Done => {
+                    self.client_fin_sent = true;
+                    self.half_closed_since.get_or_insert(Instant::now());
+                    moved = true;
+                }
+                // Tried again at the next drive, once writable.
+                End::Idle => {}
+                End::Failed(e) => {
+                    tracing::debug!(error = %e, "client failed");
+                    return Err(self.close(
+                        CloseReason::ClientReset,
+                        Closing::Graceful,
+                        Closing::Reset,
+                    ));
+                }
             }
-            self.client_fin_sent = true;
-            self.half_closed_since.get_or_insert(Instant::now());
-            moved = true;
         }
         Ok((moved, yielded))
     }
@@ -744,12 +750,4 @@ impl FanConn {
             upstream: dests,
         }
     }
-}
-
-/// Adds reported readiness; on an error or hang-up both directions try their call, which says
-/// what happened.
-fn merge(into: &mut Readiness, ready: Readiness) {
-    into.readable |= ready.readable || ready.failed;
-    into.writable |= ready.writable || ready.failed;
-    into.failed |= ready.failed;
 }

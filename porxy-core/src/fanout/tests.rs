@@ -11,7 +11,7 @@ use super::{FanConn, FanoutSettings};
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
 use crate::conn::hold::Pools;
-use crate::conn::stream::Stream;
+use crate::conn::transport::Transport;
 use crate::conn::{Action, Closing, Readiness};
 use crate::fanout::{Departure, DestEnd};
 use crate::tunnel::mode::Reply;
@@ -54,7 +54,7 @@ impl Peer {
     }
 }
 
-impl Stream for Peer {
+impl Transport for Peer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.reset {
             return Err(ErrorKind::ConnectionReset.into());
@@ -92,6 +92,14 @@ impl Stream for Peer {
         assert!(!self.fin, "FIN twice");
         self.fin = true;
         Ok(())
+    }
+
+    fn short_read_drains(&self) -> bool {
+        true
+    }
+
+    fn close_ends_stream(&self) -> bool {
+        true
     }
 }
 

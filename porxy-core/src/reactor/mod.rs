@@ -30,6 +30,7 @@ mod epoll;
 mod fan_handover;
 mod fanout;
 mod handover;
+mod socket;
 mod spin;
 pub(crate) mod token;
 mod upstream;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::super::close::CloseReason;
 use super::super::hold::{Mode, Pools};
-use super::super::stream::Stream;
+use super::super::transport::Transport;
 use super::super::{Action, Closing, Conn, Phase, Readiness, Side};
 use crate::config::TunnelSettings;
 use crate::splice::KernelPipe;
@@ -23,6 +23,9 @@ pub(super) enum Rd {
     /// `Ok(0)`.
     Eof,
     Fail(ErrorKind),
+    /// Hands out these bytes alone, never joined with what follows: one record's plaintext,
+    /// as a TLS layer reads it.
+    Record(Vec<u8>),
 }
 
 /// One scripted behaviour of [`Stream::write`].
@@ -55,6 +58,18 @@ pub(super) struct FakeStream {
     pub(super) splice_in_error: Option<i32>,
     /// Makes the next `splice_from_pipe` fail with this OS error.
     pub(super) splice_out_error: Option<i32>,
+    /// What [`Transport::short_read_drains`] answers (a kernel socket: true).
+    pub(super) short_read_drains: bool,
+    /// What [`Transport::close_ends_stream`] answers (a kernel socket: true).
+    pub(super) close_ends_stream: bool,
+    /// `shutdown_write` says `WouldBlock` this many times before it succeeds.
+    pub(super) shutdown_blocks: u32,
+    /// Written bytes stay inside (in `inside`) until `flush`, as a TLS layer holds records.
+    pub(super) holds_back: bool,
+    pub(super) inside: Vec<u8>,
+    /// `flush` says `WouldBlock` this many times before it pushes `inside` out.
+    pub(super) flush_blocks: u32,
+    pub(super) flush_calls: usize,
 
     /// Every byte handed out by `read`.
     pub(super) delivered: Vec<u8>,
@@ -82,6 +97,13 @@ impl FakeStream {
             shutdown_error: None,
             splice_in_error: None,
             splice_out_error: None,
+            short_read_drains: true,
+            close_ends_stream: true,
+            shutdown_blocks: 0,
+            holds_back: false,
+            inside: Vec::new(),
+            flush_blocks: 0,
+            flush_calls: 0,
             delivered: Vec::new(),
             written: Vec::new(),
             write_sizes: Vec::new(),
@@ -111,20 +133,32 @@ impl FakeStream {
     }
 }
 
-impl Stream for FakeStream {
+impl Transport for FakeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_script(buf, true)
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.accept(buf.len())?;
-        self.written.extend_from_slice(&buf[..n]);
+        if self.holds_back {
+            self.inside.extend_from_slice(&buf[..n]);
+        } else {
+            self.written.extend_from_slice(&buf[..n]);
+        }
         Ok(n)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         assert!(self.shutdown_at.is_none(), "shutdown_write twice");
+        assert!(
+            self.inside.is_empty(),
+            "shutdown_write with bytes held inside"
+        );
         self.shutdown_calls += 1;
+        if self.shutdown_blocks > 0 {
+            self.shutdown_blocks -= 1;
+            return Err(ErrorKind::WouldBlock.into());
+        }
         match self.shutdown_error {
             Some(kind) => Err(kind.into()),
             None => {
@@ -132,6 +166,28 @@ impl Stream for FakeStream {
                 Ok(())
             }
         }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_calls += 1;
+        if self.flush_blocks > 0 {
+            self.flush_blocks -= 1;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        self.written.append(&mut self.inside);
+        Ok(())
+    }
+
+    fn holds_output(&self) -> bool {
+        !self.inside.is_empty()
+    }
+
+    fn short_read_drains(&self) -> bool {
+        self.short_read_drains
+    }
+
+    fn close_ends_stream(&self) -> bool {
+        self.close_ends_stream
     }
 
     fn splice_to_pipe(&mut self, pipe: &mut KernelPipe, max: usize) -> io::Result<usize> {
@@ -188,6 +244,16 @@ impl FakeStream {
             Some(Rd::Data(bytes)) => {
                 self.reads.push_front(Rd::Data(bytes));
                 Ok(self.read_queued(buf, drain_ends))
+            }
+            Some(Rd::Record(mut bytes)) => {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                self.delivered.extend_from_slice(&bytes[..n]);
+                bytes.drain(..n);
+                if !bytes.is_empty() {
+                    self.reads.push_front(Rd::Record(bytes));
+                }
+                Ok(n)
             }
             Some(Rd::Endless) => {
                 let from = self.delivered.len();

@@ -32,3 +32,4 @@ mod handover;
 mod lifecycle;
 mod relaying;
 mod splicing;
+mod transport;
