@@ -2,7 +2,8 @@
 //!
 //! The handle is cheap to clone and `Send + Sync`; it talks to the listener and reactor threads
 //! by messages. The tunnel table here is for the API's own bookkeeping (lookups by address,
-//! status); the data path never touches its lock.
+//! status); the data path never touches its lock, and status reads a snapshot of it
+//! (`table.rs`).
 
 mod backends;
 mod close;
@@ -10,6 +11,7 @@ mod loops;
 mod open;
 mod reload;
 mod sessions;
+mod table;
 
 use open::bind;
 pub(crate) use open::{resolve_remotes, usable_remote};
@@ -18,11 +20,12 @@ pub use backends::Removal;
 pub use close::Closed;
 pub use reload::ReloadReport;
 pub use sessions::{ImportReport, SessionExport};
+use table::{TableGuard, TunnelTable};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::balance::backend::Backend;
@@ -113,7 +116,7 @@ struct Shared {
     checker: Mailbox<CheckerMsg>,
     reactors: Vec<Mailbox<ReactorMsg>>,
     reactor_stats: Vec<Arc<ReactorStats>>,
-    tunnels: Mutex<BTreeMap<SocketAddr, Arc<Tunnel>>>,
+    tunnels: TunnelTable,
     /// Listening sockets handed over by a previous process, by address, until a tunnel takes
     /// each.
     inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
@@ -164,7 +167,7 @@ impl ProxyHandle {
                 checker,
                 reactors,
                 reactor_stats,
-                tunnels: Mutex::new(BTreeMap::new()),
+                tunnels: TunnelTable::default(),
                 generations: Mutex::new((Arc::new(Generation::new(1)), Vec::new())),
                 inherited: Mutex::new(inherited),
                 next_tunnel_id: AtomicU64::new(1),
@@ -206,9 +209,16 @@ impl ProxyHandle {
         }
     }
 
-    /// A snapshot of every tunnel's and reactor's counters.
+    /// A snapshot of every tunnel's and reactor's counters. Never waits for a change, a
+    /// close or a reload in progress: it reports the tunnels as the last of those left them.
     pub fn status(&self) -> Status {
-        let tunnels = self.tunnels().values().map(|t| t.status()).collect();
+        let tunnels = self
+            .shared
+            .tunnels
+            .snapshot()
+            .iter()
+            .map(|t| t.status())
+            .collect();
         Status {
             tunnels,
             reactors: self
@@ -375,12 +385,8 @@ impl ProxyHandle {
         &self.shared.config
     }
 
-    fn tunnels(&self) -> MutexGuard<'_, BTreeMap<SocketAddr, Arc<Tunnel>>> {
-        // The table is only ever left consistent: a panic while holding it cannot corrupt it.
-        self.shared
-            .tunnels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn tunnels(&self) -> TableGuard<'_> {
+        self.shared.tunnels.lock()
     }
 }
 
