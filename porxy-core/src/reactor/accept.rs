@@ -133,7 +133,7 @@ impl Acceptor {
 impl Reactor {
     /// Starts accepting from `socket` (unless stopping, or accepting is the listener's).
     pub(super) fn listen(&mut self, socket: Arc<ListenSocket>) {
-        if self.stopping.is_some() {
+        if self.stopping.is_stopping() {
             return;
         }
         let Some(acceptor) = self.acceptor.as_mut() else {

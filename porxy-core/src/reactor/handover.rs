@@ -96,7 +96,7 @@ impl Reactor {
         };
         // While the proxy is not stopping, new clients may still come (from the listener
         // thread, or accepted here).
-        let settled = self.stopping.is_some()
+        let settled = self.stopping.is_stopping()
             && !self
                 .slab
                 .iter()

@@ -32,6 +32,7 @@ mod fanout;
 mod handover;
 mod socket;
 mod spin;
+mod stopping;
 pub(crate) mod token;
 mod upstream;
 
@@ -58,6 +59,7 @@ use crate::session::Session;
 use crate::status::ReactorStats;
 use crate::tunnel::Tunnel;
 use close_log::Ended;
+use stopping::Stopping;
 
 /// Events taken from the OS per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -174,7 +176,7 @@ pub(crate) struct Reactor {
     again: Vec<(usize, u64)>,
     /// Messages remain in the channel after a bounded round.
     more_messages: bool,
-    stopping: Option<Option<Instant>>,
+    stopping: Stopping,
     cut: u64,
     /// Connections waiting for a backend slot, oldest first.
     queued: VecDeque<(usize, u64)>,
@@ -225,7 +227,7 @@ impl Reactor {
             stats,
             again: Vec::new(),
             more_messages: false,
-            stopping: None,
+            stopping: Stopping::Running,
             cut: 0,
             queued: VecDeque::new(),
             retry_queue: false,
@@ -256,11 +258,11 @@ impl Reactor {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let now = Instant::now();
-            if let Some(deadline) = self.stopping {
+            if self.stopping.is_stopping() {
                 if self.slab.is_empty() && self.fans.is_empty() && !self.holding {
                     break;
                 }
-                if deadline.is_none_or(|d| now >= d) {
+                if self.stopping.cut_due(now) {
                     self.cut += (self.slab.len() + self.fans.len()) as u64;
                     self.abort_all(CloseReason::ProxyStopped, now);
                     break;
@@ -341,7 +343,7 @@ impl Reactor {
         let next = [
             self.timers.next(),
             self.fan_timers.next(),
-            self.stopping.flatten(),
+            self.stopping.deadline(),
             queue_tick,
             self.backend_deadlines.iter().map(|(at, _)| *at).min(),
             self.exporting.as_ref().map(handover::Exporting::until),
@@ -512,7 +514,7 @@ impl Reactor {
                         open = self.slab.len() + self.fans.len(),
                         "reactor stopping"
                     );
-                    self.stopping = Some(earlier_stop(self.stopping, deadline));
+                    self.stopping = self.stopping.merge(deadline);
                     // Out of the epoll now: after an upgrade the new process accepts instead.
                     self.unlisten_all();
                 }
@@ -530,7 +532,7 @@ impl Reactor {
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     // Every sender is gone: nobody can stop us any other way.
-                    self.stopping.get_or_insert(None);
+                    self.stopping = self.stopping.orphaned();
                     return;
                 }
             }
@@ -714,16 +716,6 @@ impl Slot {
 
     fn backend_addr(&self) -> Option<SocketAddr> {
         self.backend.map(|i| self.tunnel.balancer.backends[i].addr)
-    }
-}
-
-/// Merges a new stop request into the current one: the earlier deadline wins, and `None`
-/// (stop at once) is earliest of all, so a second, immediate stop cuts a graceful one short.
-fn earlier_stop(current: Option<Option<Instant>>, incoming: Option<Instant>) -> Option<Instant> {
-    match (current, incoming) {
-        (None, incoming) => incoming,
-        (Some(None), _) | (Some(Some(_)), None) => None,
-        (Some(Some(a)), Some(b)) => Some(a.min(b)),
     }
 }
 
