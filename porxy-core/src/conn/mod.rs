@@ -91,15 +91,34 @@ pub(crate) enum Action {
     Wait,
     /// The drive budget ran out with work left: drive again after other connections.
     Again,
-    /// The upstream connect failed and attempts remain: connect to another backend and call
-    /// [`Conn::restart_connect`], or [`Conn::give_up`] if there is none.
-    Reconnect { failed: CloseReason },
+    /// The upstream connect failed (refused, timed out or failed, or porxy ran short of its
+    /// own resources: [`CloseReason::LocalResource`]). The glue counts it against the backend
+    /// (not porxy's own shortage), gives the backend's slot back, then does what `next` says.
+    ConnectFailed(ConnectFailure),
     /// The connection is over: close the sockets this way.
     Close {
         reason: CloseReason,
         client: Closing,
         upstream: Closing,
     },
+}
+
+/// A failed upstream connect: why, and what follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectFailure {
+    pub(crate) failed: CloseReason,
+    pub(crate) next: AfterConnectFailure,
+}
+
+/// What follows a failed upstream connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterConnectFailure {
+    /// Attempts remain: connect to another backend and call [`Conn::restart_connect`], or
+    /// [`Conn::give_up`] if there is none.
+    TryAnother,
+    /// None remain: the connection is over (closed with the failure as its reason); close its
+    /// sockets this way.
+    Close { client: Closing, upstream: Closing },
 }
 
 impl Action {
@@ -209,22 +228,28 @@ impl Conn {
 
     /// The upstream connect failed: try another backend while attempts remain, else reset the
     /// client at once.
-    pub(crate) fn on_connect_failed(&mut self, error: &io::Error) -> Action {
+    pub(crate) fn on_connect_failed(&mut self, error: &io::Error) -> ConnectFailure {
         self.connect_attempt_failed(connect_failure_reason(error))
     }
 
-    fn connect_attempt_failed(&mut self, reason: CloseReason) -> Action {
+    fn connect_attempt_failed(&mut self, reason: CloseReason) -> ConnectFailure {
         // Out of descriptors or ports is porxy's own shortage: another backend would not help.
-        if self.attempts_left > 0 && reason != CloseReason::LocalResource {
+        let next = if self.attempts_left > 0 && reason != CloseReason::LocalResource {
             self.attempts_left -= 1;
-            Action::Reconnect { failed: reason }
+            AfterConnectFailure::TryAnother
         } else {
-            self.give_up(reason)
+            let (client, upstream) = (Closing::Reset, Closing::Graceful);
+            self.close(reason, client, upstream);
+            AfterConnectFailure::Close { client, upstream }
+        };
+        ConnectFailure {
+            failed: reason,
+            next,
         }
     }
 
-    /// A new connect has started (after [`Action::Reconnect`], or for a queued connection that
-    /// got a slot); its connect timeout counts from `now`.
+    /// A new connect has started (after [`AfterConnectFailure::TryAnother`], or for a queued
+    /// connection that got a slot); its connect timeout counts from `now`.
     pub(crate) fn restart_connect(&mut self, now: Instant) {
         self.started = now;
         self.upstream = Readiness::default();
@@ -335,7 +360,7 @@ impl Conn {
                 self.give_up(CloseReason::QueueTimeout)
             }
             Phase::Connecting if now >= self.started + self.settings.connect_timeout => {
-                self.connect_attempt_failed(CloseReason::ConnectTimeout)
+                Action::ConnectFailed(self.connect_attempt_failed(CloseReason::ConnectTimeout))
             }
             Phase::Relaying => {
                 match relay_timeout(

@@ -280,7 +280,8 @@ impl Reactor {
                 self.arm_fan_timer(key);
             }
             Action::Close { .. } => self.finish_fan(key, action),
-            Action::Reconnect { .. } => {}
+            // Never from a fan-out machine: a destination's failed connect is a departure.
+            Action::ConnectFailed(_) => {}
         }
     }
 

@@ -399,7 +399,7 @@ impl Reactor {
                 self.arm_timer(key);
             }
             Action::Close { .. } => self.finish(key, action, None, now),
-            Action::Reconnect { .. } => {} // Only a connect attempt answers this.
+            Action::ConnectFailed(_) => {} // Only a connect attempt answers this.
         }
     }
 
@@ -434,11 +434,8 @@ impl Reactor {
             }
             match slot.conn.on_timer(now) {
                 // A connect timed out: the backend is charged for it, and maybe another is tried.
-                action @ (Action::Reconnect { .. } | Action::Close { .. })
-                    if slot.conn.phase() == Phase::Connecting
-                        || matches!(action, Action::Close { reason, .. } if reason.is_connect_failure()) =>
-                {
-                    if let Some(failed) = self.after_connect_failure(key, action, None, now) {
+                Action::ConnectFailed(failure) => {
+                    if let Some(failed) = self.after_connect_failure(key, failure, None, now) {
                         self.assign_backend(key, Some(failed), now);
                     }
                 }

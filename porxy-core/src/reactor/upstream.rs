@@ -18,7 +18,7 @@ use super::{token, Reactor, Slot};
 use crate::balance::backend::Backend;
 use crate::balance::Pick;
 use crate::conn::close::CloseReason;
-use crate::conn::{Action, Phase, Readiness, Side};
+use crate::conn::{Action, AfterConnectFailure, ConnectFailure, Phase, Readiness, Side};
 
 /// Where a connection stands after [`Reactor::assign_backend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +60,8 @@ impl Reactor {
                             return Assigned::Connecting;
                         }
                         Err(error) => {
-                            let action = slot.conn.on_connect_failed(&error);
-                            match self.after_connect_failure(key, action, Some(&error), now) {
+                            let failure = slot.conn.on_connect_failed(&error);
+                            match self.after_connect_failure(key, failure, Some(&error), now) {
                                 Some(reason) => failed = Some(reason),
                                 None => return Assigned::Closed,
                             }
@@ -117,28 +117,30 @@ impl Reactor {
                 self.drive(key, now);
             }
             ConnectOutcome::Failed(error) => {
-                let action = slot.conn.on_connect_failed(&error);
-                if let Some(failed) = self.after_connect_failure(key, action, Some(&error), now) {
+                let failure = slot.conn.on_connect_failed(&error);
+                if let Some(failed) = self.after_connect_failure(key, failure, Some(&error), now) {
                     self.assign_backend(key, Some(failed), now);
                 }
             }
         }
     }
 
-    /// A connect attempt failed and the connection answered `action`: count the failure
-    /// against the backend, give its slot back, and close the connection if `action` says so.
-    /// Returns the failure's reason when the connection is to try another backend.
+    /// A connect attempt failed (`failure`, as the connection judged it): count it against the
+    /// backend (unless it was porxy's own shortage), give the backend's slot back, and close the
+    /// connection if no attempt is left. Returns the failure's reason when the connection is to
+    /// try another backend.
     pub(super) fn after_connect_failure(
         &mut self,
         key: usize,
-        action: Action,
+        failure: ConnectFailure,
         error: Option<&io::Error>,
         now: Instant,
     ) -> Option<CloseReason> {
         let slot = self.slab.get_mut(key)?;
         slot.upstream = None;
+        let ConnectFailure { failed, next } = failure;
         // porxy's own shortage (descriptors, ports) is not the backend's failure.
-        let local = error.is_some_and(crate::conn::is_resource_shortage);
+        let local = failed == CloseReason::LocalResource;
         if !local {
             crate::status::bump(&slot.tunnel.stats.reactor(self.index).connect_failures, 1);
         }
@@ -157,19 +159,23 @@ impl Reactor {
         if release_backend(slot) {
             self.retry_queue = true;
         }
-        match action {
-            Action::Reconnect { failed } => {
+        match next {
+            AfterConnectFailure::TryAnother => {
                 let slot = &self.slab[key];
                 slot.span.in_scope(
                     || debug!(reason = %failed, "connect failed; trying another backend"),
                 );
                 Some(failed)
             }
-            close @ Action::Close { .. } => {
+            AfterConnectFailure::Close { client, upstream } => {
+                let close = Action::Close {
+                    reason: failed,
+                    client,
+                    upstream,
+                };
                 self.finish(key, close, error, now);
                 None
             }
-            Action::Wait | Action::Again => None,
         }
     }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use super::super::close::CloseReason;
 use super::super::hold::{Mode, Pools};
 use super::super::transport::Transport;
-use super::super::{Action, Closing, Conn, Phase, Readiness, Side};
+use super::super::{
+    Action, AfterConnectFailure, Closing, Conn, ConnectFailure, Phase, Readiness, Side,
+};
 use crate::config::TunnelSettings;
 use crate::splice::KernelPipe;
 
@@ -358,6 +360,25 @@ pub(super) fn secs(s: u64) -> Duration {
 
 pub(super) fn data(bytes: &[u8]) -> Rd {
     Rd::Data(bytes.to_vec())
+}
+
+/// A failed connect with no attempt left: the client is reset.
+pub(super) fn gave_up(failed: CloseReason) -> ConnectFailure {
+    ConnectFailure {
+        failed,
+        next: AfterConnectFailure::Close {
+            client: Closing::Reset,
+            upstream: Closing::Graceful,
+        },
+    }
+}
+
+/// A failed connect with attempts left.
+pub(super) fn try_another(failed: CloseReason) -> ConnectFailure {
+    ConnectFailure {
+        failed,
+        next: AfterConnectFailure::TryAnother,
+    }
 }
 
 pub(super) fn close(reason: CloseReason, client: Closing, upstream: Closing) -> Action {

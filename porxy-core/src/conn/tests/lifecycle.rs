@@ -200,7 +200,7 @@ fn connecting_connect_failure_resets_client_with_mapped_reason() {
         let mut rig = Rig::connecting();
         assert_eq!(
             rig.conn.on_connect_failed(&error),
-            close(reason, Closing::Reset, Closing::Graceful),
+            gave_up(reason),
             "{error:?}"
         );
         assert_eq!(rig.conn.phase(), Phase::Closed(reason), "{error:?}");
@@ -220,11 +220,7 @@ fn connecting_timer_fires_at_connect_timeout_not_before() {
 
     assert_eq!(
         rig.on_timer(CONNECT_TIMEOUT),
-        close(
-            CloseReason::ConnectTimeout,
-            Closing::Reset,
-            Closing::Graceful
-        )
+        Action::ConnectFailed(gave_up(CloseReason::ConnectTimeout))
     );
     assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::ConnectTimeout));
 }
@@ -501,27 +497,19 @@ fn connecting_failure_with_attempts_left_asks_for_another_backend() {
     let refused = io::Error::from(ErrorKind::ConnectionRefused);
     assert_eq!(
         rig.conn.on_connect_failed(&refused),
-        Action::Reconnect {
-            failed: CloseReason::ConnectRefused
-        }
+        try_another(CloseReason::ConnectRefused)
     );
     rig.conn.restart_connect(rig.t0 + secs(1));
     assert_eq!(rig.conn.phase(), Phase::Connecting);
     // The second attempt times out: one attempt is left, so it too asks for another backend.
     assert_eq!(
         rig.on_timer(secs(1) + CONNECT_TIMEOUT),
-        Action::Reconnect {
-            failed: CloseReason::ConnectTimeout
-        }
+        Action::ConnectFailed(try_another(CloseReason::ConnectTimeout))
     );
     rig.conn.restart_connect(rig.t0 + secs(20));
     assert_eq!(
         rig.conn.on_connect_failed(&refused),
-        close(
-            CloseReason::ConnectRefused,
-            Closing::Reset,
-            Closing::Graceful
-        ),
+        gave_up(CloseReason::ConnectRefused),
         "the third failure is the last"
     );
 }
@@ -533,10 +521,6 @@ fn connecting_out_of_descriptors_gives_up_at_once() {
     let emfile = io::Error::from_raw_os_error(libc::EMFILE);
     assert_eq!(
         rig.conn.on_connect_failed(&emfile),
-        close(
-            CloseReason::LocalResource,
-            Closing::Reset,
-            Closing::Graceful
-        )
+        gave_up(CloseReason::LocalResource)
     );
 }
