@@ -26,13 +26,14 @@
 //! connections already queued: so the listener pauses accepting for [`RESOURCE_BACKOFF`], then
 //! retries every listener, and logs the shortage at most once a second.
 //!
-//! (Reactors that accept keep the same limit and pause their own way: `reactor/accept.rs`.)
+//! (Reactors that accept keep the same limit, in the same count, and pause their own way:
+//! `reactor/accept.rs`. Both read accept errors and warn through `accept/`.)
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,10 +44,9 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tracing::{debug, warn};
 
-use crate::accept::{AcceptMode, ListenSocket};
+use crate::accept::{AcceptFailure, AcceptMode, Accepting, ListenSocket};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::reactor::{Accepted, ReactorMsg};
-use crate::status::ReactorStats;
 use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listener before the others get a turn.
@@ -55,8 +55,6 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a listener at the connection limit looks whether connections have ended.
 const CAPACITY_TICK: Duration = Duration::from_millis(10);
-/// At most one log line about a resource shortage per this period.
-const SHORTAGE_LOG_PERIOD: Duration = Duration::from_secs(1);
 
 /// What the API asks of the listener thread.
 pub(crate) enum ListenerMsg {
@@ -93,17 +91,11 @@ pub(crate) struct Listener {
     by_addr: HashMap<SocketAddr, usize>,
     reactors: Vec<Mailbox<ReactorMsg>>,
     next_reactor: usize,
-    /// Connection ids, shared with the handle (which numbers connections taken over).
-    conn_ids: Arc<AtomicU64>,
+    /// The connection limit's count, connection ids and rate-limited warnings, shared with
+    /// the reactors (which give a place back when a connection ends).
+    shared: Arc<Accepting>,
     paused_until: Option<Instant>,
-    last_shortage_log: Option<Instant>,
-    shortages_unlogged: u64,
-    reactor_stats: Vec<Arc<ReactorStats>>,
-    /// Clients handed to reactors since start.
-    handed: u64,
-    max_connections: usize,
     at_capacity: bool,
-    last_capacity_log: Option<Instant>,
     /// False until the proxy has started: a start that fails half-way has accepted nobody, so
     /// it resets nobody (on sockets shared with another process, their clients stay queued).
     accepting: bool,
@@ -117,9 +109,7 @@ impl Listener {
     pub(crate) fn new(
         mode: AcceptMode,
         reactors: Vec<Mailbox<ReactorMsg>>,
-        reactor_stats: Vec<Arc<ReactorStats>>,
-        max_connections: usize,
-        conn_ids: Arc<AtomicU64>,
+        accepting: Arc<Accepting>,
     ) -> io::Result<(Listener, Mailbox<ListenerMsg>)> {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
@@ -131,15 +121,9 @@ impl Listener {
             by_addr: HashMap::new(),
             reactors,
             next_reactor: 0,
-            conn_ids,
+            shared: accepting,
             paused_until: None,
-            last_shortage_log: None,
-            shortages_unlogged: 0,
-            reactor_stats,
-            handed: 0,
-            max_connections,
             at_capacity: false,
-            last_capacity_log: None,
             accepting: false,
             next_socket_id: 0,
             released: None,
@@ -306,23 +290,15 @@ impl Listener {
         // Dropping the last `Arc` closes the socket: new connections are refused from then on.
     }
 
-    /// Connections open or on their way to a reactor.
-    fn open_connections(&self) -> u64 {
-        let (open, adopted) = self.reactor_stats.iter().fold((0u64, 0u64), |(o, a), s| {
-            (
-                o + s.open.load(Ordering::Relaxed),
-                a + s.adopted.load(Ordering::Relaxed),
-            )
-        });
-        open + self.handed.saturating_sub(adopted)
-    }
-
-    /// One batch from every ready listener, as far as the connection limit allows.
+    /// One batch from every ready listener, as far as the connection limit allows: a place
+    /// under it is taken before each accept, and given back if the accept finds nobody (the
+    /// reactor gives it back when the connection ends).
     fn accept_round(&mut self) {
-        let mut room = (self.max_connections as u64).saturating_sub(self.open_connections());
-        self.at_capacity = room == 0;
+        let accepting = self.shared.clone();
+        let now = Instant::now();
+        self.at_capacity = !accepting.admission.has_room();
         if self.at_capacity {
-            self.log_capacity();
+            accepting.warn_capacity(now);
             return;
         }
         let mut to_wake = vec![false; self.reactors.len()];
@@ -335,7 +311,7 @@ impl Listener {
         for key in keys {
             let tunnel = self.entries[key].socket.tunnel();
             for _ in 0..ACCEPT_BATCH {
-                if room == 0 {
+                if !accepting.admission.try_admit() {
                     self.at_capacity = true;
                     break;
                 }
@@ -344,7 +320,7 @@ impl Listener {
                     Ok((stream, peer)) => {
                         let tunnel = tunnel.clone();
                         crate::status::bump(&tunnel.stats.listener().accepted, 1);
-                        let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
+                        let id = accepting.conn_ids.fetch_add(1, Ordering::Relaxed);
                         let index = self.next_reactor;
                         self.next_reactor = (self.next_reactor + 1) % self.reactors.len();
                         let msg = ReactorMsg::Adopt(Accepted {
@@ -355,26 +331,31 @@ impl Listener {
                             nodelay: entry.socket.clients_nodelay(),
                         });
                         if self.reactors[index].queue(msg).is_err() {
+                            accepting.admission.release();
                             warn!(reactor = index, "reactor is gone; connection dropped");
                         } else {
                             to_wake[index] = true;
-                            self.handed += 1;
-                            room -= 1;
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        entry.ready = false;
-                        break;
-                    }
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) if crate::conn::is_resource_shortage(&e) => {
-                        self.pause(&e);
-                        break;
-                    }
                     Err(e) => {
-                        warn!(tunnel = %entry.socket.local(), error = %e, "accept failed");
-                        entry.ready = false;
-                        break;
+                        accepting.admission.release();
+                        match AcceptFailure::of(&e) {
+                            AcceptFailure::NoneWaiting => {
+                                entry.ready = false;
+                                break;
+                            }
+                            AcceptFailure::OneClient => continue,
+                            AcceptFailure::Shortage => {
+                                self.paused_until = Some(now + RESOURCE_BACKOFF);
+                                accepting.warn_shortage(&e, now);
+                                break;
+                            }
+                            AcceptFailure::Broken => {
+                                accepting.warn_accept_failed(entry.socket.local(), &e, now);
+                                entry.ready = false;
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -386,38 +367,6 @@ impl Listener {
             if wake {
                 self.reactors[index].wake();
             }
-        }
-    }
-
-    fn log_capacity(&mut self) {
-        let now = Instant::now();
-        if self
-            .last_capacity_log
-            .is_none_or(|at| now.duration_since(at) >= SHORTAGE_LOG_PERIOD)
-        {
-            warn!(
-                max_connections = self.max_connections,
-                "at the connection limit: new clients wait in the listen backlog"
-            );
-            self.last_capacity_log = Some(now);
-        }
-    }
-
-    fn pause(&mut self, error: &io::Error) {
-        let now = Instant::now();
-        self.paused_until = Some(now + RESOURCE_BACKOFF);
-        self.shortages_unlogged += 1;
-        if self
-            .last_shortage_log
-            .is_none_or(|at| now.duration_since(at) >= SHORTAGE_LOG_PERIOD)
-        {
-            warn!(
-                error = %error,
-                times = self.shortages_unlogged,
-                "cannot accept: out of descriptors or memory; pausing accepts"
-            );
-            self.last_shortage_log = Some(now);
-            self.shortages_unlogged = 0;
         }
     }
 
@@ -436,12 +385,4 @@ impl Listener {
             let _ = reactor.send(ReactorMsg::Stop { deadline });
         }
     }
-}
-
-/// Accept errors that concern one client, not the listener: try the next one.
-pub(crate) fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    ) || matches!(error.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::accept::{AcceptMode, Accepting};
 use crate::balance::health::Checker;
 use crate::config::ProxyConfig;
+use crate::conn::hold::Pools;
 use crate::error::Error;
 use crate::handle::{ProxyHandle, StopMode, Wiring};
 use crate::listener::Listener;
@@ -162,13 +163,11 @@ impl ProxyBuilder {
         let mode = self.config.accept.effective();
         let max_connections = self.config.connection_limit();
         let conn_ids = Arc::new(AtomicU64::new(1));
-        let accepting = (mode == AcceptMode::Reactors).then(|| {
-            Arc::new(Accepting::new(
-                max_connections,
-                self.config.reactors,
-                conn_ids.clone(),
-            ))
-        });
+        let accepting = Arc::new(Accepting::new(
+            max_connections,
+            self.config.reactors,
+            conn_ids.clone(),
+        ));
         let mut reactor_mailboxes = Vec::with_capacity(self.config.reactors);
         let mut reactor_stats = Vec::with_capacity(self.config.reactors);
         let mut reactors = Vec::with_capacity(self.config.reactors);
@@ -177,11 +176,14 @@ impl ProxyBuilder {
             let (reactor, mailbox) = Reactor::new(
                 id,
                 index,
-                self.config.buffer_size,
-                self.config.pipe_size,
-                self.config.pipes_per_reactor(),
+                Pools::new(
+                    self.config.buffer_size,
+                    self.config.pipe_size,
+                    self.config.pipes_per_reactor(),
+                ),
                 stats.clone(),
                 accepting.clone(),
+                mode == AcceptMode::Reactors,
             )
             .map_err(|source| Error::Start {
                 what: format!("reactor {index}"),
@@ -192,17 +194,13 @@ impl ProxyBuilder {
             reactor_stats.push(stats);
             reactors.push(reactor);
         }
-        let (listener, listener_mailbox) = Listener::new(
-            mode,
-            reactor_mailboxes.clone(),
-            reactor_stats.clone(),
-            max_connections,
-            conn_ids.clone(),
-        )
-        .map_err(|source| Error::Start {
-            what: "listener".into(),
-            source,
-        })?;
+        let (listener, listener_mailbox) =
+            Listener::new(mode, reactor_mailboxes.clone(), accepting).map_err(|source| {
+                Error::Start {
+                    what: "listener".into(),
+                    source,
+                }
+            })?;
         let mut threads = Threads::default();
         for (index, reactor) in reactors.into_iter().enumerate() {
             let thread = spawn(format!("porxy-reactor-{index}"), move || reactor.run())?;

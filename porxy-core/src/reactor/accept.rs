@@ -38,10 +38,10 @@
 //! the reactor lets go of them: after an upgrade the new process holds the same sockets, and a
 //! registration left behind would keep taking its wake-ups.
 
-use std::io::{self, ErrorKind};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -50,7 +50,7 @@ use tracing::{debug, warn};
 
 use super::epoll::{self, Registration};
 use super::{token, Accepted, Origin, Reactor};
-use crate::accept::{within_share, Accepting, ListenSocket};
+use crate::accept::{within_share, AcceptFailure, Accepting, ListenSocket};
 use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
@@ -60,8 +60,6 @@ const ACCEPT_BATCH: usize = 64;
 const PARK_TICK: Duration = Duration::from_millis(10);
 /// How long accepting pauses when descriptors or memory run out.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
-/// At most one log line about a shortage (or the connection limit) per this period.
-const LOG_PERIOD: Duration = Duration::from_secs(1);
 
 /// A reactor's accepting side.
 pub(super) struct Acceptor {
@@ -111,11 +109,6 @@ impl Acceptor {
             listening: Vec::new(),
             parked: None,
         }
-    }
-
-    /// The proxy-wide admission count this reactor's connections are counted in.
-    pub(super) fn shared(&self) -> &Accepting {
-        &self.shared
     }
 
     /// When a parked reactor should look again.
@@ -333,16 +326,16 @@ impl Reactor {
                     }
                     Err(e) => {
                         shared.admission.release();
-                        match e.kind() {
-                            ErrorKind::WouldBlock => break,
-                            _ if crate::listener::is_transient(&e) => continue,
-                            _ if crate::conn::is_resource_shortage(&e) => {
-                                self.log_shortage(shared, &e, now);
+                        match AcceptFailure::of(&e) {
+                            AcceptFailure::NoneWaiting => break,
+                            AcceptFailure::OneClient => continue,
+                            AcceptFailure::Shortage => {
+                                shared.warn_shortage(&e, now);
                                 return Round::Park(Parked::Starved {
                                     until: now + RESOURCE_BACKOFF,
                                 });
                             }
-                            _ => {
+                            AcceptFailure::Broken => {
                                 self.set_aside(socket, shared, &e, now);
                                 break;
                             }
@@ -400,18 +393,7 @@ impl Reactor {
         }
         acceptor.parked = Some(why);
         match why {
-            Parked::Full => {
-                let mut log = shared
-                    .capacity_log
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if log.occurred(now, LOG_PERIOD).is_some() {
-                    warn!(
-                        max_connections = shared.admission.limit(),
-                        "at the connection limit: new clients wait in the listen backlog"
-                    );
-                }
-            }
+            Parked::Full => shared.warn_capacity(now),
             Parked::OverShare { .. } => debug!(
                 reactor = self.index,
                 open = self.stats.open.load(Ordering::Relaxed),
@@ -429,14 +411,7 @@ impl Reactor {
         error: &io::Error,
         now: Instant,
     ) {
-        let mut log = shared
-            .error_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(times) = log.occurred(now, LOG_PERIOD) {
-            warn!(reactor = self.index, tunnel = %socket.local(), error = %error, times, "accept failed; trying again shortly");
-        }
-        drop(log);
+        shared.warn_accept_failed(socket.local(), error, now);
         let Some(acceptor) = self.acceptor.as_mut() else {
             return;
         };
@@ -447,20 +422,6 @@ impl Reactor {
         {
             deregister(&self.poll, listening, self.index);
             listening.set_aside = Some(now + RESOURCE_BACKOFF);
-        }
-    }
-
-    fn log_shortage(&self, shared: &Accepting, error: &io::Error, now: Instant) {
-        let mut log = shared
-            .shortage_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(times) = log.occurred(now, LOG_PERIOD) {
-            warn!(
-                error = %error,
-                times,
-                "cannot accept: out of descriptors or memory; pausing accepts"
-            );
         }
     }
 }

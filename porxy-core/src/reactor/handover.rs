@@ -370,9 +370,7 @@ impl Reactor {
         crate::status::bump(&shard.imported, 1);
         tunnel.generation.opened();
         self.stats.imported();
-        if let Some(acceptor) = &self.acceptor {
-            acceptor.shared().admission.add();
-        }
+        self.accepting.admission.add();
     }
 
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.

@@ -195,6 +195,9 @@ pub(crate) struct Reactor {
     holding: bool,
     /// The accepting side, when reactors accept (`None`: the listener thread hands clients over).
     acceptor: Option<accept::Acceptor>,
+    /// The count against the connection limit this reactor's connections are in, whoever
+    /// accepted them.
+    accepting: Arc<Accepting>,
     /// Rate limits for the warnings about failed connections.
     close_log: close_log::CloseLog,
     /// Busy polling: whether to poll with a zero timeout for a while after activity.
@@ -202,17 +205,16 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    /// A reactor and the mailbox that reaches it; it opens at most `max_pipes` pipes for
-    /// splice(2). The thread is started by the caller. With `accepting`, the reactor accepts
-    /// from the listening sockets it is sent.
+    /// A reactor and the mailbox that reaches it, lending its connections buffers and pipes
+    /// from `pools`. The thread is started by the caller. Its connections count in
+    /// `accepting`; with `accepts`, the reactor accepts from the listening sockets it is sent.
     pub(crate) fn new(
         proxy: u64,
         index: usize,
-        buffer_size: usize,
-        pipe_size: usize,
-        max_pipes: usize,
+        pools: Pools,
         stats: Arc<ReactorStats>,
-        accepting: Option<Arc<Accepting>>,
+        accepting: Arc<Accepting>,
+        accepts: bool,
     ) -> io::Result<(Reactor, Mailbox<ReactorMsg>)> {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
@@ -223,7 +225,7 @@ impl Reactor {
             rx,
             slab: Slab::new(),
             timers: Default::default(),
-            pools: Pools::new(buffer_size, pipe_size, max_pipes),
+            pools,
             stats,
             again: Vec::new(),
             more_messages: false,
@@ -237,7 +239,8 @@ impl Reactor {
             fan_again: Vec::new(),
             exporting: None,
             holding: false,
-            acceptor: accepting.map(accept::Acceptor::new),
+            acceptor: accepts.then(|| accept::Acceptor::new(accepting.clone())),
+            accepting,
             close_log: Default::default(),
             busy: spin::BusyPoll::new(Duration::ZERO),
         };
@@ -692,15 +695,13 @@ impl Reactor {
     }
 
     /// Counts a connection of this reactor as ended for `reason`: in its tunnel (the reason
-    /// before the open count, see `status.rs`), its generation, this reactor and, when reactors
-    /// accept, the proxy-wide count against the connection limit.
+    /// before the open count, see `status.rs`), its generation, this reactor and the
+    /// proxy-wide count against the connection limit.
     fn count_closed(&self, tunnel: &Tunnel, reason: CloseReason) {
         tunnel.stats.reactor(self.index).closed(reason);
         tunnel.generation.closed();
         self.stats.closed();
-        if let Some(acceptor) = &self.acceptor {
-            acceptor.shared().admission.release();
-        }
+        self.accepting.admission.release();
     }
 }
 
