@@ -40,22 +40,41 @@ impl RelayState {
     }
 }
 
+/// What [`Conn::freeze`] took out of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Frozen {
+    /// It cannot travel now (its connect is in flight, or it is over): it stays, unchanged.
+    Stays,
+    /// A client waiting for a backend slot: nothing but its socket travels.
+    Waiting,
+    /// A relaying connection: its sockets travel with this state.
+    Relaying(RelayState),
+}
+
 impl Conn {
-    /// Takes the state of a relaying connection out, to carry it to another process; buffers
-    /// and kernel pipes go back to `pools` (the bytes in a pipe are read out into the state).
-    /// The connection is over here (`Closed(HandedOver)`): the caller stops polling its sockets
-    /// before anything else reads or writes them. Relayed bytes not yet reported must be taken
-    /// first ([`Conn::take_unreported`]).
+    /// Whether the connection can move to another process now: it relays, or waits for a
+    /// backend slot. Not while its upstream connect is in flight (it would have to start over)
+    /// nor once it is over.
+    pub(crate) fn can_travel(&self) -> bool {
+        matches!(self.phase, Phase::Relaying | Phase::Queued)
+    }
+
+    /// Takes the state of a connection out, to carry it to another process; buffers and kernel
+    /// pipes go back to `pools` (the bytes in a pipe are read out into the state). Unless it
+    /// [`Stays`](Frozen::Stays), the connection is over here (`Closed(HandedOver)`): the caller
+    /// stops polling its sockets before anything else reads or writes them. Relayed bytes not
+    /// yet reported must be taken first ([`Conn::take_unreported`]).
     ///
-    /// `Ok(None)` (and no change) for a connection that is not relaying. An error (a kernel
-    /// pipe that could not be read) means its bytes cannot travel: the caller resets it.
-    pub(crate) fn freeze(
-        &mut self,
-        pools: &mut Pools,
-        now: Instant,
-    ) -> std::io::Result<Option<RelayState>> {
-        if self.phase != Phase::Relaying {
-            return Ok(None);
+    /// An error (a kernel pipe that could not be read) means its bytes cannot travel: the
+    /// caller resets it.
+    pub(crate) fn freeze(&mut self, pools: &mut Pools, now: Instant) -> std::io::Result<Frozen> {
+        match self.phase {
+            Phase::Relaying => {}
+            Phase::Queued => {
+                self.set_phase(Phase::Closed(CloseReason::HandedOver));
+                return Ok(Frozen::Waiting);
+            }
+            Phase::Connecting | Phase::Closed(_) => return Ok(Frozen::Stays),
         }
         let state = RelayState {
             up: self.up.freeze(pools)?,
@@ -66,7 +85,7 @@ impl Conn {
                 .map(|since| now.saturating_duration_since(since)),
         };
         self.set_phase(Phase::Closed(CloseReason::HandedOver));
-        Ok(Some(state))
+        Ok(Frozen::Relaying(state))
     }
 
     /// A relaying connection that goes on from `state` (frozen by [`Conn::freeze`], maybe in

@@ -42,6 +42,7 @@ use tracing::{debug, warn};
 use super::{reset, token, Accepted, Origin, Reactor, Slot};
 use crate::balance::Tried;
 use crate::conn::close::CloseReason;
+use crate::conn::frozen::Frozen;
 use crate::conn::{Conn, Phase, Side};
 use crate::session::{Kind, Relay, Session};
 use crate::tunnel::Tunnel;
@@ -119,18 +120,15 @@ impl Reactor {
         let Some(exporting) = &self.exporting else {
             return false;
         };
-        let leaves = self
-            .slab
-            .get(key)
-            .is_some_and(|s| matches!(s.conn.phase(), Phase::Relaying | Phase::Queued));
-        if !leaves {
+        if !self.slab.get(key).is_some_and(|s| s.conn.can_travel()) {
             return false;
         }
         let to = exporting.to.clone();
         // Frozen first: should a kernel pipe not give back the bytes it holds (it never
         // should), the connection cannot travel, and is reset here instead.
-        let relay = match self.slab[key].conn.freeze(&mut self.pools, now) {
-            Ok(relay) => relay,
+        let frozen = match self.slab[key].conn.freeze(&mut self.pools, now) {
+            Ok(Frozen::Stays) => return false,
+            Ok(frozen) => frozen,
             Err(error) => {
                 warn!(conn = self.slab[key].id, error = %error, "cannot hand a connection over: its buffered bytes are unreadable; resetting it");
                 let action = self.slab[key].conn.abort(CloseReason::LocalResource);
@@ -172,15 +170,25 @@ impl Reactor {
             ..
         } = slot;
         let client = std::net::TcpStream::from(client);
-        let mut session = match (relay, upstream) {
-            (Some(state), Some(upstream)) => {
+        let mut session = match (frozen, upstream) {
+            (Frozen::Relaying(state), Some(upstream)) => {
                 span.in_scope(|| debug!(buffered = state.buffered(), "handed over"));
                 let relay = Relay { backend, state };
                 Session::relaying(client, upstream.into(), id, tunnel.local, peer, relay)
             }
-            _ => {
+            (Frozen::Waiting, _) => {
                 span.in_scope(|| debug!("handed over while waiting for a backend"));
                 Session::waiting(client, id, tunnel.local, peer)
+            }
+            // A relaying connection always has its upstream socket: were it missing (a bug),
+            // sending the client as a waiting one would lose the relayed state.
+            (Frozen::Relaying(_) | Frozen::Stays, _) => {
+                tracing::error!(
+                    conn = id,
+                    "a relaying connection without its upstream socket; a porxy bug: resetting it"
+                );
+                reset(&client);
+                return true;
             }
         };
         session.origin = Some((self.proxy, tunnel.clone()));

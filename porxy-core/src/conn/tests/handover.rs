@@ -2,7 +2,7 @@
 //! nothing lost, nothing written twice, each end of stream passed on once.
 
 use super::super::close::CloseReason;
-use super::super::frozen::RelayState;
+use super::super::frozen::{Frozen, RelayState};
 use super::super::pipe::PipeState;
 use super::super::{Action, Closing, Conn, Phase, Side};
 use super::fake::*;
@@ -10,11 +10,13 @@ use super::fake::*;
 /// The relay of a frozen `rig`, restored at `at` in a new rig whose streams go on where the
 /// old ones were (fresh fakes: what they record is what happens after the move).
 fn thaw(rig: &mut Rig, at: std::time::Duration) -> (RelayState, Rig) {
-    let state = rig
+    let Frozen::Relaying(state) = rig
         .conn
         .freeze(&mut rig.pools, rig.t0 + at)
         .expect("no kernel pipe fails")
-        .expect("a relaying connection freezes");
+    else {
+        panic!("a relaying connection freezes with its state");
+    };
     assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::HandedOver));
     assert_eq!(rig.pools.lent(), 0, "freezing gives the buffers back");
     let mut next = Rig::relaying();
@@ -169,8 +171,24 @@ fn relaying_restored_with_more_bytes_than_its_buffers_still_writes_them_all() {
 #[test]
 fn connecting_does_not_freeze() {
     let mut rig = Rig::connecting();
-    assert!(matches!(rig.conn.freeze(&mut rig.pools, rig.t0), Ok(None)));
+    assert!(!rig.conn.can_travel());
+    assert_eq!(
+        rig.conn.freeze(&mut rig.pools, rig.t0).unwrap(),
+        Frozen::Stays
+    );
     assert_eq!(rig.conn.phase(), Phase::Connecting);
+}
+
+#[test]
+fn queued_freezes_as_a_waiting_client() {
+    let mut rig = Rig::connecting();
+    rig.conn.enqueue(rig.t0);
+    assert!(rig.conn.can_travel());
+    assert_eq!(
+        rig.conn.freeze(&mut rig.pools, rig.t0).unwrap(),
+        Frozen::Waiting
+    );
+    assert_eq!(rig.conn.phase(), Phase::Closed(CloseReason::HandedOver));
 }
 
 /// Bytes waiting in a kernel pipe (the splice path) travel like buffered ones: read out of the
