@@ -117,7 +117,13 @@ impl Reactor {
                     Err(error) => {
                         let reason = crate::conn::connect_failure_reason(&error);
                         if reason != CloseReason::LocalResource {
-                            self.charge_connect_failure(&tunnel, i, now);
+                            self.connect_failed(
+                                &tunnel,
+                                Some(backend.as_ref()),
+                                reason,
+                                Some(&error),
+                                now,
+                            );
                         }
                         match self.close_log.destination_failure_due(now) {
                             Some(times) => span.in_scope(|| {
@@ -217,9 +223,7 @@ impl Reactor {
             ConnectOutcome::Pending => {}
             ConnectOutcome::Connected => {
                 if let Some((_, backend)) = slot.backend(i) {
-                    if backend.connect_succeeded(&slot.tunnel.balancer.passive) {
-                        info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend is up again: a connect succeeded");
-                    }
+                    Reactor::connect_succeeded(&slot.tunnel, backend);
                 }
                 let addr = slot.targets.get(i).map(|t| t.addr);
                 slot.span
@@ -347,7 +351,8 @@ impl Reactor {
                     }
                     // porxy's own shortage (descriptors, ports) is not the backend's failure.
                     if let (Some(index), true) = (backend, reason != CloseReason::LocalResource) {
-                        self.charge_connect_failure(&tunnel, index, now);
+                        let backend = tunnel.balancer.backends.get(index).map(AsRef::as_ref);
+                        self.connect_failed(&tunnel, backend, reason, None, now);
                     }
                 }
                 DestEnd::CutShort => {
@@ -481,22 +486,6 @@ impl Reactor {
             if self.fans.get(key).is_some_and(|s| s.id == id) {
                 self.drive_fan(key, now);
             }
-        }
-    }
-
-    /// Counts a connect failure against the tunnel and the health of its backend `index`.
-    fn charge_connect_failure(&self, tunnel: &Tunnel, index: usize, now: Instant) {
-        crate::status::bump(&tunnel.stats.reactor(self.index).connect_failures, 1);
-        let Some(backend) = tunnel.balancer.backends.get(index) else {
-            return;
-        };
-        if backend.connect_failed(now, &tunnel.balancer.passive) {
-            warn!(
-                tunnel = %tunnel.local,
-                backend = %backend.addr,
-                max_fails = tunnel.balancer.passive.max_fails,
-                "backend is down: connects fail"
-            );
         }
     }
 }

@@ -30,6 +30,7 @@ mod epoll;
 mod fan_handover;
 mod fanout;
 mod handover;
+mod health;
 mod socket;
 mod spin;
 mod stopping;

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::Registry;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{token, Reactor, Slot};
 use crate::balance::backend::Backend;
@@ -103,9 +103,7 @@ impl Reactor {
             ConnectOutcome::Pending => {}
             ConnectOutcome::Connected => {
                 if let Some(backend) = slot.backend.map(|i| &slot.tunnel.balancer.backends[i]) {
-                    if backend.connect_succeeded(&slot.tunnel.balancer.passive) {
-                        info!(tunnel = %slot.tunnel.local, backend = %backend.addr, "backend is up again: a connect succeeded");
-                    }
+                    Reactor::connect_succeeded(&slot.tunnel, backend);
                 }
                 slot.span.in_scope(|| debug!("upstream connected"));
                 slot.conn.on_connected(now);
@@ -140,22 +138,12 @@ impl Reactor {
         slot.upstream = None;
         let ConnectFailure { failed, next } = failure;
         // porxy's own shortage (descriptors, ports) is not the backend's failure.
-        let local = failed == CloseReason::LocalResource;
-        if !local {
-            crate::status::bump(&slot.tunnel.stats.reactor(self.index).connect_failures, 1);
+        if failed != CloseReason::LocalResource {
+            let tunnel = slot.tunnel.clone();
+            let backend = slot.backend.map(|i| tunnel.balancer.backends[i].clone());
+            self.connect_failed(&tunnel, backend.as_deref(), failed, error, now);
         }
-        if let (Some(index), false) = (slot.backend, local) {
-            let backend = &slot.tunnel.balancer.backends[index];
-            if backend.connect_failed(now, &slot.tunnel.balancer.passive) {
-                warn!(
-                    tunnel = %slot.tunnel.local,
-                    backend = %backend.addr,
-                    max_fails = slot.tunnel.balancer.passive.max_fails,
-                    error = error.map(|e| e.to_string()).unwrap_or_else(|| "connect timed out".into()),
-                    "backend is down: connects fail"
-                );
-            }
-        }
+        let slot = self.slab.get_mut(key)?;
         if release_backend(slot) {
             self.retry_queue = true;
         }
