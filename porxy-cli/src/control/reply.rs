@@ -169,7 +169,7 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
                     r.unchanged.len(),
                     r.closed.len()
                 )),
-                Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
+                Err(why) => Reply::err(format!("reload failed, nothing changed: {}", chain(&why))),
             }
         }
         Command::Exit => Reply {
