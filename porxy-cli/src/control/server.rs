@@ -17,7 +17,7 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token, Waker};
 use porxy_core::{Endpoint, ProxyHandle};
 
-use super::reply::Context;
+use super::execute::Context;
 use super::session::{self, Sessions};
 use crate::socket_path::{bind_unix, check_len, SocketPathError};
 

@@ -21,7 +21,9 @@ use porxy_core::units::format_duration;
 use porxy_core::ProxyHandle;
 
 use super::command::{parse, MAX_LINE};
-use super::reply::{answer, Context, Reply};
+use super::execute::{execute, Context};
+use super::outcome::AdminError;
+use super::render::{render, Reply};
 use super::stream::{write_all_by, ControlStream, Line, LineReader};
 
 /// Control clients served at once.
@@ -182,7 +184,11 @@ impl Session<'_> {
                 Err(e) => return Err(e),
             };
             let reply = match line {
-                Line::Complete(bytes) => answer(parse(&bytes), self.handle, self.ctx),
+                Line::Complete(bytes) => render(
+                    &parse(&bytes)
+                        .map_err(AdminError::from)
+                        .and_then(|command| execute(command, self.handle, self.ctx)),
+                ),
                 Line::TooLong(len) => Reply::err(format!(
                     "line too long: over {len} bytes, the limit is {MAX_LINE}"
                 )),
