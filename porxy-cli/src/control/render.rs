@@ -293,3 +293,6 @@ fn full_status(status: &Status) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
