@@ -11,12 +11,12 @@
 
 pub mod command;
 pub mod execute;
+mod lines;
 pub mod outcome;
 pub mod render;
 pub mod server;
 mod session;
-mod stream;
 
+pub use crate::clients::DEFAULT_IDLE_TIMEOUT;
 pub use execute::Context;
 pub use server::{serve, BoundControl, ControlAddr, ControlCloser, ControlError, ControlSocket};
-pub use session::DEFAULT_IDLE_TIMEOUT;
