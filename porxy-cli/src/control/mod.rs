@@ -1,13 +1,20 @@
 //! The control socket: a line protocol that a person drives with `nc`.
 //!
-//! A line goes through three steps, each in its own file: `command` reads it into a
-//! [`command::Command`] (pure, no IO); `execute` carries the command out on the proxy's public
-//! API and gives its typed result, an [`outcome::Outcome`] or an [`outcome::AdminError`]
-//! (`outcome`: no IO, no text; what another front end, HTTP or JSON-RPC, would share); `render`
-//! turns that result into the reply text. `server` owns the socket and accepts clients;
-//! `session` serves one client and bounds how many there are; `stream` bounds a connection's
-//! reads and writes in time. A Unix socket path is bound through `crate::socket_path`, which
-//! the upgrade socket shares.
+//! A line goes through three steps, each in its own file:
+//!
+//! - `command` reads it into a [`command::Command`] (pure, no IO);
+//! - `execute` carries the command out on the proxy's public API (`ProxyHandle`, `Reloader`,
+//!   `Stopper`) and gives its typed result: an [`outcome::Outcome`], or an
+//!   [`outcome::AdminError`] sorted by kind (`outcome` holds both, with no IO and no text: it is
+//!   what another front end, HTTP or JSON-RPC, shares with this one);
+//! - `render` turns that result into the reply text.
+//!
+//! `server` owns the socket and accepts clients; `session` serves one client: it reads lines
+//! (`lines`: bounded in length, each due by the idle deadline), answers them, and tells its
+//! client why it is cut off. How many clients are served at once, which one makes room for a
+//! newcomer, and the deadlines of a request and of a reply are `crate::clients`', which knows
+//! nothing of lines. A Unix socket path is bound through `crate::socket_path`, which the
+//! upgrade socket shares.
 
 pub mod command;
 pub mod execute;
