@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod args;
+mod clients;
 mod config_file;
 mod control;
 mod error;

@@ -19,8 +19,9 @@ use std::sync::Mutex;
 
 use porxy_core::{Endpoint, ProxyConfig, ProxyHandle, ReloadReport, TunnelSpec};
 
-use crate::config_file::{self, Overrides};
+use crate::config_file::{self, ConfigError, Overrides};
 use crate::control::ControlAddr;
+use crate::error::{chain, CliError};
 use crate::NamedTunnel;
 
 /// Whether a reload may close every listener the file defined.
@@ -30,6 +31,49 @@ pub(crate) enum ReloadMode {
     Guarded,
     /// The file is applied even if that closes every listener (`RELOAD FORCE`).
     Force,
+}
+
+/// Why a reload changed nothing. The message of each (with its causes, [`chain`]) is what
+/// the log and the control socket's `ERR:` line say.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    /// Porxy was started without a configuration file.
+    #[error("nothing to reload: porxy was started without --config")]
+    NoConfigFile,
+    /// The file defines no listener while porxy runs some of the file's, and the reload was
+    /// not forced: most likely a file caught while it was being written.
+    #[error(
+        "{} defines no listener: reloading it would close every listener the file had ({}). \
+         If the file was being written, reload once it is complete (replace it atomically: \
+         write a temp file, then mv); to close them all on purpose, {remedy}",
+        path.display(),
+        running.join(", ")
+    )]
+    NoListener {
+        /// The file.
+        path: PathBuf,
+        /// The names of the file's listeners running now, sorted.
+        running: Vec<String>,
+        /// How to close them all on purpose.
+        remedy: &'static str,
+    },
+    /// The file is unreadable or wrong.
+    #[error(transparent)]
+    Config(ConfigError),
+    /// A file listener has the name a `--tunnel` gets.
+    #[error("--tunnel {name}: the name is taken by {origin}")]
+    NameTaken {
+        /// The shared name.
+        name: String,
+        /// Where the file's listener was written.
+        origin: String,
+    },
+    /// The new set of tunnels fails a check a start runs too (boxed: rare, and large).
+    #[error(transparent)]
+    Check(Box<CliError>),
+    /// The proxy refused the new set of tunnels (a port in use, a stopping proxy, ...).
+    #[error(transparent)]
+    Core(porxy_core::Error),
 }
 
 /// What a reload needs to know about how porxy was started.
@@ -56,13 +100,13 @@ impl Reloader {
             .collect()
     }
 
-    /// Reloads; on error nothing changed and the message says why.
-    pub(crate) fn reload(&self, mode: ReloadMode) -> Result<ReloadReport, String> {
+    /// Reloads; on error nothing changed and the error says why.
+    pub(crate) fn reload(&self, mode: ReloadMode) -> Result<ReloadReport, ReloadError> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_reload(&mut bound, mode);
         // A reload that worked is logged by the core, with what it changed.
         if let Err(why) = &result {
-            tracing::warn!(error = %why, "reload failed; the running configuration is unchanged");
+            tracing::warn!(error = %chain(why), "reload failed; the running configuration is unchanged");
         }
         result
     }
@@ -71,11 +115,11 @@ impl Reloader {
         &self,
         bound: &mut HashMap<String, SocketAddr>,
         mode: ReloadMode,
-    ) -> Result<ReloadReport, String> {
+    ) -> Result<ReloadReport, ReloadError> {
         let Some(path) = &self.config_path else {
-            return Err("nothing to reload: porxy was started without --config".into());
+            return Err(ReloadError::NoConfigFile);
         };
-        let file = config_file::load(path, &self.overrides).map_err(|e| crate::error::chain(&e))?;
+        let file = config_file::load(path, &self.overrides).map_err(ReloadError::Config)?;
         if file.listeners.is_empty() && mode == ReloadMode::Guarded {
             let mut running: Vec<&str> = bound
                 .keys()
@@ -84,42 +128,36 @@ impl Reloader {
                 .collect();
             if !running.is_empty() {
                 running.sort_unstable();
-                let on_purpose = if self.control.is_some() {
+                let remedy = if self.control.is_some() {
                     "send RELOAD FORCE on the control socket"
                 } else {
                     "stop porxy (RELOAD FORCE needs a control socket)"
                 };
-                return Err(format!(
-                    "{} defines no listener: reloading it would close every listener the file \
-                     had ({}). If the file was being written, reload once it is complete \
-                     (replace it atomically: write a temp file, then mv); to close them all on \
-                     purpose, {on_purpose}",
-                    path.display(),
-                    running.join(", ")
-                ));
+                return Err(ReloadError::NoListener {
+                    path: path.clone(),
+                    running: running.into_iter().map(str::to_owned).collect(),
+                    remedy,
+                });
             }
         }
         let mut tunnels = file.listeners;
         for tunnel in &self.cli_tunnels {
             if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
-                return Err(format!(
-                    "--tunnel {}: the name is taken by {}",
-                    tunnel.name, clash.local_origin
-                ));
+                return Err(ReloadError::NameTaken {
+                    name: tunnel.name.clone(),
+                    origin: clash.local_origin.clone(),
+                });
             }
         }
         tunnels.extend(self.cli_tunnels.iter().cloned());
-        crate::preflight::check_tunnels(&tunnels).map_err(|e| crate::error::chain(&e))?;
+        crate::preflight::check_tunnels(&tunnels).map_err(|e| ReloadError::Check(Box::new(e)))?;
         self.note_restart_only(&file.proxy, file.control.as_ref());
         let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
         let specs: Vec<_> = tunnels
             .into_iter()
             .map(|t| keep_port(t.spec, bound.get(&t.name)))
             .collect();
-        let report = self
-            .handle
-            .reload(&specs)
-            .map_err(|e| crate::error::chain(&e))?;
+        let report = self.handle.reload(&specs).map_err(ReloadError::Core)?;
         *bound = names
             .into_iter()
             .zip(report.bound.iter().copied())

@@ -322,7 +322,7 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reply::Reply;
+    use super::super::render::Reply;
     use super::*;
     use proptest::prelude::*;
     use proptest::test_runner::TestCaseError;

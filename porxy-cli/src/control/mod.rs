@@ -1,17 +1,29 @@
 //! The control socket: a line protocol that a person drives with `nc`.
 //!
-//! `command` reads a line into a command (pure, no IO); `reply` carries it out on the proxy's
-//! public API and writes the reply text; `server` owns the socket and accepts clients;
-//! `session` serves one client and bounds how many there are; `stream` bounds a connection's
-//! reads and writes in time. A Unix socket path is bound through `crate::socket_path`, which
-//! the upgrade socket shares.
+//! A line goes through three steps, each in its own file:
+//!
+//! - `command` reads it into a [`command::Command`] (pure, no IO);
+//! - `execute` carries the command out on the proxy's public API (`ProxyHandle`, `Reloader`,
+//!   `Stopper`) and gives its typed result: an [`outcome::Outcome`], or an
+//!   [`outcome::AdminError`] sorted by kind (`outcome` holds both, with no IO and no text: it is
+//!   what another front end, HTTP or JSON-RPC, shares with this one);
+//! - `render` turns that result into the reply text.
+//!
+//! `server` owns the socket and accepts clients; `session` serves one client: it reads lines
+//! (`lines`: bounded in length, each due by the idle deadline), answers them, and tells its
+//! client why it is cut off. How many clients are served at once, which one makes room for a
+//! newcomer, and the deadlines of a request and of a reply are `crate::clients`', which knows
+//! nothing of lines. A Unix socket path is bound through `crate::socket_path`, which the
+//! upgrade socket shares.
 
 pub mod command;
-pub mod reply;
+pub mod execute;
+mod lines;
+pub mod outcome;
+pub mod render;
 pub mod server;
 mod session;
-mod stream;
 
-pub use reply::Context;
+pub use crate::clients::DEFAULT_IDLE_TIMEOUT;
+pub use execute::Context;
 pub use server::{serve, BoundControl, ControlAddr, ControlCloser, ControlError, ControlSocket};
-pub use session::DEFAULT_IDLE_TIMEOUT;

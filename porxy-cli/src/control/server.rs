@@ -17,8 +17,9 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token, Waker};
 use porxy_core::{Endpoint, ProxyHandle};
 
-use super::reply::Context;
-use super::session::{self, Sessions};
+use super::execute::Context;
+use super::session;
+use crate::clients::{ClientStream, Deadlines, Register};
 use crate::socket_path::{bind_unix, check_len, SocketPathError};
 
 /// The socket's name in errors and logs.
@@ -245,8 +246,8 @@ pub fn serve(
         closing: closing.clone(),
         handle,
         ctx,
-        sessions: Arc::new(Sessions::default()),
-        idle_timeout,
+        register: Arc::new(Register::default()),
+        deadlines: Deadlines::new(idle_timeout),
     };
     std::thread::Builder::new()
         .name("porxy-control".into())
@@ -274,8 +275,8 @@ struct Acceptor {
     closing: Arc<AtomicBool>,
     handle: ProxyHandle,
     ctx: Context,
-    sessions: Arc<Sessions>,
-    idle_timeout: Duration,
+    register: Arc<Register>,
+    deadlines: Deadlines,
 }
 
 impl Acceptor {
@@ -347,13 +348,13 @@ impl Acceptor {
         true
     }
 
-    fn start_session<S: super::stream::ControlStream>(&self, stream: S) -> io::Result<()> {
+    fn start_session<S: ClientStream>(&self, stream: S) -> io::Result<()> {
         session::start(
             stream,
             &self.handle,
             &self.ctx,
-            &self.sessions,
-            self.idle_timeout,
+            &self.register,
+            self.deadlines,
         )
     }
 }

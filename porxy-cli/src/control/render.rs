@@ -1,20 +1,21 @@
-//! Carrying out a control command on the proxy, and the text of the reply.
+//! The line protocol's text for a command's result ([`Outcome`] or [`AdminError`]): what a
+//! client of the control socket reads. No IO, and nothing carried out here.
 //!
 //! Replies: a single line starting `OK` or `ERR: `; or, for `HELP` and `STATUS FULL`, an `OK`
-//! line, body lines, and a line `END` that a script can wait for.
+//! line, body lines, and a line `END` that a script can wait for. An `ERR: ` line has its
+//! control characters escaped ([`printable`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use porxy_core::{BackendChange, CloseMode, Endpoint, ProxyHandle, Remote, Status, TunnelStatus};
+use porxy_core::units::format_duration;
+use porxy_core::{CloseMode, Status, TunnelStatus};
 
 use crate::error::chain;
-use crate::reload::{ReloadMode, Reloader};
-use crate::stopping::Stopper;
 
-use super::command::{BackendAction, Command, ParseError, COMMANDS};
+use super::command::COMMANDS;
+use super::outcome::{AdminError, Outcome, ServiceChange};
 
 /// The line that ends every multi-line reply.
 pub const END: &str = "END";
@@ -82,24 +83,22 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-/// What the control commands need beside the handle.
-#[derive(Clone)]
-pub struct Context {
-    pub stopper: Arc<Stopper>,
-    pub reloader: Arc<Reloader>,
-}
-
-/// The reply to one line that did or did not parse.
-pub fn answer(parsed: Result<Command, ParseError>, handle: &ProxyHandle, ctx: &Context) -> Reply {
-    match parsed {
-        Ok(command) => execute(command, handle, ctx),
-        Err(e) => Reply::err(e),
+/// The line protocol's reply to a command's result.
+pub fn render(result: &Result<Outcome, AdminError>) -> Reply {
+    match result {
+        Ok(outcome) => outcome_reply(outcome),
+        Err(AdminError::BadRequest(e)) => Reply::err(e),
+        Err(AdminError::ReloadRefused(why)) => {
+            Reply::err(format!("reload failed, nothing changed: {}", chain(why)))
+        }
+        // The core error's message and its causes (the variant adds no text of its own).
+        Err(e) => Reply::err(chain(e)),
     }
 }
 
-fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
-    match command {
-        Command::Help => {
+fn outcome_reply(outcome: &Outcome) -> Reply {
+    match outcome {
+        Outcome::Help => {
             let width = COMMANDS.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
             let mut body = String::new();
             for (syntax, what) in COMMANDS {
@@ -107,72 +106,69 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
             }
             Reply::block("OK commands:", &body)
         }
-        Command::Status { full: false } => Reply::ok(summary(&handle.status())),
-        Command::Status { full: true } => {
-            let status = handle.status();
-            Reply::block(&format!("OK {}", summary(&status)), &full_status(&status))
+        Outcome::Status(status) => Reply::ok(summary(status)),
+        Outcome::StatusFull(status) => {
+            Reply::block(&format!("OK {}", summary(status)), &full_status(status))
         }
-        Command::Open(spec) => match handle.open(&spec) {
-            Ok(opened) => {
-                let remotes: Vec<String> = opened.remotes.iter().map(|r| r.to_string()).collect();
-                let verb = if opened.replaced { "changed" } else { "opened" };
-                Reply::ok(format!("{verb} {} -> {}", opened.local, remotes.join(",")))
-            }
-            Err(e) => Reply::err(chain(&e)),
-        },
-        Command::Close { local, now } => {
-            let addr = match local.resolve() {
-                Ok(addr) => addr,
-                Err(e) => return Reply::err(chain(&e)),
-            };
-            let mode = if now {
-                CloseMode::CloseConnections
-            } else {
-                CloseMode::KeepConnections
-            };
-            match handle.close(addr, mode) {
-                Ok(closed) if !closed.listening => Reply::ok(format!(
-                    "no tunnel listens on {addr}; connections earlier tunnels there left going, reset: {}",
-                    closed.reset
-                )),
-                Ok(_) if now => Reply::ok(format!("closed {addr} and its connections")),
-                Ok(_) => Reply::ok(format!("closed {addr}; established connections go on")),
-                Err(e) => Reply::err(chain(&e)),
-            }
+        Outcome::Opened(opened) => {
+            let remotes: Vec<String> = opened.remotes.iter().map(|r| r.to_string()).collect();
+            let verb = if opened.replaced { "changed" } else { "opened" };
+            Reply::ok(format!("{verb} {} -> {}", opened.local, remotes.join(",")))
         }
-        Command::Backend {
+        Outcome::Closed {
             local,
-            remote,
-            action,
-        } => backend(handle, &local, remote, action),
-        Command::Stop => {
-            let open = handle.status().open_connections();
+            mode,
+            closed,
+        } => Reply::ok(closed_text(*local, *mode, closed.listening, closed.reset)),
+        Outcome::BackendAdded { tunnel, backend } => {
+            Reply::ok(format!("added {backend} to {tunnel}"))
+        }
+        Outcome::BackendChanged {
+            tunnel,
+            backend,
+            change,
+            open,
+        } => Reply::ok(match change {
+            ServiceChange::Drain => {
+                format!("draining {backend} of {tunnel}: {open} connections go on until they end")
+            }
+            ServiceChange::Enable => format!("enabled {backend} of {tunnel}"),
+            ServiceChange::Disable => {
+                format!("disabled {backend} of {tunnel}: its {open} connections are closed")
+            }
+        }),
+        Outcome::Removed {
+            tunnel,
+            backend,
+            asked,
+            removal,
+        } => Reply::ok(removed_text(
+            *tunnel,
+            *backend,
+            *asked,
+            removal.open,
+            removal.deadline,
+        )),
+        Outcome::Reloaded(r) => Reply::ok(format!(
+            "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
+            r.generation,
+            r.opened.len(),
+            r.changed.len(),
+            r.unchanged.len(),
+            r.closed.len()
+        )),
+        Outcome::Stopping {
+            open,
+            drain_timeout,
+        } => {
             let mut reply = Reply::ok(format!(
                 "stopping: {open} connections to drain, for at most {}",
-                porxy_core::units::format_duration(ctx.stopper.drain_timeout())
+                format_duration(*drain_timeout)
             ));
             reply.then_stop = true;
             reply
         }
-        Command::Reload { force } => {
-            let mode = if force {
-                ReloadMode::Force
-            } else {
-                ReloadMode::Guarded
-            };
-            match ctx.reloader.reload(mode) {
-                Ok(r) => Reply::ok(format!(
-                    "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
-                    r.generation,
-                    r.opened.len(),
-                    r.changed.len(),
-                    r.unchanged.len(),
-                    r.closed.len()
-                )),
-                Err(why) => Reply::err(format!("reload failed, nothing changed: {why}")),
-            }
-        }
-        Command::Exit => Reply {
+        Outcome::Bye => Reply {
             text: "OK bye\n".into(),
             close: true,
             then_stop: false,
@@ -180,63 +176,38 @@ fn execute(command: Command, handle: &ProxyHandle, ctx: &Context) -> Reply {
     }
 }
 
-/// Carries out ADD, REMOVE, DRAIN, ENABLE or DISABLE.
-fn backend(handle: &ProxyHandle, local: &Endpoint, remote: Remote, action: BackendAction) -> Reply {
-    let resolved = local
-        .resolve()
-        .and_then(|l| Ok((l, remote.endpoint.resolve()?)));
-    let (tunnel, addr) = match resolved {
-        Ok(pair) => pair,
-        Err(e) => return Reply::err(chain(&e)),
-    };
-    let change = match action {
-        BackendAction::Add => {
-            return match handle.add_backend(tunnel, remote) {
-                Ok(addr) => Reply::ok(format!("added {addr} to {tunnel}")),
-                Err(e) => Reply::err(chain(&e)),
-            }
-        }
-        BackendAction::Remove { deadline } => return remove(handle, tunnel, addr, deadline),
-        BackendAction::Drain => BackendChange::Drain,
-        BackendAction::Enable => BackendChange::Enable,
-        BackendAction::Disable => BackendChange::Disable,
-    };
-    match handle.change_backend(tunnel, addr, change) {
-        Ok(open) => Reply::ok(match change {
-            // Answered by `remove`, with the deadline in force.
-            BackendChange::Remove { .. } => format!("removing {addr} from {tunnel}"),
-            BackendChange::Drain => {
-                format!("draining {addr} of {tunnel}: {open} connections go on until they end")
-            }
-            BackendChange::Enable => format!("enabled {addr} of {tunnel}"),
-            BackendChange::Disable => {
-                format!("disabled {addr} of {tunnel}: its {open} connections are closed")
-            }
-        }),
-        Err(e) => Reply::err(chain(&e)),
+/// CLOSE's answer: the tunnel closed (its connections going on or reset), or, with no tunnel
+/// on the address, how many connections earlier tunnels there left going were reset.
+/// (Taking the fields of [`porxy_core::Closed`], which only the core can build.)
+fn closed_text(local: SocketAddr, mode: CloseMode, listening: bool, reset: u64) -> String {
+    if !listening {
+        return format!(
+            "no tunnel listens on {local}; connections earlier tunnels there left going, reset: \
+             {reset}"
+        );
+    }
+    match mode {
+        CloseMode::CloseConnections => format!("closed {local} and its connections"),
+        CloseMode::KeepConnections => format!("closed {local}; established connections go on"),
     }
 }
 
-/// Carries out REMOVE; the reply states the deadline in force, which an earlier REMOVE may
-/// have given (a deadline never moves later).
-fn remove(
-    handle: &ProxyHandle,
+/// REMOVE's answer, with the deadline in force: `deadline` as [`porxy_core::Removal`] has it
+/// (whose fields these are), `asked` the one this REMOVE asked for.
+fn removed_text(
     tunnel: SocketAddr,
-    addr: SocketAddr,
+    backend: SocketAddr,
     asked: Option<Duration>,
-) -> Reply {
-    let removal = match handle.remove_backend(tunnel, addr, asked) {
-        Ok(removal) => removal,
-        Err(e) => return Reply::err(chain(&e)),
-    };
-    let open = removal.open;
-    let head = format!("removing {addr} from {tunnel}");
-    Reply::ok(match removal.deadline {
+    open: u64,
+    deadline: Option<Duration>,
+) -> String {
+    let head = format!("removing {backend} from {tunnel}");
+    match deadline {
         None => format!("{head}: {open} connections go on until they end"),
         Some(Duration::ZERO) => format!("{head}: its {open} connections are closed"),
         Some(left) if Some(left) == asked => format!(
             "{head}: {open} connections go on for at most {}",
-            porxy_core::units::format_duration(left)
+            format_duration(left)
         ),
         Some(left) => {
             // Whole milliseconds, rounded up: still "at most".
@@ -244,10 +215,10 @@ fn remove(
             format!(
                 "{head}: {open} connections go on for at most {}: the deadline of an earlier \
                  REMOVE stands",
-                porxy_core::units::format_duration(left)
+                format_duration(left)
             )
         }
-    })
+    }
 }
 
 /// `tunnels=N open=N accepted=N bytes_up=N bytes_down=N connect_failures=N`.
@@ -322,3 +293,6 @@ fn full_status(status: &Status) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
