@@ -23,9 +23,11 @@ mod control;
 mod error;
 mod logging;
 mod preflight;
+mod ready;
 mod reload;
 mod signals;
 mod socket_path;
+mod start;
 mod stopping;
 mod upgrade;
 
@@ -35,7 +37,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use porxy_core::{Proxy, ProxyConfig, TunnelSpec};
+use porxy_core::{ProxyConfig, TunnelSpec};
 
 use crate::args::{Args, Command};
 use crate::config_file::Overrides;
@@ -245,7 +247,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
-    let (tunnels, inherited) = inherit(&plan.tunnels, takeover.as_mut());
+    let (tunnels, inherited) = upgrade::inherit(&plan.tunnels, takeover.as_mut());
     // Everything that can fail is done before the proxy accepts anybody and before a takeover
     // is confirmed: a successor that fails leaves its predecessor serving, and resets nobody.
     let control_socket = match &plan.control {
@@ -253,7 +255,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
             let inherited = takeover
                 .as_mut()
                 .and_then(|t| t.control.take())
-                .filter(|(bound, _)| control_matches(addr, bound));
+                .filter(|(bound, _)| upgrade::control_matches(addr, bound));
             Some(match inherited {
                 Some((bound, socket)) => (socket, bound),
                 None => control::ControlSocket::bind(addr).map_err(CliError::Control)?,
@@ -267,7 +269,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         ),
         None => None,
     };
-    let proxy = start(&plan, &tunnels, &inherited)?;
+    let proxy = start::start(&plan, &tunnels, &inherited)?;
     drop(inherited);
     // From here on, dropping `proxy` (on an early return) stops it at once.
     let stopper = Stopper::new(proxy.handle(), plan.drain_timeout);
@@ -346,7 +348,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     }
 
     let bound = proxy.bound();
-    let ready = ready_line(std::process::id(), &tunnels, bound, control.as_ref());
+    let ready = ready::ready_line(std::process::id(), &tunnels, bound, control.as_ref());
     if let Err(err) = print_stdout(&ready) {
         // Nobody reads the line; the proxy is still useful, so keep going.
         tracing::warn!(error = %err, "cannot print the READY line on stdout");
@@ -380,133 +382,6 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     Ok(Outcome::Stopped { cut: report.cut })
 }
 
-/// How often a port still held by another process is tried again (`--bind-wait`).
-const BIND_RETRY: Duration = Duration::from_millis(200);
-
-/// Matches the listening sockets a takeover brought to the tunnels: by address, or, for a
-/// tunnel asking for port 0, by name (it gets the port the old one had). Returns the tunnels
-/// (listening where they will) and the sockets to inherit.
-fn inherit(
-    tunnels: &[NamedTunnel],
-    takeover: Option<&mut upgrade::Takeover>,
-) -> (Vec<NamedTunnel>, Vec<(SocketAddr, std::net::TcpListener)>) {
-    let mut tunnels = tunnels.to_vec();
-    let mut inherited = Vec::new();
-    let Some(takeover) = takeover else {
-        return (tunnels, inherited);
-    };
-    let mut offered = std::mem::take(&mut takeover.tunnels);
-    for tunnel in &mut tunnels {
-        let Ok(local) = tunnel.spec.local.resolve() else {
-            continue;
-        };
-        let found = offered.iter().position(|(name, addr, _)| {
-            *addr == local || (local.port() == 0 && *name == tunnel.name && addr.ip() == local.ip())
-        });
-        if let Some(index) = found {
-            let (_, addr, socket) = offered.remove(index);
-            tunnel.spec.local = addr.into();
-            inherited.push((addr, socket));
-        }
-    }
-    for (name, addr, _) in &offered {
-        tracing::warn!(
-            tunnel = %name,
-            %addr,
-            "the running porxy listens there but this configuration does not; \
-             clients there are refused once it stops"
-        );
-    }
-    (tunnels, inherited)
-}
-
-/// True when an inherited control socket is the one `addr` asks for.
-fn control_matches(addr: &control::ControlAddr, bound: &control::BoundControl) -> bool {
-    match (addr, bound) {
-        (control::ControlAddr::Tcp(endpoint), control::BoundControl::Tcp(had)) => endpoint
-            .resolve()
-            .is_ok_and(|want| want == *had || (want.port() == 0 && want.ip() == had.ip())),
-        (control::ControlAddr::Unix(want), control::BoundControl::Unix(had)) => want == had,
-        _ => false,
-    }
-}
-
-/// Starts the proxy, on the inherited sockets where there are some. With `--bind-wait`, a
-/// port still held by another process (an old porxy draining) is tried again until it is free.
-fn start(
-    plan: &Plan,
-    tunnels: &[NamedTunnel],
-    inherited: &[(SocketAddr, std::net::TcpListener)],
-) -> Result<Proxy, CliError> {
-    let deadline = std::time::Instant::now() + plan.bind_wait;
-    let mut told = false;
-    loop {
-        let mut builder = Proxy::builder().config(plan.config.clone());
-        for tunnel in tunnels {
-            builder = builder.tunnel(tunnel.spec.clone());
-        }
-        for (addr, socket) in inherited {
-            let socket = socket.try_clone().map_err(|source| {
-                CliError::Start(porxy_core::Error::Bind {
-                    addr: *addr,
-                    source,
-                })
-            })?;
-            builder = builder.inherit(*addr, socket);
-        }
-        match builder.start() {
-            Ok(proxy) => return Ok(proxy),
-            Err(e) => match port_in_use(&e) {
-                Some(addr) if std::time::Instant::now() < deadline => {
-                    if !told {
-                        tracing::warn!(
-                            %addr,
-                            wait = %porxy_core::units::format_duration(plan.bind_wait),
-                            "port in use (an old porxy draining?); waiting for it to be released"
-                        );
-                        told = true;
-                    }
-                    // A retry loop on a resource another process holds: nothing to wait on.
-                    std::thread::sleep(BIND_RETRY);
-                }
-                _ => return Err(CliError::Start(e)),
-            },
-        }
-    }
-}
-
-/// The address, when starting failed because a port is taken.
-fn port_in_use(error: &porxy_core::Error) -> Option<SocketAddr> {
-    match error {
-        porxy_core::Error::Tunnel { source, .. } => port_in_use(source),
-        porxy_core::Error::Bind { addr, source }
-            if source.kind() == std::io::ErrorKind::AddrInUse =>
-        {
-            Some(*addr)
-        }
-        _ => None,
-    }
-}
-
-/// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>]`, newline-terminated, in
-/// tunnel order.
-fn ready_line(
-    pid: u32,
-    tunnels: &[NamedTunnel],
-    bound: &[SocketAddr],
-    control: Option<&control::BoundControl>,
-) -> String {
-    let mut line = format!("READY pid={pid}");
-    for (tunnel, addr) in tunnels.iter().zip(bound) {
-        line.push_str(&format!(" tunnel.{}={addr}", tunnel.name));
-    }
-    if let Some(control) = control {
-        line.push_str(&format!(" control={control}"));
-    }
-    line.push('\n');
-    line
-}
-
 /// Writes and flushes; stdout is a protocol here, so a failed write is reported, not ignored.
 fn print_stdout(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
@@ -520,36 +395,4 @@ fn with_bound(spec: &TunnelSpec, addr: SocketAddr) -> TunnelSpec {
     let mut shown = spec.clone();
     shown.local = addr.into();
     shown
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn named(name: &str, spec: &str) -> NamedTunnel {
-        NamedTunnel {
-            name: name.into(),
-            spec: spec.parse().unwrap(),
-            local_origin: format!("--tunnel {name}"),
-            remote_origins: vec![format!("--tunnel {name}")],
-        }
-    }
-
-    #[test]
-    fn ready_line_lists_tunnels_in_order() {
-        let tunnels = [named("demo", "0=7000"), named("cli-1", "[::1]:0=7000")];
-        let bound: Vec<SocketAddr> = vec![
-            "127.0.0.1:41000".parse().unwrap(),
-            "[::1]:41001".parse().unwrap(),
-        ];
-        assert_eq!(
-            ready_line(42, &tunnels, &bound, None),
-            "READY pid=42 tunnel.demo=127.0.0.1:41000 tunnel.cli-1=[::1]:41001\n"
-        );
-        let control = control::BoundControl::Tcp("127.0.0.1:9999".parse().unwrap());
-        assert_eq!(
-            ready_line(42, &tunnels[..1], &bound[..1], Some(&control)),
-            "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"
-        );
-    }
 }

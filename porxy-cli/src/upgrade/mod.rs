@@ -27,6 +27,7 @@
 mod conversation;
 mod gate;
 mod handover;
+mod inherit;
 pub(crate) mod line;
 mod peer;
 mod peers;
@@ -37,6 +38,7 @@ mod successor;
 use std::io;
 use std::time::Duration;
 
+pub(crate) use inherit::{control_matches, inherit};
 pub(crate) use server::UpgradeSocket;
 pub(crate) use successor::{take_over, Takeover};
 
