@@ -71,6 +71,7 @@ const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 
 /// Proxy-wide settings. Tunnels may override the timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// Number of reactor threads.
     pub reactors: usize,
@@ -268,19 +269,19 @@ fn automatic_limit(soft: u64, reactors: usize) -> usize {
 
 /// The effective timeouts of one tunnel, fixed when it opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TunnelSettings {
+pub(crate) struct TunnelSettings {
     /// Upstream connect bound.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// No byte either way for this long closes the connection.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Half-closed for this long after the client's FIN closes the connection.
-    pub client_fin_timeout: Duration,
+    pub(crate) client_fin_timeout: Duration,
     /// Half-closed for this long after the upstream's FIN closes the connection.
-    pub server_fin_timeout: Duration,
+    pub(crate) server_fin_timeout: Duration,
     /// Waiting this long for a backend slot resets the client.
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
     /// Relay with splice(2) (where the platform has it), else copy.
-    pub splice: bool,
+    pub(crate) splice: bool,
 }
 
 impl TunnelSettings {

@@ -37,6 +37,7 @@ impl Generation {
 
 /// A snapshot of one generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GenerationStatus {
     /// The generation: 1 at start, one more at every reload.
     pub id: u64,

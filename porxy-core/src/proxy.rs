@@ -278,6 +278,7 @@ pub struct Proxy {
 
 /// How a stopped proxy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct StopReport {
     /// Connections that were closed by the stop instead of finishing (0 after a complete drain).
     pub cut: u64,

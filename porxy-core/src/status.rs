@@ -171,6 +171,7 @@ impl ReactorStats {
 
 /// A snapshot of the whole proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// Every listening tunnel, ordered by listen address.
     pub tunnels: Vec<TunnelStatus>,
@@ -197,6 +198,7 @@ impl Status {
 
 /// A snapshot of one tunnel's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TunnelStatus {
     /// The bound listen address.
     pub local: SocketAddr,
@@ -231,6 +233,7 @@ pub struct TunnelStatus {
 
 /// A snapshot of one backend of a tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackendStatus {
     /// Its address.
     pub addr: SocketAddr,
@@ -276,6 +279,7 @@ impl CloseCounts {
 
 /// A snapshot of one reactor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReactorStatus {
     /// The reactor's index, from 0.
     pub index: usize,

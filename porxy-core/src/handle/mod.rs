@@ -83,6 +83,7 @@ pub enum BackendChange {
 
 /// The result of [`ProxyHandle::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenedTunnel {
     /// The bound listen address (the real port when port 0 was asked for).
     pub local: SocketAddr,

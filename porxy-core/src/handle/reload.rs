@@ -11,6 +11,7 @@ use crate::tunnel::spec::TunnelSpec;
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReloadReport {
     /// The generation new connections now start under.
     pub generation: u64,

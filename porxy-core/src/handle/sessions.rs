@@ -30,6 +30,7 @@ const EXPORT_GRACE: Duration = Duration::from_secs(5);
 
 /// What [`ProxyHandle::import_sessions`] did with the sessions it was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Sessions that go on in the tunnel listening on their address (or, given back to the
     /// proxy they came from, in their own tunnel).

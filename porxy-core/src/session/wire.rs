@@ -128,6 +128,7 @@ pub enum WireError {
 
 /// A frame header, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FrameHeader {
     sessions: u32,
     descriptors: u32,
@@ -201,6 +202,7 @@ impl FrameHeader {
 
 /// One frame, encoded: send `header` with `descriptors` attached, then `body`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Frame<'a> {
     /// The header bytes.
     pub header: [u8; FRAME_HEADER_LEN],

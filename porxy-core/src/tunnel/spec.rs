@@ -13,6 +13,7 @@ pub use crate::tunnel::options::{TunnelOptions, OPTION_KEYS};
 
 /// What a user asks for: where to listen, where to forward, and per-tunnel options.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TunnelSpec {
     /// The address to listen on.
     pub local: Endpoint,
@@ -24,6 +25,7 @@ pub struct TunnelSpec {
 
 /// One upstream of a tunnel: where it is, and its share of the load.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Remote {
     /// The address.
     pub endpoint: Endpoint,
