@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::accept::AcceptMode;
 use crate::error::Error;
-use crate::tunnel::spec::TunnelOptions;
+use crate::spec::TunnelOptions;
 use crate::units::MAX_DURATION;
 
 /// Default bytes buffered per direction of a connection while bytes are in flight.

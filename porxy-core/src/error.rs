@@ -6,8 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::tunnel::endpoint::RemoteFault;
-use crate::tunnel::spec::SpecError;
+use crate::spec::{RemoteFault, SpecError};
 
 /// An error from building, starting or driving a proxy.
 #[derive(Debug, thiserror::Error)]

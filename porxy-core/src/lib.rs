@@ -46,6 +46,7 @@ mod mailbox;
 mod proxy;
 mod reactor;
 pub mod session;
+mod spec;
 mod splice;
 mod status;
 mod timer;
@@ -54,7 +55,6 @@ pub mod units;
 
 pub use accept::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
-pub use balance::Strategy;
 pub use config::{
     ProxyConfig, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL,
@@ -73,8 +73,9 @@ pub use handle::{
 pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
+pub use spec::{
+    Endpoint, Remote, RemoteFault, Reply, SpecError, Strategy, TunnelMode, TunnelOptions,
+    TunnelSpec, MAX_WEIGHT, OPTION_KEYS,
+};
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
-pub use tunnel::endpoint::{Endpoint, RemoteFault};
-pub use tunnel::mode::{Reply, TunnelMode};
 pub use tunnel::reach::reached_listener;
-pub use tunnel::spec::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT, OPTION_KEYS};

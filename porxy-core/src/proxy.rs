@@ -14,8 +14,8 @@ use crate::error::Error;
 use crate::handle::{ProxyHandle, StopMode, Wiring};
 use crate::listener::Listener;
 use crate::reactor::{Reactor, ReactorExit};
+use crate::spec::TunnelSpec;
 use crate::status::ReactorStats;
-use crate::tunnel::spec::TunnelSpec;
 
 /// Sets up a proxy: settings and the tunnels to open at start.
 ///

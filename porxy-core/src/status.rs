@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::balance::backend::BackendState;
-use crate::balance::Strategy;
 use crate::conn::close::CloseReason;
 use crate::generation::GenerationStatus;
-use crate::tunnel::mode::{Reply, TunnelMode};
+use crate::spec::{Reply, Strategy, TunnelMode};
 
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
 #[inline]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::{BackendChange, ProxyHandle};
 use crate::balance::backend::{AdminState, CloseOrder};
 use crate::error::Error;
+use crate::spec::Remote;
 use crate::tunnel::reach::LocalAddrs;
-use crate::tunnel::spec::Remote;
 
 /// What [`ProxyHandle::remove_backend`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

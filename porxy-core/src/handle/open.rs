@@ -13,9 +13,8 @@ use crate::balance::backend::{AdminState, Backend};
 use crate::error::Error;
 use crate::generation::Generation;
 use crate::listener::ListenerMsg;
-use crate::tunnel::endpoint::RemoteFault;
+use crate::spec::{Remote, RemoteFault, TunnelSpec};
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
-use crate::tunnel::spec::{Remote, TunnelSpec};
 use crate::tunnel::{Lineage, Tunnel};
 
 impl ProxyHandle {
@@ -175,7 +174,7 @@ impl ProxyHandle {
     /// Warns when a fan-out tunnel runs under the automatic connection limit, which counts two
     /// descriptors per connection while each of its connections takes one per remote more.
     fn warn_fanout_descriptors(&self, local: SocketAddr, spec: &TunnelSpec, remotes: usize) {
-        let fanout = spec.options.mode == Some(crate::tunnel::mode::TunnelMode::Fanout);
+        let fanout = spec.options.mode == Some(crate::spec::TunnelMode::Fanout);
         if fanout && remotes > 1 && self.shared.config.max_connections.is_none() {
             tracing::warn!(
                 tunnel = %local,
@@ -269,8 +268,8 @@ mod tests {
     use crate::accept::ListenSocket;
     use crate::config::ProxyConfig;
     use crate::generation::Generation;
+    use crate::spec::TunnelSpec;
     use crate::status::TunnelStats;
-    use crate::tunnel::spec::TunnelSpec;
     use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
     fn tunnel_on(local: SocketAddr) -> Arc<Tunnel> {

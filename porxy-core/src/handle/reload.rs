@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use super::loops::refuse_remotes;
 use super::{bind, CloseMode, ProxyHandle};
 use crate::error::Error;
+use crate::spec::TunnelSpec;
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
-use crate::tunnel::spec::TunnelSpec;
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

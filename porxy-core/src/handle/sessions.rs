@@ -19,9 +19,8 @@ use super::{resolve_remotes, ProxyHandle};
 use crate::error::Error;
 use crate::reactor::ReactorMsg;
 use crate::session::Session;
-use crate::tunnel::endpoint::Endpoint;
+use crate::spec::{Endpoint, TunnelSpec};
 use crate::tunnel::reach::OwnListener;
-use crate::tunnel::spec::TunnelSpec;
 use crate::tunnel::Tunnel;
 
 /// How long past its settle time an export waits for a reactor that has not finished (a

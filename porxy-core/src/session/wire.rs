@@ -60,7 +60,7 @@ use super::{Kind, Relay, Session};
 use crate::config::MAX_BUFFER_SIZE;
 use crate::conn::frozen::RelayState;
 use crate::conn::pipe::{PipeSnapshot, PipeState};
-use crate::tunnel::options::MAX_MAX_LAG;
+use crate::spec::MAX_MAX_LAG;
 
 /// The version of this format, as the two processes agree on it. Version 2 added fan-out
 /// connections; a process speaks one version only.

@@ -5,11 +5,8 @@
 //! a new `Tunnel` with the same id and counters; backends at the same address are carried over
 //! (the same `Arc<Backend>`), so their counters and health go on.
 
-pub(crate) mod endpoint;
-pub(crate) mod mode;
-pub(crate) mod options;
+mod endpoint;
 pub(crate) mod reach;
-pub(crate) mod spec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,12 +21,10 @@ use crate::config::{
 use crate::error::Error;
 use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::generation::Generation;
+use crate::spec::{Remote, TunnelMode, TunnelSpec, MAX_ATTEMPTS};
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use crate::units::MAX_DURATION;
-use mode::TunnelMode;
-use options::MAX_ATTEMPTS;
 use reach::OwnListener;
-use spec::{Remote, TunnelSpec};
 
 /// Identifies a tunnel across replacements of its remotes or options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,187 +1,22 @@
-//! The tunnel expression `LOCAL=REMOTE[,REMOTE...][key=value,...]`.
-//!
-//! The same text is accepted on the command line (`porxy --tunnel`), by the control socket
-//! (`OPEN`) and in the docs, so it is parsed here, once. Parsing is pure (no name resolution) and
-//! every rejection names the column and what was expected there.
+//! The SPEC parser: a cursor over the text, one method per part of the grammar.
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::tunnel::endpoint::{Endpoint, RemoteFault};
-use crate::tunnel::options::canonical_key;
-pub use crate::tunnel::options::{TunnelOptions, OPTION_KEYS};
-
-/// What a user asks for: where to listen, where to forward, and per-tunnel options.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct TunnelSpec {
-    /// The address to listen on.
-    pub local: Endpoint,
-    /// The upstreams; with several, the tunnel's strategy spreads connections over them.
-    pub remotes: Vec<Remote>,
-    /// Per-tunnel overrides of the proxy-wide settings.
-    pub options: TunnelOptions,
-}
-
-/// One upstream of a tunnel: where it is, and its share of the load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Remote {
-    /// The address.
-    pub endpoint: Endpoint,
-    /// Its weight for the balancing strategy (1 to 1000; default 1). In a SPEC: `REMOTE*WEIGHT`.
-    pub weight: u32,
-    /// Most connections it takes at once; `None` means the tunnel's `max_conns`, if any.
-    pub max_conns: Option<u32>,
-}
-
-/// Largest weight a remote may have.
-pub const MAX_WEIGHT: u32 = 1000;
-
-impl From<Endpoint> for Remote {
-    fn from(endpoint: Endpoint) -> Self {
-        Remote {
-            endpoint,
-            weight: 1,
-            max_conns: None,
-        }
-    }
-}
-
-impl fmt::Display for Remote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.endpoint)?;
-        if self.weight != 1 {
-            write!(f, "*{}", self.weight)?;
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for Remote {
-    type Err = SpecError;
-
-    /// `ADDRESS` or `ADDRESS*WEIGHT`, as a remote is written in a SPEC.
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let mut parser = Parser { input, pos: 0 };
-        parser.skip_spaces();
-        let remote = parser.remote()?;
-        parser.skip_spaces();
-        if let Some(c) = parser.peek() {
-            return Err(parser.error(format!("unexpected `{c}` after the remote")));
-        }
-        Ok(remote)
-    }
-}
-
-impl TunnelSpec {
-    /// A tunnel from `local` to `remotes` with default options.
-    pub fn new<R: Into<Remote>>(
-        local: impl Into<Endpoint>,
-        remotes: impl IntoIterator<Item = R>,
-    ) -> Self {
-        TunnelSpec {
-            local: local.into(),
-            remotes: remotes.into_iter().map(Into::into).collect(),
-            options: TunnelOptions::default(),
-        }
-    }
-
-    /// Replaces the options.
-    pub fn with_options(mut self, options: TunnelOptions) -> Self {
-        self.options = options;
-        self
-    }
-}
-
-/// A malformed tunnel expression or address, with the column of the fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    input: String,
-    /// Byte offset into `input` where the fault is.
-    offset: usize,
-    message: String,
-}
-
-impl SpecError {
-    pub(crate) fn new(input: &str, offset: usize, message: impl Into<String>) -> Self {
-        SpecError {
-            input: input.to_string(),
-            offset: offset.min(input.len()),
-            message: message.into(),
-        }
-    }
-
-    /// The 1-based column (in characters) of the fault.
-    pub fn column(&self) -> usize {
-        self.input[..self.offset].chars().count() + 1
-    }
-
-    /// What was wrong, without the position.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Two lines for a terminal: the input, and a caret under the fault.
-    pub fn caret(&self) -> String {
-        format!("  {}\n  {}^", self.input, " ".repeat(self.column() - 1))
-    }
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "bad tunnel `{}` at column {}: {}",
-            self.input,
-            self.column(),
-            self.message
-        )
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-impl FromStr for TunnelSpec {
-    type Err = SpecError;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        Parser { input, pos: 0 }.spec()
-    }
-}
-
-impl fmt::Display for TunnelSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}=", self.local)?;
-        for (i, remote) in self.remotes.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{remote}")?;
-        }
-        let pairs = self.options.pairs();
-        if !pairs.is_empty() {
-            f.write_str("[")?;
-            for (i, (key, value)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(",")?;
-                }
-                write!(f, "{key}={value}")?;
-            }
-            f.write_str("]")?;
-        }
-        Ok(())
-    }
-}
+use super::endpoint::{Endpoint, RemoteFault};
+use super::options::canonical_key;
+use super::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT};
 
 /// A cursor over the SPEC text; every error carries the byte offset it stopped at.
-struct Parser<'a> {
+pub(super) struct Parser<'a> {
     input: &'a str,
     pos: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn spec(mut self) -> Result<TunnelSpec, SpecError> {
+    pub(super) fn new(input: &'a str) -> Self {
+        Parser { input, pos: 0 }
+    }
+
+    /// A whole SPEC.
+    pub(super) fn spec(mut self) -> Result<TunnelSpec, SpecError> {
         self.skip_spaces();
         if self.rest().is_empty() {
             return Err(
@@ -223,6 +58,17 @@ impl<'a> Parser<'a> {
             remotes,
             options,
         })
+    }
+
+    /// A remote and nothing else, as [`Remote`]'s `FromStr` reads it.
+    pub(super) fn remote_alone(mut self) -> Result<Remote, SpecError> {
+        self.skip_spaces();
+        let remote = self.remote()?;
+        self.skip_spaces();
+        if let Some(c) = self.peek() {
+            return Err(self.error(format!("unexpected `{c}` after the remote")));
+        }
+        Ok(remote)
     }
 
     fn endpoint(&mut self, what: &str) -> Result<Endpoint, SpecError> {
@@ -363,6 +209,3 @@ impl<'a> Parser<'a> {
         SpecError::new(self.input, self.pos, message)
     }
 }
-
-#[cfg(test)]
-mod tests;

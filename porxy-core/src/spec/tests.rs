@@ -79,7 +79,7 @@ fn weights_follow_a_star() {
         .unwrap();
     let weights: Vec<u32> = spec.remotes.iter().map(|r| r.weight).collect();
     assert_eq!(weights, [3, 1, 1]);
-    assert_eq!(spec.options.strategy, Some(crate::balance::Strategy::Hash));
+    assert_eq!(spec.options.strategy, Some(Strategy::Hash));
     assert_eq!(
         spec.to_string(),
         "127.0.0.1:8000=127.0.0.1:9000*3,[::1]:9001,127.0.0.1:9002[strategy=hash]"
@@ -324,5 +324,32 @@ fn hints_say_what_is_wrong_with_the_address() {
         let err = text.parse::<TunnelSpec>().expect_err(text);
         assert_eq!(err.message(), *message, "{text}");
         assert_eq!(err.column(), *column, "{text}: {err}");
+    }
+}
+
+/// The grammar is a leaf: besides `units`, it names nothing of the crate, so that the runtime
+/// (errors, config, tunnels, balancing) may use it anywhere without a module cycle.
+#[test]
+fn the_grammar_names_nothing_of_the_runtime() {
+    let files = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("endpoint.rs", include_str!("endpoint.rs")),
+        ("error.rs", include_str!("error.rs")),
+        ("mode.rs", include_str!("mode.rs")),
+        ("options.rs", include_str!("options.rs")),
+        ("parser.rs", include_str!("parser.rs")),
+        ("strategy.rs", include_str!("strategy.rs")),
+    ];
+    for (file, text) in files {
+        let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+        for line in code {
+            for (at, _) in line.match_indices("crate::") {
+                let path = &line[at + "crate::".len()..];
+                assert!(
+                    path.starts_with("units::") || path.starts_with("spec::"),
+                    "spec/{file} uses the runtime: {line}"
+                );
+            }
+        }
     }
 }

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::balance::Strategy;
-use crate::tunnel::mode::{Reply, TunnelMode};
+use super::mode::{Reply, TunnelMode};
+use super::Strategy;
 use crate::units::{format_duration, parse_duration, parse_size};
 
 /// The most connect attempts a client gets, set or by default: with backends that time out, a
