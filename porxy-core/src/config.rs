@@ -302,6 +302,7 @@ impl TunnelSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::OptionKey;
 
     #[test]
     fn the_automatic_limit_leaves_descriptors_for_the_reactors_pipes() {
@@ -344,16 +345,16 @@ mod tests {
         config.server_fin_timeout = Some(secs(5));
         assert_eq!(fins(&config, &none), (secs(60), secs(5)));
         let mut half = TunnelOptions::default();
-        half.set("half_closed_timeout", "30s").unwrap();
+        half.set(OptionKey::HalfClosedTimeout, "30s").unwrap();
         assert_eq!(
             fins(&config, &half),
             (secs(30), secs(30)),
             "the tunnel's half_closed_timeout beats the proxy-wide server_fin_timeout"
         );
-        half.set("client_fin_timeout", "2s").unwrap();
+        half.set(OptionKey::ClientFinTimeout, "2s").unwrap();
         assert_eq!(fins(&config, &half), (secs(2), secs(30)));
         let mut server = TunnelOptions::default();
-        server.set("server_fin_timeout", "1s").unwrap();
+        server.set(OptionKey::ServerFinTimeout, "1s").unwrap();
         assert_eq!(fins(&config, &server), (secs(60), secs(1)));
     }
 

@@ -323,17 +323,6 @@ mod tests {
     }
 
     #[test]
-    fn strategies_parse_by_name() {
-        for name in Strategy::NAMES {
-            assert_eq!(name.parse::<Strategy>().unwrap().as_str(), *name);
-        }
-        assert!("fastest"
-            .parse::<Strategy>()
-            .unwrap_err()
-            .contains("round_robin, least_conn"));
-    }
-
-    #[test]
     fn round_robin_follows_weights_smoothly() {
         let b = balancer(Strategy::RoundRobin, &[3, 1]);
         assert_eq!(picks(&b, 8, true), [0, 0, 1, 0, 0, 0, 1, 0]);

@@ -49,9 +49,9 @@ impl ProxyHandle {
         spec.remotes.push(remote);
         spec.options
             .check(spec.remotes.len())
-            .map_err(|message| Error::Options {
+            .map_err(|conflict| Error::Options {
                 local: local.to_string(),
-                message,
+                conflict,
             })?;
         let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
         remotes.push(addr);

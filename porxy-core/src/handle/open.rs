@@ -209,9 +209,9 @@ impl ProxyHandle {
 pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
     spec.options
         .check(spec.remotes.len())
-        .map_err(|message| Error::Options {
+        .map_err(|conflict| Error::Options {
             local: spec.local.to_string(),
-            message,
+            conflict,
         })?;
     let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
     for remote in &spec.remotes {

@@ -21,10 +21,13 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use endpoint::{Endpoint, RemoteFault};
-pub use error::SpecError;
+pub use error::{
+    OptionError, OptionErrorKind, OptionsConflict, SpecError, SpecErrorKind, UnknownName,
+    UnknownOption,
+};
 pub use mode::{Reply, TunnelMode};
 pub(crate) use options::MAX_ATTEMPTS;
-pub use options::{TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
+pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
 pub use strategy::Strategy;
 
 use parser::Parser;

@@ -1,8 +1,8 @@
 //! The SPEC parser: a cursor over the text, one method per part of the grammar.
 
 use super::endpoint::{Endpoint, RemoteFault};
-use super::options::canonical_key;
-use super::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT};
+use super::error::column_at;
+use super::{OptionKey, Remote, SpecError, SpecErrorKind, TunnelOptions, TunnelSpec, MAX_WEIGHT};
 
 /// A cursor over the SPEC text; every error carries the byte offset it stopped at.
 pub(super) struct Parser<'a> {
@@ -43,9 +43,9 @@ impl<'a> Parser<'a> {
         if self.peek() == Some('[') {
             let at = self.pos;
             self.options(&mut options)?;
-            options
-                .check(remotes.len())
-                .map_err(|message| SpecError::new(self.input, at, message))?;
+            options.check(remotes.len()).map_err(|conflict| {
+                SpecError::of(self.input, at, SpecErrorKind::Conflict(conflict))
+            })?;
         }
         self.skip_spaces();
         if let Some(c) = self.peek() {
@@ -97,7 +97,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => at,
             };
-            return Err(SpecError::new(self.input, at, fault.to_string()));
+            return Err(SpecError::of(self.input, at, SpecErrorKind::Remote(fault)));
         }
         let mut remote = Remote::from(endpoint);
         if self.eat('*') {
@@ -124,48 +124,45 @@ impl<'a> Parser<'a> {
     /// in the TOML file): a second one is refused where it starts.
     fn options(&mut self, options: &mut TunnelOptions) -> Result<(), SpecError> {
         self.eat('[');
-        // Each key given so far (canonical), with where it was.
-        let mut given: Vec<(String, usize)> = Vec::new();
+        // Each option given so far, with where it was.
+        let mut given: Vec<(OptionKey, usize)> = Vec::new();
         loop {
             self.skip_spaces();
             if self.eat(']') {
                 return Ok(());
             }
             let key_at = self.pos;
-            let key = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if key.is_empty() {
+            let written = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if written.is_empty() {
                 return Err(self.error("expected an option `key=value` or `]`"));
             }
-            let canonical = canonical_key(key);
-            if let Some((_, first)) = given.iter().find(|(k, _)| *k == canonical) {
-                let first = SpecError::new(self.input, *first, "").column();
-                return Err(SpecError::new(
-                    self.input,
-                    key_at,
-                    format!(
-                        "option `{canonical}` is given twice (first at column {first}); \
-                         give each option once"
-                    ),
-                ));
+            // An unknown key is refused once its value is read, where a bad value would be.
+            let key = written.parse::<OptionKey>();
+            if let Ok(key) = key {
+                if let Some((_, first)) = given.iter().find(|(k, _)| *k == key) {
+                    let first_column = column_at(self.input, *first);
+                    let kind = SpecErrorKind::Repeated { key, first_column };
+                    return Err(SpecError::of(self.input, key_at, kind));
+                }
+                given.push((key, key_at));
             }
-            given.push((canonical, key_at));
             self.skip_spaces();
             if !self.eat('=') {
-                return Err(self.error(format!("expected `=` and a value after option `{key}`")));
+                return Err(
+                    self.error(format!("expected `=` and a value after option `{written}`"))
+                );
             }
             self.skip_spaces();
             let value_at = self.pos;
             let value = self.take_while(|c| !matches!(c, ',' | ']')).trim_end();
             if value.is_empty() {
-                return Err(self.error(format!("option `{key}` needs a value")));
+                return Err(self.error(format!("option `{written}` needs a value")));
             }
-            options.set(key, value).map_err(|message| {
-                let at = if message.starts_with("unknown option") {
-                    key_at
-                } else {
-                    value_at
-                };
-                SpecError::new(self.input, at, message)
+            let key = key.map_err(|unknown| {
+                SpecError::of(self.input, key_at, SpecErrorKind::UnknownOption(unknown))
+            })?;
+            options.set(key, value).map_err(|error| {
+                SpecError::of(self.input, value_at, SpecErrorKind::Option(error))
             })?;
             if self.eat(',') {
                 continue;

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::error::{Named, UnknownName};
+
 /// How a tunnel spreads connections over its backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Strategy {
@@ -38,7 +40,7 @@ impl Strategy {
 }
 
 impl FromStr for Strategy {
-    type Err = String;
+    type Err = UnknownName;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
@@ -47,10 +49,7 @@ impl FromStr for Strategy {
             "random" => Ok(Strategy::Random),
             "hash" => Ok(Strategy::Hash),
             "first" => Ok(Strategy::First),
-            _ => Err(format!(
-                "unknown strategy `{text}`; known strategies: {}",
-                Strategy::NAMES.join(", ")
-            )),
+            _ => Err(UnknownName::new(Named::Strategy, text)),
         }
     }
 }
@@ -58,5 +57,22 @@ impl FromStr for Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_parse_by_name() {
+        for name in Strategy::NAMES {
+            assert_eq!(name.parse::<Strategy>().unwrap().as_str(), *name);
+        }
+        assert!("fastest"
+            .parse::<Strategy>()
+            .unwrap_err()
+            .to_string()
+            .contains("round_robin, least_conn"));
     }
 }
