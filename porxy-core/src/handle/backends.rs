@@ -47,12 +47,7 @@ impl ProxyHandle {
         // connections are to be closed at a deadline is refused there.
         let mut spec = old.spec.clone();
         spec.remotes.push(remote);
-        spec.options
-            .check(spec.remotes.len())
-            .map_err(|conflict| Error::Options {
-                local: local.to_string(),
-                conflict,
-            })?;
+        crate::tunnel::check_options(&spec)?;
         let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
         remotes.push(addr);
         self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;

@@ -98,7 +98,7 @@ impl ProxyHandle {
             remotes,
             &self.shared.config,
             None,
-        ));
+        )?);
         self.watch(&tunnel);
         self.shared
             .listener
@@ -125,7 +125,7 @@ impl ProxyHandle {
             remotes,
             &self.shared.config,
             Some(old),
-        ));
+        )?);
         let dropped: Vec<Arc<Backend>> = old
             .balancer
             .backends
@@ -207,12 +207,7 @@ impl ProxyHandle {
 /// and so is one no connect reaches as one server ([`RemoteFault`]). The options are checked
 /// first, as a whole.
 pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
-    spec.options
-        .check(spec.remotes.len())
-        .map_err(|conflict| Error::Options {
-            local: spec.local.to_string(),
-            conflict,
-        })?;
+    crate::tunnel::check_options(spec)?;
     let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
     for remote in &spec.remotes {
         let addr = usable_remote(&spec.local.to_string(), remote)?;
@@ -282,13 +277,7 @@ mod tests {
             generation: Arc::new(Generation::new(1)),
         };
         let remotes = ["127.0.0.1:9".parse().unwrap()];
-        Arc::new(Tunnel::build(
-            lineage,
-            &spec,
-            &remotes,
-            &ProxyConfig::default(),
-            None,
-        ))
+        Arc::new(Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None).unwrap())
     }
 
     /// Accepts the client that `connect` made, within a bounded wait.

@@ -217,13 +217,8 @@ impl ProxyHandle {
             backends = ?backends,
             "no tunnel listens where handed-over connections came in; they go on detached"
         );
-        Some(Arc::new(Tunnel::build(
-            lineage,
-            &spec,
-            &remotes,
-            &self.shared.config,
-            None,
-        )))
+        let tunnel = Tunnel::build(lineage, &spec, &remotes, &self.shared.config, None);
+        Some(Arc::new(tunnel.ok()?))
     }
 }
 
