@@ -1,10 +1,10 @@
-//! Proxy-wide settings, their defaults, and the per-tunnel settings they resolve into.
+//! Proxy-wide settings, their defaults, and the per-tunnel settings they resolve into (with a
+//! tunnel's options, in `tunnel`).
 
 use std::time::Duration;
 
 use crate::accept::AcceptMode;
 use crate::error::Error;
-use crate::tunnel::spec::TunnelOptions;
 use crate::units::MAX_DURATION;
 
 /// Default bytes buffered per direction of a connection while bytes are in flight.
@@ -71,6 +71,7 @@ const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 
 /// Proxy-wide settings. Tunnels may override the timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// Number of reactor threads.
     pub reactors: usize,
@@ -213,30 +214,6 @@ impl ProxyConfig {
     pub(crate) fn pipes_per_reactor(&self) -> usize {
         pipe_budget(soft_nofile(), self.reactors)
     }
-
-    /// The settings a tunnel with these options runs with.
-    ///
-    /// A half-closed timeout comes from, first to last: the tunnel's own `client_fin_timeout`
-    /// (or `server_fin_timeout`), the tunnel's `half_closed_timeout`, the proxy-wide
-    /// `client_fin_timeout` (or `server_fin_timeout`), the proxy-wide `half_closed_timeout`.
-    pub(crate) fn settings_for(&self, options: &TunnelOptions) -> TunnelSettings {
-        // Capped, so that no deadline computed from them can overflow the clock.
-        let cap = |d: Duration| d.min(MAX_DURATION);
-        let fin_timeout = |tunnel: Option<Duration>, proxy: Option<Duration>| {
-            cap(tunnel
-                .or(options.half_closed_timeout)
-                .or(proxy)
-                .unwrap_or(self.half_closed_timeout))
-        };
-        TunnelSettings {
-            connect_timeout: cap(options.connect_timeout.unwrap_or(self.connect_timeout)),
-            idle_timeout: cap(options.idle_timeout.unwrap_or(self.idle_timeout)),
-            client_fin_timeout: fin_timeout(options.client_fin_timeout, self.client_fin_timeout),
-            server_fin_timeout: fin_timeout(options.server_fin_timeout, self.server_fin_timeout),
-            queue_timeout: cap(options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT)),
-            splice: options.splice.unwrap_or(self.splice) && crate::splice::SUPPORTED,
-        }
-    }
 }
 
 /// The soft `RLIMIT_NOFILE` (1024 if it cannot be read).
@@ -268,19 +245,19 @@ fn automatic_limit(soft: u64, reactors: usize) -> usize {
 
 /// The effective timeouts of one tunnel, fixed when it opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TunnelSettings {
+pub(crate) struct TunnelSettings {
     /// Upstream connect bound.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// No byte either way for this long closes the connection.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Half-closed for this long after the client's FIN closes the connection.
-    pub client_fin_timeout: Duration,
+    pub(crate) client_fin_timeout: Duration,
     /// Half-closed for this long after the upstream's FIN closes the connection.
-    pub server_fin_timeout: Duration,
+    pub(crate) server_fin_timeout: Duration,
     /// Waiting this long for a backend slot resets the client.
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
     /// Relay with splice(2) (where the platform has it), else copy.
-    pub splice: bool,
+    pub(crate) splice: bool,
 }
 
 impl TunnelSettings {
@@ -328,42 +305,15 @@ mod tests {
     }
 
     #[test]
-    fn fin_timeouts_default_to_the_half_closed_timeout_nearest_the_tunnel() {
-        let secs = Duration::from_secs;
-        let mut config = ProxyConfig {
-            half_closed_timeout: secs(60),
-            ..ProxyConfig::default()
-        };
-        let fins = |config: &ProxyConfig, options: &TunnelOptions| {
-            let settings = config.settings_for(options);
-            (settings.client_fin_timeout, settings.server_fin_timeout)
-        };
-        let none = TunnelOptions::default();
-        assert_eq!(fins(&config, &none), (secs(60), secs(60)));
-        config.server_fin_timeout = Some(secs(5));
-        assert_eq!(fins(&config, &none), (secs(60), secs(5)));
-        let mut half = TunnelOptions::default();
-        half.set("half_closed_timeout", "30s").unwrap();
-        assert_eq!(
-            fins(&config, &half),
-            (secs(30), secs(30)),
-            "the tunnel's half_closed_timeout beats the proxy-wide server_fin_timeout"
-        );
-        half.set("client_fin_timeout", "2s").unwrap();
-        assert_eq!(fins(&config, &half), (secs(2), secs(30)));
-        let mut server = TunnelOptions::default();
-        server.set("server_fin_timeout", "1s").unwrap();
-        assert_eq!(fins(&config, &server), (secs(60), secs(1)));
-    }
-
-    #[test]
     fn the_fin_timeout_follows_the_side_that_sent_fin() {
-        let settings = ProxyConfig {
-            client_fin_timeout: Some(Duration::from_secs(3)),
-            server_fin_timeout: Some(Duration::from_secs(7)),
-            ..ProxyConfig::default()
-        }
-        .settings_for(&TunnelOptions::default());
+        let settings = TunnelSettings {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            client_fin_timeout: Duration::from_secs(3),
+            server_fin_timeout: Duration::from_secs(7),
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            splice: false,
+        };
         assert_eq!(
             settings.fin_timeout(true, false),
             Some(Duration::from_secs(3))
@@ -430,25 +380,5 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("typo"), "{error}");
-    }
-
-    #[test]
-    fn a_tunnel_option_overrides_the_proxy_wide_splice() {
-        let mut config = ProxyConfig {
-            splice: false,
-            ..ProxyConfig::default()
-        };
-        let on = TunnelOptions {
-            splice: Some(true),
-            ..TunnelOptions::default()
-        };
-        assert!(!config.settings_for(&TunnelOptions::default()).splice);
-        assert_eq!(config.settings_for(&on).splice, crate::splice::SUPPORTED);
-        config.splice = true;
-        let off = TunnelOptions {
-            splice: Some(false),
-            ..TunnelOptions::default()
-        };
-        assert!(!config.settings_for(&off).splice);
     }
 }

@@ -6,8 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::tunnel::endpoint::RemoteFault;
-use crate::tunnel::spec::SpecError;
+use crate::spec::{OptionsConflict, RemoteFault, SpecError};
 
 /// An error from building, starting or driving a proxy.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +72,12 @@ pub enum Error {
         local: String,
     },
     /// A tunnel's options do not fit together (a fan-out option without `mode=fanout`, ...).
-    #[error("tunnel on {local}: {message}")]
+    #[error("tunnel on {local}: {conflict}")]
     Options {
         /// The tunnel's listen address, as written.
         local: String,
         /// What does not fit.
-        message: String,
+        conflict: OptionsConflict,
     },
     /// The listening socket could not be set up (address in use, no permission, ...).
     #[error("cannot listen on {addr}: {source}")]

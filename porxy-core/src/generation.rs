@@ -37,6 +37,7 @@ impl Generation {
 
 /// A snapshot of one generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GenerationStatus {
     /// The generation: 1 at start, one more at every reload.
     pub id: u64,
@@ -44,4 +45,12 @@ pub struct GenerationStatus {
     pub open: u64,
     /// True for the generation new connections start under.
     pub current: bool,
+}
+
+impl GenerationStatus {
+    /// Generation `id` holding `open` connections (`current`: the one new connections start
+    /// under). Made by the proxy; public for a front end's own tests.
+    pub fn new(id: u64, open: u64, current: bool) -> GenerationStatus {
+        GenerationStatus { id, open, current }
+    }
 }

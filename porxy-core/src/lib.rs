@@ -46,6 +46,7 @@ mod mailbox;
 mod proxy;
 mod reactor;
 pub mod session;
+mod spec;
 mod splice;
 mod status;
 mod timer;
@@ -54,9 +55,8 @@ pub mod units;
 
 pub use accept::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
-pub use balance::Strategy;
 pub use config::{
-    ProxyConfig, TunnelSettings, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
+    ProxyConfig, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL,
     DEFAULT_HALF_CLOSED_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FAILS, DEFAULT_PIPE_SIZE,
     DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE, MAX_BUFFER_SIZE, MAX_PIPES_PER_REACTOR, MAX_PIPE_SIZE,
@@ -73,8 +73,10 @@ pub use handle::{
 pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
+pub use spec::{
+    Endpoint, OptionError, OptionErrorKind, OptionKey, OptionsConflict, Remote, RemoteFault, Reply,
+    SpecError, SpecErrorKind, Strategy, TunnelMode, TunnelOptions, TunnelSpec, UnknownName,
+    UnknownOption, MAX_WEIGHT, OPTION_KEYS,
+};
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
-pub use tunnel::endpoint::{Endpoint, RemoteFault};
-pub use tunnel::mode::{Reply, TunnelMode};
 pub use tunnel::reach::reached_listener;
-pub use tunnel::spec::{Remote, SpecError, TunnelOptions, TunnelSpec, MAX_WEIGHT, OPTION_KEYS};

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::handle::{ProxyHandle, StopMode, Wiring};
 use crate::listener::Listener;
 use crate::reactor::{Reactor, ReactorExit};
+use crate::spec::TunnelSpec;
 use crate::status::ReactorStats;
-use crate::tunnel::spec::TunnelSpec;
 
 /// Sets up a proxy: settings and the tunnels to open at start.
 ///
@@ -276,6 +276,7 @@ pub struct Proxy {
 
 /// How a stopped proxy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct StopReport {
     /// Connections that were closed by the stop instead of finishing (0 after a complete drain).
     pub cut: u64,

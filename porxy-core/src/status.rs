@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::balance::backend::BackendState;
-use crate::balance::Strategy;
 use crate::conn::close::CloseReason;
 use crate::generation::GenerationStatus;
-use crate::tunnel::mode::{Reply, TunnelMode};
+use crate::spec::{Reply, Strategy, TunnelMode};
 
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
 #[inline]
@@ -170,7 +169,8 @@ impl ReactorStats {
 }
 
 /// A snapshot of the whole proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// Every listening tunnel, ordered by listen address.
     pub tunnels: Vec<TunnelStatus>,
@@ -181,6 +181,57 @@ pub struct Status {
     pub stopping: bool,
     /// The current configuration generation and older ones that still hold connections.
     pub generations: Vec<GenerationStatus>,
+}
+
+/// Snapshots are made by the proxy; these constructors give the rest of the fields zeros, so
+/// that a front end can build one for its own tests (the structs grow: see `non_exhaustive`).
+impl TunnelStatus {
+    /// A balancing tunnel on `local` with nothing counted and no backend.
+    pub fn new(local: SocketAddr) -> TunnelStatus {
+        TunnelStatus {
+            local,
+            remotes: Vec::new(),
+            spec: String::new(),
+            strategy: Strategy::default(),
+            mode: TunnelMode::default(),
+            reply: None,
+            backends: Vec::new(),
+            open: 0,
+            accepted: 0,
+            imported: 0,
+            bytes_to_upstream: 0,
+            bytes_to_client: 0,
+            connect_failures: 0,
+            closes: CloseCounts::default(),
+        }
+    }
+}
+
+impl BackendStatus {
+    /// A backend at `addr`, up, of weight 1, with nothing counted.
+    pub fn new(addr: SocketAddr) -> BackendStatus {
+        BackendStatus {
+            addr,
+            weight: 1,
+            state: BackendState::Up,
+            open: 0,
+            total: 0,
+            failures: 0,
+            bytes_sent: 0,
+            lag_drops: 0,
+        }
+    }
+}
+
+impl ReactorStatus {
+    /// Reactor `index`, with nothing counted.
+    pub fn new(index: usize) -> ReactorStatus {
+        ReactorStatus {
+            index,
+            open: 0,
+            adopted: 0,
+        }
+    }
 }
 
 impl Status {
@@ -197,6 +248,7 @@ impl Status {
 
 /// A snapshot of one tunnel's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TunnelStatus {
     /// The bound listen address.
     pub local: SocketAddr,
@@ -231,6 +283,7 @@ pub struct TunnelStatus {
 
 /// A snapshot of one backend of a tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackendStatus {
     /// Its address.
     pub addr: SocketAddr,
@@ -276,6 +329,7 @@ impl CloseCounts {
 
 /// A snapshot of one reactor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReactorStatus {
     /// The reactor's index, from 0.
     pub index: usize,

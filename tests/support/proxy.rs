@@ -32,11 +32,7 @@ pub fn spec_to(remote: SocketAddr) -> TunnelSpec {
 
 /// `spec` with its `splice` option set: `splice=on` or `splice=off`.
 pub fn with_splice(mut spec: TunnelSpec, on: bool) -> TunnelSpec {
-    let mut options = spec.options.clone();
-    options
-        .set("splice", if on { "on" } else { "off" })
-        .expect("a valid option");
-    spec.options = options;
+    spec.options.splice = Some(on);
     spec
 }
 

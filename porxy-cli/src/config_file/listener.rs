@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use porxy_core::{TunnelOptions, TunnelSpec};
+use porxy_core::{OptionKey, TunnelOptions, TunnelSpec};
 use toml::Spanned;
 
 use super::locate::{is_bare_key, key_path};
@@ -90,46 +90,11 @@ impl Lift<'_> {
             remote_origins.push(backend.at.to_string());
         }
         let mut options = TunnelOptions::default();
-        for (slot, value, last) in [
-            (
-                &mut options.connect_timeout,
-                &raw.connect_timeout,
-                "connect_timeout",
-            ),
-            (&mut options.idle_timeout, &raw.idle_timeout, "idle_timeout"),
-            (
-                &mut options.half_closed_timeout,
-                &raw.half_closed_timeout,
-                "half_closed_timeout",
-            ),
-            (
-                &mut options.client_fin_timeout,
-                &raw.client_fin_timeout,
-                "client_fin_timeout",
-            ),
-            (
-                &mut options.server_fin_timeout,
-                &raw.server_fin_timeout,
-                "server_fin_timeout",
-            ),
-        ] {
-            if let Some(value) = value {
-                let duration = self.duration(value, &key(last))?;
-                if duration.is_zero() {
-                    return Err(self.error(
-                        value.span().start,
-                        key(last),
-                        "must be more than zero",
-                    ));
-                }
-                *slot = Some(duration);
-            }
-        }
-        self.balancing(raw, &mut options, &key)?;
+        self.options(raw, &mut options, &key)?;
         options.splice = raw.splice.as_ref().map(|on| *on.get_ref());
-        options
-            .check(remotes.len())
-            .map_err(|message| self.error(name.span().start, here.clone(), message))?;
+        options.check(remotes.len()).map_err(|conflict| {
+            self.error(name.span().start, here.clone(), conflict.to_string())
+        })?;
         Ok(NamedTunnel {
             name: name.get_ref().clone(),
             spec: TunnelSpec::new(local, remotes).with_options(options),
@@ -138,75 +103,98 @@ impl Lift<'_> {
         })
     }
 
-    /// The listener's balancing and health keys, checked as a SPEC's options are.
-    fn balancing(
+    /// The listener's timeouts, balancing, fan-out and health keys, set with the core's typed
+    /// setters: checked as a SPEC's options are, each error at its value. A value the file
+    /// gives as text (a name, a size with a unit) is read from its text, once.
+    fn options(
         &self,
         raw: &RawListener,
         options: &mut TunnelOptions,
         key: &dyn Fn(&str) -> String,
     ) -> Result<(), ConfigError> {
-        let text = |v: &Spanned<RawDuration>| (v.span(), v.get_ref().0.clone());
-        let number = |v: &Spanned<i64>| (v.span(), v.get_ref().to_string());
-        let string = |v: &Spanned<String>| (v.span(), v.get_ref().clone());
-        let size = |v: &Spanned<RawSize>| {
-            let text = match v.get_ref() {
-                RawSize::Bytes(n) => n.to_string(),
-                RawSize::Text(t) => t.clone(),
-            };
-            (v.span(), text)
-        };
+        use OptionKey as K;
+        use RawOption::{Count, Duration, Size, Text};
         let check = raw.check.as_ref();
         let values = [
-            ("mode", "mode", raw.mode.as_ref().map(string)),
-            ("reply", "reply", raw.reply.as_ref().map(string)),
-            ("max_lag", "max_lag", raw.max_lag.as_ref().map(size)),
-            ("min_live", "min_live", raw.min_live.as_ref().map(number)),
-            ("strategy", "strategy", raw.strategy.as_ref().map(string)),
-            ("attempts", "attempts", raw.attempts.as_ref().map(number)),
-            ("max_conns", "max_conns", raw.max_conns.as_ref().map(number)),
             (
-                "queue_timeout",
-                "queue_timeout",
-                raw.queue_timeout.as_ref().map(text),
-            ),
-            ("max_fails", "max_fails", raw.max_fails.as_ref().map(number)),
-            (
-                "fail_timeout",
-                "fail_timeout",
-                raw.fail_timeout.as_ref().map(text),
+                K::ConnectTimeout,
+                "connect_timeout",
+                raw.connect_timeout.as_ref().map(Duration),
             ),
             (
-                "check_interval",
+                K::IdleTimeout,
+                "idle_timeout",
+                raw.idle_timeout.as_ref().map(Duration),
+            ),
+            (
+                K::HalfClosedTimeout,
+                "half_closed_timeout",
+                raw.half_closed_timeout.as_ref().map(Duration),
+            ),
+            (
+                K::ClientFinTimeout,
+                "client_fin_timeout",
+                raw.client_fin_timeout.as_ref().map(Duration),
+            ),
+            (
+                K::ServerFinTimeout,
+                "server_fin_timeout",
+                raw.server_fin_timeout.as_ref().map(Duration),
+            ),
+            (K::Mode, "mode", raw.mode.as_ref().map(Text)),
+            (K::Reply, "reply", raw.reply.as_ref().map(Text)),
+            (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
+            (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
+            (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),
+            (K::Attempts, "attempts", raw.attempts.as_ref().map(Count)),
+            (K::MaxConns, "max_conns", raw.max_conns.as_ref().map(Count)),
+            (
+                K::QueueTimeout,
+                "queue_timeout",
+                raw.queue_timeout.as_ref().map(Duration),
+            ),
+            (K::MaxFails, "max_fails", raw.max_fails.as_ref().map(Count)),
+            (
+                K::FailTimeout,
+                "fail_timeout",
+                raw.fail_timeout.as_ref().map(Duration),
+            ),
+            (
+                K::CheckInterval,
                 "check.interval",
-                check.and_then(|c| c.interval.as_ref()).map(text),
+                check.and_then(|c| c.interval.as_ref()).map(Duration),
             ),
             (
-                "check_timeout",
+                K::CheckTimeout,
                 "check.timeout",
-                check.and_then(|c| c.timeout.as_ref()).map(text),
+                check.and_then(|c| c.timeout.as_ref()).map(Duration),
             ),
             (
-                "rise",
+                K::Rise,
                 "check.rise",
-                check.and_then(|c| c.rise.as_ref()).map(number),
+                check.and_then(|c| c.rise.as_ref()).map(Count),
             ),
             (
-                "fall",
+                K::Fall,
                 "check.fall",
-                check.and_then(|c| c.fall.as_ref()).map(number),
+                check.and_then(|c| c.fall.as_ref()).map(Count),
             ),
         ];
         for (option, path, value) in values {
-            if let Some((span, value)) = value {
-                options.set(option, &value).map_err(|message| {
-                    // The option's own name leads its message; the key path says it already.
-                    let message = message
-                        .strip_prefix(&format!("{option}: "))
-                        .unwrap_or(&message)
-                        .to_string();
-                    self.error(span.start, key(path), message)
-                })?;
-            }
+            let Some(value) = value else {
+                continue;
+            };
+            let set = match value {
+                Duration(v) => options.set_duration(option, self.duration(v, &key(path))?),
+                Count(v) => options.set_count(option, *v.get_ref()),
+                Size(v) => match v.get_ref() {
+                    RawSize::Bytes(n) => options.set_size(option, *n),
+                    RawSize::Text(text) => options.set(option, text),
+                },
+                Text(v) => options.set(option, v.get_ref()),
+            };
+            // The key path names the option already: the complaint alone follows it.
+            set.map_err(|error| self.error(value.start(), key(path), error.kind().to_string()))?;
         }
         if let Some(check) = check {
             options.check = Some(true);
@@ -215,5 +203,27 @@ impl Lift<'_> {
             options.check_expect = check.expect.as_ref().map(|s| s.get_ref().clone());
         }
         Ok(())
+    }
+}
+
+/// A listener key's value as the file has it, for the typed setter that takes it.
+#[derive(Clone, Copy)]
+enum RawOption<'a> {
+    Duration(&'a Spanned<RawDuration>),
+    Count(&'a Spanned<i64>),
+    Size(&'a Spanned<RawSize>),
+    /// A name (`strategy`, `mode`, `reply`), read by the core from its text.
+    Text(&'a Spanned<String>),
+}
+
+impl RawOption<'_> {
+    /// Where the value starts in the file.
+    fn start(self) -> usize {
+        match self {
+            RawOption::Duration(v) => v.span().start,
+            RawOption::Count(v) => v.span().start,
+            RawOption::Size(v) => v.span().start,
+            RawOption::Text(v) => v.span().start,
+        }
     }
 }

@@ -47,24 +47,22 @@ splice = true
 #[test]
 fn good_file_lifts_to_specs_in_file_order() {
     let file = lift(GOOD).unwrap();
-    assert_eq!(
-        file.proxy,
-        ProxyConfig {
-            reactors: 3,
-            buffer_size: 16 * 1024,
-            pipe_size: 128 * 1024,
-            backlog: 64,
-            connect_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(120),
-            half_closed_timeout: Duration::from_secs(30),
-            client_fin_timeout: None,
-            server_fin_timeout: Some(Duration::from_secs(5)),
-            max_connections: None,
-            splice: false,
-            accept: AcceptMode::default(),
-            busy_poll: Duration::ZERO,
-        }
-    );
+    // Every field, so that a new one with a default is seen here.
+    let mut want = ProxyConfig::default();
+    want.reactors = 3;
+    want.buffer_size = 16 * 1024;
+    want.pipe_size = 128 * 1024;
+    want.backlog = 64;
+    want.connect_timeout = Duration::from_secs(1);
+    want.idle_timeout = Duration::from_secs(120);
+    want.half_closed_timeout = Duration::from_secs(30);
+    want.client_fin_timeout = None;
+    want.server_fin_timeout = Some(Duration::from_secs(5));
+    want.max_connections = None;
+    want.splice = false;
+    want.accept = AcceptMode::default();
+    want.busy_poll = Duration::ZERO;
+    assert_eq!(file.proxy, want);
     assert_eq!(file.drain_timeout, Some(Duration::from_secs(10)));
     let expected: &[(&str, &str)] = &[
         (

@@ -340,9 +340,10 @@ fn receive(
         received.buffered += sessions.iter().map(Session::buffered).sum::<usize>();
         received.half_closed += sessions.iter().filter(|s| s.half_closed()).count();
         let count = sessions.len();
-        let report = handle.import_sessions(sessions).unwrap_or(ImportReport {
-            reset: count,
-            ..ImportReport::default()
+        let report = handle.import_sessions(sessions).unwrap_or_else(|_| {
+            let mut all_reset = ImportReport::default();
+            all_reset.reset = count;
+            all_reset
         });
         received.report.matched += report.matched;
         received.report.detached += report.detached;

@@ -23,72 +23,14 @@ mod stable_hash;
 
 use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::spec::Strategy;
 use backend::{Backend, PassiveHealth, Unavailable};
-
-/// How a tunnel spreads connections over its backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Strategy {
-    /// In turn, by weight.
-    #[default]
-    RoundRobin,
-    /// Fewest open connections per unit of weight.
-    LeastConn,
-    /// Two choices drawn at random by weight, the less loaded wins.
-    Random,
-    /// Consistent (rendezvous) hashing of the client IP.
-    Hash,
-    /// The first backend in order that can take it.
-    First,
-}
-
-impl Strategy {
-    /// Every strategy's name, as written in a SPEC or a config file.
-    pub const NAMES: &'static [&'static str] =
-        &["round_robin", "least_conn", "random", "hash", "first"];
-
-    /// The name as written in a SPEC or a config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::RoundRobin => "round_robin",
-            Strategy::LeastConn => "least_conn",
-            Strategy::Random => "random",
-            Strategy::Hash => "hash",
-            Strategy::First => "first",
-        }
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "round_robin" | "roundrobin" | "rr" => Ok(Strategy::RoundRobin),
-            "least_conn" | "leastconn" => Ok(Strategy::LeastConn),
-            "random" => Ok(Strategy::Random),
-            "hash" => Ok(Strategy::Hash),
-            "first" => Ok(Strategy::First),
-            _ => Err(format!(
-                "unknown strategy `{text}`; known strategies: {}",
-                Strategy::NAMES.join(", ")
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The outcome of [`Balancer::pick`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,17 +320,6 @@ mod tests {
             counts[index] += 1;
         }
         counts
-    }
-
-    #[test]
-    fn strategies_parse_by_name() {
-        for name in Strategy::NAMES {
-            assert_eq!(name.parse::<Strategy>().unwrap().as_str(), *name);
-        }
-        assert!("fastest"
-            .parse::<Strategy>()
-            .unwrap_err()
-            .contains("round_robin, least_conn"));
     }
 
     #[test]

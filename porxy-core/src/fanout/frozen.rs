@@ -26,8 +26,7 @@ use crate::conn::close::CloseReason;
 use crate::conn::hold::{Mode, Pools};
 use crate::conn::pipe::{Pipe, PipeSnapshot, PipeState};
 use crate::conn::Readiness;
-use crate::tunnel::mode::Reply;
-use crate::tunnel::options::MAX_FANOUT;
+use crate::spec::{Reply, MAX_FANOUT};
 
 /// How far a destination had got when its connection was frozen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,7 +37,7 @@ use crate::conn::transport::Transport;
 use crate::conn::{
     connect_failure_reason, relay_timeout, Action, Closing, Readiness, DRIVE_BUDGET,
 };
-use crate::tunnel::mode::Reply;
+use crate::spec::Reply;
 use log::Log;
 
 /// A fan-out tunnel's settings, fixed when it opens.

@@ -14,7 +14,7 @@ use crate::conn::hold::Pools;
 use crate::conn::transport::Transport;
 use crate::conn::{Action, Closing, Readiness};
 use crate::fanout::{Departure, DestEnd};
-use crate::tunnel::mode::Reply;
+use crate::spec::Reply;
 
 mod handover;
 

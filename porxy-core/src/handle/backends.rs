@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::{BackendChange, ProxyHandle};
 use crate::balance::backend::{AdminState, CloseOrder};
 use crate::error::Error;
+use crate::spec::Remote;
 use crate::tunnel::reach::LocalAddrs;
-use crate::tunnel::spec::Remote;
 
 /// What [`ProxyHandle::remove_backend`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +47,7 @@ impl ProxyHandle {
         // connections are to be closed at a deadline is refused there.
         let mut spec = old.spec.clone();
         spec.remotes.push(remote);
-        spec.options
-            .check(spec.remotes.len())
-            .map_err(|message| Error::Options {
-                local: local.to_string(),
-                message,
-            })?;
+        crate::tunnel::check_options(&spec)?;
         let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
         remotes.push(addr);
         self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;

@@ -86,6 +86,7 @@ pub enum BackendChange {
 
 /// The result of [`ProxyHandle::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenedTunnel {
     /// The bound listen address (the real port when port 0 was asked for).
     pub local: SocketAddr,
@@ -93,6 +94,17 @@ pub struct OpenedTunnel {
     pub remotes: Vec<SocketAddr>,
     /// True when an existing tunnel on this address was changed instead of a new one opened.
     pub replaced: bool,
+}
+
+impl OpenedTunnel {
+    /// Made by [`ProxyHandle::open`]; public for a front end's own tests.
+    pub fn new(local: SocketAddr, remotes: Vec<SocketAddr>, replaced: bool) -> OpenedTunnel {
+        OpenedTunnel {
+            local,
+            remotes,
+            replaced,
+        }
+    }
 }
 
 /// A cloneable handle on a running proxy.

@@ -13,9 +13,8 @@ use crate::balance::backend::{AdminState, Backend};
 use crate::error::Error;
 use crate::generation::Generation;
 use crate::listener::ListenerMsg;
-use crate::tunnel::endpoint::RemoteFault;
+use crate::spec::{Remote, RemoteFault, TunnelSpec};
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
-use crate::tunnel::spec::{Remote, TunnelSpec};
 use crate::tunnel::{Lineage, Tunnel};
 
 impl ProxyHandle {
@@ -99,7 +98,7 @@ impl ProxyHandle {
             remotes,
             &self.shared.config,
             None,
-        ));
+        )?);
         self.watch(&tunnel);
         self.shared
             .listener
@@ -126,7 +125,7 @@ impl ProxyHandle {
             remotes,
             &self.shared.config,
             Some(old),
-        ));
+        )?);
         let dropped: Vec<Arc<Backend>> = old
             .balancer
             .backends
@@ -175,7 +174,7 @@ impl ProxyHandle {
     /// Warns when a fan-out tunnel runs under the automatic connection limit, which counts two
     /// descriptors per connection while each of its connections takes one per remote more.
     fn warn_fanout_descriptors(&self, local: SocketAddr, spec: &TunnelSpec, remotes: usize) {
-        let fanout = spec.options.mode == Some(crate::tunnel::mode::TunnelMode::Fanout);
+        let fanout = spec.options.mode == Some(crate::spec::TunnelMode::Fanout);
         if fanout && remotes > 1 && self.shared.config.max_connections.is_none() {
             tracing::warn!(
                 tunnel = %local,
@@ -208,12 +207,7 @@ impl ProxyHandle {
 /// and so is one no connect reaches as one server ([`RemoteFault`]). The options are checked
 /// first, as a whole.
 pub(crate) fn resolve_remotes(spec: &TunnelSpec) -> Result<Vec<SocketAddr>, Error> {
-    spec.options
-        .check(spec.remotes.len())
-        .map_err(|message| Error::Options {
-            local: spec.local.to_string(),
-            message,
-        })?;
+    crate::tunnel::check_options(spec)?;
     let mut remotes: Vec<SocketAddr> = Vec::with_capacity(spec.remotes.len());
     for remote in &spec.remotes {
         let addr = usable_remote(&spec.local.to_string(), remote)?;
@@ -269,8 +263,8 @@ mod tests {
     use crate::accept::ListenSocket;
     use crate::config::ProxyConfig;
     use crate::generation::Generation;
+    use crate::spec::TunnelSpec;
     use crate::status::TunnelStats;
-    use crate::tunnel::spec::TunnelSpec;
     use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
     fn tunnel_on(local: SocketAddr) -> Arc<Tunnel> {
@@ -283,13 +277,7 @@ mod tests {
             generation: Arc::new(Generation::new(1)),
         };
         let remotes = ["127.0.0.1:9".parse().unwrap()];
-        Arc::new(Tunnel::build(
-            lineage,
-            &spec,
-            &remotes,
-            &ProxyConfig::default(),
-            None,
-        ))
+        Arc::new(Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None).unwrap())
     }
 
     /// Accepts the client that `connect` made, within a bounded wait.

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use super::loops::refuse_remotes;
 use super::{bind, CloseMode, ProxyHandle};
 use crate::error::Error;
+use crate::spec::TunnelSpec;
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
-use crate::tunnel::spec::TunnelSpec;
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReloadReport {
     /// The generation new connections now start under.
     pub generation: u64,

@@ -19,9 +19,8 @@ use super::{resolve_remotes, ProxyHandle};
 use crate::error::Error;
 use crate::reactor::ReactorMsg;
 use crate::session::Session;
-use crate::tunnel::endpoint::Endpoint;
+use crate::spec::{Endpoint, TunnelSpec};
 use crate::tunnel::reach::OwnListener;
-use crate::tunnel::spec::TunnelSpec;
 use crate::tunnel::Tunnel;
 
 /// How long past its settle time an export waits for a reactor that has not finished (a
@@ -30,6 +29,7 @@ const EXPORT_GRACE: Duration = Duration::from_secs(5);
 
 /// What [`ProxyHandle::import_sessions`] did with the sessions it was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Sessions that go on in the tunnel listening on their address (or, given back to the
     /// proxy they came from, in their own tunnel).
@@ -217,13 +217,8 @@ impl ProxyHandle {
             backends = ?backends,
             "no tunnel listens where handed-over connections came in; they go on detached"
         );
-        Some(Arc::new(Tunnel::build(
-            lineage,
-            &spec,
-            &remotes,
-            &self.shared.config,
-            None,
-        )))
+        let tunnel = Tunnel::build(lineage, &spec, &remotes, &self.shared.config, None);
+        Some(Arc::new(tunnel.ok()?))
     }
 }
 

@@ -139,8 +139,7 @@ impl Reactor {
                 }
             }
             let connecting: Vec<bool> = dests.iter().map(Option::is_some).collect();
-            let primary_missing =
-                fan.reply == crate::tunnel::mode::Reply::Primary && !connecting[0];
+            let primary_missing = fan.reply == crate::spec::Reply::Primary && !connecting[0];
             let live = connecting.iter().filter(|c| **c).count();
             if primary_missing || live < fan.min_live as usize {
                 failure = Some((CloseReason::NoBackend, None));

@@ -60,7 +60,7 @@ use super::{Kind, Relay, Session};
 use crate::config::MAX_BUFFER_SIZE;
 use crate::conn::frozen::RelayState;
 use crate::conn::pipe::{PipeSnapshot, PipeState};
-use crate::tunnel::options::MAX_MAX_LAG;
+use crate::spec::MAX_MAX_LAG;
 
 /// The version of this format, as the two processes agree on it. Version 2 added fan-out
 /// connections; a process speaks one version only.
@@ -128,6 +128,7 @@ pub enum WireError {
 
 /// A frame header, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FrameHeader {
     sessions: u32,
     descriptors: u32,
@@ -201,6 +202,7 @@ impl FrameHeader {
 
 /// One frame, encoded: send `header` with `descriptors` attached, then `body`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Frame<'a> {
     /// The header bytes.
     pub header: [u8; FRAME_HEADER_LEN],

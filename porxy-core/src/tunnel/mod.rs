@@ -5,31 +5,26 @@
 //! a new `Tunnel` with the same id and counters; backends at the same address are carried over
 //! (the same `Arc<Backend>`), so their counters and health go on.
 
-pub(crate) mod endpoint;
-pub(crate) mod mode;
-pub(crate) mod options;
+mod endpoint;
 pub(crate) mod reach;
-pub(crate) mod spec;
+mod resolve;
+
+pub(crate) use resolve::check_options;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::balance::backend::{Backend, BackendState, PassiveHealth};
+use crate::balance::backend::{Backend, BackendState};
 use crate::balance::health::CheckConfig;
 use crate::balance::Balancer;
-use crate::config::{
-    ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_FAILS, DEFAULT_RISE,
-};
+use crate::config::{ProxyConfig, TunnelSettings};
 use crate::error::Error;
-use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
+use crate::fanout::FanoutSettings;
 use crate::generation::Generation;
+use crate::spec::{Remote, TunnelSpec};
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
-use crate::units::MAX_DURATION;
-use mode::TunnelMode;
-use options::MAX_ATTEMPTS;
 use reach::OwnListener;
-use spec::{Remote, TunnelSpec};
+use resolve::{options_error, resolve, Resolved};
 
 /// Identifies a tunnel across replacements of its remotes or options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,13 +81,17 @@ impl Tunnel {
     /// Builds a tunnel version from a spec whose remotes resolved to `remotes` (same order).
     /// Backends of `previous` with the same address are carried over, with the weight and limit
     /// the spec gives now.
+    ///
+    /// Options that do not fit together are refused ([`Error::Options`]) before anything of
+    /// `previous` changes; callers check them earlier still ([`check_options`]), before they
+    /// resolve names or bind, so that a reload cannot fail half-way.
     pub(crate) fn build(
         lineage: Lineage,
         spec: &TunnelSpec,
         remotes: &[SocketAddr],
         config: &ProxyConfig,
         previous: Option<&Tunnel>,
-    ) -> Tunnel {
+    ) -> Result<Tunnel, Error> {
         let Lineage {
             id,
             local,
@@ -100,13 +99,23 @@ impl Tunnel {
             stats,
             generation,
         } = lineage;
-        let options = &spec.options;
+        let count = spec.remotes.len().min(remotes.len());
+        let Resolved {
+            settings,
+            strategy,
+            passive,
+            check,
+            attempts,
+            fanout,
+            max_conns,
+        } = resolve(&spec.options, count, config)
+            .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
             .remotes
             .iter()
             .zip(remotes)
             .map(|(remote, addr)| {
-                let max_conns = remote.max_conns.or(options.max_conns);
+                let max_conns = remote.max_conns.or(max_conns);
                 // The same address is the same backend: its connections, health and limit go
                 // on, with the new weight and limit. That holds for one still being removed too
                 // (the caller takes it back into service), unless its connections are to be
@@ -120,37 +129,6 @@ impl Tunnel {
                 }
             })
             .collect();
-        let check = options.check.unwrap_or(false).then(|| {
-            let interval = options
-                .check_interval
-                .unwrap_or(DEFAULT_CHECK_INTERVAL)
-                .min(MAX_DURATION);
-            CheckConfig {
-                interval,
-                timeout: options
-                    .check_timeout
-                    .unwrap_or(DEFAULT_CHECK_TIMEOUT.min(interval))
-                    .min(MAX_DURATION),
-                rise: options.rise.unwrap_or(DEFAULT_RISE),
-                fall: options.fall.unwrap_or(DEFAULT_FALL),
-                send: options.check_send.clone().map(String::into_bytes),
-                expect: options.check_expect.clone().map(String::into_bytes),
-            }
-        });
-        let passive = PassiveHealth {
-            max_fails: options.max_fails.unwrap_or(DEFAULT_MAX_FAILS),
-            fail_timeout: options.fail_timeout.unwrap_or(DEFAULT_FAIL_TIMEOUT),
-            active_checks: check.is_some(),
-        };
-        // By default a client may try every backend once (the tried set rules out repeats): while
-        // any backend is alive, no client is reset for the dead ones. Capped like an explicit
-        // `attempts`, so that behind many backends that time out a client still waits at most
-        // MAX_ATTEMPTS connect timeouts.
-        let attempts = options.attempts.unwrap_or_else(|| {
-            u32::try_from(backends.len())
-                .unwrap_or(u32::MAX)
-                .clamp(1, MAX_ATTEMPTS)
-        });
         let leaving = previous
             .map(|p| {
                 p.leaving
@@ -162,26 +140,14 @@ impl Tunnel {
                     .collect()
             })
             .unwrap_or_default();
-        let fanout = (options.mode == Some(TunnelMode::Fanout)).then(|| FanoutSettings {
-            reply: options.reply.unwrap_or_default(),
-            // Below two buffers, a destination keeping up could look behind after one read.
-            max_lag: options
-                .max_lag
-                .unwrap_or(DEFAULT_MAX_LAG)
-                .max(2 * config.buffer_size),
-            min_live: options
-                .min_live
-                .unwrap_or(1)
-                .clamp(1, backends.len().max(1) as u32),
-        });
         let mut shown = spec.clone();
         shown.local = local.into();
-        Tunnel {
+        Ok(Tunnel {
             id,
             local,
             dual_stack,
-            settings: config.settings_for(options),
-            balancer: Balancer::new(options.strategy.unwrap_or_default(), backends, passive),
+            settings,
+            balancer: Balancer::new(strategy, backends, passive),
             leaving,
             attempts,
             check,
@@ -189,7 +155,7 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
-        }
+        })
     }
 
     pub(crate) fn status(&self) -> TunnelStatus {
@@ -293,6 +259,7 @@ impl std::fmt::Debug for Tunnel {
 mod tests {
     use super::*;
     use crate::balance::backend::Health;
+    use crate::spec::MAX_ATTEMPTS;
 
     fn build(spec: &str, previous: Option<&Tunnel>) -> Tunnel {
         let spec: TunnelSpec = spec.parse().unwrap();
@@ -308,7 +275,7 @@ mod tests {
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
         };
-        Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous)
+        Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
     }
 
     /// Regression: a new weight or limit made a new backend for the same address, so the old
@@ -347,5 +314,27 @@ mod tests {
         assert_eq!(MAX_ATTEMPTS, 16);
         let explicit = build(&format!("{}[attempts=2]", spec(40)), None);
         assert_eq!(explicit.attempts, 2);
+    }
+
+    /// Removing a backend from a fan-out tunnel whose `min_live` counted it: the new version
+    /// goes on with all the remotes left as its `min_live` (a new spec is refused it, a
+    /// removal is not).
+    #[test]
+    fn a_removal_below_min_live_still_builds() {
+        let mut spec: TunnelSpec = "127.0.0.1:1=127.0.0.1:9,127.0.0.1:10[mode=fanout,min_live=2]"
+            .parse()
+            .unwrap();
+        spec.remotes.pop();
+        let remotes = ["127.0.0.1:9".parse().unwrap()];
+        let lineage = Lineage {
+            id: TunnelId(1),
+            local: "127.0.0.1:1".parse().unwrap(),
+            dual_stack: false,
+            stats: Arc::new(TunnelStats::new(1)),
+            generation: Arc::new(Generation::new(1)),
+        };
+        let tunnel = Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None)
+            .expect("a removal is not refused");
+        assert_eq!(tunnel.fanout.map(|f| f.min_live), Some(1));
     }
 }

@@ -269,3 +269,45 @@ fn errors_name_file_line_and_key() {
         assert!(!err.contains('\n'), "{name}: {err:?} spans lines");
     }
 }
+
+/// A listener's option keys go through the core's typed setters: each refusal is the core's,
+/// whole, after the key's location (what a SPEC says after the option's name).
+#[test]
+fn option_values_are_refused_by_the_core_at_their_value() {
+    let listener = "[backends.echo]\naddress = \"127.0.0.1:7000\"\n[listeners.demo]\n\
+                    listen = \"8000\"\nbackends = [\"echo\"]\n";
+    let cases = [
+        (
+            "queue_timeout = \"0s\"\n",
+            "porxy.toml:6:17: listeners.demo.queue_timeout: must be more than zero",
+        ),
+        (
+            "max_conns = 0\n",
+            "porxy.toml:6:13: listeners.demo.max_conns: `0` is not a whole number from 1 to \
+             10000000",
+        ),
+        (
+            "strategy = \"fastest\"\n",
+            "porxy.toml:6:12: listeners.demo.strategy: unknown strategy `fastest`; known \
+             strategies: round_robin, least_conn, random, hash, first",
+        ),
+        (
+            "mode = \"fanout\"\nmax_lag = \"1KiB\"\n",
+            "porxy.toml:7:11: listeners.demo.max_lag: must be from 64KiB to 1GiB, not `1KiB`",
+        ),
+        (
+            "mode = \"fanout\"\nmax_lag = \"lots\"\n",
+            "porxy.toml:7:11: listeners.demo.max_lag: `lots` is not a size like `65536`, \
+             `16KiB` or `1MiB`",
+        ),
+        (
+            "mode = \"fanout\"\nstrategy = \"hash\"\n",
+            "porxy.toml:3:12: listeners.demo: option `strategy` does not apply with \
+             mode=fanout: every remote gets every client",
+        ),
+    ];
+    for (keys, want) in cases {
+        let err = lift(&format!("{listener}{keys}")).expect_err(keys);
+        assert_eq!(err.to_string(), want, "{keys}");
+    }
+}

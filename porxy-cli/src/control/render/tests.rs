@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use porxy_core::{
-    BackendState, BackendStatus, CloseCounts, CloseMode, Error, GenerationStatus, OpenedTunnel,
-    ReactorStatus, ReloadReport, Status, Strategy, TunnelMode, TunnelStatus,
+    BackendState, BackendStatus, CloseMode, Error, GenerationStatus, OpenedTunnel, ReactorStatus,
+    ReloadReport, Status, Strategy, TunnelMode, TunnelStatus,
 };
 
 use super::{closed_text, removed_text, render, Reply};
@@ -40,35 +40,46 @@ fn line(text: &str) -> Reply {
 }
 
 fn backend(addr_: &str, state: BackendState, weight: u32, open: u64) -> BackendStatus {
-    BackendStatus {
-        addr: addr(addr_),
-        weight,
-        state,
-        open,
-        total: open,
-        failures: 0,
-        bytes_sent: 0,
-        lag_drops: 0,
-    }
+    let mut backend = BackendStatus::new(addr(addr_));
+    backend.weight = weight;
+    backend.state = state;
+    backend.open = open;
+    backend.total = open;
+    backend
 }
 
 fn tunnel(local: &str, backends: Vec<BackendStatus>, open: u64, bytes: u64) -> TunnelStatus {
-    TunnelStatus {
-        local: addr(local),
-        remotes: backends.iter().map(|b| b.addr).collect(),
-        spec: String::new(),
-        strategy: Strategy::RoundRobin,
-        mode: TunnelMode::Balance,
-        reply: None,
-        backends,
-        open,
-        accepted: open,
-        imported: 0,
-        bytes_to_upstream: bytes,
-        bytes_to_client: bytes,
-        connect_failures: 0,
-        closes: CloseCounts::default(),
-    }
+    let mut tunnel = TunnelStatus::new(addr(local));
+    tunnel.remotes = backends.iter().map(|b| b.addr).collect();
+    tunnel.strategy = Strategy::RoundRobin;
+    tunnel.mode = TunnelMode::Balance;
+    tunnel.backends = backends;
+    tunnel.open = open;
+    tunnel.accepted = open;
+    tunnel.bytes_to_upstream = bytes;
+    tunnel.bytes_to_client = bytes;
+    tunnel
+}
+
+/// A status of `tunnels`, with `reactors` and `generations`.
+fn status(
+    tunnels: Vec<TunnelStatus>,
+    reactors: Vec<ReactorStatus>,
+    generations: Vec<GenerationStatus>,
+) -> Status {
+    let mut status = Status::default();
+    status.tunnels = tunnels;
+    status.reactors = reactors;
+    status.generations = generations;
+    status
+}
+
+/// Reactor `index` with `open` connections, each adopted.
+fn reactor(index: usize, open: u64) -> ReactorStatus {
+    let mut reactor = ReactorStatus::new(index);
+    reactor.open = open;
+    reactor.adopted = open;
+    reactor
 }
 
 /// The README's demo: one client on port 8000, through two reactors; with `OPEN 8001=7000`
@@ -91,27 +102,11 @@ fn demo(more: bool) -> Status {
             0,
         ));
     }
-    Status {
+    status(
         tunnels,
-        reactors: vec![
-            ReactorStatus {
-                index: 0,
-                open: 1,
-                adopted: 1,
-            },
-            ReactorStatus {
-                index: 1,
-                open: 0,
-                adopted: 0,
-            },
-        ],
-        stopping: false,
-        generations: vec![GenerationStatus {
-            id: 1,
-            open: 1,
-            current: true,
-        }],
-    }
+        vec![reactor(0, 1), reactor(1, 0)],
+        vec![GenerationStatus::new(1, 1, true)],
+    )
 }
 
 #[test]
@@ -146,12 +141,8 @@ fn status_is_one_line_of_totals() {
         ok(Outcome::Status(demo(false))),
         line("OK tunnels=1 open=1 accepted=1 bytes_up=12 bytes_down=12 connect_failures=0")
     );
-    let stopping = Status {
-        tunnels: Vec::new(),
-        reactors: Vec::new(),
-        stopping: true,
-        generations: Vec::new(),
-    };
+    let mut stopping = Status::default();
+    stopping.stopping = true;
     assert_eq!(
         ok(Outcome::Status(stopping)),
         line("OK tunnels=0 open=0 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0 stopping")
@@ -200,23 +191,14 @@ fn status_full_shows_a_fan_out_tunnel_and_old_generations() {
     fanout.reply = Some(porxy_core::Reply::Primary);
     fanout.backends[1].bytes_sent = 5;
     fanout.backends[1].lag_drops = 2;
-    let status = Status {
-        tunnels: vec![fanout],
-        reactors: Vec::new(),
-        stopping: false,
-        generations: vec![
-            GenerationStatus {
-                id: 1,
-                open: 3,
-                current: false,
-            },
-            GenerationStatus {
-                id: 2,
-                open: 0,
-                current: true,
-            },
+    let status = status(
+        vec![fanout],
+        Vec::new(),
+        vec![
+            GenerationStatus::new(1, 3, false),
+            GenerationStatus::new(2, 0, true),
         ],
-    };
+    );
     let want = "\
 OK tunnels=1 open=0 accepted=0 bytes_up=0 bytes_down=0 connect_failures=0
 tunnel 127.0.0.1:8002 remotes=127.0.0.1:7000,127.0.0.1:7001 mode=fanout reply=primary open=0 accepted=0 imported=0 bytes_up=0 bytes_down=0 connect_failures=0 closes=-
@@ -232,11 +214,11 @@ END
 #[test]
 fn opened_and_changed_tunnels() {
     let opened = |remotes: &[&str], replaced| {
-        ok(Outcome::Opened(OpenedTunnel {
-            local: addr("127.0.0.1:8001"),
-            remotes: remotes.iter().map(|r| addr(r)).collect(),
+        ok(Outcome::Opened(OpenedTunnel::new(
+            addr("127.0.0.1:8001"),
+            remotes.iter().map(|r| addr(r)).collect(),
             replaced,
-        }))
+        )))
     };
     assert_eq!(
         opened(&["127.0.0.1:7000"], false),
@@ -339,14 +321,12 @@ fn removals_state_the_deadline_in_force() {
 #[test]
 fn reloaded_counts_what_changed() {
     let a = addr("127.0.0.1:8001");
-    let report = ReloadReport {
-        generation: 2,
-        opened: vec![a],
-        changed: vec![a],
-        unchanged: Vec::new(),
-        closed: vec![a],
-        bound: vec![a, a],
-    };
+    let mut report = ReloadReport::default();
+    report.generation = 2;
+    report.opened = vec![a];
+    report.changed = vec![a];
+    report.closed = vec![a];
+    report.bound = vec![a, a];
     assert_eq!(
         ok(Outcome::Reloaded(report)),
         line("OK reloaded: generation 2, opened 1, changed 1, unchanged 0, closed 1")

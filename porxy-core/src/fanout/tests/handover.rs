@@ -13,7 +13,7 @@ use crate::conn::pipe::PipeState;
 use crate::conn::Action;
 use crate::fanout::frozen::{FanState, FrozenPhase};
 use crate::fanout::{DestEnd, FanConn, FanoutSettings};
-use crate::tunnel::mode::Reply;
+use crate::spec::Reply;
 
 /// The settings `Rig::with` uses.
 fn rig_settings() -> TunnelSettings {

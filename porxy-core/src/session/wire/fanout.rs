@@ -6,8 +6,8 @@ use super::{put_addr, put_clocks, put_pipe, Reader, WireError};
 use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
 use crate::fanout::FanoutSettings;
 use crate::session::Fanout;
-use crate::tunnel::mode::Reply;
-use crate::tunnel::options::{MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG};
+use crate::spec::Reply;
+use crate::spec::{MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG};
 
 /// Destination flags.
 const SENT_FIN: u8 = 1;

@@ -9,7 +9,7 @@ use super::*;
 use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
 use crate::fanout::FanoutSettings;
 use crate::session::Fanout;
-use crate::tunnel::mode::Reply;
+use crate::spec::Reply;
 
 /// A connected pair of loopback sockets: (ours, the peer's).
 fn pair() -> (TcpStream, TcpStream) {

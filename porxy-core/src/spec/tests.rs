@@ -79,7 +79,7 @@ fn weights_follow_a_star() {
         .unwrap();
     let weights: Vec<u32> = spec.remotes.iter().map(|r| r.weight).collect();
     assert_eq!(weights, [3, 1, 1]);
-    assert_eq!(spec.options.strategy, Some(crate::balance::Strategy::Hash));
+    assert_eq!(spec.options.strategy, Some(Strategy::Hash));
     assert_eq!(
         spec.to_string(),
         "127.0.0.1:8000=127.0.0.1:9000*3,[::1]:9001,127.0.0.1:9002[strategy=hash]"
@@ -324,5 +324,43 @@ fn hints_say_what_is_wrong_with_the_address() {
         let err = text.parse::<TunnelSpec>().expect_err(text);
         assert_eq!(err.message(), *message, "{text}");
         assert_eq!(err.column(), *column, "{text}: {err}");
+    }
+}
+
+/// The grammar is a leaf: besides `units`, it names nothing of the crate, so that the runtime
+/// (errors, config, tunnels, balancing) may use it anywhere without a module cycle.
+#[test]
+fn the_grammar_names_nothing_of_the_runtime() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("spec/ is readable") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/spec"),
+        &mut files,
+    );
+    assert!(files.len() >= 10, "found {files:?}");
+    // Spelled so that this test does not find itself.
+    let needle = ["crate", "::"].concat();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+        for line in code {
+            for (at, _) in line.match_indices(needle.as_str()) {
+                let path = &line[at + needle.len()..];
+                assert!(
+                    path.starts_with("units::") || path.starts_with("spec::"),
+                    "{} uses the runtime: {line}",
+                    file.display()
+                );
+            }
+        }
     }
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::error::{Named, UnknownName};
+
 /// What a tunnel does with each accepted client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TunnelMode {
@@ -29,16 +31,13 @@ impl TunnelMode {
 }
 
 impl FromStr for TunnelMode {
-    type Err = String;
+    type Err = UnknownName;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "balance" => Ok(TunnelMode::Balance),
             "fanout" | "fan_out" => Ok(TunnelMode::Fanout),
-            _ => Err(format!(
-                "unknown mode `{text}`; known modes: {}",
-                TunnelMode::NAMES.join(", ")
-            )),
+            _ => Err(UnknownName::new(Named::Mode, text)),
         }
     }
 }
@@ -73,16 +72,13 @@ impl Reply {
 }
 
 impl FromStr for Reply {
-    type Err = String;
+    type Err = UnknownName;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.trim().to_ascii_lowercase().as_str() {
             "primary" => Ok(Reply::Primary),
             "none" => Ok(Reply::None),
-            _ => Err(format!(
-                "unknown reply `{text}`; use {}",
-                Reply::NAMES.join(" or ")
-            )),
+            _ => Err(UnknownName::new(Named::Reply, text)),
         }
     }
 }
@@ -106,11 +102,11 @@ mod tests {
             assert_eq!(name.parse::<Reply>().unwrap().as_str(), *name);
         }
         assert_eq!(
-            "fanuot".parse::<TunnelMode>().unwrap_err(),
+            "fanuot".parse::<TunnelMode>().unwrap_err().to_string(),
             "unknown mode `fanuot`; known modes: balance, fanout"
         );
         assert_eq!(
-            "all".parse::<Reply>().unwrap_err(),
+            "all".parse::<Reply>().unwrap_err().to_string(),
             "unknown reply `all`; use primary or none"
         );
     }

@@ -1,0 +1,384 @@
+//! What can be wrong with what a user wrote, one type per layer of the grammar:
+//!
+//! - [`UnknownName`]: a word that names no strategy, mode or reply;
+//! - [`UnknownOption`]: a key that names no option; [`OptionError`]: a bad value for one option;
+//! - [`OptionsConflict`]: options that are each fine but do not fit together;
+//! - [`SpecError`]: a malformed SPEC or address, with the column of the fault and, in
+//!   [`SpecError::kind`], which of the above it was.
+//!
+//! Each is an enum or carries one, so that a front end (the control socket, a JSON-RPC
+//! server) can map them to codes; their `Display` is the text porxy has always printed.
+
+use std::fmt;
+
+use super::endpoint::RemoteFault;
+use super::mode::{Reply, TunnelMode};
+use super::options::{OptionKey, MAX_FANOUT, OPTION_KEYS};
+use super::Strategy;
+
+/// A malformed tunnel expression or address, with the column of the fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    input: String,
+    /// Byte offset into `input` where the fault is.
+    offset: usize,
+    message: String,
+    /// Boxed: most errors are syntax errors, and every `Result` carrying one stays small.
+    kind: Box<SpecErrorKind>,
+}
+
+/// Which part of a SPEC was wrong ([`SpecError::kind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpecErrorKind {
+    /// The text does not follow the grammar: a missing `=`, a malformed address or weight, ...
+    Syntax,
+    /// A remote no TCP connect reaches as one server.
+    Remote(RemoteFault),
+    /// A key in brackets that names no option.
+    UnknownOption(UnknownOption),
+    /// A bad value for a known option.
+    Option(OptionError),
+    /// An option given a second time.
+    Repeated {
+        /// The option.
+        key: OptionKey,
+        /// The 1-based column of its first occurrence.
+        first_column: usize,
+    },
+    /// Options that do not fit together, or with the remotes.
+    Conflict(OptionsConflict),
+}
+
+impl SpecError {
+    /// A syntax error: `message` says what was expected at `offset` of `input`.
+    pub(crate) fn new(input: &str, offset: usize, message: impl Into<String>) -> Self {
+        SpecError::with(input, offset, SpecErrorKind::Syntax, message.into())
+    }
+
+    /// An error of one of the typed kinds, which say what is wrong themselves (a syntax error
+    /// comes through [`SpecError::new`], with what was expected).
+    pub(crate) fn of(input: &str, offset: usize, kind: SpecErrorKind) -> Self {
+        let message = match &kind {
+            SpecErrorKind::Syntax => "malformed tunnel".to_string(),
+            SpecErrorKind::Remote(fault) => fault.to_string(),
+            SpecErrorKind::UnknownOption(unknown) => unknown.to_string(),
+            SpecErrorKind::Option(error) => error.to_string(),
+            SpecErrorKind::Repeated { key, first_column } => format!(
+                "option `{key}` is given twice (first at column {first_column}); give each \
+                 option once"
+            ),
+            SpecErrorKind::Conflict(conflict) => conflict.to_string(),
+        };
+        SpecError::with(input, offset, kind, message)
+    }
+
+    fn with(input: &str, offset: usize, kind: SpecErrorKind, message: String) -> Self {
+        SpecError {
+            input: input.to_string(),
+            offset: offset.min(input.len()),
+            message,
+            kind: Box::new(kind),
+        }
+    }
+
+    /// The 1-based column (in characters) of the fault.
+    pub fn column(&self) -> usize {
+        column_at(&self.input, self.offset)
+    }
+
+    /// What was wrong, without the position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Which part of the SPEC was wrong, typed.
+    pub fn kind(&self) -> &SpecErrorKind {
+        &self.kind
+    }
+
+    /// Two lines for a terminal: the input, and a caret under the fault.
+    pub fn caret(&self) -> String {
+        format!("  {}\n  {}^", self.input, " ".repeat(self.column() - 1))
+    }
+}
+
+/// The 1-based column (in characters) of byte `offset` of `input`.
+pub(super) fn column_at(input: &str, offset: usize) -> usize {
+    input[..offset.min(input.len())].chars().count() + 1
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad tunnel `{}` at column {}: {}",
+            self.input,
+            self.column(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// A word that names no strategy, mode or reply: the error of their `FromStr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    of: Named,
+    /// The word, as written.
+    text: String,
+}
+
+/// The values that are names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Named {
+    Strategy,
+    Mode,
+    Reply,
+}
+
+impl UnknownName {
+    pub(super) fn new(of: Named, text: &str) -> Self {
+        UnknownName {
+            of,
+            text: text.to_string(),
+        }
+    }
+
+    /// The option whose value it was meant to be: `strategy`, `mode` or `reply`.
+    pub fn option(&self) -> OptionKey {
+        match self.of {
+            Named::Strategy => OptionKey::Strategy,
+            Named::Mode => OptionKey::Mode,
+            Named::Reply => OptionKey::Reply,
+        }
+    }
+
+    /// The word, as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = &self.text;
+        match self.of {
+            Named::Strategy => write!(
+                f,
+                "unknown strategy `{text}`; known strategies: {}",
+                Strategy::NAMES.join(", ")
+            ),
+            Named::Mode => write!(
+                f,
+                "unknown mode `{text}`; known modes: {}",
+                TunnelMode::NAMES.join(", ")
+            ),
+            Named::Reply => write!(
+                f,
+                "unknown reply `{text}`; use {}",
+                Reply::NAMES.join(" or ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
+/// A key that names no option: the error of [`OptionKey`]'s `FromStr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownOption {
+    /// The key as options are compared: trimmed, lower case, `_` for `-`.
+    key: String,
+}
+
+impl UnknownOption {
+    pub(super) fn new(key: String) -> Self {
+        UnknownOption { key }
+    }
+
+    /// The key, trimmed, in lower case, with `_` for `-`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for UnknownOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown option `{}`; known options: {}",
+            self.key,
+            OPTION_KEYS.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownOption {}
+
+/// A bad value for one option: which option, and what is wrong with the value.
+///
+/// Its `Display` leads with the option's name (`attempts: ...`) unless the complaint names it
+/// already; [`OptionError::kind`] alone suits a caller that has said which option it was (the
+/// config file names the key in its location).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    key: OptionKey,
+    kind: OptionErrorKind,
+}
+
+/// What is wrong with an option's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionErrorKind {
+    /// Not a duration porxy takes (no unit, malformed, longer than 365 days).
+    BadDuration {
+        /// What the duration parser said.
+        reason: String,
+    },
+    /// Not a size.
+    BadSize {
+        /// What the size parser said.
+        reason: String,
+    },
+    /// A duration of zero, which would end every connection at once.
+    Zero,
+    /// A duration longer than porxy takes (365 days).
+    TooLong,
+    /// Not a whole number in the option's range.
+    NotInRange {
+        /// The value as given.
+        value: String,
+        /// The least the option takes.
+        min: u32,
+        /// The most the option takes.
+        max: u32,
+    },
+    /// A size out of the option's range (`max_lag`: 64 KiB to 1 GiB).
+    SizeNotInRange {
+        /// The value as given.
+        value: String,
+    },
+    /// Not one of the words an on/off option takes.
+    NotASwitch {
+        /// The value as given.
+        value: String,
+        /// The words it takes, like "`on` or `off`".
+        expected: &'static str,
+    },
+    /// An escape other than `\r`, `\n`, `\t` and `\\`.
+    UnknownEscape(char),
+    /// A `\` at the end of the text.
+    TrailingBackslash,
+    /// A word that names no strategy, mode or reply.
+    UnknownName(UnknownName),
+    /// A typed setter was given an option whose value is of another type.
+    WrongType {
+        /// What the option takes, like "a duration".
+        takes: &'static str,
+    },
+}
+
+impl OptionError {
+    pub(super) fn new(key: OptionKey, kind: OptionErrorKind) -> Self {
+        OptionError { key, kind }
+    }
+
+    /// The option.
+    pub fn key(&self) -> OptionKey {
+        self.key
+    }
+
+    /// What is wrong with its value.
+    pub fn kind(&self) -> &OptionErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            // "unknown strategy `x`; ..." says which option it is.
+            OptionErrorKind::UnknownName(name) => write!(f, "{name}"),
+            kind => write!(f, "{}: {kind}", self.key),
+        }
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+impl fmt::Display for OptionErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionErrorKind::BadDuration { reason } | OptionErrorKind::BadSize { reason } => {
+                f.write_str(reason)
+            }
+            OptionErrorKind::Zero => f.write_str("must be more than zero"),
+            OptionErrorKind::TooLong => f.write_str("must be at most 365 days"),
+            OptionErrorKind::NotInRange { value, min, max } => {
+                write!(f, "`{value}` is not a whole number from {min} to {max}")
+            }
+            OptionErrorKind::SizeNotInRange { value } => {
+                write!(f, "must be from 64KiB to 1GiB, not `{value}`")
+            }
+            OptionErrorKind::NotASwitch { value, expected } => {
+                write!(f, "`{value}` is not {expected}")
+            }
+            OptionErrorKind::UnknownEscape(c) => {
+                write!(f, "unknown escape `\\{c}`; use \\r, \\n, \\t or \\\\")
+            }
+            OptionErrorKind::TrailingBackslash => {
+                f.write_str("a `\\` at the end needs a letter after it")
+            }
+            OptionErrorKind::UnknownName(name) => write!(f, "{name}"),
+            OptionErrorKind::WrongType { takes } => write!(f, "takes {takes}"),
+        }
+    }
+}
+
+/// Options that are each fine but do not fit together, or with the number of remotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionsConflict {
+    /// A fan-out option (`reply`, `max_lag`, `min_live`) without `mode=fanout`.
+    FanoutOnly(OptionKey),
+    /// A balancing option (`strategy`, `attempts`, `queue_timeout`) with `mode=fanout`.
+    BalanceOnly(OptionKey),
+    /// More remotes than a fan-out tunnel copies to.
+    TooManyRemotes {
+        /// How many the tunnel has.
+        remotes: usize,
+    },
+    /// `min_live` above the number of remotes: no connection could start.
+    MinLiveAboveRemotes {
+        /// The `min_live` given.
+        min_live: u32,
+        /// How many remotes the tunnel has.
+        remotes: usize,
+    },
+}
+
+impl fmt::Display for OptionsConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionsConflict::FanoutOnly(key) => {
+                write!(f, "option `{key}` applies only with mode=fanout")
+            }
+            OptionsConflict::BalanceOnly(key) => write!(
+                f,
+                "option `{key}` does not apply with mode=fanout: every remote gets every client"
+            ),
+            OptionsConflict::TooManyRemotes { remotes } => write!(
+                f,
+                "mode=fanout copies to at most {MAX_FANOUT} remotes, not {remotes}"
+            ),
+            OptionsConflict::MinLiveAboveRemotes { min_live, remotes } => write!(
+                f,
+                "min_live={min_live} is more than the {remotes} remotes of the tunnel"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OptionsConflict {}

@@ -1,0 +1,43 @@
+//! Whether options fit together: each was checked alone when it was set; some only make sense
+//! in one mode, and fan-out has bounds that depend on the remotes.
+
+use super::{OptionKey, TunnelOptions, MAX_FANOUT};
+use crate::spec::error::OptionsConflict;
+use crate::spec::TunnelMode;
+
+impl TunnelOptions {
+    /// Checks that the options fit together, and with `remotes`, how many remotes the tunnel
+    /// has. The SPEC parser, the config file and the API that opens tunnels and adds backends
+    /// all check with this.
+    pub fn check(&self, remotes: usize) -> Result<(), OptionsConflict> {
+        let fanout = self.mode == Some(TunnelMode::Fanout);
+        if !fanout {
+            let fanout_only = [
+                (OptionKey::Reply, self.reply.is_some()),
+                (OptionKey::MaxLag, self.max_lag.is_some()),
+                (OptionKey::MinLive, self.min_live.is_some()),
+            ];
+            return match fanout_only.iter().find(|(_, set)| *set) {
+                Some((key, _)) => Err(OptionsConflict::FanoutOnly(*key)),
+                None => Ok(()),
+            };
+        }
+        let balancing_only = [
+            (OptionKey::Strategy, self.strategy.is_some()),
+            (OptionKey::Attempts, self.attempts.is_some()),
+            (OptionKey::QueueTimeout, self.queue_timeout.is_some()),
+        ];
+        if let Some((key, _)) = balancing_only.iter().find(|(_, set)| *set) {
+            return Err(OptionsConflict::BalanceOnly(*key));
+        }
+        if remotes > MAX_FANOUT {
+            return Err(OptionsConflict::TooManyRemotes { remotes });
+        }
+        match self.min_live {
+            Some(min_live) if min_live as usize > remotes => {
+                Err(OptionsConflict::MinLiveAboveRemotes { min_live, remotes })
+            }
+            _ => Ok(()),
+        }
+    }
+}

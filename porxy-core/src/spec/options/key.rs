@@ -1,0 +1,227 @@
+//! [`OptionKey`]: the name of each option, and what its value is.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{MAX_ATTEMPTS, MAX_FANOUT};
+use crate::spec::error::UnknownOption;
+
+/// One per-tunnel option: a key of `[key=value,...]` in a SPEC, or of a listener in the
+/// config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum OptionKey {
+    /// `connect_timeout`: a duration.
+    ConnectTimeout,
+    /// `idle_timeout`: a duration.
+    IdleTimeout,
+    /// `half_closed_timeout`: a duration.
+    HalfClosedTimeout,
+    /// `client_fin_timeout`: a duration.
+    ClientFinTimeout,
+    /// `server_fin_timeout`: a duration.
+    ServerFinTimeout,
+    /// `strategy`: a [`Strategy`](crate::Strategy) name.
+    Strategy,
+    /// `attempts`: 1 to 16.
+    Attempts,
+    /// `max_conns`: 1 to 10,000,000.
+    MaxConns,
+    /// `queue_timeout`: a duration.
+    QueueTimeout,
+    /// `max_fails`: 1 to 1000.
+    MaxFails,
+    /// `fail_timeout`: a duration.
+    FailTimeout,
+    /// `check`: `tcp` or `off`.
+    Check,
+    /// `check_interval`: a duration.
+    CheckInterval,
+    /// `check_timeout`: a duration.
+    CheckTimeout,
+    /// `rise`: 1 to 1000.
+    Rise,
+    /// `fall`: 1 to 1000.
+    Fall,
+    /// `check_send`: text, with `\r`, `\n`, `\t`, `\\` escapes.
+    CheckSend,
+    /// `check_expect`: text, with the same escapes.
+    CheckExpect,
+    /// `mode`: `balance` or `fanout`.
+    Mode,
+    /// `reply`: `primary` or `none`.
+    Reply,
+    /// `max_lag`: a size from 64 KiB to 1 GiB.
+    MaxLag,
+    /// `min_live`: 1 to 64.
+    MinLive,
+    /// `splice`: `on` or `off`.
+    Splice,
+}
+
+/// What an option's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Value {
+    /// A duration, more than zero.
+    Duration,
+    /// A whole number in `min..=max`.
+    Count { min: u32, max: u32 },
+    /// A byte size (`max_lag`).
+    Size,
+    /// On or off, from one of the words given.
+    Switch {
+        on: &'static [&'static str],
+        off: &'static [&'static str],
+        expected: &'static str,
+    },
+    /// Text with escapes.
+    Text,
+    /// A [`Strategy`](crate::Strategy) name.
+    Strategy,
+    /// A [`TunnelMode`](crate::TunnelMode) name.
+    Mode,
+    /// A [`Reply`](crate::Reply) name.
+    Reply,
+}
+
+impl Value {
+    /// What an option of this kind takes, for an error.
+    pub(super) fn takes(self) -> &'static str {
+        match self {
+            Value::Duration => "a duration, like `5s`",
+            Value::Count { .. } => "a whole number",
+            Value::Size => "a size, like `4MiB`",
+            Value::Switch { expected, .. } => expected,
+            Value::Text => "text",
+            Value::Strategy => "a strategy name",
+            Value::Mode => "a mode name",
+            Value::Reply => "a reply name",
+        }
+    }
+}
+
+impl OptionKey {
+    /// Every option, in the order a SPEC shows them.
+    pub const ALL: [OptionKey; 23] = [
+        OptionKey::ConnectTimeout,
+        OptionKey::IdleTimeout,
+        OptionKey::HalfClosedTimeout,
+        OptionKey::ClientFinTimeout,
+        OptionKey::ServerFinTimeout,
+        OptionKey::Strategy,
+        OptionKey::Attempts,
+        OptionKey::MaxConns,
+        OptionKey::QueueTimeout,
+        OptionKey::MaxFails,
+        OptionKey::FailTimeout,
+        OptionKey::Check,
+        OptionKey::CheckInterval,
+        OptionKey::CheckTimeout,
+        OptionKey::Rise,
+        OptionKey::Fall,
+        OptionKey::CheckSend,
+        OptionKey::CheckExpect,
+        OptionKey::Mode,
+        OptionKey::Reply,
+        OptionKey::MaxLag,
+        OptionKey::MinLive,
+        OptionKey::Splice,
+    ];
+
+    /// The key as written in a SPEC or a config file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OptionKey::ConnectTimeout => "connect_timeout",
+            OptionKey::IdleTimeout => "idle_timeout",
+            OptionKey::HalfClosedTimeout => "half_closed_timeout",
+            OptionKey::ClientFinTimeout => "client_fin_timeout",
+            OptionKey::ServerFinTimeout => "server_fin_timeout",
+            OptionKey::Strategy => "strategy",
+            OptionKey::Attempts => "attempts",
+            OptionKey::MaxConns => "max_conns",
+            OptionKey::QueueTimeout => "queue_timeout",
+            OptionKey::MaxFails => "max_fails",
+            OptionKey::FailTimeout => "fail_timeout",
+            OptionKey::Check => "check",
+            OptionKey::CheckInterval => "check_interval",
+            OptionKey::CheckTimeout => "check_timeout",
+            OptionKey::Rise => "rise",
+            OptionKey::Fall => "fall",
+            OptionKey::CheckSend => "check_send",
+            OptionKey::CheckExpect => "check_expect",
+            OptionKey::Mode => "mode",
+            OptionKey::Reply => "reply",
+            OptionKey::MaxLag => "max_lag",
+            OptionKey::MinLive => "min_live",
+            OptionKey::Splice => "splice",
+        }
+    }
+
+    /// What its value is.
+    pub(super) fn value(self) -> Value {
+        let count = |min, max| Value::Count { min, max };
+        match self {
+            OptionKey::ConnectTimeout
+            | OptionKey::IdleTimeout
+            | OptionKey::HalfClosedTimeout
+            | OptionKey::ClientFinTimeout
+            | OptionKey::ServerFinTimeout
+            | OptionKey::QueueTimeout
+            | OptionKey::FailTimeout
+            | OptionKey::CheckInterval
+            | OptionKey::CheckTimeout => Value::Duration,
+            OptionKey::Attempts => count(1, MAX_ATTEMPTS),
+            OptionKey::MaxConns => count(1, 10_000_000),
+            OptionKey::MaxFails | OptionKey::Rise | OptionKey::Fall => count(1, 1000),
+            OptionKey::MinLive => count(1, MAX_FANOUT as u32),
+            OptionKey::MaxLag => Value::Size,
+            OptionKey::Check => Value::Switch {
+                on: &["tcp", "on", "yes", "true"],
+                off: &["off", "no", "false", "none"],
+                expected: "`tcp` or `off`",
+            },
+            OptionKey::Splice => Value::Switch {
+                on: &["on", "yes", "true"],
+                off: &["off", "no", "false"],
+                expected: "`on` or `off`",
+            },
+            OptionKey::CheckSend | OptionKey::CheckExpect => Value::Text,
+            OptionKey::Strategy => Value::Strategy,
+            OptionKey::Mode => Value::Mode,
+            OptionKey::Reply => Value::Reply,
+        }
+    }
+}
+
+/// Every option key, in [`OptionKey::ALL`] order: for error messages and `--help-tunnel`.
+pub const OPTION_KEYS: &[&str] = &key_names();
+
+const fn key_names() -> [&'static str; OptionKey::ALL.len()] {
+    let mut names = [""; OptionKey::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = OptionKey::ALL[i].as_str();
+        i += 1;
+    }
+    names
+}
+
+impl FromStr for OptionKey {
+    type Err = UnknownOption;
+
+    /// Keys are case-insensitive and `-` may stand for `_`: two spellings that read the same
+    /// are the same option.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let key = text.trim().to_ascii_lowercase().replace('-', "_");
+        OptionKey::ALL
+            .into_iter()
+            .find(|k| k.as_str() == key)
+            .ok_or_else(|| UnknownOption::new(key))
+    }
+}
+
+impl fmt::Display for OptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

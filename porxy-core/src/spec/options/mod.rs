@@ -1,0 +1,96 @@
+//! Per-tunnel options: the `[key=value,...]` part of a tunnel SPEC, and the TOML listener keys.
+//!
+//! Every option is optional; `None` means the proxy-wide default (timeouts) or the built-in one
+//! (balancing and health). Each is named by an [`OptionKey`]. Values are checked once, where they
+//! enter: [`TunnelOptions::set`] reads one from its text (a SPEC's `key=value`), and the typed
+//! setters ([`TunnelOptions::set_duration`], [`TunnelOptions::set_count`],
+//! [`TunnelOptions::set_size`]) take values already typed (the config file's), with the same
+//! rules and errors. Whether the options fit together is [`TunnelOptions::check`]'s business.
+//! Turning them into what a tunnel runs with needs the proxy-wide settings, so it is the
+//! runtime's (`tunnel`).
+
+mod conflict;
+mod key;
+mod render;
+mod set;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use super::mode::{Reply, TunnelMode};
+use super::Strategy;
+
+pub use key::{OptionKey, OPTION_KEYS};
+
+/// The most connect attempts a client gets, set or by default: with backends that time out, a
+/// client may wait this many connect timeouts before it is reset.
+pub(crate) const MAX_ATTEMPTS: u32 = 16;
+
+/// Per-tunnel settings; `None` means the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TunnelOptions {
+    /// How long an upstream connect may take before the next backend is tried.
+    pub connect_timeout: Option<Duration>,
+    /// How long a connection may pass no byte either way before it is closed.
+    pub idle_timeout: Option<Duration>,
+    /// How long a connection may stay half-closed (one side has sent FIN, the other not):
+    /// the default of `client_fin_timeout` and `server_fin_timeout`.
+    pub half_closed_timeout: Option<Duration>,
+    /// How long a connection may stay half-closed after the client's FIN (the client has
+    /// stopped sending; the reply may still flow). Default: `half_closed_timeout`.
+    pub client_fin_timeout: Option<Duration>,
+    /// How long a connection may stay half-closed after the upstream's FIN (the upstream has
+    /// stopped sending; the client may still send). Default: `half_closed_timeout`.
+    pub server_fin_timeout: Option<Duration>,
+    /// How connections are spread over the remotes (default round robin).
+    pub strategy: Option<Strategy>,
+    /// Connect attempts per client across backends before it is reset, at most 16 (default:
+    /// the number of remotes, up to 16, so that a client is reset only when every backend has
+    /// failed it, or that many).
+    pub attempts: Option<u32>,
+    /// Most connections each remote takes at once (default: no limit).
+    pub max_conns: Option<u32>,
+    /// How long a client waits for a slot when every remote is at `max_conns` (default 5s).
+    pub queue_timeout: Option<Duration>,
+    /// Connect failures in a row that mark a remote down (default 3).
+    pub max_fails: Option<u32>,
+    /// Without active checks, how long a remote marked down rests before it is tried again
+    /// (default 10s).
+    pub fail_timeout: Option<Duration>,
+    /// Active health checks on or off (default off).
+    pub check: Option<bool>,
+    /// Time between two checks of a remote (default 2s).
+    pub check_interval: Option<Duration>,
+    /// How long one check may take (default 1s).
+    pub check_timeout: Option<Duration>,
+    /// Good checks in a row that bring a down remote back (default 2).
+    pub rise: Option<u32>,
+    /// Failed checks in a row that take an up remote down (default 3).
+    pub fall: Option<u32>,
+    /// Bytes a check sends once connected (`\r`, `\n`, `\t`, `\\` escapes allowed).
+    pub check_send: Option<String>,
+    /// What the reply to a check must start with (same escapes).
+    pub check_expect: Option<String>,
+    /// Balance over the remotes (the default) or copy every client to all of them.
+    pub mode: Option<TunnelMode>,
+    /// Fan-out: whose replies reach the client (default: the first remote's).
+    pub reply: Option<Reply>,
+    /// Fan-out: how many bytes a destination may fall behind before it is dropped for that
+    /// connection (default 1 MiB).
+    pub max_lag: Option<usize>,
+    /// Fan-out: the client connection ends when fewer destinations than this are still alive
+    /// (default 1).
+    pub min_live: Option<u32>,
+    /// Relay bulk data with splice(2), the bytes never entering user space (default: the
+    /// proxy-wide setting, on where the platform has splice).
+    pub splice: Option<bool>,
+}
+
+/// Fewest bytes `max_lag` may be.
+pub const MIN_MAX_LAG: usize = 64 * 1024;
+/// Most bytes `max_lag` may be.
+pub const MAX_MAX_LAG: usize = 1 << 30;
+/// Most remotes a fan-out tunnel copies to.
+pub const MAX_FANOUT: usize = 64;

@@ -1,0 +1,71 @@
+//! Options back to text, as a SPEC writes them: what status shows, and what parses back to the
+//! same options.
+
+use std::time::Duration;
+
+use super::{OptionKey, TunnelOptions};
+use crate::units::format_duration;
+
+impl TunnelOptions {
+    /// Every option that is set, with its value as a SPEC writes it, in [`OptionKey::ALL`]
+    /// order.
+    pub(crate) fn pairs(&self) -> Vec<(OptionKey, String)> {
+        OptionKey::ALL
+            .into_iter()
+            .filter_map(|key| self.text(key).map(|text| (key, text)))
+            .collect()
+    }
+
+    /// The value of `key` as a SPEC writes it, if it is set.
+    fn text(&self, key: OptionKey) -> Option<String> {
+        let duration = |d: Option<Duration>| d.map(format_duration);
+        let count = |n: Option<u32>| n.map(|n| n.to_string());
+        let switch =
+            |on: Option<bool>, word: &str| on.map(|on| if on { word } else { "off" }.into());
+        match key {
+            OptionKey::ConnectTimeout => duration(self.connect_timeout),
+            OptionKey::IdleTimeout => duration(self.idle_timeout),
+            OptionKey::HalfClosedTimeout => duration(self.half_closed_timeout),
+            OptionKey::ClientFinTimeout => duration(self.client_fin_timeout),
+            OptionKey::ServerFinTimeout => duration(self.server_fin_timeout),
+            OptionKey::Strategy => self.strategy.map(|s| s.to_string()),
+            OptionKey::Attempts => count(self.attempts),
+            OptionKey::MaxConns => count(self.max_conns),
+            OptionKey::QueueTimeout => duration(self.queue_timeout),
+            OptionKey::MaxFails => count(self.max_fails),
+            OptionKey::FailTimeout => duration(self.fail_timeout),
+            OptionKey::Check => switch(self.check, "tcp"),
+            OptionKey::CheckInterval => duration(self.check_interval),
+            OptionKey::CheckTimeout => duration(self.check_timeout),
+            OptionKey::Rise => count(self.rise),
+            OptionKey::Fall => count(self.fall),
+            OptionKey::CheckSend => self.check_send.as_deref().map(escape),
+            OptionKey::CheckExpect => self.check_expect.as_deref().map(escape),
+            OptionKey::Mode => self.mode.map(|m| m.to_string()),
+            OptionKey::Reply => self.reply.map(|r| r.to_string()),
+            OptionKey::MaxLag => self.max_lag.map(format_size),
+            OptionKey::MinLive => count(self.min_live),
+            OptionKey::Splice => switch(self.splice, "on"),
+        }
+    }
+}
+
+/// A size the way [`parse_size`](crate::units::parse_size) reads it back: in KiB or MiB when
+/// exact.
+fn format_size(bytes: usize) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{}MiB", bytes >> 20)
+    } else if bytes.is_multiple_of(1 << 10) {
+        format!("{}KiB", bytes >> 10)
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// Writes `\`, CR, LF and tab as the escapes [`TunnelOptions::set`] reads.
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\r', "\\r")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t")
+}

@@ -1,0 +1,210 @@
+//! Setting one option: from the text of its value ([`TunnelOptions::set`]), or from a value
+//! already typed ([`TunnelOptions::set_duration`], [`TunnelOptions::set_count`],
+//! [`TunnelOptions::set_size`]).
+//!
+//! Every value is checked here, whichever way it comes, with the same rules and errors: a
+//! duration is more than zero and at most 365 days, a number is within its option's range,
+//! `max_lag` is from 64 KiB to 1 GiB. A typed setter given an option of another type refuses it
+//! ([`OptionErrorKind::WrongType`]).
+
+use std::time::Duration;
+
+use super::key::Value;
+use super::{OptionKey, TunnelOptions, MAX_MAX_LAG, MIN_MAX_LAG};
+use crate::spec::error::{OptionError, OptionErrorKind};
+use crate::units::{parse_duration, parse_size, MAX_DURATION};
+
+impl TunnelOptions {
+    /// Sets one option from the text of its value, as `key=value` in a SPEC does.
+    pub fn set(&mut self, key: OptionKey, value: &str) -> Result<(), OptionError> {
+        let value = value.trim();
+        let fail = |kind| OptionError::new(key, kind);
+        match key.value() {
+            Value::Duration => {
+                let duration = parse_duration(value)
+                    .map_err(|reason| fail(OptionErrorKind::BadDuration { reason }))?;
+                self.set_duration(key, duration)
+            }
+            Value::Count { .. } => self.put_count(key, value.parse().ok(), value),
+            Value::Size => {
+                let bytes = parse_size(value)
+                    .map_err(|reason| fail(OptionErrorKind::BadSize { reason }))?;
+                self.put_size(key, bytes as u64, value)
+            }
+            Value::Switch { on, off, expected } => {
+                let word = value.to_ascii_lowercase();
+                let state = if on.contains(&word.as_str()) {
+                    true
+                } else if off.contains(&word.as_str()) {
+                    false
+                } else {
+                    return Err(fail(OptionErrorKind::NotASwitch {
+                        value: value.to_string(),
+                        expected,
+                    }));
+                };
+                *self.switch_slot(key).ok_or_else(|| wrong_type(key))? = Some(state);
+                Ok(())
+            }
+            Value::Text => {
+                let text = unescape(value).map_err(fail)?;
+                *self.text_slot(key).ok_or_else(|| wrong_type(key))? = Some(text);
+                Ok(())
+            }
+            Value::Strategy => {
+                let strategy = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.strategy = Some(strategy.map_err(fail)?);
+                Ok(())
+            }
+            Value::Mode => {
+                let mode = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.mode = Some(mode.map_err(fail)?);
+                Ok(())
+            }
+            Value::Reply => {
+                let reply = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.reply = Some(reply.map_err(fail)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets a duration option (`connect_timeout`, `idle_timeout`, `half_closed_timeout`,
+    /// `client_fin_timeout`, `server_fin_timeout`, `queue_timeout`, `fail_timeout`,
+    /// `check_interval`, `check_timeout`): more than zero, at most 365 days.
+    pub fn set_duration(&mut self, key: OptionKey, value: Duration) -> Result<(), OptionError> {
+        let slot = self.duration_slot(key).ok_or_else(|| wrong_type(key))?;
+        if value.is_zero() {
+            return Err(OptionError::new(key, OptionErrorKind::Zero));
+        }
+        if value > MAX_DURATION {
+            return Err(OptionError::new(key, OptionErrorKind::TooLong));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// Sets a whole-number option (`attempts`, `max_conns`, `max_fails`, `rise`, `fall`,
+    /// `min_live`), within its range. Any integer is taken, as a config file has it: one out of
+    /// the range is refused like a bad `key=value`.
+    pub fn set_count(&mut self, key: OptionKey, value: i64) -> Result<(), OptionError> {
+        self.put_count(key, Some(value), &value.to_string())
+    }
+
+    /// Sets a size option (`max_lag`), in bytes: from 64 KiB to 1 GiB.
+    pub fn set_size(&mut self, key: OptionKey, bytes: u64) -> Result<(), OptionError> {
+        self.put_size(key, bytes, &bytes.to_string())
+    }
+
+    /// [`TunnelOptions::set_count`], with the value as written for an error (`None`: not a
+    /// number at all).
+    fn put_count(
+        &mut self,
+        key: OptionKey,
+        value: Option<i64>,
+        written: &str,
+    ) -> Result<(), OptionError> {
+        let Value::Count { min, max } = key.value() else {
+            return Err(wrong_type(key));
+        };
+        let in_range = value
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (min..=max).contains(n));
+        let Some(n) = in_range else {
+            let value = written.to_string();
+            let kind = OptionErrorKind::NotInRange { value, min, max };
+            return Err(OptionError::new(key, kind));
+        };
+        *self.count_slot(key).ok_or_else(|| wrong_type(key))? = Some(n);
+        Ok(())
+    }
+
+    /// [`TunnelOptions::set_size`], with the value as written for an error.
+    fn put_size(&mut self, key: OptionKey, bytes: u64, written: &str) -> Result<(), OptionError> {
+        if key.value() != Value::Size {
+            return Err(wrong_type(key));
+        }
+        let Some(size) = usize::try_from(bytes)
+            .ok()
+            .filter(|size| (MIN_MAX_LAG..=MAX_MAX_LAG).contains(size))
+        else {
+            let value = written.to_string();
+            return Err(OptionError::new(
+                key,
+                OptionErrorKind::SizeNotInRange { value },
+            ));
+        };
+        self.max_lag = Some(size);
+        Ok(())
+    }
+
+    fn duration_slot(&mut self, key: OptionKey) -> Option<&mut Option<Duration>> {
+        Some(match key {
+            OptionKey::ConnectTimeout => &mut self.connect_timeout,
+            OptionKey::IdleTimeout => &mut self.idle_timeout,
+            OptionKey::HalfClosedTimeout => &mut self.half_closed_timeout,
+            OptionKey::ClientFinTimeout => &mut self.client_fin_timeout,
+            OptionKey::ServerFinTimeout => &mut self.server_fin_timeout,
+            OptionKey::QueueTimeout => &mut self.queue_timeout,
+            OptionKey::FailTimeout => &mut self.fail_timeout,
+            OptionKey::CheckInterval => &mut self.check_interval,
+            OptionKey::CheckTimeout => &mut self.check_timeout,
+            _ => return None,
+        })
+    }
+
+    fn count_slot(&mut self, key: OptionKey) -> Option<&mut Option<u32>> {
+        Some(match key {
+            OptionKey::Attempts => &mut self.attempts,
+            OptionKey::MaxConns => &mut self.max_conns,
+            OptionKey::MaxFails => &mut self.max_fails,
+            OptionKey::Rise => &mut self.rise,
+            OptionKey::Fall => &mut self.fall,
+            OptionKey::MinLive => &mut self.min_live,
+            _ => return None,
+        })
+    }
+
+    fn switch_slot(&mut self, key: OptionKey) -> Option<&mut Option<bool>> {
+        Some(match key {
+            OptionKey::Check => &mut self.check,
+            OptionKey::Splice => &mut self.splice,
+            _ => return None,
+        })
+    }
+
+    fn text_slot(&mut self, key: OptionKey) -> Option<&mut Option<String>> {
+        Some(match key {
+            OptionKey::CheckSend => &mut self.check_send,
+            OptionKey::CheckExpect => &mut self.check_expect,
+            _ => return None,
+        })
+    }
+}
+
+/// `key` given to a setter for values of another type.
+fn wrong_type(key: OptionKey) -> OptionError {
+    let takes = key.value().takes();
+    OptionError::new(key, OptionErrorKind::WrongType { takes })
+}
+
+/// Reads `\r`, `\n`, `\t` and `\\` escapes.
+fn unescape(text: &str) -> Result<String, OptionErrorKind> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some(other) => return Err(OptionErrorKind::UnknownEscape(other)),
+            None => return Err(OptionErrorKind::TrailingBackslash),
+        }
+    }
+    Ok(out)
+}

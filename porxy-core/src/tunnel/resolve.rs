@@ -1,0 +1,272 @@
+//! A tunnel's options resolved against the proxy-wide settings: everything a tunnel version
+//! runs with, in one place.
+//!
+//! An option not set takes the proxy-wide setting (timeouts, splice) or the built-in default
+//! (balancing, health, fan-out). [`resolve`] refuses options that do not fit together, as
+//! [`TunnelOptions::check`] does, so nothing resolved can come from a misfit, with one
+//! exception: a `min_live` above the remotes is taken as all of them, since removing a backend
+//! may leave fewer remotes than a `min_live` that fitted when it was given. [`check_options`]
+//! is [`TunnelOptions::check`] as the API's error, for the callers that must refuse a new spec
+//! before they resolve a name or bind a port.
+
+use std::time::Duration;
+
+use crate::balance::backend::PassiveHealth;
+use crate::balance::health::CheckConfig;
+use crate::config::{
+    ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_FAILS, DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE,
+};
+use crate::error::Error;
+use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
+use crate::spec::{OptionsConflict, Strategy, TunnelMode, TunnelOptions, TunnelSpec, MAX_ATTEMPTS};
+use crate::units::MAX_DURATION;
+
+/// What a tunnel version runs with, from its options and the proxy-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    /// The timeouts and splice of each connection.
+    pub(crate) settings: TunnelSettings,
+    /// How connections are spread over the backends.
+    pub(crate) strategy: Strategy,
+    /// When connect failures take a backend down, and for how long.
+    pub(crate) passive: PassiveHealth,
+    /// Active health checks, if on.
+    pub(crate) check: Option<CheckConfig>,
+    /// Connect attempts per client, across backends.
+    pub(crate) attempts: u32,
+    /// Fan-out settings, when every client is copied to every remote.
+    pub(crate) fanout: Option<FanoutSettings>,
+    /// The most connections a remote takes at once when it sets no limit of its own.
+    pub(crate) max_conns: Option<u32>,
+}
+
+/// Resolves `options` for a tunnel with `remotes` remotes under `config`; refuses options that
+/// do not fit together, but for a `min_live` above the remotes (see the module doc).
+///
+/// A half-closed timeout comes from, first to last: the tunnel's own `client_fin_timeout`
+/// (or `server_fin_timeout`), the tunnel's `half_closed_timeout`, the proxy-wide
+/// `client_fin_timeout` (or `server_fin_timeout`), the proxy-wide `half_closed_timeout`.
+/// Durations are capped at [`MAX_DURATION`], so that no deadline computed from them can
+/// overflow the clock.
+pub(crate) fn resolve(
+    options: &TunnelOptions,
+    remotes: usize,
+    config: &ProxyConfig,
+) -> Result<Resolved, OptionsConflict> {
+    match options.check(remotes) {
+        // The last rule checked: every other one holds.
+        Ok(()) | Err(OptionsConflict::MinLiveAboveRemotes { .. }) => {}
+        Err(conflict) => return Err(conflict),
+    }
+    let cap = |d: Duration| d.min(MAX_DURATION);
+    let fin_timeout = |tunnel: Option<Duration>, proxy: Option<Duration>| {
+        cap(tunnel
+            .or(options.half_closed_timeout)
+            .or(proxy)
+            .unwrap_or(config.half_closed_timeout))
+    };
+    let settings = TunnelSettings {
+        connect_timeout: cap(options.connect_timeout.unwrap_or(config.connect_timeout)),
+        idle_timeout: cap(options.idle_timeout.unwrap_or(config.idle_timeout)),
+        client_fin_timeout: fin_timeout(options.client_fin_timeout, config.client_fin_timeout),
+        server_fin_timeout: fin_timeout(options.server_fin_timeout, config.server_fin_timeout),
+        queue_timeout: cap(options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT)),
+        splice: options.splice.unwrap_or(config.splice) && crate::splice::SUPPORTED,
+    };
+    let check = options.check.unwrap_or(false).then(|| {
+        let interval = cap(options.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL));
+        CheckConfig {
+            interval,
+            timeout: cap(options
+                .check_timeout
+                .unwrap_or(DEFAULT_CHECK_TIMEOUT.min(interval))),
+            rise: options.rise.unwrap_or(DEFAULT_RISE),
+            fall: options.fall.unwrap_or(DEFAULT_FALL),
+            send: options.check_send.clone().map(String::into_bytes),
+            expect: options.check_expect.clone().map(String::into_bytes),
+        }
+    });
+    let passive = PassiveHealth {
+        max_fails: options.max_fails.unwrap_or(DEFAULT_MAX_FAILS),
+        fail_timeout: options.fail_timeout.unwrap_or(DEFAULT_FAIL_TIMEOUT),
+        active_checks: check.is_some(),
+    };
+    // By default a client may try every backend once (the tried set rules out repeats): while
+    // any backend is alive, no client is reset for the dead ones. Capped like an explicit
+    // `attempts`, so that behind many backends that time out a client still waits at most
+    // MAX_ATTEMPTS connect timeouts.
+    let attempts = options.attempts.unwrap_or_else(|| {
+        u32::try_from(remotes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, MAX_ATTEMPTS)
+    });
+    let fanout = (options.mode == Some(TunnelMode::Fanout)).then(|| FanoutSettings {
+        reply: options.reply.unwrap_or_default(),
+        // Below two buffers, a destination keeping up could look behind after one read.
+        max_lag: options
+            .max_lag
+            .unwrap_or(DEFAULT_MAX_LAG)
+            .max(2 * config.buffer_size),
+        min_live: options
+            .min_live
+            .unwrap_or(1)
+            .clamp(1, remotes.max(1) as u32),
+    });
+    Ok(Resolved {
+        settings,
+        strategy: options.strategy.unwrap_or_default(),
+        passive,
+        check,
+        attempts,
+        fanout,
+        max_conns: options.max_conns,
+    })
+}
+
+/// Refuses a spec whose options do not fit together (or with its remotes), naming the tunnel:
+/// what [`resolve`] refuses, said before anything is resolved or bound.
+pub(crate) fn check_options(spec: &TunnelSpec) -> Result<(), Error> {
+    spec.options
+        .check(spec.remotes.len())
+        .map_err(|conflict| options_error(spec, conflict))
+}
+
+/// The API's error for `spec`'s options not fitting together.
+pub(crate) fn options_error(spec: &TunnelSpec, conflict: OptionsConflict) -> Error {
+    Error::Options {
+        local: spec.local.to_string(),
+        conflict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::OptionKey;
+
+    fn settings(config: &ProxyConfig, options: &TunnelOptions) -> TunnelSettings {
+        resolve(options, 1, config).unwrap().settings
+    }
+
+    fn with(pairs: &[(OptionKey, &str)]) -> TunnelOptions {
+        let mut options = TunnelOptions::default();
+        for (key, value) in pairs {
+            options.set(*key, value).unwrap();
+        }
+        options
+    }
+
+    #[test]
+    fn fin_timeouts_default_to_the_half_closed_timeout_nearest_the_tunnel() {
+        let secs = Duration::from_secs;
+        let mut config = ProxyConfig {
+            half_closed_timeout: secs(60),
+            ..ProxyConfig::default()
+        };
+        let fins = |config: &ProxyConfig, options: &TunnelOptions| {
+            let settings = settings(config, options);
+            (settings.client_fin_timeout, settings.server_fin_timeout)
+        };
+        let none = TunnelOptions::default();
+        assert_eq!(fins(&config, &none), (secs(60), secs(60)));
+        config.server_fin_timeout = Some(secs(5));
+        assert_eq!(fins(&config, &none), (secs(60), secs(5)));
+        let mut half = with(&[(OptionKey::HalfClosedTimeout, "30s")]);
+        assert_eq!(
+            fins(&config, &half),
+            (secs(30), secs(30)),
+            "the tunnel's half_closed_timeout beats the proxy-wide server_fin_timeout"
+        );
+        half.set(OptionKey::ClientFinTimeout, "2s").unwrap();
+        assert_eq!(fins(&config, &half), (secs(2), secs(30)));
+        let server = with(&[(OptionKey::ServerFinTimeout, "1s")]);
+        assert_eq!(fins(&config, &server), (secs(60), secs(1)));
+    }
+
+    #[test]
+    fn a_tunnel_option_overrides_the_proxy_wide_splice() {
+        let mut config = ProxyConfig {
+            splice: false,
+            ..ProxyConfig::default()
+        };
+        let on = TunnelOptions {
+            splice: Some(true),
+            ..TunnelOptions::default()
+        };
+        assert!(!settings(&config, &TunnelOptions::default()).splice);
+        assert_eq!(settings(&config, &on).splice, crate::splice::SUPPORTED);
+        config.splice = true;
+        let off = TunnelOptions {
+            splice: Some(false),
+            ..TunnelOptions::default()
+        };
+        assert!(!settings(&config, &off).splice);
+    }
+
+    #[test]
+    fn options_that_do_not_fit_resolve_to_nothing() {
+        let config = ProxyConfig::default();
+        let reply = with(&[(OptionKey::Reply, "none")]);
+        assert_eq!(
+            resolve(&reply, 2, &config),
+            Err(OptionsConflict::FanoutOnly(OptionKey::Reply))
+        );
+        let many = with(&[(OptionKey::Mode, "fanout")]);
+        assert_eq!(
+            resolve(&many, 65, &config),
+            Err(OptionsConflict::TooManyRemotes { remotes: 65 })
+        );
+        let fanout = with(&[(OptionKey::Mode, "fanout"), (OptionKey::MinLive, "3")]);
+        let resolved = resolve(&fanout, 3, &config).unwrap();
+        let fan = resolved.fanout.expect("fan-out settings");
+        assert_eq!((fan.min_live, fan.max_lag), (3, DEFAULT_MAX_LAG));
+
+        let spec: TunnelSpec = "127.0.0.1:8000=9000".parse().unwrap();
+        let spec = spec.with_options(reply);
+        assert_eq!(
+            check_options(&spec).unwrap_err().to_string(),
+            "tunnel on 127.0.0.1:8000: option `reply` applies only with mode=fanout"
+        );
+    }
+
+    /// A fan-out tunnel whose backend is removed goes on with a `min_live` of the remotes left,
+    /// as it did before options were resolved in one place; a new spec is refused it.
+    #[test]
+    fn a_min_live_above_the_remotes_left_is_all_of_them() {
+        let fanout = with(&[(OptionKey::Mode, "fanout"), (OptionKey::MinLive, "3")]);
+        let resolved = resolve(&fanout, 2, &ProxyConfig::default()).unwrap();
+        assert_eq!(resolved.fanout.map(|f| f.min_live), Some(2));
+        assert_eq!(
+            fanout.check(2),
+            Err(OptionsConflict::MinLiveAboveRemotes {
+                min_live: 3,
+                remotes: 2
+            })
+        );
+    }
+
+    #[test]
+    fn health_and_balancing_take_the_built_in_defaults() {
+        let config = ProxyConfig::default();
+        let resolved = resolve(&TunnelOptions::default(), 3, &config).unwrap();
+        assert_eq!(resolved.strategy, Strategy::RoundRobin);
+        assert_eq!(resolved.check, None);
+        assert_eq!(resolved.attempts, 3);
+        assert_eq!(resolved.fanout, None);
+        assert_eq!(
+            (resolved.passive.max_fails, resolved.passive.fail_timeout),
+            (DEFAULT_MAX_FAILS, DEFAULT_FAIL_TIMEOUT)
+        );
+        let checked = with(&[
+            (OptionKey::Check, "tcp"),
+            (OptionKey::CheckInterval, "500ms"),
+        ]);
+        let check = resolve(&checked, 1, &config).unwrap().check.unwrap();
+        assert_eq!(
+            (check.interval, check.timeout),
+            (Duration::from_millis(500), Duration::from_millis(500)),
+            "the check timeout is at most the interval"
+        );
+    }
+}
