@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::accept::AcceptMode;
+use crate::accept_mode::AcceptMode;
 use crate::error::Error;
 use crate::units::MAX_DURATION;
 

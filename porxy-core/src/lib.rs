@@ -32,6 +32,7 @@
 #![deny(unsafe_code)]
 
 mod accept;
+mod accept_mode;
 mod balance;
 mod buffer;
 mod config;
@@ -53,7 +54,7 @@ mod timer;
 mod tunnel;
 pub mod units;
 
-pub use accept::{AcceptMode, AcceptModeError};
+pub use accept_mode::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
 pub use config::{
     ProxyConfig, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
