@@ -264,9 +264,12 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         None => None,
     };
     let upgrade_socket = match &plan.upgrade_socket {
-        Some(path) => Some(
-            upgrade::UpgradeSocket::bind(path, takeover.is_some()).map_err(CliError::Upgrade)?,
-        ),
+        // Bound beside the predecessor's socket, to replace it, only when taking over from
+        // the porxy at that very path: any other live socket is refused.
+        Some(path) => {
+            let replaces = plan.takeover.as_deref() == Some(path.as_path());
+            Some(upgrade::UpgradeSocket::bind(path, replaces).map_err(CliError::Upgrade)?)
+        }
         None => None,
     };
     let proxy = start::start(&plan, &tunnels, &inherited)?;

@@ -339,3 +339,44 @@ fn a_frame_announcing_a_huge_body_costs_only_what_came() {
         "after the failed transfer",
     ));
 }
+
+/// Regression: a successor bound its upgrade socket beside `--upgrade-socket PATH` and renamed
+/// it over whatever socket was there, even one another running porxy serves (a typo in PATH),
+/// so that porxy could no longer be upgraded and a takeover there reached the wrong process.
+/// Only the socket of the porxy taken over is replaced; any other live one is refused, and the
+/// running porxy carries on.
+#[test]
+fn a_successor_never_replaces_another_live_upgrade_socket() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first();
+    let mut other = Chain::new(&backend);
+    let _other_porxy = other.first();
+    let other_path = other.path().display().to_string();
+
+    let mut args = chain.successor_args();
+    let at = args.iter().position(|a| a == "--upgrade-socket").unwrap() + 1;
+    args[at] = other_path.clone();
+    let out = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        RUN_TIMEOUT,
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "upgrade socket {other_path} is in use by a running process"
+        )),
+        "{}",
+        out.stderr
+    );
+    wait_until(WAIT, "the old porxy to log the abandoned takeover", || {
+        old.stderr().contains("takeover abandoned; carrying on")
+    });
+    // The other porxy still answers at its path, and the first can still be taken over.
+    let mut probe = peer(other.path());
+    probe.write_all(b"JUNK\n").unwrap();
+    assert_eq!(answer(&mut probe), "ERR expected TAKEOVER, got \"JUNK\"\n");
+    let new = chain.successor();
+    assert_took_over(&new, &old);
+    assert_exits_cleanly(&mut old, "the old porxy");
+}

@@ -47,12 +47,12 @@ pub(super) struct Context {
 pub(super) struct Conversation {
     reader: LineReader,
     peer: Peer,
-    /// Its place among the conversations waiting for their request.
-    id: u64,
+    /// Its place among the conversations waiting for their request, if it waits there.
+    id: Option<u64>,
 }
 
 impl Conversation {
-    pub(super) fn new(conn: UnixStream, peer: Peer, id: u64) -> Conversation {
+    pub(super) fn new(conn: UnixStream, peer: Peer, id: Option<u64>) -> Conversation {
         Conversation {
             reader: LineReader::new(conn),
             peer,
@@ -65,7 +65,9 @@ impl Conversation {
         let request = self
             .reader
             .read_line(MAX_REQUEST, Instant::now() + REQUEST_TIMEOUT);
-        context.peers.done_waiting(self.id);
+        if let Some(id) = self.id {
+            context.peers.done_waiting(id);
+        }
         let pid = self.peer.pid;
         match request {
             Ok(line) if line == "TAKEOVER" => {}

@@ -43,13 +43,15 @@ use porxy_core::{ImportReport, ProxyHandle, Session};
 use sendfd::{RecvWithFd, SendWithFd};
 
 use super::line::{LineError, LineReader};
-use super::raw::{own, read_line};
+use super::raw::{own, read_line, time_left};
 use super::STEP_TIMEOUT;
 
 /// How long connections whose upstream connect is in flight may take to complete it and leave.
 pub(crate) const SETTLE: Duration = Duration::from_secs(3);
 /// Longest line of this step.
 const MAX_LINE: usize = 1024;
+/// How much of a frame's body is read at once: what a frame costs follows the bytes that came.
+const BODY_CHUNK: usize = 256 * 1024;
 
 /// Why a transfer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -316,8 +318,8 @@ fn receive(
         .and_then(|()| conn.set_write_timeout(Some(STEP_TIMEOUT)))
         .and_then(|()| conn.write_all(format!("SESSIONS {FORMAT}\n").as_bytes()))
         .map_err(io_error("asking for the established connections"))?;
-    let answer =
-        read_line(conn, MAX_LINE).map_err(io_error("reading the answer about connections"))?;
+    let answer = read_line(conn, MAX_LINE, Instant::now() + STEP_TIMEOUT)
+        .map_err(io_error("reading the answer about connections"))?;
     match answer.as_deref().map(str::trim_end) {
         None => {
             tracing::info!("the previous porxy does not hand its connections over (an older version); they finish there");
@@ -368,7 +370,8 @@ fn read_frame(conn: &mut UnixStream) -> Result<Option<Vec<Session>>, HandoverErr
     // One more than a frame may hold, to tell a frame that brought too many.
     let mut raw_fds: Vec<RawFd> = vec![-1; MAX_FRAME_DESCRIPTORS + 1];
     let (mut len, count) = conn
-        .recv_with_fd(&mut header, &mut raw_fds)
+        .set_read_timeout(Some(STEP_TIMEOUT))
+        .and_then(|()| conn.recv_with_fd(&mut header, &mut raw_fds))
         .map_err(&step)?;
     // Own every descriptor received at once, so that none leaks on an error below.
     let fds: Vec<_> = raw_fds[..count].iter().map(|&fd| own(fd)).collect();
@@ -377,8 +380,12 @@ fn read_frame(conn: &mut UnixStream) -> Result<Option<Vec<Session>>, HandoverErr
             "the previous porxy closed the connection before the end of the transfer".into(),
         ));
     }
+    // One deadline for the rest of the frame, however its bytes trickle in.
+    let deadline = Instant::now() + STEP_TIMEOUT;
     while len < FRAME_HEADER_LEN {
-        let n = conn.read(&mut header[len..]).map_err(&step)?;
+        let n = time_left(conn, deadline)
+            .and_then(|()| conn.read(&mut header[len..]))
+            .map_err(&step)?;
         if n == 0 {
             return Err(HandoverError::Protocol(
                 "the transfer ended inside a frame".into(),
@@ -392,11 +399,18 @@ fn read_frame(conn: &mut UnixStream) -> Result<Option<Vec<Session>>, HandoverErr
     }
     // Grown as bytes arrive, never sized by the header's word alone: a peer that announces a
     // large body and sends little costs what it sent.
-    let mut body = Vec::new();
     let wanted = header.body_len();
-    conn.take(wanted as u64)
-        .read_to_end(&mut body)
-        .map_err(step)?;
+    let mut body = Vec::new();
+    let mut chunk = vec![0u8; BODY_CHUNK.min(wanted)];
+    while body.len() < wanted {
+        let room = (wanted - body.len()).min(chunk.len());
+        match time_left(conn, deadline).and_then(|()| conn.read(&mut chunk[..room])) {
+            Ok(0) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(step(e)),
+        }
+    }
     if body.len() < wanted {
         return Err(HandoverError::Protocol(format!(
             "the transfer ended inside a frame ({} of its {wanted} bytes came)",

@@ -3,21 +3,23 @@
 //! (`conversation.rs`).
 //!
 //! Several conversations run at once, so a peer that says nothing (or trickles) cannot keep a
-//! successor waiting (`peers.rs` bounds how many wait, and for how long): a real successor says
-//! `TAKEOVER` as soon as it connects, so it is past that stage before any flood can reach it.
+//! successor waiting (`peers.rs` bounds how many wait, and for how long). A successor says
+//! `TAKEOVER` as soon as it connects: one whose request is already there when it is accepted
+//! (or arrives within a moment, when the waiting room is full) does not wait among the silent
+//! ones at all, so no crowd of them can end it.
 
 use std::io::ErrorKind;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porxy_core::ProxyHandle;
 
 use super::conversation::{Context, Conversation};
 use super::gate::Gate;
 use super::peer::Peer;
-use super::peers::{Fault, Peers};
+use super::peers::{Fault, Peers, LAST_CHANCE};
 use super::{UpgradeError, ROLE};
 use crate::reload::Reloader;
 use crate::socket_path;
@@ -139,15 +141,27 @@ fn admit(context: &Arc<Context>, conn: UnixStream) {
             return;
         }
     };
-    let Some(id) = peers.wait(&conn) else {
-        return;
+    // A successor says TAKEOVER as soon as it connects: one whose request is already here
+    // need not wait among the silent ones, where a crowd could end it.
+    let now = Instant::now();
+    let announced = Peer::announced_takeover(&conn)
+        || (peers.crowded(now) && Peer::announces_takeover_within(&conn, LAST_CHANCE));
+    let id = if announced {
+        None
+    } else {
+        match peers.wait(&conn, now) {
+            Some(id) => Some(id),
+            None => return,
+        }
     };
     let shared = context.clone();
     let spawned = std::thread::Builder::new()
         .name("porxy-upgrade-peer".into())
         .spawn(move || Conversation::new(conn, peer, id).run(&shared));
     if let Err(e) = spawned {
-        peers.done_waiting(id);
+        if let Some(id) = id {
+            peers.done_waiting(id);
+        }
         tracing::warn!(upgrade = %peers.shown, error = %e, "cannot start a thread for an upgrade conversation; dropped");
     }
 }

@@ -6,13 +6,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use porxy_core::ProxyHandle;
 use sendfd::RecvWithFd;
 
 use super::line::Quoted;
 use super::peer::Peer;
-use super::raw::{own, read_line};
+use super::raw::{own, read_line, time_left};
 use super::{UpgradeError, STEP_TIMEOUT};
 use crate::control::{BoundControl, ControlSocket};
 
@@ -71,6 +72,8 @@ pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
             io_error(e)
         }
     };
+    // One deadline for the whole answer, however it trickles in.
+    let deadline = Instant::now() + STEP_TIMEOUT;
     let (mut len, count) = conn
         .recv_with_fd(&mut text, &mut raw_fds)
         .map_err(timed_out)?;
@@ -86,7 +89,9 @@ pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
         if len == text.len() {
             return Err(protocol("handover text too long".into()));
         }
-        let n = conn.read(&mut text[len..]).map_err(timed_out)?;
+        let n = time_left(&conn, deadline)
+            .and_then(|()| conn.read(&mut text[len..]))
+            .map_err(timed_out)?;
         if n == 0 {
             return Err(protocol(match len {
                 0 => "the running porxy closed the connection without answering TAKEOVER".into(),
@@ -183,7 +188,7 @@ impl Takeover {
             source,
         };
         self.conn.write_all(b"READY\n").map_err(io_error)?;
-        let reply = read_line(&mut self.conn, MAX_LINE)
+        let reply = read_line(&mut self.conn, MAX_LINE, Instant::now() + STEP_TIMEOUT)
             .map_err(|source| UpgradeError::Io {
                 path: self.path.clone(),
                 source,
