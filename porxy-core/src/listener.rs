@@ -44,6 +44,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tracing::{debug, warn};
 
+use crate::accept::parking::RESOURCE_BACKOFF;
 use crate::accept::{AcceptFailure, AcceptMode, Accepting, ListenSocket};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::reactor::{Accepted, ReactorMsg};
@@ -51,8 +52,6 @@ use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listener before the others get a turn.
 const ACCEPT_BATCH: usize = 64;
-/// How long accepting pauses when descriptors or memory run out.
-const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a listener at the connection limit looks whether connections have ended.
 const CAPACITY_TICK: Duration = Duration::from_millis(10);
 

@@ -13,6 +13,7 @@
 
 mod admission;
 mod failure;
+pub(crate) mod parking;
 mod socket;
 
 pub(crate) use crate::accept_mode::AcceptMode;

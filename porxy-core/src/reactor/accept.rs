@@ -42,7 +42,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::Poll;
@@ -50,17 +50,13 @@ use tracing::{debug, warn};
 
 use super::epoll::{self, Registration};
 use super::{token, Accepted, Origin, Reactor};
-use crate::accept::{within_share, AcceptFailure, Accepting, ListenSocket};
+use crate::accept::parking::{self, Load, Parked, Tick};
+use crate::accept::{AcceptFailure, Accepting, ListenSocket};
 use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
 /// connections (and to the other sockets).
 const ACCEPT_BATCH: usize = 64;
-/// How often a parked reactor looks whether it may accept again.
-const PARK_TICK: Duration = Duration::from_millis(10);
-/// How long accepting pauses when descriptors or memory run out.
-const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
-
 /// A reactor's accepting side.
 pub(super) struct Acceptor {
     shared: Arc<Accepting>,
@@ -82,18 +78,6 @@ struct Listening {
     set_aside: Option<Instant>,
 }
 
-/// Why a reactor does not accept for now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Parked {
-    /// The proxy holds `max_connections`.
-    Full,
-    /// This reactor holds more than its share of the open connections. At `probe`, it takes
-    /// any client still waiting (nobody else may have been told of it).
-    OverShare { probe: Option<Instant> },
-    /// Descriptors or memory ran out; try again at this moment.
-    Starved { until: Instant },
-}
-
 /// How an accept round ended.
 enum Round {
     /// Every ready socket was served (or gave its batch).
@@ -113,11 +97,7 @@ impl Acceptor {
 
     /// When a parked reactor should look again.
     pub(super) fn wake_at(&self, now: Instant) -> Option<Instant> {
-        let parked = self.parked.map(|parked| match parked {
-            Parked::OverShare { probe: Some(at) } => at,
-            Parked::Full | Parked::OverShare { .. } => now + PARK_TICK,
-            Parked::Starved { until } => until,
-        });
+        let parked = self.parked.map(|parked| parked.wake_at(now));
         let set_aside = self.listening.iter().filter_map(|l| l.set_aside).min();
         parked.into_iter().chain(set_aside).min()
     }
@@ -203,22 +183,18 @@ impl Reactor {
                 }
             }
         }
-        if let Some(parked) = acceptor.parked {
+        if acceptor.parked.is_some() {
             let shared = acceptor.shared.clone();
-            let own = self.stats.open.load(Ordering::Relaxed);
-            let resume = match parked {
-                Parked::Full => shared.admission.has_room(),
-                Parked::OverShare { .. }
-                    if within_share(own, shared.admission.open(), shared.reactors) =>
-                {
-                    true
-                }
-                Parked::OverShare { probe: Some(at) } if now >= at => {
-                    acceptor.parked = Some(Parked::OverShare { probe: None });
-                    self.probe(&shared, now)
-                }
-                Parked::OverShare { .. } => false,
-                Parked::Starved { until } => now >= until,
+            let load = self.load(&shared);
+            let tick = self
+                .acceptor
+                .as_mut()
+                .and_then(|a| a.parked.as_mut())
+                .map_or(Tick::Stay, |parked| parked.tick(now, load));
+            let resume = match tick {
+                Tick::Stay => false,
+                Tick::Resume => true,
+                Tick::Probe => self.probe(&shared, now),
             };
             if resume {
                 self.unpark();
@@ -237,15 +213,8 @@ impl Reactor {
         let shared = acceptor.shared.clone();
         let round = self.accept_from(&ready, &shared, now);
         let round = match round {
-            // Past its share now: step aside so that the next clients wake another reactor.
-            Round::Done
-                if !within_share(
-                    self.stats.open.load(Ordering::Relaxed),
-                    shared.admission.open(),
-                    shared.reactors,
-                ) =>
-            {
-                Round::Park(over_share(now))
+            Round::Done => {
+                parking::after_round(now, self.load(&shared)).map_or(Round::Done, Round::Park)
             }
             round => round,
         };
@@ -306,15 +275,8 @@ impl Reactor {
         let mut accepted = 0usize;
         for socket in ready {
             for _ in 0..ACCEPT_BATCH {
-                // The first client of a wake-up is always taken: no other reactor was woken for it.
-                if accepted > 0
-                    && !within_share(
-                        self.stats.open.load(Ordering::Relaxed),
-                        shared.admission.open(),
-                        shared.reactors,
-                    )
-                {
-                    return Round::Park(over_share(now));
+                if let Some(why) = parking::before_accept(accepted, now, self.load(shared)) {
+                    return Round::Park(why);
                 }
                 if !shared.admission.try_admit() {
                     return Round::Park(Parked::Full);
@@ -331,9 +293,7 @@ impl Reactor {
                             AcceptFailure::OneClient => continue,
                             AcceptFailure::Shortage => {
                                 shared.warn_shortage(&e, now);
-                                return Round::Park(Parked::Starved {
-                                    until: now + RESOURCE_BACKOFF,
-                                });
+                                return Round::Park(Parked::starved(now));
                             }
                             AcceptFailure::Broken => {
                                 self.set_aside(socket, shared, &e, now);
@@ -382,6 +342,16 @@ impl Reactor {
         }
     }
 
+    /// The connections as this reactor sees them now, for the parking policy.
+    fn load(&self, shared: &Accepting) -> Load {
+        Load {
+            own: self.stats.open.load(Ordering::Relaxed),
+            total: shared.admission.open(),
+            reactors: shared.reactors,
+            room: shared.admission.has_room(),
+        }
+    }
+
     /// Takes every listening socket out of the epoll, for `why`.
     fn park(&mut self, why: Parked, shared: &Accepting, now: Instant) {
         let Some(acceptor) = self.acceptor.as_mut() else {
@@ -421,15 +391,8 @@ impl Reactor {
             .find(|l| l.socket.id() == socket.id())
         {
             deregister(&self.poll, listening, self.index);
-            listening.set_aside = Some(now + RESOURCE_BACKOFF);
+            listening.set_aside = Some(now + parking::RESOURCE_BACKOFF);
         }
-    }
-}
-
-/// Stepping aside past the share at `now`: look for stranded clients a tick later.
-fn over_share(now: Instant) -> Parked {
-    Parked::OverShare {
-        probe: Some(now + PARK_TICK),
     }
 }
 
