@@ -26,6 +26,7 @@ use mio::net::TcpStream;
 use tracing::{debug, error, warn};
 
 use super::fanout::{FanSlot, Target};
+use super::socket::Socket;
 use super::token::{self, FanSocket};
 use super::{reset, Reactor};
 use crate::conn::close::CloseReason;
@@ -52,7 +53,12 @@ impl Reactor {
         let Some(to) = self.export_to() else {
             return false;
         };
-        if self.fans.get(key).is_none_or(|s| s.conn.connecting()) {
+        let travels = |s: &FanSlot| {
+            !s.conn.connecting()
+                && s.client.can_travel()
+                && s.dests.iter().flatten().all(Socket::can_travel)
+        };
+        if !self.fans.get(key).is_some_and(travels) {
             return false;
         }
         // Whatever the connection relayed or let go of is counted here, before it leaves.
@@ -90,7 +96,7 @@ impl Reactor {
                 slot.release_dest(i);
             }
             match (frozen.phase, socket) {
-                (FrozenPhase::Open, Some(socket)) => dests.push(std::net::TcpStream::from(socket)),
+                (FrozenPhase::Open, Some(socket)) => dests.push(socket.into_std()),
                 (FrozenPhase::Open, None) => {
                     // Cannot happen: an open destination has its socket.
                     error!(
@@ -128,7 +134,7 @@ impl Reactor {
             dests: targets.iter().map(|t| t.addr).collect(),
             state,
         };
-        let client = std::net::TcpStream::from(client);
+        let client = client.into_std();
         let mut session = Session::fanout(client, dests, id, tunnel.local, peer, fan);
         session.origin = Some((self.proxy, tunnel.clone()));
         self.send_export(to, session, tunnel, id, now);
@@ -238,8 +244,8 @@ impl Reactor {
         entry.insert(FanSlot {
             id,
             conn,
-            client,
-            dests,
+            client: Socket::Tcp(client),
+            dests: dests.into_iter().map(|d| d.map(Socket::Tcp)).collect(),
             targets,
             peer,
             tunnel,

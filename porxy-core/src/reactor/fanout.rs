@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use super::socket::Socket;
 use tracing::{debug, info, warn};
 
 use super::close_log::Ended;
@@ -29,9 +29,9 @@ use crate::tunnel::Tunnel;
 pub(super) struct FanSlot {
     pub(super) id: u64,
     pub(super) conn: FanConn,
-    pub(super) client: TcpStream,
+    pub(super) client: Socket,
     /// Destination `i`'s socket while it is connecting or open.
-    pub(super) dests: Vec<Option<TcpStream>>,
+    pub(super) dests: Vec<Option<Socket>>,
     /// Where destination `i` goes.
     pub(super) targets: Vec<Target>,
     pub(super) peer: SocketAddr,
@@ -101,7 +101,7 @@ impl Reactor {
             super::SOCKET_INTEREST,
         );
         let backends = &tunnel.balancer.backends;
-        let mut dests: Vec<Option<TcpStream>> = Vec::with_capacity(backends.len());
+        let mut dests: Vec<Option<Socket>> = Vec::with_capacity(backends.len());
         let mut failure = None;
         if let Err(error) = registered {
             failure = Some((CloseReason::LocalResource, Some(error)));
@@ -113,7 +113,7 @@ impl Reactor {
                 }
                 let token = token::fan_token(key, FanSocket::Dest(i));
                 match start_connect(self.poll.registry(), backend.addr, token) {
-                    Ok(stream) => dests.push(Some(stream)),
+                    Ok(stream) => dests.push(Some(Socket::Tcp(stream))),
                     Err(error) => {
                         let reason = crate::conn::connect_failure_reason(&error);
                         if reason != CloseReason::LocalResource {
@@ -170,7 +170,7 @@ impl Reactor {
         self.fans.insert(FanSlot {
             id,
             conn,
-            client,
+            client: Socket::Tcp(client),
             dests,
             targets,
             peer,

@@ -39,6 +39,7 @@ use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::socket::Socket;
 use super::{reset, token, Accepted, Origin, Reactor, Slot};
 use crate::balance::Tried;
 use crate::conn::close::CloseReason;
@@ -98,10 +99,10 @@ impl Reactor {
         // While the proxy is not stopping, new clients may still come (from the listener
         // thread, or accepted here).
         let settled = self.stopping.is_stopping()
-            && !self
-                .slab
-                .iter()
-                .any(|(_, s)| matches!(s.conn.phase(), Phase::Connecting | Phase::Queued))
+            && !self.slab.iter().any(|(_, s)| {
+                // Still to leave, once connected or given a slot; unless it never can.
+                matches!(s.conn.phase(), Phase::Connecting | Phase::Queued) && s.client.can_travel()
+            })
             && !self.fans.iter().any(|(_, s)| s.conn.connecting());
         if settled || now >= exporting.until {
             debug!(
@@ -120,7 +121,13 @@ impl Reactor {
         let Some(exporting) = &self.exporting else {
             return false;
         };
-        if !self.slab.get(key).is_some_and(|s| s.conn.can_travel()) {
+        // A socket that cannot travel (a TLS session) keeps its connection here to the end.
+        let travels = |s: &Slot| {
+            s.conn.can_travel()
+                && s.client.can_travel()
+                && s.upstream.as_ref().is_none_or(Socket::can_travel)
+        };
+        if !self.slab.get(key).is_some_and(travels) {
             return false;
         }
         let to = exporting.to.clone();
@@ -169,12 +176,12 @@ impl Reactor {
             span,
             ..
         } = slot;
-        let client = std::net::TcpStream::from(client);
+        let client = client.into_std();
         let mut session = match (frozen, upstream) {
             (Frozen::Relaying(state), Some(upstream)) => {
                 span.in_scope(|| debug!(buffered = state.buffered(), "handed over"));
                 let relay = Relay { backend, state };
-                Session::relaying(client, upstream.into(), id, tunnel.local, peer, relay)
+                Session::relaying(client, upstream.into_std(), id, tunnel.local, peer, relay)
             }
             (Frozen::Waiting, _) => {
                 span.in_scope(|| debug!("handed over while waiting for a backend"));
@@ -359,8 +366,8 @@ impl Reactor {
         entry.insert(Slot {
             id,
             conn,
-            client,
-            upstream: Some(upstream),
+            client: Socket::Tcp(client),
+            upstream: Some(Socket::Tcp(upstream)),
             backend,
             tried,
             peer,

@@ -60,6 +60,7 @@ use crate::session::Session;
 use crate::status::ReactorStats;
 use crate::tunnel::Tunnel;
 use close_log::Ended;
+use socket::Socket;
 use stopping::Stopping;
 
 /// Events taken from the OS per `poll` call.
@@ -148,9 +149,9 @@ pub(crate) struct ReactorExit {
 struct Slot {
     id: u64,
     conn: Conn,
-    client: TcpStream,
+    client: Socket,
     /// None while the connection waits for a backend slot, or between two connect attempts.
-    upstream: Option<TcpStream>,
+    upstream: Option<Socket>,
     /// The backend (an index into `tunnel.balancer.backends`) whose slot this connection holds.
     backend: Option<usize>,
     /// Backends this connection has tried to connect to.
@@ -603,7 +604,7 @@ impl Reactor {
         entry.insert(Slot {
             id,
             conn,
-            client,
+            client: Socket::Tcp(client),
             upstream: None,
             backend: None,
             tried: Tried::default(),

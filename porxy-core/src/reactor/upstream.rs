@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
+
+use super::socket::Socket;
 use mio::Registry;
 use tracing::{debug, info};
 
@@ -54,7 +56,7 @@ impl Reactor {
                     let token = token::token(key, Side::Upstream);
                     match start_connect(self.poll.registry(), addr, token) {
                         Ok(stream) => {
-                            slot.upstream = Some(stream);
+                            slot.upstream = Some(Socket::Tcp(stream));
                             slot.conn.restart_connect(now);
                             self.arm_timer(key);
                             return Assigned::Connecting;
@@ -242,7 +244,8 @@ pub(super) enum ConnectOutcome {
 /// either means connected, and two syscalls per connection are saved. Anything else takes the
 /// portable recipe: `SO_ERROR` first, then `peer_addr` to tell a completed connect from a
 /// spurious wake-up.
-pub(super) fn connect_outcome(stream: &TcpStream, ready: Readiness) -> ConnectOutcome {
+pub(super) fn connect_outcome(stream: &Socket, ready: Readiness) -> ConnectOutcome {
+    let stream = stream.tcp();
     if cfg!(target_os = "linux") && ready.writable && !ready.failed {
         return ConnectOutcome::Connected;
     }
