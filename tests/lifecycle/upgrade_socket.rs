@@ -23,6 +23,18 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Most bytes a flooding peer tries to send.
 const FLOOD: usize = 64 << 20;
 
+/// Runs `porxy ARGS...`, which must exit 1 naming `fragment` on stderr.
+#[track_caller]
+fn refused(args: &[&str], fragment: &str) {
+    let out = run(args, RUN_TIMEOUT);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(fragment),
+        "{fragment:?} in: {}",
+        out.stderr
+    );
+}
+
 /// A peer of the upgrade socket at `path`, with timeouts on both ways.
 fn peer(path: &std::path::Path) -> UnixStream {
     let conn = UnixStream::connect(path).expect("connect to the upgrade socket");
@@ -237,34 +249,20 @@ fn a_path_that_is_not_a_socket_is_left_untouched() {
     );
     let before = std::fs::read_to_string(&config).unwrap();
     let shown = config.display().to_string();
-    let out = run(
+    refused(
         &["--config", &shown, "--upgrade-socket", &shown],
-        RUN_TIMEOUT,
-    );
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains(&format!(
+        &format!(
             "upgrade socket {shown}: the path exists and is not a socket; it is left untouched"
-        )),
-        "{}",
-        out.stderr
+        ),
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
 
     let mut chain = Chain::new(&backend);
     let _serving = chain.first();
     let path = chain.path().display().to_string();
-    let out = run(
+    refused(
         &["--tunnel", &spec_to(&backend), "--upgrade-socket", &path],
-        RUN_TIMEOUT,
-    );
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains(&format!(
-            "upgrade socket {path} is in use by a running process"
-        )),
-        "{}",
-        out.stderr
+        &format!("upgrade socket {path} is in use by a running process"),
     );
 }
 
@@ -357,17 +355,9 @@ fn a_successor_never_replaces_another_live_upgrade_socket() {
     let mut args = chain.successor_args();
     let at = args.iter().position(|a| a == "--upgrade-socket").unwrap() + 1;
     args[at] = other_path.clone();
-    let out = run(
+    refused(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        RUN_TIMEOUT,
-    );
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains(&format!(
-            "upgrade socket {other_path} is in use by a running process"
-        )),
-        "{}",
-        out.stderr
+        &format!("upgrade socket {other_path} is in use by a running process"),
     );
     wait_until(WAIT, "the old porxy to log the abandoned takeover", || {
         old.stderr().contains("takeover abandoned; carrying on")

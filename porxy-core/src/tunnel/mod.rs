@@ -258,6 +258,17 @@ impl std::fmt::Debug for Tunnel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh tunnel identity on 127.0.0.1:1, for building tunnels in tests.
+    fn test_lineage() -> Lineage {
+        Lineage {
+            id: TunnelId(1),
+            local: "127.0.0.1:1".parse().unwrap(),
+            dual_stack: false,
+            stats: Arc::new(TunnelStats::new(1)),
+            generation: Arc::new(Generation::new(1)),
+        }
+    }
     use crate::balance::backend::Health;
     use crate::spec::MAX_ATTEMPTS;
 
@@ -268,13 +279,7 @@ mod tests {
             .iter()
             .map(|r| r.endpoint.resolve().unwrap())
             .collect();
-        let lineage = Lineage {
-            id: TunnelId(1),
-            local: "127.0.0.1:1".parse().unwrap(),
-            dual_stack: false,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-        };
+        let lineage = test_lineage();
         Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
     }
 
@@ -326,13 +331,7 @@ mod tests {
             .unwrap();
         spec.remotes.pop();
         let remotes = ["127.0.0.1:9".parse().unwrap()];
-        let lineage = Lineage {
-            id: TunnelId(1),
-            local: "127.0.0.1:1".parse().unwrap(),
-            dual_stack: false,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-        };
+        let lineage = test_lineage();
         let tunnel = Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None)
             .expect("a removal is not refused");
         assert_eq!(tunnel.fanout.map(|f| f.min_live), Some(1));
