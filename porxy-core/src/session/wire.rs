@@ -52,15 +52,15 @@
 //! closes the received descriptors plainly (the sender still holds the connections).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
 
 use super::{Kind, Relay, Session};
 use crate::config::MAX_BUFFER_SIZE;
 use crate::conn::frozen::RelayState;
-use crate::conn::pipe::{PipeSnapshot, PipeState};
+use crate::conn::pipe::PipeSnapshot;
 use crate::spec::MAX_MAX_LAG;
+use fields::{put_addr, put_clocks, put_pipe, Reader};
 
 /// The version of this format, as the two processes agree on it. Version 2 added fan-out
 /// connections; a process speaks one version only.
@@ -323,12 +323,12 @@ pub fn decode_frame(
             "the body is not as long as the header says",
         ));
     }
-    let mut reader = Reader { rest: body };
+    let mut reader = Reader::new(body);
     let mut metas = Vec::with_capacity(header.sessions as usize);
     for _ in 0..header.sessions {
         metas.push(read_session(&mut reader)?);
     }
-    if !reader.rest.is_empty() {
+    if !reader.is_done() {
         return Err(WireError::Malformed("bytes after the last session"));
     }
     let expected: usize = metas.iter().map(|m| 1 + upstreams_of(&m.kind)).sum();
@@ -427,126 +427,7 @@ fn put_common(body: &mut Vec<u8>, session: &Session) {
     put_addr(body, session.peer);
 }
 
-fn put_addr(body: &mut Vec<u8>, addr: SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            body.push(4);
-            body.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            body.push(6);
-            body.extend_from_slice(&ip.octets());
-        }
-    }
-    body.extend_from_slice(&addr.port().to_be_bytes());
-}
-
-fn put_pipe(body: &mut Vec<u8>, pipe: &PipeSnapshot) {
-    body.push(match pipe.state {
-        PipeState::Open => 0,
-        PipeState::Draining => 1,
-        PipeState::Done => 2,
-    });
-    // A direction holds at most one buffer or kernel pipe: at most MAX_BUFFER_SIZE bytes.
-    body.extend_from_slice(&(pipe.pending.len() as u32).to_be_bytes());
-    body.extend_from_slice(&pipe.pending);
-}
-
-fn put_clocks(body: &mut Vec<u8>, idle_for: Duration, half_closed_for: Option<Duration>) {
-    body.extend_from_slice(&micros(idle_for).to_be_bytes());
-    let half = half_closed_for.map_or(0, |d| micros(d).saturating_add(1));
-    body.extend_from_slice(&half.to_be_bytes());
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Reads fields off the front of a body.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        if self.rest.len() < n {
-            return Err(WireError::Malformed(what));
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
-        let b = self.take(8, what)?;
-        let mut word = [0u8; 8];
-        word.copy_from_slice(b);
-        Ok(u64::from_be_bytes(word))
-    }
-
-    fn addr(&mut self) -> Result<SocketAddr, WireError> {
-        let ip = match self.u8("address family")? {
-            4 => {
-                let b = self.take(4, "IPv4 address")?;
-                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            }
-            6 => {
-                let mut octets = [0u8; 16];
-                octets.copy_from_slice(self.take(16, "IPv6 address")?);
-                IpAddr::V6(Ipv6Addr::from(octets))
-            }
-            _ => return Err(WireError::Malformed("unknown address family")),
-        };
-        Ok(SocketAddr::new(ip, self.u16("port")?))
-    }
-
-    fn clocks(&mut self) -> Result<(Duration, Option<Duration>), WireError> {
-        let idle_for = Duration::from_micros(self.u64("idle time")?);
-        let half_closed_for = match self.u64("half-closed time")? {
-            0 => None,
-            n => Some(Duration::from_micros(n - 1)),
-        };
-        Ok((idle_for, half_closed_for))
-    }
-
-    fn pipe(&mut self) -> Result<PipeSnapshot, WireError> {
-        let state = match self.u8("pipe state")? {
-            0 => PipeState::Open,
-            1 => PipeState::Draining,
-            2 => PipeState::Done,
-            _ => return Err(WireError::Malformed("unknown pipe state")),
-        };
-        let len = self.u32("pending length")? as usize;
-        if len > MAX_BUFFER_SIZE {
-            return Err(WireError::Malformed(
-                "more pending bytes than a buffer or pipe holds",
-            ));
-        }
-        let pending = self.take(len, "pending bytes")?.to_vec();
-        // Done means the end of stream was passed on, after every byte.
-        if state == PipeState::Done && !pending.is_empty() {
-            return Err(WireError::Malformed(
-                "bytes pending after the end of stream was passed on",
-            ));
-        }
-        Ok(PipeSnapshot { state, pending })
-    }
-}
-
 mod fanout;
+mod fields;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,8 @@
 //! written from a frozen connection, read back and checked as a whole before any socket is
 //! attached.
 
-use super::{put_addr, put_clocks, put_pipe, Reader, WireError};
+use super::fields::{put_addr, put_clocks, put_pipe, Reader};
+use super::WireError;
 use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
 use crate::fanout::FanoutSettings;
 use crate::session::Fanout;

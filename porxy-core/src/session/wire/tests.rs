@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::*;
+use crate::conn::pipe::PipeState;
 use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
 use crate::fanout::FanoutSettings;
 use crate::session::Fanout;
@@ -269,9 +270,9 @@ fn addresses_of_both_families_round_trip() {
         let addr: SocketAddr = addr.parse().unwrap();
         let mut body = Vec::new();
         put_addr(&mut body, addr);
-        let mut reader = Reader { rest: &body };
+        let mut reader = Reader::new(&body);
         assert_eq!(reader.addr().unwrap(), addr);
-        assert!(reader.rest.is_empty());
+        assert!(reader.is_done());
     }
 }
 
