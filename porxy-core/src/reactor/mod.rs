@@ -20,8 +20,16 @@
 //!   when it closes, when its connect fails and it moves on, or when it is handed over;
 //! - a connection handed over to another process (`handover.rs`) leaves the slab with its
 //!   sockets deregistered first: nothing here reads or writes them afterwards.
+//!
+//! Files: this one holds the types and the event loop; `adopt.rs` takes clients in,
+//! `upstream.rs` connects and retries, `messages.rs` answers other threads, `timers.rs` keeps
+//! the clock, `health.rs` the backends' passive health, `handover.rs` and `fan_handover.rs`
+//! move connections between processes, `fanout.rs` is the fan-out glue, `accept.rs` accepts
+//! (its policy is `accept/parking.rs`), `socket.rs` is a connection's socket, `stopping.rs` a
+//! stop's deadline, `spin.rs` busy polling, `close_log.rs` the rate-limited close warnings.
 
 mod accept;
+mod adopt;
 mod close_log;
 // Unsafe code (with splice/kernel.rs the only such place): `epoll_ctl` for EPOLLEXCLUSIVE,
 // which mio lacks.
@@ -31,9 +39,11 @@ mod fan_handover;
 mod fanout;
 mod handover;
 mod health;
+mod messages;
 mod socket;
 mod spin;
 mod stopping;
+mod timers;
 pub(crate) mod token;
 mod upstream;
 
@@ -43,23 +53,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::Receiver;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll};
 use slab::Slab;
-use tracing::debug;
 
-use crate::accept::{Accepting, ListenSocket};
+use crate::accept::Accepting;
 use crate::balance::backend::Backend;
 use crate::balance::Tried;
 use crate::conn::close::CloseReason;
 use crate::conn::hold::Pools;
 use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
-use crate::session::Session;
 use crate::status::ReactorStats;
 use crate::tunnel::Tunnel;
 use close_log::Ended;
+pub(crate) use messages::ReactorMsg;
 use socket::Socket;
 use stopping::Stopping;
 
@@ -93,40 +102,6 @@ pub(crate) struct Accepted {
     /// TCP_NODELAY is on already: inherited from a listening socket that had it (see
     /// [`ListenSocket::clients_nodelay`]), which saves a syscall per client.
     pub(crate) nodelay: bool,
-}
-
-/// What other threads ask of a reactor.
-pub(crate) enum ReactorMsg {
-    /// Take over a freshly accepted client.
-    Adopt(Accepted),
-    /// Accept from this listening socket too (when reactors accept).
-    Listen(Arc<ListenSocket>),
-    /// Stop accepting from the listening socket with this id, and let go of it.
-    Unlisten(usize),
-    /// Close now every connection that came in on this listen address, through whichever
-    /// tunnel (listening still or closed); how many goes to `done`.
-    CloseListen {
-        local: SocketAddr,
-        done: Sender<usize>,
-    },
-    /// Close every connection on this backend at this moment (now, if it has passed).
-    CloseBackend { backend: Arc<Backend>, at: Instant },
-    /// Finish: when every connection has ended, or at the deadline (`None`: at once).
-    Stop { deadline: Option<Instant> },
-    /// Hand the connections over to `to` (see `handover.rs`), until `until` at the latest; a
-    /// stopping reactor then holds on, even with no connection left, until `Release`.
-    Export { to: Sender<Session>, until: Instant },
-    /// End the export now; what has not left stays here.
-    EndExport,
-    /// The export's caller is done: a stopping reactor may end once it has no connection.
-    Release,
-    /// Take in a connection handed over from another process (or given back), on `tunnel`, as
-    /// connection `id`.
-    Import {
-        session: Box<Session>,
-        tunnel: Arc<Tunnel>,
-        id: u64,
-    },
 }
 
 /// Where a client comes from.
@@ -339,28 +314,6 @@ impl Reactor {
         !self.again.is_empty() || !self.fan_again.is_empty() || self.more_messages
     }
 
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if self.work_left() {
-            return Some(Duration::ZERO);
-        }
-        // Slots freed on other reactors send no word: queued connections look again shortly.
-        let queue_tick = (!self.queued.is_empty()).then(|| now + QUEUE_TICK);
-        let next = [
-            self.timers.next(),
-            self.fan_timers.next(),
-            self.stopping.deadline(),
-            queue_tick,
-            self.backend_deadlines.iter().map(|(at, _)| *at).min(),
-            self.exporting.as_ref().map(handover::Exporting::until),
-            self.acceptor.as_ref().and_then(|a| a.wake_at(now)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        // Round up to the next millisecond so a timer is not polled for early, in a spin.
-        next.map(|at| at.saturating_duration_since(now) + Duration::from_micros(999))
-    }
-
     fn on_event(&mut self, key: usize, side: Side, ready: Readiness, now: Instant) {
         let Some(slot) = self.slab.get_mut(key) else {
             return; // A stale event for a connection closed earlier in this batch.
@@ -406,217 +359,6 @@ impl Reactor {
             Action::Close { .. } => self.finish(key, action, None, now),
             Action::ConnectFailed(_) => {} // Only a connect attempt answers this.
         }
-    }
-
-    /// Makes sure the timer queue holds an entry no later than the connection's deadline.
-    fn arm_timer(&mut self, key: usize) {
-        let Some(slot) = self.slab.get_mut(key) else {
-            return;
-        };
-        let Some(deadline) = slot.conn.deadline() else {
-            return;
-        };
-        if slot.timer_armed.is_none_or(|armed| deadline < armed) {
-            slot.timer_armed = Some(deadline);
-            self.timers.arm(deadline, key, slot.id);
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        // Bounded, so that a burst of deadlines cannot keep the reactor from its sockets.
-        for _ in 0..TIMERS_PER_ROUND {
-            let Some((key, id, at)) = self.timers.pop_due(now) else {
-                return;
-            };
-            let Some(slot) = self.slab.get_mut(key) else {
-                continue;
-            };
-            if slot.id != id {
-                continue;
-            }
-            if slot.timer_armed == Some(at) {
-                slot.timer_armed = None;
-            }
-            match slot.conn.on_timer(now) {
-                // A connect timed out: the backend is charged for it, and maybe another is tried.
-                Action::ConnectFailed(failure) => {
-                    if let Some(failed) = self.after_connect_failure(key, failure, None, now) {
-                        self.assign_backend(key, Some(failed), now);
-                    }
-                }
-                action @ Action::Close { .. } => self.finish(key, action, None, now),
-                _ => {
-                    // The connection says nothing is due: its deadline must lie ahead. Should
-                    // it not (a bug), re-arm a little later rather than fire again at once.
-                    if slot.conn.deadline().is_some_and(|d| d <= now) {
-                        tracing::error!(
-                            conn = id,
-                            "a deadline passed but nothing was due; a porxy bug"
-                        );
-                        slot.timer_armed = Some(now + Duration::from_millis(1));
-                        self.timers.arm(now + Duration::from_millis(1), key, id);
-                    } else {
-                        self.arm_timer(key);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Closes the connections of backends whose removal deadline has come.
-    fn fire_backend_deadlines(&mut self, now: Instant) {
-        if self.backend_deadlines.iter().all(|(at, _)| *at > now) {
-            return;
-        }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.backend_deadlines)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        self.backend_deadlines = later;
-        for (_, backend) in due {
-            self.abort_where(|s| s.on_backend(&backend), CloseReason::BackendRemoved, now);
-            self.close_fan_backend(&backend, now);
-        }
-    }
-
-    fn handle_messages(&mut self, now: Instant) {
-        self.more_messages = false;
-        for _ in 0..MESSAGES_PER_ROUND {
-            match self.rx.try_recv() {
-                Ok(ReactorMsg::Adopt(accepted)) if accepted.tunnel.fanout.is_some() => {
-                    self.adopt_fanout(accepted, Origin::Accepted, now)
-                }
-                Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, Origin::Accepted, now),
-                Ok(ReactorMsg::Listen(socket)) => self.listen(socket),
-                Ok(ReactorMsg::Unlisten(id)) => self.unlisten(id),
-                Ok(ReactorMsg::CloseListen { local, done }) => {
-                    let relayed = self.abort_where(
-                        |s| s.tunnel.local == local,
-                        CloseReason::TunnelClosed,
-                        now,
-                    );
-                    let fanned =
-                        self.abort_fans_where(|t| t.local == local, CloseReason::TunnelClosed);
-                    let _ = done.send(relayed + fanned);
-                }
-                Ok(ReactorMsg::CloseBackend { backend, at }) => {
-                    if at <= now {
-                        self.abort_where(
-                            |s| s.on_backend(&backend),
-                            CloseReason::BackendRemoved,
-                            now,
-                        );
-                        self.close_fan_backend(&backend, now);
-                    } else {
-                        self.backend_deadlines.push((at, backend));
-                    }
-                }
-                Ok(ReactorMsg::Stop { deadline }) => {
-                    debug!(
-                        reactor = self.index,
-                        open = self.slab.len() + self.fans.len(),
-                        "reactor stopping"
-                    );
-                    self.stopping = self.stopping.merge(deadline);
-                    // Out of the epoll now: after an upgrade the new process accepts instead.
-                    self.unlisten_all();
-                }
-                Ok(ReactorMsg::Export { to, until }) => self.begin_export(to, until, now),
-                Ok(ReactorMsg::EndExport) => self.exporting = None,
-                Ok(ReactorMsg::Release) => {
-                    self.exporting = None;
-                    self.holding = false;
-                }
-                Ok(ReactorMsg::Import {
-                    session,
-                    tunnel,
-                    id,
-                }) => self.import(*session, tunnel, id, now),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
-                    // Every sender is gone: nobody can stop us any other way.
-                    self.stopping = self.stopping.orphaned();
-                    return;
-                }
-            }
-        }
-        self.more_messages = true;
-    }
-
-    /// What every client taken in goes through, relayed or fan-out: counted as opened (or as
-    /// imported, when handed over), and TCP_NODELAY set unless it came with it.
-    fn take_client(
-        &mut self,
-        client: &mut TcpStream,
-        tunnel: &Tunnel,
-        origin: Origin,
-        nodelay: bool,
-    ) {
-        match origin {
-            Origin::Accepted => {
-                tunnel.stats.reactor(self.index).opened();
-                tunnel.generation.opened();
-                self.stats.opened();
-            }
-            Origin::Imported => self.count_imported(tunnel),
-        }
-        if !nodelay {
-            let _ = client.set_nodelay(true);
-        }
-    }
-
-    /// Takes in a client (accepted, or handed over while it waited for a backend), then finds it
-    /// a backend; during an export, it leaves again at once.
-    fn adopt(&mut self, accepted: Accepted, origin: Origin, now: Instant) {
-        let Accepted {
-            stream: mut client,
-            peer,
-            tunnel,
-            id,
-            nodelay,
-        } = accepted;
-        let span = tracing::debug_span!(
-            "conn",
-            id,
-            tunnel = %tunnel.local,
-            client = %peer,
-            upstream = tracing::field::Empty
-        );
-        self.take_client(&mut client, &tunnel, origin, nodelay);
-        let entry = self.slab.vacant_entry();
-        let key = entry.key();
-        if let Err(error) = self.poll.registry().register(
-            &mut client,
-            token::token(key, Side::Client),
-            SOCKET_INTEREST,
-        ) {
-            let ended = Ended::without_upstream(&span, id, &tunnel, peer);
-            self.turn_away(
-                &client,
-                ended,
-                CloseReason::LocalResource,
-                Some(&error),
-                now,
-            );
-            return;
-        }
-        span.in_scope(|| debug!("accepted"));
-        let conn = Conn::queued(now, tunnel.settings, tunnel.attempts);
-        entry.insert(Slot {
-            id,
-            conn,
-            client: Socket::Tcp(client),
-            upstream: None,
-            backend: None,
-            tried: Tried::default(),
-            peer,
-            tunnel,
-            timer_armed: None,
-            span,
-        });
-        if self.export(key, now) {
-            return;
-        }
-        self.assign_backend(key, None, now);
     }
 
     /// Ends every connection, relayed and fan-out, with `reason`.
@@ -675,35 +417,6 @@ impl Reactor {
             upstream: upstream_addr,
         };
         self.close_log.closed(ended, reason, error, now);
-    }
-}
-
-impl Reactor {
-    /// Ends a client taken in but never given a connection (no descriptor to watch it, no
-    /// destination for it): logs the end of `conn` for `reason`, resets the client and counts
-    /// the close, as every such refusal must.
-    fn turn_away(
-        &mut self,
-        client: &impl std::os::fd::AsFd,
-        conn: Ended<'_>,
-        reason: CloseReason,
-        error: Option<&io::Error>,
-        now: Instant,
-    ) {
-        let tunnel = conn.tunnel;
-        self.close_log.closed(conn, reason, error, now);
-        reset(client);
-        self.count_closed(tunnel, reason);
-    }
-
-    /// Counts a connection of this reactor as ended for `reason`: in its tunnel (the reason
-    /// before the open count, see `status.rs`), its generation, this reactor and the
-    /// proxy-wide count against the connection limit.
-    fn count_closed(&self, tunnel: &Tunnel, reason: CloseReason) {
-        tunnel.stats.reactor(self.index).closed(reason);
-        tunnel.generation.closed();
-        self.stats.closed();
-        self.accepting.admission.release();
     }
 }
 
