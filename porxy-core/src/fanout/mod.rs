@@ -20,8 +20,12 @@
 //! Handover: a connection whose destinations have all settled (none connecting) can be frozen
 //! and restored in another process, every destination at its own position (`frozen.rs`).
 
+mod clock;
+mod dest;
 pub(crate) mod frozen;
 pub(crate) mod log;
+mod pace;
+mod replies;
 
 #[cfg(test)]
 mod tests;
@@ -31,13 +35,13 @@ use std::time::Instant;
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
 use crate::conn::hold::{Mode, Pools};
-use crate::conn::pipe::{Pipe, PipeError, PipeState};
+use crate::conn::pipe::{Pipe, PipeState};
 use crate::conn::step::{self, End, Read, Write};
 use crate::conn::transport::Transport;
-use crate::conn::{
-    connect_failure_reason, relay_timeout, Action, Closing, Readiness, DRIVE_BUDGET,
-};
+use crate::conn::{connect_failure_reason, Action, Closing, Readiness, DRIVE_BUDGET};
 use crate::spec::Reply;
+pub(crate) use dest::{Departure, DestEnd};
+use dest::{Dest, DestPhase};
 use log::Log;
 
 /// A fan-out tunnel's settings, fixed when it opens.
@@ -52,67 +56,6 @@ pub(crate) struct FanoutSettings {
 
 /// Default `max_lag`.
 pub const DEFAULT_MAX_LAG: usize = 1 << 20;
-
-/// Why a destination left a connection before the end, or that it finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DestEnd {
-    /// It got every byte and the FIN, and sent its EOF.
-    Finished,
-    /// It fell more than `max_lag` behind.
-    Lagged,
-    /// Its connect failed.
-    ConnectFailed(CloseReason),
-    /// It reset the connection or its socket failed.
-    Failed,
-    /// Not connected: out of service or full when the client arrived.
-    Skipped,
-    /// The connection ended (a timeout) before it had every byte and the FIN: reset, so that
-    /// it cannot take a cut-short stream for a whole one.
-    CutShort,
-    /// It had left (for any reason but [`DestEnd::Finished`]) in the process the connection
-    /// was handed over from; it never comes back.
-    Left,
-}
-
-/// Where one destination stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DestPhase {
-    Connecting { since: Instant },
-    Open,
-    Ended(DestEnd),
-}
-
-/// One destination of a fan-out connection.
-#[derive(Debug)]
-struct Dest {
-    phase: DestPhase,
-    ready: Readiness,
-    /// Position in the client's stream up to which it has been sent everything.
-    sent: u64,
-    fin_sent: bool,
-    /// It sent EOF: its replies are over.
-    eof: bool,
-    /// Bytes written to it and not yet counted.
-    unreported: u64,
-}
-
-impl Dest {
-    fn live(&self) -> bool {
-        !matches!(self.phase, DestPhase::Ended(_))
-    }
-
-    fn open(&self) -> bool {
-        self.phase == DestPhase::Open
-    }
-}
-
-/// A destination that has just left, for the reactor to close and count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Departure {
-    pub(crate) dest: usize,
-    pub(crate) end: DestEnd,
-    pub(crate) closing: Closing,
-}
 
 /// One fan-out connection's state.
 pub(crate) struct FanConn {
@@ -411,125 +354,6 @@ impl FanConn {
         Ok(moved)
     }
 
-    /// Replies: the primary's to the client, every other one thrown away. Returns whether
-    /// anything moved, and whether the budget ran out with work left.
-    fn replies<S: Transport>(
-        &mut self,
-        client: &mut S,
-        dests: &mut [Option<S>],
-        pools: &mut Pools,
-        budget: &mut u32,
-    ) -> Result<(bool, bool), Action> {
-        let mut moved = false;
-        let mut yielded = false;
-        *budget = (*budget).max(DRIVE_BUDGET / 4);
-        let primary = self.fan.reply == Reply::Primary;
-        if primary && self.dests.first().is_some_and(Dest::open) {
-            if let Some(Some(stream)) = dests.first_mut() {
-                let d = &mut self.dests[0];
-                let (pumped, result) = self.down.pump(
-                    stream,
-                    &mut d.ready,
-                    client,
-                    &mut self.client,
-                    pools,
-                    budget,
-                );
-                self.unreported.1 += pumped.moved;
-                moved |= pumped.moved + pumped.read > 0 || pumped.finished;
-                yielded |= pumped.yielded;
-                if pumped.finished {
-                    d.eof = true;
-                    self.half_closed_since.get_or_insert(Instant::now());
-                }
-                match result {
-                    Ok(()) => {}
-                    Err(PipeError::Source(e)) => {
-                        tracing::debug!(error = %e, "primary failed");
-                        return Err(self.dest_failed(0).unwrap_or(Action::Wait));
-                    }
-                    Err(PipeError::Sink(e)) => {
-                        tracing::debug!(error = %e, "client failed");
-                        return Err(self.close(
-                            CloseReason::ClientReset,
-                            Closing::Graceful,
-                            Closing::Reset,
-                        ));
-                    }
-                }
-            }
-        }
-        let first_discarded = usize::from(primary);
-        let mut scratch = None;
-        for i in first_discarded..self.dests.len() {
-            let Some(stream) = dests.get_mut(i).and_then(Option::as_mut) else {
-                continue;
-            };
-            let d = &mut self.dests[i];
-            let mut failed = false;
-            // After its EOF, a destination is read again only when the poller reports a fault,
-            // so that a reset is noticed without a write.
-            while d.open() && d.ready.readable && (!d.eof || d.ready.failed) {
-                if *budget == 0 {
-                    yielded = true;
-                    break;
-                }
-                *budget -= 1;
-                let buf = scratch.get_or_insert_with(|| pools.buffers.take());
-                match step::read_into(stream, buf.spare(), &mut d.ready) {
-                    Read::Eof if d.eof => {
-                        // Nothing wrong after all: a hang-up after its FIN.
-                        d.ready.failed = false;
-                        d.ready.readable = false;
-                    }
-                    Read::Eof => {
-                        d.eof = true;
-                        moved = true;
-                    }
-                    Read::Data(_) => moved = true,
-                    Read::Idle => {}
-                    Read::Failed(e) => {
-                        tracing::debug!(dest = i, error = %e, "destination failed");
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            if failed {
-                if let Some(action) = self.dest_failed(i) {
-                    if let Some(buf) = scratch.take() {
-                        pools.buffers.give(buf);
-                    }
-                    return Err(action);
-                }
-            }
-        }
-        if let Some(buf) = scratch {
-            pools.buffers.give(buf);
-        }
-        // One-way feed: the client hears FIN once no destination can say anything more.
-        if !primary && !self.client_fin_sent && self.dests.iter().all(|d| !d.live() || d.eof) {
-            match step::end_stream(client, &mut self.client.writable) {
-                End::Done => {
-                    self.client_fin_sent = true;
-                    self.half_closed_since.get_or_insert(Instant::now());
-                    moved = true;
-                }
-                // Tried again at the next drive, once writable.
-                End::Idle => {}
-                End::Failed(e) => {
-                    tracing::debug!(error = %e, "client failed");
-                    return Err(self.close(
-                        CloseReason::ClientReset,
-                        Closing::Graceful,
-                        Closing::Reset,
-                    ));
-                }
-            }
-        }
-        Ok((moved, yielded))
-    }
-
     /// Destinations that have every byte, the FIN, and whose replies are over leave cleanly.
     fn finish_dests(&mut self) -> Option<Action> {
         for i in 0..self.dests.len() {
@@ -564,72 +388,6 @@ impl FanConn {
         self.check_live(CloseReason::UpstreamReset)
     }
 
-    /// Drops every destination, other than the pace-setter, more than `max_lag` behind.
-    fn drop_laggards(&mut self) -> Option<Action> {
-        let head = self.log.head();
-        let max_lag = self.fan.max_lag as u64;
-        let pacer = self.pacer();
-        for i in 0..self.dests.len() {
-            let d = &self.dests[i];
-            if Some(i) == pacer || !d.live() || head - d.sent <= max_lag {
-                continue;
-            }
-            tracing::debug!(
-                dest = i,
-                behind = head - d.sent,
-                "destination dropped: too far behind"
-            );
-            self.depart(i, DestEnd::Lagged, Closing::Reset);
-        }
-        self.check_live(CloseReason::UpstreamReset)
-    }
-
-    /// Ends the connection when fewer than `min_live` destinations are left (finished ones
-    /// count as alive).
-    fn check_live(&mut self, reason: CloseReason) -> Option<Action> {
-        let alive = self
-            .dests
-            .iter()
-            .filter(|d| d.live() || d.phase == DestPhase::Ended(DestEnd::Finished))
-            .count();
-        if alive < self.fan.min_live as usize {
-            return Some(self.close(reason, Closing::Reset, Closing::Reset));
-        }
-        None
-    }
-
-    /// The destination whose pace the client is read at: the primary, or the live one furthest
-    /// ahead.
-    fn pacer(&self) -> Option<usize> {
-        match self.fan.reply {
-            Reply::Primary => self.dests.first().filter(|d| d.live()).map(|_| 0),
-            Reply::None => self
-                .dests
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.live())
-                .max_by_key(|(_, d)| d.sent)
-                .map(|(i, _)| i),
-        }
-    }
-
-    /// How far the pace-setter is behind the client, if there is one.
-    fn pace_lag(&self) -> Option<u64> {
-        self.pacer().map(|i| self.log.head() - self.dests[i].sent)
-    }
-
-    /// Frees the log up to the live destination furthest behind.
-    fn trim(&mut self, pools: &mut Pools) {
-        let behind = self
-            .dests
-            .iter()
-            .filter(|d| d.live())
-            .map(|d| d.sent)
-            .min()
-            .unwrap_or(self.log.head());
-        self.log.trim(behind, &mut pools.buffers);
-    }
-
     fn is_primary(&self, i: usize) -> bool {
         i == 0 && self.fan.reply == Reply::Primary
     }
@@ -647,67 +405,6 @@ impl FanConn {
             end,
             closing,
         });
-    }
-
-    /// The earliest moment something must happen if nothing else does.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        if self.closed.is_some() {
-            return None;
-        }
-        let connect = self
-            .dests
-            .iter()
-            .filter_map(|d| match d.phase {
-                DestPhase::Connecting { since } => Some(since + self.settings.connect_timeout),
-                _ => None,
-            })
-            .min();
-        let idle = self.last_active + self.settings.idle_timeout;
-        [connect, Some(idle), self.half_closed_until()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// When the half-closed timeout ends the connection, if one side only has sent its FIN:
-    /// the client's starts `client_fin_timeout`; the server side's starts `server_fin_timeout`.
-    /// The server side is the primary with `reply=primary` (a mirror's FIN says nothing about
-    /// what the client waits for), and the FIN porxy sends the client once no destination can
-    /// reply any more with `reply=none`.
-    fn half_closed_until(&self) -> Option<Instant> {
-        let since = self.half_closed_since?;
-        let server_fin = match self.fan.reply {
-            Reply::Primary => self.down.state() != PipeState::Open,
-            Reply::None => self.client_fin_sent,
-        };
-        Some(since + self.settings.fin_timeout(self.client_eof, server_fin)?)
-    }
-
-    /// Checks the deadlines at `now`: connects that took too long fail; an idle or too long
-    /// half-closed connection ends.
-    pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
-        if self.closed.is_some() {
-            return Action::Wait;
-        }
-        for i in 0..self.dests.len() {
-            if let DestPhase::Connecting { since } = self.dests[i].phase {
-                if now >= since + self.settings.connect_timeout {
-                    let action = self.connect_failed(i, CloseReason::ConnectTimeout);
-                    if matches!(action, Action::Close { .. }) {
-                        return action;
-                    }
-                }
-            }
-        }
-        match relay_timeout(
-            &self.settings,
-            self.last_active,
-            self.half_closed_until(),
-            now,
-        ) {
-            Some(reason) => self.close(reason, Closing::Graceful, Closing::Graceful),
-            None => Action::Wait,
-        }
     }
 
     /// An operator or the proxy ends the connection.
