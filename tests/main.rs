@@ -10,6 +10,7 @@ mod accept;
 mod balance;
 mod busy_poll;
 mod cli;
+mod close_record;
 mod control;
 mod fanout;
 mod faults;

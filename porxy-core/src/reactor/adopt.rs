@@ -86,6 +86,7 @@ impl Reactor {
             peer,
             tunnel,
             timer_armed: None,
+            opened: now,
             span,
         });
         if self.export(key, now) {

@@ -37,6 +37,8 @@ pub(super) struct Ended<'a> {
     pub(super) tunnel: &'a Tunnel,
     pub(super) peer: SocketAddr,
     pub(super) upstream: Option<SocketAddr>,
+    /// When this process took the connection in; `None` for a client turned away at once.
+    pub(super) opened: Option<Instant>,
 }
 
 impl<'a> Ended<'a> {
@@ -54,6 +56,15 @@ impl<'a> Ended<'a> {
             tunnel,
             peer,
             upstream: None,
+            opened: None,
+        }
+    }
+
+    /// The same, for a connection taken in at `opened`.
+    pub(super) fn opened_at(self, opened: Instant) -> Self {
+        Ended {
+            opened: Some(opened),
+            ..self
         }
     }
 }
@@ -83,7 +94,9 @@ impl CloseLog {
         self.destinations.occurred(now, LOG_PERIOD)
     }
 
-    /// Logs the end of `conn` for `reason` (with the socket `error` that caused it, if any).
+    /// Logs the end of `conn` for `reason` (with the socket `error` that caused it, if any):
+    /// the one line every connection ends with, relayed or fan-out, with how long it lasted in
+    /// this process (`duration_ms`).
     pub(super) fn closed(
         &mut self,
         conn: Ended<'_>,
@@ -92,6 +105,9 @@ impl CloseLog {
         now: Instant,
     ) {
         let _enter = conn.span.enter();
+        let duration_ms = conn.opened.map_or(0, |opened| {
+            now.saturating_duration_since(opened).as_millis() as u64
+        });
         if !is_failure(reason) {
             match reason {
                 CloseReason::UpstreamReset => info!(
@@ -99,9 +115,16 @@ impl CloseLog {
                     tunnel = %conn.tunnel.local,
                     upstream = %display_upstream(conn.upstream),
                     reason = %reason,
+                    duration_ms,
                     "upstream reset the connection"
                 ),
-                _ => debug!(reason = %reason, "closed"),
+                _ => debug!(
+                    conn = conn.id,
+                    tunnel = %conn.tunnel.local,
+                    reason = %reason,
+                    duration_ms,
+                    "closed"
+                ),
             }
             return;
         }
@@ -117,6 +140,7 @@ impl CloseLog {
                 reason = %reason,
                 error,
                 times,
+                duration_ms,
                 "connection failed"
             ),
             None => debug!(
@@ -125,6 +149,7 @@ impl CloseLog {
                 %upstream,
                 reason = %reason,
                 error,
+                duration_ms,
                 "connection failed"
             ),
         }

@@ -250,6 +250,7 @@ impl Reactor {
             peer,
             tunnel,
             timer_armed: None,
+            opened: now,
             span,
         });
         self.drive_fan(key, now);

@@ -38,6 +38,8 @@ pub(super) struct FanSlot {
     pub(super) tunnel: Arc<Tunnel>,
     /// The earliest deadline armed in the fan-out timer queue for this connection.
     pub(super) timer_armed: Option<Instant>,
+    /// When this process took the connection in (accepted, or imported).
+    pub(super) opened: Instant,
     pub(super) span: tracing::Span,
 }
 
@@ -176,6 +178,7 @@ impl Reactor {
             peer,
             tunnel,
             timer_armed: None,
+            opened: now,
             span,
         });
         self.arm_fan_timer(key);
@@ -389,7 +392,8 @@ impl Reactor {
         }
         slot.conn.release(&mut self.pools);
         self.count_closed(&slot.tunnel, reason);
-        let ended = Ended::without_upstream(&slot.span, slot.id, &slot.tunnel, slot.peer);
+        let ended = Ended::without_upstream(&slot.span, slot.id, &slot.tunnel, slot.peer)
+            .opened_at(slot.opened);
         self.close_log.closed(ended, reason, None, Instant::now());
     }
 

@@ -373,6 +373,7 @@ impl Reactor {
             peer,
             tunnel,
             timer_armed: None,
+            opened: now,
             span,
         });
         self.drive(key, now);

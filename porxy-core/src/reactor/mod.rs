@@ -135,6 +135,8 @@ struct Slot {
     tunnel: Arc<Tunnel>,
     /// The earliest deadline armed in the timer queue for this connection.
     timer_armed: Option<Instant>,
+    /// When this process took the connection in (accepted, or imported).
+    opened: Instant,
     span: tracing::Span,
 }
 
@@ -415,6 +417,7 @@ impl Reactor {
             tunnel: &slot.tunnel,
             peer: slot.peer,
             upstream: upstream_addr,
+            opened: Some(slot.opened),
         };
         self.close_log.closed(ended, reason, error, now);
     }
