@@ -157,7 +157,7 @@ struct RawArgs {
 
 /// A duration more than zero: a zero timeout would cut every client before its first line.
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
+    match parse_duration(text).map_err(|e| e.to_string())? {
         zero if zero.is_zero() => Err("must be more than zero".into()),
         duration => Ok(duration),
     }

@@ -392,13 +392,13 @@ impl Lift<'_> {
 
     fn duration(&self, raw: &Spanned<RawDuration>, path: &str) -> Result<Duration, ConfigError> {
         parse_duration(&raw.get_ref().0)
-            .map_err(|message| self.error(raw.span().start, path, message))
+            .map_err(|e| self.error(raw.span().start, path, e.to_string()))
     }
 
     fn size(&self, raw: &Spanned<RawSize>, path: &str) -> Result<usize, ConfigError> {
         let parsed = match raw.get_ref() {
             RawSize::Bytes(n) => usize::try_from(*n).map_err(|_| format!("{n} bytes is too large")),
-            RawSize::Text(text) => parse_size(text),
+            RawSize::Text(text) => parse_size(text).map_err(|e| e.to_string()),
         };
         parsed.map_err(|message| self.error(raw.span().start, path, message))
     }

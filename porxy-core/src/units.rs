@@ -9,22 +9,44 @@ use std::time::Duration;
 /// overflow a clock reading, and mean "never" anyway.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// Why a written duration or size could not be read; the message says what is wrong with the
+/// text, quoting it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnitError {
+    /// A bare number where a duration needs a unit.
+    #[error("`{0}` has no unit; write it as `{0}s` or `{0}ms`")]
+    NoUnit(String),
+    /// Not a duration at all.
+    #[error("`{text}` is not a duration like `500ms`, `5s` or `2m` ({why})")]
+    NotADuration {
+        /// The text.
+        text: String,
+        /// What the duration grammar said.
+        why: String,
+    },
+    /// Longer than [`MAX_DURATION`].
+    #[error("`{0}` is longer than the most porxy takes, 365 days")]
+    TooLong(String),
+    /// Not a size, or one too large to count.
+    #[error("`{0}` is not a size like `65536`, `16KiB` or `1MiB`")]
+    NotASize(String),
+}
+
 /// Parses a duration such as `250ms`, `5s`, `1m 30s` or `2h`, at most [`MAX_DURATION`].
 ///
 /// A bare number is rejected: a timeout without a unit is a typo waiting to happen.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "`{text}` has no unit; write it as `{text}s` or `{text}ms`"
-        ));
+        return Err(UnitError::NoUnit(text.to_string()));
     }
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `5s` or `2m` ({e})"))?;
+    let duration = humantime::parse_duration(text).map_err(|e| UnitError::NotADuration {
+        text: text.to_string(),
+        why: e.to_string(),
+    })?;
     if duration > MAX_DURATION {
-        return Err(format!(
-            "`{text}` is longer than the most porxy takes, 365 days"
-        ));
+        return Err(UnitError::TooLong(text.to_string()));
     }
     Ok(duration)
 }
@@ -36,13 +58,13 @@ pub(crate) fn after(now: std::time::Instant, duration: Duration) -> std::time::I
 
 /// Parses a byte size: a plain number of bytes, or a number with `B`, `KiB`, `MiB` (or `K`, `M`,
 /// `KB`, `MB`, which porxy reads as powers of 1024 too, like most proxies do).
-pub fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, UnitError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let bad = || format!("`{text}` is not a size like `65536`, `16KiB` or `1MiB`");
+    let bad = || UnitError::NotASize(text.to_string());
     if digits.is_empty() {
         return Err(bad());
     }
@@ -71,12 +93,19 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        assert_eq!(
+            parse_duration("5").unwrap_err().to_string(),
+            "`5` has no unit; write it as `5s` or `5ms`"
+        );
+        assert!(matches!(
+            parse_duration("soon"),
+            Err(UnitError::NotADuration { text, .. }) if text == "soon"
+        ));
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("300000000000y")
-            .unwrap_err()
-            .contains("365 days"));
+        assert_eq!(
+            parse_duration("300000000000y").unwrap_err().to_string(),
+            "`300000000000y` is longer than the most porxy takes, 365 days"
+        );
         assert_eq!(parse_duration("365days"), Ok(MAX_DURATION));
     }
 
@@ -87,7 +116,10 @@ mod tests {
         assert_eq!(parse_size("16k"), Ok(16 * 1024));
         assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
         assert!(parse_size("KiB").is_err());
-        assert!(parse_size("12 parsecs").unwrap_err().contains("12 parsecs"));
+        assert_eq!(
+            parse_size("12 parsecs").unwrap_err().to_string(),
+            "`12 parsecs` is not a size like `65536`, `16KiB` or `1MiB`"
+        );
         assert!(parse_size("99999999999999999999G").is_err());
     }
 }

@@ -130,7 +130,7 @@ pub enum ParseError {
     /// is the word as written, which the error's column counts in.
     Address { input: String, error: SpecError },
     /// `REMOVE`'s deadline is no duration.
-    Deadline(String),
+    Deadline(porxy_core::units::UnitError),
 }
 
 impl fmt::Display for ParseError {

@@ -15,6 +15,7 @@ use super::endpoint::RemoteFault;
 use super::mode::{Reply, TunnelMode};
 use super::options::{OptionKey, MAX_FANOUT, OPTION_KEYS};
 use super::Strategy;
+use crate::units::UnitError;
 
 /// A malformed tunnel expression or address, with the column of the fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,16 +233,8 @@ pub struct OptionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OptionErrorKind {
-    /// Not a duration porxy takes (no unit, malformed, longer than 365 days).
-    BadDuration {
-        /// What the duration parser said.
-        reason: String,
-    },
-    /// Not a size.
-    BadSize {
-        /// What the size parser said.
-        reason: String,
-    },
+    /// Not a duration porxy takes (no unit, malformed, longer than 365 days), or not a size.
+    BadQuantity(UnitError),
     /// A duration of zero, which would end every connection at once.
     Zero,
     /// A duration longer than porxy takes (365 days).
@@ -311,9 +304,7 @@ impl std::error::Error for OptionError {}
 impl fmt::Display for OptionErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OptionErrorKind::BadDuration { reason } | OptionErrorKind::BadSize { reason } => {
-                f.write_str(reason)
-            }
+            OptionErrorKind::BadQuantity(error) => write!(f, "{error}"),
             OptionErrorKind::Zero => f.write_str("must be more than zero"),
             OptionErrorKind::TooLong => f.write_str("must be at most 365 days"),
             OptionErrorKind::NotInRange { value, min, max } => {

@@ -229,7 +229,7 @@ fn names_what_was_wrong(line: &[u8], err: &ParseError) -> Result<(), TestCaseErr
             prop_assert_eq!(word.to_ascii_uppercase(), "REMOVE");
             let written = rest.split_whitespace().nth(2).expect("a deadline word");
             let said = format!("`{written}`");
-            prop_assert!(why.contains(&said), "{} lacks {}", why, said);
+            prop_assert!(why.to_string().contains(&said), "{} lacks {}", why, said);
         }
     }
     Ok(())

@@ -21,14 +21,13 @@ impl TunnelOptions {
         let fail = |kind| OptionError::new(key, kind);
         match key.value() {
             Value::Duration => {
-                let duration = parse_duration(value)
-                    .map_err(|reason| fail(OptionErrorKind::BadDuration { reason }))?;
+                let duration =
+                    parse_duration(value).map_err(|e| fail(OptionErrorKind::BadQuantity(e)))?;
                 self.set_duration(key, duration)
             }
             Value::Count { .. } => self.put_count(key, value.parse().ok(), value),
             Value::Size => {
-                let bytes = parse_size(value)
-                    .map_err(|reason| fail(OptionErrorKind::BadSize { reason }))?;
+                let bytes = parse_size(value).map_err(|e| fail(OptionErrorKind::BadQuantity(e)))?;
                 self.put_size(key, bytes as u64, value)
             }
             Value::Switch { on, off, expected } => {
