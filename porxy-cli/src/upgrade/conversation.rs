@@ -92,7 +92,7 @@ impl Conversation {
             return;
         }
         let outcome = self.hand_over(context);
-        context.gate.leave(matches!(outcome, Ok(true)));
+        context.gate.leave(outcome.is_ok());
         if let Err(why) = outcome {
             tracing::warn!(upgrade = %context.peers.shown, pid, error = %why, "takeover abandoned; carrying on");
         }
@@ -108,8 +108,8 @@ impl Conversation {
         }
     }
 
-    /// The takeover proper; true once the new porxy has taken over.
-    fn hand_over(mut self, context: &Context) -> Result<bool, String> {
+    /// The takeover proper; `Ok` once the new porxy has taken over.
+    fn hand_over(mut self, context: &Context) -> Result<(), Abandoned> {
         let (handle, stopper) = (&context.handle, &context.stopper);
         tracing::info!(
             pid = self.peer.pid,
@@ -117,9 +117,9 @@ impl Conversation {
         );
         let mut conn = self.reader.stream();
         conn.set_write_timeout(Some(STEP_TIMEOUT))
-            .map_err(|e| e.to_string())?;
+            .map_err(Abandoned::io("setting a write timeout"))?;
         let names: HashMap<SocketAddr, String> = context.reloader.names();
-        let sockets = handle.listening_sockets().map_err(|e| e.to_string())?;
+        let sockets = handle.listening_sockets().map_err(Abandoned::Sockets)?;
         let mut text = String::new();
         let mut fds: Vec<OwnedFd> = Vec::new();
         for (addr, socket) in sockets {
@@ -140,9 +140,13 @@ impl Conversation {
             fds.push(fd);
         }
         text.push_str("END\n");
-        if fds.len() > MAX_SOCKETS {
+        // From here on a failure gives the control socket back to this process.
+        let abandon = |why: Abandoned| {
             stopper.cancel_control_handover();
-            let why = format!("{} sockets is more than one handover carries", fds.len());
+            why
+        };
+        if fds.len() > MAX_SOCKETS {
+            let why = abandon(Abandoned::TooManySockets(fds.len()));
             let _ = conn.write_all(format!("ERR {why}\n").as_bytes());
             return Err(why);
         }
@@ -150,36 +154,49 @@ impl Conversation {
         let sent = conn.send_with_fd(text.as_bytes(), &raw);
         // Our duplicates are no longer needed once sent (the receiver has its own).
         drop(fds);
-        if let Err(e) = sent {
-            stopper.cancel_control_handover();
-            return Err(format!("sending the sockets: {e}"));
-        }
+        sent.map_err(|e| abandon(Abandoned::io("sending the sockets")(e)))?;
         let ready = self
             .reader
             .read_line(MAX_REQUEST, Instant::now() + READY_TIMEOUT);
         match ready {
             Ok(line) if line == "READY" => {}
-            Ok(line) => {
-                stopper.cancel_control_handover();
-                return Err(format!(
-                    "the new porxy said {} instead of READY",
-                    Quoted(line.as_bytes())
-                ));
-            }
-            Err(e) => {
-                stopper.cancel_control_handover();
-                return Err(format!("the new porxy went away before it was ready: {e}"));
-            }
+            Ok(line) => return Err(abandon(Abandoned::NotReady(line))),
+            Err(e) => return Err(abandon(Abandoned::WentAway(e))),
         }
         // OK goes out before this process stops: with nothing to drain it exits at once, and a
         // successor that never read OK would give up the takeover, leaving nobody to serve.
-        if let Err(e) = self.reader.stream().write_all(b"OK\n") {
-            stopper.cancel_control_handover();
-            return Err(format!("the new porxy went away before it read OK: {e}"));
-        }
+        self.reader.stream().write_all(b"OK\n").map_err(|e| {
+            abandon(Abandoned::io("the new porxy went away before it read OK")(
+                e,
+            ))
+        })?;
         tracing::info!("the new porxy accepts now; this one stops accepting");
         stopper.graceful();
         super::handover::answer(&mut self.reader, handle);
-        Ok(true)
+        Ok(())
+    }
+}
+
+/// Why a takeover was abandoned: the running porxy carries on as if nothing had happened.
+#[derive(Debug, thiserror::Error)]
+enum Abandoned {
+    #[error("{step}: {error}")]
+    Io {
+        step: &'static str,
+        error: std::io::Error,
+    },
+    #[error("cannot duplicate the listening sockets: {0}")]
+    Sockets(porxy_core::Error),
+    #[error("{0} sockets is more than one handover carries")]
+    TooManySockets(usize),
+    #[error("the new porxy said {} instead of READY", Quoted(.0.as_bytes()))]
+    NotReady(String),
+    #[error("the new porxy went away before it was ready: {0}")]
+    WentAway(LineError),
+}
+
+impl Abandoned {
+    fn io(step: &'static str) -> impl Fn(std::io::Error) -> Abandoned {
+        move |error| Abandoned::Io { step, error }
     }
 }
