@@ -9,6 +9,7 @@ use mio::net::TcpStream;
 use tracing::debug;
 
 use super::close_log::Ended;
+use super::handover::Exported;
 use super::socket::Socket;
 use super::{reset, token, Accepted, Origin, Reactor, Slot, SOCKET_INTEREST};
 use crate::balance::Tried;
@@ -89,7 +90,7 @@ impl Reactor {
             opened: now,
             span,
         });
-        if self.export(key, now) {
+        if self.export(key, now) == Exported::Left {
             return;
         }
         self.assign_backend(key, None, now);

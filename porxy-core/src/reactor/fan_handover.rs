@@ -26,6 +26,7 @@ use mio::net::TcpStream;
 use tracing::{debug, error, warn};
 
 use super::fanout::{FanSlot, Target};
+use super::handover::Exported;
 use super::socket::Socket;
 use super::token::{self, FanSocket};
 use super::{reset, Reactor};
@@ -48,10 +49,10 @@ pub(super) struct Imported {
 
 impl Reactor {
     /// Takes fan-out connection `key` out of this reactor and sends it to the export, if an
-    /// export is on and none of its destinations is connecting. True if it left its slot.
-    pub(super) fn export_fan(&mut self, key: usize, now: Instant) -> bool {
+    /// export is on, none of its destinations is connecting and its sockets can travel.
+    pub(super) fn export_fan(&mut self, key: usize, now: Instant) -> Exported {
         let Some(to) = self.export_to() else {
-            return false;
+            return Exported::Stayed;
         };
         let travels = |s: &FanSlot| {
             !s.conn.connecting()
@@ -59,24 +60,24 @@ impl Reactor {
                 && s.dests.iter().flatten().all(Socket::can_travel)
         };
         if !self.fans.get(key).is_some_and(travels) {
-            return false;
+            return Exported::Stayed;
         }
         // Whatever the connection relayed or let go of is counted here, before it leaves.
         self.count_fan_bytes(key);
         self.close_departed(key, now);
         let Some(slot) = self.fans.get_mut(key) else {
-            return false;
+            return Exported::Stayed;
         };
         // Frozen first: should a kernel pipe not give back the bytes it holds (it never
         // should), the connection cannot travel, and is reset here instead.
         let state = match slot.conn.freeze(&mut self.pools, now) {
             Ok(Some(state)) => state,
-            Ok(None) => return false,
+            Ok(None) => return Exported::Stayed,
             Err(error) => {
                 warn!(conn = slot.id, error = %error, "cannot hand a fan-out connection over: its buffered bytes are unreadable; resetting it");
                 let action = slot.conn.abort(CloseReason::LocalResource);
                 self.after_fan_step(key, action, now);
-                return true;
+                return Exported::Left;
             }
         };
         let mut slot = self.fans.remove(key);
@@ -138,7 +139,7 @@ impl Reactor {
         let mut session = Session::fanout(client, dests, id, tunnel.local, peer, fan);
         session.origin = Some((self.proxy, tunnel.clone()));
         self.send_export(to, session, tunnel, id, now);
-        true
+        Exported::Left
     }
 
     /// Takes in a fan-out session on `tunnel`, as connection `id`.

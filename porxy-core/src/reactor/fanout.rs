@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handover::Exported;
 use super::socket::Socket;
 use tracing::{debug, info, warn};
 
@@ -265,7 +266,7 @@ impl Reactor {
         if self.exporting.is_some() && !matches!(action, Action::Close { .. }) {
             // Whatever the connection asked for (another drive, a timer) it does in the
             // process it goes to.
-            if self.export_fan(key, now) {
+            if self.export_fan(key, now) == Exported::Left {
                 return;
             }
         }

@@ -60,6 +60,15 @@ impl Exporting {
     }
 }
 
+/// What [`Reactor::export`] did with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exported {
+    /// It stays here (no export on, or it cannot travel now).
+    Stayed,
+    /// It left its slot: nothing more is to be done with its key.
+    Left,
+}
+
 impl Reactor {
     /// Starts an export to `to`: every connection that can leave now leaves.
     pub(super) fn begin_export(&mut self, to: Sender<Session>, until: Instant, now: Instant) {
@@ -115,11 +124,11 @@ impl Reactor {
     }
 
     /// Takes connection `key` out of this reactor and sends it to the export, if an export is on
-    /// and the connection is relaying or waiting for a backend. True if it left its slot (should
-    /// nobody take it any more, it is back as a new connection, and the export is over).
-    pub(super) fn export(&mut self, key: usize, now: Instant) -> bool {
+    /// and the connection can travel. [`Exported::Left`] if it left its slot (should nobody
+    /// take it any more, it is back as a new connection, and the export is over).
+    pub(super) fn export(&mut self, key: usize, now: Instant) -> Exported {
         let Some(exporting) = &self.exporting else {
-            return false;
+            return Exported::Stayed;
         };
         // A socket that cannot travel (a TLS session) keeps its connection here to the end.
         let travels = |s: &Slot| {
@@ -128,19 +137,19 @@ impl Reactor {
                 && s.upstream.as_ref().is_none_or(Socket::can_travel)
         };
         if !self.slab.get(key).is_some_and(travels) {
-            return false;
+            return Exported::Stayed;
         }
         let to = exporting.to.clone();
         // Frozen first: should a kernel pipe not give back the bytes it holds (it never
         // should), the connection cannot travel, and is reset here instead.
         let frozen = match self.slab[key].conn.freeze(&mut self.pools, now) {
-            Ok(Frozen::Stays) => return false,
+            Ok(Frozen::Stays) => return Exported::Stayed,
             Ok(frozen) => frozen,
             Err(error) => {
                 warn!(conn = self.slab[key].id, error = %error, "cannot hand a connection over: its buffered bytes are unreadable; resetting it");
                 let action = self.slab[key].conn.abort(CloseReason::LocalResource);
                 self.finish(key, action, Some(&error), now);
-                return true;
+                return Exported::Left;
             }
         };
         let mut slot = self.slab.remove(key);
@@ -195,12 +204,12 @@ impl Reactor {
                     "a relaying connection without its upstream socket; a porxy bug: resetting it"
                 );
                 reset(&client);
-                return true;
+                return Exported::Left;
             }
         };
         session.origin = Some((self.proxy, tunnel.clone()));
         self.send_export(to, session, tunnel, id, now);
-        true
+        Exported::Left
     }
 
     /// Sends an exported session; should nobody take sessions any more, the connection goes on

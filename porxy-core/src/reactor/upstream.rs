@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use super::handover::Exported;
 use super::socket::Socket;
 use mio::Registry;
 use tracing::{debug, info};
@@ -75,7 +76,7 @@ impl Reactor {
                     if slot.conn.phase() != Phase::Queued {
                         slot.conn.enqueue(now);
                     }
-                    if self.export(key, now) {
+                    if self.export(key, now) == Exported::Left {
                         return Assigned::HandedOver;
                     }
                     if !self.queued.iter().any(|&(k, i)| k == key && i == id) {
@@ -110,7 +111,7 @@ impl Reactor {
                 slot.span.in_scope(|| debug!("upstream connected"));
                 slot.conn.on_connected(now);
                 // During an export, a connection leaves as soon as it relays, before any byte.
-                if self.export(key, now) {
+                if self.export(key, now) == Exported::Left {
                     return;
                 }
                 // The client may have sent bytes while we connected.
