@@ -5,15 +5,17 @@
 //! a listener that such a remote would reach, wherever either enters: open, change, start,
 //! reload, a backend added.
 //!
-//! The wildcard cases listen on `0.0.0.0` (port 0), since that is what they are about.
+//! Nothing here binds a wildcard address: a wildcard listener is judged before it is bound
+//! (and refused then), and what a wildcard reaches is checked through `reached_listener`, the
+//! same rule the proxy applies to its bound sockets.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 
-use porxy_core::{CloseMode, Endpoint, Error, Remote, TunnelSpec};
+use porxy_core::{Endpoint, Error, Remote, TunnelSpec};
 
 use crate::support::client::{connect, round_trip};
 use crate::support::control::{porxy_with_control, ControlClient};
-use crate::support::proxy::{builder, start, start_to, tunnel};
+use crate::support::proxy::{builder, start_to, tunnel};
 use crate::support::Backend;
 
 /// The three addresses of an [`Error::SelfLoop`], inside an [`Error::Tunnel`] or not.
@@ -39,22 +41,6 @@ fn spec(local: &str, remote: SocketAddr) -> TunnelSpec {
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap().port()
-}
-
-/// An address of this machine other than loopback (the source it uses toward elsewhere), if
-/// it has one.
-fn machine_address(test: &str) -> Option<IpAddr> {
-    let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
-    let found = probe
-        .connect("198.51.100.7:9")
-        .and_then(|()| probe.local_addr())
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
-    if found.is_none() {
-        eprintln!("note: {test}: this machine has no address but loopback; that case is skipped");
-    }
-    found
 }
 
 #[test]
@@ -116,45 +102,45 @@ fn a_listener_that_an_earlier_tunnels_remote_reaches_is_refused_at_start() {
     assert_eq!((remote, listener), (target, target));
 }
 
+/// A wildcard listener is reached by every address of this machine on its port, loopback
+/// ones included, and by no other machine's.
 #[test]
 fn a_wildcard_listener_is_reached_by_loopback_and_the_machines_addresses() {
-    let echo = Backend::echo();
-    let proxy = start(builder().tunnel(spec("0.0.0.0:0", echo.addr())));
-    let handle = proxy.handle();
-    let wildcard = proxy.bound()[0];
-    let port = wildcard.port();
-    let mut mine = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])];
-    mine.extend(machine_address("a_wildcard_listener_is_reached_by"));
-    for ip in mine {
+    let port = free_port();
+    let wildcard = SocketAddr::from(([0, 0, 0, 0], port));
+    for ip in [IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])] {
         let remote = SocketAddr::new(ip, port);
-        let err = handle.open(&spec("127.0.0.1:0", remote)).unwrap_err();
-        let (_, r, listener) = self_loop(&err);
-        assert_eq!((r, listener), (remote, wildcard), "{remote}");
+        assert_eq!(
+            porxy_core::reached_listener(remote, &[wildcard]),
+            Some(wildcard),
+            "{remote}"
+        );
     }
-    // TEST-NET-2: never this machine's.
+    // TEST-NET-2: never this machine's; another port: another listener.
     let elsewhere = SocketAddr::from(([198, 51, 100, 7], port));
-    handle.open(&spec("127.0.0.1:0", elsewhere)).unwrap();
+    assert_eq!(porxy_core::reached_listener(elsewhere, &[wildcard]), None);
+    let other_port = SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(1).max(1)));
+    assert_eq!(porxy_core::reached_listener(other_port, &[wildcard]), None);
 }
 
 /// The other way round: a wildcard (or a plain) listener on the port of a remote that points at
-/// this machine is refused, whichever tunnel the remote belongs to.
+/// this machine is refused before it is bound, whichever tunnel the remote belongs to.
 #[test]
 fn a_listener_on_the_port_of_a_remote_on_this_machine_is_refused() {
     let echo = Backend::echo();
-    let proxy = start(builder().tunnel(spec("0.0.0.0:0", echo.addr())));
+    let (proxy, _) = start_to(echo.addr());
     let handle = proxy.handle();
-    let wildcard = proxy.bound()[0];
-    handle.close(wildcard, CloseMode::KeepConnections).unwrap();
-    let target = SocketAddr::from(([127, 0, 0, 1], wildcard.port()));
+    let target = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let pointing = handle.open(&spec("127.0.0.1:0", target)).unwrap().local;
 
+    let wildcard = SocketAddr::from(([0, 0, 0, 0], target.port()));
     for listen in [wildcard, target] {
         let err = handle
             .open(&spec(&listen.to_string(), echo.addr()))
             .unwrap_err();
         assert_eq!(self_loop(&err), (pointing, target, listen), "{listen}");
     }
-    assert_eq!(handle.status().tunnels.len(), 1, "nothing opened");
+    assert_eq!(handle.status().tunnels.len(), 2, "nothing more opened");
 }
 
 /// A reload is judged whole: a new tunnel to a kept one's address, a kept one changed to
