@@ -38,7 +38,6 @@ mod buffer;
 mod config;
 mod conn;
 mod error;
-mod fanout;
 mod generation;
 mod handle;
 mod listener;
@@ -64,8 +63,8 @@ pub use config::{
     MIN_BUFFER_SIZE, MIN_PIPE_SIZE, RESERVED_DESCRIPTORS,
 };
 pub use conn::close::{CloseReason, Fault};
+pub use conn::fanout::DEFAULT_MAX_LAG;
 pub use error::Error;
-pub use fanout::DEFAULT_MAX_LAG;
 pub use generation::GenerationStatus;
 pub use handle::{
     BackendChange, CloseMode, Closed, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport,

@@ -10,6 +10,8 @@
 use std::time::{Duration, Instant};
 
 use super::close::CloseReason;
+use super::fanout::frozen::FanState;
+use super::fanout::FanoutSettings;
 use super::hold::{Mode, Pools};
 use super::pipe::{Pipe, PipeSnapshot, PipeState};
 use super::{Conn, Phase, Readiness};
@@ -49,6 +51,9 @@ pub(crate) enum Frozen {
     Waiting,
     /// A relaying connection: its sockets travel with this state.
     Relaying(RelayState),
+    /// A fan-out connection: its client and open destinations travel with the settings it runs
+    /// with and this state (never from [`Conn::freeze`]).
+    Fanout(FanoutSettings, Box<FanState>),
 }
 
 impl Conn {

@@ -10,8 +10,10 @@
 //! move to another process, and start there in `Relaying` (see `frozen.rs`).
 
 pub(crate) mod close;
+pub(crate) mod fanout;
 pub(crate) mod frozen;
 pub(crate) mod hold;
+pub(crate) mod machine;
 pub(crate) mod pipe;
 pub(crate) mod step;
 pub(crate) mod transport;
@@ -91,6 +93,9 @@ pub(crate) enum Action {
     Wait,
     /// The drive budget ran out with work left: drive again after other connections.
     Again,
+    /// The connection is ready for a backend (nothing more to learn from the client first):
+    /// pick one and connect, or queue while every backend is full.
+    Pick,
     /// The upstream connect failed (refused, timed out or failed, or porxy ran short of its
     /// own resources: [`CloseReason::LocalResource`]). The glue counts it against the backend
     /// (not porxy's own shortage), gives the backend's slot back, then does what `next` says.

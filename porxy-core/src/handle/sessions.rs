@@ -3,7 +3,7 @@
 //!
 //! The transport between the two (a Unix socket, say) is the caller's; [`wire`] is the format.
 //! See [`Session`] for what travels and why no byte is lost or repeated, and the reactor's
-//! `handover.rs` for how connections leave and enter a reactor.
+//! `export.rs` and `import.rs` for how connections leave and enter a reactor.
 //!
 //! [`wire`]: crate::session::wire
 

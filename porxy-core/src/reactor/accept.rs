@@ -327,7 +327,6 @@ impl Reactor {
         });
         let tunnel = copy.unwrap_or_else(|| socket.tunnel());
         crate::status::bump(&tunnel.stats.reactor(self.index).accepted, 1);
-        let fanout = tunnel.fanout.is_some();
         let accepted = Accepted {
             stream,
             peer,
@@ -335,11 +334,7 @@ impl Reactor {
             id: shared.conn_ids.fetch_add(1, Ordering::Relaxed),
             nodelay: socket.clients_nodelay(),
         };
-        if fanout {
-            self.adopt_fanout(accepted, Origin::Accepted, now);
-        } else {
-            self.adopt(accepted, Origin::Accepted, now);
-        }
+        self.adopt(accepted, Origin::Accepted, now);
     }
 
     /// The connections as this reactor sees them now, for the parking policy.

@@ -1,6 +1,7 @@
-//! Taking a relayed client in: counted as opened, its socket registered before it enters the
-//! slab, then a backend picked (or handed over, during an export). A client that cannot be
-//! taken in is turned away with a reset, and counted closed as every connection is.
+//! Taking a client in, relayed or fan-out: counted as opened, its socket registered before it
+//! enters the slab, then (once it is ready for one) a backend picked, or its destinations
+//! opened. A client that cannot be taken in is turned away with a reset, and counted closed as
+//! every connection is.
 
 use std::io;
 use std::time::Instant;
@@ -9,12 +10,14 @@ use mio::net::TcpStream;
 use tracing::debug;
 
 use super::close_log::Ended;
-use super::handover::Exported;
+use super::fanout::FanClient;
+use super::slot::Slot;
 use super::socket::Socket;
-use super::{reset, token, Accepted, Origin, Reactor, Slot, SOCKET_INTEREST};
-use crate::balance::Tried;
+use super::upstreams::Upstreams;
+use super::{reset, token, Accepted, Origin, Reactor, SOCKET_INTEREST};
 use crate::conn::close::CloseReason;
-use crate::conn::{Conn, Side};
+use crate::conn::machine::{Machine, SocketIx};
+use crate::conn::{Action, Conn};
 use crate::tunnel::Tunnel;
 
 impl Reactor {
@@ -40,8 +43,8 @@ impl Reactor {
         }
     }
 
-    /// Takes in a client (accepted, or handed over while it waited for a backend), then finds it
-    /// a backend; during an export, it leaves again at once.
+    /// Takes in a client (accepted, or handed over while it waited for a backend); during an
+    /// export, a relayed one leaves again at once.
     pub(super) fn adopt(&mut self, accepted: Accepted, origin: Origin, now: Instant) {
         let Accepted {
             stream: mut client,
@@ -50,19 +53,24 @@ impl Reactor {
             id,
             nodelay,
         } = accepted;
-        let span = tracing::debug_span!(
-            "conn",
-            id,
-            tunnel = %tunnel.local,
-            client = %peer,
-            upstream = tracing::field::Empty
-        );
+        let span = match tunnel.fanout {
+            Some(_) => {
+                tracing::debug_span!("conn", id, tunnel = %tunnel.local, client = %peer, fanout = true)
+            }
+            None => tracing::debug_span!(
+                "conn",
+                id,
+                tunnel = %tunnel.local,
+                client = %peer,
+                upstream = tracing::field::Empty
+            ),
+        };
         self.take_client(&mut client, &tunnel, origin, nodelay);
-        let entry = self.slab.vacant_entry();
-        let key = entry.key();
+        // Nothing else enters the slab before the insert, so the key holds.
+        let key = self.slots.vacant_key();
         if let Err(error) = self.poll.registry().register(
             &mut client,
-            token::token(key, Side::Client),
+            token::token(key, SocketIx::Client),
             SOCKET_INTEREST,
         ) {
             let ended = Ended::without_upstream(&span, id, &tunnel, peer);
@@ -75,25 +83,32 @@ impl Reactor {
             );
             return;
         }
+        if let Some(fan) = tunnel.fanout {
+            let client = FanClient {
+                key,
+                client,
+                peer,
+                tunnel,
+                id,
+                span,
+            };
+            return self.open_fanout(client, fan, now);
+        }
         span.in_scope(|| debug!("accepted"));
         let conn = Conn::queued(now, tunnel.settings, tunnel.attempts);
-        entry.insert(Slot {
+        let slot = Slot::new(
             id,
-            conn,
-            client: Socket::Tcp(client),
-            upstream: None,
-            backend: None,
-            tried: Tried::default(),
+            Machine::Relay(conn),
+            Socket::Tcp(client),
+            Upstreams::relay(),
             peer,
             tunnel,
-            timer_armed: None,
-            opened: now,
+            now,
             span,
-        });
-        if self.export(key, now) == Exported::Left {
-            return;
-        }
-        self.assign_backend(key, None, now);
+        );
+        let inserted = self.slots.insert(slot);
+        debug_assert_eq!(inserted, key);
+        self.after_step(key, Action::Pick, None, now);
     }
 
     /// Ends a client taken in but never given a connection (no descriptor to watch it, no

@@ -59,14 +59,6 @@ impl<'a> Ended<'a> {
             opened: None,
         }
     }
-
-    /// The same, for a connection taken in at `opened`.
-    pub(super) fn opened_at(self, opened: Instant) -> Self {
-        Ended {
-            opened: Some(opened),
-            ..self
-        }
-    }
 }
 
 /// True for the ends that are failures worth a (rate-limited) warning.

@@ -33,7 +33,7 @@ pub(crate) enum ReactorMsg {
     CloseBackend { backend: Arc<Backend>, at: Instant },
     /// Finish: when every connection has ended, or at the deadline (`None`: at once).
     Stop { deadline: Option<Instant> },
-    /// Hand the connections over to `to` (see `handover.rs`), until `until` at the latest; a
+    /// Hand the connections over to `to` (see `export.rs`), until `until` at the latest; a
     /// stopping reactor then holds on, even with no connection left, until `Release`.
     Export { to: Sender<Session>, until: Instant },
     /// End the export now; what has not left stays here.
@@ -56,30 +56,20 @@ impl Reactor {
         self.more_messages = false;
         for _ in 0..MESSAGES_PER_ROUND {
             match self.rx.try_recv() {
-                Ok(ReactorMsg::Adopt(accepted)) if accepted.tunnel.fanout.is_some() => {
-                    self.adopt_fanout(accepted, Origin::Accepted, now)
-                }
                 Ok(ReactorMsg::Adopt(accepted)) => self.adopt(accepted, Origin::Accepted, now),
                 Ok(ReactorMsg::Listen(socket)) => self.listen(socket),
                 Ok(ReactorMsg::Unlisten(id)) => self.unlisten(id),
                 Ok(ReactorMsg::CloseListen { local, done }) => {
-                    let relayed = self.abort_where(
+                    let closed = self.abort_where(
                         |s| s.tunnel.local == local,
                         CloseReason::TunnelClosed,
                         now,
                     );
-                    let fanned =
-                        self.abort_fans_where(|t| t.local == local, CloseReason::TunnelClosed);
-                    let _ = done.send(relayed + fanned);
+                    let _ = done.send(closed);
                 }
                 Ok(ReactorMsg::CloseBackend { backend, at }) => {
                     if at <= now {
-                        self.abort_where(
-                            |s| s.on_backend(&backend),
-                            CloseReason::BackendRemoved,
-                            now,
-                        );
-                        self.close_fan_backend(&backend, now);
+                        self.remove_backend(&backend, now);
                     } else {
                         self.backend_deadlines.push((at, backend));
                     }
@@ -87,7 +77,7 @@ impl Reactor {
                 Ok(ReactorMsg::Stop { deadline }) => {
                     debug!(
                         reactor = self.index,
-                        open = self.slab.len() + self.fans.len(),
+                        open = self.slots.len(),
                         "reactor stopping"
                     );
                     self.stopping = self.stopping.merge(deadline);

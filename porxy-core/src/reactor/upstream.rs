@@ -7,129 +7,128 @@
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-
-use super::handover::Exported;
-use super::socket::Socket;
 use mio::Registry;
-use tracing::{debug, info};
+use tracing::debug;
 
-use super::{token, Reactor, Slot};
-use crate::balance::backend::Backend;
+use super::socket::Socket;
+use super::{token, Reactor};
 use crate::balance::Pick;
 use crate::conn::close::CloseReason;
-use crate::conn::{Action, AfterConnectFailure, ConnectFailure, Phase, Readiness, Side};
-
-/// Where a connection stands after [`Reactor::assign_backend`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Assigned {
-    Connecting,
-    Queued,
-    Closed,
-    /// It waited for a backend during an export, and left.
-    HandedOver,
-}
+use crate::conn::machine::SocketIx;
+use crate::conn::{Action, AfterConnectFailure, ConnectFailure, Phase, Readiness};
 
 impl Reactor {
-    /// Finds a backend for connection `key` (new, queued, or whose last connect failed with
-    /// `failed`), reserves a slot on it and starts connecting. Failures of the connect call
-    /// itself move on to the next backend while attempts remain.
+    /// Finds a backend for relayed connection `key` (new, queued, or whose last connect failed
+    /// with `failed`), reserves a slot on it and starts connecting. Failures of the connect
+    /// call itself move on to the next backend while attempts remain.
     pub(super) fn assign_backend(
         &mut self,
         key: usize,
         mut failed: Option<CloseReason>,
         now: Instant,
-    ) -> Assigned {
+    ) {
         // Every pick marks its backend tried, so this ends within one round of the backends.
         loop {
-            let Some(slot) = self.slab.get_mut(key) else {
-                return Assigned::Closed;
+            let Some(slot) = self.slots.get_mut(key) else {
+                return;
             };
-            match slot.tunnel.balancer.pick(slot.peer.ip(), &slot.tried, now) {
+            let Some(tried) = slot.upstreams.tried() else {
+                return; // A fan-out connection picks no backend.
+            };
+            match slot.tunnel.balancer.pick(slot.peer.ip(), tried, now) {
                 Pick::Chosen(index) => {
-                    slot.tried.add(index);
-                    slot.backend = Some(index);
+                    slot.upstreams.picked(index);
                     let addr = slot.tunnel.balancer.backends[index].addr;
                     slot.span.record("upstream", tracing::field::display(addr));
-                    let token = token::token(key, Side::Upstream);
+                    let token = token::token(key, SocketIx::Upstream(0));
                     match start_connect(self.poll.registry(), addr, token) {
                         Ok(stream) => {
-                            slot.upstream = Some(Socket::Tcp(stream));
-                            slot.conn.restart_connect(now);
-                            self.arm_timer(key);
-                            return Assigned::Connecting;
+                            slot.upstreams.connecting(0, Socket::Tcp(stream));
+                            if let Some(conn) = slot.machine.relay() {
+                                conn.restart_connect(now);
+                            }
+                            self.slots.arm_timer(key);
+                            return;
                         }
                         Err(error) => {
-                            let failure = slot.conn.on_connect_failed(&error);
+                            let Action::ConnectFailed(failure) =
+                                slot.machine.on_connect_failed(0, &error)
+                            else {
+                                return;
+                            };
                             match self.after_connect_failure(key, failure, Some(&error), now) {
                                 Some(reason) => failed = Some(reason),
-                                None => return Assigned::Closed,
+                                None => return,
                             }
                         }
                     }
                 }
                 Pick::AllFull => {
                     let id = slot.id;
-                    if slot.conn.phase() != Phase::Queued {
-                        slot.conn.enqueue(now);
-                    }
-                    if self.export(key, now) == Exported::Left {
-                        return Assigned::HandedOver;
+                    if let Some(conn) = slot.machine.relay() {
+                        if conn.phase() != Phase::Queued {
+                            conn.enqueue(now);
+                        }
                     }
                     if !self.queued.iter().any(|&(k, i)| k == key && i == id) {
                         self.queued.push_back((key, id));
                     }
-                    self.arm_timer(key);
-                    return Assigned::Queued;
-                }
-                Pick::NoneInService => {
-                    let action = slot.conn.give_up(failed.unwrap_or(CloseReason::NoBackend));
-                    self.finish(key, action, None, now);
-                    return Assigned::Closed;
-                }
-            }
-        }
-    }
-
-    /// The upstream socket of a connecting connection signalled: see how the connect went.
-    pub(super) fn check_connect(&mut self, key: usize, now: Instant) {
-        let Some(slot) = self.slab.get_mut(key) else {
-            return;
-        };
-        let Some(stream) = &slot.upstream else {
-            return;
-        };
-        match connect_outcome(stream, slot.conn.upstream_readiness()) {
-            ConnectOutcome::Pending => {}
-            ConnectOutcome::Connected => {
-                if let Some(backend) = slot.backend.map(|i| &slot.tunnel.balancer.backends[i]) {
-                    Reactor::connect_succeeded(&slot.tunnel, backend);
-                }
-                slot.span.in_scope(|| debug!("upstream connected"));
-                slot.conn.on_connected(now);
-                // During an export, a connection leaves as soon as it relays, before any byte.
-                if self.export(key, now) == Exported::Left {
+                    // It waits: for a slot, up to the queue timeout; or, during an export, in
+                    // the process it goes to.
+                    self.after_step(key, Action::Wait, None, now);
                     return;
                 }
-                // The client may have sent bytes while we connected.
-                self.drive(key, now);
-            }
-            ConnectOutcome::Failed(error) => {
-                let failure = slot.conn.on_connect_failed(&error);
-                if let Some(failed) = self.after_connect_failure(key, failure, Some(&error), now) {
-                    self.assign_backend(key, Some(failed), now);
+                Pick::NoneInService => {
+                    let reason = failed.unwrap_or(CloseReason::NoBackend);
+                    if let Some(conn) = slot.machine.relay() {
+                        let action = conn.give_up(reason);
+                        self.finish(key, action, None, now);
+                    }
+                    return;
                 }
             }
         }
     }
 
-    /// A connect attempt failed (`failure`, as the connection judged it): count it against the
-    /// backend (unless it was porxy's own shortage), give the backend's slot back, and close the
-    /// connection if no attempt is left. Returns the failure's reason when the connection is to
-    /// try another backend.
+    /// Upstream `i` of connection `key` signalled `ready` while connecting: see how the
+    /// connect went.
+    pub(super) fn check_connect(&mut self, key: usize, i: usize, ready: Readiness, now: Instant) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let Some(stream) = slot.upstreams.socket(i) else {
+            return;
+        };
+        match connect_outcome(stream, ready) {
+            ConnectOutcome::Pending => {}
+            ConnectOutcome::Connected => {
+                if let Some((_, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
+                    Reactor::connect_succeeded(&slot.tunnel, backend);
+                }
+                let addr = slot.upstreams.addr(i, &slot.tunnel);
+                slot.span
+                    .in_scope(|| debug!(upstream = ?addr, "upstream connected"));
+                slot.machine.on_connected(i, now);
+                // Drive at once: the client may have sent bytes while it connected. During an
+                // export, a connection leaves as soon as it can, before any byte.
+                self.after_step(key, Action::Again, None, now);
+            }
+            ConnectOutcome::Failed(error) => {
+                slot.span
+                    .in_scope(|| debug!(upstream = i, error = %error, "connect failed"));
+                let action = slot.machine.on_connect_failed(i, &error);
+                self.after_step(key, action, Some(&error), now);
+            }
+        }
+    }
+
+    /// A relayed connection's connect attempt failed (`failure`, as the connection judged
+    /// it): count it against the backend (unless it was porxy's own shortage), give the
+    /// backend's slot back, and close the connection if no attempt is left. Returns the
+    /// failure's reason when the connection is to try another backend.
     pub(super) fn after_connect_failure(
         &mut self,
         key: usize,
@@ -137,22 +136,19 @@ impl Reactor {
         error: Option<&io::Error>,
         now: Instant,
     ) -> Option<CloseReason> {
-        let slot = self.slab.get_mut(key)?;
-        slot.upstream = None;
+        let slot = self.slots.get_mut(key)?;
         let ConnectFailure { failed, next } = failure;
+        let tunnel = slot.tunnel.clone();
+        let backend = slot.upstreams.backend(0, &tunnel).map(|(_, b)| b.clone());
+        let (_closed, released) = slot.upstreams.take(0, &tunnel);
+        self.retry_queue |= released;
         // porxy's own shortage (descriptors, ports) is not the backend's failure.
         if failed != CloseReason::LocalResource {
-            let tunnel = slot.tunnel.clone();
-            let backend = slot.backend.map(|i| tunnel.balancer.backends[i].clone());
             self.connect_failed(&tunnel, backend.as_deref(), failed, error, now);
-        }
-        let slot = self.slab.get_mut(key)?;
-        if release_backend(slot) {
-            self.retry_queue = true;
         }
         match next {
             AfterConnectFailure::TryAnother => {
-                let slot = &self.slab[key];
+                let slot = self.slots.get(key)?;
                 slot.span.in_scope(
                     || debug!(reason = %failed, "connect failed; trying another backend"),
                 );
@@ -178,43 +174,18 @@ impl Reactor {
             let Some((key, id)) = self.queued.pop_front() else {
                 break;
             };
-            let waiting = self
-                .slab
-                .get(key)
-                .is_some_and(|s| s.id == id && s.conn.phase() == Phase::Queued);
+            let waiting = self.slots.holds(key, id)
+                && self
+                    .slots
+                    .get(key)
+                    .is_some_and(|s| s.machine.relay_phase() == Some(Phase::Queued));
             if !waiting {
-                continue; // Timed out or closed meanwhile.
+                continue; // Timed out, closed or handed over meanwhile.
             }
             // Still full, it goes back to the end: the waiting connections keep their order,
             // and one tunnel's full backends hold up no other tunnel's clients.
             self.assign_backend(key, None, now);
         }
-    }
-
-    /// Gives back the backend slot a closing connection holds.
-    pub(super) fn release_backend(&mut self, slot: &mut Slot) {
-        if release_backend(slot) {
-            self.retry_queue = true;
-        }
-    }
-}
-
-/// Gives back `slot`'s backend slot, if it holds one; true if it did.
-fn release_backend(slot: &mut Slot) -> bool {
-    let Some(index) = slot.backend.take() else {
-        return false;
-    };
-    let backend: &Arc<Backend> = &slot.tunnel.balancer.backends[index];
-    backend.release();
-    report_removal(slot.tunnel.local, backend);
-    true
-}
-
-/// After a slot of `backend` was given back: if that was the last connection of a backend being
-/// removed, says so (once), as the operator was promised.
-pub(super) fn report_removal(tunnel: SocketAddr, backend: &Backend) {
-    if backend.removal_done() {
-        info!(%tunnel, backend = %backend.addr, "backend removed: its last connection has ended");
     }
 }
 

@@ -15,7 +15,7 @@
 //!
 //! A fan-out connection travels with its client socket and one socket per destination still
 //! open, and with its log of client bytes, each destination's position in it and its reply
-//! state (see `fanout/frozen.rs`), and the fan-out settings it ran with, which it keeps in the
+//! state (see `conn/fanout/frozen.rs`), and the fan-out settings it ran with, which it keeps in the
 //! importing proxy whatever that proxy's tunnel says. Each destination carries its backend's
 //! address, by which the importing proxy finds its backend.
 //!
@@ -32,9 +32,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::conn::fanout::frozen::FanState;
+use crate::conn::fanout::FanoutSettings;
 use crate::conn::frozen::RelayState;
-use crate::fanout::frozen::FanState;
-use crate::fanout::FanoutSettings;
 use crate::tunnel::Tunnel;
 
 /// An established connection taken out of a proxy, to go on in another one.
@@ -181,7 +181,7 @@ impl Session {
                 .dests
                 .iter()
                 .zip(&fan.state.dests)
-                .filter(|(_, d)| d.phase == crate::fanout::frozen::FrozenPhase::Open)
+                .filter(|(_, d)| d.phase == crate::conn::fanout::frozen::FrozenPhase::Open)
                 .map(|(addr, _)| *addr)
                 .collect(),
         }

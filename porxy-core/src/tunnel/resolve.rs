@@ -17,8 +17,8 @@ use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_FAILS, DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE,
 };
+use crate::conn::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::error::Error;
-use crate::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::spec::{OptionsConflict, Strategy, TunnelMode, TunnelOptions, TunnelSpec, MAX_ATTEMPTS};
 use crate::units::MAX_DURATION;
 

@@ -4,8 +4,8 @@
 
 use super::fields::{put_addr, put_clocks, put_pipe, Reader};
 use super::WireError;
-use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
-use crate::fanout::FanoutSettings;
+use crate::conn::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
+use crate::conn::fanout::FanoutSettings;
 use crate::session::Fanout;
 use crate::spec::Reply;
 use crate::spec::{MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG};

@@ -6,9 +6,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::*;
+use crate::conn::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
+use crate::conn::fanout::FanoutSettings;
 use crate::conn::pipe::PipeState;
-use crate::fanout::frozen::{FanState, FrozenDest, FrozenPhase};
-use crate::fanout::FanoutSettings;
 use crate::session::Fanout;
 use crate::spec::Reply;
 

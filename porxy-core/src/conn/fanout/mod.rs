@@ -1,5 +1,5 @@
 //! The fan-out connection state machine: one client, N destinations, every client byte to all
-//! of them. No sockets, no mio (the reactor glue is `reactor/fanout.rs`).
+//! of them. No sockets, no mio (the reactor drives it through [`Machine`](super::machine::Machine)).
 //!
 //! The client's bytes are held once, in a [`Log`], with each destination's position in it. One
 //! destination sets the pace: the primary with `reply=primary`, the one furthest ahead with

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use super::{FanConn, FanoutSettings};
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
+use crate::conn::fanout::{Departure, DestEnd};
 use crate::conn::hold::Pools;
 use crate::conn::transport::Transport;
 use crate::conn::{Action, Closing, Readiness};
-use crate::fanout::{Departure, DestEnd};
 use crate::spec::Reply;
 
 mod handover;

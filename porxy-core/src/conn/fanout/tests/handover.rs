@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use super::{pattern, Peer, Rig, CHUNK, MAX_LAG};
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
+use crate::conn::fanout::frozen::{FanState, FrozenPhase};
+use crate::conn::fanout::{DestEnd, FanConn, FanoutSettings};
 use crate::conn::hold::Pools;
 use crate::conn::pipe::PipeState;
 use crate::conn::Action;
-use crate::fanout::frozen::{FanState, FrozenPhase};
-use crate::fanout::{DestEnd, FanConn, FanoutSettings};
 use crate::spec::Reply;
 
 /// The settings `Rig::with` uses.

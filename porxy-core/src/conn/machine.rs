@@ -1,0 +1,263 @@
+//! One connection's state machine, whichever kind it is: the single input/output API the reactor
+//! drives every connection through.
+//!
+//! A relayed connection ([`Conn`]) has one upstream; a fan-out connection ([`FanConn`]) one per
+//! destination. The two machines stay apart where the hot path needs it (the relay's two pipes
+//! and splice), but the reactor sees one [`Machine`]: sockets are numbered the same way for both
+//! (0 the client, `1 + i` upstream `i`; see [`SocketIx`]), readiness, connects, drives, timers,
+//! aborts and freezes go in the same way, and what follows comes back as an [`Action`].
+
+use std::io;
+use std::time::Instant;
+
+use super::close::CloseReason;
+use super::fanout::{Departure, FanConn};
+use super::frozen::Frozen;
+use super::hold::Pools;
+use super::transport::Transport;
+use super::{Action, Conn, Phase, Readiness, Side};
+
+/// Which socket of a connection: the client, or upstream `i` (a relayed connection has one,
+/// upstream 0; a fan-out connection one per destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketIx {
+    Client,
+    Upstream(usize),
+}
+
+/// What the reactor must do after readiness was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterReady {
+    /// Nothing yet (a client's bytes wait while the upstream connects).
+    Wait,
+    /// Relay what the readiness allows: [`Machine::drive`].
+    Drive,
+    /// Upstream `i` is connecting and signalled: see how its connect went, judging by
+    /// `ready` (what it reported), then call [`Machine::on_connected`] or
+    /// [`Machine::on_connect_failed`].
+    CheckConnect(usize, Readiness),
+}
+
+/// Bytes a connection moved since it was last asked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Unreported {
+    /// Read from the client (and sent on, or logged for every destination).
+    pub(crate) to_upstream: u64,
+    /// Written to the client.
+    pub(crate) to_client: u64,
+    /// Sent to each destination of a fan-out connection (empty for a relayed one, whose
+    /// upstream's share is `to_upstream`).
+    pub(crate) per_upstream: Vec<u64>,
+}
+
+/// One connection's state machine.
+pub(crate) enum Machine {
+    Relay(Conn),
+    Fanout(FanConn),
+}
+
+impl Machine {
+    /// Records what the poller reported for `socket`, and says what follows.
+    #[inline]
+    pub(crate) fn on_ready(&mut self, socket: SocketIx, ready: Readiness) -> AfterReady {
+        match (self, socket) {
+            (Machine::Relay(conn), SocketIx::Client) => {
+                conn.on_ready(Side::Client, ready);
+                match conn.phase() {
+                    Phase::Connecting | Phase::Queued => AfterReady::Wait,
+                    _ => AfterReady::Drive,
+                }
+            }
+            (Machine::Relay(conn), SocketIx::Upstream(_)) => {
+                conn.on_ready(Side::Upstream, ready);
+                match conn.phase() {
+                    Phase::Connecting if conn.upstream_signalled() => {
+                        AfterReady::CheckConnect(0, conn.upstream_readiness())
+                    }
+                    Phase::Connecting | Phase::Queued => AfterReady::Wait,
+                    _ => AfterReady::Drive,
+                }
+            }
+            (Machine::Fanout(fan), SocketIx::Client) => {
+                fan.on_client_ready(ready);
+                AfterReady::Drive
+            }
+            (Machine::Fanout(fan), SocketIx::Upstream(i)) => {
+                fan.on_dest_ready(i, ready);
+                if !fan.dest_connecting(i) {
+                    AfterReady::Drive
+                } else if ready.writable || ready.failed {
+                    AfterReady::CheckConnect(i, ready)
+                } else {
+                    AfterReady::Wait
+                }
+            }
+        }
+    }
+
+    /// Upstream `i`'s connect completed.
+    pub(crate) fn on_connected(&mut self, i: usize, now: Instant) {
+        match self {
+            Machine::Relay(conn) => conn.on_connected(now),
+            Machine::Fanout(fan) => fan.on_connected(i),
+        }
+    }
+
+    /// Upstream `i`'s connect failed with `error`. A relayed connection answers
+    /// [`Action::ConnectFailed`] (another backend may be tried); a fan-out destination leaves
+    /// (a departure) and the others go on, unless the connection cannot without it.
+    pub(crate) fn on_connect_failed(&mut self, i: usize, error: &io::Error) -> Action {
+        match self {
+            Machine::Relay(conn) => Action::ConnectFailed(conn.on_connect_failed(error)),
+            Machine::Fanout(fan) => fan.on_connect_failed(i, error),
+        }
+    }
+
+    /// Relays what readiness allows between `client` and `upstreams` (upstream `i` at index
+    /// `i`; `None` where none is open), and says what follows.
+    #[inline]
+    pub(crate) fn drive<S: Transport>(
+        &mut self,
+        client: &mut S,
+        upstreams: &mut [Option<S>],
+        pools: &mut Pools,
+        now: Instant,
+    ) -> Action {
+        match self {
+            Machine::Relay(conn) => match upstreams.first_mut().and_then(Option::as_mut) {
+                Some(upstream) => conn.drive(client, upstream, pools, now),
+                None => Action::Wait,
+            },
+            Machine::Fanout(fan) => fan.drive(client, upstreams, pools, now),
+        }
+    }
+
+    /// The earliest moment something must happen if nothing else does.
+    #[inline]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self {
+            Machine::Relay(conn) => conn.deadline(),
+            Machine::Fanout(fan) => fan.deadline(),
+        }
+    }
+
+    /// Checks the deadlines at `now`.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
+        match self {
+            Machine::Relay(conn) => conn.on_timer(now),
+            Machine::Fanout(fan) => fan.on_timer(now),
+        }
+    }
+
+    /// An operator or the proxy ends the connection.
+    pub(crate) fn abort(&mut self, reason: CloseReason) -> Action {
+        match self {
+            Machine::Relay(conn) => conn.abort(reason),
+            Machine::Fanout(fan) => fan.abort(reason),
+        }
+    }
+
+    /// Bytes moved since the last call.
+    #[inline]
+    pub(crate) fn take_unreported(&mut self) -> Unreported {
+        match self {
+            Machine::Relay(conn) => {
+                let (to_upstream, to_client) = conn.take_unreported();
+                Unreported {
+                    to_upstream,
+                    to_client,
+                    per_upstream: Vec::new(),
+                }
+            }
+            Machine::Fanout(fan) => {
+                let ((to_upstream, to_client), per_upstream) = fan.take_unreported();
+                Unreported {
+                    to_upstream,
+                    to_client,
+                    per_upstream,
+                }
+            }
+        }
+    }
+
+    /// Upstreams that left a fan-out connection since the last call, for the reactor to close
+    /// and count (a relayed connection's one upstream leaves only with the connection).
+    #[inline]
+    pub(crate) fn take_departures(&mut self) -> Vec<Departure> {
+        match self {
+            Machine::Relay(_) => Vec::new(),
+            Machine::Fanout(fan) => fan.take_departures(),
+        }
+    }
+
+    /// Whether the connection can move to another process now (see [`Machine::freeze`]).
+    pub(crate) fn can_travel(&self) -> bool {
+        match self {
+            Machine::Relay(conn) => conn.can_travel(),
+            Machine::Fanout(fan) => !fan.connecting(),
+        }
+    }
+
+    /// Takes the connection's state out to carry it to another process, unless it
+    /// [`Stays`](Frozen::Stays) (a connect in flight, or over). Bytes not yet reported and
+    /// departures must be taken first. An error means its bytes cannot travel: the caller
+    /// resets it.
+    pub(crate) fn freeze(&mut self, pools: &mut Pools, now: Instant) -> io::Result<Frozen> {
+        match self {
+            Machine::Relay(conn) => conn.freeze(pools, now),
+            Machine::Fanout(fan) => {
+                let settings = fan.fanout_settings();
+                Ok(match fan.freeze(pools, now)? {
+                    Some(state) => Frozen::Fanout(settings, Box::new(state)),
+                    None => Frozen::Stays,
+                })
+            }
+        }
+    }
+
+    /// Gives back what the connection holds from `pools`; call when it is removed.
+    pub(crate) fn release(&mut self, pools: &mut Pools) {
+        match self {
+            // The relay's pipes give their buffers back as they empty and end.
+            Machine::Relay(_) => {}
+            Machine::Fanout(fan) => fan.release(pools),
+        }
+    }
+
+    /// An operator took upstream `i` out (disabled or removed its backend). A fan-out
+    /// destination leaves and the others go on (`None`: it had already left); a relayed
+    /// connection ends with its upstream.
+    pub(crate) fn remove_upstream(&mut self, i: usize) -> Option<Action> {
+        match self {
+            Machine::Relay(conn) => Some(conn.abort(CloseReason::BackendRemoved)),
+            Machine::Fanout(fan) => fan.remove_dest(i),
+        }
+    }
+
+    /// The relayed connection, for the connect path (backend pick, queue, retries), which
+    /// only a relayed connection takes.
+    pub(crate) fn relay(&mut self) -> Option<&mut Conn> {
+        match self {
+            Machine::Relay(conn) => Some(conn),
+            Machine::Fanout(_) => None,
+        }
+    }
+
+    /// The phase of a relayed connection; `None` for a fan-out one.
+    pub(crate) fn relay_phase(&self) -> Option<Phase> {
+        match self {
+            Machine::Relay(conn) => Some(conn.phase()),
+            Machine::Fanout(_) => None,
+        }
+    }
+
+    /// Whether it waits for an upstream: a connect in flight (to the relay's upstream, or to
+    /// any destination), or a relayed connection queued for a backend slot. During an export
+    /// such a connection leaves once that settles.
+    pub(crate) fn awaiting_upstream(&self) -> bool {
+        match self {
+            Machine::Relay(conn) => matches!(conn.phase(), Phase::Connecting | Phase::Queued),
+            Machine::Fanout(fan) => fan.connecting(),
+        }
+    }
+}

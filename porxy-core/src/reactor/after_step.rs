@@ -1,0 +1,143 @@
+//! What follows every step of a connection's machine, in one place for every kind of
+//! connection: the bytes it moved are counted, the upstreams that left are closed, during an
+//! export it leaves if it can, and then what its [`Action`] says is carried out (wait for a
+//! deadline, drive again, pick a backend, move on after a failed connect, close).
+//!
+//! Closing is here too: [`Reactor::finish`] is the one place a connection leaves the slab other
+//! than by export, and writes its end record.
+
+use std::io;
+use std::time::Instant;
+
+use super::close_log::Ended;
+use super::export::Exported;
+use super::slot::Slot;
+use super::{reset, Reactor};
+use crate::conn::close::CloseReason;
+use crate::conn::{Action, Closing};
+
+impl Reactor {
+    /// Carries out what connection `key` answered to a step (`error`: the I/O error behind it,
+    /// for the logs).
+    #[inline]
+    pub(super) fn after_step(
+        &mut self,
+        key: usize,
+        action: Action,
+        error: Option<&io::Error>,
+        now: Instant,
+    ) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        count_bytes(self.index, slot);
+        let departed = self.close_departed(key, now);
+        // During an export, a connection that can leave does, whatever it asked for (another
+        // drive, a timer, a backend): it does that in the process it goes to.
+        if self.exporting.is_some()
+            && matches!(action, Action::Wait | Action::Again | Action::Pick)
+            && self.export(key, now) == Exported::Left
+        {
+            return;
+        }
+        match action {
+            // An upstream left outside a drive (a connect failed or timed out, an operator took
+            // it out): what the others wait for may be complete now, so drive again.
+            Action::Wait if departed => {
+                self.slots.drive_again(key);
+                self.slots.arm_timer(key);
+            }
+            Action::Wait => self.slots.arm_timer(key),
+            Action::Again => {
+                self.slots.drive_again(key);
+                self.slots.arm_timer(key);
+            }
+            Action::Pick => self.assign_backend(key, None, now),
+            Action::ConnectFailed(failure) => {
+                if let Some(failed) = self.after_connect_failure(key, failure, error, now) {
+                    self.assign_backend(key, Some(failed), now);
+                }
+            }
+            Action::Close { .. } => self.finish(key, action, error, now),
+        }
+    }
+
+    /// Closes a connection as `action` says, counts it and takes it out of the slab.
+    pub(super) fn finish(
+        &mut self,
+        key: usize,
+        action: Action,
+        error: Option<&io::Error>,
+        now: Instant,
+    ) {
+        let Some((reason, client, upstream)) = action.closing() else {
+            return;
+        };
+        let Some(mut slot) = self.slots.remove(key) else {
+            return;
+        };
+        // Dropping a mio socket closes it, which also removes it from the epoll set.
+        if client == Closing::Reset {
+            reset(&slot.client);
+        }
+        let upstream_addr = slot.upstreams.logged_addr(&slot.tunnel);
+        for i in 0..slot.upstreams.sockets().len() {
+            let (socket, released) = slot.upstreams.take(i, &slot.tunnel);
+            if let (Some(socket), Closing::Reset) = (&socket, upstream) {
+                reset(socket);
+            }
+            self.retry_queue |= released;
+        }
+        slot.machine.release(&mut self.pools);
+        count_bytes(self.index, &mut slot);
+        self.count_closed(&slot.tunnel, reason);
+        let ended = Ended {
+            span: &slot.span,
+            id: slot.id,
+            tunnel: &slot.tunnel,
+            peer: slot.peer,
+            upstream: upstream_addr,
+            opened: Some(slot.opened),
+        };
+        self.close_log.closed(ended, reason, error, now);
+    }
+
+    /// Ends every connection, relayed and fan-out, with `reason`.
+    pub(super) fn abort_all(&mut self, reason: CloseReason, now: Instant) {
+        self.abort_where(|_| true, reason, now);
+    }
+
+    /// Ends every connection `select` picks, with `reason`; returns how many it picked.
+    pub(super) fn abort_where(
+        &mut self,
+        select: impl Fn(&Slot) -> bool,
+        reason: CloseReason,
+        now: Instant,
+    ) -> usize {
+        let keys = self.slots.keys_where(select);
+        for &key in &keys {
+            if let Some(slot) = self.slots.get_mut(key) {
+                let action = slot.machine.abort(reason);
+                self.after_step(key, action, None, now);
+            }
+        }
+        keys.len()
+    }
+}
+
+/// Adds the bytes `slot` moved since the last count to its tunnel's counters (this reactor's
+/// shard, `reactor`) and to each fan-out destination's backend.
+#[inline]
+pub(super) fn count_bytes(reactor: usize, slot: &mut Slot) {
+    let moved = slot.machine.take_unreported();
+    if moved.to_upstream + moved.to_client > 0 {
+        let shard = slot.tunnel.stats.reactor(reactor);
+        crate::status::bump(&shard.bytes_to_upstream, moved.to_upstream);
+        crate::status::bump(&shard.bytes_to_client, moved.to_client);
+    }
+    for (i, sent) in moved.per_upstream.into_iter().enumerate() {
+        if let Some((_, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
+            backend.add_sent(sent);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! A reactor's connections: one [`Slot`] per connection, relayed or fan-out alike, in one slab,
+//! with one timer queue and one list of connections to drive again.
+//!
+//! A slot is what the glue keeps around a connection's state machine: its sockets, the backend
+//! slots its upstreams hold, its tunnel, its log span. The slab key is the connection's key in
+//! its socket tokens ([`token`](super::token)); timers and drives deferred to later in a round
+//! name it by key and connection id, so an entry that outlived its connection (or whose key was
+//! reused) is recognised and dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::socket::Socket;
+use super::upstreams::Upstreams;
+use crate::conn::machine::Machine;
+use crate::timer::TimerQueue;
+use crate::tunnel::Tunnel;
+
+/// One connection's sockets and bookkeeping around its state machine.
+pub(super) struct Slot {
+    /// Process-wide connection id, for logs.
+    pub(super) id: u64,
+    pub(super) machine: Machine,
+    pub(super) client: Socket,
+    pub(super) upstreams: Upstreams,
+    pub(super) peer: SocketAddr,
+    pub(super) tunnel: Arc<Tunnel>,
+    /// When this process took the connection in (accepted, or imported).
+    pub(super) opened: Instant,
+    pub(super) span: tracing::Span,
+    /// The earliest deadline armed in the timer queue for this connection.
+    timer_armed: Option<Instant>,
+}
+
+impl Slot {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        id: u64,
+        machine: Machine,
+        client: Socket,
+        upstreams: Upstreams,
+        peer: SocketAddr,
+        tunnel: Arc<Tunnel>,
+        opened: Instant,
+        span: tracing::Span,
+    ) -> Slot {
+        Slot {
+            id,
+            machine,
+            client,
+            upstreams,
+            peer,
+            tunnel,
+            opened,
+            span,
+            timer_armed: None,
+        }
+    }
+
+    /// Whether its sockets can move to another process (a TLS session cannot).
+    pub(super) fn sockets_travel(&self) -> bool {
+        self.client.can_travel()
+            && self
+                .upstreams
+                .sockets()
+                .iter()
+                .flatten()
+                .all(Socket::can_travel)
+    }
+}
+
+/// The connections of one reactor.
+#[derive(Default)]
+pub(super) struct Slots {
+    slab: Slab<Slot>,
+    timers: TimerQueue,
+    /// Connections whose drive ran out of budget, to be driven again before blocking.
+    again: Vec<(usize, u64)>,
+}
+
+impl Slots {
+    #[inline]
+    pub(super) fn get(&self, key: usize) -> Option<&Slot> {
+        self.slab.get(key)
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, key: usize) -> Option<&mut Slot> {
+        self.slab.get_mut(key)
+    }
+
+    /// Whether `key` still holds connection `id`.
+    pub(super) fn holds(&self, key: usize, id: u64) -> bool {
+        self.slab.get(key).is_some_and(|s| s.id == id)
+    }
+
+    /// The key the next [`insert`](Slots::insert) gives, for registering its sockets first.
+    pub(super) fn vacant_key(&self) -> usize {
+        self.slab.vacant_key()
+    }
+
+    pub(super) fn insert(&mut self, slot: Slot) -> usize {
+        self.slab.insert(slot)
+    }
+
+    pub(super) fn remove(&mut self, key: usize) -> Option<Slot> {
+        self.slab.try_remove(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.slab.iter()
+    }
+
+    /// The keys of the connections `select` picks.
+    pub(super) fn keys_where(&self, select: impl Fn(&Slot) -> bool) -> Vec<usize> {
+        self.slab
+            .iter()
+            .filter(|(_, s)| select(s))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Makes sure the timer queue holds an entry no later than the connection's deadline.
+    #[inline]
+    pub(super) fn arm_timer(&mut self, key: usize) {
+        let Some(slot) = self.slab.get_mut(key) else {
+            return;
+        };
+        let Some(deadline) = slot.machine.deadline() else {
+            return;
+        };
+        if slot.timer_armed.is_none_or(|armed| deadline < armed) {
+            slot.timer_armed = Some(deadline);
+            self.timers.arm(deadline, key, slot.id);
+        }
+    }
+
+    /// Arms a timer for connection `key` at `at`, whatever its deadline says.
+    pub(super) fn arm_at(&mut self, key: usize, at: Instant) {
+        if let Some(slot) = self.slab.get_mut(key) {
+            slot.timer_armed = Some(at);
+            self.timers.arm(at, key, slot.id);
+        }
+    }
+
+    /// The key of a connection whose timer is due at `now`, if one is (entries of connections
+    /// gone are dropped on the way); `None` when none is due.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<usize> {
+        loop {
+            let (key, id, at) = self.timers.pop_due(now)?;
+            let Some(slot) = self.slab.get_mut(key) else {
+                continue;
+            };
+            if slot.id != id {
+                continue;
+            }
+            if slot.timer_armed == Some(at) {
+                slot.timer_armed = None;
+            }
+            return Some(key);
+        }
+    }
+
+    /// The earliest deadline armed.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Connection `key` is to be driven again before the reactor blocks.
+    #[inline]
+    pub(super) fn drive_again(&mut self, key: usize) {
+        if let Some(slot) = self.slab.get(key) {
+            self.again.push((key, slot.id));
+        }
+    }
+
+    /// Whether connections wait to be driven again.
+    pub(super) fn have_again(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    /// The connections to drive again, as `(key, id)`; the list starts over empty.
+    pub(super) fn take_again(&mut self) -> Vec<(usize, u64)> {
+        std::mem::take(&mut self.again)
+    }
+}

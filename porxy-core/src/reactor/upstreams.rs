@@ -1,0 +1,204 @@
+//! A connection's upstream sockets and the backend slots they hold.
+//!
+//! Upstream `i` is the socket the machine knows as [`SocketIx::Upstream(i)`]: a relayed
+//! connection has one, to the backend it picked (and may pick again after a failed connect); a
+//! fan-out connection one per destination, each to a fixed address. A backend's slot is held
+//! while its upstream lives and is given back exactly once, by [`Upstreams::take`].
+//!
+//! [`SocketIx::Upstream(i)`]: crate::conn::machine::SocketIx
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tracing::info;
+
+use super::socket::Socket;
+use crate::balance::backend::Backend;
+use crate::balance::Tried;
+use crate::tunnel::Tunnel;
+
+pub(super) enum Upstreams {
+    /// A relayed connection's one upstream.
+    Relay {
+        /// `[None]` while it waits for a backend slot, or between two connect attempts.
+        socket: [Option<Socket>; 1],
+        /// The backend (an index into `tunnel.balancer.backends`) whose slot it holds.
+        backend: Option<usize>,
+        /// Backends it has tried to connect to.
+        tried: Tried,
+    },
+    /// A fan-out connection's destinations.
+    Fanout {
+        /// Destination `i`'s socket while it is connecting or open.
+        sockets: Vec<Option<Socket>>,
+        /// Where destination `i` goes.
+        targets: Vec<Target>,
+    },
+}
+
+/// Where one destination of a fan-out connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) addr: SocketAddr,
+    /// The backend (an index into `tunnel.balancer.backends`) whose slot it holds while its
+    /// socket lives; `None` for a destination taken over to a tunnel without that backend.
+    pub(super) backend: Option<usize>,
+}
+
+impl Upstreams {
+    /// A relayed connection's, before it has picked a backend.
+    pub(super) fn relay() -> Self {
+        Upstreams::Relay {
+            socket: [None],
+            backend: None,
+            tried: Tried::default(),
+        }
+    }
+
+    /// A fan-out connection's, one upstream per target.
+    pub(super) fn fanout(sockets: Vec<Option<Socket>>, targets: Vec<Target>) -> Self {
+        Upstreams::Fanout { sockets, targets }
+    }
+
+    /// A relayed connection's, taken over from another process: connected with `socket`, to
+    /// `backend` if this tunnel has it (the caller has taken its slot).
+    pub(super) fn relay_taken_over(socket: Socket, backend: Option<usize>) -> Self {
+        let mut tried = Tried::default();
+        if let Some(index) = backend {
+            tried.add(index);
+        }
+        Upstreams::Relay {
+            socket: [Some(socket)],
+            backend,
+            tried,
+        }
+    }
+
+    /// A relayed connection picked backend `index` (whose slot it has reserved): it holds the
+    /// slot from now on, and will not pick it again.
+    pub(super) fn picked(&mut self, index: usize) {
+        if let Upstreams::Relay { backend, tried, .. } = self {
+            tried.add(index);
+            *backend = Some(index);
+        }
+    }
+
+    /// The backends a relayed connection has tried; `None` for a fan-out one, which picks none.
+    pub(super) fn tried(&self) -> Option<&Tried> {
+        match self {
+            Upstreams::Relay { tried, .. } => Some(tried),
+            Upstreams::Fanout { .. } => None,
+        }
+    }
+
+    /// Upstream `i` is connecting with `socket`.
+    pub(super) fn connecting(&mut self, i: usize, socket: Socket) {
+        if let Some(place) = self.sockets_mut().get_mut(i) {
+            *place = Some(socket);
+        }
+    }
+
+    /// The sockets, upstream `i` at index `i`, as the machine drives them.
+    #[inline]
+    pub(super) fn sockets_mut(&mut self) -> &mut [Option<Socket>] {
+        match self {
+            Upstreams::Relay { socket, .. } => socket,
+            Upstreams::Fanout { sockets, .. } => sockets,
+        }
+    }
+
+    pub(super) fn sockets(&self) -> &[Option<Socket>] {
+        match self {
+            Upstreams::Relay { socket, .. } => socket,
+            Upstreams::Fanout { sockets, .. } => sockets,
+        }
+    }
+
+    /// Upstream `i`'s socket, while it is connecting or open.
+    #[inline]
+    pub(super) fn socket(&self, i: usize) -> Option<&Socket> {
+        self.sockets().get(i).and_then(Option::as_ref)
+    }
+
+    /// Upstream `i`'s backend, with its index in `tunnel`, if it has one.
+    pub(super) fn backend<'t>(
+        &self,
+        i: usize,
+        tunnel: &'t Tunnel,
+    ) -> Option<(usize, &'t Arc<Backend>)> {
+        let index = match self {
+            Upstreams::Relay { backend, .. } => (i == 0).then_some(*backend)??,
+            Upstreams::Fanout { targets, .. } => targets.get(i)?.backend?,
+        };
+        Some((index, tunnel.balancer.backends.get(index)?))
+    }
+
+    /// Where upstream `i` goes, if known.
+    pub(super) fn addr(&self, i: usize, tunnel: &Tunnel) -> Option<SocketAddr> {
+        match self {
+            Upstreams::Relay { .. } => self.backend(i, tunnel).map(|(_, b)| b.addr),
+            Upstreams::Fanout { targets, .. } => targets.get(i).map(|t| t.addr),
+        }
+    }
+
+    /// The upstream address a connection's log lines name: a relayed connection's backend,
+    /// none for a fan-out connection (each destination's lines name their own).
+    pub(super) fn logged_addr(&self, tunnel: &Tunnel) -> Option<SocketAddr> {
+        match self {
+            Upstreams::Relay { .. } => self.addr(0, tunnel),
+            Upstreams::Fanout { .. } => None,
+        }
+    }
+
+    /// Where each upstream goes, in order (a fan-out connection's destinations).
+    pub(super) fn addrs(&self, tunnel: &Tunnel) -> Vec<SocketAddr> {
+        (0..self.sockets().len())
+            .filter_map(|i| self.addr(i, tunnel))
+            .collect()
+    }
+
+    /// The upstream that holds a slot on `backend`, if one does.
+    pub(super) fn on_backend(&self, tunnel: &Tunnel, backend: &Arc<Backend>) -> Option<usize> {
+        let holds = |i: usize| {
+            self.backend(i, tunnel)
+                .is_some_and(|(_, b)| Arc::ptr_eq(b, backend))
+        };
+        match self {
+            Upstreams::Relay { .. } => holds(0).then_some(0),
+            Upstreams::Fanout { sockets, .. } => {
+                (0..sockets.len()).find(|&i| sockets[i].is_some() && holds(i))
+            }
+        }
+    }
+
+    /// Takes upstream `i`'s socket out (the caller closes it) and gives back the backend slot
+    /// it held. Returns the socket, and whether a slot was given back.
+    pub(super) fn take(&mut self, i: usize, tunnel: &Tunnel) -> (Option<Socket>, bool) {
+        let (socket, index) = match self {
+            Upstreams::Relay {
+                socket, backend, ..
+            } if i == 0 => (socket[0].take(), backend.take()),
+            Upstreams::Relay { .. } => (None, None),
+            Upstreams::Fanout { sockets, targets } => {
+                let socket = sockets.get_mut(i).and_then(Option::take);
+                // A destination holds its slot while its socket lives.
+                let index = socket.as_ref().and(targets.get(i).and_then(|t| t.backend));
+                (socket, index)
+            }
+        };
+        let Some(backend) = index.and_then(|index| tunnel.balancer.backends.get(index)) else {
+            return (socket, false);
+        };
+        backend.release();
+        report_removal(tunnel.local, backend);
+        (socket, true)
+    }
+}
+
+/// After a slot of `backend` was given back: if that was the last connection of a backend being
+/// removed, says so (once), as the operator was promised.
+pub(super) fn report_removal(tunnel: SocketAddr, backend: &Backend) {
+    if backend.removal_done() {
+        info!(%tunnel, backend = %backend.addr, "backend removed: its last connection has ended");
+    }
+}
