@@ -58,10 +58,15 @@ pub(crate) enum Frozen {
 
 impl Conn {
     /// Whether the connection can move to another process now: it relays, or waits for a
-    /// backend slot. Not while its upstream connect is in flight (it would have to start over)
-    /// nor once it is over.
+    /// backend slot holding no byte (a waiting client travels alone, so bytes that came past
+    /// its preamble keep it here). Not while its upstream connect is in flight (it would have
+    /// to start over) nor once it is over.
     pub(crate) fn can_travel(&self) -> bool {
-        matches!(self.phase, Phase::Relaying | Phase::Queued)
+        match self.phase {
+            Phase::Relaying => true,
+            Phase::Queued => self.up.held() == 0,
+            Phase::Connecting | Phase::Closed(_) => false,
+        }
     }
 
     /// Takes the state of a connection out, to carry it to another process; buffers and kernel
@@ -75,10 +80,11 @@ impl Conn {
     pub(crate) fn freeze(&mut self, pools: &mut Pools, now: Instant) -> std::io::Result<Frozen> {
         match self.phase {
             Phase::Relaying => {}
-            Phase::Queued => {
+            Phase::Queued if self.up.held() == 0 => {
                 self.set_phase(Phase::Closed(CloseReason::HandedOver));
                 return Ok(Frozen::Waiting);
             }
+            Phase::Queued => return Ok(Frozen::Stays),
             Phase::Connecting | Phase::Closed(_) => return Ok(Frozen::Stays),
         }
         let state = RelayState {

@@ -6,6 +6,10 @@
 //! and splice), but the reactor sees one [`Machine`]: sockets are numbered the same way for both
 //! (0 the client, `1 + i` upstream `i`; see [`SocketIx`]), readiness, connects, drives, timers,
 //! aborts and freezes go in the same way, and what follows comes back as an [`Action`].
+//!
+//! Before either, a connection whose tunnel wants something from its client first (a PROXY
+//! header) is [`Machine::Opening`]; once that is over it rests as [`Machine::Opened`] until the
+//! reactor builds its relay or fan-out machine, with what the opening learned, and picks.
 
 use std::io;
 use std::time::Instant;
@@ -14,8 +18,9 @@ use super::close::CloseReason;
 use super::fanout::{Departure, FanConn};
 use super::frozen::Frozen;
 use super::hold::Pools;
+use super::opening::{Opened, Opening, OpeningStep};
 use super::transport::Transport;
-use super::{Action, Conn, Phase, Readiness, Side};
+use super::{Action, Closing, Conn, Phase, Readiness, Side};
 
 /// Which socket of a connection: the client, or upstream `i` (a relayed connection has one,
 /// upstream 0; a fan-out connection one per destination).
@@ -52,6 +57,11 @@ pub(crate) struct Unreported {
 
 /// One connection's state machine.
 pub(crate) enum Machine {
+    /// Reading what the client sends before its stream.
+    Opening(Box<Opening>),
+    /// The opening is over: the reactor takes what it learned ([`Machine::take_opened`]) and
+    /// builds the connection's machine.
+    Opened(Opened),
     Relay(Conn),
     Fanout(FanConn),
 }
@@ -61,6 +71,11 @@ impl Machine {
     #[inline]
     pub(crate) fn on_ready(&mut self, socket: SocketIx, ready: Readiness) -> AfterReady {
         match (self, socket) {
+            (Machine::Opening(opening), SocketIx::Client) => {
+                opening.on_ready(ready);
+                AfterReady::Drive
+            }
+            (Machine::Opening(_) | Machine::Opened(_), _) => AfterReady::Wait,
             (Machine::Relay(conn), SocketIx::Client) => {
                 conn.on_ready(Side::Client, ready);
                 match conn.phase() {
@@ -100,6 +115,7 @@ impl Machine {
         match self {
             Machine::Relay(conn) => conn.on_connected(now),
             Machine::Fanout(fan) => fan.on_connected(i),
+            Machine::Opening(_) | Machine::Opened(_) => {}
         }
     }
 
@@ -110,6 +126,7 @@ impl Machine {
         match self {
             Machine::Relay(conn) => Action::ConnectFailed(conn.on_connect_failed(error)),
             Machine::Fanout(fan) => fan.on_connect_failed(i, error),
+            Machine::Opening(_) | Machine::Opened(_) => Action::Wait,
         }
     }
 
@@ -129,6 +146,11 @@ impl Machine {
                 None => Action::Wait,
             },
             Machine::Fanout(fan) => fan.drive(client, upstreams, pools, now),
+            Machine::Opening(opening) => {
+                let step = opening.read(client);
+                self.after_opening(step)
+            }
+            Machine::Opened(_) => Action::Wait,
         }
     }
 
@@ -138,6 +160,8 @@ impl Machine {
         match self {
             Machine::Relay(conn) => conn.deadline(),
             Machine::Fanout(fan) => fan.deadline(),
+            Machine::Opening(opening) => Some(opening.deadline()),
+            Machine::Opened(_) => None,
         }
     }
 
@@ -146,6 +170,11 @@ impl Machine {
         match self {
             Machine::Relay(conn) => conn.on_timer(now),
             Machine::Fanout(fan) => fan.on_timer(now),
+            Machine::Opening(opening) => {
+                let step = opening.on_timer(now);
+                self.after_opening(step)
+            }
+            Machine::Opened(_) => Action::Wait,
         }
     }
 
@@ -154,6 +183,11 @@ impl Machine {
         match self {
             Machine::Relay(conn) => conn.abort(reason),
             Machine::Fanout(fan) => fan.abort(reason),
+            Machine::Opening(_) | Machine::Opened(_) => Action::Close {
+                reason,
+                client: Closing::Reset,
+                upstream: Closing::Reset,
+            },
         }
     }
 
@@ -177,6 +211,8 @@ impl Machine {
                     per_upstream,
                 }
             }
+            // Bytes read in the opening count once they reach the upstream.
+            Machine::Opening(_) | Machine::Opened(_) => Unreported::default(),
         }
     }
 
@@ -185,8 +221,8 @@ impl Machine {
     #[inline]
     pub(crate) fn take_departures(&mut self) -> Vec<Departure> {
         match self {
-            Machine::Relay(_) => Vec::new(),
             Machine::Fanout(fan) => fan.take_departures(),
+            Machine::Relay(_) | Machine::Opening(_) | Machine::Opened(_) => Vec::new(),
         }
     }
 
@@ -195,6 +231,8 @@ impl Machine {
         match self {
             Machine::Relay(conn) => conn.can_travel(),
             Machine::Fanout(fan) => !fan.connecting(),
+            // What it has read of its preamble has no place in a session: it opens here.
+            Machine::Opening(_) | Machine::Opened(_) => false,
         }
     }
 
@@ -212,6 +250,7 @@ impl Machine {
                     None => Frozen::Stays,
                 })
             }
+            Machine::Opening(_) | Machine::Opened(_) => Ok(Frozen::Stays),
         }
     }
 
@@ -219,7 +258,7 @@ impl Machine {
     pub(crate) fn release(&mut self, pools: &mut Pools) {
         match self {
             // The relay's pipes give their buffers back as they empty and end.
-            Machine::Relay(_) => {}
+            Machine::Relay(_) | Machine::Opening(_) | Machine::Opened(_) => {}
             Machine::Fanout(fan) => fan.release(pools),
         }
     }
@@ -231,6 +270,7 @@ impl Machine {
         match self {
             Machine::Relay(conn) => Some(conn.abort(CloseReason::BackendRemoved)),
             Machine::Fanout(fan) => fan.remove_dest(i),
+            Machine::Opening(_) | Machine::Opened(_) => None,
         }
     }
 
@@ -239,7 +279,7 @@ impl Machine {
     pub(crate) fn relay(&mut self) -> Option<&mut Conn> {
         match self {
             Machine::Relay(conn) => Some(conn),
-            Machine::Fanout(_) => None,
+            _ => None,
         }
     }
 
@@ -247,7 +287,7 @@ impl Machine {
     pub(crate) fn relay_phase(&self) -> Option<Phase> {
         match self {
             Machine::Relay(conn) => Some(conn.phase()),
-            Machine::Fanout(_) => None,
+            _ => None,
         }
     }
 
@@ -258,6 +298,42 @@ impl Machine {
         match self {
             Machine::Relay(conn) => matches!(conn.phase(), Phase::Connecting | Phase::Queued),
             Machine::Fanout(fan) => fan.connecting(),
+            Machine::Opening(_) | Machine::Opened(_) => false,
+        }
+    }
+
+    /// What an opening's step comes to: on success the machine rests as [`Machine::Opened`]
+    /// and asks for a backend; on failure it closes with the reason its preamble names.
+    fn after_opening(&mut self, step: OpeningStep) -> Action {
+        let Machine::Opening(opening) = self else {
+            return Action::Wait;
+        };
+        match step {
+            OpeningStep::Wait => Action::Wait,
+            OpeningStep::Again => Action::Again,
+            OpeningStep::Open(opened) => {
+                let source = opened.source;
+                *self = Machine::Opened(opened);
+                Action::Pick { source }
+            }
+            OpeningStep::Fail(error) => {
+                let reason = opening.preamble().failure_reason(&error);
+                tracing::debug!(error = %error, "opening failed");
+                Action::Close {
+                    reason,
+                    client: Closing::Reset,
+                    upstream: Closing::Graceful,
+                }
+            }
+        }
+    }
+
+    /// What the opening learned, once it is over ([`Machine::Opened`]); `None` for a machine
+    /// that had no opening, or took it already.
+    pub(crate) fn take_opened(&mut self) -> Option<Opened> {
+        match self {
+            Machine::Opened(opened) => Some(std::mem::take(opened)),
+            _ => None,
         }
     }
 }

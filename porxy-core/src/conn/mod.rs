@@ -14,6 +14,7 @@ pub(crate) mod fanout;
 pub(crate) mod frozen;
 pub(crate) mod hold;
 pub(crate) mod machine;
+pub(crate) mod opening;
 pub(crate) mod pipe;
 pub(crate) mod step;
 pub(crate) mod transport;
@@ -22,11 +23,13 @@ pub(crate) mod transport;
 mod tests;
 
 use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::config::TunnelSettings;
 use close::CloseReason;
 use hold::{Mode, Pools};
+use opening::Opened;
 use pipe::{Pipe, PipeError, PipeState};
 use transport::Transport;
 
@@ -93,9 +96,10 @@ pub(crate) enum Action {
     Wait,
     /// The drive budget ran out with work left: drive again after other connections.
     Again,
-    /// The connection is ready for a backend (nothing more to learn from the client first):
-    /// pick one and connect, or queue while every backend is full.
-    Pick,
+    /// The connection is ready for a backend (its opening is over, or it had none): pick
+    /// one and connect, or queue while every backend is full. `source`: the client its
+    /// opening named (a PROXY header's), which the pick and the logs take for the peer.
+    Pick { source: Option<SocketAddr> },
     /// The upstream connect failed (refused, timed out or failed, or porxy ran short of its
     /// own resources: [`CloseReason::LocalResource`]). The glue counts it against the backend
     /// (not porxy's own shortage), gives the backend's slot back, then does what `next` says.
@@ -171,6 +175,26 @@ impl Conn {
     /// A connection that waits for a backend slot; [`Conn::restart_connect`] ends the wait.
     pub(crate) fn queued(now: Instant, settings: TunnelSettings, attempts: u32) -> Self {
         Conn::with_phase(Phase::Queued, now, settings, attempts)
+    }
+
+    /// A connection whose opening is over ([`Opened`]): it waits for a backend slot like
+    /// [`Conn::queued`], with the bytes that came past the preamble pending for the upstream.
+    pub(crate) fn opened(
+        now: Instant,
+        settings: TunnelSettings,
+        attempts: u32,
+        opened: Opened,
+        pools: &mut Pools,
+    ) -> Self {
+        let mut conn = Conn::queued(now, settings, attempts);
+        let mode = if settings.splice {
+            Mode::Splice
+        } else {
+            Mode::Copy
+        };
+        conn.up = Pipe::with_pending(&opened.early, mode, pools);
+        conn.client = opened.client_ready;
+        conn
     }
 
     fn with_phase(phase: Phase, now: Instant, settings: TunnelSettings, attempts: u32) -> Self {

@@ -102,6 +102,16 @@ impl Pipe {
     /// A pipe that goes on from `snapshot` (taken by [`Pipe::freeze`], maybe in another
     /// process), moving its bytes as `mode` says: the pending bytes, in a buffer, are written
     /// first, and the end of stream stays as far as it had got.
+    /// An open pipe with `pending` bytes already held for its sink (those that came past a
+    /// client's preamble).
+    pub(crate) fn with_pending(pending: &[u8], mode: Mode, pools: &mut Pools) -> Self {
+        let mut pipe = Pipe::new(mode);
+        if !pending.is_empty() {
+            pipe.held = Held::Buffer(pools.buffers.take_filled(pending));
+        }
+        pipe
+    }
+
     pub(crate) fn restore(snapshot: &PipeSnapshot, mode: Mode, pools: &mut Pools) -> Self {
         let mut pipe = Pipe::new(mode);
         pipe.state = snapshot.state;

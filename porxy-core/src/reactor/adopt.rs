@@ -4,21 +4,25 @@
 //! every connection is.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use tracing::debug;
 
 use super::close_log::Ended;
-use super::fanout::FanClient;
 use super::slot::Slot;
 use super::socket::Socket;
 use super::upstreams::Upstreams;
 use super::{reset, token, Accepted, Origin, Reactor, SOCKET_INTEREST};
 use crate::conn::close::CloseReason;
 use crate::conn::machine::{Machine, SocketIx};
+use crate::conn::opening::{Opened, Opening};
 use crate::conn::{Action, Conn};
 use crate::tunnel::Tunnel;
+
+/// A connection with nothing to learn from its client picks at once.
+const PICK: Action = Action::Pick { source: None };
 
 impl Reactor {
     /// What every client taken in goes through, relayed or fan-out: counted as opened (or as
@@ -83,24 +87,30 @@ impl Reactor {
             );
             return;
         }
-        if let Some(fan) = tunnel.fanout {
-            let client = FanClient {
-                key,
-                client,
-                peer,
-                tunnel,
-                id,
-                span,
-            };
-            return self.open_fanout(client, fan, now);
-        }
         span.in_scope(|| debug!("accepted"));
-        let conn = Conn::queued(now, tunnel.settings, tunnel.attempts);
+        // What the connection is until it picks: learning from its client first, if its tunnel
+        // says so; else ready at once (a relayed one as it will stay, a fan-out one until its
+        // destinations are opened).
+        let (machine, action) = match (&tunnel.opening, tunnel.fanout.is_some()) {
+            (Some(opening), _) => {
+                let opening = Opening::new(opening.preamble.clone(), now, opening.timeout);
+                (Machine::Opening(Box::new(opening)), Action::Wait)
+            }
+            (None, true) => (Machine::Opened(Opened::default()), PICK),
+            (None, false) => {
+                let conn = Conn::queued(now, tunnel.settings, tunnel.attempts);
+                (Machine::Relay(conn), PICK)
+            }
+        };
+        let upstreams = match tunnel.fanout {
+            Some(_) => Upstreams::fanout(Vec::new(), Vec::new()),
+            None => Upstreams::relay(),
+        };
         let slot = Slot::new(
             id,
-            Machine::Relay(conn),
+            machine,
             Socket::Tcp(client),
-            Upstreams::relay(),
+            upstreams,
             peer,
             tunnel,
             now,
@@ -108,7 +118,36 @@ impl Reactor {
         );
         let inserted = self.slots.insert(slot);
         debug_assert_eq!(inserted, key);
-        self.after_step(key, Action::Pick, None, now);
+        self.after_step(key, action, None, now);
+    }
+
+    /// Connection `key` is ready for its upstreams (`source`: the client its opening named):
+    /// its relay or fan-out machine is built with what the opening learned, then it picks a
+    /// backend, or opens its destinations.
+    pub(super) fn pick(&mut self, key: usize, source: Option<SocketAddr>, now: Instant) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if let Some(source) = source {
+            slot.span
+                .in_scope(|| debug!(%source, "the client's preamble names its source"));
+            slot.peer = source;
+        }
+        if let Some(opened) = slot.machine.take_opened() {
+            if let Some(fan) = slot.tunnel.fanout {
+                return self.open_fanout(key, fan, opened, now);
+            }
+            let tunnel = &slot.tunnel;
+            let conn = Conn::opened(
+                now,
+                tunnel.settings,
+                tunnel.attempts,
+                opened,
+                &mut self.pools,
+            );
+            slot.machine = Machine::Relay(conn);
+        }
+        self.assign_backend(key, None, now);
     }
 
     /// Ends a client taken in but never given a connection (no descriptor to watch it, no

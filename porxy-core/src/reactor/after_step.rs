@@ -35,7 +35,7 @@ impl Reactor {
         // During an export, a connection that can leave does, whatever it asked for (another
         // drive, a timer, a backend): it does that in the process it goes to.
         if self.exporting.is_some()
-            && matches!(action, Action::Wait | Action::Again | Action::Pick)
+            && matches!(action, Action::Wait | Action::Again | Action::Pick { .. })
             && self.export(key, now) == Exported::Left
         {
             return;
@@ -52,7 +52,7 @@ impl Reactor {
                 self.slots.drive_again(key);
                 self.slots.arm_timer(key);
             }
-            Action::Pick => self.assign_backend(key, None, now),
+            Action::Pick { source } => self.pick(key, source, now),
             Action::ConnectFailed(failure) => {
                 if let Some(failed) = self.after_connect_failure(key, failure, error, now) {
                     self.assign_backend(key, Some(failed), now);

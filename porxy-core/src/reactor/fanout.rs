@@ -2,15 +2,10 @@
 //! holding a slot on its backend while its socket lives. Destination `i` is upstream `i` of the
 //! connection, to backend `i` of the tunnel it started with.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use tracing::{debug, warn};
 
-use super::close_log::Ended;
-use super::slot::Slot;
 use super::socket::Socket;
 use super::token;
 use super::upstream::start_connect;
@@ -19,31 +14,23 @@ use super::Reactor;
 use crate::conn::close::CloseReason;
 use crate::conn::fanout::{FanConn, FanoutSettings};
 use crate::conn::machine::{Machine, SocketIx};
-use crate::conn::Action;
-use crate::tunnel::Tunnel;
-
-/// A fan-out client taken in, its socket registered under key `key`.
-pub(super) struct FanClient {
-    pub(super) key: usize,
-    pub(super) client: TcpStream,
-    pub(super) peer: SocketAddr,
-    pub(super) tunnel: Arc<Tunnel>,
-    pub(super) id: u64,
-    pub(super) span: tracing::Span,
-}
+use crate::conn::opening::Opened;
+use crate::conn::{Action, Closing};
 
 impl Reactor {
-    /// Opens fan-out connection `client` with `fan`: a connect to every destination in service;
-    /// turned away if too few (or not the primary) could start.
-    pub(super) fn open_fanout(&mut self, client: FanClient, fan: FanoutSettings, now: Instant) {
-        let FanClient {
-            key,
-            client,
-            peer,
-            tunnel,
-            id,
-            span,
-        } = client;
+    /// Opens fan-out connection `key` with `fan` and what its opening learned: a connect to
+    /// every destination in service; closed if too few (or not the primary) could start.
+    pub(super) fn open_fanout(
+        &mut self,
+        key: usize,
+        fan: FanoutSettings,
+        opened: Opened,
+        now: Instant,
+    ) {
+        let Some(slot) = self.slots.get(key) else {
+            return;
+        };
+        let (tunnel, span) = (slot.tunnel.clone(), slot.span.clone());
         let backends = &tunnel.balancer.backends;
         let mut dests: Vec<Option<Socket>> = Vec::with_capacity(backends.len());
         for (i, backend) in backends.iter().enumerate() {
@@ -88,12 +75,22 @@ impl Reactor {
                 }
             }
             drop(dests);
-            let ended = Ended::without_upstream(&span, id, &tunnel, peer);
-            self.turn_away(&client, ended, CloseReason::NoBackend, None, now);
-            return;
+            let close = Action::Close {
+                reason: CloseReason::NoBackend,
+                client: Closing::Reset,
+                upstream: Closing::Graceful,
+            };
+            return self.finish(key, close, None, now);
         }
-        span.in_scope(|| debug!(destinations = live, "accepted"));
-        let conn = FanConn::new(now, tunnel.settings, fan, &connecting);
+        span.in_scope(|| debug!(destinations = live, "destinations opened"));
+        let conn = FanConn::opened(
+            now,
+            tunnel.settings,
+            fan,
+            &connecting,
+            opened,
+            &mut self.pools,
+        );
         let targets = backends
             .iter()
             .enumerate()
@@ -102,19 +99,11 @@ impl Reactor {
                 backend: Some(i),
             })
             .collect();
-        let slot = Slot::new(
-            id,
-            Machine::Fanout(conn),
-            Socket::Tcp(client),
-            Upstreams::fanout(dests, targets),
-            peer,
-            tunnel,
-            now,
-            span,
-        );
-        // Nothing else entered the slab since the key was taken.
-        let inserted = self.slots.insert(slot);
-        debug_assert_eq!(inserted, key);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        slot.machine = Machine::Fanout(conn);
+        slot.upstreams = Upstreams::fanout(dests, targets);
         self.after_step(key, Action::Wait, None, now);
     }
 }

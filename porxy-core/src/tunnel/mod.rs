@@ -19,6 +19,7 @@ use crate::balance::health::CheckConfig;
 use crate::balance::Balancer;
 use crate::config::{ProxyConfig, TunnelSettings};
 use crate::conn::fanout::FanoutSettings;
+use crate::conn::opening::OpeningConfig;
 use crate::error::Error;
 use crate::generation::Generation;
 use crate::spec::{Remote, TunnelSpec};
@@ -52,6 +53,9 @@ pub(crate) struct Tunnel {
     pub(crate) spec: TunnelSpec,
     /// Fan-out settings, when every client is copied to every remote.
     pub(crate) fanout: Option<FanoutSettings>,
+    /// What its clients go through before a backend is picked; `None`: nothing, they pick at
+    /// once.
+    pub(crate) opening: Option<OpeningConfig>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -155,6 +159,8 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
+            // Nothing yet asks clients for a preamble (PROXY headers come next).
+            opening: None,
         })
     }
 

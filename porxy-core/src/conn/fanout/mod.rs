@@ -35,6 +35,7 @@ use std::time::Instant;
 use crate::config::TunnelSettings;
 use crate::conn::close::CloseReason;
 use crate::conn::hold::{Mode, Pools};
+use crate::conn::opening::Opened;
 use crate::conn::pipe::{Pipe, PipeState};
 use crate::conn::step::{self, End, Read, Write};
 use crate::conn::transport::Transport;
@@ -122,6 +123,26 @@ impl FanConn {
             departures: Vec::new(),
             unreported: (0, 0),
         }
+    }
+
+    /// A connection whose opening is over ([`Opened`]), to `dests` destinations as
+    /// [`FanConn::new`]: the bytes that came past the client's preamble start the log, for
+    /// every destination.
+    pub(crate) fn opened(
+        now: Instant,
+        settings: TunnelSettings,
+        fan: FanoutSettings,
+        connecting: &[bool],
+        opened: Opened,
+        pools: &mut Pools,
+    ) -> FanConn {
+        let mut conn = FanConn::new(now, settings, fan, connecting);
+        conn.client = opened.client_ready;
+        if !opened.early.is_empty() {
+            conn.log = Log::restored(0, &opened.early, &mut pools.buffers);
+            conn.unreported.0 += opened.early.len() as u64;
+        }
+        conn
     }
 
     /// The reason it ended, once it has.

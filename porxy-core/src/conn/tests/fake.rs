@@ -402,6 +402,18 @@ pub(super) fn pools_sized(buffer_size: usize, pipe_size: usize, max_pipes: usize
     pools
 }
 
+/// The tests' tunnel settings (the timeouts above), moving bytes as `mode` says.
+pub(super) fn settings(mode: Mode) -> TunnelSettings {
+    TunnelSettings {
+        connect_timeout: CONNECT_TIMEOUT,
+        idle_timeout: IDLE_TIMEOUT,
+        client_fin_timeout: CLIENT_FIN_TIMEOUT,
+        server_fin_timeout: SERVER_FIN_TIMEOUT,
+        queue_timeout: QUEUE_TIMEOUT,
+        splice: mode == Mode::Splice,
+    }
+}
+
 /// A connection with its two fake streams, small pools and a clock origin.
 pub(super) struct Rig {
     pub(super) conn: Conn,
@@ -424,14 +436,7 @@ impl Rig {
 
     fn new(mode: Mode, attempts: u32) -> Self {
         let t0 = Instant::now();
-        let settings = TunnelSettings {
-            connect_timeout: CONNECT_TIMEOUT,
-            idle_timeout: IDLE_TIMEOUT,
-            client_fin_timeout: CLIENT_FIN_TIMEOUT,
-            server_fin_timeout: SERVER_FIN_TIMEOUT,
-            queue_timeout: QUEUE_TIMEOUT,
-            splice: mode == Mode::Splice,
-        };
+        let settings = settings(mode);
         Rig {
             conn: Conn::new(t0, settings, attempts),
             client: FakeStream::new(),

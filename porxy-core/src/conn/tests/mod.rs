@@ -30,6 +30,8 @@ macro_rules! on_both_paths {
 mod fake;
 mod handover;
 mod lifecycle;
+mod machine;
+mod opening;
 mod relaying;
 mod splicing;
 mod transport;

@@ -1,0 +1,280 @@
+//! The opening phase, read from a fake client: a preamble that comes whole, in pieces, too
+//! late, too long, cut short or malformed; the bytes past it; and what the machine makes of it
+//! (a pick with the client the preamble names, the early bytes first to the upstream).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fake::*;
+use crate::conn::close::CloseReason;
+use crate::conn::hold::Mode;
+use crate::conn::machine::{AfterReady, Machine, SocketIx};
+use crate::conn::opening::{Opening, OpeningConfig, OpeningError, OpeningStep, Parsed, Preamble};
+use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
+
+/// A preamble for tests: `HI <addr>\n`, or `HI -\n` for "the connection's own peer"; at most
+/// [`MAX`] bytes.
+struct Hello;
+
+const MAX: usize = 40;
+/// The reason the test preamble names for a failed opening (any will do, as long as the
+/// machine passes it on).
+const FAILED: CloseReason = CloseReason::ClientReset;
+
+impl Preamble for Hello {
+    fn max_len(&self) -> usize {
+        MAX
+    }
+
+    fn parse(&self, received: &[u8]) -> Parsed {
+        let prefix = b"HI ";
+        let head = &received[..received.len().min(prefix.len())];
+        if head != &prefix[..head.len()] {
+            return Parsed::Invalid("no HI".into());
+        }
+        let Some(end) = received.iter().position(|&b| b == b'\n') else {
+            return Parsed::Incomplete;
+        };
+        let Ok(text) = std::str::from_utf8(&received[prefix.len()..end]) else {
+            return Parsed::Invalid("not text".into());
+        };
+        let source = match text {
+            "-" => None,
+            addr => match addr.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(e) => return Parsed::Invalid(Box::new(e)),
+            },
+        };
+        Parsed::Complete {
+            len: end + 1,
+            source,
+        }
+    }
+
+    fn failure_reason(&self, _error: &OpeningError) -> CloseReason {
+        FAILED
+    }
+}
+
+/// Readable with a hang-up: the client's EOF has come.
+const HANGUP: Readiness = Readiness {
+    readable: true,
+    writable: false,
+    failed: true,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn config() -> OpeningConfig {
+    OpeningConfig {
+        preamble: Arc::new(Hello),
+        timeout: TIMEOUT,
+    }
+}
+
+fn opening() -> (Opening, std::time::Instant) {
+    let t0 = std::time::Instant::now();
+    let config = config();
+    (Opening::new(config.preamble, t0, config.timeout), t0)
+}
+
+fn source() -> SocketAddr {
+    "192.0.2.7:4711".parse().unwrap()
+}
+
+#[test]
+fn a_whole_preamble_opens_with_its_source_and_keeps_the_bytes_past_it() {
+    let (mut opening, _) = opening();
+    let mut client = FakeStream::new().reading([data(b"HI 192.0.2.7:4711\nGET / HTTP/1.0\r\n")]);
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert_eq!(opened.early, b"GET / HTTP/1.0\r\n");
+    assert_eq!(
+        client.read_calls, 1,
+        "one read: the preamble and what follows came together"
+    );
+}
+
+#[test]
+fn a_preamble_in_pieces_waits_for_the_rest() {
+    let (mut opening, _) = opening();
+    let mut client = FakeStream::new().reading([data(b"HI 19"), Rd::WouldBlock]);
+    opening.on_ready(R);
+    assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+    // No more readiness, no more reads.
+    let calls = client.read_calls;
+    assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+    assert_eq!(client.read_calls, calls);
+    client.reads.push_back(data(b"2.0.2.7:4711\n"));
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert!(opened.early.is_empty());
+}
+
+#[test]
+fn a_preamble_naming_no_source_keeps_the_peer() {
+    let (mut opening, _) = opening();
+    let mut client = FakeStream::new().reading([data(b"HI -\n")]);
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, None);
+}
+
+#[test]
+fn a_preamble_too_late_fails_at_the_deadline_not_before() {
+    let (mut opening, t0) = opening();
+    assert_eq!(opening.deadline(), t0 + TIMEOUT);
+    assert!(matches!(
+        opening.on_timer(t0 + TIMEOUT - Duration::from_millis(1)),
+        OpeningStep::Wait
+    ));
+    assert!(matches!(
+        opening.on_timer(t0 + TIMEOUT),
+        OpeningStep::Fail(OpeningError::Timeout)
+    ));
+}
+
+#[test]
+fn a_preamble_longer_than_its_limit_fails_without_reading_past_it() {
+    let (mut opening, _) = opening();
+    let mut long = b"HI ".to_vec();
+    long.resize(3 * MAX, b'x');
+    let mut client = FakeStream::new().reading([Rd::Data(long)]);
+    opening.on_ready(R);
+    let step = opening.read(&mut client);
+    assert!(
+        matches!(step, OpeningStep::Fail(OpeningError::TooLong { max: MAX })),
+        "{step:?}"
+    );
+    assert_eq!(
+        client.delivered.len(),
+        MAX,
+        "not a byte past the limit is read"
+    );
+}
+
+#[test]
+fn a_client_that_ends_before_its_preamble_fails() {
+    let (mut opening, _) = opening();
+    let mut client = FakeStream::new().reading([data(b"HI 1")]);
+    opening.on_ready(R);
+    assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+    client.reads.push_back(Rd::Eof);
+    opening.on_ready(HANGUP);
+    let step = opening.read(&mut client);
+    assert!(
+        matches!(
+            step,
+            OpeningStep::Fail(OpeningError::Closed { received: 4 })
+        ),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn a_malformed_preamble_fails_with_what_is_wrong() {
+    let (mut opening, _) = opening();
+    let mut client = FakeStream::new().reading([data(b"HI 192.0.2.300:1\n")]);
+    opening.on_ready(R);
+    let OpeningStep::Fail(error) = opening.read(&mut client) else {
+        panic!("not failed");
+    };
+    assert!(matches!(error, OpeningError::Malformed(_)));
+    assert_eq!(
+        error.to_string(),
+        "malformed preamble: invalid socket address syntax"
+    );
+}
+
+#[test]
+fn machine_opens_then_the_early_bytes_reach_the_upstream_first() {
+    let mut rig = Rig::connecting();
+    let config = config();
+    let mut machine = Machine::Opening(Box::new(Opening::new(
+        config.preamble,
+        rig.t0,
+        config.timeout,
+    )));
+    assert_eq!(machine.deadline(), Some(rig.t0 + TIMEOUT));
+    assert!(
+        !machine.can_travel(),
+        "an opening connection stays where it is"
+    );
+    rig.client
+        .reads
+        .extend([data(b"HI 192.0.2.7:4711\nearly"), Rd::WouldBlock]);
+    assert_eq!(
+        machine.on_ready(SocketIx::Client, R),
+        AfterReady::Drive,
+        "the client's bytes are the opening's to read"
+    );
+    let mut no_upstreams: [Option<FakeStream>; 0] = [];
+    let action = machine.drive(&mut rig.client, &mut no_upstreams, &mut rig.pools, rig.t0);
+    assert_eq!(
+        action,
+        Action::Pick {
+            source: Some(source())
+        }
+    );
+    assert_eq!(
+        machine.deadline(),
+        None,
+        "an opened machine waits for nothing"
+    );
+    let opened = machine.take_opened().expect("opened");
+    assert_eq!(opened.early, b"early");
+
+    // The relay built from it waits for a backend, holding the early bytes: a waiting client
+    // travels alone, so this one cannot travel.
+    let mut conn = Conn::opened(rig.t0, settings(Mode::Copy), 1, opened, &mut rig.pools);
+    assert_eq!(conn.phase(), Phase::Queued);
+    assert!(!conn.can_travel());
+    conn.restart_connect(rig.t0);
+    conn.on_connected(rig.t0);
+    rig.conn = conn;
+    rig.client.reads.push_back(data(b" and late"));
+    rig.ready(Side::Client, R);
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"early and late");
+    assert_eq!(rig.conn.take_unreported(), (14, 0));
+}
+
+#[test]
+fn machine_closes_a_failed_opening_with_the_preambles_reason() {
+    let rig = Rig::connecting();
+    let config = config();
+    let mut machine = Machine::Opening(Box::new(Opening::new(
+        config.preamble.clone(),
+        rig.t0,
+        config.timeout,
+    )));
+    assert_eq!(machine.on_timer(rig.t0 + secs(1)), Action::Wait);
+    assert_eq!(
+        machine.on_timer(rig.t0 + TIMEOUT),
+        close(FAILED, Closing::Reset, Closing::Graceful)
+    );
+
+    let mut machine = Machine::Opening(Box::new(Opening::new(
+        config.preamble,
+        rig.t0,
+        config.timeout,
+    )));
+    let mut client = FakeStream::new().reading([data(b"NO\n")]);
+    machine.on_ready(SocketIx::Client, R);
+    let mut no_upstreams: [Option<FakeStream>; 0] = [];
+    let mut pools = pools(1);
+    assert_eq!(
+        machine.drive(&mut client, &mut no_upstreams, &mut pools, rig.t0),
+        close(FAILED, Closing::Reset, Closing::Graceful)
+    );
+}
