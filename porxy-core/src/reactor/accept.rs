@@ -48,8 +48,9 @@ use mio::net::TcpStream;
 use mio::Poll;
 use tracing::{debug, warn};
 
+use super::accepted::{Accepted, Origin};
 use super::epoll::{self, Registration};
-use super::{token, Accepted, Origin, Reactor};
+use super::{token, Reactor};
 use crate::accept::parking::{self, Load, Parked, Tick};
 use crate::accept::{AcceptFailure, Accepting, ListenSocket};
 use crate::tunnel::Tunnel;
@@ -127,7 +128,7 @@ impl Reactor {
             set_aside: None,
         };
         if acceptor.parked.is_none() {
-            register(&self.poll, &mut listening, self.index);
+            register(&self.poll, &mut listening, self.counts.shard());
         }
         acceptor.listening.push(listening);
     }
@@ -139,7 +140,7 @@ impl Reactor {
         };
         if let Some(at) = acceptor.listening.iter().position(|l| l.socket.id() == id) {
             let mut listening = acceptor.listening.swap_remove(at);
-            deregister(&self.poll, &mut listening, self.index);
+            deregister(&self.poll, &mut listening, self.counts.shard());
         }
     }
 
@@ -149,7 +150,7 @@ impl Reactor {
             return;
         };
         for mut listening in acceptor.listening.drain(..) {
-            deregister(&self.poll, &mut listening, self.index);
+            deregister(&self.poll, &mut listening, self.counts.shard());
         }
         acceptor.parked = None;
     }
@@ -179,7 +180,7 @@ impl Reactor {
             if listening.set_aside.is_some_and(|until| now >= until) {
                 listening.set_aside = None;
                 if acceptor.parked.is_none() {
-                    register(&self.poll, listening, self.index);
+                    register(&self.poll, listening, self.counts.shard());
                 }
             }
         }
@@ -261,7 +262,7 @@ impl Reactor {
         };
         acceptor.parked = None;
         for listening in &mut acceptor.listening {
-            register(&self.poll, listening, self.index);
+            register(&self.poll, listening, self.counts.shard());
         }
     }
 
@@ -326,7 +327,7 @@ impl Reactor {
             listening.map(|l| l.socket.current_tunnel(&mut l.tunnel))
         });
         let tunnel = copy.unwrap_or_else(|| socket.tunnel());
-        crate::status::bump(&tunnel.stats.reactor(self.index).accepted, 1);
+        self.counts.accepted(&tunnel);
         let accepted = Accepted {
             stream,
             peer,
@@ -340,7 +341,7 @@ impl Reactor {
     /// The connections as this reactor sees them now, for the parking policy.
     fn load(&self, shared: &Accepting) -> Load {
         Load {
-            own: self.stats.open.load(Ordering::Relaxed),
+            own: self.counts.open_here(),
             total: shared.admission.open(),
             reactors: shared.reactors,
             room: shared.admission.has_room(),
@@ -353,15 +354,15 @@ impl Reactor {
             return;
         };
         for listening in &mut acceptor.listening {
-            deregister(&self.poll, listening, self.index);
+            deregister(&self.poll, listening, self.counts.shard());
             listening.ready = false;
         }
         acceptor.parked = Some(why);
         match why {
             Parked::Full => shared.warn_capacity(now),
             Parked::OverShare { .. } => debug!(
-                reactor = self.index,
-                open = self.stats.open.load(Ordering::Relaxed),
+                reactor = self.counts.shard(),
+                open = self.counts.open_here(),
                 "more than its share of the connections: leaving new clients to other reactors"
             ),
             Parked::Starved { .. } => {}
@@ -385,7 +386,7 @@ impl Reactor {
             .iter_mut()
             .find(|l| l.socket.id() == socket.id())
         {
-            deregister(&self.poll, listening, self.index);
+            deregister(&self.poll, listening, self.counts.shard());
             listening.set_aside = Some(now + parking::RESOURCE_BACKOFF);
         }
     }

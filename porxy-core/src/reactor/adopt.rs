@@ -35,12 +35,8 @@ impl Reactor {
         nodelay: bool,
     ) {
         match origin {
-            Origin::Accepted => {
-                tunnel.stats.reactor(self.index).opened();
-                tunnel.generation.opened();
-                self.stats.opened();
-            }
-            Origin::Imported => self.count_imported(tunnel),
+            Origin::Accepted => self.counts.opened(tunnel),
+            Origin::Imported => self.counts.imported(tunnel),
         }
         if !nodelay {
             let _ = client.set_nodelay(true);
@@ -164,16 +160,6 @@ impl Reactor {
         let tunnel = conn.tunnel;
         self.close_log.closed(conn, reason, error, now);
         reset(client);
-        self.count_closed(tunnel, reason);
-    }
-
-    /// Counts a connection of this reactor as ended for `reason`: in its tunnel (the reason
-    /// before the open count, see `status.rs`), its generation, this reactor and the
-    /// proxy-wide count against the connection limit.
-    pub(super) fn count_closed(&self, tunnel: &Tunnel, reason: CloseReason) {
-        tunnel.stats.reactor(self.index).closed(reason);
-        tunnel.generation.closed();
-        self.stats.closed();
-        self.accepting.admission.release();
+        self.counts.closed(tunnel, reason);
     }
 }

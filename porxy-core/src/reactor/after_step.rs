@@ -30,11 +30,11 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        count_bytes(self.index, slot);
+        slot.count_bytes(self.counts.shard());
         let departed = self.close_departed(key, now);
         // During an export, a connection that can leave does, whatever it asked for (another
         // drive, a timer, a backend): it does that in the process it goes to.
-        if self.exporting.is_some()
+        if self.handing_over.exporting()
             && matches!(action, Action::Wait | Action::Again | Action::Pick { .. })
             && self.export(key, now) == Exported::Left
         {
@@ -86,11 +86,11 @@ impl Reactor {
             if let (Some(socket), Closing::Reset) = (&socket, upstream) {
                 reset(socket);
             }
-            self.retry_queue |= released;
+            self.queue.slot_freed(released);
         }
         slot.machine.release(&mut self.pools);
-        count_bytes(self.index, &mut slot);
-        self.count_closed(&slot.tunnel, reason);
+        slot.count_bytes(self.counts.shard());
+        self.counts.closed(&slot.tunnel, reason);
         let ended = Ended {
             span: &slot.span,
             id: slot.id,
@@ -122,22 +122,5 @@ impl Reactor {
             }
         }
         keys.len()
-    }
-}
-
-/// Adds the bytes `slot` moved since the last count to its tunnel's counters (this reactor's
-/// shard, `reactor`) and to each fan-out destination's backend.
-#[inline]
-pub(super) fn count_bytes(reactor: usize, slot: &mut Slot) {
-    let moved = slot.machine.take_unreported();
-    if moved.to_upstream + moved.to_client > 0 {
-        let shard = slot.tunnel.stats.reactor(reactor);
-        crate::status::bump(&shard.bytes_to_upstream, moved.to_upstream);
-        crate::status::bump(&shard.bytes_to_client, moved.to_client);
-    }
-    for (i, sent) in moved.per_upstream.into_iter().enumerate() {
-        if let Some((_, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
-            backend.add_sent(sent);
-        }
     }
 }

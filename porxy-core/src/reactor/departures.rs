@@ -41,7 +41,7 @@ impl Reactor {
                 }
                 closed.push((departure.end, backend, addr));
             }
-            self.retry_queue |= released;
+            self.queue.slot_freed(released);
         }
         let _enter = span.enter();
         for (end, backend, addr) in closed {

@@ -30,25 +30,12 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use tracing::{debug, error, warn};
 
-use super::after_step::count_bytes;
 use super::{reset, Reactor};
 use crate::conn::close::CloseReason;
 use crate::conn::fanout::frozen::FrozenPhase;
 use crate::conn::frozen::Frozen;
 use crate::session::{Fanout, Relay, Session};
 use crate::tunnel::Tunnel;
-
-/// An export in progress.
-pub(super) struct Exporting {
-    to: Sender<Session>,
-    until: Instant,
-}
-
-impl Exporting {
-    pub(super) fn until(&self) -> Instant {
-        self.until
-    }
-}
 
 /// What [`Reactor::export`] did with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +49,10 @@ pub(super) enum Exported {
 impl Reactor {
     /// Starts an export to `to`: every connection that can leave now leaves.
     pub(super) fn begin_export(&mut self, to: Sender<Session>, until: Instant, now: Instant) {
-        self.holding = true;
-        self.exporting = Some(Exporting { to, until });
+        self.handing_over.begin(to, until);
         let keys = self.slots.keys_where(|_| true);
         debug!(
-            reactor = self.index,
+            reactor = self.counts.shard(),
             connections = keys.len(),
             "handing connections over"
         );
@@ -78,7 +64,7 @@ impl Reactor {
 
     /// Ends the export when nothing more can come of it.
     pub(super) fn end_export_if_done(&mut self, now: Instant) {
-        let Some(exporting) = &self.exporting else {
+        let Some(until) = self.handing_over.until() else {
             return;
         };
         // While the proxy is not stopping, new clients may still come (from the listener
@@ -88,9 +74,13 @@ impl Reactor {
                 // Still to leave, once its upstream settles; unless it never can.
                 s.machine.awaiting_upstream() && s.sockets_travel()
             });
-        if settled || now >= exporting.until {
-            debug!(reactor = self.index, left = self.slots.len(), "export over");
-            self.exporting = None;
+        if settled || now >= until {
+            debug!(
+                reactor = self.counts.shard(),
+                left = self.slots.len(),
+                "export over"
+            );
+            self.handing_over.end();
         }
     }
 
@@ -98,10 +88,9 @@ impl Reactor {
     /// and the connection can travel. [`Exported::Left`] if it left its slot (should nobody
     /// take it any more, it is back as a new connection, and the export is over).
     pub(super) fn export(&mut self, key: usize, now: Instant) -> Exported {
-        let Some(exporting) = &self.exporting else {
+        let Some(to) = self.handing_over.sender() else {
             return Exported::Stayed;
         };
-        let to = exporting.to.clone();
         // A socket that cannot travel (a TLS session) keeps its connection here to the end.
         if !self
             .slots
@@ -112,7 +101,7 @@ impl Reactor {
         }
         // Whatever the connection relayed or let go of is counted here, before it leaves.
         if let Some(slot) = self.slots.get_mut(key) {
-            count_bytes(self.index, slot);
+            slot.count_bytes(self.counts.shard());
         }
         self.close_departed(key, now);
         let Some(slot) = self.slots.get_mut(key) else {
@@ -154,10 +143,10 @@ impl Reactor {
         let mut upstreams = Vec::with_capacity(slot.upstreams.sockets().len());
         for i in 0..slot.upstreams.sockets().len() {
             let (socket, released) = slot.upstreams.take(i, &slot.tunnel);
-            self.retry_queue |= released;
+            self.queue.slot_freed(released);
             upstreams.push(socket);
         }
-        self.count_closed(&slot.tunnel, CloseReason::HandedOver);
+        self.counts.closed(&slot.tunnel, CloseReason::HandedOver);
         let (id, peer, tunnel, span) = (slot.id, slot.peer, slot.tunnel, slot.span);
         let client = slot.client.into_std();
         let mut session = match frozen {
@@ -243,10 +232,10 @@ impl Reactor {
     ) {
         if let Err(returned) = to.send(session) {
             debug!(
-                reactor = self.index,
+                reactor = self.counts.shard(),
                 "the export was abandoned; keeping the connection"
             );
-            self.exporting = None;
+            self.handing_over.end();
             self.import(returned.0, tunnel, id, now);
         }
     }

@@ -30,7 +30,7 @@ impl Reactor {
         error: Option<&io::Error>,
         now: Instant,
     ) {
-        crate::status::bump(&tunnel.stats.reactor(self.index).connect_failures, 1);
+        self.counts.connect_failed(tunnel);
         let Some(backend) = backend else {
             return;
         };

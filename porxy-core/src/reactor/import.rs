@@ -159,7 +159,7 @@ impl Reactor {
         if let Some(index) = backend {
             tunnel.balancer.backends[index].adopt_slot();
         }
-        self.count_imported(&tunnel);
+        self.counts.imported(&tunnel);
         span.in_scope(|| {
             debug!(
                 previous_id,
@@ -183,20 +183,10 @@ impl Reactor {
         self.drive(key, now);
     }
 
-    /// Counts a connection taken in from another process.
-    pub(super) fn count_imported(&self, tunnel: &Tunnel) {
-        let shard = tunnel.stats.reactor(self.index);
-        shard.opened();
-        crate::status::bump(&shard.imported, 1);
-        tunnel.generation.opened();
-        self.stats.imported();
-        self.accepting.admission.add();
-    }
-
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.
     pub(super) fn refuse(&mut self, id: u64, tunnel: &Tunnel, peer: SocketAddr, error: &io::Error) {
-        self.count_imported(tunnel);
-        self.count_closed(tunnel, CloseReason::LocalResource);
+        self.counts.imported(tunnel);
+        self.counts.closed(tunnel, CloseReason::LocalResource);
         tracing::warn!(
             conn = id,
             tunnel = %tunnel.local,
@@ -280,7 +270,7 @@ impl Reactor {
             &fan.state,
             &mut self.pools,
         );
-        self.count_imported(&tunnel);
+        self.counts.imported(&tunnel);
         span.in_scope(|| {
             debug!(
                 previous_id,

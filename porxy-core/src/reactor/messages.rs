@@ -1,53 +1,15 @@
-//! What other threads ask of a reactor ([`ReactorMsg`], over its mailbox), and how it answers,
-//! a bounded number per round.
+//! How a reactor answers what other threads ask of it ([`ReactorMsg`]), a bounded number per
+//! round.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TryRecvError};
+use crossbeam_channel::TryRecvError;
 use tracing::debug;
 
-use super::{Accepted, Origin, Reactor, MESSAGES_PER_ROUND};
-use crate::accept::ListenSocket;
-use crate::balance::backend::Backend;
+use super::accepted::Origin;
+use super::mail::ReactorMsg;
+use super::{Reactor, MESSAGES_PER_ROUND};
 use crate::conn::close::CloseReason;
-use crate::session::Session;
-use crate::tunnel::Tunnel;
-
-/// What other threads ask of a reactor.
-pub(crate) enum ReactorMsg {
-    /// Take over a freshly accepted client.
-    Adopt(Accepted),
-    /// Accept from this listening socket too (when reactors accept).
-    Listen(Arc<ListenSocket>),
-    /// Stop accepting from the listening socket with this id, and let go of it.
-    Unlisten(usize),
-    /// Close now every connection that came in on this listen address, through whichever
-    /// tunnel (listening still or closed); how many goes to `done`.
-    CloseListen {
-        local: SocketAddr,
-        done: Sender<usize>,
-    },
-    /// Close every connection on this backend at this moment (now, if it has passed).
-    CloseBackend { backend: Arc<Backend>, at: Instant },
-    /// Finish: when every connection has ended, or at the deadline (`None`: at once).
-    Stop { deadline: Option<Instant> },
-    /// Hand the connections over to `to` (see `export.rs`), until `until` at the latest; a
-    /// stopping reactor then holds on, even with no connection left, until `Release`.
-    Export { to: Sender<Session>, until: Instant },
-    /// End the export now; what has not left stays here.
-    EndExport,
-    /// The export's caller is done: a stopping reactor may end once it has no connection.
-    Release,
-    /// Take in a connection handed over from another process (or given back), on `tunnel`, as
-    /// connection `id`.
-    Import {
-        session: Box<Session>,
-        tunnel: Arc<Tunnel>,
-        id: u64,
-    },
-}
 
 impl Reactor {
     /// Handles the messages waiting, at most [`MESSAGES_PER_ROUND`]; more are left for the
@@ -71,12 +33,12 @@ impl Reactor {
                     if at <= now {
                         self.remove_backend(&backend, now);
                     } else {
-                        self.backend_deadlines.push((at, backend));
+                        self.removals.schedule(at, backend);
                     }
                 }
                 Ok(ReactorMsg::Stop { deadline }) => {
                     debug!(
-                        reactor = self.index,
+                        reactor = self.counts.shard(),
                         open = self.slots.len(),
                         "reactor stopping"
                     );
@@ -85,11 +47,8 @@ impl Reactor {
                     self.unlisten_all();
                 }
                 Ok(ReactorMsg::Export { to, until }) => self.begin_export(to, until, now),
-                Ok(ReactorMsg::EndExport) => self.exporting = None,
-                Ok(ReactorMsg::Release) => {
-                    self.exporting = None;
-                    self.holding = false;
-                }
+                Ok(ReactorMsg::EndExport) => self.handing_over.end(),
+                Ok(ReactorMsg::Release) => self.handing_over.release(),
                 Ok(ReactorMsg::Import {
                     session,
                     tunnel,

@@ -37,6 +37,8 @@
 //! polling, `close_log.rs` the end of every connection in the log.
 
 mod accept;
+mod accepted;
+mod accounting;
 mod adopt;
 mod after_step;
 mod close_log;
@@ -47,9 +49,13 @@ mod departures;
 mod epoll;
 mod export;
 mod fanout;
+mod handing_over;
 mod health;
 mod import;
+mod mail;
 mod messages;
+mod queue;
+mod removals;
 mod slot;
 mod socket;
 mod spin;
@@ -59,33 +65,31 @@ pub(crate) mod token;
 mod upstream;
 mod upstreams;
 
-use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll};
 
 use crate::accept::Accepting;
-use crate::balance::backend::Backend;
 use crate::conn::close::CloseReason;
 use crate::conn::hold::Pools;
 use crate::conn::machine::{AfterReady, SocketIx};
 use crate::conn::Readiness;
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::status::ReactorStats;
-use crate::tunnel::Tunnel;
-pub(crate) use messages::ReactorMsg;
+pub(crate) use accepted::{Accepted, Origin};
+use accounting::Accounting;
+use handing_over::HandingOver;
+pub(crate) use mail::ReactorMsg;
+use queue::BackendQueue;
+use removals::Removals;
 use slot::Slots;
 use stopping::Stopping;
 
 /// Events taken from the OS per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
-/// How often queued connections look for a slot freed on another reactor.
-const QUEUE_TICK: Duration = Duration::from_millis(10);
 /// Deadlines handled per round before the reactor turns back to its sockets.
 const TIMERS_PER_ROUND: usize = 4096;
 /// Messages handled per wake before the reactor turns back to its sockets.
@@ -102,27 +106,6 @@ pub(crate) const SOCKET_INTEREST: Interest = Interest::READABLE
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) const SOCKET_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
-/// A client socket just accepted (by the listener thread, or by the reactor itself).
-pub(crate) struct Accepted {
-    pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
-    pub(crate) tunnel: Arc<Tunnel>,
-    /// Process-wide connection id, for logs.
-    pub(crate) id: u64,
-    /// TCP_NODELAY is on already: inherited from a listening socket that had it (see
-    /// [`ListenSocket::clients_nodelay`]), which saves a syscall per client.
-    pub(crate) nodelay: bool,
-}
-
-/// Where a client comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// The listener thread, or this reactor, accepted it.
-    Accepted,
-    /// Another process handed it over.
-    Imported,
-}
-
 /// How a reactor thread ended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReactorExit {
@@ -131,7 +114,6 @@ pub(crate) struct ReactorExit {
 }
 
 pub(crate) struct Reactor {
-    index: usize,
     /// The process-wide id of the proxy this reactor belongs to.
     proxy: u64,
     poll: Poll,
@@ -140,26 +122,21 @@ pub(crate) struct Reactor {
     slots: Slots,
     /// Relay buffers and splice pipes, lent to connections while bytes are in flight.
     pools: Pools,
-    stats: Arc<ReactorStats>,
+    /// What every connection in and out counts, and where.
+    counts: Accounting,
     /// Messages remain in the channel after a bounded round.
     more_messages: bool,
     stopping: Stopping,
+    /// Connections cut rather than left to finish, for the exit.
     cut: u64,
-    /// Connections waiting for a backend slot, oldest first.
-    queued: VecDeque<(usize, u64)>,
-    /// A slot may have freed up: try the queue before blocking.
-    retry_queue: bool,
-    /// Backends whose connections are to be closed at a deadline (removal).
-    backend_deadlines: Vec<(Instant, Arc<Backend>)>,
-    /// An export of connections to another process, while it lasts.
-    exporting: Option<export::Exporting>,
-    /// Since an export: do not end before `Release`, even with no connection left.
-    holding: bool,
+    /// Relayed connections waiting for a backend slot.
+    queue: BackendQueue,
+    /// Backends whose connections are to be closed at a deadline.
+    removals: Removals,
+    /// An export of connections to another process, and the hold that follows it.
+    handing_over: HandingOver,
     /// The accepting side, when reactors accept (`None`: the listener thread hands clients over).
     acceptor: Option<accept::Acceptor>,
-    /// The count against the connection limit this reactor's connections are in, whoever
-    /// accepted them.
-    accepting: Arc<Accepting>,
     /// Rate limits for the warnings about failed connections.
     close_log: close_log::CloseLog,
     /// Busy polling: whether to poll with a zero timeout for a while after activity.
@@ -181,23 +158,19 @@ impl Reactor {
         let poll = Poll::new()?;
         let (mailbox, rx) = crate::mailbox::mailbox(poll.registry())?;
         let reactor = Reactor {
-            index,
             proxy,
             poll,
             rx,
             slots: Slots::default(),
             pools,
-            stats,
             more_messages: false,
             stopping: Stopping::Running,
             cut: 0,
-            queued: VecDeque::new(),
-            retry_queue: false,
-            backend_deadlines: Vec::new(),
-            exporting: None,
-            holding: false,
+            queue: BackendQueue::default(),
+            removals: Removals::default(),
+            handing_over: HandingOver::default(),
             acceptor: accepts.then(|| accept::Acceptor::new(accepting.clone())),
-            accepting,
+            counts: Accounting::new(index, stats, accepting),
             close_log: Default::default(),
             busy: spin::BusyPoll::new(Duration::ZERO),
         };
@@ -219,7 +192,7 @@ impl Reactor {
         loop {
             let now = Instant::now();
             if self.stopping.is_stopping() {
-                if self.slots.is_empty() && !self.holding {
+                if self.slots.is_empty() && !self.handing_over.holding() {
                     break;
                 }
                 if self.stopping.cut_due(now) {
@@ -234,7 +207,7 @@ impl Reactor {
                     continue;
                 }
                 // The event queue itself failed: nothing can be relayed any more.
-                tracing::error!(reactor = self.index, error = %e, "poll failed; closing this reactor's connections");
+                tracing::error!(reactor = self.counts.shard(), error = %e, "poll failed; closing this reactor's connections");
                 self.cut += self.slots.len() as u64;
                 self.abort_all(CloseReason::LocalResource, Instant::now());
                 break;
@@ -277,7 +250,7 @@ impl Reactor {
             }
             // After the messages: a `Stop` or `Unlisten` that came with the event wins.
             self.accept_round(now);
-            if self.retry_queue || !self.queued.is_empty() {
+            if self.queue.due() {
                 self.serve_queue(now);
             }
             self.end_export_if_done(now);

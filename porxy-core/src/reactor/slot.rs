@@ -60,6 +60,23 @@ impl Slot {
         }
     }
 
+    /// Adds the bytes the connection moved since the last count to its tunnel's counters (in
+    /// shard `reactor`) and to each fan-out destination's backend.
+    #[inline]
+    pub(super) fn count_bytes(&mut self, reactor: usize) {
+        let moved = self.machine.take_unreported();
+        if moved.to_upstream + moved.to_client > 0 {
+            let shard = self.tunnel.stats.reactor(reactor);
+            crate::status::bump(&shard.bytes_to_upstream, moved.to_upstream);
+            crate::status::bump(&shard.bytes_to_client, moved.to_client);
+        }
+        for (i, sent) in moved.per_upstream.into_iter().enumerate() {
+            if let Some((_, backend)) = self.upstreams.backend(i, &self.tunnel) {
+                backend.add_sent(sent);
+            }
+        }
+    }
+
     /// Whether its sockets can move to another process (a TLS session cannot).
     pub(super) fn sockets_travel(&self) -> bool {
         self.client.can_travel()

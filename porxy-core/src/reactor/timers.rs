@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Reactor, QUEUE_TICK, TIMERS_PER_ROUND};
+use super::{Reactor, TIMERS_PER_ROUND};
 use crate::conn::Action;
 
 impl Reactor {
@@ -12,13 +12,13 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         // Slots freed on other reactors send no word: queued connections look again shortly.
-        let queue_tick = (!self.queued.is_empty()).then(|| now + QUEUE_TICK);
+
         let next = [
             self.slots.next_deadline(),
             self.stopping.deadline(),
-            queue_tick,
-            self.backend_deadlines.iter().map(|(at, _)| *at).min(),
-            self.exporting.as_ref().map(super::export::Exporting::until),
+            self.queue.next_look(now),
+            self.removals.next(),
+            self.handing_over.until(),
             self.acceptor.as_ref().and_then(|a| a.wake_at(now)),
         ]
         .into_iter()
@@ -55,14 +55,7 @@ impl Reactor {
 
     /// Closes the connections of backends whose removal deadline has come.
     pub(super) fn fire_backend_deadlines(&mut self, now: Instant) {
-        if self.backend_deadlines.iter().all(|(at, _)| *at > now) {
-            return;
-        }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.backend_deadlines)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        self.backend_deadlines = later;
-        for (_, backend) in due {
+        for backend in self.removals.take_due(now) {
             self.remove_backend(&backend, now);
         }
     }

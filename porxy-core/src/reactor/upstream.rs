@@ -73,9 +73,7 @@ impl Reactor {
                             conn.enqueue(now);
                         }
                     }
-                    if !self.queued.iter().any(|&(k, i)| k == key && i == id) {
-                        self.queued.push_back((key, id));
-                    }
+                    self.queue.wait(key, id);
                     // It waits: for a slot, up to the queue timeout; or, during an export, in
                     // the process it goes to.
                     self.after_step(key, Action::Wait, None, now);
@@ -141,7 +139,7 @@ impl Reactor {
         let tunnel = slot.tunnel.clone();
         let backend = slot.upstreams.backend(0, &tunnel).map(|(_, b)| b.clone());
         let (_closed, released) = slot.upstreams.take(0, &tunnel);
-        self.retry_queue |= released;
+        self.queue.slot_freed(released);
         // porxy's own shortage (descriptors, ports) is not the backend's failure.
         if failed != CloseReason::LocalResource {
             self.connect_failed(&tunnel, backend.as_deref(), failed, error, now);
@@ -169,11 +167,7 @@ impl Reactor {
     /// Gives queued connections the slots that may have freed up, oldest first; each waiting
     /// connection is looked at once per round.
     pub(super) fn serve_queue(&mut self, now: Instant) {
-        self.retry_queue = false;
-        for _ in 0..self.queued.len() {
-            let Some((key, id)) = self.queued.pop_front() else {
-                break;
-            };
+        for (key, id) in self.queue.take_round() {
             let waiting = self.slots.holds(key, id)
                 && self
                     .slots
