@@ -45,39 +45,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::Poll;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::accepted::{Accepted, Origin};
-use super::epoll::{self, Registration};
-use super::{token, Reactor};
+use super::Reactor;
 use crate::accept::parking::{self, Load, Parked, Tick};
 use crate::accept::{AcceptFailure, Accepting, ListenSocket};
-use crate::tunnel::Tunnel;
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
 /// connections (and to the other sockets).
 const ACCEPT_BATCH: usize = 64;
-/// A reactor's accepting side.
-pub(super) struct Acceptor {
-    shared: Arc<Accepting>,
-    listening: Vec<Listening>,
-    /// Why the sockets are out of the epoll, while they are.
-    parked: Option<Parked>,
-}
-
-/// One listening socket this reactor accepts from.
-struct Listening {
-    socket: Arc<ListenSocket>,
-    /// This reactor's copy of the tunnel its clients get (see [`ListenSocket::current_tunnel`]).
-    tunnel: Option<(u64, Arc<Tunnel>)>,
-    /// In this reactor's epoll now.
-    registered: bool,
-    /// Reported readable since the last round.
-    ready: bool,
-    /// Its accept failed unexpectedly: out of the epoll until then.
-    set_aside: Option<Instant>,
-}
 
 /// How an accept round ended.
 enum Round {
@@ -87,86 +64,35 @@ enum Round {
     Park(Parked),
 }
 
-impl Acceptor {
-    pub(super) fn new(shared: Arc<Accepting>) -> Self {
-        Acceptor {
-            shared,
-            listening: Vec::new(),
-            parked: None,
-        }
-    }
-
-    /// When a parked reactor should look again.
-    pub(super) fn wake_at(&self, now: Instant) -> Option<Instant> {
-        let parked = self.parked.map(|parked| parked.wake_at(now));
-        let set_aside = self.listening.iter().filter_map(|l| l.set_aside).min();
-        parked.into_iter().chain(set_aside).min()
-    }
-}
-
 impl Reactor {
     /// Starts accepting from `socket` (unless stopping, or accepting is the listener's).
     pub(super) fn listen(&mut self, socket: Arc<ListenSocket>) {
         if self.stopping.is_stopping() {
             return;
         }
-        let Some(acceptor) = self.acceptor.as_mut() else {
-            return;
-        };
-        if acceptor
-            .listening
-            .iter()
-            .any(|l| l.socket.id() == socket.id())
-        {
-            return;
+        if let Some(acceptor) = self.acceptor.as_mut() {
+            acceptor.listen(&self.poll, socket);
         }
-        let mut listening = Listening {
-            socket,
-            tunnel: None,
-            registered: false,
-            ready: false,
-            set_aside: None,
-        };
-        if acceptor.parked.is_none() {
-            register(&self.poll, &mut listening, self.counts.shard());
-        }
-        acceptor.listening.push(listening);
     }
 
     /// Stops accepting from listening socket `id` and lets go of it.
     pub(super) fn unlisten(&mut self, id: usize) {
-        let Some(acceptor) = self.acceptor.as_mut() else {
-            return;
-        };
-        if let Some(at) = acceptor.listening.iter().position(|l| l.socket.id() == id) {
-            let mut listening = acceptor.listening.swap_remove(at);
-            deregister(&self.poll, &mut listening, self.counts.shard());
+        if let Some(acceptor) = self.acceptor.as_mut() {
+            acceptor.unlisten(&self.poll, id);
         }
     }
 
     /// Stops accepting from every listening socket and lets go of them (the proxy stops).
     pub(super) fn unlisten_all(&mut self) {
-        let Some(acceptor) = self.acceptor.as_mut() else {
-            return;
-        };
-        for mut listening in acceptor.listening.drain(..) {
-            deregister(&self.poll, &mut listening, self.counts.shard());
+        if let Some(acceptor) = self.acceptor.as_mut() {
+            acceptor.unlisten_all(&self.poll);
         }
-        acceptor.parked = None;
     }
 
     /// A readiness event for listening socket `id`: accept from it after the batch.
     pub(super) fn on_listener_event(&mut self, id: usize) {
-        let Some(acceptor) = self.acceptor.as_mut() else {
-            return;
-        };
-        // Stale (removed, or out of the epoll since the event was fetched): ignored.
-        if let Some(listening) = acceptor
-            .listening
-            .iter_mut()
-            .find(|l| l.socket.id() == id && l.registered)
-        {
-            listening.ready = true;
+        if let Some(acceptor) = self.acceptor.as_mut() {
+            acceptor.on_event(id);
         }
     }
 
@@ -176,21 +102,14 @@ impl Reactor {
         let Some(acceptor) = self.acceptor.as_mut() else {
             return;
         };
-        for listening in &mut acceptor.listening {
-            if listening.set_aside.is_some_and(|until| now >= until) {
-                listening.set_aside = None;
-                if acceptor.parked.is_none() {
-                    register(&self.poll, listening, self.counts.shard());
-                }
-            }
-        }
-        if acceptor.parked.is_some() {
-            let shared = acceptor.shared.clone();
+        acceptor.end_set_asides(&self.poll, now);
+        let shared = acceptor.shared().clone();
+        if acceptor.parked_mut().is_some() {
             let load = self.load(&shared);
             let tick = self
                 .acceptor
                 .as_mut()
-                .and_then(|a| a.parked.as_mut())
+                .and_then(|a| a.parked_mut())
                 .map_or(Tick::Stay, |parked| parked.tick(now, load));
             let resume = match tick {
                 Tick::Stay => false,
@@ -198,22 +117,17 @@ impl Reactor {
                 Tick::Probe => self.probe(&shared, now),
             };
             if resume {
-                self.unpark();
+                if let Some(acceptor) = self.acceptor.as_mut() {
+                    acceptor.unpark(&self.poll);
+                }
             }
             return;
         }
-        let mut ready: Vec<Arc<ListenSocket>> = Vec::new();
-        for listening in &mut acceptor.listening {
-            if std::mem::take(&mut listening.ready) {
-                ready.push(listening.socket.clone());
-            }
-        }
+        let ready = acceptor.take_ready();
         if ready.is_empty() {
             return;
         }
-        let shared = acceptor.shared.clone();
-        let round = self.accept_from(&ready, &shared, now);
-        let round = match round {
+        let round = match self.accept_from(&ready, &shared, now) {
             Round::Done => {
                 parking::after_round(now, self.load(&shared)).map_or(Round::Done, Round::Park)
             }
@@ -225,20 +139,15 @@ impl Reactor {
     }
 
     /// For a reactor that stepped aside: accepts at most one client per listening socket.
-    /// A client still in the backlog a [`PARK_TICK`] after that was told to nobody else, so it
-    /// is taken here whatever the share. True if one was: more may wait, so the reactor goes
-    /// back to its epoll for a round.
+    /// A client still in the backlog a [`PARK_TICK`](parking::PARK_TICK) after that was told
+    /// to nobody else, so it is taken here whatever the share. True if one was: more may wait,
+    /// so the reactor goes back to its epoll for a round.
     fn probe(&mut self, shared: &Accepting, now: Instant) -> bool {
-        let sockets: Vec<Arc<ListenSocket>> = match &self.acceptor {
-            Some(acceptor) => acceptor
-                .listening
-                .iter()
-                .map(|l| l.socket.clone())
-                .collect(),
-            None => return false,
+        let Some(acceptor) = &self.acceptor else {
+            return false;
         };
         let mut took = false;
-        for socket in sockets {
+        for socket in acceptor.sockets() {
             if !shared.admission.try_admit() {
                 break;
             }
@@ -252,18 +161,6 @@ impl Reactor {
             }
         }
         took
-    }
-
-    /// Puts every listening socket back in the epoll; clients that queued meanwhile are
-    /// reported at the next poll.
-    fn unpark(&mut self) {
-        let Some(acceptor) = self.acceptor.as_mut() else {
-            return;
-        };
-        acceptor.parked = None;
-        for listening in &mut acceptor.listening {
-            register(&self.poll, listening, self.counts.shard());
-        }
     }
 
     /// One round over the `ready` sockets.
@@ -319,14 +216,10 @@ impl Reactor {
     ) {
         // Read after the accept: a client that connected after a change of the tunnel returned
         // gets the new version, even in the middle of a batch.
-        let copy = self.acceptor.as_mut().and_then(|acceptor| {
-            let listening = acceptor
-                .listening
-                .iter_mut()
-                .find(|l| l.socket.id() == socket.id());
-            listening.map(|l| l.socket.current_tunnel(&mut l.tunnel))
-        });
-        let tunnel = copy.unwrap_or_else(|| socket.tunnel());
+        let tunnel = match self.acceptor.as_mut() {
+            Some(acceptor) => acceptor.current_tunnel(socket),
+            None => socket.tunnel(),
+        };
         self.counts.accepted(&tunnel);
         let accepted = Accepted {
             stream,
@@ -353,11 +246,7 @@ impl Reactor {
         let Some(acceptor) = self.acceptor.as_mut() else {
             return;
         };
-        for listening in &mut acceptor.listening {
-            deregister(&self.poll, listening, self.counts.shard());
-            listening.ready = false;
-        }
-        acceptor.parked = Some(why);
+        acceptor.park(&self.poll, why);
         match why {
             Parked::Full => shared.warn_capacity(now),
             Parked::OverShare { .. } => debug!(
@@ -378,51 +267,8 @@ impl Reactor {
         now: Instant,
     ) {
         shared.warn_accept_failed(socket.local(), error, now);
-        let Some(acceptor) = self.acceptor.as_mut() else {
-            return;
-        };
-        if let Some(listening) = acceptor
-            .listening
-            .iter_mut()
-            .find(|l| l.socket.id() == socket.id())
-        {
-            deregister(&self.poll, listening, self.counts.shard());
-            listening.set_aside = Some(now + parking::RESOURCE_BACKOFF);
+        if let Some(acceptor) = self.acceptor.as_mut() {
+            acceptor.set_aside(&self.poll, socket, now);
         }
-    }
-}
-
-/// Puts a listening socket in the reactor's epoll, if it is not there yet (nor set aside).
-fn register(poll: &Poll, listening: &mut Listening, reactor: usize) {
-    if listening.registered || listening.set_aside.is_some() {
-        return;
-    }
-    let token = token::listener_token(listening.socket.id());
-    match epoll::add_exclusive(poll, listening.socket.socket(), token) {
-        Ok(Registration::Exclusive) => listening.registered = true,
-        Ok(Registration::Shared) => {
-            listening.registered = true;
-            debug!(
-                reactor,
-                tunnel = %listening.socket.local(),
-                "EPOLLEXCLUSIVE refused: every reactor is woken for each new client"
-            );
-        }
-        Err(e) => warn!(
-            reactor,
-            tunnel = %listening.socket.local(),
-            error = %e,
-            "cannot watch the listening socket; this reactor does not accept from it"
-        ),
-    }
-}
-
-/// Takes a listening socket out of the reactor's epoll, if it is there.
-fn deregister(poll: &Poll, listening: &mut Listening, reactor: usize) {
-    if !std::mem::take(&mut listening.registered) {
-        return;
-    }
-    if let Err(e) = epoll::delete(poll, listening.socket.socket()) {
-        debug!(reactor, tunnel = %listening.socket.local(), error = %e, "cannot unwatch the listening socket");
     }
 }

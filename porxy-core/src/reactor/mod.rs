@@ -25,19 +25,26 @@
 //! - a connection handed over to another process leaves the slab with its sockets
 //!   deregistered first: nothing here reads or writes them afterwards.
 //!
-//! Files: this one holds the reactor and its event loop; `slot.rs` the connections (slab, timer
-//! queue, drive-again list), `upstreams.rs` a connection's upstream sockets and backend slots,
-//! `token.rs` how a token names a socket, `after_step.rs` what follows a machine's step and
-//! how a connection ends, `adopt.rs` takes clients in, `upstream.rs` picks a backend, connects
-//! and retries, `fanout.rs` opens a fan-out connection's destinations, `departures.rs` closes
-//! upstreams that leave a connection, `export.rs` and `import.rs` move connections between
-//! processes, `messages.rs` answers other threads, `timers.rs` keeps the clock, `health.rs` the
-//! backends' passive health, `accept.rs` accepts (its policy is `accept/parking.rs`),
-//! `socket.rs` is a connection's socket, `stopping.rs` a stop's deadline, `spin.rs` busy
-//! polling, `close_log.rs` the end of every connection in the log.
+//! Files: this one holds the reactor and its event loop. Its parts, each a type whose fields
+//! only its own file touches: `slot.rs` the connections (slab, timer queue, drive-again list),
+//! `upstreams.rs` a connection's upstream sockets and backend slots, `accounting.rs` what every
+//! connection in and out counts, `queue.rs` connections waiting for a backend slot,
+//! `removals.rs` backends' drain deadlines, `handing_over.rs` an export and the hold after it,
+//! `acceptor.rs` the listening sockets it accepts from, `close_log.rs` the end of every
+//! connection in the log, `stopping.rs` a stop's deadline, `spin.rs` busy polling, `socket.rs`
+//! a connection's socket. What the reactor does, one file each: `after_step.rs` what follows a
+//! machine's step and how a connection ends, `adopt.rs` takes clients in and builds their
+//! machine at the pick, `upstream.rs` picks a backend, connects and retries, `fanout.rs` opens
+//! a fan-out connection's destinations, `departures.rs` closes upstreams that leave a
+//! connection, `export.rs` and `import.rs` move connections between processes, `messages.rs`
+//! answers the mail (`mail.rs`), `timers.rs` keeps the clock, `health.rs` the backends'
+//! passive health, `accept.rs` accepts (its policy is `accept/parking.rs`). `token.rs` says
+//! how a token names a socket, `accepted.rs` what a client brings in, `epoll.rs` the
+//! EPOLLEXCLUSIVE calls.
 
 mod accept;
 mod accepted;
+mod acceptor;
 mod accounting;
 mod adopt;
 mod after_step;
@@ -136,7 +143,7 @@ pub(crate) struct Reactor {
     /// An export of connections to another process, and the hold that follows it.
     handing_over: HandingOver,
     /// The accepting side, when reactors accept (`None`: the listener thread hands clients over).
-    acceptor: Option<accept::Acceptor>,
+    acceptor: Option<acceptor::Acceptor>,
     /// Rate limits for the warnings about failed connections.
     close_log: close_log::CloseLog,
     /// Busy polling: whether to poll with a zero timeout for a while after activity.
@@ -169,7 +176,7 @@ impl Reactor {
             queue: BackendQueue::default(),
             removals: Removals::default(),
             handing_over: HandingOver::default(),
-            acceptor: accepts.then(|| accept::Acceptor::new(accepting.clone())),
+            acceptor: accepts.then(|| acceptor::Acceptor::new(accepting.clone(), index)),
             counts: Accounting::new(index, stats, accepting),
             close_log: Default::default(),
             busy: spin::BusyPoll::new(Duration::ZERO),
