@@ -23,6 +23,7 @@ mod report;
 mod run;
 mod sys;
 mod syscalls;
+mod waiting;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::child::{Proc, Spawn};
 use crate::error::{Context, Error, Result};
-use crate::load::{connect, sleep_checked};
+use crate::load::connect;
 use crate::sys::Cpus;
+use crate::waiting::sleep_checked;
 
 /// How long a proxy may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

@@ -298,12 +298,12 @@ fn idle_phase(
         .join()
         .map_err(|_| Error::new("the idle-connection thread panicked"))??;
     let open_secs = opened_at.elapsed().as_secs_f64();
-    load::sleep_checked(settle, interrupted)?;
+    crate::waiting::sleep_checked(settle, interrupted)?;
     let open = sample(Some(pid))?.expect("a pid was given");
-    load::sleep_checked(hold, interrupted)?;
+    crate::waiting::sleep_checked(hold, interrupted)?;
     let open_later = sample(Some(pid))?.expect("a pid was given");
     drop(held);
-    load::sleep_checked(settle * 2, interrupted)?;
+    crate::waiting::sleep_checked(settle * 2, interrupted)?;
     let closed = sample(Some(pid))?.expect("a pid was given");
     Ok(Memory {
         conns: count,

@@ -159,7 +159,7 @@ pub fn available(
     .0;
     let counted = Counter::attach(&[probe.pid()], cpus, dir, "perf-check").and_then(|mut c| {
         c.enable(interrupted)?;
-        crate::load::sleep_checked(Duration::from_millis(200), interrupted)?;
+        crate::waiting::sleep_checked(Duration::from_millis(200), interrupted)?;
         c.disable(interrupted)?;
         c.finish()
     });

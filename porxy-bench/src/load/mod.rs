@@ -186,16 +186,16 @@ fn run_window(
         if Instant::now() > deadline {
             return Err(Error::new("load threads did not connect in time"));
         }
-        sleep_checked(Duration::from_millis(2), interrupted)?;
+        crate::waiting::sleep_checked(Duration::from_millis(2), interrupted)?;
     }
-    sleep_checked(window.warmup, interrupted)?;
+    crate::waiting::sleep_checked(window.warmup, interrupted)?;
     if let Some(counter) = counter.as_deref_mut() {
         counter.enable(interrupted)?;
     }
     let before = sample(proxy)?;
     let start = Instant::now();
     shared.recording.store(true, Ordering::Relaxed);
-    sleep_checked(window.length, interrupted)?;
+    crate::waiting::sleep_checked(window.length, interrupted)?;
     shared.recording.store(false, Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
     let after = sample(proxy)?;
@@ -225,21 +225,6 @@ pub fn sample(proxy: Option<u32>) -> Result<Option<Usage>> {
 /// CPU seconds between two samples.
 pub fn cpu_seconds(before: Usage, after: Usage) -> f64 {
     after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / sys::clock_ticks_per_second() as f64
-}
-
-/// Sleeps, in short steps so that Ctrl-C is noticed quickly.
-pub fn sleep_checked(length: Duration, interrupted: &AtomicBool) -> Result<()> {
-    let end = Instant::now() + length;
-    loop {
-        if interrupted.load(Ordering::Relaxed) {
-            return Err(Error::new("interrupted"));
-        }
-        let now = Instant::now();
-        if now >= end {
-            return Ok(());
-        }
-        thread::sleep((end - now).min(Duration::from_millis(20)));
-    }
 }
 
 /// A blocking connection with TCP_NODELAY.
