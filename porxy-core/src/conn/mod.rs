@@ -16,6 +16,7 @@ pub(crate) mod hold;
 pub(crate) mod machine;
 pub(crate) mod opening;
 pub(crate) mod pipe;
+mod readiness;
 pub(crate) mod step;
 pub(crate) mod transport;
 
@@ -29,8 +30,8 @@ use std::time::Instant;
 use crate::config::TunnelSettings;
 use close::CloseReason;
 use hold::{Mode, Pools};
-use opening::Opened;
 use pipe::{Pipe, PipeError, PipeState};
+pub(crate) use readiness::Readiness;
 use transport::Transport;
 
 /// Syscalls one [`Conn::drive`] may spend before it yields to other connections.
@@ -41,30 +42,6 @@ pub(crate) const DRIVE_BUDGET: u32 = 64;
 pub(crate) enum Side {
     Client,
     Upstream,
-}
-
-/// What the poller reported for one socket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Readiness {
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
-    /// An error or hang-up (or urgent data, see `reactor::SOCKET_INTEREST`): the next read or
-    /// write will say what happened. Once reported it stays: the EOF or error waits in the
-    /// socket and raises no new event, so reads go on until it shows (a read that runs short
-    /// proves nothing then; see `pipe.rs`).
-    pub(crate) failed: bool,
-}
-
-impl Readiness {
-    /// Adds what the poller reported. Readiness is only ever added here; it is cleared by the
-    /// steps that get `WouldBlock` (see `step.rs`). On an error or hang-up both directions try
-    /// their call: it reports the cause.
-    #[inline]
-    pub(crate) fn merge(&mut self, reported: Readiness) {
-        self.readable |= reported.readable || reported.failed;
-        self.writable |= reported.writable || reported.failed;
-        self.failed |= reported.failed;
-    }
 }
 
 /// Where a connection is in its life.
@@ -177,13 +154,15 @@ impl Conn {
         Conn::with_phase(Phase::Queued, now, settings, attempts)
     }
 
-    /// A connection whose opening is over ([`Opened`]): it waits for a backend slot like
-    /// [`Conn::queued`], with the bytes that came past the preamble pending for the upstream.
+    /// A connection whose opening is over: it waits for a backend slot like [`Conn::queued`],
+    /// with `early` (the bytes that came past the client's preamble) pending for the upstream,
+    /// and what the client's socket reported and the opening did not use up.
     pub(crate) fn opened(
         now: Instant,
         settings: TunnelSettings,
         attempts: u32,
-        opened: Opened,
+        early: &[u8],
+        client_ready: Readiness,
         pools: &mut Pools,
     ) -> Self {
         let mut conn = Conn::queued(now, settings, attempts);
@@ -192,8 +171,8 @@ impl Conn {
         } else {
             Mode::Copy
         };
-        conn.up = Pipe::with_pending(&opened.early, mode, pools);
-        conn.client = opened.client_ready;
+        conn.up = Pipe::with_pending(early, mode, pools);
+        conn.client = client_ready;
         conn
     }
 

@@ -22,9 +22,9 @@ use std::io::{self, ErrorKind};
 
 use crate::buffer::Buffer;
 use crate::conn::hold::{Held, Mode, Pools};
+use crate::conn::readiness::Readiness;
 use crate::conn::step::{self, End, Read, Write};
 use crate::conn::transport::Transport;
-use crate::conn::Readiness;
 use crate::splice::{self, Fallback};
 
 /// How far the pipe has got towards passing on the source's EOF.

@@ -5,8 +5,8 @@
 
 use std::io::{self, ErrorKind};
 
+use super::readiness::Readiness;
 use super::transport::Transport;
-use super::Readiness;
 
 /// What one read did.
 #[derive(Debug)]

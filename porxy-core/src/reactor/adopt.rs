@@ -138,7 +138,8 @@ impl Reactor {
                 now,
                 tunnel.settings,
                 tunnel.attempts,
-                opened,
+                &opened.early,
+                opened.client_ready,
                 &mut self.pools,
             );
             slot.machine = Machine::Relay(conn);

@@ -235,7 +235,14 @@ fn machine_opens_then_the_early_bytes_reach_the_upstream_first() {
 
     // The relay built from it waits for a backend, holding the early bytes: a waiting client
     // travels alone, so this one cannot travel.
-    let mut conn = Conn::opened(rig.t0, settings(Mode::Copy), 1, opened, &mut rig.pools);
+    let mut conn = Conn::opened(
+        rig.t0,
+        settings(Mode::Copy),
+        1,
+        &opened.early,
+        opened.client_ready,
+        &mut rig.pools,
+    );
     assert_eq!(conn.phase(), Phase::Queued);
     assert!(!conn.can_travel());
     conn.restart_connect(rig.t0);
