@@ -65,7 +65,7 @@ impl Tried {
         self.more[word] |= 1 << bit;
     }
 
-    fn contains(&self, index: usize) -> bool {
+    pub(crate) fn contains(&self, index: usize) -> bool {
         if index < 64 {
             return self.first & (1 << index) != 0;
         }

@@ -15,10 +15,11 @@ use super::slot::Slot;
 use super::socket::Socket;
 use super::upstreams::Upstreams;
 use super::{reset, token, Accepted, Origin, Reactor, SOCKET_INTEREST};
+use crate::conn::admission::Verdict;
 use crate::conn::close::CloseReason;
 use crate::conn::machine::{Machine, SocketIx};
 use crate::conn::opening::{Opened, Opening};
-use crate::conn::{Action, Conn};
+use crate::conn::{Action, Closing, Conn};
 use crate::tunnel::Tunnel;
 
 /// A connection with nothing to learn from its client picks at once.
@@ -118,8 +119,8 @@ impl Reactor {
     }
 
     /// Connection `key` is ready for its upstreams (`source`: the client its opening named):
-    /// its relay or fan-out machine is built with what the opening learned, then it picks a
-    /// backend, or opens its destinations.
+    /// the tunnel's rules judge the real client, its relay or fan-out machine is built with
+    /// what the opening learned, then it picks a backend, or opens its destinations.
     pub(super) fn pick(&mut self, key: usize, source: Option<SocketAddr>, now: Instant) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
@@ -128,6 +129,14 @@ impl Reactor {
             slot.span
                 .in_scope(|| debug!(%source, "the client's preamble names its source"));
             slot.peer = source;
+        }
+        if let Verdict::Refuse(reason) = slot.tunnel.admit(slot.peer) {
+            let close = Action::Close {
+                reason,
+                client: Closing::Reset,
+                upstream: Closing::Graceful,
+            };
+            return self.finish(key, close, None, now);
         }
         if let Some(opened) = slot.machine.take_opened() {
             if let Some(fan) = slot.tunnel.fanout {

@@ -102,7 +102,7 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        slot.machine = Machine::Fanout(conn);
+        slot.machine = Machine::Fanout(Box::new(conn));
         slot.upstreams = Upstreams::fanout(dests, targets);
         self.after_step(key, Action::Wait, None, now);
     }

@@ -288,7 +288,7 @@ impl Reactor {
         });
         let slot = Slot::new(
             id,
-            Machine::Fanout(conn),
+            Machine::Fanout(Box::new(conn)),
             Socket::Tcp(client),
             Upstreams::fanout(
                 dests.into_iter().map(|d| d.map(Socket::Tcp)).collect(),

@@ -27,13 +27,17 @@ pub(super) enum Upstreams {
         /// Backends it has tried to connect to.
         tried: Tried,
     },
-    /// A fan-out connection's destinations.
-    Fanout {
-        /// Destination `i`'s socket while it is connecting or open.
-        sockets: Vec<Option<Socket>>,
-        /// Where destination `i` goes.
-        targets: Vec<Target>,
-    },
+    /// A fan-out connection's destinations (boxed, so that a relayed connection's slot is no
+    /// larger for them).
+    Fanout(Box<Destinations>),
+}
+
+/// A fan-out connection's destinations.
+pub(super) struct Destinations {
+    /// Destination `i`'s socket while it is connecting or open.
+    sockets: Vec<Option<Socket>>,
+    /// Where destination `i` goes.
+    targets: Vec<Target>,
 }
 
 /// Where one destination of a fan-out connection goes.
@@ -57,7 +61,7 @@ impl Upstreams {
 
     /// A fan-out connection's, one upstream per target.
     pub(super) fn fanout(sockets: Vec<Option<Socket>>, targets: Vec<Target>) -> Self {
-        Upstreams::Fanout { sockets, targets }
+        Upstreams::Fanout(Box::new(Destinations { sockets, targets }))
     }
 
     /// A relayed connection's, taken over from another process: connected with `socket`, to
@@ -87,7 +91,7 @@ impl Upstreams {
     pub(super) fn tried(&self) -> Option<&Tried> {
         match self {
             Upstreams::Relay { tried, .. } => Some(tried),
-            Upstreams::Fanout { .. } => None,
+            Upstreams::Fanout(_) => None,
         }
     }
 
@@ -103,14 +107,14 @@ impl Upstreams {
     pub(super) fn sockets_mut(&mut self) -> &mut [Option<Socket>] {
         match self {
             Upstreams::Relay { socket, .. } => socket,
-            Upstreams::Fanout { sockets, .. } => sockets,
+            Upstreams::Fanout(d) => &mut d.sockets,
         }
     }
 
     pub(super) fn sockets(&self) -> &[Option<Socket>] {
         match self {
             Upstreams::Relay { socket, .. } => socket,
-            Upstreams::Fanout { sockets, .. } => sockets,
+            Upstreams::Fanout(d) => &d.sockets,
         }
     }
 
@@ -128,7 +132,7 @@ impl Upstreams {
     ) -> Option<(usize, &'t Arc<Backend>)> {
         let index = match self {
             Upstreams::Relay { backend, .. } => (i == 0).then_some(*backend)??,
-            Upstreams::Fanout { targets, .. } => targets.get(i)?.backend?,
+            Upstreams::Fanout(d) => d.targets.get(i)?.backend?,
         };
         Some((index, tunnel.balancer.backends.get(index)?))
     }
@@ -137,7 +141,7 @@ impl Upstreams {
     pub(super) fn addr(&self, i: usize, tunnel: &Tunnel) -> Option<SocketAddr> {
         match self {
             Upstreams::Relay { .. } => self.backend(i, tunnel).map(|(_, b)| b.addr),
-            Upstreams::Fanout { targets, .. } => targets.get(i).map(|t| t.addr),
+            Upstreams::Fanout(d) => d.targets.get(i).map(|t| t.addr),
         }
     }
 
@@ -146,7 +150,7 @@ impl Upstreams {
     pub(super) fn logged_addr(&self, tunnel: &Tunnel) -> Option<SocketAddr> {
         match self {
             Upstreams::Relay { .. } => self.addr(0, tunnel),
-            Upstreams::Fanout { .. } => None,
+            Upstreams::Fanout(_) => None,
         }
     }
 
@@ -165,8 +169,8 @@ impl Upstreams {
         };
         match self {
             Upstreams::Relay { .. } => holds(0).then_some(0),
-            Upstreams::Fanout { sockets, .. } => {
-                (0..sockets.len()).find(|&i| sockets[i].is_some() && holds(i))
+            Upstreams::Fanout(d) => {
+                (0..d.sockets.len()).find(|&i| d.sockets[i].is_some() && holds(i))
             }
         }
     }
@@ -179,10 +183,12 @@ impl Upstreams {
                 socket, backend, ..
             } if i == 0 => (socket[0].take(), backend.take()),
             Upstreams::Relay { .. } => (None, None),
-            Upstreams::Fanout { sockets, targets } => {
-                let socket = sockets.get_mut(i).and_then(Option::take);
+            Upstreams::Fanout(d) => {
+                let socket = d.sockets.get_mut(i).and_then(Option::take);
                 // A destination holds its slot while its socket lives.
-                let index = socket.as_ref().and(targets.get(i).and_then(|t| t.backend));
+                let index = socket
+                    .as_ref()
+                    .and(d.targets.get(i).and_then(|t| t.backend));
                 (socket, index)
             }
         };
@@ -200,5 +206,78 @@ impl Upstreams {
 pub(super) fn report_removal(tunnel: SocketAddr, backend: &Backend) {
     if backend.removal_done() {
         info!(%tunnel, backend = %backend.addr, "backend removed: its last connection has ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::tunnel::Tunnel;
+
+    #[test]
+    fn a_relays_backend_slot_is_given_back_exactly_once() {
+        let tunnel = Tunnel::for_test("127.0.0.1:0=127.0.0.1:9001,127.0.0.1:9002", None);
+        let backends = &tunnel.balancer.backends;
+        let mut upstreams = Upstreams::relay();
+        assert_eq!(upstreams.backend(0, &tunnel).map(|(i, _)| i), None);
+        backends[1]
+            .try_reserve(Instant::now(), &tunnel.balancer.passive)
+            .unwrap();
+        upstreams.picked(1);
+        assert!(upstreams.tried().unwrap().contains(1));
+        assert_eq!(upstreams.on_backend(&tunnel, &backends[1]), Some(0));
+        assert_eq!(upstreams.on_backend(&tunnel, &backends[0]), None);
+        assert_eq!(upstreams.logged_addr(&tunnel), Some(backends[1].addr));
+        assert_eq!(backends[1].open(), 1);
+        // Its connect failed before a socket existed: the slot goes back all the same.
+        let (socket, released) = upstreams.take(0, &tunnel);
+        assert!(socket.is_none());
+        assert!(released);
+        assert_eq!(backends[1].open(), 0);
+        let (_, again) = upstreams.take(0, &tunnel);
+        assert!(!again, "given back once");
+        assert_eq!(backends[1].open(), 0);
+        assert_eq!(upstreams.on_backend(&tunnel, &backends[1]), None);
+        assert!(
+            upstreams.tried().unwrap().contains(1),
+            "still tried: the next pick skips it"
+        );
+    }
+
+    #[test]
+    fn a_destination_without_a_socket_holds_no_slot() {
+        let tunnel = Tunnel::for_test("127.0.0.1:0=127.0.0.1:9001,127.0.0.1:9002", None);
+        let targets = tunnel
+            .balancer
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Target {
+                addr: b.addr,
+                backend: Some(i),
+            })
+            .collect();
+        let mut upstreams = Upstreams::fanout(vec![None, None], targets);
+        assert!(upstreams.tried().is_none(), "fan-out picks no backend");
+        assert_eq!(upstreams.logged_addr(&tunnel), None);
+        assert_eq!(
+            upstreams.addrs(&tunnel),
+            vec![
+                "127.0.0.1:9001".parse::<SocketAddr>().unwrap(),
+                "127.0.0.1:9002".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            upstreams.on_backend(&tunnel, &tunnel.balancer.backends[0]),
+            None
+        );
+        let (socket, released) = upstreams.take(0, &tunnel);
+        assert!(socket.is_none());
+        assert!(
+            !released,
+            "a departed destination gave its slot back when it left"
+        );
     }
 }

@@ -18,6 +18,7 @@ use crate::balance::backend::{Backend, BackendState};
 use crate::balance::health::CheckConfig;
 use crate::balance::Balancer;
 use crate::config::{ProxyConfig, TunnelSettings};
+use crate::conn::admission::{Admission, Verdict};
 use crate::conn::fanout::FanoutSettings;
 use crate::conn::opening::OpeningConfig;
 use crate::error::Error;
@@ -56,6 +57,8 @@ pub(crate) struct Tunnel {
     /// What its clients go through before a backend is picked; `None`: nothing, they pick at
     /// once.
     pub(crate) opening: Option<OpeningConfig>,
+    /// Who may connect, judged on the real client before the pick; `None`: everyone.
+    pub(crate) admission: Option<Arc<dyn Admission>>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -159,9 +162,20 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
-            // Nothing yet asks clients for a preamble (PROXY headers come next).
+            // Nothing yet asks clients for a preamble, nor judges them (PROXY headers and
+            // access rules come next).
             opening: None,
+            admission: None,
         })
+    }
+
+    /// The verdict on `client` (its real address), before a backend is picked.
+    #[inline]
+    pub(crate) fn admit(&self, client: SocketAddr) -> Verdict {
+        match &self.admission {
+            Some(rules) => rules.admit(client),
+            None => Verdict::Admit,
+        }
     }
 
     pub(crate) fn status(&self) -> TunnelStatus {
@@ -262,6 +276,28 @@ impl std::fmt::Debug for Tunnel {
 }
 
 #[cfg(test)]
+impl Tunnel {
+    /// A tunnel built from `spec` (addresses only), after `previous`, for unit tests
+    /// elsewhere.
+    pub(crate) fn for_test(spec: &str, previous: Option<&Tunnel>) -> Tunnel {
+        let spec: TunnelSpec = spec.parse().unwrap();
+        let remotes: Vec<SocketAddr> = spec
+            .remotes
+            .iter()
+            .map(|r| r.endpoint.resolve().unwrap())
+            .collect();
+        let lineage = Lineage {
+            id: TunnelId(1),
+            local: "127.0.0.1:1".parse().unwrap(),
+            dual_stack: false,
+            stats: Arc::new(TunnelStats::new(1)),
+            generation: Arc::new(Generation::new(1)),
+        };
+        Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -279,14 +315,34 @@ mod tests {
     use crate::spec::MAX_ATTEMPTS;
 
     fn build(spec: &str, previous: Option<&Tunnel>) -> Tunnel {
-        let spec: TunnelSpec = spec.parse().unwrap();
-        let remotes: Vec<SocketAddr> = spec
-            .remotes
-            .iter()
-            .map(|r| r.endpoint.resolve().unwrap())
-            .collect();
-        let lineage = test_lineage();
-        Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
+        Tunnel::for_test(spec, previous)
+    }
+
+    /// A tunnel with no rules admits everyone; with rules, their verdict stands.
+    #[test]
+    fn admission_is_the_rules_verdict() {
+        struct OnlyLoopback;
+        impl Admission for OnlyLoopback {
+            fn admit(&self, client: SocketAddr) -> Verdict {
+                if client.ip().is_loopback() {
+                    Verdict::Admit
+                } else {
+                    Verdict::Refuse(crate::conn::close::CloseReason::TunnelClosed)
+                }
+            }
+        }
+        let mut tunnel = build("127.0.0.1:0=127.0.0.1:9001", None);
+        let far: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        assert_eq!(tunnel.admit(far), Verdict::Admit);
+        tunnel.admission = Some(Arc::new(OnlyLoopback));
+        assert_eq!(
+            tunnel.admit(far),
+            Verdict::Refuse(crate::conn::close::CloseReason::TunnelClosed)
+        );
+        assert_eq!(
+            tunnel.admit("127.0.0.1:5000".parse().unwrap()),
+            Verdict::Admit
+        );
     }
 
     /// Regression: a new weight or limit made a new backend for the same address, so the old

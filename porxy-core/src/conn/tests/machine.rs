@@ -17,7 +17,12 @@ fn fan_machine(t0: Instant, connecting: &[bool]) -> Machine {
         max_lag: 1 << 20,
         min_live: 1,
     };
-    Machine::Fanout(FanConn::new(t0, settings(Mode::Copy), fan, connecting))
+    Machine::Fanout(Box::new(FanConn::new(
+        t0,
+        settings(Mode::Copy),
+        fan,
+        connecting,
+    )))
 }
 
 #[test]
