@@ -110,9 +110,10 @@ impl Reactor {
                 slot.span
                     .in_scope(|| debug!(upstream = ?addr, "upstream connected"));
                 slot.machine.on_connected(i, now);
-                // Drive at once: the client may have sent bytes while it connected. During an
-                // export, a connection leaves as soon as it can, before any byte.
-                self.after_step(key, Action::Again, None, now);
+                // Drive at once: the client may have sent bytes while it connected. (During an
+                // export, the step's funnel sends it off after this first drive, with what it
+                // read.)
+                self.drive(key, now);
             }
             ConnectOutcome::Failed(error) => {
                 slot.span

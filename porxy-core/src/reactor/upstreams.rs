@@ -22,8 +22,10 @@ pub(super) enum Upstreams {
     Relay {
         /// `[None]` while it waits for a backend slot, or between two connect attempts.
         socket: [Option<Socket>; 1],
-        /// The backend (an index into `tunnel.balancer.backends`) whose slot it holds.
-        backend: Option<usize>,
+        /// The backend (an index into `tunnel.balancer.backends`) whose slot it holds. A `u32`
+        /// (a tunnel has far fewer backends) so that this packs beside the socket: a relayed
+        /// connection's slot stays as small as before the two kinds shared one.
+        backend: Option<u32>,
         /// Backends it has tried to connect to.
         tried: Tried,
     },
@@ -73,7 +75,7 @@ impl Upstreams {
         }
         Upstreams::Relay {
             socket: [Some(socket)],
-            backend,
+            backend: backend.and_then(|index| u32::try_from(index).ok()),
             tried,
         }
     }
@@ -83,7 +85,7 @@ impl Upstreams {
     pub(super) fn picked(&mut self, index: usize) {
         if let Upstreams::Relay { backend, tried, .. } = self {
             tried.add(index);
-            *backend = Some(index);
+            *backend = u32::try_from(index).ok();
         }
     }
 
@@ -131,7 +133,7 @@ impl Upstreams {
         tunnel: &'t Tunnel,
     ) -> Option<(usize, &'t Arc<Backend>)> {
         let index = match self {
-            Upstreams::Relay { backend, .. } => (i == 0).then_some(*backend)??,
+            Upstreams::Relay { backend, .. } => (i == 0).then_some(*backend)?? as usize,
             Upstreams::Fanout(d) => d.targets.get(i)?.backend?,
         };
         Some((index, tunnel.balancer.backends.get(index)?))
@@ -181,7 +183,7 @@ impl Upstreams {
         let (socket, index) = match self {
             Upstreams::Relay {
                 socket, backend, ..
-            } if i == 0 => (socket[0].take(), backend.take()),
+            } if i == 0 => (socket[0].take(), backend.take().map(|index| index as usize)),
             Upstreams::Relay { .. } => (None, None),
             Upstreams::Fanout(d) => {
                 let socket = d.sockets.get_mut(i).and_then(Option::take);
