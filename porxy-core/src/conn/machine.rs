@@ -306,7 +306,7 @@ impl Machine {
     }
 
     /// What an opening's step comes to: on success the machine rests as [`Machine::Opened`]
-    /// and asks for a backend; on failure it closes with the reason its preamble names.
+    /// and asks for a backend; on failure it closes with the reason the opening names.
     fn after_opening(&mut self, step: OpeningStep) -> Action {
         let Machine::Opening(opening) = self else {
             return Action::Wait;
@@ -320,7 +320,7 @@ impl Machine {
                 Action::Pick { source }
             }
             OpeningStep::Fail(error) => {
-                let reason = opening.preamble().failure_reason(&error);
+                let reason = opening.failure_reason(&error);
                 tracing::debug!(error = %error, "opening failed");
                 Action::Close {
                     reason,

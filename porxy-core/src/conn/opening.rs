@@ -4,16 +4,17 @@
 //! ahead of the stream (a PROXY protocol header), wait for a TLS handshake, and be admitted or
 //! refused on the real client's address. The hash strategy, access rules, limits and logs all
 //! need that address, so none of it can wait for the relay. [`Opening`] reads the preamble
-//! through the [`Transport`] seam and says when the connection is open, with the client the
-//! preamble names and the bytes that came past it, which stay pending for the upstream; or why
-//! it failed. No sockets here: it is tested with fakes.
+//! through the [`Transport`] seam, then drives the transport's own handshake (which takes the
+//! bytes read past the preamble that are its own), and says when the connection is open, with
+//! the client the preamble names and the bytes that came past it, which stay pending for the
+//! upstream; or why it failed. No sockets here: it is tested with fakes.
 //!
 //! A tunnel with nothing to learn first never builds one: its clients go straight to the pick,
 //! with no extra syscall and no extra wake-up.
 
 use std::error::Error;
 use std::fmt;
-use std::io;
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +30,16 @@ const READ_CHUNK: usize = 4096;
 /// What a tunnel's clients must go through before a backend is picked.
 #[derive(Clone)]
 pub(crate) struct OpeningConfig {
-    pub(crate) preamble: Arc<dyn Preamble>,
-    /// How long a client has for it, from accept.
+    /// A preamble they send ahead of the stream (a PROXY header), read first.
+    pub(crate) preamble: Option<Arc<dyn Preamble>>,
+    /// Whether their transport has a handshake of its own to complete (TLS), after the
+    /// preamble: see [`Transport::handshake`].
+    pub(crate) handshake: bool,
+    /// How long a client has for all of it, from accept.
     pub(crate) timeout: Duration,
+    /// The close reason for a failed opening, by what failed: each kind of preamble and
+    /// handshake has its own, so that logs and counters tell them apart.
+    pub(crate) failure_reason: fn(&OpeningError) -> CloseReason,
 }
 
 /// A preamble a client sends ahead of its stream, and how to read it.
@@ -41,10 +49,6 @@ pub(crate) trait Preamble: Send + Sync {
 
     /// Looks at the first bytes the client sent (all of them so far).
     fn parse(&self, received: &[u8]) -> Parsed;
-
-    /// The close reason for a connection whose opening failed with `error`: each kind of
-    /// preamble names its own, so that logs and counters tell them apart.
-    fn failure_reason(&self, error: &OpeningError) -> CloseReason;
 }
 
 /// What [`Preamble::parse`] made of the bytes so far.
@@ -77,6 +81,8 @@ pub(crate) enum OpeningError {
     Malformed(Box<dyn Error + Send + Sync>),
     /// Reading from the client failed.
     Failed(io::Error),
+    /// The transport's handshake failed.
+    Handshake(io::Error),
 }
 
 impl fmt::Display for OpeningError {
@@ -92,6 +98,7 @@ impl fmt::Display for OpeningError {
             }
             OpeningError::Malformed(e) => write!(f, "malformed preamble: {e}"),
             OpeningError::Failed(e) => write!(f, "reading the preamble failed: {e}"),
+            OpeningError::Handshake(e) => write!(f, "the handshake failed: {e}"),
         }
     }
 }
@@ -100,7 +107,7 @@ impl Error for OpeningError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             OpeningError::Malformed(e) => Some(e.as_ref()),
-            OpeningError::Failed(e) => Some(e),
+            OpeningError::Failed(e) | OpeningError::Handshake(e) => Some(e),
             _ => None,
         }
     }
@@ -129,28 +136,38 @@ pub(crate) enum OpeningStep {
     Fail(OpeningError),
 }
 
-/// One connection's opening: reading its preamble until complete, refused or too late.
+/// One connection's opening: its preamble read, then its transport's handshake done, or
+/// refused, or too late.
 pub(crate) struct Opening {
-    preamble: Arc<dyn Preamble>,
+    /// The preamble still to read, if any.
+    preamble: Option<Arc<dyn Preamble>>,
+    /// Whether the transport's handshake is still to complete.
+    handshake: bool,
+    failure_reason: fn(&OpeningError) -> CloseReason,
     received: Vec<u8>,
+    /// What the preamble named, once read.
+    source: Option<SocketAddr>,
     client: Readiness,
     deadline: Instant,
 }
 
 impl Opening {
-    /// An opening that reads `preamble`, from `now`, for at most `timeout`.
-    pub(crate) fn new(preamble: Arc<dyn Preamble>, now: Instant, timeout: Duration) -> Opening {
+    /// The opening `config` asks for, from `now`.
+    pub(crate) fn new(config: &OpeningConfig, now: Instant) -> Opening {
         Opening {
-            preamble,
+            preamble: config.preamble.clone(),
+            handshake: config.handshake,
+            failure_reason: config.failure_reason,
             received: Vec::new(),
+            source: None,
             client: Readiness::default(),
-            deadline: now + timeout,
+            deadline: now + config.timeout,
         }
     }
 
-    /// The preamble it reads.
-    pub(crate) fn preamble(&self) -> &dyn Preamble {
-        self.preamble.as_ref()
+    /// The close reason for a connection whose opening failed with `error`.
+    pub(crate) fn failure_reason(&self, error: &OpeningError) -> CloseReason {
+        (self.failure_reason)(error)
     }
 
     /// Records readiness reported for the client.
@@ -172,17 +189,46 @@ impl Opening {
         }
     }
 
-    /// Reads what the client has sent, as far as readiness allows (within the drive budget),
-    /// and says whether the preamble is complete.
+    /// Goes on with the opening as far as the client allows (within the drive budget): reads
+    /// the preamble, then drives the transport's handshake, and says whether it is over.
     pub(crate) fn read(&mut self, client: &mut impl Transport) -> OpeningStep {
-        let max = self.preamble.max_len();
+        if let Some(preamble) = self.preamble.clone() {
+            match self.read_preamble(preamble.as_ref(), client) {
+                Some(step) => return step,
+                None => self.preamble = None,
+            }
+        }
+        if self.handshake {
+            // Bytes read past the preamble may be the handshake's: the transport takes them.
+            match client.handshake(&mut self.received) {
+                Ok(()) => self.handshake = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return OpeningStep::Wait,
+                Err(e) if e.kind() == ErrorKind::Interrupted => return OpeningStep::Again,
+                Err(e) => return OpeningStep::Fail(OpeningError::Handshake(e)),
+            }
+        }
+        OpeningStep::Open(Opened {
+            source: self.source,
+            early: std::mem::take(&mut self.received),
+            client_ready: self.client,
+        })
+    }
+
+    /// Reads the preamble; `None` once it is complete (its source noted, the bytes past it
+    /// left in `received`), else the step to answer.
+    fn read_preamble(
+        &mut self,
+        preamble: &dyn Preamble,
+        client: &mut impl Transport,
+    ) -> Option<OpeningStep> {
+        let max = preamble.max_len();
         for _ in 0..DRIVE_BUDGET {
             if !self.client.readable {
-                return OpeningStep::Wait;
+                return Some(OpeningStep::Wait);
             }
             let room = (max - self.received.len().min(max)).min(READ_CHUNK);
             if room == 0 {
-                return OpeningStep::Fail(OpeningError::TooLong { max });
+                return Some(OpeningStep::Fail(OpeningError::TooLong { max }));
             }
             let start = self.received.len();
             self.received.resize(start + room, 0);
@@ -197,23 +243,22 @@ impl Opening {
                 Read::Idle => continue,
                 Read::Eof => {
                     let received = self.received.len();
-                    return OpeningStep::Fail(OpeningError::Closed { received });
+                    return Some(OpeningStep::Fail(OpeningError::Closed { received }));
                 }
-                Read::Failed(e) => return OpeningStep::Fail(OpeningError::Failed(e)),
+                Read::Failed(e) => return Some(OpeningStep::Fail(OpeningError::Failed(e))),
             }
-            match self.preamble.parse(&self.received) {
+            match preamble.parse(&self.received) {
                 Parsed::Incomplete => {}
                 Parsed::Complete { len, source } => {
-                    let early = self.received.split_off(len.min(self.received.len()));
-                    return OpeningStep::Open(Opened {
-                        source,
-                        early,
-                        client_ready: self.client,
-                    });
+                    self.source = source;
+                    self.received.drain(..len.min(self.received.len()));
+                    return None;
                 }
-                Parsed::Invalid(e) => return OpeningStep::Fail(OpeningError::Malformed(e)),
+                Parsed::Invalid(e) => {
+                    return Some(OpeningStep::Fail(OpeningError::Malformed(e)));
+                }
             }
         }
-        OpeningStep::Again
+        Some(OpeningStep::Again)
     }
 }

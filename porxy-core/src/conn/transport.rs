@@ -26,6 +26,16 @@ pub(crate) trait Transport {
     /// the transport is writable.
     fn shutdown_write(&mut self) -> io::Result<()>;
 
+    /// Drives the transport's own opening (a TLS handshake) as far as it can go now: `Ok(())`
+    /// once it is complete, `WouldBlock` while it waits for the peer (any readiness calls it
+    /// again). `early` holds bytes the connection read from the socket before (past a PROXY
+    /// header): the transport takes from its front those that are its own. TCP has no
+    /// handshake: it is complete at once, and takes nothing.
+    fn handshake(&mut self, early: &mut Vec<u8>) -> io::Result<()> {
+        let _ = early;
+        Ok(())
+    }
+
     /// Pushes out bytes that the transport holds inside (a TLS record written into the
     /// session but not yet onto the socket). `Ok(())` once nothing is held; `WouldBlock` while
     /// some still is. TCP holds nothing.

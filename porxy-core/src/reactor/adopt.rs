@@ -90,7 +90,7 @@ impl Reactor {
         // destinations are opened).
         let (machine, action) = match (&tunnel.opening, tunnel.fanout.is_some()) {
             (Some(opening), _) => {
-                let opening = Opening::new(opening.preamble.clone(), now, opening.timeout);
+                let opening = Opening::new(opening, now);
                 (Machine::Opening(Box::new(opening)), Action::Wait)
             }
             (None, true) => (Machine::Opened(Opened::default()), PICK),

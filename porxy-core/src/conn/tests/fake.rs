@@ -72,6 +72,13 @@ pub(super) struct FakeStream {
     /// `flush` says `WouldBlock` this many times before it pushes `inside` out.
     pub(super) flush_blocks: u32,
     pub(super) flush_calls: usize,
+    /// What each `handshake` call answers, in order; when empty, `Ok` (complete).
+    pub(super) handshakes: VecDeque<Result<(), ErrorKind>>,
+    /// Bytes of the early bytes its handshake takes as its own, in all.
+    pub(super) handshake_takes: usize,
+    /// The early bytes its handshake took.
+    pub(super) handshake_took: Vec<u8>,
+    pub(super) handshake_calls: usize,
 
     /// Every byte handed out by `read`.
     pub(super) delivered: Vec<u8>,
@@ -106,6 +113,10 @@ impl FakeStream {
             inside: Vec::new(),
             flush_blocks: 0,
             flush_calls: 0,
+            handshakes: VecDeque::new(),
+            handshake_takes: 0,
+            handshake_took: Vec::new(),
+            handshake_calls: 0,
             delivered: Vec::new(),
             written: Vec::new(),
             write_sizes: Vec::new(),
@@ -136,6 +147,17 @@ impl FakeStream {
 }
 
 impl Transport for FakeStream {
+    fn handshake(&mut self, early: &mut Vec<u8>) -> io::Result<()> {
+        self.handshake_calls += 1;
+        let take = self.handshake_takes.min(early.len());
+        self.handshake_took.extend(early.drain(..take));
+        self.handshake_takes -= take;
+        match self.handshakes.pop_front() {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(kind)) => Err(kind.into()),
+        }
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_script(buf, true)
     }

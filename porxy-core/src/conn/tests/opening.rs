@@ -2,6 +2,7 @@
 //! late, too long, cut short or malformed; the bytes past it; and what the machine makes of it
 //! (a pick with the client the preamble names, the early bytes first to the upstream).
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,10 +52,12 @@ impl Preamble for Hello {
             source,
         }
     }
+}
 
-    fn failure_reason(&self, _error: &OpeningError) -> CloseReason {
-        FAILED
-    }
+/// The test openings' close reason for whatever failed (any will do, as long as the machine
+/// passes it on).
+fn failed(_error: &OpeningError) -> CloseReason {
+    FAILED
 }
 
 /// Readable with a hang-up: the client's EOF has come.
@@ -68,15 +71,16 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn config() -> OpeningConfig {
     OpeningConfig {
-        preamble: Arc::new(Hello),
+        preamble: Some(Arc::new(Hello)),
+        handshake: false,
         timeout: TIMEOUT,
+        failure_reason: failed,
     }
 }
 
 fn opening() -> (Opening, std::time::Instant) {
     let t0 = std::time::Instant::now();
-    let config = config();
-    (Opening::new(config.preamble, t0, config.timeout), t0)
+    (Opening::new(&config(), t0), t0)
 }
 
 fn source() -> SocketAddr {
@@ -198,12 +202,7 @@ fn a_malformed_preamble_fails_with_what_is_wrong() {
 #[test]
 fn machine_opens_then_the_early_bytes_reach_the_upstream_first() {
     let mut rig = Rig::connecting();
-    let config = config();
-    let mut machine = Machine::Opening(Box::new(Opening::new(
-        config.preamble,
-        rig.t0,
-        config.timeout,
-    )));
+    let mut machine = Machine::Opening(Box::new(Opening::new(&config(), rig.t0)));
     assert_eq!(machine.deadline(), Some(rig.t0 + TIMEOUT));
     assert!(
         !machine.can_travel(),
@@ -259,29 +258,90 @@ fn machine_opens_then_the_early_bytes_reach_the_upstream_first() {
 #[test]
 fn machine_closes_a_failed_opening_with_the_preambles_reason() {
     let rig = Rig::connecting();
-    let config = config();
-    let mut machine = Machine::Opening(Box::new(Opening::new(
-        config.preamble.clone(),
-        rig.t0,
-        config.timeout,
-    )));
+    let mut machine = Machine::Opening(Box::new(Opening::new(&config(), rig.t0)));
     assert_eq!(machine.on_timer(rig.t0 + secs(1)), Action::Wait);
     assert_eq!(
         machine.on_timer(rig.t0 + TIMEOUT),
         close(FAILED, Closing::Reset, Closing::Graceful)
     );
 
-    let mut machine = Machine::Opening(Box::new(Opening::new(
-        config.preamble,
-        rig.t0,
-        config.timeout,
-    )));
+    let mut machine = Machine::Opening(Box::new(Opening::new(&config(), rig.t0)));
     let mut client = FakeStream::new().reading([data(b"NO\n")]);
     machine.on_ready(SocketIx::Client, R);
     let mut no_upstreams: [Option<FakeStream>; 0] = [];
     let mut pools = pools(1);
     assert_eq!(
         machine.drive(&mut client, &mut no_upstreams, &mut pools, rig.t0),
+        close(FAILED, Closing::Reset, Closing::Graceful)
+    );
+}
+
+#[test]
+fn a_handshake_alone_waits_for_the_transport_then_opens() {
+    let t0 = std::time::Instant::now();
+    let config = OpeningConfig {
+        preamble: None,
+        handshake: true,
+        ..config()
+    };
+    let mut opening = Opening::new(&config, t0);
+    let mut client = FakeStream::new();
+    client
+        .handshakes
+        .extend([Err(ErrorKind::WouldBlock), Ok(())]);
+    opening.on_ready(R);
+    assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+    assert_eq!(
+        client.read_calls, 0,
+        "the transport reads for its handshake itself"
+    );
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, None);
+    assert!(opened.early.is_empty());
+    assert_eq!(client.handshake_calls, 2);
+}
+
+#[test]
+fn a_handshake_after_a_preamble_takes_its_own_bytes_from_past_the_preamble() {
+    let t0 = std::time::Instant::now();
+    let config = OpeningConfig {
+        handshake: true,
+        ..config()
+    };
+    let mut opening = Opening::new(&config, t0);
+    let mut client = FakeStream::new().reading([data(b"HI 192.0.2.7:4711\nHELLOearly")]);
+    client.handshake_takes = 5;
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert_eq!(client.handshake_took, b"HELLO");
+    assert_eq!(
+        opened.early, b"early",
+        "what the handshake left goes to the upstream"
+    );
+}
+
+#[test]
+fn a_failed_handshake_closes_with_the_openings_reason() {
+    let t0 = std::time::Instant::now();
+    let config = OpeningConfig {
+        preamble: None,
+        handshake: true,
+        ..config()
+    };
+    let mut machine = Machine::Opening(Box::new(Opening::new(&config, t0)));
+    let mut client = FakeStream::new();
+    client.handshakes.push_back(Err(ErrorKind::InvalidData));
+    machine.on_ready(SocketIx::Client, R);
+    let mut no_upstreams: [Option<FakeStream>; 0] = [];
+    let mut pools = pools(1);
+    assert_eq!(
+        machine.drive(&mut client, &mut no_upstreams, &mut pools, t0),
         close(FAILED, Closing::Reset, Closing::Graceful)
     );
 }
