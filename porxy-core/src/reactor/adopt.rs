@@ -113,8 +113,7 @@ impl Reactor {
             now,
             span,
         );
-        let inserted = self.slots.insert(slot);
-        debug_assert_eq!(inserted, key);
+        self.slots.insert_at(key, slot);
         self.after_step(key, action, None, now);
     }
 

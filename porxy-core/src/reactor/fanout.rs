@@ -91,14 +91,7 @@ impl Reactor {
             opened,
             &mut self.pools,
         );
-        let targets = backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Target {
-                addr: b.addr,
-                backend: Some(i),
-            })
-            .collect();
+        let targets = Target::every_backend(&tunnel);
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };

@@ -177,9 +177,7 @@ impl Reactor {
             now,
             span,
         );
-        // Nothing entered the slab since `vacant_key`: the connection gets the key it polls with.
-        let inserted = self.slots.insert(slot);
-        debug_assert_eq!(inserted, key);
+        self.slots.insert_at(key, slot);
         self.drive(key, now);
     }
 
@@ -299,9 +297,7 @@ impl Reactor {
             now,
             span,
         );
-        // Nothing entered the slab since `vacant_key`: the connection gets the key it polls with.
-        let inserted = self.slots.insert(slot);
-        debug_assert_eq!(inserted, key);
+        self.slots.insert_at(key, slot);
         self.drive(key, now);
     }
 }

@@ -119,8 +119,11 @@ impl Slots {
         self.slab.vacant_key()
     }
 
-    pub(super) fn insert(&mut self, slot: Slot) -> usize {
-        self.slab.insert(slot)
+    /// Inserts `slot` at `key`: the key [`vacant_key`](Slots::vacant_key) gave, which its
+    /// sockets were registered with (nothing may enter the slab in between).
+    pub(super) fn insert_at(&mut self, key: usize, slot: Slot) {
+        let inserted = self.slab.insert(slot);
+        debug_assert_eq!(inserted, key, "the slot's key is its sockets' token");
     }
 
     pub(super) fn remove(&mut self, key: usize) -> Option<Slot> {

@@ -51,6 +51,19 @@ pub(super) struct Target {
     pub(super) backend: Option<usize>,
 }
 
+impl Target {
+    /// One per backend of `tunnel`, in order: where a fan-out connection opened here sends.
+    pub(super) fn every_backend(tunnel: &Tunnel) -> Vec<Target> {
+        let backends = tunnel.balancer.backends.iter().enumerate();
+        backends
+            .map(|(i, b)| Target {
+                addr: b.addr,
+                backend: Some(i),
+            })
+            .collect()
+    }
+}
+
 impl Upstreams {
     /// A relayed connection's, before it has picked a backend.
     pub(super) fn relay() -> Self {
@@ -251,16 +264,7 @@ mod tests {
     #[test]
     fn a_destination_without_a_socket_holds_no_slot() {
         let tunnel = Tunnel::for_test("127.0.0.1:0=127.0.0.1:9001,127.0.0.1:9002", None);
-        let targets = tunnel
-            .balancer
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Target {
-                addr: b.addr,
-                backend: Some(i),
-            })
-            .collect();
+        let targets = Target::every_backend(&tunnel);
         let mut upstreams = Upstreams::fanout(vec![None, None], targets);
         assert!(upstreams.tried().is_none(), "fan-out picks no backend");
         assert_eq!(upstreams.logged_addr(&tunnel), None);
