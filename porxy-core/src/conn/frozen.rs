@@ -58,13 +58,14 @@ pub(crate) enum Frozen {
 
 impl Conn {
     /// Whether the connection can move to another process now: it relays, or waits for a
-    /// backend slot holding no byte (a waiting client travels alone, so bytes that came past
-    /// its preamble keep it here). Not while its upstream connect is in flight (it would have
-    /// to start over) nor once it is over.
+    /// backend slot with nothing behind it. A waiting client travels alone and is taken in
+    /// there like a new one, so one whose opening was read here (a PROXY header that would
+    /// not come again, bytes past it) stays. Not while its upstream connect is in flight (it
+    /// would have to start over) nor once it is over.
     pub(crate) fn can_travel(&self) -> bool {
         match self.phase {
             Phase::Relaying => true,
-            Phase::Queued => self.up.held() == 0,
+            Phase::Queued => !self.opened_here && self.up.held() == 0,
             Phase::Connecting | Phase::Closed(_) => false,
         }
     }
@@ -80,7 +81,7 @@ impl Conn {
     pub(crate) fn freeze(&mut self, pools: &mut Pools, now: Instant) -> std::io::Result<Frozen> {
         match self.phase {
             Phase::Relaying => {}
-            Phase::Queued if self.up.held() == 0 => {
+            Phase::Queued if !self.opened_here && self.up.held() == 0 => {
                 self.set_phase(Phase::Closed(CloseReason::HandedOver));
                 return Ok(Frozen::Waiting);
             }
@@ -132,6 +133,7 @@ impl Conn {
             attempts_left: 0,
             last_active: since(state.idle_for),
             half_closed_since: state.half_closed_for.map(since),
+            opened_here: false,
             unreported: (0, 0),
         };
         // A direction already over is half-closed whatever the sender said.

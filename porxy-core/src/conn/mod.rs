@@ -138,6 +138,9 @@ pub(crate) struct Conn {
     attempts_left: u32,
     last_active: Instant,
     half_closed_since: Option<Instant>,
+    /// Its client went through an opening here (a preamble read, a handshake): what that
+    /// consumed would not come again, so it cannot travel as a waiting client.
+    opened_here: bool,
     /// Bytes relayed and not yet added to the tunnel's counters: (to upstream, to client).
     unreported: (u64, u64),
 }
@@ -174,6 +177,7 @@ impl Conn {
         };
         conn.up = Pipe::with_pending(early, mode, pools);
         conn.client = client_ready;
+        conn.opened_here = true;
         conn
     }
 
@@ -194,6 +198,7 @@ impl Conn {
             started: now,
             last_active: now,
             half_closed_since: None,
+            opened_here: false,
             unreported: (0, 0),
         }
     }

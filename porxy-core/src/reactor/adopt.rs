@@ -113,6 +113,9 @@ impl Reactor {
             now,
             span,
         );
+        if origin == Origin::Imported && self.handing_over.exporting() {
+            self.handing_over.given_back(key, id);
+        }
         self.slots.insert_at(key, slot);
         self.after_step(key, action, None, now);
     }

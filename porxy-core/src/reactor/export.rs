@@ -30,6 +30,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use tracing::{debug, error, warn};
 
+use super::slot::Slot;
 use super::{reset, Reactor};
 use crate::conn::close::CloseReason;
 use crate::conn::fanout::frozen::FrozenPhase;
@@ -92,12 +93,12 @@ impl Reactor {
             return Exported::Stayed;
         };
         // A socket that cannot travel (a TLS session) keeps its connection here to the end.
-        if !self
-            .slots
-            .get(key)
-            .is_some_and(|s| s.machine.can_travel() && s.sockets_travel())
-        {
-            return Exported::Stayed;
+        let travels = |s: &Slot| s.machine.can_travel() && s.sockets_travel();
+        match self.slots.get(key) {
+            // Given back during this export (a handover that failed half-way): it goes on
+            // here rather than leaving again, and again.
+            Some(slot) if travels(slot) && !self.handing_over.gave_back(key, slot.id) => {}
+            _ => return Exported::Stayed,
         }
         // Whatever the connection relayed or let go of is counted here, before it leaves.
         if let Some(slot) = self.slots.get_mut(key) {

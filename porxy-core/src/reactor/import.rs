@@ -177,6 +177,9 @@ impl Reactor {
             now,
             span,
         );
+        if self.handing_over.exporting() {
+            self.handing_over.given_back(key, id);
+        }
         self.slots.insert_at(key, slot);
         self.drive(key, now);
     }
@@ -297,6 +300,9 @@ impl Reactor {
             now,
             span,
         );
+        if self.handing_over.exporting() {
+            self.handing_over.given_back(key, id);
+        }
         self.slots.insert_at(key, slot);
         self.drive(key, now);
     }

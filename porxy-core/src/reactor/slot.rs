@@ -89,6 +89,14 @@ impl Slot {
     }
 }
 
+/// A timer entry that came due.
+pub(super) enum Due {
+    /// Connection `key`'s deadline may have come.
+    Conn(usize),
+    /// Its connection has gone (or its key holds another).
+    Stale,
+}
+
 /// The connections of one reactor.
 #[derive(Default)]
 pub(super) struct Slots {
@@ -174,22 +182,17 @@ impl Slots {
         }
     }
 
-    /// The key of a connection whose timer is due at `now`, if one is (entries of connections
-    /// gone are dropped on the way); `None` when none is due.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<usize> {
-        loop {
-            let (key, id, at) = self.timers.pop_due(now)?;
-            let Some(slot) = self.slab.get_mut(key) else {
-                continue;
-            };
-            if slot.id != id {
-                continue;
-            }
-            if slot.timer_armed == Some(at) {
-                slot.timer_armed = None;
-            }
-            return Some(key);
+    /// The next timer entry due at `now`, if one is: a connection's key, or an entry that
+    /// outlived its connection (each counts against the caller's bound on work per round).
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+        let (key, id, at) = self.timers.pop_due(now)?;
+        let Some(slot) = self.slab.get_mut(key).filter(|s| s.id == id) else {
+            return Some(Due::Stale);
+        };
+        if slot.timer_armed == Some(at) {
+            slot.timer_armed = None;
         }
+        Some(Due::Conn(key))
     }
 
     /// The earliest deadline armed.
@@ -226,15 +229,17 @@ mod tests {
 
     /// Every connection holds a slot, idle or not: a fan-out machine or destination list
     /// inline would make every relayed connection's as large as theirs, and the idle
-    /// benchmark's memory per connection counts it. Measured in release: 440 bytes, as before
-    /// relayed and fan-out connections shared one kind of slot.
+    /// benchmark's memory per connection counts it. In release a slot is 440 bytes, as before
+    /// relayed and fan-out connections shared one kind of slot (456 in a debug build).
     #[test]
     fn a_slot_is_no_larger_than_a_relayed_connection_needs() {
         assert_eq!(size_of::<Machine>(), size_of::<Conn>());
         // A socket, a backend index beside it, the backends tried.
         assert!(size_of::<Upstreams>() <= 56, "{}", size_of::<Upstreams>());
-        // The rest: id, client socket, upstreams, peer, tunnel, opened, span, timer.
+        // The rest: id, client socket, upstreams, peer, tunnel, opened, span, timer. (mio's
+        // sockets carry a selector id of their own in debug builds.)
         let slot = size_of::<Slot>();
-        assert!(slot <= size_of::<Conn>() + 192, "{slot}");
+        let before = if cfg!(debug_assertions) { 456 } else { 440 };
+        assert!(slot <= before, "{slot}");
     }
 }

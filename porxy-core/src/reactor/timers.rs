@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::slot::Due;
 use super::{Reactor, TIMERS_PER_ROUND};
 use crate::conn::Action;
 
@@ -32,8 +33,11 @@ impl Reactor {
     /// a burst of deadlines cannot keep the reactor from its sockets.
     pub(super) fn fire_timers(&mut self, now: Instant) {
         for _ in 0..TIMERS_PER_ROUND {
-            let Some(key) = self.slots.pop_due(now) else {
+            let Some(due) = self.slots.pop_due(now) else {
                 return;
+            };
+            let Due::Conn(key) = due else {
+                continue;
             };
             let Some(slot) = self.slots.get_mut(key) else {
                 continue;

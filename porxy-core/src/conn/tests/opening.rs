@@ -345,3 +345,31 @@ fn a_failed_handshake_closes_with_the_openings_reason() {
         close(FAILED, Closing::Reset, Closing::Graceful)
     );
 }
+
+#[test]
+fn a_waiting_client_whose_preamble_was_read_here_stays_even_with_no_bytes_past_it() {
+    // Were it to travel as a waiting client, the next process would wait for a preamble that
+    // never comes again.
+    let mut rig = Rig::connecting();
+    let mut conn = Conn::opened(
+        rig.t0,
+        settings(Mode::Copy),
+        1,
+        &[],
+        Readiness::default(),
+        &mut rig.pools,
+    );
+    assert_eq!(conn.phase(), Phase::Queued);
+    assert!(!conn.can_travel());
+    assert_eq!(
+        conn.freeze(&mut rig.pools, rig.t0).unwrap(),
+        crate::conn::frozen::Frozen::Stays
+    );
+    // A client queued without an opening travels as before.
+    let mut plain = Conn::queued(rig.t0, settings(Mode::Copy), 1);
+    assert!(plain.can_travel());
+    assert_eq!(
+        plain.freeze(&mut rig.pools, rig.t0).unwrap(),
+        crate::conn::frozen::Frozen::Waiting
+    );
+}
