@@ -147,6 +147,8 @@ pub(crate) struct Opening {
     received: Vec<u8>,
     /// What the preamble named, once read.
     source: Option<SocketAddr>,
+    /// The transport can peek (until it says otherwise).
+    peeks: bool,
     client: Readiness,
     deadline: Instant,
 }
@@ -160,6 +162,7 @@ impl Opening {
             failure_reason: config.failure_reason,
             received: Vec::new(),
             source: None,
+            peeks: true,
             client: Readiness::default(),
             deadline: now + config.timeout,
         }
@@ -214,13 +217,19 @@ impl Opening {
         })
     }
 
-    /// Reads the preamble; `None` once it is complete (its source noted, the bytes past it
-    /// left in `received`), else the step to answer.
+    /// Reads the preamble; `None` once it is complete (its source noted; by reading, the bytes
+    /// past it are left in `received`), else the step to answer.
     fn read_preamble(
         &mut self,
         preamble: &dyn Preamble,
         client: &mut impl Transport,
     ) -> Option<OpeningStep> {
+        if self.peeks {
+            match self.peek_preamble(preamble, client) {
+                Err(Unsupported) => self.peeks = false,
+                Ok(step) => return step,
+            }
+        }
         let max = preamble.max_len();
         for _ in 0..DRIVE_BUDGET {
             if !self.client.readable {
@@ -261,4 +270,84 @@ impl Opening {
         }
         Some(OpeningStep::Again)
     }
+
+    /// Reads the preamble by peeking, then takes exactly its bytes: the stream's own bytes stay
+    /// in the kernel (for splice). `Err(Unsupported)` if the transport cannot peek.
+    fn peek_preamble(
+        &mut self,
+        preamble: &dyn Preamble,
+        client: &mut impl Transport,
+    ) -> Result<Option<OpeningStep>, Unsupported> {
+        let max = preamble.max_len();
+        let fail = |error| Ok(Some(OpeningStep::Fail(error)));
+        for _ in 0..DRIVE_BUDGET {
+            if !self.client.readable {
+                return Ok(Some(OpeningStep::Wait));
+            }
+            self.received.resize(max, 0);
+            let seen = match client.peek(&mut self.received) {
+                Ok(0) => return fail(OpeningError::Closed { received: 0 }),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.client.readable = false;
+                    return Ok(Some(OpeningStep::Wait));
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    self.received.clear();
+                    return Err(Unsupported);
+                }
+                Err(e) => return fail(OpeningError::Failed(e)),
+            };
+            match preamble.parse(&self.received[..seen]) {
+                Parsed::Incomplete if seen >= max => {
+                    return fail(OpeningError::TooLong { max });
+                }
+                // An EOF or error waits behind these bytes: no more will come.
+                Parsed::Incomplete if self.client.failed => {
+                    return fail(OpeningError::Closed { received: seen });
+                }
+                Parsed::Incomplete => {
+                    // Peeking took nothing: the next bytes to arrive raise a new event.
+                    self.client.readable = false;
+                    return Ok(Some(OpeningStep::Wait));
+                }
+                Parsed::Complete { len, source } => {
+                    let len = len.min(seen);
+                    if let Err(error) = take_exactly(client, &mut self.received[..len]) {
+                        return fail(error);
+                    }
+                    self.source = source;
+                    self.received.clear();
+                    // Bytes seen past the preamble are still in the kernel, and raise no new
+                    // event: the relay must read them.
+                    self.client.readable = seen > len || self.client.failed;
+                    return Ok(None);
+                }
+                Parsed::Invalid(e) => return fail(OpeningError::Malformed(e)),
+            }
+        }
+        Ok(Some(OpeningStep::Again))
+    }
+}
+
+/// The transport cannot peek.
+struct Unsupported;
+
+/// Reads exactly `buf.len()` bytes that a peek has shown are there.
+fn take_exactly(client: &mut impl Transport, buf: &mut [u8]) -> Result<(), OpeningError> {
+    let mut taken = 0;
+    // Bounded: each read takes at least a byte, or the loop ends.
+    for _ in 0..=buf.len() {
+        if taken == buf.len() {
+            return Ok(());
+        }
+        match client.read(&mut buf[taken..]) {
+            Ok(0) => return Err(OpeningError::Closed { received: taken }),
+            Ok(n) => taken += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(OpeningError::Failed(e)),
+        }
+    }
+    Err(OpeningError::Closed { received: taken })
 }

@@ -26,6 +26,16 @@ pub(crate) trait Transport {
     /// the transport is writable.
     fn shutdown_write(&mut self) -> io::Result<()>;
 
+    /// Copies up to `buf.len()` bytes the stream holds into `buf` without taking them: the
+    /// next read returns them again (`MSG_PEEK`). `Ok(0)` is EOF. The default says
+    /// `Unsupported`: the opening then reads, and keeps what came past a preamble for the
+    /// upstream. A kernel socket peeks, so a PROXY header is taken exactly and the rest of the
+    /// stream stays in the kernel (for splice).
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _ = buf;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Drives the transport's own opening (a TLS handshake) as far as it can go now: `Ok(())`
     /// once it is complete, `WouldBlock` while it waits for the peer (any readiness calls it
     /// again). `early` holds bytes the connection read from the socket before (past a PROXY

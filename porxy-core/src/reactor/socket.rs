@@ -109,6 +109,13 @@ impl Transport for Socket {
     }
 
     #[inline]
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(stream) => stream.peek(buf),
+        }
+    }
+
+    #[inline]
     fn short_read_drains(&self) -> bool {
         match self {
             Socket::Tcp(_) => true,

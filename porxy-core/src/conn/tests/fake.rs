@@ -72,6 +72,9 @@ pub(super) struct FakeStream {
     /// `flush` says `WouldBlock` this many times before it pushes `inside` out.
     pub(super) flush_blocks: u32,
     pub(super) flush_calls: usize,
+    /// `peek` works, as a kernel socket's (else it says `Unsupported`).
+    pub(super) peekable: bool,
+    pub(super) peek_calls: usize,
     /// What each `handshake` call answers, in order; when empty, `Ok` (complete).
     pub(super) handshakes: VecDeque<Result<(), ErrorKind>>,
     /// Bytes of the early bytes its handshake takes as its own, in all.
@@ -113,6 +116,8 @@ impl FakeStream {
             inside: Vec::new(),
             flush_blocks: 0,
             flush_calls: 0,
+            peekable: false,
+            peek_calls: 0,
             handshakes: VecDeque::new(),
             handshake_takes: 0,
             handshake_took: Vec::new(),
@@ -147,6 +152,33 @@ impl FakeStream {
 }
 
 impl Transport for FakeStream {
+    /// As a socket's receive queue answers a peek: the bytes of every `Data` step at the head
+    /// of the script, none taken.
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.peekable {
+            return Err(ErrorKind::Unsupported.into());
+        }
+        self.peek_calls += 1;
+        let mut seen = 0;
+        for step in &self.reads {
+            let Rd::Data(bytes) = step else {
+                break;
+            };
+            let n = bytes.len().min(buf.len() - seen);
+            buf[seen..seen + n].copy_from_slice(&bytes[..n]);
+            seen += n;
+            if seen == buf.len() {
+                break;
+            }
+        }
+        match self.reads.front() {
+            _ if seen > 0 => Ok(seen),
+            Some(Rd::Eof) => Ok(0),
+            Some(Rd::Fail(kind)) => Err((*kind).into()),
+            _ => Err(ErrorKind::WouldBlock.into()),
+        }
+    }
+
     fn handshake(&mut self, early: &mut Vec<u8>) -> io::Result<()> {
         self.handshake_calls += 1;
         let take = self.handshake_takes.min(early.len());

@@ -12,6 +12,7 @@ use crate::conn::close::CloseReason;
 use crate::conn::hold::Mode;
 use crate::conn::machine::{AfterReady, Machine, SocketIx};
 use crate::conn::opening::{Opening, OpeningConfig, OpeningError, OpeningStep, Parsed, Preamble};
+use crate::conn::transport::Transport;
 use crate::conn::{Action, Closing, Conn, Phase, Readiness, Side};
 
 /// A preamble for tests: `HI <addr>\n`, or `HI -\n` for "the connection's own peer"; at most
@@ -372,4 +373,90 @@ fn a_waiting_client_whose_preamble_was_read_here_stays_even_with_no_bytes_past_i
         plain.freeze(&mut rig.pools, rig.t0).unwrap(),
         crate::conn::frozen::Frozen::Waiting
     );
+}
+
+/// A client whose transport peeks, as a kernel socket does.
+fn peeking(steps: impl IntoIterator<Item = Rd>) -> FakeStream {
+    let mut client = FakeStream::new().reading(steps);
+    client.peekable = true;
+    client
+}
+
+#[test]
+fn a_peeked_preamble_is_taken_exactly_and_the_stream_stays_in_the_kernel() {
+    let (mut opening, _) = opening();
+    let mut client = peeking([data(b"HI 192.0.2.7:4711\nGET / HTTP/1.0\r\n")]);
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert!(
+        opened.early.is_empty(),
+        "nothing past the preamble was taken"
+    );
+    assert_eq!(
+        client.delivered, b"HI 192.0.2.7:4711\n",
+        "exactly the preamble was read"
+    );
+    assert!(
+        opened.client_ready.readable,
+        "the stream's first bytes wait in the kernel and raise no new event: the relay reads them"
+    );
+    let mut rest = [0u8; 64];
+    let n = client.read(&mut rest).unwrap();
+    assert_eq!(&rest[..n], b"GET / HTTP/1.0\r\n");
+}
+
+#[test]
+fn a_preamble_over_many_small_writes_is_peeked_until_whole_and_taken_once() {
+    let (mut opening, _) = opening();
+    let mut client = peeking([]);
+    for piece in [&b"H"[..], b"I 19", b"2.0.2", b".7:47", b"11"] {
+        client.reads.push_back(data(piece));
+        opening.on_ready(R);
+        assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+        assert_eq!(
+            client.read_calls, 0,
+            "nothing is taken before the preamble is whole"
+        );
+    }
+    client.reads.push_back(data(b"\n"));
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert_eq!(client.delivered, b"HI 192.0.2.7:4711\n");
+    assert!(!opened.client_ready.readable, "nothing past it yet");
+}
+
+#[test]
+fn a_peeked_preamble_cut_short_by_the_clients_end_fails() {
+    let (mut opening, _) = opening();
+    let mut client = peeking([data(b"HI 1"), Rd::Eof]);
+    opening.on_ready(HANGUP);
+    let step = opening.read(&mut client);
+    assert!(
+        matches!(
+            step,
+            OpeningStep::Fail(OpeningError::Closed { received: 4 })
+        ),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn a_peeked_preamble_longer_than_its_limit_fails_taking_nothing() {
+    let (mut opening, _) = opening();
+    let mut long = b"HI ".to_vec();
+    long.resize(3 * MAX, b'x');
+    let mut client = peeking([Rd::Data(long)]);
+    opening.on_ready(R);
+    let step = opening.read(&mut client);
+    assert!(
+        matches!(step, OpeningStep::Fail(OpeningError::TooLong { max: MAX })),
+        "{step:?}"
+    );
+    assert_eq!(client.read_calls, 0);
 }
