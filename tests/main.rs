@@ -18,6 +18,7 @@ mod half_close;
 mod idle;
 mod lifecycle;
 mod loops;
+mod proxy_protocol;
 mod relay;
 mod runtime;
 mod scale;

@@ -282,6 +282,10 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     splice=on|off         relay with splice(2) through kernel pipes, so bytes never
                           enter porxy's memory (default on, on Linux), or copy them
                           through a buffer (off)
+  PROXY protocol:
+    accept_proxy          read a PROXY header (v1, v2 or any) ahead of each client and
+                          take the client it names as the real one
+    proxy_timeout         how long a client has to send its whole header (5s)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -347,8 +351,11 @@ mod tests {
         assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout,\n"));
         assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
-        assert!(help.contains("mode, reply, max_lag, min_live, splice."));
+        assert!(
+            help.contains("mode, reply, max_lag, min_live, splice, accept_proxy, proxy_timeout.")
+        );
         assert!(help.contains("splice=on|off"));
+        assert!(help.contains("accept_proxy          read a PROXY header"));
     }
 
     #[test]

@@ -143,6 +143,16 @@ impl Lift<'_> {
             ),
             (K::Mode, "mode", raw.mode.as_ref().map(Text)),
             (K::Reply, "reply", raw.reply.as_ref().map(Text)),
+            (
+                K::AcceptProxy,
+                "accept_proxy",
+                raw.accept_proxy.as_ref().map(Text),
+            ),
+            (
+                K::ProxyTimeout,
+                "proxy_timeout",
+                raw.proxy_timeout.as_ref().map(Duration),
+            ),
             (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
             (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
             (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),

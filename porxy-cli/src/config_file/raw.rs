@@ -120,6 +120,10 @@ pub(super) struct RawListener {
     pub(super) mode: Option<Spanned<String>>,
     /// Fan-out: `primary` or `none`.
     pub(super) reply: Option<Spanned<String>>,
+    /// Read a PROXY protocol header ahead of each client: `v1`, `v2` or `any`.
+    pub(super) accept_proxy: Option<Spanned<String>>,
+    /// How long a client has to send its PROXY header (default 5s).
+    pub(super) proxy_timeout: Option<Spanned<RawDuration>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

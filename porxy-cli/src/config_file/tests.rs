@@ -245,6 +245,40 @@ min_live = 2
     assert_eq!(file.listeners[0].spec.to_string(), spec);
 }
 
+#[test]
+fn proxy_header_keys_lift_to_spec_options_and_errors_are_located() {
+    let text = r#"
+[backends.a]
+address = "127.0.0.1:7001"
+
+[listeners.edge]
+listen = "8000"
+backends = ["a"]
+accept_proxy = "v2"
+proxy_timeout = "3s"
+"#;
+    let file = lift(text).expect("a good file");
+    assert_eq!(
+        file.listeners[0].spec.to_string(),
+        "127.0.0.1:8000=127.0.0.1:7001[accept_proxy=v2,proxy_timeout=3s]"
+    );
+    let typo = lift(&text.replace("\"v2\"", "\"v3\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        typo.contains("listeners.edge.accept_proxy")
+            && typo.contains("unknown accept_proxy `v3`; use v1, v2 or any"),
+        "{typo}"
+    );
+    let alone = lift(&text.replace("accept_proxy = \"v2\"\n", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        alone.contains("option `proxy_timeout` applies only with accept_proxy"),
+        "{alone}"
+    );
+}
+
 /// `[control]`: the control socket's address and idle timeout, their errors, and the flags
 /// that override them.
 mod control_table {

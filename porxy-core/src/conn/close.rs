@@ -37,6 +37,9 @@ pub enum CloseReason {
     TunnelClosed,
     /// The proxy stopped (at once, or when the drain deadline passed).
     ProxyStopped,
+    /// The client's PROXY protocol header was malformed, too long, cut short or did not come
+    /// within `proxy_timeout`.
+    ProxyHeader,
     /// Not an end: the connection was handed over, sockets and all, to another porxy process
     /// (a zero-downtime upgrade), where it goes on.
     HandedOver,
@@ -59,7 +62,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -74,6 +77,7 @@ impl CloseReason {
         CloseReason::BackendRemoved,
         CloseReason::TunnelClosed,
         CloseReason::ProxyStopped,
+        CloseReason::ProxyHeader,
         CloseReason::HandedOver,
     ];
 
@@ -99,6 +103,7 @@ impl CloseReason {
             CloseReason::BackendRemoved => "backend_removed",
             CloseReason::TunnelClosed => "tunnel_closed",
             CloseReason::ProxyStopped => "proxy_stopped",
+            CloseReason::ProxyHeader => "proxy_header",
             CloseReason::HandedOver => "handed_over",
         }
     }
@@ -115,7 +120,9 @@ impl CloseReason {
             | CloseReason::ConnectError
             | CloseReason::NoBackend
             | CloseReason::QueueTimeout => Fault::Upstream,
-            CloseReason::IdleTimeout | CloseReason::HalfClosedTimeout => Fault::Client,
+            CloseReason::IdleTimeout
+            | CloseReason::HalfClosedTimeout
+            | CloseReason::ProxyHeader => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
             CloseReason::TunnelClosed | CloseReason::ProxyStopped | CloseReason::BackendRemoved => {
                 Fault::Operator

@@ -17,6 +17,7 @@ pub(crate) mod hold;
 pub(crate) mod machine;
 pub(crate) mod opening;
 pub(crate) mod pipe;
+pub(crate) mod proxy_header;
 mod readiness;
 pub(crate) mod step;
 pub(crate) mod transport;

@@ -53,8 +53,6 @@ pub(crate) trait Preamble: Send + Sync {
 
 /// What [`Preamble::parse`] made of the bytes so far.
 #[derive(Debug)]
-// Made by preambles: the PROXY header's, next; until then, the tests'.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Parsed {
     /// Not enough bytes yet to tell.
     Incomplete,

@@ -54,11 +54,25 @@ impl Reactor {
             id,
             nodelay,
         } = accepted;
-        let span = match tunnel.fanout {
-            Some(_) => {
-                tracing::debug_span!("conn", id, tunnel = %tunnel.local, client = %peer, fanout = true)
-            }
-            None => tracing::debug_span!(
+        let span = match (tunnel.fanout, &tunnel.opening) {
+            (Some(_), _) => tracing::debug_span!(
+                "conn",
+                id,
+                tunnel = %tunnel.local,
+                client = %peer,
+                source = tracing::field::Empty,
+                fanout = true
+            ),
+            // `source`: the client its opening names, once read.
+            (None, Some(_)) => tracing::debug_span!(
+                "conn",
+                id,
+                tunnel = %tunnel.local,
+                client = %peer,
+                source = tracing::field::Empty,
+                upstream = tracing::field::Empty
+            ),
+            (None, None) => tracing::debug_span!(
                 "conn",
                 id,
                 tunnel = %tunnel.local,
@@ -128,8 +142,8 @@ impl Reactor {
             return;
         };
         if let Some(source) = source {
-            slot.span
-                .in_scope(|| debug!(%source, "the client's preamble names its source"));
+            // The pick, the rules and the close record take it for the client.
+            slot.span.record("source", tracing::field::display(source));
             slot.peer = source;
         }
         if let Verdict::Refuse(reason) = slot.tunnel.admit(slot.peer) {

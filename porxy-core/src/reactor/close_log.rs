@@ -66,7 +66,10 @@ fn is_failure(reason: CloseReason) -> bool {
     reason.is_connect_failure()
         || matches!(
             reason,
-            CloseReason::LocalResource | CloseReason::NoBackend | CloseReason::QueueTimeout
+            CloseReason::LocalResource
+                | CloseReason::NoBackend
+                | CloseReason::QueueTimeout
+                | CloseReason::ProxyHeader
         )
 }
 
@@ -113,6 +116,7 @@ impl CloseLog {
                 _ => debug!(
                     conn = conn.id,
                     tunnel = %conn.tunnel.local,
+                    client = %conn.peer,
                     reason = %reason,
                     duration_ms,
                     "closed"

@@ -137,6 +137,7 @@ pub(super) enum Named {
     Strategy,
     Mode,
     Reply,
+    AcceptProxy,
 }
 
 impl UnknownName {
@@ -147,12 +148,14 @@ impl UnknownName {
         }
     }
 
-    /// The option whose value it was meant to be: `strategy`, `mode` or `reply`.
+    /// The option whose value it was meant to be: `strategy`, `mode`, `reply` or
+    /// `accept_proxy`.
     pub fn option(&self) -> OptionKey {
         match self.of {
             Named::Strategy => OptionKey::Strategy,
             Named::Mode => OptionKey::Mode,
             Named::Reply => OptionKey::Reply,
+            Named::AcceptProxy => OptionKey::AcceptProxy,
         }
     }
 
@@ -181,6 +184,7 @@ impl fmt::Display for UnknownName {
                 "unknown reply `{text}`; use {}",
                 Reply::NAMES.join(" or ")
             ),
+            Named::AcceptProxy => write!(f, "unknown accept_proxy `{text}`; use v1, v2 or any"),
         }
     }
 }
@@ -348,6 +352,8 @@ pub enum OptionsConflict {
         /// How many remotes the tunnel has.
         remotes: usize,
     },
+    /// A PROXY header option (`proxy_timeout`) without `accept_proxy`.
+    AcceptProxyOnly(OptionKey),
 }
 
 impl fmt::Display for OptionsConflict {
@@ -368,6 +374,9 @@ impl fmt::Display for OptionsConflict {
                 f,
                 "min_live={min_live} is more than the {remotes} remotes of the tunnel"
             ),
+            OptionsConflict::AcceptProxyOnly(key) => {
+                write!(f, "option `{key}` applies only with accept_proxy")
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod mode;
 mod options;
 mod parser;
+mod proxy_header;
 mod strategy;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use error::{
 pub use mode::{Reply, TunnelMode};
 pub(crate) use options::MAX_ATTEMPTS;
 pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
+pub use proxy_header::AcceptProxy;
 pub use strategy::Strategy;
 
 use parser::Parser;

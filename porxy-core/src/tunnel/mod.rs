@@ -21,6 +21,7 @@ use crate::config::{ProxyConfig, TunnelSettings};
 use crate::conn::admission::{Admission, Verdict};
 use crate::conn::fanout::FanoutSettings;
 use crate::conn::opening::OpeningConfig;
+use crate::conn::proxy_header;
 use crate::error::Error;
 use crate::generation::Generation;
 use crate::spec::{Remote, TunnelSpec};
@@ -115,6 +116,7 @@ impl Tunnel {
             attempts,
             fanout,
             max_conns,
+            accept_proxy,
         } = resolve(&spec.options, count, config)
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
@@ -162,9 +164,8 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
-            // Nothing yet asks clients for a preamble, nor judges them (PROXY headers and
-            // access rules come next).
-            opening: None,
+            opening: accept_proxy.map(|(accept, timeout)| proxy_header::opening(accept, timeout)),
+            // Nothing judges clients yet (access rules come next).
             admission: None,
         })
     }

@@ -19,7 +19,9 @@ use crate::config::{
 };
 use crate::conn::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::error::Error;
-use crate::spec::{OptionsConflict, Strategy, TunnelMode, TunnelOptions, TunnelSpec, MAX_ATTEMPTS};
+use crate::spec::{
+    AcceptProxy, OptionsConflict, Strategy, TunnelMode, TunnelOptions, TunnelSpec, MAX_ATTEMPTS,
+};
 use crate::units::MAX_DURATION;
 
 /// What a tunnel version runs with, from its options and the proxy-wide settings.
@@ -39,7 +41,12 @@ pub(crate) struct Resolved {
     pub(crate) fanout: Option<FanoutSettings>,
     /// The most connections a remote takes at once when it sets no limit of its own.
     pub(crate) max_conns: Option<u32>,
+    /// The PROXY header each client sends first, and how long it has for it.
+    pub(crate) accept_proxy: Option<(AcceptProxy, Duration)>,
 }
+
+/// How long a client has to send its PROXY header by default.
+pub(crate) const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves `options` for a tunnel with `remotes` remotes under `config`; refuses options that
 /// do not fit together, but for a `min_live` above the remotes (see the module doc).
@@ -121,6 +128,10 @@ pub(crate) fn resolve(
         attempts,
         fanout,
         max_conns: options.max_conns,
+        accept_proxy: options.accept_proxy.map(|accept| {
+            let timeout = options.proxy_timeout.unwrap_or(DEFAULT_PROXY_TIMEOUT);
+            (accept, timeout.min(MAX_DURATION))
+        }),
     })
 }
 

@@ -10,6 +10,9 @@ impl TunnelOptions {
     /// has. The SPEC parser, the config file and the API that opens tunnels and adds backends
     /// all check with this.
     pub fn check(&self, remotes: usize) -> Result<(), OptionsConflict> {
+        if self.proxy_timeout.is_some() && self.accept_proxy.is_none() {
+            return Err(OptionsConflict::AcceptProxyOnly(OptionKey::ProxyTimeout));
+        }
         let fanout = self.mode == Some(TunnelMode::Fanout);
         if !fanout {
             let fanout_only = [

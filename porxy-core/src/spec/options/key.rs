@@ -57,6 +57,10 @@ pub enum OptionKey {
     MinLive,
     /// `splice`: `on` or `off`.
     Splice,
+    /// `accept_proxy`: `v1`, `v2` or `any`.
+    AcceptProxy,
+    /// `proxy_timeout`: a duration.
+    ProxyTimeout,
 }
 
 /// What an option's value is.
@@ -82,6 +86,8 @@ pub(super) enum Value {
     Mode,
     /// A [`Reply`](crate::Reply) name.
     Reply,
+    /// An [`AcceptProxy`](crate::AcceptProxy) name.
+    AcceptProxy,
 }
 
 impl Value {
@@ -96,13 +102,14 @@ impl Value {
             Value::Strategy => "a strategy name",
             Value::Mode => "a mode name",
             Value::Reply => "a reply name",
+            Value::AcceptProxy => "`v1`, `v2` or `any`",
         }
     }
 }
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 23] = [
+    pub const ALL: [OptionKey; 25] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -126,6 +133,8 @@ impl OptionKey {
         OptionKey::MaxLag,
         OptionKey::MinLive,
         OptionKey::Splice,
+        OptionKey::AcceptProxy,
+        OptionKey::ProxyTimeout,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -154,6 +163,8 @@ impl OptionKey {
             OptionKey::MaxLag => "max_lag",
             OptionKey::MinLive => "min_live",
             OptionKey::Splice => "splice",
+            OptionKey::AcceptProxy => "accept_proxy",
+            OptionKey::ProxyTimeout => "proxy_timeout",
         }
     }
 
@@ -169,7 +180,8 @@ impl OptionKey {
             | OptionKey::QueueTimeout
             | OptionKey::FailTimeout
             | OptionKey::CheckInterval
-            | OptionKey::CheckTimeout => Value::Duration,
+            | OptionKey::CheckTimeout
+            | OptionKey::ProxyTimeout => Value::Duration,
             OptionKey::Attempts => count(1, MAX_ATTEMPTS),
             OptionKey::MaxConns => count(1, 10_000_000),
             OptionKey::MaxFails | OptionKey::Rise | OptionKey::Fall => count(1, 1000),
@@ -189,6 +201,7 @@ impl OptionKey {
             OptionKey::Strategy => Value::Strategy,
             OptionKey::Mode => Value::Mode,
             OptionKey::Reply => Value::Reply,
+            OptionKey::AcceptProxy => Value::AcceptProxy,
         }
     }
 }

@@ -19,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 use super::mode::{Reply, TunnelMode};
-use super::Strategy;
+use super::{AcceptProxy, Strategy};
 
 pub use key::{OptionKey, OPTION_KEYS};
 
@@ -86,6 +86,11 @@ pub struct TunnelOptions {
     /// Relay bulk data with splice(2), the bytes never entering user space (default: the
     /// proxy-wide setting, on where the platform has splice).
     pub splice: Option<bool>,
+    /// Read a PROXY protocol header ahead of each client's stream, and take the client it
+    /// names as the real one (default: none is read).
+    pub accept_proxy: Option<AcceptProxy>,
+    /// How long a client has to send its whole PROXY header (default 5s).
+    pub proxy_timeout: Option<Duration>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -46,6 +46,8 @@ impl TunnelOptions {
             OptionKey::MaxLag => self.max_lag.map(format_size),
             OptionKey::MinLive => count(self.min_live),
             OptionKey::Splice => switch(self.splice, "on"),
+            OptionKey::AcceptProxy => self.accept_proxy.map(|a| a.to_string()),
+            OptionKey::ProxyTimeout => duration(self.proxy_timeout),
         }
     }
 }

@@ -65,6 +65,11 @@ impl TunnelOptions {
                 self.reply = Some(reply.map_err(fail)?);
                 Ok(())
             }
+            Value::AcceptProxy => {
+                let accept = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.accept_proxy = Some(accept.map_err(fail)?);
+                Ok(())
+            }
         }
     }
 
@@ -148,6 +153,7 @@ impl TunnelOptions {
             OptionKey::FailTimeout => &mut self.fail_timeout,
             OptionKey::CheckInterval => &mut self.check_interval,
             OptionKey::CheckTimeout => &mut self.check_timeout,
+            OptionKey::ProxyTimeout => &mut self.proxy_timeout,
             _ => return None,
         })
     }

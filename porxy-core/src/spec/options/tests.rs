@@ -37,6 +37,8 @@ fn every_key_sets_and_renders_back() {
         ("max_lag", "4MiB"),
         ("min_live", "2"),
         ("splice", "off"),
+        ("accept_proxy", "v2"),
+        ("proxy_timeout", "3s"),
     ];
     for (k, v) in pairs {
         options
@@ -73,6 +75,11 @@ fn bad_values_say_what_is_expected() {
             "unknown mode `mirror`; known modes: balance, fanout",
         ),
         ("reply", "all", "unknown reply `all`; use primary or none"),
+        (
+            "accept_proxy",
+            "v3",
+            "unknown accept_proxy `v3`; use v1, v2 or any",
+        ),
         (
             "max_lag",
             "1KiB",
@@ -124,6 +131,22 @@ fn options_must_fit_the_mode() {
         "min_live=3 is more than the 2 remotes of the tunnel"
     );
     assert!(with(&[("mode", "fanout")]).check(65).is_err());
+    assert_eq!(
+        with(&[("proxy_timeout", "2s")])
+            .check(1)
+            .unwrap_err()
+            .to_string(),
+        "option `proxy_timeout` applies only with accept_proxy"
+    );
+    assert_eq!(
+        with(&[("accept_proxy", "any"), ("proxy_timeout", "2s")]).check(1),
+        Ok(())
+    );
+    assert_eq!(
+        with(&[("accept_proxy", "v1"), ("mode", "fanout")]).check(2),
+        Ok(()),
+        "a fan-out tunnel reads the header too"
+    );
     assert_eq!(with(&[("strategy", "hash")]).check(100), Ok(()));
 }
 
@@ -136,7 +159,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 23);
+    assert_eq!(OPTION_KEYS.len(), 25);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(

@@ -1,0 +1,174 @@
+//! The PROXY protocol header a client sends ahead of its stream (HAProxy's
+//! `doc/proxy-protocol.txt`), read as an opening [`Preamble`]: the real client's address,
+//! through a chain of proxies. Parsing is the `ppp` crate's.
+//!
+//! What the header names becomes the connection's client: a v1 `TCP4`/`TCP6` or a v2 `PROXY`
+//! over TCP (IPv4 or IPv6). A header that names no address keeps the connection's own peer, as
+//! the spec says: v1 `UNKNOWN`, v2 `LOCAL` (the sender's own health checks), v2 `UNSPEC` and
+//! `UNIX` families. A v2 header for datagrams is refused: this is a stream.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ppp::v2;
+use ppp::{v1, HeaderResult, PartialResult};
+
+use super::close::CloseReason;
+use super::opening::{OpeningConfig, OpeningError, Parsed, Preamble};
+use crate::spec::AcceptProxy;
+
+/// The longest v1 header the spec allows, CRLF included.
+const V1_MAX: usize = 107;
+/// The longest v2 header taken: its 16 fixed bytes and up to 2 KiB of addresses and TLVs
+/// (HAProxy's own headers, SSL details included, stay well under it).
+const V2_MAX: usize = 16 + 2048;
+
+/// A listener's PROXY header reader.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProxyHeader {
+    accept: AcceptProxy,
+}
+
+impl ProxyHeader {
+    pub(crate) fn new(accept: AcceptProxy) -> ProxyHeader {
+        ProxyHeader { accept }
+    }
+}
+
+/// Why a header is refused.
+#[derive(Debug)]
+enum Refused {
+    Malformed(String),
+    /// A v2 header where only v1 is taken, or the reverse.
+    Version(AcceptProxy),
+    Datagram,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Malformed(e) => write!(f, "not a PROXY header: {e}"),
+            Refused::Version(accept) => {
+                write!(
+                    f,
+                    "a PROXY header of another version (accept_proxy={accept})"
+                )
+            }
+            Refused::Datagram => f.write_str("a PROXY v2 header for datagrams, on a stream"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Preamble for ProxyHeader {
+    fn max_len(&self) -> usize {
+        match self.accept {
+            AcceptProxy::V1 => V1_MAX,
+            AcceptProxy::V2 | AcceptProxy::Any => V2_MAX,
+        }
+    }
+
+    fn parse(&self, received: &[u8]) -> Parsed {
+        // `ppp` judges a v1 line cut short at some places (after a space, before a port) as
+        // malformed: a v1 header is only judged once its line has ended.
+        if self.accept != AcceptProxy::V2 && v1_line_unfinished(received) {
+            return Parsed::Incomplete;
+        }
+        let result = match self.accept {
+            AcceptProxy::V1 => HeaderResult::V1(v1::Header::try_from(received)),
+            AcceptProxy::V2 => HeaderResult::V2(v2::Header::try_from(received)),
+            AcceptProxy::Any => HeaderResult::parse(received),
+        };
+        if result.is_incomplete() {
+            return Parsed::Incomplete;
+        }
+        let refused = |refused: Refused| Parsed::Invalid(Box::new(refused));
+        match result {
+            HeaderResult::V1(Ok(header)) => Parsed::Complete {
+                len: header.header.len(),
+                source: match header.addresses {
+                    v1::Addresses::Tcp4(a) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    v1::Addresses::Tcp6(a) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    v1::Addresses::Unknown => None,
+                },
+            },
+            HeaderResult::V2(Ok(header)) => {
+                if header.protocol == v2::Protocol::Datagram {
+                    return refused(Refused::Datagram);
+                }
+                let source = match (header.command, header.addresses) {
+                    (v2::Command::Local, _) => None,
+                    (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    (v2::Command::Proxy, v2::Addresses::Unspecified | v2::Addresses::Unix(_)) => {
+                        None
+                    }
+                };
+                Parsed::Complete {
+                    len: header.len(),
+                    source,
+                }
+            }
+            // A well-formed header of the other version says more than "malformed".
+            HeaderResult::V1(Err(_)) if self.accept == AcceptProxy::V1 && is_v2(received) => {
+                refused(Refused::Version(self.accept))
+            }
+            HeaderResult::V2(Err(_)) if self.accept == AcceptProxy::V2 && is_v1(received) => {
+                refused(Refused::Version(self.accept))
+            }
+            HeaderResult::V1(Err(e)) => refused(Refused::Malformed(e.to_string())),
+            HeaderResult::V2(Err(e)) => refused(Refused::Malformed(e.to_string())),
+        }
+    }
+}
+
+/// The v2 signature.
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
+fn is_v2(received: &[u8]) -> bool {
+    received.starts_with(V2_SIGNATURE)
+}
+
+fn is_v1(received: &[u8]) -> bool {
+    received.starts_with(b"PROXY ")
+}
+
+/// Whether `received` may be the start of a v1 header whose line has not ended yet.
+fn v1_line_unfinished(received: &[u8]) -> bool {
+    let starts = if received.len() < 6 {
+        b"PROXY ".starts_with(received)
+    } else {
+        is_v1(received)
+    };
+    starts && !received.windows(2).any(|pair| pair == b"\r\n")
+}
+
+/// The opening of a listener that accepts `accept` headers, each within `timeout`.
+pub(crate) fn opening(accept: AcceptProxy, timeout: Duration) -> OpeningConfig {
+    OpeningConfig {
+        preamble: Some(Arc::new(ProxyHeader::new(accept))),
+        handshake: false,
+        timeout,
+        failure_reason,
+    }
+}
+
+/// Every failed PROXY header opening closes as [`CloseReason::ProxyHeader`], the client's
+/// fault, whatever failed (the logs say what).
+fn failure_reason(_error: &OpeningError) -> CloseReason {
+    CloseReason::ProxyHeader
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Accepting the PROXY protocol (`accept_proxy`): the header is taken exactly, the stream
+//! after it reaches the backend byte for byte, the close record names the client the header
+//! named; a bad, late or cut header closes the client without touching a backend. Headers are
+//! written by hand from the spec (v1 and v2), and sent by curl (`--haproxy-protocol`, v1).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::client::{connect, read_until_end, set_timeouts, End};
+use crate::support::process::Porxy;
+use crate::support::{wait_until, Backend};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// porxy with one tunnel to `backend` with `options`, its close records logged.
+fn porxy(backend: SocketAddr, options: &str) -> Porxy {
+    let tunnel = format!("127.0.0.1:0={backend}[{options}]");
+    Porxy::start(&[
+        "--tunnel",
+        &tunnel,
+        "--log",
+        "porxy_core::reactor::close_log=debug",
+    ])
+}
+
+/// The first close line of `porxy` that holds `what`, once there is one.
+fn close_line(porxy: &Porxy, what: &str) -> String {
+    let mut found = None;
+    wait_until(WAIT, "the close line", || {
+        found = porxy
+            .stderr()
+            .lines()
+            .find(|l| l.contains(what) && (l.contains(" closed ") || l.contains("failed")))
+            .map(str::to_string);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Sends `header` then `payload` through `tunnel` to an echo backend; what comes back.
+fn through(tunnel: SocketAddr, header: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut stream = connect(tunnel);
+    let mut first = header.to_vec();
+    first.extend_from_slice(payload);
+    stream.write_all(&first).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof, "{ending:?}");
+    ending.bytes
+}
+
+/// A v2 header for a TCP over IPv4 client `source` to `destination`.
+fn v2_tcp4(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (source, destination) else {
+        panic!("IPv4 addresses");
+    };
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    header.extend_from_slice(&s.ip().octets());
+    header.extend_from_slice(&d.ip().octets());
+    header.extend_from_slice(&s.port().to_be_bytes());
+    header.extend_from_slice(&d.port().to_be_bytes());
+    header
+}
+
+#[test]
+fn a_v1_header_is_taken_exactly_and_names_the_client() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=v1");
+    let tunnel = porxy.tunnel("cli-1");
+    let header = format!(
+        "PROXY TCP4 192.0.2.7 {} 4711 {}\r\n",
+        tunnel.ip(),
+        tunnel.port()
+    );
+    let echoed = through(tunnel, header.as_bytes(), b"hello after the header");
+    assert_eq!(echoed, b"hello after the header");
+    let line = close_line(&porxy, "client=192.0.2.7:4711");
+    assert!(line.contains("reason=completed"), "{line}");
+}
+
+#[test]
+fn a_v2_header_is_taken_exactly_and_names_the_client() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=any");
+    let tunnel = porxy.tunnel("cli-1");
+    let source: SocketAddr = "198.51.100.9:40000".parse().unwrap();
+    // Bytes that look like another header must reach the backend as they are.
+    let payload = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nnot a header any more";
+    let echoed = through(tunnel, &v2_tcp4(source, tunnel), payload);
+    assert_eq!(echoed, payload);
+    close_line(&porxy, "client=198.51.100.9:40000");
+}
+
+#[test]
+fn a_header_over_many_small_writes_is_read_whole() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=v2");
+    let tunnel = porxy.tunnel("cli-1");
+    let mut stream = connect(tunnel);
+    stream.set_nodelay(true).unwrap();
+    let header = v2_tcp4("203.0.113.5:1234".parse().unwrap(), tunnel);
+    for piece in header.chunks(3) {
+        stream.write_all(piece).unwrap();
+        // Apart, so that each piece arrives on its own (part of the scenario, not a wait).
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stream.write_all(b"ping").unwrap();
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ping");
+    drop(stream);
+    close_line(&porxy, "client=203.0.113.5:1234");
+}
+
+#[test]
+fn a_bad_header_closes_the_client_without_touching_a_backend() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=any");
+    let tunnel = porxy.tunnel("cli-1");
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
+        b"PROXY TCP4 999.0.2.7 10.0.0.1 4711 80\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n\x31\x11\0\x0c",
+    ] {
+        let mut stream = connect(tunnel);
+        stream.write_all(bad).unwrap();
+        let ending = read_until_end(&mut stream);
+        assert_ne!(ending.end, End::Eof, "{bad:?}: {ending:?}");
+        assert!(ending.bytes.is_empty());
+    }
+    close_line(&porxy, "reason=proxy_header");
+    assert_eq!(backend.accepted(), 0, "no backend was contacted");
+    // The proxy and its other clients go on.
+    let header = format!(
+        "PROXY TCP4 192.0.2.1 {} 1 {}\r\n",
+        tunnel.ip(),
+        tunnel.port()
+    );
+    assert_eq!(
+        through(tunnel, header.as_bytes(), b"still here"),
+        b"still here"
+    );
+}
+
+#[test]
+fn a_silent_client_is_closed_at_proxy_timeout() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=v1,proxy_timeout=300ms");
+    let tunnel = porxy.tunnel("cli-1");
+    let started = Instant::now();
+    let mut stream = connect(tunnel);
+    set_timeouts(&stream);
+    stream.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    let ending = read_until_end(&mut stream);
+    let after = started.elapsed();
+    assert_ne!(ending.end, End::Eof, "{ending:?}");
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    let line = close_line(&porxy, "reason=proxy_header");
+    assert!(line.contains("connection failed"), "{line}");
+    assert_eq!(backend.accepted(), 0);
+}
+
+#[test]
+fn curl_sends_a_v1_header_porxy_takes() {
+    // An HTTP backend that answers with what it was sent first, so that a header left in the
+    // stream would show.
+    let backend = Backend::start(|mut stream, _| {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let first = String::from_utf8_lossy(&request)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let body = format!("{first}\n");
+        let reply = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(reply.as_bytes());
+    });
+    let porxy = porxy(backend.addr(), "accept_proxy=v1");
+    let tunnel = porxy.tunnel("cli-1");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--haproxy-protocol"])
+        .arg(format!("http://{tunnel}/through"))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "GET /through HTTP/1.1\n"
+    );
+    // curl names its own address: the client's.
+    close_line(&porxy, "client=127.0.0.1:");
+}
