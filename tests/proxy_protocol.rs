@@ -1,7 +1,8 @@
 //! Accepting the PROXY protocol (`accept_proxy`): the header is taken exactly, the stream
 //! after it reaches the backend byte for byte, the close record names the client the header
 //! named; a bad, late or cut header closes the client without touching a backend. Headers are
-//! written by hand from the spec (v1 and v2), and sent by curl (`--haproxy-protocol`, v1).
+//! written by hand from the spec (v1 and v2), sent by curl (`--haproxy-protocol`, v1) and by
+//! HAProxy (`send-proxy`, `send-proxy-v2`).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -9,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{connect, read_until_end, set_timeouts, End};
+use crate::support::haproxy::Haproxy;
 use crate::support::process::Porxy;
 use crate::support::{wait_until, Backend};
 
@@ -210,4 +212,30 @@ fn curl_sends_a_v1_header_porxy_takes() {
     );
     // curl names its own address: the client's.
     close_line(&porxy, "client=127.0.0.1:");
+}
+
+/// HAProxy in front of porxy, sending the header (`send-proxy` or `send-proxy-v2`): porxy
+/// takes it, and names the client HAProxy saw, the test's own socket.
+fn behind_haproxy(accept: &str, send: &str) {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), &format!("accept_proxy={accept}"));
+    let haproxy = Haproxy::start(porxy.tunnel("cli-1"), send);
+    let mut stream = connect(haproxy.addr());
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"through haproxy and porxy").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    assert_eq!(ending.end, End::Eof, "{ending:?}");
+    assert_eq!(ending.bytes, b"through haproxy and porxy");
+    close_line(&porxy, &format!("client={client} "));
+}
+
+#[test]
+fn haproxy_send_proxy_v1_names_the_client_it_saw() {
+    behind_haproxy("v1", "send-proxy");
+}
+
+#[test]
+fn haproxy_send_proxy_v2_names_the_client_it_saw() {
+    behind_haproxy("v2", "send-proxy-v2");
 }

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod client;
 pub mod control;
 pub mod fanout;
+pub mod haproxy;
 pub mod load;
 pub mod payload;
 pub mod process;
