@@ -219,7 +219,7 @@ fn curl_sends_a_v1_header_porxy_takes() {
 fn behind_haproxy(accept: &str, send: &str) {
     let backend = Backend::echo();
     let porxy = porxy(backend.addr(), &format!("accept_proxy={accept}"));
-    let haproxy = Haproxy::start(porxy.tunnel("cli-1"), send);
+    let haproxy = Haproxy::start("", porxy.tunnel("cli-1"), send);
     let mut stream = connect(haproxy.addr());
     let client = stream.local_addr().unwrap();
     stream.write_all(b"through haproxy and porxy").unwrap();
@@ -238,4 +238,122 @@ fn haproxy_send_proxy_v1_names_the_client_it_saw() {
 #[test]
 fn haproxy_send_proxy_v2_names_the_client_it_saw() {
     behind_haproxy("v2", "send-proxy-v2");
+}
+
+/// A backend that answers with the first line it was sent (a v1 PROXY header), then echoes.
+fn first_line_then_echo() -> Backend {
+    Backend::start(|mut stream, _| {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") && line.len() < 200 {
+            match stream.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                _ => return,
+            }
+        }
+        if stream.write_all(&line).is_err() {
+            return;
+        }
+        let _ = std::io::copy(&mut stream.try_clone().unwrap(), &mut stream);
+    })
+}
+
+#[test]
+fn send_proxy_puts_the_header_first_byte_for_byte() {
+    let backend = first_line_then_echo();
+    let porxy = porxy(backend.addr(), "send_proxy=v1");
+    let tunnel = porxy.tunnel("cli-1");
+    let mut stream = connect(tunnel);
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"payload").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    let header = format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        client.ip(),
+        tunnel.ip(),
+        client.port(),
+        tunnel.port()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ending.bytes),
+        format!("{header}payload")
+    );
+}
+
+#[test]
+fn haproxy_accept_proxy_takes_porxys_v2_header() {
+    // client -> porxy (send_proxy=v2) -> HAProxy (accept-proxy; sends v1 on) -> a backend that
+    // answers with the header HAProxy sent: the client and address porxy named.
+    let backend = first_line_then_echo();
+    let haproxy = Haproxy::start("accept-proxy", backend.addr(), "send-proxy");
+    let porxy = porxy(haproxy.addr(), "send_proxy=v2");
+    let tunnel = porxy.tunnel("cli-1");
+    let mut stream = connect(tunnel);
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"after the headers").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    let expected = format!(
+        "PROXY TCP4 {} {} {} {}\r\nafter the headers",
+        client.ip(),
+        tunnel.ip(),
+        client.port(),
+        tunnel.port()
+    );
+    assert_eq!(String::from_utf8_lossy(&ending.bytes), expected);
+}
+
+#[test]
+fn a_header_accepted_is_the_one_sent_on() {
+    // A chain of two porxy: the first sends v2, the second accepts it and sends v1 to a
+    // backend that shows it: the client the first saw reaches the backend.
+    let backend = first_line_then_echo();
+    let second = porxy(backend.addr(), "accept_proxy=v2,send_proxy=v1");
+    let first = porxy(second.tunnel("cli-1"), "send_proxy=v2");
+    let tunnel = first.tunnel("cli-1");
+    let mut stream = connect(tunnel);
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"x").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    let line = String::from_utf8_lossy(&ending.bytes).to_string();
+    assert!(
+        line.starts_with(&format!("PROXY TCP4 {} ", client.ip()))
+            && line.contains(&format!(" {} ", client.port())),
+        "{line:?} should name {client}"
+    );
+    assert!(line.ends_with("\r\nx"), "{line:?}");
+}
+
+#[test]
+fn fan_out_sends_every_destination_the_header() {
+    let (a, b) = (first_line_then_echo(), first_line_then_echo());
+    let spec = format!(
+        "127.0.0.1:0={},{}[mode=fanout,send_proxy=v1]",
+        a.addr(),
+        b.addr()
+    );
+    let porxy = Porxy::start(&["--tunnel", &spec]);
+    let tunnel = porxy.tunnel("cli-1");
+    let mut stream = connect(tunnel);
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"copied").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    // The primary's reply: its header line, then the bytes.
+    let header = format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        client.ip(),
+        tunnel.ip(),
+        client.port(),
+        tunnel.port()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ending.bytes),
+        format!("{header}copied")
+    );
+    wait_until(WAIT, "both destinations served", || {
+        a.accepted() == 1 && b.accepted() == 1
+    });
 }

@@ -286,6 +286,8 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     accept_proxy          read a PROXY header (v1, v2 or any) ahead of each client and
                           take the client it names as the real one
     proxy_timeout         how long a client has to send its whole header (5s)
+    send_proxy            send each upstream a PROXY header (v1 or v2) first, naming the
+                          client (the one a header it sent named, if it sent one)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -351,9 +353,9 @@ mod tests {
         assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout,\n"));
         assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
-        assert!(
-            help.contains("mode, reply, max_lag, min_live, splice, accept_proxy, proxy_timeout.")
-        );
+        assert!(help.contains(
+            "mode, reply, max_lag, min_live, splice, accept_proxy, proxy_timeout, send_proxy."
+        ));
         assert!(help.contains("splice=on|off"));
         assert!(help.contains("accept_proxy          read a PROXY header"));
     }

@@ -39,9 +39,10 @@ fn binary() -> String {
 }
 
 impl Haproxy {
-    /// HAProxy forwarding every client to `server`, with `server_options` on its `server`
-    /// line (`send-proxy`, `send-proxy-v2`).
-    pub fn start(server: SocketAddr, server_options: &str) -> Haproxy {
+    /// HAProxy forwarding every client to `server`, with `bind_options` on its `bind` line
+    /// (`accept-proxy`) and `server_options` on its `server` line (`send-proxy`,
+    /// `send-proxy-v2`).
+    pub fn start(bind_options: &str, server: SocketAddr, server_options: &str) -> Haproxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind HAProxy's socket");
         let addr = listener.local_addr().unwrap();
         let dir = TempDir::new();
@@ -50,7 +51,7 @@ impl Haproxy {
             &format!(
                 "global\n    maxconn 200\n\
                  defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-                 frontend in\n    bind fd@3\n    default_backend out\n\
+                 frontend in\n    bind fd@3 {bind_options}\n    default_backend out\n\
                  backend out\n    server porxy {server} {server_options}\n"
             ),
         );

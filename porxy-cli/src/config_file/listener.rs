@@ -153,6 +153,11 @@ impl Lift<'_> {
                 "proxy_timeout",
                 raw.proxy_timeout.as_ref().map(Duration),
             ),
+            (
+                K::SendProxy,
+                "send_proxy",
+                raw.send_proxy.as_ref().map(Text),
+            ),
             (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
             (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
             (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),

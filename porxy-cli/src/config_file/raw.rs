@@ -124,6 +124,8 @@ pub(super) struct RawListener {
     pub(super) accept_proxy: Option<Spanned<String>>,
     /// How long a client has to send its PROXY header (default 5s).
     pub(super) proxy_timeout: Option<Spanned<RawDuration>>,
+    /// Send a PROXY protocol header to each backend first: `v1` or `v2`.
+    pub(super) send_proxy: Option<Spanned<String>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

@@ -256,11 +256,12 @@ listen = "8000"
 backends = ["a"]
 accept_proxy = "v2"
 proxy_timeout = "3s"
+send_proxy = "v1"
 "#;
     let file = lift(text).expect("a good file");
     assert_eq!(
         file.listeners[0].spec.to_string(),
-        "127.0.0.1:8000=127.0.0.1:7001[accept_proxy=v2,proxy_timeout=3s]"
+        "127.0.0.1:8000=127.0.0.1:7001[accept_proxy=v2,proxy_timeout=3s,send_proxy=v1]"
     );
     let typo = lift(&text.replace("\"v2\"", "\"v3\""))
         .unwrap_err()

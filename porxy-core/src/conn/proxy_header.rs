@@ -17,7 +17,7 @@ use ppp::{v1, HeaderResult, PartialResult};
 
 use super::close::CloseReason;
 use super::opening::{OpeningConfig, OpeningError, Parsed, Preamble};
-use crate::spec::AcceptProxy;
+use crate::spec::{AcceptProxy, SendProxy};
 
 /// The longest v1 header the spec allows, CRLF included.
 const V1_MAX: usize = 107;
@@ -131,6 +131,55 @@ impl Preamble for ProxyHeader {
             HeaderResult::V2(Err(e)) => refused(Refused::Malformed(e.to_string())),
         }
     }
+}
+
+/// The header sent ahead of a client's stream to an upstream (`send_proxy`): `source` is the
+/// client (the one a header it sent named, if it sent one), `destination` the address it
+/// connected to. The two must be of one family: an IPv4 address beside an IPv6 one is given
+/// in its IPv4-mapped IPv6 form.
+pub(crate) fn header_to_send(
+    version: SendProxy,
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Vec<u8> {
+    let (source, destination) = match (source, destination) {
+        (SocketAddr::V4(s), SocketAddr::V6(_)) => (mapped(s), destination),
+        (SocketAddr::V6(_), SocketAddr::V4(d)) => (source, mapped(d)),
+        _ => (source, destination),
+    };
+    match version {
+        SendProxy::V1 => {
+            let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+            format!(
+                "PROXY {family} {} {} {} {}\r\n",
+                source.ip(),
+                destination.ip(),
+                source.port(),
+                destination.port()
+            )
+            .into_bytes()
+        }
+        SendProxy::V2 => v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (source, destination),
+        )
+        .build()
+        // Building into memory from two addresses of one family cannot fail; were it to, a
+        // LOCAL header (no address) is still a valid one.
+        .unwrap_or_else(|_| local_v2()),
+    }
+}
+
+/// A v2 `LOCAL` header: no address.
+fn local_v2() -> Vec<u8> {
+    let mut header = V2_SIGNATURE.to_vec();
+    header.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    header
+}
+
+fn mapped(addr: std::net::SocketAddrV4) -> SocketAddr {
+    SocketAddr::from((addr.ip().to_ipv6_mapped(), addr.port()))
 }
 
 /// The v2 signature.

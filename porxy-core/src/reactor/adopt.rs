@@ -19,6 +19,7 @@ use crate::conn::admission::Verdict;
 use crate::conn::close::CloseReason;
 use crate::conn::machine::{Machine, SocketIx};
 use crate::conn::opening::{Opened, Opening};
+use crate::conn::proxy_header;
 use crate::conn::{Action, Closing, Conn};
 use crate::tunnel::Tunnel;
 
@@ -154,7 +155,19 @@ impl Reactor {
             };
             return self.finish(key, close, None, now);
         }
-        if let Some(opened) = slot.machine.take_opened() {
+        // Each upstream gets a PROXY header first, naming the client, if the tunnel says so:
+        // it waits in the relay's buffer (or the fan-out log) ahead of the client's bytes.
+        let header = slot.tunnel.send_proxy.map(|version| {
+            // The address the client reached (a wildcard listener has many).
+            let destination = slot.client.local_addr().unwrap_or(slot.tunnel.local);
+            proxy_header::header_to_send(version, slot.peer, destination)
+        });
+        let opened = slot.machine.take_opened();
+        if opened.is_some() || header.is_some() {
+            let mut opened = opened.unwrap_or_default();
+            if let Some(header) = header {
+                opened.early.splice(0..0, header);
+            }
             if let Some(fan) = slot.tunnel.fanout {
                 return self.open_fanout(key, fan, opened, now);
             }

@@ -46,6 +46,10 @@ impl Socket {
         }
     }
 
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().local_addr()
+    }
+
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.tcp().peer_addr()
     }

@@ -138,6 +138,7 @@ pub(super) enum Named {
     Mode,
     Reply,
     AcceptProxy,
+    SendProxy,
 }
 
 impl UnknownName {
@@ -156,6 +157,7 @@ impl UnknownName {
             Named::Mode => OptionKey::Mode,
             Named::Reply => OptionKey::Reply,
             Named::AcceptProxy => OptionKey::AcceptProxy,
+            Named::SendProxy => OptionKey::SendProxy,
         }
     }
 
@@ -185,6 +187,7 @@ impl fmt::Display for UnknownName {
                 Reply::NAMES.join(" or ")
             ),
             Named::AcceptProxy => write!(f, "unknown accept_proxy `{text}`; use v1, v2 or any"),
+            Named::SendProxy => write!(f, "unknown send_proxy `{text}`; use v1 or v2"),
         }
     }
 }

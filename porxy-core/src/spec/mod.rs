@@ -29,7 +29,7 @@ pub use error::{
 pub use mode::{Reply, TunnelMode};
 pub(crate) use options::MAX_ATTEMPTS;
 pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
-pub use proxy_header::AcceptProxy;
+pub use proxy_header::{AcceptProxy, SendProxy};
 pub use strategy::Strategy;
 
 use parser::Parser;

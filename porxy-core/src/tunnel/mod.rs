@@ -24,6 +24,7 @@ use crate::conn::opening::OpeningConfig;
 use crate::conn::proxy_header;
 use crate::error::Error;
 use crate::generation::Generation;
+use crate::spec::SendProxy;
 use crate::spec::{Remote, TunnelSpec};
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use reach::OwnListener;
@@ -60,6 +61,8 @@ pub(crate) struct Tunnel {
     pub(crate) opening: Option<OpeningConfig>,
     /// Who may connect, judged on the real client before the pick; `None`: everyone.
     pub(crate) admission: Option<Arc<dyn Admission>>,
+    /// The PROXY header each upstream gets ahead of the client's stream, if any.
+    pub(crate) send_proxy: Option<SendProxy>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -117,6 +120,7 @@ impl Tunnel {
             fanout,
             max_conns,
             accept_proxy,
+            send_proxy,
         } = resolve(&spec.options, count, config)
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
@@ -167,6 +171,7 @@ impl Tunnel {
             opening: accept_proxy.map(|(accept, timeout)| proxy_header::opening(accept, timeout)),
             // Nothing judges clients yet (access rules come next).
             admission: None,
+            send_proxy,
         })
     }
 

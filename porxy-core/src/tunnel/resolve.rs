@@ -20,7 +20,8 @@ use crate::config::{
 use crate::conn::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::error::Error;
 use crate::spec::{
-    AcceptProxy, OptionsConflict, Strategy, TunnelMode, TunnelOptions, TunnelSpec, MAX_ATTEMPTS,
+    AcceptProxy, OptionsConflict, SendProxy, Strategy, TunnelMode, TunnelOptions, TunnelSpec,
+    MAX_ATTEMPTS,
 };
 use crate::units::MAX_DURATION;
 
@@ -43,6 +44,8 @@ pub(crate) struct Resolved {
     pub(crate) max_conns: Option<u32>,
     /// The PROXY header each client sends first, and how long it has for it.
     pub(crate) accept_proxy: Option<(AcceptProxy, Duration)>,
+    /// The PROXY header sent to each upstream ahead of the client's stream.
+    pub(crate) send_proxy: Option<SendProxy>,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -132,6 +135,7 @@ pub(crate) fn resolve(
             let timeout = options.proxy_timeout.unwrap_or(DEFAULT_PROXY_TIMEOUT);
             (accept, timeout.min(MAX_DURATION))
         }),
+        send_proxy: options.send_proxy,
     })
 }
 

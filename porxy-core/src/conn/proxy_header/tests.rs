@@ -174,3 +174,27 @@ fn limits_are_the_specs() {
     assert_eq!(ProxyHeader::new(AcceptProxy::V2).max_len(), 16 + 2048);
     assert_eq!(ProxyHeader::new(AcceptProxy::Any).max_len(), 16 + 2048);
 }
+
+#[test]
+fn headers_sent_are_what_the_reader_takes_back() {
+    let client = addr("192.0.2.7:4711");
+    let listener = addr("10.0.0.1:80");
+    let v1 = header_to_send(SendProxy::V1, client, listener);
+    assert_eq!(v1, b"PROXY TCP4 192.0.2.7 10.0.0.1 4711 80\r\n");
+    let v2 = header_to_send(SendProxy::V2, client, listener);
+    assert_eq!(v2, v2_tcp4(), "byte for byte as the spec writes it");
+    for (accept, header) in [(AcceptProxy::V1, &v1), (AcceptProxy::V2, &v2)] {
+        assert_eq!(
+            complete(parse(accept, header)),
+            (header.len(), Some(client))
+        );
+    }
+    // One family: an IPv4 client of an IPv6 listener is given IPv4-mapped.
+    let six = header_to_send(SendProxy::V1, client, addr("[2001:db8::1]:443"));
+    assert_eq!(six, b"PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 4711 443\r\n");
+    let six = header_to_send(SendProxy::V2, client, addr("[2001:db8::1]:443"));
+    assert_eq!(
+        complete(parse(AcceptProxy::V2, &six)),
+        (16 + 36, Some(addr("[::ffff:192.0.2.7]:4711")))
+    );
+}

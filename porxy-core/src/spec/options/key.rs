@@ -61,6 +61,8 @@ pub enum OptionKey {
     AcceptProxy,
     /// `proxy_timeout`: a duration.
     ProxyTimeout,
+    /// `send_proxy`: `v1` or `v2`.
+    SendProxy,
 }
 
 /// What an option's value is.
@@ -88,6 +90,8 @@ pub(super) enum Value {
     Reply,
     /// An [`AcceptProxy`](crate::AcceptProxy) name.
     AcceptProxy,
+    /// A [`SendProxy`](crate::SendProxy) name.
+    SendProxy,
 }
 
 impl Value {
@@ -103,13 +107,14 @@ impl Value {
             Value::Mode => "a mode name",
             Value::Reply => "a reply name",
             Value::AcceptProxy => "`v1`, `v2` or `any`",
+            Value::SendProxy => "`v1` or `v2`",
         }
     }
 }
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 25] = [
+    pub const ALL: [OptionKey; 26] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -135,6 +140,7 @@ impl OptionKey {
         OptionKey::Splice,
         OptionKey::AcceptProxy,
         OptionKey::ProxyTimeout,
+        OptionKey::SendProxy,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -165,6 +171,7 @@ impl OptionKey {
             OptionKey::Splice => "splice",
             OptionKey::AcceptProxy => "accept_proxy",
             OptionKey::ProxyTimeout => "proxy_timeout",
+            OptionKey::SendProxy => "send_proxy",
         }
     }
 
@@ -202,6 +209,7 @@ impl OptionKey {
             OptionKey::Mode => Value::Mode,
             OptionKey::Reply => Value::Reply,
             OptionKey::AcceptProxy => Value::AcceptProxy,
+            OptionKey::SendProxy => Value::SendProxy,
         }
     }
 }

@@ -19,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 use super::mode::{Reply, TunnelMode};
-use super::{AcceptProxy, Strategy};
+use super::{AcceptProxy, SendProxy, Strategy};
 
 pub use key::{OptionKey, OPTION_KEYS};
 
@@ -91,6 +91,9 @@ pub struct TunnelOptions {
     pub accept_proxy: Option<AcceptProxy>,
     /// How long a client has to send its whole PROXY header (default 5s).
     pub proxy_timeout: Option<Duration>,
+    /// Send a PROXY protocol header to each upstream ahead of the client's stream, naming the
+    /// client (default: none is sent).
+    pub send_proxy: Option<SendProxy>,
 }
 
 /// Fewest bytes `max_lag` may be.

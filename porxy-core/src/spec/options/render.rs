@@ -48,6 +48,7 @@ impl TunnelOptions {
             OptionKey::Splice => switch(self.splice, "on"),
             OptionKey::AcceptProxy => self.accept_proxy.map(|a| a.to_string()),
             OptionKey::ProxyTimeout => duration(self.proxy_timeout),
+            OptionKey::SendProxy => self.send_proxy.map(|v| v.to_string()),
         }
     }
 }

@@ -70,6 +70,11 @@ impl TunnelOptions {
                 self.accept_proxy = Some(accept.map_err(fail)?);
                 Ok(())
             }
+            Value::SendProxy => {
+                let send = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.send_proxy = Some(send.map_err(fail)?);
+                Ok(())
+            }
         }
     }
 

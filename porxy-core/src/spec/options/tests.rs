@@ -39,6 +39,7 @@ fn every_key_sets_and_renders_back() {
         ("splice", "off"),
         ("accept_proxy", "v2"),
         ("proxy_timeout", "3s"),
+        ("send_proxy", "v1"),
     ];
     for (k, v) in pairs {
         options
@@ -159,7 +160,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 25);
+    assert_eq!(OPTION_KEYS.len(), 26);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(
