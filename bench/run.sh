@@ -43,32 +43,11 @@ if ! $smoke; then
             $want_perf && need+=(perf)
             echo "bench/run.sh: ${need[*]} missing and no apt-get here: they are left out" >&2
         else
-            sudo=()
-            if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
-            # Keep the packages' maintainer scripts from starting system-wide daemons (nginx
-            # on port 80): a policy-rc.d that says no, only while installing, only if none.
-            policy=/usr/sbin/policy-rc.d
-            remove_policy() { :; }
-            if [ ! -e "$policy" ]; then
-                printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-                "${sudo[@]}" chmod 755 "$policy"
-                remove_policy() { "${sudo[@]}" rm -f "$policy"; }
-                trap remove_policy EXIT
-            fi
-            "${sudo[@]}" apt-get update -qq
-            if [ "${#need[@]}" -gt 0 ]; then
-                echo "bench/run.sh: installing ${need[*]} with apt-get" >&2
-                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-                    apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-            fi
+            tools/apt-install "${need[@]}"
             if $want_perf; then
-                echo "bench/run.sh: installing linux-perf with apt-get" >&2
-                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-                    apt-get install -y -qq --no-install-recommends linux-perf >&2 ||
+                tools/apt-install linux-perf ||
                     echo "bench/run.sh: perf not installed: no system-call section" >&2
             fi
-            remove_policy
-            trap - EXIT
         fi
     fi
 fi

@@ -240,6 +240,27 @@ fn haproxy_send_proxy_v2_names_the_client_it_saw() {
     behind_haproxy("v2", "send-proxy-v2");
 }
 
+/// Connects to `tunnel`, sends `payload` and ends; the client's address and all it got back.
+fn exchange(tunnel: SocketAddr, payload: &[u8]) -> (SocketAddr, String) {
+    let mut stream = connect(tunnel);
+    let client = stream.local_addr().unwrap();
+    stream.write_all(payload).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let ending = read_until_end(&mut stream);
+    (client, String::from_utf8_lossy(&ending.bytes).into_owned())
+}
+
+/// The v1 header naming `client` and the address it reached, `tunnel`.
+fn v1_line(client: SocketAddr, tunnel: SocketAddr) -> String {
+    format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        client.ip(),
+        tunnel.ip(),
+        client.port(),
+        tunnel.port()
+    )
+}
+
 /// A backend that answers with the first line it was sent (a v1 PROXY header), then echoes.
 fn first_line_then_echo() -> Backend {
     Backend::start(|mut stream, _| {
@@ -263,22 +284,8 @@ fn send_proxy_puts_the_header_first_byte_for_byte() {
     let backend = first_line_then_echo();
     let porxy = porxy(backend.addr(), "send_proxy=v1");
     let tunnel = porxy.tunnel("cli-1");
-    let mut stream = connect(tunnel);
-    let client = stream.local_addr().unwrap();
-    stream.write_all(b"payload").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    let header = format!(
-        "PROXY TCP4 {} {} {} {}\r\n",
-        client.ip(),
-        tunnel.ip(),
-        client.port(),
-        tunnel.port()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ending.bytes),
-        format!("{header}payload")
-    );
+    let (client, got) = exchange(tunnel, b"payload");
+    assert_eq!(got, format!("{}payload", v1_line(client, tunnel)));
 }
 
 #[test]
@@ -289,19 +296,8 @@ fn haproxy_accept_proxy_takes_porxys_v2_header() {
     let haproxy = Haproxy::start("accept-proxy", backend.addr(), "send-proxy");
     let porxy = porxy(haproxy.addr(), "send_proxy=v2");
     let tunnel = porxy.tunnel("cli-1");
-    let mut stream = connect(tunnel);
-    let client = stream.local_addr().unwrap();
-    stream.write_all(b"after the headers").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    let expected = format!(
-        "PROXY TCP4 {} {} {} {}\r\nafter the headers",
-        client.ip(),
-        tunnel.ip(),
-        client.port(),
-        tunnel.port()
-    );
-    assert_eq!(String::from_utf8_lossy(&ending.bytes), expected);
+    let (client, got) = exchange(tunnel, b"after the headers");
+    assert_eq!(got, format!("{}after the headers", v1_line(client, tunnel)));
 }
 
 #[test]
@@ -311,13 +307,7 @@ fn a_header_accepted_is_the_one_sent_on() {
     let backend = first_line_then_echo();
     let second = porxy(backend.addr(), "accept_proxy=v2,send_proxy=v1");
     let first = porxy(second.tunnel("cli-1"), "send_proxy=v2");
-    let tunnel = first.tunnel("cli-1");
-    let mut stream = connect(tunnel);
-    let client = stream.local_addr().unwrap();
-    stream.write_all(b"x").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
-    let line = String::from_utf8_lossy(&ending.bytes).to_string();
+    let (client, line) = exchange(first.tunnel("cli-1"), b"x");
     assert!(
         line.starts_with(&format!("PROXY TCP4 {} ", client.ip()))
             && line.contains(&format!(" {} ", client.port())),
@@ -336,23 +326,9 @@ fn fan_out_sends_every_destination_the_header() {
     );
     let porxy = Porxy::start(&["--tunnel", &spec]);
     let tunnel = porxy.tunnel("cli-1");
-    let mut stream = connect(tunnel);
-    let client = stream.local_addr().unwrap();
-    stream.write_all(b"copied").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let ending = read_until_end(&mut stream);
+    let (client, got) = exchange(tunnel, b"copied");
     // The primary's reply: its header line, then the bytes.
-    let header = format!(
-        "PROXY TCP4 {} {} {} {}\r\n",
-        client.ip(),
-        tunnel.ip(),
-        client.port(),
-        tunnel.port()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ending.bytes),
-        format!("{header}copied")
-    );
+    assert_eq!(got, format!("{}copied", v1_line(client, tunnel)));
     wait_until(WAIT, "both destinations served", || {
         a.accepted() == 1 && b.accepted() == 1
     });
