@@ -7,6 +7,7 @@
 mod support;
 
 mod accept;
+mod access_rules;
 mod balance;
 mod busy_poll;
 mod cli;

@@ -288,6 +288,11 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     proxy_timeout         how long a client has to send its whole header (5s)
     send_proxy            send each upstream a PROXY header (v1 or v2) first, naming the
                           client (the one a header it sent named, if it sent one)
+    proxy_from            the peers that may send a header (networks; others are refused)
+  Access (networks separated by `;`, like 10.0.0.0/8;192.0.2.7):
+    allow, deny           who may connect, judged on the real client: the most specific
+                          network that holds it decides; outside both, refused if there
+                          is an allow list
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -353,9 +358,7 @@ mod tests {
         assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout,\n"));
         assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
-        assert!(help.contains(
-            "mode, reply, max_lag, min_live, splice, accept_proxy, proxy_timeout, send_proxy."
-        ));
+        assert!(help.contains("send_proxy, proxy_from, allow, deny."));
         assert!(help.contains("splice=on|off"));
         assert!(help.contains("accept_proxy          read a PROXY header"));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use porxy_core::{OptionKey, TunnelOptions, TunnelSpec};
+use porxy_core::{Networks, OptionErrorKind, OptionKey, TunnelOptions, TunnelSpec};
 use toml::Spanned;
 
 use super::locate::{is_bare_key, key_path};
@@ -210,6 +210,22 @@ impl Lift<'_> {
             };
             // The key path names the option already: the complaint alone follows it.
             set.map_err(|error| self.error(value.start(), key(path), error.kind().to_string()))?;
+        }
+        let networks = [
+            (K::ProxyFrom, "proxy_from", &raw.proxy_from),
+            (K::Allow, "allow", &raw.allow),
+            (K::Deny, "deny", &raw.deny),
+        ];
+        for (option, path, list) in networks {
+            let Some(list) = list else {
+                continue;
+            };
+            let items: Vec<&str> = list.get_ref().iter().map(String::as_str).collect();
+            Networks::try_from(items.as_slice())
+                .map_err(OptionErrorKind::BadNetworks)
+                .map(|networks| options.set_networks(option, networks))
+                .and_then(|set| set.map_err(|e| e.kind().clone()))
+                .map_err(|kind| self.error(list.span().start, key(path), kind.to_string()))?;
         }
         if let Some(check) = check {
             options.check = Some(true);

@@ -126,6 +126,12 @@ pub(super) struct RawListener {
     pub(super) proxy_timeout: Option<Spanned<RawDuration>>,
     /// Send a PROXY protocol header to each backend first: `v1` or `v2`.
     pub(super) send_proxy: Option<Spanned<String>>,
+    /// The peers that may send a PROXY header: networks.
+    pub(super) proxy_from: Option<Spanned<Vec<String>>>,
+    /// Clients that may connect: networks.
+    pub(super) allow: Option<Spanned<Vec<String>>>,
+    /// Clients refused: networks.
+    pub(super) deny: Option<Spanned<Vec<String>>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

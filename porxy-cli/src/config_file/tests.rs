@@ -257,11 +257,14 @@ backends = ["a"]
 accept_proxy = "v2"
 proxy_timeout = "3s"
 send_proxy = "v1"
+proxy_from = ["10.0.0.0/8", "192.0.2.7"]
+allow = ["10.0.0.0/8"]
+deny = ["10.6.0.0/16"]
 "#;
     let file = lift(text).expect("a good file");
     assert_eq!(
         file.listeners[0].spec.to_string(),
-        "127.0.0.1:8000=127.0.0.1:7001[accept_proxy=v2,proxy_timeout=3s,send_proxy=v1]"
+        "127.0.0.1:8000=127.0.0.1:7001[accept_proxy=v2,proxy_timeout=3s,send_proxy=v1,proxy_from=10.0.0.0/8;192.0.2.7,allow=10.0.0.0/8,deny=10.6.0.0/16]"
     );
     let typo = lift(&text.replace("\"v2\"", "\"v3\""))
         .unwrap_err()
@@ -270,6 +273,14 @@ send_proxy = "v1"
         typo.contains("listeners.edge.accept_proxy")
             && typo.contains("unknown accept_proxy `v3`; use v1, v2 or any"),
         "{typo}"
+    );
+    let host_bits = lift(&text.replace("\"10.6.0.0/16\"", "\"10.6.1.0/16\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        host_bits.contains("listeners.edge.deny")
+            && host_bits.contains("`10.6.1.0/16` has host bits set; did you mean `10.6.0.0/16`?"),
+        "{host_bits}"
     );
     let alone = lift(&text.replace("accept_proxy = \"v2\"\n", ""))
         .unwrap_err()

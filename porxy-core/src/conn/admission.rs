@@ -18,8 +18,6 @@ pub(crate) trait Admission: Send + Sync {
 
 /// What [`Admission::admit`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Given by rules: the access rules', next; until then, the tests'.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Verdict {
     Admit,
     /// Refused: the client is closed for this reason.

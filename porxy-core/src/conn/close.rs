@@ -40,6 +40,9 @@ pub enum CloseReason {
     /// The client's PROXY protocol header was malformed, too long, cut short or did not come
     /// within `proxy_timeout`.
     ProxyHeader,
+    /// An access rule (`allow`, `deny`) refused the client, or its peer may not send a PROXY
+    /// header (`proxy_from`).
+    Denied,
     /// Not an end: the connection was handed over, sockets and all, to another porxy process
     /// (a zero-downtime upgrade), where it goes on.
     HandedOver,
@@ -62,7 +65,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -78,6 +81,7 @@ impl CloseReason {
         CloseReason::TunnelClosed,
         CloseReason::ProxyStopped,
         CloseReason::ProxyHeader,
+        CloseReason::Denied,
         CloseReason::HandedOver,
     ];
 
@@ -104,6 +108,7 @@ impl CloseReason {
             CloseReason::TunnelClosed => "tunnel_closed",
             CloseReason::ProxyStopped => "proxy_stopped",
             CloseReason::ProxyHeader => "proxy_header",
+            CloseReason::Denied => "denied",
             CloseReason::HandedOver => "handed_over",
         }
     }
@@ -124,9 +129,10 @@ impl CloseReason {
             | CloseReason::HalfClosedTimeout
             | CloseReason::ProxyHeader => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
-            CloseReason::TunnelClosed | CloseReason::ProxyStopped | CloseReason::BackendRemoved => {
-                Fault::Operator
-            }
+            CloseReason::TunnelClosed
+            | CloseReason::ProxyStopped
+            | CloseReason::BackendRemoved
+            | CloseReason::Denied => Fault::Operator,
         }
     }
 

@@ -9,6 +9,7 @@
 //! [`Conn::set_phase`], which traces `from => to`. A relaying connection may also be frozen to
 //! move to another process, and start there in `Relaying` (see `frozen.rs`).
 
+pub(crate) mod access_rules;
 pub(crate) mod admission;
 pub(crate) mod close;
 pub(crate) mod fanout;

@@ -23,6 +23,7 @@ use super::close::CloseReason;
 use super::step::{self, Read};
 use super::transport::Transport;
 use super::{Readiness, DRIVE_BUDGET};
+use crate::spec::Networks;
 
 /// Bytes read per call while the preamble is incomplete (at most what it may still take).
 const READ_CHUNK: usize = 4096;
@@ -32,6 +33,9 @@ const READ_CHUNK: usize = 4096;
 pub(crate) struct OpeningConfig {
     /// A preamble they send ahead of the stream (a PROXY header), read first.
     pub(crate) preamble: Option<Arc<dyn Preamble>>,
+    /// The peers that may send it (`None`: any); any other is refused before a byte is read,
+    /// since a preamble lets its sender name any client.
+    pub(crate) senders: Option<Networks>,
     /// Whether their transport has a handshake of its own to complete (TLS), after the
     /// preamble: see [`Transport::handshake`].
     pub(crate) handshake: bool,
@@ -149,6 +153,15 @@ pub(crate) struct Opening {
     peeks: bool,
     client: Readiness,
     deadline: Instant,
+}
+
+impl OpeningConfig {
+    /// Whether `peer` may open a connection this way.
+    pub(crate) fn admits_sender(&self, peer: SocketAddr) -> bool {
+        self.senders
+            .as_ref()
+            .is_none_or(|senders| senders.contains(peer.ip()))
+    }
 }
 
 impl Opening {

@@ -17,7 +17,7 @@ use ppp::{v1, HeaderResult, PartialResult};
 
 use super::close::CloseReason;
 use super::opening::{OpeningConfig, OpeningError, Parsed, Preamble};
-use crate::spec::{AcceptProxy, SendProxy};
+use crate::spec::{AcceptProxy, Networks, SendProxy};
 
 /// The longest v1 header the spec allows, CRLF included.
 const V1_MAX: usize = 107;
@@ -203,10 +203,16 @@ fn v1_line_unfinished(received: &[u8]) -> bool {
     starts && !received.windows(2).any(|pair| pair == b"\r\n")
 }
 
-/// The opening of a listener that accepts `accept` headers, each within `timeout`.
-pub(crate) fn opening(accept: AcceptProxy, timeout: Duration) -> OpeningConfig {
+/// The opening of a listener that accepts `accept` headers, each within `timeout`, from the
+/// peers in `from` (any, if `None`).
+pub(crate) fn opening(
+    accept: AcceptProxy,
+    timeout: Duration,
+    from: Option<Networks>,
+) -> OpeningConfig {
     OpeningConfig {
         preamble: Some(Arc::new(ProxyHeader::new(accept))),
+        senders: from,
         handshake: false,
         timeout,
         failure_reason,

@@ -99,6 +99,14 @@ impl Reactor {
             );
             return;
         }
+        if let Some(opening) = &tunnel.opening {
+            if !opening.admits_sender(peer) {
+                // Not a peer that may name another client: refused before a byte is read.
+                let ended = Ended::without_upstream(&span, id, &tunnel, peer);
+                self.turn_away(&client, ended, CloseReason::Denied, None, now);
+                return;
+            }
+        }
         span.in_scope(|| debug!("accepted"));
         // What the connection is until it picks: learning from its client first, if its tunnel
         // says so; else ready at once (a relayed one as it will stay, a fan-out one until its

@@ -70,6 +70,7 @@ fn is_failure(reason: CloseReason) -> bool {
                 | CloseReason::NoBackend
                 | CloseReason::QueueTimeout
                 | CloseReason::ProxyHeader
+                | CloseReason::Denied
         )
 }
 

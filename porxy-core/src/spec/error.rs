@@ -13,6 +13,7 @@ use std::fmt;
 
 use super::endpoint::RemoteFault;
 use super::mode::{Reply, TunnelMode};
+use super::networks::NetworkError;
 use super::options::{OptionKey, MAX_FANOUT, OPTION_KEYS};
 use super::Strategy;
 use crate::units::UnitError;
@@ -273,6 +274,8 @@ pub enum OptionErrorKind {
     TrailingBackslash,
     /// A word that names no strategy, mode or reply.
     UnknownName(UnknownName),
+    /// Not a list of networks (`proxy_from`, `allow`, `deny`).
+    BadNetworks(NetworkError),
     /// A typed setter was given an option whose value is of another type.
     WrongType {
         /// What the option takes, like "a duration".
@@ -330,6 +333,7 @@ impl fmt::Display for OptionErrorKind {
                 f.write_str("a `\\` at the end needs a letter after it")
             }
             OptionErrorKind::UnknownName(name) => write!(f, "{name}"),
+            OptionErrorKind::BadNetworks(error) => write!(f, "{error}"),
             OptionErrorKind::WrongType { takes } => write!(f, "takes {takes}"),
         }
     }
@@ -355,7 +359,7 @@ pub enum OptionsConflict {
         /// How many remotes the tunnel has.
         remotes: usize,
     },
-    /// A PROXY header option (`proxy_timeout`) without `accept_proxy`.
+    /// A PROXY header option (`proxy_timeout`, `proxy_from`) without `accept_proxy`.
     AcceptProxyOnly(OptionKey),
 }
 

@@ -13,6 +13,7 @@
 mod endpoint;
 mod error;
 mod mode;
+mod networks;
 mod options;
 mod parser;
 mod proxy_header;
@@ -27,6 +28,7 @@ pub use error::{
     UnknownOption,
 };
 pub use mode::{Reply, TunnelMode};
+pub use networks::{NetworkError, Networks};
 pub(crate) use options::MAX_ATTEMPTS;
 pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
 pub use proxy_header::{AcceptProxy, SendProxy};

@@ -18,6 +18,7 @@ use crate::balance::backend::{Backend, BackendState};
 use crate::balance::health::CheckConfig;
 use crate::balance::Balancer;
 use crate::config::{ProxyConfig, TunnelSettings};
+use crate::conn::access_rules::AccessRules;
 use crate::conn::admission::{Admission, Verdict};
 use crate::conn::fanout::FanoutSettings;
 use crate::conn::opening::OpeningConfig;
@@ -121,6 +122,9 @@ impl Tunnel {
             max_conns,
             accept_proxy,
             send_proxy,
+            proxy_from,
+            allow,
+            deny,
         } = resolve(&spec.options, count, config)
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
@@ -168,9 +172,10 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
-            opening: accept_proxy.map(|(accept, timeout)| proxy_header::opening(accept, timeout)),
-            // Nothing judges clients yet (access rules come next).
-            admission: None,
+            opening: accept_proxy
+                .map(|(accept, timeout)| proxy_header::opening(accept, timeout, proxy_from)),
+            admission: AccessRules::new(allow, deny)
+                .map(|rules| Arc::new(rules) as Arc<dyn Admission>),
             send_proxy,
         })
     }

@@ -20,8 +20,8 @@ use crate::config::{
 use crate::conn::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::error::Error;
 use crate::spec::{
-    AcceptProxy, OptionsConflict, SendProxy, Strategy, TunnelMode, TunnelOptions, TunnelSpec,
-    MAX_ATTEMPTS,
+    AcceptProxy, Networks, OptionsConflict, SendProxy, Strategy, TunnelMode, TunnelOptions,
+    TunnelSpec, MAX_ATTEMPTS,
 };
 use crate::units::MAX_DURATION;
 
@@ -46,6 +46,11 @@ pub(crate) struct Resolved {
     pub(crate) accept_proxy: Option<(AcceptProxy, Duration)>,
     /// The PROXY header sent to each upstream ahead of the client's stream.
     pub(crate) send_proxy: Option<SendProxy>,
+    /// The peers that may send a PROXY header.
+    pub(crate) proxy_from: Option<Networks>,
+    /// Who may connect.
+    pub(crate) allow: Option<Networks>,
+    pub(crate) deny: Option<Networks>,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -136,6 +141,9 @@ pub(crate) fn resolve(
             (accept, timeout.min(MAX_DURATION))
         }),
         send_proxy: options.send_proxy,
+        proxy_from: options.proxy_from.clone(),
+        allow: options.allow.clone(),
+        deny: options.deny.clone(),
     })
 }
 

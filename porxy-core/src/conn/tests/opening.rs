@@ -73,6 +73,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 fn config() -> OpeningConfig {
     OpeningConfig {
         preamble: Some(Arc::new(Hello)),
+        senders: None,
         handshake: false,
         timeout: TIMEOUT,
         failure_reason: failed,

@@ -10,8 +10,14 @@ impl TunnelOptions {
     /// has. The SPEC parser, the config file and the API that opens tunnels and adds backends
     /// all check with this.
     pub fn check(&self, remotes: usize) -> Result<(), OptionsConflict> {
-        if self.proxy_timeout.is_some() && self.accept_proxy.is_none() {
-            return Err(OptionsConflict::AcceptProxyOnly(OptionKey::ProxyTimeout));
+        if self.accept_proxy.is_none() {
+            let header_only = [
+                (OptionKey::ProxyTimeout, self.proxy_timeout.is_some()),
+                (OptionKey::ProxyFrom, self.proxy_from.is_some()),
+            ];
+            if let Some((key, _)) = header_only.iter().find(|(_, set)| *set) {
+                return Err(OptionsConflict::AcceptProxyOnly(*key));
+            }
         }
         let fanout = self.mode == Some(TunnelMode::Fanout);
         if !fanout {

@@ -63,6 +63,12 @@ pub enum OptionKey {
     ProxyTimeout,
     /// `send_proxy`: `v1` or `v2`.
     SendProxy,
+    /// `proxy_from`: networks.
+    ProxyFrom,
+    /// `allow`: networks.
+    Allow,
+    /// `deny`: networks.
+    Deny,
 }
 
 /// What an option's value is.
@@ -92,6 +98,8 @@ pub(super) enum Value {
     AcceptProxy,
     /// A [`SendProxy`](crate::SendProxy) name.
     SendProxy,
+    /// [`Networks`](crate::Networks), `;`-separated.
+    Networks,
 }
 
 impl Value {
@@ -108,13 +116,14 @@ impl Value {
             Value::Reply => "a reply name",
             Value::AcceptProxy => "`v1`, `v2` or `any`",
             Value::SendProxy => "`v1` or `v2`",
+            Value::Networks => "networks, like `10.0.0.0/8;192.0.2.7`",
         }
     }
 }
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 26] = [
+    pub const ALL: [OptionKey; 29] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -141,6 +150,9 @@ impl OptionKey {
         OptionKey::AcceptProxy,
         OptionKey::ProxyTimeout,
         OptionKey::SendProxy,
+        OptionKey::ProxyFrom,
+        OptionKey::Allow,
+        OptionKey::Deny,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -172,6 +184,9 @@ impl OptionKey {
             OptionKey::AcceptProxy => "accept_proxy",
             OptionKey::ProxyTimeout => "proxy_timeout",
             OptionKey::SendProxy => "send_proxy",
+            OptionKey::ProxyFrom => "proxy_from",
+            OptionKey::Allow => "allow",
+            OptionKey::Deny => "deny",
         }
     }
 
@@ -210,6 +225,7 @@ impl OptionKey {
             OptionKey::Reply => Value::Reply,
             OptionKey::AcceptProxy => Value::AcceptProxy,
             OptionKey::SendProxy => Value::SendProxy,
+            OptionKey::ProxyFrom | OptionKey::Allow | OptionKey::Deny => Value::Networks,
         }
     }
 }

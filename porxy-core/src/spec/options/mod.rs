@@ -19,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 use super::mode::{Reply, TunnelMode};
-use super::{AcceptProxy, SendProxy, Strategy};
+use super::{AcceptProxy, Networks, SendProxy, Strategy};
 
 pub use key::{OptionKey, OPTION_KEYS};
 
@@ -94,6 +94,15 @@ pub struct TunnelOptions {
     /// Send a PROXY protocol header to each upstream ahead of the client's stream, naming the
     /// client (default: none is sent).
     pub send_proxy: Option<SendProxy>,
+    /// The peers that may send a PROXY header; any other is refused before it is read
+    /// (default: any peer).
+    pub proxy_from: Option<Networks>,
+    /// Clients (their real address) that may connect; see [`TunnelOptions::deny`].
+    pub allow: Option<Networks>,
+    /// Clients (their real address) refused. The most specific network that holds a client
+    /// decides (a tie: refused); a client in neither list is refused if `allow` is given,
+    /// else taken.
+    pub deny: Option<Networks>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -49,6 +49,9 @@ impl TunnelOptions {
             OptionKey::AcceptProxy => self.accept_proxy.map(|a| a.to_string()),
             OptionKey::ProxyTimeout => duration(self.proxy_timeout),
             OptionKey::SendProxy => self.send_proxy.map(|v| v.to_string()),
+            OptionKey::ProxyFrom => self.proxy_from.as_ref().map(ToString::to_string),
+            OptionKey::Allow => self.allow.as_ref().map(ToString::to_string),
+            OptionKey::Deny => self.deny.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::key::Value;
 use super::{OptionKey, TunnelOptions, MAX_MAX_LAG, MIN_MAX_LAG};
 use crate::spec::error::{OptionError, OptionErrorKind};
+use crate::spec::Networks;
 use crate::units::{parse_duration, parse_size, MAX_DURATION};
 
 impl TunnelOptions {
@@ -75,6 +76,10 @@ impl TunnelOptions {
                 self.send_proxy = Some(send.map_err(fail)?);
                 Ok(())
             }
+            Value::Networks => {
+                let networks = value.parse().map_err(OptionErrorKind::BadNetworks);
+                self.set_networks(key, networks.map_err(fail)?)
+            }
         }
     }
 
@@ -98,6 +103,18 @@ impl TunnelOptions {
     /// the range is refused like a bad `key=value`.
     pub fn set_count(&mut self, key: OptionKey, value: i64) -> Result<(), OptionError> {
         self.put_count(key, Some(value), &value.to_string())
+    }
+
+    /// Sets a networks option (`proxy_from`, `allow`, `deny`).
+    pub fn set_networks(&mut self, key: OptionKey, networks: Networks) -> Result<(), OptionError> {
+        let slot = match key {
+            OptionKey::ProxyFrom => &mut self.proxy_from,
+            OptionKey::Allow => &mut self.allow,
+            OptionKey::Deny => &mut self.deny,
+            _ => return Err(wrong_type(key)),
+        };
+        *slot = Some(networks);
+        Ok(())
     }
 
     /// Sets a size option (`max_lag`), in bytes: from 64 KiB to 1 GiB.

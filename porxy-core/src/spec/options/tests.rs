@@ -40,6 +40,9 @@ fn every_key_sets_and_renders_back() {
         ("accept_proxy", "v2"),
         ("proxy_timeout", "3s"),
         ("send_proxy", "v1"),
+        ("proxy_from", "10.0.0.0/8;192.0.2.7"),
+        ("allow", "2001:db8::/32"),
+        ("deny", "10.6.0.0/16"),
     ];
     for (k, v) in pairs {
         options
@@ -144,6 +147,13 @@ fn options_must_fit_the_mode() {
         Ok(())
     );
     assert_eq!(
+        with(&[("proxy_from", "10.0.0.0/8")])
+            .check(1)
+            .unwrap_err()
+            .to_string(),
+        "option `proxy_from` applies only with accept_proxy"
+    );
+    assert_eq!(
         with(&[("accept_proxy", "v1"), ("mode", "fanout")]).check(2),
         Ok(()),
         "a fan-out tunnel reads the header too"
@@ -160,7 +170,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 26);
+    assert_eq!(OPTION_KEYS.len(), 29);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(

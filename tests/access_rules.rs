@@ -1,0 +1,132 @@
+//! Access rules (`allow`, `deny`) and who may send a PROXY header (`proxy_from`): clients from
+//! several loopback addresses (127.0.0.0/8 is all loopback), judged on their real address
+//! before any backend is touched; refusals are counted as `denied`.
+
+use std::io::Write;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::Duration;
+
+use crate::support::client::{read_until_end, round_trip, try_connect_from, End};
+use crate::support::control::{opened_addr, porxy_with_control, ControlClient};
+use crate::support::process::Porxy;
+use crate::support::{wait_until, Backend};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn porxy(backend: SocketAddr, options: &str) -> Porxy {
+    let tunnel = format!("127.0.0.1:0={backend}[{options}]");
+    Porxy::start(&["--tunnel", &tunnel])
+}
+
+/// From `source`, sends `first` through `tunnel`; true if it came back (echoed) whole.
+fn served(source: &str, tunnel: SocketAddr, first: &[u8], echoed: &[u8]) -> bool {
+    // Refused at once, the connection may already be reset when the connect returns.
+    let Ok(mut stream) = try_connect_from(ip(source), tunnel) else {
+        return false;
+    };
+    if stream.write_all(first).is_err() {
+        return false;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let ending = read_until_end(&mut stream);
+    ending.end == End::Eof && ending.bytes == echoed
+}
+
+/// Whether `porxy` has logged a refusal.
+fn denied_logged(porxy: &Porxy) -> bool {
+    porxy.stderr().contains("reason=denied")
+}
+
+#[test]
+fn the_most_specific_rule_decides_and_a_refusal_touches_no_backend() {
+    let backend = Backend::echo();
+    let porxy = porxy(
+        backend.addr(),
+        "allow=127.0.0.0/8,deny=127.0.0.3;127.0.0.4/31",
+    );
+    let tunnel = porxy.tunnel("cli-1");
+    assert!(served("127.0.0.2", tunnel, b"ping", b"ping"));
+    assert_eq!(backend.accepted(), 1);
+    for refused in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        assert!(!served(refused, tunnel, b"ping", b"ping"), "{refused}");
+    }
+    assert_eq!(
+        backend.accepted(),
+        1,
+        "no backend was contacted for a refused client"
+    );
+    wait_until(WAIT, "the refusal logged", || denied_logged(&porxy));
+    assert!(served("127.0.0.6", tunnel, b"still", b"still"));
+}
+
+#[test]
+fn rules_judge_the_client_a_proxy_header_names() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=v1,deny=192.0.2.0/24");
+    let tunnel = porxy.tunnel("cli-1");
+    let header = |client: &str| {
+        format!(
+            "PROXY TCP4 {client} {} 4711 {}\r\nhello",
+            tunnel.ip(),
+            tunnel.port()
+        )
+    };
+    assert!(!served(
+        "127.0.0.2",
+        tunnel,
+        header("192.0.2.7").as_bytes(),
+        b"hello"
+    ));
+    assert!(served(
+        "127.0.0.2",
+        tunnel,
+        header("198.51.100.1").as_bytes(),
+        b"hello"
+    ));
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[test]
+fn only_peers_in_proxy_from_may_send_a_header() {
+    let backend = Backend::echo();
+    let porxy = porxy(backend.addr(), "accept_proxy=v1,proxy_from=127.0.0.2");
+    let tunnel = porxy.tunnel("cli-1");
+    let header = format!(
+        "PROXY TCP4 198.51.100.1 {} 4711 {}\r\nhello",
+        tunnel.ip(),
+        tunnel.port()
+    );
+    assert!(served("127.0.0.2", tunnel, header.as_bytes(), b"hello"));
+    assert!(!served("127.0.0.3", tunnel, header.as_bytes(), b"hello"));
+    assert_eq!(backend.accepted(), 1);
+    wait_until(WAIT, "the refusal logged", || denied_logged(&porxy));
+}
+
+#[test]
+fn rules_change_at_runtime_for_new_connections() {
+    let backend = Backend::echo();
+    let (porxy, control) = porxy_with_control(&[]);
+    let mut control = ControlClient::connect(control);
+    let reply = control.cmd(&format!(
+        "OPEN 127.0.0.1:0={}[deny=127.0.0.3]",
+        backend.addr()
+    ));
+    let tunnel = opened_addr(&reply);
+    assert!(served("127.0.0.2", tunnel, b"a", b"a"));
+    assert!(!served("127.0.0.3", tunnel, b"b", b"b"));
+    // Held across the change: an established connection is not judged again.
+    let mut held = try_connect_from(ip("127.0.0.2"), tunnel).unwrap();
+    round_trip(&mut held, b"held");
+    let reply = control.cmd(&format!("OPEN {tunnel}={}[deny=127.0.0.2]", backend.addr()));
+    assert!(reply.starts_with("OK"), "{reply}");
+    assert!(!served("127.0.0.2", tunnel, b"c", b"c"));
+    assert!(served("127.0.0.3", tunnel, b"d", b"d"));
+    round_trip(&mut held, b"still held");
+    held.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_end(&mut held).end, End::Eof);
+    drop(porxy);
+}
