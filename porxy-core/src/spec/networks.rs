@@ -169,3 +169,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A network written back reads the same; an address is in it exactly when its first
+        /// `prefix` bits are the network's.
+        #[test]
+        fn ipv4_networks_round_trip_and_match_by_their_bits(
+            net in any::<u32>(),
+            prefix in 0u8..=32,
+            probe in any::<u32>(),
+        ) {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let text = format!("{}/{prefix}", Ipv4Addr::from(net & mask));
+            let nets: Networks = text.parse().unwrap();
+            let again: Networks = nets.to_string().parse().unwrap();
+            prop_assert_eq!(&again, &nets);
+            let inside = probe & mask == net & mask;
+            prop_assert_eq!(nets.contains(IpAddr::V4(Ipv4Addr::from(probe))), inside);
+            // With host bits set, it is refused, naming the network meant.
+            if net & !mask != 0 {
+                let bad = format!("{}/{prefix}", Ipv4Addr::from(net));
+                let error = bad.parse::<Networks>().unwrap_err().to_string();
+                let meant = format!("did you mean `{}/{prefix}`?", Ipv4Addr::from(net & mask));
+                prop_assert!(error.ends_with(&meant), "{}", error);
+            }
+        }
+    }
+}

@@ -198,3 +198,82 @@ fn headers_sent_are_what_the_reader_takes_back() {
         (16 + 36, Some(addr("[::ffff:192.0.2.7]:4711")))
     );
 }
+
+mod properties {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<u32>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
+            (any::<u128>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every header porxy sends reads back whole, naming the client, and every cut of it
+        /// waits for the rest.
+        #[test]
+        fn sent_headers_read_back_and_every_cut_waits(
+            source in any_addr(),
+            destination in any_addr(),
+            v2 in any::<bool>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let (version, accept) = if v2 {
+                (SendProxy::V2, AcceptProxy::V2)
+            } else {
+                (SendProxy::V1, AcceptProxy::V1)
+            };
+            let header = header_to_send(version, source, destination);
+            // One family: an IPv4 address beside an IPv6 one is named IPv4-mapped.
+            let named = match (source, destination) {
+                (SocketAddr::V4(s), SocketAddr::V6(_)) => {
+                    SocketAddr::from((s.ip().to_ipv6_mapped(), s.port()))
+                }
+                _ => source,
+            };
+            let mut bytes = header.clone();
+            bytes.extend_from_slice(&tail);
+            for reader in [accept, AcceptProxy::Any] {
+                match parse(reader, &bytes) {
+                    Parsed::Complete { len, source } => {
+                        prop_assert_eq!(len, header.len());
+                        prop_assert_eq!(source, Some(named));
+                    }
+                    other => prop_assert!(false, "{:?}", other),
+                }
+                for cut in 1..header.len() {
+                    prop_assert!(matches!(parse(reader, &header[..cut]), Parsed::Incomplete));
+                }
+            }
+        }
+
+        /// Whatever a client sends, the reader answers without panicking, and a complete
+        /// header never claims more bytes than came.
+        #[test]
+        fn any_bytes_get_an_answer(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            prefix in prop_oneof![
+                Just(Vec::new()),
+                Just(b"PROXY ".to_vec()),
+                Just(b"\r\n\r\n\0\r\nQUIT\n".to_vec()),
+            ],
+        ) {
+            let mut input = prefix;
+            input.extend_from_slice(&bytes);
+            for accept in [AcceptProxy::V1, AcceptProxy::V2, AcceptProxy::Any] {
+                if let Parsed::Complete { len, .. } = parse(accept, &input) {
+                    prop_assert!(len <= input.len());
+                }
+            }
+        }
+    }
+}
