@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::client::{read_until_end, round_trip, try_connect_from, End};
 use crate::support::control::{opened_addr, porxy_with_control, ControlClient};
-use crate::support::process::Porxy;
+use crate::support::process::{Porxy, TempDir};
 use crate::support::{wait_until, Backend};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -129,4 +129,31 @@ fn rules_change_at_runtime_for_new_connections() {
     held.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_until_end(&mut held).end, End::Eof);
     drop(porxy);
+}
+
+#[test]
+fn proxy_wide_rules_apply_to_listeners_without_their_own() {
+    let backend = Backend::echo();
+    let dir = TempDir::new();
+    let config = dir.write(
+        "porxy.toml",
+        &format!(
+            "[proxy]\ndeny = [\"127.0.0.3\"]\n\n\
+             [backends.echo]\naddress = \"{}\"\n\n\
+             [listeners.plain]\nlisten = \"127.0.0.1:0\"\nbackends = [\"echo\"]\n\n\
+             [listeners.own]\nlisten = \"127.0.0.1:0\"\nbackends = [\"echo\"]\nallow = [\"127.0.0.0/8\"]\n",
+            backend.addr()
+        ),
+    );
+    let porxy = Porxy::start(&["--config", config.to_str().unwrap()]);
+    let (plain, own) = (porxy.tunnel("plain"), porxy.tunnel("own"));
+    assert!(served("127.0.0.2", plain, b"a", b"a"));
+    assert!(
+        !served("127.0.0.3", plain, b"b", b"b"),
+        "the proxy-wide deny"
+    );
+    assert!(
+        served("127.0.0.3", own, b"c", b"c"),
+        "a listener's own rules replace the proxy-wide ones"
+    );
 }

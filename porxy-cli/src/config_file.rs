@@ -280,6 +280,17 @@ impl Lift<'_> {
         if let Some(busy_poll) = &raw.busy_poll {
             config.busy_poll = self.duration(busy_poll, "proxy.busy_poll")?;
         }
+        for (list, path, slot) in [
+            (&raw.allow, "proxy.allow", &mut config.allow),
+            (&raw.deny, "proxy.deny", &mut config.deny),
+        ] {
+            if let Some(list) = list {
+                let items: Vec<&str> = list.get_ref().iter().map(String::as_str).collect();
+                let networks = porxy_core::Networks::try_from(items.as_slice())
+                    .map_err(|e| self.error(list.span().start, path, e.to_string()))?;
+                *slot = Some(networks);
+            }
+        }
         if let Some(reactors) = overrides.reactors {
             config.reactors = reactors;
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::accept_mode::AcceptMode;
 use crate::error::Error;
+use crate::spec::Networks;
 use crate::units::MAX_DURATION;
 
 /// Default bytes buffered per direction of a connection while bytes are in flight.
@@ -109,6 +110,11 @@ pub struct ProxyConfig {
     /// awake (lower latency, a busy CPU while traffic flows). `Duration::ZERO`, the default,
     /// is off; at most 1 s.
     pub busy_poll: Duration,
+    /// Clients that may connect to a tunnel with no `allow` or `deny` of its own (see
+    /// [`TunnelOptions::deny`](crate::TunnelOptions::deny)); default: everyone.
+    pub allow: Option<Networks>,
+    /// Clients refused by a tunnel with no `allow` or `deny` of its own.
+    pub deny: Option<Networks>,
 }
 
 impl Default for ProxyConfig {
@@ -127,6 +133,8 @@ impl Default for ProxyConfig {
             splice: crate::splice::SUPPORTED,
             accept: AcceptMode::default(),
             busy_poll: Duration::ZERO,
+            allow: None,
+            deny: None,
         }
     }
 }

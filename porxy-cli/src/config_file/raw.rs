@@ -58,6 +58,10 @@ pub(super) struct RawProxy {
     pub(super) accept: Option<Spanned<String>>,
     /// How long reactors poll without blocking after activity; `"0s"` is off.
     pub(super) busy_poll: Option<Spanned<RawDuration>>,
+    /// Clients that may connect to a listener with no rules of its own: networks.
+    pub(super) allow: Option<Spanned<Vec<String>>>,
+    /// Clients refused by a listener with no rules of its own: networks.
+    pub(super) deny: Option<Spanned<Vec<String>>>,
 }
 
 impl RawProxy {

@@ -128,6 +128,7 @@ pub(crate) fn resolve(
             .unwrap_or(1)
             .clamp(1, remotes.max(1) as u32),
     });
+    let own_rules = options.allow.is_some() || options.deny.is_some();
     Ok(Resolved {
         settings,
         strategy: options.strategy.unwrap_or_default(),
@@ -142,8 +143,17 @@ pub(crate) fn resolve(
         }),
         send_proxy: options.send_proxy,
         proxy_from: options.proxy_from.clone(),
-        allow: options.allow.clone(),
-        deny: options.deny.clone(),
+        // A tunnel's own rules replace the proxy-wide ones, both lists at once.
+        allow: if own_rules {
+            options.allow.clone()
+        } else {
+            config.allow.clone()
+        },
+        deny: if own_rules {
+            options.deny.clone()
+        } else {
+            config.deny.clone()
+        },
     })
 }
 
