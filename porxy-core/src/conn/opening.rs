@@ -65,6 +65,9 @@ pub(crate) enum Parsed {
     Complete {
         len: usize,
         source: Option<SocketAddr>,
+        /// What else the preamble says that is worth a log line (a PROXY v2 header's
+        /// authority, ALPN, unique id), if anything.
+        details: Option<String>,
     },
     /// Not a valid preamble.
     Invalid(Box<dyn Error + Send + Sync>),
@@ -120,6 +123,8 @@ impl Error for OpeningError {
 pub(crate) struct Opened {
     /// The client the preamble named, if it named one.
     pub(crate) source: Option<SocketAddr>,
+    /// What else the preamble said, for the logs.
+    pub(crate) details: Option<String>,
     /// Bytes that came past the preamble: the start of the stream, for the upstream.
     pub(crate) early: Vec<u8>,
     /// What the client's socket has reported and not yet been used up.
@@ -149,6 +154,8 @@ pub(crate) struct Opening {
     received: Vec<u8>,
     /// What the preamble named, once read.
     source: Option<SocketAddr>,
+    /// What else it said, for the logs.
+    details: Option<String>,
     /// The transport can peek (until it says otherwise).
     peeks: bool,
     client: Readiness,
@@ -173,6 +180,7 @@ impl Opening {
             failure_reason: config.failure_reason,
             received: Vec::new(),
             source: None,
+            details: None,
             peeks: true,
             client: Readiness::default(),
             deadline: now + config.timeout,
@@ -223,6 +231,7 @@ impl Opening {
         }
         OpeningStep::Open(Opened {
             source: self.source,
+            details: self.details.take(),
             early: std::mem::take(&mut self.received),
             client_ready: self.client,
         })
@@ -269,8 +278,13 @@ impl Opening {
             }
             match preamble.parse(&self.received) {
                 Parsed::Incomplete => {}
-                Parsed::Complete { len, source } => {
+                Parsed::Complete {
+                    len,
+                    source,
+                    details,
+                } => {
                     self.source = source;
+                    self.details = details;
                     self.received.drain(..len.min(self.received.len()));
                     return None;
                 }
@@ -323,7 +337,12 @@ impl Opening {
                     self.client.readable = false;
                     return Ok(Some(OpeningStep::Wait));
                 }
-                Parsed::Complete { len, source } => {
+                Parsed::Complete {
+                    len,
+                    source,
+                    details,
+                } => {
+                    self.details = details;
                     let len = len.min(seen);
                     if let Err(error) = take_exactly(client, &mut self.received[..len]) {
                         return fail(error);

@@ -89,6 +89,7 @@ impl Preamble for ProxyHeader {
         match result {
             HeaderResult::V1(Ok(header)) => Parsed::Complete {
                 len: header.header.len(),
+                details: None,
                 source: match header.addresses {
                     v1::Addresses::Tcp4(a) => {
                         Some(SocketAddr::from((a.source_address, a.source_port)))
@@ -118,6 +119,7 @@ impl Preamble for ProxyHeader {
                 Parsed::Complete {
                     len: header.len(),
                     source,
+                    details: tlv_details(&header),
                 }
             }
             // A well-formed header of the other version says more than "malformed".
@@ -180,6 +182,29 @@ fn local_v2() -> Vec<u8> {
 
 fn mapped(addr: std::net::SocketAddrV4) -> SocketAddr {
     SocketAddr::from((addr.ip().to_ipv6_mapped(), addr.port()))
+}
+
+/// The TLVs of a v2 header worth a log line: the authority (the host name the client asked
+/// for, SNI), the ALPN protocol, the sender's unique id. Values are shown as text where they
+/// are printable ASCII, in hex otherwise, each at most 64 bytes.
+fn tlv_details(header: &v2::Header<'_>) -> Option<String> {
+    let mut parts = Vec::new();
+    for tlv in header.tlvs().flatten() {
+        let name = match tlv.kind {
+            0x01 => "alpn",
+            0x02 => "authority",
+            0x05 => "unique_id",
+            _ => continue,
+        };
+        let value = &tlv.value[..tlv.value.len().min(64)];
+        let text = if value.iter().all(|b| b.is_ascii_graphic()) {
+            String::from_utf8_lossy(value).into_owned()
+        } else {
+            value.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        parts.push(format!("{name}={text}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 /// The v2 signature.

@@ -171,6 +171,10 @@ impl Reactor {
             proxy_header::header_to_send(version, slot.peer, destination)
         });
         let opened = slot.machine.take_opened();
+        if let Some(details) = opened.as_ref().and_then(|o| o.details.as_deref()) {
+            slot.span
+                .in_scope(|| debug!(details, "what the client's preamble says besides"));
+        }
         if opened.is_some() || header.is_some() {
             let mut opened = opened.unwrap_or_default();
             if let Some(header) = header {

@@ -10,7 +10,7 @@ fn parse(accept: AcceptProxy, bytes: &[u8]) -> Parsed {
 
 fn complete(parsed: Parsed) -> (usize, Option<SocketAddr>) {
     match parsed {
-        Parsed::Complete { len, source } => (len, source),
+        Parsed::Complete { len, source, .. } => (len, source),
         other => panic!("not complete: {other:?}"),
     }
 }
@@ -101,17 +101,29 @@ fn v2_names_the_client_over_ipv4_and_ipv6_and_keeps_the_peer_for_local() {
 }
 
 #[test]
-fn v2_tlvs_count_in_its_length() {
+fn v2_tlvs_count_in_its_length_and_the_useful_ones_are_kept() {
     let mut rest = vec![192, 0, 2, 7, 10, 0, 0, 1, 0x12, 0x67, 0, 80];
     // PP2_TYPE_AUTHORITY (0x02): "example.com".
     rest.extend_from_slice(&[0x02, 0, 11]);
     rest.extend_from_slice(b"example.com");
+    // PP2_TYPE_ALPN (0x01): "h2"; PP2_TYPE_UNIQUE_ID (0x05): two bytes; PP2_TYPE_NOOP.
+    rest.extend_from_slice(&[0x01, 0, 2, b'h', b'2', 0x05, 0, 2, 0xbe, 0xef, 0x04, 0, 0]);
     let header = v2(1, 0x11, &rest);
     let mut bytes = header.clone();
     bytes.extend_from_slice(b"stream");
+    let Parsed::Complete {
+        len,
+        source,
+        details,
+    } = parse(AcceptProxy::V2, &bytes)
+    else {
+        panic!("not complete");
+    };
+    assert_eq!((len, source), (header.len(), Some(addr("192.0.2.7:4711"))));
     assert_eq!(
-        complete(parse(AcceptProxy::V2, &bytes)),
-        (header.len(), Some(addr("192.0.2.7:4711")))
+        details.as_deref(),
+        Some("authority=example.com alpn=h2 unique_id=beef"),
+        "kept for the logs"
     );
 }
 
@@ -244,7 +256,7 @@ mod properties {
             bytes.extend_from_slice(&tail);
             for reader in [accept, AcceptProxy::Any] {
                 match parse(reader, &bytes) {
-                    Parsed::Complete { len, source } => {
+                    Parsed::Complete { len, source, .. } => {
                         prop_assert_eq!(len, header.len());
                         prop_assert_eq!(source, Some(named));
                     }

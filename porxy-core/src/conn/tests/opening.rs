@@ -51,6 +51,7 @@ impl Preamble for Hello {
         Parsed::Complete {
             len: end + 1,
             source,
+            details: None,
         }
     }
 }
