@@ -157,3 +157,48 @@ fn proxy_wide_rules_apply_to_listeners_without_their_own() {
         "a listener's own rules replace the proxy-wide ones"
     );
 }
+
+/// Opens `n` connections from `source` at once (threads), each doing a round trip and then
+/// holding on; how many were served.
+fn concurrent_held(source: &str, tunnel: SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let source = ip(source);
+            std::thread::spawn(move || {
+                let mut stream = try_connect_from(source, tunnel).ok()?;
+                let msg = format!("hello {i}");
+                stream.write_all(msg.as_bytes()).ok()?;
+                let mut back = vec![0u8; msg.len()];
+                std::io::Read::read_exact(&mut stream, &mut back).ok()?;
+                (back == msg.as_bytes()).then_some(stream)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_client_holds_at_most_its_limit_across_reactors() {
+    let backend = Backend::echo();
+    let tunnel = format!("127.0.0.1:0={}[max_conns_per_client=5]", backend.addr());
+    let porxy = Porxy::start(&["--tunnel", &tunnel, "--reactors", "4"]);
+    let tunnel = porxy.tunnel("cli-1");
+    // 40 connects at once from one client, spread over four reactors: exactly five held.
+    let held = concurrent_held("127.0.0.2", tunnel, 40);
+    assert_eq!(held.len(), 5, "held {} of 40", held.len());
+    // Another client is not held back by the first.
+    assert!(served("127.0.0.3", tunnel, b"other", b"other"));
+    wait_until(WAIT, "the refusals counted", || {
+        porxy.stderr().contains("reason=client_limit")
+    });
+    // Once its connections end, the client may connect again.
+    drop(held);
+    wait_until(WAIT, "the counts given back", || {
+        served("127.0.0.2", tunnel, b"again", b"again")
+    });
+    let again = concurrent_held("127.0.0.2", tunnel, 12);
+    assert_eq!(again.len(), 5);
+}

@@ -158,6 +158,11 @@ impl Lift<'_> {
                 "send_proxy",
                 raw.send_proxy.as_ref().map(Text),
             ),
+            (
+                K::MaxConnsPerClient,
+                "max_conns_per_client",
+                raw.max_conns_per_client.as_ref().map(Count),
+            ),
             (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
             (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
             (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),

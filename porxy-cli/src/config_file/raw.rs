@@ -136,6 +136,8 @@ pub(super) struct RawListener {
     pub(super) allow: Option<Spanned<Vec<String>>>,
     /// Clients refused: networks.
     pub(super) deny: Option<Spanned<Vec<String>>>,
+    /// The most connections one client may hold at once.
+    pub(super) max_conns_per_client: Option<Spanned<i64>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

@@ -43,6 +43,8 @@ pub enum CloseReason {
     /// An access rule (`allow`, `deny`) refused the client, or its peer may not send a PROXY
     /// header (`proxy_from`).
     Denied,
+    /// The client already held `max_conns_per_client` connections.
+    ClientLimit,
     /// Not an end: the connection was handed over, sockets and all, to another porxy process
     /// (a zero-downtime upgrade), where it goes on.
     HandedOver,
@@ -65,7 +67,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 17] = [
+    pub const ALL: [CloseReason; 18] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -82,6 +84,7 @@ impl CloseReason {
         CloseReason::ProxyStopped,
         CloseReason::ProxyHeader,
         CloseReason::Denied,
+        CloseReason::ClientLimit,
         CloseReason::HandedOver,
     ];
 
@@ -109,6 +112,7 @@ impl CloseReason {
             CloseReason::ProxyStopped => "proxy_stopped",
             CloseReason::ProxyHeader => "proxy_header",
             CloseReason::Denied => "denied",
+            CloseReason::ClientLimit => "client_limit",
             CloseReason::HandedOver => "handed_over",
         }
     }
@@ -127,7 +131,8 @@ impl CloseReason {
             | CloseReason::QueueTimeout => Fault::Upstream,
             CloseReason::IdleTimeout
             | CloseReason::HalfClosedTimeout
-            | CloseReason::ProxyHeader => Fault::Client,
+            | CloseReason::ProxyHeader
+            | CloseReason::ClientLimit => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
             CloseReason::TunnelClosed
             | CloseReason::ProxyStopped

@@ -11,6 +11,7 @@
 
 pub(crate) mod access_rules;
 pub(crate) mod admission;
+pub(crate) mod client_limits;
 pub(crate) mod close;
 pub(crate) mod fanout;
 pub(crate) mod frozen;

@@ -253,6 +253,7 @@ impl ProxyHandle {
             dual_stack: listening.dual_stack,
             stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
             generation,
+            clients: Arc::default(),
         }
     }
 

@@ -163,6 +163,17 @@ impl Reactor {
             };
             return self.finish(key, close, None, now);
         }
+        if let Some(max) = slot.tunnel.max_conns_per_client {
+            // Counted from here until the connection ends or leaves (`finish`, `export`).
+            if !slot.tunnel.clients.take(slot.id, slot.peer.ip(), max) {
+                let close = Action::Close {
+                    reason: CloseReason::ClientLimit,
+                    client: Closing::Reset,
+                    upstream: Closing::Graceful,
+                };
+                return self.finish(key, close, None, now);
+            }
+        }
         // Each upstream gets a PROXY header first, naming the client, if the tunnel says so:
         // it waits in the relay's buffer (or the fan-out log) ahead of the client's bytes.
         let header = slot.tunnel.send_proxy.map(|version| {

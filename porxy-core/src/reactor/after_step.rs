@@ -89,6 +89,7 @@ impl Reactor {
             self.queue.slot_freed(released);
         }
         slot.machine.release(&mut self.pools);
+        slot.release_client_count();
         slot.count_bytes(self.counts.shard());
         self.counts.closed(&slot.tunnel, reason);
         let ended = Ended {

@@ -71,6 +71,7 @@ fn is_failure(reason: CloseReason) -> bool {
                 | CloseReason::QueueTimeout
                 | CloseReason::ProxyHeader
                 | CloseReason::Denied
+                | CloseReason::ClientLimit
         )
 }
 

@@ -147,6 +147,7 @@ impl Reactor {
             self.queue.slot_freed(released);
             upstreams.push(socket);
         }
+        slot.release_client_count();
         self.counts.closed(&slot.tunnel, CloseReason::HandedOver);
         let (id, peer, tunnel, span) = (slot.id, slot.peer, slot.tunnel, slot.span);
         let client = slot.client.into_std();

@@ -180,6 +180,10 @@ impl Reactor {
         if self.handing_over.exporting() {
             self.handing_over.given_back(key, id);
         }
+        // It counts against its client's limit here too, whatever the limit: it exists.
+        if slot.tunnel.max_conns_per_client.is_some() {
+            slot.tunnel.clients.adopt(id, slot.peer.ip());
+        }
         self.slots.insert_at(key, slot);
         self.drive(key, now);
     }
@@ -302,6 +306,10 @@ impl Reactor {
         );
         if self.handing_over.exporting() {
             self.handing_over.given_back(key, id);
+        }
+        // It counts against its client's limit here too, whatever the limit: it exists.
+        if slot.tunnel.max_conns_per_client.is_some() {
+            slot.tunnel.clients.adopt(id, slot.peer.ip());
         }
         self.slots.insert_at(key, slot);
         self.drive(key, now);

@@ -77,6 +77,14 @@ impl Slot {
         }
     }
 
+    /// Gives back the count this connection holds against its client's limit, if it holds
+    /// one; call once it ends or leaves.
+    pub(super) fn release_client_count(&self) {
+        if self.tunnel.max_conns_per_client.is_some() {
+            self.tunnel.clients.give_back(self.id, self.peer.ip());
+        }
+    }
+
     /// Whether its sockets can move to another process (a TLS session cannot).
     pub(super) fn sockets_travel(&self) -> bool {
         self.client.can_travel()

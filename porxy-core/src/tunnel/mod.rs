@@ -20,6 +20,7 @@ use crate::balance::Balancer;
 use crate::config::{ProxyConfig, TunnelSettings};
 use crate::conn::access_rules::AccessRules;
 use crate::conn::admission::{Admission, Verdict};
+use crate::conn::client_limits::ClientLimits;
 use crate::conn::fanout::FanoutSettings;
 use crate::conn::opening::OpeningConfig;
 use crate::conn::proxy_header;
@@ -64,6 +65,10 @@ pub(crate) struct Tunnel {
     pub(crate) admission: Option<Arc<dyn Admission>>,
     /// The PROXY header each upstream gets ahead of the client's stream, if any.
     pub(crate) send_proxy: Option<SendProxy>,
+    /// The most connections one client may hold at once, if limited.
+    pub(crate) max_conns_per_client: Option<u32>,
+    /// The per-client counts, shared by every version of the tunnel.
+    pub(crate) clients: Arc<ClientLimits>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -74,6 +79,8 @@ pub(crate) struct Lineage {
     pub(crate) dual_stack: bool,
     pub(crate) stats: Arc<TunnelStats>,
     pub(crate) generation: Arc<Generation>,
+    /// The per-client connection counts, shared by every version.
+    pub(crate) clients: Arc<ClientLimits>,
 }
 
 impl Lineage {
@@ -85,6 +92,7 @@ impl Lineage {
             dual_stack: tunnel.dual_stack,
             stats: tunnel.stats.clone(),
             generation,
+            clients: tunnel.clients.clone(),
         }
     }
 }
@@ -110,6 +118,7 @@ impl Tunnel {
             dual_stack,
             stats,
             generation,
+            clients,
         } = lineage;
         let count = spec.remotes.len().min(remotes.len());
         let Resolved {
@@ -125,6 +134,7 @@ impl Tunnel {
             proxy_from,
             allow,
             deny,
+            max_conns_per_client,
         } = resolve(&spec.options, count, config)
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
@@ -177,6 +187,8 @@ impl Tunnel {
             admission: AccessRules::new(allow, deny)
                 .map(|rules| Arc::new(rules) as Arc<dyn Admission>),
             send_proxy,
+            max_conns_per_client,
+            clients,
         })
     }
 
@@ -303,6 +315,7 @@ impl Tunnel {
             dual_stack: false,
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
+            clients: Arc::default(),
         };
         Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
     }
@@ -320,6 +333,7 @@ mod tests {
             dual_stack: false,
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
+            clients: Arc::default(),
         }
     }
     use crate::balance::backend::Health;

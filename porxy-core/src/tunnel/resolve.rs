@@ -51,6 +51,8 @@ pub(crate) struct Resolved {
     /// Who may connect.
     pub(crate) allow: Option<Networks>,
     pub(crate) deny: Option<Networks>,
+    /// The most connections one client may hold at once.
+    pub(crate) max_conns_per_client: Option<u32>,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -154,6 +156,7 @@ pub(crate) fn resolve(
         } else {
             config.deny.clone()
         },
+        max_conns_per_client: options.max_conns_per_client,
     })
 }
 

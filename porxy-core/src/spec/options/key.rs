@@ -69,6 +69,8 @@ pub enum OptionKey {
     Allow,
     /// `deny`: networks.
     Deny,
+    /// `max_conns_per_client`: 1 to 1,000,000.
+    MaxConnsPerClient,
 }
 
 /// What an option's value is.
@@ -123,7 +125,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 29] = [
+    pub const ALL: [OptionKey; 30] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -153,6 +155,7 @@ impl OptionKey {
         OptionKey::ProxyFrom,
         OptionKey::Allow,
         OptionKey::Deny,
+        OptionKey::MaxConnsPerClient,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -187,6 +190,7 @@ impl OptionKey {
             OptionKey::ProxyFrom => "proxy_from",
             OptionKey::Allow => "allow",
             OptionKey::Deny => "deny",
+            OptionKey::MaxConnsPerClient => "max_conns_per_client",
         }
     }
 
@@ -206,6 +210,7 @@ impl OptionKey {
             | OptionKey::ProxyTimeout => Value::Duration,
             OptionKey::Attempts => count(1, MAX_ATTEMPTS),
             OptionKey::MaxConns => count(1, 10_000_000),
+            OptionKey::MaxConnsPerClient => count(1, 1_000_000),
             OptionKey::MaxFails | OptionKey::Rise | OptionKey::Fall => count(1, 1000),
             OptionKey::MinLive => count(1, MAX_FANOUT as u32),
             OptionKey::MaxLag => Value::Size,

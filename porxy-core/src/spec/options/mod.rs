@@ -103,6 +103,9 @@ pub struct TunnelOptions {
     /// decides (a tie: refused); a client in neither list is refused if `allow` is given,
     /// else taken.
     pub deny: Option<Networks>,
+    /// The most connections one client (its real address; IPv6 by its /64) may hold at once
+    /// (default: no limit).
+    pub max_conns_per_client: Option<u32>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -52,6 +52,7 @@ impl TunnelOptions {
             OptionKey::ProxyFrom => self.proxy_from.as_ref().map(ToString::to_string),
             OptionKey::Allow => self.allow.as_ref().map(ToString::to_string),
             OptionKey::Deny => self.deny.as_ref().map(ToString::to_string),
+            OptionKey::MaxConnsPerClient => count(self.max_conns_per_client),
         }
     }
 }

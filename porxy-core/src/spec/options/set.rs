@@ -182,6 +182,7 @@ impl TunnelOptions {
 
     fn count_slot(&mut self, key: OptionKey) -> Option<&mut Option<u32>> {
         Some(match key {
+            OptionKey::MaxConnsPerClient => &mut self.max_conns_per_client,
             OptionKey::Attempts => &mut self.attempts,
             OptionKey::MaxConns => &mut self.max_conns,
             OptionKey::MaxFails => &mut self.max_fails,

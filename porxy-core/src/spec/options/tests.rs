@@ -43,6 +43,7 @@ fn every_key_sets_and_renders_back() {
         ("proxy_from", "10.0.0.0/8;192.0.2.7"),
         ("allow", "2001:db8::/32"),
         ("deny", "10.6.0.0/16"),
+        ("max_conns_per_client", "10"),
     ];
     for (k, v) in pairs {
         options
@@ -170,7 +171,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 29);
+    assert_eq!(OPTION_KEYS.len(), 30);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(
