@@ -202,3 +202,38 @@ fn a_client_holds_at_most_its_limit_across_reactors() {
     let again = concurrent_held("127.0.0.2", tunnel, 12);
     assert_eq!(again.len(), 5);
 }
+
+#[test]
+fn a_client_opens_at_most_its_burst_then_its_rate() {
+    let backend = Backend::echo();
+    let tunnel = format!(
+        "127.0.0.1:0={}[rate_per_client=1,rate_burst=3]",
+        backend.addr()
+    );
+    let porxy = Porxy::start(&["--tunnel", &tunnel, "--reactors", "2"]);
+    let tunnel = porxy.tunnel("cli-1");
+    let started = std::time::Instant::now();
+    let served_count = (0..8)
+        .filter(|i| {
+            served(
+                "127.0.0.2",
+                tunnel,
+                format!("{i}").as_bytes(),
+                format!("{i}").as_bytes(),
+            )
+        })
+        .count();
+    // The burst, and one more for each whole second the attempts took (a token a second).
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        (3..=3 + seconds).contains(&served_count),
+        "{served_count} served in {seconds} s"
+    );
+    assert!(
+        served("127.0.0.3", tunnel, b"other", b"other"),
+        "another client"
+    );
+    wait_until(WAIT, "the refusals logged", || {
+        porxy.stderr().contains("reason=client_rate")
+    });
+}

@@ -294,6 +294,8 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
                           network that holds it decides; outside both, refused if there
                           is an allow list
     max_conns_per_client  the most connections one client (IPv6: its /64) holds at once
+    rate_per_client       new connections one client may open per second, with bursts of
+                          rate_burst (default: the rate)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -317,6 +319,7 @@ Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
             .replace("queue_timeout, ", "queue_timeout,\n    ")
             .replace("check_expect, ", "check_expect,\n    ")
             .replace("splice, ", "splice,\n    ")
+            .replace("deny, ", "deny,\n    ")
     )
 }
 
@@ -361,7 +364,7 @@ mod tests {
         assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
         assert!(help.contains("min_live, splice,\n    accept_proxy, proxy_timeout, send_proxy"));
-        assert!(help.contains("send_proxy, proxy_from, allow, deny, max_conns_per_client."));
+        assert!(help.contains("send_proxy, proxy_from, allow, deny,\n    max_conns_per_client, rate_per_client, rate_burst."));
         assert!(help.contains("splice=on|off"));
         assert!(help.contains("accept_proxy          read a PROXY header"));
     }

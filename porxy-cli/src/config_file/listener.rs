@@ -163,6 +163,16 @@ impl Lift<'_> {
                 "max_conns_per_client",
                 raw.max_conns_per_client.as_ref().map(Count),
             ),
+            (
+                K::RatePerClient,
+                "rate_per_client",
+                raw.rate_per_client.as_ref().map(Count),
+            ),
+            (
+                K::RateBurst,
+                "rate_burst",
+                raw.rate_burst.as_ref().map(Count),
+            ),
             (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
             (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
             (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),

@@ -138,6 +138,10 @@ pub(super) struct RawListener {
     pub(super) deny: Option<Spanned<Vec<String>>>,
     /// The most connections one client may hold at once.
     pub(super) max_conns_per_client: Option<Spanned<i64>>,
+    /// New connections one client may open per second.
+    pub(super) rate_per_client: Option<Spanned<i64>>,
+    /// New connections one client may open at once beyond the rate.
+    pub(super) rate_burst: Option<Spanned<i64>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

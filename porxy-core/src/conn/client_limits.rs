@@ -19,27 +19,27 @@ const SHARDS: usize = 16;
 /// The prefix IPv6 clients are grouped by.
 const IPV6_GROUP: u8 = 64;
 
-/// A client, as the limit counts it.
+/// A client, as the limits count it: IPv6 by its /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Client(IpAddr);
+pub(crate) struct ClientKey(IpAddr);
 
-impl Client {
-    fn of(addr: IpAddr) -> Client {
+impl ClientKey {
+    pub(crate) fn of(addr: IpAddr) -> ClientKey {
         match addr.to_canonical() {
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(IPV6_GROUP)));
-                Client(IpAddr::V6(Ipv6Addr::from(bits)))
+                ClientKey(IpAddr::V6(Ipv6Addr::from(bits)))
             }
-            v4 => Client(v4),
+            v4 => ClientKey(v4),
         }
     }
 }
 
 #[derive(Default)]
 struct Shard {
-    open: HashMap<Client, u32>,
+    open: HashMap<ClientKey, u32>,
     /// Connection id -> the client it counts for.
-    holders: HashMap<u64, Client>,
+    holders: HashMap<u64, ClientKey>,
 }
 
 /// One tunnel's per-client counts, shared by its versions (a change of the limit applies to
@@ -57,7 +57,7 @@ impl Default for ClientLimits {
 }
 
 impl ClientLimits {
-    fn shard(&self, client: Client) -> &Mutex<Shard> {
+    fn shard(&self, client: ClientKey) -> &Mutex<Shard> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         client.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % SHARDS]
@@ -66,7 +66,7 @@ impl ClientLimits {
     /// Connection `id` of `addr` takes a count, if its client holds fewer than `max`; false
     /// if it is at the limit (nothing taken).
     pub(crate) fn take(&self, id: u64, addr: IpAddr, max: u32) -> bool {
-        let client = Client::of(addr);
+        let client = ClientKey::of(addr);
         let mut shard = self.shard(client).lock().unwrap_or_else(|e| e.into_inner());
         let open = shard.open.entry(client).or_insert(0);
         if *open >= max {
@@ -88,7 +88,7 @@ impl ClientLimits {
 
     /// Connection `id` ends or leaves: its count goes back, if it holds one.
     pub(crate) fn give_back(&self, id: u64, addr: IpAddr) {
-        let client = Client::of(addr);
+        let client = ClientKey::of(addr);
         let mut shard = self.shard(client).lock().unwrap_or_else(|e| e.into_inner());
         if shard.holders.remove(&id).is_none() {
             return;
@@ -104,7 +104,7 @@ impl ClientLimits {
     /// Connections `addr`'s client holds now.
     #[cfg(test)]
     fn open(&self, addr: IpAddr) -> u32 {
-        let client = Client::of(addr);
+        let client = ClientKey::of(addr);
         let shard = self.shard(client).lock().unwrap();
         shard.open.get(&client).copied().unwrap_or(0)
     }

@@ -45,6 +45,8 @@ pub enum CloseReason {
     Denied,
     /// The client already held `max_conns_per_client` connections.
     ClientLimit,
+    /// The client opened new connections faster than `rate_per_client` (and `rate_burst`).
+    ClientRate,
     /// Not an end: the connection was handed over, sockets and all, to another porxy process
     /// (a zero-downtime upgrade), where it goes on.
     HandedOver,
@@ -67,7 +69,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 18] = [
+    pub const ALL: [CloseReason; 19] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -85,6 +87,7 @@ impl CloseReason {
         CloseReason::ProxyHeader,
         CloseReason::Denied,
         CloseReason::ClientLimit,
+        CloseReason::ClientRate,
         CloseReason::HandedOver,
     ];
 
@@ -113,6 +116,7 @@ impl CloseReason {
             CloseReason::ProxyHeader => "proxy_header",
             CloseReason::Denied => "denied",
             CloseReason::ClientLimit => "client_limit",
+            CloseReason::ClientRate => "client_rate",
             CloseReason::HandedOver => "handed_over",
         }
     }
@@ -132,7 +136,8 @@ impl CloseReason {
             CloseReason::IdleTimeout
             | CloseReason::HalfClosedTimeout
             | CloseReason::ProxyHeader
-            | CloseReason::ClientLimit => Fault::Client,
+            | CloseReason::ClientLimit
+            | CloseReason::ClientRate => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
             CloseReason::TunnelClosed
             | CloseReason::ProxyStopped

@@ -12,6 +12,7 @@
 pub(crate) mod access_rules;
 pub(crate) mod admission;
 pub(crate) mod client_limits;
+pub(crate) mod client_rate;
 pub(crate) mod close;
 pub(crate) mod fanout;
 pub(crate) mod frozen;

@@ -254,6 +254,7 @@ impl ProxyHandle {
             stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
             generation,
             clients: Arc::default(),
+            rates: Arc::default(),
         }
     }
 

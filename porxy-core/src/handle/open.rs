@@ -276,6 +276,7 @@ mod tests {
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
             clients: Arc::default(),
+            rates: Arc::default(),
         };
         let remotes = ["127.0.0.1:9".parse().unwrap()];
         Arc::new(Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None).unwrap())

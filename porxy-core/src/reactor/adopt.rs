@@ -163,6 +163,16 @@ impl Reactor {
             };
             return self.finish(key, close, None, now);
         }
+        if let Some((rate, burst)) = slot.tunnel.rate_per_client {
+            if !slot.tunnel.rates.admit(slot.peer.ip(), now, rate, burst) {
+                let close = Action::Close {
+                    reason: CloseReason::ClientRate,
+                    client: Closing::Reset,
+                    upstream: Closing::Graceful,
+                };
+                return self.finish(key, close, None, now);
+            }
+        }
         if let Some(max) = slot.tunnel.max_conns_per_client {
             // Counted from here until the connection ends or leaves (`finish`, `export`).
             if !slot.tunnel.clients.take(slot.id, slot.peer.ip(), max) {

@@ -72,6 +72,7 @@ fn is_failure(reason: CloseReason) -> bool {
                 | CloseReason::ProxyHeader
                 | CloseReason::Denied
                 | CloseReason::ClientLimit
+                | CloseReason::ClientRate
         )
 }
 

@@ -361,6 +361,8 @@ pub enum OptionsConflict {
     },
     /// A PROXY header option (`proxy_timeout`, `proxy_from`) without `accept_proxy`.
     AcceptProxyOnly(OptionKey),
+    /// `rate_burst` without `rate_per_client`.
+    RatePerClientOnly(OptionKey),
 }
 
 impl fmt::Display for OptionsConflict {
@@ -383,6 +385,9 @@ impl fmt::Display for OptionsConflict {
             ),
             OptionsConflict::AcceptProxyOnly(key) => {
                 write!(f, "option `{key}` applies only with accept_proxy")
+            }
+            OptionsConflict::RatePerClientOnly(key) => {
+                write!(f, "option `{key}` applies only with rate_per_client")
             }
         }
     }

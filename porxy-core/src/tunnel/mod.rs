@@ -21,6 +21,7 @@ use crate::config::{ProxyConfig, TunnelSettings};
 use crate::conn::access_rules::AccessRules;
 use crate::conn::admission::{Admission, Verdict};
 use crate::conn::client_limits::ClientLimits;
+use crate::conn::client_rate::ClientRate;
 use crate::conn::fanout::FanoutSettings;
 use crate::conn::opening::OpeningConfig;
 use crate::conn::proxy_header;
@@ -69,6 +70,10 @@ pub(crate) struct Tunnel {
     pub(crate) max_conns_per_client: Option<u32>,
     /// The per-client counts, shared by every version of the tunnel.
     pub(crate) clients: Arc<ClientLimits>,
+    /// New connections one client may open per second, and in a burst, if limited.
+    pub(crate) rate_per_client: Option<(u32, u32)>,
+    /// The per-client rate buckets, shared by every version of the tunnel.
+    pub(crate) rates: Arc<ClientRate>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -81,6 +86,8 @@ pub(crate) struct Lineage {
     pub(crate) generation: Arc<Generation>,
     /// The per-client connection counts, shared by every version.
     pub(crate) clients: Arc<ClientLimits>,
+    /// The per-client connection rate buckets, shared by every version.
+    pub(crate) rates: Arc<ClientRate>,
 }
 
 impl Lineage {
@@ -93,6 +100,7 @@ impl Lineage {
             stats: tunnel.stats.clone(),
             generation,
             clients: tunnel.clients.clone(),
+            rates: tunnel.rates.clone(),
         }
     }
 }
@@ -119,6 +127,7 @@ impl Tunnel {
             stats,
             generation,
             clients,
+            rates,
         } = lineage;
         let count = spec.remotes.len().min(remotes.len());
         let Resolved {
@@ -135,6 +144,7 @@ impl Tunnel {
             allow,
             deny,
             max_conns_per_client,
+            rate_per_client,
         } = resolve(&spec.options, count, config)
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
@@ -189,6 +199,8 @@ impl Tunnel {
             send_proxy,
             max_conns_per_client,
             clients,
+            rate_per_client,
+            rates,
         })
     }
 
@@ -316,6 +328,7 @@ impl Tunnel {
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
             clients: Arc::default(),
+            rates: Arc::default(),
         };
         Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
     }
@@ -334,6 +347,7 @@ mod tests {
             stats: Arc::new(TunnelStats::new(1)),
             generation: Arc::new(Generation::new(1)),
             clients: Arc::default(),
+            rates: Arc::default(),
         }
     }
     use crate::balance::backend::Health;

@@ -53,6 +53,8 @@ pub(crate) struct Resolved {
     pub(crate) deny: Option<Networks>,
     /// The most connections one client may hold at once.
     pub(crate) max_conns_per_client: Option<u32>,
+    /// New connections one client may open per second, and in a burst.
+    pub(crate) rate_per_client: Option<(u32, u32)>,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -157,6 +159,9 @@ pub(crate) fn resolve(
             config.deny.clone()
         },
         max_conns_per_client: options.max_conns_per_client,
+        rate_per_client: options
+            .rate_per_client
+            .map(|rate| (rate, options.rate_burst.unwrap_or(rate))),
     })
 }
 

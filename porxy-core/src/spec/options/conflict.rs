@@ -19,6 +19,9 @@ impl TunnelOptions {
                 return Err(OptionsConflict::AcceptProxyOnly(*key));
             }
         }
+        if self.rate_burst.is_some() && self.rate_per_client.is_none() {
+            return Err(OptionsConflict::RatePerClientOnly(OptionKey::RateBurst));
+        }
         let fanout = self.mode == Some(TunnelMode::Fanout);
         if !fanout {
             let fanout_only = [

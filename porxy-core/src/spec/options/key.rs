@@ -71,6 +71,10 @@ pub enum OptionKey {
     Deny,
     /// `max_conns_per_client`: 1 to 1,000,000.
     MaxConnsPerClient,
+    /// `rate_per_client`: 1 to 1,000,000 a second.
+    RatePerClient,
+    /// `rate_burst`: 1 to 1,000,000.
+    RateBurst,
 }
 
 /// What an option's value is.
@@ -125,7 +129,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 30] = [
+    pub const ALL: [OptionKey; 32] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -156,6 +160,8 @@ impl OptionKey {
         OptionKey::Allow,
         OptionKey::Deny,
         OptionKey::MaxConnsPerClient,
+        OptionKey::RatePerClient,
+        OptionKey::RateBurst,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -191,6 +197,8 @@ impl OptionKey {
             OptionKey::Allow => "allow",
             OptionKey::Deny => "deny",
             OptionKey::MaxConnsPerClient => "max_conns_per_client",
+            OptionKey::RatePerClient => "rate_per_client",
+            OptionKey::RateBurst => "rate_burst",
         }
     }
 
@@ -210,7 +218,9 @@ impl OptionKey {
             | OptionKey::ProxyTimeout => Value::Duration,
             OptionKey::Attempts => count(1, MAX_ATTEMPTS),
             OptionKey::MaxConns => count(1, 10_000_000),
-            OptionKey::MaxConnsPerClient => count(1, 1_000_000),
+            OptionKey::MaxConnsPerClient | OptionKey::RatePerClient | OptionKey::RateBurst => {
+                count(1, 1_000_000)
+            }
             OptionKey::MaxFails | OptionKey::Rise | OptionKey::Fall => count(1, 1000),
             OptionKey::MinLive => count(1, MAX_FANOUT as u32),
             OptionKey::MaxLag => Value::Size,

@@ -106,6 +106,10 @@ pub struct TunnelOptions {
     /// The most connections one client (its real address; IPv6 by its /64) may hold at once
     /// (default: no limit).
     pub max_conns_per_client: Option<u32>,
+    /// New connections one client may open per second, on average (default: no limit).
+    pub rate_per_client: Option<u32>,
+    /// New connections one client may open at once beyond the rate (default: the rate).
+    pub rate_burst: Option<u32>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -53,6 +53,8 @@ impl TunnelOptions {
             OptionKey::Allow => self.allow.as_ref().map(ToString::to_string),
             OptionKey::Deny => self.deny.as_ref().map(ToString::to_string),
             OptionKey::MaxConnsPerClient => count(self.max_conns_per_client),
+            OptionKey::RatePerClient => count(self.rate_per_client),
+            OptionKey::RateBurst => count(self.rate_burst),
         }
     }
 }

@@ -183,6 +183,8 @@ impl TunnelOptions {
     fn count_slot(&mut self, key: OptionKey) -> Option<&mut Option<u32>> {
         Some(match key {
             OptionKey::MaxConnsPerClient => &mut self.max_conns_per_client,
+            OptionKey::RatePerClient => &mut self.rate_per_client,
+            OptionKey::RateBurst => &mut self.rate_burst,
             OptionKey::Attempts => &mut self.attempts,
             OptionKey::MaxConns => &mut self.max_conns,
             OptionKey::MaxFails => &mut self.max_fails,

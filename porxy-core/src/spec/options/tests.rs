@@ -44,6 +44,8 @@ fn every_key_sets_and_renders_back() {
         ("allow", "2001:db8::/32"),
         ("deny", "10.6.0.0/16"),
         ("max_conns_per_client", "10"),
+        ("rate_per_client", "20"),
+        ("rate_burst", "40"),
     ];
     for (k, v) in pairs {
         options
@@ -148,6 +150,13 @@ fn options_must_fit_the_mode() {
         Ok(())
     );
     assert_eq!(
+        with(&[("rate_burst", "10")])
+            .check(1)
+            .unwrap_err()
+            .to_string(),
+        "option `rate_burst` applies only with rate_per_client"
+    );
+    assert_eq!(
         with(&[("proxy_from", "10.0.0.0/8")])
             .check(1)
             .unwrap_err()
@@ -171,7 +180,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 30);
+    assert_eq!(OPTION_KEYS.len(), 32);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(
