@@ -177,15 +177,7 @@ impl Reactor {
             now,
             span,
         );
-        if self.handing_over.exporting() {
-            self.handing_over.given_back(key, id);
-        }
-        // It counts against its client's limit here too, whatever the limit: it exists.
-        if slot.tunnel.max_conns_per_client.is_some() {
-            slot.tunnel.clients.adopt(id, slot.peer.ip());
-        }
-        self.slots.insert_at(key, slot);
-        self.drive(key, now);
+        self.enter(key, slot, now);
     }
 
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.
@@ -304,12 +296,18 @@ impl Reactor {
             now,
             span,
         );
+        self.enter(key, slot, now);
+    }
+
+    /// A connection taken over enters the slab at `key` (its sockets' token) and is driven at
+    /// once: to write what it carried and read what the kernel holds.
+    fn enter(&mut self, key: usize, slot: Slot, now: Instant) {
         if self.handing_over.exporting() {
-            self.handing_over.given_back(key, id);
+            self.handing_over.given_back(key, slot.id);
         }
         // It counts against its client's limit here too, whatever the limit: it exists.
         if slot.tunnel.max_conns_per_client.is_some() {
-            slot.tunnel.clients.adopt(id, slot.peer.ip());
+            slot.tunnel.clients.adopt(slot.id, slot.peer.ip());
         }
         self.slots.insert_at(key, slot);
         self.drive(key, now);

@@ -311,6 +311,22 @@ impl std::fmt::Debug for Tunnel {
 }
 
 #[cfg(test)]
+impl Lineage {
+    /// A fresh tunnel identity on 127.0.0.1:1, for building tunnels in tests.
+    pub(crate) fn for_test() -> Lineage {
+        Lineage {
+            id: TunnelId(1),
+            local: "127.0.0.1:1".parse().unwrap(),
+            dual_stack: false,
+            stats: Arc::new(TunnelStats::new(1)),
+            generation: Arc::new(Generation::new(1)),
+            clients: Arc::default(),
+            rates: Arc::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 impl Tunnel {
     /// A tunnel built from `spec` (addresses only), after `previous`, for unit tests
     /// elsewhere.
@@ -321,16 +337,14 @@ impl Tunnel {
             .iter()
             .map(|r| r.endpoint.resolve().unwrap())
             .collect();
-        let lineage = Lineage {
-            id: TunnelId(1),
-            local: "127.0.0.1:1".parse().unwrap(),
-            dual_stack: false,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-            clients: Arc::default(),
-            rates: Arc::default(),
-        };
-        Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), previous).unwrap()
+        Tunnel::build(
+            Lineage::for_test(),
+            &spec,
+            &remotes,
+            &ProxyConfig::default(),
+            previous,
+        )
+        .unwrap()
     }
 }
 
@@ -340,15 +354,7 @@ mod tests {
 
     /// A fresh tunnel identity on 127.0.0.1:1, for building tunnels in tests.
     fn test_lineage() -> Lineage {
-        Lineage {
-            id: TunnelId(1),
-            local: "127.0.0.1:1".parse().unwrap(),
-            dual_stack: false,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-            clients: Arc::default(),
-            rates: Arc::default(),
-        }
+        Lineage::for_test()
     }
     use crate::balance::backend::Health;
     use crate::spec::MAX_ATTEMPTS;
