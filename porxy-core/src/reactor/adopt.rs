@@ -155,34 +155,13 @@ impl Reactor {
             slot.span.record("source", tracing::field::display(source));
             slot.peer = source;
         }
-        if let Verdict::Refuse(reason) = slot.tunnel.admit(slot.peer) {
+        if let Err(reason) = admit(slot, now) {
             let close = Action::Close {
                 reason,
                 client: Closing::Reset,
                 upstream: Closing::Graceful,
             };
             return self.finish(key, close, None, now);
-        }
-        if let Some((rate, burst)) = slot.tunnel.rate_per_client {
-            if !slot.tunnel.rates.admit(slot.peer.ip(), now, rate, burst) {
-                let close = Action::Close {
-                    reason: CloseReason::ClientRate,
-                    client: Closing::Reset,
-                    upstream: Closing::Graceful,
-                };
-                return self.finish(key, close, None, now);
-            }
-        }
-        if let Some(max) = slot.tunnel.max_conns_per_client {
-            // Counted from here until the connection ends or leaves (`finish`, `export`).
-            if !slot.tunnel.clients.take(slot.id, slot.peer.ip(), max) {
-                let close = Action::Close {
-                    reason: CloseReason::ClientLimit,
-                    client: Closing::Reset,
-                    upstream: Closing::Graceful,
-                };
-                return self.finish(key, close, None, now);
-            }
         }
         // Each upstream gets a PROXY header first, naming the client, if the tunnel says so:
         // it waits in the relay's buffer (or the fan-out log) ahead of the client's bytes.
@@ -234,4 +213,25 @@ impl Reactor {
         reset(client);
         self.counts.closed(tunnel, reason);
     }
+}
+
+/// The verdicts on a connection's real client before its pick, in order: the tunnel's access
+/// rules, its per-client rate (a token taken), its per-client limit (a count taken, held until
+/// the connection ends or leaves: `finish`, `export`). The first refusal is the reason to close.
+fn admit(slot: &Slot, now: Instant) -> Result<(), CloseReason> {
+    let (tunnel, client) = (&slot.tunnel, slot.peer.ip());
+    if let Verdict::Refuse(reason) = tunnel.admit(slot.peer) {
+        return Err(reason);
+    }
+    if let Some((rate, burst)) = tunnel.rate_per_client {
+        if !tunnel.rates.admit(client, now, rate, burst) {
+            return Err(CloseReason::ClientRate);
+        }
+    }
+    if let Some(max) = tunnel.max_conns_per_client {
+        if !tunnel.clients.take(slot.id, client, max) {
+            return Err(CloseReason::ClientLimit);
+        }
+    }
+    Ok(())
 }
