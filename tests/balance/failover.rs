@@ -181,7 +181,7 @@ fn active_checks_take_a_dead_backend_out_and_bring_it_back() {
     let handle = proxy.handle();
     assert_eq!(tally(local, 30, 1), [10, 10, 10, 0], "all three serve");
 
-    drop(backends[1].take());
+    let b_port = backends[1].take().expect("B").go_down();
     wait_backend(&handle, local, addrs[1], "the checks to mark B down", |b| {
         b.state == BackendState::Down
     });
@@ -197,7 +197,7 @@ fn active_checks_take_a_dead_backend_out_and_bring_it_back() {
 
     // How many good checks that takes is `a_revived_backend_is_used_again_only_after_rise_good_checks`'s
     // business; here, that it comes back at all and serves.
-    let _revived = Backend::greeting_echo_at(addrs[1], b"B", Duration::from_secs(5));
+    let _revived = b_port.revive_greeting_echo(b"B");
     wait_backend(
         &handle,
         local,
@@ -556,18 +556,14 @@ fn a_revived_backend_is_used_again_only_after_rise_good_checks() {
     let (proxy, local) = start_balanced(&r, &send_expect(RISE, 1));
     let handle = proxy.handle();
 
-    drop(b);
+    let b_port = b.go_down();
     wait_backend(&handle, local, b_addr, "the checks to mark B down", |s| {
         s.state == BackendState::Down
     });
 
     let (to_test, checks) = mpsc::channel();
     let gate: CheckGate = Arc::new(Mutex::new(Some(to_test)));
-    let _revived = Backend::start_at(
-        b_addr,
-        Duration::from_secs(5),
-        check_aware(b"B", b"+PONG\r\n", gate.clone(), counter()),
-    );
+    let _revived = b_port.revive(check_aware(b"B", b"+PONG\r\n", gate.clone(), counter()));
     for n in 1..=RISE {
         let mut check = checks
             .recv_timeout(Duration::from_secs(10))

@@ -134,15 +134,25 @@ impl Backend {
         greeting: &'static [u8],
         within: Duration,
     ) -> Backend {
-        Backend::start_at(addr, within, move |mut stream, _| {
-            if stream.write_all(greeting).is_ok() {
-                let _ = echo(&mut stream);
-            }
-        })
+        Backend::start_at(addr, within, greet_then_echo(greeting))
+    }
+
+    /// Stops the backend as dropping it does, but keeps its port: a socket stays bound to the
+    /// address without listening, so connects are refused as by a dead server, and no other
+    /// socket (another test's ephemeral port, say) can take the port before
+    /// [`HeldPort::revive`] listens on it again.
+    pub fn go_down(self) -> HeldPort {
+        let socket = reusable_socket(self.addr);
+        socket
+            .bind(&self.addr.into())
+            .unwrap_or_else(|e| panic!("hold {} beside its listener: {e}", self.addr));
+        let addr = self.addr;
+        drop(self);
+        HeldPort { addr, socket }
     }
 
     /// [`Backend::start`] on a given address, bound as [`Backend::greeting_echo_at`] binds.
-    pub fn start_at(
+    fn start_at(
         addr: SocketAddr,
         within: Duration,
         behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static,
@@ -174,11 +184,7 @@ impl Backend {
 
     /// Sends `greeting` first, then echoes: tells a client which backend it reached.
     pub fn greeting_echo(greeting: &'static [u8]) -> Backend {
-        Backend::start(move |mut stream, _| {
-            if stream.write_all(greeting).is_ok() {
-                let _ = echo(&mut stream);
-            }
-        })
+        Backend::start(greet_then_echo(greeting))
     }
 
     /// Reads until end of stream, then sends `reply(everything read)` and closes.
@@ -392,6 +398,15 @@ impl Drop for Held<'_> {
     }
 }
 
+/// The behaviour of [`Backend::greeting_echo`].
+fn greet_then_echo(greeting: &'static [u8]) -> impl Fn(TcpStream, &Ctx) + Send + Sync + 'static {
+    move |mut stream, _| {
+        if stream.write_all(greeting).is_ok() {
+            let _ = echo(&mut stream);
+        }
+    }
+}
+
 /// A socket listening on `addr` with `SO_REUSEADDR`; while the address is in use, tries again
 /// until `within` has passed, then fails the test.
 fn listen_at(addr: SocketAddr, within: Duration) -> TcpListener {
@@ -418,11 +433,48 @@ fn listen_at(addr: SocketAddr, within: Duration) -> TcpListener {
     }
 }
 
-/// A socket bound to `127.0.0.1:0` and listening with `backlog`.
+/// A socket bound to `127.0.0.1:0` and listening with `backlog`, with `SO_REUSEPORT` so that
+/// [`Backend::go_down`] can hold its port.
 fn listen(backlog: i32) -> TcpListener {
-    let socket = bound_socket();
+    let socket = reusable_socket("127.0.0.1:0".parse().unwrap());
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind 127.0.0.1:0");
     socket.listen(backlog).expect("listen");
     socket.into()
+}
+
+/// A TCP socket for `addr`'s family with `SO_REUSEPORT`: two such sockets may be bound to one
+/// address, and only listening ones are given connections.
+fn reusable_socket(addr: SocketAddr) -> socket2::Socket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket.set_reuse_port(true).expect("SO_REUSEPORT");
+    socket
+}
+
+/// The port of a backend that went down ([`Backend::go_down`]), bound and not listening.
+pub struct HeldPort {
+    addr: SocketAddr,
+    socket: socket2::Socket,
+}
+
+impl HeldPort {
+    /// Brings "the same server" back: listens on the held port and serves `behaviour`.
+    pub fn revive(self, behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static) -> Backend {
+        self.socket
+            .listen(BACKLOG)
+            .unwrap_or_else(|e| panic!("listen on {} again: {e}", self.addr));
+        Backend::serve(self.socket.into(), behaviour)
+    }
+
+    /// [`HeldPort::revive`] as a [`Backend::greeting_echo`].
+    pub fn revive_greeting_echo(self, greeting: &'static [u8]) -> Backend {
+        self.revive(greet_then_echo(greeting))
+    }
 }
 
 /// A TCP socket bound to `127.0.0.1:0`.
