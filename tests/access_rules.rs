@@ -237,3 +237,45 @@ fn a_client_opens_at_most_its_burst_then_its_rate() {
         porxy.stderr().contains("reason=client_rate")
     });
 }
+
+/// Holds a connection through `tunnel` (which takes PROXY v1) for IPv6 client `client`; the
+/// stream if it was served.
+fn held_as(client: &str, tunnel: SocketAddr) -> Option<std::net::TcpStream> {
+    let mut stream = try_connect_from(ip("127.0.0.2"), tunnel).ok()?;
+    let header = format!("PROXY TCP6 {client} 2001:db8::1 4711 80\r\nhello");
+    stream.write_all(header.as_bytes()).ok()?;
+    let mut back = [0u8; 5];
+    std::io::Read::read_exact(&mut stream, &mut back).ok()?;
+    (&back == b"hello").then_some(stream)
+}
+
+/// IPv6 clients are one client by their /64, or by the prefix `client_ipv6_prefix` gives.
+#[test]
+fn ipv6_clients_are_grouped_by_their_prefix() {
+    let backend = Backend::echo();
+    let by_64 = porxy(backend.addr(), "accept_proxy=v1,max_conns_per_client=1");
+    let tunnel = by_64.tunnel("cli-1");
+    let first = held_as("2001:db8:1:2::a", tunnel).expect("the first of its /64");
+    assert!(held_as("2001:db8:1:2::b", tunnel).is_none(), "same /64");
+    let other_64 = held_as("2001:db8:1:3::a", tunnel).expect("another /64 is another client");
+    drop((first, other_64));
+
+    let by_48 = porxy(
+        backend.addr(),
+        "accept_proxy=v1,max_conns_per_client=1,client_ipv6_prefix=48",
+    );
+    let tunnel = by_48.tunnel("cli-1");
+    let first = held_as("2001:db8:1:2::a", tunnel).expect("the first of its /48");
+    assert!(held_as("2001:db8:1:3::a", tunnel).is_none(), "same /48");
+    let other_48 = held_as("2001:db8:2::a", tunnel).expect("another /48");
+    drop((first, other_48));
+
+    let by_address = porxy(
+        backend.addr(),
+        "accept_proxy=v1,max_conns_per_client=1,client_ipv6_prefix=128",
+    );
+    let tunnel = by_address.tunnel("cli-1");
+    let _a = held_as("2001:db8:1:2::a", tunnel).expect("::a");
+    let _b = held_as("2001:db8:1:2::b", tunnel).expect("::b is another client at /128");
+    assert!(held_as("2001:db8:1:2::a", tunnel).is_none(), "::a again");
+}

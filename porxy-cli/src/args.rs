@@ -293,9 +293,11 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     allow, deny           who may connect, judged on the real client: the most specific
                           network that holds it decides; outside both, refused if there
                           is an allow list
-    max_conns_per_client  the most connections one client (IPv6: its /64) holds at once
+    max_conns_per_client  the most connections one client holds at once
     rate_per_client       new connections one client may open per second, with bursts of
                           rate_burst (default: the rate)
+    client_ipv6_prefix    IPv6 clients in one prefix of this length are one client for
+                          the two above (64)
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -364,7 +366,7 @@ mod tests {
         assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
         assert!(help.contains("min_live, splice,\n    accept_proxy, proxy_timeout, send_proxy"));
-        assert!(help.contains("send_proxy, proxy_from, allow, deny,\n    max_conns_per_client, rate_per_client, rate_burst."));
+        assert!(help.contains("send_proxy, proxy_from, allow, deny,\n    max_conns_per_client, rate_per_client, rate_burst, client_ipv6_prefix."));
         assert!(help.contains("splice=on|off"));
         assert!(help.contains("accept_proxy          read a PROXY header"));
     }

@@ -173,6 +173,11 @@ impl Lift<'_> {
                 "rate_burst",
                 raw.rate_burst.as_ref().map(Count),
             ),
+            (
+                K::ClientIpv6Prefix,
+                "client_ipv6_prefix",
+                raw.client_ipv6_prefix.as_ref().map(Count),
+            ),
             (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
             (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
             (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),

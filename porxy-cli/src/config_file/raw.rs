@@ -142,6 +142,8 @@ pub(super) struct RawListener {
     pub(super) rate_per_client: Option<Spanned<i64>>,
     /// New connections one client may open at once beyond the rate.
     pub(super) rate_burst: Option<Spanned<i64>>,
+    /// The prefix by which IPv6 clients are one client.
+    pub(super) client_ipv6_prefix: Option<Spanned<i64>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

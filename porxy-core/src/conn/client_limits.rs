@@ -2,7 +2,8 @@
 //! hold at once on a tunnel, exact across reactors.
 //!
 //! A client is its real address (the one a PROXY header named, else its peer); IPv6 clients
-//! are grouped by their /64, since one host commonly has a whole /64. The counts are shared by
+//! are grouped by a prefix (`client_ipv6_prefix`, /64 by default, since one host commonly has
+//! a whole /64): a [`ClientKey`]. The counts are shared by
 //! every reactor, in shards behind locks taken for a few map operations per connection, so
 //! two reactors taking two connections of one client at once can never both pass the limit.
 //! Which connections hold a count is kept by connection id, so each gives its count back
@@ -16,18 +17,21 @@ use std::sync::Mutex;
 
 /// Shards of the counts: reactors taking different clients rarely meet on one lock.
 const SHARDS: usize = 16;
-/// The prefix IPv6 clients are grouped by.
-const IPV6_GROUP: u8 = 64;
+/// The prefix IPv6 clients are grouped by unless told otherwise.
+pub(crate) const DEFAULT_IPV6_PREFIX: u8 = 64;
 
-/// A client, as the limits count it: IPv6 by its /64.
+/// A client, as the limits and the rate count it: an IPv4 address (mapped IPv6 ones as
+/// themselves), or an IPv6 prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct ClientKey(IpAddr);
 
 impl ClientKey {
-    pub(crate) fn of(addr: IpAddr) -> ClientKey {
+    /// `addr`'s client, IPv6 addresses grouped by their first `ipv6_prefix` bits (1 to 128).
+    pub(crate) fn of(addr: IpAddr, ipv6_prefix: u8) -> ClientKey {
         match addr.to_canonical() {
             IpAddr::V6(v6) => {
-                let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(IPV6_GROUP)));
+                let kept = u32::from(ipv6_prefix.clamp(1, 128));
+                let bits = u128::from(v6) & (u128::MAX << (128 - kept));
                 ClientKey(IpAddr::V6(Ipv6Addr::from(bits)))
             }
             v4 => ClientKey(v4),
@@ -63,10 +67,9 @@ impl ClientLimits {
         &self.shards[hasher.finish() as usize % SHARDS]
     }
 
-    /// Connection `id` of `addr` takes a count, if its client holds fewer than `max`; false
+    /// Connection `id` of `client` takes a count, if the client holds fewer than `max`; false
     /// if it is at the limit (nothing taken).
-    pub(crate) fn take(&self, id: u64, addr: IpAddr, max: u32) -> bool {
-        let client = ClientKey::of(addr);
+    pub(crate) fn take(&self, id: u64, client: ClientKey, max: u32) -> bool {
         let mut shard = self.shard(client).lock().unwrap_or_else(|e| e.into_inner());
         let open = shard.open.entry(client).or_insert(0);
         if *open >= max {
@@ -80,15 +83,14 @@ impl ClientLimits {
         true
     }
 
-    /// Connection `id` of `addr`, taken over from another process, counts whatever the limit:
-    /// it exists already.
-    pub(crate) fn adopt(&self, id: u64, addr: IpAddr) {
-        self.take(id, addr, u32::MAX);
+    /// Connection `id` of `client`, taken over from another process, counts whatever the
+    /// limit: it exists already.
+    pub(crate) fn adopt(&self, id: u64, client: ClientKey) {
+        self.take(id, client, u32::MAX);
     }
 
-    /// Connection `id` ends or leaves: its count goes back, if it holds one.
-    pub(crate) fn give_back(&self, id: u64, addr: IpAddr) {
-        let client = ClientKey::of(addr);
+    /// Connection `id` of `client` ends or leaves: its count goes back, if it holds one.
+    pub(crate) fn give_back(&self, id: u64, client: ClientKey) {
         let mut shard = self.shard(client).lock().unwrap_or_else(|e| e.into_inner());
         if shard.holders.remove(&id).is_none() {
             return;
@@ -103,8 +105,7 @@ impl ClientLimits {
 
     /// Connections `addr`'s client holds now.
     #[cfg(test)]
-    fn open(&self, addr: IpAddr) -> u32 {
-        let client = ClientKey::of(addr);
+    fn open(&self, client: ClientKey) -> u32 {
         let shard = self.shard(client).lock().unwrap();
         shard.open.get(&client).copied().unwrap_or(0)
     }
@@ -116,8 +117,9 @@ mod tests {
 
     use super::*;
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
+    /// The client of address `text`, IPv6 by its /64.
+    fn ip(text: &str) -> ClientKey {
+        ClientKey::of(text.parse().unwrap(), DEFAULT_IPV6_PREFIX)
     }
 
     #[test]
@@ -150,10 +152,35 @@ mod tests {
     }
 
     #[test]
+    fn the_ipv6_prefix_decides_who_is_one_client() {
+        let a: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let same_48: IpAddr = "2001:db8:1:ff::b".parse().unwrap();
+        assert_ne!(ClientKey::of(a, 64), ClientKey::of(same_48, 64));
+        assert_eq!(ClientKey::of(a, 48), ClientKey::of(same_48, 48));
+        let next: IpAddr = "2001:db8:1:2::b".parse().unwrap();
+        assert_ne!(
+            ClientKey::of(a, 128),
+            ClientKey::of(next, 128),
+            "each address"
+        );
+        assert_eq!(
+            ClientKey::of(a, 1),
+            ClientKey::of("::1".parse().unwrap(), 1)
+        );
+        // IPv4 (and IPv4 mapped in IPv6) is never grouped.
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_ne!(
+            ClientKey::of(v4, 1),
+            ClientKey::of("10.0.0.2".parse().unwrap(), 1)
+        );
+    }
+
+    #[test]
     fn memory_goes_with_the_last_connection() {
         let limits = ClientLimits::default();
         for id in 0..1000u64 {
             let addr = IpAddr::from([10, 0, (id / 256) as u8, (id % 256) as u8]);
+            let addr = ClientKey::of(addr, DEFAULT_IPV6_PREFIX);
             assert!(limits.take(id, addr, 3));
             limits.give_back(id, addr);
         }

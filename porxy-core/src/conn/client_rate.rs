@@ -1,7 +1,7 @@
 //! Per-client connection rate (`rate_per_client`, `rate_burst`): how many new connections one
 //! client may open per second on a tunnel, as a token bucket shared by every reactor.
 //!
-//! A client (its real address; IPv6 by its /64, as for [`ClientLimits`]) starts with
+//! A client (a [`ClientKey`], as for [`ClientLimits`]) starts with
 //! `burst` tokens; each new connection takes one; tokens come back at `rate` a second, up to
 //! `burst`. A connection with no token left is refused. Buckets live in locked shards, so two
 //! reactors never both take a client's last token.
@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -54,10 +53,9 @@ impl Default for ClientRate {
 }
 
 impl ClientRate {
-    /// Whether `addr`'s client may open a connection at `now`, at `rate` a second with bursts
-    /// of `burst`; if so, it has taken a token.
-    pub(crate) fn admit(&self, addr: IpAddr, now: Instant, rate: u32, burst: u32) -> bool {
-        let client = ClientKey::of(addr);
+    /// Whether `client` may open a connection at `now`, at `rate` a second with bursts of
+    /// `burst`; if so, it has taken a token.
+    pub(crate) fn admit(&self, client: ClientKey, now: Instant, rate: u32, burst: u32) -> bool {
         let (rate, burst) = (f64::from(rate), f64::from(burst.max(1)));
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         client.hash(&mut hasher);
@@ -102,17 +100,19 @@ fn sweep(buckets: &mut HashMap<ClientKey, Bucket>, now: Instant, rate: f64, burs
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
     use std::time::Duration;
 
     use super::*;
+    use crate::conn::client_limits::DEFAULT_IPV6_PREFIX;
 
     /// The time one token takes to come back at `rate` a second.
     fn one_token(rate: u32) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(rate))
     }
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
+    fn ip(text: &str) -> ClientKey {
+        ClientKey::of(text.parse().unwrap(), DEFAULT_IPV6_PREFIX)
     }
 
     #[test]
@@ -146,7 +146,7 @@ mod tests {
         let rate = ClientRate::default();
         let t0 = Instant::now();
         for i in 0..200_000u32 {
-            let addr = IpAddr::from(i.to_be_bytes());
+            let addr = ClientKey::of(IpAddr::from(i.to_be_bytes()), DEFAULT_IPV6_PREFIX);
             rate.admit(addr, t0, 1, 5);
         }
         assert!(

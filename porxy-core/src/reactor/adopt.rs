@@ -219,7 +219,7 @@ impl Reactor {
 /// rules, its per-client rate (a token taken), its per-client limit (a count taken, held until
 /// the connection ends or leaves: `finish`, `export`). The first refusal is the reason to close.
 fn admit(slot: &Slot, now: Instant) -> Result<(), CloseReason> {
-    let (tunnel, client) = (&slot.tunnel, slot.peer.ip());
+    let (tunnel, client) = (&slot.tunnel, slot.tunnel.client_key(slot.peer.ip()));
     if let Verdict::Refuse(reason) = tunnel.admit(slot.peer) {
         return Err(reason);
     }

@@ -307,7 +307,8 @@ impl Reactor {
         }
         // It counts against its client's limit here too, whatever the limit: it exists.
         if slot.tunnel.max_conns_per_client.is_some() {
-            slot.tunnel.clients.adopt(slot.id, slot.peer.ip());
+            let client = slot.tunnel.client_key(slot.peer.ip());
+            slot.tunnel.clients.adopt(slot.id, client);
         }
         self.slots.insert_at(key, slot);
         self.drive(key, now);

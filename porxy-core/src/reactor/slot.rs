@@ -81,7 +81,8 @@ impl Slot {
     /// one; call once it ends or leaves.
     pub(super) fn release_client_count(&self) {
         if self.tunnel.max_conns_per_client.is_some() {
-            self.tunnel.clients.give_back(self.id, self.peer.ip());
+            let client = self.tunnel.client_key(self.peer.ip());
+            self.tunnel.clients.give_back(self.id, client);
         }
     }
 

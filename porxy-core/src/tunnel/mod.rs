@@ -11,7 +11,7 @@ mod resolve;
 
 pub(crate) use resolve::check_options;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::balance::backend::{Backend, BackendState};
@@ -20,7 +20,7 @@ use crate::balance::Balancer;
 use crate::config::{ProxyConfig, TunnelSettings};
 use crate::conn::access_rules::AccessRules;
 use crate::conn::admission::{Admission, Verdict};
-use crate::conn::client_limits::ClientLimits;
+use crate::conn::client_limits::{ClientKey, ClientLimits};
 use crate::conn::client_rate::ClientRate;
 use crate::conn::fanout::FanoutSettings;
 use crate::conn::opening::OpeningConfig;
@@ -74,6 +74,8 @@ pub(crate) struct Tunnel {
     pub(crate) rate_per_client: Option<(u32, u32)>,
     /// The per-client rate buckets, shared by every version of the tunnel.
     pub(crate) rates: Arc<ClientRate>,
+    /// The prefix by which IPv6 clients are one client, for the limit and the rate.
+    pub(crate) client_ipv6_prefix: u8,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -145,6 +147,7 @@ impl Tunnel {
             deny,
             max_conns_per_client,
             rate_per_client,
+            client_ipv6_prefix,
         } = resolve(&spec.options, count, config)
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
@@ -201,7 +204,14 @@ impl Tunnel {
             clients,
             rate_per_client,
             rates,
+            client_ipv6_prefix,
         })
+    }
+
+    /// The client `addr` is, for the per-client limit and rate.
+    #[inline]
+    pub(crate) fn client_key(&self, addr: IpAddr) -> ClientKey {
+        ClientKey::of(addr, self.client_ipv6_prefix)
     }
 
     /// The verdict on `client` (its real address), before a backend is picked.

@@ -17,6 +17,7 @@ use crate::config::{
     ProxyConfig, TunnelSettings, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL, DEFAULT_MAX_FAILS, DEFAULT_QUEUE_TIMEOUT, DEFAULT_RISE,
 };
+use crate::conn::client_limits::DEFAULT_IPV6_PREFIX;
 use crate::conn::fanout::{FanoutSettings, DEFAULT_MAX_LAG};
 use crate::error::Error;
 use crate::spec::{
@@ -55,6 +56,8 @@ pub(crate) struct Resolved {
     pub(crate) max_conns_per_client: Option<u32>,
     /// New connections one client may open per second, and in a burst.
     pub(crate) rate_per_client: Option<(u32, u32)>,
+    /// The prefix by which IPv6 clients are one client.
+    pub(crate) client_ipv6_prefix: u8,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -162,6 +165,10 @@ pub(crate) fn resolve(
         rate_per_client: options
             .rate_per_client
             .map(|rate| (rate, options.rate_burst.unwrap_or(rate))),
+        client_ipv6_prefix: options
+            .client_ipv6_prefix
+            .and_then(|p| u8::try_from(p).ok())
+            .unwrap_or(DEFAULT_IPV6_PREFIX),
     })
 }
 

@@ -75,6 +75,8 @@ pub enum OptionKey {
     RatePerClient,
     /// `rate_burst`: 1 to 1,000,000.
     RateBurst,
+    /// `client_ipv6_prefix`: 1 to 128.
+    ClientIpv6Prefix,
 }
 
 /// What an option's value is.
@@ -129,7 +131,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 32] = [
+    pub const ALL: [OptionKey; 33] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -162,6 +164,7 @@ impl OptionKey {
         OptionKey::MaxConnsPerClient,
         OptionKey::RatePerClient,
         OptionKey::RateBurst,
+        OptionKey::ClientIpv6Prefix,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -199,6 +202,7 @@ impl OptionKey {
             OptionKey::MaxConnsPerClient => "max_conns_per_client",
             OptionKey::RatePerClient => "rate_per_client",
             OptionKey::RateBurst => "rate_burst",
+            OptionKey::ClientIpv6Prefix => "client_ipv6_prefix",
         }
     }
 
@@ -222,6 +226,7 @@ impl OptionKey {
                 count(1, 1_000_000)
             }
             OptionKey::MaxFails | OptionKey::Rise | OptionKey::Fall => count(1, 1000),
+            OptionKey::ClientIpv6Prefix => count(1, 128),
             OptionKey::MinLive => count(1, MAX_FANOUT as u32),
             OptionKey::MaxLag => Value::Size,
             OptionKey::Check => Value::Switch {

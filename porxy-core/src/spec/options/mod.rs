@@ -103,13 +103,17 @@ pub struct TunnelOptions {
     /// decides (a tie: refused); a client in neither list is refused if `allow` is given,
     /// else taken.
     pub deny: Option<Networks>,
-    /// The most connections one client (its real address; IPv6 by its /64) may hold at once
-    /// (default: no limit).
+    /// The most connections one client (its real address; IPv6 by its
+    /// [`client_ipv6_prefix`](TunnelOptions::client_ipv6_prefix)) may hold at once (default: no
+    /// limit).
     pub max_conns_per_client: Option<u32>,
     /// New connections one client may open per second, on average (default: no limit).
     pub rate_per_client: Option<u32>,
     /// New connections one client may open at once beyond the rate (default: the rate).
     pub rate_burst: Option<u32>,
+    /// The prefix length by which IPv6 clients are one client for the per-client limit and
+    /// rate (default: 64, since one host commonly holds a whole /64).
+    pub client_ipv6_prefix: Option<u32>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -55,6 +55,7 @@ impl TunnelOptions {
             OptionKey::MaxConnsPerClient => count(self.max_conns_per_client),
             OptionKey::RatePerClient => count(self.rate_per_client),
             OptionKey::RateBurst => count(self.rate_burst),
+            OptionKey::ClientIpv6Prefix => count(self.client_ipv6_prefix),
         }
     }
 }

@@ -185,6 +185,7 @@ impl TunnelOptions {
             OptionKey::MaxConnsPerClient => &mut self.max_conns_per_client,
             OptionKey::RatePerClient => &mut self.rate_per_client,
             OptionKey::RateBurst => &mut self.rate_burst,
+            OptionKey::ClientIpv6Prefix => &mut self.client_ipv6_prefix,
             OptionKey::Attempts => &mut self.attempts,
             OptionKey::MaxConns => &mut self.max_conns,
             OptionKey::MaxFails => &mut self.max_fails,

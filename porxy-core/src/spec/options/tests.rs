@@ -46,6 +46,7 @@ fn every_key_sets_and_renders_back() {
         ("max_conns_per_client", "10"),
         ("rate_per_client", "20"),
         ("rate_burst", "40"),
+        ("client_ipv6_prefix", "56"),
     ];
     for (k, v) in pairs {
         options
@@ -180,7 +181,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 32);
+    assert_eq!(OPTION_KEYS.len(), 33);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(
