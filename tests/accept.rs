@@ -300,3 +300,61 @@ fn take_listening_sockets(path: &Path) -> Vec<TcpListener> {
     }
     sockets.into_iter().map(TcpListener::from).collect()
 }
+
+/// `max_accept_rate`: over the proxy-wide rate, clients wait in the listen backlog and are
+/// taken in turn, one per interval after the burst: none is reset, whoever accepts.
+#[test]
+fn clients_over_the_accept_rate_wait_their_turn() {
+    // 10 a second: a burst of one, then one every 100 ms.
+    const RATE: u32 = 10;
+    const CLIENTS: usize = 5;
+    for mode in MODES {
+        let echo = Backend::echo();
+        let proxy = start(
+            builder()
+                .reactors(2)
+                .max_accept_rate(RATE)
+                .accept(mode)
+                .tunnel(spec_to(echo.addr())),
+        );
+        let local = proxy.bound()[0];
+        // Every client connects (the kernel completes the handshake) and speaks at once.
+        let started = std::time::Instant::now();
+        let mut clients: Vec<TcpStream> = (0..CLIENTS)
+            .map(|i| {
+                let mut stream = connect(local);
+                stream.write_all(format!("client {i}").as_bytes()).unwrap();
+                stream
+            })
+            .collect();
+        let mut served_at = Vec::new();
+        for (i, stream) in clients.iter_mut().enumerate() {
+            let want = format!("client {i}");
+            let mut back = vec![0u8; want.len()];
+            stream
+                .read_exact(&mut back)
+                .unwrap_or_else(|e| panic!("{mode}: client {i} was not served: {e}"));
+            assert_eq!(back, want.as_bytes());
+            served_at.push(started.elapsed());
+        }
+        // Five accepts at 10 a second take four intervals (400 ms) from the first, whatever
+        // the order; the margin is for the clock.
+        let span = *served_at.last().unwrap();
+        assert!(
+            span >= Duration::from_millis(350),
+            "{mode}: {CLIENTS} clients served within {span:?} at {RATE} a second"
+        );
+        drop(clients);
+        let handle = proxy.handle();
+        wait_all_closed(&handle);
+        let status = wait_tunnel(&handle, local, "every connection counted", |t| {
+            t.closes.total() == CLIENTS as u64
+        });
+        assert_eq!(
+            status.closes.get(CloseReason::Completed),
+            CLIENTS as u64,
+            "{mode}: nobody was reset: {:?}",
+            status.closes
+        );
+    }
+}

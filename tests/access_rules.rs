@@ -279,3 +279,49 @@ fn ipv6_clients_are_grouped_by_their_prefix() {
     let _b = held_as("2001:db8:1:2::b", tunnel).expect("::b is another client at /128");
     assert!(held_as("2001:db8:1:2::a", tunnel).is_none(), "::a again");
 }
+
+/// A reload changes the proxy-wide rules for new connections (and says which `[proxy]`
+/// settings must wait for the next start); an established connection is not judged again.
+#[test]
+fn a_reload_changes_the_proxy_wide_rules() {
+    let backend = Backend::echo();
+    let dir = TempDir::new();
+    let file = |proxy: &str| {
+        format!(
+            "[proxy]\n{proxy}\n\n\
+             [backends.echo]\naddress = \"{}\"\n\n\
+             [listeners.plain]\nlisten = \"127.0.0.1:0\"\nbackends = [\"echo\"]\n",
+            backend.addr()
+        )
+    };
+    let config = dir.write("porxy.toml", &file("deny = [\"127.0.0.3\"]"));
+    let porxy = Porxy::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--control",
+        "127.0.0.1:0",
+        "--reactors",
+        "2",
+    ]);
+    let plain = porxy.tunnel("plain");
+    let mut control = ControlClient::connect(porxy.control().unwrap().parse().unwrap());
+    assert!(!served("127.0.0.3", plain, b"a", b"a"));
+    let mut held = try_connect_from(ip("127.0.0.2"), plain).unwrap();
+    round_trip(&mut held, b"held");
+
+    dir.write(
+        "porxy.toml",
+        &file("deny = [\"127.0.0.2\"]\nbuffer_size = \"32KiB\""),
+    );
+    let reply = control.cmd("RELOAD");
+    assert!(reply.starts_with("OK reloaded"), "{reply}");
+    assert!(served("127.0.0.3", plain, b"b", b"b"), "no longer denied");
+    assert!(!served("127.0.0.2", plain, b"c", b"c"), "denied now");
+    round_trip(&mut held, b"still held");
+    wait_until(WAIT, "the restart-only setting named", || {
+        porxy.stderr().lines().any(|line| {
+            line.contains("[proxy] settings changed that take effect at the next start")
+                && line.contains("settings=buffer_size")
+        })
+    });
+}

@@ -36,6 +36,8 @@ pub(crate) struct Args {
     pub(crate) reactors: Option<usize>,
     /// `--max-connections N`, overriding the file.
     pub(crate) max_connections: Option<usize>,
+    /// `--max-accept-rate N`, overriding the file.
+    pub(crate) max_accept_rate: Option<u32>,
     /// `--accept MODE`, overriding the file.
     pub(crate) accept: Option<AcceptMode>,
     /// `--log FILTER`, already known to parse.
@@ -94,6 +96,11 @@ struct RawArgs {
     /// the file; default: what the descriptor limit, `ulimit -n`, allows).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+
+    /// Most new clients accepted per second by the whole proxy; more wait in the listen
+    /// backlog, none is reset (overrides the file; default: no limit).
+    #[arg(long, value_name = "N")]
+    max_accept_rate: Option<u32>,
 
     /// Which threads accept new clients: `reactors` (each reactor accepts for itself; the
     /// default) or `listener` (one thread accepts and hands clients to the reactors in turn).
@@ -189,6 +196,7 @@ impl RawArgs {
             tunnels,
             reactors: self.reactors,
             max_connections: self.max_connections,
+            max_accept_rate: self.max_accept_rate,
             accept: self.accept,
             log: self.log,
             check: self.check,

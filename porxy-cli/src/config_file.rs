@@ -55,6 +55,8 @@ pub(crate) struct Overrides {
     pub(crate) reactors: Option<usize>,
     /// `--max-connections N`.
     pub(crate) max_connections: Option<usize>,
+    /// `--max-accept-rate N`.
+    pub(crate) max_accept_rate: Option<u32>,
     /// `--accept MODE`.
     pub(crate) accept: Option<AcceptMode>,
     /// `--control ADDR`.
@@ -269,6 +271,9 @@ impl Lift<'_> {
         if let Some(max) = &raw.max_connections {
             config.max_connections = Some(*max.get_ref());
         }
+        if let Some(rate) = &raw.max_accept_rate {
+            config.max_accept_rate = Some(*rate.get_ref());
+        }
         if let Some(splice) = &raw.splice {
             config.splice = *splice.get_ref();
         }
@@ -300,6 +305,9 @@ impl Lift<'_> {
         if let Some(max) = overrides.max_connections {
             config.max_connections = Some(max);
         }
+        if let Some(rate) = overrides.max_accept_rate {
+            config.max_accept_rate = Some(rate);
+        }
         if let Some(busy_poll) = overrides.busy_poll {
             config.busy_poll = busy_poll;
         }
@@ -316,6 +324,13 @@ impl Lift<'_> {
                     ..
                 } if overrides.max_connections.is_some() => ConfigError::Flag {
                     flag: "--max-connections",
+                    source: err,
+                },
+                porxy_core::Error::InvalidSetting {
+                    name: "max_accept_rate",
+                    ..
+                } if overrides.max_accept_rate.is_some() => ConfigError::Flag {
+                    flag: "--max-accept-rate",
                     source: err,
                 },
                 porxy_core::Error::InvalidSetting {

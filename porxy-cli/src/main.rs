@@ -147,6 +147,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
     let overrides = Overrides {
         reactors: args.reactors,
         max_connections: args.max_connections,
+        max_accept_rate: args.max_accept_rate,
         accept: args.accept,
         control: args.control.clone(),
         control_idle_timeout: args.control_idle_timeout,
@@ -167,6 +168,9 @@ fn plan(args: Args) -> Result<Plan, CliError> {
             if let Some(max) = args.max_connections {
                 config.max_connections = Some(max);
             }
+            if let Some(rate) = args.max_accept_rate {
+                config.max_accept_rate = Some(rate);
+            }
             if let Some(accept) = args.accept {
                 config.accept = accept;
             }
@@ -179,6 +183,10 @@ fn plan(args: Args) -> Result<Plan, CliError> {
                         name: "max_connections",
                         ..
                     } => "--max-connections".into(),
+                    porxy_core::Error::InvalidSetting {
+                        name: "max_accept_rate",
+                        ..
+                    } => "--max-accept-rate".into(),
                     porxy_core::Error::InvalidSetting {
                         name: "busy_poll", ..
                     } => "--busy-poll".into(),
@@ -281,7 +289,6 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         config_path: plan.config_path.clone(),
         cli_tunnels: plan.cli_tunnels.clone(),
         overrides: plan.overrides.clone(),
-        running: plan.config.clone(),
         control: plan.control.clone(),
         bound: Mutex::new(
             tunnels

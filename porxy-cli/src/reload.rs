@@ -2,9 +2,10 @@
 //!
 //! The file and the original `--tunnel` arguments make the new set of tunnels, checked like at
 //! start (located errors, resolved names, no two tunnels on one address), then handed to
-//! [`ProxyHandle::reload`], which applies all of it or none. Proxy-wide settings (reactors,
-//! buffer size, ...) and the control address cannot change in a running process: a change to
-//! them is logged and kept for the next start.
+//! [`ProxyHandle::reload_with`] with the file's `[proxy]` settings, which applies all of it or
+//! none. Of those, the tunnels' defaults (timeouts, splice, allow, deny) and `max_accept_rate`
+//! change at once; the others (reactors, buffer size, ...) and the control address cannot
+//! change in a running process: a change to them is logged and kept for the next start.
 //!
 //! A file that defines no listener while the running one defines some is refused, unless the
 //! reload is forced ([`ReloadMode::Force`], control `RELOAD FORCE`): it is what an editor or
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use porxy_core::{Endpoint, ProxyConfig, ProxyHandle, ReloadReport, TunnelSpec};
+use porxy_core::{Endpoint, ProxyHandle, ReloadReport, TunnelSpec};
 
 use crate::config_file::{self, ConfigError, Overrides};
 use crate::control::ControlAddr;
@@ -82,7 +83,6 @@ pub(crate) struct Reloader {
     pub(crate) config_path: Option<PathBuf>,
     pub(crate) cli_tunnels: Vec<NamedTunnel>,
     pub(crate) overrides: Overrides,
-    pub(crate) running: ProxyConfig,
     pub(crate) control: Option<ControlAddr>,
     /// The bound address of every tunnel by name, so that a listener on port 0 keeps the port
     /// it got across reloads. Also serialises reloads (SIGHUP and RELOAD may come together).
@@ -151,28 +151,29 @@ impl Reloader {
         }
         tunnels.extend(self.cli_tunnels.iter().cloned());
         crate::preflight::check_tunnels(&tunnels).map_err(|e| ReloadError::Check(Box::new(e)))?;
-        self.note_restart_only(&file.proxy, file.control.as_ref());
+        if file.control.as_ref() != self.control.as_ref() && self.control.is_some() {
+            tracing::warn!("[control] changed; it takes effect at the next start");
+        }
         let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
         let specs: Vec<_> = tunnels
             .into_iter()
             .map(|t| keep_port(t.spec, bound.get(&t.name)))
             .collect();
-        let report = self.handle.reload(&specs).map_err(ReloadError::Core)?;
+        let report = self
+            .handle
+            .reload_with(&file.proxy, &specs)
+            .map_err(ReloadError::Core)?;
+        if !report.restart_only.is_empty() {
+            tracing::warn!(
+                settings = %report.restart_only.join(", "),
+                "[proxy] settings changed that take effect at the next start"
+            );
+        }
         *bound = names
             .into_iter()
             .zip(report.bound.iter().copied())
             .collect();
         Ok(report)
-    }
-
-    /// Logs settings that changed in the file but only take effect at the next start.
-    fn note_restart_only(&self, proxy: &ProxyConfig, control: Option<&ControlAddr>) {
-        if proxy != &self.running {
-            tracing::warn!("[proxy] settings changed; they take effect at the next start");
-        }
-        if control != self.control.as_ref() && self.control.is_some() {
-            tracing::warn!("[control] changed; it takes effect at the next start");
-        }
     }
 }
 

@@ -56,6 +56,8 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 /// Descriptors kept back from the automatic connection limit for porxy's own use.
 pub const RESERVED_DESCRIPTORS: usize = 64;
+/// Most new clients a second `max_accept_rate` may allow.
+pub const MAX_ACCEPT_RATE: u32 = 10_000_000;
 /// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Most kernel pipes each reactor opens at once for splice(2), in use and in stock.
@@ -99,6 +101,11 @@ pub struct ProxyConfig {
     /// instead of being accepted and reset for lack of descriptors. `None`: what
     /// `RLIMIT_NOFILE` allows (see [`ProxyConfig::connection_limit`]).
     pub max_connections: Option<usize>,
+    /// Most new clients accepted per second by the whole proxy (after a quiet spell, a tenth of
+    /// a second's worth at once); over it, clients wait in the listen backlog, they are not
+    /// reset. `None`, the default: no limit. Changes with
+    /// [`ProxyHandle::reload_with`](crate::ProxyHandle::reload_with).
+    pub max_accept_rate: Option<u32>,
     /// Relay bulk data with splice(2) through kernel pipes, so those bytes never enter user
     /// space (Linux only; default on there). Tunnels may override it (`splice=on|off`).
     pub splice: bool,
@@ -130,6 +137,7 @@ impl Default for ProxyConfig {
             client_fin_timeout: None,
             server_fin_timeout: None,
             max_connections: None,
+            max_accept_rate: None,
             splice: crate::splice::SUPPORTED,
             accept: AcceptMode::default(),
             busy_poll: Duration::ZERO,
@@ -140,6 +148,58 @@ impl Default for ProxyConfig {
 }
 
 impl ProxyConfig {
+    /// This configuration with the settings of `new` that a running proxy can change (see
+    /// [`ProxyHandle::reload_with`](crate::ProxyHandle::reload_with)), and the names of those
+    /// `new` changes that wait for the next start.
+    pub(crate) fn with_runtime_settings(
+        &self,
+        new: &ProxyConfig,
+    ) -> (ProxyConfig, Vec<&'static str>) {
+        let ProxyConfig {
+            reactors,
+            buffer_size,
+            pipe_size,
+            backlog,
+            connect_timeout,
+            idle_timeout,
+            half_closed_timeout,
+            client_fin_timeout,
+            server_fin_timeout,
+            max_connections,
+            max_accept_rate,
+            splice,
+            accept,
+            busy_poll,
+            allow,
+            deny,
+        } = new.clone();
+        let restart_only = [
+            ("reactors", reactors != self.reactors),
+            ("buffer_size", buffer_size != self.buffer_size),
+            ("pipe_size", pipe_size != self.pipe_size),
+            ("backlog", backlog != self.backlog),
+            ("max_connections", max_connections != self.max_connections),
+            ("accept", accept != self.accept),
+            ("busy_poll", busy_poll != self.busy_poll),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect();
+        let applied = ProxyConfig {
+            connect_timeout,
+            idle_timeout,
+            half_closed_timeout,
+            client_fin_timeout,
+            server_fin_timeout,
+            max_accept_rate,
+            splice,
+            allow,
+            deny,
+            ..self.clone()
+        };
+        (applied, restart_only)
+    }
+
     /// Checks every value is in range; the builder calls it before starting anything.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |name, reason: String| Err(Error::InvalidSetting { name, reason });
@@ -169,6 +229,15 @@ impl ProxyConfig {
         }
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1".into());
+        }
+        if self
+            .max_accept_rate
+            .is_some_and(|rate| !(1..=MAX_ACCEPT_RATE).contains(&rate))
+        {
+            return invalid(
+                "max_accept_rate",
+                format!("must be 1 to {MAX_ACCEPT_RATE} a second"),
+            );
         }
         if self.backlog < 1 {
             return invalid("backlog", format!("{} is not at least 1", self.backlog));
@@ -286,6 +355,28 @@ impl TunnelSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_takes_the_runtime_settings_and_names_the_others() {
+        let running = ProxyConfig::default();
+        let mut new = running.clone();
+        new.idle_timeout = Duration::from_secs(7);
+        new.max_accept_rate = Some(100);
+        new.deny = Some(Networks::try_from(["10.0.0.0/8"].as_slice()).unwrap());
+        new.reactors = running.reactors + 1;
+        new.backlog = 7;
+        let (applied, restart_only) = running.with_runtime_settings(&new);
+        assert_eq!(restart_only, ["reactors", "backlog"]);
+        assert_eq!(applied.idle_timeout, Duration::from_secs(7));
+        assert_eq!(applied.max_accept_rate, Some(100));
+        assert_eq!(applied.deny, new.deny);
+        assert_eq!(
+            (applied.reactors, applied.backlog),
+            (running.reactors, running.backlog)
+        );
+        let (same, none) = running.with_runtime_settings(&running);
+        assert_eq!((same, none.len()), (running, 0));
+    }
 
     #[test]
     fn the_automatic_limit_leaves_descriptors_for_the_reactors_pipes() {

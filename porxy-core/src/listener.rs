@@ -20,6 +20,8 @@
 //! At the connection limit (`max_connections`, by default what `RLIMIT_NOFILE` allows) the
 //! listener stops accepting and looks again every [`CAPACITY_TICK`]: new clients wait in the
 //! kernel's listen backlog, not accepted only to be reset for want of an upstream descriptor.
+//! Over the proxy-wide accept rate (`max_accept_rate`) it pauses until the next client is due,
+//! and clients wait there too.
 //!
 //! When the process runs out of descriptors (EMFILE, ENFILE) or kernel memory, accepting would
 //! fail at once, forever, and the edge-triggered listener would never signal again for the
@@ -45,7 +47,7 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use crate::accept::parking::RESOURCE_BACKOFF;
-use crate::accept::{AcceptFailure, AcceptMode, Accepting, ListenSocket};
+use crate::accept::{AcceptFailure, AcceptMode, Accepting, ListenSocket, NoTurn};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::reactor::{Accepted, ReactorMsg};
 use crate::tunnel::Tunnel;
@@ -310,9 +312,17 @@ impl Listener {
         for key in keys {
             let tunnel = self.entries[key].socket.tunnel();
             for _ in 0..ACCEPT_BATCH {
-                if !accepting.admission.try_admit() {
-                    self.at_capacity = true;
-                    break;
+                match accepting.take_turn(now) {
+                    Ok(()) => {}
+                    Err(NoTurn::Full) => {
+                        self.at_capacity = true;
+                        break;
+                    }
+                    Err(NoTurn::Rate { until }) => {
+                        self.paused_until = Some(until);
+                        accepting.note_rate(now, until);
+                        break;
+                    }
                 }
                 let entry = &mut self.entries[key];
                 match entry.socket.socket().accept() {
@@ -337,7 +347,7 @@ impl Listener {
                         }
                     }
                     Err(e) => {
-                        accepting.admission.release();
+                        accepting.release_turn();
                         match AcceptFailure::of(&e) {
                             AcceptFailure::NoneWaiting => {
                                 entry.ready = false;

@@ -69,6 +69,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Most new clients accepted per second by the whole proxy; more wait in the listen
+    /// backlog (default: no limit; see [`ProxyConfig::max_accept_rate`]).
+    pub fn max_accept_rate(mut self, per_second: u32) -> Self {
+        self.config.max_accept_rate = Some(per_second);
+        self
+    }
+
     /// Which threads accept new clients (default: [`AcceptMode::Reactors`]).
     pub fn accept(mut self, mode: AcceptMode) -> Self {
         self.config.accept = mode;
@@ -165,6 +172,7 @@ impl ProxyBuilder {
         let conn_ids = Arc::new(AtomicU64::new(1));
         let accepting = Arc::new(Accepting::new(
             max_connections,
+            self.config.max_accept_rate,
             self.config.reactors,
             conn_ids.clone(),
         ));
@@ -195,12 +203,12 @@ impl ProxyBuilder {
             reactors.push(reactor);
         }
         let (listener, listener_mailbox) =
-            Listener::new(mode, reactor_mailboxes.clone(), accepting).map_err(|source| {
-                Error::Start {
+            Listener::new(mode, reactor_mailboxes.clone(), accepting.clone()).map_err(
+                |source| Error::Start {
                     what: "listener".into(),
                     source,
-                }
-            })?;
+                },
+            )?;
         let mut threads = Threads::default();
         for (index, reactor) in reactors.into_iter().enumerate() {
             let thread = spawn(format!("porxy-reactor-{index}"), move || reactor.run())?;
@@ -219,6 +227,7 @@ impl ProxyBuilder {
             reactors: reactor_mailboxes,
             reactor_stats,
             conn_ids,
+            accepting,
         };
         let handle = ProxyHandle::new(self.config, wiring, self.inherited);
         let mut proxy = Proxy {

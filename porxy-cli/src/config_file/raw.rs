@@ -52,6 +52,8 @@ pub(super) struct RawProxy {
     pub(super) server_fin_timeout: Option<Spanned<RawDuration>>,
     pub(super) drain_timeout: Option<Spanned<RawDuration>>,
     pub(super) max_connections: Option<Spanned<usize>>,
+    /// Most new clients accepted per second, proxy-wide.
+    pub(super) max_accept_rate: Option<Spanned<u32>>,
     /// Relay with splice(2); the default of every listener.
     pub(super) splice: Option<Spanned<bool>>,
     /// `"reactors"` or `"listener"`.
@@ -79,6 +81,7 @@ impl RawProxy {
             "server_fin_timeout" => self.server_fin_timeout.as_ref().map(Spanned::span),
             "drain_timeout" => self.drain_timeout.as_ref().map(Spanned::span),
             "max_connections" => self.max_connections.as_ref().map(Spanned::span),
+            "max_accept_rate" => self.max_accept_rate.as_ref().map(Spanned::span),
             "splice" => self.splice.as_ref().map(Spanned::span),
             "accept" => self.accept.as_ref().map(Spanned::span),
             "busy_poll" => self.busy_poll.as_ref().map(Spanned::span),

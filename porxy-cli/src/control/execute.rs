@@ -157,7 +157,6 @@ mod tests {
                     config_path: None,
                     cli_tunnels: Vec::new(),
                     overrides: Default::default(),
-                    running: Default::default(),
                     control: None,
                     bound: Mutex::new(Default::default()),
                 }),

@@ -8,17 +8,19 @@
 //! connection is the one that accepted it, with no hand-over in between. In both modes the
 //! accepting threads share [`Accepting`]: one [`Admission`] count for the connection limit
 //! (taken before each accept, given back by the reactor when the connection ends) and for
-//! spreading clients over the reactors, one set of rate-limited warnings, and one reading of
-//! accept errors ([`AcceptFailure`]).
+//! spreading clients over the reactors, one [`AcceptRate`] (`max_accept_rate`), one set of
+//! rate-limited warnings, and one reading of accept errors ([`AcceptFailure`]).
 
 mod admission;
 mod failure;
 pub(crate) mod parking;
+mod rate;
 mod socket;
 
 pub(crate) use crate::accept_mode::AcceptMode;
 pub(crate) use admission::{within_share, Admission, LogLimit};
 pub(crate) use failure::AcceptFailure;
+pub(crate) use rate::AcceptRate;
 pub(crate) use socket::ListenSocket;
 
 use std::io;
@@ -32,6 +34,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Accepting {
     /// Connections open on all reactors, against the connection limit.
     pub(crate) admission: Admission,
+    /// The proxy-wide accept rate, if limited.
+    pub(crate) rate: AcceptRate,
     /// Connection ids, shared with the handle (which numbers connections taken over).
     pub(crate) conn_ids: Arc<AtomicU64>,
     /// Number of reactors, for each one's share of the connections.
@@ -42,6 +46,39 @@ pub(crate) struct Accepting {
     pub(crate) capacity_log: Mutex<LogLimit>,
     /// One log line a second at most about accepts failing otherwise.
     pub(crate) error_log: Mutex<LogLimit>,
+    /// One log line a second at most about the accept rate.
+    pub(crate) rate_log: Mutex<LogLimit>,
+}
+
+/// Why an accept may not be tried now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoTurn {
+    /// The proxy holds `max_connections`.
+    Full,
+    /// Over `max_accept_rate`: the next client is due then.
+    Rate { until: Instant },
+}
+
+impl Accepting {
+    /// Takes what one accept needs: a turn under the accept rate, then a place under the
+    /// connection limit. An accept that finds nobody gives both back ([`Accepting::release_turn`]);
+    /// a connection accepted holds its place until it ends.
+    pub(crate) fn take_turn(&self, now: Instant) -> Result<(), NoTurn> {
+        self.rate
+            .take(now)
+            .map_err(|until| NoTurn::Rate { until })?;
+        if !self.admission.try_admit() {
+            self.rate.give_back();
+            return Err(NoTurn::Full);
+        }
+        Ok(())
+    }
+
+    /// Gives back what [`Accepting::take_turn`] took, for an accept that found nobody.
+    pub(crate) fn release_turn(&self) {
+        self.admission.release();
+        self.rate.give_back();
+    }
 }
 
 /// At most one warning a second of each kind, whichever thread meets the condition.
@@ -69,6 +106,17 @@ impl Accepting {
         }
     }
 
+    /// Over `max_accept_rate`: new clients wait in the backlog until `until`. Rate-limited.
+    pub(crate) fn note_rate(&self, now: Instant, until: Instant) {
+        if let Some(times) = occurred(&self.rate_log, now) {
+            tracing::warn!(
+                wait_ms = until.saturating_duration_since(now).as_millis() as u64,
+                times,
+                "at max_accept_rate: new clients wait in the listen backlog"
+            );
+        }
+    }
+
     /// An accept on `local` failed otherwise (see [`AcceptFailure::Broken`]). Rate-limited.
     pub(crate) fn warn_accept_failed(&self, local: SocketAddr, error: &io::Error, now: Instant) {
         if let Some(times) = occurred(&self.error_log, now) {
@@ -76,14 +124,23 @@ impl Accepting {
         }
     }
 
-    pub(crate) fn new(max_connections: usize, reactors: usize, conn_ids: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        max_connections: usize,
+        max_accept_rate: Option<u32>,
+        reactors: usize,
+        conn_ids: Arc<AtomicU64>,
+    ) -> Self {
+        let rate = AcceptRate::new(Instant::now());
+        rate.set(max_accept_rate);
         Accepting {
             admission: Admission::new(max_connections as u64),
+            rate,
             conn_ids,
             reactors: reactors as u64,
             shortage_log: Mutex::new(LogLimit::default()),
             capacity_log: Mutex::new(LogLimit::default()),
             error_log: Mutex::new(LogLimit::default()),
+            rate_log: Mutex::new(LogLimit::default()),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! socket and no epoll, so that it is tested on its own. `reactor/accept.rs` carries out what it
 //! says (takes the listening sockets out of its epoll, puts them back, probes).
 //!
-//! A reactor stops accepting when the proxy is at its connection limit ([`Parked::Full`]), when
+//! A reactor stops accepting when the proxy is at its connection limit ([`Parked::Full`]), over
+//! the proxy-wide accept rate until the next client is due ([`Parked::Throttled`]), when
 //! it holds more than its share of the open connections ([`Parked::OverShare`]: the kernel then
 //! wakes another reactor for the next clients), or when descriptors or memory ran out
 //! ([`Parked::Starved`], for a while). Each is left by its own rule ([`Parked::tick`]).
@@ -44,6 +45,8 @@ pub(crate) enum Parked {
     OverShare { probe: Option<Instant> },
     /// Descriptors or memory ran out; try again at this moment.
     Starved { until: Instant },
+    /// Over `max_accept_rate`; the next client is due at this moment.
+    Throttled { until: Instant },
 }
 
 /// What a parked reactor does at a turn of its loop.
@@ -84,8 +87,8 @@ impl Parked {
                 Tick::Probe
             }
             Parked::OverShare { .. } => Tick::Stay,
-            Parked::Starved { until } if now >= until => Tick::Resume,
-            Parked::Starved { .. } => Tick::Stay,
+            Parked::Starved { until } | Parked::Throttled { until } if now >= until => Tick::Resume,
+            Parked::Starved { .. } | Parked::Throttled { .. } => Tick::Stay,
         }
     }
 
@@ -94,7 +97,7 @@ impl Parked {
         match *self {
             Parked::OverShare { probe: Some(at) } => at,
             Parked::Full | Parked::OverShare { .. } => now + PARK_TICK,
-            Parked::Starved { until } => until,
+            Parked::Starved { until } | Parked::Throttled { until } => until,
         }
     }
 }
@@ -158,6 +161,16 @@ mod tests {
             parked.tick(t0 + RESOURCE_BACKOFF, load(0, 0, true)),
             Tick::Resume
         );
+    }
+
+    #[test]
+    fn throttled_waits_until_the_next_client_is_due() {
+        let t0 = Instant::now();
+        let due = t0 + Duration::from_millis(3);
+        let mut parked = Parked::Throttled { until: due };
+        assert_eq!(parked.wake_at(t0), due);
+        assert_eq!(parked.tick(t0, load(0, 0, true)), Tick::Stay);
+        assert_eq!(parked.tick(due, load(0, 0, true)), Tick::Resume);
     }
 
     #[test]

@@ -25,9 +25,10 @@ use table::{TableGuard, TunnelTable};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::accept::Accepting;
 use crate::balance::backend::Backend;
 use crate::balance::health::CheckerMsg;
 use crate::config::ProxyConfig;
@@ -123,7 +124,10 @@ const _: () = {
 struct Shared {
     /// Process-wide id of this proxy.
     id: u64,
-    config: ProxyConfig,
+    /// The settings in force: those a reload may change are replaced whole.
+    config: RwLock<Arc<ProxyConfig>>,
+    /// What the accepting threads share (the accept rate changes with a reload).
+    accepting: Arc<Accepting>,
     listener: Mailbox<ListenerMsg>,
     checker: Mailbox<CheckerMsg>,
     reactors: Vec<Mailbox<ReactorMsg>>,
@@ -155,6 +159,8 @@ pub(crate) struct Wiring {
     pub(crate) reactor_stats: Vec<Arc<ReactorStats>>,
     /// Connection ids, shared with the listener.
     pub(crate) conn_ids: Arc<AtomicU64>,
+    /// What the accepting threads share.
+    pub(crate) accepting: Arc<Accepting>,
 }
 
 impl ProxyHandle {
@@ -170,11 +176,13 @@ impl ProxyHandle {
             reactors,
             reactor_stats,
             conn_ids,
+            accepting,
         } = wiring;
         ProxyHandle {
             shared: Arc::new(Shared {
                 id,
-                config,
+                config: RwLock::new(Arc::new(config)),
+                accepting,
                 listener,
                 checker,
                 reactors,
@@ -394,9 +402,25 @@ impl ProxyHandle {
         self.shared.stopping.load(Ordering::Relaxed)
     }
 
-    /// The proxy-wide settings it runs with.
-    pub fn config(&self) -> &ProxyConfig {
-        &self.shared.config
+    /// The proxy-wide settings it runs with (after a [`ProxyHandle::reload_with`], the ones
+    /// that reload changed).
+    pub fn config(&self) -> Arc<ProxyConfig> {
+        self.shared
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `config` in force: tunnels built from now on resolve their options against it,
+    /// and the accept rate is its.
+    fn set_config(&self, config: ProxyConfig) {
+        self.shared.accepting.rate.set(config.max_accept_rate);
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
 
     fn tunnels(&self) -> TableGuard<'_> {

@@ -54,7 +54,7 @@ impl ProxyHandle {
         }
         let socket = match self.take_inherited(local) {
             Some(socket) => socket,
-            None => bind(local, self.shared.config.backlog)?,
+            None => bind(local, self.config().backlog)?,
         };
         let listening = OwnListener::of(&socket).map_err(|source| Error::Bind {
             addr: local,
@@ -92,13 +92,7 @@ impl ProxyHandle {
     ) -> Result<(), Error> {
         let bound = listening.addr;
         let lineage = self.new_lineage(listening, generation);
-        let tunnel = Arc::new(Tunnel::build(
-            lineage,
-            spec,
-            remotes,
-            &self.shared.config,
-            None,
-        )?);
+        let tunnel = Arc::new(Tunnel::build(lineage, spec, remotes, &self.config(), None)?);
         self.watch(&tunnel);
         self.shared
             .listener
@@ -123,7 +117,7 @@ impl ProxyHandle {
             Lineage::of(old, generation),
             spec,
             remotes,
-            &self.shared.config,
+            &self.config(),
             Some(old),
         )?);
         let dropped: Vec<Arc<Backend>> = old
@@ -175,7 +169,7 @@ impl ProxyHandle {
     /// descriptors per connection while each of its connections takes one per remote more.
     fn warn_fanout_descriptors(&self, local: SocketAddr, spec: &TunnelSpec, remotes: usize) {
         let fanout = spec.options.mode == Some(crate::spec::TunnelMode::Fanout);
-        if fanout && remotes > 1 && self.shared.config.max_connections.is_none() {
+        if fanout && remotes > 1 && self.config().max_connections.is_none() {
             tracing::warn!(
                 tunnel = %local,
                 descriptors = remotes + 1,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::loops::refuse_remotes;
 use super::{bind, CloseMode, ProxyHandle};
+use crate::config::ProxyConfig;
 use crate::error::Error;
 use crate::spec::TunnelSpec;
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
@@ -25,6 +26,10 @@ pub struct ReloadReport {
     pub closed: Vec<SocketAddr>,
     /// The bound address of each tunnel given, in the order given.
     pub bound: Vec<SocketAddr>,
+    /// Proxy-wide settings given to [`ProxyHandle::reload_with`] that differ from the running
+    /// ones but cannot change in a running process (`reactors`, `buffer_size`, ...): they
+    /// wait for the next start.
+    pub restart_only: Vec<&'static str>,
 }
 
 /// One tunnel of the new configuration, resolved.
@@ -44,9 +49,25 @@ impl ProxyHandle {
     /// the proxy exactly as it was. Every tunnel, changed or not, moves to a new generation;
     /// established connections keep the one they started with.
     pub fn reload(&self, specs: &[TunnelSpec]) -> Result<ReloadReport, Error> {
+        self.reload_with(&self.config(), specs)
+    }
+
+    /// [`ProxyHandle::reload`] under new proxy-wide settings, all of it or none of it. Of
+    /// `config`, what a running proxy can change takes effect: the tunnels' defaults
+    /// (timeouts, `splice`, `allow`, `deny`) for the connections that start from now on, and
+    /// `max_accept_rate` at once. The rest (`reactors`, `buffer_size`, `pipe_size`, `backlog`,
+    /// `max_connections`, `accept`, `busy_poll`) waits for the next start, and the report
+    /// names what differed ([`ReloadReport::restart_only`]).
+    pub fn reload_with(
+        &self,
+        config: &ProxyConfig,
+        specs: &[TunnelSpec],
+    ) -> Result<ReloadReport, Error> {
         if self.is_stopping() {
             return Err(Error::Stopped);
         }
+        config.validate()?;
+        let (config, restart_only) = self.config().with_runtime_settings(config);
         let planned = resolve_all(specs)?;
         let mut tunnels = self.tunnels();
         for plan in &planned {
@@ -88,7 +109,7 @@ impl ProxyHandle {
             };
             let socket = match self.take_inherited(plan.local) {
                 Some(socket) => socket,
-                None => bind(plan.local, self.shared.config.backlog).map_err(failed)?,
+                None => bind(plan.local, config.backlog).map_err(failed)?,
             };
             let listening = OwnListener::of(&socket).map_err(|source| {
                 failed(Error::Bind {
@@ -108,9 +129,11 @@ impl ProxyHandle {
         refuse_loops(&planned, &addrs, &listeners)?;
 
         // From here on nothing can fail but a stopped proxy.
+        self.set_config(config);
         let generation = self.next_generation();
         let mut report = ReloadReport {
             generation: generation.id,
+            restart_only,
             ..ReloadReport::default()
         };
         let kept: BTreeSet<SocketAddr> = planned

@@ -217,7 +217,7 @@ impl ProxyHandle {
             backends = ?backends,
             "no tunnel listens where handed-over connections came in; they go on detached"
         );
-        let tunnel = Tunnel::build(lineage, &spec, &remotes, &self.shared.config, None);
+        let tunnel = Tunnel::build(lineage, &spec, &remotes, &self.config(), None);
         Some(Arc::new(tunnel.ok()?))
     }
 }

@@ -13,6 +13,8 @@
 //! level-triggered readiness cannot make it spin, and looks again every [`PARK_TICK`]) when:
 //! - the proxy holds `max_connections` ([`Admission`](crate::accept::Admission)): new clients
 //!   wait in the listen backlog, as with the listener thread;
+//! - over the proxy-wide `max_accept_rate` ([`AcceptRate`](crate::accept::AcceptRate)): until
+//!   the next client is due, new clients wait in the listen backlog;
 //! - descriptors or memory ran out (EMFILE, ENFILE, ...): for [`RESOURCE_BACKOFF`], logged at
 //!   most once a second across the reactors;
 //! - it holds more than its share of the open connections (the average over the reactors plus
@@ -50,7 +52,7 @@ use tracing::debug;
 use super::accepted::{Accepted, Origin};
 use super::Reactor;
 use crate::accept::parking::{self, Load, Parked, Tick};
-use crate::accept::{AcceptFailure, Accepting, ListenSocket};
+use crate::accept::{AcceptFailure, Accepting, ListenSocket, NoTurn};
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
 /// connections (and to the other sockets).
@@ -148,7 +150,7 @@ impl Reactor {
         };
         let mut took = false;
         for socket in acceptor.sockets() {
-            if !shared.admission.try_admit() {
+            if shared.take_turn(now).is_err() {
                 break;
             }
             match socket.socket().accept() {
@@ -157,7 +159,7 @@ impl Reactor {
                     self.take_in(stream, peer, &socket, shared, now);
                 }
                 // Nobody waits (the usual answer), or a failure the next round meets again.
-                Err(_) => shared.admission.release(),
+                Err(_) => shared.release_turn(),
             }
         }
         took
@@ -176,8 +178,10 @@ impl Reactor {
                 if let Some(why) = parking::before_accept(accepted, now, self.load(shared)) {
                     return Round::Park(why);
                 }
-                if !shared.admission.try_admit() {
-                    return Round::Park(Parked::Full);
+                match shared.take_turn(now) {
+                    Ok(()) => {}
+                    Err(NoTurn::Full) => return Round::Park(Parked::Full),
+                    Err(NoTurn::Rate { until }) => return Round::Park(Parked::Throttled { until }),
                 }
                 match socket.socket().accept() {
                     Ok((stream, peer)) => {
@@ -185,7 +189,7 @@ impl Reactor {
                         self.take_in(stream, peer, socket, shared, now);
                     }
                     Err(e) => {
-                        shared.admission.release();
+                        shared.release_turn();
                         match AcceptFailure::of(&e) {
                             AcceptFailure::NoneWaiting => break,
                             AcceptFailure::OneClient => continue,
@@ -205,7 +209,7 @@ impl Reactor {
         Round::Done
     }
 
-    /// Adopts a client just accepted, whose place under the limit is already taken.
+    /// Adopts a client just accepted, whose turn ([`Accepting::take_turn`]) is taken.
     fn take_in(
         &mut self,
         stream: TcpStream,
@@ -254,6 +258,7 @@ impl Reactor {
                 open = self.counts.open_here(),
                 "more than its share of the connections: leaving new clients to other reactors"
             ),
+            Parked::Throttled { until } => shared.note_rate(now, until),
             Parked::Starved { .. } => {}
         }
     }
