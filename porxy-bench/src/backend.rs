@@ -6,6 +6,11 @@
 //! | `S` | sink: read and discard (bulk upload) |
 //! | `R` | source: send without end (bulk download) |
 //! | `O` | once: read 64 bytes, send them back, close (short connections) |
+//! | `W` | who: the client the PROXY header named (`192.0.2.1:1024\n`) or `-\n`, then close (a check) |
+//!
+//! A PROXY protocol v2 header may come before the service byte (the `-proxy` kinds: the proxy
+//! sends one); it is taken whole and its source kept, see [`crate::proxy_header`]. The first
+//! byte tells whether one comes, so the plain kinds' connections pay one comparison for it.
 //!
 //! One port keeps every proxy's configuration to a single tunnel. `O` closes from the server
 //! side, as HTTP/1.0 does, so no client-side port lingers in TIME_WAIT and a long run of short
@@ -28,6 +33,7 @@ use slab::Slab;
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Context, Result};
+use crate::proxy_header::Preface;
 
 /// Size of one request or response in the request/response and short-connection workloads.
 pub const MESSAGE: usize = 64;
@@ -39,6 +45,10 @@ pub const SINK: u8 = b'S';
 pub const SOURCE: u8 = b'R';
 /// See the module table.
 pub const ONCE: u8 = b'O';
+/// See the module table.
+pub const WHO: u8 = b'W';
+/// The `W` service's reply for a connection that came without a PROXY header.
+pub const NO_HEADER: &str = "-";
 
 /// The token of the listening socket.
 const LISTENER: Token = Token(usize::MAX);
@@ -112,6 +122,8 @@ enum Service {
     Once {
         got: usize,
     },
+    /// Saying the header's source; then close, whatever else comes.
+    Who,
 }
 
 /// What to do with a connection after driving it.
@@ -128,6 +140,8 @@ enum Drive {
 struct Conn {
     stream: TcpStream,
     service: Service,
+    /// The PROXY header ahead of the service byte, if one comes.
+    preface: Preface,
     /// Bytes to send before reading more (echo backpressure, the `O` reply).
     pending: Vec<u8>,
     /// Close once `pending` is sent (the `O` service).
@@ -214,6 +228,7 @@ impl Server {
                         entry.insert(Conn {
                             stream,
                             service: Service::Choosing,
+                            preface: Preface::Maybe,
                             pending: Vec::new(),
                             close_after_pending: false,
                         });
@@ -282,6 +297,10 @@ fn drive(conn: &mut Conn, scratch: &mut [u8], source: &[u8]) -> Drive {
 /// Handles bytes read from the client, according to the service.
 fn take(conn: &mut Conn, mut data: &[u8]) -> io::Result<()> {
     if conn.service == Service::Choosing {
+        match conn.preface.take(data)? {
+            Some(rest) => data = rest,
+            None => return Ok(()), // the header is not whole yet
+        }
         let Some((&first, rest)) = data.split_first() else {
             return Ok(());
         };
@@ -290,12 +309,20 @@ fn take(conn: &mut Conn, mut data: &[u8]) -> io::Result<()> {
             SINK => Service::Sink,
             SOURCE => Service::Source,
             ONCE => Service::Once { got: 0 },
+            WHO => {
+                let source = conn.preface.source();
+                let said = source.map_or_else(|| NO_HEADER.to_owned(), |s| s.to_string());
+                conn.pending
+                    .extend_from_slice(format!("{said}\n").as_bytes());
+                conn.close_after_pending = true;
+                Service::Who
+            }
             _ => return Err(io::Error::other("unknown service byte")),
         };
         data = rest;
     }
     match conn.service {
-        Service::Choosing | Service::Sink | Service::Source => {}
+        Service::Choosing | Service::Sink | Service::Source | Service::Who => {}
         Service::Echo => {
             // Send at once; only what the socket does not take waits in `pending`.
             let sent = match conn.stream.write(data) {
@@ -369,6 +396,48 @@ mod tests {
         source.read_exact(&mut got).expect("source sends");
         let mut sink = client(addr, SINK);
         sink.write_all(&got).expect("sink takes");
+    }
+
+    #[test]
+    fn who_says_the_source_of_the_proxy_header_or_that_there_was_none() {
+        use crate::proxy_header::{header, CLIENT_V4};
+        let addr = start_for_test();
+        let who = |opening: &[u8]| {
+            let mut stream = TcpStream::connect(addr).expect("connects");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            stream.write_all(opening).expect("writes");
+            let mut said = String::new();
+            stream
+                .read_to_string(&mut said)
+                .expect("a reply and a close");
+            said
+        };
+        assert_eq!(who(&[WHO]), format!("{NO_HEADER}\n"));
+        let mut opening = header(1234, addr);
+        opening.push(WHO);
+        assert_eq!(
+            who(&opening),
+            format!("{}\n", SocketAddr::from((CLIENT_V4, 1234)))
+        );
+    }
+
+    #[test]
+    fn the_bytes_after_a_proxy_header_go_to_the_service() {
+        let addr = start_for_test();
+        let mut opening = crate::proxy_header::header(1235, addr);
+        opening.extend_from_slice(&[ECHO, 1, 2, 3]);
+        // In one write, as the load generator sends it: the header and the service's first
+        // bytes arrive in one read.
+        let mut stream = TcpStream::connect(addr).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream.write_all(&opening).expect("writes");
+        let mut got = [0; 3];
+        stream.read_exact(&mut got).expect("the echo");
+        assert_eq!(got, [1, 2, 3]);
     }
 
     #[test]

@@ -1,25 +1,35 @@
 //! The things measured side by side: a direct connection (the limit), porxy, HAProxy in
-//! `mode tcp`, and nginx's stream module; how each is configured and started.
+//! `mode tcp`, and nginx's stream module; how each is started and checked before it is measured
+//! (its configuration is in [`crate::configs`]).
 //!
 //! Every proxy listens on 127.0.0.1 and forwards to the backend. porxy picks its own port and
 //! says it on its READY line; HAProxy and nginx get a port the harness found free by binding
-//! 127.0.0.1:0, written into a config file in the run's temporary directory. The configs are
-//! each tool's defaults plus what the benchmark needs: N threads (HAProxy `nbthread`, nginx
-//! `worker_processes`), room for the idle connections (`maxconn`, `worker_connections`) and
-//! long timeouts so idle connections are not cut. In the busy-polling section porxy runs with
-//! `--busy-poll` [`PORXY_BUSY_POLL`] and HAProxy with `busy-polling` in its global section.
+//! 127.0.0.1:0, written into a config file in the run's temporary directory. In the
+//! busy-polling section porxy runs with `--busy-poll` [`PORXY_BUSY_POLL`] and HAProxy with
+//! `busy-polling` in its global section.
+//!
+//! The `-proxy` kinds are porxy and HAProxy with the PROXY protocol on both sides, as behind a
+//! load balancer in front of a backend that wants the client's address: porxy with
+//! `accept_proxy=v2,send_proxy=v2` on its tunnel, HAProxy with `accept-proxy` on its bind and
+//! `send-proxy-v2` on its server. The load generator sends them a v2 header ahead of every
+//! connection and the backend takes theirs (see [`crate::proxy_header`]); beside the plain
+//! kinds in the same run, they give what the protocol costs on the data path.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::backend::{ECHO, MESSAGE, NO_HEADER, WHO};
 use crate::child::{Proc, Spawn};
+use crate::configs::{haproxy_config, nginx_config, porxy_args};
 use crate::error::{Context, Error, Result};
-use crate::load::connect;
+use crate::load::{connect, Target};
+use crate::programs::Programs;
+use crate::proxy_header;
 use crate::sys::Cpus;
 use crate::waiting::sleep_checked;
 
@@ -39,8 +49,13 @@ pub enum Kind {
     /// The same porxy with `splice=off`: every byte copied through a buffer, as HAProxy and
     /// nginx do here; the row the copy-path targets are read from.
     PorxyCopy,
+    /// porxy with `accept_proxy=v2,send_proxy=v2`: a PROXY header taken from each client and
+    /// one sent to the backend.
+    PorxyProxy,
     /// HAProxy, `mode tcp`.
     Haproxy,
+    /// HAProxy with `accept-proxy` on its bind and `send-proxy-v2` on its server.
+    HaproxyProxy,
     /// nginx, stream module.
     Nginx,
 }
@@ -52,14 +67,33 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Porxy => "porxy",
             Kind::PorxyCopy => "porxy-copy",
+            Kind::PorxyProxy => "porxy-proxy",
             Kind::Haproxy => "haproxy",
+            Kind::HaproxyProxy => "haproxy-proxy",
             Kind::Nginx => "nginx",
         }
     }
 
-    /// Whether this is one of the peers porxy is compared with.
+    /// Whether this is one of the peers porxy is compared with (a figure's ratio is to the
+    /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`]).
     pub fn is_peer(self) -> bool {
-        matches!(self, Kind::Haproxy | Kind::Nginx)
+        matches!(self, Kind::Haproxy | Kind::HaproxyProxy | Kind::Nginx)
+    }
+
+    /// Whether the proxy takes a PROXY header from each client and sends one to the backend
+    /// (the load generator then sends one ahead of every connection).
+    pub fn proxy_protocol(self) -> bool {
+        matches!(self, Kind::PorxyProxy | Kind::HaproxyProxy)
+    }
+
+    /// The same proxy with the PROXY protocol off: the kind a `-proxy` kind is compared with
+    /// to see what the protocol costs; itself for the others.
+    pub fn without_proxy_protocol(self) -> Kind {
+        match self {
+            Kind::PorxyProxy => Kind::Porxy,
+            Kind::HaproxyProxy => Kind::Haproxy,
+            other => other,
+        }
     }
 }
 
@@ -122,27 +156,10 @@ impl fmt::Display for Setup {
     }
 }
 
-/// Where the programs are and how much room the proxies need.
-#[derive(Debug, Clone)]
-pub struct Programs {
-    /// The porxy binary.
-    pub porxy: PathBuf,
-    /// The haproxy binary, when found.
-    pub haproxy: Option<PathBuf>,
-    /// The nginx binary, when found.
-    pub nginx: Option<PathBuf>,
-    /// nginx's stream module, when it is a loadable module.
-    pub nginx_stream_module: Option<PathBuf>,
-    /// The descriptor limit the proxies run with.
-    pub nofile: u64,
-    /// The most connections a proxy must hold at once.
-    pub max_conns: usize,
-}
-
 /// A proxy (or the direct connection) ready for traffic.
 pub struct Running {
-    /// Where clients connect.
-    pub addr: SocketAddr,
+    /// Where clients connect, and whether they send a PROXY header first.
+    pub target: Target,
     /// The process, none for the direct connection.
     pub proc: Option<Proc>,
 }
@@ -154,7 +171,8 @@ impl Running {
     }
 }
 
-/// Starts `setup` in front of `backend`, on `cpus`; returns once a 64-byte echo went through it.
+/// Starts `setup` in front of `backend`, on `cpus`; returns once a 64-byte echo went through it
+/// and the backend said it got the PROXY header the setup should send, or none (see [`probe`]).
 pub fn start(
     setup: Setup,
     backend: SocketAddr,
@@ -168,10 +186,10 @@ pub fn start(
     let label = setup.to_string();
     let running = match setup.kind {
         Kind::Direct => Running {
-            addr: backend,
+            target: Target::plain(backend),
             proc: None,
         },
-        Kind::Porxy | Kind::PorxyCopy => {
+        Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy => {
             let spawn = Spawn {
                 label,
                 program: &programs.porxy,
@@ -189,11 +207,14 @@ pub fn start(
                 .and_then(|addr| addr.parse().ok())
                 .ok_or_else(|| Error::new(format!("porxy's READY line has no address: {line}")))?;
             Running {
-                addr,
+                target: Target {
+                    addr,
+                    proxy_header: setup.kind.proxy_protocol(),
+                },
                 proc: Some(proc),
             }
         }
-        Kind::Haproxy => {
+        Kind::Haproxy | Kind::HaproxyProxy => {
             let program = programs
                 .haproxy
                 .as_deref()
@@ -245,82 +266,8 @@ pub fn start(
             listening(setup, addr, proc, interrupted)?
         }
     };
-    probe(running.addr).context(|| format!("a first echo through {setup}"))?;
+    probe(running.target).context(|| format!("checking {setup} before measuring it"))?;
     Ok(running)
-}
-
-/// porxy's arguments: one tunnel to the backend (`splice=off` for porxy-copy), the setup's
-/// reactors and busy polling, warnings only.
-fn porxy_args(setup: Setup, backend: SocketAddr) -> Vec<String> {
-    let options = if setup.kind == Kind::PorxyCopy {
-        "[splice=off]"
-    } else {
-        ""
-    };
-    let mut args = vec![
-        "--tunnel".into(),
-        format!("127.0.0.1:0={backend}{options}"),
-        "--reactors".into(),
-        setup.threads.to_string(),
-        "--log".into(),
-        "warn".into(),
-    ];
-    if setup.busy {
-        args.extend(["--busy-poll".into(), PORXY_BUSY_POLL.into()]);
-    }
-    args
-}
-
-/// The HAProxy configuration: `mode tcp`, one frontend, one server, `nbthread`, and
-/// `busy-polling` when the setup busy-polls.
-fn haproxy_config(setup: Setup, listen: SocketAddr, backend: SocketAddr, p: &Programs) -> String {
-    let maxconn = conn_budget(p);
-    let threads = setup.threads;
-    let busy = if setup.busy { "    busy-polling\n" } else { "" };
-    format!(
-        "# written by porxy-bench\n\
-         global\n    nbthread {threads}\n    maxconn {maxconn}\n{busy}\n\
-         defaults\n    mode tcp\n    maxconn {maxconn}\n    timeout connect 5s\n    \
-         timeout client 10m\n    timeout server 10m\n\n\
-         frontend bench\n    bind {listen}\n    default_backend backend\n\n\
-         backend backend\n    server s1 {backend}\n"
-    )
-}
-
-/// The nginx configuration: a stream server proxying to the backend, `worker_processes`.
-fn nginx_config(
-    threads: usize,
-    listen: SocketAddr,
-    backend: SocketAddr,
-    prefix: &Path,
-    p: &Programs,
-) -> String {
-    let module = p
-        .nginx_stream_module
-        .as_ref()
-        .map(|m| format!("load_module {};\n", m.display()))
-        .unwrap_or_default();
-    // Each proxied connection is two nginx connections (client and upstream).
-    let worker_connections = 2 * conn_budget(p) + 64;
-    format!(
-        "# written by porxy-bench\n{module}\
-         worker_processes {threads};\n\
-         worker_rlimit_nofile {nofile};\n\
-         pid {pid};\n\
-         error_log {log} warn;\n\n\
-         events {{\n    worker_connections {worker_connections};\n}}\n\n\
-         stream {{\n    server {{\n        listen {listen};\n        proxy_pass {backend};\n        \
-         proxy_connect_timeout 5s;\n        proxy_timeout 10m;\n    }}\n}}\n",
-        nofile = p.nofile,
-        pid = prefix.join("nginx.pid").display(),
-        log = prefix.join("error.log").display(),
-    )
-}
-
-/// Proxied connections a proxy may hold: what the idle phase needs, within the descriptor
-/// limit (two descriptors each).
-fn conn_budget(p: &Programs) -> u64 {
-    ((p.max_conns as u64) + 1024).min(p.nofile.saturating_sub(128) / 2)
 }
 
 /// Waits until something accepts on `addr` (HAProxy and nginx print nothing when ready).
@@ -335,7 +282,10 @@ fn listening(
         proc.check_alive()?;
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(Running {
-                addr,
+                target: Target {
+                    addr,
+                    proxy_header: setup.kind.proxy_protocol(),
+                },
                 proc: Some(proc),
             });
         }
@@ -349,20 +299,55 @@ fn listening(
     }
 }
 
-/// One 64-byte echo through `addr`.
-fn probe(addr: SocketAddr) -> Result<()> {
+/// One 64-byte echo through `target`, then the backend's `W` service: the client the proxy's
+/// PROXY header named must be the one the load generator's header named, and there must be no
+/// header without the PROXY protocol. Else a `-proxy` kind that did not take the client's
+/// header, or sent none, would be measured doing less than it says.
+fn probe(target: Target) -> Result<()> {
     use std::io::{Read, Write};
-    let mut stream = connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut request = [b'p'; 65];
-    request[0] = crate::backend::ECHO;
+    let open = |n: usize, service: u8| -> Result<(TcpStream, Vec<u8>)> {
+        let stream = connect(target.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let opening = target.opening(n, service);
+        Ok((stream, opening))
+    };
+    let (mut stream, mut request) = open(0, ECHO)?;
+    let body = request.len();
+    request.extend_from_slice(&[b'p'; MESSAGE]);
     stream.write_all(&request)?;
-    let mut reply = [0u8; 64];
+    let mut reply = [0u8; MESSAGE];
     stream.read_exact(&mut reply)?;
-    if reply != request[1..] {
+    if reply[..] != request[body..] {
         return Err(Error::new("the echo came back different"));
     }
+    let (mut stream, opening) = open(1, WHO)?;
+    stream.write_all(&opening)?;
+    let mut said = String::new();
+    stream.read_to_string(&mut said)?;
+    let expected = if target.proxy_header {
+        proxy_header::client(proxy_header::client_port(1), target.addr).to_string()
+    } else {
+        NO_HEADER.to_owned()
+    };
+    if said.trim_end() != expected {
+        return Err(Error::new(format!(
+            "the backend got {} where it should have got {}",
+            header_named(said.trim_end()),
+            header_named(&expected)
+        )));
+    }
     Ok(())
+}
+
+/// What the backend's `W` reply says, in words.
+fn header_named(said: &str) -> String {
+    if said == NO_HEADER {
+        "no PROXY header".into()
+    } else if said.is_empty() {
+        "no reply".into()
+    } else {
+        format!("a PROXY header naming {said}")
+    }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
@@ -381,100 +366,29 @@ fn os_args(args: &[String]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-/// Finds `name` on PATH (and in the sbin directories, which a non-root PATH may lack).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// nginx's stream module as a file to load, when nginx was built with it as a dynamic module
-/// (Debian's libnginx-mod-stream); `None` when it is built in or not found.
-pub fn nginx_stream_module(nginx: &Path) -> Option<PathBuf> {
-    let output = std::process::Command::new(nginx).arg("-V").output().ok()?;
-    let text = String::from_utf8_lossy(&output.stderr);
-    let dynamic = text.contains("--with-stream=dynamic");
-    let built_in = text.split_whitespace().any(|flag| flag == "--with-stream");
-    if built_in && !dynamic {
-        return None;
-    }
-    let mut dirs: Vec<PathBuf> = text
-        .split_whitespace()
-        .filter_map(|flag| flag.strip_prefix("--modules-path="))
-        .map(PathBuf::from)
-        .collect();
-    dirs.extend(["/usr/lib/nginx/modules", "/usr/lib64/nginx/modules"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|dir| dir.join("ngx_stream_module.so"))
-        .find(|file| file.is_file())
-}
-
-/// The first line of `program ARG` (stdout or stderr), for the report's header.
-pub fn version_line(program: &Path, arg: &str) -> String {
-    std::process::Command::new(program)
-        .arg(arg)
-        .output()
-        .ok()
-        .and_then(|out| {
-            let text = [out.stdout, out.stderr].concat();
-            String::from_utf8_lossy(&text)
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown version".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn programs() -> Programs {
-        Programs {
-            porxy: PathBuf::from("porxy"),
-            haproxy: None,
-            nginx: None,
-            nginx_stream_module: None,
-            nofile: 4096,
-            max_conns: 100,
-        }
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
     #[test]
-    fn busy_porxy_gets_the_busy_poll_flag() {
-        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000));
-        assert_eq!(
-            default,
-            [
-                "--tunnel",
-                "127.0.0.1:0=127.0.0.1:7000",
-                "--reactors",
-                "1",
-                "--log",
-                "warn"
-            ]
-        );
-        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000));
-        assert_eq!(busy[..default.len()], default[..]);
-        assert_eq!(busy[default.len()..], ["--busy-poll", "1ms"]);
-    }
-
-    #[test]
-    fn busy_haproxy_busy_polls_in_its_global_section() {
-        let config = |setup| haproxy_config(setup, addr(8000), addr(7000), &programs());
-        let busy = config(Setup::busy(Kind::Haproxy));
-        let global = busy.split("\n\n").find(|s| s.contains("global")).unwrap();
-        assert!(global.lines().any(|l| l.trim() == "busy-polling"), "{busy}");
-        assert_eq!(busy.matches("busy-polling").count(), 1, "{busy}");
-        let default = config(Setup::new(Kind::Haproxy, 1));
-        assert!(!default.contains("busy"), "{default}");
-        assert_eq!(default, busy.replace("    busy-polling\n", ""));
+    fn each_proxy_kind_pairs_with_its_plain_self() {
+        let kinds = [
+            Kind::Direct,
+            Kind::Porxy,
+            Kind::PorxyCopy,
+            Kind::PorxyProxy,
+            Kind::Haproxy,
+            Kind::HaproxyProxy,
+            Kind::Nginx,
+        ];
+        let with: Vec<Kind> = kinds.into_iter().filter(|k| k.proxy_protocol()).collect();
+        assert_eq!(with, [Kind::PorxyProxy, Kind::HaproxyProxy]);
+        assert_eq!(Kind::PorxyProxy.without_proxy_protocol(), Kind::Porxy);
+        assert_eq!(Kind::HaproxyProxy.without_proxy_protocol(), Kind::Haproxy);
+        assert!(kinds
+            .iter()
+            .filter(|k| !k.proxy_protocol())
+            .all(|&k| k.without_proxy_protocol() == k));
     }
 
     #[test]

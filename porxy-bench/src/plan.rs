@@ -19,6 +19,10 @@
 //! Within a section, every round runs every setup in turn, so drift over time hits all alike.
 //! The pinned section measures porxy twice: with its defaults (splice on Linux) and with
 //! `splice=off` (`porxy-copy`), the copy path every byte of which passes through a buffer.
+//! When asked for, it measures porxy and HAProxy with the PROXY protocol on both sides
+//! (`porxy-proxy`, `haproxy-proxy`) beside themselves without, for its cost; like the copy
+//! path, that is a pinned-section question (and a system-call one), not scaling's or busy
+//! polling's.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,7 +68,8 @@ pub enum Mode {
     Full,
     /// ~80 s: a look, not a result.
     Quick,
-    /// ~5 s, direct and porxy (both data paths) only: keeps the harness building and working (CI).
+    /// ~7 s, direct and porxy (both data paths, and with the PROXY protocol) only: keeps the
+    /// harness building and working (CI).
     Smoke,
 }
 
@@ -217,8 +222,9 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
         for &kind in &settings.kinds {
             match kind {
                 Kind::Direct if settings.mode != Mode::Smoke => setups.push(Setup::new(kind, 1)),
-                // The copy path's figures are in the pinned section; scaling shows the default.
-                Kind::Direct | Kind::PorxyCopy => {}
+                // The copy path's and the PROXY protocol's figures are in the pinned section;
+                // scaling shows the default.
+                Kind::Direct | Kind::PorxyCopy | Kind::PorxyProxy | Kind::HaproxyProxy => {}
                 _ => {
                     setups.push(Setup::new(kind, 1));
                     setups.push(Setup::new(kind, 2));
@@ -243,8 +249,9 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
             .filter_map(|&kind| match kind {
                 Kind::Direct => Some(Setup::new(kind, 1)),
                 Kind::Porxy | Kind::Haproxy => Some(Setup::busy(kind)),
-                // Busy polling is measured on porxy's default data path; nginx has none.
-                Kind::PorxyCopy | Kind::Nginx => None,
+                // Busy polling is measured on porxy's default data path, without the PROXY
+                // protocol; nginx has none.
+                Kind::PorxyCopy | Kind::PorxyProxy | Kind::HaproxyProxy | Kind::Nginx => None,
             })
             .collect();
         sections.push(Section {
@@ -400,6 +407,41 @@ mod tests {
         assert_eq!(busy.phases, [Phase::Rr1]);
         let bulk = sections(&settings(&kinds, Some(vec![Phase::BulkUp])));
         assert!(bulk.iter().all(|s| s.id != SectionId::Busy), "{bulk:?}");
+    }
+
+    #[test]
+    fn the_proxy_protocol_kinds_are_pinned_and_counted_but_not_scaled_or_busy() {
+        let kinds = [
+            Kind::Porxy,
+            Kind::PorxyProxy,
+            Kind::Haproxy,
+            Kind::HaproxyProxy,
+        ];
+        let sections = sections(&Settings {
+            syscalls: true,
+            ..settings(&kinds, None)
+        });
+        let ids: Vec<SectionId> = sections.iter().map(|s| s.id).collect();
+        assert_eq!(
+            ids,
+            [
+                SectionId::Pinned,
+                SectionId::Scaling,
+                SectionId::Busy,
+                SectionId::Syscalls
+            ]
+        );
+        let pinned = ["porxy×1", "porxy-proxy×1", "haproxy×1", "haproxy-proxy×1"];
+        assert_eq!(setups(&sections[0]), pinned);
+        assert_eq!(
+            setups(&sections[1]),
+            ["porxy×1", "porxy×2", "haproxy×1", "haproxy×2"]
+        );
+        assert_eq!(
+            setups(&sections[2]),
+            ["porxy×1 --busy-poll 1ms", "haproxy×1 busy-polling"]
+        );
+        assert_eq!(setups(&sections[3]), pinned);
     }
 
     #[test]

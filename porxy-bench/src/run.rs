@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::child::{read_lossy, Proc, Spawn};
 use crate::error::{Context, Error, Result};
 use crate::load::bulk::{self, Direction};
-use crate::load::{self, idle, rr, sample, short, Window, Worker};
-use crate::peers::{self, Kind, Programs, Setup};
+use crate::load::{self, idle, rr, sample, short, Target, Window, Worker};
+use crate::peers::{self, Kind, Setup};
 use crate::plan::{self, Phase, Section, SectionId, Settings, RR_CONNS, SHORT_IN_FLIGHT};
+use crate::programs::{self, Programs};
 use crate::report::{self, Environment, Memory, Results};
 use crate::sys::{self, Cpus};
 use crate::syscalls::{self, Counter};
@@ -57,18 +58,18 @@ pub fn run(mut settings: Settings) -> Result<()> {
             settings.porxy.display()
         )));
     }
-    let haproxy = peers::find_program("haproxy");
-    let nginx = peers::find_program("nginx");
+    let haproxy = programs::find_program("haproxy");
+    let nginx = programs::find_program("nginx");
     let mut programs = Programs {
         porxy: settings.porxy.clone(),
-        nginx_stream_module: nginx.as_deref().and_then(peers::nginx_stream_module),
+        nginx_stream_module: nginx.as_deref().and_then(programs::nginx_stream_module),
         haproxy,
         nginx,
         nofile: nofile.soft,
         max_conns: settings.idle,
     };
     settings.kinds.retain(|kind| {
-        let missing = match kind {
+        let missing = match kind.without_proxy_protocol() {
             Kind::Haproxy => programs.haproxy.is_none(),
             Kind::Nginx => programs.nginx.is_none(),
             _ => false,
@@ -170,13 +171,13 @@ fn run_section(
                     Phase::Idle => {
                         let pid = pid.ok_or_else(|| Error::new("no proxy process"))?;
                         let memory =
-                            idle_phase(running.addr, settings, pid, &load_cpus, interrupted)
+                            idle_phase(running.target, settings, pid, &load_cpus, interrupted)
                                 .context(|| label.clone())?;
                         eprintln!("          {}", memory.summary());
                         results.add_memory(section.id, setup, memory);
                     }
                     _ => {
-                        let workers = workers(phase, running.addr, section.threads);
+                        let workers = workers(phase, running.target, section.threads);
                         let window = Window {
                             warmup: settings.warmup,
                             length: settings.window,
@@ -250,7 +251,7 @@ fn count_syscalls(pid: u32, cpus: &Cpus, dir: &Path, tag: &str, phase: Phase) ->
 }
 
 /// The workers of one timed phase; the multi-connection phases are split over `threads`.
-fn workers(phase: Phase, addr: SocketAddr, threads: usize) -> Vec<Worker> {
+fn workers(phase: Phase, target: Target, threads: usize) -> Vec<Worker> {
     let split = |total: usize| -> Vec<usize> {
         (0..threads)
             .map(|i| total / threads + usize::from(i < total % threads))
@@ -258,16 +259,16 @@ fn workers(phase: Phase, addr: SocketAddr, threads: usize) -> Vec<Worker> {
             .collect()
     };
     match phase {
-        Phase::BulkUp => vec![bulk::worker(addr, Direction::Up)],
-        Phase::BulkDown => vec![bulk::worker(addr, Direction::Down)],
-        Phase::Rr1 => vec![rr::worker(addr, 1)],
+        Phase::BulkUp => vec![bulk::worker(target, Direction::Up)],
+        Phase::BulkDown => vec![bulk::worker(target, Direction::Down)],
+        Phase::Rr1 => vec![rr::worker(target, 1)],
         Phase::Rr64 => split(RR_CONNS)
             .into_iter()
-            .map(|n| rr::worker(addr, n))
+            .map(|n| rr::worker(target, n))
             .collect(),
         Phase::Short => split(SHORT_IN_FLIGHT)
             .into_iter()
-            .map(|n| short::worker(addr, n))
+            .map(|n| short::worker(target, n))
             .collect(),
         Phase::Idle => Vec::new(),
     }
@@ -276,7 +277,7 @@ fn workers(phase: Phase, addr: SocketAddr, threads: usize) -> Vec<Worker> {
 /// Opens the idle connections through the proxy, measures its memory (and its CPU while they
 /// sit idle), closes them and measures again.
 fn idle_phase(
-    addr: SocketAddr,
+    target: Target,
     settings: &Settings,
     pid: u32,
     cpus: &Cpus,
@@ -290,7 +291,7 @@ fn idle_phase(
         let cpus = cpus.clone();
         thread::spawn(move || {
             cpus.pin_current_thread()?;
-            idle::open(addr, count)
+            idle::open(target, count)
         })
     };
     let opened_at = Instant::now();

@@ -2,10 +2,9 @@
 //! source. Blocking I/O in 256 KiB calls; short socket timeouts let the worker notice the stop.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{connect, is_transient, Shared, Worker, WorkerReport};
+use super::{connect, is_transient, Shared, Target, Worker, WorkerReport};
 use crate::backend::{SINK, SOURCE};
 use crate::error::{Context, Error};
 
@@ -21,9 +20,10 @@ pub enum Direction {
     Down,
 }
 
-/// A worker that moves bytes one way through `addr` and counts them.
-pub fn worker(addr: SocketAddr, direction: Direction) -> Worker {
+/// A worker that moves bytes one way through `target` and counts them.
+pub fn worker(target: Target, direction: Direction) -> Worker {
     Box::new(move |shared: &Shared| {
+        let addr = target.addr;
         let mut stream = connect(addr).context(|| format!("connecting to {addr}"))?;
         stream.set_read_timeout(Some(Duration::from_millis(100)))?;
         stream.set_write_timeout(Some(Duration::from_millis(100)))?;
@@ -31,7 +31,7 @@ pub fn worker(addr: SocketAddr, direction: Direction) -> Worker {
             Direction::Up => SINK,
             Direction::Down => SOURCE,
         };
-        stream.write_all(&[service])?;
+        stream.write_all(&target.opening(0, service))?;
         let mut buf = vec![0x42u8; CHUNK];
         shared.ready();
         let mut work = 0u64;

@@ -5,10 +5,10 @@
 //! 10,000 take about a second; blocking calls with timeouts, no poll needed.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use super::connect;
+use super::{connect, Target};
 use crate::backend::{ECHO, MESSAGE};
 use crate::error::{Context, Result};
 
@@ -17,17 +17,18 @@ const BATCH: usize = 64;
 /// How long one reply may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens `count` echoed connections through `addr` and returns them, open.
-pub fn open(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>> {
+/// Opens `count` echoed connections through `target` and returns them, open.
+pub fn open(target: Target, count: usize) -> Result<Vec<TcpStream>> {
+    let addr = target.addr;
     let mut held = Vec::with_capacity(count);
-    let mut request = [0x63u8; MESSAGE + 1];
-    request[0] = ECHO;
     while held.len() < count {
         let batch = BATCH.min(count - held.len());
         let first = held.len();
         for _ in 0..batch {
             let n = held.len();
             let mut stream = connect(addr).context(|| format!("idle connection {n} to {addr}"))?;
+            let mut request = target.opening(n, ECHO);
+            request.extend_from_slice(&[0x63; MESSAGE]);
             stream.write_all(&request)?;
             held.push(stream);
         }

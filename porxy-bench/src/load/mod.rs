@@ -6,6 +6,11 @@
 //! what they counted *while recording*. Workers check the two flags with relaxed loads: a
 //! request straddling an edge of the window lands on one side or the other, which is noise far
 //! below a window of a second.
+//!
+//! Every workload connects to a [`Target`]: the proxy's address, and whether each connection
+//! opens with a PROXY protocol v2 header (the `-proxy` kinds), sent in the same write as the
+//! service byte and the first request, as a load balancer in front would send it once the
+//! client's first bytes are there.
 
 pub mod bulk;
 pub mod idle;
@@ -19,13 +24,50 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backend::MESSAGE;
 use crate::error::{Error, Result};
 use crate::histogram::Histogram;
+use crate::proxy_header;
 use crate::sys::{self, Cpus, Usage};
 use crate::syscalls::{Counter, Counts};
 
 /// How long a connect may take before a workload gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a workload's connections go, and what each says before its service byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The proxy's address (the backend's for the direct connection).
+    pub addr: SocketAddr,
+    /// Whether each connection opens with a PROXY v2 header (the proxy takes it and sends its
+    /// own to the backend).
+    pub proxy_header: bool,
+}
+
+impl Target {
+    /// `addr`, with no header ahead of the connections.
+    pub fn plain(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            proxy_header: false,
+        }
+    }
+
+    /// The first bytes of a workload's connection number `n`: the PROXY header when the target
+    /// wants one (naming a client port of its own, see [`proxy_header::client_port`]), then
+    /// `service`; with room for a request after them. Built once per connection or slot,
+    /// outside the timed loops.
+    pub fn opening(&self, n: usize, service: u8) -> Vec<u8> {
+        let mut bytes = if self.proxy_header {
+            proxy_header::header(proxy_header::client_port(n), self.addr)
+        } else {
+            Vec::new()
+        };
+        bytes.reserve(1 + MESSAGE);
+        bytes.push(service);
+        bytes
+    }
+}
 
 /// Flags shared by the harness and the workers of one measurement.
 #[derive(Debug, Default)]
@@ -266,7 +308,7 @@ mod tests {
 
     #[test]
     fn every_workload_counts_work_in_the_window() {
-        let addr = backend::start_for_test();
+        let addr = Target::plain(backend::start_for_test());
         let up = measure_direct(vec![bulk::worker(addr, bulk::Direction::Up)]);
         let down = measure_direct(vec![bulk::worker(addr, bulk::Direction::Down)]);
         assert!(up.work > 0 && down.work > 0);
@@ -281,9 +323,44 @@ mod tests {
 
     #[test]
     fn idle_connections_stay_open() {
-        let addr = backend::start_for_test();
+        let addr = Target::plain(backend::start_for_test());
         let held = idle::open(addr, 130).expect("opens");
         assert_eq!(held.len(), 130);
+    }
+
+    #[test]
+    fn every_workload_works_with_a_proxy_header_ahead() {
+        // The backend takes the header the load generator sends as if a proxy had sent it.
+        let target = Target {
+            addr: backend::start_for_test(),
+            proxy_header: true,
+        };
+        assert_eq!(idle::open(target, 70).expect("opens").len(), 70);
+        let up = measure_direct(vec![bulk::worker(target, bulk::Direction::Up)]);
+        let down = measure_direct(vec![bulk::worker(target, bulk::Direction::Down)]);
+        assert!(up.work > 0 && down.work > 0);
+        let rr = measure_direct(vec![rr::worker(target, 3)]);
+        assert!(rr.work > 0);
+        let short = measure_direct(vec![short::worker(target, 4)]);
+        assert!(short.work > 0);
+        assert_eq!(short.errors, 0);
+    }
+
+    #[test]
+    fn the_opening_is_the_service_byte_or_a_header_and_it() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        assert_eq!(
+            Target::plain(addr).opening(3, backend::ECHO),
+            [backend::ECHO]
+        );
+        let with = Target {
+            addr,
+            proxy_header: true,
+        }
+        .opening(3, backend::ECHO);
+        let header = proxy_header::header(proxy_header::client_port(3), addr);
+        assert_eq!(with[..header.len()], header[..]);
+        assert_eq!(with[header.len()..], [backend::ECHO]);
     }
 
     #[test]
@@ -296,7 +373,7 @@ mod tests {
             length: Duration::from_millis(10),
         };
         let result = measure(
-            vec![rr::worker(addr, 1)],
+            vec![rr::worker(Target::plain(addr), 1)],
             &Cpus::all(),
             window,
             None,

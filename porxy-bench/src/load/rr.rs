@@ -3,27 +3,28 @@
 //! `mio::Poll`, edge-triggered, reading and writing until `WouldBlock`.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{connect, Shared, Worker, WorkerReport};
+use super::{connect, Shared, Target, Worker, WorkerReport};
 use crate::backend::{ECHO, MESSAGE};
 use crate::error::{Context, Error, Result};
 use crate::histogram::Histogram;
 
-/// A worker driving `conns` request/response connections through `addr`.
-pub fn worker(addr: SocketAddr, conns: usize) -> Worker {
-    Box::new(move |shared: &Shared| run(addr, conns, shared))
+/// A worker driving `conns` request/response connections through `target`.
+pub fn worker(target: Target, conns: usize) -> Worker {
+    Box::new(move |shared: &Shared| run(target, conns, shared))
 }
 
 /// One connection's request in flight.
 struct Exchange {
     stream: TcpStream,
-    /// The service byte, then the request.
-    request: [u8; MESSAGE + 1],
+    /// The opening (the PROXY header, if any, and the service byte), then the request.
+    request: Vec<u8>,
+    /// Where the request starts in `request`: every request after the first is that part.
+    body: usize,
     /// The part of `request` still to write.
     unsent: std::ops::Range<usize>,
     /// Reply bytes received so far.
@@ -32,12 +33,12 @@ struct Exchange {
 }
 
 impl Exchange {
-    /// Starts the next request (the first one carries the service byte).
+    /// Starts the next request (the first one carries the opening).
     fn start(&mut self, first: bool) {
         self.unsent = if first {
-            0..MESSAGE + 1
+            0..self.request.len()
         } else {
-            1..MESSAGE + 1
+            self.body..self.request.len()
         };
         self.received = 0;
         self.sent_at = Instant::now();
@@ -75,7 +76,8 @@ impl Exchange {
     }
 }
 
-fn run(addr: SocketAddr, count: usize, shared: &Shared) -> Result<WorkerReport> {
+fn run(target: Target, count: usize, shared: &Shared) -> Result<WorkerReport> {
+    let addr = target.addr;
     let mut poll = Poll::new()?;
     let mut exchanges = Vec::with_capacity(count);
     for i in 0..count {
@@ -87,11 +89,13 @@ fn run(addr: SocketAddr, count: usize, shared: &Shared) -> Result<WorkerReport> 
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let mut request = [0x61u8; MESSAGE + 1];
-        request[0] = ECHO;
+        let mut request = target.opening(i, ECHO);
+        let body = request.len();
+        request.extend_from_slice(&[0x61; MESSAGE]);
         exchanges.push(Exchange {
             stream,
             request,
+            body,
             unsent: 0..0,
             received: 0,
             sent_at: Instant::now(),

@@ -1,6 +1,7 @@
 //! Short connections: connect, send a 64-byte request, read the 64-byte reply and the close,
 //! close; again, with a fixed number in flight (closed loop). The backend's `O` service closes
-//! first, so the client's ports do not pile up in TIME_WAIT.
+//! first, so the client's ports do not pile up in TIME_WAIT. Each slot's request (with the
+//! PROXY header ahead of it, for the `-proxy` kinds) is built once and sent in one write.
 //!
 //! Connects are non-blocking (`mio::net::TcpStream::connect`); a connection is known to be
 //! established when, after a readiness event, `take_error` is empty and `peer_addr` succeeds.
@@ -14,14 +15,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{Shared, Worker, WorkerReport};
+use super::{Shared, Target, Worker, WorkerReport};
 use crate::backend::{MESSAGE, ONCE};
 use crate::error::Result;
 use crate::histogram::Histogram;
 
-/// A worker keeping `in_flight` short connections going through `addr`.
-pub fn worker(addr: SocketAddr, in_flight: usize) -> Worker {
-    Box::new(move |shared: &Shared| run(addr, in_flight, shared))
+/// A worker keeping `in_flight` short connections going through `target`.
+pub fn worker(target: Target, in_flight: usize) -> Worker {
+    Box::new(move |shared: &Shared| run(target, in_flight, shared))
 }
 
 /// Where one connection is.
@@ -48,11 +49,19 @@ enum Progress {
     Failed,
 }
 
-fn run(addr: SocketAddr, in_flight: usize, shared: &Shared) -> Result<WorkerReport> {
+fn run(target: Target, in_flight: usize, shared: &Shared) -> Result<WorkerReport> {
+    let addr = target.addr;
     let mut poll = Poll::new()?;
     let mut slots: Vec<Option<Slot>> = (0..in_flight).map(|_| None).collect();
-    let mut request = [0x62u8; MESSAGE + 1];
-    request[0] = ONCE;
+    // One per slot: a header names its slot's client port, so no two connections open at the
+    // same time name the same client.
+    let requests: Vec<Vec<u8>> = (0..in_flight)
+        .map(|i| {
+            let mut request = target.opening(i, ONCE);
+            request.extend_from_slice(&[0x62; MESSAGE]);
+            request
+        })
+        .collect();
     let mut events = Events::with_capacity(in_flight.max(16));
     let mut histogram = Histogram::default();
     let (mut work, mut errors) = (0u64, 0u64);
@@ -83,7 +92,7 @@ fn run(addr: SocketAddr, in_flight: usize, shared: &Shared) -> Result<WorkerRepo
             let Some(slot) = slots[i].as_mut() else {
                 continue;
             };
-            let progress = advance(slot, &request);
+            let progress = advance(slot, &requests[i]);
             let counted = shared.recording();
             match progress {
                 Progress::Pending => continue,

@@ -4,8 +4,12 @@
 //! (Gbit/s, requests/s, connections/s) and memory per connection are the median of the rounds;
 //! CPU per unit is total CPU time over total work (the tick counter is coarse, so sums beat
 //! medians); latency quantiles come from the histograms of all rounds merged. Each figure is
-//! shown with its ratio to the better of HAProxy and nginx with the same thread count.
+//! shown with its ratio to the better of HAProxy and nginx with the same thread count (and the
+//! PROXY protocol on or off alike); a `-proxy` kind's figures are also shown over its plain
+//! self's ([`proxy_protocol`]).
 
+mod figures;
+mod proxy_protocol;
 mod table;
 
 use std::collections::BTreeMap;
@@ -13,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use crate::child::Exit;
 use crate::load::Measure;
-use crate::peers::{self, Kind, Programs, Setup};
+use crate::peers::{Kind, Setup};
 use crate::plan::{Phase, SectionId, Settings};
+use crate::programs::{self, Programs};
 use crate::sys::{self, MachineCpu, Nofile};
 
 pub use table::render;
@@ -72,17 +77,23 @@ impl Environment {
     pub fn capture(settings: &Settings, programs: &Programs, nofile: &Nofile) -> Self {
         let mut versions = vec![format!(
             "porxy: {} ({})",
-            peers::version_line(&programs.porxy, "--version"),
+            programs::version_line(&programs.porxy, "--version"),
             programs.porxy.display()
         )];
-        if settings.kinds.contains(&Kind::Haproxy) {
+        let runs = |kind| {
+            settings
+                .kinds
+                .iter()
+                .any(|k| k.without_proxy_protocol() == kind)
+        };
+        if runs(Kind::Haproxy) {
             if let Some(haproxy) = &programs.haproxy {
-                versions.push(peers::version_line(haproxy, "-v"));
+                versions.push(programs::version_line(haproxy, "-v"));
             }
         }
-        if settings.kinds.contains(&Kind::Nginx) {
+        if runs(Kind::Nginx) {
             if let Some(nginx) = &programs.nginx {
-                versions.push(peers::version_line(nginx, "-v"));
+                versions.push(programs::version_line(nginx, "-v"));
             }
         }
         Environment {

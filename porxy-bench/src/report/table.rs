@@ -1,253 +1,17 @@
-//! The report's tables: which figures, how each is computed from the rounds, and the markdown.
+//! The report's markdown: the header, a table per section with each figure's ratio to the
+//! better peer, the per-round detail, and the notes. The figures themselves are in
+//! [`super::figures`].
 
 use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use super::{Memory, Results};
-use crate::histogram::Histogram;
+use super::figures::{figures, Better, Figure, Stat};
+use super::Results;
 use crate::peers::Setup;
-use crate::plan::{self, Phase, Section, SectionId};
-use crate::syscalls::Counts;
-
-/// Which way is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Better {
-    Higher,
-    Lower,
-}
-
-/// How a figure is computed from the rounds of its phase.
-#[derive(Debug, Clone, Copy)]
-enum Stat {
-    /// Median of bits per second, in Gbit/s.
-    Gbps,
-    /// Proxy CPU seconds per GB moved.
-    CpuPerGb,
-    /// Median of operations per second.
-    Rate,
-    /// A latency quantile of the merged histograms, in µs.
-    Quantile(f64),
-    /// Proxy CPU µs per operation.
-    CpuPerOpUs,
-    /// Median RSS growth per idle connection, KiB.
-    MemPerConn,
-    /// The proxy's system calls per `per` units of work (bytes, requests or connections).
-    Syscalls { per: f64 },
-}
-
-/// One row of a table.
-struct Figure {
-    phase: Phase,
-    label: &'static str,
-    unit: &'static str,
-    better: Better,
-    stat: Stat,
-}
-
-/// The rows of a section's table.
-fn figures(section: SectionId) -> Vec<Figure> {
-    let fig = |phase, label, unit, better, stat| Figure {
-        phase,
-        label,
-        unit,
-        better,
-        stat,
-    };
-    use Better::{Higher, Lower};
-    if section == SectionId::Syscalls {
-        let calls =
-            |phase, label, unit, per| fig(phase, label, unit, Lower, Stat::Syscalls { per });
-        return vec![
-            calls(Phase::BulkUp, "bulk up", "calls/MB ↓", 1e6),
-            calls(Phase::BulkDown, "bulk down", "calls/MB ↓", 1e6),
-            calls(Phase::Rr1, "req/resp 64 B, 1 conn", "calls/req ↓", 1.0),
-            calls(Phase::Rr64, "req/resp 64 B, 64 conns", "calls/req ↓", 1.0),
-            calls(Phase::Short, "short conns", "calls/conn ↓", 1.0),
-        ];
-    }
-    let mut rows = vec![
-        fig(
-            Phase::BulkUp,
-            "bulk up (client→server), 1 conn",
-            "Gbit/s ↑",
-            Higher,
-            Stat::Gbps,
-        ),
-        fig(
-            Phase::BulkUp,
-            "bulk up: proxy CPU",
-            "s/GB ↓",
-            Lower,
-            Stat::CpuPerGb,
-        ),
-        fig(
-            Phase::BulkDown,
-            "bulk down (server→client), 1 conn",
-            "Gbit/s ↑",
-            Higher,
-            Stat::Gbps,
-        ),
-        fig(
-            Phase::BulkDown,
-            "bulk down: proxy CPU",
-            "s/GB ↓",
-            Lower,
-            Stat::CpuPerGb,
-        ),
-    ];
-    let rr = |rows: &mut Vec<Figure>, phase, label| {
-        rows.push(fig(phase, label, "req/s ↑", Higher, Stat::Rate));
-        rows.push(fig(
-            phase,
-            "  round trip p50",
-            "µs ↓",
-            Lower,
-            Stat::Quantile(0.50),
-        ));
-        rows.push(fig(
-            phase,
-            "  round trip p99",
-            "µs ↓",
-            Lower,
-            Stat::Quantile(0.99),
-        ));
-        rows.push(fig(
-            phase,
-            "  round trip p99.9",
-            "µs ↓",
-            Lower,
-            Stat::Quantile(0.999),
-        ));
-        rows.push(fig(
-            phase,
-            "  proxy CPU",
-            "µs/req ↓",
-            Lower,
-            Stat::CpuPerOpUs,
-        ));
-    };
-    if section == SectionId::Busy {
-        // Only round trips: what busy polling is for.
-        let mut rows = Vec::new();
-        rr(&mut rows, Phase::Rr1, "req/resp 64 B, 1 conn");
-        rr(&mut rows, Phase::Rr64, "req/resp 64 B, 64 conns");
-        return rows;
-    }
-    if section == SectionId::Pinned {
-        rr(&mut rows, Phase::Rr1, "req/resp 64 B, 1 conn");
-    }
-    rr(&mut rows, Phase::Rr64, "req/resp 64 B, 64 conns");
-    rows.push(fig(
-        Phase::Short,
-        "short conns (connect, 64 B each way, close; 32 in flight)",
-        "conn/s ↑",
-        Higher,
-        Stat::Rate,
-    ));
-    rows.push(fig(
-        Phase::Short,
-        "  proxy CPU",
-        "µs/conn ↓",
-        Lower,
-        Stat::CpuPerOpUs,
-    ));
-    if section == SectionId::Pinned {
-        rows.push(fig(
-            Phase::Idle,
-            "idle conns: proxy RSS growth",
-            "KiB/conn ↓",
-            Lower,
-            Stat::MemPerConn,
-        ));
-    }
-    rows
-}
+use crate::plan::{self, Section, SectionId};
 
 impl Results {
-    /// The value of `figure` for `setup`, when it was measured.
-    fn value(&self, section: SectionId, setup: Setup, figure: &Figure) -> Option<f64> {
-        if let Stat::MemPerConn = figure.stat {
-            let rounds = self.memory.get(&(section, setup))?;
-            return median(rounds.iter().map(Memory::per_conn_kib).collect());
-        }
-        let rounds = self.timed.get(&(section, setup, figure.phase))?;
-        let work: u64 = rounds.iter().map(|m| m.work).sum();
-        let cpu: Option<f64> = rounds.iter().map(|m| m.cpu_secs).sum();
-        match figure.stat {
-            Stat::Gbps => median(
-                rounds
-                    .iter()
-                    .map(|m| m.work as f64 * 8.0 / m.secs / 1e9)
-                    .collect(),
-            ),
-            Stat::Rate => median(rounds.iter().map(|m| m.work as f64 / m.secs).collect()),
-            Stat::CpuPerGb => cpu.filter(|_| work > 0).map(|c| c / (work as f64 / 1e9)),
-            Stat::CpuPerOpUs => cpu.filter(|_| work > 0).map(|c| c * 1e6 / work as f64),
-            Stat::Quantile(q) => {
-                let mut merged = Histogram::default();
-                for h in rounds.iter().filter_map(|m| m.latency.as_ref()) {
-                    merged.merge(h);
-                }
-                merged.quantile(q).map(|ns| ns as f64 / 1e3)
-            }
-            Stat::Syscalls { per } => {
-                let calls: Option<u64> = rounds
-                    .iter()
-                    .map(|m| m.syscalls.as_ref().map(|c| c.total))
-                    .sum();
-                calls
-                    .filter(|_| work > 0)
-                    .map(|c| c as f64 * per / work as f64)
-            }
-            Stat::MemPerConn => None,
-        }
-    }
-
-    /// The system calls of `setup` in `phase` by name, per `per` units of work, most frequent
-    /// first, leaving out those under 0.01 per unit.
-    fn calls_by_name(
-        &self,
-        section: SectionId,
-        setup: Setup,
-        phase: Phase,
-        per: f64,
-    ) -> Vec<(String, f64)> {
-        let Some(rounds) = self.timed.get(&(section, setup, phase)) else {
-            return Vec::new();
-        };
-        let work: u64 = rounds.iter().map(|m| m.work).sum();
-        let mut counts = Counts::default();
-        for m in rounds {
-            if let Some(c) = &m.syscalls {
-                counts.add(c);
-            }
-        }
-        if work == 0 {
-            return Vec::new();
-        }
-        counts
-            .by_call
-            .into_iter()
-            .map(|(name, n)| (name, n as f64 * per / work as f64))
-            .filter(|&(_, n)| n >= 0.01)
-            .collect()
-    }
-
-    /// The per-round values of a rate figure, for the detail table.
-    fn rounds_of(&self, section: SectionId, setup: Setup, figure: &Figure) -> Vec<f64> {
-        let Some(rounds) = self.timed.get(&(section, setup, figure.phase)) else {
-            return Vec::new();
-        };
-        rounds
-            .iter()
-            .map(|m| match figure.stat {
-                Stat::Gbps => m.work as f64 * 8.0 / m.secs / 1e9,
-                _ => m.work as f64 / m.secs,
-            })
-            .collect()
-    }
-
     /// The setups of a section that have results, in the order they ran.
     fn setups(&self, section: SectionId) -> Vec<Setup> {
         let mut setups: Vec<Setup> = Vec::new();
@@ -289,7 +53,8 @@ pub fn render(results: &Results) -> String {
     }
     let _ = writeln!(
         out,
-        "- each cell: the figure (ratio to the better of haproxy and nginx with the same thread count); \
+        "- each cell: the figure (ratio to the better of haproxy and nginx with the same thread count, \
+         haproxy-proxy's for porxy-proxy); \
          ↑ higher is better, ↓ lower is better; CPU and memory are the proxy process's own \
          (with its children), from /proc"
     );
@@ -316,7 +81,15 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
     let header: Vec<String> = setups.iter().map(|s| column_name(section, *s)).collect();
     let _ = writeln!(out, "| figure | unit | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|---|{}", "---:|".repeat(setups.len()));
-    let rows = figures(section);
+    // Only the figures measured: `--phases` may leave some out, and a row of dashes says nothing.
+    let rows: Vec<Figure> = figures(section)
+        .into_iter()
+        .filter(|f| {
+            setups
+                .iter()
+                .any(|&s| results.value(section, s, f).is_some())
+        })
+        .collect();
     for figure in &rows {
         let cells: Vec<String> = setups
             .iter()
@@ -333,6 +106,7 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
     if section == SectionId::Syscalls {
         render_calls_by_name(out, results, &setups, &header, &rows);
     }
+    super::proxy_protocol::render(out, results, plan, &setups, &rows);
     if plan.rounds > 1 {
         let _ = writeln!(out, "\nPer round (in the order run):\n");
         let _ = writeln!(out, "| figure | {} |", header.join(" | "));
@@ -344,8 +118,11 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
             let cells: Vec<String> = setups
                 .iter()
                 .map(|&setup| {
-                    let values = results.rounds_of(section, setup, figure);
-                    let shown: Vec<String> = values.iter().map(|&v| number(v)).collect();
+                    let values = results.by_round(section, setup, figure);
+                    let shown: Vec<String> = values
+                        .into_iter()
+                        .map(|v| v.map_or_else(|| "—".to_owned(), number))
+                        .collect();
                     if shown.is_empty() {
                         "—".into()
                     } else {
@@ -422,9 +199,11 @@ fn cell(results: &Results, section: SectionId, setup: Setup, all: &[Setup], f: &
     let Some(value) = results.value(section, setup, f) else {
         return "—".into();
     };
+    // A -proxy kind is compared with the peers doing the same work: haproxy-proxy.
     let peers: Vec<f64> = all
         .iter()
         .filter(|p| p.kind.is_peer() && p.threads == setup.threads)
+        .filter(|p| p.kind.proxy_protocol() == setup.kind.proxy_protocol())
         .filter_map(|&p| results.value(section, p, f))
         .collect();
     let best = match f.better {
@@ -508,22 +287,8 @@ fn render_notes(out: &mut String, results: &Results) {
     }
 }
 
-/// The median of some values (the mean of the middle two for an even count).
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    })
-}
-
 /// A number with as many digits as are meaningful for its size.
-fn number(value: f64) -> String {
+pub(super) fn number(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude >= 100.0 {
         format!("{value:.0}")
@@ -550,13 +315,7 @@ fn ratio(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(Vec::new()), None);
-    }
+    use crate::plan::Phase;
 
     #[test]
     fn busy_columns_say_how_they_busy_poll() {
