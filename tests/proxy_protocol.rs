@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::client::{connect, read_until_end, set_timeouts, End};
 use crate::support::haproxy::Haproxy;
-use crate::support::process::Porxy;
+use crate::support::process::{Porxy, TempDir};
 use crate::support::{wait_until, Backend};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -339,4 +339,79 @@ fn fan_out_sends_every_destination_the_header() {
         String::from_utf8_lossy(&other_got.expect("read to the end")),
         expected
     );
+}
+
+/// A config file with backends `a` and `b` (the `[backends.NAME]` extra lines given) behind one
+/// listener `edge` (its extra lines given); porxy started on it.
+fn two_backends(a: (SocketAddr, &str), b: (SocketAddr, &str), edge: &str) -> (TempDir, Porxy) {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "porxy.toml",
+        &format!(
+            "[backends.a]\naddress = \"{}\"\n{}\n\n\
+             [backends.b]\naddress = \"{}\"\n{}\n\n\
+             [listeners.edge]\nlisten = \"127.0.0.1:0\"\nbackends = [\"a\", \"b\"]\n{edge}\n",
+            a.0, a.1, b.0, b.1
+        ),
+    );
+    let porxy = Porxy::start(&["--config", config.to_str().unwrap()]);
+    (dir, porxy)
+}
+
+/// `[backends.NAME] send_proxy`: a backend of its own version gets the header, one without
+/// (and a listener without) gets the client's bytes alone; each connection gets the header of
+/// the backend it reached, whatever the other's.
+#[test]
+fn a_backends_own_send_proxy_is_the_one_it_gets() {
+    let (report_a, from_a) = std::sync::mpsc::channel();
+    let (report_b, from_b) = std::sync::mpsc::channel();
+    let a = Backend::send_then_read(b"A".to_vec(), report_a);
+    let b = Backend::send_then_read(b"B".to_vec(), report_b);
+    let (_dir, porxy) = two_backends(
+        (a.addr(), "send_proxy = \"v1\""),
+        (b.addr(), ""),
+        "strategy = \"round_robin\"",
+    );
+    let tunnel = porxy.tunnel("edge");
+    for _ in 0..2 {
+        let (client, greeting) = exchange(tunnel, b"payload");
+        let got = match greeting.as_str() {
+            "A" => from_a.recv_timeout(WAIT).expect("A's report"),
+            "B" => from_b.recv_timeout(WAIT).expect("B's report"),
+            other => panic!("reached neither backend: {other:?}"),
+        };
+        let got = String::from_utf8_lossy(&got.expect("read to the end")).into_owned();
+        let expected = match greeting.as_str() {
+            "A" => format!("{}payload", v1_line(client, tunnel)),
+            _ => "payload".to_owned(),
+        };
+        assert_eq!(got, expected, "backend {greeting}");
+    }
+    assert_eq!((a.accepted(), b.accepted()), (1, 1), "one each, in turn");
+}
+
+/// `check_send_proxy`: active checks of a backend that gets headers send it one first, v2
+/// `LOCAL` (they speak for no client); a backend that gets none is checked with a bare
+/// connect. Without it, checks send nothing.
+#[test]
+fn checks_send_a_local_header_to_backends_that_get_headers() {
+    // The v2 signature, version 2 with LOCAL, UNSPEC, and no address.
+    const LOCAL: &[u8] = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    for (check_send_proxy, a_gets) in [(true, LOCAL), (false, &b""[..])] {
+        let (report_a, from_a) = std::sync::mpsc::channel();
+        let (report_b, from_b) = std::sync::mpsc::channel();
+        let a = Backend::send_then_read(Vec::new(), report_a);
+        let b = Backend::send_then_read(Vec::new(), report_b);
+        let (_dir, _porxy) = two_backends(
+            (a.addr(), "send_proxy = \"v2\""),
+            (b.addr(), ""),
+            &format!(
+                "[listeners.edge.check]\ninterval = \"100ms\"\nsend_proxy = {check_send_proxy}"
+            ),
+        );
+        let check_a = from_a.recv_timeout(WAIT).expect("a check of A");
+        assert_eq!(check_a.expect("A's check read to the end"), a_gets);
+        let check_b = from_b.recv_timeout(WAIT).expect("a check of B");
+        assert_eq!(check_b.expect("B's check read to the end"), b"");
+    }
 }

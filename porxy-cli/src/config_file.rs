@@ -370,6 +370,12 @@ impl Lift<'_> {
             if let Some(max) = &backend.max_conns {
                 remote.max_conns = Some(self.count(max, 1, 10_000_000, &key("max_conns"))? as u32);
             }
+            if let Some(version) = &backend.send_proxy {
+                let parsed = version.get_ref().parse::<porxy_core::SendProxy>();
+                remote.send_proxy = Some(parsed.map_err(|e| {
+                    self.error(version.span().start, key("send_proxy"), e.to_string())
+                })?);
+            }
             backends.insert(name.get_ref().clone(), Backend { remote, at });
         }
         Ok(backends)

@@ -92,12 +92,13 @@ impl Lift<'_> {
         let mut options = TunnelOptions::default();
         self.options(raw, &mut options, &key)?;
         options.splice = raw.splice.as_ref().map(|on| *on.get_ref());
-        options.check(remotes.len()).map_err(|conflict| {
+        let spec = TunnelSpec::new(local, remotes).with_options(options);
+        spec.check().map_err(|conflict| {
             self.error(name.span().start, here.clone(), conflict.to_string())
         })?;
         Ok(NamedTunnel {
             name: name.get_ref().clone(),
-            spec: TunnelSpec::new(local, remotes).with_options(options),
+            spec,
             local_origin: local_at.to_string(),
             remote_origins,
         })
@@ -252,6 +253,7 @@ impl Lift<'_> {
             // TOML has its own escapes: the strings are taken as they are.
             options.check_send = check.send.as_ref().map(|s| s.get_ref().clone());
             options.check_expect = check.expect.as_ref().map(|s| s.get_ref().clone());
+            options.check_send_proxy = check.send_proxy.as_ref().map(|on| *on.get_ref());
         }
         Ok(())
     }

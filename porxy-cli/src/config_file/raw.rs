@@ -99,6 +99,8 @@ pub(super) struct RawBackend {
     pub(super) weight: Option<Spanned<i64>>,
     /// Most connections at once.
     pub(super) max_conns: Option<Spanned<i64>>,
+    /// The PROXY header it gets ahead of each client: `v1` or `v2` (default: the listener's).
+    pub(super) send_proxy: Option<Spanned<String>>,
 }
 
 /// `[listeners.NAME]`.
@@ -163,6 +165,8 @@ pub(super) struct RawCheck {
     pub(super) fall: Option<Spanned<i64>>,
     pub(super) send: Option<Spanned<String>>,
     pub(super) expect: Option<Spanned<String>>,
+    /// Checks send a PROXY header first, to backends that get one.
+    pub(super) send_proxy: Option<Spanned<bool>>,
 }
 
 /// A size: a string like `"64KiB"` or an integer number of bytes.

@@ -113,12 +113,23 @@ impl Machine {
         }
     }
 
-    /// Upstream `i`'s connect completed.
-    pub(crate) fn on_connected(&mut self, i: usize, now: Instant) {
+    /// Upstream `i`'s connect completed; a relayed connection sends it `preface` (its PROXY
+    /// header) first (a fan-out one has its header in its log already). `Some(close)` if that
+    /// failed (see [`Conn::on_connected`]).
+    pub(crate) fn on_connected(
+        &mut self,
+        i: usize,
+        now: Instant,
+        preface: Option<&[u8]>,
+        pools: &mut Pools,
+    ) -> Option<Action> {
         match self {
-            Machine::Relay(conn) => conn.on_connected(now),
-            Machine::Fanout(fan) => fan.on_connected(i),
-            Machine::Opening(_) | Machine::Opened(_) => {}
+            Machine::Relay(conn) => conn.on_connected(now, preface, pools),
+            Machine::Fanout(fan) => {
+                fan.on_connected(i);
+                None
+            }
+            Machine::Opening(_) | Machine::Opened(_) => None,
         }
     }
 

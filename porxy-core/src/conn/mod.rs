@@ -236,11 +236,24 @@ impl Conn {
         self.upstream.writable || self.upstream.failed
     }
 
-    /// The upstream connect completed.
-    pub(crate) fn on_connected(&mut self, now: Instant) {
-        if self.phase == Phase::Connecting {
-            self.last_active = now;
-            self.set_phase(Phase::Relaying);
+    /// The upstream connect completed; `preface` (a PROXY header) goes to it before any byte
+    /// of the client's. `Some(close)` only if the bytes held could not be taken out to put it
+    /// ahead of them (see [`Pipe::prepend`]).
+    pub(crate) fn on_connected(
+        &mut self,
+        now: Instant,
+        preface: Option<&[u8]>,
+        pools: &mut Pools,
+    ) -> Option<Action> {
+        if self.phase != Phase::Connecting {
+            return None;
+        }
+        self.last_active = now;
+        self.set_phase(Phase::Relaying);
+        let preface = preface?;
+        match self.up.prepend(preface, pools) {
+            Ok(()) => None,
+            Err(_) => Some(self.close(CloseReason::LocalResource, Closing::Reset, Closing::Reset)),
         }
     }
 

@@ -161,6 +161,21 @@ impl Pipe {
         })
     }
 
+    /// Puts `bytes` ahead of everything the pipe holds for its sink: a PROXY header for an
+    /// upstream just connected, before the client's bytes. Called before the pipe is first
+    /// pumped, when it holds at most a buffer; bytes in a kernel pipe would be read out first.
+    /// Fails only as [`Pipe::freeze`] does.
+    pub(crate) fn prepend(&mut self, bytes: &[u8], pools: &mut Pools) -> io::Result<()> {
+        let held = self.freeze(pools)?;
+        let mut all = Vec::with_capacity(bytes.len() + held.pending.len());
+        all.extend_from_slice(bytes);
+        all.extend_from_slice(&held.pending);
+        if !all.is_empty() {
+            self.held = Held::Buffer(pools.buffers.take_filled(&all));
+        }
+        Ok(())
+    }
+
     /// Tells the pipe whether the other direction is over (see [`Pipe::last`]).
     pub(crate) fn set_last(&mut self, last: bool) {
         self.last = last;

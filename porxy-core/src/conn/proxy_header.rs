@@ -135,6 +135,15 @@ impl Preamble for ProxyHeader {
     }
 }
 
+/// The header a health check sends first (`check_send_proxy`): it speaks for no client, so v2
+/// sends `LOCAL` and v1 `UNKNOWN`, the forms the protocol has for a proxy's own connections.
+pub(crate) fn header_for_check(version: SendProxy) -> Vec<u8> {
+    match version {
+        SendProxy::V1 => b"PROXY UNKNOWN\r\n".to_vec(),
+        SendProxy::V2 => local_v2(),
+    }
+}
+
 /// The header sent ahead of a client's stream to an upstream (`send_proxy`): `source` is the
 /// client (the one a header it sent named, if it sent one), `destination` the address it
 /// connected to. The two must be of one family: an IPv4 address beside an IPv6 one is given

@@ -210,11 +210,13 @@ impl ProxyHandle {
 
     /// Starts active checks of the tunnel's backends, if it has them on.
     fn watch(&self, tunnel: &Tunnel) {
-        let Some(config) = &tunnel.check else { return };
-        for backend in &tunnel.balancer.backends {
+        for (i, backend) in tunnel.balancer.backends.iter().enumerate() {
+            let Some(config) = tunnel.check_of(i) else {
+                return;
+            };
             let _ = self.shared.checker.send(CheckerMsg::Watch {
                 backend: backend.clone(),
-                config: config.clone(),
+                config,
                 tunnel: tunnel.local,
             });
         }

@@ -19,7 +19,6 @@ use crate::conn::admission::Verdict;
 use crate::conn::close::CloseReason;
 use crate::conn::machine::{Machine, SocketIx};
 use crate::conn::opening::{Opened, Opening};
-use crate::conn::proxy_header;
 use crate::conn::{Action, Closing, Conn};
 use crate::tunnel::Tunnel;
 
@@ -163,23 +162,14 @@ impl Reactor {
             };
             return self.finish(key, close, None, now);
         }
-        // Each upstream gets a PROXY header first, naming the client, if the tunnel says so:
-        // it waits in the relay's buffer (or the fan-out log) ahead of the client's bytes.
-        let header = slot.tunnel.send_proxy.map(|version| {
-            // The address the client reached (a wildcard listener has many).
-            let destination = slot.client.local_addr().unwrap_or(slot.tunnel.local);
-            proxy_header::header_to_send(version, slot.peer, destination)
-        });
         let opened = slot.machine.take_opened();
         if let Some(details) = opened.as_ref().and_then(|o| o.details.as_deref()) {
             slot.span
                 .in_scope(|| debug!(details, "what the client's preamble says besides"));
         }
-        if opened.is_some() || header.is_some() {
-            let mut opened = opened.unwrap_or_default();
-            if let Some(header) = header {
-                opened.early.splice(0..0, header);
-            }
+        // (A relayed connection's backend gets its PROXY header, if any, once connected: it
+        // depends on the backend.)
+        if let Some(opened) = opened {
             if let Some(fan) = slot.tunnel.fanout {
                 return self.open_fanout(key, fan, opened, now);
             }

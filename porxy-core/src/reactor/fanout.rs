@@ -32,6 +32,12 @@ impl Reactor {
         };
         let (tunnel, span) = (slot.tunnel.clone(), slot.span.clone());
         let backends = &tunnel.balancer.backends;
+        // Every destination that gets a PROXY header gets the same one (one version per
+        // fan-out tunnel: `TunnelSpec::check`), at the start of the one copy of the stream.
+        let header = (0..backends.len()).find_map(|i| slot.proxy_header_to(i));
+        let gets_header: Vec<bool> = (0..backends.len())
+            .map(|i| tunnel.send_proxy_to(i).is_some())
+            .collect();
         let mut dests: Vec<Option<Socket>> = Vec::with_capacity(backends.len());
         for (i, backend) in backends.iter().enumerate() {
             if backend.try_reserve(now, &tunnel.balancer.passive).is_err() {
@@ -83,12 +89,16 @@ impl Reactor {
             return self.finish(key, close, None, now);
         }
         span.in_scope(|| debug!(destinations = live, "destinations opened"));
+        let preface = header
+            .as_deref()
+            .map(|header| (header, gets_header.as_slice()));
         let conn = FanConn::opened(
             now,
             tunnel.settings,
             fan,
             &connecting,
             opened,
+            preface,
             &mut self.pools,
         );
         let targets = Target::every_backend(&tunnel);

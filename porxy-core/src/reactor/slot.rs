@@ -16,6 +16,7 @@ use slab::Slab;
 use super::socket::Socket;
 use super::upstreams::Upstreams;
 use crate::conn::machine::Machine;
+use crate::conn::proxy_header;
 use crate::timer::TimerQueue;
 use crate::tunnel::Tunnel;
 
@@ -75,6 +76,19 @@ impl Slot {
                 backend.add_sent(sent);
             }
         }
+    }
+
+    /// The PROXY header backend `index` of its tunnel gets ahead of this connection's stream,
+    /// if it gets one: naming the client (its real one) and the address it reached.
+    pub(super) fn proxy_header_to(&self, index: usize) -> Option<Vec<u8>> {
+        let version = self.tunnel.send_proxy_to(index)?;
+        // The address the client reached (a wildcard listener has many).
+        let destination = self.client.local_addr().unwrap_or(self.tunnel.local);
+        Some(proxy_header::header_to_send(
+            version,
+            self.peer,
+            destination,
+        ))
     }
 
     /// Gives back the count this connection holds against its client's limit, if it holds

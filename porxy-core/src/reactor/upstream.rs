@@ -103,13 +103,22 @@ impl Reactor {
         match connect_outcome(stream, ready) {
             ConnectOutcome::Pending => {}
             ConnectOutcome::Connected => {
-                if let Some((_, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
+                let mut header = None;
+                if let Some((index, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
                     Reactor::connect_succeeded(&slot.tunnel, backend);
+                    if slot.tunnel.fanout.is_none() {
+                        header = slot.proxy_header_to(index);
+                    }
                 }
                 let addr = slot.upstreams.addr(i, &slot.tunnel);
                 slot.span
                     .in_scope(|| debug!(upstream = ?addr, "upstream connected"));
-                slot.machine.on_connected(i, now);
+                let connected =
+                    slot.machine
+                        .on_connected(i, now, header.as_deref(), &mut self.pools);
+                if let Some(close) = connected {
+                    return self.after_step(key, close, None, now);
+                }
                 // Drive at once: the client may have sent bytes while it connected. (During an
                 // export, the step's funnel sends it off after this first drive, with what it
                 // read.)

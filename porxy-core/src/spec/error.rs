@@ -363,6 +363,11 @@ pub enum OptionsConflict {
     AcceptProxyOnly(OptionKey),
     /// `rate_burst` without `rate_per_client`.
     RatePerClientOnly(OptionKey),
+    /// `check_send_proxy` on a tunnel none of whose remotes gets a PROXY header.
+    NoProxyHeaderToCheck,
+    /// Fan-out remotes sent PROXY headers of different versions: every destination is sent
+    /// the one copy of the client's stream.
+    FanoutProxyVersions,
 }
 
 impl fmt::Display for OptionsConflict {
@@ -389,6 +394,13 @@ impl fmt::Display for OptionsConflict {
             OptionsConflict::RatePerClientOnly(key) => {
                 write!(f, "option `{key}` applies only with rate_per_client")
             }
+            OptionsConflict::NoProxyHeaderToCheck => f.write_str(
+                "option `check_send_proxy` applies only with send_proxy (the tunnel's or a backend's)",
+            ),
+            OptionsConflict::FanoutProxyVersions => f.write_str(
+                "mode=fanout sends every remote the same PROXY header version: \
+                 its backends' send_proxy differ",
+            ),
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct Remote {
     pub weight: u32,
     /// Most connections it takes at once; `None` means the tunnel's `max_conns`, if any.
     pub max_conns: Option<u32>,
+    /// The PROXY header it gets ahead of each client's stream; `None` means the tunnel's
+    /// `send_proxy`, if any. (The config file's `[backends.NAME] send_proxy`; a SPEC has no
+    /// syntax for it.)
+    pub send_proxy: Option<SendProxy>,
 }
 
 /// Largest weight a remote may have.
@@ -69,6 +73,7 @@ impl From<Endpoint> for Remote {
             endpoint,
             weight: 1,
             max_conns: None,
+            send_proxy: None,
         }
     }
 }

@@ -64,8 +64,11 @@ pub(crate) struct Tunnel {
     pub(crate) opening: Option<OpeningConfig>,
     /// Who may connect, judged on the real client before the pick; `None`: everyone.
     pub(crate) admission: Option<Arc<dyn Admission>>,
-    /// The PROXY header each upstream gets ahead of the client's stream, if any.
-    pub(crate) send_proxy: Option<SendProxy>,
+    /// The PROXY header each backend (by its index in the balancer) gets ahead of the
+    /// client's stream, if any: its own `send_proxy`, else the tunnel's.
+    send_proxy: Box<[Option<SendProxy>]>,
+    /// Active checks of a backend that gets a PROXY header send one first.
+    check_send_proxy: bool,
     /// The most connections one client may hold at once, if limited.
     pub(crate) max_conns_per_client: Option<u32>,
     /// The per-client counts, shared by every version of the tunnel.
@@ -142,6 +145,7 @@ impl Tunnel {
             max_conns,
             accept_proxy,
             send_proxy,
+            check_send_proxy,
             proxy_from,
             allow,
             deny,
@@ -149,6 +153,7 @@ impl Tunnel {
             rate_per_client,
             client_ipv6_prefix,
         } = resolve(&spec.options, count, config)
+            .and_then(|resolved| spec.check_remotes().map(|()| resolved))
             .map_err(|conflict| options_error(spec, conflict))?;
         let backends: Vec<Arc<Backend>> = spec
             .remotes
@@ -199,13 +204,36 @@ impl Tunnel {
                 .map(|(accept, timeout)| proxy_header::opening(accept, timeout, proxy_from)),
             admission: AccessRules::new(allow, deny)
                 .map(|rules| Arc::new(rules) as Arc<dyn Admission>),
-            send_proxy,
+            send_proxy: spec
+                .remotes
+                .iter()
+                .map(|remote| remote.send_proxy.or(send_proxy))
+                .collect(),
+            check_send_proxy,
             max_conns_per_client,
             clients,
             rate_per_client,
             rates,
             client_ipv6_prefix,
         })
+    }
+
+    /// The PROXY header version backend `i` gets ahead of each client's stream, if any.
+    #[inline]
+    pub(crate) fn send_proxy_to(&self, i: usize) -> Option<SendProxy> {
+        self.send_proxy.get(i).copied().flatten()
+    }
+
+    /// How backend `i` is checked, if checks are on: with a PROXY header ahead of the check's
+    /// own bytes when `check_send_proxy` says so and the backend gets headers.
+    pub(crate) fn check_of(&self, i: usize) -> Option<CheckConfig> {
+        let mut check = self.check.clone()?;
+        if let Some(version) = self.send_proxy_to(i).filter(|_| self.check_send_proxy) {
+            let mut send = proxy_header::header_for_check(version);
+            send.extend(check.send.take().unwrap_or_default());
+            check.send = Some(send);
+        }
+        Some(check)
     }
 
     /// The client `addr` is, for the per-client limit and rate.

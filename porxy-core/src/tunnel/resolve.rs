@@ -47,6 +47,8 @@ pub(crate) struct Resolved {
     pub(crate) accept_proxy: Option<(AcceptProxy, Duration)>,
     /// The PROXY header sent to each upstream ahead of the client's stream.
     pub(crate) send_proxy: Option<SendProxy>,
+    /// Active checks send a PROXY header first.
+    pub(crate) check_send_proxy: bool,
     /// The peers that may send a PROXY header.
     pub(crate) proxy_from: Option<Networks>,
     /// Who may connect.
@@ -149,6 +151,7 @@ pub(crate) fn resolve(
             (accept, timeout.min(MAX_DURATION))
         }),
         send_proxy: options.send_proxy,
+        check_send_proxy: options.check_send_proxy.unwrap_or(false),
         proxy_from: options.proxy_from.clone(),
         // A tunnel's own rules replace the proxy-wide ones, both lists at once.
         allow: if own_rules {
@@ -175,8 +178,7 @@ pub(crate) fn resolve(
 /// Refuses a spec whose options do not fit together (or with its remotes), naming the tunnel:
 /// what [`resolve`] refuses, said before anything is resolved or bound.
 pub(crate) fn check_options(spec: &TunnelSpec) -> Result<(), Error> {
-    spec.options
-        .check(spec.remotes.len())
+    spec.check()
         .map_err(|conflict| options_error(spec, conflict))
 }
 

@@ -282,6 +282,11 @@ fn option_values_are_refused_by_the_core_at_their_value() {
             "porxy.toml:6:17: listeners.demo.queue_timeout: must be more than zero",
         ),
         (
+            "[listeners.demo.check]\nsend_proxy = true\n",
+            "porxy.toml:3:12: listeners.demo: option `check_send_proxy` applies only with \
+             send_proxy (the tunnel's or a backend's)",
+        ),
+        (
             "max_conns = 0\n",
             "porxy.toml:6:13: listeners.demo.max_conns: `0` is not a whole number from 1 to \
              10000000",

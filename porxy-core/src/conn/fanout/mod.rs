@@ -128,19 +128,31 @@ impl FanConn {
     /// A connection whose opening is over ([`Opened`]), to `dests` destinations as
     /// [`FanConn::new`]: the bytes that came past the client's preamble start the log, for
     /// every destination.
+    ///
+    /// `preface`: a PROXY header, and which destinations get it. It starts the log, ahead of
+    /// the client's bytes; a destination that does not get it starts past it.
     pub(crate) fn opened(
         now: Instant,
         settings: TunnelSettings,
         fan: FanoutSettings,
         connecting: &[bool],
         opened: Opened,
+        preface: Option<(&[u8], &[bool])>,
         pools: &mut Pools,
     ) -> FanConn {
         let mut conn = FanConn::new(now, settings, fan, connecting);
         conn.client = opened.client_ready;
-        if !opened.early.is_empty() {
-            conn.log = Log::restored(0, &opened.early, &mut pools.buffers);
+        let (header, gets) = preface.unwrap_or_default();
+        let mut start = header.to_vec();
+        start.extend_from_slice(&opened.early);
+        if !start.is_empty() {
+            conn.log = Log::restored(0, &start, &mut pools.buffers);
             conn.unreported.0 += opened.early.len() as u64;
+        }
+        for (i, dest) in conn.dests.iter_mut().enumerate() {
+            if !gets.get(i).copied().unwrap_or(false) {
+                dest.sent = header.len() as u64;
+            }
         }
         conn
     }

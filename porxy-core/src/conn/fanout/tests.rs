@@ -237,6 +237,45 @@ fn every_destination_gets_every_byte_then_fin() {
 }
 
 #[test]
+fn a_proxy_header_goes_to_the_destinations_that_get_one_and_only_to_them() {
+    let mut rig = Rig::new(Reply::Primary, 3);
+    let opened = crate::conn::opening::Opened {
+        early: b"early;".to_vec(),
+        client_ready: RW,
+        ..Default::default()
+    };
+    let gets = [true, false, true];
+    rig.conn = FanConn::opened(
+        rig.t0,
+        settings(),
+        fan(Reply::Primary, 1),
+        &[true; 3],
+        opened,
+        Some((b"HDR;", &gets)),
+        &mut rig.pools,
+    );
+    for i in 0..3 {
+        rig.conn.on_connected(i);
+        rig.conn.on_dest_ready(i, RW);
+    }
+    let data = pattern(3 * CHUNK + 5);
+    rig.client = Peer::sending(&data);
+    rig.client.eof = true;
+    rig.run();
+    let with_header = [b"HDR;early;".as_slice(), &data].concat();
+    let without = [b"early;".as_slice(), &data].concat();
+    assert_eq!(rig.dest(0).written, with_header);
+    assert_eq!(rig.dest(1).written, without);
+    assert_eq!(rig.dest(2).written, with_header);
+    // The header is the proxy's, not the client's: the client's bytes are counted without it,
+    // each destination's with what it was sent.
+    let ((from_client, _), per_dest) = rig.conn.take_unreported();
+    assert_eq!(from_client, without.len() as u64);
+    let (with, bare) = (with_header.len() as u64, without.len() as u64);
+    assert_eq!(per_dest, [with, bare, with]);
+}
+
+#[test]
 fn primary_replies_reach_the_client_and_mirror_replies_do_not() {
     let mut rig = Rig::new(Reply::Primary, 2);
     rig.client = Peer::sending(b"request");

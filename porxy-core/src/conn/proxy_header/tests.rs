@@ -211,6 +211,19 @@ fn headers_sent_are_what_the_reader_takes_back() {
     );
 }
 
+#[test]
+fn check_headers_name_no_client_and_the_reader_takes_them() {
+    let v1 = header_for_check(SendProxy::V1);
+    assert_eq!(v1, b"PROXY UNKNOWN\r\n");
+    assert_eq!(complete(parse(AcceptProxy::V1, &v1)), (v1.len(), None));
+    let v2 = header_for_check(SendProxy::V2);
+    assert_eq!(
+        v2, b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
+        "LOCAL, UNSPEC, no address"
+    );
+    assert_eq!(complete(parse(AcceptProxy::V2, &v2)), (16, None));
+}
+
 mod properties {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

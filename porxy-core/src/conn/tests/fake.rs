@@ -508,7 +508,7 @@ impl Rig {
     /// Connected at `t0`; bytes move as `mode` says.
     pub(super) fn relaying_on(mode: Mode) -> Self {
         let mut rig = Rig::new(mode, 1);
-        rig.conn.on_connected(rig.t0);
+        assert_eq!(rig.conn.on_connected(rig.t0, None, &mut rig.pools), None);
         assert_eq!(rig.conn.phase(), Phase::Relaying);
         assert_eq!(rig.conn.modes(), (mode, mode));
         rig

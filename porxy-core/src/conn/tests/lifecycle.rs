@@ -237,7 +237,11 @@ fn connecting_client_bytes_wait_until_connected() {
     // The connect completes: the upstream reports writable, then the reactor says connected.
     rig.ready(Side::Upstream, W);
     assert!(rig.conn.upstream_signalled());
-    rig.conn.on_connected(rig.t0 + secs(2));
+    assert_eq!(
+        rig.conn
+            .on_connected(rig.t0 + secs(2), None, &mut rig.pools),
+        None
+    );
     assert_eq!(rig.conn.phase(), Phase::Relaying);
     assert_eq!(rig.deadline(), Some(secs(2) + IDLE_TIMEOUT));
     assert_eq!(rig.on_timer(CONNECT_TIMEOUT), Action::Wait);
@@ -263,7 +267,11 @@ fn connecting_abort_resets_both_sides() {
 #[test]
 fn relaying_fin_counts_as_activity() {
     let mut rig = Rig::connecting();
-    rig.conn.on_connected(rig.t0 + secs(1));
+    assert_eq!(
+        rig.conn
+            .on_connected(rig.t0 + secs(1), None, &mut rig.pools),
+        None
+    );
     rig.client.reads.push_back(Rd::Eof);
     rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
@@ -278,7 +286,11 @@ fn relaying_fin_counts_as_activity() {
 #[test]
 fn relaying_idle_timer_fires_only_after_idle_timeout_without_bytes() {
     let mut rig = Rig::connecting();
-    rig.conn.on_connected(rig.t0 + secs(1));
+    assert_eq!(
+        rig.conn
+            .on_connected(rig.t0 + secs(1), None, &mut rig.pools),
+        None
+    );
     assert_eq!(rig.deadline(), Some(secs(1) + IDLE_TIMEOUT));
     assert_eq!(
         rig.on_timer(secs(1) + IDLE_TIMEOUT - Duration::from_millis(1)),

@@ -46,7 +46,7 @@ fn relay_connecting_checks_its_connect_on_the_upstreams_signal_only() {
     );
     assert!(machine.awaiting_upstream());
     assert!(!machine.can_travel(), "a connect in flight cannot travel");
-    machine.on_connected(0, t0);
+    machine.on_connected(0, t0, None, &mut pools(1));
     assert_eq!(machine.relay_phase(), Some(crate::conn::Phase::Relaying));
     assert_eq!(machine.on_ready(SocketIx::Client, R), AfterReady::Drive);
     assert_eq!(
@@ -74,8 +74,8 @@ fn fanout_checks_each_destinations_connect_apart() {
     );
     assert!(machine.awaiting_upstream());
     assert!(!machine.can_travel());
-    machine.on_connected(0, t0);
-    machine.on_connected(1, t0);
+    machine.on_connected(0, t0, None, &mut pools(1));
+    machine.on_connected(1, t0, None, &mut pools(1));
     assert_eq!(
         machine.on_ready(SocketIx::Upstream(1), W),
         AfterReady::Drive
@@ -118,7 +118,7 @@ fn both_kinds_drive_through_the_same_call() {
     let mut pools = pools(1);
     // Relayed: upstream 0 gets the client's bytes.
     let mut relay = Machine::Relay(Conn::new(t0, settings(Mode::Copy), 1));
-    relay.on_connected(0, t0);
+    relay.on_connected(0, t0, None, &mut pools);
     let mut client = FakeStream::new().reading([data(b"one"), Rd::WouldBlock]);
     let mut upstreams = [Some(FakeStream::new())];
     relay.on_ready(SocketIx::Client, R);
@@ -132,8 +132,8 @@ fn both_kinds_drive_through_the_same_call() {
 
     // Fan-out: every open destination gets them.
     let mut fan = fan_machine(t0, &[true, true]);
-    fan.on_connected(0, t0);
-    fan.on_connected(1, t0);
+    fan.on_connected(0, t0, None, &mut pools);
+    fan.on_connected(1, t0, None, &mut pools);
     let mut client = FakeStream::new().reading([data(b"two"), Rd::WouldBlock]);
     let mut upstreams = [Some(FakeStream::new()), Some(FakeStream::new())];
     fan.on_ready(SocketIx::Client, R);

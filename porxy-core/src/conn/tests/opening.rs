@@ -248,14 +248,19 @@ fn machine_opens_then_the_early_bytes_reach_the_upstream_first() {
     assert_eq!(conn.phase(), Phase::Queued);
     assert!(!conn.can_travel());
     conn.restart_connect(rig.t0);
-    conn.on_connected(rig.t0);
+    // Connected, the backend gets its PROXY header first, then the early bytes, then the
+    // rest of the stream.
+    assert_eq!(
+        conn.on_connected(rig.t0, Some(b"HDR;"), &mut rig.pools),
+        None
+    );
     rig.conn = conn;
     rig.client.reads.push_back(data(b" and late"));
     rig.ready(Side::Client, R);
     rig.ready(Side::Upstream, W);
     assert_eq!(rig.drive(secs(1)), Action::Wait);
-    assert_eq!(rig.upstream.written, b"early and late");
-    assert_eq!(rig.conn.take_unreported(), (14, 0));
+    assert_eq!(rig.upstream.written, b"HDR;early and late");
+    assert_eq!(rig.conn.take_unreported(), (18, 0));
 }
 
 #[test]

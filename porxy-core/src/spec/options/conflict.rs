@@ -3,7 +3,38 @@
 
 use super::{OptionKey, TunnelOptions, MAX_FANOUT};
 use crate::spec::error::OptionsConflict;
-use crate::spec::TunnelMode;
+use crate::spec::{TunnelMode, TunnelSpec};
+
+impl TunnelSpec {
+    /// Checks that the options fit together and with the remotes ([`TunnelOptions::check`]),
+    /// and what the remotes' own settings ask: `check_send_proxy` needs a remote that gets a
+    /// PROXY header, and fan-out remotes get one version of it, or none.
+    pub fn check(&self) -> Result<(), OptionsConflict> {
+        self.options.check(self.remotes.len())?;
+        self.check_remotes()
+    }
+
+    /// The rules on the remotes' own settings alone (see [`TunnelSpec::check`]).
+    pub(crate) fn check_remotes(&self) -> Result<(), OptionsConflict> {
+        let options = &self.options;
+        let versions = self
+            .remotes
+            .iter()
+            .map(|r| r.send_proxy.or(options.send_proxy));
+        if options.check_send_proxy == Some(true) && versions.clone().all(|v| v.is_none()) {
+            return Err(OptionsConflict::NoProxyHeaderToCheck);
+        }
+        let mut sent = versions.flatten();
+        if options.mode == Some(TunnelMode::Fanout) {
+            if let Some(first) = sent.next() {
+                if sent.any(|v| v != first) {
+                    return Err(OptionsConflict::FanoutProxyVersions);
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 impl TunnelOptions {
     /// Checks that the options fit together, and with `remotes`, how many remotes the tunnel

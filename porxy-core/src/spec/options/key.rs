@@ -47,6 +47,8 @@ pub enum OptionKey {
     CheckSend,
     /// `check_expect`: text, with the same escapes.
     CheckExpect,
+    /// `check_send_proxy`: `on` or `off`.
+    CheckSendProxy,
     /// `mode`: `balance` or `fanout`.
     Mode,
     /// `reply`: `primary` or `none`.
@@ -131,7 +133,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 33] = [
+    pub const ALL: [OptionKey; 34] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -150,6 +152,7 @@ impl OptionKey {
         OptionKey::Fall,
         OptionKey::CheckSend,
         OptionKey::CheckExpect,
+        OptionKey::CheckSendProxy,
         OptionKey::Mode,
         OptionKey::Reply,
         OptionKey::MaxLag,
@@ -188,6 +191,7 @@ impl OptionKey {
             OptionKey::Fall => "fall",
             OptionKey::CheckSend => "check_send",
             OptionKey::CheckExpect => "check_expect",
+            OptionKey::CheckSendProxy => "check_send_proxy",
             OptionKey::Mode => "mode",
             OptionKey::Reply => "reply",
             OptionKey::MaxLag => "max_lag",
@@ -234,7 +238,7 @@ impl OptionKey {
                 off: &["off", "no", "false", "none"],
                 expected: "`tcp` or `off`",
             },
-            OptionKey::Splice => Value::Switch {
+            OptionKey::Splice | OptionKey::CheckSendProxy => Value::Switch {
                 on: &["on", "yes", "true"],
                 off: &["off", "no", "false"],
                 expected: "`on` or `off`",

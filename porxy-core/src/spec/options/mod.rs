@@ -71,6 +71,10 @@ pub struct TunnelOptions {
     pub fall: Option<u32>,
     /// Bytes a check sends once connected (`\r`, `\n`, `\t`, `\\` escapes allowed).
     pub check_send: Option<String>,
+    /// Checks of a remote that gets a PROXY header (`send_proxy`, the tunnel's or its own)
+    /// send one first: v2 `LOCAL`, or v1 `UNKNOWN`, the forms the protocol gives health checks
+    /// (default off: a check is a bare connect, and `check_send`).
+    pub check_send_proxy: Option<bool>,
     /// What the reply to a check must start with (same escapes).
     pub check_expect: Option<String>,
     /// Balance over the remotes (the default) or copy every client to all of them.

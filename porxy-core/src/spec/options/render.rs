@@ -41,6 +41,7 @@ impl TunnelOptions {
             OptionKey::Fall => count(self.fall),
             OptionKey::CheckSend => self.check_send.as_deref().map(escape),
             OptionKey::CheckExpect => self.check_expect.as_deref().map(escape),
+            OptionKey::CheckSendProxy => switch(self.check_send_proxy, "on"),
             OptionKey::Mode => self.mode.map(|m| m.to_string()),
             OptionKey::Reply => self.reply.map(|r| r.to_string()),
             OptionKey::MaxLag => self.max_lag.map(format_size),

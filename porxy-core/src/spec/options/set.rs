@@ -200,6 +200,7 @@ impl TunnelOptions {
         Some(match key {
             OptionKey::Check => &mut self.check,
             OptionKey::Splice => &mut self.splice,
+            OptionKey::CheckSendProxy => &mut self.check_send_proxy,
             _ => return None,
         })
     }

@@ -32,6 +32,7 @@ fn every_key_sets_and_renders_back() {
         ("fall", "2"),
         ("check_send", "PING\\r\\n"),
         ("check_expect", "+PONG"),
+        ("check_send_proxy", "on"),
         ("mode", "fanout"),
         ("reply", "none"),
         ("max_lag", "4MiB"),
@@ -181,7 +182,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 33);
+    assert_eq!(OPTION_KEYS.len(), 34);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(
@@ -322,5 +323,60 @@ fn messages_read_as_before() {
     assert_eq!(
         conflict.to_string(),
         "mode=fanout copies to at most 64 remotes, not 65"
+    );
+}
+
+#[test]
+fn remotes_own_proxy_headers_fit_the_tunnel() {
+    let remote = |port: u16, send_proxy: Option<SendProxy>| {
+        let mut remote = crate::spec::Remote::from(crate::spec::Endpoint::Addr(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        ));
+        remote.send_proxy = send_proxy;
+        remote
+    };
+    let spec = |remotes: Vec<crate::spec::Remote>, options: &[(&str, &str)]| {
+        let mut tunnel_options = TunnelOptions::default();
+        for (k, v) in options {
+            tunnel_options.set(k.parse().unwrap(), v).unwrap();
+        }
+        crate::spec::TunnelSpec::new(
+            "127.0.0.1:8000".parse::<std::net::SocketAddr>().unwrap(),
+            remotes,
+        )
+        .with_options(tunnel_options)
+    };
+    let (v1, v2) = (Some(SendProxy::V1), Some(SendProxy::V2));
+    // check_send_proxy needs a remote that gets a header, its own or the tunnel's.
+    let checked = [("check_send_proxy", "on")];
+    assert_eq!(
+        spec(vec![remote(1, None)], &checked).check(),
+        Err(OptionsConflict::NoProxyHeaderToCheck)
+    );
+    assert_eq!(
+        spec(vec![remote(1, None), remote(2, v2)], &checked).check(),
+        Ok(())
+    );
+    let both = [("check_send_proxy", "on"), ("send_proxy", "v1")];
+    assert_eq!(spec(vec![remote(1, None)], &both).check(), Ok(()));
+    // Balanced remotes may differ; fan-out ones get one version, or none.
+    assert_eq!(
+        spec(vec![remote(1, v1), remote(2, v2)], &[]).check(),
+        Ok(())
+    );
+    let fanout = [("mode", "fanout")];
+    assert_eq!(
+        spec(vec![remote(1, v1), remote(2, v2)], &fanout).check(),
+        Err(OptionsConflict::FanoutProxyVersions)
+    );
+    assert_eq!(
+        spec(vec![remote(1, v1), remote(2, None)], &fanout).check(),
+        Ok(())
+    );
+    let fanout_v2 = [("mode", "fanout"), ("send_proxy", "v2")];
+    assert_eq!(
+        spec(vec![remote(1, v1), remote(2, None)], &fanout_v2).check(),
+        Err(OptionsConflict::FanoutProxyVersions),
+        "the second takes the tunnel's v2"
     );
 }
