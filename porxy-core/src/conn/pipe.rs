@@ -82,6 +82,9 @@ pub(crate) struct Pipe {
     last: bool,
     /// Passing the EOF on said `WouldBlock`: it is tried again once the sink is writable.
     fin_blocked: bool,
+    /// It holds a preface ([`Pipe::prepend`]) not yet written: the source's bytes that are
+    /// ready are read first, to go out in one write with it.
+    preface: bool,
 }
 
 impl Pipe {
@@ -96,6 +99,7 @@ impl Pipe {
             pipe_full: false,
             last: false,
             fin_blocked: false,
+            preface: false,
         }
     }
 
@@ -172,6 +176,7 @@ impl Pipe {
         all.extend_from_slice(&held.pending);
         if !all.is_empty() {
             self.held = Held::Buffer(pools.buffers.take_filled(&all));
+            self.preface = true;
         }
         Ok(())
     }
@@ -248,7 +253,8 @@ impl Pipe {
                 return Ok(());
             }
             *budget -= 1;
-            if can_write {
+            if can_write && !(self.preface && can_read) {
+                self.preface = false;
                 self.write_out(dst, &mut dst_ready.writable, pools, done)?;
             } else if can_flush {
                 if let End::Failed(e) = step::flush(dst, &mut dst_ready.writable) {

@@ -82,8 +82,14 @@ impl Slot {
     /// if it gets one: naming the client (its real one) and the address it reached.
     pub(super) fn proxy_header_to(&self, index: usize) -> Option<Vec<u8>> {
         let version = self.tunnel.send_proxy_to(index)?;
-        // The address the client reached (a wildcard listener has many).
-        let destination = self.client.local_addr().unwrap_or(self.tunnel.local);
+        // The address the client reached: the listener's own, unless it listens on a wildcard
+        // address, which has many (then the kernel says which; a system call saved otherwise).
+        let local = self.tunnel.local;
+        let destination = if local.ip().is_unspecified() {
+            self.client.local_addr().unwrap_or(local)
+        } else {
+            local
+        };
         Some(proxy_header::header_to_send(
             version,
             self.peer,

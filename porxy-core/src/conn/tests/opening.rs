@@ -260,7 +260,31 @@ fn machine_opens_then_the_early_bytes_reach_the_upstream_first() {
     rig.ready(Side::Upstream, W);
     assert_eq!(rig.drive(secs(1)), Action::Wait);
     assert_eq!(rig.upstream.written, b"HDR;early and late");
+    assert_eq!(
+        rig.upstream.write_sizes,
+        [18],
+        "the header waited for the client's ready bytes: one write"
+    );
     assert_eq!(rig.conn.take_unreported(), (18, 0));
+}
+
+/// A client that says nothing first (the server speaks first): the header goes out alone, at
+/// once, and the client's bytes follow when they come.
+#[test]
+fn a_header_goes_out_at_once_when_the_client_has_nothing_yet() {
+    let mut rig = Rig::connecting();
+    assert_eq!(
+        rig.conn.on_connected(rig.t0, Some(b"HDR;"), &mut rig.pools),
+        None
+    );
+    rig.ready(Side::Upstream, W);
+    assert_eq!(rig.drive(secs(1)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"HDR;");
+    rig.client.reads.push_back(data(b"later"));
+    rig.ready(Side::Client, R);
+    assert_eq!(rig.drive(secs(2)), Action::Wait);
+    assert_eq!(rig.upstream.written, b"HDR;later");
+    assert_eq!(rig.upstream.write_sizes, [4, 5]);
 }
 
 #[test]
