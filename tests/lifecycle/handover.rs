@@ -483,3 +483,61 @@ impl Stalling {
         }
     }
 }
+
+/// A client still in its opening (half of its PROXY header sent) when the upgrade comes: what
+/// the old porxy has read of the header has no place in a session, so the connection finishes
+/// in the old porxy, which drains it while the new one takes every new client: the backend
+/// gets the stream after the header exactly once, the client every byte back, and the old
+/// porxy exits once the client is done.
+#[test]
+fn a_client_halfway_through_its_proxy_header_finishes_in_the_old_porxy() {
+    let backend = Backend::echo();
+    let mut chain = Chain::with_spec(format!("127.0.0.1:0={}[accept_proxy=v1]", backend.addr()));
+    let mut old = chain.first();
+    let tunnel = old.tunnel("cli-1");
+    let control = control_addr(&old);
+    let mut client = connect(tunnel);
+    client.write_all(b"PROXY TCP4 192.0.2.7 ").unwrap();
+    wait_for(
+        WAIT,
+        "the old porxy to hold the client in its opening",
+        || ControlClient::connect(control).cmd("STATUS"),
+        |status| field(status, "open") == "1",
+    );
+
+    let new = chain.successor();
+    assert_took_over(&new, &old);
+    wait_log(
+        &old,
+        "handed the established connections over to the new porxy connections=0",
+    );
+    client
+        .write_all(format!("{} 4711 {}\r\nhello across", tunnel.ip(), tunnel.port()).as_bytes())
+        .unwrap();
+    let mut back = [0u8; 12];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello across", "the stream after the header, once");
+    round_trip(&mut client, b"still the old porxy");
+    assert_eq!(
+        old.exit_status(),
+        None,
+        "the old porxy serves its client to the end"
+    );
+    // New clients reach the new porxy meanwhile.
+    let mut other = connect(tunnel);
+    let header = format!(
+        "PROXY TCP4 192.0.2.8 {} 4712 {}\r\n",
+        tunnel.ip(),
+        tunnel.port()
+    );
+    other.write_all(header.as_bytes()).unwrap();
+    round_trip(&mut other, b"a new client");
+    finish(client);
+    assert_exits_promptly(&mut old);
+    finish(other);
+    assert_eq!(
+        backend.accepted(),
+        2,
+        "one backend connection per client, never a second"
+    );
+}
