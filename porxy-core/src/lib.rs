@@ -44,6 +44,7 @@ mod listener;
 mod log_limit;
 mod mailbox;
 mod proxy;
+mod rate;
 mod reactor;
 pub mod session;
 mod spec;

@@ -8,19 +8,17 @@
 //! connection is the one that accepted it, with no hand-over in between. In both modes the
 //! accepting threads share [`Accepting`]: one [`Admission`] count for the connection limit
 //! (taken before each accept, given back by the reactor when the connection ends) and for
-//! spreading clients over the reactors, one [`AcceptRate`] (`max_accept_rate`), one set of
+//! spreading clients over the reactors, one [`Rate`] of accepts (`max_accept_rate`), one set of
 //! rate-limited warnings, and one reading of accept errors ([`AcceptFailure`]).
 
 mod admission;
 mod failure;
 pub(crate) mod parking;
-mod rate;
 mod socket;
 
 pub(crate) use crate::accept_mode::AcceptMode;
 pub(crate) use admission::{within_share, Admission, LogLimit};
 pub(crate) use failure::AcceptFailure;
-pub(crate) use rate::AcceptRate;
 pub(crate) use socket::ListenSocket;
 
 use std::io;
@@ -29,13 +27,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::rate::Rate;
+
 /// What the accepting threads share (the listener thread's accepts too, in
 /// [`AcceptMode::Listener`]), and what the reactors count their connections in.
 pub(crate) struct Accepting {
     /// Connections open on all reactors, against the connection limit.
     pub(crate) admission: Admission,
-    /// The proxy-wide accept rate, if limited.
-    pub(crate) rate: AcceptRate,
+    /// The proxy-wide accept rate (clients a second), if limited.
+    rate: Rate,
     /// Connection ids, shared with the handle (which numbers connections taken over).
     pub(crate) conn_ids: Arc<AtomicU64>,
     /// Number of reactors, for each one's share of the connections.
@@ -65,10 +65,10 @@ impl Accepting {
     /// a connection accepted holds its place until it ends.
     pub(crate) fn take_turn(&self, now: Instant) -> Result<(), NoTurn> {
         self.rate
-            .take(now)
+            .take(now, 1, 1)
             .map_err(|until| NoTurn::Rate { until })?;
         if !self.admission.try_admit() {
-            self.rate.give_back();
+            self.rate.give_back(1);
             return Err(NoTurn::Full);
         }
         Ok(())
@@ -77,7 +77,14 @@ impl Accepting {
     /// Gives back what [`Accepting::take_turn`] took, for an accept that found nobody.
     pub(crate) fn release_turn(&self) {
         self.admission.release();
-        self.rate.give_back();
+        self.rate.give_back(1);
+    }
+
+    /// Limits accepts to `per_second` clients a second across the proxy (`None`: no limit):
+    /// after a quiet spell a tenth of a second's worth at once, then one every `1/per_second`.
+    pub(crate) fn set_rate(&self, per_second: Option<u32>) {
+        let burst = per_second.map_or(1, |r| r.div_ceil(10).max(1));
+        self.rate.set(per_second.map(u64::from), u64::from(burst));
     }
 }
 
@@ -130,18 +137,18 @@ impl Accepting {
         reactors: usize,
         conn_ids: Arc<AtomicU64>,
     ) -> Self {
-        let rate = AcceptRate::new(Instant::now());
-        rate.set(max_accept_rate);
-        Accepting {
+        let accepting = Accepting {
             admission: Admission::new(max_connections as u64),
-            rate,
+            rate: Rate::new(Instant::now()),
             conn_ids,
             reactors: reactors as u64,
             shortage_log: Mutex::new(LogLimit::default()),
             capacity_log: Mutex::new(LogLimit::default()),
             error_log: Mutex::new(LogLimit::default()),
             rate_log: Mutex::new(LogLimit::default()),
-        }
+        };
+        accepting.set_rate(max_accept_rate);
+        accepting
     }
 }
 

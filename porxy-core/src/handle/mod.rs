@@ -417,7 +417,7 @@ impl ProxyHandle {
     /// Puts `config` in force: tunnels built from now on resolve their options against it,
     /// and the accept rate is its.
     fn set_config(&self, config: ProxyConfig) {
-        self.shared.accepting.rate.set(config.max_accept_rate);
+        self.shared.accepting.set_rate(config.max_accept_rate);
         *self
             .shared
             .config
