@@ -9,6 +9,7 @@ mod support;
 mod accept;
 mod access_rules;
 mod balance;
+mod bandwidth;
 mod busy_poll;
 mod cli;
 mod close_record;

@@ -265,9 +265,9 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
                           (the upstream has stopped sending; the client may still send)
   Balancing, with several REMOTEs:
     strategy              round_robin (default, by weight), least_conn, random (two
-                          choices drawn by weight, the less loaded wins), hash (by client IP:
-                          a client keeps its backend), first (failover: the first
-                          one that can take it)
+                          choices drawn by weight, the less loaded wins), hash (by
+                          client IP: a client keeps its backend), first (failover: the
+                          first one that can take it)
     attempts              connects per client across backends before it is reset,
                           1 to 16 (default: the number of remotes, at most 16)
     max_conns             most connections each remote takes at once
@@ -306,6 +306,11 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
                           rate_burst (default: the rate)
     client_ipv6_prefix    IPv6 clients in one prefix of this length are one client for
                           the two above (64)
+  Bandwidth (bytes a second, like 1MiB; not with mode=fanout):
+    max_rate_up, max_rate_down
+                          what each connection reads from its client, from its upstream
+    max_tunnel_rate_up, max_tunnel_rate_down
+                          what the tunnel's connections read together, each way
 Durations need a unit: 500ms, 5s, 2m, 1h, or combined like 1m30s.
 
 Spaces around `=` and `,` are allowed; quote the SPEC for the shell when you use them
@@ -323,14 +328,30 @@ Examples:
 Tunnels from --tunnel are named cli-1, cli-2, ... in the READY line:
     READY pid=4242 tunnel.cli-1=127.0.0.1:8000
 ",
-        keys = OPTION_KEYS
-            .join(", ")
-            .replace("half_closed_timeout, ", "half_closed_timeout,\n    ")
-            .replace("queue_timeout, ", "queue_timeout,\n    ")
-            .replace("check_expect, ", "check_expect,\n    ")
-            .replace("splice, ", "splice,\n    ")
-            .replace("deny, ", "deny,\n    ")
+        keys = wrapped(OPTION_KEYS, HELP_WIDTH - 4).join("\n    ")
     )
+}
+
+/// The widest line of the tunnel help.
+const HELP_WIDTH: usize = 92;
+
+/// `words`, comma-separated, in lines of at most `width` characters (a longer word alone).
+fn wrapped(words: &[&str], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in words {
+        match lines.last_mut() {
+            Some(line) if line.len() + 2 + word.len() < width => {
+                line.push_str(", ");
+                line.push_str(word);
+            }
+            Some(line) => {
+                line.push(',');
+                lines.push((*word).to_string());
+            }
+            None => lines.push((*word).to_string()),
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -370,11 +391,21 @@ mod tests {
             Ok(Command::HelpTunnel)
         ));
         let help = tunnel_help();
-        assert!(help.contains("connect_timeout, idle_timeout, half_closed_timeout,\n"));
-        assert!(help.contains("client_fin_timeout, server_fin_timeout, strategy"));
         assert!(help.contains("REMOTE*WEIGHT"));
-        assert!(help.contains("min_live, splice,\n    accept_proxy, proxy_timeout, send_proxy"));
-        assert!(help.contains("send_proxy, proxy_from, allow, deny,\n    max_conns_per_client, rate_per_client, rate_burst, client_ipv6_prefix."));
+        let listed = help
+            .split("Known options:\n")
+            .nth(1)
+            .and_then(|rest| rest.split(".\n").next())
+            .expect("the list of options");
+        let keys: Vec<&str> = listed
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        assert_eq!(keys, OPTION_KEYS, "every option, in order");
+        for line in help.lines() {
+            assert!(line.len() <= HELP_WIDTH, "{} wide: {line}", line.len());
+        }
         assert!(help.contains("splice=on|off"));
         assert!(help.contains("accept_proxy          read a PROXY header"));
     }

@@ -45,13 +45,8 @@ impl Rate {
             .store(per_second.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// Whether a limit is set.
-    pub(crate) fn is_limited(&self) -> bool {
-        self.per_second.load(Ordering::Relaxed) > 0
-    }
-
-    /// Takes up to `want` units at `now`: how many were granted (at least one), or, if none
-    /// is available, `Err(when at least min(at_least, want) will be)`.
+    /// Takes up to `want` units at `now`, and no fewer than `at_least` (or `want`, or the burst,
+    /// if less): how many were granted, or `Err(when that many will be available)`.
     pub(crate) fn take(&self, now: Instant, want: u64, at_least: u64) -> Result<u64, Instant> {
         let per_second = u128::from(self.per_second.load(Ordering::Relaxed));
         if per_second == 0 || want == 0 {
@@ -66,8 +61,8 @@ impl Rate {
             let base = paid_at.max(now_ns.saturating_sub(full));
             let spare_ns = u128::try_from(now_ns.saturating_sub(base)).unwrap_or(0);
             let available = (spare_ns * per_second / NANOS).min(burst);
-            if available == 0 {
-                let needed = u128::from(at_least.clamp(1, want)).min(burst);
+            let needed = u128::from(at_least.clamp(1, want)).min(burst);
+            if available < needed {
                 let at = base.saturating_add(cost_ns(needed, per_second));
                 return Err(self.instant(at));
             }
@@ -128,7 +123,6 @@ mod tests {
         assert_eq!(rate.take(t0, u64::MAX, 1), Ok(u64::MAX));
         rate.set(Some(10), 1);
         rate.set(None, 1);
-        assert!(!rate.is_limited());
         assert_eq!(rate.take(t0, 7, 1), Ok(7));
     }
 

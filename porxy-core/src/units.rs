@@ -56,8 +56,9 @@ pub(crate) fn after(now: std::time::Instant, duration: Duration) -> std::time::I
     now + duration.min(MAX_DURATION)
 }
 
-/// Parses a byte size: a plain number of bytes, or a number with `B`, `KiB`, `MiB` (or `K`, `M`,
-/// `KB`, `MB`, which porxy reads as powers of 1024 too, like most proxies do).
+/// Parses a byte size: a plain number of bytes, or a number with `B`, `KiB`, `MiB`, `GiB`,
+/// `TiB` (or `K`, `M`, `KB`, `MB`, ..., which porxy reads as powers of 1024 too, like most
+/// proxies do).
 pub fn parse_size(text: &str) -> Result<usize, UnitError> {
     let text = text.trim();
     let split = text
@@ -74,9 +75,21 @@ pub fn parse_size(text: &str) -> Result<usize, UnitError> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
         _ => return Err(bad()),
     };
     number.checked_mul(scale).ok_or_else(bad)
+}
+
+/// Formats a byte size the way [`parse_size`] reads it back: in the largest of KiB, MiB, GiB
+/// or TiB that divides it, else in bytes.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes.trailing_zeros() >= shift {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 /// Formats a duration the way [`parse_duration`] reads it, for status output and messages.
@@ -87,6 +100,27 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_back_as_written() {
+        for bytes in [
+            0u64,
+            1,
+            1000,
+            1024,
+            3 << 10,
+            4 << 20,
+            5 << 30,
+            1 << 40,
+            (1 << 20) + 1,
+        ] {
+            let text = format_size(bytes);
+            assert_eq!(parse_size(&text), Ok(bytes as usize), "{text}");
+        }
+        assert_eq!(format_size(64 << 10), "64KiB");
+        assert_eq!(format_size(1 << 40), "1TiB");
+        assert_eq!(parse_size("2t"), Ok(2 << 40));
+    }
 
     #[test]
     fn durations_need_a_unit() {

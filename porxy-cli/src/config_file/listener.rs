@@ -180,6 +180,26 @@ impl Lift<'_> {
                 raw.client_ipv6_prefix.as_ref().map(Count),
             ),
             (K::MaxLag, "max_lag", raw.max_lag.as_ref().map(Size)),
+            (
+                K::MaxRateUp,
+                "max_rate_up",
+                raw.max_rate_up.as_ref().map(Size),
+            ),
+            (
+                K::MaxRateDown,
+                "max_rate_down",
+                raw.max_rate_down.as_ref().map(Size),
+            ),
+            (
+                K::MaxTunnelRateUp,
+                "max_tunnel_rate_up",
+                raw.max_tunnel_rate_up.as_ref().map(Size),
+            ),
+            (
+                K::MaxTunnelRateDown,
+                "max_tunnel_rate_down",
+                raw.max_tunnel_rate_down.as_ref().map(Size),
+            ),
             (K::MinLive, "min_live", raw.min_live.as_ref().map(Count)),
             (K::Strategy, "strategy", raw.strategy.as_ref().map(Text)),
             (K::Attempts, "attempts", raw.attempts.as_ref().map(Count)),

@@ -149,6 +149,14 @@ pub(super) struct RawListener {
     pub(super) rate_burst: Option<Spanned<i64>>,
     /// The prefix by which IPv6 clients are one client.
     pub(super) client_ipv6_prefix: Option<Spanned<i64>>,
+    /// Bytes a second each connection reads from its client.
+    pub(super) max_rate_up: Option<Spanned<RawSize>>,
+    /// Bytes a second each connection reads from its upstream.
+    pub(super) max_rate_down: Option<Spanned<RawSize>>,
+    /// Bytes a second the listener's connections together read from their clients.
+    pub(super) max_tunnel_rate_up: Option<Spanned<RawSize>>,
+    /// Bytes a second the listener's connections together read from their upstreams.
+    pub(super) max_tunnel_rate_down: Option<Spanned<RawSize>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

@@ -93,7 +93,7 @@ impl Conn {
             down: self.down.freeze(pools)?,
             idle_for: now.saturating_duration_since(self.last_active),
             half_closed_for: self
-                .half_closed_since
+                .half_closed_since()
                 .map(|since| now.saturating_duration_since(since)),
         };
         self.set_phase(Phase::Closed(CloseReason::HandedOver));
@@ -122,6 +122,7 @@ impl Conn {
         };
         // Clocks from another process cannot be compared: elapsed times travel instead.
         let since = |elapsed: Duration| now.checked_sub(elapsed).unwrap_or(now);
+        // Limits are the importing tunnel's: the reactor sets them (`Conn::set_throttle`).
         let mut conn = Conn {
             phase: Phase::Relaying,
             settings,
@@ -129,16 +130,17 @@ impl Conn {
             upstream: ready,
             up: Pipe::restore(&state.up, mode, pools),
             down: Pipe::restore(&state.down, mode, pools),
-            started: now,
+            since: state.half_closed_for.map_or(now, since),
+            half_closed: state.half_closed_for.is_some(),
             attempts_left: 0,
             last_active: since(state.idle_for),
-            half_closed_since: state.half_closed_for.map(since),
             opened_here: false,
             unreported: (0, 0),
+            throttle: None,
         };
         // A direction already over is half-closed whatever the sender said.
         if state.half_closed() {
-            conn.half_closed_since.get_or_insert(now);
+            conn.mark_half_closed(now);
         }
         tracing::trace!(to = ?conn.phase, "conn restored");
         conn

@@ -23,6 +23,9 @@ pub(crate) mod pipe;
 pub(crate) mod proxy_header;
 mod readiness;
 pub(crate) mod step;
+pub(crate) mod throttle;
+
+use throttle::{Throttle, Way};
 pub(crate) mod transport;
 
 #[cfg(test)]
@@ -136,17 +139,22 @@ pub(crate) struct Conn {
     up: Pipe,
     /// Upstream → client.
     down: Pipe,
-    /// When the current phase began (queueing, or the current connect attempt).
-    started: Instant,
+    /// While it waits: when queueing or the current connect attempt began. While it relays:
+    /// when it became half-closed, if `half_closed` (one field for both keeps every
+    /// connection's slot smaller).
+    since: Instant,
+    /// It relays, and one direction is over (see `since`).
+    half_closed: bool,
     /// Connect attempts left after the current one.
     attempts_left: u32,
     last_active: Instant,
-    half_closed_since: Option<Instant>,
     /// Its client went through an opening here (a preamble read, a handshake): what that
     /// consumed would not come again, so it cannot travel as a waiting client.
     opened_here: bool,
     /// Bytes relayed and not yet added to the tunnel's counters: (to upstream, to client).
     unreported: (u64, u64),
+    /// Its bandwidth limits, if it has any.
+    throttle: Option<Box<Throttle>>,
 }
 
 impl Conn {
@@ -199,12 +207,18 @@ impl Conn {
             upstream: Readiness::default(),
             up: Pipe::new(mode),
             down: Pipe::new(mode),
-            started: now,
+            since: now,
+            half_closed: false,
             last_active: now,
-            half_closed_since: None,
             opened_here: false,
             unreported: (0, 0),
+            throttle: None,
         }
+    }
+
+    /// Holds its reads to `throttle`'s limits from now on.
+    pub(crate) fn set_throttle(&mut self, throttle: Box<Throttle>) {
+        self.throttle = Some(throttle);
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -282,7 +296,7 @@ impl Conn {
     /// A new connect has started (after [`AfterConnectFailure::TryAnother`], or for a queued
     /// connection that got a slot); its connect timeout counts from `now`.
     pub(crate) fn restart_connect(&mut self, now: Instant) {
-        self.started = now;
+        self.since = now;
         self.upstream = Readiness::default();
         if self.phase != Phase::Connecting {
             self.set_phase(Phase::Connecting);
@@ -291,7 +305,7 @@ impl Conn {
 
     /// Every backend is full: wait for a slot, up to the queue timeout from `now`.
     pub(crate) fn enqueue(&mut self, now: Instant) {
-        self.started = now;
+        self.since = now;
         self.upstream = Readiness::default();
         self.set_phase(Phase::Queued);
     }
@@ -321,6 +335,7 @@ impl Conn {
         // cannot starve the other direction; upstream → client gets the rest.
         let mut budget = DRIVE_BUDGET / 2;
         self.up.set_last(self.down.state() == PipeState::Done);
+        let cap = self.read_cap(Way::Up, now);
         let (up, result) = self.up.pump(
             client,
             &mut self.client,
@@ -328,7 +343,9 @@ impl Conn {
             &mut self.upstream,
             pools,
             &mut budget,
+            cap,
         );
+        let mut again = self.read_done(Way::Up, cap, up.read, now);
         // Bytes written before a failure were relayed: count them either way.
         self.unreported.0 += up.moved;
         if let Err(e) = result {
@@ -336,6 +353,7 @@ impl Conn {
         }
         budget += DRIVE_BUDGET - DRIVE_BUDGET / 2;
         self.down.set_last(self.up.state() == PipeState::Done);
+        let cap = self.read_cap(Way::Down, now);
         let (down, result) = self.down.pump(
             upstream,
             &mut self.upstream,
@@ -343,7 +361,9 @@ impl Conn {
             &mut self.client,
             pools,
             &mut budget,
+            cap,
         );
+        again |= self.read_done(Way::Down, cap, down.read, now);
         self.unreported.1 += down.moved;
         if let Err(e) = result {
             return self.pipe_failed(e, Side::Upstream);
@@ -358,27 +378,62 @@ impl Conn {
             }
             (PipeState::Open, PipeState::Open) => {}
             _ => {
-                self.half_closed_since.get_or_insert(now);
+                self.mark_half_closed(now);
             }
         }
-        if up.yielded || down.yielded {
+        if up.yielded || down.yielded || again {
             Action::Again
         } else {
             Action::Wait
         }
     }
 
+    /// Bytes `way` may read in this drive: what its limits grant, if it has limits and its
+    /// source has bytes to read (else no grant is taken: it would only be given back).
+    #[inline]
+    fn read_cap(&mut self, way: Way, now: Instant) -> u64 {
+        let Some(throttle) = self.throttle.as_mut() else {
+            return u64::MAX;
+        };
+        let (source, pipe) = match way {
+            Way::Up => (self.client, &self.up),
+            Way::Down => (self.upstream, &self.down),
+        };
+        if !source.readable || pipe.state() != PipeState::Open {
+            return u64::MAX;
+        }
+        throttle.allow(way, now)
+    }
+
+    /// `way` read `read` bytes of its grant `cap`; true if it used it up and may read more at
+    /// once (see [`Throttle::used`]).
+    #[inline]
+    fn read_done(&mut self, way: Way, cap: u64, read: u64, now: Instant) -> bool {
+        let Some(throttle) = self.throttle.as_mut() else {
+            return false;
+        };
+        let (source, pipe) = match way {
+            Way::Up => (self.client, &self.up),
+            Way::Down => (self.upstream, &self.down),
+        };
+        let more = source.readable && pipe.state() == PipeState::Open;
+        throttle.used(way, cap, read, more, now)
+    }
+
     /// The earliest moment something must happen if nothing else does.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Queued => Some(self.started + self.settings.queue_timeout),
-            Phase::Connecting => Some(self.started + self.settings.connect_timeout),
+            Phase::Queued => Some(self.since + self.settings.queue_timeout),
+            Phase::Connecting => Some(self.since + self.settings.connect_timeout),
             Phase::Relaying => {
                 let idle = self.last_active + self.settings.idle_timeout;
-                Some(match self.half_closed_until() {
-                    Some(until) => idle.min(until),
-                    None => idle,
-                })
+                let held_back = self.throttle.as_ref().and_then(|t| t.deadline());
+                Some(
+                    [self.half_closed_until(), held_back]
+                        .into_iter()
+                        .flatten()
+                        .fold(idle, Instant::min),
+                )
             }
             Phase::Closed(_) => None,
         }
@@ -387,10 +442,10 @@ impl Conn {
     /// Checks the deadlines at `now`; closes the connection if one has passed.
     pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
         match self.phase {
-            Phase::Queued if now >= self.started + self.settings.queue_timeout => {
+            Phase::Queued if now >= self.since + self.settings.queue_timeout => {
                 self.give_up(CloseReason::QueueTimeout)
             }
-            Phase::Connecting if now >= self.started + self.settings.connect_timeout => {
+            Phase::Connecting if now >= self.since + self.settings.connect_timeout => {
                 Action::ConnectFailed(self.connect_attempt_failed(CloseReason::ConnectTimeout))
             }
             Phase::Relaying => {
@@ -410,6 +465,10 @@ impl Conn {
                         let (client, upstream) = (closing(&self.down), closing(&self.up));
                         self.close(reason, client, upstream)
                     }
+                    // A direction held back by its bandwidth limit may read again.
+                    None if self.throttle.as_mut().is_some_and(|t| t.on_timer(now)) => {
+                        Action::Again
+                    }
                     None => Action::Wait,
                 }
             }
@@ -417,11 +476,24 @@ impl Conn {
         }
     }
 
+    /// When it became half-closed, if it is.
+    fn half_closed_since(&self) -> Option<Instant> {
+        self.half_closed.then_some(self.since)
+    }
+
+    /// One direction is over, at `now` (if none was before).
+    fn mark_half_closed(&mut self, now: Instant) {
+        if !self.half_closed {
+            self.half_closed = true;
+            self.since = now;
+        }
+    }
+
     /// When the half-closed timeout ends the connection, if one side only has sent its FIN:
     /// the client's (client → upstream no longer open) starts `client_fin_timeout`, the
     /// upstream's `server_fin_timeout` (see [`TunnelSettings::fin_timeout`]).
     fn half_closed_until(&self) -> Option<Instant> {
-        let since = self.half_closed_since?;
+        let since = self.half_closed_since()?;
         let client_fin = self.up.state() != PipeState::Open;
         let server_fin = self.down.state() != PipeState::Open;
         Some(since + self.settings.fin_timeout(client_fin, server_fin)?)

@@ -202,10 +202,12 @@ impl Pipe {
     }
 
     /// Moves bytes from `src` to `dst` while readiness allows, spending at most `budget`
-    /// syscalls (each read, write, splice or shutdown costs one).
+    /// syscalls (each read, write, splice or shutdown costs one), and reading at most
+    /// `read_cap` bytes (a bandwidth limit's grant; `u64::MAX`: no limit).
     ///
     /// What was done is returned even when a call failed: bytes written before the failure
     /// were relayed and must be counted.
+    #[allow(clippy::too_many_arguments)] // Both ends and their readiness, and two bounds.
     pub(crate) fn pump(
         &mut self,
         src: &mut impl Transport,
@@ -214,9 +216,12 @@ impl Pipe {
         dst_ready: &mut Readiness,
         pools: &mut Pools,
         budget: &mut u32,
+        read_cap: u64,
     ) -> (Pumped, Result<(), PipeError>) {
         let mut done = Pumped::default();
-        let result = self.pump_inner(src, src_ready, dst, dst_ready, pools, budget, &mut done);
+        let result = self.pump_inner(
+            src, src_ready, dst, dst_ready, pools, budget, read_cap, &mut done,
+        );
         // A buffer or a pipe is held only while bytes are in flight.
         if self.held.len() == 0 {
             self.pipe_full = false;
@@ -234,13 +239,15 @@ impl Pipe {
         dst_ready: &mut Readiness,
         pools: &mut Pools,
         budget: &mut u32,
+        read_cap: u64,
         done: &mut Pumped,
     ) -> Result<(), PipeError> {
         loop {
             let pending = self.held.len() > 0;
             let can_write = pending && dst_ready.writable;
             let can_flush = !pending && dst_ready.writable && dst.holds_output();
-            let room = self.held.room() > 0 && !self.pipe_full;
+            let allowed = read_cap.saturating_sub(done.read);
+            let room = self.held.room() > 0 && !self.pipe_full && allowed > 0;
             let can_read = self.state == PipeState::Open && src_ready.readable && room;
             let can_finish = self.state == PipeState::Draining
                 && !pending
@@ -261,7 +268,7 @@ impl Pipe {
                     return Err(PipeError::Sink(e));
                 }
             } else if can_read {
-                self.read_in(src, src_ready, pools, done)?;
+                self.read_in(src, src_ready, pools, allowed, done)?;
             } else if self.last && dst.close_ends_stream() {
                 self.state = PipeState::Done;
             } else {
@@ -306,19 +313,25 @@ impl Pipe {
     /// when it holds nothing). A read into a buffer follows `step::read_into`'s rules (a short
     /// read may prove the source drained); a splice may stop short of the queue's end, when the
     /// pipe runs out of slots, so a short splice proves nothing.
+    /// One read (or splice in) of at most `allowed` bytes.
     fn read_in(
         &mut self,
         src: &mut impl Transport,
         src_ready: &mut Readiness,
         pools: &mut Pools,
+        allowed: u64,
         done: &mut Pumped,
     ) -> Result<(), PipeError> {
         self.choose_holder(pools);
-        let room = self.held.room();
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+        let room = self.held.room().min(allowed);
         let read = match &mut self.held {
             Held::Nothing => return Ok(()), // choose_holder leaves something to read into.
             Held::Buffer(buf) => {
-                let read = step::read_into(src, buf.spare(), src_ready);
+                let spare = buf.spare();
+                let len = room.min(spare.len());
+                let spare = &mut spare[..len];
+                let read = step::read_into(src, spare, src_ready);
                 if let Read::Data(n) = read {
                     buf.filled(n);
                 }

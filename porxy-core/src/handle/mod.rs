@@ -257,15 +257,12 @@ impl ProxyHandle {
 
     /// A new tunnel's identity: a fresh id and fresh counters.
     fn new_lineage(&self, listening: OwnListener, generation: Arc<Generation>) -> Lineage {
-        Lineage {
-            id: TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
-            local: listening.addr,
-            dual_stack: listening.dual_stack,
-            stats: Arc::new(TunnelStats::new(self.shared.reactors.len())),
+        Lineage::new(
+            TunnelId(self.shared.next_tunnel_id.fetch_add(1, Ordering::Relaxed)),
+            listening,
+            Arc::new(TunnelStats::new(self.shared.reactors.len())),
             generation,
-            clients: Arc::default(),
-            rates: Arc::default(),
-        }
+        )
     }
 
     /// The generation new tunnel versions are built in.

@@ -259,19 +259,17 @@ mod tests {
     use crate::generation::Generation;
     use crate::spec::TunnelSpec;
     use crate::status::TunnelStats;
+    use crate::tunnel::reach::OwnListener;
     use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
     fn tunnel_on(local: SocketAddr) -> Arc<Tunnel> {
         let spec: TunnelSpec = format!("{local}=127.0.0.1:9").parse().unwrap();
-        let lineage = Lineage {
-            id: TunnelId(1),
-            local,
-            dual_stack: false,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-            clients: Arc::default(),
-            rates: Arc::default(),
-        };
+        let lineage = Lineage::new(
+            TunnelId(1),
+            OwnListener::to_bind(local),
+            Arc::new(TunnelStats::new(1)),
+            Arc::new(Generation::new(1)),
+        );
         let remotes = ["127.0.0.1:9".parse().unwrap()];
         Arc::new(Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None).unwrap())
     }

@@ -310,6 +310,9 @@ impl Reactor {
             let client = slot.tunnel.client_key(slot.peer.ip());
             slot.tunnel.clients.adopt(slot.id, client);
         }
+        // And it relays within this tunnel's bandwidth limits.
+        let mut slot = slot;
+        slot.limit_bandwidth(now);
         self.slots.insert_at(key, slot);
         self.drive(key, now);
     }

@@ -97,6 +97,16 @@ impl Slot {
         ))
     }
 
+    /// A relayed connection that starts relaying at `now` is held to its tunnel's bandwidth
+    /// limits, if it has any.
+    pub(super) fn limit_bandwidth(&mut self, now: Instant) {
+        if let Some(throttle) = self.tunnel.bandwidth.throttle(now) {
+            if let Some(conn) = self.machine.relay() {
+                conn.set_throttle(throttle);
+            }
+        }
+    }
+
     /// Gives back the count this connection holds against its client's limit, if it holds
     /// one; call once it ends or leaves.
     pub(super) fn release_client_count(&self) {

@@ -119,6 +119,7 @@ impl Reactor {
                 if let Some(close) = connected {
                     return self.after_step(key, close, None, now);
                 }
+                slot.limit_bandwidth(now);
                 // Drive at once: the client may have sent bytes while it connected. (During an
                 // export, the step's funnel sends it off after this first drive, with what it
                 // read.)

@@ -260,6 +260,10 @@ pub enum OptionErrorKind {
     SizeNotInRange {
         /// The value as given.
         value: String,
+        /// The fewest bytes it may be.
+        min: u64,
+        /// The most bytes it may be.
+        max: u64,
     },
     /// Not one of the words an on/off option takes.
     NotASwitch {
@@ -320,9 +324,12 @@ impl fmt::Display for OptionErrorKind {
             OptionErrorKind::NotInRange { value, min, max } => {
                 write!(f, "`{value}` is not a whole number from {min} to {max}")
             }
-            OptionErrorKind::SizeNotInRange { value } => {
-                write!(f, "must be from 64KiB to 1GiB, not `{value}`")
-            }
+            OptionErrorKind::SizeNotInRange { value, min, max } => write!(
+                f,
+                "must be from {} to {}, not `{value}`",
+                crate::units::format_size(*min),
+                crate::units::format_size(*max)
+            ),
             OptionErrorKind::NotASwitch { value, expected } => {
                 write!(f, "`{value}` is not {expected}")
             }
@@ -363,6 +370,9 @@ pub enum OptionsConflict {
     AcceptProxyOnly(OptionKey),
     /// `rate_burst` without `rate_per_client`.
     RatePerClientOnly(OptionKey),
+    /// A bandwidth limit with `mode=fanout` (its copies are paced by the slowest destination
+    /// and `max_lag` instead).
+    RelayOnly(OptionKey),
     /// `check_send_proxy` on a tunnel none of whose remotes gets a PROXY header.
     NoProxyHeaderToCheck,
     /// Fan-out remotes sent PROXY headers of different versions: every destination is sent
@@ -394,6 +404,11 @@ impl fmt::Display for OptionsConflict {
             OptionsConflict::RatePerClientOnly(key) => {
                 write!(f, "option `{key}` applies only with rate_per_client")
             }
+            OptionsConflict::RelayOnly(key) => write!(
+                f,
+                "option `{key}` does not apply with mode=fanout: its copies go at the pace of \
+                 its destinations, within max_lag"
+            ),
             OptionsConflict::NoProxyHeaderToCheck => f.write_str(
                 "option `check_send_proxy` applies only with send_proxy (the tunnel's or a backend's)",
             ),

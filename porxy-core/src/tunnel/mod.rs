@@ -5,6 +5,7 @@
 //! a new `Tunnel` with the same id and counters; backends at the same address are carried over
 //! (the same `Arc<Backend>`), so their counters and health go on.
 
+pub(crate) mod bandwidth;
 mod endpoint;
 pub(crate) mod reach;
 mod resolve;
@@ -30,6 +31,7 @@ use crate::generation::Generation;
 use crate::spec::SendProxy;
 use crate::spec::{Remote, TunnelSpec};
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
+use bandwidth::{Bandwidth, TunnelBuckets};
 use reach::OwnListener;
 use resolve::{options_error, resolve, Resolved};
 
@@ -79,6 +81,8 @@ pub(crate) struct Tunnel {
     pub(crate) rates: Arc<ClientRate>,
     /// The prefix by which IPv6 clients are one client, for the limit and the rate.
     pub(crate) client_ipv6_prefix: u8,
+    /// Its connections' bandwidth limits.
+    pub(crate) bandwidth: Bandwidth,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -93,9 +97,30 @@ pub(crate) struct Lineage {
     pub(crate) clients: Arc<ClientLimits>,
     /// The per-client connection rate buckets, shared by every version.
     pub(crate) rates: Arc<ClientRate>,
+    /// The tunnel-wide bandwidth buckets, shared by every version.
+    pub(crate) buckets: Arc<TunnelBuckets>,
 }
 
 impl Lineage {
+    /// A new tunnel's identity, with fresh per-client counts and buckets.
+    pub(crate) fn new(
+        id: TunnelId,
+        listening: OwnListener,
+        stats: Arc<TunnelStats>,
+        generation: Arc<Generation>,
+    ) -> Lineage {
+        Lineage {
+            id,
+            local: listening.addr,
+            dual_stack: listening.dual_stack,
+            stats,
+            generation,
+            clients: Arc::default(),
+            rates: Arc::default(),
+            buckets: Arc::default(),
+        }
+    }
+
     /// The next version of `tunnel`, in `generation`.
     pub(crate) fn of(tunnel: &Tunnel, generation: Arc<Generation>) -> Lineage {
         Lineage {
@@ -106,6 +131,7 @@ impl Lineage {
             generation,
             clients: tunnel.clients.clone(),
             rates: tunnel.rates.clone(),
+            buckets: tunnel.bandwidth.buckets(),
         }
     }
 }
@@ -133,6 +159,7 @@ impl Tunnel {
             generation,
             clients,
             rates,
+            buckets,
         } = lineage;
         let count = spec.remotes.len().min(remotes.len());
         let Resolved {
@@ -152,6 +179,7 @@ impl Tunnel {
             max_conns_per_client,
             rate_per_client,
             client_ipv6_prefix,
+            bandwidth,
         } = resolve(&spec.options, count, config)
             .and_then(|resolved| spec.check_remotes().map(|()| resolved))
             .map_err(|conflict| options_error(spec, conflict))?;
@@ -215,6 +243,7 @@ impl Tunnel {
             rate_per_client,
             rates,
             client_ipv6_prefix,
+            bandwidth: Bandwidth::new(bandwidth, buckets),
         })
     }
 
@@ -352,15 +381,12 @@ impl std::fmt::Debug for Tunnel {
 impl Lineage {
     /// A fresh tunnel identity on 127.0.0.1:1, for building tunnels in tests.
     pub(crate) fn for_test() -> Lineage {
-        Lineage {
-            id: TunnelId(1),
-            local: "127.0.0.1:1".parse().unwrap(),
-            dual_stack: false,
-            stats: Arc::new(TunnelStats::new(1)),
-            generation: Arc::new(Generation::new(1)),
-            clients: Arc::default(),
-            rates: Arc::default(),
-        }
+        Lineage::new(
+            TunnelId(1),
+            OwnListener::to_bind("127.0.0.1:1".parse().unwrap()),
+            Arc::new(TunnelStats::new(1)),
+            Arc::new(Generation::new(1)),
+        )
     }
 }
 

@@ -24,6 +24,7 @@ use crate::spec::{
     AcceptProxy, Networks, OptionsConflict, SendProxy, Strategy, TunnelMode, TunnelOptions,
     TunnelSpec, MAX_ATTEMPTS,
 };
+use crate::tunnel::bandwidth::BandwidthLimits;
 use crate::units::MAX_DURATION;
 
 /// What a tunnel version runs with, from its options and the proxy-wide settings.
@@ -60,6 +61,8 @@ pub(crate) struct Resolved {
     pub(crate) rate_per_client: Option<(u32, u32)>,
     /// The prefix by which IPv6 clients are one client.
     pub(crate) client_ipv6_prefix: u8,
+    /// Bandwidth limits, per connection and per tunnel.
+    pub(crate) bandwidth: BandwidthLimits,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -172,6 +175,10 @@ pub(crate) fn resolve(
             .client_ipv6_prefix
             .and_then(|p| u8::try_from(p).ok())
             .unwrap_or(DEFAULT_IPV6_PREFIX),
+        bandwidth: BandwidthLimits {
+            conn: (options.max_rate_up, options.max_rate_down),
+            tunnel: (options.max_tunnel_rate_up, options.max_tunnel_rate_down),
+        },
     })
 }
 

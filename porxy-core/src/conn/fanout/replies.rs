@@ -38,6 +38,7 @@ impl FanConn {
                     &mut self.client,
                     pools,
                     budget,
+                    u64::MAX,
                 );
                 self.unreported.1 += pumped.moved;
                 moved |= pumped.moved + pumped.read > 0 || pumped.finished;

@@ -34,4 +34,5 @@ mod machine;
 mod opening;
 mod relaying;
 mod splicing;
+mod throttled;
 mod transport;

@@ -73,6 +73,21 @@ impl TunnelOptions {
         if let Some((key, _)) = balancing_only.iter().find(|(_, set)| *set) {
             return Err(OptionsConflict::BalanceOnly(*key));
         }
+        let relay_only = [
+            (OptionKey::MaxRateUp, self.max_rate_up.is_some()),
+            (OptionKey::MaxRateDown, self.max_rate_down.is_some()),
+            (
+                OptionKey::MaxTunnelRateUp,
+                self.max_tunnel_rate_up.is_some(),
+            ),
+            (
+                OptionKey::MaxTunnelRateDown,
+                self.max_tunnel_rate_down.is_some(),
+            ),
+        ];
+        if let Some((key, _)) = relay_only.iter().find(|(_, set)| *set) {
+            return Err(OptionsConflict::RelayOnly(*key));
+        }
         if remotes > MAX_FANOUT {
             return Err(OptionsConflict::TooManyRemotes { remotes });
         }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{MAX_ATTEMPTS, MAX_FANOUT};
+use super::{MAX_ATTEMPTS, MAX_FANOUT, MAX_MAX_LAG, MAX_RATE, MIN_MAX_LAG, MIN_RATE};
 use crate::spec::error::UnknownOption;
 
 /// One per-tunnel option: a key of `[key=value,...]` in a SPEC, or of a listener in the
@@ -79,6 +79,14 @@ pub enum OptionKey {
     RateBurst,
     /// `client_ipv6_prefix`: 1 to 128.
     ClientIpv6Prefix,
+    /// `max_rate_up`: bytes a second, 1 KiB to 1 TiB.
+    MaxRateUp,
+    /// `max_rate_down`: bytes a second, 1 KiB to 1 TiB.
+    MaxRateDown,
+    /// `max_tunnel_rate_up`: bytes a second, 1 KiB to 1 TiB.
+    MaxTunnelRateUp,
+    /// `max_tunnel_rate_down`: bytes a second, 1 KiB to 1 TiB.
+    MaxTunnelRateDown,
 }
 
 /// What an option's value is.
@@ -88,8 +96,8 @@ pub(super) enum Value {
     Duration,
     /// A whole number in `min..=max`.
     Count { min: u32, max: u32 },
-    /// A byte size (`max_lag`).
-    Size,
+    /// A byte size (`max_lag`; bytes a second for the rates), from `min` to `max`.
+    Size { min: u64, max: u64 },
     /// On or off, from one of the words given.
     Switch {
         on: &'static [&'static str],
@@ -118,7 +126,7 @@ impl Value {
         match self {
             Value::Duration => "a duration, like `5s`",
             Value::Count { .. } => "a whole number",
-            Value::Size => "a size, like `4MiB`",
+            Value::Size { .. } => "a size, like `4MiB`",
             Value::Switch { expected, .. } => expected,
             Value::Text => "text",
             Value::Strategy => "a strategy name",
@@ -133,7 +141,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 34] = [
+    pub const ALL: [OptionKey; 38] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -168,6 +176,10 @@ impl OptionKey {
         OptionKey::RatePerClient,
         OptionKey::RateBurst,
         OptionKey::ClientIpv6Prefix,
+        OptionKey::MaxRateUp,
+        OptionKey::MaxRateDown,
+        OptionKey::MaxTunnelRateUp,
+        OptionKey::MaxTunnelRateDown,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -207,6 +219,10 @@ impl OptionKey {
             OptionKey::RatePerClient => "rate_per_client",
             OptionKey::RateBurst => "rate_burst",
             OptionKey::ClientIpv6Prefix => "client_ipv6_prefix",
+            OptionKey::MaxRateUp => "max_rate_up",
+            OptionKey::MaxRateDown => "max_rate_down",
+            OptionKey::MaxTunnelRateUp => "max_tunnel_rate_up",
+            OptionKey::MaxTunnelRateDown => "max_tunnel_rate_down",
         }
     }
 
@@ -232,7 +248,17 @@ impl OptionKey {
             OptionKey::MaxFails | OptionKey::Rise | OptionKey::Fall => count(1, 1000),
             OptionKey::ClientIpv6Prefix => count(1, 128),
             OptionKey::MinLive => count(1, MAX_FANOUT as u32),
-            OptionKey::MaxLag => Value::Size,
+            OptionKey::MaxLag => Value::Size {
+                min: MIN_MAX_LAG as u64,
+                max: MAX_MAX_LAG as u64,
+            },
+            OptionKey::MaxRateUp
+            | OptionKey::MaxRateDown
+            | OptionKey::MaxTunnelRateUp
+            | OptionKey::MaxTunnelRateDown => Value::Size {
+                min: MIN_RATE,
+                max: MAX_RATE,
+            },
             OptionKey::Check => Value::Switch {
                 on: &["tcp", "on", "yes", "true"],
                 off: &["off", "no", "false", "none"],

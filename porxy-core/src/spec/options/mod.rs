@@ -118,11 +118,25 @@ pub struct TunnelOptions {
     /// The prefix length by which IPv6 clients are one client for the per-client limit and
     /// rate (default: 64, since one host commonly holds a whole /64).
     pub client_ipv6_prefix: Option<u32>,
+    /// Most bytes a second each connection reads from its client (default: no limit).
+    pub max_rate_up: Option<u64>,
+    /// Most bytes a second each connection reads from its upstream (default: no limit).
+    pub max_rate_down: Option<u64>,
+    /// Most bytes a second the tunnel's connections together read from their clients
+    /// (default: no limit).
+    pub max_tunnel_rate_up: Option<u64>,
+    /// Most bytes a second the tunnel's connections together read from their upstreams
+    /// (default: no limit).
+    pub max_tunnel_rate_down: Option<u64>,
 }
 
 /// Fewest bytes `max_lag` may be.
 pub const MIN_MAX_LAG: usize = 64 * 1024;
 /// Most bytes `max_lag` may be.
 pub const MAX_MAX_LAG: usize = 1 << 30;
+/// Fewest bytes a second a bandwidth limit may be.
+pub const MIN_RATE: u64 = 1024;
+/// Most bytes a second a bandwidth limit may be.
+pub const MAX_RATE: u64 = 1 << 40;
 /// Most remotes a fan-out tunnel copies to.
 pub const MAX_FANOUT: usize = 64;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{OptionKey, TunnelOptions};
-use crate::units::format_duration;
+use crate::units::{format_duration, format_size};
 
 impl TunnelOptions {
     /// Every option that is set, with its value as a SPEC writes it, in [`OptionKey::ALL`]
@@ -44,7 +44,11 @@ impl TunnelOptions {
             OptionKey::CheckSendProxy => switch(self.check_send_proxy, "on"),
             OptionKey::Mode => self.mode.map(|m| m.to_string()),
             OptionKey::Reply => self.reply.map(|r| r.to_string()),
-            OptionKey::MaxLag => self.max_lag.map(format_size),
+            OptionKey::MaxLag => self.max_lag.map(|bytes| format_size(bytes as u64)),
+            OptionKey::MaxRateUp => self.max_rate_up.map(format_size),
+            OptionKey::MaxRateDown => self.max_rate_down.map(format_size),
+            OptionKey::MaxTunnelRateUp => self.max_tunnel_rate_up.map(format_size),
+            OptionKey::MaxTunnelRateDown => self.max_tunnel_rate_down.map(format_size),
             OptionKey::MinLive => count(self.min_live),
             OptionKey::Splice => switch(self.splice, "on"),
             OptionKey::AcceptProxy => self.accept_proxy.map(|a| a.to_string()),
@@ -58,18 +62,6 @@ impl TunnelOptions {
             OptionKey::RateBurst => count(self.rate_burst),
             OptionKey::ClientIpv6Prefix => count(self.client_ipv6_prefix),
         }
-    }
-}
-
-/// A size the way [`parse_size`](crate::units::parse_size) reads it back: in KiB or MiB when
-/// exact.
-fn format_size(bytes: usize) -> String {
-    if bytes.is_multiple_of(1 << 20) {
-        format!("{}MiB", bytes >> 20)
-    } else if bytes.is_multiple_of(1 << 10) {
-        format!("{}KiB", bytes >> 10)
-    } else {
-        bytes.to_string()
     }
 }
 

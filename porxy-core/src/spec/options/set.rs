@@ -4,13 +4,13 @@
 //!
 //! Every value is checked here, whichever way it comes, with the same rules and errors: a
 //! duration is more than zero and at most 365 days, a number is within its option's range,
-//! `max_lag` is from 64 KiB to 1 GiB. A typed setter given an option of another type refuses it
+//! a size is within its option's range. A typed setter given an option of another type refuses it
 //! ([`OptionErrorKind::WrongType`]).
 
 use std::time::Duration;
 
 use super::key::Value;
-use super::{OptionKey, TunnelOptions, MAX_MAX_LAG, MIN_MAX_LAG};
+use super::{OptionKey, TunnelOptions};
 use crate::spec::error::{OptionError, OptionErrorKind};
 use crate::spec::Networks;
 use crate::units::{parse_duration, parse_size, MAX_DURATION};
@@ -27,7 +27,7 @@ impl TunnelOptions {
                 self.set_duration(key, duration)
             }
             Value::Count { .. } => self.put_count(key, value.parse().ok(), value),
-            Value::Size => {
+            Value::Size { .. } => {
                 let bytes = parse_size(value).map_err(|e| fail(OptionErrorKind::BadQuantity(e)))?;
                 self.put_size(key, bytes as u64, value)
             }
@@ -117,7 +117,8 @@ impl TunnelOptions {
         Ok(())
     }
 
-    /// Sets a size option (`max_lag`), in bytes: from 64 KiB to 1 GiB.
+    /// Sets a size option in bytes: `max_lag` from 64 KiB to 1 GiB; the bandwidth limits
+    /// (`max_rate_up`, ..., bytes a second) from 1 KiB to 1 TiB.
     pub fn set_size(&mut self, key: OptionKey, bytes: u64) -> Result<(), OptionError> {
         self.put_size(key, bytes, &bytes.to_string())
     }
@@ -147,20 +148,22 @@ impl TunnelOptions {
 
     /// [`TunnelOptions::set_size`], with the value as written for an error.
     fn put_size(&mut self, key: OptionKey, bytes: u64, written: &str) -> Result<(), OptionError> {
-        if key.value() != Value::Size {
+        let Value::Size { min, max } = key.value() else {
             return Err(wrong_type(key));
-        }
-        let Some(size) = usize::try_from(bytes)
-            .ok()
-            .filter(|size| (MIN_MAX_LAG..=MAX_MAX_LAG).contains(size))
-        else {
-            let value = written.to_string();
-            return Err(OptionError::new(
-                key,
-                OptionErrorKind::SizeNotInRange { value },
-            ));
         };
-        self.max_lag = Some(size);
+        if !(min..=max).contains(&bytes) {
+            let value = written.to_string();
+            let kind = OptionErrorKind::SizeNotInRange { value, min, max };
+            return Err(OptionError::new(key, kind));
+        }
+        match key {
+            OptionKey::MaxLag => self.max_lag = usize::try_from(bytes).ok(),
+            OptionKey::MaxRateUp => self.max_rate_up = Some(bytes),
+            OptionKey::MaxRateDown => self.max_rate_down = Some(bytes),
+            OptionKey::MaxTunnelRateUp => self.max_tunnel_rate_up = Some(bytes),
+            OptionKey::MaxTunnelRateDown => self.max_tunnel_rate_down = Some(bytes),
+            _ => return Err(wrong_type(key)),
+        }
         Ok(())
     }
 

@@ -48,6 +48,10 @@ fn every_key_sets_and_renders_back() {
         ("rate_per_client", "20"),
         ("rate_burst", "40"),
         ("client_ipv6_prefix", "56"),
+        ("max_rate_up", "1MiB"),
+        ("max_rate_down", "512KiB"),
+        ("max_tunnel_rate_up", "10GiB"),
+        ("max_tunnel_rate_down", "1TiB"),
     ];
     for (k, v) in pairs {
         options
@@ -182,7 +186,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 34);
+    assert_eq!(OPTION_KEYS.len(), 38);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(
