@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use porxy_core::{AcceptMode, CloseMode, CloseReason, Endpoint, TunnelSpec};
 
-use crate::support::client::{connect, read_greeting, read_until_end, refused, round_trip, End};
+use crate::support::client::{
+    connect, expect_echo, read_greeting, read_until_end, refused, round_trip, End,
+};
 use crate::support::payload::{assert_same, bytes};
 use crate::support::process::{Porxy, TempDir};
-use crate::support::proxy::{builder, spec_to, start, wait_all_closed, wait_tunnel};
+use crate::support::proxy::{
+    assert_all_completed, builder, spec_to, start, wait_all_closed, wait_tunnel,
+};
 use crate::support::Backend;
 
 const MODES: [AcceptMode; 2] = [AcceptMode::Reactors, AcceptMode::Listener];
@@ -122,34 +126,20 @@ fn clients_past_the_limit_wait_and_are_not_reset() {
         // Half of the served ones leave: as many waiting ones get in, the others still wait.
         served.truncate(LIMIT / 2);
         for (i, stream) in waiting.iter_mut().enumerate().take(LIMIT / 2) {
-            let want = format!("waiting {i}");
-            let mut back = vec![0u8; want.len()];
-            stream.read_exact(&mut back).unwrap_or_else(|e| {
-                panic!("{mode}: waiting client {i} was not served after others left: {e}")
-            });
-            assert_eq!(back, want.as_bytes());
+            let sent = format!("waiting {i}");
+            let what = format!("{mode}: waiting client {i}, after others left");
+            expect_echo(stream, sent.as_bytes(), &what);
         }
         served.clear();
         for (i, stream) in waiting.iter_mut().enumerate().skip(LIMIT / 2) {
-            let want = format!("waiting {i}");
-            let mut back = vec![0u8; want.len()];
-            stream.read_exact(&mut back).unwrap_or_else(|e| {
-                panic!("{mode}: waiting client {i} was not served after others left: {e}")
-            });
-            assert_eq!(back, want.as_bytes());
+            let sent = format!("waiting {i}");
+            let what = format!("{mode}: waiting client {i}, after others left");
+            expect_echo(stream, sent.as_bytes(), &what);
         }
         drop(waiting);
         let handle = proxy.handle();
         wait_all_closed(&handle);
-        let status = wait_tunnel(&handle, local, "every connection counted", |t| {
-            t.closes.total() == 2 * LIMIT as u64
-        });
-        assert_eq!(
-            status.closes.get(CloseReason::Completed),
-            2 * LIMIT as u64,
-            "{mode}: nobody was reset: {:?}",
-            status.closes
-        );
+        assert_all_completed(&handle, local, 2 * LIMIT as u64, &mode.to_string());
     }
 }
 
@@ -329,12 +319,8 @@ fn clients_over_the_accept_rate_wait_their_turn() {
             .collect();
         let mut served_at = Vec::new();
         for (i, stream) in clients.iter_mut().enumerate() {
-            let want = format!("client {i}");
-            let mut back = vec![0u8; want.len()];
-            stream
-                .read_exact(&mut back)
-                .unwrap_or_else(|e| panic!("{mode}: client {i} was not served: {e}"));
-            assert_eq!(back, want.as_bytes());
+            let sent = format!("client {i}");
+            expect_echo(stream, sent.as_bytes(), &format!("{mode}: client {i}"));
             served_at.push(started.elapsed());
         }
         // Five accepts at 10 a second take four intervals (400 ms) from the first, whatever
@@ -347,14 +333,6 @@ fn clients_over_the_accept_rate_wait_their_turn() {
         drop(clients);
         let handle = proxy.handle();
         wait_all_closed(&handle);
-        let status = wait_tunnel(&handle, local, "every connection counted", |t| {
-            t.closes.total() == CLIENTS as u64
-        });
-        assert_eq!(
-            status.closes.get(CloseReason::Completed),
-            CLIENTS as u64,
-            "{mode}: nobody was reset: {:?}",
-            status.closes
-        );
+        assert_all_completed(&handle, local, CLIENTS as u64, &mode.to_string());
     }
 }

@@ -253,31 +253,46 @@ fn held_as(client: &str, tunnel: SocketAddr) -> Option<std::net::TcpStream> {
 #[test]
 fn ipv6_clients_are_grouped_by_their_prefix() {
     let backend = Backend::echo();
-    let by_64 = porxy(backend.addr(), "accept_proxy=v1,max_conns_per_client=1");
-    let tunnel = by_64.tunnel("cli-1");
-    let first = held_as("2001:db8:1:2::a", tunnel).expect("the first of its /64");
-    assert!(held_as("2001:db8:1:2::b", tunnel).is_none(), "same /64");
-    let other_64 = held_as("2001:db8:1:3::a", tunnel).expect("another /64 is another client");
-    drop((first, other_64));
-
-    let by_48 = porxy(
-        backend.addr(),
-        "accept_proxy=v1,max_conns_per_client=1,client_ipv6_prefix=48",
-    );
-    let tunnel = by_48.tunnel("cli-1");
-    let first = held_as("2001:db8:1:2::a", tunnel).expect("the first of its /48");
-    assert!(held_as("2001:db8:1:3::a", tunnel).is_none(), "same /48");
-    let other_48 = held_as("2001:db8:2::a", tunnel).expect("another /48");
-    drop((first, other_48));
-
-    let by_address = porxy(
-        backend.addr(),
-        "accept_proxy=v1,max_conns_per_client=1,client_ipv6_prefix=128",
-    );
-    let tunnel = by_address.tunnel("cli-1");
-    let _a = held_as("2001:db8:1:2::a", tunnel).expect("::a");
-    let _b = held_as("2001:db8:1:2::b", tunnel).expect("::b is another client at /128");
-    assert!(held_as("2001:db8:1:2::a", tunnel).is_none(), "::a again");
+    // (the prefix option, then each client in turn: held, or refused as one already holding
+    // its connection); every connection is held until the case ends.
+    type Case<'a> = (&'a str, &'a [(&'a str, bool)]);
+    let cases: [Case; 3] = [
+        (
+            "",
+            &[
+                ("2001:db8:1:2::a", true),
+                ("2001:db8:1:2::b", false), // Same /64.
+                ("2001:db8:1:3::a", true),  // Another /64, another client.
+            ],
+        ),
+        (
+            ",client_ipv6_prefix=48",
+            &[
+                ("2001:db8:1:2::a", true),
+                ("2001:db8:1:3::a", false), // Same /48.
+                ("2001:db8:2::a", true),
+            ],
+        ),
+        (
+            ",client_ipv6_prefix=128",
+            &[
+                ("2001:db8:1:2::a", true),
+                ("2001:db8:1:2::b", true), // Each address is a client.
+                ("2001:db8:1:2::a", false),
+            ],
+        ),
+    ];
+    for (prefix, clients) in cases {
+        let options = format!("accept_proxy=v1,max_conns_per_client=1{prefix}");
+        let porxy = porxy(backend.addr(), &options);
+        let tunnel = porxy.tunnel("cli-1");
+        let mut held = Vec::new();
+        for (client, served) in clients {
+            let stream = held_as(client, tunnel);
+            assert_eq!(stream.is_some(), *served, "{options}: {client}");
+            held.extend(stream);
+        }
+    }
 }
 
 /// A reload changes the proxy-wide rules for new connections (and says which `[proxy]`

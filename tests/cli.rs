@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{
-    connect, connect_never_reading, expect_reset, ipv6_loopback, read_greeting, read_until_end,
-    refused, round_trip, tcp_buffer_max, try_connect, End,
+    connect, connect_never_reading, expect_echo, expect_reset, ipv6_loopback, read_greeting,
+    read_until_end, refused, round_trip, tcp_buffer_max, try_connect, End,
 };
 use crate::support::payload::bytes;
 use crate::support::process::{run, Porxy, TempDir};
@@ -583,12 +583,9 @@ fn clients_past_the_connection_limit(mode: &[&str]) {
         .unwrap();
     served.truncate(SERVED - 8);
     for (i, stream) in waiting.iter_mut().enumerate() {
-        let want = format!("waiting {i}");
-        let mut back = vec![0u8; want.len()];
-        stream
-            .read_exact(&mut back)
-            .unwrap_or_else(|e| panic!("waiting client {i} was not served after others left: {e}"));
-        assert_eq!(back, want.as_bytes());
+        let sent = format!("waiting {i}");
+        let what = format!("waiting client {i}, after others left");
+        expect_echo(stream, sent.as_bytes(), &what);
     }
     for stream in &mut served {
         round_trip(stream, b"still here");

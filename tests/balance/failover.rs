@@ -16,7 +16,7 @@ use super::{
 };
 use crate::support::backend::{Ctx, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, try_connect};
-use crate::support::proxy::{tunnel, wait_tunnel};
+use crate::support::proxy::{assert_all_completed, tunnel, wait_tunnel};
 use crate::support::{wait_until, Backend};
 
 /// A reset must reach the client this fast: nothing on the way waits for a timer.
@@ -158,15 +158,7 @@ fn an_unanswered_backend_only_slows_the_clients_that_try_it() {
         b.state == BackendState::Down
     });
     assert_eq!(u.failures, 2, "two timeouts, then no more tries: {u:?}");
-    let status = wait_tunnel(&handle, local, "every close counted", |t| {
-        t.closes.total() == 30
-    });
-    assert_eq!(
-        status.closes.get(CloseReason::Completed),
-        30,
-        "no client was reset for the timeouts: {:?}",
-        status.closes
-    );
+    assert_all_completed(&handle, local, 30, "no client was reset for the timeouts");
 }
 
 /// Active checks (`check=tcp`, every 100ms, rise 2, fall 2): a killed backend is marked down by
@@ -296,15 +288,7 @@ fn three_dead_of_four_cost_the_clients_nothing() {
             };
             assert_eq!(reached, Ok(3), "{name}: client {n} reaches D");
         }
-        let status = wait_tunnel(&proxy.handle(), local, "every close counted", |t| {
-            t.closes.total() == CLIENTS as u64
-        });
-        assert_eq!(
-            status.closes.get(CloseReason::Completed),
-            CLIENTS as u64,
-            "{name}: {:?}",
-            status.closes
-        );
+        let status = assert_all_completed(&proxy.handle(), local, CLIENTS as u64, name);
         assert!(
             status.connect_failures > 0,
             "{name}: clients met the dead backends on the way ({status:?})"

@@ -197,12 +197,7 @@ fn a_client_waiting_for_a_backend_goes_over_and_is_served() {
     let control = control_addr(&old);
     let holding = connect_to(tunnel, b'X', "holds the only slot");
     let mut waiting = connect(tunnel);
-    wait_for(
-        WAIT,
-        "the old porxy to queue the second client",
-        || ControlClient::connect(control).cmd("STATUS"),
-        |status| field(status, "open") == "2",
-    );
+    wait_open(control, 2, "the old porxy to queue the second client");
 
     let new = chain.successor();
     assert_took_over(&new, &old);
@@ -217,6 +212,17 @@ fn a_client_waiting_for_a_backend_goes_over_and_is_served() {
     );
     round_trip(&mut waiting, b"served by the new porxy");
     finish(waiting);
+}
+
+/// Waits until the porxy whose control socket is `control` says `open` connections are open.
+#[track_caller]
+fn wait_open(control: std::net::SocketAddr, open: usize, what: &str) {
+    wait_for(
+        WAIT,
+        what,
+        || ControlClient::connect(control).cmd("STATUS"),
+        |status| field(status, "open") == open.to_string(),
+    );
 }
 
 /// Checks the old porxy exits 0 within [`PROMPT_EXIT`].
@@ -498,11 +504,10 @@ fn a_client_halfway_through_its_proxy_header_finishes_in_the_old_porxy() {
     let control = control_addr(&old);
     let mut client = connect(tunnel);
     client.write_all(b"PROXY TCP4 192.0.2.7 ").unwrap();
-    wait_for(
-        WAIT,
+    wait_open(
+        control,
+        1,
         "the old porxy to hold the client in its opening",
-        || ControlClient::connect(control).cmd("STATUS"),
-        |status| field(status, "open") == "1",
     );
 
     let new = chain.successor();

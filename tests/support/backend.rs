@@ -412,12 +412,7 @@ fn greet_then_echo(greeting: &'static [u8]) -> impl Fn(TcpStream, &Ctx) + Send +
 fn listen_at(addr: SocketAddr, within: Duration) -> TcpListener {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )
-        .expect("socket");
+        let socket = tcp_socket(addr);
         socket.set_reuse_address(true).expect("SO_REUSEADDR");
         let listening = socket
             .bind(&addr.into())
@@ -436,8 +431,8 @@ fn listen_at(addr: SocketAddr, within: Duration) -> TcpListener {
 /// A socket bound to `127.0.0.1:0` and listening with `backlog`, with `SO_REUSEPORT` so that
 /// [`Backend::go_down`] can hold its port.
 fn listen(backlog: i32) -> TcpListener {
-    let socket = reusable_socket("127.0.0.1:0".parse().unwrap());
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let socket = reusable_socket(any);
     socket.bind(&any.into()).expect("bind 127.0.0.1:0");
     socket.listen(backlog).expect("listen");
     socket.into()
@@ -446,14 +441,19 @@ fn listen(backlog: i32) -> TcpListener {
 /// A TCP socket for `addr`'s family with `SO_REUSEPORT`: two such sockets may be bound to one
 /// address, and only listening ones are given connections.
 fn reusable_socket(addr: SocketAddr) -> socket2::Socket {
-    let socket = socket2::Socket::new(
+    let socket = tcp_socket(addr);
+    socket.set_reuse_port(true).expect("SO_REUSEPORT");
+    socket
+}
+
+/// A TCP socket for `addr`'s family.
+fn tcp_socket(addr: SocketAddr) -> socket2::Socket {
+    socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         None,
     )
-    .expect("socket");
-    socket.set_reuse_port(true).expect("SO_REUSEPORT");
-    socket
+    .expect("socket")
 }
 
 /// The port of a backend that went down ([`Backend::go_down`]), bound and not listening.
@@ -479,9 +479,8 @@ impl HeldPort {
 
 /// A TCP socket bound to `127.0.0.1:0`.
 fn bound_socket() -> socket2::Socket {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let socket = tcp_socket(any);
     socket.bind(&any.into()).expect("bind 127.0.0.1:0");
     socket
 }

@@ -131,11 +131,17 @@ pub fn refused(addr: SocketAddr) -> bool {
 #[track_caller]
 pub fn round_trip(stream: &mut TcpStream, msg: &[u8]) {
     stream.write_all(msg).expect("write to the proxy");
-    let mut back = vec![0; msg.len()];
+    expect_echo(stream, msg, "echo");
+}
+
+/// Reads `sent.len()` bytes and checks they are `sent`, echoed; `what` names the stream.
+#[track_caller]
+pub fn expect_echo(stream: &mut TcpStream, sent: &[u8], what: &str) {
+    let mut back = vec![0; sent.len()];
     stream
         .read_exact(&mut back)
-        .unwrap_or_else(|e| panic!("reading the echo of {} bytes: {e}", msg.len()));
-    assert_same(&back, msg, "echo");
+        .unwrap_or_else(|e| panic!("{what}: reading the echo of {} bytes: {e}", sent.len()));
+    assert_same(&back, sent, what);
 }
 
 /// How the read side of a connection ended.

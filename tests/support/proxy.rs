@@ -134,6 +134,27 @@ pub fn wait_tunnel(
     wait_for(COUNTERS_SETTLE, what, || tunnel(handle, local), done)
 }
 
+/// Waits until `n` connections of the tunnel on `local` have closed, and checks that every one
+/// completed (none was reset for any reason); `context` names the case. Returns the status.
+#[track_caller]
+pub fn assert_all_completed(
+    handle: &ProxyHandle,
+    local: SocketAddr,
+    n: u64,
+    context: &str,
+) -> TunnelStatus {
+    let status = wait_tunnel(handle, local, "every close counted", |t| {
+        t.closes.total() == n
+    });
+    assert_eq!(
+        status.closes.get(porxy_core::CloseReason::Completed),
+        n,
+        "{context}: every connection completed: {:?}",
+        status.closes
+    );
+    status
+}
+
 /// Waits until no connection is open on any reactor.
 #[track_caller]
 pub fn wait_all_closed(handle: &ProxyHandle) {

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use super::figures::Figure;
-use super::table::number;
+use super::table::{figure_row, number};
 use super::Results;
 use crate::peers::Setup;
 use crate::plan::{Section, SectionId};
@@ -72,13 +72,7 @@ pub(super) fn render(
             .into_iter()
             .map(|c| c.unwrap_or_else(|| vec!["—".to_owned(); width]).join(" | "))
             .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} |",
-            figure.label,
-            figure.unit,
-            cells.join(" | ")
-        );
+        figure_row(out, figure, &cells);
     }
 }
 

@@ -95,13 +95,7 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
             .iter()
             .map(|&setup| cell(results, section, setup, &setups, figure))
             .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} |",
-            figure.label,
-            figure.unit,
-            cells.join(" | ")
-        );
+        figure_row(out, figure, &cells);
     }
     if section == SectionId::Syscalls {
         render_calls_by_name(out, results, &setups, &header, &rows);
@@ -288,6 +282,17 @@ fn render_notes(out: &mut String, results: &Results) {
 }
 
 /// A number with as many digits as are meaningful for its size.
+/// One figure's row: its label, its unit, then `cells`.
+pub(super) fn figure_row(out: &mut String, figure: &Figure, cells: &[String]) {
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} |",
+        figure.label,
+        figure.unit,
+        cells.join(" | ")
+    );
+}
+
 pub(super) fn number(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude >= 100.0 {
