@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::peers::{Kind, Setup, PORXY_BUSY_POLL};
 use crate::programs::Programs;
+use crate::setup::{Kind, Setup, PORXY_BUSY_POLL};
 
 /// porxy's arguments: one tunnel to the backend (`splice=off` for porxy-copy, the PROXY
 /// protocol both ways for porxy-proxy), the setup's reactors and busy polling, warnings only.

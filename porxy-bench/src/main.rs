@@ -24,6 +24,7 @@ mod programs;
 mod proxy_header;
 mod report;
 mod run;
+mod setup;
 mod sys;
 mod syscalls;
 mod waiting;

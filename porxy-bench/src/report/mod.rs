@@ -8,6 +8,7 @@
 //! PROXY protocol on or off alike); a `-proxy` kind's figures are also shown over its plain
 //! self's ([`proxy_protocol`]).
 
+mod cells;
 mod figures;
 mod proxy_protocol;
 mod table;

@@ -10,8 +10,8 @@
 
 use std::fmt::Write as _;
 
+use super::cells::{figure_row, number};
 use super::figures::Figure;
-use super::table::{figure_row, number};
 use super::Results;
 use crate::peers::Setup;
 use crate::plan::{Section, SectionId};

@@ -1,0 +1,126 @@
+//! What is measured: a [`Kind`] of proxy (or the direct connection), and a [`Setup`], a kind
+//! with its threads and polling. How each is started is `peers.rs`'s; its configuration,
+//! `configs.rs`'s.
+
+use std::fmt;
+
+/// porxy's busy-poll window in the busy-polling section: longer than the gap between two
+/// messages of a request/response exchange on loopback, so a busy reactor never sleeps.
+pub const PORXY_BUSY_POLL: &str = "1ms";
+
+/// What carries the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// The client talks to the backend itself: the limit of the machine.
+    Direct,
+    /// porxy, from target/release, with its defaults (splice(2) on Linux).
+    Porxy,
+    /// The same porxy with `splice=off`: every byte copied through a buffer, as HAProxy and
+    /// nginx do here; the row the copy-path targets are read from.
+    PorxyCopy,
+    /// porxy with `accept_proxy=v2,send_proxy=v2`: a PROXY header taken from each client and
+    /// one sent to the backend.
+    PorxyProxy,
+    /// HAProxy, `mode tcp`.
+    Haproxy,
+    /// HAProxy with `accept-proxy` on its bind and `send-proxy-v2` on its server.
+    HaproxyProxy,
+    /// nginx, stream module.
+    Nginx,
+}
+
+impl Kind {
+    /// The name in tables and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Porxy => "porxy",
+            Kind::PorxyCopy => "porxy-copy",
+            Kind::PorxyProxy => "porxy-proxy",
+            Kind::Haproxy => "haproxy",
+            Kind::HaproxyProxy => "haproxy-proxy",
+            Kind::Nginx => "nginx",
+        }
+    }
+
+    /// Whether this is one of the peers porxy is compared with (a figure's ratio is to the
+    /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`]).
+    pub fn is_peer(self) -> bool {
+        matches!(self, Kind::Haproxy | Kind::HaproxyProxy | Kind::Nginx)
+    }
+
+    /// Whether the proxy takes a PROXY header from each client and sends one to the backend
+    /// (the load generator then sends one ahead of every connection).
+    pub fn proxy_protocol(self) -> bool {
+        matches!(self, Kind::PorxyProxy | Kind::HaproxyProxy)
+    }
+
+    /// The same proxy with the PROXY protocol off: the kind a `-proxy` kind is compared with
+    /// to see what the protocol costs; itself for the others.
+    pub fn without_proxy_protocol(self) -> Kind {
+        match self {
+            Kind::PorxyProxy => Kind::Porxy,
+            Kind::HaproxyProxy => Kind::Haproxy,
+            other => other,
+        }
+    }
+}
+
+/// A kind with its number of threads (porxy reactors, HAProxy threads, nginx workers), and
+/// whether it busy-polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Setup {
+    /// What.
+    pub kind: Kind,
+    /// How many threads.
+    pub threads: usize,
+    /// Polls without sleeping (porxy `--busy-poll`, HAProxy `busy-polling`) instead of its
+    /// default; only porxy and HAProxy do.
+    pub busy: bool,
+}
+
+impl Setup {
+    /// `kind` with `threads` threads and its default polling.
+    pub fn new(kind: Kind, threads: usize) -> Setup {
+        Setup {
+            kind,
+            threads,
+            busy: false,
+        }
+    }
+
+    /// `kind` with one thread, busy-polling.
+    pub fn busy(kind: Kind) -> Setup {
+        Setup {
+            kind,
+            threads: 1,
+            busy: true,
+        }
+    }
+
+    /// How this setup busy-polls, as its configuration says it: `--busy-poll 1ms` for porxy,
+    /// `busy-polling` for HAProxy; `None` with default polling, for the direct connection
+    /// (no proxy to poll) and for nginx (which cannot busy-poll; `peers::start` refuses it).
+    pub fn busy_polling(&self) -> Option<String> {
+        match (self.busy, self.kind) {
+            (true, Kind::Porxy | Kind::PorxyCopy) => Some(format!("--busy-poll {PORXY_BUSY_POLL}")),
+            (true, Kind::Haproxy) => Some("busy-polling".into()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::Direct => f.write_str("direct"),
+            kind => {
+                write!(f, "{}×{}", kind.name(), self.threads)?;
+                match self.busy_polling() {
+                    Some(how) => write!(f, " {how}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
