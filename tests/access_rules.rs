@@ -340,3 +340,28 @@ fn a_reload_changes_the_proxy_wide_rules() {
         })
     });
 }
+
+/// The rules on an IPv6 listener judge IPv6 clients: `[::1]` served under an allow list that
+/// holds it, refused by a deny that names it, without touching the backend.
+#[test]
+fn rules_judge_ipv6_clients() {
+    let Some(any6) = crate::support::client::ipv6_loopback("rules_judge_ipv6_clients") else {
+        return;
+    };
+    let backend = Backend::echo();
+    let tunnel = |rules: &str| {
+        let spec = format!("{any6}={}[{rules}]", backend.addr());
+        let porxy = Porxy::start(&["--tunnel", &spec]);
+        let local = porxy.tunnel("cli-1");
+        (porxy, local)
+    };
+    let (_allowing, allowed) = tunnel("allow=::1/128;127.0.0.0/8");
+    assert!(served("::1", allowed, b"six", b"six"));
+    let (_denying, denied) = tunnel("deny=::1");
+    assert!(!served("::1", denied, b"six", b"six"));
+    assert_eq!(
+        backend.accepted(),
+        1,
+        "the refused client reached no backend"
+    );
+}
