@@ -26,3 +26,4 @@ mod runtime;
 mod scale;
 mod sessions;
 mod stop;
+mod tls;

@@ -306,6 +306,11 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
                           rate_burst (default: the rate)
     client_ipv6_prefix    IPv6 clients in one prefix of this length are one client for
                           the two above (64)
+  TLS termination (clients speak TLS; the backends get plaintext):
+    tls_cert, tls_key     PEM files: the certificate chain (its own first) and its key
+    tls_alpn              protocols offered by ALPN, most wanted first (h2;http/1.1)
+    tls_min_version       the oldest TLS version taken: 1.2 (default) or 1.3
+    tls_handshake_timeout how long a client has for its handshake (10s)
   Bandwidth (bytes a second, like 1MiB; not with mode=fanout):
     max_rate_up, max_rate_down
                           what each connection reads from its client, from its upstream

@@ -79,6 +79,15 @@ pub enum Error {
         /// What does not fit.
         conflict: OptionsConflict,
     },
+    /// A TLS listener's certificate or key cannot be used (missing, not PEM, not a pair).
+    #[error("tunnel on {local}: TLS: {source}")]
+    Tls {
+        /// The tunnel's listen address, as written.
+        local: String,
+        /// What is wrong, with the file's path (boxed: it is large, and rare).
+        #[source]
+        source: Box<crate::tls::CertError>,
+    },
     /// The listening socket could not be set up (address in use, no permission, ...).
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -51,6 +51,7 @@ mod spec;
 mod splice;
 mod status;
 mod timer;
+mod tls;
 mod tunnel;
 pub mod units;
 
@@ -77,7 +78,9 @@ pub use session::Session;
 pub use spec::{
     AcceptProxy, Endpoint, NetworkError, Networks, OptionError, OptionErrorKind, OptionKey,
     OptionsConflict, Remote, RemoteFault, Reply, SendProxy, SpecError, SpecErrorKind, Strategy,
-    TunnelMode, TunnelOptions, TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT, OPTION_KEYS,
+    TlsVersion, TunnelMode, TunnelOptions, TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT,
+    OPTION_KEYS,
 };
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
+pub use tls::CertError;
 pub use tunnel::reach::reached_listener;

@@ -13,6 +13,7 @@ pub mod load;
 pub mod payload;
 pub mod process;
 pub mod proxy;
+pub mod tls;
 pub mod wait;
 
 pub use backend::Backend;

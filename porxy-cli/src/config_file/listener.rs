@@ -160,6 +160,16 @@ impl Lift<'_> {
                 raw.send_proxy.as_ref().map(Text),
             ),
             (
+                K::TlsMinVersion,
+                "tls_min_version",
+                raw.tls_min_version.as_ref().map(Text),
+            ),
+            (
+                K::TlsHandshakeTimeout,
+                "tls_handshake_timeout",
+                raw.tls_handshake_timeout.as_ref().map(Duration),
+            ),
+            (
                 K::MaxConnsPerClient,
                 "max_conns_per_client",
                 raw.max_conns_per_client.as_ref().map(Count),
@@ -268,6 +278,10 @@ impl Lift<'_> {
                 .and_then(|set| set.map_err(|e| e.kind().clone()))
                 .map_err(|kind| self.error(list.span().start, key(path), kind.to_string()))?;
         }
+        // Paths and protocol names are taken as TOML wrote them (no SPEC escapes).
+        options.tls_cert = raw.tls_cert.as_ref().map(|p| p.get_ref().clone());
+        options.tls_key = raw.tls_key.as_ref().map(|p| p.get_ref().clone());
+        options.tls_alpn = raw.tls_alpn.as_ref().map(|list| list.get_ref().join(";"));
         if let Some(check) = check {
             options.check = Some(true);
             // TOML has its own escapes: the strings are taken as they are.

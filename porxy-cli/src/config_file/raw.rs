@@ -157,6 +157,16 @@ pub(super) struct RawListener {
     pub(super) max_tunnel_rate_up: Option<Spanned<RawSize>>,
     /// Bytes a second the listener's connections together read from their upstreams.
     pub(super) max_tunnel_rate_down: Option<Spanned<RawSize>>,
+    /// TLS termination: the certificate chain's PEM file.
+    pub(super) tls_cert: Option<Spanned<String>>,
+    /// The private key's PEM file.
+    pub(super) tls_key: Option<Spanned<String>>,
+    /// Protocols offered by ALPN, most wanted first.
+    pub(super) tls_alpn: Option<Spanned<Vec<String>>>,
+    /// `1.2` or `1.3`.
+    pub(super) tls_min_version: Option<Spanned<String>>,
+    /// How long a client has for its handshake.
+    pub(super) tls_handshake_timeout: Option<Spanned<RawDuration>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

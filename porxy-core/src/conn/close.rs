@@ -47,6 +47,9 @@ pub enum CloseReason {
     ClientLimit,
     /// The client opened new connections faster than `rate_per_client` (and `rate_burst`).
     ClientRate,
+    /// The client's TLS handshake failed (not TLS, a protocol the listener does not take, a
+    /// bad record) or did not end within `tls_handshake_timeout`.
+    TlsHandshake,
     /// Not an end: the connection was handed over, sockets and all, to another porxy process
     /// (a zero-downtime upgrade), where it goes on.
     HandedOver,
@@ -69,7 +72,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 19] = [
+    pub const ALL: [CloseReason; 20] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -88,6 +91,7 @@ impl CloseReason {
         CloseReason::Denied,
         CloseReason::ClientLimit,
         CloseReason::ClientRate,
+        CloseReason::TlsHandshake,
         CloseReason::HandedOver,
     ];
 
@@ -117,6 +121,7 @@ impl CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ClientLimit => "client_limit",
             CloseReason::ClientRate => "client_rate",
+            CloseReason::TlsHandshake => "tls_handshake",
             CloseReason::HandedOver => "handed_over",
         }
     }
@@ -137,7 +142,8 @@ impl CloseReason {
             | CloseReason::HalfClosedTimeout
             | CloseReason::ProxyHeader
             | CloseReason::ClientLimit
-            | CloseReason::ClientRate => Fault::Client,
+            | CloseReason::ClientRate
+            | CloseReason::TlsHandshake => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
             CloseReason::TunnelClosed
             | CloseReason::ProxyStopped

@@ -88,6 +88,8 @@ pub(crate) enum OpeningError {
     Failed(io::Error),
     /// The transport's handshake failed.
     Handshake(io::Error),
+    /// The preamble was read, but the handshake did not end within the opening timeout.
+    HandshakeTimeout,
 }
 
 impl fmt::Display for OpeningError {
@@ -104,6 +106,9 @@ impl fmt::Display for OpeningError {
             OpeningError::Malformed(e) => write!(f, "malformed preamble: {e}"),
             OpeningError::Failed(e) => write!(f, "reading the preamble failed: {e}"),
             OpeningError::Handshake(e) => write!(f, "the handshake failed: {e}"),
+            OpeningError::HandshakeTimeout => {
+                f.write_str("no complete handshake within the timeout")
+            }
         }
     }
 }
@@ -204,7 +209,9 @@ impl Opening {
 
     /// Checks the deadline at `now`.
     pub(crate) fn on_timer(&mut self, now: Instant) -> OpeningStep {
-        if now >= self.deadline {
+        if now >= self.deadline && self.preamble.is_none() && self.handshake {
+            OpeningStep::Fail(OpeningError::HandshakeTimeout)
+        } else if now >= self.deadline {
             OpeningStep::Fail(OpeningError::Timeout)
         } else {
             OpeningStep::Wait
@@ -223,7 +230,12 @@ impl Opening {
         if self.handshake {
             // Bytes read past the preamble may be the handshake's: the transport takes them.
             match client.handshake(&mut self.received) {
-                Ok(()) => self.handshake = false,
+                Ok(()) => {
+                    self.handshake = false;
+                    // The client's first bytes may have come with its last handshake message:
+                    // decoded, they wait in the transport, and no new event would say so.
+                    self.client.readable = true;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return OpeningStep::Wait,
                 Err(e) if e.kind() == ErrorKind::Interrupted => return OpeningStep::Again,
                 Err(e) => return OpeningStep::Fail(OpeningError::Handshake(e)),

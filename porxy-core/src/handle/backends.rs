@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::open::Version;
 use super::{BackendChange, ProxyHandle};
 use crate::balance::backend::{AdminState, CloseOrder};
 use crate::error::Error;
@@ -50,7 +51,12 @@ impl ProxyHandle {
         crate::tunnel::check_options(&spec)?;
         let mut remotes: Vec<SocketAddr> = old.balancer.backends.iter().map(|b| b.addr).collect();
         remotes.push(addr);
-        self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;
+        let version = Version {
+            spec: &spec,
+            remotes: &remotes,
+            loaded: old.loaded(),
+        };
+        self.replace(&mut tunnels, &old, version, old.generation.clone())?;
         tracing::info!(tunnel = %local, backend = %addr, "backend added");
         Ok(addr)
     }
@@ -138,7 +144,12 @@ impl ProxyHandle {
                     .filter(|b| !Arc::ptr_eq(b, &target))
                     .map(|b| b.addr)
                     .collect();
-                self.replace(&mut tunnels, &old, &spec, &remotes, old.generation.clone())?;
+                let version = Version {
+                    spec: &spec,
+                    remotes: &remotes,
+                    loaded: old.loaded(),
+                };
+                self.replace(&mut tunnels, &old, version, old.generation.clone())?;
                 (target, order)
             }
             // Already removed, still holding connections: only a deadline may be given (or

@@ -14,8 +14,17 @@ use crate::error::Error;
 use crate::generation::Generation;
 use crate::listener::ListenerMsg;
 use crate::spec::{Remote, RemoteFault, TunnelSpec};
+use crate::tunnel::loaded::Loaded;
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
 use crate::tunnel::{Lineage, Tunnel};
+
+/// A tunnel version to build: its spec, the addresses its remotes resolved to (same order),
+/// and what it read from files.
+pub(super) struct Version<'a> {
+    pub(super) spec: &'a TunnelSpec,
+    pub(super) remotes: &'a [SocketAddr],
+    pub(super) loaded: Loaded,
+}
 
 impl ProxyHandle {
     /// Opens a tunnel, or changes the one already listening on `spec.local`.
@@ -35,12 +44,19 @@ impl ProxyHandle {
         }
         let local = spec.local.resolve()?;
         let remotes = resolve_remotes(spec)?;
+        // Its files are read before anything changes: a broken one changes nothing.
+        let loaded = Loaded::read(spec)?;
         let mut tunnels = self.tunnels();
         if local.port() != 0 {
             if let Some(old) = tunnels.get(&local).cloned() {
                 let listeners = loops::own_listeners(&tunnels);
                 loops::refuse_remotes(local, &remotes, &listeners, &mut LocalAddrs::default())?;
-                self.replace(&mut tunnels, &old, spec, &remotes, old.generation.clone())?;
+                let version = Version {
+                    spec,
+                    remotes: &remotes,
+                    loaded,
+                };
+                self.replace(&mut tunnels, &old, version, old.generation.clone())?;
                 return Ok(OpenedTunnel {
                     local,
                     remotes,
@@ -63,10 +79,14 @@ impl ProxyHandle {
         // Again with what it got: the port, when port 0 was asked for, and its stack.
         loops::refuse_new_listener(listening, &remotes, &tunnels)?;
         let bound = listening.addr;
+        let version = Version {
+            spec,
+            remotes: &remotes,
+            loaded,
+        };
         self.install(
             &mut tunnels,
-            spec,
-            &remotes,
+            version,
             listening,
             socket,
             self.current_generation(),
@@ -84,15 +104,22 @@ impl ProxyHandle {
     pub(super) fn install(
         &self,
         tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
-        spec: &TunnelSpec,
-        remotes: &[SocketAddr],
+        version: Version<'_>,
         listening: OwnListener,
         socket: TcpListener,
         generation: Arc<Generation>,
     ) -> Result<(), Error> {
         let bound = listening.addr;
         let lineage = self.new_lineage(listening, generation);
-        let tunnel = Arc::new(Tunnel::build(lineage, spec, remotes, &self.config(), None)?);
+        let Version {
+            spec,
+            remotes,
+            loaded,
+        } = version;
+        let config = self.config();
+        let tunnel = Arc::new(Tunnel::build(
+            lineage, spec, remotes, &config, None, loaded,
+        )?);
         self.watch(&tunnel);
         self.shared
             .listener
@@ -108,10 +135,14 @@ impl ProxyHandle {
         &self,
         tunnels: &mut BTreeMap<SocketAddr, Arc<Tunnel>>,
         old: &Arc<Tunnel>,
-        spec: &TunnelSpec,
-        remotes: &[SocketAddr],
+        version: Version<'_>,
         generation: Arc<Generation>,
     ) -> Result<Arc<Tunnel>, Error> {
+        let Version {
+            spec,
+            remotes,
+            loaded,
+        } = version;
         old.can_take_back(remotes)?;
         let tunnel = Arc::new(Tunnel::build(
             Lineage::of(old, generation),
@@ -119,6 +150,7 @@ impl ProxyHandle {
             remotes,
             &self.config(),
             Some(old),
+            loaded,
         )?);
         let dropped: Vec<Arc<Backend>> = old
             .balancer
@@ -259,6 +291,7 @@ mod tests {
     use crate::generation::Generation;
     use crate::spec::TunnelSpec;
     use crate::status::TunnelStats;
+    use crate::tunnel::loaded::Loaded;
     use crate::tunnel::reach::OwnListener;
     use crate::tunnel::{Lineage, Tunnel, TunnelId};
 
@@ -271,7 +304,9 @@ mod tests {
             Arc::new(Generation::new(1)),
         );
         let remotes = ["127.0.0.1:9".parse().unwrap()];
-        Arc::new(Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None).unwrap())
+        let config = ProxyConfig::default();
+        let loaded = Loaded::default();
+        Arc::new(Tunnel::build(lineage, &spec, &remotes, &config, None, loaded).unwrap())
     }
 
     /// Accepts the client that `connect` made, within a bounded wait.

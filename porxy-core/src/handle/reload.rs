@@ -4,10 +4,12 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use super::loops::refuse_remotes;
+use super::open::Version;
 use super::{bind, CloseMode, ProxyHandle};
 use crate::config::ProxyConfig;
 use crate::error::Error;
 use crate::spec::TunnelSpec;
+use crate::tunnel::loaded::Loaded;
 use crate::tunnel::reach::{LocalAddrs, OwnListener};
 
 /// What a [`ProxyHandle::reload`] did, tunnel by tunnel (bound listen addresses).
@@ -32,11 +34,12 @@ pub struct ReloadReport {
     pub restart_only: Vec<&'static str>,
 }
 
-/// One tunnel of the new configuration, resolved.
+/// One tunnel of the new configuration, resolved, its files read.
 struct Planned<'a> {
     spec: &'a TunnelSpec,
     local: SocketAddr,
     remotes: Vec<SocketAddr>,
+    loaded: Loaded,
 }
 
 impl ProxyHandle {
@@ -155,13 +158,12 @@ impl ProxyHandle {
             let mut shown = plan.spec.clone();
             shown.local = plan.local.into();
             let same = old.spec == shown;
-            self.replace(
-                &mut tunnels,
-                &old,
-                plan.spec,
-                &plan.remotes,
-                generation.clone(),
-            )?;
+            let version = Version {
+                spec: plan.spec,
+                remotes: &plan.remotes,
+                loaded: plan.loaded.clone(),
+            };
+            self.replace(&mut tunnels, &old, version, generation.clone())?;
             if same {
                 report.unchanged.push(plan.local);
             } else {
@@ -172,14 +174,12 @@ impl ProxyHandle {
         for (index, socket, listening) in fresh {
             let plan = &planned[index];
             report.bound[index] = listening.addr;
-            self.install(
-                &mut tunnels,
-                plan.spec,
-                &plan.remotes,
-                listening,
-                socket,
-                generation.clone(),
-            )?;
+            let version = Version {
+                spec: plan.spec,
+                remotes: &plan.remotes,
+                loaded: plan.loaded.clone(),
+            };
+            self.install(&mut tunnels, version, listening, socket, generation.clone())?;
             report.opened.push(listening.addr);
         }
         tracing::info!(
@@ -231,10 +231,13 @@ fn resolve_all(specs: &[TunnelSpec]) -> Result<Vec<Planned<'_>>, Error> {
         if local.port() != 0 && planned.iter().any(|p| p.local == local) {
             return Err(failed(Error::AlreadyListening(local)));
         }
+        // Certificates are read now, before anything changes: all or nothing.
+        let loaded = Loaded::read(spec).map_err(failed)?;
         planned.push(Planned {
             spec,
             local,
             remotes,
+            loaded,
         });
     }
     Ok(planned)

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::reactor::ReactorMsg;
 use crate::session::Session;
 use crate::spec::{Endpoint, TunnelSpec};
+use crate::tunnel::loaded::Loaded;
 use crate::tunnel::reach::OwnListener;
 use crate::tunnel::Tunnel;
 
@@ -217,7 +218,8 @@ impl ProxyHandle {
             backends = ?backends,
             "no tunnel listens where handed-over connections came in; they go on detached"
         );
-        let tunnel = Tunnel::build(lineage, &spec, &remotes, &self.config(), None);
+        let config = self.config();
+        let tunnel = Tunnel::build(lineage, &spec, &remotes, &config, None, Loaded::default());
         Some(Arc::new(tunnel.ok()?))
     }
 }

@@ -20,6 +20,7 @@ use crate::conn::close::CloseReason;
 use crate::conn::machine::{Machine, SocketIx};
 use crate::conn::opening::{Opened, Opening};
 use crate::conn::{Action, Closing, Conn};
+use crate::tls::stream::TlsStream;
 use crate::tunnel::Tunnel;
 
 /// A connection with nothing to learn from its client picks at once.
@@ -106,6 +107,21 @@ impl Reactor {
                 return;
             }
         }
+        // A TLS listener's client speaks TLS from its first byte after any PROXY header: its
+        // session is made now, and its handshake is done in the opening.
+        let client = match (&tunnel.tls, origin) {
+            (Some(tls), Origin::Accepted) => match tls.session() {
+                Ok(session) => Socket::Tls(Box::new(TlsStream::server(client, session))),
+                Err(error) => {
+                    let ended = Ended::without_upstream(&span, id, &tunnel, peer);
+                    let error = std::io::Error::other(error);
+                    let reason = CloseReason::LocalResource;
+                    self.turn_away(&client, ended, reason, Some(&error), now);
+                    return;
+                }
+            },
+            _ => Socket::Tcp(client),
+        };
         span.in_scope(|| debug!("accepted"));
         // What the connection is until it picks: learning from its client first, if its tunnel
         // says so; else ready at once (a relayed one as it will stay, a fan-out one until its
@@ -125,16 +141,7 @@ impl Reactor {
             Some(_) => Upstreams::fanout(Vec::new(), Vec::new()),
             None => Upstreams::relay(),
         };
-        let slot = Slot::new(
-            id,
-            machine,
-            Socket::Tcp(client),
-            upstreams,
-            peer,
-            tunnel,
-            now,
-            span,
-        );
+        let slot = Slot::new(id, machine, client, upstreams, peer, tunnel, now, span);
         if origin == Origin::Imported && self.handing_over.exporting() {
             self.handing_over.given_back(key, id);
         }
@@ -166,6 +173,10 @@ impl Reactor {
         if let Some(details) = opened.as_ref().and_then(|o| o.details.as_deref()) {
             slot.span
                 .in_scope(|| debug!(details, "what the client's preamble says besides"));
+        }
+        if let Socket::Tls(tls) = &slot.client {
+            let sni = tls.server_name().unwrap_or("");
+            slot.span.in_scope(|| debug!(sni, "TLS handshake done"));
         }
         // (A relayed connection's backend gets its PROXY header, if any, once connected: it
         // depends on the backend.)

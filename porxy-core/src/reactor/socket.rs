@@ -2,9 +2,9 @@
 //! connection's [`Transport`]: reads, writes and shutdowns are the socket's own, a short read
 //! drains it, closing it sends the FIN, and bytes can be spliced in and out of kernel pipes.
 //!
-//! [`Socket`] has one kind today, a kernel TCP socket; a TLS session over one is the next, and
-//! each place that must treat the kinds apart (what can move to another process, what the
-//! poller watches) asks the socket, not its kind.
+//! [`Socket`] is a kernel TCP socket or a TLS session over one ([`TlsStream`]); each place that
+//! must treat the kinds apart (what can move to another process, what the poller watches) asks
+//! the socket, not its kind.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -16,11 +16,14 @@ use mio::{Interest, Registry, Token};
 
 use crate::conn::transport::Transport;
 use crate::splice::KernelPipe;
+use crate::tls::stream::TlsStream;
 
 /// One socket of a connection.
 #[derive(Debug)]
 pub(crate) enum Socket {
     Tcp(TcpStream),
+    /// Boxed: a session is large, and a plain connection's slot must not pay for it.
+    Tls(Box<TlsStream>),
 }
 
 impl Socket {
@@ -29,6 +32,7 @@ impl Socket {
     pub(crate) fn can_travel(&self) -> bool {
         match self {
             Socket::Tcp(_) => true,
+            Socket::Tls(_) => false,
         }
     }
 
@@ -36,6 +40,7 @@ impl Socket {
     pub(crate) fn into_std(self) -> std::net::TcpStream {
         match self {
             Socket::Tcp(stream) => stream.into(),
+            Socket::Tls(tls) => tls.into_tcp().into(),
         }
     }
 
@@ -43,6 +48,14 @@ impl Socket {
     pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Socket::Tcp(stream) => stream,
+            Socket::Tls(tls) => tls.tcp(),
+        }
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Socket::Tcp(stream) => stream,
+            Socket::Tls(tls) => tls.tcp_mut(),
         }
     }
 
@@ -68,9 +81,7 @@ impl Source for Socket {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        match self {
-            Socket::Tcp(stream) => stream.register(registry, token, interests),
-        }
+        self.tcp_mut().register(registry, token, interests)
     }
 
     fn reregister(
@@ -79,15 +90,11 @@ impl Source for Socket {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        match self {
-            Socket::Tcp(stream) => stream.reregister(registry, token, interests),
-        }
+        self.tcp_mut().reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Socket::Tcp(stream) => stream.deregister(registry),
-        }
+        self.tcp_mut().deregister(registry)
     }
 }
 
@@ -96,6 +103,7 @@ impl Transport for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => Read::read(stream, buf),
+            Socket::Tls(tls) => tls.read(buf),
         }
     }
 
@@ -103,12 +111,14 @@ impl Transport for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => Write::write(stream, buf),
+            Socket::Tls(tls) => tls.write(buf),
         }
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Socket::Tcp(stream) => stream.shutdown(Shutdown::Write),
+            Socket::Tls(tls) => tls.shutdown_write(),
         }
     }
 
@@ -116,6 +126,7 @@ impl Transport for Socket {
     fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => stream.peek(buf),
+            Socket::Tls(tls) => tls.peek(buf),
         }
     }
 
@@ -123,6 +134,7 @@ impl Transport for Socket {
     fn short_read_drains(&self) -> bool {
         match self {
             Socket::Tcp(_) => true,
+            Socket::Tls(tls) => tls.short_read_drains(),
         }
     }
 
@@ -130,18 +142,44 @@ impl Transport for Socket {
     fn close_ends_stream(&self) -> bool {
         match self {
             Socket::Tcp(_) => true,
+            Socket::Tls(tls) => tls.close_ends_stream(),
+        }
+    }
+
+    fn handshake(&mut self, early: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(_) => Ok(()),
+            Socket::Tls(tls) => tls.handshake(early),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(_) => Ok(()),
+            Socket::Tls(tls) => tls.flush(),
+        }
+    }
+
+    #[inline]
+    fn holds_output(&self) -> bool {
+        match self {
+            Socket::Tcp(_) => false,
+            Socket::Tls(tls) => tls.holds_output(),
         }
     }
 
     fn splice_to_pipe(&mut self, pipe: &mut KernelPipe, max: usize) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => pipe.fill_from(stream.as_fd(), max),
+            // The session must see its bytes: this direction copies.
+            Socket::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
     fn splice_from_pipe(&mut self, pipe: &mut KernelPipe, max: usize) -> io::Result<usize> {
         match self {
             Socket::Tcp(stream) => pipe.drain_into(stream.as_fd(), max),
+            Socket::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 }

@@ -140,6 +140,7 @@ pub(super) enum Named {
     Reply,
     AcceptProxy,
     SendProxy,
+    TlsVersion,
 }
 
 impl UnknownName {
@@ -159,6 +160,7 @@ impl UnknownName {
             Named::Reply => OptionKey::Reply,
             Named::AcceptProxy => OptionKey::AcceptProxy,
             Named::SendProxy => OptionKey::SendProxy,
+            Named::TlsVersion => OptionKey::TlsMinVersion,
         }
     }
 
@@ -189,6 +191,7 @@ impl fmt::Display for UnknownName {
             ),
             Named::AcceptProxy => write!(f, "unknown accept_proxy `{text}`; use v1, v2 or any"),
             Named::SendProxy => write!(f, "unknown send_proxy `{text}`; use v1 or v2"),
+            Named::TlsVersion => write!(f, "unknown tls_min_version `{text}`; use 1.2 or 1.3"),
         }
     }
 }
@@ -373,6 +376,10 @@ pub enum OptionsConflict {
     /// A bandwidth limit with `mode=fanout` (its copies are paced by the slowest destination
     /// and `max_lag` instead).
     RelayOnly(OptionKey),
+    /// One of `tls_cert` and `tls_key` without the other: this one is missing.
+    TlsPair(OptionKey),
+    /// A TLS option without `tls_cert` and `tls_key`.
+    TlsOnly(OptionKey),
     /// `check_send_proxy` on a tunnel none of whose remotes gets a PROXY header.
     NoProxyHeaderToCheck,
     /// Fan-out remotes sent PROXY headers of different versions: every destination is sent
@@ -409,6 +416,12 @@ impl fmt::Display for OptionsConflict {
                 "option `{key}` does not apply with mode=fanout: its copies go at the pace of \
                  its destinations, within max_lag"
             ),
+            OptionsConflict::TlsPair(missing) => {
+                write!(f, "TLS needs both tls_cert and tls_key: `{missing}` is missing")
+            }
+            OptionsConflict::TlsOnly(key) => {
+                write!(f, "option `{key}` applies only with tls_cert and tls_key")
+            }
             OptionsConflict::NoProxyHeaderToCheck => f.write_str(
                 "option `check_send_proxy` applies only with send_proxy (the tunnel's or a backend's)",
             ),

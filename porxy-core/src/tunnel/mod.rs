@@ -7,6 +7,8 @@
 
 pub(crate) mod bandwidth;
 mod endpoint;
+pub(crate) mod loaded;
+mod opening;
 pub(crate) mod reach;
 mod resolve;
 
@@ -31,7 +33,9 @@ use crate::generation::Generation;
 use crate::spec::SendProxy;
 use crate::spec::{Remote, TunnelSpec};
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
+use crate::tls::server::ServerTls;
 use bandwidth::{Bandwidth, TunnelBuckets};
+use loaded::Loaded;
 use reach::OwnListener;
 use resolve::{options_error, resolve, Resolved};
 
@@ -83,6 +87,8 @@ pub(crate) struct Tunnel {
     pub(crate) client_ipv6_prefix: u8,
     /// Its connections' bandwidth limits.
     pub(crate) bandwidth: Bandwidth,
+    /// Its TLS termination, if its clients speak TLS.
+    pub(crate) tls: Option<ServerTls>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -150,6 +156,7 @@ impl Tunnel {
         remotes: &[SocketAddr],
         config: &ProxyConfig,
         previous: Option<&Tunnel>,
+        loaded: Loaded,
     ) -> Result<Tunnel, Error> {
         let Lineage {
             id,
@@ -180,6 +187,7 @@ impl Tunnel {
             rate_per_client,
             client_ipv6_prefix,
             bandwidth,
+            tls_handshake_timeout,
         } = resolve(&spec.options, count, config)
             .and_then(|resolved| spec.check_remotes().map(|()| resolved))
             .map_err(|conflict| options_error(spec, conflict))?;
@@ -228,8 +236,7 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
-            opening: accept_proxy
-                .map(|(accept, timeout)| proxy_header::opening(accept, timeout, proxy_from)),
+            opening: opening::opening(accept_proxy, proxy_from, tls_handshake_timeout),
             admission: AccessRules::new(allow, deny)
                 .map(|rules| Arc::new(rules) as Arc<dyn Admission>),
             send_proxy: spec
@@ -244,7 +251,15 @@ impl Tunnel {
             rates,
             client_ipv6_prefix,
             bandwidth: Bandwidth::new(bandwidth, buckets),
+            tls: loaded.tls,
         })
+    }
+
+    /// What it read from files, for a version built again without reading them.
+    pub(crate) fn loaded(&self) -> Loaded {
+        Loaded {
+            tls: self.tls.clone(),
+        }
     }
 
     /// The PROXY header version backend `i` gets ahead of each client's stream, if any.
@@ -407,6 +422,7 @@ impl Tunnel {
             &remotes,
             &ProxyConfig::default(),
             previous,
+            Loaded::default(),
         )
         .unwrap()
     }
@@ -503,8 +519,15 @@ mod tests {
         spec.remotes.pop();
         let remotes = ["127.0.0.1:9".parse().unwrap()];
         let lineage = test_lineage();
-        let tunnel = Tunnel::build(lineage, &spec, &remotes, &ProxyConfig::default(), None)
-            .expect("a removal is not refused");
+        let tunnel = Tunnel::build(
+            lineage,
+            &spec,
+            &remotes,
+            &ProxyConfig::default(),
+            None,
+            Loaded::default(),
+        )
+        .expect("a removal is not refused");
         assert_eq!(tunnel.fanout.map(|f| f.min_live), Some(1));
     }
 }

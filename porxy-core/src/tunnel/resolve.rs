@@ -24,6 +24,7 @@ use crate::spec::{
     AcceptProxy, Networks, OptionsConflict, SendProxy, Strategy, TunnelMode, TunnelOptions,
     TunnelSpec, MAX_ATTEMPTS,
 };
+use crate::tls::server::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::tunnel::bandwidth::BandwidthLimits;
 use crate::units::MAX_DURATION;
 
@@ -63,6 +64,8 @@ pub(crate) struct Resolved {
     pub(crate) client_ipv6_prefix: u8,
     /// Bandwidth limits, per connection and per tunnel.
     pub(crate) bandwidth: BandwidthLimits,
+    /// How long a client has for its TLS handshake, if the tunnel terminates TLS.
+    pub(crate) tls_handshake_timeout: Option<Duration>,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -179,6 +182,12 @@ pub(crate) fn resolve(
             conn: (options.max_rate_up, options.max_rate_down),
             tunnel: (options.max_tunnel_rate_up, options.max_tunnel_rate_down),
         },
+        tls_handshake_timeout: options.tls_cert.as_ref().map(|_| {
+            options
+                .tls_handshake_timeout
+                .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT)
+                .min(MAX_DURATION)
+        }),
     })
 }
 

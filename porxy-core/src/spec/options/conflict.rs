@@ -53,6 +53,24 @@ impl TunnelOptions {
         if self.rate_burst.is_some() && self.rate_per_client.is_none() {
             return Err(OptionsConflict::RatePerClientOnly(OptionKey::RateBurst));
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(OptionsConflict::TlsPair(OptionKey::TlsKey)),
+            (None, Some(_)) => return Err(OptionsConflict::TlsPair(OptionKey::TlsCert)),
+            (Some(_), Some(_)) => {}
+            (None, None) => {
+                let tls_only = [
+                    (OptionKey::TlsAlpn, self.tls_alpn.is_some()),
+                    (OptionKey::TlsMinVersion, self.tls_min_version.is_some()),
+                    (
+                        OptionKey::TlsHandshakeTimeout,
+                        self.tls_handshake_timeout.is_some(),
+                    ),
+                ];
+                if let Some((key, _)) = tls_only.iter().find(|(_, set)| *set) {
+                    return Err(OptionsConflict::TlsOnly(*key));
+                }
+            }
+        }
         let fanout = self.mode == Some(TunnelMode::Fanout);
         if !fanout {
             let fanout_only = [

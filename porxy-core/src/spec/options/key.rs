@@ -87,6 +87,16 @@ pub enum OptionKey {
     MaxTunnelRateUp,
     /// `max_tunnel_rate_down`: bytes a second, 1 KiB to 1 TiB.
     MaxTunnelRateDown,
+    /// `tls_cert`: a path (a PEM certificate chain).
+    TlsCert,
+    /// `tls_key`: a path (a PEM private key).
+    TlsKey,
+    /// `tls_alpn`: protocol names, `;`-separated.
+    TlsAlpn,
+    /// `tls_min_version`: `1.2` or `1.3`.
+    TlsMinVersion,
+    /// `tls_handshake_timeout`: a duration.
+    TlsHandshakeTimeout,
 }
 
 /// What an option's value is.
@@ -116,6 +126,8 @@ pub(super) enum Value {
     AcceptProxy,
     /// A [`SendProxy`](crate::SendProxy) name.
     SendProxy,
+    /// A [`TlsVersion`](crate::TlsVersion).
+    TlsVersion,
     /// [`Networks`](crate::Networks), `;`-separated.
     Networks,
 }
@@ -134,6 +146,7 @@ impl Value {
             Value::Reply => "a reply name",
             Value::AcceptProxy => "`v1`, `v2` or `any`",
             Value::SendProxy => "`v1` or `v2`",
+            Value::TlsVersion => "`1.2` or `1.3`",
             Value::Networks => "networks, like `10.0.0.0/8;192.0.2.7`",
         }
     }
@@ -141,7 +154,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 38] = [
+    pub const ALL: [OptionKey; 43] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -180,6 +193,11 @@ impl OptionKey {
         OptionKey::MaxRateDown,
         OptionKey::MaxTunnelRateUp,
         OptionKey::MaxTunnelRateDown,
+        OptionKey::TlsCert,
+        OptionKey::TlsKey,
+        OptionKey::TlsAlpn,
+        OptionKey::TlsMinVersion,
+        OptionKey::TlsHandshakeTimeout,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -223,6 +241,11 @@ impl OptionKey {
             OptionKey::MaxRateDown => "max_rate_down",
             OptionKey::MaxTunnelRateUp => "max_tunnel_rate_up",
             OptionKey::MaxTunnelRateDown => "max_tunnel_rate_down",
+            OptionKey::TlsCert => "tls_cert",
+            OptionKey::TlsKey => "tls_key",
+            OptionKey::TlsAlpn => "tls_alpn",
+            OptionKey::TlsMinVersion => "tls_min_version",
+            OptionKey::TlsHandshakeTimeout => "tls_handshake_timeout",
         }
     }
 
@@ -239,7 +262,8 @@ impl OptionKey {
             | OptionKey::FailTimeout
             | OptionKey::CheckInterval
             | OptionKey::CheckTimeout
-            | OptionKey::ProxyTimeout => Value::Duration,
+            | OptionKey::ProxyTimeout
+            | OptionKey::TlsHandshakeTimeout => Value::Duration,
             OptionKey::Attempts => count(1, MAX_ATTEMPTS),
             OptionKey::MaxConns => count(1, 10_000_000),
             OptionKey::MaxConnsPerClient | OptionKey::RatePerClient | OptionKey::RateBurst => {
@@ -269,7 +293,12 @@ impl OptionKey {
                 off: &["off", "no", "false"],
                 expected: "`on` or `off`",
             },
-            OptionKey::CheckSend | OptionKey::CheckExpect => Value::Text,
+            OptionKey::CheckSend
+            | OptionKey::CheckExpect
+            | OptionKey::TlsCert
+            | OptionKey::TlsKey
+            | OptionKey::TlsAlpn => Value::Text,
+            OptionKey::TlsMinVersion => Value::TlsVersion,
             OptionKey::Strategy => Value::Strategy,
             OptionKey::Mode => Value::Mode,
             OptionKey::Reply => Value::Reply,

@@ -19,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 use super::mode::{Reply, TunnelMode};
-use super::{AcceptProxy, Networks, SendProxy, Strategy};
+use super::{AcceptProxy, Networks, SendProxy, Strategy, TlsVersion};
 
 pub use key::{OptionKey, OPTION_KEYS};
 
@@ -128,6 +128,19 @@ pub struct TunnelOptions {
     /// Most bytes a second the tunnel's connections together read from their upstreams
     /// (default: no limit).
     pub max_tunnel_rate_down: Option<u64>,
+    /// TLS termination: the PEM file of the listener's certificate chain (its own first);
+    /// with [`tls_key`](TunnelOptions::tls_key), clients speak TLS and the backends get
+    /// plaintext (default: no TLS).
+    pub tls_cert: Option<String>,
+    /// The PEM file of the private key of `tls_cert`.
+    pub tls_key: Option<String>,
+    /// The protocols offered by ALPN, most wanted first, `;`-separated (`h2;http/1.1`;
+    /// default: none, so no ALPN).
+    pub tls_alpn: Option<String>,
+    /// The oldest TLS version taken (default 1.2).
+    pub tls_min_version: Option<TlsVersion>,
+    /// How long a client has for its TLS handshake, from accept (default 10s).
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -76,6 +76,11 @@ impl TunnelOptions {
                 self.send_proxy = Some(send.map_err(fail)?);
                 Ok(())
             }
+            Value::TlsVersion => {
+                let version = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.tls_min_version = Some(version.map_err(fail)?);
+                Ok(())
+            }
             Value::Networks => {
                 let networks = value.parse().map_err(OptionErrorKind::BadNetworks);
                 self.set_networks(key, networks.map_err(fail)?)
@@ -179,6 +184,7 @@ impl TunnelOptions {
             OptionKey::CheckInterval => &mut self.check_interval,
             OptionKey::CheckTimeout => &mut self.check_timeout,
             OptionKey::ProxyTimeout => &mut self.proxy_timeout,
+            OptionKey::TlsHandshakeTimeout => &mut self.tls_handshake_timeout,
             _ => return None,
         })
     }
@@ -212,6 +218,9 @@ impl TunnelOptions {
         Some(match key {
             OptionKey::CheckSend => &mut self.check_send,
             OptionKey::CheckExpect => &mut self.check_expect,
+            OptionKey::TlsCert => &mut self.tls_cert,
+            OptionKey::TlsKey => &mut self.tls_key,
+            OptionKey::TlsAlpn => &mut self.tls_alpn,
             _ => return None,
         })
     }

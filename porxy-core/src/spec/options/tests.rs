@@ -52,6 +52,11 @@ fn every_key_sets_and_renders_back() {
         ("max_rate_down", "512KiB"),
         ("max_tunnel_rate_up", "10GiB"),
         ("max_tunnel_rate_down", "1TiB"),
+        ("tls_cert", "/etc/porxy/a.pem"),
+        ("tls_key", "/etc/porxy/a.key"),
+        ("tls_alpn", "h2;http/1.1"),
+        ("tls_min_version", "1.3"),
+        ("tls_handshake_timeout", "4s"),
     ];
     for (k, v) in pairs {
         options
@@ -186,7 +191,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 38);
+    assert_eq!(OPTION_KEYS.len(), 43);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(

@@ -1,0 +1,50 @@
+//! What a tunnel version needs from outside its spec, read once where it enters: the
+//! certificate and key of a TLS listener. Read before anything changes (an OPEN, a reload),
+//! so that a missing or broken file refuses the change whole; a version built again from the
+//! same files without reading them (a backend added or removed) takes its predecessor's.
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::spec::TunnelSpec;
+use crate::tls::server::{ServerTls, ServerTlsSettings};
+
+/// The files a tunnel version runs with, read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Loaded {
+    /// Its TLS termination, if its clients speak TLS.
+    pub(crate) tls: Option<ServerTls>,
+}
+
+impl Loaded {
+    /// Reads what `spec` names (its certificate and key, if it terminates TLS); an error names
+    /// the tunnel and the file.
+    pub(crate) fn read(spec: &TunnelSpec) -> Result<Loaded, Error> {
+        let options = &spec.options;
+        let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) else {
+            return Ok(Loaded::default());
+        };
+        let alpn = options
+            .tls_alpn
+            .as_deref()
+            .map(|list| {
+                list.split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.as_bytes().to_vec())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let settings = ServerTlsSettings {
+            cert: Path::new(cert),
+            key: Path::new(key),
+            alpn,
+            min_version: options.tls_min_version.unwrap_or_default(),
+        };
+        let tls = ServerTls::new(&settings).map_err(|source| Error::Tls {
+            local: spec.local.to_string(),
+            source: Box::new(source),
+        })?;
+        Ok(Loaded { tls: Some(tls) })
+    }
+}

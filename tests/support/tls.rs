@@ -1,0 +1,127 @@
+//! TLS fixtures: a test certificate authority that signs server certificates for given names,
+//! written as PEM files for porxy and for real clients (`openssl s_client`, `curl --cacert`),
+//! and a rustls client for in-process checks of exact bytes.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use super::client::set_timeouts;
+use super::process::TempDir;
+
+/// A certificate authority of the test's own, its files in a temporary directory.
+pub struct TestCa {
+    dir: TempDir,
+    issuer: Issuer<'static, KeyPair>,
+    der: CertificateDer<'static>,
+    /// The CA certificate's PEM file, for clients to trust.
+    pub ca_pem: PathBuf,
+}
+
+/// A server certificate and key, as files.
+pub struct ServerCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = KeyPair::generate().expect("a CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "porxy test CA");
+        let cert = params.self_signed(&key).expect("the CA certificate");
+        let dir = TempDir::new();
+        let ca_pem = dir.write("ca.pem", &cert.pem());
+        TestCa {
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+            dir,
+            ca_pem,
+        }
+    }
+
+    /// A certificate for `names` (DNS names, `*.` wildcards, or IP addresses) signed by this
+    /// CA, written as `<file>.pem` and `<file>.key`.
+    pub fn server(&self, file: &str, names: &[&str]) -> ServerCert {
+        let key = KeyPair::generate().expect("a server key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, file.to_string());
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("a server certificate");
+        ServerCert {
+            cert: self.dir.write(&format!("{file}.pem"), &cert.pem()),
+            key: self.dir.write(&format!("{file}.key"), &key.serialize_pem()),
+        }
+    }
+
+    /// A rustls client that trusts this CA, offering `alpn`.
+    pub fn client(&self, alpn: &[&str]) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).expect("the CA as a root");
+        #[allow(deprecated)] // The ring provider: see porxy-core's tls module.
+        let provider = rustls::crypto::ring::default_provider();
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// A blocking TLS connection to `addr` for `server_name`, handshake done.
+    pub fn connect(&self, addr: SocketAddr, server_name: &str) -> TlsClient {
+        connect_with(self.client(&[]), addr, server_name).expect("a TLS connection")
+    }
+}
+
+/// A blocking TLS client stream.
+pub type TlsClient = StreamOwned<ClientConnection, TcpStream>;
+
+/// A TLS connection to `addr` with `config` for `server_name`, its handshake done (or why not).
+pub fn connect_with(
+    config: Arc<ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+) -> io::Result<TlsClient> {
+    let name = ServerName::try_from(server_name.to_string()).expect("a server name");
+    let session = ClientConnection::new(config, name).map_err(io::Error::other)?;
+    let tcp = super::client::connect(addr);
+    set_timeouts(&tcp);
+    let mut stream = StreamOwned::new(session, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Sends `close_notify`, then ends the TCP write side: the TLS half-close.
+pub fn half_close(stream: &mut TlsClient) {
+    stream.conn.send_close_notify();
+    stream.flush().expect("flush the close_notify");
+    stream
+        .sock
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown write");
+}
+
+/// Reads plaintext until the server's close_notify; an error (a truncated stream) fails.
+pub fn read_to_close_notify(stream: &mut TlsClient) -> Vec<u8> {
+    let mut got = Vec::new();
+    stream
+        .read_to_end(&mut got)
+        .expect("read to the server's close_notify");
+    got
+}

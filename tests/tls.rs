@@ -1,0 +1,231 @@
+//! TLS termination: porxy's listener speaks TLS with its clients (real ones: `openssl
+//! s_client`, curl, and an in-process rustls client for exact bytes) and plaintext with its
+//! backends.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::client::connect;
+use crate::support::payload::bytes;
+use crate::support::process::Porxy;
+use crate::support::tls::{half_close, read_to_close_notify, ServerCert, TestCa};
+use crate::support::{wait_until, Backend};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// porxy with one tunnel to `backend` terminating TLS with `cert`, and `options` besides.
+fn tls_porxy(backend: SocketAddr, cert: &ServerCert, options: &str) -> Porxy {
+    let spec = format!(
+        "127.0.0.1:0={backend}[tls_cert={},tls_key={}{options}]",
+        cert.cert.display(),
+        cert.key.display()
+    );
+    Porxy::start(&[
+        "--tunnel",
+        &spec,
+        "--log",
+        "porxy_core::reactor::close_log=debug",
+    ])
+}
+
+/// Runs `openssl s_client` against `addr` with `args`, `input` on its stdin; its stdout and
+/// stderr together, and whether it exited 0.
+fn s_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> (String, bool) {
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .arg("-connect")
+        .arg(addr.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client (the openssl package)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().expect("s_client's output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (text, output.status.success())
+}
+
+/// A backend that sends back the first line it gets, then ends its stream: porxy passes the
+/// end on as its close_notify, and s_client (`-ign_eof`) exits.
+fn line_then_close() -> Backend {
+    Backend::start(|mut stream, _| {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\n") && line.len() < 1024 {
+            match stream.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = stream.write_all(&line);
+    })
+}
+
+#[test]
+fn openssl_s_client_is_relayed_through_a_tls_listener() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = line_then_close();
+    let porxy = tls_porxy(backend.addr(), &cert, "");
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let (out, ok) = s_client(
+        porxy.tunnel("cli-1"),
+        &[
+            "-servername",
+            "a.test",
+            "-CAfile",
+            ca_file,
+            "-verify_return_error",
+            "-ign_eof",
+        ],
+        b"hello through TLS\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(
+        out.contains("hello through TLS\n"),
+        "the echo came back: {out}"
+    );
+    assert!(
+        out.contains("subject=CN=a") || out.contains("subject=CN = a"),
+        "{out}"
+    );
+}
+
+#[test]
+fn alpn_and_the_oldest_version_are_the_listeners() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = Backend::echo();
+    let porxy = tls_porxy(
+        backend.addr(),
+        &cert,
+        ",tls_alpn=h2;http/1.1,tls_min_version=1.3",
+    );
+    let tunnel = porxy.tunnel("cli-1");
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let (out, ok) = s_client(
+        tunnel,
+        &[
+            "-servername",
+            "a.test",
+            "-CAfile",
+            ca_file,
+            "-alpn",
+            "http/1.1,h2",
+        ],
+        b"",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ALPN protocol: h2"),
+        "the listener's choice first: {out}"
+    );
+    assert!(out.contains("TLSv1.3"), "{out}");
+    let (out, ok) = s_client(tunnel, &["-servername", "a.test", "-tls1_2"], b"");
+    assert!(!ok, "TLS 1.2 is refused with tls_min_version=1.3: {out}");
+    wait_until(WAIT, "the failed handshake logged", || {
+        porxy.stderr().contains("reason=tls_handshake")
+    });
+}
+
+#[test]
+fn curl_gets_its_reply_through_a_tls_listener() {
+    let ca = TestCa::new();
+    let cert = ca.server("web", &["web.test"]);
+    let backend = Backend::start(|mut stream, _| {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") && request.len() < 8192 {
+            match stream.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nhello, curl!\n",
+        );
+    });
+    let porxy = tls_porxy(backend.addr(), &cert, "");
+    let port = porxy.tunnel("cli-1").port();
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .arg("--cacert")
+        .arg(&ca.ca_pem)
+        .arg("--resolve")
+        .arg(format!("web.test:{port}:127.0.0.1"))
+        .arg(format!("https://web.test:{port}/"))
+        .output()
+        .expect("curl");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, b"hello, curl!\n");
+}
+
+/// A mebibyte each way, then a half-close from the client: every byte comes back exactly,
+/// and the client's close_notify reaches the backend as its end of stream, the backend's end
+/// as porxy's close_notify.
+#[test]
+fn a_mebibyte_each_way_with_half_close_is_exact() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = Backend::echo();
+    let porxy = tls_porxy(backend.addr(), &cert, "");
+    let mut client = ca.connect(porxy.tunnel("cli-1"), "a.test");
+    let payload = bytes(7, 1 << 20);
+    // A chunk written, its echo read: one session, and no buffer on the way ever fills.
+    let mut echoed = Vec::with_capacity(payload.len());
+    for chunk in payload.chunks(64 * 1024) {
+        client.write_all(chunk).unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        client.read_exact(&mut back).unwrap();
+        echoed.extend_from_slice(&back);
+    }
+    assert!(echoed == payload, "every byte back, in order");
+    half_close(&mut client);
+    assert_eq!(read_to_close_notify(&mut client), b"", "a clean TLS end");
+    wait_until(WAIT, "the close counted as completed", || {
+        porxy.stderr().contains("reason=completed")
+    });
+}
+
+/// Not TLS, or a client that stops mid-handshake: closed with their reason, and the listener
+/// goes on serving.
+#[test]
+fn a_bad_handshake_closes_with_its_reason_and_others_go_on() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = Backend::echo();
+    let porxy = tls_porxy(backend.addr(), &cert, ",tls_handshake_timeout=500ms");
+    let tunnel = porxy.tunnel("cli-1");
+    let mut garbage = connect(tunnel);
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = garbage.read_to_end(&mut rest);
+    assert!(
+        !rest.windows(4).any(|w| w == b"HTTP"),
+        "nothing of a backend came back: {rest:?}"
+    );
+    let silent = connect(tunnel);
+    wait_until(WAIT, "both refusals logged", || {
+        porxy.stderr().matches("reason=tls_handshake").count() >= 2
+    });
+    drop(silent);
+    assert_eq!(backend.accepted(), 0, "no backend was touched");
+    let mut good = ca.connect(tunnel, "a.test");
+    good.write_all(b"still serving").unwrap();
+    let mut back = [0u8; 13];
+    good.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still serving");
+}
