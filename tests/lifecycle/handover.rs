@@ -546,3 +546,50 @@ fn a_client_halfway_through_its_proxy_header_finishes_in_the_old_porxy() {
         "one backend connection per client, never a second"
     );
 }
+
+/// A TLS connection cannot move its session to another process: at an upgrade it finishes in
+/// the old porxy, byte-exact, while the new one takes the new clients (with the same
+/// certificate), and the old one exits when its last TLS connection ends.
+#[test]
+fn a_tls_connection_finishes_in_the_old_porxy() {
+    let ca = crate::support::tls::TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = Backend::echo();
+    let mut chain = Chain::with_spec(format!(
+        "127.0.0.1:0={}[tls_cert={},tls_key={}]",
+        backend.addr(),
+        cert.cert.display(),
+        cert.key.display()
+    ));
+    let mut old = chain.first();
+    let tunnel = old.tunnel("cli-1");
+    let mut client = ca.connect(tunnel, "a.test");
+    client.write_all(b"before").unwrap();
+    let mut back = [0u8; 6];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"before");
+
+    let new = chain.successor();
+    assert_took_over(&new, &old);
+    wait_log(
+        &old,
+        "handed the established connections over to the new porxy connections=0",
+    );
+    client.write_all(b"after the upgrade").unwrap();
+    let mut back = [0u8; 17];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"after the upgrade", "still served by the old porxy");
+    assert_eq!(
+        old.exit_status(),
+        None,
+        "the old porxy serves its TLS client"
+    );
+    let mut other = ca.connect(tunnel, "a.test");
+    other.write_all(b"new").unwrap();
+    let mut back = [0u8; 3];
+    other.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"new", "the new porxy terminates TLS too");
+    crate::support::tls::half_close(&mut client);
+    assert_eq!(crate::support::tls::read_to_close_notify(&mut client), b"");
+    assert_exits_promptly(&mut old);
+}
