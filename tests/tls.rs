@@ -229,3 +229,89 @@ fn a_bad_handshake_closes_with_its_reason_and_others_go_on() {
     good.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"still serving");
 }
+
+/// Three certificates in `[[listeners.NAME.tls.certs]]`: the client's SNI picks the exact one,
+/// else the wildcard one, else the first (the default), as `openssl s_client` sees it.
+#[test]
+fn sni_picks_the_exact_then_the_wildcard_then_the_default_certificate() {
+    let ca = TestCa::new();
+    let default = ca.server("default", &["default.test"]);
+    let wild = ca.server("wild", &["*.example.test"]);
+    let exact = ca.server("exact", &["www.example.test"]);
+    let backend = line_then_close();
+    let dir = crate::support::process::TempDir::new();
+    let pair = |c: &ServerCert| {
+        format!(
+            "[[listeners.site.tls.certs]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            c.cert.display(),
+            c.key.display()
+        )
+    };
+    let config = dir.write(
+        "porxy.toml",
+        &format!(
+            "[backends.app]\naddress = \"{}\"\n\n\
+             [listeners.site]\nlisten = \"127.0.0.1:0\"\nbackends = [\"app\"]\n\n{}{}{}",
+            backend.addr(),
+            pair(&default),
+            pair(&wild),
+            pair(&exact)
+        ),
+    );
+    let porxy = Porxy::start(&["--config", config.to_str().unwrap()]);
+    let site = porxy.tunnel("site");
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    for (name, subject) in [
+        ("www.example.test", "exact"),
+        ("api.example.test", "wild"),
+        ("default.test", "default"),
+        ("unknown.test", "default"),
+    ] {
+        let (out, _) = s_client(
+            site,
+            &["-servername", name, "-CAfile", ca_file, "-ign_eof"],
+            b"ping\n",
+        );
+        assert!(
+            out.contains(&format!("subject=CN={subject}"))
+                || out.contains(&format!("subject=CN = {subject}")),
+            "{name} should get {subject}: {out}"
+        );
+        assert!(out.contains("ping\n"), "{out}");
+    }
+}
+
+/// A certificate that has expired, or a key that is not its certificate's, is refused at start
+/// with the file and the reason: nothing listens.
+#[test]
+fn a_bad_certificate_is_refused_at_start_with_its_file() {
+    let ca = TestCa::new();
+    let good = ca.server("good", &["a.test"]);
+    let other = ca.server("other", &["b.test"]);
+    let spec = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "127.0.0.1:0=127.0.0.1:9[tls_cert={},tls_key={}]",
+            cert.display(),
+            key.display()
+        )
+    };
+    let finished = crate::support::process::run(&["--tunnel", &spec(&good.cert, &other.key)], WAIT);
+    assert_eq!(finished.code, Some(1), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains(&format!(
+            "{} does not go with {}",
+            other.key.display(),
+            good.cert.display()
+        )),
+        "{}",
+        finished.stderr
+    );
+    let missing = good.cert.with_file_name("missing.pem");
+    let finished = crate::support::process::run(&["--tunnel", &spec(&missing, &good.key)], WAIT);
+    assert_eq!(finished.code, Some(1));
+    assert!(
+        finished.stderr.contains(&missing.display().to_string()),
+        "{}",
+        finished.stderr
+    );
+}

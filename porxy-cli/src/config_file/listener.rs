@@ -281,6 +281,22 @@ impl Lift<'_> {
         // Paths and protocol names are taken as TOML wrote them (no SPEC escapes).
         options.tls_cert = raw.tls_cert.as_ref().map(|p| p.get_ref().clone());
         options.tls_key = raw.tls_key.as_ref().map(|p| p.get_ref().clone());
+        if let Some(tls) = &raw.tls {
+            if options.tls_cert.is_some() || options.tls_key.is_some() {
+                return Err(self.error(
+                    tls.span().start,
+                    key("tls"),
+                    "give the certificates either as tls_cert and tls_key or as [[tls.certs]], not both"
+                        .to_string(),
+                ));
+            }
+            let certs = &tls.get_ref().certs;
+            let join = |part: fn(&super::raw::RawCertPair) -> &str| {
+                certs.iter().map(part).collect::<Vec<_>>().join(";")
+            };
+            options.tls_cert = Some(join(|pair| &pair.cert));
+            options.tls_key = Some(join(|pair| &pair.key));
+        }
         options.tls_alpn = raw.tls_alpn.as_ref().map(|list| list.get_ref().join(";"));
         if let Some(check) = check {
             options.check = Some(true);

@@ -90,6 +90,22 @@ impl RawProxy {
     }
 }
 
+/// `[listeners.NAME.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    /// `[[listeners.NAME.tls.certs]]`, in order: the first is the default.
+    pub(super) certs: Vec<RawCertPair>,
+}
+
+/// One `[[listeners.NAME.tls.certs]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertPair {
+    pub(super) cert: String,
+    pub(super) key: String,
+}
+
 /// `[backends.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +183,8 @@ pub(super) struct RawListener {
     pub(super) tls_min_version: Option<Spanned<String>>,
     /// How long a client has for its handshake.
     pub(super) tls_handshake_timeout: Option<Spanned<RawDuration>>,
+    /// `[listeners.NAME.tls]`: several certificates, chosen by SNI.
+    pub(super) tls: Option<Spanned<RawTls>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.

@@ -378,6 +378,13 @@ pub enum OptionsConflict {
     RelayOnly(OptionKey),
     /// One of `tls_cert` and `tls_key` without the other: this one is missing.
     TlsPair(OptionKey),
+    /// `tls_cert` and `tls_key` list different numbers of files (they pair by position).
+    TlsPairs {
+        /// Certificate chains listed.
+        certs: usize,
+        /// Keys listed.
+        keys: usize,
+    },
     /// A TLS option without `tls_cert` and `tls_key`.
     TlsOnly(OptionKey),
     /// `check_send_proxy` on a tunnel none of whose remotes gets a PROXY header.
@@ -419,6 +426,10 @@ impl fmt::Display for OptionsConflict {
             OptionsConflict::TlsPair(missing) => {
                 write!(f, "TLS needs both tls_cert and tls_key: `{missing}` is missing")
             }
+            OptionsConflict::TlsPairs { certs, keys } => write!(
+                f,
+                "tls_cert lists {certs} file(s) and tls_key {keys}: each certificate needs its key, in the same order"
+            ),
             OptionsConflict::TlsOnly(key) => {
                 write!(f, "option `{key}` applies only with tls_cert and tls_key")
             }

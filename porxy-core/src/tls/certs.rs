@@ -1,14 +1,18 @@
 //! Certificates and keys read from PEM files: a chain and its private key become one
-//! [`CertifiedKey`], checked once where it enters (parse, don't validate): the files exist and
-//! read, hold PEM of the right kind, and the key is the certificate's.
+//! [`Identity`], checked once where it enters (parse, don't validate): the files exist and
+//! read, hold PEM of the right kind, the key is the certificate's, and the certificate is valid
+//! now.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::x509::CertFacts;
 
 /// Why a certificate or key could not be used: each names its file.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,22 @@ pub enum CertError {
         /// What is wrong with it.
         what: String,
     },
+    /// The certificate cannot be read as X.509.
+    #[error("{}: not a readable X.509 certificate: {reason}", path.display())]
+    X509 {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The certificate has expired, or is not valid yet.
+    #[error("{}: the certificate is {when}", path.display())]
+    Validity {
+        /// The file.
+        path: PathBuf,
+        /// "expired" or "not valid yet", with the date.
+        when: String,
+    },
     /// The key cannot sign with this crypto provider, or is not the certificate's.
     #[error("{} does not go with {}: {reason}", key.display(), cert.display())]
     Mismatch {
@@ -42,21 +62,61 @@ pub enum CertError {
     },
 }
 
-/// The chain in `cert` (the server's certificate first) with the private key in `key`.
-pub(crate) fn certified_key(
+/// A certificate chain with its key, ready to sign, and what its certificate says.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) key: Arc<CertifiedKey>,
+    pub(crate) facts: CertFacts,
+    /// The chain's file, for the logs.
+    pub(crate) path: PathBuf,
+}
+
+/// The chain in `cert` (the server's certificate first) with the private key in `key`, valid
+/// at `now`.
+pub(crate) fn identity(
     cert: &Path,
     key: &Path,
     provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, CertError> {
+    now: SystemTime,
+) -> Result<Identity, CertError> {
     let chain = chain(cert)?;
+    let facts = CertFacts::of(&chain[0]).map_err(|reason| CertError::X509 {
+        path: cert.to_path_buf(),
+        reason,
+    })?;
+    let date = |secs: i64| humantime::format_rfc3339_seconds(unix_time(secs)).to_string();
+    if facts.seconds_left(now) < 0 {
+        let when = format!("expired since {}", date(facts.not_after));
+        return Err(validity(cert, when));
+    }
+    if facts.not_yet_valid(now) {
+        let when = format!("not valid before {}", date(facts.not_before));
+        return Err(validity(cert, when));
+    }
     let private = private_key(key)?;
-    CertifiedKey::from_der(chain, private, provider)
+    let key = CertifiedKey::from_der(chain, private, provider)
         .map(Arc::new)
         .map_err(|e| CertError::Mismatch {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             reason: e.to_string(),
-        })
+        })?;
+    Ok(Identity {
+        key,
+        facts,
+        path: cert.to_path_buf(),
+    })
+}
+
+fn validity(path: &Path, when: String) -> CertError {
+    CertError::Validity {
+        path: path.to_path_buf(),
+        when,
+    }
+}
+
+fn unix_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
 /// Every certificate in `path`, in order; at least one.
@@ -119,8 +179,11 @@ mod tests {
         let wrong_key = write(&dir, "b.key", &other.signing_key.serialize_pem());
         let garbage = write(&dir, "garbage.pem", "hello\n");
 
+        let now = SystemTime::now();
+        let certified_key = |cert: &Path, key: &Path, provider| identity(cert, key, provider, now);
         let loaded = certified_key(&cert, &key, &provider).expect("a good pair");
-        assert_eq!(loaded.cert.len(), 1);
+        assert_eq!(loaded.key.cert.len(), 1);
+        assert_eq!(loaded.facts.names, ["a.test"]);
 
         let missing = dir.join("missing.pem");
         let err = certified_key(&missing, &key, &provider).unwrap_err();
@@ -146,6 +209,22 @@ mod tests {
             )),
             "{err}"
         );
+        // Valid only in the past, or only in the future: refused with the date.
+        for (years, said) in [
+            ((2000, 2001), "expired since 2001-01-01"),
+            ((2999, 3000), "not valid before 2999-01-01"),
+        ] {
+            let mut params = rcgen::CertificateParams::new(vec!["old.test".into()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+            params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+            let key_pair = rcgen::KeyPair::generate().unwrap();
+            let dated = params.self_signed(&key_pair).unwrap();
+            let path = write(&dir, "dated.pem", &dated.pem());
+            let key_path = write(&dir, "dated.key", &key_pair.serialize_pem());
+            let err = certified_key(&path, &key_path, &provider).unwrap_err();
+            assert!(matches!(err, CertError::Validity { .. }), "{err}");
+            assert!(err.to_string().contains(said), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

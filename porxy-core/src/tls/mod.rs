@@ -3,8 +3,10 @@
 //! transport ([`stream`]).
 
 pub(crate) mod certs;
+pub(crate) mod resolver;
 pub(crate) mod server;
 pub(crate) mod stream;
+pub(crate) mod x509;
 
 pub use certs::CertError;
 

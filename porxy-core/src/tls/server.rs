@@ -3,13 +3,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::server::{ServerConfig, ServerConnection, ServerSessionMemoryCache};
 use rustls::version::{TLS12, TLS13};
 
 use super::certs::{self, CertError};
 use super::provider;
+use super::resolver::SniResolver;
 use crate::spec::TlsVersion;
 
 /// Session ids a listener remembers for resumption (TLS 1.2; TLS 1.3 resumes with tickets).
@@ -17,15 +18,18 @@ const SESSION_CACHE: usize = 4096;
 /// How long a client has for its handshake unless told otherwise.
 pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a TLS listener is told: its certificate chain and key files, the protocols it offers
-/// by ALPN (most wanted first), and the oldest TLS version it takes.
+/// What a TLS listener is told: its certificate chains and key files (chosen by SNI, the
+/// first the default), the protocols it offers by ALPN (most wanted first), and the oldest TLS
+/// version it takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServerTlsSettings<'a> {
-    pub(crate) cert: &'a Path,
-    pub(crate) key: &'a Path,
+    pub(crate) certs: Vec<(&'a Path, &'a Path)>,
     pub(crate) alpn: Vec<Vec<u8>>,
     pub(crate) min_version: TlsVersion,
 }
+
+/// How soon an expiry is warned about.
+const EXPIRY_WARNING: i64 = 14 * 24 * 3600;
 
 /// A listener's TLS termination, ready to start sessions.
 #[derive(Clone)]
@@ -45,7 +49,30 @@ impl ServerTls {
     /// Reads the files and builds the configuration: every fault names its file.
     pub(crate) fn new(settings: &ServerTlsSettings<'_>) -> Result<ServerTls, CertError> {
         let provider = provider();
-        let key = certs::certified_key(settings.cert, settings.key, &provider)?;
+        let now = SystemTime::now();
+        let identities = settings
+            .certs
+            .iter()
+            .map(|(cert, key)| certs::identity(cert, key, &provider, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        for identity in &identities {
+            let left = identity.facts.seconds_left(now);
+            if left < EXPIRY_WARNING {
+                tracing::warn!(
+                    cert = %identity.path.display(),
+                    serial = %identity.facts.serial,
+                    days_left = left / 86_400,
+                    "a TLS certificate expires within 14 days"
+                );
+            }
+        }
+        let Some(resolver) = SniResolver::new(&identities) else {
+            return Err(CertError::Pem {
+                path: Default::default(),
+                what: "no certificate given".into(),
+            });
+        };
+        let (cert, key) = settings.certs[0];
         let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
             TlsVersion::V1_2 => &[&TLS13, &TLS12],
             TlsVersion::V1_3 => &[&TLS13],
@@ -53,12 +80,12 @@ impl ServerTls {
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(versions)
             .map_err(|e| CertError::Mismatch {
-                cert: settings.cert.to_path_buf(),
-                key: settings.key.to_path_buf(),
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
                 reason: e.to_string(),
             })?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+            .with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = settings.alpn.clone();
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         // Tickets let TLS 1.3 clients resume without a full handshake; their keys rotate

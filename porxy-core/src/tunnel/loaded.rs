@@ -27,17 +27,15 @@ impl Loaded {
         let alpn = options
             .tls_alpn
             .as_deref()
-            .map(|list| {
-                list.split(';')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| p.as_bytes().to_vec())
-                    .collect()
-            })
+            .map(|protocols| list(protocols).map(|p| p.as_bytes().to_vec()).collect())
             .unwrap_or_default();
+        // Pairs by position: the first chain with the first key, ...
+        let certs = list(cert)
+            .zip(list(key))
+            .map(|(cert, key)| (Path::new(cert), Path::new(key)))
+            .collect();
         let settings = ServerTlsSettings {
-            cert: Path::new(cert),
-            key: Path::new(key),
+            certs,
             alpn,
             min_version: options.tls_min_version.unwrap_or_default(),
         };
@@ -47,4 +45,12 @@ impl Loaded {
         })?;
         Ok(Loaded { tls: Some(tls) })
     }
+}
+
+/// The items of a `;`-separated option value, trimmed, empty ones left out.
+pub(crate) fn list(value: &str) -> impl Iterator<Item = &str> + Clone {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }

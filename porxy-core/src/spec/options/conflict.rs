@@ -56,7 +56,13 @@ impl TunnelOptions {
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(OptionsConflict::TlsPair(OptionKey::TlsKey)),
             (None, Some(_)) => return Err(OptionsConflict::TlsPair(OptionKey::TlsCert)),
-            (Some(_), Some(_)) => {}
+            (Some(certs), Some(keys)) => {
+                let count = |list: &str| list.split(';').filter(|i| !i.trim().is_empty()).count();
+                let (certs, keys) = (count(certs), count(keys));
+                if certs != keys || certs == 0 {
+                    return Err(OptionsConflict::TlsPairs { certs, keys });
+                }
+            }
             (None, None) => {
                 let tls_only = [
                     (OptionKey::TlsAlpn, self.tls_alpn.is_some()),
