@@ -315,3 +315,53 @@ fn a_bad_certificate_is_refused_at_start_with_its_file() {
         finished.stderr
     );
 }
+
+/// Mutual TLS: with `tls_client_ca`, a client showing a certificate that CA signed is
+/// served, one showing none or another CA's is refused in its handshake (`tls_handshake`),
+/// unless `tls_client_auth=optional` lets one without a certificate in.
+#[test]
+fn client_certificates_are_required_or_optional() {
+    let ca = TestCa::new();
+    let server = ca.server("a", &["a.test"]);
+    let clients = TestCa::new();
+    let alice = clients.client_cert("alice", "alice");
+    let other_ca = TestCa::new();
+    let stranger = other_ca.client_cert("mallory", "mallory");
+    let backend = line_then_close();
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let client_ca = format!(",tls_client_ca={}", clients.ca_pem.display());
+    let with = |cert: &ServerCert| {
+        vec![
+            "-cert".to_string(),
+            cert.cert.display().to_string(),
+            "-key".to_string(),
+            cert.key.display().to_string(),
+        ]
+    };
+    let talk = |porxy: &Porxy, extra: &[String]| {
+        let mut args = vec!["-servername", "a.test", "-CAfile", ca_file, "-ign_eof"];
+        args.extend(extra.iter().map(String::as_str));
+        let (out, _) = s_client(porxy.tunnel("cli-1"), &args, b"mutual\n");
+        out.contains("mutual\n")
+    };
+
+    let required = tls_porxy(backend.addr(), &server, &client_ca);
+    assert!(
+        talk(&required, &with(&alice)),
+        "alice's certificate verifies"
+    );
+    assert!(!talk(&required, &[]), "no certificate: refused");
+    assert!(!talk(&required, &with(&stranger)), "another CA's: refused");
+    wait_until(WAIT, "the refusals logged", || {
+        required.stderr().matches("reason=tls_handshake").count() >= 2
+    });
+
+    let optional = tls_porxy(
+        backend.addr(),
+        &server,
+        &format!("{client_ca},tls_client_auth=optional"),
+    );
+    assert!(talk(&optional, &[]), "no certificate: let in");
+    assert!(talk(&optional, &with(&alice)));
+    assert!(!talk(&optional, &with(&stranger)), "one shown must verify");
+}

@@ -311,6 +311,8 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     tls_alpn              protocols offered by ALPN, most wanted first (h2;http/1.1)
     tls_min_version       the oldest TLS version taken: 1.2 (default) or 1.3
     tls_handshake_timeout how long a client has for its handshake (10s)
+    tls_client_ca         mutual TLS: the CAs (PEM) clients' certificates must chain to
+    tls_client_auth       required (default) or optional: may a client show none
   Bandwidth (bytes a second, like 1MiB; not with mode=fanout):
     max_rate_up, max_rate_down
                           what each connection reads from its client, from its upstream

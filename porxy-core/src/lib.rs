@@ -76,10 +76,10 @@ pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
 pub use spec::{
-    AcceptProxy, Endpoint, NetworkError, Networks, OptionError, OptionErrorKind, OptionKey,
-    OptionsConflict, Remote, RemoteFault, Reply, SendProxy, SpecError, SpecErrorKind, Strategy,
-    TlsVersion, TunnelMode, TunnelOptions, TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT,
-    OPTION_KEYS,
+    AcceptProxy, ClientAuth, Endpoint, NetworkError, Networks, OptionError, OptionErrorKind,
+    OptionKey, OptionsConflict, Remote, RemoteFault, Reply, SendProxy, SpecError, SpecErrorKind,
+    Strategy, TlsVersion, TunnelMode, TunnelOptions, TunnelSpec, UnknownName, UnknownOption,
+    MAX_WEIGHT, OPTION_KEYS,
 };
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tls::CertError;

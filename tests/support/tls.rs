@@ -66,6 +66,22 @@ impl TestCa {
         }
     }
 
+    /// A client certificate for `name` signed by this CA, written as `<file>.pem` and
+    /// `<file>.key`.
+    pub fn client_cert(&self, file: &str, name: &str) -> ServerCert {
+        let key = KeyPair::generate().expect("a client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("a client certificate");
+        ServerCert {
+            cert: self.dir.write(&format!("{file}.pem"), &cert.pem()),
+            key: self.dir.write(&format!("{file}.key"), &key.serialize_pem()),
+        }
+    }
+
     /// A rustls client that trusts this CA, offering `alpn`.
     pub fn client(&self, alpn: &[&str]) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();

@@ -165,6 +165,11 @@ impl Lift<'_> {
                 raw.tls_min_version.as_ref().map(Text),
             ),
             (
+                K::TlsClientAuth,
+                "tls_client_auth",
+                raw.tls_client_auth.as_ref().map(Text),
+            ),
+            (
                 K::TlsHandshakeTimeout,
                 "tls_handshake_timeout",
                 raw.tls_handshake_timeout.as_ref().map(Duration),
@@ -281,6 +286,7 @@ impl Lift<'_> {
         // Paths and protocol names are taken as TOML wrote them (no SPEC escapes).
         options.tls_cert = raw.tls_cert.as_ref().map(|p| p.get_ref().clone());
         options.tls_key = raw.tls_key.as_ref().map(|p| p.get_ref().clone());
+        options.tls_client_ca = raw.tls_client_ca.as_ref().map(|p| p.get_ref().clone());
         if let Some(tls) = &raw.tls {
             if options.tls_cert.is_some() || options.tls_key.is_some() {
                 return Err(self.error(

@@ -183,6 +183,10 @@ pub(super) struct RawListener {
     pub(super) tls_min_version: Option<Spanned<String>>,
     /// How long a client has for its handshake.
     pub(super) tls_handshake_timeout: Option<Spanned<RawDuration>>,
+    /// Mutual TLS: the CA certificates clients' certificates must chain to.
+    pub(super) tls_client_ca: Option<Spanned<String>>,
+    /// `required` or `optional`.
+    pub(super) tls_client_auth: Option<Spanned<String>>,
     /// `[listeners.NAME.tls]`: several certificates, chosen by SNI.
     pub(super) tls: Option<Spanned<RawTls>>,
     /// Fan-out: bytes a destination may fall behind.

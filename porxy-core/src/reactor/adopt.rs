@@ -176,7 +176,9 @@ impl Reactor {
         }
         if let Socket::Tls(tls) = &slot.client {
             let sni = tls.server_name().unwrap_or("");
-            slot.span.in_scope(|| debug!(sni, "TLS handshake done"));
+            let client = tls.client_subject().unwrap_or_default();
+            slot.span
+                .in_scope(|| debug!(sni, client_subject = %client, "TLS handshake done"));
         }
         // (A relayed connection's backend gets its PROXY header, if any, once connected: it
         // depends on the backend.)

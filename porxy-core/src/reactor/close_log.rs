@@ -73,6 +73,7 @@ fn is_failure(reason: CloseReason) -> bool {
                 | CloseReason::Denied
                 | CloseReason::ClientLimit
                 | CloseReason::ClientRate
+                | CloseReason::TlsHandshake
         )
 }
 

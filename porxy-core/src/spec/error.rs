@@ -141,6 +141,7 @@ pub(super) enum Named {
     AcceptProxy,
     SendProxy,
     TlsVersion,
+    ClientAuth,
 }
 
 impl UnknownName {
@@ -161,6 +162,7 @@ impl UnknownName {
             Named::AcceptProxy => OptionKey::AcceptProxy,
             Named::SendProxy => OptionKey::SendProxy,
             Named::TlsVersion => OptionKey::TlsMinVersion,
+            Named::ClientAuth => OptionKey::TlsClientAuth,
         }
     }
 
@@ -192,6 +194,12 @@ impl fmt::Display for UnknownName {
             Named::AcceptProxy => write!(f, "unknown accept_proxy `{text}`; use v1, v2 or any"),
             Named::SendProxy => write!(f, "unknown send_proxy `{text}`; use v1 or v2"),
             Named::TlsVersion => write!(f, "unknown tls_min_version `{text}`; use 1.2 or 1.3"),
+            Named::ClientAuth => {
+                write!(
+                    f,
+                    "unknown tls_client_auth `{text}`; use required or optional"
+                )
+            }
         }
     }
 }
@@ -385,6 +393,8 @@ pub enum OptionsConflict {
         /// Keys listed.
         keys: usize,
     },
+    /// `tls_client_auth` without `tls_client_ca`.
+    ClientCaOnly,
     /// A TLS option without `tls_cert` and `tls_key`.
     TlsOnly(OptionKey),
     /// `check_send_proxy` on a tunnel none of whose remotes gets a PROXY header.
@@ -430,6 +440,9 @@ impl fmt::Display for OptionsConflict {
                 f,
                 "tls_cert lists {certs} file(s) and tls_key {keys}: each certificate needs its key, in the same order"
             ),
+            OptionsConflict::ClientCaOnly => {
+                f.write_str("option `tls_client_auth` applies only with tls_client_ca")
+            }
             OptionsConflict::TlsOnly(key) => {
                 write!(f, "option `{key}` applies only with tls_cert and tls_key")
             }

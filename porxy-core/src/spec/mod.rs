@@ -18,7 +18,7 @@ mod options;
 mod parser;
 mod proxy_header;
 mod strategy;
-mod tls_version;
+mod tls;
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,7 +34,7 @@ pub(crate) use options::MAX_ATTEMPTS;
 pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
 pub use proxy_header::{AcceptProxy, SendProxy};
 pub use strategy::Strategy;
-pub use tls_version::TlsVersion;
+pub use tls::{ClientAuth, TlsVersion};
 
 use parser::Parser;
 

@@ -5,13 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::server::{ServerConfig, ServerConnection, ServerSessionMemoryCache};
+use rustls::server::{
+    ServerConfig, ServerConnection, ServerSessionMemoryCache, WebPkiClientVerifier,
+};
 use rustls::version::{TLS12, TLS13};
+use rustls::RootCertStore;
 
 use super::certs::{self, CertError};
 use super::provider;
 use super::resolver::SniResolver;
-use crate::spec::TlsVersion;
+use crate::spec::{ClientAuth, TlsVersion};
 
 /// Session ids a listener remembers for resumption (TLS 1.2; TLS 1.3 resumes with tickets).
 const SESSION_CACHE: usize = 4096;
@@ -26,6 +29,8 @@ pub(crate) struct ServerTlsSettings<'a> {
     pub(crate) certs: Vec<(&'a Path, &'a Path)>,
     pub(crate) alpn: Vec<Vec<u8>>,
     pub(crate) min_version: TlsVersion,
+    /// Mutual TLS: the CAs a client's certificate must chain to, and whether it must show one.
+    pub(crate) client_ca: Option<(&'a Path, ClientAuth)>,
 }
 
 /// How soon an expiry is warned about.
@@ -73,19 +78,25 @@ impl ServerTls {
             });
         };
         let (cert, key) = settings.certs[0];
+        let provider = Arc::new(provider);
         let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
             TlsVersion::V1_2 => &[&TLS13, &TLS12],
             TlsVersion::V1_3 => &[&TLS13],
         };
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
             .map_err(|e| CertError::Mismatch {
                 cert: cert.to_path_buf(),
                 key: key.to_path_buf(),
                 reason: e.to_string(),
-            })?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
+            })?;
+        let builder = match settings.client_ca {
+            None => builder.with_no_client_auth(),
+            Some((ca, auth)) => {
+                builder.with_client_cert_verifier(client_verifier(ca, auth, provider)?)
+            }
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = settings.alpn.clone();
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         // Tickets let TLS 1.3 clients resume without a full handshake; their keys rotate
@@ -102,4 +113,29 @@ impl ServerTls {
     pub(crate) fn session(&self) -> Result<ServerConnection, rustls::Error> {
         ServerConnection::new(self.config.clone())
     }
+}
+
+/// Verifies client certificates against the CAs in `ca`; with [`ClientAuth::Optional`], a
+/// client may show none.
+fn client_verifier(
+    ca: &Path,
+    auth: ClientAuth,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs::chain(ca)? {
+        roots.add(cert).map_err(|e| CertError::X509 {
+            path: ca.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = match auth {
+        ClientAuth::Required => builder,
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+    };
+    builder.build().map_err(|e| CertError::X509 {
+        path: ca.to_path_buf(),
+        reason: e.to_string(),
+    })
 }

@@ -70,6 +70,13 @@ impl TlsStream {
         self.session.server_name()
     }
 
+    /// The subject of the certificate the client showed and porxy verified, if it showed one.
+    pub(crate) fn client_subject(&self) -> Option<String> {
+        let der = self.session.peer_certificates()?.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(cert.subject().to_string())
+    }
+
     /// Reads ciphertext from the socket and processes it: true if anything came (or the end
     /// of stream), false if the socket has nothing now.
     fn receive(&mut self) -> io::Result<bool> {

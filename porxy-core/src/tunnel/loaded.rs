@@ -38,6 +38,10 @@ impl Loaded {
             certs,
             alpn,
             min_version: options.tls_min_version.unwrap_or_default(),
+            client_ca: options
+                .tls_client_ca
+                .as_deref()
+                .map(|ca| (Path::new(ca), options.tls_client_auth.unwrap_or_default())),
         };
         let tls = ServerTls::new(&settings).map_err(|source| Error::Tls {
             local: spec.local.to_string(),

@@ -53,6 +53,9 @@ impl TunnelOptions {
         if self.rate_burst.is_some() && self.rate_per_client.is_none() {
             return Err(OptionsConflict::RatePerClientOnly(OptionKey::RateBurst));
         }
+        if self.tls_client_auth.is_some() && self.tls_client_ca.is_none() {
+            return Err(OptionsConflict::ClientCaOnly);
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(OptionsConflict::TlsPair(OptionKey::TlsKey)),
             (None, Some(_)) => return Err(OptionsConflict::TlsPair(OptionKey::TlsCert)),
@@ -66,6 +69,7 @@ impl TunnelOptions {
             (None, None) => {
                 let tls_only = [
                     (OptionKey::TlsAlpn, self.tls_alpn.is_some()),
+                    (OptionKey::TlsClientCa, self.tls_client_ca.is_some()),
                     (OptionKey::TlsMinVersion, self.tls_min_version.is_some()),
                     (
                         OptionKey::TlsHandshakeTimeout,

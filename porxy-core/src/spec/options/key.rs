@@ -97,6 +97,10 @@ pub enum OptionKey {
     TlsMinVersion,
     /// `tls_handshake_timeout`: a duration.
     TlsHandshakeTimeout,
+    /// `tls_client_ca`: a path (PEM certificates of the CAs client certificates must chain to).
+    TlsClientCa,
+    /// `tls_client_auth`: `required` or `optional`.
+    TlsClientAuth,
 }
 
 /// What an option's value is.
@@ -128,6 +132,8 @@ pub(super) enum Value {
     SendProxy,
     /// A [`TlsVersion`](crate::TlsVersion).
     TlsVersion,
+    /// A [`ClientAuth`](crate::ClientAuth).
+    ClientAuth,
     /// [`Networks`](crate::Networks), `;`-separated.
     Networks,
 }
@@ -147,6 +153,7 @@ impl Value {
             Value::AcceptProxy => "`v1`, `v2` or `any`",
             Value::SendProxy => "`v1` or `v2`",
             Value::TlsVersion => "`1.2` or `1.3`",
+            Value::ClientAuth => "`required` or `optional`",
             Value::Networks => "networks, like `10.0.0.0/8;192.0.2.7`",
         }
     }
@@ -154,7 +161,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 43] = [
+    pub const ALL: [OptionKey; 45] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -198,6 +205,8 @@ impl OptionKey {
         OptionKey::TlsAlpn,
         OptionKey::TlsMinVersion,
         OptionKey::TlsHandshakeTimeout,
+        OptionKey::TlsClientCa,
+        OptionKey::TlsClientAuth,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -246,6 +255,8 @@ impl OptionKey {
             OptionKey::TlsAlpn => "tls_alpn",
             OptionKey::TlsMinVersion => "tls_min_version",
             OptionKey::TlsHandshakeTimeout => "tls_handshake_timeout",
+            OptionKey::TlsClientCa => "tls_client_ca",
+            OptionKey::TlsClientAuth => "tls_client_auth",
         }
     }
 
@@ -297,7 +308,9 @@ impl OptionKey {
             | OptionKey::CheckExpect
             | OptionKey::TlsCert
             | OptionKey::TlsKey
-            | OptionKey::TlsAlpn => Value::Text,
+            | OptionKey::TlsAlpn
+            | OptionKey::TlsClientCa => Value::Text,
+            OptionKey::TlsClientAuth => Value::ClientAuth,
             OptionKey::TlsMinVersion => Value::TlsVersion,
             OptionKey::Strategy => Value::Strategy,
             OptionKey::Mode => Value::Mode,

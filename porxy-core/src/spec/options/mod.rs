@@ -19,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 use super::mode::{Reply, TunnelMode};
-use super::{AcceptProxy, Networks, SendProxy, Strategy, TlsVersion};
+use super::{AcceptProxy, ClientAuth, Networks, SendProxy, Strategy, TlsVersion};
 
 pub use key::{OptionKey, OPTION_KEYS};
 
@@ -141,6 +141,11 @@ pub struct TunnelOptions {
     pub tls_min_version: Option<TlsVersion>,
     /// How long a client has for its TLS handshake, from accept (default 10s).
     pub tls_handshake_timeout: Option<Duration>,
+    /// Mutual TLS: the PEM file of the CA certificates a client's certificate must chain to
+    /// (default: none, no client certificate asked for).
+    pub tls_client_ca: Option<String>,
+    /// Whether a client must show a certificate (default `required`, with `tls_client_ca`).
+    pub tls_client_auth: Option<ClientAuth>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -54,6 +54,8 @@ impl TunnelOptions {
             OptionKey::TlsAlpn => self.tls_alpn.as_deref().map(escape),
             OptionKey::TlsMinVersion => self.tls_min_version.map(|v| v.to_string()),
             OptionKey::TlsHandshakeTimeout => duration(self.tls_handshake_timeout),
+            OptionKey::TlsClientCa => self.tls_client_ca.as_deref().map(escape),
+            OptionKey::TlsClientAuth => self.tls_client_auth.map(|a| a.to_string()),
             OptionKey::MinLive => count(self.min_live),
             OptionKey::Splice => switch(self.splice, "on"),
             OptionKey::AcceptProxy => self.accept_proxy.map(|a| a.to_string()),

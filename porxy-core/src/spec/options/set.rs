@@ -81,6 +81,11 @@ impl TunnelOptions {
                 self.tls_min_version = Some(version.map_err(fail)?);
                 Ok(())
             }
+            Value::ClientAuth => {
+                let auth = value.parse().map_err(OptionErrorKind::UnknownName);
+                self.tls_client_auth = Some(auth.map_err(fail)?);
+                Ok(())
+            }
             Value::Networks => {
                 let networks = value.parse().map_err(OptionErrorKind::BadNetworks);
                 self.set_networks(key, networks.map_err(fail)?)
@@ -221,6 +226,7 @@ impl TunnelOptions {
             OptionKey::TlsCert => &mut self.tls_cert,
             OptionKey::TlsKey => &mut self.tls_key,
             OptionKey::TlsAlpn => &mut self.tls_alpn,
+            OptionKey::TlsClientCa => &mut self.tls_client_ca,
             _ => return None,
         })
     }

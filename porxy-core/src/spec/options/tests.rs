@@ -57,6 +57,8 @@ fn every_key_sets_and_renders_back() {
         ("tls_alpn", "h2;http/1.1"),
         ("tls_min_version", "1.3"),
         ("tls_handshake_timeout", "4s"),
+        ("tls_client_ca", "/etc/porxy/clients.pem"),
+        ("tls_client_auth", "optional"),
     ];
     for (k, v) in pairs {
         options
@@ -191,7 +193,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 43);
+    assert_eq!(OPTION_KEYS.len(), 45);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(

@@ -1,4 +1,5 @@
-//! The oldest TLS version a listener takes (`tls_min_version`).
+//! The TLS settings that are names: the oldest version a listener takes (`tls_min_version`),
+//! and whether its clients must show a certificate (`tls_client_auth`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,6 +40,45 @@ impl FromStr for TlsVersion {
 }
 
 impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a TLS listener's clients must show a certificate its `tls_client_ca` signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ClientAuth {
+    /// A client without a good certificate fails its handshake: the default once
+    /// `tls_client_ca` is given.
+    #[default]
+    Required,
+    /// A client may show none; one it shows must verify.
+    Optional,
+}
+
+impl ClientAuth {
+    /// The name as written in a SPEC or a config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Required => "required",
+            ClientAuth::Optional => "optional",
+        }
+    }
+}
+
+impl FromStr for ClientAuth {
+    type Err = UnknownName;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "required" | "require" | "on" => Ok(ClientAuth::Required),
+            "optional" => Ok(ClientAuth::Optional),
+            _ => Err(UnknownName::new(Named::ClientAuth, text)),
+        }
+    }
+}
+
+impl fmt::Display for ClientAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
