@@ -365,3 +365,49 @@ fn client_certificates_are_required_or_optional() {
     assert!(talk(&optional, &with(&alice)));
     assert!(!talk(&optional, &with(&stranger)), "one shown must verify");
 }
+
+/// Bad input in the handshake: a record announcing more than TLS allows, and a flood of
+/// clients sending garbage at once. Each is closed with its reason; a good client is served
+/// meanwhile and after.
+#[test]
+fn oversized_records_and_a_flood_of_bad_handshakes_leave_the_listener_serving() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = Backend::echo();
+    let porxy = tls_porxy(backend.addr(), &cert, ",tls_handshake_timeout=2s");
+    let tunnel = porxy.tunnel("cli-1");
+    let mut good = ca.connect(tunnel, "a.test");
+    // A handshake record header announcing 65,535 bytes: more than a record may hold.
+    let mut oversized = connect(tunnel);
+    oversized
+        .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff])
+        .unwrap();
+    oversized.write_all(&[0u8; 1024]).unwrap();
+    let mut rest = Vec::new();
+    let _ = oversized.read_to_end(&mut rest);
+    let flood: Vec<_> = (0..100u8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut stream = connect(tunnel);
+                let _ = stream.write_all(&[0x16, 0x03, 0x03, 0x00, 0x10, i, 0xff, 0x00]);
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest);
+            })
+        })
+        .collect();
+    for client in flood {
+        client.join().unwrap();
+    }
+    good.write_all(b"after the flood").unwrap();
+    let mut back = [0u8; 15];
+    good.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"after the flood");
+    wait_until(WAIT, "every bad handshake closed", || {
+        porxy.stderr().matches("reason=tls_handshake").count() >= 1
+    });
+    assert_eq!(
+        backend.accepted(),
+        1,
+        "only the good client reached a backend"
+    );
+}
