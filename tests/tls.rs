@@ -411,3 +411,79 @@ fn oversized_records_and_a_flood_of_bad_handshakes_leave_the_listener_serving() 
         "only the good client reached a backend"
     );
 }
+
+/// The certificate a TLS connection got, as its DER bytes.
+fn served_certificate(client: &crate::support::tls::TlsClient) -> Vec<u8> {
+    client
+        .conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|der| der.to_vec())
+        .expect("the server's certificate")
+}
+
+/// A reload reads the certificate files again: new handshakes get the new certificate, an
+/// established connection goes on with its session; a broken file is refused with the reason
+/// and changes nothing.
+#[test]
+fn a_reload_takes_new_certificates_for_new_handshakes_only() {
+    let ca = TestCa::new();
+    let first = ca.server("first", &["a.test"]);
+    let second = ca.server("second", &["a.test"]);
+    let backend = Backend::echo();
+    let dir = crate::support::process::TempDir::new();
+    let (cert, key) = (dir.path().join("site.pem"), dir.path().join("site.key"));
+    let install = |from: &ServerCert| {
+        std::fs::copy(&from.cert, &cert).unwrap();
+        std::fs::copy(&from.key, &key).unwrap();
+    };
+    install(&first);
+    let config = dir.write(
+        "porxy.toml",
+        &format!(
+            "[backends.app]\naddress = \"{}\"\n\n[listeners.site]\nlisten = \"127.0.0.1:0\"\n\
+             backends = [\"app\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            backend.addr(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let porxy = Porxy::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--control",
+        "127.0.0.1:0",
+    ]);
+    let site = porxy.tunnel("site");
+    let mut control =
+        crate::support::control::ControlClient::connect(porxy.control().unwrap().parse().unwrap());
+    let mut before = ca.connect(site, "a.test");
+    let first_der = served_certificate(&before);
+
+    install(&second);
+    let reply = control.cmd("RELOAD");
+    assert!(reply.starts_with("OK reloaded"), "{reply}");
+    let after = ca.connect(site, "a.test");
+    let second_der = served_certificate(&after);
+    assert_ne!(
+        first_der, second_der,
+        "a new handshake gets the new certificate"
+    );
+    before.write_all(b"kept").unwrap();
+    let mut back = [0u8; 4];
+    before.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"kept", "the established session goes on");
+
+    std::fs::write(&key, "not a key\n").unwrap();
+    let reply = control.cmd("RELOAD");
+    assert!(
+        reply.starts_with("ERR") && reply.contains(&key.display().to_string()),
+        "{reply}"
+    );
+    let still = ca.connect(site, "a.test");
+    assert_eq!(
+        served_certificate(&still),
+        second_der,
+        "a refused reload changed nothing"
+    );
+}
