@@ -487,3 +487,95 @@ fn a_reload_takes_new_certificates_for_new_handshakes_only() {
         "a refused reload changed nothing"
     );
 }
+
+/// porxy with one plain listener to TLS `backends`, with `options`.
+fn to_tls_backends(backends: &[SocketAddr], options: &str) -> Porxy {
+    let remotes: Vec<String> = backends.iter().map(|b| b.to_string()).collect();
+    let spec = format!("127.0.0.1:0={}[backend_tls=on{options}]", remotes.join(","));
+    Porxy::start(&[
+        "--tunnel",
+        &spec,
+        "--log",
+        "warn,porxy_core::reactor::close_log=debug",
+    ])
+}
+
+/// Origination: a plain client, porxy speaking TLS to its backend: the backend's certificate
+/// is verified against `tls_ca` for `tls_server_name`, and a quarter mebibyte each way comes
+/// back exact, with the backend's close_notify passed on as the end of stream.
+#[test]
+fn tls_to_a_backend_is_verified_and_exact() {
+    let ca = TestCa::new();
+    let cert = ca.server("backend", &["backend.test"]);
+    let backend = crate::support::tls::tls_backend(&cert, b"T");
+    let options = format!(
+        ",tls_ca={},tls_server_name=backend.test",
+        ca.ca_pem.display()
+    );
+    let porxy = to_tls_backends(&[backend.addr()], &options);
+    let mut client = connect(porxy.tunnel("cli-1"));
+    let mut greeting = [0u8; 1];
+    client.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"T");
+    let payload = bytes(9, 256 * 1024);
+    for chunk in payload.chunks(32 * 1024) {
+        client.write_all(chunk).unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        client.read_exact(&mut back).unwrap();
+        assert!(back == chunk, "exact bytes");
+    }
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let ending = crate::support::client::read_until_end(&mut client);
+    assert_eq!(ending.end, crate::support::client::End::Eof);
+    assert!(ending.bytes.is_empty());
+}
+
+/// A backend whose certificate does not verify (a name it is not for, a CA not trusted) fails
+/// its connect like a refused one: the next backend serves the client. With no good backend
+/// the client is reset (`upstream_tls`); `tls_verify=off` takes any certificate.
+#[test]
+fn a_backend_certificate_that_does_not_verify_fails_over() {
+    let ca = TestCa::new();
+    let wrong_name = ca.server("wrong", &["wrong.test"]);
+    let good = ca.server("good", &["backend.test"]);
+    let stranger_ca = TestCa::new();
+    let stranger = stranger_ca.server("stranger", &["backend.test"]);
+    let (a, b) = (
+        crate::support::tls::tls_backend(&wrong_name, b"A"),
+        crate::support::tls::tls_backend(&good, b"B"),
+    );
+    let trusted = format!(
+        ",tls_ca={},tls_server_name=backend.test,strategy=first",
+        ca.ca_pem.display()
+    );
+    let porxy = to_tls_backends(&[a.addr(), b.addr()], &trusted);
+    let mut client = connect(porxy.tunnel("cli-1"));
+    let mut greeting = [0u8; 1];
+    client.read_exact(&mut greeting).unwrap();
+    assert_eq!(
+        &greeting, b"B",
+        "the wrong name failed over to the good backend"
+    );
+
+    let c = crate::support::tls::tls_backend(&stranger, b"C");
+    let only_stranger = to_tls_backends(&[c.addr()], &trusted.replace(",strategy=first", ""));
+    let mut client = connect(only_stranger.tunnel("cli-1"));
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "nothing of an unverified backend reached the client"
+    );
+    wait_until(WAIT, "the failed TLS connect logged", || {
+        only_stranger.stderr().contains("reason=upstream_tls")
+    });
+
+    let unverified = to_tls_backends(&[c.addr()], ",tls_verify=off");
+    let mut client = connect(unverified.tunnel("cli-1"));
+    client.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"C", "tls_verify=off takes any certificate");
+    assert!(
+        unverified.stderr().contains("tls_verify=off"),
+        "and says so"
+    );
+}

@@ -313,6 +313,15 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     tls_handshake_timeout how long a client has for its handshake (10s)
     tls_client_ca         mutual TLS: the CAs (PEM) clients' certificates must chain to
     tls_client_auth       required (default) or optional: may a client show none
+  TLS to the backends (not with mode=fanout):
+    backend_tls           on: speak TLS to every backend
+    tls_ca                the CAs (PEM) backends' certificates must chain to (default: the
+                          system's store)
+    tls_server_name       the name their certificates must be for (default: the
+                          remote's host name)
+    tls_verify            off: take any certificate (logged as a warning)
+    backend_tls_cert, backend_tls_key
+                          the certificate shown to backends that ask for one
   Bandwidth (bytes a second, like 1MiB; not with mode=fanout):
     max_rate_up, max_rate_down
                           what each connection reads from its client, from its upstream

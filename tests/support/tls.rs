@@ -141,3 +141,47 @@ pub fn read_to_close_notify(stream: &mut TlsClient) -> Vec<u8> {
         .expect("read to the server's close_notify");
     got
 }
+
+/// A backend that speaks TLS with `cert`: it sends `greeting`, then echoes until the client's
+/// close_notify, then sends its own.
+pub fn tls_backend(cert: &ServerCert, greeting: &'static [u8]) -> super::Backend {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert)
+        .expect("the chain file")
+        .collect::<Result<_, _>>()
+        .expect("the chain");
+    let key = PrivateKeyDer::from_pem_file(&cert.key).expect("the key");
+    #[allow(deprecated)] // The ring provider: see porxy-core's tls module.
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server configuration");
+    let config = Arc::new(config);
+    super::Backend::start(move |stream, _| {
+        let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
+            return;
+        };
+        let mut tls = StreamOwned::new(session, stream);
+        if tls.write_all(greeting).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tls.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    })
+}

@@ -287,6 +287,13 @@ impl Lift<'_> {
         options.tls_cert = raw.tls_cert.as_ref().map(|p| p.get_ref().clone());
         options.tls_key = raw.tls_key.as_ref().map(|p| p.get_ref().clone());
         options.tls_client_ca = raw.tls_client_ca.as_ref().map(|p| p.get_ref().clone());
+        let text = |value: &Option<Spanned<String>>| value.as_ref().map(|v| v.get_ref().clone());
+        options.backend_tls = raw.backend_tls.as_ref().map(|on| *on.get_ref());
+        options.tls_verify = raw.tls_verify.as_ref().map(|on| *on.get_ref());
+        options.tls_ca = text(&raw.tls_ca);
+        options.tls_server_name = text(&raw.tls_server_name);
+        options.backend_tls_cert = text(&raw.backend_tls_cert);
+        options.backend_tls_key = text(&raw.backend_tls_key);
         if let Some(tls) = &raw.tls {
             if options.tls_cert.is_some() || options.tls_key.is_some() {
                 return Err(self.error(

@@ -187,6 +187,18 @@ pub(super) struct RawListener {
     pub(super) tls_client_ca: Option<Spanned<String>>,
     /// `required` or `optional`.
     pub(super) tls_client_auth: Option<Spanned<String>>,
+    /// TLS to the backends.
+    pub(super) backend_tls: Option<Spanned<bool>>,
+    /// The CAs backends' certificates must chain to.
+    pub(super) tls_ca: Option<Spanned<String>>,
+    /// The name backends' certificates must be for.
+    pub(super) tls_server_name: Option<Spanned<String>>,
+    /// Verify backends' certificates (default true).
+    pub(super) tls_verify: Option<Spanned<bool>>,
+    /// The chain shown to backends that ask for a client certificate.
+    pub(super) backend_tls_cert: Option<Spanned<String>>,
+    /// Its key.
+    pub(super) backend_tls_key: Option<Spanned<String>>,
     /// `[listeners.NAME.tls]`: several certificates, chosen by SNI.
     pub(super) tls: Option<Spanned<RawTls>>,
     /// Fan-out: bytes a destination may fall behind.

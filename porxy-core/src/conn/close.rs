@@ -20,6 +20,9 @@ pub enum CloseReason {
     ConnectTimeout,
     /// The upstream connect failed otherwise (unreachable, no route, ...).
     ConnectError,
+    /// The upstream's TLS handshake failed (its certificate did not verify, no common
+    /// protocol, ...): a failed connect.
+    UpstreamTls,
     /// No byte passed either way for the idle timeout.
     IdleTimeout,
     /// One side closed and the other did not follow in time: `client_fin_timeout` after the
@@ -72,13 +75,14 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 20] = [
+    pub const ALL: [CloseReason; 21] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
         CloseReason::ConnectRefused,
         CloseReason::ConnectTimeout,
         CloseReason::ConnectError,
+        CloseReason::UpstreamTls,
         CloseReason::IdleTimeout,
         CloseReason::HalfClosedTimeout,
         CloseReason::LocalResource,
@@ -109,6 +113,7 @@ impl CloseReason {
             CloseReason::ConnectRefused => "connect_refused",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::ConnectError => "connect_error",
+            CloseReason::UpstreamTls => "upstream_tls",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::HalfClosedTimeout => "half_closed_timeout",
             CloseReason::LocalResource => "local_resource",
@@ -136,6 +141,7 @@ impl CloseReason {
             | CloseReason::ConnectRefused
             | CloseReason::ConnectTimeout
             | CloseReason::ConnectError
+            | CloseReason::UpstreamTls
             | CloseReason::NoBackend
             | CloseReason::QueueTimeout => Fault::Upstream,
             CloseReason::IdleTimeout
@@ -156,7 +162,10 @@ impl CloseReason {
     pub fn is_connect_failure(self) -> bool {
         matches!(
             self,
-            CloseReason::ConnectRefused | CloseReason::ConnectTimeout | CloseReason::ConnectError
+            CloseReason::ConnectRefused
+                | CloseReason::ConnectTimeout
+                | CloseReason::ConnectError
+                | CloseReason::UpstreamTls
         )
     }
 }

@@ -66,7 +66,7 @@ impl Conn {
         match self.phase {
             Phase::Relaying => true,
             Phase::Queued => !self.opened_here && self.up.held() == 0,
-            Phase::Connecting | Phase::Closed(_) => false,
+            Phase::Connecting | Phase::Handshaking | Phase::Closed(_) => false,
         }
     }
 
@@ -86,7 +86,7 @@ impl Conn {
                 return Ok(Frozen::Waiting);
             }
             Phase::Queued => return Ok(Frozen::Stays),
-            Phase::Connecting | Phase::Closed(_) => return Ok(Frozen::Stays),
+            Phase::Connecting | Phase::Handshaking | Phase::Closed(_) => return Ok(Frozen::Stays),
         }
         let state = RelayState {
             up: self.up.freeze(pools)?,

@@ -310,7 +310,10 @@ impl Machine {
     /// such a connection leaves once that settles.
     pub(crate) fn awaiting_upstream(&self) -> bool {
         match self {
-            Machine::Relay(conn) => matches!(conn.phase(), Phase::Connecting | Phase::Queued),
+            Machine::Relay(conn) => matches!(
+                conn.phase(),
+                Phase::Connecting | Phase::Handshaking | Phase::Queued
+            ),
             Machine::Fanout(fan) => fan.connecting(),
             Machine::Opening(_) | Machine::Opened(_) => false,
         }

@@ -59,6 +59,9 @@ pub(crate) enum Phase {
     Queued,
     /// The upstream connect is in flight.
     Connecting,
+    /// The upstream is connected and its TLS handshake is under way (a TLS backend); the
+    /// client's bytes wait. It counts as part of the connect: a failure tries another backend.
+    Handshaking,
     /// Bytes flow between the two sides.
     Relaying,
     /// Ended; the reactor closes the sockets as [`Action::Close`] said.
@@ -264,6 +267,20 @@ impl Conn {
         }
         self.last_active = now;
         self.set_phase(Phase::Relaying);
+        self.prepend(preface, pools)
+    }
+
+    /// The upstream connect completed and the upstream's own handshake (TLS) is to be done
+    /// before any byte is relayed, within what is left of the connect timeout.
+    pub(crate) fn on_connected_handshaking(&mut self, now: Instant) {
+        if self.phase == Phase::Connecting {
+            self.last_active = now;
+            self.set_phase(Phase::Handshaking);
+        }
+    }
+
+    /// Puts `preface` ahead of the client's bytes for the upstream.
+    fn prepend(&mut self, preface: Option<&[u8]>, pools: &mut Pools) -> Option<Action> {
         let preface = preface?;
         match self.up.prepend(preface, pools) {
             Ok(()) => None,
@@ -328,6 +345,18 @@ impl Conn {
         pools: &mut Pools,
         now: Instant,
     ) -> Action {
+        if self.phase == Phase::Handshaking {
+            match upstream.handshake(&mut Vec::new()) {
+                Ok(()) => self.set_phase(Phase::Relaying),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Action::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Action::Again,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream TLS handshake failed");
+                    let failure = self.connect_attempt_failed(CloseReason::UpstreamTls);
+                    return Action::ConnectFailed(failure);
+                }
+            }
+        }
         if self.phase != Phase::Relaying {
             return Action::Wait;
         }
@@ -424,7 +453,9 @@ impl Conn {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Queued => Some(self.since + self.settings.queue_timeout),
-            Phase::Connecting => Some(self.since + self.settings.connect_timeout),
+            Phase::Connecting | Phase::Handshaking => {
+                Some(self.since + self.settings.connect_timeout)
+            }
             Phase::Relaying => {
                 let idle = self.last_active + self.settings.idle_timeout;
                 let held_back = self.throttle.as_ref().and_then(|t| t.deadline());
@@ -445,7 +476,9 @@ impl Conn {
             Phase::Queued if now >= self.since + self.settings.queue_timeout => {
                 self.give_up(CloseReason::QueueTimeout)
             }
-            Phase::Connecting if now >= self.since + self.settings.connect_timeout => {
+            Phase::Connecting | Phase::Handshaking
+                if now >= self.since + self.settings.connect_timeout =>
+            {
                 Action::ConnectFailed(self.connect_attempt_failed(CloseReason::ConnectTimeout))
             }
             Phase::Relaying => {

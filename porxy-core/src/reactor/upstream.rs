@@ -19,6 +19,7 @@ use crate::balance::Pick;
 use crate::conn::close::CloseReason;
 use crate::conn::machine::SocketIx;
 use crate::conn::{Action, AfterConnectFailure, ConnectFailure, Phase, Readiness};
+use crate::tls::stream::TlsStream;
 
 impl Reactor {
     /// Finds a backend for relayed connection `key` (new, queued, or whose last connect failed
@@ -44,9 +45,24 @@ impl Reactor {
                     let addr = slot.tunnel.balancer.backends[index].addr;
                     slot.span.record("upstream", tracing::field::display(addr));
                     let token = token::token(key, SocketIx::Upstream(0));
-                    match start_connect(self.poll.registry(), addr, token) {
-                        Ok(stream) => {
-                            slot.upstreams.connecting(0, Socket::Tcp(stream));
+                    // A TLS backend's session is made with the connect; its handshake follows
+                    // it (`Phase::Handshaking`).
+                    let started =
+                        start_connect(self.poll.registry(), addr, token).and_then(|stream| {
+                            match slot.tunnel.backend_tls.as_ref() {
+                                None => Ok(Socket::Tcp(stream)),
+                                Some(tls) => match tls.session(index) {
+                                    Some(Ok(session)) => Ok(Socket::Tls(Box::new(
+                                        TlsStream::client(stream, session),
+                                    ))),
+                                    Some(Err(e)) => Err(io::Error::other(e)),
+                                    None => Ok(Socket::Tcp(stream)),
+                                },
+                            }
+                        });
+                    match started {
+                        Ok(socket) => {
+                            slot.upstreams.connecting(0, socket);
                             if let Some(conn) = slot.machine.relay() {
                                 conn.restart_connect(now);
                             }
@@ -113,11 +129,28 @@ impl Reactor {
                 let addr = slot.upstreams.addr(i, &slot.tunnel);
                 slot.span
                     .in_scope(|| debug!(upstream = ?addr, "upstream connected"));
-                let connected =
-                    slot.machine
-                        .on_connected(i, now, header.as_deref(), &mut self.pools);
-                if let Some(close) = connected {
-                    return self.after_step(key, close, None, now);
+                let tls = slot
+                    .upstreams
+                    .sockets_mut()
+                    .get_mut(i)
+                    .and_then(Option::as_mut)
+                    .and_then(|socket| match socket {
+                        Socket::Tls(tls) => Some(tls),
+                        Socket::Tcp(_) => None,
+                    });
+                if let Some(tls) = tls {
+                    // A PROXY header goes in the clear, ahead of the ClientHello.
+                    tls.set_preface(header.unwrap_or_default());
+                    if let Some(conn) = slot.machine.relay() {
+                        conn.on_connected_handshaking(now);
+                    }
+                } else {
+                    let connected =
+                        slot.machine
+                            .on_connected(i, now, header.as_deref(), &mut self.pools);
+                    if let Some(close) = connected {
+                        return self.after_step(key, close, None, now);
+                    }
                 }
                 slot.limit_bandwidth(now);
                 // Drive at once: the client may have sent bytes while it connected. (During an

@@ -393,6 +393,8 @@ pub enum OptionsConflict {
         /// Keys listed.
         keys: usize,
     },
+    /// An option of TLS to the backends without `backend_tls=on`.
+    BackendTlsOnly(OptionKey),
     /// `tls_client_auth` without `tls_client_ca`.
     ClientCaOnly,
     /// A TLS option without `tls_cert` and `tls_key`.
@@ -430,16 +432,19 @@ impl fmt::Display for OptionsConflict {
             }
             OptionsConflict::RelayOnly(key) => write!(
                 f,
-                "option `{key}` does not apply with mode=fanout: its copies go at the pace of \
-                 its destinations, within max_lag"
+                "option `{key}` does not apply with mode=fanout (its copies go at the pace of \
+                 its destinations, within max_lag, over plain TCP)"
             ),
             OptionsConflict::TlsPair(missing) => {
-                write!(f, "TLS needs both tls_cert and tls_key: `{missing}` is missing")
+                write!(f, "a TLS certificate needs its chain and its key: `{missing}` is missing")
             }
             OptionsConflict::TlsPairs { certs, keys } => write!(
                 f,
                 "tls_cert lists {certs} file(s) and tls_key {keys}: each certificate needs its key, in the same order"
             ),
+            OptionsConflict::BackendTlsOnly(key) => {
+                write!(f, "option `{key}` applies only with backend_tls=on")
+            }
             OptionsConflict::ClientCaOnly => {
                 f.write_str("option `tls_client_auth` applies only with tls_client_ca")
             }

@@ -132,7 +132,7 @@ pub(crate) fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertErr
 }
 
 /// The private key in `path` (PKCS#8, PKCS#1 RSA or SEC1 EC).
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let text = read(path)?;
     PrivateKeyDer::from_pem_slice(&text)
         .map_err(|e| pem_error(path, format!("holds no usable PRIVATE KEY block ({e})")))

@@ -3,6 +3,7 @@
 //! transport ([`stream`]).
 
 pub(crate) mod certs;
+pub(crate) mod client;
 pub(crate) mod resolver;
 pub(crate) mod server;
 pub(crate) mod stream;

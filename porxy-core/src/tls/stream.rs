@@ -1,5 +1,7 @@
 //! A TLS session over a non-blocking socket as a [`Transport`]: the connection logic reads and
-//! writes plaintext; ciphertext moves between the session and the socket here.
+//! writes plaintext; ciphertext moves between the session and the socket here. The same for
+//! both ends: a listener's session with its client, and a session porxy opens to a backend
+//! (which may first send a PROXY header in the clear: the `preface`).
 //!
 //! Edge-triggered polling sets the rules (see the notes on rustls with mio): ciphertext is read
 //! until the socket says `WouldBlock`, every batch is processed at once, and whatever the
@@ -13,17 +15,19 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::conn::transport::Transport;
 
 /// Plaintext the session holds for the socket at most: a short write is backpressure.
 const SEND_LIMIT: usize = 64 * 1024;
 
-/// A server-side TLS session over its client's socket.
+/// A TLS session over its socket.
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    session: ServerConnection,
+    session: Connection,
+    /// Bytes to write in the clear before the session's first record (a PROXY header).
+    preface: Vec<u8>,
     /// The client's TCP end of stream came: no more ciphertext.
     eof: bool,
     /// The close_notify is queued.
@@ -41,14 +45,29 @@ impl std::fmt::Debug for TlsStream {
 
 impl TlsStream {
     /// `session` over the accepted socket `tcp`; its handshake is still to do.
-    pub(crate) fn server(tcp: TcpStream, mut session: ServerConnection) -> TlsStream {
+    pub(crate) fn server(tcp: TcpStream, session: ServerConnection) -> TlsStream {
+        TlsStream::over(tcp, Connection::Server(session))
+    }
+
+    /// `session` over the socket `tcp` connected to a backend; its handshake is still to do.
+    pub(crate) fn client(tcp: TcpStream, session: ClientConnection) -> TlsStream {
+        TlsStream::over(tcp, Connection::Client(session))
+    }
+
+    fn over(tcp: TcpStream, mut session: Connection) -> TlsStream {
         session.set_buffer_limit(Some(SEND_LIMIT));
         TlsStream {
             tcp,
             session,
+            preface: Vec::new(),
             eof: false,
             closing: false,
         }
+    }
+
+    /// `bytes` go to the socket in the clear before the session's first record.
+    pub(crate) fn set_preface(&mut self, bytes: Vec<u8>) {
+        self.preface = bytes;
     }
 
     /// The socket underneath.
@@ -67,7 +86,10 @@ impl TlsStream {
 
     /// The server name the client asked for, once its hello is read.
     pub(crate) fn server_name(&self) -> Option<&str> {
-        self.session.server_name()
+        match &self.session {
+            Connection::Server(server) => server.server_name(),
+            Connection::Client(_) => None,
+        }
     }
 
     /// The subject of the certificate the client showed and porxy verified, if it showed one.
@@ -111,6 +133,17 @@ impl TlsStream {
     /// Writes the records the session holds to the socket, until none is left or the socket
     /// says `WouldBlock`.
     fn send_out(&mut self) -> io::Result<()> {
+        // Bounded: each write takes at least a byte, or returns.
+        while !self.preface.is_empty() {
+            match self.tcp.write(&self.preface) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.preface.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         while self.session.wants_write() {
             match self.session.write_tls(&mut self.tcp) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -219,7 +252,7 @@ impl Transport for TlsStream {
     }
 
     fn holds_output(&self) -> bool {
-        self.session.wants_write()
+        !self.preface.is_empty() || self.session.wants_write()
     }
 
     fn short_read_drains(&self) -> bool {

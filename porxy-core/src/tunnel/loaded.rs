@@ -7,22 +7,40 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::spec::TunnelSpec;
+use crate::tls::client::{ClientTls, ClientTlsSettings};
 use crate::tls::server::{ServerTls, ServerTlsSettings};
+use crate::tls::CertError;
 
 /// The files a tunnel version runs with, read.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Loaded {
     /// Its TLS termination, if its clients speak TLS.
     pub(crate) tls: Option<ServerTls>,
+    /// Its TLS to the backends, if it speaks TLS to them.
+    pub(crate) backend_tls: Option<ClientTls>,
 }
 
 impl Loaded {
     /// Reads what `spec` names (its certificate and key, if it terminates TLS); an error names
     /// the tunnel and the file.
     pub(crate) fn read(spec: &TunnelSpec) -> Result<Loaded, Error> {
+        let failed = |source| Error::Tls {
+            local: spec.local.to_string(),
+            source: Box::new(source),
+        };
+        Ok(Loaded {
+            tls: server_tls(spec).map_err(failed)?,
+            backend_tls: backend_tls(spec).map_err(failed)?,
+        })
+    }
+}
+
+/// A listener's TLS termination, if its spec asks for it.
+fn server_tls(spec: &TunnelSpec) -> Result<Option<ServerTls>, CertError> {
+    {
         let options = &spec.options;
         let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) else {
-            return Ok(Loaded::default());
+            return Ok(None);
         };
         let alpn = options
             .tls_alpn
@@ -43,12 +61,33 @@ impl Loaded {
                 .as_deref()
                 .map(|ca| (Path::new(ca), options.tls_client_auth.unwrap_or_default())),
         };
-        let tls = ServerTls::new(&settings).map_err(|source| Error::Tls {
-            local: spec.local.to_string(),
-            source: Box::new(source),
-        })?;
-        Ok(Loaded { tls: Some(tls) })
+        ServerTls::new(&settings).map(Some)
     }
+}
+
+/// A tunnel's TLS to its backends, if its spec asks for it.
+fn backend_tls(spec: &TunnelSpec) -> Result<Option<ClientTls>, CertError> {
+    let options = &spec.options;
+    if options.backend_tls != Some(true) {
+        return Ok(None);
+    }
+    let verify = options.tls_verify.unwrap_or(true);
+    if !verify {
+        tracing::warn!(
+            tunnel = %spec.local,
+            "tls_verify=off: the backends' certificates are not verified; anyone on the path can pose as them"
+        );
+    }
+    let identity = match (&options.backend_tls_cert, &options.backend_tls_key) {
+        (Some(cert), Some(key)) => Some((Path::new(cert.as_str()), Path::new(key.as_str()))),
+        _ => None,
+    };
+    let settings = ClientTlsSettings {
+        ca: options.tls_ca.as_deref().map(Path::new),
+        verify,
+        identity,
+    };
+    ClientTls::new(&settings).map(Some)
 }
 
 /// The items of a `;`-separated option value, trimmed, empty ones left out.

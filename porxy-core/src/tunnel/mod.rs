@@ -5,6 +5,7 @@
 //! a new `Tunnel` with the same id and counters; backends at the same address are carried over
 //! (the same `Arc<Backend>`), so their counters and health go on.
 
+pub(crate) mod backend_tls;
 pub(crate) mod bandwidth;
 mod endpoint;
 pub(crate) mod loaded;
@@ -34,6 +35,7 @@ use crate::spec::SendProxy;
 use crate::spec::{Remote, TunnelSpec};
 use crate::status::{BackendStatus, TunnelStats, TunnelStatus};
 use crate::tls::server::ServerTls;
+use backend_tls::BackendTls;
 use bandwidth::{Bandwidth, TunnelBuckets};
 use loaded::Loaded;
 use reach::OwnListener;
@@ -89,6 +91,8 @@ pub(crate) struct Tunnel {
     pub(crate) bandwidth: Bandwidth,
     /// Its TLS termination, if its clients speak TLS.
     pub(crate) tls: Option<ServerTls>,
+    /// Its TLS to its backends, if it speaks TLS to them.
+    pub(crate) backend_tls: Option<BackendTls>,
 }
 
 /// What every version of one tunnel shares (id, bound address, counters), and the generation
@@ -252,6 +256,9 @@ impl Tunnel {
             client_ipv6_prefix,
             bandwidth: Bandwidth::new(bandwidth, buckets),
             tls: loaded.tls,
+            backend_tls: loaded
+                .backend_tls
+                .map(|tls| BackendTls::new(tls, spec, remotes)),
         })
     }
 
@@ -259,6 +266,7 @@ impl Tunnel {
     pub(crate) fn loaded(&self) -> Loaded {
         Loaded {
             tls: self.tls.clone(),
+            backend_tls: self.backend_tls.as_ref().map(BackendTls::client),
         }
     }
 

@@ -53,6 +53,23 @@ impl TunnelOptions {
         if self.rate_burst.is_some() && self.rate_per_client.is_none() {
             return Err(OptionsConflict::RatePerClientOnly(OptionKey::RateBurst));
         }
+        if self.backend_tls != Some(true) {
+            let backend_tls_only = [
+                (OptionKey::TlsCa, self.tls_ca.is_some()),
+                (OptionKey::TlsServerName, self.tls_server_name.is_some()),
+                (OptionKey::TlsVerify, self.tls_verify.is_some()),
+                (OptionKey::BackendTlsCert, self.backend_tls_cert.is_some()),
+                (OptionKey::BackendTlsKey, self.backend_tls_key.is_some()),
+            ];
+            if let Some((key, _)) = backend_tls_only.iter().find(|(_, set)| *set) {
+                return Err(OptionsConflict::BackendTlsOnly(*key));
+            }
+        }
+        match (&self.backend_tls_cert, &self.backend_tls_key) {
+            (Some(_), None) => return Err(OptionsConflict::TlsPair(OptionKey::BackendTlsKey)),
+            (None, Some(_)) => return Err(OptionsConflict::TlsPair(OptionKey::BackendTlsCert)),
+            _ => {}
+        }
         if self.tls_client_auth.is_some() && self.tls_client_ca.is_none() {
             return Err(OptionsConflict::ClientCaOnly);
         }
@@ -102,6 +119,7 @@ impl TunnelOptions {
             return Err(OptionsConflict::BalanceOnly(*key));
         }
         let relay_only = [
+            (OptionKey::BackendTls, self.backend_tls == Some(true)),
             (OptionKey::MaxRateUp, self.max_rate_up.is_some()),
             (OptionKey::MaxRateDown, self.max_rate_down.is_some()),
             (

@@ -101,6 +101,18 @@ pub enum OptionKey {
     TlsClientCa,
     /// `tls_client_auth`: `required` or `optional`.
     TlsClientAuth,
+    /// `backend_tls`: `on` or `off`.
+    BackendTls,
+    /// `tls_ca`: a path (PEM certificates of the CAs backends' certificates must chain to).
+    TlsCa,
+    /// `tls_server_name`: the name backends' certificates must show.
+    TlsServerName,
+    /// `tls_verify`: `on` or `off`.
+    TlsVerify,
+    /// `backend_tls_cert`: a path (the PEM chain shown to backends that ask).
+    BackendTlsCert,
+    /// `backend_tls_key`: a path (its PEM key).
+    BackendTlsKey,
 }
 
 /// What an option's value is.
@@ -161,7 +173,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 45] = [
+    pub const ALL: [OptionKey; 51] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -207,6 +219,12 @@ impl OptionKey {
         OptionKey::TlsHandshakeTimeout,
         OptionKey::TlsClientCa,
         OptionKey::TlsClientAuth,
+        OptionKey::BackendTls,
+        OptionKey::TlsCa,
+        OptionKey::TlsServerName,
+        OptionKey::TlsVerify,
+        OptionKey::BackendTlsCert,
+        OptionKey::BackendTlsKey,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -257,6 +275,12 @@ impl OptionKey {
             OptionKey::TlsHandshakeTimeout => "tls_handshake_timeout",
             OptionKey::TlsClientCa => "tls_client_ca",
             OptionKey::TlsClientAuth => "tls_client_auth",
+            OptionKey::BackendTls => "backend_tls",
+            OptionKey::TlsCa => "tls_ca",
+            OptionKey::TlsServerName => "tls_server_name",
+            OptionKey::TlsVerify => "tls_verify",
+            OptionKey::BackendTlsCert => "backend_tls_cert",
+            OptionKey::BackendTlsKey => "backend_tls_key",
         }
     }
 
@@ -299,7 +323,10 @@ impl OptionKey {
                 off: &["off", "no", "false", "none"],
                 expected: "`tcp` or `off`",
             },
-            OptionKey::Splice | OptionKey::CheckSendProxy => Value::Switch {
+            OptionKey::Splice
+            | OptionKey::CheckSendProxy
+            | OptionKey::BackendTls
+            | OptionKey::TlsVerify => Value::Switch {
                 on: &["on", "yes", "true"],
                 off: &["off", "no", "false"],
                 expected: "`on` or `off`",
@@ -309,7 +336,11 @@ impl OptionKey {
             | OptionKey::TlsCert
             | OptionKey::TlsKey
             | OptionKey::TlsAlpn
-            | OptionKey::TlsClientCa => Value::Text,
+            | OptionKey::TlsClientCa
+            | OptionKey::TlsCa
+            | OptionKey::TlsServerName
+            | OptionKey::BackendTlsCert
+            | OptionKey::BackendTlsKey => Value::Text,
             OptionKey::TlsClientAuth => Value::ClientAuth,
             OptionKey::TlsMinVersion => Value::TlsVersion,
             OptionKey::Strategy => Value::Strategy,

@@ -146,6 +146,20 @@ pub struct TunnelOptions {
     pub tls_client_ca: Option<String>,
     /// Whether a client must show a certificate (default `required`, with `tls_client_ca`).
     pub tls_client_auth: Option<ClientAuth>,
+    /// TLS to the backends: porxy opens a TLS session with each (default off).
+    pub backend_tls: Option<bool>,
+    /// The PEM file of the CAs backends' certificates must chain to (default: the system's
+    /// trust store).
+    pub tls_ca: Option<String>,
+    /// The name backends' certificates must be for (default: each remote's host name, or its
+    /// IP address, verified as an IP address).
+    pub tls_server_name: Option<String>,
+    /// Whether backends' certificates are verified (default on; off is logged as a warning).
+    pub tls_verify: Option<bool>,
+    /// The PEM chain shown to backends that ask for a client certificate.
+    pub backend_tls_cert: Option<String>,
+    /// The PEM key of `backend_tls_cert`.
+    pub backend_tls_key: Option<String>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -215,6 +215,8 @@ impl TunnelOptions {
             OptionKey::Check => &mut self.check,
             OptionKey::Splice => &mut self.splice,
             OptionKey::CheckSendProxy => &mut self.check_send_proxy,
+            OptionKey::BackendTls => &mut self.backend_tls,
+            OptionKey::TlsVerify => &mut self.tls_verify,
             _ => return None,
         })
     }
@@ -227,6 +229,10 @@ impl TunnelOptions {
             OptionKey::TlsKey => &mut self.tls_key,
             OptionKey::TlsAlpn => &mut self.tls_alpn,
             OptionKey::TlsClientCa => &mut self.tls_client_ca,
+            OptionKey::TlsCa => &mut self.tls_ca,
+            OptionKey::TlsServerName => &mut self.tls_server_name,
+            OptionKey::BackendTlsCert => &mut self.backend_tls_cert,
+            OptionKey::BackendTlsKey => &mut self.backend_tls_key,
             _ => return None,
         })
     }

@@ -59,6 +59,12 @@ fn every_key_sets_and_renders_back() {
         ("tls_handshake_timeout", "4s"),
         ("tls_client_ca", "/etc/porxy/clients.pem"),
         ("tls_client_auth", "optional"),
+        ("backend_tls", "on"),
+        ("tls_ca", "/etc/porxy/backends-ca.pem"),
+        ("tls_server_name", "db.internal"),
+        ("tls_verify", "off"),
+        ("backend_tls_cert", "/etc/porxy/porxy.pem"),
+        ("backend_tls_key", "/etc/porxy/porxy.key"),
     ];
     for (k, v) in pairs {
         options
@@ -193,7 +199,7 @@ fn keys_parse_in_any_spelling_and_list_in_order() {
     }
     let names: Vec<&str> = OptionKey::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(OPTION_KEYS, names.as_slice());
-    assert_eq!(OPTION_KEYS.len(), 45);
+    assert_eq!(OPTION_KEYS.len(), 51);
     let unknown = "Conect-Timeout".parse::<OptionKey>().unwrap_err();
     assert_eq!(unknown.key(), "conect_timeout");
     assert_eq!(

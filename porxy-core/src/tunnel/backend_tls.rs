@@ -1,0 +1,54 @@
+//! A tunnel's TLS to its backends: the client configuration, and the name each backend must
+//! prove it is (`tls_server_name`, else the remote's host name, else its IP address).
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
+
+use crate::spec::{Endpoint, TunnelSpec};
+use crate::tls::client::ClientTls;
+
+/// TLS to the backends of one tunnel version.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendTls {
+    tls: ClientTls,
+    /// By backend index (the spec's remotes, in order).
+    names: Box<[ServerName<'static>]>,
+}
+
+impl BackendTls {
+    /// `tls` for the remotes of `spec`, which resolved to `remotes` (same order).
+    pub(crate) fn new(
+        tls: ClientTls,
+        spec: &TunnelSpec,
+        remotes: &[std::net::SocketAddr],
+    ) -> BackendTls {
+        let given = spec
+            .options
+            .tls_server_name
+            .as_deref()
+            .and_then(|name| ServerName::try_from(name.to_string()).ok());
+        let names = spec
+            .remotes
+            .iter()
+            .zip(remotes)
+            .map(|(remote, addr)| match (&given, &remote.endpoint) {
+                (Some(name), _) => name.clone(),
+                (None, Endpoint::Host { host, .. }) => ServerName::try_from(host.clone())
+                    .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into())),
+                (None, Endpoint::Addr(_)) => ServerName::IpAddress(addr.ip().into()),
+            })
+            .collect();
+        BackendTls { tls, names }
+    }
+
+    /// The client configuration, for a version built again.
+    pub(crate) fn client(&self) -> ClientTls {
+        self.tls.clone()
+    }
+
+    /// A session with backend `index`.
+    pub(crate) fn session(&self, index: usize) -> Option<Result<ClientConnection, rustls::Error>> {
+        let name = self.names.get(index)?.clone();
+        Some(self.tls.session(name))
+    }
+}
