@@ -9,6 +9,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::backend::read_through;
 use crate::support::client::{connect, read_until_end, set_timeouts, End};
 use crate::support::haproxy::Haproxy;
 use crate::support::process::{Porxy, TempDir};
@@ -264,14 +265,9 @@ fn v1_line(client: SocketAddr, tunnel: SocketAddr) -> String {
 /// A backend that answers with the first line it was sent (a v1 PROXY header), then echoes.
 fn first_line_then_echo() -> Backend {
     Backend::start(|mut stream, _| {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\r\n") && line.len() < 200 {
-            match stream.read(&mut byte) {
-                Ok(1) => line.push(byte[0]),
-                _ => return,
-            }
-        }
+        let Some(line) = read_through(&mut stream, b"\r\n", 200) else {
+            return;
+        };
         if stream.write_all(&line).is_err() {
             return;
         }

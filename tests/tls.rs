@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::backend::read_through;
 use crate::support::client::connect;
 use crate::support::payload::bytes;
 use crate::support::process::Porxy;
@@ -57,15 +58,9 @@ fn s_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> (String, bool) {
 /// end on as its close_notify, and s_client (`-ign_eof`) exits.
 fn line_then_close() -> Backend {
     Backend::start(|mut stream, _| {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\n") && line.len() < 1024 {
-            match stream.read(&mut byte) {
-                Ok(1) => line.push(byte[0]),
-                _ => return,
-            }
+        if let Some(line) = read_through(&mut stream, b"\n", 1024) {
+            let _ = stream.write_all(&line);
         }
-        let _ = stream.write_all(&line);
     })
 }
 
@@ -142,13 +137,8 @@ fn curl_gets_its_reply_through_a_tls_listener() {
     let ca = TestCa::new();
     let cert = ca.server("web", &["web.test"]);
     let backend = Backend::start(|mut stream, _| {
-        let mut request = Vec::new();
-        let mut byte = [0u8; 1];
-        while !request.ends_with(b"\r\n\r\n") && request.len() < 8192 {
-            match stream.read(&mut byte) {
-                Ok(1) => request.push(byte[0]),
-                _ => return,
-            }
+        if read_through(&mut stream, b"\r\n\r\n", 8192).is_none() {
+            return;
         }
         let _ = stream.write_all(
             b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nhello, curl!\n",

@@ -398,6 +398,23 @@ impl Drop for Held<'_> {
     }
 }
 
+/// Reads `stream` a byte at a time until what came ends with `end` (taking nothing past it),
+/// at most `max` bytes; `None` if the stream ended or failed first, or `max` came without it.
+pub fn read_through(stream: &mut TcpStream, end: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(end) {
+        if got.len() >= max {
+            return None;
+        }
+        match stream.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(got)
+}
+
 /// The behaviour of [`Backend::greeting_echo`].
 fn greet_then_echo(greeting: &'static [u8]) -> impl Fn(TcpStream, &Ctx) + Send + Sync + 'static {
     move |mut stream, _| {
