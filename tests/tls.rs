@@ -569,3 +569,27 @@ fn a_backend_certificate_that_does_not_verify_fails_over() {
         "and says so"
     );
 }
+
+/// A TLS 1.2 client asking to renegotiate is refused (rustls never renegotiates) without
+/// harm: the session goes on or ends, and the listener serves other clients.
+#[test]
+fn a_renegotiation_attempt_is_refused_and_the_listener_goes_on() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let backend = line_then_close();
+    let porxy = tls_porxy(backend.addr(), &cert, "");
+    let tunnel = porxy.tunnel("cli-1");
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    // `R` on a line of its own asks s_client to renegotiate.
+    let (out, _) = s_client(
+        tunnel,
+        &["-servername", "a.test", "-CAfile", ca_file, "-tls1_2"],
+        b"R\nafter\n",
+    );
+    assert!(out.contains("RENEGOTIATING"), "{out}");
+    let mut good = ca.connect(tunnel, "a.test");
+    good.write_all(b"others go on\n").unwrap();
+    let mut back = [0u8; 13];
+    good.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"others go on\n");
+}
