@@ -593,3 +593,54 @@ fn a_renegotiation_attempt_is_refused_and_the_listener_goes_on() {
     good.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"others go on\n");
 }
+
+/// Origination to a real TLS server, `openssl s_server -rev` (it sends each line back
+/// reversed), on a port the test found free on 127.0.0.1.
+#[test]
+fn tls_to_openssl_s_server() {
+    let ca = TestCa::new();
+    let cert = ca.server("backend", &["backend.test"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let server = Command::new("openssl")
+        .args(["s_server", "-rev", "-quiet"])
+        .arg("-accept")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert.cert)
+        .arg("-key")
+        .arg(&cert.key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    // Stopped (by its PID, through the handle) whatever happens to the test.
+    let _server = Stopped(server);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until(WAIT, "s_server to listen", || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+    });
+    let options = format!(
+        ",tls_ca={},tls_server_name=backend.test",
+        ca.ca_pem.display()
+    );
+    let porxy = to_tls_backends(&[addr], &options);
+    let mut client = connect(porxy.tunnel("cli-1"));
+    client.write_all(b"hello s_server\n").unwrap();
+    let mut back = [0u8; 15];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"revres_s olleh\n");
+}
+
+/// A child process killed and reaped when dropped.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
