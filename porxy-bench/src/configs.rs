@@ -3,23 +3,34 @@
 //! Each is the tool's defaults plus what the benchmark needs: N threads (porxy `--reactors`,
 //! HAProxy `nbthread`, nginx `worker_processes`), room for the idle connections (`maxconn`,
 //! `worker_connections`) and long timeouts so idle connections are not cut; then what the setup
-//! measures: porxy's copy path (`splice=off`), busy polling, and the PROXY protocol taken from
+//! measures: porxy's copy path (`splice=off`), busy polling, the PROXY protocol taken from
 //! the client and sent to the backend (porxy `accept_proxy=v2,send_proxy=v2`, HAProxy
-//! `accept-proxy` and `send-proxy-v2`).
+//! `accept-proxy` and `send-proxy-v2`), and TLS terminated with the run's certificate (porxy
+//! `tls_cert`/`tls_key`, HAProxy `ssl crt` on its bind, nginx `listen ... ssl` with
+//! `ssl_certificate`/`ssl_certificate_key`), each with its own TLS defaults but one: nginx
+//! before 1.23.4 leaves TLS 1.3 out by default, so its versions are set to porxy's (1.2 and
+//! 1.3), which HAProxy's defaults are too; all three then negotiate TLS 1.3.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::certs::Certificate;
 use crate::programs::Programs;
 use crate::setup::{Kind, Setup, PORXY_BUSY_POLL};
 
 /// porxy's arguments: one tunnel to the backend (`splice=off` for porxy-copy, the PROXY
-/// protocol both ways for porxy-proxy), the setup's reactors and busy polling, warnings only.
-pub fn porxy_args(setup: Setup, backend: SocketAddr) -> Vec<String> {
-    let options = match setup.kind {
-        Kind::PorxyCopy => "[splice=off]",
-        Kind::PorxyProxy => "[accept_proxy=v2,send_proxy=v2]",
-        _ => "",
+/// protocol both ways for porxy-proxy, `cert`'s files for porxy-tls), the setup's reactors
+/// and busy polling, warnings only.
+pub fn porxy_args(setup: Setup, backend: SocketAddr, cert: Option<&Certificate>) -> Vec<String> {
+    let options = match (setup.kind, cert) {
+        (Kind::PorxyCopy, _) => "[splice=off]".to_owned(),
+        (Kind::PorxyProxy, _) => "[accept_proxy=v2,send_proxy=v2]".to_owned(),
+        (Kind::PorxyTls, Some(cert)) => format!(
+            "[tls_cert={},tls_key={}]",
+            cert.cert.display(),
+            cert.key.display()
+        ),
+        _ => String::new(),
     };
     let mut args = vec![
         "--tunnel".into(),
@@ -36,22 +47,28 @@ pub fn porxy_args(setup: Setup, backend: SocketAddr) -> Vec<String> {
 }
 
 /// The HAProxy configuration: `mode tcp`, one frontend, one server, `nbthread`,
-/// `busy-polling` when the setup busy-polls, and for haproxy-proxy `accept-proxy` on the bind
-/// (it takes v1 and v2 alike: HAProxy has no v2-only switch) and `send-proxy-v2` on the server.
+/// `busy-polling` when the setup busy-polls, for haproxy-proxy `accept-proxy` on the bind
+/// (it takes v1 and v2 alike: HAProxy has no v2-only switch) and `send-proxy-v2` on the
+/// server, and for haproxy-tls `ssl crt` on the bind with `cert`'s certificate and key in one
+/// file.
 pub fn haproxy_config(
     setup: Setup,
     listen: SocketAddr,
     backend: SocketAddr,
     p: &Programs,
+    cert: Option<&Certificate>,
 ) -> String {
     let maxconn = conn_budget(p);
     let threads = setup.threads;
     let busy = if setup.busy { "    busy-polling\n" } else { "" };
-    let (accept, send) = if setup.kind.proxy_protocol() {
-        (" accept-proxy", " send-proxy-v2")
+    let (mut accept, send) = if setup.kind.proxy_protocol() {
+        (" accept-proxy".to_owned(), " send-proxy-v2")
     } else {
-        ("", "")
+        (String::new(), "")
     };
+    if let (true, Some(cert)) = (setup.kind.tls(), cert) {
+        accept.push_str(&format!(" ssl crt {}", cert.combined.display()));
+    }
     format!(
         "# written by porxy-bench\n\
          global\n    nbthread {threads}\n    maxconn {maxconn}\n{busy}\n\
@@ -62,14 +79,28 @@ pub fn haproxy_config(
     )
 }
 
-/// The nginx configuration: a stream server proxying to the backend, `worker_processes`.
+/// The nginx configuration: a stream server proxying to the backend, `worker_processes`; with
+/// a `cert`, its listener terminates TLS with it (TLS 1.2 and 1.3, see the module docs).
 pub fn nginx_config(
     threads: usize,
     listen: SocketAddr,
     backend: SocketAddr,
     prefix: &Path,
     p: &Programs,
+    cert: Option<&Certificate>,
 ) -> String {
+    let (ssl, tls) = match cert {
+        Some(cert) => (
+            " ssl",
+            format!(
+                "        ssl_certificate {};\n        ssl_certificate_key {};\n        \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n",
+                cert.cert.display(),
+                cert.key.display()
+            ),
+        ),
+        None => ("", String::new()),
+    };
     let module = p
         .nginx_stream_module
         .as_ref()
@@ -84,7 +115,7 @@ pub fn nginx_config(
          pid {pid};\n\
          error_log {log} warn;\n\n\
          events {{\n    worker_connections {worker_connections};\n}}\n\n\
-         stream {{\n    server {{\n        listen {listen};\n        proxy_pass {backend};\n        \
+         stream {{\n    server {{\n        listen {listen}{ssl};\n{tls}        proxy_pass {backend};\n        \
          proxy_connect_timeout 5s;\n        proxy_timeout 10m;\n    }}\n}}\n",
         nofile = p.nofile,
         pid = prefix.join("nginx.pid").display(),
@@ -121,7 +152,7 @@ mod tests {
 
     #[test]
     fn busy_porxy_gets_the_busy_poll_flag() {
-        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000));
+        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None);
         assert_eq!(
             default,
             [
@@ -133,14 +164,14 @@ mod tests {
                 "warn"
             ]
         );
-        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000));
+        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000), None);
         assert_eq!(busy[..default.len()], default[..]);
         assert_eq!(busy[default.len()..], ["--busy-poll", "1ms"]);
     }
 
     #[test]
     fn busy_haproxy_busy_polls_in_its_global_section() {
-        let config = |setup| haproxy_config(setup, addr(8000), addr(7000), &programs());
+        let config = |setup| haproxy_config(setup, addr(8000), addr(7000), &programs(), None);
         let busy = config(Setup::busy(Kind::Haproxy));
         let global = busy.split("\n\n").find(|s| s.contains("global")).unwrap();
         assert!(global.lines().any(|l| l.trim() == "busy-polling"), "{busy}");
@@ -152,19 +183,26 @@ mod tests {
 
     #[test]
     fn porxy_proxy_takes_and_sends_v2_headers_on_its_tunnel() {
-        let args = porxy_args(Setup::new(Kind::PorxyProxy, 1), addr(7000));
+        let args = porxy_args(Setup::new(Kind::PorxyProxy, 1), addr(7000), None);
         assert_eq!(
             args[1],
             "127.0.0.1:0=127.0.0.1:7000[accept_proxy=v2,send_proxy=v2]"
         );
-        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000));
+        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None);
         assert_eq!(args[2..], plain[2..], "nothing else changes");
     }
 
     #[test]
     fn haproxy_proxy_accepts_on_its_bind_and_sends_v2_on_its_server() {
-        let config =
-            |kind| haproxy_config(Setup::new(kind, 1), addr(8000), addr(7000), &programs());
+        let config = |kind| {
+            haproxy_config(
+                Setup::new(kind, 1),
+                addr(8000),
+                addr(7000),
+                &programs(),
+                None,
+            )
+        };
         let with = config(Kind::HaproxyProxy);
         assert!(
             with.contains("    bind 127.0.0.1:8000 accept-proxy\n"),
@@ -180,5 +218,50 @@ mod tests {
             with.replace(" accept-proxy", "")
                 .replace(" send-proxy-v2", "")
         );
+    }
+
+    #[test]
+    fn the_tls_kinds_serve_the_same_certificate_each_its_own_way() {
+        let dir = PathBuf::from("/run/bench");
+        let cert = Certificate {
+            key_type: crate::setup::CertKey::EcdsaP256,
+            cert: dir.join("tls-ecdsa.pem"),
+            key: dir.join("tls-ecdsa.key"),
+            combined: dir.join("tls-ecdsa.combined.pem"),
+            der: Vec::new().into(),
+        };
+        let porxy = porxy_args(Setup::new(Kind::PorxyTls, 1), addr(7000), Some(&cert));
+        assert_eq!(
+            porxy[1],
+            "127.0.0.1:0=127.0.0.1:7000[tls_cert=/run/bench/tls-ecdsa.pem,tls_key=/run/bench/tls-ecdsa.key]"
+        );
+        let setup = Setup::new(Kind::HaproxyTls, 1);
+        let haproxy = haproxy_config(setup, addr(8000), addr(7000), &programs(), Some(&cert));
+        assert!(
+            haproxy.contains("    bind 127.0.0.1:8000 ssl crt /run/bench/tls-ecdsa.combined.pem\n"),
+            "{haproxy}"
+        );
+        assert_eq!(
+            haproxy.replace(" ssl crt /run/bench/tls-ecdsa.combined.pem", ""),
+            haproxy_config(
+                Setup::new(Kind::Haproxy, 1),
+                addr(8000),
+                addr(7000),
+                &programs(),
+                None
+            )
+        );
+        let prefix = dir.join("nginx");
+        let nginx = nginx_config(1, addr(8000), addr(7000), &prefix, &programs(), Some(&cert));
+        for line in [
+            "listen 127.0.0.1:8000 ssl;",
+            "ssl_certificate /run/bench/tls-ecdsa.pem;",
+            "ssl_certificate_key /run/bench/tls-ecdsa.key;",
+            "ssl_protocols TLSv1.2 TLSv1.3;",
+        ] {
+            assert!(nginx.lines().any(|l| l.trim() == line), "{line}: {nginx}");
+        }
+        let plain = nginx_config(1, addr(8000), addr(7000), &prefix, &programs(), None);
+        assert!(!plain.contains("ssl"), "{plain}");
     }
 }

@@ -1,5 +1,6 @@
 //! `porxy-bench`: measures porxy side by side with a direct connection (the limit), HAProxy
-//! (`mode tcp`) and nginx (stream module), all on loopback. See bench/README.md.
+//! (`mode tcp`) and nginx (stream module), all on loopback, and the three terminating TLS with
+//! the same certificate ([`certs`], [`load::tls`]). See bench/README.md.
 //!
 //! ```text
 //!   load generator (threads of this process) ──► proxy under test ──► backend (child process:
@@ -13,17 +14,20 @@
 //! ([`syscalls`]), and prints a markdown table ([`report`]).
 
 mod backend;
+mod certs;
 mod child;
 mod configs;
 mod error;
 mod histogram;
 mod load;
 mod peers;
+mod phases;
 mod plan;
 mod programs;
 mod proxy_header;
 mod report;
 mod run;
+mod settings;
 mod setup;
 mod sys;
 mod syscalls;
@@ -48,8 +52,8 @@ struct Cli {
     /// A ~80 s run: short windows, one round, 2,000 idle connections.
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
-    /// A ~7 s run of direct and porxy (both data paths, and with the PROXY protocol) only, to
-    /// check that the harness works (CI).
+    /// A ~10 s run of direct and porxy (both data paths, with the PROXY protocol, and
+    /// terminating TLS with the ECDSA certificate) only, to check that the harness works (CI).
     #[arg(long)]
     smoke: bool,
     /// Seconds each phase is measured (after its warm-up).
@@ -66,11 +70,12 @@ struct Cli {
     idle: Option<usize>,
     /// What to measure, in order. porxy-proxy and haproxy-proxy are porxy and HAProxy with the
     /// PROXY protocol v2 taken from the client and sent to the backend: beside porxy and
-    /// haproxy they show what the protocol costs.
+    /// haproxy they show what the protocol costs. porxy-tls, haproxy-tls and nginx-tls
+    /// terminate TLS with a certificate made for the run, in a section of their own.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     kinds: Option<Vec<KindArg>>,
     /// Only these phases (for profiling one of them): idle, bulk-up, bulk-down, rr1, rr64,
-    /// short.
+    /// short; handshake and resumed (TLS kinds only).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
     phases: Option<Vec<Phase>>,
     /// Skip the scaling section (1 and 2 threads, unpinned).
@@ -84,6 +89,10 @@ struct Cli {
     /// perf; never with --smoke).
     #[arg(long)]
     no_syscalls: bool,
+    /// Measure the TLS kinds with the ECDSA P-256 certificate only, not also the full
+    /// handshakes with an RSA 2048 one.
+    #[arg(long)]
+    no_rsa: bool,
     /// The porxy binary [default: `porxy` next to this binary].
     #[arg(long, value_name = "PATH")]
     porxy: Option<PathBuf>,
@@ -109,6 +118,9 @@ enum KindArg {
     Haproxy,
     HaproxyProxy,
     Nginx,
+    PorxyTls,
+    HaproxyTls,
+    NginxTls,
 }
 
 impl From<KindArg> for Kind {
@@ -121,6 +133,9 @@ impl From<KindArg> for Kind {
             KindArg::Haproxy => Kind::Haproxy,
             KindArg::HaproxyProxy => Kind::HaproxyProxy,
             KindArg::Nginx => Kind::Nginx,
+            KindArg::PorxyTls => Kind::PorxyTls,
+            KindArg::HaproxyTls => Kind::HaproxyTls,
+            KindArg::NginxTls => Kind::NginxTls,
         }
     }
 }
@@ -158,12 +173,18 @@ fn settings(cli: Cli) -> Result<Settings> {
     };
     let kinds = match cli.kinds {
         Some(kinds) => kinds.into_iter().map(Kind::from).collect(),
-        // porxy-proxy too, so that CI keeps the PROXY protocol's kinds working.
-        None if mode == Mode::Smoke => {
-            vec![Kind::Direct, Kind::Porxy, Kind::PorxyCopy, Kind::PorxyProxy]
-        }
+        // porxy-proxy and porxy-tls too, so that CI keeps the PROXY protocol's and TLS's
+        // paths working (porxy-tls adds ~2 s).
+        None if mode == Mode::Smoke => vec![
+            Kind::Direct,
+            Kind::Porxy,
+            Kind::PorxyCopy,
+            Kind::PorxyProxy,
+            Kind::PorxyTls,
+        ],
         // Not the -proxy kinds: the PROXY protocol's cost is a question of its own (see
-        // bench/README.md), and the full run keeps its length.
+        // bench/README.md), and the full run keeps its length. Nor the -tls kinds: TLS
+        // termination is a question of its own too, and would add a few minutes.
         None => vec![
             Kind::Direct,
             Kind::Porxy,
@@ -192,6 +213,8 @@ fn settings(cli: Cli) -> Result<Settings> {
         scaling: !cli.no_scaling,
         busy: !cli.no_busy,
         syscalls: !cli.no_syscalls,
+        // Not in smoke mode: it needs the openssl CLI, and its path is the ECDSA one's.
+        rsa: !cli.no_rsa && mode != Mode::Smoke,
         only: cli.phases,
         porxy,
     })

@@ -14,6 +14,10 @@
 //! `send-proxy-v2` on its server. The load generator sends them a v2 header ahead of every
 //! connection and the backend takes theirs (see [`crate::proxy_header`]); beside the plain
 //! kinds in the same run, they give what the protocol costs on the data path.
+//!
+//! The `-tls` kinds are the three proxies terminating TLS with the run's certificate (see
+//! [`crate::certs`] and [`crate::configs`]); their check before measuring is a TLS one
+//! ([`crate::load::tls::probe`]), which also says what they negotiated and whether they resume.
 
 use std::ffi::OsString;
 use std::fs;
@@ -28,6 +32,8 @@ use crate::backend::{ECHO, MESSAGE, NO_HEADER, WHO};
 use crate::child::{Proc, Spawn};
 use crate::configs::{haproxy_config, nginx_config, porxy_args};
 use crate::error::{Context, Error, Result};
+use crate::load::tls::probe::{self as tls_probe, Negotiated};
+use crate::load::tls::Tls;
 use crate::load::{connect, Target};
 use crate::programs::Programs;
 use crate::proxy_header;
@@ -42,6 +48,8 @@ pub struct Running {
     pub target: Target,
     /// The process, none for the direct connection.
     pub proc: Option<Proc>,
+    /// For a TLS kind: what its check's connections negotiated.
+    pub negotiated: Option<Negotiated>,
 }
 
 impl Running {
@@ -53,6 +61,8 @@ impl Running {
 
 /// Starts `setup` in front of `backend`, on `cpus`; returns once a 64-byte echo went through it
 /// and the backend said it got the PROXY header the setup should send, or none (see [`probe`]).
+/// A TLS kind terminates TLS with `tls`'s certificate and is checked with its client.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     setup: Setup,
     backend: SocketAddr,
@@ -60,20 +70,27 @@ pub fn start(
     programs: &Programs,
     dir: &Path,
     tag: &str,
+    tls: Option<&Tls>,
     interrupted: &AtomicBool,
 ) -> Result<Running> {
     let stderr_path = dir.join(format!("{tag}.stderr"));
     let label = setup.to_string();
-    let running = match setup.kind {
+    let cert = match (setup.kind.tls(), tls) {
+        (true, Some(tls)) => Some(&tls.cert),
+        (true, None) => return Err(Error::new(format!("{setup}: no certificate to serve"))),
+        (false, _) => None,
+    };
+    let mut running = match setup.kind {
         Kind::Direct => Running {
             target: Target::plain(backend),
             proc: None,
+            negotiated: None,
         },
-        Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy => {
+        Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls => {
             let spawn = Spawn {
                 label,
                 program: &programs.porxy,
-                args: os_args(&porxy_args(setup, backend)),
+                args: os_args(&porxy_args(setup, backend, cert)),
                 cpus,
                 stderr_path,
                 ready_line: true,
@@ -92,17 +109,21 @@ pub fn start(
                     proxy_header: setup.kind.proxy_protocol(),
                 },
                 proc: Some(proc),
+                negotiated: None,
             }
         }
-        Kind::Haproxy | Kind::HaproxyProxy => {
+        Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls => {
             let program = programs
                 .haproxy
                 .as_deref()
                 .ok_or_else(|| missing("haproxy"))?;
             let addr = free_port()?;
             let config = dir.join(format!("{tag}.cfg"));
-            fs::write(&config, haproxy_config(setup, addr, backend, programs))
-                .context(|| format!("writing {}", config.display()))?;
+            fs::write(
+                &config,
+                haproxy_config(setup, addr, backend, programs, cert),
+            )
+            .context(|| format!("writing {}", config.display()))?;
             let spawn = Spawn {
                 label,
                 program,
@@ -115,10 +136,10 @@ pub fn start(
             let (proc, _) = Proc::spawn(spawn, START_TIMEOUT)?;
             listening(setup, addr, proc, interrupted)?
         }
-        Kind::Nginx if setup.busy => {
+        Kind::Nginx | Kind::NginxTls if setup.busy => {
             return Err(Error::new("nginx has no busy polling to measure"));
         }
-        Kind::Nginx => {
+        Kind::Nginx | Kind::NginxTls => {
             let program = programs.nginx.as_deref().ok_or_else(|| missing("nginx"))?;
             let addr = free_port()?;
             let prefix = dir.join(tag);
@@ -126,7 +147,7 @@ pub fn start(
             let config = prefix.join("nginx.conf");
             fs::write(
                 &config,
-                nginx_config(setup.threads, addr, backend, &prefix, programs),
+                nginx_config(setup.threads, addr, backend, &prefix, programs, cert),
             )
             .context(|| format!("writing {}", config.display()))?;
             let mut args: Vec<OsString> = vec!["-p".into(), prefix.clone().into_os_string()];
@@ -146,7 +167,15 @@ pub fn start(
             listening(setup, addr, proc, interrupted)?
         }
     };
-    probe(running.target).context(|| format!("checking {setup} before measuring it"))?;
+    let checking = || format!("checking {setup} before measuring it");
+    match tls.filter(|_| setup.kind.tls()) {
+        Some(tls) => {
+            let negotiated =
+                tls_probe::probe(running.target.addr, &tls.client).context(checking)?;
+            running.negotiated = Some(negotiated);
+        }
+        None => probe(running.target).context(checking)?,
+    }
     Ok(running)
 }
 
@@ -167,6 +196,7 @@ fn listening(
                     proxy_header: setup.kind.proxy_protocol(),
                 },
                 proc: Some(proc),
+                negotiated: None,
             });
         }
         if Instant::now() > deadline {
@@ -269,6 +299,22 @@ mod tests {
             .iter()
             .filter(|k| !k.proxy_protocol())
             .all(|&k| k.without_proxy_protocol() == k));
+    }
+
+    #[test]
+    fn the_tls_kinds_are_the_three_programs_compared_among_themselves() {
+        let tls = [Kind::PorxyTls, Kind::HaproxyTls, Kind::NginxTls];
+        assert!(tls.iter().all(|k| k.tls() && !k.proxy_protocol()));
+        assert_eq!(
+            tls.map(Kind::program),
+            [Kind::Porxy, Kind::Haproxy, Kind::Nginx]
+        );
+        assert_eq!(tls.map(Kind::is_peer), [false, true, true]);
+        assert_eq!(
+            tls.map(Kind::name),
+            ["porxy-tls", "haproxy-tls", "nginx-tls"]
+        );
+        assert!(!Kind::Porxy.tls() && Kind::HaproxyProxy.is_peer() && !Kind::Direct.is_peer());
     }
 
     #[test]

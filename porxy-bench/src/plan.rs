@@ -1,4 +1,5 @@
-//! What a run measures: the sections, their setups and phases, and the timing of each mode.
+//! What a run measures: the sections, their setups and phases (the timing of each mode is
+//! [`crate::settings`]').
 //!
 //! - **pinned**: each kind with one thread, the proxy on CPU 0, backend and load on CPU 1;
 //!   phases: idle connections, bulk up, bulk down, request/response over 1 and 64
@@ -10,6 +11,13 @@
 //!   pinned section, direct beside them; phases: request/response over 1 and 64 connections.
 //!   Busy polling is neither proxy's default and keeps a CPU busy while traffic flows, so it is
 //!   measured apart, against each other; only with HAProxy in the run, never in smoke mode.
+//! - **tls**: the TLS kinds only (porxy, HAProxy and nginx terminating TLS with one
+//!   certificate made for the run), pinned, one thread each, the load generator a rustls
+//!   client; with an ECDSA P-256 certificate: idle TLS connections, bulk up and down, full and
+//!   resumed handshakes; with an RSA 2048 one (unless `--no-rsa` or no `openssl`): full
+//!   handshakes only, the one place the key's type matters (the server's signature; a resumed
+//!   TLS 1.3 handshake has none, and neither the bulk cipher nor the idle state depends on
+//!   it). A handshake phase is the TLS short connection; round trips are not repeated.
 //! - **syscalls**: every proxy of the pinned section, pinned the same way, one round; phases:
 //!   bulk both ways, request/response over 1 and 64 connections, short connections. perf counts
 //!   the proxy's system calls in each window (see [`crate::syscalls`]); counting slows every
@@ -24,28 +32,10 @@
 //! path, that is a pinned-section question (and a system-call one), not scaling's or busy
 //! polling's.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use crate::peers::{Kind, Setup};
-
-/// One measurement of a setup (named in `--phases` as idle, bulk-up, bulk-down, rr1, rr64,
-/// short).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum Phase {
-    /// Many idle connections held: the proxy's resident memory per connection.
-    Idle,
-    /// Bulk transfer, client to backend, one connection.
-    BulkUp,
-    /// Bulk transfer, backend to client, one connection.
-    BulkDown,
-    /// 64-byte request/response over one connection.
-    Rr1,
-    /// 64-byte request/response over 64 connections.
-    Rr64,
-    /// Connect, one 64-byte exchange, close.
-    Short,
-}
+pub use crate::settings::{Mode, Settings};
+use crate::setup::CertKey;
+pub use crate::setup::Phase;
 
 /// Every timed phase (all but [`Phase::Idle`]), in the order a setup goes through them.
 const TIMED: [Phase; 5] = [
@@ -58,97 +48,9 @@ const TIMED: [Phase; 5] = [
 
 /// Request/response connections in [`Phase::Rr64`].
 pub const RR_CONNS: usize = 64;
-/// Short connections in flight in [`Phase::Short`].
+/// Short connections in flight in [`Phase::Short`], and TLS ones in [`Phase::Handshake`] and
+/// [`Phase::Resumed`].
 pub const SHORT_IN_FLIGHT: usize = 32;
-
-/// How long things take, by mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The default: ~8 minutes on 2 cores.
-    Full,
-    /// ~80 s: a look, not a result.
-    Quick,
-    /// ~7 s, direct and porxy (both data paths, and with the PROXY protocol) only: keeps the
-    /// harness building and working (CI).
-    Smoke,
-}
-
-impl Mode {
-    /// Seconds per measured window.
-    pub fn seconds(self) -> f64 {
-        match self {
-            Mode::Full => 1.0,
-            Mode::Quick => 0.3,
-            Mode::Smoke => 0.15,
-        }
-    }
-
-    /// Seconds of load before each window.
-    pub fn warmup(self) -> f64 {
-        match self {
-            Mode::Full => 0.2,
-            Mode::Quick => 0.1,
-            Mode::Smoke => 0.05,
-        }
-    }
-
-    /// Rounds per section.
-    pub fn rounds(self) -> u32 {
-        match self {
-            // Loopback on a virtual machine flips between a fast and a slow regime for
-            // seconds at a time; the median of five rounds rides over two bad ones.
-            Mode::Full => 5,
-            Mode::Quick | Mode::Smoke => 1,
-        }
-    }
-
-    /// Idle connections held in [`Phase::Idle`].
-    pub fn idle(self) -> usize {
-        match self {
-            Mode::Full => 10_000,
-            Mode::Quick => 2_000,
-            Mode::Smoke => 300,
-        }
-    }
-
-    /// The name in the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Full => "full",
-            Mode::Quick => "quick",
-            Mode::Smoke => "smoke",
-        }
-    }
-}
-
-/// Everything a run was asked to do, defaults resolved.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The mode the defaults came from.
-    pub mode: Mode,
-    /// Measured window per phase.
-    pub window: Duration,
-    /// Load before each window.
-    pub warmup: Duration,
-    /// Rounds per section.
-    pub rounds: u32,
-    /// Idle connections wanted.
-    pub idle: usize,
-    /// The kinds of the pinned section, in order.
-    pub kinds: Vec<Kind>,
-    /// Whether to run the scaling section.
-    pub scaling: bool,
-    /// Whether to run the busy-polling section (when HAProxy is in the run and not in smoke
-    /// mode).
-    pub busy: bool,
-    /// Whether to run the system-call section (not in smoke mode; the harness turns it off
-    /// where perf cannot count).
-    pub syscalls: bool,
-    /// Only these phases, when given (for profiling one of them).
-    pub only: Option<Vec<Phase>>,
-    /// The porxy binary.
-    pub porxy: PathBuf,
-}
 
 /// Which section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,6 +63,8 @@ pub enum SectionId {
     Busy,
     /// System calls counted, pinned.
     Syscalls,
+    /// TLS terminated with a certificate of this key, pinned.
+    Tls(CertKey),
 }
 
 /// A group of setups measured under the same conditions.
@@ -178,6 +82,19 @@ pub struct Section {
     pub threads: usize,
     /// How many times each setup runs.
     pub rounds: u32,
+}
+
+impl SectionId {
+    /// Its name in file names: `pinned`, `tls-ecdsa`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            SectionId::Pinned => "pinned",
+            SectionId::Scaling => "scaling",
+            SectionId::Busy => "busy",
+            SectionId::Syscalls => "syscalls",
+            SectionId::Tls(key) => key.file_stem(),
+        }
+    }
 }
 
 impl Section {
@@ -198,28 +115,75 @@ impl Section {
                 "System calls: the proxy's, per unit of work, counted by perf; pinned as above, \
                  one round"
             }
+            SectionId::Tls(CertKey::EcdsaP256) => {
+                "TLS termination, ECDSA P-256 certificate: proxy on CPU 0, backend and load \
+                 generator (a rustls client) on CPU 1, one thread each; ratios to the better of \
+                 haproxy-tls and nginx-tls"
+            }
+            SectionId::Tls(CertKey::Rsa2048) => {
+                "TLS termination, RSA 2048 certificate: full handshakes, pinned as above; ratios \
+                 to the better of haproxy-tls and nginx-tls"
+            }
         }
     }
 }
 
-/// The sections of a run: the pinned one with `kinds`, the scaling one and the busy-polling one
-/// when asked for.
+/// The sections of a run: the pinned one with the plain kinds, the TLS ones with the TLS
+/// kinds, the scaling one, the busy-polling one and the system-call one when asked for.
 pub fn sections(settings: &Settings) -> Vec<Section> {
-    let mut sections = vec![Section {
-        id: SectionId::Pinned,
-        setups: settings
-            .kinds
-            .iter()
-            .map(|&kind| Setup::new(kind, 1))
-            .collect(),
-        phases: [&[Phase::Idle][..], &TIMED].concat(),
-        pinned: true,
-        threads: 1,
-        rounds: settings.rounds,
-    }];
+    let plain: Vec<Kind> = settings
+        .kinds
+        .iter()
+        .copied()
+        .filter(|kind| !kind.tls())
+        .collect();
+    let tls: Vec<Setup> = settings
+        .kinds
+        .iter()
+        .filter(|kind| kind.tls())
+        .map(|&kind| Setup::new(kind, 1))
+        .collect();
+    let mut sections = Vec::new();
+    if !plain.is_empty() {
+        sections.push(Section {
+            id: SectionId::Pinned,
+            setups: plain.iter().map(|&kind| Setup::new(kind, 1)).collect(),
+            phases: [&[Phase::Idle][..], &TIMED].concat(),
+            pinned: true,
+            threads: 1,
+            rounds: settings.rounds,
+        });
+    }
+    if !tls.is_empty() {
+        sections.push(Section {
+            id: SectionId::Tls(CertKey::EcdsaP256),
+            setups: tls.clone(),
+            // Idle first, as in the pinned section: on a freshly started proxy.
+            phases: vec![
+                Phase::Idle,
+                Phase::BulkUp,
+                Phase::BulkDown,
+                Phase::Handshake,
+                Phase::Resumed,
+            ],
+            pinned: true,
+            threads: 1,
+            rounds: settings.rounds,
+        });
+        if settings.rsa {
+            sections.push(Section {
+                id: SectionId::Tls(CertKey::Rsa2048),
+                setups: tls,
+                phases: vec![Phase::Handshake],
+                pinned: true,
+                threads: 1,
+                rounds: settings.rounds,
+            });
+        }
+    }
     if settings.scaling {
         let mut setups = Vec::new();
-        for &kind in &settings.kinds {
+        for &kind in &plain {
             match kind {
                 Kind::Direct if settings.mode != Mode::Smoke => setups.push(Setup::new(kind, 1)),
                 // The copy path's and the PROXY protocol's figures are in the pinned section;
@@ -231,27 +195,28 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
                 }
             }
         }
-        sections.push(Section {
-            id: SectionId::Scaling,
-            setups,
-            phases: vec![Phase::BulkUp, Phase::BulkDown, Phase::Rr64, Phase::Short],
-            pinned: false,
-            threads: 2,
-            rounds: settings.rounds,
-        });
+        if !setups.is_empty() {
+            sections.push(Section {
+                id: SectionId::Scaling,
+                setups,
+                phases: vec![Phase::BulkUp, Phase::BulkDown, Phase::Rr64, Phase::Short],
+                pinned: false,
+                threads: 2,
+                rounds: settings.rounds,
+            });
+        }
     }
     // HAProxy is left out of `kinds` when it is not installed: then there is nothing to
     // compare porxy's busy polling with.
     if settings.busy && settings.mode != Mode::Smoke && settings.kinds.contains(&Kind::Haproxy) {
-        let setups = settings
-            .kinds
+        let setups = plain
             .iter()
             .filter_map(|&kind| match kind {
                 Kind::Direct => Some(Setup::new(kind, 1)),
                 Kind::Porxy | Kind::Haproxy => Some(Setup::busy(kind)),
                 // Busy polling is measured on porxy's default data path, without the PROXY
-                // protocol; nginx has none.
-                Kind::PorxyCopy | Kind::PorxyProxy | Kind::HaproxyProxy | Kind::Nginx => None,
+                // protocol or TLS; nginx has none.
+                _ => None,
             })
             .collect();
         sections.push(Section {
@@ -264,8 +229,7 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
         });
     }
     if settings.syscalls && settings.mode != Mode::Smoke {
-        let setups: Vec<Setup> = settings
-            .kinds
+        let setups: Vec<Setup> = plain
             .iter()
             .filter(|&&kind| kind != Kind::Direct)
             .map(|&kind| Setup::new(kind, 1))
@@ -293,6 +257,9 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
 
     fn settings(kinds: &[Kind], only: Option<Vec<Phase>>) -> Settings {
@@ -306,6 +273,7 @@ mod tests {
             scaling: true,
             busy: true,
             syscalls: false,
+            rsa: true,
             porxy: PathBuf::from("porxy"),
             only,
         }
@@ -477,5 +445,45 @@ mod tests {
             kinds: vec![Kind::Direct],
             ..counted
         }));
+    }
+
+    #[test]
+    fn the_tls_kinds_have_sections_of_their_own_and_nothing_else() {
+        use Kind::{Haproxy, HaproxyTls, NginxTls, Porxy, PorxyTls};
+        let kinds = [Porxy, PorxyTls, Haproxy, HaproxyTls, NginxTls];
+        let all = sections(&Settings {
+            syscalls: true,
+            ..settings(&kinds, None)
+        });
+        let ids: Vec<SectionId> = all.iter().map(|s| s.id).collect();
+        let (ecdsa, rsa) = (CertKey::EcdsaP256, CertKey::Rsa2048);
+        use SectionId::{Busy, Pinned, Scaling, Syscalls, Tls};
+        assert_eq!(ids, [Pinned, Tls(ecdsa), Tls(rsa), Scaling, Busy, Syscalls]);
+        let tls = ["porxy-tls×1", "haproxy-tls×1", "nginx-tls×1"];
+        assert_eq!(setups(&all[0]), ["porxy×1", "haproxy×1"]);
+        assert!(setups(&all[1]) == tls && setups(&all[2]) == tls);
+        assert_eq!(all[1].phases[0], Phase::Idle, "idle on a fresh proxy");
+        assert!(all[1].phases.contains(&Phase::Resumed));
+        assert_eq!(all[2].phases, [Phase::Handshake]);
+        assert!(all[1..3].iter().all(|s| s.pinned && s.threads == 1));
+        assert!(all[3..]
+            .iter()
+            .all(|s| s.setups.iter().all(|x| !x.kind.tls())));
+        // Alone, without RSA, or with --phases.
+        let alone = [PorxyTls, HaproxyTls, NginxTls];
+        let no_rsa = sections(&Settings {
+            rsa: false,
+            ..settings(&alone, None)
+        });
+        assert_eq!(
+            no_rsa.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [Tls(ecdsa)]
+        );
+        let only = sections(&settings(
+            &alone,
+            Some(vec![Phase::Handshake, Phase::Short]),
+        ));
+        assert!(only.len() == 2 && only.iter().all(|s| s.phases == [Phase::Handshake]));
+        assert!(sections(&settings(&alone, Some(vec![Phase::Short]))).is_empty());
     }
 }

@@ -9,17 +9,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::certs;
 use crate::child::{read_lossy, Proc, Spawn};
 use crate::error::{Context, Error, Result};
-use crate::load::bulk::{self, Direction};
-use crate::load::{self, idle, rr, sample, short, Target, Window, Worker};
+use crate::load::tls::Tls;
+use crate::load::{self, Window};
 use crate::peers::{self, Kind, Setup};
-use crate::plan::{self, Phase, Section, SectionId, Settings, RR_CONNS, SHORT_IN_FLIGHT};
+use crate::phases::{idle_phase, workers};
+use crate::plan::{self, Phase, Section, SectionId, Settings};
 use crate::programs::{self, Programs};
-use crate::report::{self, Environment, Memory, Results};
+use crate::report::{self, Environment, Results};
+use crate::setup::CertKey;
 use crate::sys::{self, Cpus};
 use crate::syscalls::{self, Counter};
 
@@ -69,7 +71,7 @@ pub fn run(mut settings: Settings) -> Result<()> {
         max_conns: settings.idle,
     };
     settings.kinds.retain(|kind| {
-        let missing = match kind.without_proxy_protocol() {
+        let missing = match kind.program() {
             Kind::Haproxy => programs.haproxy.is_none(),
             Kind::Nginx => programs.nginx.is_none(),
             _ => false,
@@ -98,16 +100,22 @@ pub fn run(mut settings: Settings) -> Result<()> {
             settings.syscalls = false;
         }
     }
+    let tls = certificates(&mut settings, &dir.0, &mut notes)?;
     let env = Environment::capture(&settings, &programs, &nofile);
     let mut results = Results::new(settings.clone(), env, notes);
     let started = Instant::now();
     let cpu_before = sys::machine_cpu().ok();
     for section in plan::sections(&settings) {
+        let tls = match section.id {
+            SectionId::Tls(key) => tls.iter().find(|t| t.cert.key_type == key),
+            _ => None,
+        };
         run_section(
             &section,
             &settings,
             &programs,
             &dir.0,
+            tls,
             &mut results,
             &interrupted,
         )?;
@@ -119,15 +127,37 @@ pub fn run(mut settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Runs every round of one section.
+/// The certificates of the TLS sections the plan has (none without a TLS kind), made in `dir`.
+/// Without `openssl` there is no RSA certificate: its section is left out with a note.
+fn certificates(settings: &mut Settings, dir: &Path, notes: &mut Vec<String>) -> Result<Vec<Tls>> {
+    let mut made = Vec::new();
+    for section in plan::sections(settings) {
+        let SectionId::Tls(key) = section.id else {
+            continue;
+        };
+        match certs::make(key, dir) {
+            Ok(cert) => made.push(Tls::new(cert)?),
+            Err(why) if key == CertKey::Rsa2048 => {
+                notes.push(format!("{why}: the {} TLS section is left out", key.name()));
+                settings.rsa = false;
+            }
+            Err(why) => return Err(why),
+        }
+    }
+    Ok(made)
+}
+
+/// Runs every round of one section; a TLS section's proxies serve `tls`'s certificate.
 fn run_section(
     section: &Section,
     settings: &Settings,
     programs: &Programs,
     dir: &Path,
+    tls: Option<&Tls>,
     results: &mut Results,
     interrupted: &AtomicBool,
 ) -> Result<()> {
+    let client = tls.map(|tls| &tls.client);
     let cpus = Cpus::all();
     let (proxy_cpus, load_cpus) = if section.pinned {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -140,12 +170,11 @@ fn run_section(
     for round in 1..=section.rounds {
         for &setup in &section.setups {
             let tag = format!(
-                "{:?}-{}-{}-r{round}",
-                section.id,
+                "{}-{}-{}-r{round}",
+                section.id.slug(),
                 setup.kind.name(),
                 setup.threads
-            )
-            .to_lowercase();
+            );
             eprintln!(
                 "[{:>5.1}s] {:?} round {round}/{}: {setup}",
                 results.elapsed().as_secs_f64(),
@@ -159,8 +188,12 @@ fn run_section(
                 programs,
                 dir,
                 &tag,
+                tls,
                 interrupted,
             )?;
+            if let Some(negotiated) = running.negotiated.take() {
+                results.add_negotiated(section.id, setup, negotiated);
+            }
             let pid = running.pid();
             for &phase in &section.phases {
                 if phase == Phase::Idle && setup.kind == Kind::Direct {
@@ -170,14 +203,21 @@ fn run_section(
                 match phase {
                     Phase::Idle => {
                         let pid = pid.ok_or_else(|| Error::new("no proxy process"))?;
-                        let memory =
-                            idle_phase(running.target, settings, pid, &load_cpus, interrupted)
-                                .context(|| label.clone())?;
+                        let memory = idle_phase(
+                            running.target,
+                            client,
+                            settings,
+                            pid,
+                            &load_cpus,
+                            interrupted,
+                        )
+                        .context(|| label.clone())?;
                         eprintln!("          {}", memory.summary());
                         results.add_memory(section.id, setup, memory);
                     }
                     _ => {
-                        let workers = workers(phase, running.target, section.threads);
+                        let workers = workers(phase, running.target, section.threads, client)
+                            .context(|| label.clone())?;
                         let window = Window {
                             warmup: settings.warmup,
                             length: settings.window,
@@ -250,72 +290,6 @@ fn count_syscalls(pid: u32, cpus: &Cpus, dir: &Path, tag: &str, phase: Phase) ->
         .context(|| format!("counting the system calls of {tag}"))
 }
 
-/// The workers of one timed phase; the multi-connection phases are split over `threads`.
-fn workers(phase: Phase, target: Target, threads: usize) -> Vec<Worker> {
-    let split = |total: usize| -> Vec<usize> {
-        (0..threads)
-            .map(|i| total / threads + usize::from(i < total % threads))
-            .filter(|&n| n > 0)
-            .collect()
-    };
-    match phase {
-        Phase::BulkUp => vec![bulk::worker(target, Direction::Up)],
-        Phase::BulkDown => vec![bulk::worker(target, Direction::Down)],
-        Phase::Rr1 => vec![rr::worker(target, 1)],
-        Phase::Rr64 => split(RR_CONNS)
-            .into_iter()
-            .map(|n| rr::worker(target, n))
-            .collect(),
-        Phase::Short => split(SHORT_IN_FLIGHT)
-            .into_iter()
-            .map(|n| short::worker(target, n))
-            .collect(),
-        Phase::Idle => Vec::new(),
-    }
-}
-
-/// Opens the idle connections through the proxy, measures its memory (and its CPU while they
-/// sit idle), closes them and measures again.
-fn idle_phase(
-    target: Target,
-    settings: &Settings,
-    pid: u32,
-    cpus: &Cpus,
-    interrupted: &AtomicBool,
-) -> Result<Memory> {
-    let settle = Duration::from_millis(200);
-    let hold = settings.window.min(Duration::from_secs(1));
-    let before = sample(Some(pid))?.expect("a pid was given");
-    let count = settings.idle;
-    let opener = {
-        let cpus = cpus.clone();
-        thread::spawn(move || {
-            cpus.pin_current_thread()?;
-            idle::open(target, count)
-        })
-    };
-    let opened_at = Instant::now();
-    let held = opener
-        .join()
-        .map_err(|_| Error::new("the idle-connection thread panicked"))??;
-    let open_secs = opened_at.elapsed().as_secs_f64();
-    crate::waiting::sleep_checked(settle, interrupted)?;
-    let open = sample(Some(pid))?.expect("a pid was given");
-    crate::waiting::sleep_checked(hold, interrupted)?;
-    let open_later = sample(Some(pid))?.expect("a pid was given");
-    drop(held);
-    crate::waiting::sleep_checked(settle * 2, interrupted)?;
-    let closed = sample(Some(pid))?.expect("a pid was given");
-    Ok(Memory {
-        conns: count,
-        open_secs,
-        before_kib: before.rss_kib,
-        open_kib: open.rss_kib,
-        closed_kib: closed.rss_kib,
-        idle_cpu_share: load::cpu_seconds(open, open_later) / hold.as_secs_f64(),
-    })
-}
-
 /// Starts the backend on `cpus` and returns it with its address.
 fn start_backend(section: &Section, cpus: &Cpus, dir: &Path) -> Result<(Proc, SocketAddr)> {
     let exe = std::env::current_exe().context(|| "finding porxy-bench's own path")?;
@@ -328,7 +302,7 @@ fn start_backend(section: &Section, cpus: &Cpus, dir: &Path) -> Result<(Proc, So
             section.threads.to_string().into(),
         ],
         cpus,
-        stderr_path: dir.join(format!("backend-{:?}.stderr", section.id).to_lowercase()),
+        stderr_path: dir.join(format!("backend-{}.stderr", section.id.slug())),
         ready_line: true,
         stdin_lifeline: true,
     };
@@ -344,7 +318,7 @@ fn start_backend(section: &Section, cpus: &Cpus, dir: &Path) -> Result<(Proc, So
 /// What a proxy wrote to stderr (and nginx to its error log), minus empty lines.
 fn proxy_logs(setup: Setup, stderr: &Path, dir: &Path, tag: &str) -> Vec<String> {
     let mut text = read_lossy(stderr);
-    if setup.kind == Kind::Nginx {
+    if setup.kind.program() == Kind::Nginx {
         text.push_str(&read_lossy(&dir.join(tag).join("error.log")));
     }
     text.lines()

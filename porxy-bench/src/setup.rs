@@ -1,6 +1,7 @@
-//! What is measured: a [`Kind`] of proxy (or the direct connection), and a [`Setup`], a kind
-//! with its threads and polling. How each is started is `peers.rs`'s; its configuration,
-//! `configs.rs`'s.
+//! What is measured: a [`Kind`] of proxy (or the direct connection), a [`Setup`], a kind
+//! with its threads and polling, for the TLS kinds the [`CertKey`] of the certificate they
+//! terminate TLS with, and each [`Phase`] a setup goes through. How each is started is
+//! `peers.rs`'s; its configuration, `configs.rs`'s.
 
 use std::fmt;
 
@@ -27,6 +28,12 @@ pub enum Kind {
     HaproxyProxy,
     /// nginx, stream module.
     Nginx,
+    /// porxy terminating TLS (`tls_cert`, `tls_key`); the backend stays plaintext.
+    PorxyTls,
+    /// HAProxy terminating TLS (`bind ... ssl crt FILE`), `mode tcp`.
+    HaproxyTls,
+    /// nginx's stream module terminating TLS (`listen ... ssl`).
+    NginxTls,
 }
 
 impl Kind {
@@ -40,13 +47,35 @@ impl Kind {
             Kind::Haproxy => "haproxy",
             Kind::HaproxyProxy => "haproxy-proxy",
             Kind::Nginx => "nginx",
+            Kind::PorxyTls => "porxy-tls",
+            Kind::HaproxyTls => "haproxy-tls",
+            Kind::NginxTls => "nginx-tls",
         }
     }
 
+    /// The program that runs: [`Kind::Porxy`], [`Kind::Haproxy`] or [`Kind::Nginx`] for every
+    /// variant of each (the direct connection for itself).
+    pub fn program(self) -> Kind {
+        match self {
+            Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls => Kind::Porxy,
+            Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls => Kind::Haproxy,
+            Kind::Nginx | Kind::NginxTls => Kind::Nginx,
+            Kind::Direct => Kind::Direct,
+        }
+    }
+
+    /// Whether the proxy terminates TLS: its clients speak TLS (the load generator is a
+    /// rustls client), the backend gets the plaintext. These kinds are measured in a section
+    /// of their own, against each other.
+    pub fn tls(self) -> bool {
+        matches!(self, Kind::PorxyTls | Kind::HaproxyTls | Kind::NginxTls)
+    }
+
     /// Whether this is one of the peers porxy is compared with (a figure's ratio is to the
-    /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`]).
+    /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`], and
+    /// terminating TLS or not alike, see [`Kind::tls`]).
     pub fn is_peer(self) -> bool {
-        matches!(self, Kind::Haproxy | Kind::HaproxyProxy | Kind::Nginx)
+        matches!(self.program(), Kind::Haproxy | Kind::Nginx)
     }
 
     /// Whether the proxy takes a PROXY header from each client and sends one to the backend
@@ -64,6 +93,57 @@ impl Kind {
             other => other,
         }
     }
+}
+
+/// The key of the certificate the TLS kinds terminate TLS with: one certificate of each, made
+/// at the start of the run (`certs.rs`) and used by all three proxies alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CertKey {
+    /// ECDSA on P-256 (rcgen's default key): the cheap signature most sites use now.
+    EcdsaP256,
+    /// RSA 2048 (made with the `openssl` CLI; rcgen cannot generate RSA keys): the server's
+    /// signature in a full handshake costs far more, which is what this variant is for.
+    Rsa2048,
+}
+
+impl CertKey {
+    /// The name in titles and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertKey::EcdsaP256 => "ECDSA P-256",
+            CertKey::Rsa2048 => "RSA 2048",
+        }
+    }
+
+    /// The stem of its files in the run's temporary directory.
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            CertKey::EcdsaP256 => "tls-ecdsa",
+            CertKey::Rsa2048 => "tls-rsa",
+        }
+    }
+}
+
+/// One measurement of a setup (named in `--phases` as idle, bulk-up, bulk-down, rr1, rr64,
+/// short, handshake, resumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Phase {
+    /// Many idle connections held: the proxy's resident memory per connection.
+    Idle,
+    /// Bulk transfer, client to backend, one connection.
+    BulkUp,
+    /// Bulk transfer, backend to client, one connection.
+    BulkDown,
+    /// 64-byte request/response over one connection.
+    Rr1,
+    /// 64-byte request/response over 64 connections.
+    Rr64,
+    /// Connect, one 64-byte exchange, close.
+    Short,
+    /// TLS: connect, a full handshake, one 64-byte exchange, close.
+    Handshake,
+    /// TLS: the same with the session resumed from an earlier connection's ticket.
+    Resumed,
 }
 
 /// A kind with its number of threads (porxy reactors, HAProxy threads, nginx workers), and

@@ -55,8 +55,7 @@ pub fn worker(target: Target, direction: Direction) -> Worker {
         }
         Ok(WorkerReport {
             work,
-            errors: 0,
-            latency: None,
+            ..WorkerReport::default()
         })
     })
 }

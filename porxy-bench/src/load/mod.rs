@@ -10,12 +10,14 @@
 //! Every workload connects to a [`Target`]: the proxy's address, and whether each connection
 //! opens with a PROXY protocol v2 header (the `-proxy` kinds), sent in the same write as the
 //! service byte and the first request, as a load balancer in front would send it once the
-//! client's first bytes are there.
+//! client's first bytes are there. Through a TLS-terminating proxy (the `-tls` kinds) the
+//! workloads are [`tls`]'s: the same bytes inside TLS, plus the handshakes.
 
 pub mod bulk;
 pub mod idle;
 pub mod rr;
 pub mod short;
+pub mod tls;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -103,6 +105,9 @@ pub struct WorkerReport {
     pub errors: u64,
     /// Latency of each counted operation, in nanoseconds, when the workload measures it.
     pub latency: Option<Histogram>,
+    /// Of the connections counted, those whose TLS handshake resumed a session, when the
+    /// workload makes TLS handshakes.
+    pub resumed: Option<u64>,
 }
 
 /// A workload for one thread.
@@ -123,6 +128,9 @@ pub struct Measure {
     pub errors: u64,
     /// The proxy's system calls in the window, when they were counted.
     pub syscalls: Option<Counts>,
+    /// Of the connections counted, those whose TLS handshake resumed a session (TLS
+    /// handshake phases only).
+    pub resumed: Option<u64>,
 }
 
 /// The timing of a measurement.
@@ -179,6 +187,9 @@ pub fn measure(
             Ok(Ok(report)) => {
                 total.work += report.work;
                 total.errors += report.errors;
+                if let Some(resumed) = report.resumed {
+                    *total.resumed.get_or_insert(0) += resumed;
+                }
                 if let Some(h) = report.latency {
                     total
                         .latency
@@ -206,6 +217,7 @@ pub fn measure(
         latency: total.latency,
         errors: total.errors,
         syscalls,
+        resumed: total.resumed,
     })
 }
 

@@ -136,7 +136,7 @@ fn run(target: Target, count: usize, shared: &Shared) -> Result<WorkerReport> {
     }
     Ok(WorkerReport {
         work,
-        errors: 0,
         latency: Some(histogram),
+        ..WorkerReport::default()
     })
 }

@@ -112,6 +112,7 @@ fn run(target: Target, in_flight: usize, shared: &Shared) -> Result<WorkerReport
         work,
         errors,
         latency: Some(histogram),
+        resumed: None,
     })
 }
 
@@ -130,26 +131,43 @@ fn open(poll: &Poll, addr: SocketAddr, i: usize) -> io::Result<Slot> {
     })
 }
 
+/// Where a non-blocking connect is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connect {
+    /// Not yet (a spurious event, or one for another step).
+    Pending,
+    /// Connected; TCP_NODELAY is set.
+    Established,
+    /// Refused, reset or timed out.
+    Failed,
+}
+
+/// After a readiness event: whether the connect of `stream` is done (mio's recipe: no
+/// pending error, then a peer address).
+pub(crate) fn established(stream: &TcpStream) -> Connect {
+    match stream.take_error() {
+        Ok(None) => {}
+        Ok(Some(_)) | Err(_) => return Connect::Failed,
+    }
+    match stream.peer_addr() {
+        Ok(_) => {
+            let _ = stream.set_nodelay(true);
+            Connect::Established
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotConnected => Connect::Pending,
+        Err(_) => Connect::Failed,
+    }
+}
+
 /// Moves a connection on as far as its socket allows.
 fn advance(slot: &mut Slot, request: &[u8]) -> Progress {
     loop {
         match slot.step {
-            Step::Connecting => {
-                match slot.stream.take_error() {
-                    Ok(None) => {}
-                    Ok(Some(_)) | Err(_) => return Progress::Failed,
-                }
-                match slot.stream.peer_addr() {
-                    Ok(_) => {
-                        let _ = slot.stream.set_nodelay(true);
-                        slot.step = Step::Sending(0);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::NotConnected => {
-                        return Progress::Pending
-                    }
-                    Err(_) => return Progress::Failed,
-                }
-            }
+            Step::Connecting => match established(&slot.stream) {
+                Connect::Established => slot.step = Step::Sending(0),
+                Connect::Pending => return Progress::Pending,
+                Connect::Failed => return Progress::Failed,
+            },
             Step::Sending(sent) => match slot.stream.write(&request[sent..]) {
                 Ok(n) if sent + n == request.len() => slot.step = Step::Receiving(0),
                 Ok(n) => slot.step = Step::Sending(sent + n),

@@ -12,6 +12,8 @@ use crate::syscalls::Counts;
 pub(super) enum Better {
     Higher,
     Lower,
+    /// A fact about the run, not a goal (how many handshakes resumed): shown without a ratio.
+    Neither,
 }
 
 /// How a figure is computed from the rounds of its phase.
@@ -31,6 +33,8 @@ pub(super) enum Stat {
     MemPerConn,
     /// The proxy's system calls per `per` units of work (bytes, requests or connections).
     Syscalls { per: f64 },
+    /// The share of the handshakes counted that resumed a session, in %.
+    ResumedShare,
 }
 
 /// One row of a table.
@@ -52,6 +56,9 @@ pub(super) fn figures(section: SectionId) -> Vec<Figure> {
         stat,
     };
     use Better::{Higher, Lower};
+    if let SectionId::Tls(_) = section {
+        return tls_figures();
+    }
     if section == SectionId::Syscalls {
         let calls =
             |phase, label, unit, per| fig(phase, label, unit, Lower, Stat::Syscalls { per });
@@ -161,6 +168,91 @@ pub(super) fn figures(section: SectionId) -> Vec<Figure> {
     rows
 }
 
+/// The rows of a TLS section: handshakes first (what TLS termination costs most), then bulk
+/// through the TLS listener, then memory per idle TLS connection.
+fn tls_figures() -> Vec<Figure> {
+    use Better::{Higher, Lower, Neither};
+    let fig = |phase, label, unit, better, stat| Figure {
+        phase,
+        label,
+        unit,
+        better,
+        stat,
+    };
+    vec![
+        fig(
+            Phase::Handshake,
+            "full handshakes (connect, handshake, 64 B each way, close; 32 in flight)",
+            "handshakes/s ↑",
+            Higher,
+            Stat::Rate,
+        ),
+        fig(
+            Phase::Handshake,
+            "  proxy CPU",
+            "µs/handshake ↓",
+            Lower,
+            Stat::CpuPerOpUs,
+        ),
+        fig(
+            Phase::Resumed,
+            "resumed handshakes (the same, the client offering its tickets)",
+            "handshakes/s ↑",
+            Higher,
+            Stat::Rate,
+        ),
+        fig(
+            Phase::Resumed,
+            "  proxy CPU",
+            "µs/handshake ↓",
+            Lower,
+            Stat::CpuPerOpUs,
+        ),
+        fig(
+            Phase::Resumed,
+            "  resumed",
+            "% of handshakes",
+            Neither,
+            Stat::ResumedShare,
+        ),
+        fig(
+            Phase::BulkUp,
+            "bulk up (client→server) through TLS, 1 conn",
+            "Gbit/s ↑",
+            Higher,
+            Stat::Gbps,
+        ),
+        fig(
+            Phase::BulkUp,
+            "  proxy CPU (decrypting)",
+            "s/GB ↓",
+            Lower,
+            Stat::CpuPerGb,
+        ),
+        fig(
+            Phase::BulkDown,
+            "bulk down (server→client) through TLS, 1 conn",
+            "Gbit/s ↑",
+            Higher,
+            Stat::Gbps,
+        ),
+        fig(
+            Phase::BulkDown,
+            "  proxy CPU (encrypting)",
+            "s/GB ↓",
+            Lower,
+            Stat::CpuPerGb,
+        ),
+        fig(
+            Phase::Idle,
+            "idle TLS conns: proxy RSS growth",
+            "KiB/conn ↓",
+            Lower,
+            Stat::MemPerConn,
+        ),
+    ]
+}
+
 impl Results {
     /// The value of `figure` for `setup`, when it was measured.
     pub(super) fn value(&self, section: SectionId, setup: Setup, figure: &Figure) -> Option<f64> {
@@ -187,6 +279,12 @@ impl Results {
                     merged.merge(h);
                 }
                 merged.quantile(q).map(|ns| ns as f64 / 1e3)
+            }
+            Stat::ResumedShare => {
+                let resumed: Option<u64> = rounds.iter().map(|m| m.resumed).sum();
+                resumed
+                    .filter(|_| work > 0)
+                    .map(|r| r as f64 * 100.0 / work as f64)
             }
             Stat::Syscalls { per } => {
                 let calls: Option<u64> = rounds
@@ -267,6 +365,10 @@ impl Results {
                         .as_ref()
                         .filter(|_| m.work > 0)
                         .map(|c| c.total as f64 * per / work),
+                    Stat::ResumedShare => m
+                        .resumed
+                        .filter(|_| m.work > 0)
+                        .map(|r| r as f64 * 100.0 / work),
                     Stat::Quantile(_) | Stat::MemPerConn => None,
                 }
             })

@@ -5,8 +5,9 @@
 //! CPU per unit is total CPU time over total work (the tick counter is coarse, so sums beat
 //! medians); latency quantiles come from the histograms of all rounds merged. Each figure is
 //! shown with its ratio to the better of HAProxy and nginx with the same thread count (and the
-//! PROXY protocol on or off alike); a `-proxy` kind's figures are also shown over its plain
-//! self's ([`proxy_protocol`]).
+//! PROXY protocol on or off alike, TLS terminated or not alike); a `-proxy` kind's figures are
+//! also shown over its plain self's ([`proxy_protocol`]). The share of resumed handshakes is
+//! the resumed connections of all rounds over all the connections counted.
 
 mod cells;
 mod figures;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::child::Exit;
+use crate::load::tls::probe::Negotiated;
 use crate::load::Measure;
 use crate::peers::{Kind, Setup};
 use crate::plan::{Phase, SectionId, Settings};
@@ -81,12 +83,7 @@ impl Environment {
             programs::version_line(&programs.porxy, "--version"),
             programs.porxy.display()
         )];
-        let runs = |kind| {
-            settings
-                .kinds
-                .iter()
-                .any(|k| k.without_proxy_protocol() == kind)
-        };
+        let runs = |kind| settings.kinds.iter().any(|k| k.program() == kind);
         if runs(Kind::Haproxy) {
             if let Some(haproxy) = &programs.haproxy {
                 versions.push(programs::version_line(haproxy, "-v"));
@@ -126,6 +123,7 @@ pub struct Results {
     notes: Vec<String>,
     timed: BTreeMap<(SectionId, Setup, Phase), Vec<Measure>>,
     memory: BTreeMap<(SectionId, Setup), Vec<Memory>>,
+    negotiated: BTreeMap<(SectionId, Setup), Negotiated>,
     stops: Vec<Stop>,
     started: Instant,
     took: Duration,
@@ -142,6 +140,7 @@ impl Results {
             notes,
             timed: BTreeMap::new(),
             memory: BTreeMap::new(),
+            negotiated: BTreeMap::new(),
             stops: Vec::new(),
             started: Instant::now(),
             took: Duration::ZERO,
@@ -169,6 +168,13 @@ impl Results {
             .entry((section, setup))
             .or_default()
             .push(memory);
+    }
+
+    /// Records what a TLS setup negotiated in its check; the first round's is kept.
+    pub fn add_negotiated(&mut self, section: SectionId, setup: Setup, negotiated: Negotiated) {
+        self.negotiated
+            .entry((section, setup))
+            .or_insert(negotiated);
     }
 
     /// Adds a note for the report's header.
@@ -237,6 +243,10 @@ pub fn summary(phase: Phase, m: &Measure) -> String {
         .map(|ns| format!(", p99 {:.1} µs", ns as f64 / 1e3))
         .unwrap_or_default();
     let bulk = matches!(phase, Phase::BulkUp | Phase::BulkDown);
+    let resumed = match m.resumed {
+        Some(r) if m.work > 0 => format!(", {:.1}% resumed", r as f64 * 100.0 / m.work as f64),
+        _ => String::new(),
+    };
     let calls = match &m.syscalls {
         Some(c) if m.work > 0 && bulk => {
             format!(
@@ -252,7 +262,7 @@ pub fn summary(phase: Phase, m: &Measure) -> String {
     if bulk {
         format!("{phase:?}: {:.2} Gbit/s{cpu}{calls}", rate * 8.0 / 1e9)
     } else {
-        format!("{phase:?}: {rate:.0}/s{p99}{cpu}{calls}{errors}")
+        format!("{phase:?}: {rate:.0}/s{p99}{cpu}{calls}{resumed}{errors}")
     }
 }
 

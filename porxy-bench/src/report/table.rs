@@ -55,7 +55,7 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(
         out,
         "- each cell: the figure (ratio to the better of haproxy and nginx with the same thread count, \
-         haproxy-proxy's for porxy-proxy); \
+         haproxy-proxy's for porxy-proxy, haproxy-tls's and nginx-tls's for porxy-tls); \
          ↑ higher is better, ↓ lower is better; CPU and memory are the proxy process's own \
          (with its children), from /proc"
     );
@@ -101,6 +101,7 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
     if section == SectionId::Syscalls {
         render_calls_by_name(out, results, &setups, &header, &rows);
     }
+    render_negotiated(out, results, section, &setups);
     super::proxy_protocol::render(out, results, plan, &setups, &rows);
     if plan.rounds > 1 {
         let _ = writeln!(out, "\nPer round (in the order run):\n");
@@ -182,7 +183,7 @@ fn column_name(section: SectionId, setup: Setup) -> String {
     match (section, setup.busy_polling()) {
         // Say how it busy-polls: the same kinds run without it in the other sections.
         (_, Some(how)) => format!("{} {how}", setup.kind.name()),
-        (SectionId::Pinned | SectionId::Busy | SectionId::Syscalls, None) => {
+        (SectionId::Pinned | SectionId::Busy | SectionId::Syscalls | SectionId::Tls(_), None) => {
             setup.kind.name().to_owned()
         }
         (SectionId::Scaling, None) => setup.to_string(),
@@ -194,20 +195,42 @@ fn cell(results: &Results, section: SectionId, setup: Setup, all: &[Setup], f: &
     let Some(value) = results.value(section, setup, f) else {
         return "—".into();
     };
-    // A -proxy kind is compared with the peers doing the same work: haproxy-proxy.
+    // A -proxy kind is compared with the peers doing the same work: haproxy-proxy; a -tls
+    // kind with haproxy-tls and nginx-tls.
     let peers: Vec<f64> = all
         .iter()
         .filter(|p| p.kind.is_peer() && p.threads == setup.threads)
         .filter(|p| p.kind.proxy_protocol() == setup.kind.proxy_protocol())
+        .filter(|p| p.kind.tls() == setup.kind.tls())
         .filter_map(|&p| results.value(section, p, f))
         .collect();
     let best = match f.better {
         Better::Higher => peers.iter().copied().reduce(f64::max),
         Better::Lower => peers.iter().copied().reduce(f64::min),
+        Better::Neither => None,
     };
     match best {
         Some(best) if best > 0.0 => format!("{} ({}×)", number(value), ratio(value / best)),
         _ => number(value),
+    }
+}
+
+/// Under a TLS section's table: what each proxy negotiated with the client, and whether it
+/// resumed a session, as its check before the first round found.
+fn render_negotiated(out: &mut String, results: &Results, section: SectionId, setups: &[Setup]) {
+    let lines: Vec<String> = setups
+        .iter()
+        .filter_map(|&setup| {
+            let negotiated = results.negotiated.get(&(section, setup))?;
+            Some(format!("- {}: {negotiated}", setup.kind.name()))
+        })
+        .collect();
+    if !lines.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNegotiated (each proxy's check before its first round):\n"
+        );
+        let _ = writeln!(out, "{}", lines.join("\n"));
     }
 }
 
