@@ -27,7 +27,7 @@ fn tls_porxy(backend: SocketAddr, cert: &ServerCert, options: &str) -> Porxy {
         "--tunnel",
         &spec,
         "--log",
-        "porxy_core::reactor::close_log=debug",
+        "warn,porxy_core::reactor::close_log=debug",
     ])
 }
 
@@ -188,6 +188,11 @@ fn a_mebibyte_each_way_with_half_close_is_exact() {
     wait_until(WAIT, "the close counted as completed", || {
         porxy.stderr().contains("reason=completed")
     });
+    assert!(
+        !porxy.stderr().contains("splice"),
+        "a TLS connection copies from the start: {}",
+        porxy.stderr()
+    );
 }
 
 /// Not TLS, or a client that stops mid-handshake: closed with their reason, and the listener

@@ -102,7 +102,12 @@ pub(crate) fn resolve(
         client_fin_timeout: fin_timeout(options.client_fin_timeout, config.client_fin_timeout),
         server_fin_timeout: fin_timeout(options.server_fin_timeout, config.server_fin_timeout),
         queue_timeout: cap(options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT)),
-        splice: options.splice.unwrap_or(config.splice) && crate::splice::SUPPORTED,
+        // A TLS end must see its bytes: each direction of a TLS connection has one, so its
+        // connections copy (plain tunnels still splice).
+        splice: options.splice.unwrap_or(config.splice)
+            && crate::splice::SUPPORTED
+            && options.tls_cert.is_none()
+            && options.backend_tls != Some(true),
     };
     let check = options.check.unwrap_or(false).then(|| {
         let interval = cap(options.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL));
