@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::peers::Kind;
-use crate::plan::Phase;
+use crate::setup::Phase;
 
 /// How long things take, by mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

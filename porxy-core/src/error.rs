@@ -86,7 +86,7 @@ pub enum Error {
         local: String,
         /// What is wrong, with the file's path (boxed: it is large, and rare).
         #[source]
-        source: Box<crate::tls::CertError>,
+        source: Box<crate::cert_error::CertError>,
     },
     /// The listening socket could not be set up (address in use, no permission, ...).
     #[error("cannot listen on {addr}: {source}")]

@@ -35,6 +35,7 @@ mod accept;
 mod accept_mode;
 mod balance;
 mod buffer;
+mod cert_error;
 mod config;
 mod conn;
 mod error;
@@ -57,6 +58,7 @@ pub mod units;
 
 pub use accept_mode::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
+pub use cert_error::CertError;
 pub use config::{
     ProxyConfig, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL,
@@ -82,5 +84,4 @@ pub use spec::{
     MAX_WEIGHT, OPTION_KEYS,
 };
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
-pub use tls::CertError;
 pub use tunnel::reach::reached_listener;

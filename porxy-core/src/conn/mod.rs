@@ -5,15 +5,18 @@
 //! down or close is here, so it is tested with fake streams (see `tests/`), on both data paths:
 //! copying through a buffer, and splicing through a kernel pipe (the tunnel's `splice` setting).
 //!
-//! Phases: `Queued` → `Connecting` → `Relaying` → `Closed(reason)`. Every change goes through
+//! Phases: `Queued` → `Connecting` (→ `Handshaking`, to a TLS backend) → `Relaying` →
+//! `Closed(reason)`. Every change goes through
 //! [`Conn::set_phase`], which traces `from => to`. A relaying connection may also be frozen to
 //! move to another process, and start there in `Relaying` (see `frozen.rs`).
 
 pub(crate) mod access_rules;
+mod action;
 pub(crate) mod admission;
 pub(crate) mod client_limits;
 pub(crate) mod client_rate;
 pub(crate) mod close;
+mod deadlines;
 pub(crate) mod fanout;
 pub(crate) mod frozen;
 pub(crate) mod hold;
@@ -24,22 +27,22 @@ pub(crate) mod proxy_header;
 mod readiness;
 pub(crate) mod step;
 pub(crate) mod throttle;
-
-use throttle::{Throttle, Way};
 pub(crate) mod transport;
 
 #[cfg(test)]
 mod tests;
 
 use std::io::{self, ErrorKind};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::config::TunnelSettings;
+pub(crate) use action::{Action, AfterConnectFailure, Closing, ConnectFailure};
 use close::CloseReason;
+pub(crate) use deadlines::relay_timeout;
 use hold::{Mode, Pools};
 use pipe::{Pipe, PipeError, PipeState};
 pub(crate) use readiness::Readiness;
+use throttle::{Throttle, Way};
 use transport::Transport;
 
 /// Syscalls one [`Conn::drive`] may spend before it yields to other connections.
@@ -66,70 +69,6 @@ pub(crate) enum Phase {
     Relaying,
     /// Ended; the reactor closes the sockets as [`Action::Close`] said.
     Closed(CloseReason),
-}
-
-/// How the reactor must close one socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Closing {
-    /// Plain close: FIN if not already sent.
-    Graceful,
-    /// Close with a reset (SO_LINGER 0), so the peer sees what it would see without the proxy.
-    Reset,
-}
-
-/// What the reactor must do after an input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Nothing until the next readiness or deadline.
-    Wait,
-    /// The drive budget ran out with work left: drive again after other connections.
-    Again,
-    /// The connection is ready for a backend (its opening is over, or it had none): pick
-    /// one and connect, or queue while every backend is full. `source`: the client its
-    /// opening named (a PROXY header's), which the pick and the logs take for the peer.
-    Pick { source: Option<SocketAddr> },
-    /// The upstream connect failed (refused, timed out or failed, or porxy ran short of its
-    /// own resources: [`CloseReason::LocalResource`]). The glue counts it against the backend
-    /// (not porxy's own shortage), gives the backend's slot back, then does what `next` says.
-    ConnectFailed(ConnectFailure),
-    /// The connection is over: close the sockets this way.
-    Close {
-        reason: CloseReason,
-        client: Closing,
-        upstream: Closing,
-    },
-}
-
-/// A failed upstream connect: why, and what follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConnectFailure {
-    pub(crate) failed: CloseReason,
-    pub(crate) next: AfterConnectFailure,
-}
-
-/// What follows a failed upstream connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterConnectFailure {
-    /// Attempts remain: connect to another backend and call [`Conn::restart_connect`], or
-    /// [`Conn::give_up`] if there is none.
-    TryAnother,
-    /// None remain: the connection is over (closed with the failure as its reason); close its
-    /// sockets this way.
-    Close { client: Closing, upstream: Closing },
-}
-
-impl Action {
-    /// For [`Action::Close`]: why, and how to close the client and the upstream side(s).
-    pub(crate) fn closing(self) -> Option<(CloseReason, Closing, Closing)> {
-        match self {
-            Action::Close {
-                reason,
-                client,
-                upstream,
-            } => Some((reason, client, upstream)),
-            _ => None,
-        }
-    }
 }
 
 /// One proxied connection's state.
@@ -449,89 +388,6 @@ impl Conn {
         throttle.used(way, cap, read, more, now)
     }
 
-    /// The earliest moment something must happen if nothing else does.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Queued => Some(self.since + self.settings.queue_timeout),
-            Phase::Connecting | Phase::Handshaking => {
-                Some(self.since + self.settings.connect_timeout)
-            }
-            Phase::Relaying => {
-                let idle = self.last_active + self.settings.idle_timeout;
-                let held_back = self.throttle.as_ref().and_then(|t| t.deadline());
-                Some(
-                    [self.half_closed_until(), held_back]
-                        .into_iter()
-                        .flatten()
-                        .fold(idle, Instant::min),
-                )
-            }
-            Phase::Closed(_) => None,
-        }
-    }
-
-    /// Checks the deadlines at `now`; closes the connection if one has passed.
-    pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
-        match self.phase {
-            Phase::Queued if now >= self.since + self.settings.queue_timeout => {
-                self.give_up(CloseReason::QueueTimeout)
-            }
-            Phase::Connecting | Phase::Handshaking
-                if now >= self.since + self.settings.connect_timeout =>
-            {
-                Action::ConnectFailed(self.connect_attempt_failed(CloseReason::ConnectTimeout))
-            }
-            Phase::Relaying => {
-                match relay_timeout(
-                    &self.settings,
-                    self.last_active,
-                    self.half_closed_until(),
-                    now,
-                ) {
-                    // A side whose bytes are still held loses them: it is reset, so that it
-                    // cannot take what it got for the whole stream.
-                    Some(reason) => {
-                        let closing = |pipe: &Pipe| match pipe.held() {
-                            0 => Closing::Graceful,
-                            _ => Closing::Reset,
-                        };
-                        let (client, upstream) = (closing(&self.down), closing(&self.up));
-                        self.close(reason, client, upstream)
-                    }
-                    // A direction held back by its bandwidth limit may read again.
-                    None if self.throttle.as_mut().is_some_and(|t| t.on_timer(now)) => {
-                        Action::Again
-                    }
-                    None => Action::Wait,
-                }
-            }
-            _ => Action::Wait,
-        }
-    }
-
-    /// When it became half-closed, if it is.
-    fn half_closed_since(&self) -> Option<Instant> {
-        self.half_closed.then_some(self.since)
-    }
-
-    /// One direction is over, at `now` (if none was before).
-    fn mark_half_closed(&mut self, now: Instant) {
-        if !self.half_closed {
-            self.half_closed = true;
-            self.since = now;
-        }
-    }
-
-    /// When the half-closed timeout ends the connection, if one side only has sent its FIN:
-    /// the client's (client → upstream no longer open) starts `client_fin_timeout`, the
-    /// upstream's `server_fin_timeout` (see [`TunnelSettings::fin_timeout`]).
-    fn half_closed_until(&self) -> Option<Instant> {
-        let since = self.half_closed_since()?;
-        let client_fin = self.up.state() != PipeState::Open;
-        let server_fin = self.down.state() != PipeState::Open;
-        Some(since + self.settings.fin_timeout(client_fin, server_fin)?)
-    }
-
     /// Bytes relayed since the last call: (to upstream, to client).
     pub(crate) fn take_unreported(&mut self) -> (u64, u64) {
         std::mem::take(&mut self.unreported)
@@ -571,21 +427,6 @@ impl Conn {
         tracing::trace!(from = ?self.phase, to = ?to, "conn phase");
         self.phase = to;
     }
-}
-
-/// The relay timeout that has passed at `now`, if any: half-closed past `half_closed_until`
-/// (the half-closed timeout that applies, from when the connection became half-closed), or
-/// idle for too long. Relayed and fan-out connections share it.
-pub(crate) fn relay_timeout(
-    settings: &TunnelSettings,
-    last_active: Instant,
-    half_closed_until: Option<Instant>,
-    now: Instant,
-) -> Option<CloseReason> {
-    if half_closed_until.is_some_and(|until| now >= until) {
-        return Some(CloseReason::HalfClosedTimeout);
-    }
-    (now >= last_active + settings.idle_timeout).then_some(CloseReason::IdleTimeout)
 }
 
 /// Maps a connect error to the reason counted for it.

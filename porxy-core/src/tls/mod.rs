@@ -9,7 +9,7 @@ pub(crate) mod server;
 pub(crate) mod stream;
 pub(crate) mod x509;
 
-pub use certs::CertError;
+pub(crate) use crate::cert_error::CertError;
 
 /// The crypto provider every TLS configuration of porxy uses: `ring`, which builds with only
 /// cargo and a C compiler (aws-lc-rs needs cmake and takes several times longer). rustls marks
