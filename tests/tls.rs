@@ -650,3 +650,43 @@ impl Drop for Stopped {
         let _ = self.0.wait();
     }
 }
+
+/// A backend that requires a client certificate gets the one `backend_tls_cert` names; without
+/// it, the backend refuses the session (in TLS 1.3 after porxy's side of the handshake is done,
+/// so porxy learns it as the backend's reset) and the client gets nothing of it.
+#[test]
+fn a_backend_requiring_a_client_certificate_gets_porxys() {
+    let ca = TestCa::new();
+    let cert = ca.server("backend", &["backend.test"]);
+    let clients = TestCa::new();
+    let porxy_cert = clients.client_cert("porxy", "porxy");
+    let backend = crate::support::tls::tls_backend_with(&cert, Some(&clients), b"M");
+    let base = format!(
+        ",tls_ca={},tls_server_name=backend.test",
+        ca.ca_pem.display()
+    );
+    let with_cert = format!(
+        "{base},backend_tls_cert={},backend_tls_key={}",
+        porxy_cert.cert.display(),
+        porxy_cert.key.display()
+    );
+    let porxy = to_tls_backends(&[backend.addr()], &with_cert);
+    let mut client = connect(porxy.tunnel("cli-1"));
+    client.write_all(b"x").unwrap();
+    let mut back = [0u8; 2];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(
+        &back, b"Mx",
+        "greeted and echoed by the backend that checked porxy"
+    );
+
+    let without = to_tls_backends(&[backend.addr()], &base);
+    let mut client = connect(without.tunnel("cli-1"));
+    let _ = client.write_all(b"x");
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"M"),
+        "no session without porxy's certificate: {got:?}"
+    );
+}

@@ -145,6 +145,15 @@ pub fn read_to_close_notify(stream: &mut TlsClient) -> Vec<u8> {
 /// A backend that speaks TLS with `cert`: it sends `greeting`, then echoes until the client's
 /// close_notify, then sends its own.
 pub fn tls_backend(cert: &ServerCert, greeting: &'static [u8]) -> super::Backend {
+    tls_backend_with(cert, None, greeting)
+}
+
+/// [`tls_backend`] that requires a client certificate `clients` signed, if given.
+pub fn tls_backend_with(
+    cert: &ServerCert,
+    clients: Option<&TestCa>,
+    greeting: &'static [u8],
+) -> super::Backend {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
 
@@ -155,10 +164,25 @@ pub fn tls_backend(cert: &ServerCert, greeting: &'static [u8]) -> super::Backend
     let key = PrivateKeyDer::from_pem_file(&cert.key).expect("the key");
     #[allow(deprecated)] // The ring provider: see porxy-core's tls module.
     let provider = rustls::crypto::ring::default_provider();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+    let provider = Arc::new(provider);
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
+        .expect("protocol versions");
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.der.clone()).expect("the clients' CA");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("a client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(chain, key)
         .expect("a server configuration");
     let config = Arc::new(config);
