@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
 use crate::peers::Kind;
@@ -73,7 +73,7 @@ struct Cli {
     /// haproxy they show what the protocol costs. porxy-tls, haproxy-tls and nginx-tls
     /// terminate TLS with a certificate made for the run, in a section of their own.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
-    kinds: Option<Vec<KindArg>>,
+    kinds: Option<Vec<Kind>>,
     /// Only these phases (for profiling one of them): idle, bulk-up, bulk-down, rr1, rr64,
     /// short; handshake and resumed (TLS kinds only).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
@@ -109,37 +109,6 @@ enum Sub {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum KindArg {
-    Direct,
-    Porxy,
-    PorxyCopy,
-    PorxyProxy,
-    Haproxy,
-    HaproxyProxy,
-    Nginx,
-    PorxyTls,
-    HaproxyTls,
-    NginxTls,
-}
-
-impl From<KindArg> for Kind {
-    fn from(arg: KindArg) -> Kind {
-        match arg {
-            KindArg::Direct => Kind::Direct,
-            KindArg::Porxy => Kind::Porxy,
-            KindArg::PorxyCopy => Kind::PorxyCopy,
-            KindArg::PorxyProxy => Kind::PorxyProxy,
-            KindArg::Haproxy => Kind::Haproxy,
-            KindArg::HaproxyProxy => Kind::HaproxyProxy,
-            KindArg::Nginx => Kind::Nginx,
-            KindArg::PorxyTls => Kind::PorxyTls,
-            KindArg::HaproxyTls => Kind::HaproxyTls,
-            KindArg::NginxTls => Kind::NginxTls,
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -172,7 +141,7 @@ fn settings(cli: Cli) -> Result<Settings> {
             .ok_or_else(|| Error::new(format!("{name} {value}: not a positive number of seconds")))
     };
     let kinds = match cli.kinds {
-        Some(kinds) => kinds.into_iter().map(Kind::from).collect(),
+        Some(kinds) => kinds,
         // porxy-proxy and porxy-tls too, so that CI keeps the PROXY protocol's and TLS's
         // paths working (porxy-tls adds ~2 s).
         None if mode == Mode::Smoke => vec![

@@ -9,8 +9,9 @@ use std::fmt;
 /// messages of a request/response exchange on loopback, so a busy reactor never sleeps.
 pub const PORXY_BUSY_POLL: &str = "1ms";
 
-/// What carries the connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What carries the connections. `--kinds` takes them by [`Kind::name`] (clap's kebab-case
+/// of the variant, which a test holds to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Kind {
     /// The client talks to the backend itself: the limit of the machine.
     Direct,
@@ -201,6 +202,21 @@ impl fmt::Display for Setup {
                     None => Ok(()),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn every_kind_is_named_on_the_command_line_as_in_the_tables() {
+        for kind in Kind::value_variants() {
+            let value = kind.to_possible_value().expect("no kind is skipped");
+            assert_eq!(value.get_name(), kind.name());
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod bulk;
 pub mod idle;
 pub mod rr;
 pub mod short;
+pub mod slots;
 pub mod tls;
 
 use std::io;

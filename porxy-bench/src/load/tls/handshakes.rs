@@ -23,15 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::Registry;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind};
 
-use super::super::short::{established, Connect};
+use super::super::slots::{self, established, Connect, Progress, Refill, Slots, Tally};
 use super::super::{Shared, Worker, WorkerReport};
 use super::{Resumption, TlsClient};
 use crate::backend::{MESSAGE, ONCE};
 use crate::error::Result;
-use crate::histogram::Histogram;
 
 /// How long the connections in flight at the end of the window have to finish.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -61,26 +60,19 @@ struct Slot {
     started: Instant,
 }
 
-/// What became of a connection after an event.
-enum Progress {
-    Pending,
-    /// The whole reply and the close arrived; whether the handshake resumed a session.
-    Done {
-        resumed: bool,
-    },
-    Failed,
+impl slots::Slot for Slot {
+    fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
 }
 
 /// Drives one slot per config until stopped, then lets the slots in flight finish.
 fn run(addr: SocketAddr, configs: &[Arc<ClientConfig>], shared: &Shared) -> Result<WorkerReport> {
-    let in_flight = configs.len();
-    let mut poll = Poll::new()?;
-    let mut slots: Vec<Option<Slot>> = (0..in_flight).map(|_| None).collect();
+    let mut slots = Slots::new(configs.len())?;
     let mut request = vec![ONCE];
     request.extend_from_slice(&[0x62; MESSAGE]);
-    let mut events = Events::with_capacity(in_flight.max(16));
-    let mut histogram = Histogram::default();
-    let (mut work, mut resumed, mut errors) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
+    let mut resumed = 0u64;
     let mut drain_until = None;
     shared.ready();
     loop {
@@ -88,63 +80,31 @@ fn run(addr: SocketAddr, configs: &[Arc<ClientConfig>], shared: &Shared) -> Resu
         // logs a handshake cut short as its client's failure.
         if shared.stopped() {
             let until = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN);
-            if slots.iter().all(Option::is_none) || Instant::now() > until {
+            if slots.is_idle() || Instant::now() > until {
                 break;
             }
         }
-        // Every free slot starts a connection; one whose connect failed at once retries soon.
-        for (i, slot) in slots.iter_mut().enumerate() {
-            if slot.is_none() && drain_until.is_none() {
-                match open(&poll, addr, &configs[i], i, &request) {
-                    Ok(opened) => *slot = Some(opened),
-                    Err(_) if shared.recording() => errors += 1,
-                    Err(_) => {}
-                }
-            }
-        }
-        let timeout = if drain_until.is_none() && slots.iter().any(Option::is_none) {
-            Duration::from_millis(1)
+        let refill = if drain_until.is_none() {
+            let failed = slots.fill(|registry, i| open(registry, addr, &configs[i], i, &request));
+            tally.failed_connects(failed, shared);
+            Refill::Soon
         } else {
-            Duration::from_millis(50)
+            Refill::Never
         };
-        match poll.poll(&mut events, Some(timeout)) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err.into()),
-        }
-        for event in events.iter() {
-            let i = event.token().0;
-            let Some(slot) = slots[i].as_mut() else {
-                continue;
-            };
+        slots.poll(refill, |_, slot| {
             let progress = advance(slot);
-            let counted = shared.recording();
-            match progress {
-                Progress::Pending => continue,
-                Progress::Done { resumed: r } if counted => {
-                    work += 1;
-                    resumed += u64::from(r);
-                    histogram.record(slot.started.elapsed().as_nanos() as u64);
-                }
-                Progress::Failed if counted => errors += 1,
-                Progress::Done { .. } | Progress::Failed => {}
+            if tally.count(progress, slot.started, shared) == Some(Progress::Done) {
+                resumed += u64::from(slot.tls.handshake_kind() == Some(HandshakeKind::Resumed));
             }
-            if let Some(mut old) = slots[i].take() {
-                let _ = poll.registry().deregister(&mut old.stream);
-            }
-        }
+            progress
+        })?;
     }
-    Ok(WorkerReport {
-        work,
-        errors,
-        latency: Some(histogram),
-        resumed: Some(resumed),
-    })
+    Ok(tally.report(Some(resumed)))
 }
 
 /// A new session with `request` waiting in it, and a non-blocking connect for slot `i`.
 fn open(
-    poll: &Poll,
+    registry: &Registry,
     addr: SocketAddr,
     config: &Arc<ClientConfig>,
     i: usize,
@@ -152,14 +112,8 @@ fn open(
 ) -> Result<Slot> {
     let mut tls = super::session(config)?;
     tls.writer().write_all(request)?;
-    let mut stream = TcpStream::connect(addr)?;
-    poll.registry().register(
-        &mut stream,
-        Token(i),
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
     Ok(Slot {
-        stream,
+        stream: slots::connect(registry, addr, i)?,
         tls,
         connected: false,
         got: 0,
@@ -222,9 +176,7 @@ fn read_reply(slot: &mut Slot) -> Option<Progress> {
 /// The end of a connection whose server closed: done if the whole reply came.
 fn finished(slot: &Slot) -> Progress {
     if slot.got == MESSAGE {
-        Progress::Done {
-            resumed: slot.tls.handshake_kind() == Some(HandshakeKind::Resumed),
-        }
+        Progress::Done
     } else {
         Progress::Failed
     }
