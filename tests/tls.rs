@@ -690,3 +690,35 @@ fn a_backend_requiring_a_client_certificate_gets_porxys() {
         "no session without porxy's certificate: {got:?}"
     );
 }
+
+/// A TLS listener that sends PROXY v2 headers puts the server name the client asked for in
+/// the header's authority TLV (type 0x02), ahead of the client's decrypted bytes.
+#[test]
+fn a_v2_header_sent_by_a_tls_listener_names_the_sni_as_its_authority() {
+    let ca = TestCa::new();
+    let cert = ca.server("a", &["a.test"]);
+    let (report, reported) = std::sync::mpsc::channel();
+    let backend = Backend::send_then_read(Vec::new(), report);
+    let porxy = tls_porxy(backend.addr(), &cert, ",send_proxy=v2");
+    let mut client = ca.connect(porxy.tunnel("cli-1"), "a.test");
+    client.write_all(b"x").unwrap();
+    half_close(&mut client);
+    let got = reported
+        .recv_timeout(WAIT)
+        .expect("the backend's report")
+        .expect("read to the end");
+    assert!(
+        got.starts_with(b"\r\n\r\n\0\r\nQUIT\n\x21\x11"),
+        "a v2 PROXY TCP4 header: {got:?}"
+    );
+    let tlv = [&[0x02, 0x00, 0x06][..], b"a.test"].concat();
+    assert!(
+        got.windows(tlv.len()).any(|w| w == tlv.as_slice()),
+        "the authority TLV: {got:?}"
+    );
+    assert!(got.ends_with(b"x"), "then the client's bytes");
+    // The header's length field covers the addresses and the TLV: the stream starts right
+    // after it.
+    let len = u16::from_be_bytes([got[14], got[15]]) as usize;
+    assert_eq!(&got[16 + len..], b"x");
+}

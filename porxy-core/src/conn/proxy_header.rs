@@ -148,10 +148,14 @@ pub(crate) fn header_for_check(version: SendProxy) -> Vec<u8> {
 /// client (the one a header it sent named, if it sent one), `destination` the address it
 /// connected to. The two must be of one family: an IPv4 address beside an IPv6 one is given
 /// in its IPv4-mapped IPv6 form.
+///
+/// A v2 header carries `authority`, the server name the client asked for in its TLS hello,
+/// when porxy terminated its TLS (the `PP2_TYPE_AUTHORITY` TLV; v1 has no room for it).
 pub(crate) fn header_to_send(
     version: SendProxy,
     source: SocketAddr,
     destination: SocketAddr,
+    authority: Option<&str>,
 ) -> Vec<u8> {
     let (source, destination) = match (source, destination) {
         (SocketAddr::V4(s), SocketAddr::V6(_)) => (mapped(s), destination),
@@ -170,15 +174,23 @@ pub(crate) fn header_to_send(
             )
             .into_bytes()
         }
-        SendProxy::V2 => v2::Builder::with_addresses(
-            v2::Version::Two | v2::Command::Proxy,
-            v2::Protocol::Stream,
-            (source, destination),
-        )
-        .build()
-        // Building into memory from two addresses of one family cannot fail; were it to, a
-        // LOCAL header (no address) is still a valid one.
-        .unwrap_or_else(|_| local_v2()),
+        SendProxy::V2 => {
+            let builder = v2::Builder::with_addresses(
+                v2::Version::Two | v2::Command::Proxy,
+                v2::Protocol::Stream,
+                (source, destination),
+            );
+            let builder = match authority {
+                Some(name) => builder.write_tlv(v2::Type::Authority, name.as_bytes()),
+                None => Ok(builder),
+            };
+            builder
+                .and_then(v2::Builder::build)
+                // Building into memory from two addresses of one family and a server name
+                // (at most 255 bytes) cannot fail; were it to, a LOCAL header (no address) is
+                // still a valid one.
+                .unwrap_or_else(|_| local_v2())
+        }
     }
 }
 

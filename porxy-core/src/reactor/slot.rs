@@ -96,10 +96,15 @@ impl Slot {
         } else {
             local
         };
+        let authority = match &self.client {
+            Socket::Tls(tls) => tls.server_name(),
+            Socket::Tcp(_) => None,
+        };
         Some(proxy_header::header_to_send(
             version,
             self.peer,
             destination,
+            authority,
         ))
     }
 

@@ -191,9 +191,9 @@ fn limits_are_the_specs() {
 fn headers_sent_are_what_the_reader_takes_back() {
     let client = addr("192.0.2.7:4711");
     let listener = addr("10.0.0.1:80");
-    let v1 = header_to_send(SendProxy::V1, client, listener);
+    let v1 = header_to_send(SendProxy::V1, client, listener, None);
     assert_eq!(v1, b"PROXY TCP4 192.0.2.7 10.0.0.1 4711 80\r\n");
-    let v2 = header_to_send(SendProxy::V2, client, listener);
+    let v2 = header_to_send(SendProxy::V2, client, listener, None);
     assert_eq!(v2, v2_tcp4(), "byte for byte as the spec writes it");
     for (accept, header) in [(AcceptProxy::V1, &v1), (AcceptProxy::V2, &v2)] {
         assert_eq!(
@@ -202,12 +202,34 @@ fn headers_sent_are_what_the_reader_takes_back() {
         );
     }
     // One family: an IPv4 client of an IPv6 listener is given IPv4-mapped.
-    let six = header_to_send(SendProxy::V1, client, addr("[2001:db8::1]:443"));
+    let six = header_to_send(SendProxy::V1, client, addr("[2001:db8::1]:443"), None);
     assert_eq!(six, b"PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 4711 443\r\n");
-    let six = header_to_send(SendProxy::V2, client, addr("[2001:db8::1]:443"));
+    let six = header_to_send(SendProxy::V2, client, addr("[2001:db8::1]:443"), None);
     assert_eq!(
         complete(parse(AcceptProxy::V2, &six)),
         (16 + 36, Some(addr("[::ffff:192.0.2.7]:4711")))
+    );
+}
+
+#[test]
+fn a_v2_header_sent_carries_the_tls_server_name_as_its_authority() {
+    let client = addr("192.0.2.7:4711");
+    let listener = addr("10.0.0.1:443");
+    let v2 = header_to_send(SendProxy::V2, client, listener, Some("www.example.test"));
+    let Parsed::Complete {
+        len,
+        source,
+        details,
+    } = ProxyHeader::new(AcceptProxy::V2).parse(&v2)
+    else {
+        panic!("a complete header");
+    };
+    assert_eq!((len, source), (v2.len(), Some(client)));
+    assert_eq!(details.as_deref(), Some("authority=www.example.test"));
+    // v1 has no room for it: the same line as without.
+    assert_eq!(
+        header_to_send(SendProxy::V1, client, listener, Some("www.example.test")),
+        header_to_send(SendProxy::V1, client, listener, None)
     );
 }
 
@@ -257,7 +279,7 @@ mod properties {
             } else {
                 (SendProxy::V1, AcceptProxy::V1)
             };
-            let header = header_to_send(version, source, destination);
+            let header = header_to_send(version, source, destination, None);
             // One family: an IPv4 address beside an IPv6 one is named IPv4-mapped.
             let named = match (source, destination) {
                 (SocketAddr::V4(s), SocketAddr::V6(_)) => {
