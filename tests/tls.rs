@@ -54,6 +54,16 @@ fn s_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> (String, bool) {
     (text, output.status.success())
 }
 
+/// A new TLS client of `tunnel` (for `a.test`) sends `msg` and gets it back from the backend:
+/// the listener still serves.
+fn tls_round_trip(ca: &TestCa, tunnel: SocketAddr, msg: &[u8]) {
+    let mut client = ca.connect(tunnel, "a.test");
+    client.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg, "served through TLS");
+}
+
 /// A backend that sends back the first line it gets, then ends its stream: porxy passes the
 /// end on as its close_notify, and s_client (`-ign_eof`) exits.
 fn line_then_close() -> Backend {
@@ -218,11 +228,7 @@ fn a_bad_handshake_closes_with_its_reason_and_others_go_on() {
     });
     drop(silent);
     assert_eq!(backend.accepted(), 0, "no backend was touched");
-    let mut good = ca.connect(tunnel, "a.test");
-    good.write_all(b"still serving").unwrap();
-    let mut back = [0u8; 13];
-    good.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"still serving");
+    tls_round_trip(&ca, tunnel, b"still serving");
 }
 
 /// Three certificates in `[[listeners.NAME.tls.certs]]`: the client's SNI picks the exact one,
@@ -593,11 +599,7 @@ fn a_renegotiation_attempt_is_refused_and_the_listener_goes_on() {
         b"R\nafter\n",
     );
     assert!(out.contains("RENEGOTIATING"), "{out}");
-    let mut good = ca.connect(tunnel, "a.test");
-    good.write_all(b"others go on\n").unwrap();
-    let mut back = [0u8; 13];
-    good.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"others go on\n");
+    tls_round_trip(&ca, tunnel, b"others go on\n");
 }
 
 /// Origination to a real TLS server, `openssl s_server -rev` (it sends each line back

@@ -7,11 +7,12 @@
 //! a size is within its option's range. A typed setter given an option of another type refuses it
 //! ([`OptionErrorKind::WrongType`]).
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use super::key::Value;
 use super::{OptionKey, TunnelOptions};
-use crate::spec::error::{OptionError, OptionErrorKind};
+use crate::spec::error::{OptionError, OptionErrorKind, UnknownName};
 use crate::spec::Networks;
 use crate::units::{parse_duration, parse_size, MAX_DURATION};
 
@@ -52,38 +53,31 @@ impl TunnelOptions {
                 Ok(())
             }
             Value::Strategy => {
-                let strategy = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.strategy = Some(strategy.map_err(fail)?);
+                self.strategy = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::Mode => {
-                let mode = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.mode = Some(mode.map_err(fail)?);
+                self.mode = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::Reply => {
-                let reply = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.reply = Some(reply.map_err(fail)?);
+                self.reply = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::AcceptProxy => {
-                let accept = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.accept_proxy = Some(accept.map_err(fail)?);
+                self.accept_proxy = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::SendProxy => {
-                let send = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.send_proxy = Some(send.map_err(fail)?);
+                self.send_proxy = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::TlsVersion => {
-                let version = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.tls_min_version = Some(version.map_err(fail)?);
+                self.tls_min_version = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::ClientAuth => {
-                let auth = value.parse().map_err(OptionErrorKind::UnknownName);
-                self.tls_client_auth = Some(auth.map_err(fail)?);
+                self.tls_client_auth = Some(named(value).map_err(fail)?);
                 Ok(())
             }
             Value::Networks => {
@@ -236,6 +230,11 @@ impl TunnelOptions {
             _ => return None,
         })
     }
+}
+
+/// A value that is a name (a strategy, a mode, a TLS version, ...), read by its own `FromStr`.
+fn named<T: FromStr<Err = UnknownName>>(value: &str) -> Result<T, OptionErrorKind> {
+    value.parse().map_err(OptionErrorKind::UnknownName)
 }
 
 /// `key` given to a setter for values of another type.
