@@ -25,5 +25,6 @@ mod relay;
 mod runtime;
 mod scale;
 mod sessions;
+mod sni_routing;
 mod stop;
 mod tls;

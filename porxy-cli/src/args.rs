@@ -313,6 +313,11 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     tls_handshake_timeout how long a client has for its handshake (10s)
     tls_client_ca         mutual TLS: the CAs (PEM) clients' certificates must chain to
     tls_client_auth       required (default) or optional: may a client show none
+  Routing by server name (TLS passes through untouched; not with mode=fanout):
+    sni_routes            NAME>REMOTE|REMOTE;... : the SNI of each client's ClientHello
+                          picks the remotes that may serve it (exact names, *.wildcards,
+                          and * for any other name or none); an unrouted client is reset.
+                          tls_handshake_timeout is the time for its ClientHello (10s)
   TLS to the backends (not with mode=fanout):
     backend_tls           on: speak TLS to every backend
     tls_ca                the CAs (PEM) backends' certificates must chain to (default: the

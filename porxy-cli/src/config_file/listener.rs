@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use porxy_core::{Networks, OptionErrorKind, OptionKey, TunnelOptions, TunnelSpec};
+use porxy_core::{Networks, OptionErrorKind, OptionKey, SniRoutes, TunnelOptions, TunnelSpec};
 use toml::Spanned;
 
 use super::locate::{is_bare_key, key_path};
-use super::raw::{RawDuration, RawListener, RawSize};
+use super::raw::{RawDuration, RawListener, RawSize, RawSniRoutes};
 use super::{Backend, ConfigError, Lift};
 use crate::NamedTunnel;
 
@@ -91,6 +91,9 @@ impl Lift<'_> {
         }
         let mut options = TunnelOptions::default();
         self.options(raw, &mut options, &key)?;
+        if let Some(routes) = &raw.sni_routes {
+            options.sni_routes = Some(self.sni_routes(routes, list.get_ref(), backends, &key)?);
+        }
         options.splice = raw.splice.as_ref().map(|on| *on.get_ref());
         let spec = TunnelSpec::new(local, remotes).with_options(options);
         spec.check().map_err(|conflict| {
@@ -102,6 +105,40 @@ impl Lift<'_> {
             local_origin: local_at.to_string(),
             remote_origins,
         })
+    }
+
+    /// `[listeners.NAME.sni_routes]`: each server name to backends of the listener's own list,
+    /// by name.
+    fn sni_routes(
+        &self,
+        raw: &Spanned<RawSniRoutes>,
+        listed: &[Spanned<String>],
+        backends: &BTreeMap<String, Backend>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<SniRoutes, ConfigError> {
+        let mut routes = Vec::new();
+        for (name, to) in raw.get_ref() {
+            let mut remotes = Vec::new();
+            for backend in to.get_ref() {
+                let known = listed.iter().any(|l| l.get_ref() == backend.get_ref());
+                let Some(found) = backends.get(backend.get_ref()).filter(|_| known) else {
+                    let listed: Vec<&str> = listed.iter().map(|l| l.get_ref().as_str()).collect();
+                    return Err(self.error(
+                        backend.span().start,
+                        key("sni_routes"),
+                        format!(
+                            "backend {:?} is not one of this listener's backends ({})",
+                            backend.get_ref(),
+                            listed.join(", ")
+                        ),
+                    ));
+                };
+                remotes.push(found.remote.endpoint.clone());
+            }
+            routes.push((name.clone(), remotes));
+        }
+        SniRoutes::new(routes)
+            .map_err(|e| self.error(raw.span().start, key("sni_routes"), e.to_string()))
     }
 
     /// The listener's timeouts, balancing, fan-out and health keys, set with the core's typed

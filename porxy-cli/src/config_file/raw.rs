@@ -201,11 +201,16 @@ pub(super) struct RawListener {
     pub(super) backend_tls_key: Option<Spanned<String>>,
     /// `[listeners.NAME.tls]`: several certificates, chosen by SNI.
     pub(super) tls: Option<Spanned<RawTls>>,
+    /// `[listeners.NAME.sni_routes]`: server names to the listener's backends that serve them.
+    pub(super) sni_routes: Option<Spanned<RawSniRoutes>>,
     /// Fan-out: bytes a destination may fall behind.
     pub(super) max_lag: Option<Spanned<RawSize>>,
     /// Fan-out: fewest live destinations.
     pub(super) min_live: Option<Spanned<i64>>,
 }
+
+/// `[listeners.NAME.sni_routes]`: each server name to the names of its backends.
+pub(super) type RawSniRoutes = BTreeMap<String, Spanned<Vec<Spanned<String>>>>;
 
 /// `[listeners.NAME.check]`.
 #[derive(Debug, Default, Deserialize)]

@@ -291,6 +291,45 @@ deny = ["10.6.0.0/16"]
     );
 }
 
+#[test]
+fn sni_routes_name_the_listeners_backends_and_errors_are_located() {
+    let text = r#"
+[backends.a]
+address = "127.0.0.1:7001"
+[backends.b]
+address = "127.0.0.1:7002"
+[backends.stray]
+address = "127.0.0.1:7003"
+
+[listeners.edge]
+listen = "8443"
+backends = ["a", "b"]
+[listeners.edge.sni_routes]
+"api.example.com" = ["a"]
+"*" = ["a", "b"]
+"#;
+    let file = lift(text).expect("a good file");
+    assert_eq!(
+        file.listeners[0].spec.to_string(),
+        "127.0.0.1:8443=127.0.0.1:7001,127.0.0.1:7002[sni_routes=*>127.0.0.1:7001|127.0.0.1:7002;api.example.com>127.0.0.1:7001]"
+    );
+    let stray = lift(&text.replace("= [\"a\"]", "= [\"stray\"]"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        stray.contains("listeners.edge.sni_routes")
+            && stray.contains("backend \"stray\" is not one of this listener's backends (a, b)"),
+        "{stray}"
+    );
+    let bad_name = lift(&text.replace("api.example.com", "api..example.com"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad_name.contains("`api..example.com` is not a server name"),
+        "{bad_name}"
+    );
+}
+
 /// `[control]`: the control socket's address and idle timeout, their errors, and the flags
 /// that override them.
 mod control_table {

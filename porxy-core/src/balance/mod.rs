@@ -65,6 +65,17 @@ impl Tried {
         self.more[word] |= 1 << bit;
     }
 
+    /// Adds every backend of `other`.
+    pub(crate) fn extend(&mut self, other: &Tried) {
+        self.first |= other.first;
+        if self.more.len() < other.more.len() {
+            self.more.resize(other.more.len(), 0);
+        }
+        for (word, more) in self.more.iter_mut().zip(&other.more) {
+            *word |= more;
+        }
+    }
+
     pub(crate) fn contains(&self, index: usize) -> bool {
         if index < 64 {
             return self.first & (1 << index) != 0;

@@ -51,8 +51,11 @@ pub enum CloseReason {
     /// The client opened new connections faster than `rate_per_client` (and `rate_burst`).
     ClientRate,
     /// The client's TLS handshake failed (not TLS, a protocol the listener does not take, a
-    /// bad record) or did not end within `tls_handshake_timeout`.
+    /// bad record) or did not end within `tls_handshake_timeout`; on a listener that routes by
+    /// server name, its ClientHello was not one, or did not come whole in that time.
     TlsHandshake,
+    /// The client asked for a server name (or for none) that no route of `sni_routes` takes.
+    UnknownServerName,
     /// Not an end: the connection was handed over, sockets and all, to another porxy process
     /// (a zero-downtime upgrade), where it goes on.
     HandedOver,
@@ -75,7 +78,7 @@ pub enum Fault {
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 21] = [
+    pub const ALL: [CloseReason; 22] = [
         CloseReason::Completed,
         CloseReason::ClientReset,
         CloseReason::UpstreamReset,
@@ -96,6 +99,7 @@ impl CloseReason {
         CloseReason::ClientLimit,
         CloseReason::ClientRate,
         CloseReason::TlsHandshake,
+        CloseReason::UnknownServerName,
         CloseReason::HandedOver,
     ];
 
@@ -127,6 +131,7 @@ impl CloseReason {
             CloseReason::ClientLimit => "client_limit",
             CloseReason::ClientRate => "client_rate",
             CloseReason::TlsHandshake => "tls_handshake",
+            CloseReason::UnknownServerName => "sni_unknown",
             CloseReason::HandedOver => "handed_over",
         }
     }
@@ -149,7 +154,8 @@ impl CloseReason {
             | CloseReason::ProxyHeader
             | CloseReason::ClientLimit
             | CloseReason::ClientRate
-            | CloseReason::TlsHandshake => Fault::Client,
+            | CloseReason::TlsHandshake
+            | CloseReason::UnknownServerName => Fault::Client,
             CloseReason::LocalResource => Fault::Local,
             CloseReason::TunnelClosed
             | CloseReason::ProxyStopped

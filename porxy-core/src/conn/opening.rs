@@ -1,13 +1,15 @@
 //! The opening phase: what a connection learns from its client before a backend is picked.
 //!
-//! Between accept and the backend pick a connection may have to read a preamble its client sends
-//! ahead of the stream (a PROXY protocol header), wait for a TLS handshake, and be admitted or
+//! Between accept and the backend pick a connection may have to read what its client sends
+//! ahead of the stream (a PROXY protocol header), look at the start of the stream itself (the
+//! server name in a TLS ClientHello, to route by), wait for a TLS handshake, and be admitted or
 //! refused on the real client's address. The hash strategy, access rules, limits and logs all
-//! need that address, so none of it can wait for the relay. [`Opening`] reads the preamble
-//! through the [`Transport`] seam, then drives the transport's own handshake (which takes the
-//! bytes read past the preamble that are its own), and says when the connection is open, with
-//! the client the preamble names and the bytes that came past it, which stay pending for the
-//! upstream; or why it failed. No sockets here: it is tested with fakes.
+//! need that address, and the pick needs the name, so none of it can wait for the relay.
+//! [`Opening`] reads its preambles in order through the [`Transport`] seam, then drives the
+//! transport's own handshake (which takes the bytes read past the preambles that are its own),
+//! and says when the connection is open, with what the preambles said and the bytes that came
+//! past them, which stay pending for the upstream; or why it failed. No sockets here: it is
+//! tested with fakes.
 //!
 //! A tunnel with nothing to learn first never builds one: its clients go straight to the pick,
 //! with no extra syscall and no extra wake-up.
@@ -31,19 +33,17 @@ const READ_CHUNK: usize = 4096;
 /// What a tunnel's clients must go through before a backend is picked.
 #[derive(Clone)]
 pub(crate) struct OpeningConfig {
-    /// A preamble they send ahead of the stream (a PROXY header), read first.
-    pub(crate) preamble: Option<Arc<dyn Preamble>>,
+    /// What they send ahead of the stream (a PROXY header) or at its start (a ClientHello),
+    /// read in this order.
+    pub(crate) preambles: Arc<[Arc<dyn Preamble>]>,
     /// The peers that may send it (`None`: any); any other is refused before a byte is read,
     /// since a preamble lets its sender name any client.
     pub(crate) senders: Option<Networks>,
     /// Whether their transport has a handshake of its own to complete (TLS), after the
-    /// preamble: see [`Transport::handshake`].
-    pub(crate) handshake: bool,
+    /// preambles (see [`Transport::handshake`]), and the close reason if it fails.
+    pub(crate) handshake: Option<CloseReason>,
     /// How long a client has for all of it, from accept.
     pub(crate) timeout: Duration,
-    /// The close reason for a failed opening, by what failed: each kind of preamble and
-    /// handshake has its own, so that logs and counters tell them apart.
-    pub(crate) failure_reason: fn(&OpeningError) -> CloseReason,
 }
 
 /// A preamble a client sends ahead of its stream, and how to read it.
@@ -53,6 +53,10 @@ pub(crate) trait Preamble: Send + Sync {
 
     /// Looks at the first bytes the client sent (all of them so far).
     fn parse(&self, received: &[u8]) -> Parsed;
+
+    /// The close reason for a client whose preamble failed (each kind has its own, so that
+    /// logs and counters tell them apart).
+    fn failure_reason(&self) -> CloseReason;
 }
 
 /// What [`Preamble::parse`] made of the bytes so far.
@@ -60,14 +64,17 @@ pub(crate) trait Preamble: Send + Sync {
 pub(crate) enum Parsed {
     /// Not enough bytes yet to tell.
     Incomplete,
-    /// A complete preamble of `len` bytes, naming `source` as the client (`None`: the
-    /// connection's own peer, as a PROXY v2 `LOCAL` header says).
+    /// A complete preamble of `len` bytes (0 for one that is the start of the stream, left
+    /// for the upstream), naming `source` as the client (`None`: the connection's own peer,
+    /// as a PROXY v2 `LOCAL` header says).
     Complete {
         len: usize,
         source: Option<SocketAddr>,
         /// What else the preamble says that is worth a log line (a PROXY v2 header's
         /// authority, ALPN, unique id), if anything.
         details: Option<String>,
+        /// The server name the client asked for (a ClientHello's SNI), if the preamble says.
+        server_name: Option<String>,
     },
     /// Not a valid preamble.
     Invalid(Box<dyn Error + Send + Sync>),
@@ -128,8 +135,10 @@ impl Error for OpeningError {
 pub(crate) struct Opened {
     /// The client the preamble named, if it named one.
     pub(crate) source: Option<SocketAddr>,
-    /// What else the preamble said, for the logs.
+    /// What else the preambles said, for the logs.
     pub(crate) details: Option<String>,
+    /// The server name the client asked for, if a preamble said (a peeked ClientHello's).
+    pub(crate) server_name: Option<String>,
     /// Bytes that came past the preamble: the start of the stream, for the upstream.
     pub(crate) early: Vec<u8>,
     /// What the client's socket has reported and not yet been used up.
@@ -148,19 +157,20 @@ pub(crate) enum OpeningStep {
     Fail(OpeningError),
 }
 
-/// One connection's opening: its preamble read, then its transport's handshake done, or
+/// One connection's opening: its preambles read, then its transport's handshake done, or
 /// refused, or too late.
 pub(crate) struct Opening {
-    /// The preamble still to read, if any.
-    preamble: Option<Arc<dyn Preamble>>,
-    /// Whether the transport's handshake is still to complete.
-    handshake: bool,
-    failure_reason: fn(&OpeningError) -> CloseReason,
+    preambles: Arc<[Arc<dyn Preamble>]>,
+    /// The index of the preamble being read: `preambles.len()` once all are.
+    next: usize,
+    /// The transport's handshake still to complete, if any, and the reason if it fails.
+    handshake: Option<CloseReason>,
     received: Vec<u8>,
-    /// What the preamble named, once read.
+    /// What the preambles named, once read.
     source: Option<SocketAddr>,
-    /// What else it said, for the logs.
+    /// What else they said, for the logs.
     details: Option<String>,
+    server_name: Option<String>,
     /// The transport can peek (until it says otherwise).
     peeks: bool,
     client: Readiness,
@@ -180,21 +190,31 @@ impl Opening {
     /// The opening `config` asks for, from `now`.
     pub(crate) fn new(config: &OpeningConfig, now: Instant) -> Opening {
         Opening {
-            preamble: config.preamble.clone(),
+            preambles: config.preambles.clone(),
+            next: 0,
             handshake: config.handshake,
-            failure_reason: config.failure_reason,
             received: Vec::new(),
             source: None,
             details: None,
+            server_name: None,
             peeks: true,
             client: Readiness::default(),
             deadline: now + config.timeout,
         }
     }
 
-    /// The close reason for a connection whose opening failed with `error`.
+    /// The close reason for a connection whose opening failed with `error`: the handshake's,
+    /// or that of the preamble being read.
     pub(crate) fn failure_reason(&self, error: &OpeningError) -> CloseReason {
-        (self.failure_reason)(error)
+        let preamble = self.preambles.get(self.next).or(self.preambles.last());
+        match (error, self.handshake, preamble) {
+            (OpeningError::Handshake(_) | OpeningError::HandshakeTimeout, Some(reason), _) => {
+                reason
+            }
+            (_, _, Some(preamble)) => preamble.failure_reason(),
+            // Not reached: a failure comes from a preamble or the handshake.
+            (_, handshake, None) => handshake.unwrap_or(CloseReason::ClientReset),
+        }
     }
 
     /// Records readiness reported for the client.
@@ -209,7 +229,8 @@ impl Opening {
 
     /// Checks the deadline at `now`.
     pub(crate) fn on_timer(&mut self, now: Instant) -> OpeningStep {
-        if now >= self.deadline && self.preamble.is_none() && self.handshake {
+        let preambles_read = self.next >= self.preambles.len();
+        if now >= self.deadline && preambles_read && self.handshake.is_some() {
             OpeningStep::Fail(OpeningError::HandshakeTimeout)
         } else if now >= self.deadline {
             OpeningStep::Fail(OpeningError::Timeout)
@@ -219,19 +240,19 @@ impl Opening {
     }
 
     /// Goes on with the opening as far as the client allows (within the drive budget): reads
-    /// the preamble, then drives the transport's handshake, and says whether it is over.
+    /// the preambles, then drives the transport's handshake, and says whether it is over.
     pub(crate) fn read(&mut self, client: &mut impl Transport) -> OpeningStep {
-        if let Some(preamble) = self.preamble.clone() {
+        while let Some(preamble) = self.preambles.get(self.next).cloned() {
             match self.read_preamble(preamble.as_ref(), client) {
                 Some(step) => return step,
-                None => self.preamble = None,
+                None => self.next += 1,
             }
         }
-        if self.handshake {
-            // Bytes read past the preamble may be the handshake's: the transport takes them.
+        if self.handshake.is_some() {
+            // Bytes read past the preambles may be the handshake's: the transport takes them.
             match client.handshake(&mut self.received) {
                 Ok(()) => {
-                    self.handshake = false;
+                    self.handshake = None;
                     // The client's first bytes may have come with its last handshake message:
                     // decoded, they wait in the transport, and no new event would say so.
                     self.client.readable = true;
@@ -244,6 +265,7 @@ impl Opening {
         OpeningStep::Open(Opened {
             source: self.source,
             details: self.details.take(),
+            server_name: self.server_name.take(),
             early: std::mem::take(&mut self.received),
             client_ready: self.client,
         })
@@ -263,6 +285,12 @@ impl Opening {
             }
         }
         let max = preamble.max_len();
+        // Bytes read past an earlier preamble come first: they may hold all of this one.
+        if !self.received.is_empty() {
+            if let Some(step) = self.parsed(preamble.parse(&self.received)) {
+                return step;
+            }
+        }
         for _ in 0..DRIVE_BUDGET {
             if !self.client.readable {
                 return Some(OpeningStep::Wait);
@@ -288,24 +316,36 @@ impl Opening {
                 }
                 Read::Failed(e) => return Some(OpeningStep::Fail(OpeningError::Failed(e))),
             }
-            match preamble.parse(&self.received) {
-                Parsed::Incomplete => {}
-                Parsed::Complete {
-                    len,
-                    source,
-                    details,
-                } => {
-                    self.source = source;
-                    self.details = details;
-                    self.received.drain(..len.min(self.received.len()));
-                    return None;
-                }
-                Parsed::Invalid(e) => {
-                    return Some(OpeningStep::Fail(OpeningError::Malformed(e)));
-                }
+            if let Some(step) = self.parsed(preamble.parse(&self.received)) {
+                return step;
             }
         }
         Some(OpeningStep::Again)
+    }
+
+    /// What `parsed` comes to: `Some(None)` for a complete preamble (what it said kept, its
+    /// bytes gone from `received`), `Some(Some(step))` for a failure, and `None` for an
+    /// incomplete one.
+    fn parsed(&mut self, parsed: Parsed) -> Option<Option<OpeningStep>> {
+        match parsed {
+            Parsed::Incomplete => None,
+            Parsed::Invalid(e) => Some(Some(OpeningStep::Fail(OpeningError::Malformed(e)))),
+            Parsed::Complete {
+                len,
+                source,
+                details,
+                server_name,
+            } => {
+                self.source = source.or(self.source);
+                self.details = match (self.details.take(), details) {
+                    (Some(before), Some(more)) => Some(format!("{before} {more}")),
+                    (before, more) => more.or(before),
+                };
+                self.server_name = server_name.or(self.server_name.take());
+                self.received.drain(..len.min(self.received.len()));
+                Some(None)
+            }
+        }
     }
 
     /// Reads the preamble by peeking, then takes exactly its bytes: the stream's own bytes stay
@@ -336,7 +376,18 @@ impl Opening {
                 }
                 Err(e) => return fail(OpeningError::Failed(e)),
             };
-            match preamble.parse(&self.received[..seen]) {
+            let parsed = preamble.parse(&self.received[..seen]);
+            if let Parsed::Complete { len, .. } = &parsed {
+                let len = (*len).min(seen);
+                if let Err(error) = take_exactly(client, &mut self.received[..len]) {
+                    return fail(error);
+                }
+                self.received.truncate(len);
+                // Bytes seen past the preamble are still in the kernel, and raise no new
+                // event: the relay must read them.
+                self.client.readable = seen > len || self.client.failed;
+            }
+            match parsed {
                 Parsed::Incomplete if seen >= max => {
                     return fail(OpeningError::TooLong { max });
                 }
@@ -345,28 +396,13 @@ impl Opening {
                     return fail(OpeningError::Closed { received: seen });
                 }
                 Parsed::Incomplete => {
-                    // Peeking took nothing: the next bytes to arrive raise a new event.
+                    // Peeking took nothing: the next bytes to arrive raise a new event. The
+                    // kernel keeps what came; the buffer is not held while the client waits.
                     self.client.readable = false;
+                    self.received = Vec::new();
                     return Ok(Some(OpeningStep::Wait));
                 }
-                Parsed::Complete {
-                    len,
-                    source,
-                    details,
-                } => {
-                    self.details = details;
-                    let len = len.min(seen);
-                    if let Err(error) = take_exactly(client, &mut self.received[..len]) {
-                        return fail(error);
-                    }
-                    self.source = source;
-                    self.received.clear();
-                    // Bytes seen past the preamble are still in the kernel, and raise no new
-                    // event: the relay must read them.
-                    self.client.readable = seen > len || self.client.failed;
-                    return Ok(None);
-                }
-                Parsed::Invalid(e) => return fail(OpeningError::Malformed(e)),
+                parsed => return Ok(self.parsed(parsed).flatten()),
             }
         }
         Ok(Some(OpeningStep::Again))

@@ -9,15 +9,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use ppp::v2;
 use ppp::{v1, HeaderResult, PartialResult};
 
 use super::close::CloseReason;
-use super::opening::{OpeningConfig, OpeningError, Parsed, Preamble};
-use crate::spec::{AcceptProxy, Networks, SendProxy};
+use super::opening::{Parsed, Preamble};
+use crate::spec::{AcceptProxy, SendProxy};
 
 /// The longest v1 header the spec allows, CRLF included.
 const V1_MAX: usize = 107;
@@ -90,6 +88,7 @@ impl Preamble for ProxyHeader {
             HeaderResult::V1(Ok(header)) => Parsed::Complete {
                 len: header.header.len(),
                 details: None,
+                server_name: None,
                 source: match header.addresses {
                     v1::Addresses::Tcp4(a) => {
                         Some(SocketAddr::from((a.source_address, a.source_port)))
@@ -120,6 +119,7 @@ impl Preamble for ProxyHeader {
                     len: header.len(),
                     source,
                     details: tlv_details(&header),
+                    server_name: None,
                 }
             }
             // A well-formed header of the other version says more than "malformed".
@@ -132,6 +132,12 @@ impl Preamble for ProxyHeader {
             HeaderResult::V1(Err(e)) => refused(Refused::Malformed(e.to_string())),
             HeaderResult::V2(Err(e)) => refused(Refused::Malformed(e.to_string())),
         }
+    }
+
+    /// Every failed PROXY header closes as [`CloseReason::ProxyHeader`], the client's fault,
+    /// whatever failed (the logs say what).
+    fn failure_reason(&self) -> CloseReason {
+        CloseReason::ProxyHeader
     }
 }
 
@@ -247,28 +253,6 @@ fn v1_line_unfinished(received: &[u8]) -> bool {
         is_v1(received)
     };
     starts && !received.windows(2).any(|pair| pair == b"\r\n")
-}
-
-/// The opening of a listener that accepts `accept` headers, each within `timeout`, from the
-/// peers in `from` (any, if `None`).
-pub(crate) fn opening(
-    accept: AcceptProxy,
-    timeout: Duration,
-    from: Option<Networks>,
-) -> OpeningConfig {
-    OpeningConfig {
-        preamble: Some(Arc::new(ProxyHeader::new(accept))),
-        senders: from,
-        handshake: false,
-        timeout,
-        failure_reason,
-    }
-}
-
-/// Every failed PROXY header opening closes as [`CloseReason::ProxyHeader`], the client's
-/// fault, whatever failed (the logs say what).
-fn failure_reason(_error: &OpeningError) -> CloseReason {
-    CloseReason::ProxyHeader
 }
 
 #[cfg(test)]

@@ -174,11 +174,32 @@ impl Reactor {
             slot.span
                 .in_scope(|| debug!(details, "what the client's preamble says besides"));
         }
+        let mut server_name = opened.as_ref().and_then(|o| o.server_name.as_deref());
         if let Socket::Tls(tls) = &slot.client {
-            let sni = tls.server_name().unwrap_or("");
+            server_name = tls.server_name();
+            let sni = server_name.unwrap_or("");
             let client = tls.client_subject().unwrap_or_default();
             slot.span
                 .in_scope(|| debug!(sni, client_subject = %client, "TLS handshake done"));
+        }
+        if let Some(routing) = &slot.tunnel.sni_routing {
+            let sni = server_name.unwrap_or("");
+            match routing.outside(server_name) {
+                Some(outside) => {
+                    slot.span.in_scope(|| debug!(sni, "routed by server name"));
+                    slot.upstreams.rule_out(outside);
+                }
+                None => {
+                    slot.span
+                        .in_scope(|| debug!(sni, "no route takes this server name"));
+                    let close = Action::Close {
+                        reason: CloseReason::UnknownServerName,
+                        client: Closing::Reset,
+                        upstream: Closing::Graceful,
+                    };
+                    return self.finish(key, close, None, now);
+                }
+            }
         }
         // (A relayed connection's backend gets its PROXY header, if any, once connected: it
         // depends on the backend.)

@@ -74,6 +74,7 @@ fn is_failure(reason: CloseReason) -> bool {
                 | CloseReason::ClientLimit
                 | CloseReason::ClientRate
                 | CloseReason::TlsHandshake
+                | CloseReason::UnknownServerName
         )
 }
 

@@ -102,6 +102,14 @@ impl Upstreams {
         }
     }
 
+    /// A relayed connection may not go to `backends` (they are outside its route): marked
+    /// tried before its first pick, they are never picked.
+    pub(super) fn rule_out(&mut self, backends: &Tried) {
+        if let Upstreams::Relay { tried, .. } = self {
+            tried.extend(backends);
+        }
+    }
+
     /// The backends a relayed connection has tried; `None` for a fan-out one, which picks none.
     pub(super) fn tried(&self) -> Option<&Tried> {
         match self {

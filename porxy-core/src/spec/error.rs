@@ -15,6 +15,7 @@ use super::endpoint::RemoteFault;
 use super::mode::{Reply, TunnelMode};
 use super::networks::NetworkError;
 use super::options::{OptionKey, MAX_FANOUT, OPTION_KEYS};
+use super::sni_routes::SniRouteError;
 use super::Strategy;
 use crate::units::UnitError;
 
@@ -291,6 +292,8 @@ pub enum OptionErrorKind {
     UnknownName(UnknownName),
     /// Not a list of networks (`proxy_from`, `allow`, `deny`).
     BadNetworks(NetworkError),
+    /// Not routes by server name (`sni_routes`).
+    BadSniRoutes(SniRouteError),
     /// A typed setter was given an option whose value is of another type.
     WrongType {
         /// What the option takes, like "a duration".
@@ -352,13 +355,14 @@ impl fmt::Display for OptionErrorKind {
             }
             OptionErrorKind::UnknownName(name) => write!(f, "{name}"),
             OptionErrorKind::BadNetworks(error) => write!(f, "{error}"),
+            OptionErrorKind::BadSniRoutes(error) => write!(f, "{error}"),
             OptionErrorKind::WrongType { takes } => write!(f, "takes {takes}"),
         }
     }
 }
 
 /// Options that are each fine but do not fit together, or with the number of remotes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OptionsConflict {
     /// A fan-out option (`reply`, `max_lag`, `min_live`) without `mode=fanout`.
@@ -404,6 +408,11 @@ pub enum OptionsConflict {
     /// Fan-out remotes sent PROXY headers of different versions: every destination is sent
     /// the one copy of the client's stream.
     FanoutProxyVersions,
+    /// A route of `sni_routes` names a remote the tunnel does not have.
+    SniRouteRemote {
+        /// The remote as the route names it.
+        remote: String,
+    },
 }
 
 impl fmt::Display for OptionsConflict {
@@ -432,8 +441,8 @@ impl fmt::Display for OptionsConflict {
             }
             OptionsConflict::RelayOnly(key) => write!(
                 f,
-                "option `{key}` does not apply with mode=fanout (its copies go at the pace of \
-                 its destinations, within max_lag, over plain TCP)"
+                "option `{key}` does not apply with mode=fanout (every client goes to every \
+                 remote, at the pace of its destinations, within max_lag, over plain TCP)"
             ),
             OptionsConflict::TlsPair(missing) => {
                 write!(f, "a TLS certificate needs its chain and its key: `{missing}` is missing")
@@ -457,6 +466,10 @@ impl fmt::Display for OptionsConflict {
             OptionsConflict::FanoutProxyVersions => f.write_str(
                 "mode=fanout sends every remote the same PROXY header version: \
                  its backends' send_proxy differ",
+            ),
+            OptionsConflict::SniRouteRemote { remote } => write!(
+                f,
+                "sni_routes sends clients to {remote}, which is not one of the tunnel's remotes"
             ),
         }
     }

@@ -17,6 +17,7 @@ mod networks;
 mod options;
 mod parser;
 mod proxy_header;
+mod sni_routes;
 mod strategy;
 mod tls;
 
@@ -33,6 +34,7 @@ pub use networks::{NetworkError, Networks};
 pub(crate) use options::MAX_ATTEMPTS;
 pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
 pub use proxy_header::{AcceptProxy, SendProxy};
+pub use sni_routes::{SniRoute, SniRouteError, SniRoutes};
 pub use strategy::Strategy;
 pub use tls::{ClientAuth, TlsVersion};
 

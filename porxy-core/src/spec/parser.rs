@@ -154,7 +154,23 @@ impl<'a> Parser<'a> {
             }
             self.skip_spaces();
             let value_at = self.pos;
-            let value = self.take_while(|c| !matches!(c, ',' | ']')).trim_end();
+            // A `]` closes the options unless a `[` in the value opened it (an IPv6 address
+            // in `sni_routes`).
+            let depth = std::cell::Cell::new(0u32);
+            let value = self
+                .take_while(|c| match c {
+                    '[' => {
+                        depth.set(depth.get() + 1);
+                        true
+                    }
+                    ']' if depth.get() > 0 => {
+                        depth.set(depth.get() - 1);
+                        true
+                    }
+                    ',' | ']' => false,
+                    _ => true,
+                })
+                .trim_end();
             if value.is_empty() {
                 return Err(self.error(format!("option `{written}` needs a value")));
             }

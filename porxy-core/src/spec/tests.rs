@@ -364,3 +364,37 @@ fn the_grammar_names_nothing_of_the_runtime() {
         }
     }
 }
+
+#[test]
+fn sni_routes_name_the_tunnels_own_remotes() {
+    let text = "127.0.0.1:443=10.0.0.1:443,[::1]:443\
+                [tls_handshake_timeout=3s,sni_routes=a.test>10.0.0.1:443;*>[::1]:443]";
+    let spec: TunnelSpec = text.parse().unwrap();
+    assert_eq!(spec.check(), Ok(()));
+    let routes = spec.options.sni_routes.as_ref().unwrap();
+    assert_eq!(routes.to_string(), "a.test>10.0.0.1:443;*>[::1]:443");
+    assert_eq!(spec.to_string().parse::<TunnelSpec>().unwrap(), spec);
+
+    let stray = "127.0.0.1:443=10.0.0.1:443[sni_routes=a.test>10.0.0.9:443]"
+        .parse::<TunnelSpec>()
+        .map(|spec| spec.check());
+    let message = match stray {
+        Ok(checked) => checked.unwrap_err().to_string(),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        message.contains(
+            "sni_routes sends clients to 10.0.0.9:443, which is not one of the tunnel's remotes"
+        ),
+        "{message}"
+    );
+    let fanout =
+        "127.0.0.1:443=10.0.0.1:443,10.0.0.2:443[mode=fanout,sni_routes=a.test>10.0.0.1:443]"
+            .parse::<TunnelSpec>()
+            .unwrap_err()
+            .to_string();
+    assert!(
+        fanout.contains("option `sni_routes` does not apply with mode=fanout"),
+        "{fanout}"
+    );
+}

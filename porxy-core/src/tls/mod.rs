@@ -4,8 +4,10 @@
 
 pub(crate) mod certs;
 pub(crate) mod client;
+pub(crate) mod client_hello;
 pub(crate) mod resolver;
 pub(crate) mod server;
+pub(crate) mod server_names;
 pub(crate) mod stream;
 pub(crate) mod x509;
 

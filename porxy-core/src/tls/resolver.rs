@@ -2,26 +2,23 @@
 //! the client asked for (SNI), exactly or by a wildcard, else the default. rustls's own SNI
 //! resolver matches exact names only and has no default, hence this one.
 //!
-//! Names come from the certificates themselves (their DNS subject alternative names). An exact
-//! name wins over a wildcard; between two certificates with the same name, the first listed
-//! wins. A wildcard `*.example.com` matches one label (`a.example.com`, not
-//! `a.b.example.com` nor `example.com`), as RFC 6125 says. The default, for a client that
-//! names nothing or a name no certificate has, is the first certificate listed.
+//! Names come from the certificates themselves (their DNS subject alternative names), matched
+//! as [`ServerNames`] says; between two certificates with the same name, the first listed
+//! wins. The default, for a client that names nothing or a name no certificate has, is the
+//! first certificate listed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::certs::Identity;
+use super::server_names::ServerNames;
 
 /// A listener's certificates, by the names they are for.
 #[derive(Debug)]
 pub(crate) struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    /// By the part after `*.`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    names: ServerNames<Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
 
@@ -29,35 +26,18 @@ impl SniResolver {
     /// The resolver of `identities`, in order (the first is the default); `None` if empty.
     pub(crate) fn new(identities: &[Identity]) -> Option<SniResolver> {
         let default = identities.first()?.key.clone();
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
+        let mut names = ServerNames::default();
         for identity in identities {
             for name in &identity.facts.names {
-                let map = match name.strip_prefix("*.") {
-                    Some(parent) => wildcard.entry(parent.to_string()),
-                    None => exact.entry(name.clone()),
-                };
-                map.or_insert_with(|| identity.key.clone());
+                names.insert(name, identity.key.clone());
             }
         }
-        Some(SniResolver {
-            exact,
-            wildcard,
-            default,
-        })
+        Some(SniResolver { names, default })
     }
 
     /// The certificate for a client that asked for `server_name` (or for none).
     pub(crate) fn pick(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(name) = server_name.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) else {
-            return &self.default;
-        };
-        if let Some(key) = self.exact.get(&name) {
-            return key;
-        }
-        name.split_once('.')
-            .and_then(|(_, parent)| self.wildcard.get(parent))
-            .unwrap_or(&self.default)
+        self.names.get(server_name).unwrap_or(&self.default)
     }
 }
 

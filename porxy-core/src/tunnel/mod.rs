@@ -13,6 +13,7 @@ pub(crate) mod loaded;
 mod opening;
 pub(crate) mod reach;
 mod resolve;
+pub(crate) mod sni_routing;
 
 pub(crate) use resolve::check_options;
 
@@ -42,6 +43,7 @@ pub(crate) use lineage::Lineage;
 use loaded::Loaded;
 use reach::OwnListener;
 use resolve::{options_error, resolve, Resolved};
+use sni_routing::SniRouting;
 
 /// Identifies a tunnel across replacements of its remotes or options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +74,8 @@ pub(crate) struct Tunnel {
     /// What its clients go through before a backend is picked; `None`: nothing, they pick at
     /// once.
     pub(crate) opening: Option<OpeningConfig>,
+    /// Which backends serve which server names, if the tunnel routes by them.
+    pub(crate) sni_routing: Option<SniRouting>,
     /// Who may connect, judged on the real client before the pick; `None`: everyone.
     pub(crate) admission: Option<Arc<dyn Admission>>,
     /// The PROXY header each backend (by its index in the balancer) gets ahead of the
@@ -142,7 +146,7 @@ impl Tunnel {
             rate_per_client,
             client_ipv6_prefix,
             bandwidth,
-            tls_handshake_timeout,
+            client_tls,
         } = resolve(&spec.options, count, config)
             .and_then(|resolved| spec.check_remotes().map(|()| resolved))
             .map_err(|conflict| options_error(spec, conflict))?;
@@ -191,7 +195,12 @@ impl Tunnel {
             generation,
             spec: shown,
             fanout,
-            opening: opening::opening(accept_proxy, proxy_from, tls_handshake_timeout),
+            opening: opening::opening(accept_proxy, proxy_from, client_tls),
+            sni_routing: spec
+                .options
+                .sni_routes
+                .as_ref()
+                .map(|routes| SniRouting::new(routes, &spec.remotes[..count])),
             admission: AccessRules::new(allow, deny)
                 .map(|rules| Arc::new(rules) as Arc<dyn Admission>),
             send_proxy: spec

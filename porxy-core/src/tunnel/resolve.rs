@@ -26,6 +26,7 @@ use crate::spec::{
 };
 use crate::tls::server::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::tunnel::bandwidth::BandwidthLimits;
+use crate::tunnel::opening::ClientTls;
 use crate::units::MAX_DURATION;
 
 /// What a tunnel version runs with, from its options and the proxy-wide settings.
@@ -64,8 +65,9 @@ pub(crate) struct Resolved {
     pub(crate) client_ipv6_prefix: u8,
     /// Bandwidth limits, per connection and per tunnel.
     pub(crate) bandwidth: BandwidthLimits,
-    /// How long a client has for its TLS handshake, if the tunnel terminates TLS.
-    pub(crate) tls_handshake_timeout: Option<Duration>,
+    /// What its listener does with its clients' TLS (terminates it, or routes by its server
+    /// name), and how long a client has for its handshake or its ClientHello.
+    pub(crate) client_tls: Option<ClientTls>,
 }
 
 /// How long a client has to send its PROXY header by default.
@@ -187,12 +189,18 @@ pub(crate) fn resolve(
             conn: (options.max_rate_up, options.max_rate_down),
             tunnel: (options.max_tunnel_rate_up, options.max_tunnel_rate_down),
         },
-        tls_handshake_timeout: options.tls_cert.as_ref().map(|_| {
-            options
+        client_tls: {
+            let timeout = options
                 .tls_handshake_timeout
                 .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT)
-                .min(MAX_DURATION)
-        }),
+                .min(MAX_DURATION);
+            // A listener that terminates routes by the handshake's name: no peek.
+            match (&options.tls_cert, &options.sni_routes) {
+                (Some(_), _) => Some(ClientTls::Terminate(timeout)),
+                (None, Some(_)) => Some(ClientTls::Route(timeout)),
+                (None, None) => None,
+            }
+        },
     })
 }
 
@@ -273,6 +281,32 @@ mod tests {
             ..TunnelOptions::default()
         };
         assert!(!settings(&config, &off).splice);
+    }
+
+    /// Routing by server name reads the ClientHello by peeking and takes nothing: the TLS
+    /// stream still splices, and the time for the ClientHello is the handshake timeout.
+    #[test]
+    fn routing_by_server_name_keeps_splice_and_peeks_within_the_handshake_timeout() {
+        let config = ProxyConfig {
+            splice: true,
+            ..ProxyConfig::default()
+        };
+        let mut routed = TunnelOptions::default();
+        routed
+            .set(OptionKey::SniRoutes, "a.test>10.0.0.1:443")
+            .unwrap();
+        let resolved = resolve(&routed, 1, &config).unwrap();
+        assert_eq!(resolved.settings.splice, crate::splice::SUPPORTED);
+        assert_eq!(
+            resolved.client_tls,
+            Some(ClientTls::Route(DEFAULT_HANDSHAKE_TIMEOUT))
+        );
+        routed.set(OptionKey::TlsHandshakeTimeout, "2s").unwrap();
+        let resolved = resolve(&routed, 1, &config).unwrap();
+        assert_eq!(
+            resolved.client_tls,
+            Some(ClientTls::Route(Duration::from_secs(2)))
+        );
     }
 
     #[test]

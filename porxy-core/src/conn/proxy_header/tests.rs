@@ -115,6 +115,7 @@ fn v2_tlvs_count_in_its_length_and_the_useful_ones_are_kept() {
         len,
         source,
         details,
+        ..
     } = parse(AcceptProxy::V2, &bytes)
     else {
         panic!("not complete");
@@ -220,6 +221,7 @@ fn a_v2_header_sent_carries_the_tls_server_name_as_its_authority() {
         len,
         source,
         details,
+        ..
     } = ProxyHeader::new(AcceptProxy::V2).parse(&v2)
     else {
         panic!("a complete header");

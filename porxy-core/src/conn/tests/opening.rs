@@ -52,14 +52,13 @@ impl Preamble for Hello {
             len: end + 1,
             source,
             details: None,
+            server_name: None,
         }
     }
-}
 
-/// The test openings' close reason for whatever failed (any will do, as long as the machine
-/// passes it on).
-fn failed(_error: &OpeningError) -> CloseReason {
-    FAILED
+    fn failure_reason(&self) -> CloseReason {
+        FAILED
+    }
 }
 
 /// Readable with a hang-up: the client's EOF has come.
@@ -73,11 +72,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn config() -> OpeningConfig {
     OpeningConfig {
-        preamble: Some(Arc::new(Hello)),
+        preambles: Arc::new([Arc::new(Hello) as Arc<dyn Preamble>]),
         senders: None,
-        handshake: false,
+        handshake: None,
         timeout: TIMEOUT,
-        failure_reason: failed,
     }
 }
 
@@ -312,8 +310,8 @@ fn machine_closes_a_failed_opening_with_the_preambles_reason() {
 fn a_handshake_alone_waits_for_the_transport_then_opens() {
     let t0 = std::time::Instant::now();
     let config = OpeningConfig {
-        preamble: None,
-        handshake: true,
+        preambles: Arc::new([]),
+        handshake: Some(FAILED),
         ..config()
     };
     let mut opening = Opening::new(&config, t0);
@@ -340,7 +338,7 @@ fn a_handshake_alone_waits_for_the_transport_then_opens() {
 fn a_handshake_after_a_preamble_takes_its_own_bytes_from_past_the_preamble() {
     let t0 = std::time::Instant::now();
     let config = OpeningConfig {
-        handshake: true,
+        handshake: Some(FAILED),
         ..config()
     };
     let mut opening = Opening::new(&config, t0);
@@ -362,8 +360,8 @@ fn a_handshake_after_a_preamble_takes_its_own_bytes_from_past_the_preamble() {
 fn a_failed_handshake_closes_with_the_openings_reason() {
     let t0 = std::time::Instant::now();
     let config = OpeningConfig {
-        preamble: None,
-        handshake: true,
+        preambles: Arc::new([]),
+        handshake: Some(FAILED),
         ..config()
     };
     let mut machine = Machine::Opening(Box::new(Opening::new(&config, t0)));
@@ -490,4 +488,98 @@ fn a_peeked_preamble_longer_than_its_limit_fails_taking_nothing() {
         "{step:?}"
     );
     assert_eq!(client.read_calls, 0);
+}
+
+/// A second preamble that is the start of the stream: `NAME!`, read for its name, consuming
+/// nothing (as a peeked ClientHello is).
+struct Named;
+
+impl Preamble for Named {
+    fn max_len(&self) -> usize {
+        MAX
+    }
+
+    fn parse(&self, received: &[u8]) -> Parsed {
+        match received.iter().position(|&b| b == b'!') {
+            None => Parsed::Incomplete,
+            Some(end) => Parsed::Complete {
+                len: 0,
+                source: None,
+                details: None,
+                server_name: Some(String::from_utf8_lossy(&received[..end]).into_owned()),
+            },
+        }
+    }
+
+    fn failure_reason(&self) -> CloseReason {
+        CloseReason::TlsHandshake
+    }
+}
+
+fn header_then_name() -> OpeningConfig {
+    OpeningConfig {
+        preambles: Arc::new([
+            Arc::new(Hello) as Arc<dyn Preamble>,
+            Arc::new(Named) as Arc<dyn Preamble>,
+        ]),
+        ..config()
+    }
+}
+
+#[test]
+fn two_preambles_read_in_turn_keep_what_each_said() {
+    let t0 = std::time::Instant::now();
+    // Read (no peek): the name comes in the same read as the header.
+    let mut opening = Opening::new(&header_then_name(), t0);
+    let mut client = FakeStream::new().reading([data(b"HI 192.0.2.7:4711\nsni.test!rest")]);
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert_eq!(opened.server_name.as_deref(), Some("sni.test"));
+    assert_eq!(
+        opened.early, b"sni.test!rest",
+        "the name is the stream's own"
+    );
+
+    // Peeked: the header taken exactly, the stream left in the kernel, the name in a later
+    // segment.
+    let mut opening = Opening::new(&header_then_name(), t0);
+    let mut client = peeking([data(b"HI 192.0.2.7:4711\nsni.")]);
+    opening.on_ready(R);
+    assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+    assert_eq!(client.delivered, b"HI 192.0.2.7:4711\n");
+    client.reads.push_back(data(b"test!rest"));
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.source, Some(source()));
+    assert_eq!(opened.server_name.as_deref(), Some("sni.test"));
+    assert!(opened.early.is_empty(), "nothing taken past the header");
+    assert!(opened.client_ready.readable, "the stream waits to be read");
+}
+
+#[test]
+fn a_failure_names_the_reason_of_the_preamble_it_came_in() {
+    let t0 = std::time::Instant::now();
+    let mut opening = Opening::new(&header_then_name(), t0);
+    assert_eq!(
+        opening.failure_reason(&OpeningError::Timeout),
+        FAILED,
+        "the header's"
+    );
+    let mut client = FakeStream::new().reading([data(b"HI -\nno name yet")]);
+    opening.on_ready(R);
+    assert!(matches!(opening.read(&mut client), OpeningStep::Wait));
+    assert!(matches!(
+        opening.on_timer(t0 + TIMEOUT),
+        OpeningStep::Fail(OpeningError::Timeout)
+    ));
+    assert_eq!(
+        opening.failure_reason(&OpeningError::Timeout),
+        CloseReason::TlsHandshake,
+        "the name's"
+    );
 }

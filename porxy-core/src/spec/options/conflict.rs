@@ -25,6 +25,18 @@ impl TunnelSpec {
             return Err(OptionsConflict::NoProxyHeaderToCheck);
         }
         let mut sent = versions.flatten();
+        if let Some(routes) = &options.sni_routes {
+            for route in routes.iter() {
+                let unknown = route
+                    .remotes
+                    .iter()
+                    .find(|to| !self.remotes.iter().any(|r| r.endpoint == **to));
+                if let Some(remote) = unknown {
+                    let remote = remote.to_string();
+                    return Err(OptionsConflict::SniRouteRemote { remote });
+                }
+            }
+        }
         if options.mode == Some(TunnelMode::Fanout) {
             if let Some(first) = sent.next() {
                 if sent.any(|v| v != first) {
@@ -90,7 +102,8 @@ impl TunnelOptions {
                     (OptionKey::TlsMinVersion, self.tls_min_version.is_some()),
                     (
                         OptionKey::TlsHandshakeTimeout,
-                        self.tls_handshake_timeout.is_some(),
+                        // Also the time a routed client has for its ClientHello.
+                        self.tls_handshake_timeout.is_some() && self.sni_routes.is_none(),
                     ),
                 ];
                 if let Some((key, _)) = tls_only.iter().find(|(_, set)| *set) {
@@ -120,6 +133,7 @@ impl TunnelOptions {
         }
         let relay_only = [
             (OptionKey::BackendTls, self.backend_tls == Some(true)),
+            (OptionKey::SniRoutes, self.sni_routes.is_some()),
             (OptionKey::MaxRateUp, self.max_rate_up.is_some()),
             (OptionKey::MaxRateDown, self.max_rate_down.is_some()),
             (

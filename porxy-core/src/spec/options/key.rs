@@ -113,6 +113,8 @@ pub enum OptionKey {
     BackendTlsCert,
     /// `backend_tls_key`: a path (its PEM key).
     BackendTlsKey,
+    /// `sni_routes`: server names to remotes, `NAME>REMOTE|REMOTE;...`.
+    SniRoutes,
 }
 
 /// What an option's value is.
@@ -148,6 +150,8 @@ pub(super) enum Value {
     ClientAuth,
     /// [`Networks`](crate::Networks), `;`-separated.
     Networks,
+    /// [`SniRoutes`](crate::SniRoutes).
+    SniRoutes,
 }
 
 impl Value {
@@ -167,13 +171,14 @@ impl Value {
             Value::TlsVersion => "`1.2` or `1.3`",
             Value::ClientAuth => "`required` or `optional`",
             Value::Networks => "networks, like `10.0.0.0/8;192.0.2.7`",
+            Value::SniRoutes => "routes, like `a.example.com>10.0.0.1:443;*>10.0.0.2:443`",
         }
     }
 }
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 51] = [
+    pub const ALL: [OptionKey; 52] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -225,6 +230,7 @@ impl OptionKey {
         OptionKey::TlsVerify,
         OptionKey::BackendTlsCert,
         OptionKey::BackendTlsKey,
+        OptionKey::SniRoutes,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -281,6 +287,7 @@ impl OptionKey {
             OptionKey::TlsVerify => "tls_verify",
             OptionKey::BackendTlsCert => "backend_tls_cert",
             OptionKey::BackendTlsKey => "backend_tls_key",
+            OptionKey::SniRoutes => "sni_routes",
         }
     }
 
@@ -349,6 +356,7 @@ impl OptionKey {
             OptionKey::AcceptProxy => Value::AcceptProxy,
             OptionKey::SendProxy => Value::SendProxy,
             OptionKey::ProxyFrom | OptionKey::Allow | OptionKey::Deny => Value::Networks,
+            OptionKey::SniRoutes => Value::SniRoutes,
         }
     }
 }

@@ -19,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 use super::mode::{Reply, TunnelMode};
-use super::{AcceptProxy, ClientAuth, Networks, SendProxy, Strategy, TlsVersion};
+use super::{AcceptProxy, ClientAuth, Networks, SendProxy, SniRoutes, Strategy, TlsVersion};
 
 pub use key::{OptionKey, OPTION_KEYS};
 
@@ -160,6 +160,10 @@ pub struct TunnelOptions {
     pub backend_tls_cert: Option<String>,
     /// The PEM key of `backend_tls_cert`.
     pub backend_tls_key: Option<String>,
+    /// Routing by server name: the ClientHello's SNI picks which remotes may serve a client,
+    /// and its TLS goes through untouched (or, on a listener that terminates TLS, the
+    /// handshake's SNI does). Default: every remote serves every client.
+    pub sni_routes: Option<SniRoutes>,
 }
 
 /// Fewest bytes `max_lag` may be.

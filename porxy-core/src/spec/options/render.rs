@@ -70,6 +70,7 @@ impl TunnelOptions {
             OptionKey::ProxyFrom => self.proxy_from.as_ref().map(ToString::to_string),
             OptionKey::Allow => self.allow.as_ref().map(ToString::to_string),
             OptionKey::Deny => self.deny.as_ref().map(ToString::to_string),
+            OptionKey::SniRoutes => self.sni_routes.as_ref().map(ToString::to_string),
             OptionKey::MaxConnsPerClient => count(self.max_conns_per_client),
             OptionKey::RatePerClient => count(self.rate_per_client),
             OptionKey::RateBurst => count(self.rate_burst),

@@ -84,6 +84,11 @@ impl TunnelOptions {
                 let networks = value.parse().map_err(OptionErrorKind::BadNetworks);
                 self.set_networks(key, networks.map_err(fail)?)
             }
+            Value::SniRoutes => {
+                let routes = value.parse().map_err(OptionErrorKind::BadSniRoutes);
+                self.sni_routes = Some(routes.map_err(fail)?);
+                Ok(())
+            }
         }
     }
 
