@@ -28,3 +28,4 @@ mod sessions;
 mod sni_routing;
 mod stop;
 mod tls;
+mod tls_health;

@@ -327,6 +327,8 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     tls_verify            off: take any certificate (logged as a warning)
     backend_tls_cert, backend_tls_key
                           the certificate shown to backends that ask for one
+    check_tls             on (default): active checks do the TLS handshake too, the
+                          certificate verified; off: a TCP connect is the check
   Bandwidth (bytes a second, like 1MiB; not with mode=fanout):
     max_rate_up, max_rate_down
                           what each connection reads from its client, from its upstream

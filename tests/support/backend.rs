@@ -480,6 +480,11 @@ pub struct HeldPort {
 }
 
 impl HeldPort {
+    /// The address held.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Brings "the same server" back: listens on the held port and serves `behaviour`.
     pub fn revive(self, behaviour: impl Fn(TcpStream, &Ctx) + Send + Sync + 'static) -> Backend {
         self.socket

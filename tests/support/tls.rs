@@ -154,6 +154,16 @@ pub fn tls_backend_with(
     clients: Option<&TestCa>,
     greeting: &'static [u8],
 ) -> super::Backend {
+    super::Backend::start(tls_greeting_echo(cert, clients, greeting))
+}
+
+/// What [`tls_backend_with`] does with each connection: for a backend started another way
+/// (one revived on a held port).
+pub fn tls_greeting_echo(
+    cert: &ServerCert,
+    clients: Option<&TestCa>,
+    greeting: &'static [u8],
+) -> impl Fn(TcpStream, &super::backend::Ctx) + Send + Sync + 'static {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
 
@@ -186,7 +196,7 @@ pub fn tls_backend_with(
         .with_single_cert(chain, key)
         .expect("a server configuration");
     let config = Arc::new(config);
-    super::Backend::start(move |stream, _| {
+    move |stream, _| {
         let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
             return;
         };
@@ -207,5 +217,5 @@ pub fn tls_backend_with(
         }
         tls.conn.send_close_notify();
         let _ = tls.flush();
-    })
+    }
 }

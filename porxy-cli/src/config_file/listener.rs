@@ -354,6 +354,7 @@ impl Lift<'_> {
             options.check_send = check.send.as_ref().map(|s| s.get_ref().clone());
             options.check_expect = check.expect.as_ref().map(|s| s.get_ref().clone());
             options.check_send_proxy = check.send_proxy.as_ref().map(|on| *on.get_ref());
+            options.check_tls = check.tls.as_ref().map(|on| *on.get_ref());
         }
         Ok(())
     }

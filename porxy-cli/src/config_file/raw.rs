@@ -224,6 +224,8 @@ pub(super) struct RawCheck {
     pub(super) expect: Option<Spanned<String>>,
     /// Checks send a PROXY header first, to backends that get one.
     pub(super) send_proxy: Option<Spanned<bool>>,
+    /// Checks of TLS backends do the handshake (default true, with backend_tls).
+    pub(super) tls: Option<Spanned<bool>>,
 }
 
 /// A size: a string like `"64KiB"` or an integer number of bytes.

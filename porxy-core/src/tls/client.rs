@@ -76,6 +76,11 @@ impl ClientTls {
         })
     }
 
+    /// Whether `other` is this very configuration (not one built alike from the same files).
+    pub(crate) fn same(&self, other: &ClientTls) -> bool {
+        Arc::ptr_eq(&self.config, &other.config)
+    }
+
     /// A new session with a backend that should prove it is `name`.
     pub(crate) fn session(
         &self,

@@ -4,6 +4,7 @@
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
+use crate::balance::health::CheckTls;
 use crate::spec::{Endpoint, TunnelSpec};
 use crate::tls::client::ClientTls;
 
@@ -44,6 +45,15 @@ impl BackendTls {
     /// The client configuration, for a version built again.
     pub(crate) fn client(&self) -> ClientTls {
         self.tls.clone()
+    }
+
+    /// How a check of backend `index` speaks TLS to it, `preface` first in the clear.
+    pub(crate) fn check(&self, index: usize, preface: Vec<u8>) -> Option<CheckTls> {
+        Some(CheckTls {
+            client: self.tls.clone(),
+            name: self.names.get(index)?.clone(),
+            preface,
+        })
     }
 
     /// A session with backend `index`.

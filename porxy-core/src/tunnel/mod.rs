@@ -83,6 +83,8 @@ pub(crate) struct Tunnel {
     send_proxy: Box<[Option<SendProxy>]>,
     /// Active checks of a backend that gets a PROXY header send one first.
     check_send_proxy: bool,
+    /// Active checks of its TLS backends do the TLS handshake.
+    check_tls: bool,
     /// The most connections one client may hold at once, if limited.
     pub(crate) max_conns_per_client: Option<u32>,
     /// The per-client counts, shared by every version of the tunnel.
@@ -139,6 +141,7 @@ impl Tunnel {
             accept_proxy,
             send_proxy,
             check_send_proxy,
+            check_tls,
             proxy_from,
             allow,
             deny,
@@ -209,6 +212,7 @@ impl Tunnel {
                 .map(|remote| remote.send_proxy.or(send_proxy))
                 .collect(),
             check_send_proxy,
+            check_tls,
             max_conns_per_client,
             clients,
             rate_per_client,
@@ -237,13 +241,23 @@ impl Tunnel {
     }
 
     /// How backend `i` is checked, if checks are on: with a PROXY header ahead of the check's
-    /// own bytes when `check_send_proxy` says so and the backend gets headers.
+    /// own bytes when `check_send_proxy` says so and the backend gets headers; over TLS, as
+    /// its connections are, for a TLS backend (unless `check_tls=off`), the header then in
+    /// the clear ahead of the ClientHello.
     pub(crate) fn check_of(&self, i: usize) -> Option<CheckConfig> {
         let mut check = self.check.clone()?;
-        if let Some(version) = self.send_proxy_to(i).filter(|_| self.check_send_proxy) {
-            let mut send = proxy_header::header_for_check(version);
-            send.extend(check.send.take().unwrap_or_default());
-            check.send = Some(send);
+        let header = self
+            .send_proxy_to(i)
+            .filter(|_| self.check_send_proxy)
+            .map(proxy_header::header_for_check);
+        match self.backend_tls.as_ref().filter(|_| self.check_tls) {
+            Some(tls) => check.tls = tls.check(i, header.unwrap_or_default()),
+            None => {
+                if let Some(mut send) = header {
+                    send.extend(check.send.take().unwrap_or_default());
+                    check.send = Some(send);
+                }
+            }
         }
         Some(check)
     }
@@ -484,5 +498,39 @@ mod tests {
         )
         .expect("a removal is not refused");
         assert_eq!(tunnel.fanout.map(|f| f.min_live), Some(1));
+    }
+
+    /// A check of a TLS backend speaks TLS, its PROXY header in the clear ahead of the
+    /// ClientHello and its bytes inside; `check_tls=off` checks over plain TCP, the header
+    /// ahead of the bytes.
+    #[test]
+    fn checks_of_tls_backends_speak_tls_with_the_proxy_header_in_the_clear() {
+        let build_tls = |options: &str| {
+            let spec: TunnelSpec = format!(
+                "127.0.0.1:1=127.0.0.1:9,127.0.0.1:10[backend_tls=on,tls_verify=off,check=on,\
+                 send_proxy=v1,check_send_proxy=on,check_send=PING{options}]"
+            )
+            .parse()
+            .unwrap();
+            let remotes = [
+                "127.0.0.1:9".parse().unwrap(),
+                "127.0.0.1:10".parse().unwrap(),
+            ];
+            let loaded = Loaded::read(&spec).unwrap();
+            let config = ProxyConfig::default();
+            Tunnel::build(test_lineage(), &spec, &remotes, &config, None, loaded).unwrap()
+        };
+        let check = build_tls("").check_of(1).unwrap();
+        let tls = check.tls.as_ref().expect("over TLS");
+        assert_eq!(tls.preface, b"PROXY UNKNOWN\r\n");
+        assert_eq!(
+            tls.name,
+            rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+        );
+        assert_eq!(check.send.as_deref(), Some(&b"PING"[..]));
+
+        let check = build_tls(",check_tls=off").check_of(0).unwrap();
+        assert!(check.tls.is_none());
+        assert_eq!(check.send.as_deref(), Some(&b"PROXY UNKNOWN\r\nPING"[..]));
     }
 }

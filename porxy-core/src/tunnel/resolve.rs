@@ -52,6 +52,8 @@ pub(crate) struct Resolved {
     pub(crate) send_proxy: Option<SendProxy>,
     /// Active checks send a PROXY header first.
     pub(crate) check_send_proxy: bool,
+    /// Active checks of TLS backends do the TLS handshake.
+    pub(crate) check_tls: bool,
     /// The peers that may send a PROXY header.
     pub(crate) proxy_from: Option<Networks>,
     /// Who may connect.
@@ -122,6 +124,8 @@ pub(crate) fn resolve(
             fall: options.fall.unwrap_or(DEFAULT_FALL),
             send: options.check_send.clone().map(String::into_bytes),
             expect: options.check_expect.clone().map(String::into_bytes),
+            // Each backend's, from the tunnel's TLS: `Tunnel::check_of`.
+            tls: None,
         }
     });
     let passive = PassiveHealth {
@@ -165,6 +169,7 @@ pub(crate) fn resolve(
         }),
         send_proxy: options.send_proxy,
         check_send_proxy: options.check_send_proxy.unwrap_or(false),
+        check_tls: options.backend_tls == Some(true) && options.check_tls.unwrap_or(true),
         proxy_from: options.proxy_from.clone(),
         // A tunnel's own rules replace the proxy-wide ones, both lists at once.
         allow: if own_rules {

@@ -72,6 +72,7 @@ impl TunnelOptions {
                 (OptionKey::TlsVerify, self.tls_verify.is_some()),
                 (OptionKey::BackendTlsCert, self.backend_tls_cert.is_some()),
                 (OptionKey::BackendTlsKey, self.backend_tls_key.is_some()),
+                (OptionKey::CheckTls, self.check_tls.is_some()),
             ];
             if let Some((key, _)) = backend_tls_only.iter().find(|(_, set)| *set) {
                 return Err(OptionsConflict::BackendTlsOnly(*key));

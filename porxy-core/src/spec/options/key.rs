@@ -115,6 +115,8 @@ pub enum OptionKey {
     BackendTlsKey,
     /// `sni_routes`: server names to remotes, `NAME>REMOTE|REMOTE;...`.
     SniRoutes,
+    /// `check_tls`: `on` or `off`.
+    CheckTls,
 }
 
 /// What an option's value is.
@@ -178,7 +180,7 @@ impl Value {
 
 impl OptionKey {
     /// Every option, in the order a SPEC shows them.
-    pub const ALL: [OptionKey; 52] = [
+    pub const ALL: [OptionKey; 53] = [
         OptionKey::ConnectTimeout,
         OptionKey::IdleTimeout,
         OptionKey::HalfClosedTimeout,
@@ -231,6 +233,7 @@ impl OptionKey {
         OptionKey::BackendTlsCert,
         OptionKey::BackendTlsKey,
         OptionKey::SniRoutes,
+        OptionKey::CheckTls,
     ];
 
     /// The key as written in a SPEC or a config file.
@@ -288,6 +291,7 @@ impl OptionKey {
             OptionKey::BackendTlsCert => "backend_tls_cert",
             OptionKey::BackendTlsKey => "backend_tls_key",
             OptionKey::SniRoutes => "sni_routes",
+            OptionKey::CheckTls => "check_tls",
         }
     }
 
@@ -333,7 +337,8 @@ impl OptionKey {
             OptionKey::Splice
             | OptionKey::CheckSendProxy
             | OptionKey::BackendTls
-            | OptionKey::TlsVerify => Value::Switch {
+            | OptionKey::TlsVerify
+            | OptionKey::CheckTls => Value::Switch {
                 on: &["on", "yes", "true"],
                 off: &["off", "no", "false"],
                 expected: "`on` or `off`",

@@ -164,6 +164,10 @@ pub struct TunnelOptions {
     /// and its TLS goes through untouched (or, on a listener that terminates TLS, the
     /// handshake's SNI does). Default: every remote serves every client.
     pub sni_routes: Option<SniRoutes>,
+    /// Whether active checks of TLS backends do the TLS handshake, the certificate verified
+    /// as the relay's is, and send and expect inside it (default on, with `backend_tls`); off:
+    /// a TCP connect (and `check_send`, in the clear) is the check.
+    pub check_tls: Option<bool>,
 }
 
 /// Fewest bytes `max_lag` may be.

@@ -71,6 +71,7 @@ impl TunnelOptions {
             OptionKey::Allow => self.allow.as_ref().map(ToString::to_string),
             OptionKey::Deny => self.deny.as_ref().map(ToString::to_string),
             OptionKey::SniRoutes => self.sni_routes.as_ref().map(ToString::to_string),
+            OptionKey::CheckTls => switch(self.check_tls, "on"),
             OptionKey::MaxConnsPerClient => count(self.max_conns_per_client),
             OptionKey::RatePerClient => count(self.rate_per_client),
             OptionKey::RateBurst => count(self.rate_burst),

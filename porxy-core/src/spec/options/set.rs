@@ -216,6 +216,7 @@ impl TunnelOptions {
             OptionKey::CheckSendProxy => &mut self.check_send_proxy,
             OptionKey::BackendTls => &mut self.backend_tls,
             OptionKey::TlsVerify => &mut self.tls_verify,
+            OptionKey::CheckTls => &mut self.check_tls,
             _ => return None,
         })
     }
