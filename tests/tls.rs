@@ -462,9 +462,29 @@ fn a_reload_takes_new_certificates_for_new_handshakes_only() {
     let mut before = ca.connect(site, "a.test");
     let first_der = served_certificate(&before);
 
-    install(&second);
-    let reply = control.cmd("RELOAD");
-    assert!(reply.starts_with("OK reloaded"), "{reply}");
+    // New clients keep coming through the reload: every handshake and round trip succeeds,
+    // with one certificate or the other.
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let load = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            let mut served = 0;
+            for i in 0..60u32 {
+                let msg = format!("load {i}\n");
+                tls_round_trip(&ca, site, msg.as_bytes());
+                served += 1;
+                if i == 10 {
+                    started_tx.send(()).unwrap();
+                }
+            }
+            served
+        });
+        started.recv_timeout(WAIT).expect("the load under way");
+        install(&second);
+        let reply = control.cmd("RELOAD");
+        assert!(reply.starts_with("OK reloaded"), "{reply}");
+        load.join().expect("no client failed during the reload")
+    });
+    assert_eq!(load, 60);
     let after = ca.connect(site, "a.test");
     let second_der = served_certificate(&after);
     assert_ne!(
@@ -475,6 +495,14 @@ fn a_reload_takes_new_certificates_for_new_handshakes_only() {
     let mut back = [0u8; 4];
     before.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"kept", "the established session goes on");
+    // Status shows the certificate now held, by its serial, and when it expires.
+    let shown = status_serial(&mut control, &cert);
+    assert_eq!(
+        shown,
+        openssl_serial(&second.cert),
+        "status names the new one"
+    );
+    assert_ne!(shown, openssl_serial(&first.cert));
 
     std::fs::write(&key, "not a key\n").unwrap();
     let reply = control.cmd("RELOAD");
@@ -488,6 +516,36 @@ fn a_reload_takes_new_certificates_for_new_handshakes_only() {
         second_der,
         "a refused reload changed nothing"
     );
+}
+
+/// The serial status shows for the listener's certificate read from `path`, in upper-case hex
+/// without leading zeros (as openssl prints it); its line also says when it expires.
+fn status_serial(
+    control: &mut crate::support::control::ControlClient,
+    path: &std::path::Path,
+) -> String {
+    let lines = control.block("STATUS FULL");
+    let prefix = format!("  certificate listener {} ", path.display());
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no certificate line in {lines:?}"));
+    assert!(line.contains(" names=a.test "), "{line}");
+    assert!(line.contains(" not_after=4096-01-01T00:00:00Z "), "{line}");
+    let serial = crate::support::control::field(line, "serial");
+    serial.trim_start_matches('0').to_ascii_uppercase()
+}
+
+/// The serial of the certificate in `path`, as `openssl x509 -serial` prints it.
+fn openssl_serial(path: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let serial = text.trim().strip_prefix("serial=").expect("serial=...");
+    serial.trim_start_matches('0').to_ascii_uppercase()
 }
 
 /// porxy with one plain listener to TLS `backends`, with `options`.

@@ -83,5 +83,8 @@ pub use spec::{
     SniRoutes, SpecError, SpecErrorKind, Strategy, TlsVersion, TunnelMode, TunnelOptions,
     TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT, OPTION_KEYS,
 };
-pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
+pub use status::{
+    BackendStatus, CertificateRole, CertificateStatus, CloseCounts, ReactorStatus, Status,
+    TunnelStatus,
+};
 pub use tunnel::reach::reached_listener;

@@ -279,6 +279,23 @@ fn full_status(status: &Status) -> String {
             }
             out.push('\n');
         }
+        let now = std::time::SystemTime::now();
+        for c in &t.certificates {
+            let _ = writeln!(
+                out,
+                "  certificate {} {} serial={} names={} not_after={} days_left={}",
+                c.role,
+                c.path.display(),
+                c.serial,
+                if c.names.is_empty() {
+                    "-".to_string()
+                } else {
+                    c.names.join(",")
+                },
+                humantime::format_rfc3339_seconds(c.not_after),
+                c.days_left(now),
+            );
+        }
     }
     for r in &status.reactors {
         let _ = writeln!(

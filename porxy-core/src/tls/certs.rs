@@ -14,6 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::x509::CertFacts;
 pub(crate) use crate::cert_error::CertError;
+use crate::status::{CertificateRole, CertificateStatus};
 
 /// A certificate chain with its key, ready to sign, and what its certificate says.
 #[derive(Debug, Clone)]
@@ -22,6 +23,19 @@ pub(crate) struct Identity {
     pub(crate) facts: CertFacts,
     /// The chain's file, for the logs.
     pub(crate) path: PathBuf,
+}
+
+impl Identity {
+    /// What status shows of it, used as `role`.
+    pub(crate) fn status(&self, role: CertificateRole) -> CertificateStatus {
+        CertificateStatus {
+            path: self.path.clone(),
+            role,
+            serial: self.facts.serial.clone(),
+            names: self.facts.names.clone(),
+            not_after: self.facts.not_after_time(),
+        }
+    }
 }
 
 /// The chain in `cert` (the server's certificate first) with the private key in `key`, valid

@@ -14,6 +14,7 @@ use rustls::{ClientConnection, DigitallySignedStruct, RootCertStore, SignatureSc
 
 use super::certs::{self, CertError};
 use super::provider;
+use crate::status::{CertificateRole, CertificateStatus};
 
 /// What a tunnel's TLS to its backends is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub(crate) struct ClientTlsSettings<'a> {
 #[derive(Clone)]
 pub(crate) struct ClientTls {
     config: Arc<ClientConfig>,
+    /// The certificate shown to backends that ask, for status.
+    certificate: Option<Arc<CertificateStatus>>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -56,10 +59,12 @@ impl ClientTls {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider.clone())))
         };
+        let mut certificate = None;
         let config = match settings.identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let identity = certs::identity(cert, key, &provider, SystemTime::now())?;
+                certificate = Some(Arc::new(identity.status(CertificateRole::BackendClient)));
                 let chain = identity.key.cert.clone();
                 let private = certs::private_key(key)?;
                 builder
@@ -73,7 +78,13 @@ impl ClientTls {
         };
         Ok(ClientTls {
             config: Arc::new(config),
+            certificate,
         })
+    }
+
+    /// The certificate it shows backends that ask, if any.
+    pub(crate) fn certificate(&self) -> Option<&CertificateStatus> {
+        self.certificate.as_deref()
     }
 
     /// Whether `other` is this very configuration (not one built alike from the same files).

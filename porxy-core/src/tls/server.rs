@@ -15,6 +15,7 @@ use super::certs::{self, CertError};
 use super::provider;
 use super::resolver::SniResolver;
 use crate::spec::{ClientAuth, TlsVersion};
+use crate::status::{CertificateRole, CertificateStatus};
 
 /// Session ids a listener remembers for resumption (TLS 1.2; TLS 1.3 resumes with tickets).
 const SESSION_CACHE: usize = 4096;
@@ -40,6 +41,8 @@ const EXPIRY_WARNING: i64 = 14 * 24 * 3600;
 #[derive(Clone)]
 pub(crate) struct ServerTls {
     config: Arc<ServerConfig>,
+    /// Its certificates, for status.
+    certificates: Arc<[CertificateStatus]>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -104,9 +107,19 @@ impl ServerTls {
         if let Ok(ticketer) = rustls::crypto::ring::Ticketer::new() {
             config.ticketer = ticketer;
         }
+        let certificates = identities
+            .iter()
+            .map(|identity| identity.status(CertificateRole::Listener))
+            .collect();
         Ok(ServerTls {
             config: Arc::new(config),
+            certificates,
         })
+    }
+
+    /// Its certificates, in the order given.
+    pub(crate) fn certificates(&self) -> &[CertificateStatus] {
+        &self.certificates
     }
 
     /// A new server session for one client.

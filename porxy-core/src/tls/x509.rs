@@ -53,6 +53,18 @@ impl CertFacts {
         })
     }
 
+    /// When it stops being valid.
+    pub(crate) fn not_after_time(&self) -> SystemTime {
+        let span = std::time::Duration::from_secs(self.not_after.unsigned_abs());
+        let time = if self.not_after >= 0 {
+            UNIX_EPOCH.checked_add(span)
+        } else {
+            UNIX_EPOCH.checked_sub(span)
+        };
+        // Beyond what the clock can hold: the far end it can.
+        time.unwrap_or(UNIX_EPOCH)
+    }
+
     /// Seconds left before it expires at `now` (negative once expired).
     pub(crate) fn seconds_left(&self, now: SystemTime) -> i64 {
         self.not_after.saturating_sub(unix(now))

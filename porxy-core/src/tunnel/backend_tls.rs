@@ -42,6 +42,11 @@ impl BackendTls {
         BackendTls { tls, names }
     }
 
+    /// The certificate it shows backends that ask, if any.
+    pub(crate) fn certificate(&self) -> Option<&crate::status::CertificateStatus> {
+        self.tls.certificate()
+    }
+
     /// The client configuration, for a version built again.
     pub(crate) fn client(&self) -> ClientTls {
         self.tls.clone()

@@ -295,14 +295,18 @@ impl Tunnel {
                 lag_drops: b.lag_drops(),
             })
             .collect();
-        self.stats.snapshot(
+        let mut status = self.stats.snapshot(
             self.local,
             self.spec.to_string(),
             self.balancer.strategy,
             self.spec.options.mode.unwrap_or_default(),
             self.fanout.map(|f| f.reply),
             backends,
-        )
+        );
+        let listener = self.tls.iter().flat_map(ServerTls::certificates);
+        let backend = self.backend_tls.iter().filter_map(BackendTls::certificate);
+        status.certificates = listener.chain(backend).cloned().collect();
+        status
     }
 
     /// Its listening socket, as a remote could reach it.

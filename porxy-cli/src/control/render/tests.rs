@@ -211,6 +211,52 @@ END
     assert_eq!(ok(Outcome::StatusFull(status)).text, want);
 }
 
+/// A TLS tunnel's certificates follow its backends: role, file, serial, names, expiry.
+#[test]
+fn status_full_shows_the_certificates_a_tunnel_holds() {
+    use std::time::{Duration, SystemTime};
+
+    use porxy_core::{CertificateRole, CertificateStatus};
+
+    let mut site = tunnel(
+        "127.0.0.1:8443",
+        vec![backend("127.0.0.1:7000", BackendState::Up, 1, 0)],
+        0,
+        0,
+    );
+    // Thirty days and an hour from now: thirty whole days left.
+    let not_after = SystemTime::now() + Duration::from_secs(30 * 86_400 + 3600);
+    site.certificates = vec![
+        CertificateStatus::new(
+            "/etc/porxy/site.pem".into(),
+            CertificateRole::Listener,
+            "1a2b".into(),
+            vec!["site.test".into(), "*.site.test".into()],
+            not_after,
+        ),
+        CertificateStatus::new(
+            "/etc/porxy/client.pem".into(),
+            CertificateRole::BackendClient,
+            "03".into(),
+            Vec::new(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800),
+        ),
+    ];
+    let text = ok(Outcome::StatusFull(status(
+        vec![site],
+        Vec::new(),
+        Vec::new(),
+    )))
+    .text;
+    let expires = humantime::format_rfc3339_seconds(not_after).to_string();
+    let want = format!(
+        "  backend 127.0.0.1:7000 state=up weight=1 open=0 total=0 failures=0
+  certificate listener /etc/porxy/site.pem serial=1a2b names=site.test,*.site.test not_after={expires} days_left=30
+  certificate backend_client /etc/porxy/client.pem serial=03 names=- not_after=2100-01-01T00:00:00Z days_left="
+    );
+    assert!(text.contains(&want), "{text}");
+}
+
 #[test]
 fn opened_and_changed_tunnels() {
     let opened = |remotes: &[&str], replaced| {
