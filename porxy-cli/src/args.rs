@@ -325,6 +325,8 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     tls_server_name       the name their certificates must be for (default: the
                           remote's host name)
     tls_verify            off: take any certificate (logged as a warning)
+    tls_alpn              (without tls_cert) protocols offered to the backends; with
+                          tls_cert, each backend is offered what its client chose
     backend_tls_cert, backend_tls_key
                           the certificate shown to backends that ask for one
     check_tls             on (default): active checks do the TLS handshake too, the

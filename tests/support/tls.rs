@@ -164,6 +164,65 @@ pub fn tls_greeting_echo(
     clients: Option<&TestCa>,
     greeting: &'static [u8],
 ) -> impl Fn(TcpStream, &super::backend::Ctx) + Send + Sync + 'static {
+    let config = server_config(cert, clients, &[]);
+    move |stream, _| {
+        let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
+            return;
+        };
+        let mut tls = StreamOwned::new(session, stream);
+        if tls.write_all(greeting).is_err() {
+            return;
+        }
+        echo_to_close_notify(&mut tls);
+    }
+}
+
+/// A TLS backend with `cert` that takes the protocols `alpn` offers and greets each client
+/// with the one agreed (`-` for none) and a newline, then echoes.
+pub fn tls_alpn_backend(cert: &ServerCert, alpn: &[&str]) -> super::Backend {
+    let config = server_config(cert, None, alpn);
+    super::Backend::start(move |stream, _| {
+        let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
+            return;
+        };
+        let mut tls = StreamOwned::new(session, stream);
+        while tls.conn.is_handshaking() {
+            if tls.conn.complete_io(&mut tls.sock).is_err() {
+                return;
+            }
+        }
+        let agreed = tls.conn.alpn_protocol().unwrap_or(b"-").to_vec();
+        if tls.write_all(&[&agreed[..], b"\n"].concat()).is_err() {
+            return;
+        }
+        echo_to_close_notify(&mut tls);
+    })
+}
+
+/// Echoes a server session until the client's close_notify, then sends its own.
+fn echo_to_close_notify(tls: &mut StreamOwned<rustls::ServerConnection, TcpStream>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// A server configuration with `cert`, asking for client certificates `clients` signed (if
+/// given), taking the protocols in `alpn`.
+fn server_config(
+    cert: &ServerCert,
+    clients: Option<&TestCa>,
+    alpn: &[&str],
+) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
 
@@ -192,30 +251,9 @@ pub fn tls_greeting_echo(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .expect("a server configuration");
-    let config = Arc::new(config);
-    move |stream, _| {
-        let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
-            return;
-        };
-        let mut tls = StreamOwned::new(session, stream);
-        if tls.write_all(greeting).is_err() {
-            return;
-        }
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match tls.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tls.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
-    }
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
 }

@@ -49,9 +49,13 @@ impl Reactor {
                     // it (`Phase::Handshaking`).
                     let started =
                         start_connect(self.poll.registry(), addr, token).and_then(|stream| {
+                            let client_alpn = match &slot.client {
+                                Socket::Tls(tls) => tls.alpn_protocol(),
+                                _ => None,
+                            };
                             match slot.tunnel.backend_tls.as_ref() {
                                 None => Ok(Socket::Tcp(stream)),
-                                Some(tls) => match tls.session(index) {
+                                Some(tls) => match tls.session(index, client_alpn) {
                                     Some(Ok(session)) => Ok(Socket::Tls(Box::new(
                                         TlsStream::client(stream, session),
                                     ))),

@@ -25,6 +25,8 @@ pub(crate) struct ClientTlsSettings<'a> {
     pub(crate) verify: bool,
     /// The certificate chain and key shown to a backend that asks for one.
     pub(crate) identity: Option<(&'a Path, &'a Path)>,
+    /// The protocols offered by ALPN, most wanted first (none: no ALPN).
+    pub(crate) alpn: Vec<Vec<u8>>,
 }
 
 /// A tunnel's TLS to its backends, ready to start sessions.
@@ -76,6 +78,8 @@ impl ClientTls {
                     })?
             }
         };
+        let mut config = config;
+        config.alpn_protocols = settings.alpn.clone();
         Ok(ClientTls {
             config: Arc::new(config),
             certificate,
@@ -92,12 +96,19 @@ impl ClientTls {
         Arc::ptr_eq(&self.config, &other.config)
     }
 
-    /// A new session with a backend that should prove it is `name`.
+    /// A new session with a backend that should prove it is `name`, offering by ALPN the
+    /// configuration's protocols, or `alpn` alone if given.
     pub(crate) fn session(
         &self,
         name: ServerName<'static>,
+        alpn: Option<&[u8]>,
     ) -> Result<ClientConnection, rustls::Error> {
-        ClientConnection::new(self.config.clone(), name)
+        match alpn {
+            None => ClientConnection::new(self.config.clone(), name),
+            Some(protocol) => {
+                ClientConnection::new_with_alpn(self.config.clone(), name, vec![protocol.to_vec()])
+            }
+        }
     }
 }
 

@@ -92,6 +92,11 @@ impl TlsStream {
         }
     }
 
+    /// The protocol the peer and porxy agreed on by ALPN, if they did.
+    pub(crate) fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.session.alpn_protocol()
+    }
+
     /// The subject of the certificate the client showed and porxy verified, if it showed one.
     pub(crate) fn client_subject(&self) -> Option<String> {
         let der = self.session.peer_certificates()?.first()?;

@@ -61,9 +61,15 @@ impl BackendTls {
         })
     }
 
-    /// A session with backend `index`.
-    pub(crate) fn session(&self, index: usize) -> Option<Result<ClientConnection, rustls::Error>> {
+    /// A session with backend `index`, for a client that chose `client_alpn` in its own TLS
+    /// with porxy: a backend is offered that protocol alone, since the bytes it gets are the
+    /// client's (without it, the tunnel's `tls_alpn` toward backends, if any).
+    pub(crate) fn session(
+        &self,
+        index: usize,
+        client_alpn: Option<&[u8]>,
+    ) -> Option<Result<ClientConnection, rustls::Error>> {
         let name = self.names.get(index)?.clone();
-        Some(self.tls.session(name))
+        Some(self.tls.session(name, client_alpn))
     }
 }

@@ -82,10 +82,17 @@ fn backend_tls(spec: &TunnelSpec) -> Result<Option<ClientTls>, CertError> {
         (Some(cert), Some(key)) => Some((Path::new(cert.as_str()), Path::new(key.as_str()))),
         _ => None,
     };
+    // A listener that terminates TLS offers `tls_alpn` to its clients; its backends are then
+    // offered, connection by connection, what the client chose (`BackendTls::session`).
+    let alpn = match (&options.tls_cert, &options.tls_alpn) {
+        (None, Some(protocols)) => list(protocols).map(|p| p.as_bytes().to_vec()).collect(),
+        _ => Vec::new(),
+    };
     let settings = ClientTlsSettings {
         ca: options.tls_ca.as_deref().map(Path::new),
         verify,
         identity,
+        alpn,
     };
     ClientTls::new(&settings).map(Some)
 }

@@ -26,7 +26,7 @@ pub(crate) struct CheckTls {
 
 impl CheckTls {
     fn session(&self) -> Result<ClientConnection, rustls::Error> {
-        self.client.session(self.name.clone())
+        self.client.session(self.name.clone(), None)
     }
 }
 

@@ -98,7 +98,10 @@ impl TunnelOptions {
             }
             (None, None) => {
                 let tls_only = [
-                    (OptionKey::TlsAlpn, self.tls_alpn.is_some()),
+                    (
+                        OptionKey::TlsAlpn,
+                        self.tls_alpn.is_some() && self.backend_tls != Some(true),
+                    ),
                     (OptionKey::TlsClientCa, self.tls_client_ca.is_some()),
                     (OptionKey::TlsMinVersion, self.tls_min_version.is_some()),
                     (
