@@ -28,5 +28,5 @@ mod sessions;
 mod sni_routing;
 mod stop;
 mod tls;
-mod tls_alpn;
+mod tls_backends;
 mod tls_health;

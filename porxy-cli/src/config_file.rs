@@ -8,6 +8,7 @@
 //! listeners.demo.backends: <what and what was expected>`. The file's shape is documented in
 //! `examples/porxy.toml`.
 
+mod backend;
 mod listener;
 mod locate;
 mod raw;
@@ -15,7 +16,6 @@ mod read;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -23,10 +23,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use porxy_core::units::{parse_duration, parse_size};
-use porxy_core::{AcceptMode, AcceptModeError, Endpoint, ProxyConfig, Remote, MAX_WEIGHT};
+use porxy_core::{AcceptMode, AcceptModeError, Endpoint, ProxyConfig, Remote};
 use toml::Spanned;
 
-use self::locate::{key_path, key_path_at, line_column};
+use self::locate::{key_path_at, line_column};
 use self::raw::{RawAddress, RawDuration, RawFile, RawProxy, RawSize};
 use crate::control::ControlAddr;
 use crate::NamedTunnel;
@@ -347,38 +347,6 @@ impl Lift<'_> {
             });
         }
         Ok((config, drain_timeout))
-    }
-
-    fn backends(
-        &self,
-        raw: &BTreeMap<Spanned<String>, raw::RawBackend>,
-    ) -> Result<BTreeMap<String, Backend>, ConfigError> {
-        let mut backends = BTreeMap::new();
-        for (name, backend) in raw {
-            let key = |last: &str| key_path(&["backends", name.get_ref(), last]);
-            let (endpoint, at) = self.endpoint(&backend.address, key("address"))?;
-            if let Some(fault) = endpoint.remote_fault() {
-                let RawAddress(text) = backend.address.get_ref();
-                let at = self.inside_string(backend.address.span(), text, 1);
-                return Err(self.error(at, key("address"), fault.to_string()));
-            }
-            let mut remote = Remote::from(endpoint);
-            if let Some(weight) = &backend.weight {
-                remote.weight =
-                    self.count(weight, 1, i64::from(MAX_WEIGHT), &key("weight"))? as u32;
-            }
-            if let Some(max) = &backend.max_conns {
-                remote.max_conns = Some(self.count(max, 1, 10_000_000, &key("max_conns"))? as u32);
-            }
-            if let Some(version) = &backend.send_proxy {
-                let parsed = version.get_ref().parse::<porxy_core::SendProxy>();
-                remote.send_proxy = Some(parsed.map_err(|e| {
-                    self.error(version.span().start, key("send_proxy"), e.to_string())
-                })?);
-            }
-            backends.insert(name.get_ref().clone(), Backend { remote, at });
-        }
-        Ok(backends)
     }
 
     fn count(

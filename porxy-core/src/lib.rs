@@ -79,9 +79,9 @@ pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;
 pub use spec::{
     AcceptProxy, ClientAuth, Endpoint, NetworkError, Networks, OptionError, OptionErrorKind,
-    OptionKey, OptionsConflict, Remote, RemoteFault, Reply, SendProxy, SniRoute, SniRouteError,
-    SniRoutes, SpecError, SpecErrorKind, Strategy, TlsVersion, TunnelMode, TunnelOptions,
-    TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT, OPTION_KEYS,
+    OptionKey, OptionsConflict, Remote, RemoteFault, RemoteTls, Reply, SendProxy, SniRoute,
+    SniRouteError, SniRoutes, SpecError, SpecErrorKind, Strategy, TlsVersion, TunnelMode,
+    TunnelOptions, TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT, OPTION_KEYS,
 };
 pub use status::{
     BackendStatus, CertificateRole, CertificateStatus, CloseCounts, ReactorStatus, Status,

@@ -117,6 +117,20 @@ pub(super) struct RawBackend {
     pub(super) max_conns: Option<Spanned<i64>>,
     /// The PROXY header it gets ahead of each client: `v1` or `v2` (default: the listener's).
     pub(super) send_proxy: Option<Spanned<String>>,
+    /// porxy speaks TLS to it (default: the listener's `backend_tls`).
+    pub(super) tls: Option<Spanned<bool>>,
+    /// The CAs its certificate must chain to.
+    pub(super) tls_ca: Option<Spanned<String>>,
+    /// The name its certificate must be for.
+    pub(super) tls_server_name: Option<Spanned<String>>,
+    /// Verify its certificate.
+    pub(super) tls_verify: Option<Spanned<bool>>,
+    /// Protocols offered to it by ALPN.
+    pub(super) tls_alpn: Option<Spanned<Vec<String>>>,
+    /// The chain shown to it if it asks for a client certificate.
+    pub(super) tls_cert: Option<Spanned<String>>,
+    /// Its key.
+    pub(super) tls_key: Option<Spanned<String>>,
 }
 
 /// `[listeners.NAME]`.

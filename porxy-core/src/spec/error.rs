@@ -408,6 +408,13 @@ pub enum OptionsConflict {
     /// Fan-out remotes sent PROXY headers of different versions: every destination is sent
     /// the one copy of the client's stream.
     FanoutProxyVersions,
+    /// A remote has TLS settings of its own, but porxy does not speak TLS to it.
+    RemoteTlsOnly {
+        /// The remote.
+        remote: String,
+        /// The tunnel option its setting stands for.
+        key: OptionKey,
+    },
     /// A route of `sni_routes` names a remote the tunnel does not have.
     SniRouteRemote {
         /// The remote as the route names it.
@@ -466,6 +473,11 @@ impl fmt::Display for OptionsConflict {
             OptionsConflict::FanoutProxyVersions => f.write_str(
                 "mode=fanout sends every remote the same PROXY header version: \
                  its backends' send_proxy differ",
+            ),
+            OptionsConflict::RemoteTlsOnly { remote, key } => write!(
+                f,
+                "remote {remote} has a TLS setting of its own (`{key}`) but porxy does not speak \
+                 TLS to it: turn backend_tls on for the tunnel, or tls on for the backend"
             ),
             OptionsConflict::SniRouteRemote { remote } => write!(
                 f,

@@ -17,6 +17,7 @@ mod networks;
 mod options;
 mod parser;
 mod proxy_header;
+mod remote_tls;
 mod sni_routes;
 mod strategy;
 mod tls;
@@ -34,6 +35,7 @@ pub use networks::{NetworkError, Networks};
 pub(crate) use options::MAX_ATTEMPTS;
 pub use options::{OptionKey, TunnelOptions, MAX_FANOUT, MAX_MAX_LAG, MIN_MAX_LAG, OPTION_KEYS};
 pub use proxy_header::{AcceptProxy, SendProxy};
+pub use remote_tls::RemoteTls;
 pub use sni_routes::{SniRoute, SniRouteError, SniRoutes};
 pub use strategy::Strategy;
 pub use tls::{ClientAuth, TlsVersion};
@@ -66,6 +68,20 @@ pub struct Remote {
     /// `send_proxy`, if any. (The config file's `[backends.NAME] send_proxy`; a SPEC has no
     /// syntax for it.)
     pub send_proxy: Option<SendProxy>,
+    /// Its own TLS settings, each over the tunnel's (the config file's `[backends.NAME]` TLS
+    /// keys; a SPEC has no syntax for them).
+    pub tls: RemoteTls,
+}
+
+impl TunnelSpec {
+    /// Whether porxy speaks TLS to `remote` (one of its remotes): the remote's own say, else
+    /// the tunnel's `backend_tls`.
+    pub fn tls_to(&self, remote: &Remote) -> bool {
+        remote
+            .tls
+            .enabled
+            .unwrap_or(self.options.backend_tls == Some(true))
+    }
 }
 
 /// Largest weight a remote may have.
@@ -78,6 +94,7 @@ impl From<Endpoint> for Remote {
             weight: 1,
             max_conns: None,
             send_proxy: None,
+            tls: RemoteTls::default(),
         }
     }
 }

@@ -398,3 +398,32 @@ fn sni_routes_name_the_tunnels_own_remotes() {
         "{fanout}"
     );
 }
+
+#[test]
+fn a_remotes_own_tls_settings_need_tls_to_it() {
+    let mut spec: TunnelSpec = "127.0.0.1:1=127.0.0.1:9,127.0.0.1:10".parse().unwrap();
+    spec.remotes[1].tls.ca = Some("/ca.pem".into());
+    assert_eq!(
+        spec.check(),
+        Err(OptionsConflict::RemoteTlsOnly {
+            remote: "127.0.0.1:10".into(),
+            key: OptionKey::TlsCa
+        })
+    );
+    spec.remotes[1].tls.enabled = Some(true);
+    assert_eq!(spec.check(), Ok(()));
+    assert!(!spec.tls_to(&spec.remotes[0]) && spec.tls_to(&spec.remotes[1]));
+    spec.remotes[1].tls.cert = Some("/c.pem".into());
+    assert_eq!(
+        spec.check(),
+        Err(OptionsConflict::TlsPair(OptionKey::BackendTlsKey))
+    );
+    spec.remotes[1].tls.cert = None;
+    spec.options.check_tls = Some(false);
+    assert_eq!(spec.check(), Ok(()), "check_tls with one TLS remote");
+    spec.remotes[1].tls = RemoteTls::default();
+    assert_eq!(
+        spec.check(),
+        Err(OptionsConflict::BackendTlsOnly(OptionKey::CheckTls))
+    );
+}

@@ -1,75 +1,89 @@
-//! A tunnel's TLS to its backends: the client configuration, and the name each backend must
-//! prove it is (`tls_server_name`, else the remote's host name, else its IP address).
+//! A tunnel's TLS to its backends: for each backend porxy speaks TLS to, the client
+//! configuration (the tunnel's, or the backend's own) and the name it must prove it is (its
+//! own `tls_server_name`, else the tunnel's, else the remote's host name, else its IP address).
+
+use std::net::SocketAddr;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
+use super::loaded::BackendClients;
 use crate::balance::health::CheckTls;
 use crate::spec::{Endpoint, TunnelSpec};
+use crate::status::CertificateStatus;
 use crate::tls::client::ClientTls;
 
 /// TLS to the backends of one tunnel version.
 #[derive(Debug, Clone)]
 pub(crate) struct BackendTls {
-    tls: ClientTls,
-    /// By backend index (the spec's remotes, in order).
-    names: Box<[ServerName<'static>]>,
+    clients: BackendClients,
+    /// By backend index (the spec's remotes, in order): how to speak TLS to it, if porxy does.
+    backends: Box<[Option<(ClientTls, ServerName<'static>)>]>,
 }
 
 impl BackendTls {
-    /// `tls` for the remotes of `spec`, which resolved to `remotes` (same order).
+    /// TLS to the remotes of `spec` that speak it (they resolved to `remotes`, same order);
+    /// `None` if none does.
     pub(crate) fn new(
-        tls: ClientTls,
+        clients: BackendClients,
         spec: &TunnelSpec,
-        remotes: &[std::net::SocketAddr],
-    ) -> BackendTls {
-        let given = spec
-            .options
-            .tls_server_name
-            .as_deref()
-            .and_then(|name| ServerName::try_from(name.to_string()).ok());
-        let names = spec
+        remotes: &[SocketAddr],
+    ) -> Option<BackendTls> {
+        let tunnel_name = spec.options.tls_server_name.as_deref();
+        let backends: Box<[_]> = spec
             .remotes
             .iter()
             .zip(remotes)
-            .map(|(remote, addr)| match (&given, &remote.endpoint) {
-                (Some(name), _) => name.clone(),
-                (None, Endpoint::Host { host, .. }) => ServerName::try_from(host.clone())
-                    .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into())),
-                (None, Endpoint::Addr(_)) => ServerName::IpAddress(addr.ip().into()),
+            .map(|(remote, addr)| {
+                let client = clients.for_remote(spec, remote)?.clone();
+                let given = remote.tls.server_name.as_deref().or(tunnel_name);
+                let given = given.and_then(|name| ServerName::try_from(name.to_string()).ok());
+                let name = match (given, &remote.endpoint) {
+                    (Some(name), _) => name,
+                    (None, Endpoint::Host { host, .. }) => ServerName::try_from(host.clone())
+                        .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into())),
+                    (None, Endpoint::Addr(_)) => ServerName::IpAddress(addr.ip().into()),
+                };
+                Some((client, name))
             })
             .collect();
-        BackendTls { tls, names }
+        backends
+            .iter()
+            .any(Option::is_some)
+            .then_some(BackendTls { clients, backends })
     }
 
-    /// The certificate it shows backends that ask, if any.
-    pub(crate) fn certificate(&self) -> Option<&crate::status::CertificateStatus> {
-        self.tls.certificate()
+    /// The client configurations, for a version built again.
+    pub(crate) fn clients(&self) -> BackendClients {
+        self.clients.clone()
     }
 
-    /// The client configuration, for a version built again.
-    pub(crate) fn client(&self) -> ClientTls {
-        self.tls.clone()
+    /// The certificates it shows backends that ask, each once.
+    pub(crate) fn certificates(&self) -> impl Iterator<Item = &CertificateStatus> {
+        self.clients.all().filter_map(ClientTls::certificate)
     }
 
-    /// How a check of backend `index` speaks TLS to it, `preface` first in the clear.
+    /// How a check of backend `index` speaks TLS to it, `preface` first in the clear; `None`
+    /// if porxy does not speak TLS to it.
     pub(crate) fn check(&self, index: usize, preface: Vec<u8>) -> Option<CheckTls> {
+        let (client, name) = self.backends.get(index)?.as_ref()?;
         Some(CheckTls {
-            client: self.tls.clone(),
-            name: self.names.get(index)?.clone(),
+            client: client.clone(),
+            name: name.clone(),
             preface,
         })
     }
 
-    /// A session with backend `index`, for a client that chose `client_alpn` in its own TLS
-    /// with porxy: a backend is offered that protocol alone, since the bytes it gets are the
-    /// client's (without it, the tunnel's `tls_alpn` toward backends, if any).
+    /// A session with backend `index` (`None` if porxy does not speak TLS to it), for a
+    /// client that chose `client_alpn` in its own TLS with porxy: a backend is offered that
+    /// protocol alone, since the bytes it gets are the client's (without it, the tunnel's or
+    /// the backend's `tls_alpn`, if any).
     pub(crate) fn session(
         &self,
         index: usize,
         client_alpn: Option<&[u8]>,
     ) -> Option<Result<ClientConnection, rustls::Error>> {
-        let name = self.names.get(index)?.clone();
-        Some(self.tls.session(name, client_alpn))
+        let (client, name) = self.backends.get(index)?.as_ref()?;
+        Some(client.session(name.clone(), client_alpn))
     }
 }

@@ -153,6 +153,12 @@ impl Tunnel {
         } = resolve(&spec.options, count, config)
             .and_then(|resolved| spec.check_remotes().map(|()| resolved))
             .map_err(|conflict| options_error(spec, conflict))?;
+        let backend_tls = BackendTls::new(loaded.backend_tls, spec, &remotes[..count]);
+        // A TLS end must see its bytes: a tunnel with one toward any backend copies.
+        let settings = TunnelSettings {
+            splice: settings.splice && backend_tls.is_none(),
+            ..settings
+        };
         let backends: Vec<Arc<Backend>> = spec
             .remotes
             .iter()
@@ -220,9 +226,7 @@ impl Tunnel {
             client_ipv6_prefix,
             bandwidth: Bandwidth::new(bandwidth, buckets),
             tls: loaded.tls,
-            backend_tls: loaded
-                .backend_tls
-                .map(|tls| BackendTls::new(tls, spec, remotes)),
+            backend_tls,
         })
     }
 
@@ -230,7 +234,11 @@ impl Tunnel {
     pub(crate) fn loaded(&self) -> Loaded {
         Loaded {
             tls: self.tls.clone(),
-            backend_tls: self.backend_tls.as_ref().map(BackendTls::client),
+            backend_tls: self
+                .backend_tls
+                .as_ref()
+                .map(BackendTls::clients)
+                .unwrap_or_default(),
         }
     }
 
@@ -250,8 +258,12 @@ impl Tunnel {
             .send_proxy_to(i)
             .filter(|_| self.check_send_proxy)
             .map(proxy_header::header_for_check);
-        match self.backend_tls.as_ref().filter(|_| self.check_tls) {
-            Some(tls) => check.tls = tls.check(i, header.unwrap_or_default()),
+        let tls = self.backend_tls.as_ref().filter(|_| self.check_tls);
+        match tls.and_then(|tls| tls.check(i, Vec::new())) {
+            Some(mut tls) => {
+                tls.preface = header.unwrap_or_default();
+                check.tls = Some(tls);
+            }
             None => {
                 if let Some(mut send) = header {
                     send.extend(check.send.take().unwrap_or_default());
@@ -304,7 +316,7 @@ impl Tunnel {
             backends,
         );
         let listener = self.tls.iter().flat_map(ServerTls::certificates);
-        let backend = self.backend_tls.iter().filter_map(BackendTls::certificate);
+        let backend = self.backend_tls.iter().flat_map(BackendTls::certificates);
         status.certificates = listener.chain(backend).cloned().collect();
         status
     }

@@ -169,7 +169,8 @@ pub(crate) fn resolve(
         }),
         send_proxy: options.send_proxy,
         check_send_proxy: options.check_send_proxy.unwrap_or(false),
-        check_tls: options.backend_tls == Some(true) && options.check_tls.unwrap_or(true),
+        // It matters only for backends porxy speaks TLS to (`Tunnel::check_of`).
+        check_tls: options.check_tls.unwrap_or(true),
         proxy_from: options.proxy_from.clone(),
         // A tunnel's own rules replace the proxy-wide ones, both lists at once.
         allow: if own_rules {

@@ -24,6 +24,25 @@ impl TunnelSpec {
         if options.check_send_proxy == Some(true) && versions.clone().all(|v| v.is_none()) {
             return Err(OptionsConflict::NoProxyHeaderToCheck);
         }
+        for remote in &self.remotes {
+            let given = remote.tls.given().next();
+            if let Some(key) = given.filter(|_| !self.tls_to(remote)) {
+                let remote = remote.endpoint.to_string();
+                return Err(OptionsConflict::RemoteTlsOnly { remote, key });
+            }
+            match (&remote.tls.cert, &remote.tls.key) {
+                (Some(_), None) => return Err(OptionsConflict::TlsPair(OptionKey::BackendTlsKey)),
+                (None, Some(_)) => return Err(OptionsConflict::TlsPair(OptionKey::BackendTlsCert)),
+                _ => {}
+            }
+        }
+        let any_tls = self.remotes.iter().any(|remote| self.tls_to(remote));
+        if options.check_tls.is_some() && !any_tls {
+            return Err(OptionsConflict::BackendTlsOnly(OptionKey::CheckTls));
+        }
+        if options.mode == Some(TunnelMode::Fanout) && any_tls {
+            return Err(OptionsConflict::RelayOnly(OptionKey::BackendTls));
+        }
         let mut sent = versions.flatten();
         if let Some(routes) = &options.sni_routes {
             for route in routes.iter() {
@@ -72,7 +91,6 @@ impl TunnelOptions {
                 (OptionKey::TlsVerify, self.tls_verify.is_some()),
                 (OptionKey::BackendTlsCert, self.backend_tls_cert.is_some()),
                 (OptionKey::BackendTlsKey, self.backend_tls_key.is_some()),
-                (OptionKey::CheckTls, self.check_tls.is_some()),
             ];
             if let Some((key, _)) = backend_tls_only.iter().find(|(_, set)| *set) {
                 return Err(OptionsConflict::BackendTlsOnly(*key));
