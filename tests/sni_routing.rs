@@ -165,12 +165,26 @@ fn garbage_or_an_unrouted_name_is_closed_with_its_reason_and_others_go_on() {
     wait_until(WAIT, "garbage closed as tls_handshake", || {
         porxy.stderr().contains("reason=tls_handshake")
     });
+    assert!(
+        porxy
+            .stderr()
+            .contains("error=\"TLS ClientHello: not a TLS ClientHello: "),
+        "the close says what was wrong: {}",
+        porxy.stderr()
+    );
 
     let unrouted = connect_with(backends.ca.client(&[]), tunnel, "c.test");
     assert!(unrouted.is_err(), "no route for c.test");
     wait_until(WAIT, "the unrouted name closed as sni_unknown", || {
         porxy.stderr().contains("reason=sni_unknown")
     });
+    assert!(
+        porxy
+            .stderr()
+            .contains("error=\"no route takes the server name \\\"c.test\\\"\""),
+        "{}",
+        porxy.stderr()
+    );
 
     // Half a ClientHello, then nothing: cut off at tls_handshake_timeout.
     let name = ServerName::try_from("a.test").unwrap();
@@ -186,6 +200,13 @@ fn garbage_or_an_unrouted_name_is_closed_with_its_reason_and_others_go_on() {
     wait_until(WAIT, "the stalled client closed as tls_handshake", || {
         handshake_closes() >= 2
     });
+    assert!(
+        porxy
+            .stderr()
+            .contains("error=\"TLS ClientHello: not complete within the timeout\""),
+        "{}",
+        porxy.stderr()
+    );
 
     let (_, greeting) = greeted(&backends.ca, tunnel, "a.test");
     assert_eq!(greeting, b'A', "others go on");

@@ -227,6 +227,12 @@ fn a_bad_handshake_closes_with_its_reason_and_others_go_on() {
         porxy.stderr().matches("reason=tls_handshake").count() >= 2
     });
     drop(silent);
+    let err = porxy.stderr();
+    assert!(
+        err.contains("error=\"handshake: received corrupt message")
+            && err.contains("error=\"handshake: not complete within the timeout\""),
+        "each close says why: {err}"
+    );
     assert_eq!(backend.accepted(), 0, "no backend was touched");
     tls_round_trip(&ca, tunnel, b"still serving");
 }

@@ -335,13 +335,21 @@ impl Machine {
             }
             OpeningStep::Fail(error) => {
                 let reason = opening.failure_reason(&error);
-                tracing::debug!(error = %error, "opening failed");
+                opening.failed(&error);
                 Action::Close {
                     reason,
                     client: Closing::Reset,
                     upstream: Closing::Graceful,
                 }
             }
+        }
+    }
+
+    /// Why its opening failed, for the close log, if it did.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        match self {
+            Machine::Opening(opening) => opening.failure(),
+            _ => None,
         }
     }
 

@@ -51,6 +51,9 @@ pub(crate) trait Preamble: Send + Sync {
     /// The most bytes a complete preamble takes: more without one is an error.
     fn max_len(&self) -> usize;
 
+    /// What it is, for the logs (`PROXY header`).
+    fn name(&self) -> &'static str;
+
     /// Looks at the first bytes the client sent (all of them so far).
     fn parse(&self, received: &[u8]) -> Parsed;
 
@@ -102,20 +105,17 @@ pub(crate) enum OpeningError {
 impl fmt::Display for OpeningError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpeningError::Timeout => f.write_str("no complete preamble within the timeout"),
+            OpeningError::Timeout | OpeningError::HandshakeTimeout => {
+                f.write_str("not complete within the timeout")
+            }
             OpeningError::Closed { received } => write!(
                 f,
-                "the client closed after {received} bytes, before the preamble was complete"
+                "the client closed after {received} bytes, before it was complete"
             ),
-            OpeningError::TooLong { max } => {
-                write!(f, "{max} bytes came without a complete preamble")
-            }
-            OpeningError::Malformed(e) => write!(f, "malformed preamble: {e}"),
-            OpeningError::Failed(e) => write!(f, "reading the preamble failed: {e}"),
-            OpeningError::Handshake(e) => write!(f, "the handshake failed: {e}"),
-            OpeningError::HandshakeTimeout => {
-                f.write_str("no complete handshake within the timeout")
-            }
+            OpeningError::TooLong { max } => write!(f, "{max} bytes came, not complete"),
+            OpeningError::Malformed(e) => write!(f, "{e}"),
+            OpeningError::Failed(e) => write!(f, "reading failed: {e}"),
+            OpeningError::Handshake(e) => write!(f, "{e}"),
         }
     }
 }
@@ -173,6 +173,8 @@ pub(crate) struct Opening {
     server_name: Option<String>,
     /// The transport can peek (until it says otherwise).
     peeks: bool,
+    /// Why it failed, once it has, for the close log.
+    failure: Option<String>,
     client: Readiness,
     deadline: Instant,
 }
@@ -198,6 +200,7 @@ impl Opening {
             details: None,
             server_name: None,
             peeks: true,
+            failure: None,
             client: Readiness::default(),
             deadline: now + config.timeout,
         }
@@ -215,6 +218,24 @@ impl Opening {
             // Not reached: a failure comes from a preamble or the handshake.
             (_, handshake, None) => handshake.unwrap_or(CloseReason::ClientReset),
         }
+    }
+
+    /// Notes that it failed with `error`, named by what failed (a PROXY header, a
+    /// ClientHello, the handshake).
+    pub(crate) fn failed(&mut self, error: &OpeningError) {
+        let what = match error {
+            OpeningError::Handshake(_) | OpeningError::HandshakeTimeout => "handshake",
+            _ => self
+                .preambles
+                .get(self.next)
+                .map_or("opening", |preamble| preamble.name()),
+        };
+        self.failure = Some(format!("{what}: {error}"));
+    }
+
+    /// Why it failed, if it has.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// Records readiness reported for the client.

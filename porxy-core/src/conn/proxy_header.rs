@@ -69,6 +69,10 @@ impl Preamble for ProxyHeader {
         }
     }
 
+    fn name(&self) -> &'static str {
+        "PROXY header"
+    }
+
     fn parse(&self, received: &[u8]) -> Parsed {
         // `ppp` judges a v1 line cut short at some places (after a space, before a port) as
         // malformed: a v1 header is only judged once its line has ended.

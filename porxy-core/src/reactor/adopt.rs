@@ -190,14 +190,16 @@ impl Reactor {
                     slot.upstreams.rule_out(outside);
                 }
                 None => {
-                    slot.span
-                        .in_scope(|| debug!(sni, "no route takes this server name"));
+                    let why = match server_name {
+                        Some(name) => format!("no route takes the server name {name:?}"),
+                        None => "no server name given, and no `*` route".to_string(),
+                    };
                     let close = Action::Close {
                         reason: CloseReason::UnknownServerName,
                         client: Closing::Reset,
                         upstream: Closing::Graceful,
                     };
-                    return self.finish(key, close, None, now);
+                    return self.finish(key, close, Some(&io::Error::other(why)), now);
                 }
             }
         }

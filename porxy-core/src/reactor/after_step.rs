@@ -76,6 +76,9 @@ impl Reactor {
         let Some(mut slot) = self.slots.remove(key) else {
             return;
         };
+        // An opening that failed says why itself (not a socket's error).
+        let noted = slot.machine.failure().map(io::Error::other);
+        let error = error.or(noted.as_ref());
         // Dropping a mio socket closes it, which also removes it from the epoll set.
         if client == Closing::Reset {
             reset(&slot.client);

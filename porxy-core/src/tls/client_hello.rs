@@ -37,6 +37,10 @@ impl Preamble for ClientHelloPeek {
         MAX_CLIENT_HELLO
     }
 
+    fn name(&self) -> &'static str {
+        "TLS ClientHello"
+    }
+
     fn parse(&self, received: &[u8]) -> Parsed {
         let invalid = |why: String| Parsed::Invalid(Box::new(NotClientHello(why)));
         let mut acceptor = Acceptor::default();

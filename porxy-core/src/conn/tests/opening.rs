@@ -29,6 +29,10 @@ impl Preamble for Hello {
         MAX
     }
 
+    fn name(&self) -> &'static str {
+        "hello"
+    }
+
     fn parse(&self, received: &[u8]) -> Parsed {
         let prefix = b"HI ";
         let head = &received[..received.len().min(prefix.len())];
@@ -194,10 +198,7 @@ fn a_malformed_preamble_fails_with_what_is_wrong() {
         panic!("not failed");
     };
     assert!(matches!(error, OpeningError::Malformed(_)));
-    assert_eq!(
-        error.to_string(),
-        "malformed preamble: invalid socket address syntax"
-    );
+    assert_eq!(error.to_string(), "invalid socket address syntax");
 }
 
 #[test]
@@ -497,6 +498,10 @@ struct Named;
 impl Preamble for Named {
     fn max_len(&self) -> usize {
         MAX
+    }
+
+    fn name(&self) -> &'static str {
+        "name"
     }
 
     fn parse(&self, received: &[u8]) -> Parsed {
