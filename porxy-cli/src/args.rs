@@ -12,7 +12,7 @@ use clap::Parser;
 use porxy_core::units::parse_duration;
 use porxy_core::{AcceptMode, TunnelSpec, OPTION_KEYS};
 
-use crate::control::ControlAddr;
+use crate::clients::ListenAddr;
 use crate::error::CliError;
 use crate::NamedTunnel;
 
@@ -47,7 +47,7 @@ pub(crate) struct Args {
     /// `--drain-timeout DURATION`, overriding the file.
     pub(crate) drain_timeout: Option<Duration>,
     /// `--control ADDR`, overriding the file.
-    pub(crate) control: Option<ControlAddr>,
+    pub(crate) control: Option<ListenAddr>,
     /// `--control-idle-timeout DURATION`, overriding the file.
     pub(crate) control_idle_timeout: Option<Duration>,
     /// `--upgrade-socket PATH`: where a new porxy may ask to take over.
@@ -127,7 +127,7 @@ struct RawArgs {
     /// Serve the control socket (a line protocol for nc) on a TCP address like 9999 or
     /// 127.0.0.1:9999, or on a Unix socket path (unix:PATH, or any path with a `/`).
     #[arg(long, value_name = "ADDR", value_parser = parse_control)]
-    control: Option<ControlAddr>,
+    control: Option<ListenAddr>,
 
     /// A control client that completes no line for this long is disconnected [default: 60s,
     /// or the file's `[control] idle_timeout`].
@@ -170,7 +170,7 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_control(text: &str) -> Result<ControlAddr, String> {
+fn parse_control(text: &str) -> Result<ListenAddr, String> {
     text.parse()
 }
 

@@ -28,7 +28,7 @@ use toml::Spanned;
 
 use self::locate::{key_path_at, line_column};
 use self::raw::{RawAddress, RawDuration, RawFile, RawProxy, RawSize};
-use crate::control::ControlAddr;
+use crate::clients::ListenAddr;
 use crate::NamedTunnel;
 
 /// A lifted configuration file.
@@ -41,7 +41,7 @@ pub(crate) struct ConfigFile {
     /// One tunnel per `[listeners.NAME]`, in the order the file lists them.
     pub(crate) listeners: Vec<NamedTunnel>,
     /// `[control] listen`, or `--control` which overrides it.
-    pub(crate) control: Option<ControlAddr>,
+    pub(crate) control: Option<ListenAddr>,
     /// Where the control address was written: `--control`, or `[control] listen`'s place.
     pub(crate) control_origin: String,
     /// `[control] idle_timeout`, or `--control-idle-timeout` which overrides it.
@@ -60,7 +60,7 @@ pub(crate) struct Overrides {
     /// `--accept MODE`.
     pub(crate) accept: Option<AcceptMode>,
     /// `--control ADDR`.
-    pub(crate) control: Option<ControlAddr>,
+    pub(crate) control: Option<ListenAddr>,
     /// `--control-idle-timeout DURATION`.
     pub(crate) control_idle_timeout: Option<Duration>,
     /// `--busy-poll DURATION`.
@@ -383,7 +383,7 @@ impl Lift<'_> {
         }
     }
 
-    fn control(&self, raw: &Spanned<RawAddress>) -> Result<ControlAddr, ConfigError> {
+    fn control(&self, raw: &Spanned<RawAddress>) -> Result<ListenAddr, ConfigError> {
         raw.get_ref()
             .0
             .parse()

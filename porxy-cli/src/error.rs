@@ -87,7 +87,7 @@ pub(crate) enum CliError {
         origin: String,
         /// Why not (boxed: it may hold a core error, and this is rare).
         #[source]
-        source: Box<crate::control::ControlError>,
+        source: Box<crate::clients::ListenError>,
     },
     /// Two tunnels ask for one listen address; the second would silently replace the first.
     #[error("{second}: listens on {addr}, like {first}; give each tunnel its own address")]
@@ -125,9 +125,10 @@ pub(crate) enum CliError {
     /// A takeover or the upgrade socket failed.
     #[error(transparent)]
     Upgrade(crate::upgrade::UpgradeError),
-    /// The control socket could not be set up.
+    /// An admin front end's socket (control, HTTP admin) could not be set up (boxed: rare,
+    /// and large).
     #[error(transparent)]
-    Control(crate::control::ControlError),
+    Listen(Box<crate::clients::ListenError>),
 }
 
 /// The message of [`CliError::SameRemote`]: one `--tunnel` that lists an address twice, or two

@@ -70,7 +70,7 @@ struct Plan {
     config: ProxyConfig,
     drain_timeout: Duration,
     tunnels: Vec<NamedTunnel>,
-    control: Option<control::ControlAddr>,
+    control: Option<crate::clients::ListenAddr>,
     /// Where the control address was written: `--control`, or its place in the file.
     control_origin: String,
     /// How long a control client may take to complete a line.
@@ -266,7 +266,8 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 .filter(|(bound, _)| upgrade::control_matches(addr, bound));
             Some(match inherited {
                 Some((bound, socket)) => (socket, bound),
-                None => control::ControlSocket::bind(addr).map_err(CliError::Control)?,
+                None => crate::clients::ListenSocket::bind(addr, control::ROLE)
+                    .map_err(|e| CliError::Listen(Box::new(e)))?,
             })
         }
         None => None,
@@ -314,7 +315,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 ctx,
                 plan.control_idle_timeout,
             )
-            .map_err(CliError::Control)?;
+            .map_err(|e| CliError::Listen(Box::new(e)))?;
             stopper.set_control(closer);
             Some(bound)
         }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use porxy_core::RemoteFault;
 
-use crate::control::ControlAddr;
+use crate::clients::ListenAddr;
 use crate::error::CliError;
 use crate::NamedTunnel;
 
@@ -104,11 +104,12 @@ fn check_remotes(tunnel: &NamedTunnel) -> Result<Vec<SocketAddr>, CliError> {
 
 /// Checks the control address as binding it would, short of binding: a TCP address resolves,
 /// a Unix socket path fits. `origin` says where it was written.
-pub(crate) fn check_control(addr: &ControlAddr, origin: &str) -> Result<(), CliError> {
-    addr.check().map_err(|source| CliError::ControlAddr {
-        origin: origin.to_string(),
-        source: Box::new(source),
-    })
+pub(crate) fn check_control(addr: &ListenAddr, origin: &str) -> Result<(), CliError> {
+    addr.check(crate::control::ROLE)
+        .map_err(|source| CliError::ControlAddr {
+            origin: origin.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// Checks the upgrade socket's path as binding it would, short of binding: it fits in a socket

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use crate::control;
 use crate::NamedTunnel;
 
 /// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>]`, newline-terminated, in
@@ -12,7 +11,7 @@ pub(crate) fn ready_line(
     pid: u32,
     tunnels: &[NamedTunnel],
     bound: &[SocketAddr],
-    control: Option<&control::BoundControl>,
+    control: Option<&crate::clients::BoundAddr>,
 ) -> String {
     let mut line = format!("READY pid={pid}");
     for (tunnel, addr) in tunnels.iter().zip(bound) {
@@ -49,7 +48,7 @@ mod tests {
             ready_line(42, &tunnels, &bound, None),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 tunnel.cli-1=[::1]:41001\n"
         );
-        let control = control::BoundControl::Tcp("127.0.0.1:9999".parse().unwrap());
+        let control = crate::clients::BoundAddr::Tcp("127.0.0.1:9999".parse().unwrap());
         assert_eq!(
             ready_line(42, &tunnels[..1], &bound[..1], Some(&control)),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"

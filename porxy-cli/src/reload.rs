@@ -20,8 +20,8 @@ use std::sync::Mutex;
 
 use porxy_core::{Endpoint, ProxyHandle, ReloadReport, TunnelSpec};
 
+use crate::clients::ListenAddr;
 use crate::config_file::{self, ConfigError, Overrides};
-use crate::control::ControlAddr;
 use crate::error::{chain, CliError};
 use crate::NamedTunnel;
 
@@ -83,7 +83,7 @@ pub(crate) struct Reloader {
     pub(crate) config_path: Option<PathBuf>,
     pub(crate) cli_tunnels: Vec<NamedTunnel>,
     pub(crate) overrides: Overrides,
-    pub(crate) control: Option<ControlAddr>,
+    pub(crate) control: Option<ListenAddr>,
     /// The bound address of every tunnel by name, so that a listener on port 0 keeps the port
     /// it got across reloads. Also serialises reloads (SIGHUP and RELOAD may come together).
     pub(crate) bound: Mutex<HashMap<String, SocketAddr>>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use porxy_core::{ProxyHandle, StopMode};
 
-use crate::control::ControlCloser;
+use crate::clients::Closer;
 
 /// How often a draining porxy logs the connections it still holds.
 const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -19,7 +19,7 @@ const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct Stopper {
     handle: ProxyHandle,
     drain_timeout: Duration,
-    control: OnceLock<ControlCloser>,
+    control: OnceLock<Closer>,
     reporting: AtomicBool,
 }
 
@@ -34,7 +34,7 @@ impl Stopper {
     }
 
     /// The control socket to close when a stop begins.
-    pub(crate) fn set_control(&self, closer: ControlCloser) {
+    pub(crate) fn set_control(&self, closer: Closer) {
         let _ = self.control.set(closer);
     }
 
@@ -60,7 +60,7 @@ impl Stopper {
     /// The control socket's address and a duplicate of it, for a new process to take over.
     pub(crate) fn control_handover(
         &self,
-    ) -> Option<(crate::control::BoundControl, std::os::fd::OwnedFd)> {
+    ) -> Option<(crate::clients::BoundAddr, std::os::fd::OwnedFd)> {
         let closer = self.control.get()?;
         match closer.hand_over() {
             Ok(pair) => Some(pair),

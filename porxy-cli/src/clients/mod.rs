@@ -7,9 +7,13 @@
 //! one would share this module. Nothing here knows what a request or a reply says.
 
 mod deadlines;
+pub(crate) mod listener;
 mod register;
 mod stream;
 
 pub use deadlines::{Deadlines, DEFAULT_IDLE_TIMEOUT};
+pub use listener::{
+    reachable_from_outside, BoundAddr, Closer, ListenAddr, ListenError, ListenSocket,
+};
 pub use register::{Admission, Member, Register, Standing, MAX_CLIENTS};
 pub(crate) use stream::{write_all_by, ClientStream, TimedRead};

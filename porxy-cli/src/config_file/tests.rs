@@ -336,7 +336,7 @@ mod control_table {
     use std::time::Duration;
 
     use super::{lift, parse, Overrides};
-    use crate::control::ControlAddr;
+    use crate::clients::ListenAddr;
 
     #[test]
     fn listen_takes_a_tcp_address_or_a_unix_path() {
@@ -344,16 +344,16 @@ mod control_table {
             lift("[control]\nlisten = \"unix:/run/porxy.sock\"\nidle_timeout = \"2m\"\n").unwrap();
         assert_eq!(
             file.control,
-            Some(ControlAddr::Unix("/run/porxy.sock".into()))
+            Some(ListenAddr::Unix("/run/porxy.sock".into()))
         );
         assert_eq!(file.control_idle_timeout, Some(Duration::from_secs(120)));
         let file = lift("[control]\nlisten = \"./porxy.sock\"\n").unwrap();
-        assert_eq!(file.control, Some(ControlAddr::Unix("./porxy.sock".into())));
+        assert_eq!(file.control, Some(ListenAddr::Unix("./porxy.sock".into())));
         assert_eq!(file.control_idle_timeout, None);
         let file = lift("[control]\nlisten = \"9999\"\n").unwrap();
         assert_eq!(
             file.control,
-            Some(ControlAddr::Tcp("127.0.0.1:9999".parse().unwrap()))
+            Some(ListenAddr::Tcp("127.0.0.1:9999".parse().unwrap()))
         );
         let file = lift("").unwrap();
         assert_eq!((file.control, file.control_idle_timeout), (None, None));
@@ -405,7 +405,7 @@ mod control_table {
     #[test]
     fn the_flags_override_the_table() {
         let flags = Overrides {
-            control: Some(ControlAddr::Unix("/tmp/flag.sock".into())),
+            control: Some(ListenAddr::Unix("/tmp/flag.sock".into())),
             control_idle_timeout: Some(Duration::from_secs(5)),
             ..Overrides::default()
         };
@@ -424,7 +424,7 @@ mod control_table {
         let file = parse("p.toml", text, &idle_only).unwrap();
         assert_eq!(
             file.control,
-            Some(ControlAddr::Tcp("127.0.0.1:9999".parse().unwrap()))
+            Some(ListenAddr::Tcp("127.0.0.1:9999".parse().unwrap()))
         );
         assert_eq!(file.control_idle_timeout, Some(Duration::from_secs(5)));
     }

@@ -26,4 +26,4 @@ mod session;
 
 pub use crate::clients::DEFAULT_IDLE_TIMEOUT;
 pub use execute::Context;
-pub use server::{serve, BoundControl, ControlAddr, ControlCloser, ControlError, ControlSocket};
+pub use server::{serve, ROLE};

@@ -22,7 +22,7 @@ use super::peer::Peer;
 use super::peers::{Fault, Peers, REQUEST_TIMEOUT};
 use super::successor::MAX_SOCKETS;
 use super::STEP_TIMEOUT;
-use crate::control::BoundControl;
+use crate::clients::BoundAddr;
 use crate::reload::Reloader;
 use crate::stopping::Stopper;
 
@@ -132,8 +132,8 @@ impl Conversation {
         }
         if let Some((bound, fd)) = stopper.control_handover() {
             match &bound {
-                BoundControl::Tcp(addr) => text.push_str(&format!("control tcp {addr}\n")),
-                BoundControl::Unix(path) => {
+                BoundAddr::Tcp(addr) => text.push_str(&format!("control tcp {addr}\n")),
+                BoundAddr::Unix(path) => {
                     text.push_str(&format!("control unix {}\n", path.display()))
                 }
             }

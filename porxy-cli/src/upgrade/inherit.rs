@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 
 use super::Takeover;
-use crate::control;
 use crate::NamedTunnel;
 
 /// Matches the listening sockets a takeover brought to the tunnels: by address, or, for a
@@ -45,12 +44,19 @@ pub(crate) fn inherit(
 }
 
 /// True when an inherited control socket is the one `addr` asks for.
-pub(crate) fn control_matches(addr: &control::ControlAddr, bound: &control::BoundControl) -> bool {
+pub(crate) fn control_matches(
+    addr: &crate::clients::ListenAddr,
+    bound: &crate::clients::BoundAddr,
+) -> bool {
     match (addr, bound) {
-        (control::ControlAddr::Tcp(endpoint), control::BoundControl::Tcp(had)) => endpoint
-            .resolve()
-            .is_ok_and(|want| want == *had || (want.port() == 0 && want.ip() == had.ip())),
-        (control::ControlAddr::Unix(want), control::BoundControl::Unix(had)) => want == had,
+        (crate::clients::ListenAddr::Tcp(endpoint), crate::clients::BoundAddr::Tcp(had)) => {
+            endpoint
+                .resolve()
+                .is_ok_and(|want| want == *had || (want.port() == 0 && want.ip() == had.ip()))
+        }
+        (crate::clients::ListenAddr::Unix(want), crate::clients::BoundAddr::Unix(had)) => {
+            want == had
+        }
         _ => false,
     }
 }

@@ -15,7 +15,7 @@ use super::line::Quoted;
 use super::peer::Peer;
 use super::raw::{own, read_line, time_left};
 use super::{UpgradeError, STEP_TIMEOUT};
-use crate::control::{BoundControl, ControlSocket};
+use crate::clients::{BoundAddr, ListenSocket};
 
 /// Most sockets one handover carries (the kernel's limit per message is 253).
 pub(super) const MAX_SOCKETS: usize = 250;
@@ -33,7 +33,7 @@ pub(crate) struct Takeover {
     /// Listening sockets by tunnel name, with their addresses.
     pub(crate) tunnels: Vec<(String, SocketAddr, TcpListener)>,
     /// The control socket, if the running porxy had one.
-    pub(crate) control: Option<(BoundControl, ControlSocket)>,
+    pub(crate) control: Option<(BoundAddr, ListenSocket)>,
 }
 
 /// New side, steps 1 and 2: asks the porxy at `path` for its listening sockets.
@@ -134,13 +134,13 @@ pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
                     .parse()
                     .map_err(|_| protocol(format!("bad address in `{line}`")))?;
                 let socket = TcpListener::from(next_fd()?);
-                control = Some((BoundControl::Tcp(addr), ControlSocket::Tcp(socket)));
+                control = Some((BoundAddr::Tcp(addr), ListenSocket::Tcp(socket)));
             }
             ["control", "unix", path] => {
                 let socket = UnixListener::from(next_fd()?);
                 control = Some((
-                    BoundControl::Unix(PathBuf::from(path)),
-                    ControlSocket::Unix(socket),
+                    BoundAddr::Unix(PathBuf::from(path)),
+                    ListenSocket::Unix(socket),
                 ));
             }
             ["END"] => break,
