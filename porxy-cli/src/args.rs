@@ -61,6 +61,12 @@ pub(crate) struct Args {
     pub(crate) bind_wait: Option<Duration>,
     /// `--busy-poll DURATION`, overriding the file.
     pub(crate) busy_poll: Option<Duration>,
+    /// `--admin ADDR`, overriding the file.
+    pub(crate) admin: Option<ListenAddr>,
+    /// `--admin-token-file PATH`, overriding the file.
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// `--admin-insecure`.
+    pub(crate) admin_insecure: bool,
 }
 
 /// The arguments as clap reads them.
@@ -160,6 +166,21 @@ struct RawArgs {
     /// off [default: off, or the file's `[proxy] busy_poll`].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     busy_poll: Option<Duration>,
+
+    /// Serve the HTTP admin API (routes, status, reload, stop; JSON) on a TCP address like
+    /// 8001 or 127.0.0.1:8001, or on a Unix socket path (unix:PATH) [default: the file's
+    /// `[admin] listen`, else none].
+    #[arg(long, value_name = "ADDR", value_parser = parse_control)]
+    admin: Option<ListenAddr>,
+
+    /// The file whose first line is the bearer token every admin request must carry
+    /// [default: the file's `[admin] token_file`, else $PORXY_ADMIN_TOKEN, else none].
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+
+    /// Serve the admin API beyond loopback without a token (refused otherwise).
+    #[arg(long)]
+    admin_insecure: bool,
 }
 
 /// A duration more than zero: a zero timeout would cut every client before its first line.
@@ -208,6 +229,9 @@ impl RawArgs {
             leave_connections: self.leave_connections,
             bind_wait: self.bind_wait,
             busy_poll: self.busy_poll,
+            admin: self.admin,
+            admin_token_file: self.admin_token_file,
+            admin_insecure: self.admin_insecure,
         })))
     }
 }

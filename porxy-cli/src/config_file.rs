@@ -8,6 +8,8 @@
 //! listeners.demo.backends: <what and what was expected>`. The file's shape is documented in
 //! `examples/porxy.toml`.
 
+mod admin;
+pub(crate) use admin::AdminTable;
 mod backend;
 mod listener;
 mod locate;
@@ -46,6 +48,8 @@ pub(crate) struct ConfigFile {
     pub(crate) control_origin: String,
     /// `[control] idle_timeout`, or `--control-idle-timeout` which overrides it.
     pub(crate) control_idle_timeout: Option<Duration>,
+    /// `[admin]`, if given (the flags override it later).
+    pub(crate) admin: Option<AdminTable>,
 }
 
 /// Command-line settings that replace the file's before it is validated.
@@ -193,6 +197,11 @@ pub(crate) fn parse(
         control: overrides.control.clone().or(control),
         control_origin,
         control_idle_timeout: overrides.control_idle_timeout.or(control_idle_timeout),
+        admin: raw
+            .admin
+            .as_ref()
+            .map(|table| lift.admin(table))
+            .transpose()?,
     })
 }
 

@@ -125,6 +125,20 @@ pub(crate) enum CliError {
     /// A takeover or the upgrade socket failed.
     #[error(transparent)]
     Upgrade(crate::upgrade::UpgradeError),
+    /// The admin token file cannot be used.
+    #[error("admin token file {}: {why}", path.display())]
+    AdminToken {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    /// The admin endpoint would listen beyond loopback with no token.
+    #[error(
+        "{origin}: the admin endpoint {addr} is reachable beyond this host and has no token; \
+         give one (--admin-token-file, [admin] token_file, or ${}), listen on loopback, or \
+         pass --admin-insecure",
+        crate::admin::plan::TOKEN_ENV
+    )]
+    AdminExposed { origin: String, addr: String },
     /// An admin front end's socket (control, HTTP admin) could not be set up (boxed: rare,
     /// and large).
     #[error(transparent)]

@@ -16,6 +16,7 @@
 // kernel who a peer of the upgrade socket is.
 #![deny(unsafe_code)]
 
+mod admin;
 mod args;
 mod clients;
 mod config_file;
@@ -34,6 +35,7 @@ mod upgrade;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,6 +86,8 @@ struct Plan {
     takeover: Option<std::path::PathBuf>,
     leave_connections: bool,
     bind_wait: Duration,
+    /// The HTTP admin endpoint, if asked for.
+    admin: Option<admin::plan::AdminPlan>,
 }
 
 /// How a run ended.
@@ -153,11 +157,13 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         control_idle_timeout: args.control_idle_timeout,
         busy_poll: args.busy_poll,
     };
+    let mut file_admin = None;
     let (config, file_drain, mut tunnels, control_settings) = match &args.config {
         Some(path) => {
             // The file's control settings come back with the flags' overrides applied.
             let file = config_file::load(path, &overrides)?;
             let control = (file.control, file.control_origin, file.control_idle_timeout);
+            file_admin = file.admin;
             (file.proxy, file.drain_timeout, file.listeners, control)
         }
         None => {
@@ -217,8 +223,15 @@ fn plan(args: Args) -> Result<Plan, CliError> {
     let cli_tunnels = args.tunnels.clone();
     tunnels.extend(args.tunnels);
     let (control, control_origin, control_idle_timeout) = control_settings;
-    // With a control socket, tunnels can be opened later; without one there is nothing to do.
-    if tunnels.is_empty() && control.is_none() {
+    let admin_flags = admin::plan::AdminFlags {
+        addr: args.admin.clone(),
+        token_file: args.admin_token_file.clone(),
+        insecure: args.admin_insecure,
+    };
+    let admin = admin::plan::plan(admin_flags, file_admin)?;
+    // With a control socket or an admin endpoint, tunnels can be opened later; without one
+    // there is nothing to do.
+    if tunnels.is_empty() && control.is_none() && admin.is_none() {
         return Err(CliError::NothingToProxy);
     }
     Ok(Plan {
@@ -238,6 +251,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         takeover: args.takeover.clone(),
         leave_connections: args.leave_connections,
         bind_wait: args.bind_wait.unwrap_or_default(),
+        admin,
     })
 }
 
@@ -272,6 +286,15 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
+    let admin_socket = match &plan.admin {
+        Some(admin) => {
+            let (socket, bound) = admin::bind(&admin.addr, plan.bind_wait)
+                .map_err(|e| CliError::Listen(Box::new(e)))?;
+            admin.check_exposure(&bound)?;
+            Some((socket, bound))
+        }
+        None => None,
+    };
     let upgrade_socket = match &plan.upgrade_socket {
         // Bound beside the predecessor's socket, to replace it, only when taking over from
         // the porxy at that very path: any other live socket is refused.
@@ -302,24 +325,48 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let watcher = stop_signals
         .watch(stopper.clone(), reloader.clone())
         .map_err(CliError::Signals)?;
+    let ctx = control::Context {
+        stopper: stopper.clone(),
+        reloader: reloader.clone(),
+    };
+    // One bound on admin clients, whichever front end they use.
+    let register = Arc::new(clients::Register::default());
     let control = match control_socket {
         Some((socket, bound)) => {
-            let ctx = control::Context {
-                stopper: stopper.clone(),
-                reloader: reloader.clone(),
-            };
             let closer = control::serve(
                 socket,
                 bound.clone(),
                 proxy.handle(),
-                ctx,
+                ctx.clone(),
                 plan.control_idle_timeout,
+                register.clone(),
             )
             .map_err(|e| CliError::Listen(Box::new(e)))?;
             stopper.set_control(closer);
             Some(bound)
         }
         None => None,
+    };
+    let started = Arc::new(AtomicBool::new(false));
+    let admin = match (admin_socket, &plan.admin) {
+        (Some((socket, bound)), Some(admin)) => {
+            let settings = admin::session::Settings {
+                api: admin::api::Api {
+                    handle: proxy.handle(),
+                    ctx,
+                    started: started.clone(),
+                },
+                token: admin.token.clone(),
+                limits: admin.limits,
+                deadlines: clients::Deadlines::new(plan.control_idle_timeout),
+                register,
+            };
+            let closer = admin::serve(socket, bound.clone(), settings)
+                .map_err(|e| CliError::Listen(Box::new(e)))?;
+            stopper.set_admin(closer);
+            Some(bound)
+        }
+        _ => None,
     };
 
     // The point of no return for a takeover: the predecessor stops accepting.
@@ -359,11 +406,18 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     }
 
     let bound = proxy.bound();
-    let ready = ready::ready_line(std::process::id(), &tunnels, bound, control.as_ref());
+    let ready = ready::ready_line(
+        std::process::id(),
+        &tunnels,
+        bound,
+        control.as_ref(),
+        admin.as_ref(),
+    );
     if let Err(err) = print_stdout(&ready) {
         // Nobody reads the line; the proxy is still useful, so keep going.
         tracing::warn!(error = %err, "cannot print the READY line on stdout");
     }
+    started.store(true, Ordering::Release);
     let summary = tunnels
         .iter()
         .zip(bound)

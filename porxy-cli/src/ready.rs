@@ -12,6 +12,7 @@ pub(crate) fn ready_line(
     tunnels: &[NamedTunnel],
     bound: &[SocketAddr],
     control: Option<&crate::clients::BoundAddr>,
+    admin: Option<&crate::clients::BoundAddr>,
 ) -> String {
     let mut line = format!("READY pid={pid}");
     for (tunnel, addr) in tunnels.iter().zip(bound) {
@@ -19,6 +20,9 @@ pub(crate) fn ready_line(
     }
     if let Some(control) = control {
         line.push_str(&format!(" control={control}"));
+    }
+    if let Some(admin) = admin {
+        line.push_str(&format!(" admin={admin}"));
     }
     line.push('\n');
     line
@@ -45,12 +49,12 @@ mod tests {
             "[::1]:41001".parse().unwrap(),
         ];
         assert_eq!(
-            ready_line(42, &tunnels, &bound, None),
+            ready_line(42, &tunnels, &bound, None, None),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 tunnel.cli-1=[::1]:41001\n"
         );
         let control = crate::clients::BoundAddr::Tcp("127.0.0.1:9999".parse().unwrap());
         assert_eq!(
-            ready_line(42, &tunnels[..1], &bound[..1], Some(&control)),
+            ready_line(42, &tunnels[..1], &bound[..1], Some(&control), None),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"
         );
     }

@@ -150,10 +150,53 @@ impl Reloader {
             }
         }
         tunnels.extend(self.cli_tunnels.iter().cloned());
-        crate::preflight::check_tunnels(&tunnels).map_err(|e| ReloadError::Check(Box::new(e)))?;
         if file.control.as_ref() != self.control.as_ref() && self.control.is_some() {
             tracing::warn!("[control] changed; it takes effect at the next start");
         }
+        self.apply_locked(bound, tunnels, &file.proxy)
+    }
+
+    /// Makes the running tunnels exactly `tunnels` (the HTTP admin's routing table), with the
+    /// proxy-wide settings running now; all or nothing, as a reload.
+    pub(crate) fn apply(&self, tunnels: Vec<NamedTunnel>) -> Result<ReloadReport, ReloadError> {
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        let config = self.handle.config();
+        self.apply_locked(&mut bound, tunnels, &config)
+    }
+
+    /// The tunnels running now, each with its name (its address, for one opened unnamed on
+    /// the control socket), in the order status lists them.
+    pub(crate) fn running(&self) -> Vec<NamedTunnel> {
+        let names = self.names();
+        self.handle
+            .specs()
+            .into_iter()
+            .map(|spec| {
+                let local = spec.local.to_string();
+                let name = spec
+                    .local
+                    .resolve()
+                    .ok()
+                    .and_then(|addr| names.get(&addr).cloned())
+                    .unwrap_or_else(|| local.clone());
+                NamedTunnel {
+                    name,
+                    remote_origins: spec.remotes.iter().map(|r| r.to_string()).collect(),
+                    local_origin: local,
+                    spec,
+                }
+            })
+            .collect()
+    }
+
+    /// [`Reloader::apply`] with the reload lock held.
+    fn apply_locked(
+        &self,
+        bound: &mut HashMap<String, SocketAddr>,
+        tunnels: Vec<NamedTunnel>,
+        proxy: &porxy_core::ProxyConfig,
+    ) -> Result<ReloadReport, ReloadError> {
+        crate::preflight::check_tunnels(&tunnels).map_err(|e| ReloadError::Check(Box::new(e)))?;
         let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
         let specs: Vec<_> = tunnels
             .into_iter()
@@ -161,7 +204,7 @@ impl Reloader {
             .collect();
         let report = self
             .handle
-            .reload_with(&file.proxy, &specs)
+            .reload_with(proxy, &specs)
             .map_err(ReloadError::Core)?;
         if !report.restart_only.is_empty() {
             tracing::warn!(

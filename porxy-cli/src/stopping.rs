@@ -1,7 +1,7 @@
 //! Stopping the running proxy, from a signal or from the control socket, the same way.
 //!
-//! A graceful stop closes every listening socket (the control socket included: sessions
-//! already open stay, so an operator can watch the drain), lets connections finish up to the
+//! A graceful stop closes every listening socket (the control socket and the admin endpoint
+//! included: sessions already open stay, so an operator can watch the drain), lets connections finish up to the
 //! drain timeout, and logs how many are left every few seconds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,7 @@ pub(crate) struct Stopper {
     handle: ProxyHandle,
     drain_timeout: Duration,
     control: OnceLock<Closer>,
+    admin: OnceLock<Closer>,
     reporting: AtomicBool,
 }
 
@@ -29,6 +30,7 @@ impl Stopper {
             handle,
             drain_timeout,
             control: OnceLock::new(),
+            admin: OnceLock::new(),
             reporting: AtomicBool::new(false),
         })
     }
@@ -36,6 +38,12 @@ impl Stopper {
     /// The control socket to close when a stop begins.
     pub(crate) fn set_control(&self, closer: Closer) {
         let _ = self.control.set(closer);
+    }
+
+    /// The admin endpoint to close when a stop begins (a redeploy's new porxy waits for its
+    /// address as for the tunnels').
+    pub(crate) fn set_admin(&self, closer: Closer) {
+        let _ = self.admin.set(closer);
     }
 
     pub(crate) fn drain_timeout(&self) -> Duration {
@@ -78,8 +86,10 @@ impl Stopper {
         }
     }
 
+    /// Closes the control socket and the admin endpoint (their open sessions go on, so that
+    /// an operator can watch the drain).
     fn close_control(&self) {
-        if let Some(closer) = self.control.get() {
+        for closer in [self.control.get(), self.admin.get()].into_iter().flatten() {
             closer.close();
         }
     }

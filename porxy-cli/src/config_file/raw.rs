@@ -25,6 +25,22 @@ pub(super) struct RawFile {
     pub(super) listeners: BTreeMap<Spanned<String>, RawListener>,
     /// `[control]`: the control socket, if any.
     pub(super) control: Option<RawControl>,
+    /// `[admin]`: the HTTP admin endpoint, if any.
+    pub(super) admin: Option<RawAdmin>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    /// A TCP address, or `unix:PATH` / a path with a `/`.
+    pub(super) listen: Spanned<RawAddress>,
+    /// A file whose first line is the bearer token requests must carry.
+    pub(super) token_file: Option<Spanned<String>>,
+    /// The largest request body taken.
+    pub(super) max_body: Option<Spanned<RawSize>>,
+    /// Serve beyond loopback without a token.
+    pub(super) insecure: Option<Spanned<bool>>,
 }
 
 /// `[control]`.

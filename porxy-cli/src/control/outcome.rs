@@ -156,17 +156,28 @@ impl From<Error> for AdminError {
     }
 }
 
-/// The [`AdminError`] variant for a core error.
-fn variant(error: &Error) -> fn(Error) -> AdminError {
+/// Whose it is to act on a core error: the sorting [`AdminError`] does, for a front end that
+/// holds the error inside another (a reload's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    Invalid,
+    NotFound,
+    Conflict,
+    Stopping,
+    Internal,
+}
+
+/// How `error` is sorted.
+pub fn sort(error: &Error) -> Sort {
     match error {
-        Error::NoSuchTunnel(_) | Error::NoSuchBackend { .. } => AdminError::NotFound,
+        Error::NoSuchTunnel(_) | Error::NoSuchBackend { .. } => Sort::NotFound,
         Error::SelfLoop { .. }
         | Error::BackendExists { .. }
         | Error::BackendLeaving { .. }
         | Error::LastBackend { .. }
         | Error::AlreadyListening(_)
-        | Error::Bind { .. } => AdminError::Conflict,
-        Error::Stopped => AdminError::Stopping,
+        | Error::Bind { .. } => Sort::Conflict,
+        Error::Stopped => Sort::Stopping,
         Error::Spec(_)
         | Error::Resolve { .. }
         | Error::NoAddress { .. }
@@ -174,10 +185,22 @@ fn variant(error: &Error) -> fn(Error) -> AdminError {
         | Error::UnusableRemote { .. }
         | Error::NoRemotes { .. }
         | Error::Options { .. }
-        | Error::InvalidSetting { .. } => AdminError::Invalid,
+        | Error::InvalidSetting { .. }
+        | Error::Tls { .. } => Sort::Invalid,
         // One tunnel of several failed to open: what failed decides.
-        Error::Tunnel { source, .. } => variant(source),
-        _ => AdminError::Internal,
+        Error::Tunnel { source, .. } => sort(source),
+        _ => Sort::Internal,
+    }
+}
+
+/// The [`AdminError`] variant for a core error.
+fn variant(error: &Error) -> fn(Error) -> AdminError {
+    match sort(error) {
+        Sort::Invalid => AdminError::Invalid,
+        Sort::NotFound => AdminError::NotFound,
+        Sort::Conflict => AdminError::Conflict,
+        Sort::Stopping => AdminError::Stopping,
+        Sort::Internal => AdminError::Internal,
     }
 }
 

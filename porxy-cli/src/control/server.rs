@@ -40,13 +40,15 @@ impl Starter for Sessions {
 }
 
 /// Serves a bound control socket on a thread of its own; a client that completes no line
-/// within `idle_timeout` is disconnected.
+/// within `idle_timeout` is disconnected. `register` bounds its clients together with the
+/// admin endpoint's.
 pub fn serve(
     socket: ListenSocket,
     bound: BoundAddr,
     handle: ProxyHandle,
     ctx: Context,
     idle_timeout: Duration,
+    register: Arc<Register>,
 ) -> Result<Closer, ListenError> {
     if reachable_from_outside(&bound) {
         tracing::warn!(
@@ -57,7 +59,7 @@ pub fn serve(
     let sessions = Sessions {
         handle,
         ctx,
-        register: Arc::new(Register::default()),
+        register,
         deadlines: Deadlines::new(idle_timeout),
     };
     listener::serve(socket, bound, ROLE, sessions)

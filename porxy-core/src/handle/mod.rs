@@ -37,6 +37,7 @@ use crate::generation::{Generation, GenerationStatus};
 use crate::listener::ListenerMsg;
 use crate::mailbox::Mailbox;
 use crate::reactor::ReactorMsg;
+use crate::spec::TunnelSpec;
 use crate::status::{ReactorStats, Status, TunnelStats};
 use crate::tunnel::reach::OwnListener;
 use crate::tunnel::{Lineage, Tunnel, TunnelId};
@@ -253,6 +254,18 @@ impl ProxyHandle {
             stopping: self.shared.accepting_ended.load(Ordering::Acquire),
             generations: self.generations(),
         }
+    }
+
+    /// The spec of every tunnel as it runs now (its listen address the bound one, its remotes
+    /// with their own settings), in the order [`ProxyHandle::status`] lists them: what a front
+    /// end shows as the routing table, and can apply again. Never waits, as `status`.
+    pub fn specs(&self) -> Vec<TunnelSpec> {
+        self.shared
+            .tunnels
+            .snapshot()
+            .iter()
+            .map(|t| t.spec.clone())
+            .collect()
     }
 
     /// A new tunnel's identity: a fresh id and fresh counters.

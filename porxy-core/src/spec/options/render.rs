@@ -9,7 +9,7 @@ use crate::units::{format_duration, format_size};
 impl TunnelOptions {
     /// Every option that is set, with its value as a SPEC writes it, in [`OptionKey::ALL`]
     /// order.
-    pub(crate) fn pairs(&self) -> Vec<(OptionKey, String)> {
+    pub fn pairs(&self) -> Vec<(OptionKey, String)> {
         OptionKey::ALL
             .into_iter()
             .filter_map(|key| self.text(key).map(|text| (key, text)))

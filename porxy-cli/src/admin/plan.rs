@@ -1,0 +1,99 @@
+//! How the admin endpoint is to run, from the flags over the file's `[admin]`: its address,
+//! its token (`--admin-token-file`, `[admin] token_file`, else `$PORXY_ADMIN_TOKEN`), its body
+//! limit, and whether it may serve beyond loopback without a token.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::auth::Token;
+use super::http::Limits;
+use crate::clients::{reachable_from_outside, BoundAddr, ListenAddr};
+use crate::config_file::AdminTable;
+use crate::error::CliError;
+
+/// The environment variable a token may come from.
+pub(crate) const TOKEN_ENV: &str = "PORXY_ADMIN_TOKEN";
+/// The largest body taken by default (`[admin] max_body`).
+pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// The time a request has from its first byte to its last.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin endpoint's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminPlan {
+    pub(crate) addr: ListenAddr,
+    /// Where the address was given (`--admin`, or its place in the file).
+    pub(crate) origin: String,
+    pub(crate) token: Option<Token>,
+    pub(crate) insecure: bool,
+    pub(crate) limits: Limits,
+}
+
+/// The flags of the admin endpoint.
+pub(crate) struct AdminFlags {
+    pub(crate) addr: Option<ListenAddr>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) insecure: bool,
+}
+
+/// The plan from the flags over the file's table; `None` without an address.
+pub(crate) fn plan(
+    flags: AdminFlags,
+    file: Option<AdminTable>,
+) -> Result<Option<AdminPlan>, CliError> {
+    let (addr, origin) = match (flags.addr, &file) {
+        (Some(addr), _) => (addr, "--admin".to_string()),
+        (None, Some(table)) => (table.listen.clone(), table.origin.clone()),
+        (None, None) => return Ok(None),
+    };
+    let token_file = flags
+        .token_file
+        .or_else(|| file.as_ref().and_then(|t| t.token_file.clone()));
+    let token = match token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| CliError::AdminToken {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            Some(Token::new(&text).ok_or_else(|| CliError::AdminToken {
+                path,
+                why: "its first line is empty".into(),
+            })?)
+        }
+        None => std::env::var(TOKEN_ENV)
+            .ok()
+            .and_then(|text| Token::new(&text)),
+    };
+    Ok(Some(AdminPlan {
+        addr,
+        origin,
+        token,
+        insecure: flags.insecure || file.as_ref().is_some_and(|t| t.insecure),
+        limits: Limits {
+            max_body: file
+                .as_ref()
+                .and_then(|t| t.max_body)
+                .unwrap_or(DEFAULT_MAX_BODY),
+            request_timeout: REQUEST_TIMEOUT,
+        },
+    }))
+}
+
+impl AdminPlan {
+    /// Refuses an endpoint bound beyond loopback with no token, unless told it may.
+    pub(crate) fn check_exposure(&self, bound: &BoundAddr) -> Result<(), CliError> {
+        if reachable_from_outside(bound) && self.token.is_none() {
+            if !self.insecure {
+                return Err(CliError::AdminExposed {
+                    origin: self.origin.clone(),
+                    addr: bound.to_string(),
+                });
+            }
+            tracing::warn!(
+                admin = %bound,
+                "the admin endpoint listens beyond loopback with no token: whoever reaches it controls the proxy"
+            );
+        }
+        Ok(())
+    }
+}

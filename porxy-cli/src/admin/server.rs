@@ -1,0 +1,48 @@
+//! The HTTP admin endpoint's front end: its socket (TCP or Unix, `crate::clients::listener`,
+//! as the control socket's) hands each client to an HTTP session ([`super::session`]).
+
+use std::io::{self, ErrorKind};
+use std::time::{Duration, Instant};
+
+use super::session::{self, Settings};
+use crate::clients::listener::{self, Starter};
+use crate::clients::{BoundAddr, ClientStream, Closer, ListenAddr, ListenError, ListenSocket};
+
+/// The socket's name in errors and logs.
+pub const ROLE: &str = "admin endpoint";
+
+/// How often a bind that finds the address in use tries again, within `--bind-wait`.
+const BIND_RETRY: Duration = Duration::from_millis(50);
+
+impl Starter for Settings {
+    fn start<S: ClientStream>(&self, stream: S) -> io::Result<()> {
+        session::start(stream, self)
+    }
+}
+
+/// Binds the endpoint at `addr`; an address in use is tried again until `wait` has passed (a
+/// redeploy: the old porxy frees it when told to stop).
+pub fn bind(addr: &ListenAddr, wait: Duration) -> Result<(ListenSocket, BoundAddr), ListenError> {
+    let deadline = Instant::now() + wait;
+    // Bounded by `wait`: each turn binds, or sleeps a little.
+    loop {
+        match ListenSocket::bind(addr, ROLE) {
+            Err(ListenError::Bind { source, .. })
+                if source.kind() == ErrorKind::AddrInUse && Instant::now() < deadline =>
+            {
+                // A retry loop on a resource another process holds: nothing to wait on.
+                std::thread::sleep(BIND_RETRY);
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Serves a bound admin endpoint on a thread of its own.
+pub fn serve(
+    socket: ListenSocket,
+    bound: BoundAddr,
+    settings: Settings,
+) -> Result<Closer, ListenError> {
+    listener::serve(socket, bound, ROLE, settings)
+}

@@ -1,0 +1,52 @@
+//! Lifting `[admin]`: the HTTP admin endpoint's address, token file, body limit and whether it
+//! may serve beyond loopback without a token. The flags (`--admin`, `--admin-token-file`,
+//! `--admin-insecure`) override it, in `crate::admin::plan`.
+
+use std::path::PathBuf;
+
+use super::raw::RawAdmin;
+use super::{ConfigError, Lift};
+use crate::clients::ListenAddr;
+
+/// `[admin]`, lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AdminTable {
+    pub(crate) listen: ListenAddr,
+    /// Where `listen` was written.
+    pub(crate) origin: String,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) max_body: Option<usize>,
+    pub(crate) insecure: bool,
+}
+
+impl Lift<'_> {
+    pub(super) fn admin(&self, raw: &RawAdmin) -> Result<AdminTable, ConfigError> {
+        let listen = raw
+            .listen
+            .get_ref()
+            .0
+            .parse()
+            .map_err(|message| self.error(raw.listen.span().start, "admin.listen", message))?;
+        let max_body = match &raw.max_body {
+            Some(size) => {
+                let bytes = self.size(size, "admin.max_body")?;
+                if bytes == 0 {
+                    return Err(self.error(
+                        size.span().start,
+                        "admin.max_body",
+                        "must be more than zero",
+                    ));
+                }
+                Some(bytes)
+            }
+            None => None,
+        };
+        Ok(AdminTable {
+            listen,
+            origin: self.at(raw.listen.span().start, "admin.listen").to_string(),
+            token_file: raw.token_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
+            max_body,
+            insecure: raw.insecure.as_ref().is_some_and(|on| *on.get_ref()),
+        })
+    }
+}
