@@ -8,6 +8,7 @@ mod support;
 
 mod accept;
 mod access_rules;
+mod admin;
 mod balance;
 mod bandwidth;
 mod busy_poll;

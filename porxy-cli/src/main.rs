@@ -136,6 +136,9 @@ fn run(command: Command) -> Result<Outcome, CliError> {
     if let Some(path) = &plan.upgrade_socket {
         preflight::check_upgrade(path)?;
     }
+    if let Some(admin) = &plan.admin {
+        admin.check_exposure()?;
+    }
     if check {
         let count = plan.tunnels.len();
         let noun = if count == 1 { "tunnel" } else { "tunnels" };
@@ -287,12 +290,9 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         None => None,
     };
     let admin_socket = match &plan.admin {
-        Some(admin) => {
-            let (socket, bound) = admin::bind(&admin.addr, plan.bind_wait)
-                .map_err(|e| CliError::Listen(Box::new(e)))?;
-            admin.check_exposure(&bound)?;
-            Some((socket, bound))
-        }
+        Some(admin) => Some(
+            admin::bind(&admin.addr, plan.bind_wait).map_err(|e| CliError::Listen(Box::new(e)))?,
+        ),
         None => None,
     };
     let upgrade_socket = match &plan.upgrade_socket {
@@ -358,7 +358,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 },
                 token: admin.token.clone(),
                 limits: admin.limits,
-                deadlines: clients::Deadlines::new(plan.control_idle_timeout),
+                deadlines: clients::Deadlines::new(admin.idle_timeout),
                 register,
             };
             let closer = admin::serve(socket, bound.clone(), settings)

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod control;
+pub mod curl;
 pub mod fanout;
 pub mod haproxy;
 pub mod load;

@@ -27,6 +27,7 @@ pub struct Porxy {
     tunnels: BTreeMap<String, SocketAddr>,
     /// The control socket's address as the READY line shows it, if porxy serves one.
     control: Option<String>,
+    admin: Option<String>,
     /// Stdout lines after the READY line.
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
@@ -98,6 +99,7 @@ impl Porxy {
             pid,
             tunnels: BTreeMap::new(),
             control: None,
+            admin: None,
             stdout: lines,
             stderr: stderr_text,
             stdout_reader: Some(stdout_reader),
@@ -125,7 +127,7 @@ impl Porxy {
                 panic!("{why}; stderr:\n{}", self.stderr());
             }
         };
-        (self.tunnels, self.control) = parse_ready(&ready, self.pid);
+        (self.tunnels, self.control, self.admin) = parse_ready(&ready, self.pid);
     }
 
     /// The address the tunnel `name` is bound to (config listeners by name, `--tunnel`s as
@@ -141,6 +143,11 @@ impl Porxy {
     /// Every tunnel of the READY line.
     pub fn tunnels(&self) -> &BTreeMap<String, SocketAddr> {
         &self.tunnels
+    }
+
+    /// The admin endpoint's address (`host:port` or `unix:PATH`) from the READY line, if any.
+    pub fn admin(&self) -> Option<&str> {
+        self.admin.as_deref()
     }
 
     /// The control socket's address (`host:port` or `unix:PATH`) from the READY line, if any.
@@ -276,7 +283,10 @@ impl Drop for Porxy {
 /// `READY pid=<pid> tunnel.<name>=<addr> ... [control=<addr>]` → the tunnel addresses by name,
 /// and the control address.
 #[track_caller]
-fn parse_ready(line: &str, pid: u32) -> (BTreeMap<String, SocketAddr>, Option<String>) {
+fn parse_ready(
+    line: &str,
+    pid: u32,
+) -> (BTreeMap<String, SocketAddr>, Option<String>, Option<String>) {
     let mut words = line.split_whitespace();
     assert_eq!(words.next(), Some("READY"), "first stdout line: {line:?}");
     assert_eq!(
@@ -285,10 +295,14 @@ fn parse_ready(line: &str, pid: u32) -> (BTreeMap<String, SocketAddr>, Option<St
         "READY line with our child's pid: {line:?}"
     );
     let mut tunnels = BTreeMap::new();
-    let mut control = None;
+    let (mut control, mut admin) = (None, None);
     for word in words {
         if let Some(addr) = word.strip_prefix("control=") {
             control = Some(addr.to_string());
+            continue;
+        }
+        if let Some(addr) = word.strip_prefix("admin=") {
+            admin = Some(addr.to_string());
             continue;
         }
         let (name, addr) = word
@@ -303,7 +317,7 @@ fn parse_ready(line: &str, pid: u32) -> (BTreeMap<String, SocketAddr>, Option<St
             "tunnel `{name}` twice in the READY line: {line:?}"
         );
     }
-    (tunnels, control)
+    (tunnels, control, admin)
 }
 
 /// What a porxy run that ended by itself printed.

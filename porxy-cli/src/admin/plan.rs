@@ -27,6 +27,8 @@ pub(crate) struct AdminPlan {
     pub(crate) token: Option<Token>,
     pub(crate) insecure: bool,
     pub(crate) limits: Limits,
+    /// How long a connection may stay silent between requests.
+    pub(crate) idle_timeout: Duration,
 }
 
 /// The flags of the admin endpoint.
@@ -69,28 +71,42 @@ pub(crate) fn plan(
         origin,
         token,
         insecure: flags.insecure || file.as_ref().is_some_and(|t| t.insecure),
+        idle_timeout: file
+            .as_ref()
+            .and_then(|t| t.idle_timeout)
+            .unwrap_or(crate::clients::DEFAULT_IDLE_TIMEOUT),
         limits: Limits {
             max_body: file
                 .as_ref()
                 .and_then(|t| t.max_body)
                 .unwrap_or(DEFAULT_MAX_BODY),
-            request_timeout: REQUEST_TIMEOUT,
+            request_timeout: file
+                .as_ref()
+                .and_then(|t| t.request_timeout)
+                .unwrap_or(REQUEST_TIMEOUT),
         },
     }))
 }
 
 impl AdminPlan {
-    /// Refuses an endpoint bound beyond loopback with no token, unless told it may.
-    pub(crate) fn check_exposure(&self, bound: &BoundAddr) -> Result<(), CliError> {
-        if reachable_from_outside(bound) && self.token.is_none() {
+    /// Refuses, before anything is bound, an endpoint beyond loopback with no token, unless
+    /// told it may; an address that does not resolve is the bind's to report.
+    pub(crate) fn check_exposure(&self) -> Result<(), CliError> {
+        let ListenAddr::Tcp(endpoint) = &self.addr else {
+            return Ok(()); // A Unix socket is owner-only.
+        };
+        let Ok(addr) = endpoint.resolve() else {
+            return Ok(());
+        };
+        if reachable_from_outside(&BoundAddr::Tcp(addr)) && self.token.is_none() {
             if !self.insecure {
                 return Err(CliError::AdminExposed {
                     origin: self.origin.clone(),
-                    addr: bound.to_string(),
+                    addr: addr.to_string(),
                 });
             }
             tracing::warn!(
-                admin = %bound,
+                admin = %addr,
                 "the admin endpoint listens beyond loopback with no token: whoever reaches it controls the proxy"
             );
         }

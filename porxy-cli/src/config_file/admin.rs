@@ -17,6 +17,8 @@ pub(crate) struct AdminTable {
     pub(crate) token_file: Option<PathBuf>,
     pub(crate) max_body: Option<usize>,
     pub(crate) insecure: bool,
+    pub(crate) request_timeout: Option<std::time::Duration>,
+    pub(crate) idle_timeout: Option<std::time::Duration>,
 }
 
 impl Lift<'_> {
@@ -41,7 +43,19 @@ impl Lift<'_> {
             }
             None => None,
         };
+        let positive = |raw: &Option<_>, path: &str| match raw {
+            Some(raw) => {
+                let duration = self.duration(raw, path)?;
+                if duration.is_zero() {
+                    return Err(self.error(raw.span().start, path, "must be more than zero"));
+                }
+                Ok(Some(duration))
+            }
+            None => Ok(None),
+        };
         Ok(AdminTable {
+            request_timeout: positive(&raw.request_timeout, "admin.request_timeout")?,
+            idle_timeout: positive(&raw.idle_timeout, "admin.idle_timeout")?,
             listen,
             origin: self.at(raw.listen.span().start, "admin.listen").to_string(),
             token_file: raw.token_file.as_ref().map(|p| PathBuf::from(p.get_ref())),

@@ -41,6 +41,10 @@ pub(super) struct RawAdmin {
     pub(super) max_body: Option<Spanned<RawSize>>,
     /// Serve beyond loopback without a token.
     pub(super) insecure: Option<Spanned<bool>>,
+    /// How long a request may take from its first byte to its last.
+    pub(super) request_timeout: Option<Spanned<RawDuration>>,
+    /// How long a connection may stay silent between requests.
+    pub(super) idle_timeout: Option<Spanned<RawDuration>>,
 }
 
 /// `[control]`.

@@ -95,7 +95,7 @@ impl Reader {
                 let error = HttpError::closing(
                     413,
                     format!(
-                        "the body is {n} bytes, over the limit of {}",
+                        "the body is {n} bytes, over the limit of {} bytes",
                         limits.max_body
                     ),
                 );
