@@ -4,6 +4,7 @@
 
 mod errors;
 mod routes;
+mod rpc;
 
 use std::time::Duration;
 

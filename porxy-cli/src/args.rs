@@ -67,6 +67,8 @@ pub(crate) struct Args {
     pub(crate) admin_token_file: Option<PathBuf>,
     /// `--admin-insecure`.
     pub(crate) admin_insecure: bool,
+    /// `--rpc ADDR`, overriding the file.
+    pub(crate) rpc: Option<ListenAddr>,
 }
 
 /// The arguments as clap reads them.
@@ -178,9 +180,15 @@ struct RawArgs {
     #[arg(long, value_name = "PATH")]
     admin_token_file: Option<PathBuf>,
 
-    /// Serve the admin API beyond loopback without a token (refused otherwise).
+    /// Serve the admin API (and the JSON-RPC socket) beyond loopback without a token
+    /// (refused otherwise).
     #[arg(long)]
     admin_insecure: bool,
+
+    /// Serve JSON-RPC 2.0 on a plain socket, one request per line, on a TCP address (loopback
+    /// unless --admin-insecure) or a Unix socket path [default: the file's `[admin] rpc`].
+    #[arg(long, value_name = "ADDR", value_parser = parse_control)]
+    rpc: Option<ListenAddr>,
 }
 
 /// A duration more than zero: a zero timeout would cut every client before its first line.
@@ -232,6 +240,7 @@ impl RawArgs {
             admin: self.admin,
             admin_token_file: self.admin_token_file,
             admin_insecure: self.admin_insecure,
+            rpc: self.rpc,
         })))
     }
 }

@@ -139,6 +139,12 @@ pub(crate) enum CliError {
         crate::admin::plan::TOKEN_ENV
     )]
     AdminExposed { origin: String, addr: String },
+    /// The JSON-RPC socket would listen beyond loopback (it has no token).
+    #[error(
+        "{origin}: the JSON-RPC socket {addr} is reachable beyond this host and has no token; \
+         listen on loopback or a Unix socket, or pass --admin-insecure"
+    )]
+    RpcExposed { origin: String, addr: String },
     /// An admin front end's socket (control, HTTP admin) could not be set up (boxed: rare,
     /// and large).
     #[error(transparent)]

@@ -88,6 +88,8 @@ struct Plan {
     bind_wait: Duration,
     /// The HTTP admin endpoint, if asked for.
     admin: Option<admin::plan::AdminPlan>,
+    /// The JSON-RPC socket, if asked for.
+    rpc: Option<crate::clients::ListenAddr>,
 }
 
 /// How a run ended.
@@ -231,10 +233,11 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         token_file: args.admin_token_file.clone(),
         insecure: args.admin_insecure,
     };
+    let rpc = admin::plan::rpc_plan(args.rpc.clone(), file_admin.as_ref(), args.admin_insecure)?;
     let admin = admin::plan::plan(admin_flags, file_admin)?;
     // With a control socket or an admin endpoint, tunnels can be opened later; without one
     // there is nothing to do.
-    if tunnels.is_empty() && control.is_none() && admin.is_none() {
+    if tunnels.is_empty() && control.is_none() && admin.is_none() && rpc.is_none() {
         return Err(CliError::NothingToProxy);
     }
     Ok(Plan {
@@ -255,6 +258,7 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         leave_connections: args.leave_connections,
         bind_wait: args.bind_wait.unwrap_or_default(),
         admin,
+        rpc,
     })
 }
 
@@ -292,6 +296,13 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let admin_socket = match &plan.admin {
         Some(admin) => Some(
             admin::bind(&admin.addr, plan.bind_wait).map_err(|e| CliError::Listen(Box::new(e)))?,
+        ),
+        None => None,
+    };
+    let rpc_socket = match &plan.rpc {
+        Some(addr) => Some(
+            admin::rpc::socket::bind(addr, plan.bind_wait)
+                .map_err(|e| CliError::Listen(Box::new(e)))?,
         ),
         None => None,
     };
@@ -348,17 +359,44 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         None => None,
     };
     let started = Arc::new(AtomicBool::new(false));
+    let api = admin::api::Api {
+        handle: proxy.handle(),
+        ctx,
+        started: started.clone(),
+    };
+    let limits = plan.admin.as_ref().map_or(
+        admin::http::Limits {
+            max_body: admin::plan::DEFAULT_MAX_BODY,
+            request_timeout: admin::plan::REQUEST_TIMEOUT,
+        },
+        |admin| admin.limits,
+    );
+    let idle_timeout = plan
+        .admin
+        .as_ref()
+        .map_or(clients::DEFAULT_IDLE_TIMEOUT, |admin| admin.idle_timeout);
+    let rpc = match rpc_socket {
+        Some((socket, bound)) => {
+            let settings = admin::rpc::socket::RpcSettings {
+                api: api.clone(),
+                max_line: limits.max_body,
+                deadlines: clients::Deadlines::new(idle_timeout),
+                register: register.clone(),
+            };
+            let closer = admin::rpc::socket::serve(socket, bound.clone(), settings)
+                .map_err(|e| CliError::Listen(Box::new(e)))?;
+            stopper.set_rpc(closer);
+            Some(bound)
+        }
+        None => None,
+    };
     let admin = match (admin_socket, &plan.admin) {
         (Some((socket, bound)), Some(admin)) => {
             let settings = admin::session::Settings {
-                api: admin::api::Api {
-                    handle: proxy.handle(),
-                    ctx,
-                    started: started.clone(),
-                },
+                api,
                 token: admin.token.clone(),
                 limits: admin.limits,
-                deadlines: clients::Deadlines::new(admin.idle_timeout),
+                deadlines: clients::Deadlines::new(idle_timeout),
                 register,
             };
             let closer = admin::serve(socket, bound.clone(), settings)
@@ -412,6 +450,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         bound,
         control.as_ref(),
         admin.as_ref(),
+        rpc.as_ref(),
     );
     if let Err(err) = print_stdout(&ready) {
         // Nobody reads the line; the proxy is still useful, so keep going.

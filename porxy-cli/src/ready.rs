@@ -13,6 +13,7 @@ pub(crate) fn ready_line(
     bound: &[SocketAddr],
     control: Option<&crate::clients::BoundAddr>,
     admin: Option<&crate::clients::BoundAddr>,
+    rpc: Option<&crate::clients::BoundAddr>,
 ) -> String {
     let mut line = format!("READY pid={pid}");
     for (tunnel, addr) in tunnels.iter().zip(bound) {
@@ -23,6 +24,9 @@ pub(crate) fn ready_line(
     }
     if let Some(admin) = admin {
         line.push_str(&format!(" admin={admin}"));
+    }
+    if let Some(rpc) = rpc {
+        line.push_str(&format!(" rpc={rpc}"));
     }
     line.push('\n');
     line
@@ -49,12 +53,12 @@ mod tests {
             "[::1]:41001".parse().unwrap(),
         ];
         assert_eq!(
-            ready_line(42, &tunnels, &bound, None, None),
+            ready_line(42, &tunnels, &bound, None, None, None),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 tunnel.cli-1=[::1]:41001\n"
         );
         let control = crate::clients::BoundAddr::Tcp("127.0.0.1:9999".parse().unwrap());
         assert_eq!(
-            ready_line(42, &tunnels[..1], &bound[..1], Some(&control), None),
+            ready_line(42, &tunnels[..1], &bound[..1], Some(&control), None, None),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"
         );
     }

@@ -21,6 +21,7 @@ pub(crate) struct Stopper {
     drain_timeout: Duration,
     control: OnceLock<Closer>,
     admin: OnceLock<Closer>,
+    rpc: OnceLock<Closer>,
     reporting: AtomicBool,
 }
 
@@ -31,6 +32,7 @@ impl Stopper {
             drain_timeout,
             control: OnceLock::new(),
             admin: OnceLock::new(),
+            rpc: OnceLock::new(),
             reporting: AtomicBool::new(false),
         })
     }
@@ -44,6 +46,11 @@ impl Stopper {
     /// address as for the tunnels').
     pub(crate) fn set_admin(&self, closer: Closer) {
         let _ = self.admin.set(closer);
+    }
+
+    /// The JSON-RPC socket to close when a stop begins.
+    pub(crate) fn set_rpc(&self, closer: Closer) {
+        let _ = self.rpc.set(closer);
     }
 
     pub(crate) fn drain_timeout(&self) -> Duration {
@@ -89,7 +96,8 @@ impl Stopper {
     /// Closes the control socket and the admin endpoint (their open sessions go on, so that
     /// an operator can watch the drain).
     fn close_control(&self) {
-        for closer in [self.control.get(), self.admin.get()].into_iter().flatten() {
+        let closers = [self.control.get(), self.admin.get(), self.rpc.get()];
+        for closer in closers.into_iter().flatten() {
             closer.close();
         }
     }

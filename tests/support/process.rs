@@ -26,8 +26,8 @@ pub struct Porxy {
     pid: u32,
     tunnels: BTreeMap<String, SocketAddr>,
     /// The control socket's address as the READY line shows it, if porxy serves one.
-    control: Option<String>,
-    admin: Option<String>,
+    /// The READY line's other fields (`control=`, `admin=`, `rpc=`), by name.
+    fields: BTreeMap<String, String>,
     /// Stdout lines after the READY line.
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
@@ -98,8 +98,7 @@ impl Porxy {
             child,
             pid,
             tunnels: BTreeMap::new(),
-            control: None,
-            admin: None,
+            fields: BTreeMap::new(),
             stdout: lines,
             stderr: stderr_text,
             stdout_reader: Some(stdout_reader),
@@ -127,7 +126,7 @@ impl Porxy {
                 panic!("{why}; stderr:\n{}", self.stderr());
             }
         };
-        (self.tunnels, self.control, self.admin) = parse_ready(&ready, self.pid);
+        (self.tunnels, self.fields) = parse_ready(&ready, self.pid);
     }
 
     /// The address the tunnel `name` is bound to (config listeners by name, `--tunnel`s as
@@ -147,12 +146,17 @@ impl Porxy {
 
     /// The admin endpoint's address (`host:port` or `unix:PATH`) from the READY line, if any.
     pub fn admin(&self) -> Option<&str> {
-        self.admin.as_deref()
+        self.ready_field("admin")
     }
 
     /// The control socket's address (`host:port` or `unix:PATH`) from the READY line, if any.
     pub fn control(&self) -> Option<&str> {
-        self.control.as_deref()
+        self.ready_field("control")
+    }
+
+    /// The READY line's field `name` (`control`, `admin`, `rpc`), if it has one.
+    pub fn ready_field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
     }
 
     /// Sends `signal` to the process (only while it has not been reaped).
@@ -283,10 +287,7 @@ impl Drop for Porxy {
 /// `READY pid=<pid> tunnel.<name>=<addr> ... [control=<addr>]` → the tunnel addresses by name,
 /// and the control address.
 #[track_caller]
-fn parse_ready(
-    line: &str,
-    pid: u32,
-) -> (BTreeMap<String, SocketAddr>, Option<String>, Option<String>) {
+fn parse_ready(line: &str, pid: u32) -> (BTreeMap<String, SocketAddr>, BTreeMap<String, String>) {
     let mut words = line.split_whitespace();
     assert_eq!(words.next(), Some("READY"), "first stdout line: {line:?}");
     assert_eq!(
@@ -295,14 +296,13 @@ fn parse_ready(
         "READY line with our child's pid: {line:?}"
     );
     let mut tunnels = BTreeMap::new();
-    let (mut control, mut admin) = (None, None);
+    let mut fields = BTreeMap::new();
     for word in words {
-        if let Some(addr) = word.strip_prefix("control=") {
-            control = Some(addr.to_string());
-            continue;
-        }
-        if let Some(addr) = word.strip_prefix("admin=") {
-            admin = Some(addr.to_string());
+        if let Some((name, value)) = word
+            .split_once('=')
+            .filter(|(n, _)| !n.starts_with("tunnel."))
+        {
+            fields.insert(name.to_string(), value.to_string());
             continue;
         }
         let (name, addr) = word
@@ -317,7 +317,7 @@ fn parse_ready(
             "tunnel `{name}` twice in the READY line: {line:?}"
         );
     }
-    (tunnels, control, admin)
+    (tunnels, fields)
 }
 
 /// What a porxy run that ended by itself printed.

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use super::http::{HttpError, Response};
 use super::json::{outcome, route_lift, routes, status};
 use super::router::Endpoint;
+use super::rpc::codes;
+use super::rpc::methods::Methods;
+use super::rpc::protocol;
 use crate::control::command::{BackendAction, Command};
 use crate::control::execute::{execute, Context};
 use crate::control::outcome::{AdminError, Outcome};
@@ -52,7 +55,8 @@ impl Api {
         }
     }
 
-    fn answer(&self, endpoint: Endpoint, body: &[u8]) -> Result<Answer, HttpError> {
+    /// What `endpoint` answers to `body`: a response, or the refusal.
+    pub fn answer(&self, endpoint: Endpoint, body: &[u8]) -> Result<Answer, HttpError> {
         let ok = |value: Value| Ok(Response::json(200, &value).into());
         match endpoint {
             Endpoint::Healthz => ok(json!({ "status": "serving" })),
@@ -148,6 +152,25 @@ impl Api {
                 })
             }
             Endpoint::Reload => self.run(Command::Reload { force: false }),
+            Endpoint::Rpc => {
+                let stop = std::cell::Cell::new(false);
+                let methods = Methods {
+                    api: self,
+                    stop: &stop,
+                };
+                let response = match protocol::respond(body, &methods) {
+                    Some(answer) => Response::json(200, &answer),
+                    None => Response {
+                        status: 204,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    },
+                };
+                Ok(Answer {
+                    response,
+                    then_stop: stop.get(),
+                })
+            }
             Endpoint::Stop => {
                 let mut answer = self.run(Command::Stop)?;
                 answer.response.status = 202;
@@ -182,10 +205,9 @@ impl Api {
 }
 
 fn find<'a>(tunnels: &'a [NamedTunnel], name: &str) -> Result<&'a NamedTunnel, HttpError> {
-    tunnels
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| HttpError::new(404, format!("no route named `{name}`")))
+    tunnels.iter().find(|t| t.name == name).ok_or_else(|| {
+        HttpError::new(404, format!("no route named `{name}`")).with_kind(codes::NO_SUCH_TUNNEL)
+    })
 }
 
 fn json_body(body: &[u8]) -> Result<Value, HttpError> {
@@ -200,7 +222,7 @@ fn lift_error(error: route_lift::LiftError) -> HttpError {
 }
 
 fn admin_error(error: &AdminError) -> HttpError {
-    HttpError::new(outcome::status_of(error), chain(error))
+    HttpError::new(outcome::status_of(error), chain(error)).with_kind(codes::of_admin(error))
 }
 
 fn backend_address(text: &str) -> Result<Remote, HttpError> {

@@ -17,6 +17,7 @@ pub mod http;
 pub mod json;
 pub mod plan;
 pub mod router;
+pub mod rpc;
 pub mod server;
 pub mod session;
 

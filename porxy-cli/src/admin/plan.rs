@@ -43,9 +43,13 @@ pub(crate) fn plan(
     flags: AdminFlags,
     file: Option<AdminTable>,
 ) -> Result<Option<AdminPlan>, CliError> {
-    let (addr, origin) = match (flags.addr, &file) {
+    let listen = file.as_ref().and_then(|t| t.listen.clone());
+    let (addr, origin) = match (flags.addr, listen) {
         (Some(addr), _) => (addr, "--admin".to_string()),
-        (None, Some(table)) => (table.listen.clone(), table.origin.clone()),
+        (None, Some(listen)) => (
+            listen,
+            file.as_ref().map_or(String::new(), |t| t.origin.clone()),
+        ),
         (None, None) => return Ok(None),
     };
     let token_file = flags
@@ -86,6 +90,32 @@ pub(crate) fn plan(
                 .unwrap_or(REQUEST_TIMEOUT),
         },
     }))
+}
+
+/// The JSON-RPC socket's address, from `--rpc` over `[admin] rpc`: refused beyond loopback
+/// (it has no token) unless `insecure`.
+pub(crate) fn rpc_plan(
+    flag: Option<ListenAddr>,
+    file: Option<&AdminTable>,
+    insecure: bool,
+) -> Result<Option<ListenAddr>, CliError> {
+    let (addr, origin) = match (flag, file.and_then(|t| t.rpc.clone())) {
+        (Some(addr), _) => (addr, "--rpc"),
+        (None, Some(addr)) => (addr, "admin.rpc"),
+        (None, None) => return Ok(None),
+    };
+    let insecure = insecure || file.is_some_and(|t| t.insecure);
+    if let ListenAddr::Tcp(endpoint) = &addr {
+        if let Ok(resolved) = endpoint.resolve() {
+            if reachable_from_outside(&BoundAddr::Tcp(resolved)) && !insecure {
+                return Err(CliError::RpcExposed {
+                    origin: origin.to_string(),
+                    addr: resolved.to_string(),
+                });
+            }
+        }
+    }
+    Ok(Some(addr))
 }
 
 impl AdminPlan {

@@ -33,6 +33,8 @@ pub enum Endpoint {
     Reload,
     /// `POST /stop` (and `GET /stop`, as the original design had it): a graceful stop.
     Stop,
+    /// `POST /rpc`: JSON-RPC 2.0.
+    Rpc,
 }
 
 impl Endpoint {
@@ -45,6 +47,7 @@ impl Endpoint {
                 | Endpoint::AddBackend(_)
                 | Endpoint::ChangeBackend { .. }
                 | Endpoint::RemoveBackend { .. }
+                | Endpoint::Rpc
         )
     }
 }
@@ -94,6 +97,8 @@ pub fn route(method: Method, path: &str) -> Result<Endpoint, HttpError> {
         ["reload"] => Err(wrong("POST")),
         ["stop"] if matches!(method, Method::Post | Method::Get) => Ok(Endpoint::Stop),
         ["stop"] => Err(wrong("GET, POST")),
+        ["rpc"] if method == Method::Post => Ok(Endpoint::Rpc),
+        ["rpc"] => Err(wrong("POST")),
         _ => Err(HttpError::new(404, format!("no such path: {path}"))),
     }
 }

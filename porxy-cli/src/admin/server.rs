@@ -23,10 +23,19 @@ impl Starter for Settings {
 /// Binds the endpoint at `addr`; an address in use is tried again until `wait` has passed (a
 /// redeploy: the old porxy frees it when told to stop).
 pub fn bind(addr: &ListenAddr, wait: Duration) -> Result<(ListenSocket, BoundAddr), ListenError> {
+    bind_as(addr, ROLE, wait)
+}
+
+/// [`bind`] for the `role` socket.
+pub(crate) fn bind_as(
+    addr: &ListenAddr,
+    role: &'static str,
+    wait: Duration,
+) -> Result<(ListenSocket, BoundAddr), ListenError> {
     let deadline = Instant::now() + wait;
     // Bounded by `wait`: each turn binds, or sleeps a little.
     loop {
-        match ListenSocket::bind(addr, ROLE) {
+        match ListenSocket::bind(addr, role) {
             Err(ListenError::Bind { source, .. })
                 if source.kind() == ErrorKind::AddrInUse && Instant::now() < deadline =>
             {

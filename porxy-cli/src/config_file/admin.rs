@@ -11,9 +11,11 @@ use crate::clients::ListenAddr;
 /// `[admin]`, lifted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AdminTable {
-    pub(crate) listen: ListenAddr,
+    pub(crate) listen: Option<ListenAddr>,
     /// Where `listen` was written.
     pub(crate) origin: String,
+    /// The JSON-RPC socket.
+    pub(crate) rpc: Option<ListenAddr>,
     pub(crate) token_file: Option<PathBuf>,
     pub(crate) max_body: Option<usize>,
     pub(crate) insecure: bool,
@@ -23,12 +25,18 @@ pub(crate) struct AdminTable {
 
 impl Lift<'_> {
     pub(super) fn admin(&self, raw: &RawAdmin) -> Result<AdminTable, ConfigError> {
-        let listen = raw
-            .listen
-            .get_ref()
-            .0
-            .parse()
-            .map_err(|message| self.error(raw.listen.span().start, "admin.listen", message))?;
+        let address = |raw: &Option<toml::Spanned<super::raw::RawAddress>>, path: &str| {
+            raw.as_ref()
+                .map(|raw| {
+                    raw.get_ref()
+                        .0
+                        .parse::<ListenAddr>()
+                        .map_err(|message| self.error(raw.span().start, path, message))
+                })
+                .transpose()
+        };
+        let listen = address(&raw.listen, "admin.listen")?;
+        let rpc = address(&raw.rpc, "admin.rpc")?;
         let max_body = match &raw.max_body {
             Some(size) => {
                 let bytes = self.size(size, "admin.max_body")?;
@@ -53,11 +61,16 @@ impl Lift<'_> {
             }
             None => Ok(None),
         };
+        let origin = match &raw.listen {
+            Some(listen) => self.at(listen.span().start, "admin.listen").to_string(),
+            None => "[admin]".to_string(),
+        };
         Ok(AdminTable {
+            rpc,
             request_timeout: positive(&raw.request_timeout, "admin.request_timeout")?,
             idle_timeout: positive(&raw.idle_timeout, "admin.idle_timeout")?,
             listen,
-            origin: self.at(raw.listen.span().start, "admin.listen").to_string(),
+            origin,
             token_file: raw.token_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
             max_body,
             insecure: raw.insecure.as_ref().is_some_and(|on| *on.get_ref()),

@@ -34,7 +34,9 @@ pub(super) struct RawFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     /// A TCP address, or `unix:PATH` / a path with a `/`.
-    pub(super) listen: Spanned<RawAddress>,
+    pub(super) listen: Option<Spanned<RawAddress>>,
+    /// The JSON-RPC socket's address, if any.
+    pub(super) rpc: Option<Spanned<RawAddress>>,
     /// A file whose first line is the bearer token requests must carry.
     pub(super) token_file: Option<Spanned<String>>,
     /// The largest request body taken.

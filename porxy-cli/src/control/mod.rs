@@ -10,15 +10,13 @@
 //! - `render` turns that result into the reply text.
 //!
 //! `server` owns the socket and accepts clients; `session` serves one client: it reads lines
-//! (`lines`: bounded in length, each due by the idle deadline), answers them, and tells its
-//! client why it is cut off. How many clients are served at once, which one makes room for a
-//! newcomer, and the deadlines of a request and of a reply are `crate::clients`', which knows
-//! nothing of lines. A Unix socket path is bound through `crate::socket_path`, which the
+//! (bounded in length, each due by the idle deadline), answers them, and tells its client why
+//! it is cut off. How many clients are served at once, which one makes room for a newcomer,
+//! the deadlines of a request and of a reply, and the line reader are `crate::clients`'. A Unix socket path is bound through `crate::socket_path`, which the
 //! upgrade socket shares.
 
 pub mod command;
 pub mod execute;
-mod lines;
 pub mod outcome;
 pub mod render;
 pub mod server;

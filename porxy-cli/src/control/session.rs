@@ -20,11 +20,11 @@ use porxy_core::ProxyHandle;
 
 use super::command::{parse, MAX_LINE};
 use super::execute::{execute, Context};
-use super::lines::{Line, LineReader};
 use super::outcome::AdminError;
 use super::render::{render, Reply};
 use crate::clients::{
-    write_all_by, Admission, ClientStream, Deadlines, Member, Register, Standing, MAX_CLIENTS,
+    write_all_by, Admission, ClientStream, Deadlines, Line, LineReader, Member, Register, Standing,
+    MAX_CLIENTS,
 };
 
 /// Starts a session for a newly accepted client on a thread of its own.
@@ -85,7 +85,7 @@ struct Session<'a> {
 impl Session<'_> {
     /// Serves the client until EXIT, EOF, a timeout, eviction or an IO error.
     fn run<S: ClientStream>(&self, mut stream: S) -> io::Result<()> {
-        let mut lines = LineReader::default();
+        let mut lines = LineReader::new(MAX_LINE);
         loop {
             // Waiting since admission for the first line (so that clients are evicted in the
             // order they came), since the last reply for the others.

@@ -14,6 +14,9 @@ pub struct HttpError {
     pub close: bool,
     /// Headers the status calls for (`Allow` with 405, `WWW-Authenticate` with 401).
     pub headers: Vec<(&'static str, String)>,
+    /// porxy's own code for the kind of refusal, where there is one (the JSON-RPC error
+    /// codes): `error.kind` in the body.
+    pub kind: Option<i64>,
 }
 
 impl HttpError {
@@ -24,6 +27,7 @@ impl HttpError {
             message: message.into(),
             close: false,
             headers: Vec::new(),
+            kind: None,
         }
     }
 
@@ -34,6 +38,12 @@ impl HttpError {
             close: true,
             ..HttpError::new(status, message)
         }
+    }
+
+    /// With porxy's own code for its kind.
+    pub fn with_kind(mut self, kind: i64) -> HttpError {
+        self.kind = Some(kind);
+        self
     }
 
     /// With `name: value` among its headers.

@@ -32,9 +32,12 @@ impl Response {
     /// An error's answer: `{"error": {"code": STATUS, "message": "..."}}`, with the headers
     /// its status calls for.
     pub fn error(error: &HttpError) -> Response {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "error": { "code": error.status, "message": error.message }
         });
+        if let Some(kind) = error.kind {
+            body["error"]["kind"] = kind.into();
+        }
         let mut response = Response::json(error.status, &body);
         response.headers.extend(error.headers.iter().cloned());
         response

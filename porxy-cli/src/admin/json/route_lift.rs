@@ -99,14 +99,16 @@ pub fn route(item: &Value, path: &str, named: Option<&str>) -> Result<NamedTunne
         (None, Some(url)) => url.to_string(),
         (None, None) => return fail(&at("name"), "missing"),
     };
+    // Letters, digits, `_` and `-` as in the config file; `.`, `:` and brackets too, so that
+    // a route may be named by its address (as one opened unnamed is).
     if name.is_empty()
         || !name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:[]".contains(&b))
     {
         return fail(
             &at("name"),
-            "a route name may use only letters, digits, `_` and `-`",
+            "a route name may use only letters, digits, `_`, `-`, `.`, `:` and brackets",
         );
     }
     let Some(listen) = object.get("listen") else {

@@ -1,33 +1,43 @@
-//! The line protocol's reader: it splits a client's input into lines of bounded length
-//! ([`MAX_LINE`]), each due by a deadline however many bytes trickle in meanwhile.
+//! The reader of the line protocols (the control socket's commands, the JSON-RPC socket's
+//! requests): it splits a client's input into lines of bounded length, each due by a deadline
+//! however many bytes trickle in meanwhile.
 
 use std::io::{self, ErrorKind};
 use std::time::Instant;
 
-use super::command::MAX_LINE;
-use crate::clients::TimedRead;
+use super::TimedRead;
 
 /// What the line reader found.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Line {
+pub(crate) enum Line {
     /// One line's bytes, without `\n` (a trailing `\r` is left to the parser).
     Complete(Vec<u8>),
-    /// A line that passed [`MAX_LINE`]; its bytes up to the newline are skipped.
+    /// A line over the reader's limit (given); its bytes up to the newline are skipped.
     TooLong(usize),
 }
 
 /// Splits a byte stream into lines of bounded length.
-#[derive(Default)]
-pub(super) struct LineReader {
+pub(crate) struct LineReader {
+    /// The longest line taken.
+    max: usize,
     buf: Vec<u8>,
     /// Skipping the rest of a too-long line.
     skipping: bool,
 }
 
 impl LineReader {
+    /// A reader of lines of at most `max` bytes.
+    pub(crate) fn new(max: usize) -> LineReader {
+        LineReader {
+            max,
+            buf: Vec::new(),
+            skipping: false,
+        }
+    }
+
     /// The next line, or `None` at EOF. An error of kind `TimedOut` when no line is complete
     /// by `deadline`, however many bytes came meanwhile.
-    pub(super) fn next_line(
+    pub(crate) fn next_line(
         &mut self,
         input: &mut impl TimedRead,
         deadline: Instant,
@@ -40,16 +50,16 @@ impl LineReader {
                     self.skipping = false;
                     continue;
                 }
-                if line.len() > MAX_LINE {
-                    return Ok(Some(Line::TooLong(MAX_LINE)));
+                if line.len() > self.max {
+                    return Ok(Some(Line::TooLong(self.max)));
                 }
                 return Ok(Some(Line::Complete(line)));
             }
-            if self.buf.len() > MAX_LINE {
+            if self.buf.len() > self.max {
                 self.buf.clear();
                 if !self.skipping {
                     self.skipping = true;
-                    return Ok(Some(Line::TooLong(MAX_LINE)));
+                    return Ok(Some(Line::TooLong(self.max)));
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -93,6 +103,8 @@ mod tests {
 
     use super::*;
 
+    const MAX_LINE: usize = 4096;
+
     impl TimedRead for io::Cursor<Vec<u8>> {
         fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
             Ok(())
@@ -135,7 +147,7 @@ mod tests {
         input.extend_from_slice(&long);
         input.extend_from_slice(b"\nHELP\nlast");
         let mut cursor = io::Cursor::new(input);
-        let mut reader = LineReader::default();
+        let mut reader = LineReader::new(MAX_LINE);
         let mut got = Vec::new();
         while let Some(line) = reader.next_line(&mut cursor, far()).unwrap() {
             got.push(line);
@@ -156,8 +168,8 @@ mod tests {
         // 2000 bytes take at least 2 s; the line's deadline is 50 ms away.
         let mut slow = Trickle { left: 2000 };
         let started = Instant::now();
-        let got =
-            LineReader::default().next_line(&mut slow, Instant::now() + Duration::from_millis(50));
+        let got = LineReader::new(MAX_LINE)
+            .next_line(&mut slow, Instant::now() + Duration::from_millis(50));
         let err = got.expect_err("no line completes in time");
         assert_eq!(err.kind(), ErrorKind::TimedOut);
         assert!(
