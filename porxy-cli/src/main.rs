@@ -293,18 +293,15 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
-    let admin_socket = match &plan.admin {
-        Some(admin) => Some(
-            admin::bind(&admin.addr, plan.bind_wait).map_err(|e| CliError::Listen(Box::new(e)))?,
-        ),
-        None => None,
-    };
-    let rpc_socket = match &plan.rpc {
-        Some(addr) => Some(
-            admin::rpc::socket::bind(addr, plan.bind_wait)
-                .map_err(|e| CliError::Listen(Box::new(e)))?,
-        ),
-        None => None,
+    // In a takeover the predecessor holds them until it confirms: bound after that, below.
+    let mut fronts = match takeover {
+        None => Some(admin::start::bind(
+            plan.admin.as_ref(),
+            plan.rpc.as_ref(),
+            plan.bind_wait,
+            false,
+        )?),
+        Some(_) => None,
     };
     let upgrade_socket = match &plan.upgrade_socket {
         // Bound beside the predecessor's socket, to replace it, only when taking over from
@@ -364,48 +361,6 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         ctx,
         started: started.clone(),
     };
-    let limits = plan.admin.as_ref().map_or(
-        admin::http::Limits {
-            max_body: admin::plan::DEFAULT_MAX_BODY,
-            request_timeout: admin::plan::REQUEST_TIMEOUT,
-        },
-        |admin| admin.limits,
-    );
-    let idle_timeout = plan
-        .admin
-        .as_ref()
-        .map_or(clients::DEFAULT_IDLE_TIMEOUT, |admin| admin.idle_timeout);
-    let rpc = match rpc_socket {
-        Some((socket, bound)) => {
-            let settings = admin::rpc::socket::RpcSettings {
-                api: api.clone(),
-                max_line: limits.max_body,
-                deadlines: clients::Deadlines::new(idle_timeout),
-                register: register.clone(),
-            };
-            let closer = admin::rpc::socket::serve(socket, bound.clone(), settings)
-                .map_err(|e| CliError::Listen(Box::new(e)))?;
-            stopper.set_rpc(closer);
-            Some(bound)
-        }
-        None => None,
-    };
-    let admin = match (admin_socket, &plan.admin) {
-        (Some((socket, bound)), Some(admin)) => {
-            let settings = admin::session::Settings {
-                api,
-                token: admin.token.clone(),
-                limits: admin.limits,
-                deadlines: clients::Deadlines::new(idle_timeout),
-                register,
-            };
-            let closer = admin::serve(socket, bound.clone(), settings)
-                .map_err(|e| CliError::Listen(Box::new(e)))?;
-            stopper.set_admin(closer);
-            Some(bound)
-        }
-        _ => None,
-    };
 
     // The point of no return for a takeover: the predecessor stops accepting.
     let mut unconfirmed = None;
@@ -442,6 +397,23 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     if let Some(socket) = upgrade_socket {
         socket.serve(proxy.handle(), stopper.clone(), reloader.clone());
     }
+    let fronts = match fronts.take() {
+        Some(bound) => Ok(bound),
+        None => admin::start::bind(plan.admin.as_ref(), plan.rpc.as_ref(), plan.bind_wait, true),
+    };
+    // Once connections were taken over, the proxy serves them whatever becomes of its admin
+    // front ends: a failure there is said, not fatal.
+    let served = fronts.and_then(|fronts| {
+        admin::start::serve(fronts, plan.admin.as_ref(), api, register, &stopper)
+    });
+    let (admin, rpc) = match served {
+        Ok(bound) => bound,
+        Err(e) if plan.takeover.is_some() => {
+            tracing::error!(error = %error::chain(&e), "the admin front ends could not start; the proxy serves on without them");
+            (None, None)
+        }
+        Err(e) => return Err(e),
+    };
 
     let bound = proxy.bound();
     let ready = ready::ready_line(

@@ -239,3 +239,25 @@ fn ready_means_a_successor_can_take_over() {
         assert_exits_cleanly(&mut second, "the second porxy");
     }
 }
+
+/// An admin endpoint on a fixed address goes on across an upgrade: the successor binds it once
+/// its predecessor has let it go, and answers there (its routes are the same tunnel).
+#[test]
+fn the_admin_endpoint_moves_to_the_successor() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first_with(&["--admin", "127.0.0.1:0"]);
+    let admin = old.admin().expect("admin= on the READY line").to_string();
+    let new = chain.successor_with(&["--admin", &admin]);
+    assert_took_over(&new, &old);
+    assert_eq!(new.admin(), Some(admin.as_str()), "the same address");
+    assert_exits_cleanly(&mut old, "the old porxy");
+    let routes = crate::support::curl::curl(&[&crate::support::curl::url(&admin, "/routes")]);
+    assert_eq!(routes.status, 200);
+    assert_eq!(
+        routes.json()["routes"][0]["listen"],
+        new.tunnel("cli-1").to_string()
+    );
+    let status = crate::support::curl::curl(&[&crate::support::curl::url(&admin, "/status")]);
+    assert_eq!(status.json()["stopping"], false, "the successor answers");
+}

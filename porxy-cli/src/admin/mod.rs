@@ -20,5 +20,6 @@ pub mod router;
 pub mod rpc;
 pub mod server;
 pub mod session;
+pub mod start;
 
 pub use server::{bind, serve};
