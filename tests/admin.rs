@@ -5,6 +5,7 @@
 mod errors;
 mod routes;
 mod rpc;
+mod state;
 
 use std::time::Duration;
 

@@ -69,6 +69,8 @@ pub(crate) struct Args {
     pub(crate) admin_insecure: bool,
     /// `--rpc ADDR`, overriding the file.
     pub(crate) rpc: Option<ListenAddr>,
+    /// `--state-file PATH`, overriding the file.
+    pub(crate) state_file: Option<PathBuf>,
 }
 
 /// The arguments as clap reads them.
@@ -189,6 +191,12 @@ struct RawArgs {
     /// unless --admin-insecure) or a Unix socket path [default: the file's `[admin] rpc`].
     #[arg(long, value_name = "ADDR", value_parser = parse_control)]
     rpc: Option<ListenAddr>,
+
+    /// Keep the routing table as changed at runtime (control socket, admin API, JSON-RPC,
+    /// reloads) in this file, written atomically, and start from it next time in place of the
+    /// configuration's tunnels [default: the file's `[state] file`, else none].
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
 }
 
 /// A duration more than zero: a zero timeout would cut every client before its first line.
@@ -241,6 +249,7 @@ impl RawArgs {
             admin_token_file: self.admin_token_file,
             admin_insecure: self.admin_insecure,
             rpc: self.rpc,
+            state_file: self.state_file,
         })))
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct ConfigFile {
     pub(crate) control_idle_timeout: Option<Duration>,
     /// `[admin]`, if given (the flags override it later).
     pub(crate) admin: Option<AdminTable>,
+    /// `[state] file`, if given (`--state-file` overrides it).
+    pub(crate) state_file: Option<std::path::PathBuf>,
 }
 
 /// Command-line settings that replace the file's before it is validated.
@@ -202,6 +204,7 @@ pub(crate) fn parse(
             .as_ref()
             .map(|table| lift.admin(table))
             .transpose()?,
+        state_file: raw.state.as_ref().map(|s| s.file.get_ref().into()),
     })
 }
 

@@ -145,6 +145,9 @@ pub(crate) enum CliError {
          listen on loopback or a Unix socket, or pass --admin-insecure"
     )]
     RpcExposed { origin: String, addr: String },
+    /// The state file cannot be used.
+    #[error(transparent)]
+    State(#[from] crate::state_file::StateError),
     /// An admin front end's socket (control, HTTP admin) could not be set up (boxed: rare,
     /// and large).
     #[error(transparent)]

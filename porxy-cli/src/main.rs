@@ -29,6 +29,7 @@ mod reload;
 mod signals;
 mod socket_path;
 mod start;
+mod state_file;
 mod stopping;
 mod upgrade;
 
@@ -90,6 +91,9 @@ struct Plan {
     admin: Option<admin::plan::AdminPlan>,
     /// The JSON-RPC socket, if asked for.
     rpc: Option<crate::clients::ListenAddr>,
+    /// Where runtime changes are kept, and the backend states the last run left there.
+    state_file: Option<std::path::PathBuf>,
+    saved_states: Vec<(String, String, porxy_core::BackendChange)>,
 }
 
 /// How a run ended.
@@ -162,13 +166,14 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         control_idle_timeout: args.control_idle_timeout,
         busy_poll: args.busy_poll,
     };
-    let mut file_admin = None;
+    let (mut file_admin, mut file_state) = (None, None);
     let (config, file_drain, mut tunnels, control_settings) = match &args.config {
         Some(path) => {
             // The file's control settings come back with the flags' overrides applied.
             let file = config_file::load(path, &overrides)?;
             let control = (file.control, file.control_origin, file.control_idle_timeout);
             file_admin = file.admin;
+            file_state = file.state_file;
             (file.proxy, file.drain_timeout, file.listeners, control)
         }
         None => {
@@ -227,6 +232,22 @@ fn plan(args: Args) -> Result<Plan, CliError> {
     }
     let cli_tunnels = args.tunnels.clone();
     tunnels.extend(args.tunnels);
+    // The routing table the last run kept replaces the configuration's.
+    let state_file = args.state_file.clone().or(file_state);
+    let mut saved_states = Vec::new();
+    if let Some(saved) = state_file
+        .as_deref()
+        .map(state_file::load)
+        .transpose()?
+        .flatten()
+    {
+        tracing::info!(
+            tunnels = saved.tunnels.len(),
+            "starting from the state file"
+        );
+        tunnels = saved.tunnels;
+        saved_states = saved.states;
+    }
     let (control, control_origin, control_idle_timeout) = control_settings;
     let admin_flags = admin::plan::AdminFlags {
         addr: args.admin.clone(),
@@ -259,6 +280,8 @@ fn plan(args: Args) -> Result<Plan, CliError> {
         bind_wait: args.bind_wait.unwrap_or_default(),
         admin,
         rpc,
+        state_file,
+        saved_states,
     })
 }
 
@@ -329,6 +352,15 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 .zip(proxy.bound().iter().copied())
                 .collect(),
         ),
+        state_file: plan.state_file.clone(),
+    });
+    let bound_of = reloader
+        .bound
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    state_file::restore_states(&proxy.handle(), &plan.saved_states, |name| {
+        bound_of.get(name).copied()
     });
     let watcher = stop_signals
         .watch(stopper.clone(), reloader.clone())

@@ -87,6 +87,8 @@ pub(crate) struct Reloader {
     /// The bound address of every tunnel by name, so that a listener on port 0 keeps the port
     /// it got across reloads. Also serialises reloads (SIGHUP and RELOAD may come together).
     pub(crate) bound: Mutex<HashMap<String, SocketAddr>>,
+    /// Where the routing table is kept after each change, if anywhere.
+    pub(crate) state_file: Option<PathBuf>,
 }
 
 impl Reloader {
@@ -104,6 +106,10 @@ impl Reloader {
     pub(crate) fn reload(&self, mode: ReloadMode) -> Result<ReloadReport, ReloadError> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_reload(&mut bound, mode);
+        drop(bound);
+        if result.is_ok() {
+            self.persist();
+        }
         // A reload that worked is logged by the core, with what it changed.
         if let Err(why) = &result {
             tracing::warn!(error = %chain(why), "reload failed; the running configuration is unchanged");
@@ -161,7 +167,24 @@ impl Reloader {
     pub(crate) fn apply(&self, tunnels: Vec<NamedTunnel>) -> Result<ReloadReport, ReloadError> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
         let config = self.handle.config();
-        self.apply_locked(&mut bound, tunnels, &config)
+        let result = self.apply_locked(&mut bound, tunnels, &config);
+        drop(bound);
+        if result.is_ok() {
+            self.persist();
+        }
+        result
+    }
+
+    /// Writes the running routing table to the state file, if there is one: after any change
+    /// made at runtime. A failure is logged (the change stands; the file is the one before).
+    pub(crate) fn persist(&self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let running = self.running();
+        if let Err(e) = crate::state_file::save(path, &running, &self.handle.status()) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write the state file; the change stands, the file is the one before it");
+        }
     }
 
     /// The tunnels running now, each with its name (its address, for one opened unnamed on

@@ -27,6 +27,16 @@ pub(super) struct RawFile {
     pub(super) control: Option<RawControl>,
     /// `[admin]`: the HTTP admin endpoint, if any.
     pub(super) admin: Option<RawAdmin>,
+    /// `[state]`: where runtime changes are kept, if anywhere.
+    pub(super) state: Option<RawState>,
+}
+
+/// `[state]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    /// The state file.
+    pub(super) file: Spanned<String>,
 }
 
 /// `[admin]`.

@@ -34,7 +34,11 @@ pub fn execute(
         Command::Help => Ok(Outcome::Help),
         Command::Status { full: false } => Ok(Outcome::Status(handle.status())),
         Command::Status { full: true } => Ok(Outcome::StatusFull(handle.status())),
-        Command::Open(spec) => Ok(Outcome::Opened(handle.open(&spec)?)),
+        Command::Open(spec) => {
+            let opened = handle.open(&spec)?;
+            ctx.reloader.persist();
+            Ok(Outcome::Opened(opened))
+        }
         Command::Close { local, now } => {
             let local = local.resolve()?;
             let mode = if now {
@@ -43,6 +47,7 @@ pub fn execute(
                 CloseMode::KeepConnections
             };
             let closed = handle.close(local, mode)?;
+            ctx.reloader.persist();
             Ok(Outcome::Closed {
                 local,
                 mode,
@@ -53,7 +58,11 @@ pub fn execute(
             local,
             remote,
             action,
-        } => backend(handle, &local, remote, action),
+        } => {
+            let outcome = backend(handle, &local, remote, action)?;
+            ctx.reloader.persist();
+            Ok(outcome)
+        }
         Command::Stop => Ok(Outcome::Stopping {
             open: handle.status().open_connections(),
             drain_timeout: ctx.stopper.drain_timeout(),
@@ -159,6 +168,7 @@ mod tests {
                     overrides: Default::default(),
                     control: None,
                     bound: Mutex::new(Default::default()),
+                    state_file: None,
                 }),
             };
             Fixture {
