@@ -4,7 +4,7 @@
 
 use porxy_core::Error;
 
-use crate::control::outcome::AdminError;
+use crate::control::outcome::{sort, AdminError, Sort};
 use crate::reload::ReloadError;
 
 /// No tunnel listens there, or no route has that name.
@@ -80,15 +80,11 @@ pub fn of_core(error: &Error) -> i64 {
         Error::SelfLoop { .. } => SELF_LOOP,
         Error::Tls { .. } => TLS_FILE,
         Error::Stopped => STOPPING,
-        Error::Spec(_)
-        | Error::Resolve { .. }
-        | Error::NoAddress { .. }
-        | Error::DuplicateRemote { .. }
-        | Error::UnusableRemote { .. }
-        | Error::NoRemotes { .. }
-        | Error::Options { .. }
-        | Error::InvalidSetting { .. } => INVALID_VALUE,
-        _ => INTERNAL,
+        // The rest by the control socket's sorting: values that cannot be used, or not ours.
+        other => match sort(other) {
+            Sort::Invalid => INVALID_VALUE,
+            _ => INTERNAL,
+        },
     }
 }
 
