@@ -134,9 +134,8 @@ pub(crate) enum CliError {
     /// The admin endpoint would listen beyond loopback with no token.
     #[error(
         "{origin}: the admin endpoint {addr} is reachable beyond this host and has no token; \
-         give one (--admin-token-file, [admin] token_file, or ${}), listen on loopback, or \
-         pass --admin-insecure",
-        crate::admin::plan::TOKEN_ENV
+         give one (--admin-token-file, [admin] token_file, or $PORXY_ADMIN_TOKEN), listen on \
+         loopback, or pass --admin-insecure"
     )]
     AdminExposed { origin: String, addr: String },
     /// The JSON-RPC socket would listen beyond loopback (it has no token).

@@ -14,8 +14,6 @@ use super::http::{HttpError, Response};
 use super::json::{outcome, route_lift, routes, status};
 use super::router::Endpoint;
 use super::rpc::codes;
-use super::rpc::methods::Methods;
-use super::rpc::protocol;
 use crate::control::command::{BackendAction, Command};
 use crate::control::execute::{execute, Context};
 use crate::control::outcome::{AdminError, Outcome};
@@ -152,25 +150,6 @@ impl Api {
                 })
             }
             Endpoint::Reload => self.run(Command::Reload { force: false }),
-            Endpoint::Rpc => {
-                let stop = std::cell::Cell::new(false);
-                let methods = Methods {
-                    api: self,
-                    stop: &stop,
-                };
-                let response = match protocol::respond(body, &methods) {
-                    Some(answer) => Response::json(200, &answer),
-                    None => Response {
-                        status: 204,
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                    },
-                };
-                Ok(Answer {
-                    response,
-                    then_stop: stop.get(),
-                })
-            }
             Endpoint::Stop => {
                 let mut answer = self.run(Command::Stop)?;
                 answer.response.status = 202;

@@ -1,8 +1,27 @@
 //! Which endpoint a request is for, from its method and path: every path the admin API has,
-//! with the methods each takes (`HEAD` wherever `GET` is). An unknown path is 404; a known one
-//! asked with another method is 405 with its `Allow`. Pure: no IO, no proxy.
+//! with the methods each takes (`HEAD` wherever `GET` is), and `/rpc`, which JSON-RPC serves.
+//! An unknown path is 404; a known one asked with another method is 405 with its `Allow`.
+//! Pure: no IO, no proxy.
 
 use super::http::{HttpError, Method};
+
+/// Who serves a request: the admin API, or JSON-RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Api(Endpoint),
+    /// `POST /rpc`.
+    Rpc,
+}
+
+impl Route {
+    /// Whether its request carries a JSON body.
+    pub fn takes_body(&self) -> bool {
+        match self {
+            Route::Api(endpoint) => endpoint.takes_body(),
+            Route::Rpc => true,
+        }
+    }
+}
 
 /// An endpoint of the admin API, with what its path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +52,6 @@ pub enum Endpoint {
     Reload,
     /// `POST /stop` (and `GET /stop`, as the original design had it): a graceful stop.
     Stop,
-    /// `POST /rpc`: JSON-RPC 2.0.
-    Rpc,
 }
 
 impl Endpoint {
@@ -47,13 +64,23 @@ impl Endpoint {
                 | Endpoint::AddBackend(_)
                 | Endpoint::ChangeBackend { .. }
                 | Endpoint::RemoveBackend { .. }
-                | Endpoint::Rpc
         )
     }
 }
 
-/// The endpoint for `method` on `path`.
-pub fn route(method: Method, path: &str) -> Result<Endpoint, HttpError> {
+/// Who serves `method` on `path`.
+pub fn route(method: Method, path: &str) -> Result<Route, HttpError> {
+    if path.trim_end_matches('/') == "/rpc" {
+        return match method {
+            Method::Post => Ok(Route::Rpc),
+            _ => Err(HttpError::new(405, "/rpc takes POST").with_header("Allow", "POST")),
+        };
+    }
+    endpoint(method, path).map(Route::Api)
+}
+
+/// The admin API's endpoint for `method` on `path`.
+fn endpoint(method: Method, path: &str) -> Result<Endpoint, HttpError> {
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let get = matches!(method, Method::Get | Method::Head);
     let wrong = |allow: &str| {
@@ -97,8 +124,6 @@ pub fn route(method: Method, path: &str) -> Result<Endpoint, HttpError> {
         ["reload"] => Err(wrong("POST")),
         ["stop"] if matches!(method, Method::Post | Method::Get) => Ok(Endpoint::Stop),
         ["stop"] => Err(wrong("GET, POST")),
-        ["rpc"] if method == Method::Post => Ok(Endpoint::Rpc),
-        ["rpc"] => Err(wrong("POST")),
         _ => Err(HttpError::new(404, format!("no such path: {path}"))),
     }
 }
@@ -109,17 +134,20 @@ mod tests {
 
     #[test]
     fn each_path_takes_its_methods() {
-        assert_eq!(route(Method::Get, "/routes"), Ok(Endpoint::ListRoutes));
-        assert_eq!(route(Method::Head, "/routes/"), Ok(Endpoint::ListRoutes));
-        assert_eq!(route(Method::Put, "/routes"), Ok(Endpoint::ReplaceRoutes));
+        let api = |e| Ok(Route::Api(e));
+        assert_eq!(route(Method::Get, "/routes"), api(Endpoint::ListRoutes));
+        assert_eq!(route(Method::Head, "/routes/"), api(Endpoint::ListRoutes));
+        assert_eq!(route(Method::Put, "/routes"), api(Endpoint::ReplaceRoutes));
         assert_eq!(
             route(Method::Delete, "/routes/web/backends/127.0.0.1:7000"),
-            Ok(Endpoint::RemoveBackend {
+            api(Endpoint::RemoveBackend {
                 route: "web".into(),
                 backend: "127.0.0.1:7000".into()
             })
         );
-        assert_eq!(route(Method::Get, "/stop"), Ok(Endpoint::Stop));
+        assert_eq!(route(Method::Get, "/stop"), api(Endpoint::Stop));
+        assert_eq!(route(Method::Post, "/rpc"), Ok(Route::Rpc));
+        assert_eq!(route(Method::Get, "/rpc").unwrap_err().status, 405);
         let wrong = route(Method::Delete, "/status").unwrap_err();
         assert_eq!(wrong.status, 405);
         assert_eq!(wrong.headers, vec![("Allow", "GET, HEAD".to_string())]);

@@ -12,7 +12,8 @@ use super::api::Api;
 use super::auth::{self, Token};
 use super::http::head::Framing;
 use super::http::{Head, HttpError, Limits, Next, Reader, Response};
-use super::router::{self, Endpoint};
+use super::router::{self, Route};
+use super::rpc;
 use crate::clients::{
     write_all_by, Admission, ClientStream, Deadlines, Member, Register, Standing, MAX_CLIENTS,
 };
@@ -96,7 +97,8 @@ fn run<S: ClientStream>(mut stream: S, settings: &Settings, member: &Member) -> 
             }
             Next::Request(request) => {
                 let answer = match admit(&request.head, settings.token.as_ref()) {
-                    Ok(endpoint) => settings.api.serve(endpoint, &request.body),
+                    Ok(Route::Api(endpoint)) => settings.api.serve(endpoint, &request.body),
+                    Ok(Route::Rpc) => rpc::over_http(&settings.api, &request.body),
                     Err(error) => Response::error(&error).into(),
                 };
                 (request.head, answer)
@@ -116,7 +118,7 @@ fn run<S: ClientStream>(mut stream: S, settings: &Settings, member: &Member) -> 
 
 /// Judges a head before its body is read: the endpoint it is for, the token, the type of a
 /// body it carries.
-fn admit(head: &Head, token: Option<&Token>) -> Result<Endpoint, HttpError> {
+fn admit(head: &Head, token: Option<&Token>) -> Result<Route, HttpError> {
     let endpoint = router::route(head.method, &head.path)?;
     auth::check(token, head.authorization.as_deref())?;
     if head.framing != Framing::Empty && endpoint.takes_body() {
