@@ -23,6 +23,7 @@ mod config_file;
 mod control;
 mod error;
 mod logging;
+mod plan;
 mod preflight;
 mod ready;
 mod reload;
@@ -31,6 +32,7 @@ mod socket_path;
 mod start;
 mod state_file;
 mod stopping;
+mod tunnel_help;
 mod upgrade;
 
 use std::io::Write;
@@ -38,21 +40,17 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use porxy_core::{ProxyConfig, TunnelSpec};
+use porxy_core::TunnelSpec;
 
-use crate::args::{Args, Command};
-use crate::config_file::Overrides;
+use crate::args::Command;
 use crate::error::CliError;
+use crate::plan::Plan;
 use crate::reload::Reloader;
 use crate::stopping::Stopper;
 
 /// Where a control address given as a flag was written, for messages.
 pub(crate) const CONTROL_FLAG: &str = "--control";
-
-/// How long a graceful stop waits for connections to finish when nothing else is said.
-const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A tunnel with the name it is known by and where it was written down, for messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,35 +63,6 @@ pub(crate) struct NamedTunnel {
     pub(crate) local_origin: String,
     /// Where each remote address was written, in the order of `spec.remotes`.
     pub(crate) remote_origins: Vec<String>,
-}
-
-/// Everything needed to check or run: validated settings and the tunnels in order.
-#[derive(Debug)]
-struct Plan {
-    config: ProxyConfig,
-    drain_timeout: Duration,
-    tunnels: Vec<NamedTunnel>,
-    control: Option<crate::clients::ListenAddr>,
-    /// Where the control address was written: `--control`, or its place in the file.
-    control_origin: String,
-    /// How long a control client may take to complete a line.
-    control_idle_timeout: Duration,
-    /// For reloads: the file, the command-line tunnels and overrides to apply again.
-    config_path: Option<std::path::PathBuf>,
-    cli_tunnels: Vec<NamedTunnel>,
-    overrides: Overrides,
-    /// `--upgrade-socket`, `--takeover`, `--leave-connections`, `--bind-wait`.
-    upgrade_socket: Option<std::path::PathBuf>,
-    takeover: Option<std::path::PathBuf>,
-    leave_connections: bool,
-    bind_wait: Duration,
-    /// The HTTP admin endpoint, if asked for.
-    admin: Option<admin::plan::AdminPlan>,
-    /// The JSON-RPC socket, if asked for.
-    rpc: Option<crate::clients::ListenAddr>,
-    /// Where runtime changes are kept, and the backend states the last run left there.
-    state_file: Option<std::path::PathBuf>,
-    saved_states: Vec<(String, String, porxy_core::BackendChange)>,
 }
 
 /// How a run ended.
@@ -127,14 +96,14 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<Outcome, CliError> {
     let args = match command {
         Command::HelpTunnel => {
-            print_stdout(&args::tunnel_help())?;
+            print_stdout(&tunnel_help::tunnel_help())?;
             return Ok(Outcome::Done);
         }
         Command::Run(args) => *args,
     };
     logging::init(&args.log)?;
     let check = args.check;
-    let plan = plan(args)?;
+    let plan = plan::plan(args)?;
     preflight::check_tunnels(&plan.tunnels)?;
     if let Some(control) = &plan.control {
         preflight::check_control(control, &plan.control_origin)?;
@@ -152,137 +121,6 @@ fn run(command: Command) -> Result<Outcome, CliError> {
         return Ok(Outcome::Done);
     }
     serve(plan)
-}
-
-/// Lifts the arguments and the file into one plan: file settings, then command-line overrides;
-/// file listeners in file order, then `--tunnel` ones.
-fn plan(args: Args) -> Result<Plan, CliError> {
-    let overrides = Overrides {
-        reactors: args.reactors,
-        max_connections: args.max_connections,
-        max_accept_rate: args.max_accept_rate,
-        accept: args.accept,
-        control: args.control.clone(),
-        control_idle_timeout: args.control_idle_timeout,
-        busy_poll: args.busy_poll,
-    };
-    let (mut file_admin, mut file_state) = (None, None);
-    let (config, file_drain, mut tunnels, control_settings) = match &args.config {
-        Some(path) => {
-            // The file's control settings come back with the flags' overrides applied.
-            let file = config_file::load(path, &overrides)?;
-            let control = (file.control, file.control_origin, file.control_idle_timeout);
-            file_admin = file.admin;
-            file_state = file.state_file;
-            (file.proxy, file.drain_timeout, file.listeners, control)
-        }
-        None => {
-            let mut config = ProxyConfig::default();
-            if let Some(reactors) = args.reactors {
-                config.reactors = reactors;
-            }
-            if let Some(max) = args.max_connections {
-                config.max_connections = Some(max);
-            }
-            if let Some(rate) = args.max_accept_rate {
-                config.max_accept_rate = Some(rate);
-            }
-            if let Some(accept) = args.accept {
-                config.accept = accept;
-            }
-            if let Some(busy_poll) = args.busy_poll {
-                config.busy_poll = busy_poll;
-            }
-            config.validate().map_err(|source| CliError::Setting {
-                origin: match source {
-                    porxy_core::Error::InvalidSetting {
-                        name: "max_connections",
-                        ..
-                    } => "--max-connections".into(),
-                    porxy_core::Error::InvalidSetting {
-                        name: "max_accept_rate",
-                        ..
-                    } => "--max-accept-rate".into(),
-                    porxy_core::Error::InvalidSetting {
-                        name: "busy_poll", ..
-                    } => "--busy-poll".into(),
-                    _ => "--reactors".into(),
-                },
-                source,
-            })?;
-            (
-                config,
-                None,
-                Vec::new(),
-                (
-                    args.control.clone(),
-                    CONTROL_FLAG.to_string(),
-                    args.control_idle_timeout,
-                ),
-            )
-        }
-    };
-    for tunnel in &args.tunnels {
-        if let Some(clash) = tunnels.iter().find(|t| t.name == tunnel.name) {
-            return Err(CliError::NameClash {
-                name: tunnel.name.clone(),
-                origin: clash.local_origin.clone(),
-            });
-        }
-    }
-    let cli_tunnels = args.tunnels.clone();
-    tunnels.extend(args.tunnels);
-    // The routing table the last run kept replaces the configuration's.
-    let state_file = args.state_file.clone().or(file_state);
-    let mut saved_states = Vec::new();
-    if let Some(saved) = state_file
-        .as_deref()
-        .map(state_file::load)
-        .transpose()?
-        .flatten()
-    {
-        tracing::info!(
-            tunnels = saved.tunnels.len(),
-            "starting from the state file"
-        );
-        tunnels = saved.tunnels;
-        saved_states = saved.states;
-    }
-    let (control, control_origin, control_idle_timeout) = control_settings;
-    let admin_flags = admin::plan::AdminFlags {
-        addr: args.admin.clone(),
-        token_file: args.admin_token_file.clone(),
-        insecure: args.admin_insecure,
-    };
-    let rpc = admin::plan::rpc_plan(args.rpc.clone(), file_admin.as_ref(), args.admin_insecure)?;
-    let admin = admin::plan::plan(admin_flags, file_admin)?;
-    // With a control socket or an admin endpoint, tunnels can be opened later; without one
-    // there is nothing to do.
-    if tunnels.is_empty() && control.is_none() && admin.is_none() && rpc.is_none() {
-        return Err(CliError::NothingToProxy);
-    }
-    Ok(Plan {
-        config,
-        drain_timeout: args
-            .drain_timeout
-            .or(file_drain)
-            .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
-        tunnels,
-        control,
-        control_origin,
-        control_idle_timeout: control_idle_timeout.unwrap_or(control::DEFAULT_IDLE_TIMEOUT),
-        config_path: args.config.clone(),
-        cli_tunnels,
-        overrides,
-        upgrade_socket: args.upgrade_socket.clone(),
-        takeover: args.takeover.clone(),
-        leave_connections: args.leave_connections,
-        bind_wait: args.bind_wait.unwrap_or_default(),
-        admin,
-        rpc,
-        state_file,
-        saved_states,
-    })
 }
 
 /// Starts the proxy, announces it, and waits until a signal has stopped it.
