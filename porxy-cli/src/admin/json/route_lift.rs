@@ -293,3 +293,70 @@ fn list(value: &Value, path: &str) -> Result<String, LiftError> {
         _ => fail(path, "must be a list of strings"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// Any JSON: scalars, and arrays and objects of them, keys drawn from the real ones too.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("routes".to_string()),
+            Just("name".to_string()),
+            Just("listen".to_string()),
+            Just("remotes".to_string()),
+            Just("address".to_string()),
+            Just("options".to_string()),
+            Just("weight".to_string()),
+            Just("strategy".to_string()),
+            "[a-z_]{1,12}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[ -~]{0,24}".prop_map(Value::from),
+            Just(json!("127.0.0.1:7000")),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(key.clone(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any body: routes, or a refusal naming a place and saying what; never a panic.
+        #[test]
+        fn any_json_lifts_or_says_where_and_what(body in any_json()) {
+            match routes(&body) {
+                Ok(tunnels) => prop_assert!(tunnels.iter().all(|t| !t.name.is_empty())),
+                Err(error) => {
+                    prop_assert!(!error.path.is_empty());
+                    prop_assert!(!error.message.is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_good_route_lifts_to_its_spec() {
+        let body = json!({"routes": [{
+            "name": "web", "listen": "127.0.0.1:0", "strategy": "first",
+            "remotes": [{"address": "127.0.0.1:7000", "weight": 3, "max_conns": 10}],
+            "options": {"allow": ["10.0.0.0/8", "127.0.0.1"], "check": true, "rise": 2,
+                        "sni_routes": {"a.test": ["127.0.0.1:7000"]}},
+        }]});
+        let tunnels = routes(&body).unwrap();
+        assert_eq!(
+            tunnels[0].spec.to_string(),
+            "127.0.0.1:0=127.0.0.1:7000*3[strategy=first,check=tcp,rise=2,allow=10.0.0.0/8;127.0.0.1,sni_routes=a.test>127.0.0.1:7000]"
+        );
+        assert_eq!(tunnels[0].spec.remotes[0].max_conns, Some(10));
+    }
+}
