@@ -478,3 +478,42 @@ expect = "+PONG"
         "{error}"
     );
 }
+
+#[test]
+fn admin_and_state_tables_lift_and_their_errors_are_located() {
+    let text = r#"
+[admin]
+listen = "127.0.0.1:8001"
+token_file = "/etc/porxy/admin.token"
+max_body = "64KiB"
+request_timeout = "2s"
+idle_timeout = "30s"
+rpc = "unix:/run/porxy-rpc.sock"
+insecure = false
+
+[state]
+file = "/var/lib/porxy/state.json"
+"#;
+    let file = lift(text).expect("a good file");
+    let admin = file.admin.expect("[admin]");
+    assert_eq!(admin.listen, Some("127.0.0.1:8001".parse().unwrap()));
+    assert_eq!(admin.max_body, Some(64 * 1024));
+    assert_eq!(admin.request_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(admin.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(admin.rpc, Some("unix:/run/porxy-rpc.sock".parse().unwrap()));
+    assert_eq!(
+        file.state_file.as_deref(),
+        Some(std::path::Path::new("/var/lib/porxy/state.json"))
+    );
+    let zero = lift(&text.replace("\"2s\"", "\"0s\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        zero.contains("admin.request_timeout") && zero.contains("must be more than zero"),
+        "{zero}"
+    );
+    let unknown = lift(&text.replace("insecure", "insecur"))
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("unknown field `insecur`"), "{unknown}");
+}
