@@ -3,6 +3,7 @@
 //! and every refusal with its status and JSON body.
 
 mod errors;
+mod redeploy;
 mod routes;
 mod rpc;
 mod state;

@@ -61,6 +61,8 @@ pub(crate) struct Args {
     pub(crate) bind_wait: Option<Duration>,
     /// `--busy-poll DURATION`, overriding the file.
     pub(crate) busy_poll: Option<Duration>,
+    /// `--reuse-port`, over the file's `[proxy] reuse_port`.
+    pub(crate) reuse_port: bool,
     /// `--admin ADDR`, overriding the file.
     pub(crate) admin: Option<ListenAddr>,
     /// `--admin-token-file PATH`, overriding the file.
@@ -171,6 +173,12 @@ struct RawArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     busy_poll: Option<Duration>,
 
+    /// Bind listening sockets with SO_REUSEPORT: a new porxy started with it too (and
+    /// --bind-wait for its admin addresses) takes their addresses beside this one and every
+    /// new client from then on, so that `curl .../stop` on this one refuses nobody.
+    #[arg(long)]
+    reuse_port: bool,
+
     /// Serve the HTTP admin API (routes, status, reload, stop; JSON) on a TCP address like
     /// 8001 or 127.0.0.1:8001, or on a Unix socket path (unix:PATH) [default: the file's
     /// `[admin] listen`, else none].
@@ -245,6 +253,7 @@ impl RawArgs {
             leave_connections: self.leave_connections,
             bind_wait: self.bind_wait,
             busy_poll: self.busy_poll,
+            reuse_port: self.reuse_port,
             admin: self.admin,
             admin_token_file: self.admin_token_file,
             admin_insecure: self.admin_insecure,

@@ -71,6 +71,8 @@ pub(crate) struct Overrides {
     pub(crate) control_idle_timeout: Option<Duration>,
     /// `--busy-poll DURATION`.
     pub(crate) busy_poll: Option<Duration>,
+    /// `--reuse-port`.
+    pub(crate) reuse_port: bool,
 }
 
 /// A position in the file, with the key path there: `porxy.toml:12:5: listeners.demo.backends`.
@@ -297,6 +299,9 @@ impl Lift<'_> {
         if let Some(busy_poll) = &raw.busy_poll {
             config.busy_poll = self.duration(busy_poll, "proxy.busy_poll")?;
         }
+        if let Some(reuse_port) = &raw.reuse_port {
+            config.reuse_port = *reuse_port.get_ref();
+        }
         for (list, path, slot) in [
             (&raw.allow, "proxy.allow", &mut config.allow),
             (&raw.deny, "proxy.deny", &mut config.deny),
@@ -323,6 +328,7 @@ impl Lift<'_> {
         if let Some(busy_poll) = overrides.busy_poll {
             config.busy_poll = busy_poll;
         }
+        config.reuse_port |= overrides.reuse_port;
         if let Err(err) = config.validate() {
             return Err(match err {
                 porxy_core::Error::InvalidSetting {

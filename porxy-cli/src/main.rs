@@ -154,15 +154,17 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
-    // In a takeover the predecessor holds them until it confirms: bound after that, below.
+    // A predecessor may hold them: in a takeover until it confirms, in a redeploy
+    // (`--bind-wait`) until it is told to stop, which it is once this one serves. So then they
+    // are bound after the tunnels, below.
     let mut fronts = match takeover {
-        None => Some(admin::start::bind(
+        None if plan.bind_wait.is_zero() => Some(admin::start::bind(
             plan.admin.as_ref(),
             plan.rpc.as_ref(),
             plan.bind_wait,
             false,
         )?),
-        Some(_) => None,
+        _ => None,
     };
     let upgrade_socket = match &plan.upgrade_socket {
         // Bound beside the predecessor's socket, to replace it, only when taking over from
@@ -269,16 +271,22 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     }
     let fronts = match fronts.take() {
         Some(bound) => Ok(bound),
-        None => admin::start::bind(plan.admin.as_ref(), plan.rpc.as_ref(), plan.bind_wait, true),
+        None => admin::start::bind(
+            plan.admin.as_ref(),
+            plan.rpc.as_ref(),
+            plan.bind_wait,
+            plan.takeover.is_some(),
+        ),
     };
-    // Once connections were taken over, the proxy serves them whatever becomes of its admin
-    // front ends: a failure there is said, not fatal.
+    // Once it may have taken clients (connections taken over, or new ones on an address it
+    // shares), the proxy serves them whatever becomes of its admin front ends: a failure
+    // there is said, not fatal.
     let served = fronts.and_then(|fronts| {
         admin::start::serve(fronts, plan.admin.as_ref(), api, register, &stopper)
     });
     let (admin, rpc) = match served {
         Ok(bound) => bound,
-        Err(e) if plan.takeover.is_some() => {
+        Err(e) if plan.takeover.is_some() || !plan.bind_wait.is_zero() => {
             tracing::error!(error = %error::chain(&e), "the admin front ends could not start; the proxy serves on without them");
             (None, None)
         }

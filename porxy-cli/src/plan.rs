@@ -55,6 +55,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
         control: args.control.clone(),
         control_idle_timeout: args.control_idle_timeout,
         busy_poll: args.busy_poll,
+        reuse_port: args.reuse_port,
     };
     let (mut file_admin, mut file_state) = (None, None);
     let (config, file_drain, mut tunnels, control_settings) = match &args.config {
@@ -83,6 +84,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
             if let Some(busy_poll) = args.busy_poll {
                 config.busy_poll = busy_poll;
             }
+            config.reuse_port = args.reuse_port;
             config.validate().map_err(|source| CliError::Setting {
                 origin: match source {
                     porxy_core::Error::InvalidSetting {

@@ -122,6 +122,11 @@ pub struct ProxyConfig {
     pub allow: Option<Networks>,
     /// Clients refused by a tunnel with no `allow` or `deny` of its own.
     pub deny: Option<Networks>,
+    /// Listening sockets are SO_REUSEPORT: a new porxy with it too can bind their addresses
+    /// while this one still listens, and takes every new client from then on (a redeploy
+    /// without a moment of refused clients; see `--bind-wait`). Default off: a second porxy
+    /// on the same address is refused, as any other process is.
+    pub reuse_port: bool,
 }
 
 impl Default for ProxyConfig {
@@ -143,6 +148,7 @@ impl Default for ProxyConfig {
             busy_poll: Duration::ZERO,
             allow: None,
             deny: None,
+            reuse_port: false,
         }
     }
 }
@@ -172,6 +178,7 @@ impl ProxyConfig {
             busy_poll,
             allow,
             deny,
+            reuse_port,
         } = new.clone();
         let restart_only = [
             ("reactors", reactors != self.reactors),
@@ -181,6 +188,7 @@ impl ProxyConfig {
             ("max_connections", max_connections != self.max_connections),
             ("accept", accept != self.accept),
             ("busy_poll", busy_poll != self.busy_poll),
+            ("reuse_port", reuse_port != self.reuse_port),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -33,12 +33,21 @@ pub(crate) fn bind_as(
     wait: Duration,
 ) -> Result<(ListenSocket, BoundAddr), ListenError> {
     let deadline = Instant::now() + wait;
+    let mut told = false;
     // Bounded by `wait`: each turn binds, or sleeps a little.
     loop {
         match ListenSocket::bind(addr, role) {
-            Err(ListenError::Bind { source, .. })
-                if source.kind() == ErrorKind::AddrInUse && Instant::now() < deadline =>
-            {
+            Err(ListenError::Bind {
+                source, addr: at, ..
+            }) if source.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !told {
+                    tracing::info!(
+                        addr = %at,
+                        wait = %porxy_core::units::format_duration(wait),
+                        "the {role}'s address is in use (an old porxy?); waiting for it to be released"
+                    );
+                    told = true;
+                }
                 // A retry loop on a resource another process holds: nothing to wait on.
                 std::thread::sleep(BIND_RETRY);
             }

@@ -92,6 +92,8 @@ pub(super) struct RawProxy {
     pub(super) accept: Option<Spanned<String>>,
     /// How long reactors poll without blocking after activity; `"0s"` is off.
     pub(super) busy_poll: Option<Spanned<RawDuration>>,
+    /// Listening sockets SO_REUSEPORT, for a redeploy beside a running porxy.
+    pub(super) reuse_port: Option<Spanned<bool>>,
     /// Clients that may connect to a listener with no rules of its own: networks.
     pub(super) allow: Option<Spanned<Vec<String>>>,
     /// Clients refused by a listener with no rules of its own: networks.

@@ -7,13 +7,14 @@
 
 mod backends;
 mod close;
+mod listen;
 mod loops;
 mod open;
 mod reload;
 mod sessions;
 mod table;
 
-use open::bind;
+use listen::bind;
 pub(crate) use open::{resolve_remotes, usable_remote};
 
 pub use backends::Removal;

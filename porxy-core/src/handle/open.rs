@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mio::net::TcpListener;
-use socket2::{Domain, Socket, Type};
 
-use super::{loops, OpenedTunnel, ProxyHandle, CLOSE_CONFIRM_TIMEOUT};
+use super::{bind, loops, OpenedTunnel, ProxyHandle, CLOSE_CONFIRM_TIMEOUT};
 use crate::balance::backend::{AdminState, Backend};
 use crate::error::Error;
 use crate::generation::Generation;
@@ -70,7 +69,10 @@ impl ProxyHandle {
         }
         let socket = match self.take_inherited(local) {
             Some(socket) => socket,
-            None => bind(local, self.config().backlog)?,
+            None => {
+                let config = self.config();
+                bind(local, config.backlog, config.reuse_port)?
+            }
         };
         let listening = OwnListener::of(&socket).map_err(|source| Error::Bind {
             addr: local,
@@ -261,23 +263,6 @@ pub(crate) fn usable_remote(tunnel: &str, remote: &Remote) -> Result<SocketAddr,
     }
 }
 
-/// A listening, non-blocking socket on `addr` (SO_REUSEADDR; IPv6 sockets are IPv6 only).
-pub(super) fn bind(addr: SocketAddr, backlog: i32) -> Result<TcpListener, Error> {
-    let fail = |source| Error::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
-    socket.set_reuse_address(true).map_err(fail)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(fail)?;
-    }
-    socket.set_nonblocking(true).map_err(fail)?;
-    // Before `listen`, so that every client it will ever queue inherits it (Linux copies the
-    // listening socket's TCP options to the sockets it accepts): no setsockopt per client.
-    socket.set_tcp_nodelay(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(backlog).map_err(fail)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -285,10 +270,10 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
 
-    use super::bind;
     use crate::accept::ListenSocket;
     use crate::config::ProxyConfig;
     use crate::generation::Generation;
+    use crate::handle::listen::bind;
     use crate::spec::TunnelSpec;
     use crate::status::TunnelStats;
     use crate::tunnel::loaded::Loaded;
@@ -327,7 +312,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn clients_queued_before_the_first_accept_inherit_nodelay() {
-        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         let accepted = accept_one(&listener);
@@ -342,7 +327,7 @@ mod tests {
         let socket = ListenSocket::new(0, tunnel, mio::net::TcpListener::from_std(std_listener));
         assert!(!socket.clients_nodelay());
 
-        let fresh = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let fresh = bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
         let tunnel = tunnel_on(fresh.local_addr().unwrap());
         let socket = ListenSocket::new(1, tunnel, fresh);
         assert_eq!(socket.clients_nodelay(), cfg!(target_os = "linux"));

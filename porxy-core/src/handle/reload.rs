@@ -112,7 +112,7 @@ impl ProxyHandle {
             };
             let socket = match self.take_inherited(plan.local) {
                 Some(socket) => socket,
-                None => bind(plan.local, config.backlog).map_err(failed)?,
+                None => bind(plan.local, config.backlog, config.reuse_port).map_err(failed)?,
             };
             let listening = OwnListener::of(&socket).map_err(|source| {
                 failed(Error::Bind {
