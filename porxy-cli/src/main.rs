@@ -140,7 +140,11 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let (tunnels, inherited) = upgrade::inherit(&plan.tunnels, takeover.as_mut());
     // Everything that can fail is done before the proxy accepts anybody and before a takeover
     // is confirmed: a successor that fails leaves its predecessor serving, and resets nobody.
+    // In a redeploy (`--bind-wait`, no takeover) the predecessor holds the control address
+    // until it is told to stop: it is bound once the tunnels serve, below.
+    let redeploy = takeover.is_none() && !plan.bind_wait.is_zero();
     let control_socket = match &plan.control {
+        Some(_) if redeploy => None,
         Some(addr) => {
             let inherited = takeover
                 .as_mut()
@@ -211,22 +215,21 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     };
     // One bound on admin clients, whichever front end they use.
     let register = Arc::new(clients::Register::default());
-    let control = match control_socket {
-        Some((socket, bound)) => {
-            let closer = control::serve(
-                socket,
-                bound.clone(),
-                proxy.handle(),
-                ctx.clone(),
-                plan.control_idle_timeout,
-                register.clone(),
-            )
-            .map_err(|e| CliError::Listen(Box::new(e)))?;
-            stopper.set_control(closer);
-            Some(bound)
-        }
-        None => None,
+    let (control_ctx, control_register) = (ctx.clone(), register.clone());
+    let serve_control = |(socket, bound): (clients::ListenSocket, clients::BoundAddr)| {
+        let closer = control::serve(
+            socket,
+            bound.clone(),
+            proxy.handle(),
+            control_ctx.clone(),
+            plan.control_idle_timeout,
+            control_register.clone(),
+        )
+        .map_err(|e| CliError::Listen(Box::new(e)))?;
+        stopper.set_control(closer);
+        Ok::<_, CliError>(bound)
     };
+    let mut control = control_socket.map(serve_control).transpose()?;
     let started = Arc::new(AtomicBool::new(false));
     let api = admin::api::Api {
         handle: proxy.handle(),
@@ -284,6 +287,17 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let served = fronts.and_then(|fronts| {
         admin::start::serve(fronts, plan.admin.as_ref(), api, register, &stopper)
     });
+    if let (Some(addr), true) = (&plan.control, redeploy) {
+        let bound = admin::server::bind_as(addr, control::ROLE, plan.bind_wait)
+            .map_err(|e| CliError::Listen(Box::new(e)))
+            .and_then(serve_control);
+        match bound {
+            Ok(bound) => control = Some(bound),
+            Err(e) => {
+                tracing::error!(error = %error::chain(&e), "the control socket could not start; the proxy serves on without it");
+            }
+        }
+    }
     let (admin, rpc) = match served {
         Ok(bound) => bound,
         Err(e) if plan.takeover.is_some() || !plan.bind_wait.is_zero() => {

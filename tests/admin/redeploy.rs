@@ -19,10 +19,13 @@ fn stop_on_the_old_one_once_the_new_one_waits_refuses_no_client() {
         "--reuse-port",
         "--admin",
         "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
         "--tunnel",
         &format!("127.0.0.1:0={}", old_backend.addr()),
     ]);
     let admin = old.admin().unwrap().to_string();
+    let control = old.control().unwrap().to_string();
     let tunnel = old.tunnel("cli-1");
     let mut before = connect(tunnel);
     let mut greeting = [0u8; 1];
@@ -37,6 +40,8 @@ fn stop_on_the_old_one_once_the_new_one_waits_refuses_no_client() {
         "10s",
         "--admin",
         &admin,
+        "--control",
+        &control,
         "--tunnel",
         &format!("{tunnel}={}", new_backend.addr()),
     ]);
@@ -53,6 +58,11 @@ fn stop_on_the_old_one_once_the_new_one_waits_refuses_no_client() {
         new.admin(),
         Some(admin.as_str()),
         "the admin address moved too"
+    );
+    assert_eq!(
+        new.control(),
+        Some(control.as_str()),
+        "and the control socket's"
     );
     assert_eq!(new.tunnel("cli-1"), tunnel);
     let at_stop = load.completed();
