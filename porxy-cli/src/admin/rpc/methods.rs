@@ -192,3 +192,24 @@ fn text<'a>(value: &'a Value, name: &str) -> Result<&'a str, RpcError> {
         .as_str()
         .ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("param `{name}` must be a string")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::rpc::protocol::INTERNAL_ERROR;
+
+    /// An endpoint's refusal keeps porxy's own code; without one, a body that did not fit is
+    /// invalid params, and a failure inside is the spec's internal error.
+    #[test]
+    fn refusals_keep_their_kind_or_take_the_specs_code() {
+        let kinded = HttpError::new(409, "in use").with_kind(codes::PORT_IN_USE);
+        assert_eq!(refusal(kinded), RpcError::new(codes::PORT_IN_USE, "in use"));
+        let field = HttpError::new(400, "route.listen: missing");
+        assert_eq!(refusal(field).code, INVALID_PARAMS);
+        let inside = HttpError::new(500, "a thread died");
+        assert_eq!(
+            refusal(inside),
+            RpcError::new(INTERNAL_ERROR, "a thread died")
+        );
+    }
+}
