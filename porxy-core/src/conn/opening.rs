@@ -378,11 +378,14 @@ impl Opening {
     ) -> Result<Option<OpeningStep>, Unsupported> {
         let max = preamble.max_len();
         let fail = |error| Ok(Some(OpeningStep::Fail(error)));
+        // Most preambles are small (a ClientHello under 2 KiB): the buffer starts at a read's
+        // size and grows only when a peek fills it.
+        let mut size = READ_CHUNK.min(max);
         for _ in 0..DRIVE_BUDGET {
             if !self.client.readable {
                 return Ok(Some(OpeningStep::Wait));
             }
-            self.received.resize(max, 0);
+            self.received.resize(size, 0);
             let seen = match client.peek(&mut self.received) {
                 Ok(0) => return fail(OpeningError::Closed { received: 0 }),
                 Ok(n) => n,
@@ -411,6 +414,11 @@ impl Opening {
             match parsed {
                 Parsed::Incomplete if seen >= max => {
                     return fail(OpeningError::TooLong { max });
+                }
+                // The buffer was full: more may be there already.
+                Parsed::Incomplete if seen == size => {
+                    size = (size * 4).min(max);
+                    continue;
                 }
                 // An EOF or error waits behind these bytes: no more will come.
                 Parsed::Incomplete if self.client.failed => {

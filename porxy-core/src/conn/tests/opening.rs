@@ -588,3 +588,47 @@ fn a_failure_names_the_reason_of_the_preamble_it_came_in() {
         "the name's"
     );
 }
+
+/// `Named`, with room for a preamble larger than one read.
+struct LargeNamed;
+
+impl Preamble for LargeNamed {
+    fn max_len(&self) -> usize {
+        20_000
+    }
+
+    fn name(&self) -> &'static str {
+        "large name"
+    }
+
+    fn parse(&self, received: &[u8]) -> Parsed {
+        Named.parse(received)
+    }
+
+    fn failure_reason(&self) -> CloseReason {
+        FAILED
+    }
+}
+
+#[test]
+fn a_peeked_preamble_larger_than_a_read_is_seen_whole() {
+    let config = OpeningConfig {
+        preambles: Arc::new([Arc::new(LargeNamed) as Arc<dyn Preamble>]),
+        ..config()
+    };
+    let mut opening = Opening::new(&config, std::time::Instant::now());
+    let mut big = vec![b'n'; 9_000];
+    big.extend_from_slice(b"!rest");
+    let mut client = peeking([Rd::Data(big)]);
+    opening.on_ready(R);
+    let OpeningStep::Open(opened) = opening.read(&mut client) else {
+        panic!("not open");
+    };
+    assert_eq!(opened.server_name.map(|n| n.len()), Some(9_000));
+    assert_eq!(client.read_calls, 0, "nothing taken");
+    assert!(
+        client.peek_calls >= 2,
+        "the buffer grew: {}",
+        client.peek_calls
+    );
+}
