@@ -98,7 +98,7 @@ pub fn start_for_test() -> SocketAddr {
 }
 
 /// A non-blocking listener with SO_REUSEADDR and SO_REUSEPORT.
-fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener> {
+pub(crate) fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;

@@ -8,6 +8,11 @@
 //! notes why). Both are end-entity certificates (no `CA:TRUE`: webpki refuses a CA certificate
 //! as a server's), valid long enough that porxy does not warn about their expiry (it warns
 //! within 14 days), so its log stays empty in a good run.
+//!
+//! The SNI section (`-sni` kinds) has a certificate of its own, ECDSA P-256 like the first:
+//! its TLS backends serve it, the proxies in front hold none. It names [`OTHER_NAME`] too, so
+//! the check before measuring can complete a handshake routed by the default route and see
+//! where it arrived.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,14 +27,19 @@ use crate::setup::CertKey;
 /// The name the certificates are for, and the SNI the load generator sends.
 pub const SERVER_NAME: &str = "bench.test";
 
+/// A name no route of the SNI section names: its clients take the default route. Only the
+/// check before measuring sends it; the load sends [`SERVER_NAME`].
+pub const OTHER_NAME: &str = "other.test";
+
+/// The stem of the SNI section's certificate files.
+const SNI_STEM: &str = "sni-ecdsa";
+
 /// Days the RSA certificate is valid: past porxy's 14-day expiry warning.
 const RSA_DAYS: &str = "30";
 
 /// A certificate and its key, as the proxies want them.
 #[derive(Debug, Clone)]
 pub struct Certificate {
-    /// Which key it has.
-    pub key_type: CertKey,
     /// The certificate, PEM (porxy's `tls_cert`, nginx's `ssl_certificate`).
     pub cert: PathBuf,
     /// Its private key, PEM (porxy's `tls_key`, nginx's `ssl_certificate_key`).
@@ -46,13 +56,27 @@ pub fn make(key_type: CertKey, dir: &Path) -> Result<Certificate> {
     let cert = dir.join(format!("{stem}.pem"));
     let key = dir.join(format!("{stem}.key"));
     let (cert_pem, key_pem) = match key_type {
-        CertKey::EcdsaP256 => ecdsa_p256()?,
+        CertKey::EcdsaP256 => ecdsa_p256(&[SERVER_NAME])?,
         CertKey::Rsa2048 => rsa_2048(&cert, &key)?,
     };
+    write(dir, stem, &cert_pem, &key_pem)
+}
+
+/// Makes the SNI section's certificate in `dir`: ECDSA P-256, for [`SERVER_NAME`] and
+/// [`OTHER_NAME`].
+pub fn make_sni(dir: &Path) -> Result<Certificate> {
+    let (cert_pem, key_pem) = ecdsa_p256(&[SERVER_NAME, OTHER_NAME])?;
+    write(dir, SNI_STEM, &cert_pem, &key_pem)
+}
+
+/// Writes a certificate and its key (PEM) as `stem`'s three files in `dir`.
+fn write(dir: &Path, stem: &str, cert_pem: &str, key_pem: &str) -> Result<Certificate> {
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
     let combined = dir.join(format!("{stem}.combined.pem"));
     for (path, text) in [
-        (&cert, cert_pem.clone()),
-        (&key, key_pem.clone()),
+        (&cert, cert_pem.to_owned()),
+        (&key, key_pem.to_owned()),
         (&combined, format!("{cert_pem}{key_pem}")),
     ] {
         fs::write(path, text).context(|| format!("writing {}", path.display()))?;
@@ -60,7 +84,6 @@ pub fn make(key_type: CertKey, dir: &Path) -> Result<Certificate> {
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .context(|| format!("reading back {}", cert.display()))?;
     Ok(Certificate {
-        key_type,
         cert,
         key,
         combined,
@@ -69,11 +92,12 @@ pub fn make(key_type: CertKey, dir: &Path) -> Result<Certificate> {
 }
 
 /// rcgen's default key pair (ECDSA P-256 with SHA-256) and a self-signed certificate for
-/// [`SERVER_NAME`], as PEM.
-fn ecdsa_p256() -> Result<(String, String)> {
+/// `names` (its common name [`SERVER_NAME`]), as PEM.
+fn ecdsa_p256(names: &[&str]) -> Result<(String, String)> {
     let key = rcgen::KeyPair::generate().context(|| "generating an ECDSA P-256 key")?;
-    let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
-        .context(|| "the certificate's parameters")?;
+    let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+    let mut params =
+        rcgen::CertificateParams::new(names).context(|| "the certificate's parameters")?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, SERVER_NAME);
@@ -151,6 +175,16 @@ mod tests {
         let made = make(CertKey::EcdsaP256, &dir.0).expect("an ECDSA certificate");
         check(&made);
         assert!(made.cert.starts_with(&dir.0));
+    }
+
+    #[test]
+    fn the_sni_certificate_has_files_of_its_own() {
+        let dir = Dir::new("sni");
+        let made = make_sni(&dir.0).expect("the SNI section's certificate");
+        check(&made);
+        let plain = make(CertKey::EcdsaP256, &dir.0).expect("the TLS section's");
+        assert_ne!(made.cert, plain.cert);
+        assert!(made.der.len() > plain.der.len(), "one name more");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! `tls_cert`/`tls_key`, HAProxy `ssl crt` on its bind, nginx `listen ... ssl` with
 //! `ssl_certificate`/`ssl_certificate_key`), each with its own TLS defaults but one: nginx
 //! before 1.23.4 leaves TLS 1.3 out by default, so its versions are set to porxy's (1.2 and
-//! 1.3), which HAProxy's defaults are too; all three then negotiate TLS 1.3.
+//! 1.3), which HAProxy's defaults are too; all three then negotiate TLS 1.3. With `routes`
+//! (the `-sni` kinds), each routes TLS by server name without terminating it, as
+//! [`crate::sni`] says.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,11 +19,18 @@ use std::path::Path;
 use crate::certs::Certificate;
 use crate::programs::Programs;
 use crate::setup::{Kind, Setup, PORXY_BUSY_POLL};
+use crate::sni::{Routes, NGINX_PREREAD, NGINX_UPSTREAM};
 
 /// porxy's arguments: one tunnel to the backend (`splice=off` for porxy-copy, the PROXY
-/// protocol both ways for porxy-proxy, `cert`'s files for porxy-tls), the setup's reactors
-/// and busy polling, warnings only.
-pub fn porxy_args(setup: Setup, backend: SocketAddr, cert: Option<&Certificate>) -> Vec<String> {
+/// protocol both ways for porxy-proxy, `cert`'s files for porxy-tls; with `routes`, to both
+/// of their ports with `sni_routes` instead), the setup's reactors and busy polling, warnings
+/// only.
+pub fn porxy_args(
+    setup: Setup,
+    backend: SocketAddr,
+    cert: Option<&Certificate>,
+    routes: Option<&Routes>,
+) -> Vec<String> {
     let options = match (setup.kind, cert) {
         (Kind::PorxyCopy, _) => "[splice=off]".to_owned(),
         (Kind::PorxyProxy, _) => "[accept_proxy=v2,send_proxy=v2]".to_owned(),
@@ -32,9 +41,13 @@ pub fn porxy_args(setup: Setup, backend: SocketAddr, cert: Option<&Certificate>)
         ),
         _ => String::new(),
     };
+    let tunnel = match routes {
+        Some(routes) => routes.porxy_tunnel(),
+        None => format!("127.0.0.1:0={backend}{options}"),
+    };
     let mut args = vec![
         "--tunnel".into(),
-        format!("127.0.0.1:0={backend}{options}"),
+        tunnel,
         "--reactors".into(),
         setup.threads.to_string(),
         "--log".into(),
@@ -49,14 +62,16 @@ pub fn porxy_args(setup: Setup, backend: SocketAddr, cert: Option<&Certificate>)
 /// The HAProxy configuration: `mode tcp`, one frontend, one server, `nbthread`,
 /// `busy-polling` when the setup busy-polls, for haproxy-proxy `accept-proxy` on the bind
 /// (it takes v1 and v2 alike: HAProxy has no v2-only switch) and `send-proxy-v2` on the
-/// server, and for haproxy-tls `ssl crt` on the bind with `cert`'s certificate and key in one
-/// file.
+/// server, for haproxy-tls `ssl crt` on the bind with `cert`'s certificate and key in one
+/// file, and with `routes` its frontend's rules and a backend for each route instead of the
+/// one backend.
 pub fn haproxy_config(
     setup: Setup,
     listen: SocketAddr,
     backend: SocketAddr,
     p: &Programs,
     cert: Option<&Certificate>,
+    routes: Option<&Routes>,
 ) -> String {
     let maxconn = conn_budget(p);
     let threads = setup.threads;
@@ -69,18 +84,25 @@ pub fn haproxy_config(
     if let (true, Some(cert)) = (setup.kind.tls(), cert) {
         accept.push_str(&format!(" ssl crt {}", cert.combined.display()));
     }
+    let (rules, backends) = match routes {
+        Some(routes) => (routes.haproxy_rules(), routes.haproxy_backends()),
+        None => (
+            "    default_backend backend\n".to_owned(),
+            format!("backend backend\n    server s1 {backend}{send}\n"),
+        ),
+    };
     format!(
         "# written by porxy-bench\n\
          global\n    nbthread {threads}\n    maxconn {maxconn}\n{busy}\n\
          defaults\n    mode tcp\n    maxconn {maxconn}\n    timeout connect 5s\n    \
          timeout client 10m\n    timeout server 10m\n\n\
-         frontend bench\n    bind {listen}{accept}\n    default_backend backend\n\n\
-         backend backend\n    server s1 {backend}{send}\n"
+         frontend bench\n    bind {listen}{accept}\n{rules}\n{backends}"
     )
 }
 
 /// The nginx configuration: a stream server proxying to the backend, `worker_processes`; with
-/// a `cert`, its listener terminates TLS with it (TLS 1.2 and 1.3, see the module docs).
+/// a `cert`, its listener terminates TLS with it (TLS 1.2 and 1.3, see the module docs); with
+/// `routes`, it prereads the ClientHello and proxies to the upstream mapped from its name.
 pub fn nginx_config(
     threads: usize,
     listen: SocketAddr,
@@ -88,6 +110,7 @@ pub fn nginx_config(
     prefix: &Path,
     p: &Programs,
     cert: Option<&Certificate>,
+    routes: Option<&Routes>,
 ) -> String {
     let (ssl, tls) = match cert {
         Some(cert) => (
@@ -100,6 +123,10 @@ pub fn nginx_config(
             ),
         ),
         None => ("", String::new()),
+    };
+    let (map, preread, upstream) = match routes {
+        Some(routes) => (routes.nginx_map(), NGINX_PREREAD, NGINX_UPSTREAM.to_owned()),
+        None => (String::new(), "", backend.to_string()),
     };
     let module = p
         .nginx_stream_module
@@ -115,8 +142,9 @@ pub fn nginx_config(
          pid {pid};\n\
          error_log {log} warn;\n\n\
          events {{\n    worker_connections {worker_connections};\n}}\n\n\
-         stream {{\n    server {{\n        listen {listen}{ssl};\n{tls}        proxy_pass {backend};\n        \
-         proxy_connect_timeout 5s;\n        proxy_timeout 10m;\n    }}\n}}\n",
+         stream {{\n{map}    server {{\n        listen {listen}{ssl};\n{tls}{preread}        \
+         proxy_pass {upstream};\n        proxy_connect_timeout 5s;\n        proxy_timeout 10m;\n    \
+         }}\n}}\n",
         nofile = p.nofile,
         pid = prefix.join("nginx.pid").display(),
         log = prefix.join("error.log").display(),
@@ -152,7 +180,7 @@ mod tests {
 
     #[test]
     fn busy_porxy_gets_the_busy_poll_flag() {
-        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None);
+        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None);
         assert_eq!(
             default,
             [
@@ -164,14 +192,14 @@ mod tests {
                 "warn"
             ]
         );
-        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000), None);
+        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000), None, None);
         assert_eq!(busy[..default.len()], default[..]);
         assert_eq!(busy[default.len()..], ["--busy-poll", "1ms"]);
     }
 
     #[test]
     fn busy_haproxy_busy_polls_in_its_global_section() {
-        let config = |setup| haproxy_config(setup, addr(8000), addr(7000), &programs(), None);
+        let config = |setup| haproxy_config(setup, addr(8000), addr(7000), &programs(), None, None);
         let busy = config(Setup::busy(Kind::Haproxy));
         let global = busy.split("\n\n").find(|s| s.contains("global")).unwrap();
         assert!(global.lines().any(|l| l.trim() == "busy-polling"), "{busy}");
@@ -183,12 +211,12 @@ mod tests {
 
     #[test]
     fn porxy_proxy_takes_and_sends_v2_headers_on_its_tunnel() {
-        let args = porxy_args(Setup::new(Kind::PorxyProxy, 1), addr(7000), None);
+        let args = porxy_args(Setup::new(Kind::PorxyProxy, 1), addr(7000), None, None);
         assert_eq!(
             args[1],
             "127.0.0.1:0=127.0.0.1:7000[accept_proxy=v2,send_proxy=v2]"
         );
-        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None);
+        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None);
         assert_eq!(args[2..], plain[2..], "nothing else changes");
     }
 
@@ -200,6 +228,7 @@ mod tests {
                 addr(8000),
                 addr(7000),
                 &programs(),
+                None,
                 None,
             )
         };
@@ -224,19 +253,25 @@ mod tests {
     fn the_tls_kinds_serve_the_same_certificate_each_its_own_way() {
         let dir = PathBuf::from("/run/bench");
         let cert = Certificate {
-            key_type: crate::setup::CertKey::EcdsaP256,
             cert: dir.join("tls-ecdsa.pem"),
             key: dir.join("tls-ecdsa.key"),
             combined: dir.join("tls-ecdsa.combined.pem"),
             der: Vec::new().into(),
         };
-        let porxy = porxy_args(Setup::new(Kind::PorxyTls, 1), addr(7000), Some(&cert));
+        let porxy = porxy_args(Setup::new(Kind::PorxyTls, 1), addr(7000), Some(&cert), None);
         assert_eq!(
             porxy[1],
             "127.0.0.1:0=127.0.0.1:7000[tls_cert=/run/bench/tls-ecdsa.pem,tls_key=/run/bench/tls-ecdsa.key]"
         );
         let setup = Setup::new(Kind::HaproxyTls, 1);
-        let haproxy = haproxy_config(setup, addr(8000), addr(7000), &programs(), Some(&cert));
+        let haproxy = haproxy_config(
+            setup,
+            addr(8000),
+            addr(7000),
+            &programs(),
+            Some(&cert),
+            None,
+        );
         assert!(
             haproxy.contains("    bind 127.0.0.1:8000 ssl crt /run/bench/tls-ecdsa.combined.pem\n"),
             "{haproxy}"
@@ -248,11 +283,20 @@ mod tests {
                 addr(8000),
                 addr(7000),
                 &programs(),
+                None,
                 None
             )
         );
         let prefix = dir.join("nginx");
-        let nginx = nginx_config(1, addr(8000), addr(7000), &prefix, &programs(), Some(&cert));
+        let nginx = nginx_config(
+            1,
+            addr(8000),
+            addr(7000),
+            &prefix,
+            &programs(),
+            Some(&cert),
+            None,
+        );
         for line in [
             "listen 127.0.0.1:8000 ssl;",
             "ssl_certificate /run/bench/tls-ecdsa.pem;",
@@ -261,7 +305,57 @@ mod tests {
         ] {
             assert!(nginx.lines().any(|l| l.trim() == line), "{line}: {nginx}");
         }
-        let plain = nginx_config(1, addr(8000), addr(7000), &prefix, &programs(), None);
+        let plain = nginx_config(1, addr(8000), addr(7000), &prefix, &programs(), None, None);
         assert!(!plain.contains("ssl"), "{plain}");
+    }
+
+    #[test]
+    fn the_sni_kinds_route_instead_of_forwarding_to_the_one_backend() {
+        let routes = Routes {
+            routed: addr(7001),
+            default: addr(7002),
+        };
+        let porxy = porxy_args(
+            Setup::new(Kind::PorxySni, 1),
+            addr(7001),
+            None,
+            Some(&routes),
+        );
+        assert_eq!(porxy[1], routes.porxy_tunnel());
+        let setup = Setup::new(Kind::HaproxySni, 1);
+        let haproxy = haproxy_config(
+            setup,
+            addr(8000),
+            addr(7001),
+            &programs(),
+            None,
+            Some(&routes),
+        );
+        assert!(haproxy.contains(&format!(
+            "    bind 127.0.0.1:8000\n{}\n{}",
+            routes.haproxy_rules(),
+            routes.haproxy_backends()
+        )));
+        assert!(!haproxy.contains("backend backend"), "{haproxy}");
+        let prefix = PathBuf::from("/run/bench/nginx");
+        let nginx = nginx_config(
+            1,
+            addr(8000),
+            addr(7001),
+            &prefix,
+            &programs(),
+            None,
+            Some(&routes),
+        );
+        assert!(nginx.contains(&routes.nginx_map()), "{nginx}");
+        for line in [
+            "listen 127.0.0.1:8000;",
+            "ssl_preread on;",
+            "proxy_pass $upstream;",
+        ] {
+            assert!(nginx.lines().any(|l| l.trim() == line), "{line}: {nginx}");
+        }
+        let plain = nginx_config(1, addr(8000), addr(7001), &prefix, &programs(), None, None);
+        assert!(plain.contains("proxy_pass 127.0.0.1:7001;") && !plain.contains("preread"));
     }
 }

@@ -1,6 +1,8 @@
 //! `porxy-bench`: measures porxy side by side with a direct connection (the limit), HAProxy
-//! (`mode tcp`) and nginx (stream module), all on loopback, and the three terminating TLS with
-//! the same certificate ([`certs`], [`load::tls`]). See bench/README.md.
+//! (`mode tcp`) and nginx (stream module), all on loopback, the three terminating TLS with
+//! the same certificate ([`certs`], [`load::tls`]), and the three routing TLS by server name
+//! without terminating it, in front of TLS backends ([`sni`], [`tls_backend`]). See
+//! bench/README.md.
 //!
 //! ```text
 //!   load generator (threads of this process) ──► proxy under test ──► backend (child process:
@@ -27,10 +29,13 @@ mod programs;
 mod proxy_header;
 mod report;
 mod run;
+mod section;
 mod settings;
 mod setup;
+mod sni;
 mod sys;
 mod syscalls;
+mod tls_backend;
 mod waiting;
 
 use std::path::PathBuf;
@@ -52,8 +57,9 @@ struct Cli {
     /// A ~80 s run: short windows, one round, 2,000 idle connections.
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
-    /// A ~10 s run of direct and porxy (both data paths, with the PROXY protocol, and
-    /// terminating TLS with the ECDSA certificate) only, to check that the harness works (CI).
+    /// A ~15 s run of direct and porxy (both data paths, with the PROXY protocol, terminating
+    /// TLS with the ECDSA certificate, and routing TLS by server name) only, to check that the
+    /// harness works (CI).
     #[arg(long)]
     smoke: bool,
     /// Seconds each phase is measured (after its warm-up).
@@ -72,10 +78,13 @@ struct Cli {
     /// PROXY protocol v2 taken from the client and sent to the backend: beside porxy and
     /// haproxy they show what the protocol costs. porxy-tls, haproxy-tls and nginx-tls
     /// terminate TLS with a certificate made for the run, in a section of their own.
+    /// porxy-sni, haproxy-sni and nginx-sni route TLS by server name without terminating it,
+    /// in front of TLS backends, in a section of their own with each one's plain self beside
+    /// it (relaying the same TLS unrouted).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     kinds: Option<Vec<Kind>>,
     /// Only these phases (for profiling one of them): idle, bulk-up, bulk-down, rr1, rr64,
-    /// short; handshake and resumed (TLS kinds only).
+    /// short; handshake and resumed (TLS and SNI kinds only).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASES")]
     phases: Option<Vec<Phase>>,
     /// Skip the scaling section (1 and 2 threads, unpinned).
@@ -103,16 +112,28 @@ enum Sub {
     /// The backend the harness starts (echo, sink, source, once), on 127.0.0.1:0.
     #[command(hide = true)]
     Backend {
-        /// Threads, each with its own SO_REUSEPORT listener.
+        /// Threads, each with its own SO_REUSEPORT listener (plain backend only).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Terminate TLS with this certificate chain (PEM), on two ports, one thread: the SNI
+        /// section's backend.
+        #[arg(long, value_name = "PATH", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The key of `--tls-cert` (PEM).
+        #[arg(long, value_name = "PATH", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Sub::Backend { threads }) => backend::serve(threads),
+        Some(Sub::Backend {
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            ..
+        }) => tls_backend::serve(&cert, &key),
+        Some(Sub::Backend { threads, .. }) => backend::serve(threads),
         None => settings(cli).and_then(run::run),
     };
     match result {
@@ -142,18 +163,21 @@ fn settings(cli: Cli) -> Result<Settings> {
     };
     let kinds = match cli.kinds {
         Some(kinds) => kinds,
-        // porxy-proxy and porxy-tls too, so that CI keeps the PROXY protocol's and TLS's
-        // paths working (porxy-tls adds ~2 s).
+        // porxy-proxy, porxy-tls and porxy-sni too, so that CI keeps the PROXY protocol's,
+        // TLS's and SNI routing's paths working (porxy-tls adds ~2 s, porxy-sni with its plain
+        // self ~4 s).
         None if mode == Mode::Smoke => vec![
             Kind::Direct,
             Kind::Porxy,
             Kind::PorxyCopy,
             Kind::PorxyProxy,
             Kind::PorxyTls,
+            Kind::PorxySni,
         ],
         // Not the -proxy kinds: the PROXY protocol's cost is a question of its own (see
-        // bench/README.md), and the full run keeps its length. Nor the -tls kinds: TLS
-        // termination is a question of its own too, and would add a few minutes.
+        // bench/README.md), and the full run keeps its length. Nor the -tls and -sni kinds:
+        // TLS termination and SNI routing are questions of their own too, and would add a few
+        // minutes each.
         None => vec![
             Kind::Direct,
             Kind::Porxy,

@@ -18,6 +18,11 @@
 //! The `-tls` kinds are the three proxies terminating TLS with the run's certificate (see
 //! [`crate::certs`] and [`crate::configs`]); their check before measuring is a TLS one
 //! ([`crate::load::tls::probe`]), which also says what they negotiated and whether they resume.
+//!
+//! In the SNI section the backend is a TLS one with two ports ([`crate::tls_backend`]): the
+//! `-sni` kinds route to them by server name ([`crate::sni`]), their plain selves forward to
+//! the routed one; both are checked with the TLS probe and then for where each name lands
+//! ([`crate::load::tls::probe::probe_routes`]).
 
 use std::ffi::OsString;
 use std::fs;
@@ -37,6 +42,7 @@ use crate::load::tls::Tls;
 use crate::load::{connect, Target};
 use crate::programs::Programs;
 use crate::proxy_header;
+use crate::sni::Routes;
 use crate::sys::Cpus;
 use crate::waiting::sleep_checked;
 
@@ -61,7 +67,10 @@ impl Running {
 
 /// Starts `setup` in front of `backend`, on `cpus`; returns once a 64-byte echo went through it
 /// and the backend said it got the PROXY header the setup should send, or none (see [`probe`]).
-/// A TLS kind terminates TLS with `tls`'s certificate and is checked with its client.
+/// A TLS kind terminates TLS with `tls`'s certificate and is checked with its client. With
+/// `routes` (the SNI section, whose `backend` is their routed port and terminates TLS), a
+/// `-sni` kind routes by them, and every setup is checked with `tls`'s client for where each
+/// server name lands.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     setup: Setup,
@@ -71,6 +80,7 @@ pub fn start(
     dir: &Path,
     tag: &str,
     tls: Option<&Tls>,
+    routes: Option<&Routes>,
     interrupted: &AtomicBool,
 ) -> Result<Running> {
     let stderr_path = dir.join(format!("{tag}.stderr"));
@@ -80,17 +90,22 @@ pub fn start(
         (true, None) => return Err(Error::new(format!("{setup}: no certificate to serve"))),
         (false, _) => None,
     };
+    let routing = match (setup.kind.sni(), routes) {
+        (true, Some(routes)) => Some(routes),
+        (true, None) => return Err(Error::new(format!("{setup}: no routes to follow"))),
+        (false, _) => None,
+    };
     let mut running = match setup.kind {
         Kind::Direct => Running {
             target: Target::plain(backend),
             proc: None,
             negotiated: None,
         },
-        Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls => {
+        Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls | Kind::PorxySni => {
             let spawn = Spawn {
                 label,
                 program: &programs.porxy,
-                args: os_args(&porxy_args(setup, backend, cert)),
+                args: os_args(&porxy_args(setup, backend, cert, routing)),
                 cpus,
                 stderr_path,
                 ready_line: true,
@@ -112,7 +127,7 @@ pub fn start(
                 negotiated: None,
             }
         }
-        Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls => {
+        Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls | Kind::HaproxySni => {
             let program = programs
                 .haproxy
                 .as_deref()
@@ -121,7 +136,7 @@ pub fn start(
             let config = dir.join(format!("{tag}.cfg"));
             fs::write(
                 &config,
-                haproxy_config(setup, addr, backend, programs, cert),
+                haproxy_config(setup, addr, backend, programs, cert, routing),
             )
             .context(|| format!("writing {}", config.display()))?;
             let spawn = Spawn {
@@ -136,10 +151,10 @@ pub fn start(
             let (proc, _) = Proc::spawn(spawn, START_TIMEOUT)?;
             listening(setup, addr, proc, interrupted)?
         }
-        Kind::Nginx | Kind::NginxTls if setup.busy => {
+        Kind::Nginx | Kind::NginxTls | Kind::NginxSni if setup.busy => {
             return Err(Error::new("nginx has no busy polling to measure"));
         }
-        Kind::Nginx | Kind::NginxTls => {
+        Kind::Nginx | Kind::NginxTls | Kind::NginxSni => {
             let program = programs.nginx.as_deref().ok_or_else(|| missing("nginx"))?;
             let addr = free_port()?;
             let prefix = dir.join(tag);
@@ -147,7 +162,15 @@ pub fn start(
             let config = prefix.join("nginx.conf");
             fs::write(
                 &config,
-                nginx_config(setup.threads, addr, backend, &prefix, programs, cert),
+                nginx_config(
+                    setup.threads,
+                    addr,
+                    backend,
+                    &prefix,
+                    programs,
+                    cert,
+                    routing,
+                ),
             )
             .context(|| format!("writing {}", config.display()))?;
             let mut args: Vec<OsString> = vec!["-p".into(), prefix.clone().into_os_string()];
@@ -168,14 +191,20 @@ pub fn start(
         }
     };
     let checking = || format!("checking {setup} before measuring it");
-    match tls.filter(|_| setup.kind.tls()) {
-        Some(tls) => {
-            let negotiated =
-                tls_probe::probe(running.target.addr, &tls.client).context(checking)?;
-            running.negotiated = Some(negotiated);
+    let addr = running.target.addr;
+    running.negotiated = match (tls, routes) {
+        (Some(tls), Some(_)) => {
+            let routing = setup.kind.sni();
+            Some(tls_probe::probe_routes(addr, &tls.client, routing).context(checking)?)
         }
-        None => probe(running.target).context(checking)?,
-    }
+        (Some(tls), None) if setup.kind.tls() => {
+            Some(tls_probe::probe(addr, &tls.client).context(checking)?)
+        }
+        _ => {
+            probe(running.target).context(checking)?;
+            None
+        }
+    };
     Ok(running)
 }
 
@@ -315,6 +344,21 @@ mod tests {
             ["porxy-tls", "haproxy-tls", "nginx-tls"]
         );
         assert!(!Kind::Porxy.tls() && Kind::HaproxyProxy.is_peer() && !Kind::Direct.is_peer());
+    }
+
+    #[test]
+    fn the_sni_kinds_are_the_three_programs_each_beside_its_plain_self() {
+        let sni = [Kind::PorxySni, Kind::HaproxySni, Kind::NginxSni];
+        assert!(sni
+            .iter()
+            .all(|k| k.sni() && !k.tls() && !k.proxy_protocol()));
+        assert_eq!(sni.map(Kind::without_sni), sni.map(Kind::program));
+        assert_eq!(sni.map(Kind::is_peer), [false, true, true]);
+        assert_eq!(
+            sni.map(Kind::name),
+            ["porxy-sni", "haproxy-sni", "nginx-sni"]
+        );
+        assert!(!Kind::Porxy.sni() && Kind::PorxyTls.without_sni() == Kind::PorxyTls);
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //!   handshakes only, the one place the key's type matters (the server's signature; a resumed
 //!   TLS 1.3 handshake has none, and neither the bulk cipher nor the idle state depends on
 //!   it). A handshake phase is the TLS short connection; round trips are not repeated.
+//! - **sni**: the `-sni` kinds (porxy, HAProxy and nginx routing TLS by server name without
+//!   terminating it, see [`crate::sni`]), each right after its plain self relaying the same
+//!   TLS unrouted (the difference is the peek's and the routing's cost), in front of a TLS
+//!   backend ([`crate::tls_backend`]), pinned, one thread each; the TLS sections' phases (the
+//!   proxy does no cryptography, so the key's type does not matter to it: ECDSA P-256 only).
 //! - **syscalls**: every proxy of the pinned section, pinned the same way, one round; phases:
 //!   bulk both ways, request/response over 1 and 64 connections, short connections. perf counts
 //!   the proxy's system calls in each window (see [`crate::syscalls`]); counting slows every
@@ -33,6 +38,7 @@
 //! polling's.
 
 use crate::peers::{Kind, Setup};
+pub use crate::section::{Section, SectionId};
 pub use crate::settings::{Mode, Settings};
 use crate::setup::CertKey;
 pub use crate::setup::Phase;
@@ -52,90 +58,25 @@ pub const RR_CONNS: usize = 64;
 /// [`Phase::Resumed`].
 pub const SHORT_IN_FLIGHT: usize = 32;
 
-/// Which section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SectionId {
-    /// One thread each, pinned.
-    Pinned,
-    /// 1 and 2 threads, unpinned.
-    Scaling,
-    /// Busy polling, pinned.
-    Busy,
-    /// System calls counted, pinned.
-    Syscalls,
-    /// TLS terminated with a certificate of this key, pinned.
-    Tls(CertKey),
-}
-
-/// A group of setups measured under the same conditions.
-#[derive(Debug, Clone)]
-pub struct Section {
-    /// Which.
-    pub id: SectionId,
-    /// The setups, in the order each round runs them.
-    pub setups: Vec<Setup>,
-    /// The phases each setup goes through, in order.
-    pub phases: Vec<Phase>,
-    /// Whether the proxy gets CPU 0 and the rest CPU 1.
-    pub pinned: bool,
-    /// Backend threads, and load threads for the multi-connection phases.
-    pub threads: usize,
-    /// How many times each setup runs.
-    pub rounds: u32,
-}
-
-impl SectionId {
-    /// Its name in file names: `pinned`, `tls-ecdsa`.
-    pub fn slug(self) -> &'static str {
-        match self {
-            SectionId::Pinned => "pinned",
-            SectionId::Scaling => "scaling",
-            SectionId::Busy => "busy",
-            SectionId::Syscalls => "syscalls",
-            SectionId::Tls(key) => key.file_stem(),
-        }
-    }
-}
-
-impl Section {
-    /// The title above its table.
-    pub fn title(&self) -> &'static str {
-        match self.id {
-            SectionId::Pinned => {
-                "Pinned: proxy on CPU 0, backend and load generator on CPU 1, one thread each"
-            }
-            SectionId::Scaling => {
-                "Scaling: 1 and 2 threads (porxy reactors, HAProxy nbthread, nginx workers), unpinned"
-            }
-            SectionId::Busy => {
-                "Busy polling: porxy --busy-poll 1ms and HAProxy busy-polling, pinned as above; \
-                 ratios to HAProxy with busy-polling"
-            }
-            SectionId::Syscalls => {
-                "System calls: the proxy's, per unit of work, counted by perf; pinned as above, \
-                 one round"
-            }
-            SectionId::Tls(CertKey::EcdsaP256) => {
-                "TLS termination, ECDSA P-256 certificate: proxy on CPU 0, backend and load \
-                 generator (a rustls client) on CPU 1, one thread each; ratios to the better of \
-                 haproxy-tls and nginx-tls"
-            }
-            SectionId::Tls(CertKey::Rsa2048) => {
-                "TLS termination, RSA 2048 certificate: full handshakes, pinned as above; ratios \
-                 to the better of haproxy-tls and nginx-tls"
-            }
-        }
-    }
-}
+/// The phases of the TLS and SNI sections: idle first, as in the pinned section, on a
+/// freshly started proxy.
+const TLS_PHASES: [Phase; 5] = [
+    Phase::Idle,
+    Phase::BulkUp,
+    Phase::BulkDown,
+    Phase::Handshake,
+    Phase::Resumed,
+];
 
 /// The sections of a run: the pinned one with the plain kinds, the TLS ones with the TLS
-/// kinds, the scaling one, the busy-polling one and the system-call one when asked for.
+/// kinds, the SNI one with the SNI kinds (and their plain selves), the scaling one, the
+/// busy-polling one and the system-call one when asked for.
 pub fn sections(settings: &Settings) -> Vec<Section> {
     let plain: Vec<Kind> = settings
         .kinds
         .iter()
         .copied()
-        .filter(|kind| !kind.tls())
+        .filter(|kind| !kind.tls() && !kind.sni())
         .collect();
     let tls: Vec<Setup> = settings
         .kinds
@@ -158,14 +99,7 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
         sections.push(Section {
             id: SectionId::Tls(CertKey::EcdsaP256),
             setups: tls.clone(),
-            // Idle first, as in the pinned section: on a freshly started proxy.
-            phases: vec![
-                Phase::Idle,
-                Phase::BulkUp,
-                Phase::BulkDown,
-                Phase::Handshake,
-                Phase::Resumed,
-            ],
+            phases: TLS_PHASES.to_vec(),
             pinned: true,
             threads: 1,
             rounds: settings.rounds,
@@ -180,6 +114,23 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
                 rounds: settings.rounds,
             });
         }
+    }
+    let sni: Vec<Setup> = settings
+        .kinds
+        .iter()
+        .filter(|kind| kind.sni())
+        .flat_map(|&kind| [kind.without_sni(), kind])
+        .map(|kind| Setup::new(kind, 1))
+        .collect();
+    if !sni.is_empty() {
+        sections.push(Section {
+            id: SectionId::Sni,
+            setups: sni,
+            phases: TLS_PHASES.to_vec(),
+            pinned: true,
+            threads: 1,
+            rounds: settings.rounds,
+        });
     }
     if settings.scaling {
         let mut setups = Vec::new();
@@ -485,5 +436,38 @@ mod tests {
         ));
         assert!(only.len() == 2 && only.iter().all(|s| s.phases == [Phase::Handshake]));
         assert!(sections(&settings(&alone, Some(vec![Phase::Short]))).is_empty());
+    }
+
+    #[test]
+    fn the_sni_kinds_run_beside_their_plain_selves_in_a_section_of_their_own() {
+        use Kind::{Haproxy, HaproxySni, NginxSni, Porxy, PorxySni};
+        let all = sections(&settings(&[Porxy, PorxySni, HaproxySni, NginxSni], None));
+        let ids: Vec<SectionId> = all.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [SectionId::Pinned, SectionId::Sni, SectionId::Scaling]);
+        assert_eq!(setups(&all[0]), ["porxy×1"]);
+        assert_eq!(
+            setups(&all[1]),
+            [
+                "porxy×1",
+                "porxy-sni×1",
+                "haproxy×1",
+                "haproxy-sni×1",
+                "nginx×1",
+                "nginx-sni×1"
+            ]
+        );
+        assert!(all[1].pinned && all[1].threads == 1 && all[1].phases == TLS_PHASES);
+        assert!(all[2].setups.iter().all(|x| !x.kind.sni()), "not scaled");
+        let alone = sections(&settings(
+            &[PorxySni, HaproxySni],
+            Some(vec![Phase::Handshake]),
+        ));
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].phases, [Phase::Handshake]);
+        assert_eq!(
+            setups(&alone[0]),
+            ["porxy×1", "porxy-sni×1", "haproxy×1", "haproxy-sni×1"]
+        );
+        assert_eq!(Haproxy, HaproxySni.without_sni());
     }
 }

@@ -4,6 +4,7 @@
 //! Every child is held by a [`Proc`] guard, so an error, a panic or Ctrl-C (which sets a flag
 //! the sleeps and waits check) stops each one by PID before the harness exits.
 
+use std::ffi::OsString;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::certs;
+use crate::certs::{self, Certificate};
 use crate::child::{read_lossy, Proc, Spawn};
 use crate::error::{Context, Error, Result};
 use crate::load::tls::Tls;
@@ -22,6 +23,7 @@ use crate::plan::{self, Phase, Section, SectionId, Settings};
 use crate::programs::{self, Programs};
 use crate::report::{self, Environment, Results};
 use crate::setup::CertKey;
+use crate::sni::Routes;
 use crate::sys::{self, Cpus};
 use crate::syscalls::{self, Counter};
 
@@ -106,10 +108,10 @@ pub fn run(mut settings: Settings) -> Result<()> {
     let started = Instant::now();
     let cpu_before = sys::machine_cpu().ok();
     for section in plan::sections(&settings) {
-        let tls = match section.id {
-            SectionId::Tls(key) => tls.iter().find(|t| t.cert.key_type == key),
-            _ => None,
-        };
+        let tls = tls
+            .iter()
+            .find(|(id, _)| *id == section.id)
+            .map(|(_, tls)| tls);
         run_section(
             &section,
             &settings,
@@ -127,16 +129,26 @@ pub fn run(mut settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// The certificates of the TLS sections the plan has (none without a TLS kind), made in `dir`.
-/// Without `openssl` there is no RSA certificate: its section is left out with a note.
-fn certificates(settings: &mut Settings, dir: &Path, notes: &mut Vec<String>) -> Result<Vec<Tls>> {
+/// The certificates of the TLS and SNI sections the plan has (none without a TLS or SNI
+/// kind), made in `dir`, each with its section. Without `openssl` there is no RSA certificate:
+/// its section is left out with a note.
+fn certificates(
+    settings: &mut Settings,
+    dir: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(SectionId, Tls)>> {
     let mut made = Vec::new();
     for section in plan::sections(settings) {
-        let SectionId::Tls(key) = section.id else {
-            continue;
+        let key = match section.id {
+            SectionId::Tls(key) => key,
+            SectionId::Sni => {
+                made.push((section.id, Tls::new(certs::make_sni(dir)?)?));
+                continue;
+            }
+            _ => continue,
         };
         match certs::make(key, dir) {
-            Ok(cert) => made.push(Tls::new(cert)?),
+            Ok(cert) => made.push((section.id, Tls::new(cert)?)),
             Err(why) if key == CertKey::Rsa2048 => {
                 notes.push(format!("{why}: the {} TLS section is left out", key.name()));
                 settings.rsa = false;
@@ -147,7 +159,8 @@ fn certificates(settings: &mut Settings, dir: &Path, notes: &mut Vec<String>) ->
     Ok(made)
 }
 
-/// Runs every round of one section; a TLS section's proxies serve `tls`'s certificate.
+/// Runs every round of one section; a TLS section's proxies serve `tls`'s certificate, the
+/// SNI section's TLS backend does.
 fn run_section(
     section: &Section,
     settings: &Settings,
@@ -165,8 +178,9 @@ fn run_section(
     } else {
         (cpus.clone(), cpus)
     };
-    let mut backend = start_backend(section, &load_cpus, dir)?;
-    let backend_addr = backend.1;
+    let backend_tls = tls.filter(|_| section.id == SectionId::Sni);
+    let (mut backend, backend_addr, routes) =
+        start_backend(section, &load_cpus, dir, backend_tls.map(|t| &t.cert))?;
     for round in 1..=section.rounds {
         for &setup in &section.setups {
             let tag = format!(
@@ -189,6 +203,7 @@ fn run_section(
                 dir,
                 &tag,
                 tls,
+                routes.as_ref(),
                 interrupted,
             )?;
             if let Some(negotiated) = running.negotiated.take() {
@@ -268,7 +283,7 @@ fn run_section(
                 if let Some(proc) = running.proc.as_mut() {
                     proc.check_alive().context(|| label.clone())?;
                 }
-                backend.0.check_alive()?;
+                backend.check_alive()?;
             }
             if let Some(proc) = running.proc.as_mut() {
                 let exit = proc.stop();
@@ -290,17 +305,28 @@ fn count_syscalls(pid: u32, cpus: &Cpus, dir: &Path, tag: &str, phase: Phase) ->
         .context(|| format!("counting the system calls of {tag}"))
 }
 
-/// Starts the backend on `cpus` and returns it with its address.
-fn start_backend(section: &Section, cpus: &Cpus, dir: &Path) -> Result<(Proc, SocketAddr)> {
+/// Starts the backend on `cpus` and returns it with its address; with `tls`, the TLS backend
+/// serving that certificate, whose address is its routed port, and the routes to its two.
+fn start_backend(
+    section: &Section,
+    cpus: &Cpus,
+    dir: &Path,
+    tls: Option<&Certificate>,
+) -> Result<(Proc, SocketAddr, Option<Routes>)> {
     let exe = std::env::current_exe().context(|| "finding porxy-bench's own path")?;
+    let mut args: Vec<OsString> = vec![
+        "backend".into(),
+        "--threads".into(),
+        section.threads.to_string().into(),
+    ];
+    if let Some(cert) = tls {
+        args.extend(["--tls-cert".into(), cert.cert.clone().into_os_string()]);
+        args.extend(["--tls-key".into(), cert.key.clone().into_os_string()]);
+    }
     let spawn = Spawn {
         label: "backend".into(),
         program: &exe,
-        args: vec![
-            "backend".into(),
-            "--threads".into(),
-            section.threads.to_string().into(),
-        ],
+        args,
         cpus,
         stderr_path: dir.join(format!("backend-{}.stderr", section.id.slug())),
         ready_line: true,
@@ -308,11 +334,24 @@ fn start_backend(section: &Section, cpus: &Cpus, dir: &Path) -> Result<(Proc, So
     };
     let (proc, line) = Proc::spawn(spawn, Duration::from_secs(10))?;
     let line = line.unwrap_or_default();
-    let addr = line
-        .strip_prefix("READY addr=")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| Error::new(format!("backend said {line:?}, not READY addr=...")))?;
-    Ok((proc, addr))
+    let field = |name: &str| -> Option<SocketAddr> {
+        line.split_whitespace()
+            .skip(1)
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    };
+    let said = || Error::new(format!("backend said {line:?}, not READY addr=..."));
+    if !line.starts_with("READY ") {
+        return Err(said());
+    }
+    let addr = field("addr").ok_or_else(said)?;
+    let routes = match tls {
+        Some(_) => Some(Routes {
+            routed: addr,
+            default: field("default").ok_or_else(said)?,
+        }),
+        None => None,
+    };
+    Ok((proc, addr, routes))
 }
 
 /// What a proxy wrote to stderr (and nginx to its error log), minus empty lines.

@@ -1,7 +1,8 @@
 //! What is measured: a [`Kind`] of proxy (or the direct connection), a [`Setup`], a kind
 //! with its threads and polling, for the TLS kinds the [`CertKey`] of the certificate they
 //! terminate TLS with, and each [`Phase`] a setup goes through. How each is started is
-//! `peers.rs`'s; its configuration, `configs.rs`'s.
+//! `peers.rs`'s; its configuration, `configs.rs`'s (and `sni.rs`'s for the `-sni` kinds'
+//! routes).
 
 use std::fmt;
 
@@ -35,6 +36,15 @@ pub enum Kind {
     HaproxyTls,
     /// nginx's stream module terminating TLS (`listen ... ssl`).
     NginxTls,
+    /// porxy routing TLS by the server name of each ClientHello without terminating it
+    /// (`sni_routes`), in front of TLS backends; the bytes are relayed untouched (spliced).
+    PorxySni,
+    /// HAProxy doing the same: `mode tcp`, `tcp-request inspect-delay` until a whole
+    /// ClientHello is in, `use_backend ... if { req.ssl_sni -i NAME }`, a default backend.
+    HaproxySni,
+    /// nginx's stream module doing the same: `ssl_preread on` and a `map` of
+    /// `$ssl_preread_server_name` to the upstream.
+    NginxSni,
 }
 
 impl Kind {
@@ -51,6 +61,9 @@ impl Kind {
             Kind::PorxyTls => "porxy-tls",
             Kind::HaproxyTls => "haproxy-tls",
             Kind::NginxTls => "nginx-tls",
+            Kind::PorxySni => "porxy-sni",
+            Kind::HaproxySni => "haproxy-sni",
+            Kind::NginxSni => "nginx-sni",
         }
     }
 
@@ -58,9 +71,13 @@ impl Kind {
     /// variant of each (the direct connection for itself).
     pub fn program(self) -> Kind {
         match self {
-            Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls => Kind::Porxy,
-            Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls => Kind::Haproxy,
-            Kind::Nginx | Kind::NginxTls => Kind::Nginx,
+            Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls | Kind::PorxySni => {
+                Kind::Porxy
+            }
+            Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls | Kind::HaproxySni => {
+                Kind::Haproxy
+            }
+            Kind::Nginx | Kind::NginxTls | Kind::NginxSni => Kind::Nginx,
             Kind::Direct => Kind::Direct,
         }
     }
@@ -72,9 +89,26 @@ impl Kind {
         matches!(self, Kind::PorxyTls | Kind::HaproxyTls | Kind::NginxTls)
     }
 
+    /// Whether the proxy routes TLS by server name without terminating it, in front of TLS
+    /// backends. These kinds are measured in a section of their own, each beside its plain
+    /// self ([`Kind::without_sni`]) relaying the same TLS to the same backend unrouted.
+    pub fn sni(self) -> bool {
+        matches!(self, Kind::PorxySni | Kind::HaproxySni | Kind::NginxSni)
+    }
+
+    /// The same proxy relaying without looking at the ClientHello: the kind a `-sni` kind is
+    /// compared with to see what the peek and the routing cost; itself for the others.
+    pub fn without_sni(self) -> Kind {
+        match self {
+            Kind::PorxySni | Kind::HaproxySni | Kind::NginxSni => self.program(),
+            other => other,
+        }
+    }
+
     /// Whether this is one of the peers porxy is compared with (a figure's ratio is to the
-    /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`], and
-    /// terminating TLS or not alike, see [`Kind::tls`]).
+    /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`],
+    /// terminating TLS or not alike, see [`Kind::tls`], and routing by server name or not
+    /// alike, see [`Kind::sni`]).
     pub fn is_peer(self) -> bool {
         matches!(self.program(), Kind::Haproxy | Kind::Nginx)
     }

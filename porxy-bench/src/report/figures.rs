@@ -56,8 +56,10 @@ pub(super) fn figures(section: SectionId) -> Vec<Figure> {
         stat,
     };
     use Better::{Higher, Lower};
-    if let SectionId::Tls(_) = section {
-        return tls_figures();
+    match section {
+        SectionId::Tls(_) => return tls_figures(false),
+        SectionId::Sni => return tls_figures(true),
+        _ => {}
     }
     if section == SectionId::Syscalls {
         let calls =
@@ -169,8 +171,10 @@ pub(super) fn figures(section: SectionId) -> Vec<Figure> {
 }
 
 /// The rows of a TLS section: handshakes first (what TLS termination costs most), then bulk
-/// through the TLS listener, then memory per idle TLS connection.
-fn tls_figures() -> Vec<Figure> {
+/// through the TLS listener, then memory per idle TLS connection. The SNI section (`sni`) has
+/// the same rows: there a handshake is a new connection the proxy routes, and the bulk passes
+/// through it encrypted, neither decrypted nor encrypted by it.
+fn tls_figures(sni: bool) -> Vec<Figure> {
     use Better::{Higher, Lower, Neither};
     let fig = |phase, label, unit, better, stat| Figure {
         phase,
@@ -182,7 +186,12 @@ fn tls_figures() -> Vec<Figure> {
     vec![
         fig(
             Phase::Handshake,
-            "full handshakes (connect, handshake, 64 B each way, close; 32 in flight)",
+            if sni {
+                "full handshakes through the proxy (connect, handshake, 64 B each way, close; \
+                 32 in flight)"
+            } else {
+                "full handshakes (connect, handshake, 64 B each way, close; 32 in flight)"
+            },
             "handshakes/s ↑",
             Higher,
             Stat::Rate,
@@ -224,7 +233,11 @@ fn tls_figures() -> Vec<Figure> {
         ),
         fig(
             Phase::BulkUp,
-            "  proxy CPU (decrypting)",
+            if sni {
+                "  proxy CPU"
+            } else {
+                "  proxy CPU (decrypting)"
+            },
             "s/GB ↓",
             Lower,
             Stat::CpuPerGb,
@@ -238,7 +251,11 @@ fn tls_figures() -> Vec<Figure> {
         ),
         fig(
             Phase::BulkDown,
-            "  proxy CPU (encrypting)",
+            if sni {
+                "  proxy CPU"
+            } else {
+                "  proxy CPU (encrypting)"
+            },
             "s/GB ↓",
             Lower,
             Stat::CpuPerGb,

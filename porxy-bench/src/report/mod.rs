@@ -5,13 +5,14 @@
 //! CPU per unit is total CPU time over total work (the tick counter is coarse, so sums beat
 //! medians); latency quantiles come from the histograms of all rounds merged. Each figure is
 //! shown with its ratio to the better of HAProxy and nginx with the same thread count (and the
-//! PROXY protocol on or off alike, TLS terminated or not alike); a `-proxy` kind's figures are
-//! also shown over its plain self's ([`proxy_protocol`]). The share of resumed handshakes is
+//! PROXY protocol on or off alike, TLS terminated or not alike, TLS routed by server name or
+//! not alike); a `-proxy` or `-sni` kind's figures are also shown over its plain self's
+//! ([`paired`]). The share of resumed handshakes is
 //! the resumed connections of all rounds over all the connections counted.
 
 mod cells;
 mod figures;
-mod proxy_protocol;
+mod paired;
 mod table;
 
 use std::collections::BTreeMap;

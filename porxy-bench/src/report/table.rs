@@ -55,7 +55,8 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(
         out,
         "- each cell: the figure (ratio to the better of haproxy and nginx with the same thread count, \
-         haproxy-proxy's for porxy-proxy, haproxy-tls's and nginx-tls's for porxy-tls); \
+         haproxy-proxy's for porxy-proxy, haproxy-tls's and nginx-tls's for porxy-tls, \
+         haproxy-sni's and nginx-sni's for porxy-sni); \
          ↑ higher is better, ↓ lower is better; CPU and memory are the proxy process's own \
          (with its children), from /proc"
     );
@@ -102,7 +103,7 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
         render_calls_by_name(out, results, &setups, &header, &rows);
     }
     render_negotiated(out, results, section, &setups);
-    super::proxy_protocol::render(out, results, plan, &setups, &rows);
+    super::paired::render(out, results, plan, &setups, &rows);
     if plan.rounds > 1 {
         let _ = writeln!(out, "\nPer round (in the order run):\n");
         let _ = writeln!(out, "| figure | {} |", header.join(" | "));
@@ -183,9 +184,14 @@ fn column_name(section: SectionId, setup: Setup) -> String {
     match (section, setup.busy_polling()) {
         // Say how it busy-polls: the same kinds run without it in the other sections.
         (_, Some(how)) => format!("{} {how}", setup.kind.name()),
-        (SectionId::Pinned | SectionId::Busy | SectionId::Syscalls | SectionId::Tls(_), None) => {
-            setup.kind.name().to_owned()
-        }
+        (
+            SectionId::Pinned
+            | SectionId::Busy
+            | SectionId::Syscalls
+            | SectionId::Tls(_)
+            | SectionId::Sni,
+            None,
+        ) => setup.kind.name().to_owned(),
         (SectionId::Scaling, None) => setup.to_string(),
     }
 }
@@ -196,12 +202,13 @@ fn cell(results: &Results, section: SectionId, setup: Setup, all: &[Setup], f: &
         return "—".into();
     };
     // A -proxy kind is compared with the peers doing the same work: haproxy-proxy; a -tls
-    // kind with haproxy-tls and nginx-tls.
+    // kind with haproxy-tls and nginx-tls; a -sni kind with haproxy-sni and nginx-sni.
     let peers: Vec<f64> = all
         .iter()
         .filter(|p| p.kind.is_peer() && p.threads == setup.threads)
         .filter(|p| p.kind.proxy_protocol() == setup.kind.proxy_protocol())
         .filter(|p| p.kind.tls() == setup.kind.tls())
+        .filter(|p| p.kind.sni() == setup.kind.sni())
         .filter_map(|&p| results.value(section, p, f))
         .collect();
     let best = match f.better {

@@ -1,8 +1,10 @@
-//! The load generator as a TLS client, for the `-tls` kinds: rustls with the ring provider,
-//! trusting the run's certificate ([`crate::certs`]) as its only root, SNI
-//! [`SERVER_NAME`], TLS 1.3 and 1.2 offered (1.3 first, as any client does), no ALPN. The
-//! proxy terminates TLS and the backend gets the plaintext, so the bytes after the handshake
-//! are the plain workloads' (a service byte, then the requests).
+//! The load generator as a TLS client, for the `-tls` kinds and the SNI section: rustls with
+//! the ring provider, trusting the run's certificate ([`crate::certs`]) as its only root, SNI
+//! [`SERVER_NAME`], TLS 1.3 and 1.2 offered (1.3 first, as any client does), no ALPN. A
+//! `-tls` kind terminates TLS and its backend gets the plaintext; in the SNI section the TLS
+//! goes through the proxy untouched and the backend terminates it ([`crate::tls_backend`]).
+//! Either way the plaintext after the handshake is the plain workloads' (a service byte, then
+//! the requests).
 //!
 //! Full handshakes use a config with resumption off. Resumed handshakes use one with rustls's
 //! default in-memory session store (it keeps up to 8 TLS 1.3 tickets per server name, each
@@ -106,21 +108,37 @@ impl TlsClient {
 
 /// A client session for [`SERVER_NAME`].
 pub fn session(config: &Arc<ClientConfig>) -> Result<ClientConnection> {
-    let name = ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a valid DNS name");
+    session_for(config, SERVER_NAME)
+}
+
+/// A client session for `name` (the SNI section's check asks for another name too).
+pub fn session_for(config: &Arc<ClientConfig>, name: &str) -> Result<ClientConnection> {
+    let name = ServerName::try_from(name.to_owned())
+        .map_err(|e| Error::new(format!("{name}: not a server name: {e}")))?;
     ClientConnection::new(Arc::clone(config), name).context(|| "starting a TLS client session")
 }
 
-/// A blocking TLS connection to `addr`, its handshake done; reads and writes time out after
-/// [`HANDSHAKE_TIMEOUT`] until the caller sets other timeouts.
+/// A blocking TLS connection to `addr` for [`SERVER_NAME`], its handshake done; reads and
+/// writes time out after [`HANDSHAKE_TIMEOUT`] until the caller sets other timeouts.
 pub fn connect_blocking(
     addr: SocketAddr,
     config: &Arc<ClientConfig>,
 ) -> Result<(TcpStream, ClientConnection)> {
+    connect_blocking_for(addr, config, SERVER_NAME)
+}
+
+/// The same for the server name `name`.
+pub fn connect_blocking_for(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    name: &str,
+) -> Result<(TcpStream, ClientConnection)> {
     let mut sock = connect(addr).context(|| format!("connecting to {addr}"))?;
     sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let mut tls = session(config)?;
-    finish_handshake(&mut sock, &mut tls).context(|| format!("TLS handshake with {addr}"))?;
+    let mut tls = session_for(config, name)?;
+    finish_handshake(&mut sock, &mut tls)
+        .context(|| format!("TLS handshake with {addr} for {name}"))?;
     Ok((sock, tls))
 }
 
@@ -220,5 +238,33 @@ mod tests {
         assert!(up.work > 0 && down.work > 0, "{up:?} {down:?}");
         let held = idle::open(server.addr, &config(), 70).expect("opens");
         assert_eq!(held.len(), 70);
+    }
+
+    #[test]
+    fn the_tls_backend_serves_the_workloads_and_says_which_port_took_them() {
+        let dir =
+            std::env::temp_dir().join(format!("porxy-bench-tls-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let cert = crate::certs::make_sni(&dir).expect("a certificate");
+        let (routed, default) = crate::tls_backend::start_for_test(&cert.cert, &cert.key);
+        let client = TlsClient::trusting(&cert).expect("a client");
+        // Straight to its ports, with no proxy between: both names reach the port dialled.
+        let negotiated = probe::probe_routes(routed, &client, false).expect("the routed port");
+        assert!(negotiated.resumed, "{negotiated}");
+        let wrong = probe::probe_routes(default, &client, false).expect_err("the default port");
+        assert!(wrong.to_string().contains("\"default\" port"), "{wrong}");
+        let config = || client.config(Resumption::Off).expect("a config");
+        let full = run(vec![handshakes::worker(
+            routed,
+            client.clone(),
+            Resumption::Off,
+            4,
+        )]);
+        assert!(full.work > 0 && full.errors == 0, "{full:?}");
+        let up = run(vec![bulk::worker(routed, config(), Direction::Up)]);
+        let down = run(vec![bulk::worker(routed, config(), Direction::Down)]);
+        assert!(up.work > 0 && down.work > 0, "{up:?} {down:?}");
+        assert_eq!(idle::open(default, &config(), 70).expect("opens").len(), 70);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,16 +4,24 @@
 //! key exchange group), so the report shows the three proxies did the same cryptography, and
 //! whether the second handshake resumed the first's session: the resumed-handshake phase means
 //! nothing for a proxy that never resumes, and the report must say so rather than hide it.
+//!
+//! In the SNI section the same check goes through the proxy to the TLS backend, then
+//! [`probe_routes`] asks the backend's `P` service which of its ports a connection for each
+//! name reached: a `-sni` kind must send [`SERVER_NAME`] to the routed port and
+//! [`OTHER_NAME`] to the default one (else it would be measured routing nothing), its plain
+//! self both to the routed port, its only one.
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 
 use rustls::{ClientConnection, HandshakeKind};
 
-use super::{connect_blocking, flush, read_exact, Resumption, TlsClient};
+use super::{connect_blocking, connect_blocking_for, flush, read_exact, Resumption, TlsClient};
 use crate::backend::{ECHO, MESSAGE, NO_HEADER, WHO};
-use crate::error::{Error, Result};
+use crate::certs::{OTHER_NAME, SERVER_NAME};
+use crate::error::{Context, Error, Result};
+use crate::tls_backend::{Port, PORT};
 
 /// What the probe's connections negotiated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,16 +70,7 @@ pub fn probe(addr: SocketAddr, client: &TlsClient) -> Result<Negotiated> {
     drop((sock, tls));
 
     let (mut sock, mut tls) = connect_blocking(addr, &config)?;
-    tls.writer().write_all(&[WHO])?;
-    flush(&mut sock, &mut tls)?;
-    let mut said = String::new();
-    let mut stream = rustls::Stream::new(&mut tls, &mut sock);
-    match stream.read_to_string(&mut said) {
-        Ok(_) => {}
-        // A close without close_notify after the whole answer: as good here.
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !said.is_empty() => {}
-        Err(err) => return Err(err.into()),
-    }
+    let said = ask(&mut sock, &mut tls, WHO)?;
     if said.trim_end() != NO_HEADER {
         return Err(Error::new(format!(
             "the backend's W service said {said:?}: a TLS kind sends no PROXY header"
@@ -83,6 +82,41 @@ pub fn probe(addr: SocketAddr, client: &TlsClient) -> Result<Negotiated> {
         group,
         resumed: tls.handshake_kind() == Some(HandshakeKind::Resumed),
     })
+}
+
+/// Checks an SNI section's setup at `addr`: [`probe`], then where each name's connection
+/// arrived (see the module docs); `routing` for a `-sni` kind.
+pub fn probe_routes(addr: SocketAddr, client: &TlsClient, routing: bool) -> Result<Negotiated> {
+    let negotiated = probe(addr, client)?;
+    let config = client.config(Resumption::Off)?;
+    let other = if routing { Port::Default } else { Port::Routed };
+    for (name, wanted) in [(SERVER_NAME, Port::Routed), (OTHER_NAME, other)] {
+        let (mut sock, mut tls) = connect_blocking_for(addr, &config, name)?;
+        let said = ask(&mut sock, &mut tls, PORT).context(|| format!("asking {name}'s port"))?;
+        if said.trim_end() != wanted.name() {
+            return Err(Error::new(format!(
+                "a connection for {name} reached the TLS backend's {:?} port, not its {} port",
+                said.trim_end(),
+                wanted.name()
+            )));
+        }
+    }
+    Ok(negotiated)
+}
+
+/// Sends the service byte `service` and reads the whole answer, to the server's close.
+fn ask(sock: &mut TcpStream, tls: &mut ClientConnection, service: u8) -> Result<String> {
+    tls.writer().write_all(&[service])?;
+    flush(sock, tls)?;
+    let mut said = String::new();
+    let mut stream = rustls::Stream::new(tls, sock);
+    match stream.read_to_string(&mut said) {
+        Ok(_) => {}
+        // A close without close_notify after the whole answer: as good here.
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !said.is_empty() => {}
+        Err(err) => return Err(err.into()),
+    }
+    Ok(said)
 }
 
 /// The version, cipher suite and key exchange group of an established session.

@@ -1,24 +1,27 @@
-//! What the PROXY protocol costs: each `-proxy` kind's figures over its plain self's, in the
-//! section that measured both.
+//! What a feature costs a proxy: each kind with it on over its plain self, in the section that
+//! measured both. The features: the PROXY protocol (each `-proxy` kind over its plain self, in
+//! the pinned and system-call sections) and routing by server name without terminating (each
+//! `-sni` kind over its plain self relaying the same TLS unrouted, in the SNI section).
 //!
-//! porxy-proxy and porxy (and haproxy-proxy and haproxy) run one after the other in every round
-//! of the same section, against the same backend, so the ratio of their figures is the
-//! protocol's cost with the machine's drift mostly taken out; the per-round ratios show how far
-//! one round's pair can be off, for judging a difference of a few per cent. Aggregated figures
-//! are the section's own (see [`super::figures`]); a round's CPU per unit is that round's CPU over
-//! its work, which the 10 ms tick of the CPU clock makes coarser than the total.
+//! porxy-proxy and porxy (haproxy-proxy and haproxy; porxy-sni and porxy, and so on) run one
+//! after the other in every round of the same section, against the same backend, so the ratio
+//! of their figures is the feature's cost with the machine's drift mostly taken out; the
+//! per-round ratios show how far one round's pair can be off, for judging a difference of a few
+//! per cent. Aggregated figures are the section's own (see [`super::figures`]); a round's CPU
+//! per unit is that round's CPU over its work, which the 10 ms tick of the CPU clock makes
+//! coarser than the total.
 
 use std::fmt::Write as _;
 
 use super::cells::{figure_row, number};
-use super::figures::Figure;
+use super::figures::{Better, Figure};
 use super::Results;
 use crate::peers::Setup;
 use crate::plan::{Section, SectionId};
 
-/// Appends the on ÷ off table for the `-proxy` setups of `section` that ran beside their plain
-/// selves (same threads, same polling), one row per figure of `rows` measured for a pair;
-/// nothing when there is no such pair.
+/// Appends the on ÷ off table for the `-proxy` or `-sni` setups of `section` that ran beside
+/// their plain selves (same threads, same polling), one row per figure of `rows` measured for a
+/// pair; nothing when there is no such pair.
 pub(super) fn render(
     out: &mut String,
     results: &Results,
@@ -32,11 +35,19 @@ pub(super) fn render(
     }
     let id = section.id;
     let per_round = section.rounds > 1;
+    let what = if pairs.iter().any(|(_, on)| on.kind.sni()) {
+        "Routing by server name, on ÷ off: each `-sni` kind (the ClientHello read, the \
+         connection routed by its server name) over the same proxy relaying the same TLS to the \
+         routed port without looking at it, from the measurements above; above 1 means more \
+         with routing on"
+    } else {
+        "The PROXY protocol, on ÷ off: each `-proxy` kind (a v2 header taken from every client \
+         and one sent to the backend) over the same proxy without, from the measurements above; \
+         above 1 means more with the protocol on"
+    };
     let _ = writeln!(
         out,
-        "\nThe PROXY protocol, on ÷ off: each `-proxy` kind (a v2 header taken from every client and \
-         one sent to the backend) over the same proxy without, from the measurements above; \
-         above 1 means more with the protocol on{}:\n",
+        "\n{what}{}:\n",
         if per_round {
             "; \"by round\" gives each round's pair, run one after the other"
         } else {
@@ -59,7 +70,8 @@ pub(super) fn render(
         }
     }
     let _ = writeln!(out, "{header}\n{align}");
-    for figure in rows {
+    // A fact about the run (the share of handshakes resumed) is not a cost.
+    for figure in rows.iter().filter(|f| f.better != Better::Neither) {
         let cells: Vec<Option<Vec<String>>> = pairs
             .iter()
             .map(|&(off, on)| pair_cells(results, id, off, on, figure, per_round))
@@ -76,14 +88,14 @@ pub(super) fn render(
     }
 }
 
-/// Each `-proxy` setup with its plain self, `(off, on)`, in the order they ran.
+/// Each `-proxy` or `-sni` setup with its plain self, `(off, on)`, in the order they ran.
 fn pairs(setups: &[Setup]) -> Vec<(Setup, Setup)> {
     setups
         .iter()
-        .filter(|on| on.kind.proxy_protocol())
+        .filter(|on| on.kind.proxy_protocol() || on.kind.sni())
         .filter_map(|&on| {
             let off = Setup {
-                kind: on.kind.without_proxy_protocol(),
+                kind: on.kind.without_proxy_protocol().without_sni(),
                 ..on
             };
             setups.contains(&off).then_some((off, on))
@@ -151,6 +163,25 @@ mod tests {
         assert!(pairs(&[s(Kind::Porxy), s(Kind::Haproxy)]).is_empty());
         // Two threads pair with two threads only.
         assert!(pairs(&[s(Kind::Porxy), Setup::new(Kind::PorxyProxy, 2)]).is_empty());
+    }
+
+    #[test]
+    fn each_sni_kind_pairs_with_its_plain_self_when_both_ran() {
+        let s = |kind| Setup::new(kind, 1);
+        let setups = [
+            s(Kind::Porxy),
+            s(Kind::PorxySni),
+            s(Kind::Haproxy),
+            s(Kind::HaproxySni),
+            s(Kind::NginxSni), // nginx did not run: no pair
+        ];
+        assert_eq!(
+            pairs(&setups),
+            [
+                (s(Kind::Porxy), s(Kind::PorxySni)),
+                (s(Kind::Haproxy), s(Kind::HaproxySni))
+            ]
+        );
     }
 
     #[test]
