@@ -98,6 +98,21 @@ pub fn start_for_test() -> SocketAddr {
 }
 
 /// A non-blocking listener with SO_REUSEADDR and SO_REUSEPORT.
+/// Waits for events (not at all when connections from the last round want to go on): those
+/// connections, to which the caller adds the ready ones; `None` after an interrupted wait.
+pub(crate) fn wait(
+    poll: &mut Poll,
+    events: &mut Events,
+    again: &mut Vec<usize>,
+) -> Result<Option<Vec<usize>>> {
+    let timeout = (!again.is_empty()).then_some(Duration::ZERO);
+    match poll.poll(events, timeout) {
+        Ok(()) => Ok(Some(std::mem::take(again))),
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
 pub(crate) fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -175,17 +190,9 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut again: Vec<usize> = Vec::new();
         loop {
-            let timeout = if again.is_empty() {
-                None
-            } else {
-                Some(Duration::ZERO)
+            let Some(mut ready) = wait(&mut self.poll, &mut events, &mut again)? else {
+                continue;
             };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err.into()),
-            }
-            let mut ready: Vec<usize> = std::mem::take(&mut again);
             for event in events.iter() {
                 if event.token() == LISTENER {
                     self.accept();

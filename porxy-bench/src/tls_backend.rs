@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -36,7 +35,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 use slab::Slab;
 
-use crate::backend::{reuseport_listener, ECHO, MESSAGE, NO_HEADER, ONCE, SINK, SOURCE, WHO};
+use crate::backend::{reuseport_listener, wait, ECHO, MESSAGE, NO_HEADER, ONCE, SINK, SOURCE, WHO};
 use crate::error::{Context, Result};
 
 /// The service byte that asks which port took the connection.
@@ -208,17 +207,9 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut again: Vec<usize> = Vec::new();
         loop {
-            let timeout = if again.is_empty() {
-                None
-            } else {
-                Some(Duration::ZERO)
+            let Some(mut ready) = wait(&mut self.poll, &mut events, &mut again)? else {
+                continue;
             };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err.into()),
-            }
-            let mut ready: Vec<usize> = std::mem::take(&mut again);
             for event in events.iter() {
                 match self
                     .listeners
