@@ -36,6 +36,7 @@ mod accept_mode;
 mod balance;
 mod buffer;
 mod cert_error;
+mod cert_status;
 mod config;
 mod conn;
 mod error;
@@ -59,6 +60,7 @@ pub mod units;
 pub use accept_mode::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
 pub use cert_error::CertError;
+pub use cert_status::{CertificateRole, CertificateStatus};
 pub use config::{
     ProxyConfig, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CHECK_INTERVAL,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAIL_TIMEOUT, DEFAULT_FALL,
@@ -83,8 +85,5 @@ pub use spec::{
     SniRouteError, SniRoutes, SpecError, SpecErrorKind, Strategy, TlsVersion, TunnelMode,
     TunnelOptions, TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT, OPTION_KEYS,
 };
-pub use status::{
-    BackendStatus, CertificateRole, CertificateStatus, CloseCounts, ReactorStatus, Status,
-    TunnelStatus,
-};
+pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tunnel::reach::reached_listener;

@@ -14,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::x509::CertFacts;
 pub(crate) use crate::cert_error::CertError;
-use crate::status::{CertificateRole, CertificateStatus};
+use crate::cert_status::{CertificateRole, CertificateStatus};
 
 /// A certificate chain with its key, ready to sign, and what its certificate says.
 #[derive(Debug, Clone)]

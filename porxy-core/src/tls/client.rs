@@ -14,7 +14,7 @@ use rustls::{ClientConnection, DigitallySignedStruct, RootCertStore, SignatureSc
 
 use super::certs::{self, CertError};
 use super::provider;
-use crate::status::{CertificateRole, CertificateStatus};
+use crate::cert_status::{CertificateRole, CertificateStatus};
 
 /// What a tunnel's TLS to its backends is told.
 #[derive(Debug, Clone, PartialEq, Eq)]

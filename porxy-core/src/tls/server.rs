@@ -14,8 +14,8 @@ use rustls::RootCertStore;
 use super::certs::{self, CertError};
 use super::provider;
 use super::resolver::SniResolver;
+use crate::cert_status::{CertificateRole, CertificateStatus};
 use crate::spec::{ClientAuth, TlsVersion};
-use crate::status::{CertificateRole, CertificateStatus};
 
 /// Session ids a listener remembers for resumption (TLS 1.2; TLS 1.3 resumes with tickets).
 const SESSION_CACHE: usize = 4096;

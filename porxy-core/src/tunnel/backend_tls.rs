@@ -9,8 +9,8 @@ use rustls::ClientConnection;
 
 use super::loaded::BackendClients;
 use crate::balance::health::CheckTls;
+use crate::cert_status::CertificateStatus;
 use crate::spec::{Endpoint, TunnelSpec};
-use crate::status::CertificateStatus;
 use crate::tls::client::ClientTls;
 
 /// TLS to the backends of one tunnel version.
