@@ -14,7 +14,7 @@ use porxy_core::{AcceptMode, TunnelSpec};
 
 use crate::clients::ListenAddr;
 use crate::error::CliError;
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// What the command line asks for.
 #[derive(Debug)]

@@ -31,7 +31,10 @@ use toml::Spanned;
 use self::locate::{key_path_at, line_column};
 use self::raw::{RawAddress, RawDuration, RawFile, RawProxy, RawSize};
 use crate::clients::ListenAddr;
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
+
+/// Where a control address given as a flag was written, for messages.
+pub(crate) const CONTROL_FLAG: &str = "--control";
 
 /// A lifted configuration file.
 #[derive(Debug)]
@@ -173,7 +176,7 @@ pub(crate) fn parse(
         .map(|(name, listener)| lift.listener(name, listener, &backends))
         .collect::<Result<_, _>>()?;
     let (mut control, mut control_idle_timeout) = (None, None);
-    let mut control_origin = crate::CONTROL_FLAG.to_string();
+    let mut control_origin = CONTROL_FLAG.to_string();
     if let Some(table) = &raw.control {
         control = Some(lift.control(&table.listen)?);
         if overrides.control.is_none() {

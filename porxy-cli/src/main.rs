@@ -23,10 +23,12 @@ mod config_file;
 mod control;
 mod error;
 mod logging;
+mod named_tunnel;
 mod plan;
 mod preflight;
 mod ready;
 mod reload;
+mod route_table;
 mod signals;
 mod socket_path;
 mod start;
@@ -48,22 +50,6 @@ use crate::error::CliError;
 use crate::plan::Plan;
 use crate::reload::Reloader;
 use crate::stopping::Stopper;
-
-/// Where a control address given as a flag was written, for messages.
-pub(crate) const CONTROL_FLAG: &str = "--control";
-
-/// A tunnel with the name it is known by and where it was written down, for messages.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct NamedTunnel {
-    /// `demo` for `[listeners.demo]`, `cli-1` for the first `--tunnel`.
-    pub(crate) name: String,
-    /// What to open.
-    pub(crate) spec: TunnelSpec,
-    /// Where the listen address was written: `porxy.toml:8:10: listeners.demo.listen`.
-    pub(crate) local_origin: String,
-    /// Where each remote address was written, in the order of `spec.remotes`.
-    pub(crate) remote_origins: Vec<String>,
-}
 
 /// How a run ended.
 enum Outcome {

@@ -8,9 +8,11 @@ use std::time::Duration;
 use porxy_core::ProxyConfig;
 
 use crate::args::Args;
+use crate::config_file::CONTROL_FLAG;
 use crate::config_file::{self, Overrides};
 use crate::error::CliError;
-use crate::{admin, control, state_file, NamedTunnel, CONTROL_FLAG};
+use crate::named_tunnel::NamedTunnel;
+use crate::{admin, control, state_file};
 
 /// How long a graceful stop waits for connections to finish when nothing else is said.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

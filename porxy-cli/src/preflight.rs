@@ -16,7 +16,7 @@ use porxy_core::RemoteFault;
 
 use crate::clients::ListenAddr;
 use crate::error::CliError;
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// Resolves every address once, so a bad host name is reported with where it was written;
 /// refuses what porxy-core would refuse when it opens the tunnels: a tunnel that lists one

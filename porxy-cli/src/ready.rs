@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>]`, newline-terminated, in
 /// tunnel order.

@@ -23,7 +23,7 @@ use porxy_core::{Endpoint, ProxyHandle, ReloadReport, TunnelSpec};
 use crate::clients::ListenAddr;
 use crate::config_file::{self, ConfigError, Overrides};
 use crate::error::{chain, CliError};
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// Whether a reload may close every listener the file defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

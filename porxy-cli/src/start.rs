@@ -7,8 +7,8 @@ use std::time::Duration;
 use porxy_core::Proxy;
 
 use crate::error::CliError;
+use crate::named_tunnel::NamedTunnel;
 use crate::plan::Plan;
-use crate::NamedTunnel;
 
 /// How often a port still held by another process is tried again (`--bind-wait`).
 const BIND_RETRY: Duration = Duration::from_millis(200);

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use porxy_core::{BackendChange, ProxyHandle, Status};
 use serde_json::Value;
 
-use crate::admin::json::{route_lift, routes};
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
+use crate::route_table::{lift, show};
 
 /// Why a state file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub(crate) enum StateError {
     #[error("state file {}: {error}", path.display())]
     Field {
         path: PathBuf,
-        error: route_lift::LiftError,
+        error: lift::LiftError,
     },
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<Saved>, StateError> {
         column: e.column(),
         message: e.to_string(),
     })?;
-    let tunnels = route_lift::routes(&value).map_err(|error| StateError::Field {
+    let tunnels = lift::routes(&value).map_err(|error| StateError::Field {
         path: path.to_path_buf(),
         error,
     })?;
@@ -118,7 +118,7 @@ pub(crate) fn restore_states(
 /// Writes the routing table `tunnels` (with their backends' states from `status`) to `path`,
 /// atomically.
 pub(crate) fn save(path: &Path, tunnels: &[NamedTunnel], status: &Status) -> std::io::Result<()> {
-    let value = routes::routes(tunnels, &status.tunnels);
+    let value = show::routes(tunnels, &status.tunnels);
     let mut text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
     text.push(b'\n');
     let dir = match path.parent() {

@@ -11,14 +11,15 @@ use porxy_core::{Endpoint as Address, ProxyHandle, Remote};
 use serde_json::{json, Value};
 
 use super::http::{HttpError, Response};
-use super::json::{outcome, route_lift, routes, status};
+use super::json::{outcome, status};
 use super::router::Endpoint;
 use super::rpc::codes;
 use crate::control::command::{BackendAction, Command};
 use crate::control::execute::{execute, Context};
 use crate::control::outcome::{AdminError, Outcome};
 use crate::error::chain;
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
+use crate::route_table::{lift, show};
 
 /// What the endpoints act on.
 #[derive(Clone)]
@@ -85,7 +86,7 @@ impl Api {
             }
             Endpoint::ListRoutes => {
                 let running = self.ctx.reloader.running();
-                ok(routes::routes(&running, &self.handle.status().tunnels))
+                ok(show::routes(&running, &self.handle.status().tunnels))
             }
             Endpoint::GetRoute(name) => {
                 let running = self.ctx.reloader.running();
@@ -94,15 +95,15 @@ impl Api {
                 let status = statuses
                     .iter()
                     .find(|s| s.local.to_string() == tunnel.spec.local.to_string());
-                ok(routes::route(tunnel, status))
+                ok(show::route(tunnel, status))
             }
             Endpoint::ReplaceRoutes => {
-                let tunnels = route_lift::routes(&json_body(body)?).map_err(lift_error)?;
+                let tunnels = lift::routes(&json_body(body)?).map_err(lift_error)?;
                 self.apply(tunnels)
             }
             Endpoint::PutRoute(name) => {
-                let tunnel = route_lift::route(&json_body(body)?, "route", Some(&name))
-                    .map_err(lift_error)?;
+                let tunnel =
+                    lift::route(&json_body(body)?, "route", Some(&name)).map_err(lift_error)?;
                 let mut tunnels = self.ctx.reloader.running();
                 match tunnels.iter_mut().find(|t| t.name == name) {
                     Some(place) => *place = tunnel,
@@ -118,8 +119,7 @@ impl Api {
             }
             Endpoint::AddBackend(name) => {
                 let local = self.local_of(&name)?;
-                let remote =
-                    route_lift::remote(&json_body(body)?, "backend").map_err(lift_error)?;
+                let remote = lift::remote(&json_body(body)?, "backend").map_err(lift_error)?;
                 self.run(Command::Backend {
                     local,
                     remote,
@@ -196,7 +196,7 @@ fn json_body(body: &[u8]) -> Result<Value, HttpError> {
     serde_json::from_slice(body).map_err(|e| HttpError::new(400, format!("not JSON: {e}")))
 }
 
-fn lift_error(error: route_lift::LiftError) -> HttpError {
+fn lift_error(error: lift::LiftError) -> HttpError {
     HttpError::new(400, error.to_string())
 }
 

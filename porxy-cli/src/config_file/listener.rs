@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::locate::{is_bare_key, key_path};
 use super::raw::{RawDuration, RawListener, RawSize, RawSniRoutes};
 use super::{Backend, ConfigError, Lift};
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 impl Lift<'_> {
     pub(super) fn listener(

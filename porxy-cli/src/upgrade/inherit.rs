@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::Takeover;
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// Matches the listening sockets a takeover brought to the tunnels: by address, or, for a
 /// tunnel asking for port 0, by name (it gets the port the old one had). Returns the tunnels

@@ -1,7 +1,5 @@
-//! The admin API's JSON: the routing table both ways ([`routes`] out, [`route_lift`] in),
-//! status ([`status`]), and what commands did ([`outcome`]).
+//! The admin API's own JSON: status ([`status`]) and what commands did ([`outcome`]); the
+//! routing table's is `crate::route_table`'s.
 
 pub mod outcome;
-pub mod route_lift;
-pub mod routes;
 pub mod status;

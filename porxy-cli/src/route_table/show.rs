@@ -1,6 +1,6 @@
 //! The routing table as JSON (`GET /routes`, `GET /routes/{name}`): one object per tunnel,
 //! shaped as the config file's listener and backend tables are, field for field, so that what
-//! `GET` gives can be `PUT` back ([`super::route_lift`] reads it).
+//! `GET` gives can be `PUT` back ([`super::lift`] reads it).
 //!
 //! ```json
 //! {"routes": [{
@@ -17,7 +17,7 @@
 use porxy_core::{OptionKey, Remote, TunnelStatus};
 use serde_json::{json, Map, Value};
 
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// Every tunnel of `tunnels`, with its backends' states from `statuses` (same order).
 pub fn routes(tunnels: &[NamedTunnel], statuses: &[TunnelStatus]) -> Value {

@@ -1,6 +1,6 @@
 //! Reading routes from JSON (`PUT /routes`, `PUT /routes/{name}`): each checked as the config
 //! file's listeners are, every error naming the field it is about (`routes[2].remotes[0].
-//! address: ...`). The shape is [`super::routes`]'s; `state` is read-only and ignored.
+//! address: ...`). The shape is [`super::show`]'s; `state` is read-only and ignored.
 //!
 //! Option values are given as a SPEC writes them (`"5s"`, `"on"`), or as JSON numbers,
 //! booleans and arrays of strings (a list, as TOML writes networks and protocols); `sni_routes`
@@ -11,7 +11,7 @@ use std::fmt;
 use porxy_core::{Endpoint, OptionKey, Remote, SendProxy, TunnelOptions, TunnelSpec, MAX_WEIGHT};
 use serde_json::{Map, Value};
 
-use crate::NamedTunnel;
+use crate::named_tunnel::NamedTunnel;
 
 /// A field of the body that cannot be taken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
