@@ -21,6 +21,7 @@ mod half_close;
 mod idle;
 mod lifecycle;
 mod loops;
+mod metrics;
 mod proxy_protocol;
 mod relay;
 mod runtime;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests, in one command: installs the real peers some tests talk to (Debian packages:
-# haproxy) when they are missing, then runs `cargo test --workspace` with any arguments given.
+# haproxy; promtool from the prometheus package, unpacked under target/tools) when they are
+# missing, then runs `cargo test --workspace` with any arguments given.
 # No test is skipped for want of a peer: one that cannot find it fails, naming this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +13,6 @@ have haproxy || need+=(haproxy)
 have curl || need+=(curl)
 
 tools/apt-install "${need[@]}"
+tools/promtool >/dev/null
 
 exec cargo test --workspace "$@"

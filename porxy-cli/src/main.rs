@@ -23,6 +23,7 @@ mod config_file;
 mod control;
 mod error;
 mod logging;
+mod metrics;
 mod named_tunnel;
 mod plan;
 mod preflight;

@@ -84,6 +84,26 @@ impl Api {
                         .unwrap_or_else(|| t.local.to_string())
                 }))
             }
+            Endpoint::Metrics => {
+                let names = self.ctx.reloader.names();
+                let snapshot = self.handle.status();
+                let name_of = |t: &porxy_core::TunnelStatus| {
+                    names
+                        .get(&t.local)
+                        .cloned()
+                        .unwrap_or_else(|| t.local.to_string())
+                };
+                let text = crate::metrics::scrape(&snapshot, &name_of);
+                Ok(Response {
+                    status: 200,
+                    headers: vec![(
+                        "Content-Type",
+                        crate::metrics::exposition::CONTENT_TYPE.into(),
+                    )],
+                    body: text.into_bytes(),
+                }
+                .into())
+            }
             Endpoint::ListRoutes => {
                 let running = self.ctx.reloader.running();
                 ok(show::routes(&running, &self.handle.status().tunnels))

@@ -32,6 +32,8 @@ pub enum Endpoint {
     Readyz,
     /// `GET /status`.
     Status,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// `GET /routes`.
     ListRoutes,
     /// `POST|PUT /routes`: replace the whole table.
@@ -94,6 +96,8 @@ fn endpoint(method: Method, path: &str) -> Result<Endpoint, HttpError> {
         ["readyz"] => Err(wrong("GET, HEAD")),
         ["status"] if get => Ok(Endpoint::Status),
         ["status"] => Err(wrong("GET, HEAD")),
+        ["metrics"] if get => Ok(Endpoint::Metrics),
+        ["metrics"] => Err(wrong("GET, HEAD")),
         ["routes"] => match method {
             Method::Get | Method::Head => Ok(Endpoint::ListRoutes),
             Method::Post | Method::Put => Ok(Endpoint::ReplaceRoutes),

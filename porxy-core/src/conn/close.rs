@@ -76,6 +76,25 @@ pub enum Fault {
     Operator,
 }
 
+impl Fault {
+    /// A stable snake_case name, for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::Client => "client",
+            Fault::Upstream => "upstream",
+            Fault::Local => "local",
+            Fault::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl CloseReason {
     /// Every reason, in counter order.
     pub const ALL: [CloseReason; 22] = [

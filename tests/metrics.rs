@@ -1,0 +1,139 @@
+//! Prometheus metrics at `GET /metrics`: after known traffic each counter is exactly what was
+//! sent and closed, and `promtool check metrics` (Prometheus's own checker, fetched by
+//! `tools/promtool`) finds nothing wrong with the text.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::client::connect;
+use crate::support::curl::{curl, url};
+use crate::support::process::Porxy;
+use crate::support::{wait_until, Backend};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The value of the sample `line_start` (a metric name with its labels) in `text`.
+#[track_caller]
+fn sample(text: &str, line_start: &str) -> String {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(line_start)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no sample {line_start} in:\n{text}"))
+        .to_string()
+}
+
+/// promtool's path: `tools/promtool` finds it, or fetches it.
+fn promtool() -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/promtool");
+    let out = Command::new(script).output().expect("run tools/promtool");
+    assert!(
+        out.status.success(),
+        "tools/promtool could not get promtool (tests/run.sh installs what the tests need): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_scrape_after_known_traffic_is_exact_and_valid() {
+    let backend = Backend::echo();
+    let porxy = Porxy::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--tunnel",
+        &format!("127.0.0.1:0={}", backend.addr()),
+    ]);
+    let admin = porxy.admin().unwrap().to_string();
+    let listen = porxy.tunnel("cli-1").to_string();
+    for size in [100usize, 200, 300] {
+        let mut client = connect(porxy.tunnel("cli-1"));
+        client.write_all(&vec![b'm'; size]).unwrap();
+        let mut back = vec![0u8; size];
+        client.read_exact(&mut back).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+    }
+    wait_until(WAIT, "three completed closes", || {
+        curl(&[&url(&admin, "/status")]).json()["tunnels"][0]["closes"]["completed"] == 3
+    });
+    let scrape = curl(&[&url(&admin, "/metrics")]);
+    assert_eq!(scrape.status, 200);
+    assert_eq!(
+        scrape.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = &scrape.body;
+    let tunnel = format!("{{tunnel=\"cli-1\",listen=\"{listen}\"");
+    let backend_labels = format!("{{tunnel=\"cli-1\",backend=\"{}\"", backend.addr());
+    let cases = [
+        (
+            format!("porxy_tunnel_connections_accepted_total{tunnel}}}"),
+            "3",
+        ),
+        (format!("porxy_tunnel_connections_open{tunnel}}}"), "0"),
+        (
+            format!("porxy_tunnel_bytes_total{tunnel},direction=\"up\"}}"),
+            "600",
+        ),
+        (
+            format!("porxy_tunnel_bytes_total{tunnel},direction=\"down\"}}"),
+            "600",
+        ),
+        (
+            format!("porxy_tunnel_closes_total{tunnel},reason=\"completed\",fault=\"none\"}}"),
+            "3",
+        ),
+        (
+            format!("porxy_tunnel_closes_total{tunnel},reason=\"client_reset\",fault=\"client\"}}"),
+            "0",
+        ),
+        (
+            format!("porxy_tunnel_connect_failures_total{tunnel}}}"),
+            "0",
+        ),
+        (
+            format!("porxy_backend_connections_total{backend_labels}}}"),
+            "3",
+        ),
+        (format!("porxy_backend_up{backend_labels}}}"), "1"),
+        (
+            format!("porxy_backend_state{backend_labels},state=\"up\"}}"),
+            "1",
+        ),
+        (
+            format!("porxy_backend_state{backend_labels},state=\"draining\"}}"),
+            "0",
+        ),
+        ("porxy_config_generation".to_string(), "1"),
+    ];
+    for (line, want) in cases {
+        assert_eq!(sample(text, &line), want, "{line}");
+    }
+    let open_fds: u64 = sample(text, "process_open_fds").parse().unwrap();
+    assert!(open_fds > 3, "{open_fds}");
+
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
