@@ -137,3 +137,32 @@ fn a_scrape_after_known_traffic_is_exact_and_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--metrics ADDR`: a listener that serves `/metrics` and nothing of the admin API.
+#[test]
+fn the_metrics_listener_serves_metrics_only() {
+    let backend = Backend::echo();
+    let porxy = Porxy::start(&[
+        "--metrics",
+        "127.0.0.1:0",
+        "--tunnel",
+        &format!("127.0.0.1:0={}", backend.addr()),
+    ]);
+    let metrics = porxy
+        .ready_field("metrics")
+        .expect("metrics= on the READY line")
+        .to_string();
+    assert!(porxy.admin().is_none());
+    let scrape = curl(&[&url(&metrics, "/metrics")]);
+    assert_eq!(scrape.status, 200);
+    assert!(scrape
+        .body
+        .contains("porxy_tunnel_connections_accepted_total{tunnel=\"cli-1\""));
+    let routes = curl(&[&url(&metrics, "/routes")]);
+    assert_eq!(
+        (routes.status, routes.error()),
+        (404, "this listener serves /metrics only".into())
+    );
+    let stop = curl(&["-X", "POST", &url(&metrics, "/stop")]);
+    assert_eq!(stop.status, 404, "no way to the admin API");
+}

@@ -73,6 +73,8 @@ pub(crate) struct Args {
     pub(crate) rpc: Option<ListenAddr>,
     /// `--state-file PATH`, overriding the file.
     pub(crate) state_file: Option<PathBuf>,
+    /// `--metrics ADDR`, overriding the file.
+    pub(crate) metrics: Option<ListenAddr>,
 }
 
 /// The arguments as clap reads them.
@@ -205,6 +207,12 @@ struct RawArgs {
     /// configuration's tunnels [default: the file's `[state] file`, else none].
     #[arg(long, value_name = "PATH")]
     state_file: Option<PathBuf>,
+
+    /// Serve Prometheus metrics, and only them, at /metrics on this TCP address or Unix path,
+    /// for scrapers that should not reach the admin API [default: the file's `[metrics]
+    /// listen`, else none; the admin endpoint serves /metrics too].
+    #[arg(long, value_name = "ADDR", value_parser = parse_control)]
+    metrics: Option<ListenAddr>,
 }
 
 /// A duration more than zero: a zero timeout would cut every client before its first line.
@@ -259,6 +267,7 @@ impl RawArgs {
             admin_insecure: self.admin_insecure,
             rpc: self.rpc,
             state_file: self.state_file,
+            metrics: self.metrics,
         })))
     }
 }

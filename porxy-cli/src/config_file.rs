@@ -55,6 +55,8 @@ pub(crate) struct ConfigFile {
     pub(crate) admin: Option<AdminTable>,
     /// `[state] file`, if given (`--state-file` overrides it).
     pub(crate) state_file: Option<std::path::PathBuf>,
+    /// `[metrics] listen`, if given (`--metrics` overrides it).
+    pub(crate) metrics: Option<ListenAddr>,
 }
 
 /// Command-line settings that replace the file's before it is validated.
@@ -210,6 +212,17 @@ pub(crate) fn parse(
             .map(|table| lift.admin(table))
             .transpose()?,
         state_file: raw.state.as_ref().map(|s| s.file.get_ref().into()),
+        metrics: raw
+            .metrics
+            .as_ref()
+            .map(|m| {
+                m.listen
+                    .get_ref()
+                    .0
+                    .parse()
+                    .map_err(|message| lift.error(m.listen.span().start, "metrics.listen", message))
+            })
+            .transpose()?,
     })
 }
 

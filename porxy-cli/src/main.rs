@@ -152,6 +152,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         None if plan.bind_wait.is_zero() => Some(admin::start::bind(
             plan.admin.as_ref(),
             plan.rpc.as_ref(),
+            plan.metrics.as_ref(),
             plan.bind_wait,
             false,
         )?),
@@ -264,6 +265,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         None => admin::start::bind(
             plan.admin.as_ref(),
             plan.rpc.as_ref(),
+            plan.metrics.as_ref(),
             plan.bind_wait,
             plan.takeover.is_some(),
         ),
@@ -285,11 +287,11 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
             }
         }
     }
-    let (admin, rpc) = match served {
+    let fronts = match served {
         Ok(bound) => bound,
         Err(e) if plan.takeover.is_some() || !plan.bind_wait.is_zero() => {
             tracing::error!(error = %error::chain(&e), "the admin front ends could not start; the proxy serves on without them");
-            (None, None)
+            admin::start::Bound::default()
         }
         Err(e) => return Err(e),
     };
@@ -300,8 +302,11 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         &tunnels,
         bound,
         control.as_ref(),
-        admin.as_ref(),
-        rpc.as_ref(),
+        &[
+            ("admin", fronts.admin.as_ref()),
+            ("rpc", fronts.rpc.as_ref()),
+            ("metrics", fronts.metrics.as_ref()),
+        ],
     );
     if let Err(err) = print_stdout(&ready) {
         // Nobody reads the line; the proxy is still useful, so keep going.

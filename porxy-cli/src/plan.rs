@@ -41,6 +41,8 @@ pub(crate) struct Plan {
     pub(crate) admin: Option<admin::plan::AdminPlan>,
     /// The JSON-RPC socket, if asked for.
     pub(crate) rpc: Option<crate::clients::ListenAddr>,
+    /// The metrics-only listener, if asked for.
+    pub(crate) metrics: Option<crate::clients::ListenAddr>,
     /// Where runtime changes are kept, and the backend states the last run left there.
     pub(crate) state_file: Option<std::path::PathBuf>,
     pub(crate) saved_states: Vec<(String, String, porxy_core::BackendChange)>,
@@ -59,7 +61,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
         busy_poll: args.busy_poll,
         reuse_port: args.reuse_port,
     };
-    let (mut file_admin, mut file_state) = (None, None);
+    let (mut file_admin, mut file_state, mut file_metrics) = (None, None, None);
     let (config, file_drain, mut tunnels, control_settings) = match &args.config {
         Some(path) => {
             // The file's control settings come back with the flags' overrides applied.
@@ -67,6 +69,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
             let control = (file.control, file.control_origin, file.control_idle_timeout);
             file_admin = file.admin;
             file_state = file.state_file;
+            file_metrics = file.metrics;
             (file.proxy, file.drain_timeout, file.listeners, control)
         }
         None => {
@@ -174,6 +177,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
         bind_wait: args.bind_wait.unwrap_or_default(),
         admin,
         rpc,
+        metrics: args.metrics.clone().or(file_metrics),
         state_file,
         saved_states,
     })

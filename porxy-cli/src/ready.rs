@@ -5,15 +5,14 @@ use std::net::SocketAddr;
 
 use crate::named_tunnel::NamedTunnel;
 
-/// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>]`, newline-terminated, in
-/// tunnel order.
+/// `READY pid=<pid> tunnel.<name>=<bound addr> ... [control=<addr>] [admin=...] [rpc=...]
+/// [metrics=...]`, newline-terminated, in tunnel order.
 pub(crate) fn ready_line(
     pid: u32,
     tunnels: &[NamedTunnel],
     bound: &[SocketAddr],
     control: Option<&crate::clients::BoundAddr>,
-    admin: Option<&crate::clients::BoundAddr>,
-    rpc: Option<&crate::clients::BoundAddr>,
+    fronts: &[(&str, Option<&crate::clients::BoundAddr>)],
 ) -> String {
     let mut line = format!("READY pid={pid}");
     for (tunnel, addr) in tunnels.iter().zip(bound) {
@@ -22,11 +21,10 @@ pub(crate) fn ready_line(
     if let Some(control) = control {
         line.push_str(&format!(" control={control}"));
     }
-    if let Some(admin) = admin {
-        line.push_str(&format!(" admin={admin}"));
-    }
-    if let Some(rpc) = rpc {
-        line.push_str(&format!(" rpc={rpc}"));
+    for (name, addr) in fronts {
+        if let Some(addr) = addr {
+            line.push_str(&format!(" {name}={addr}"));
+        }
     }
     line.push('\n');
     line
@@ -53,12 +51,12 @@ mod tests {
             "[::1]:41001".parse().unwrap(),
         ];
         assert_eq!(
-            ready_line(42, &tunnels, &bound, None, None, None),
+            ready_line(42, &tunnels, &bound, None, &[]),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 tunnel.cli-1=[::1]:41001\n"
         );
         let control = crate::clients::BoundAddr::Tcp("127.0.0.1:9999".parse().unwrap());
         assert_eq!(
-            ready_line(42, &tunnels[..1], &bound[..1], Some(&control), None, None),
+            ready_line(42, &tunnels[..1], &bound[..1], Some(&control), &[]),
             "READY pid=42 tunnel.demo=127.0.0.1:41000 control=127.0.0.1:9999\n"
         );
     }

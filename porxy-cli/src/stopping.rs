@@ -5,7 +5,7 @@
 //! drain timeout, and logs how many are left every few seconds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use porxy_core::{ProxyHandle, StopMode};
@@ -20,8 +20,8 @@ pub(crate) struct Stopper {
     handle: ProxyHandle,
     drain_timeout: Duration,
     control: OnceLock<Closer>,
-    admin: OnceLock<Closer>,
-    rpc: OnceLock<Closer>,
+    /// The other front ends' sockets (admin endpoint, JSON-RPC, metrics).
+    fronts: Mutex<Vec<Closer>>,
     reporting: AtomicBool,
 }
 
@@ -31,8 +31,7 @@ impl Stopper {
             handle,
             drain_timeout,
             control: OnceLock::new(),
-            admin: OnceLock::new(),
-            rpc: OnceLock::new(),
+            fronts: Mutex::new(Vec::new()),
             reporting: AtomicBool::new(false),
         })
     }
@@ -42,15 +41,13 @@ impl Stopper {
         let _ = self.control.set(closer);
     }
 
-    /// The admin endpoint to close when a stop begins (a redeploy's new porxy waits for its
-    /// address as for the tunnels').
-    pub(crate) fn set_admin(&self, closer: Closer) {
-        let _ = self.admin.set(closer);
-    }
-
-    /// The JSON-RPC socket to close when a stop begins.
-    pub(crate) fn set_rpc(&self, closer: Closer) {
-        let _ = self.rpc.set(closer);
+    /// A front end's socket to close when a stop begins (the admin endpoint, JSON-RPC,
+    /// metrics: a redeploy's new porxy waits for their addresses).
+    pub(crate) fn add_front(&self, closer: Closer) {
+        self.fronts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(closer);
     }
 
     pub(crate) fn drain_timeout(&self) -> Duration {
@@ -96,8 +93,10 @@ impl Stopper {
     /// Closes the control socket and the admin endpoint (their open sessions go on, so that
     /// an operator can watch the drain).
     fn close_control(&self) {
-        let closers = [self.control.get(), self.admin.get(), self.rpc.get()];
-        for closer in closers.into_iter().flatten() {
+        if let Some(closer) = self.control.get() {
+            closer.close();
+        }
+        for closer in self.fronts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             closer.close();
         }
     }

@@ -12,7 +12,7 @@ use super::api::Api;
 use super::auth::{self, Token};
 use super::http::head::Framing;
 use super::http::{Head, HttpError, Limits, Next, Reader, Response};
-use super::router::{self, Route};
+use super::router::{self, Endpoint, Route};
 use super::rpc;
 use crate::clients::{
     write_all_by, Admission, ClientStream, Deadlines, Member, Register, Standing, MAX_CLIENTS,
@@ -26,6 +26,8 @@ pub struct Settings {
     pub limits: Limits,
     pub deadlines: Deadlines,
     pub register: Arc<Register>,
+    /// Serves `/metrics` only (`--metrics`): for scrapers that should not reach the API.
+    pub only_metrics: bool,
 }
 
 /// Starts a session for a newly accepted client on a thread of its own.
@@ -65,7 +67,7 @@ fn run<S: ClientStream>(mut stream: S, settings: &Settings, member: &Member) -> 
         member.waiting(Instant::now());
         let idle_deadline = settings.deadlines.request_by(Instant::now());
         let next = reader.next(&mut stream, &settings.limits, idle_deadline, |head| {
-            admit(head, settings.token.as_ref()).map(drop)
+            admit(head, settings).map(drop)
         })?;
         if member.busy() == Standing::Evicted {
             let why = format!(
@@ -96,7 +98,7 @@ fn run<S: ClientStream>(mut stream: S, settings: &Settings, member: &Member) -> 
                 continue;
             }
             Next::Request(request) => {
-                let answer = match admit(&request.head, settings.token.as_ref()) {
+                let answer = match admit(&request.head, settings) {
                     Ok(Route::Api(endpoint)) => settings.api.serve(endpoint, &request.body),
                     Ok(Route::Rpc) => rpc::over_http(&settings.api, &request.body),
                     Err(error) => Response::error(&error).into(),
@@ -118,9 +120,12 @@ fn run<S: ClientStream>(mut stream: S, settings: &Settings, member: &Member) -> 
 
 /// Judges a head before its body is read: the endpoint it is for, the token, the type of a
 /// body it carries.
-fn admit(head: &Head, token: Option<&Token>) -> Result<Route, HttpError> {
+fn admit(head: &Head, settings: &Settings) -> Result<Route, HttpError> {
     let endpoint = router::route(head.method, &head.path)?;
-    auth::check(token, head.authorization.as_deref())?;
+    if settings.only_metrics && endpoint != Route::Api(Endpoint::Metrics) {
+        return Err(HttpError::new(404, "this listener serves /metrics only"));
+    }
+    auth::check(settings.token.as_ref(), head.authorization.as_deref())?;
     if head.framing != Framing::Empty && endpoint.takes_body() {
         match head.content_type.as_deref() {
             Some("application/json") => {}

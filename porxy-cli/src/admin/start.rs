@@ -1,4 +1,5 @@
-//! Starting the admin front ends (the HTTP endpoint and the JSON-RPC socket): binding their
+//! Starting the admin front ends (the HTTP endpoint, the JSON-RPC socket, the metrics-only
+//! listener): binding their
 //! addresses (waiting up to `--bind-wait` for one an old porxy still holds) and serving them
 //! with the API, the shared clients register and the stopper that closes them on a stop.
 //!
@@ -13,6 +14,7 @@ use super::http::Limits;
 use super::plan::{AdminPlan, DEFAULT_MAX_BODY, REQUEST_TIMEOUT};
 use super::rpc::socket::{self as rpc_socket, RpcSettings};
 use super::session::Settings;
+use crate::clients::listener;
 use crate::clients::{self, BoundAddr, ListenAddr, ListenSocket, Register};
 use crate::error::CliError;
 use crate::stopping::Stopper;
@@ -24,13 +26,26 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Sockets {
     admin: Option<(ListenSocket, BoundAddr)>,
     rpc: Option<(ListenSocket, BoundAddr)>,
+    metrics: Option<(ListenSocket, BoundAddr)>,
 }
 
-/// Binds what `admin` and `rpc` ask for, waiting up to `wait` for an address in use (at least
-/// [`TAKEOVER_WAIT`] in a takeover).
+/// The addresses the front ends are bound to, for the READY line.
+#[derive(Default)]
+pub(crate) struct Bound {
+    pub(crate) admin: Option<BoundAddr>,
+    pub(crate) rpc: Option<BoundAddr>,
+    pub(crate) metrics: Option<BoundAddr>,
+}
+
+/// The metrics-only listener's name in errors and logs.
+const METRICS_ROLE: &str = "metrics listener";
+
+/// Binds what `admin`, `rpc` and `metrics` ask for, waiting up to `wait` for an address in
+/// use (at least [`TAKEOVER_WAIT`] in a takeover).
 pub(crate) fn bind(
     admin: Option<&AdminPlan>,
     rpc: Option<&ListenAddr>,
+    metrics: Option<&ListenAddr>,
     wait: Duration,
     takeover: bool,
 ) -> Result<Sockets, CliError> {
@@ -47,17 +62,20 @@ pub(crate) fn bind(
         rpc: rpc
             .map(|addr| rpc_socket::bind(addr, wait).map_err(listen))
             .transpose()?,
+        metrics: metrics
+            .map(|addr| super::server::bind_as(addr, METRICS_ROLE, wait).map_err(listen))
+            .transpose()?,
     })
 }
 
-/// Serves the bound sockets; their addresses, for the READY line (admin, rpc).
+/// Serves the bound sockets; their addresses, for the READY line.
 pub(crate) fn serve(
     sockets: Sockets,
     admin: Option<&AdminPlan>,
     api: Api,
     register: Arc<Register>,
     stopper: &Stopper,
-) -> Result<(Option<BoundAddr>, Option<BoundAddr>), CliError> {
+) -> Result<Bound, CliError> {
     let listen = |e| CliError::Listen(Box::new(e));
     let limits = admin.map_or(
         Limits {
@@ -76,24 +94,43 @@ pub(crate) fn serve(
                 deadlines,
                 register: register.clone(),
             };
-            stopper.set_rpc(rpc_socket::serve(socket, bound.clone(), settings).map_err(listen)?);
+            stopper.add_front(rpc_socket::serve(socket, bound.clone(), settings).map_err(listen)?);
+            Some(bound)
+        }
+        None => None,
+    };
+    let settings = Settings {
+        api,
+        token: admin.and_then(|admin| admin.token.clone()),
+        limits,
+        deadlines,
+        register,
+        only_metrics: false,
+    };
+    let metrics = match sockets.metrics {
+        Some((socket, bound)) => {
+            // Read-only: no token asked of scrapers.
+            let settings = Settings {
+                token: None,
+                only_metrics: true,
+                ..settings.clone()
+            };
+            let closer = listener::serve(socket, bound.clone(), METRICS_ROLE, settings);
+            stopper.add_front(closer.map_err(listen)?);
             Some(bound)
         }
         None => None,
     };
     let http = match (sockets.admin, admin) {
-        (Some((socket, bound)), Some(admin)) => {
-            let settings = Settings {
-                api,
-                token: admin.token.clone(),
-                limits,
-                deadlines,
-                register,
-            };
-            stopper.set_admin(super::serve(socket, bound.clone(), settings).map_err(listen)?);
+        (Some((socket, bound)), Some(_)) => {
+            stopper.add_front(super::serve(socket, bound.clone(), settings).map_err(listen)?);
             Some(bound)
         }
         _ => None,
     };
-    Ok((http, rpc))
+    Ok(Bound {
+        admin: http,
+        rpc,
+        metrics,
+    })
 }

@@ -29,6 +29,16 @@ pub(super) struct RawFile {
     pub(super) admin: Option<RawAdmin>,
     /// `[state]`: where runtime changes are kept, if anywhere.
     pub(super) state: Option<RawState>,
+    /// `[metrics]`: the metrics-only listener, if any.
+    pub(super) metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    /// A TCP address, or `unix:PATH`.
+    pub(super) listen: Spanned<RawAddress>,
 }
 
 /// `[state]`.
