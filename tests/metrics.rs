@@ -109,6 +109,23 @@ fn a_scrape_after_known_traffic_is_exact_and_valid() {
             "0",
         ),
         ("porxy_config_generation".to_string(), "1"),
+        // The histograms count what the counters count: three lifetimes, three connects.
+        (
+            format!("porxy_tunnel_connection_duration_seconds_count{tunnel}}}"),
+            "3",
+        ),
+        (
+            format!("porxy_tunnel_connection_duration_seconds_bucket{tunnel},le=\"+Inf\"}}"),
+            "3",
+        ),
+        (
+            format!("porxy_backend_connect_duration_seconds_count{backend_labels}}}"),
+            "3",
+        ),
+        (
+            format!("porxy_backend_connect_duration_seconds_bucket{backend_labels},le=\"+Inf\"}}"),
+            "3",
+        ),
     ];
     for (line, want) in cases {
         assert_eq!(sample(text, &line), want, "{line}");

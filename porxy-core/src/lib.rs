@@ -42,6 +42,7 @@ mod conn;
 mod error;
 mod generation;
 mod handle;
+mod histogram;
 mod listener;
 mod log_limit;
 mod mailbox;
@@ -76,6 +77,7 @@ pub use handle::{
     BackendChange, CloseMode, Closed, ImportReport, OpenedTunnel, ProxyHandle, ReloadReport,
     Removal, SessionExport, StopMode,
 };
+pub use histogram::{Histogram, CONNECT_BOUNDS, LIFETIME_BOUNDS};
 pub use log_limit::LogLimit;
 pub use proxy::{Proxy, ProxyBuilder, StopReport};
 pub use session::Session;

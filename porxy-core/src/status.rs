@@ -11,6 +11,7 @@ use crate::balance::backend::BackendState;
 use crate::cert_status::CertificateStatus;
 use crate::conn::close::CloseReason;
 use crate::generation::GenerationStatus;
+use crate::histogram::{Buckets, Histogram, LIFETIME_BOUNDS};
 use crate::spec::{Reply, Strategy, TunnelMode};
 
 /// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
@@ -40,7 +41,6 @@ fn open_now(counter: &AtomicU64) -> u64 {
 }
 
 /// One writer's counters for one tunnel.
-#[derive(Default)]
 #[repr(align(128))]
 pub(crate) struct TunnelShard {
     pub(crate) open: AtomicU64,
@@ -51,6 +51,23 @@ pub(crate) struct TunnelShard {
     pub(crate) bytes_to_client: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) closes: [AtomicU64; CloseReason::ALL.len()],
+    /// How long its connections lived (those that ended here, not those handed over).
+    lifetime: Buckets,
+}
+
+impl Default for TunnelShard {
+    fn default() -> Self {
+        TunnelShard {
+            open: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            imported: AtomicU64::new(0),
+            bytes_to_upstream: AtomicU64::new(0),
+            bytes_to_client: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            closes: std::array::from_fn(|_| AtomicU64::new(0)),
+            lifetime: Buckets::new(LIFETIME_BOUNDS),
+        }
+    }
 }
 
 impl TunnelShard {
@@ -58,9 +75,13 @@ impl TunnelShard {
         bump(&self.open, 1);
     }
 
-    pub(crate) fn closed(&self, reason: CloseReason) {
+    /// A connection that lived `lived` ended for `reason`.
+    pub(crate) fn closed(&self, reason: CloseReason, lived: std::time::Duration) {
         // The reason first: a reader that sees the connection gone sees why.
         bump(&self.closes[reason.index()], 1);
+        if reason != CloseReason::HandedOver {
+            self.lifetime.record_alone(lived);
+        }
         drop_one(&self.open);
     }
 }
@@ -132,6 +153,13 @@ impl TunnelStats {
             bytes_to_client: self.sum(|s| &s.bytes_to_client),
             connect_failures: self.sum(|s| &s.connect_failures),
             closes: CloseCounts(closes),
+            lifetime: {
+                let mut lifetime = Histogram::new(LIFETIME_BOUNDS);
+                for shard in self.shards.iter() {
+                    shard.lifetime.add_into(&mut lifetime);
+                }
+                lifetime
+            },
             certificates: Vec::new(),
         }
     }
@@ -205,6 +233,7 @@ impl TunnelStatus {
             bytes_to_client: 0,
             connect_failures: 0,
             closes: CloseCounts::default(),
+            lifetime: Histogram::new(LIFETIME_BOUNDS),
             certificates: Vec::new(),
         }
     }
@@ -222,6 +251,7 @@ impl BackendStatus {
             failures: 0,
             bytes_sent: 0,
             lag_drops: 0,
+            connect_time: Histogram::new(crate::histogram::CONNECT_BOUNDS),
         }
     }
 }
@@ -282,6 +312,8 @@ pub struct TunnelStatus {
     pub connect_failures: u64,
     /// Ended connections by reason.
     pub closes: CloseCounts,
+    /// How long connections lived, those that ended here (not those handed over).
+    pub lifetime: Histogram,
     /// The certificates it holds, as read when it was opened or last reloaded: its listener's
     /// (TLS termination), then the one it shows backends (`backend_tls_cert`).
     pub certificates: Vec<CertificateStatus>,
@@ -307,6 +339,8 @@ pub struct BackendStatus {
     pub bytes_sent: u64,
     /// Fan-out: connections it was dropped from for falling more than `max_lag` behind.
     pub lag_drops: u64,
+    /// How long connects to it took, those that succeeded.
+    pub connect_time: Histogram,
 }
 
 /// Ended connections counted by [`CloseReason`].

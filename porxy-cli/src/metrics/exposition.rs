@@ -5,6 +5,8 @@
 
 use std::fmt::{Display, Write};
 
+use porxy_core::Histogram;
+
 /// The content type of the format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -13,6 +15,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// The text of a scrape, family by family.
@@ -27,6 +30,7 @@ impl Exposition {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.out, "# HELP {name} {help}");
@@ -52,7 +56,36 @@ pub struct Family<'a> {
 impl Family<'_> {
     /// One sample with `labels`.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: impl Display) -> &mut Self {
+        self.sample_of("", labels, value)
+    }
+
+    /// A histogram's series with `labels`: its cumulative buckets (`_bucket`, with `le`), its
+    /// sum (`_sum`) and count (`_count`).
+    pub fn histogram(&mut self, labels: &[(&str, &str)], histogram: &Histogram) -> &mut Self {
+        let mut cumulative = 0u64;
+        for (i, count) in histogram.counts().iter().enumerate() {
+            cumulative = cumulative.wrapping_add(*count);
+            let le = match histogram.bounds.get(i) {
+                Some(bound) => bound.to_string(),
+                None => "+Inf".to_string(),
+            };
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample_of("_bucket", &with_le, cumulative);
+        }
+        self.sample_of("_sum", labels, histogram.sum_seconds());
+        self.sample_of("_count", labels, cumulative)
+    }
+
+    /// One sample of the series `name` + `suffix`.
+    fn sample_of(
+        &mut self,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: impl Display,
+    ) -> &mut Self {
         self.out.push_str(self.name);
+        self.out.push_str(suffix);
         if !labels.is_empty() {
             self.out.push('{');
             for (i, (name, value)) in labels.iter().enumerate() {

@@ -107,6 +107,14 @@ pub fn write(text: &mut Exposition, status: &Status, name_of: &dyn Fn(&TunnelSta
             );
         }
     }
+    let mut lifetime = text.family(
+        "porxy_tunnel_connection_duration_seconds",
+        Kind::Histogram,
+        "How long connections lived, from accept to close (those handed over not counted).",
+    );
+    for (tunnel, listen, t) in &tunnels {
+        lifetime.histogram(&[("tunnel", tunnel), ("listen", listen)], &t.lifetime);
+    }
     write_backends(text, &tunnels);
     let mut reactors = text.family(
         "porxy_reactor_connections_open",
@@ -231,6 +239,14 @@ fn write_backends(text: &mut Exposition, tunnels: &[(String, String, &TunnelStat
             |b| b.lag_drops,
         ),
     ];
+    let mut connect = text.family(
+        "porxy_backend_connect_duration_seconds",
+        Kind::Histogram,
+        "How long successful connects to the backend took.",
+    );
+    for (tunnel, backend, b) in &backends {
+        connect.histogram(&[("tunnel", tunnel), ("backend", backend)], &b.connect_time);
+    }
     for (name, kind, help, value) in counts {
         let mut family = text.family(name, kind, help);
         for (tunnel, backend, b) in &backends {

@@ -6,6 +6,7 @@
 //! slot, release it, count a failure), never per byte; a fan-out destination also adds the bytes
 //! it was sent once per drive.
 
+use crate::histogram::{Buckets, Histogram, CONNECT_BOUNDS};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -106,6 +107,8 @@ pub(crate) struct Backend {
     sent: AtomicU64,
     /// Fan-out: connections it was dropped from for falling too far behind.
     lag_drops: AtomicU64,
+    /// How long its successful connects took (every reactor records here).
+    connect_time: Buckets,
 }
 
 /// No close ordered: the largest value, so that any deadline is earlier.
@@ -148,7 +151,20 @@ impl Backend {
             failures: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             lag_drops: AtomicU64::new(0),
+            connect_time: Buckets::new(CONNECT_BOUNDS),
         }
+    }
+
+    /// A connect to it succeeded after `took`.
+    pub(crate) fn connected_after(&self, took: std::time::Duration) {
+        self.connect_time.record_shared(took);
+    }
+
+    /// How long its successful connects took.
+    pub(crate) fn connect_time(&self) -> Histogram {
+        let mut histogram = Histogram::new(CONNECT_BOUNDS);
+        self.connect_time.add_into(&mut histogram);
+        histogram
     }
 
     pub(crate) fn weight(&self) -> u32 {

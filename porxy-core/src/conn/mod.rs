@@ -249,6 +249,11 @@ impl Conn {
         }
     }
 
+    /// When the connect under way began, while it connects.
+    pub(crate) fn connect_began(&self) -> Option<Instant> {
+        (self.phase == Phase::Connecting).then_some(self.since)
+    }
+
     /// A new connect has started (after [`AfterConnectFailure::TryAnother`], or for a queued
     /// connection that got a slot); its connect timeout counts from `now`.
     pub(crate) fn restart_connect(&mut self, now: Instant) {

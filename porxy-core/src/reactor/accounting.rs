@@ -64,11 +64,12 @@ impl Accounting {
         self.accepting.admission.add();
     }
 
-    /// A connection of this reactor ended for `reason` (or left, handed over): in its tunnel
+    /// A connection of this reactor ended for `reason` after `lived` (or left, handed over):
+    /// in its tunnel
     /// (the reason before the open count, see `status.rs`), its generation, this reactor and
     /// the count against the connection limit.
-    pub(super) fn closed(&self, tunnel: &Tunnel, reason: CloseReason) {
-        tunnel.stats.reactor(self.index).closed(reason);
+    pub(super) fn closed(&self, tunnel: &Tunnel, reason: CloseReason, lived: std::time::Duration) {
+        tunnel.stats.reactor(self.index).closed(reason, lived);
         tunnel.generation.closed();
         self.stats.closed();
         self.accepting.admission.release();

@@ -235,9 +235,12 @@ impl Reactor {
         now: Instant,
     ) {
         let tunnel = conn.tunnel;
+        let lived = conn.opened.map_or(std::time::Duration::ZERO, |at| {
+            now.saturating_duration_since(at)
+        });
         self.close_log.closed(conn, reason, error, now);
         reset(client);
-        self.counts.closed(tunnel, reason);
+        self.counts.closed(tunnel, reason, lived);
     }
 }
 

@@ -94,7 +94,8 @@ impl Reactor {
         slot.machine.release(&mut self.pools);
         slot.release_client_count();
         slot.count_bytes(self.counts.shard());
-        self.counts.closed(&slot.tunnel, reason);
+        let lived = now.saturating_duration_since(slot.opened);
+        self.counts.closed(&slot.tunnel, reason, lived);
         let ended = Ended {
             span: &slot.span,
             id: slot.id,

@@ -148,7 +148,12 @@ impl Reactor {
             upstreams.push(socket);
         }
         slot.release_client_count();
-        self.counts.closed(&slot.tunnel, CloseReason::HandedOver);
+        // It goes on elsewhere: no lifetime is recorded here.
+        self.counts.closed(
+            &slot.tunnel,
+            CloseReason::HandedOver,
+            std::time::Duration::ZERO,
+        );
         let (id, peer, tunnel, span) = (slot.id, slot.peer, slot.tunnel, slot.span);
         let client = slot.client.into_std();
         let mut session = match frozen {

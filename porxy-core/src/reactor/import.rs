@@ -183,7 +183,12 @@ impl Reactor {
     /// A handed-over connection that cannot go on here (its sockets are reset): count it.
     pub(super) fn refuse(&mut self, id: u64, tunnel: &Tunnel, peer: SocketAddr, error: &io::Error) {
         self.counts.imported(tunnel);
-        self.counts.closed(tunnel, CloseReason::LocalResource);
+        // Refused as it came in: it lived here for no time.
+        self.counts.closed(
+            tunnel,
+            CloseReason::LocalResource,
+            std::time::Duration::ZERO,
+        );
         tracing::warn!(
             conn = id,
             tunnel = %tunnel.local,

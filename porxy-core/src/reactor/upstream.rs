@@ -124,8 +124,13 @@ impl Reactor {
             ConnectOutcome::Pending => {}
             ConnectOutcome::Connected => {
                 let mut header = None;
+                // A relayed connection knows when this attempt began (fan-out ones: not kept).
+                let began = slot.machine.relay().and_then(|conn| conn.connect_began());
                 if let Some((index, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
                     Reactor::connect_succeeded(&slot.tunnel, backend);
+                    if let Some(began) = began {
+                        backend.connected_after(now.saturating_duration_since(began));
+                    }
                     if slot.tunnel.fanout.is_none() {
                         header = slot.proxy_header_to(index);
                     }

@@ -305,6 +305,7 @@ impl Tunnel {
                 failures: b.failures(),
                 bytes_sent: b.sent(),
                 lag_drops: b.lag_drops(),
+                connect_time: b.connect_time(),
             })
             .collect();
         let mut status = self.stats.snapshot(
