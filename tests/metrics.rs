@@ -183,3 +183,72 @@ fn the_metrics_listener_serves_metrics_only() {
     let stop = curl(&["-X", "POST", &url(&metrics, "/stop")]);
     assert_eq!(stop.status, 404, "no way to the admin API");
 }
+
+/// Clients that wait for a slot, and reloads by how they went, are counted.
+#[test]
+fn queue_waits_and_reloads_are_counted() {
+    let backend = Backend::greeting_echo(b"A");
+    let porxy = Porxy::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--tunnel",
+        &format!(
+            "127.0.0.1:0={}[max_conns=1,queue_timeout=5s]",
+            backend.addr()
+        ),
+    ]);
+    let admin = porxy.admin().unwrap().to_string();
+    let tunnel = porxy.tunnel("cli-1");
+    let mut first = connect(tunnel);
+    let mut greeting = [0u8; 1];
+    first.read_exact(&mut greeting).unwrap();
+    let mut second = connect(tunnel);
+    wait_until(WAIT, "the second client waiting for the slot", || {
+        let scrape = curl(&[&url(&admin, "/metrics")]).body;
+        sample(
+            &scrape,
+            &format!("porxy_tunnel_queue_waits_total{{tunnel=\"cli-1\",listen=\"{tunnel}\"}}"),
+        ) == "1"
+    });
+    drop(first);
+    second
+        .read_exact(&mut greeting)
+        .expect("the slot, once the first left");
+
+    let table = curl(&[&url(&admin, "/routes")]).body;
+    let put = |body: &str| {
+        curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+            &url(&admin, "/routes"),
+        ])
+    };
+    assert_eq!(put(&table).status, 200);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let clash = table.replace(
+        &tunnel.to_string(),
+        &taken.local_addr().unwrap().to_string(),
+    );
+    assert_eq!(put(&clash).status, 409);
+    let scrape = curl(&[&url(&admin, "/metrics")]).body;
+    assert_eq!(sample(&scrape, "porxy_reloads_total{result=\"ok\"}"), "1");
+    assert_eq!(
+        sample(&scrape, "porxy_reloads_total{result=\"failed\"}"),
+        "1"
+    );
+    let last: u64 = sample(&scrape, "porxy_last_reload_success_timestamp_seconds")
+        .parse()
+        .unwrap();
+    assert!(last > 1_700_000_000, "{last}");
+    assert_eq!(
+        sample(
+            &scrape,
+            &format!("porxy_tunnel_queue_timeouts_total{{tunnel=\"cli-1\",listen=\"{tunnel}\"}}")
+        ),
+        "0"
+    );
+}

@@ -185,6 +185,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 .collect(),
         ),
         state_file: plan.state_file.clone(),
+        counts: Default::default(),
     });
     let bound_of = reloader
         .bound

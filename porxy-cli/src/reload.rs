@@ -16,7 +16,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use porxy_core::{Endpoint, ProxyHandle, ReloadReport, TunnelSpec};
 
@@ -89,6 +91,34 @@ pub(crate) struct Reloader {
     pub(crate) bound: Mutex<HashMap<String, SocketAddr>>,
     /// Where the routing table is kept after each change, if anywhere.
     pub(crate) state_file: Option<PathBuf>,
+    /// How reloads went, for the metrics.
+    pub(crate) counts: ReloadCounts,
+}
+
+/// Reloads (from the file, or of the routing table through the admin API) by how they went.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadCounts {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// When the last one that worked was done, in seconds since the epoch (0: none yet).
+    pub(crate) last_ok: AtomicU64,
+}
+
+impl ReloadCounts {
+    fn count<T, E>(&self, result: &Result<T, E>) {
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.last_ok.store(now, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Reloader {
@@ -107,6 +137,7 @@ impl Reloader {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_reload(&mut bound, mode);
         drop(bound);
+        self.counts.count(&result);
         if result.is_ok() {
             self.persist();
         }
@@ -169,6 +200,7 @@ impl Reloader {
         let config = self.handle.config();
         let result = self.apply_locked(&mut bound, tunnels, &config);
         drop(bound);
+        self.counts.count(&result);
         if result.is_ok() {
             self.persist();
         }

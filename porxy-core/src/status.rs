@@ -50,6 +50,8 @@ pub(crate) struct TunnelShard {
     pub(crate) bytes_to_upstream: AtomicU64,
     pub(crate) bytes_to_client: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
+    /// Clients that waited for a backend's slot (every backend at `max_conns`).
+    pub(crate) queued: AtomicU64,
     pub(crate) closes: [AtomicU64; CloseReason::ALL.len()],
     /// How long its connections lived (those that ended here, not those handed over).
     lifetime: Buckets,
@@ -64,6 +66,7 @@ impl Default for TunnelShard {
             bytes_to_upstream: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
             closes: std::array::from_fn(|_| AtomicU64::new(0)),
             lifetime: Buckets::new(LIFETIME_BOUNDS),
         }
@@ -152,6 +155,7 @@ impl TunnelStats {
             bytes_to_upstream: self.sum(|s| &s.bytes_to_upstream),
             bytes_to_client: self.sum(|s| &s.bytes_to_client),
             connect_failures: self.sum(|s| &s.connect_failures),
+            queued: self.sum(|s| &s.queued),
             closes: CloseCounts(closes),
             lifetime: {
                 let mut lifetime = Histogram::new(LIFETIME_BOUNDS);
@@ -232,6 +236,7 @@ impl TunnelStatus {
             bytes_to_upstream: 0,
             bytes_to_client: 0,
             connect_failures: 0,
+            queued: 0,
             closes: CloseCounts::default(),
             lifetime: Histogram::new(LIFETIME_BOUNDS),
             certificates: Vec::new(),
@@ -310,6 +315,9 @@ pub struct TunnelStatus {
     /// Upstream connect attempts that failed (refused, timed out, other errors), including
     /// those after which another backend served the client.
     pub connect_failures: u64,
+    /// Clients that waited for a backend's slot (every backend at `max_conns`); those that
+    /// waited in vain are the `queue_timeout` closes.
+    pub queued: u64,
     /// Ended connections by reason.
     pub closes: CloseCounts,
     /// How long connections lived, those that ended here (not those handed over).

@@ -93,7 +93,7 @@ impl Api {
                         .cloned()
                         .unwrap_or_else(|| t.local.to_string())
                 };
-                let text = crate::metrics::scrape(&snapshot, &name_of);
+                let text = crate::metrics::scrape(&snapshot, &self.ctx.reloader.counts, &name_of);
                 Ok(Response {
                     status: 200,
                     headers: vec![(

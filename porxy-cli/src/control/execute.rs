@@ -169,6 +169,7 @@ mod tests {
                     control: None,
                     bound: Mutex::new(Default::default()),
                     state_file: None,
+                    counts: Default::default(),
                 }),
             };
             Fixture {

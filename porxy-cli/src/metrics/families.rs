@@ -64,6 +64,20 @@ pub fn write(text: &mut Exposition, status: &Status, name_of: &dyn Fn(&TunnelSta
     );
     per_tunnel(
         text,
+        "porxy_tunnel_queue_waits_total",
+        Kind::Counter,
+        "Clients that waited for a backend's slot, every backend being at max_conns.",
+        |t| t.queued,
+    );
+    per_tunnel(
+        text,
+        "porxy_tunnel_queue_timeouts_total",
+        Kind::Counter,
+        "Clients that waited for a slot in vain, for queue_timeout.",
+        |t| t.closes.get(CloseReason::QueueTimeout),
+    );
+    per_tunnel(
+        text,
         "porxy_tunnel_connect_failures_total",
         Kind::Counter,
         "Upstream connects that failed, including those after which another backend served.",

@@ -7,12 +7,40 @@ pub mod exposition;
 pub mod families;
 pub mod process;
 
+use std::sync::atomic::Ordering;
+
 use porxy_core::{Status, TunnelStatus};
 
-/// The whole scrape for `status`.
-pub fn scrape(status: &Status, name_of: &dyn Fn(&TunnelStatus) -> String) -> String {
+use crate::reload::ReloadCounts;
+use exposition::Kind;
+
+/// The whole scrape for `status`, with how reloads went.
+pub fn scrape(
+    status: &Status,
+    reloads: &ReloadCounts,
+    name_of: &dyn Fn(&TunnelStatus) -> String,
+) -> String {
     let mut text = exposition::Exposition::default();
     families::write(&mut text, status, name_of);
+    text.family(
+        "porxy_reloads_total",
+        Kind::Counter,
+        "Reloads of the configuration or the routing table, by result.",
+    )
+    .sample(&[("result", "ok")], reloads.ok.load(Ordering::Relaxed))
+    .sample(
+        &[("result", "failed")],
+        reloads.failed.load(Ordering::Relaxed),
+    );
+    let last_ok = reloads.last_ok.load(Ordering::Relaxed);
+    if last_ok > 0 {
+        text.family(
+            "porxy_last_reload_success_timestamp_seconds",
+            Kind::Gauge,
+            "When the last reload that worked was done, in seconds since the epoch.",
+        )
+        .sample(&[], last_ok);
+    }
     process::write(&mut text);
     text.finish()
 }

@@ -75,6 +75,11 @@ impl Accounting {
         self.accepting.admission.release();
     }
 
+    /// A client of `tunnel` began to wait for a backend's slot.
+    pub(super) fn queued(&self, tunnel: &Tunnel) {
+        crate::status::bump(&tunnel.stats.reactor(self.index).queued, 1);
+    }
+
     /// A connect to one of `tunnel`'s backends failed.
     pub(super) fn connect_failed(&self, tunnel: &Tunnel) {
         crate::status::bump(&tunnel.stats.reactor(self.index).connect_failures, 1);

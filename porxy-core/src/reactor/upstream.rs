@@ -25,11 +25,18 @@ impl Reactor {
     /// Finds a backend for relayed connection `key` (new, queued, or whose last connect failed
     /// with `failed`), reserves a slot on it and starts connecting. Failures of the connect
     /// call itself move on to the next backend while attempts remain.
-    pub(super) fn assign_backend(
+    pub(super) fn assign_backend(&mut self, key: usize, failed: Option<CloseReason>, now: Instant) {
+        self.pick_backend(key, failed, now, false);
+    }
+
+    /// [`Reactor::assign_backend`]; `from_queue` for a connection that waited already, whose
+    /// wait was counted when it began.
+    fn pick_backend(
         &mut self,
         key: usize,
         mut failed: Option<CloseReason>,
         now: Instant,
+        from_queue: bool,
     ) {
         // Every pick marks its backend tried, so this ends within one round of the backends.
         loop {
@@ -92,6 +99,9 @@ impl Reactor {
                         if conn.phase() != Phase::Queued {
                             conn.enqueue(now);
                         }
+                    }
+                    if !from_queue {
+                        self.counts.queued(&slot.tunnel);
                     }
                     self.queue.wait(key, id);
                     // It waits: for a slot, up to the queue timeout; or, during an export, in
@@ -231,7 +241,7 @@ impl Reactor {
             }
             // Still full, it goes back to the end: the waiting connections keep their order,
             // and one tunnel's full backends hold up no other tunnel's clients.
-            self.assign_backend(key, None, now);
+            self.pick_backend(key, None, now, true);
         }
     }
 }
