@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::client::connect;
-use crate::support::curl::{curl, url};
+use crate::support::curl::{curl, send_json, url};
 use crate::support::process::Porxy;
 use crate::support::{wait_until, Backend};
 
@@ -216,17 +216,7 @@ fn queue_waits_and_reloads_are_counted() {
         .expect("the slot, once the first left");
 
     let table = curl(&[&url(&admin, "/routes")]).body;
-    let put = |body: &str| {
-        curl(&[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-            &url(&admin, "/routes"),
-        ])
-    };
+    let put = |body: &str| send_json(&admin, "PUT", "/routes", body);
     assert_eq!(put(&table).status, 200);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let clash = table.replace(

@@ -96,8 +96,8 @@ impl Buckets {
     /// Records `value`, this thread being the only one that records here.
     pub(crate) fn record_alone(&self, value: Duration) {
         let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
-        crate::status::bump(&self.counts[self.bucket(value)], 1);
-        crate::status::bump(&self.sum_micros, micros);
+        crate::counter::bump(&self.counts[self.bucket(value)], 1);
+        crate::counter::bump(&self.sum_micros, micros);
     }
 
     /// Records `value`, other threads recording here too.

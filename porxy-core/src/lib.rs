@@ -39,6 +39,7 @@ mod cert_error;
 mod cert_status;
 mod config;
 mod conn;
+mod counter;
 mod error;
 mod generation;
 mod handle;

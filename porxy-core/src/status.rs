@@ -14,14 +14,7 @@ use crate::generation::GenerationStatus;
 use crate::histogram::{Buckets, Histogram, LIFETIME_BOUNDS};
 use crate::spec::{Reply, Strategy, TunnelMode};
 
-/// Adds `n` to a counter that only one thread writes: a load and a store, no locked instruction.
-#[inline]
-pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
+pub(crate) use crate::counter::bump;
 
 /// Counts a connection gone from an `open` counter. Release: whoever reads the counter with
 /// [`open_now`] and sees the connection gone also sees everything counted for it before (bytes,

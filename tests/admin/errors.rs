@@ -10,22 +10,9 @@ use serde_json::json;
 
 use super::{with_admin, WAIT};
 use crate::support::client::set_timeouts;
-use crate::support::curl::{curl, parse, url, Reply};
+use crate::support::curl::{curl, parse, send_json, url};
 use crate::support::process::{Porxy, TempDir};
 use crate::support::Backend;
-
-/// `curl -X METHOD` with a JSON body.
-fn send_json(admin: &str, method: &str, path: &str, body: &str) -> Reply {
-    curl(&[
-        "-X",
-        method,
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        body,
-        &url(admin, path),
-    ])
-}
 
 /// Sends raw `bytes` on a new connection and reads until the endpoint closes it.
 fn raw(admin: &str, bytes: &[u8]) -> String {

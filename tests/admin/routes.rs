@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{with_admin, WAIT};
 use crate::support::client::connect;
-use crate::support::curl::{curl, url};
+use crate::support::curl::{curl, send_json, url};
 use crate::support::{wait_until, Backend};
 
 /// A client of `addr` that has read its backend's one-byte greeting.
@@ -75,17 +75,8 @@ fn curl_reads_replaces_and_reads_back_the_routes_and_new_connections_follow() {
 fn one_route_and_its_backends_change_on_their_own() {
     let (a, b) = (Backend::greeting_echo(b"A"), Backend::greeting_echo(b"B"));
     let (porxy, admin) = with_admin(&["--tunnel", &format!("127.0.0.1:0={}", a.addr())]);
-    let put = |path: &str, body: &serde_json::Value| {
-        curl(&[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &body.to_string(),
-            &url(&admin, path),
-        ])
-    };
+    let put =
+        |path: &str, body: &serde_json::Value| send_json(&admin, "PUT", path, &body.to_string());
     // A route of its own, on a new port.
     let web = json!({
         "listen": "127.0.0.1:0",

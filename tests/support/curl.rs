@@ -83,6 +83,20 @@ pub fn parse(text: &str) -> Reply {
     }
 }
 
+/// `curl -X METHOD` to `path` of the admin endpoint at `admin`, with a JSON body.
+#[track_caller]
+pub fn send_json(admin: &str, method: &str, path: &str, body: &str) -> Reply {
+    curl(&[
+        "-X",
+        method,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        body,
+        &url(admin, path),
+    ])
+}
+
 /// `http://ADDR/PATH` for an admin address from the READY line.
 pub fn url(admin: &str, path: &str) -> String {
     format!("http://{admin}{path}")
