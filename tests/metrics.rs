@@ -242,3 +242,54 @@ fn queue_waits_and_reloads_are_counted() {
         "0"
     );
 }
+
+/// Every counter series (and every histogram's buckets, sum and count) only grows across
+/// scrapes taken while clients come and go.
+#[test]
+fn counters_never_decrease_across_scrapes_under_load() {
+    let backend = Backend::greeting_echo(b"X");
+    let porxy = Porxy::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--tunnel",
+        &format!("127.0.0.1:0={}", backend.addr()),
+    ]);
+    let admin = porxy.admin().unwrap().to_string();
+    let load = crate::support::load::Load::start(porxy.tunnel("cli-1"), 4, b'X');
+    let counters = |text: &str| -> std::collections::BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(series, _)| {
+                let name = series.split('{').next().unwrap_or("");
+                name.starts_with("porxy_")
+                    && (name.ends_with("_total")
+                        || name.ends_with("_bucket")
+                        || name.ends_with("_sum")
+                        || name.ends_with("_count"))
+            })
+            .map(|(series, value)| (series.to_string(), value.parse().unwrap()))
+            .collect()
+    };
+    let mut before = counters(&curl(&[&url(&admin, "/metrics")]).body);
+    for round in 0..10 {
+        load.wait_completed((round + 1) * 20, WAIT);
+        let now = counters(&curl(&[&url(&admin, "/metrics")]).body);
+        for (series, value) in &before {
+            let later = now
+                .get(series)
+                .copied()
+                .unwrap_or_else(|| panic!("{series} gone"));
+            assert!(later >= *value, "{series} went from {value} to {later}");
+        }
+        before = now;
+    }
+    let report = load.finish();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let accepted = before
+        .iter()
+        .find(|(s, _)| s.starts_with("porxy_tunnel_connections_accepted_total"))
+        .map(|(_, v)| *v)
+        .unwrap();
+    assert!(accepted >= 200.0, "{accepted}");
+}

@@ -186,7 +186,9 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         ),
         state_file: plan.state_file.clone(),
         counts: Default::default(),
+        published: Default::default(),
     });
+    reloader.publish(&reloader.bound.lock().unwrap_or_else(|p| p.into_inner()));
     let bound_of = reloader
         .bound
         .lock()

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use porxy_core::{Endpoint, ProxyHandle, ReloadReport, TunnelSpec};
@@ -93,6 +93,9 @@ pub(crate) struct Reloader {
     pub(crate) state_file: Option<PathBuf>,
     /// How reloads went, for the metrics.
     pub(crate) counts: ReloadCounts,
+    /// Tunnel names by bound address as the last reload left them, for readers (status,
+    /// metrics, the routing table) that must not wait while a reload holds `bound`.
+    pub(crate) published: Mutex<Arc<HashMap<SocketAddr, String>>>,
 }
 
 /// Reloads (from the file, or of the routing table through the admin API) by how they went.
@@ -123,13 +126,21 @@ impl ReloadCounts {
 
 impl Reloader {
     /// Tunnel names by bound address.
-    pub(crate) fn names(&self) -> HashMap<SocketAddr, String> {
-        self.bound
+    /// Never waits for a reload under way: it reads what the last one published.
+    pub(crate) fn names(&self) -> Arc<HashMap<SocketAddr, String>> {
+        self.published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publishes the names of `bound` for [`Reloader::names`].
+    pub(crate) fn publish(&self, bound: &HashMap<String, SocketAddr>) {
+        let names = bound
             .iter()
             .map(|(name, addr)| (*addr, name.clone()))
-            .collect()
+            .collect();
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(names);
     }
 
     /// Reloads; on error nothing changed and the error says why.
@@ -271,6 +282,7 @@ impl Reloader {
             .into_iter()
             .zip(report.bound.iter().copied())
             .collect();
+        self.publish(bound);
         Ok(report)
     }
 }

@@ -170,6 +170,7 @@ mod tests {
                     bound: Mutex::new(Default::default()),
                     state_file: None,
                     counts: Default::default(),
+                    published: Default::default(),
                 }),
             };
             Fixture {
@@ -189,6 +190,36 @@ mod tests {
         fn text(&self, line: &str) -> String {
             render(&self.run(line)).text
         }
+    }
+
+    /// Status, metrics and the routing table never wait for a reload under way: they read the
+    /// names the last reload published, not the lock a reload holds.
+    #[test]
+    fn readers_answer_while_a_reload_holds_its_lock() {
+        let fixture = Fixture::new();
+        let api = crate::admin::api::Api {
+            handle: fixture.proxy.handle(),
+            ctx: fixture.ctx.clone(),
+            started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        let held = fixture.ctx.reloader.bound.lock().unwrap();
+        let (done, answered) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                use crate::admin::router::Endpoint;
+                for endpoint in [Endpoint::Metrics, Endpoint::Status, Endpoint::ListRoutes] {
+                    let answer = api.answer(endpoint, b"").map(|a| a.response.status);
+                    done.send(answer).unwrap();
+                }
+            });
+            for _ in 0..3 {
+                let status = answered
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("an answer while the reload lock is held");
+                assert_eq!(status, Ok(200));
+            }
+        });
+        drop(held);
     }
 
     #[test]

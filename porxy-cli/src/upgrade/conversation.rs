@@ -5,9 +5,7 @@
 //! Everything a peer sends is read through a [`LineReader`]: bounded in length, with one
 //! deadline per line. A refusal is answered `ERR why` (best effort) and logged, rate-limited.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -118,7 +116,7 @@ impl Conversation {
         let mut conn = self.reader.stream();
         conn.set_write_timeout(Some(STEP_TIMEOUT))
             .map_err(Abandoned::io("setting a write timeout"))?;
-        let names: HashMap<SocketAddr, String> = context.reloader.names();
+        let names = context.reloader.names();
         let sockets = handle.listening_sockets().map_err(Abandoned::Sockets)?;
         let mut text = String::new();
         let mut fds: Vec<OwnedFd> = Vec::new();
