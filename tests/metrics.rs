@@ -37,16 +37,23 @@ fn promtool() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-#[test]
-fn a_scrape_after_known_traffic_is_exact_and_valid() {
-    let backend = Backend::echo();
+/// porxy with the tunnel `cli-1` to `spec` (`REMOTE[options]`) and an admin endpoint; its
+/// admin address.
+fn with_admin(spec: &str) -> (Porxy, String) {
     let porxy = Porxy::start(&[
         "--admin",
         "127.0.0.1:0",
         "--tunnel",
-        &format!("127.0.0.1:0={}", backend.addr()),
+        &format!("127.0.0.1:0={spec}"),
     ]);
-    let admin = porxy.admin().unwrap().to_string();
+    let admin = porxy.admin().expect("admin= on the READY line").to_string();
+    (porxy, admin)
+}
+
+#[test]
+fn a_scrape_after_known_traffic_is_exact_and_valid() {
+    let backend = Backend::echo();
+    let (porxy, admin) = with_admin(&backend.addr().to_string());
     let listen = porxy.tunnel("cli-1").to_string();
     for size in [100usize, 200, 300] {
         let mut client = connect(porxy.tunnel("cli-1"));
@@ -188,16 +195,7 @@ fn the_metrics_listener_serves_metrics_only() {
 #[test]
 fn queue_waits_and_reloads_are_counted() {
     let backend = Backend::greeting_echo(b"A");
-    let porxy = Porxy::start(&[
-        "--admin",
-        "127.0.0.1:0",
-        "--tunnel",
-        &format!(
-            "127.0.0.1:0={}[max_conns=1,queue_timeout=5s]",
-            backend.addr()
-        ),
-    ]);
-    let admin = porxy.admin().unwrap().to_string();
+    let (porxy, admin) = with_admin(&format!("{}[max_conns=1,queue_timeout=5s]", backend.addr()));
     let tunnel = porxy.tunnel("cli-1");
     let mut first = connect(tunnel);
     let mut greeting = [0u8; 1];
@@ -248,13 +246,7 @@ fn queue_waits_and_reloads_are_counted() {
 #[test]
 fn counters_never_decrease_across_scrapes_under_load() {
     let backend = Backend::greeting_echo(b"X");
-    let porxy = Porxy::start(&[
-        "--admin",
-        "127.0.0.1:0",
-        "--tunnel",
-        &format!("127.0.0.1:0={}", backend.addr()),
-    ]);
-    let admin = porxy.admin().unwrap().to_string();
+    let (porxy, admin) = with_admin(&backend.addr().to_string());
     let load = crate::support::load::Load::start(porxy.tunnel("cli-1"), 4, b'X');
     let counters = |text: &str| -> std::collections::BTreeMap<String, f64> {
         text.lines()
