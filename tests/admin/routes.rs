@@ -43,15 +43,7 @@ fn curl_reads_replaces_and_reads_back_the_routes_and_new_connections_follow() {
     // What GET gave, with B in place of A, goes back as the whole table.
     table["routes"][0]["remotes"] = json!([{"address": b.addr().to_string(), "weight": 2}]);
     let body = table.to_string();
-    let replaced = curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &body,
-        &url(&admin, "/routes"),
-    ]);
+    let replaced = send_json(&admin, "PUT", "/routes", &body);
     assert_eq!(replaced.status, 200, "{}", replaced.body);
     let report = replaced.json();
     assert_eq!(report["changed"], json!([tunnel.to_string()]));
@@ -96,15 +88,8 @@ fn one_route_and_its_backends_change_on_their_own() {
     assert_eq!(shown["strategy"], "first");
 
     // B joins; A drains: new clients go to B.
-    let added = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &json!({"address": b.addr().to_string()}).to_string(),
-        &url(&admin, "/routes/web/backends"),
-    ]);
+    let backend = json!({"address": b.addr().to_string()}).to_string();
+    let added = send_json(&admin, "POST", "/routes/web/backends", &backend);
     assert_eq!(added.status, 200, "{}", added.body);
     let drained = put(
         &format!("/routes/web/backends/{}", a.addr()),

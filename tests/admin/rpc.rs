@@ -9,18 +9,12 @@ use serde_json::{json, Value};
 
 use super::with_admin;
 use crate::support::client::set_timeouts;
-use crate::support::curl::{curl, url, Reply};
+use crate::support::curl::{curl, send_json, url, Reply};
 use crate::support::Backend;
 
 /// POSTs `body` to `/rpc`.
 fn rpc(admin: &str, body: &Value) -> Reply {
-    curl(&[
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &body.to_string(),
-        &url(admin, "/rpc"),
-    ])
+    send_json(admin, "POST", "/rpc", &body.to_string())
 }
 
 /// One call; its `result`, or its `error`.

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::WAIT;
-use crate::support::curl::{curl, url};
+use crate::support::curl::{curl, send_json, url};
 use crate::support::process::{run, Porxy, TempDir};
 use crate::support::Backend;
 
@@ -31,25 +31,10 @@ fn runtime_changes_survive_a_restart() {
         "remotes": [{"address": a.addr().to_string()}, {"address": b.addr().to_string()}],
         "options": {"idle_timeout": "5m"},
     });
-    let put = curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &web.to_string(),
-        &url(&admin, "/routes/web"),
-    ]);
+    let put = send_json(&admin, "PUT", "/routes/web", &web.to_string());
     assert_eq!(put.status, 200, "{}", put.body);
-    let drained = curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"state":"drain"}"#,
-        &url(&admin, &format!("/routes/web/backends/{}", a.addr())),
-    ]);
+    let backend = format!("/routes/web/backends/{}", a.addr());
+    let drained = send_json(&admin, "PUT", &backend, r#"{"state":"drain"}"#);
     assert_eq!(drained.status, 200, "{}", drained.body);
     let kept: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).expect("the state file")).unwrap();
