@@ -11,6 +11,8 @@ use crate::support::curl::{curl, send_json, url};
 use crate::support::process::Porxy;
 use crate::support::{wait_until, Backend};
 
+mod proxy_wide;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The value of the sample `line_start` (a metric name with its labels) in `text`.

@@ -59,6 +59,7 @@ mod tls;
 mod tunnel;
 pub mod units;
 
+pub use accept::AcceptPauses;
 pub use accept_mode::{AcceptMode, AcceptModeError};
 pub use balance::backend::BackendState;
 pub use cert_error::CertError;
@@ -88,5 +89,6 @@ pub use spec::{
     SniRouteError, SniRoutes, SpecError, SpecErrorKind, Strategy, TlsVersion, TunnelMode,
     TunnelOptions, TunnelSpec, UnknownName, UnknownOption, MAX_WEIGHT, OPTION_KEYS,
 };
+pub use splice::SpliceFallbacks;
 pub use status::{BackendStatus, CloseCounts, ReactorStatus, Status, TunnelStatus};
 pub use tunnel::reach::reached_listener;

@@ -47,7 +47,7 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use crate::accept::parking::RESOURCE_BACKOFF;
-use crate::accept::{AcceptFailure, AcceptMode, Accepting, ListenSocket, NoTurn};
+use crate::accept::{AcceptFailure, AcceptMode, Accepting, ListenSocket, NoTurn, Pause};
 use crate::mailbox::{Mailbox, WAKER_TOKEN};
 use crate::reactor::{Accepted, ReactorMsg};
 use crate::tunnel::Tunnel;
@@ -297,8 +297,12 @@ impl Listener {
     fn accept_round(&mut self) {
         let accepting = self.shared.clone();
         let now = Instant::now();
+        let was_full = self.at_capacity;
         self.at_capacity = !accepting.admission.has_room();
         if self.at_capacity {
+            if !was_full {
+                accepting.pauses.record(Pause::ConnectionLimit);
+            }
             accepting.warn_capacity(now);
             return;
         }
@@ -316,10 +320,12 @@ impl Listener {
                     Ok(()) => {}
                     Err(NoTurn::Full) => {
                         self.at_capacity = true;
+                        accepting.pauses.record(Pause::ConnectionLimit);
                         break;
                     }
                     Err(NoTurn::Rate { until }) => {
                         self.paused_until = Some(until);
+                        accepting.pauses.record(Pause::AcceptRate);
                         accepting.note_rate(now, until);
                         break;
                     }
@@ -356,6 +362,7 @@ impl Listener {
                             AcceptFailure::OneClient => continue,
                             AcceptFailure::Shortage => {
                                 self.paused_until = Some(now + RESOURCE_BACKOFF);
+                                accepting.pauses.record(Pause::ResourceShortage);
                                 accepting.warn_shortage(&e, now);
                                 break;
                             }

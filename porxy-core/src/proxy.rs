@@ -180,15 +180,16 @@ impl ProxyBuilder {
         let mut reactor_stats = Vec::with_capacity(self.config.reactors);
         let mut reactors = Vec::with_capacity(self.config.reactors);
         for index in 0..self.config.reactors {
-            let stats = Arc::new(ReactorStats::default());
+            let pools = Pools::new(
+                self.config.buffer_size,
+                self.config.pipe_size,
+                self.config.pipes_per_reactor(),
+            );
+            let stats = Arc::new(ReactorStats::new(pools.pipes.fallback_counts()));
             let (reactor, mailbox) = Reactor::new(
                 id,
                 index,
-                Pools::new(
-                    self.config.buffer_size,
-                    self.config.pipe_size,
-                    self.config.pipes_per_reactor(),
-                ),
+                pools,
                 stats.clone(),
                 accepting.clone(),
                 mode == AcceptMode::Reactors,

@@ -6,13 +6,16 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use crate::accept::AcceptPauses;
 use crate::balance::backend::BackendState;
 use crate::cert_status::CertificateStatus;
 use crate::conn::close::CloseReason;
 use crate::generation::GenerationStatus;
 use crate::histogram::{Buckets, Histogram, LIFETIME_BOUNDS};
 use crate::spec::{Reply, Strategy, TunnelMode};
+use crate::splice::{FallbackCounts, SpliceFallbacks};
 
 pub(crate) use crate::counter::bump;
 
@@ -168,14 +171,28 @@ impl TunnelStats {
 pub(crate) struct ReactorStats {
     pub(crate) open: AtomicU64,
     pub(crate) adopted: AtomicU64,
+    /// Connections that ended because descriptors or memory ran out.
+    shortages: AtomicU64,
+    /// Its pipe pool's count of copies made instead of splices.
+    splice_fallbacks: Arc<FallbackCounts>,
 }
 
 impl ReactorStats {
+    /// The counters of a reactor whose pipe pool counts its fallbacks in `splice_fallbacks`.
+    pub(crate) fn new(splice_fallbacks: Arc<FallbackCounts>) -> Self {
+        ReactorStats {
+            splice_fallbacks,
+            ..ReactorStats::default()
+        }
+    }
+
     pub(crate) fn snapshot(&self, index: usize) -> ReactorStatus {
         ReactorStatus {
             index,
             open: open_now(&self.open),
             adopted: self.adopted.load(Ordering::Relaxed),
+            shortages: self.shortages.load(Ordering::Relaxed),
+            splice_fallbacks: self.splice_fallbacks.snapshot(),
         }
     }
 
@@ -190,7 +207,10 @@ impl ReactorStats {
         bump(&self.open, 1);
     }
 
-    pub(crate) fn closed(&self) {
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        if reason == CloseReason::LocalResource {
+            bump(&self.shortages, 1);
+        }
         drop_one(&self.open);
     }
 }
@@ -208,6 +228,8 @@ pub struct Status {
     pub stopping: bool,
     /// The current configuration generation and older ones that still hold connections.
     pub generations: Vec<GenerationStatus>,
+    /// How often accepting paused, by cause.
+    pub accept_pauses: AcceptPauses,
 }
 
 /// Snapshots are made by the proxy; these constructors give the rest of the fields zeros, so
@@ -261,6 +283,8 @@ impl ReactorStatus {
             index,
             open: 0,
             adopted: 0,
+            shortages: 0,
+            splice_fallbacks: SpliceFallbacks::default(),
         }
     }
 }
@@ -378,4 +402,9 @@ pub struct ReactorStatus {
     pub open: u64,
     /// Connections it took in since start: accepted itself, or handed by the listener thread.
     pub adopted: u64,
+    /// Its connections that ended because descriptors or memory ran out (reason
+    /// `local_resource`).
+    pub shortages: u64,
+    /// Bytes it copied instead of splicing, by cause.
+    pub splice_fallbacks: SpliceFallbacks,
 }

@@ -1,7 +1,7 @@
-//! porxy's own metric families, from a status snapshot (the sharded counters summed, nothing
-//! kept twice): per tunnel, per backend, per reactor, per generation, the certificates' expiry,
-//! and the build. Labels are bounded: tunnel name and listen address, backend address,
-//! direction, close reason and fault, state, reactor index, generation; never a client's.
+//! porxy's per-tunnel metric families, from a status snapshot (the sharded counters summed,
+//! nothing kept twice): per tunnel, per backend, the certificates' expiry, and the build. Labels
+//! are bounded: tunnel name and listen address, backend address, direction, close reason and
+//! fault, state; never a client's. The proxy-wide families are in `proxy_wide.rs`.
 
 use std::time::UNIX_EPOCH;
 
@@ -130,33 +130,6 @@ pub fn write(text: &mut Exposition, status: &Status, name_of: &dyn Fn(&TunnelSta
         lifetime.histogram(&[("tunnel", tunnel), ("listen", listen)], &t.lifetime);
     }
     write_backends(text, &tunnels);
-    let mut reactors = text.family(
-        "porxy_reactor_connections_open",
-        Kind::Gauge,
-        "Connections each reactor holds now.",
-    );
-    for r in &status.reactors {
-        reactors.sample(&[("reactor", &r.index.to_string())], r.open);
-    }
-    let current = status
-        .generations
-        .iter()
-        .find(|g| g.current)
-        .map_or(0, |g| g.id);
-    text.family(
-        "porxy_config_generation",
-        Kind::Gauge,
-        "The configuration generation new connections start under.",
-    )
-    .sample(&[], current);
-    let mut generations = text.family(
-        "porxy_generation_connections_open",
-        Kind::Gauge,
-        "Connections open, by the generation they started under.",
-    );
-    for g in &status.generations {
-        generations.sample(&[("generation", &g.id.to_string())], g.open);
-    }
     let mut expiry = text.family(
         "porxy_tls_certificate_expiry_timestamp_seconds",
         Kind::Gauge,

@@ -1,11 +1,12 @@
 //! Prometheus metrics (`GET /metrics` on the admin endpoint): the text exposition format
 //! ([`exposition`]), written at each scrape from a status snapshot of porxy's own sharded
-//! counters ([`families`]) and from `/proc/self` ([`process`]). No registry, no second copy of
+//! counters ([`families`], [`proxy_wide`]) and from `/proc/self` ([`process`]). No registry, no second copy of
 //! a counter; a scrape never waits on a reactor or a reload.
 
 pub mod exposition;
 pub mod families;
 pub mod process;
+pub mod proxy_wide;
 
 use std::sync::atomic::Ordering;
 
@@ -22,6 +23,7 @@ pub fn scrape(
 ) -> String {
     let mut text = exposition::Exposition::default();
     families::write(&mut text, status, name_of);
+    proxy_wide::write(&mut text, status);
     text.family(
         "porxy_reloads_total",
         Kind::Counter,

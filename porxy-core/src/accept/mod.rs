@@ -14,11 +14,14 @@
 mod admission;
 mod failure;
 pub(crate) mod parking;
+mod pauses;
 mod socket;
 
 pub(crate) use crate::accept_mode::AcceptMode;
 pub(crate) use admission::{within_share, Admission, LogLimit};
 pub(crate) use failure::AcceptFailure;
+pub use pauses::AcceptPauses;
+pub(crate) use pauses::{Pause, PauseCounts};
 pub(crate) use socket::ListenSocket;
 
 use std::io;
@@ -48,6 +51,8 @@ pub(crate) struct Accepting {
     pub(crate) error_log: Mutex<LogLimit>,
     /// One log line a second at most about the accept rate.
     pub(crate) rate_log: Mutex<LogLimit>,
+    /// Times accepting paused, by cause.
+    pub(crate) pauses: PauseCounts,
 }
 
 /// Why an accept may not be tried now.
@@ -146,6 +151,7 @@ impl Accepting {
             capacity_log: Mutex::new(LogLimit::default()),
             error_log: Mutex::new(LogLimit::default()),
             rate_log: Mutex::new(LogLimit::default()),
+            pauses: PauseCounts::default(),
         };
         accepting.set_rate(max_accept_rate);
         accepting

@@ -254,6 +254,7 @@ impl ProxyHandle {
                 .collect(),
             stopping: self.shared.accepting_ended.load(Ordering::Acquire),
             generations: self.generations(),
+            accept_pauses: self.shared.accepting.pauses.snapshot(),
         }
     }
 

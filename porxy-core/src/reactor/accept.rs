@@ -52,7 +52,7 @@ use tracing::debug;
 use super::accepted::{Accepted, Origin};
 use super::Reactor;
 use crate::accept::parking::{self, Load, Parked, Tick};
-use crate::accept::{AcceptFailure, Accepting, ListenSocket, NoTurn};
+use crate::accept::{AcceptFailure, Accepting, ListenSocket, NoTurn, Pause};
 
 /// Clients accepted from one listening socket per round before the reactor turns to its
 /// connections (and to the other sockets).
@@ -251,16 +251,26 @@ impl Reactor {
             return;
         };
         acceptor.park(&self.poll, why);
-        match why {
-            Parked::Full => shared.warn_capacity(now),
-            Parked::OverShare { .. } => debug!(
-                reactor = self.counts.shard(),
-                open = self.counts.open_here(),
-                "more than its share of the connections: leaving new clients to other reactors"
-            ),
-            Parked::Throttled { until } => shared.note_rate(now, until),
-            Parked::Starved { .. } => {}
-        }
+        let pause = match why {
+            Parked::Full => {
+                shared.warn_capacity(now);
+                Pause::ConnectionLimit
+            }
+            Parked::OverShare { .. } => {
+                debug!(
+                    reactor = self.counts.shard(),
+                    open = self.counts.open_here(),
+                    "more than its share of the connections: leaving new clients to other reactors"
+                );
+                Pause::OverShare
+            }
+            Parked::Throttled { until } => {
+                shared.note_rate(now, until);
+                Pause::AcceptRate
+            }
+            Parked::Starved { .. } => Pause::ResourceShortage,
+        };
+        shared.pauses.record(pause);
     }
 
     /// Takes a socket whose accept failed unexpectedly out of the epoll for a while.

@@ -71,7 +71,7 @@ impl Accounting {
     pub(super) fn closed(&self, tunnel: &Tunnel, reason: CloseReason, lived: std::time::Duration) {
         tunnel.stats.reactor(self.index).closed(reason, lived);
         tunnel.generation.closed();
-        self.stats.closed();
+        self.stats.closed(reason);
         self.accepting.admission.release();
     }
 

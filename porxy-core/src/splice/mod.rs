@@ -16,11 +16,14 @@
 //! automatic connection limit keeps their descriptors back, so splicing cannot run porxy out of
 //! descriptors.
 
+mod fallback;
 mod kernel;
 mod pool;
 
+pub use fallback::SpliceFallbacks;
+pub(crate) use fallback::{Fallback, FallbackCounts};
 pub(crate) use kernel::{block_sigpipe, is_unsupported, KernelPipe};
-pub(crate) use pool::{Fallback, PipePool};
+pub(crate) use pool::PipePool;
 
 /// Whether this platform has splice(2).
 pub(crate) const SUPPORTED: bool = cfg!(target_os = "linux");

@@ -9,21 +9,11 @@
 use std::io;
 use std::sync::Arc;
 
+use super::fallback::{Fallback, FallbackCounts};
 use super::kernel::KernelPipe;
 
 /// Free pipes a reactor keeps at most; more are closed when given back.
 const MAX_FREE: usize = 16;
-
-/// Why a direction copied instead of splicing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fallback {
-    /// Every pipe the reactor may open is in use: this burst is copied.
-    Budget,
-    /// Creating a pipe failed (`EMFILE`, `ENFILE`, ...): the direction copies from now on.
-    Create,
-    /// A socket refused a splice (`EINVAL`, `ENOSYS`): the direction copies from now on.
-    Unsupported,
-}
 
 /// A reactor's stock of free pipes, all of one size.
 pub(crate) struct PipePool {
@@ -34,8 +24,8 @@ pub(crate) struct PipePool {
     cap: usize,
     /// Every open pipe holds a clone: the strong count less one is the number open.
     token: Arc<()>,
-    /// Fallbacks so far, by [`Fallback`] (in declaration order).
-    fallbacks: [u64; 3],
+    /// Fallbacks so far, shared with the reactor's status.
+    fallbacks: Arc<FallbackCounts>,
     /// Makes the next creation fail with this OS error, to test the fallback.
     #[cfg(test)]
     pub(crate) fail_next: Option<i32>,
@@ -49,7 +39,7 @@ impl PipePool {
             free: Vec::new(),
             cap,
             token: Arc::new(()),
-            fallbacks: [0; 3],
+            fallbacks: Arc::default(),
             #[cfg(test)]
             fail_next: None,
         }
@@ -85,9 +75,7 @@ impl PipePool {
     /// warn level (debug for the budget, which is expected under load), later ones at debug
     /// level when the count reaches a power of two.
     pub(crate) fn fell_back(&mut self, why: Fallback, error: Option<&io::Error>) {
-        let count = &mut self.fallbacks[why as usize];
-        *count += 1;
-        let count = *count;
+        let count = self.fallbacks.record(why);
         let error = error.map(|e| e.to_string());
         let error = error.as_deref().unwrap_or("");
         match why {
@@ -118,7 +106,12 @@ impl PipePool {
     /// Fallbacks counted so far for `why`.
     #[cfg(test)]
     pub(crate) fn fallbacks(&self, why: Fallback) -> u64 {
-        self.fallbacks[why as usize]
+        self.fallbacks.get(why)
+    }
+
+    /// The fallback counts, for the reactor's status.
+    pub(crate) fn fallback_counts(&self) -> Arc<FallbackCounts> {
+        self.fallbacks.clone()
     }
 
     #[cfg(test)]
