@@ -50,6 +50,13 @@ fn accept_pauses_are_counted_by_cause() {
     wait_until(WAIT, "a pause at the connection limit", || {
         counter(&admin, limit) >= 1
     });
+    let status = curl(&[&url(&admin, "/status")]).json();
+    assert!(
+        status["accept_pauses"]["connection_limit"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     drop(first);
     let mut back = [0u8; 6];
     second.read_exact(&mut back).unwrap();

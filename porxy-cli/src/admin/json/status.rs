@@ -1,5 +1,5 @@
 //! What `STATUS FULL` shows, as JSON (`GET /status`): every tunnel with its counters, close
-//! reasons, backends and certificates; every reactor; every generation.
+//! reasons, backends and certificates; every reactor; every generation; accept pauses.
 
 use std::time::SystemTime;
 
@@ -19,8 +19,19 @@ pub fn status(status: &Status, name_of: impl Fn(&TunnelStatus) -> String) -> Val
         "open": status.open_connections(),
         "tunnels": tunnels,
         "reactors": status.reactors.iter().map(|r| json!({
-            "index": r.index, "open": r.open, "adopted": r.adopted,
+            "index": r.index, "open": r.open, "adopted": r.adopted, "shortages": r.shortages,
+            "splice_fallbacks": {
+                "budget": r.splice_fallbacks.budget,
+                "create": r.splice_fallbacks.create,
+                "unsupported": r.splice_fallbacks.unsupported,
+            },
         })).collect::<Vec<_>>(),
+        "accept_pauses": {
+            "connection_limit": status.accept_pauses.connection_limit,
+            "accept_rate": status.accept_pauses.accept_rate,
+            "resource_shortage": status.accept_pauses.resource_shortage,
+            "over_share": status.accept_pauses.over_share,
+        },
         "generations": status.generations.iter().map(|g| json!({
             "id": g.id, "open": g.open, "current": g.current,
         })).collect::<Vec<_>>(),
