@@ -7,6 +7,7 @@
 mod support;
 
 mod accept;
+mod access_log;
 mod access_rules;
 mod admin;
 mod balance;

@@ -6,12 +6,14 @@
 //! fault, which clap's error format has no room for.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
 use porxy_core::units::parse_duration;
 use porxy_core::{AcceptMode, TunnelSpec};
 
+use crate::access_log::{Format, Target};
 use crate::clients::ListenAddr;
 use crate::error::CliError;
 use crate::named_tunnel::NamedTunnel;
@@ -75,6 +77,10 @@ pub(crate) struct Args {
     pub(crate) state_file: Option<PathBuf>,
     /// `--metrics ADDR`, overriding the file.
     pub(crate) metrics: Option<ListenAddr>,
+    /// `--access-log`, overriding the file's `[proxy]`.
+    pub(crate) access_log: Option<Target>,
+    /// `--access-log-format`, overriding the file's `[proxy]`.
+    pub(crate) access_log_format: Option<Format>,
 }
 
 /// The arguments as clap reads them.
@@ -213,6 +219,17 @@ struct RawArgs {
     /// listen`, else none; the admin endpoint serves /metrics too].
     #[arg(long, value_name = "ADDR", value_parser = parse_control)]
     metrics: Option<ListenAddr>,
+
+    /// Write one line per connection as it ends to this file (reopened on SIGUSR1 and the
+    /// control socket's REOPEN, for logrotate), to `stderr`, or `off` [default: the file's
+    /// `[proxy] access_log`, else off].
+    #[arg(long, value_name = "PATH|stderr|off", value_parser = Target::from_str)]
+    access_log: Option<Target>,
+
+    /// The access log's lines: `logfmt` or `json` (one object a line) [default: the file's
+    /// `[proxy] access_log_format`, else logfmt].
+    #[arg(long, value_name = "logfmt|json", value_parser = Format::from_str)]
+    access_log_format: Option<Format>,
 }
 
 /// A duration more than zero: a zero timeout would cut every client before its first line.
@@ -268,6 +285,8 @@ impl RawArgs {
             rpc: self.rpc,
             state_file: self.state_file,
             metrics: self.metrics,
+            access_log: self.access_log,
+            access_log_format: self.access_log_format,
         })))
     }
 }

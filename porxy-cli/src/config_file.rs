@@ -8,6 +8,7 @@
 //! listeners.demo.backends: <what and what was expected>`. The file's shape is documented in
 //! `examples/porxy.toml`.
 
+mod access_log;
 mod admin;
 pub(crate) use admin::AdminTable;
 mod backend;
@@ -57,6 +58,8 @@ pub(crate) struct ConfigFile {
     pub(crate) state_file: Option<std::path::PathBuf>,
     /// `[metrics] listen`, if given (`--metrics` overrides it).
     pub(crate) metrics: Option<ListenAddr>,
+    /// `access_log` and `access_log_format`, proxy-wide and per listener, with the flags'.
+    pub(crate) access_log: crate::access_log::Plan,
 }
 
 /// Command-line settings that replace the file's before it is validated.
@@ -64,6 +67,10 @@ pub(crate) struct ConfigFile {
 pub(crate) struct Overrides {
     /// `--reactors N`.
     pub(crate) reactors: Option<usize>,
+    /// `--access-log PATH|stderr|off`.
+    pub(crate) access_log: Option<crate::access_log::Target>,
+    /// `--access-log-format logfmt|json`.
+    pub(crate) access_log_format: Option<crate::access_log::Format>,
     /// `--max-connections N`.
     pub(crate) max_connections: Option<usize>,
     /// `--max-accept-rate N`.
@@ -170,6 +177,7 @@ pub(crate) fn parse(
     let lift = Lift { file, text };
     let raw: RawFile = toml::from_str(text).map_err(|err| lift.toml_error(&err))?;
     let (proxy, drain_timeout) = lift.proxy(&raw.proxy, overrides)?;
+    let access_log = lift.access_log(&raw, overrides)?;
     let backends = lift.backends(&raw.backends)?;
     let mut listeners: Vec<_> = raw.listeners.iter().collect();
     listeners.sort_by_key(|(name, _)| name.span().start);
@@ -223,6 +231,7 @@ pub(crate) fn parse(
                     .map_err(|message| lift.error(m.listen.span().start, "metrics.listen", message))
             })
             .transpose()?,
+        access_log,
     })
 }
 

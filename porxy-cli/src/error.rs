@@ -122,6 +122,9 @@ pub(crate) enum CliError {
     /// stdout is gone.
     #[error("cannot write to stdout")]
     Stdout(#[source] io::Error),
+    /// An access log file cannot be opened for writing.
+    #[error(transparent)]
+    AccessLog(crate::access_log::OpenError),
     /// A takeover or the upgrade socket failed.
     #[error(transparent)]
     Upgrade(crate::upgrade::UpgradeError),

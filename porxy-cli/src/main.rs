@@ -16,6 +16,7 @@
 // kernel who a peer of the upgrade socket is.
 #![deny(unsafe_code)]
 
+mod access_log;
 mod admin;
 mod args;
 mod clients;
@@ -36,6 +37,7 @@ mod start;
 mod state_file;
 mod stopping;
 mod tunnel_help;
+mod tunnel_names;
 mod upgrade;
 
 use std::io::Write;
@@ -167,7 +169,12 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
-    let proxy = start::start(&plan, &tunnels, &inherited)?;
+    let names = tunnel_names::TunnelNames::default();
+    let access_log = Arc::new(
+        access_log::AccessLog::start(plan.access_log.clone(), names.clone())
+            .map_err(CliError::AccessLog)?,
+    );
+    let proxy = start::start(&plan, &tunnels, &inherited, access_log.sink())?;
     drop(inherited);
     // From here on, dropping `proxy` (on an early return) stops it at once.
     let stopper = Stopper::new(proxy.handle(), plan.drain_timeout);
@@ -186,7 +193,8 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         ),
         state_file: plan.state_file.clone(),
         counts: Default::default(),
-        published: Default::default(),
+        published: names,
+        access_log: access_log.clone(),
     });
     reloader.publish(&reloader.bound.lock().unwrap_or_else(|p| p.into_inner()));
     let bound_of = reloader
@@ -255,6 +263,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     if let Some(e) = unconfirmed {
         let report = proxy.join();
         watcher.finish();
+        access_log.finish();
         if let Ok(report) = report {
             tracing::info!(cut = report.cut, "the unconfirmed porxy has drained");
         }
@@ -332,6 +341,8 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
 
     let joined = proxy.join();
     watcher.finish();
+    // Every reactor has ended: what they recorded is queued; write it out.
+    access_log.finish();
     let report = joined.map_err(CliError::Join)?;
     if report.cut > 0 {
         tracing::warn!(

@@ -46,6 +46,8 @@ pub(crate) struct Plan {
     /// Where runtime changes are kept, and the backend states the last run left there.
     pub(crate) state_file: Option<std::path::PathBuf>,
     pub(crate) saved_states: Vec<(String, String, porxy_core::BackendChange)>,
+    /// Where connection records go.
+    pub(crate) access_log: crate::access_log::Plan,
 }
 
 /// Lifts the arguments and the file into one plan: file settings, then command-line overrides;
@@ -60,8 +62,17 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
         control_idle_timeout: args.control_idle_timeout,
         busy_poll: args.busy_poll,
         reuse_port: args.reuse_port,
+        access_log: args.access_log.clone(),
+        access_log_format: args.access_log_format,
     };
     let (mut file_admin, mut file_state, mut file_metrics) = (None, None, None);
+    let mut access_log = crate::access_log::Plan::default();
+    if let Some(target) = &args.access_log {
+        access_log.default.target = target.clone();
+    }
+    if let Some(format) = args.access_log_format {
+        access_log.default.format = format;
+    }
     let (config, file_drain, mut tunnels, control_settings) = match &args.config {
         Some(path) => {
             // The file's control settings come back with the flags' overrides applied.
@@ -70,6 +81,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
             file_admin = file.admin;
             file_state = file.state_file;
             file_metrics = file.metrics;
+            access_log = file.access_log;
             (file.proxy, file.drain_timeout, file.listeners, control)
         }
         None => {
@@ -180,5 +192,6 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
         metrics: args.metrics.clone().or(file_metrics),
         state_file,
         saved_states,
+        access_log,
     })
 }

@@ -22,10 +22,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use porxy_core::{Endpoint, ProxyHandle, ReloadReport, TunnelSpec};
 
+use crate::access_log::{AccessLog, OpenError};
 use crate::clients::ListenAddr;
 use crate::config_file::{self, ConfigError, Overrides};
 use crate::error::{chain, CliError};
 use crate::named_tunnel::NamedTunnel;
+use crate::tunnel_names::TunnelNames;
 
 /// Whether a reload may close every listener the file defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,9 @@ pub(crate) enum ReloadError {
     /// The proxy refused the new set of tunnels (a port in use, a stopping proxy, ...).
     #[error(transparent)]
     Core(porxy_core::Error),
+    /// A file of the new access log could not be opened.
+    #[error(transparent)]
+    AccessLog(OpenError),
 }
 
 /// What a reload needs to know about how porxy was started.
@@ -94,8 +99,11 @@ pub(crate) struct Reloader {
     /// How reloads went, for the metrics.
     pub(crate) counts: ReloadCounts,
     /// Tunnel names by bound address as the last reload left them, for readers (status,
-    /// metrics, the routing table) that must not wait while a reload holds `bound`.
-    pub(crate) published: Mutex<Arc<HashMap<SocketAddr, String>>>,
+    /// metrics, the routing table, the access log) that must not wait while a reload holds
+    /// `bound`.
+    pub(crate) published: TunnelNames,
+    /// The access log, which a reload reconfigures.
+    pub(crate) access_log: Arc<AccessLog>,
 }
 
 /// Reloads (from the file, or of the routing table through the admin API) by how they went.
@@ -128,19 +136,12 @@ impl Reloader {
     /// Tunnel names by bound address.
     /// Never waits for a reload under way: it reads what the last one published.
     pub(crate) fn names(&self) -> Arc<HashMap<SocketAddr, String>> {
-        self.published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.published.get()
     }
 
     /// Publishes the names of `bound` for [`Reloader::names`].
     pub(crate) fn publish(&self, bound: &HashMap<String, SocketAddr>) {
-        let names = bound
-            .iter()
-            .map(|(name, addr)| (*addr, name.clone()))
-            .collect();
-        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(names);
+        self.published.publish(bound);
     }
 
     /// Reloads; on error nothing changed and the error says why.
@@ -201,7 +202,13 @@ impl Reloader {
         if file.control.as_ref() != self.control.as_ref() && self.control.is_some() {
             tracing::warn!("[control] changed; it takes effect at the next start");
         }
-        self.apply_locked(bound, tunnels, &file.proxy)
+        let access_log = self
+            .access_log
+            .prepare(file.access_log)
+            .map_err(ReloadError::AccessLog)?;
+        let report = self.apply_locked(bound, tunnels, &file.proxy)?;
+        self.access_log.commit(access_log);
+        Ok(report)
     }
 
     /// Makes the running tunnels exactly `tunnels` (the HTTP admin's routing table), with the

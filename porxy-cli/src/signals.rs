@@ -1,5 +1,5 @@
 //! Signals: the first SIGINT or SIGTERM starts a graceful stop, a second one stops now; SIGHUP
-//! reloads the configuration file.
+//! reloads the configuration file; SIGUSR1 reopens the access log's files (for logrotate).
 //!
 //! Registration ([`StopSignals::register`]) happens before the proxy starts, so a signal that
 //! arrives while tunnels open is queued rather than killing the process with the default
@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::reload::{ReloadMode, Reloader};
@@ -30,7 +30,7 @@ impl StopSignals {
     /// Takes over SIGINT and SIGTERM.
     pub(crate) fn register() -> io::Result<StopSignals> {
         Ok(StopSignals {
-            signals: Signals::new([SIGINT, SIGTERM, SIGHUP])?,
+            signals: Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?,
         })
     }
 
@@ -47,6 +47,10 @@ impl StopSignals {
             .spawn(move || {
                 let mut stops = 0;
                 for signal in signals.forever() {
+                    if signal == SIGUSR1 {
+                        reopen_access_log(&reloader);
+                        continue;
+                    }
                     if signal == SIGHUP {
                         tracing::info!(signal = "SIGHUP", "reloading the configuration");
                         // The reloader logs its outcome.
@@ -67,6 +71,17 @@ impl SignalWatcher {
         self.handle.close();
         if self.thread.join().is_err() {
             tracing::error!("the signal thread panicked");
+        }
+    }
+}
+
+/// SIGUSR1: the access log's files are opened again by path; a failure is logged and the
+/// old files stay in use.
+fn reopen_access_log(reloader: &Reloader) {
+    match reloader.access_log.reopen() {
+        Ok(files) => tracing::info!(signal = "SIGUSR1", files, "access log reopened"),
+        Err(e) => {
+            tracing::warn!(signal = "SIGUSR1", error = %e, "cannot reopen the access log; writing on to the old file")
         }
     }
 }

@@ -19,11 +19,14 @@ pub(crate) fn start(
     plan: &Plan,
     tunnels: &[NamedTunnel],
     inherited: &[(SocketAddr, std::net::TcpListener)],
+    access: std::sync::Arc<dyn porxy_core::AccessSink>,
 ) -> Result<Proxy, CliError> {
     let deadline = std::time::Instant::now() + plan.bind_wait;
     let mut told = false;
     loop {
-        let mut builder = Proxy::builder().config(plan.config.clone());
+        let mut builder = Proxy::builder()
+            .config(plan.config.clone())
+            .access_sink(access.clone());
         for tunnel in tunnels {
             builder = builder.tunnel(tunnel.spec.clone());
         }

@@ -33,6 +33,7 @@
 
 mod accept;
 mod accept_mode;
+mod access_record;
 mod balance;
 mod buffer;
 mod cert_error;
@@ -61,6 +62,7 @@ pub mod units;
 
 pub use accept::AcceptPauses;
 pub use accept_mode::{AcceptMode, AcceptModeError};
+pub use access_record::{AccessSink, ConnectionRecord, DestinationOutcome, DestinationRecord};
 pub use balance::backend::BackendState;
 pub use cert_error::CertError;
 pub use cert_status::{CertificateRole, CertificateStatus};

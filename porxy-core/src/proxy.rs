@@ -29,14 +29,34 @@ use crate::status::ReactorStats;
 /// println!("listening on {}", proxy.bound()[0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ProxyBuilder {
     config: ProxyConfig,
     tunnels: Vec<TunnelSpec>,
     inherited: HashMap<SocketAddr, std::net::TcpListener>,
+    access: Option<Arc<dyn crate::AccessSink>>,
+}
+
+impl std::fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("config", &self.config)
+            .field("tunnels", &self.tunnels)
+            .field("inherited", &self.inherited)
+            .field("access_sink", &self.access.is_some())
+            .finish()
+    }
 }
 
 impl ProxyBuilder {
+    /// Hands the record of every connection's end ([`crate::ConnectionRecord`]) to `sink`, on
+    /// the reactor thread where it ends: an access log, or anything an application wants to
+    /// ship them to. Without a sink no record is built.
+    pub fn access_sink(mut self, sink: Arc<dyn crate::AccessSink>) -> Self {
+        self.access = Some(sink);
+        self
+    }
+
     /// Replaces every setting at once.
     pub fn config(mut self, config: ProxyConfig) -> Self {
         self.config = config;
@@ -198,7 +218,9 @@ impl ProxyBuilder {
                 what: format!("reactor {index}"),
                 source,
             })?;
-            let reactor = reactor.with_busy_poll(self.config.busy_poll);
+            let reactor = reactor
+                .with_busy_poll(self.config.busy_poll)
+                .with_access_sink(self.access.clone());
             reactor_mailboxes.push(mailbox);
             reactor_stats.push(stats);
             reactors.push(reactor);

@@ -77,12 +77,14 @@ impl Api {
             Endpoint::Status => {
                 let names = self.ctx.reloader.names();
                 let snapshot = self.handle.status();
-                ok(status::status(&snapshot, |t| {
+                let mut body = status::status(&snapshot, |t| {
                     names
                         .get(&t.local)
                         .cloned()
                         .unwrap_or_else(|| t.local.to_string())
-                }))
+                });
+                body["access_log"] = status::access_log(self.ctx.reloader.access_log.counts());
+                ok(body)
             }
             Endpoint::Metrics => {
                 let names = self.ctx.reloader.names();
@@ -93,7 +95,9 @@ impl Api {
                         .cloned()
                         .unwrap_or_else(|| t.local.to_string())
                 };
-                let text = crate::metrics::scrape(&snapshot, &self.ctx.reloader.counts, &name_of);
+                let reloader = &self.ctx.reloader;
+                let access = reloader.access_log.counts();
+                let text = crate::metrics::scrape(&snapshot, &reloader.counts, access, &name_of);
                 Ok(Response {
                     status: 200,
                     headers: vec![(

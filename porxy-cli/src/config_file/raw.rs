@@ -108,6 +108,10 @@ pub(super) struct RawProxy {
     pub(super) allow: Option<Spanned<Vec<String>>>,
     /// Clients refused by a listener with no rules of its own: networks.
     pub(super) deny: Option<Spanned<Vec<String>>>,
+    /// `PATH`, `stderr` or `off`: where connection records go.
+    pub(super) access_log: Option<Spanned<String>>,
+    /// `logfmt` or `json`.
+    pub(super) access_log_format: Option<Spanned<String>>,
 }
 
 impl RawProxy {
@@ -215,6 +219,10 @@ pub(super) struct RawListener {
     pub(super) allow: Option<Spanned<Vec<String>>>,
     /// Clients refused: networks.
     pub(super) deny: Option<Spanned<Vec<String>>>,
+    /// This listener's access log: `PATH`, `stderr` or `off` (default: `[proxy]`'s).
+    pub(super) access_log: Option<Spanned<String>>,
+    /// `logfmt` or `json` (default: `[proxy]`'s).
+    pub(super) access_log_format: Option<Spanned<String>>,
     /// The most connections one client may hold at once.
     pub(super) max_conns_per_client: Option<Spanned<i64>>,
     /// New connections one client may open per second.

@@ -35,6 +35,8 @@ pub enum Command {
     /// `RELOAD [FORCE]`: read the configuration file again and apply it (like SIGHUP); with
     /// FORCE, even a file without listeners, which closes every listener.
     Reload { force: bool },
+    /// `REOPEN`: open the access log's files again (like SIGUSR1), after logrotate moved them.
+    Reopen,
     /// `STOP`: graceful stop of the whole proxy.
     Stop,
     /// `EXIT` or `QUIT`: close this control connection.
@@ -98,6 +100,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "RELOAD FORCE",
         "the same, even for a file without listeners: every listener closes",
+    ),
+    (
+        "REOPEN",
+        "open the access log's files again, after logrotate moved them (like SIGUSR1)",
     ),
     ("STOP", "stop the proxy gracefully (like SIGTERM)"),
     ("EXIT", "close this control connection (also QUIT)"),
@@ -239,6 +245,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 found: rest.to_string(),
             }),
         },
+        "REOPEN" => no_more("REOPEN", rest, Command::Reopen),
         "STOP" => no_more("STOP", rest, Command::Stop),
         "EXIT" => no_more("EXIT", rest, Command::Exit),
         "QUIT" => no_more("QUIT", rest, Command::Exit),

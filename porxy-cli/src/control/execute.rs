@@ -75,6 +75,12 @@ pub fn execute(
             };
             Ok(Outcome::Reloaded(ctx.reloader.reload(mode)?))
         }
+        Command::Reopen => ctx
+            .reloader
+            .access_log
+            .reopen()
+            .map(|files| Outcome::Reopened { files })
+            .map_err(AdminError::ReopenFailed),
         Command::Exit => Ok(Outcome::Bye),
     }
 }
@@ -171,6 +177,10 @@ mod tests {
                     state_file: None,
                     counts: Default::default(),
                     published: Default::default(),
+                    access_log: Arc::new(
+                        crate::access_log::AccessLog::start(Default::default(), Default::default())
+                            .expect("an access log that is off"),
+                    ),
                 }),
             };
             Fixture {

@@ -67,6 +67,8 @@ pub enum Outcome {
         /// What the proxy did.
         removal: Removal,
     },
+    /// `REOPEN`: the access log's files (this many) are open again.
+    Reopened { files: usize },
     /// `RELOAD`: the file is applied.
     Reloaded(ReloadReport),
     /// `STOP`: a graceful stop is to begin. The front end begins it (`Stopper::graceful`) once
@@ -132,6 +134,9 @@ pub enum AdminError {
     /// every listener, a wrong file, or a set of tunnels the proxy refuses.
     #[error("reload failed, nothing changed: {0}")]
     ReloadRefused(#[source] ReloadError),
+    /// An access log file could not be opened again: the old one stays in use.
+    #[error("{0}; writing on to the old file")]
+    ReopenFailed(#[source] crate::access_log::OpenError),
     /// Anything else the proxy reports: a resource of the OS, a thread that died (a bug).
     #[error("{0}")]
     Internal(#[source] Error),

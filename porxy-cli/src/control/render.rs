@@ -149,6 +149,7 @@ fn outcome_reply(outcome: &Outcome) -> Reply {
             removal.open,
             removal.deadline,
         )),
+        Outcome::Reopened { files } => Reply::ok(format!("reopened {files} access log files")),
         Outcome::Reloaded(r) => Reply::ok(format!(
             "reloaded: generation {}, opened {}, changed {}, unchanged {}, closed {}",
             r.generation,

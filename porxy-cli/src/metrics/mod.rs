@@ -19,6 +19,7 @@ use exposition::Kind;
 pub fn scrape(
     status: &Status,
     reloads: &ReloadCounts,
+    access: &crate::access_log::Counts,
     name_of: &dyn Fn(&TunnelStatus) -> String,
 ) -> String {
     let mut text = exposition::Exposition::default();
@@ -43,6 +44,24 @@ pub fn scrape(
         )
         .sample(&[], last_ok);
     }
+    text.family(
+        "porxy_access_log_records_total",
+        Kind::Counter,
+        "Access log records by what became of them: written, dropped (the writer could not \
+         keep up; the connection was not slowed) or failed (the write returned an error).",
+    )
+    .sample(
+        &[("result", "written")],
+        access.written.load(Ordering::Relaxed),
+    )
+    .sample(
+        &[("result", "dropped")],
+        access.dropped.load(Ordering::Relaxed),
+    )
+    .sample(
+        &[("result", "failed")],
+        access.failed.load(Ordering::Relaxed),
+    );
     process::write(&mut text);
     text.finish()
 }

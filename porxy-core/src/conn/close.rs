@@ -63,6 +63,7 @@ pub enum CloseReason {
 
 /// Who caused a connection to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Fault {
     /// Nobody: the connection ended normally.
     None,
@@ -74,6 +75,9 @@ pub enum Fault {
     Local,
     /// An operator's decision.
     Operator,
+    /// Nobody in particular: a deadline passed (no byte for the idle timeout, a half-closed
+    /// connection whose other side did not follow in time).
+    Timeout,
 }
 
 impl Fault {
@@ -85,6 +89,7 @@ impl Fault {
             Fault::Upstream => "upstream",
             Fault::Local => "local",
             Fault::Operator => "operator",
+            Fault::Timeout => "timeout",
         }
     }
 }
@@ -168,9 +173,8 @@ impl CloseReason {
             | CloseReason::UpstreamTls
             | CloseReason::NoBackend
             | CloseReason::QueueTimeout => Fault::Upstream,
-            CloseReason::IdleTimeout
-            | CloseReason::HalfClosedTimeout
-            | CloseReason::ProxyHeader
+            CloseReason::IdleTimeout | CloseReason::HalfClosedTimeout => Fault::Timeout,
+            CloseReason::ProxyHeader
             | CloseReason::ClientLimit
             | CloseReason::ClientRate
             | CloseReason::TlsHandshake

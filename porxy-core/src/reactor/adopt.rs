@@ -13,6 +13,7 @@ use tracing::debug;
 use super::close_log::Ended;
 use super::slot::Slot;
 use super::socket::Socket;
+use super::tally::Tally;
 use super::upstreams::Upstreams;
 use super::{reset, token, Accepted, Origin, Reactor, SOCKET_INTEREST};
 use crate::conn::admission::Verdict;
@@ -141,7 +142,10 @@ impl Reactor {
             Some(_) => Upstreams::fanout(Vec::new(), Vec::new()),
             None => Upstreams::relay(),
         };
-        let slot = Slot::new(id, machine, client, upstreams, peer, tunnel, now, span);
+        let mut slot = Slot::new(id, machine, client, upstreams, peer, tunnel, now, span);
+        if origin == Origin::Imported {
+            slot.tally = Tally::imported();
+        }
         if origin == Origin::Imported && self.handing_over.exporting() {
             self.handing_over.given_back(key, id);
         }
@@ -175,13 +179,16 @@ impl Reactor {
                 .in_scope(|| debug!(details, "what the client's preamble says besides"));
         }
         let mut server_name = opened.as_ref().and_then(|o| o.server_name.as_deref());
+        let mut client_subject = None;
         if let Socket::Tls(tls) = &slot.client {
             server_name = tls.server_name();
+            client_subject = tls.client_subject();
             let sni = server_name.unwrap_or("");
-            let client = tls.client_subject().unwrap_or_default();
+            let client = client_subject.as_deref().unwrap_or("");
             slot.span
-                .in_scope(|| debug!(sni, client_subject = %client, "TLS handshake done"));
+                .in_scope(|| debug!(sni, client_subject = client, "TLS handshake done"));
         }
+        slot.tally.identified(server_name, client_subject);
         if let Some(routing) = &slot.tunnel.sni_routing {
             let sni = server_name.unwrap_or("");
             match routing.outside(server_name) {
@@ -238,6 +245,8 @@ impl Reactor {
         let lived = conn.opened.map_or(std::time::Duration::ZERO, |at| {
             now.saturating_duration_since(at)
         });
+        let opened = conn.opened.unwrap_or(now);
+        self.record_unslotted(conn.id, tunnel, conn.peer, opened, false, reason, error);
         self.close_log.closed(conn, reason, error, now);
         reset(client);
         self.counts.closed(tunnel, reason, lived);

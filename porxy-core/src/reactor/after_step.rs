@@ -84,6 +84,7 @@ impl Reactor {
             reset(&slot.client);
         }
         let upstream_addr = slot.upstreams.logged_addr(&slot.tunnel);
+        let record_addrs = self.record_addrs(&slot);
         for i in 0..slot.upstreams.sockets().len() {
             let (socket, released) = slot.upstreams.take(i, &slot.tunnel);
             if let (Some(socket), Closing::Reset) = (&socket, upstream) {
@@ -96,6 +97,9 @@ impl Reactor {
         slot.count_bytes(self.counts.shard());
         let lived = now.saturating_duration_since(slot.opened);
         self.counts.closed(&slot.tunnel, reason, lived);
+        if let Some(addrs) = record_addrs {
+            self.record_slot(&mut slot, addrs, reason, error, now);
+        }
         let ended = Ended {
             span: &slot.span,
             id: slot.id,

@@ -35,6 +35,7 @@ impl Reactor {
             let addr = slot.upstreams.addr(departure.dest, &tunnel);
             // Dropping a mio socket closes it, which also takes it out of the epoll set.
             let (socket, released) = slot.upstreams.take(departure.dest, &tunnel);
+            slot.tally.dest_left(departure.dest, departure.end);
             if let Some(socket) = socket {
                 if departure.closing == Closing::Reset {
                     reset(&socket);

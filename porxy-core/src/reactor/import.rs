@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 
 use super::slot::Slot;
 use super::socket::Socket;
+use super::tally::Tally;
 use super::token;
 use super::upstreams::{Target, Upstreams};
 use super::{reset, Accepted, Origin, Reactor};
@@ -167,7 +168,7 @@ impl Reactor {
                 "taken over from another process"
             )
         });
-        let slot = Slot::new(
+        let mut slot = Slot::new(
             id,
             Machine::Relay(conn),
             Socket::Tcp(client),
@@ -177,6 +178,7 @@ impl Reactor {
             now,
             span,
         );
+        slot.tally = Tally::imported();
         self.enter(key, slot, now);
     }
 
@@ -189,6 +191,9 @@ impl Reactor {
             CloseReason::LocalResource,
             std::time::Duration::ZERO,
         );
+        let now = std::time::Instant::now();
+        let reason = CloseReason::LocalResource;
+        self.record_unslotted(id, tunnel, peer, now, true, reason, Some(error));
         tracing::warn!(
             conn = id,
             tunnel = %tunnel.local,
@@ -288,7 +293,7 @@ impl Reactor {
                 );
             }
         });
-        let slot = Slot::new(
+        let mut slot = Slot::new(
             id,
             Machine::Fanout(Box::new(conn)),
             Socket::Tcp(client),
@@ -301,6 +306,7 @@ impl Reactor {
             now,
             span,
         );
+        slot.tally = Tally::imported();
         self.enter(key, slot, now);
     }
 

@@ -62,11 +62,13 @@ mod import;
 mod mail;
 mod messages;
 mod queue;
+mod records;
 mod removals;
 mod slot;
 mod socket;
 mod spin;
 mod stopping;
+mod tally;
 mod timers;
 pub(crate) mod token;
 mod upstream;
@@ -148,6 +150,8 @@ pub(crate) struct Reactor {
     close_log: close_log::CloseLog,
     /// Busy polling: whether to poll with a zero timeout for a while after activity.
     busy: spin::BusyPoll,
+    /// Where connection records go, if anywhere.
+    access: Option<Arc<dyn crate::AccessSink>>,
 }
 
 impl Reactor {
@@ -180,8 +184,15 @@ impl Reactor {
             counts: Accounting::new(index, stats, accepting),
             close_log: Default::default(),
             busy: spin::BusyPoll::new(Duration::ZERO),
+            access: None,
         };
         Ok((reactor, mailbox))
+    }
+
+    /// The same reactor, handing the record of each connection's end to `sink`.
+    pub(crate) fn with_access_sink(mut self, sink: Option<Arc<dyn crate::AccessSink>>) -> Self {
+        self.access = sink;
+        self
     }
 
     /// The same reactor, polling without blocking for up to `window` after each activity (see

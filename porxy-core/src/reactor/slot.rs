@@ -15,6 +15,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::socket::Socket;
+use super::tally::Tally;
 use super::upstreams::Upstreams;
 use crate::conn::machine::Machine;
 use crate::conn::proxy_header;
@@ -33,6 +34,8 @@ pub(super) struct Slot {
     /// When this process took the connection in (accepted, or imported).
     pub(super) opened: Instant,
     pub(super) span: tracing::Span,
+    /// What its end record needs that the machine does not keep.
+    pub(super) tally: Tally,
     /// The earliest deadline armed in the timer queue for this connection.
     timer_armed: Option<Armed>,
 }
@@ -63,6 +66,7 @@ impl Slot {
             tunnel,
             opened,
             span,
+            tally: Tally::default(),
             timer_armed: None,
         }
     }
@@ -72,6 +76,8 @@ impl Slot {
     #[inline]
     pub(super) fn count_bytes(&mut self, reactor: usize) {
         let moved = self.machine.take_unreported();
+        self.tally
+            .moved(moved.to_upstream, moved.to_client, &moved.per_upstream);
         if moved.to_upstream + moved.to_client > 0 {
             let shard = self.tunnel.stats.reactor(reactor);
             crate::status::bump(&shard.bytes_to_upstream, moved.to_upstream);
@@ -300,8 +306,9 @@ mod tests {
 
     /// Every connection holds a slot, idle or not: a fan-out machine or destination list
     /// inline would make every relayed connection's as large as theirs, and the idle
-    /// benchmark's memory per connection counts it. In release a slot is 440 bytes, as before
-    /// relayed and fan-out connections shared one kind of slot (456 in a debug build).
+    /// benchmark's memory per connection counts it. In release a slot is 472 bytes: 440, as
+    /// before relayed and fan-out connections shared one kind of slot, and 32 for the tally its
+    /// end record needs (480 in a debug build).
     #[test]
     fn a_slot_is_no_larger_than_a_relayed_connection_needs() {
         assert_eq!(size_of::<Machine>(), size_of::<Conn>());
@@ -313,10 +320,10 @@ mod tests {
             "{}",
             size_of::<Upstreams>()
         );
-        // The rest: id, client socket, upstreams, peer, tunnel, opened, span, timer. (mio's
-        // sockets carry a selector id of their own in debug builds.)
+        // The rest: id, client socket, upstreams, peer, tunnel, opened, span, tally, timer.
+        // (mio's sockets carry a selector id of their own in debug builds.)
         let slot = size_of::<Slot>();
-        let before = if cfg!(debug_assertions) { 456 } else { 440 };
+        let before = if cfg!(debug_assertions) { 480 } else { 472 };
         assert!(slot <= before, "{slot}");
     }
 }

@@ -139,7 +139,9 @@ impl Reactor {
                 if let Some((index, backend)) = slot.upstreams.backend(i, &slot.tunnel) {
                     Reactor::connect_succeeded(&slot.tunnel, backend);
                     if let Some(began) = began {
-                        backend.connected_after(now.saturating_duration_since(began));
+                        let took = now.saturating_duration_since(began);
+                        backend.connected_after(took);
+                        slot.tally.connected_after(took);
                     }
                     if slot.tunnel.fanout.is_none() {
                         header = slot.proxy_header_to(index);
@@ -201,6 +203,9 @@ impl Reactor {
         let ConnectFailure { failed, next } = failure;
         let tunnel = slot.tunnel.clone();
         let backend = slot.upstreams.backend(0, &tunnel).map(|(_, b)| b.clone());
+        if let Some(backend) = &backend {
+            slot.tally.tried(backend.addr);
+        }
         let (_closed, released) = slot.upstreams.take(0, &tunnel);
         self.queue.slot_freed(released);
         // porxy's own shortage (descriptors, ports) is not the backend's failure.

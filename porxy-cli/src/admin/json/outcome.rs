@@ -61,6 +61,7 @@ pub fn outcome(outcome: &Outcome) -> Value {
         Outcome::Closed { local, closed, .. } => json!({
             "listen": local.to_string(), "listening_stopped": closed.listening,
         }),
+        Outcome::Reopened { files } => json!({ "reopened": files }),
         Outcome::Help | Outcome::Status(_) | Outcome::StatusFull(_) | Outcome::Bye => json!({}),
     }
 }
@@ -87,7 +88,7 @@ pub fn status_of(error: &AdminError) -> u16 {
         AdminError::NotFound(_) => 404,
         AdminError::Conflict(_) => 409,
         AdminError::Stopping(_) => 503,
-        AdminError::Internal(_) => 500,
+        AdminError::Internal(_) | AdminError::ReopenFailed(_) => 500,
         AdminError::ReloadRefused(why) => match why {
             ReloadError::Core(core) => match sort(core) {
                 Sort::Invalid => 400,
@@ -97,7 +98,10 @@ pub fn status_of(error: &AdminError) -> u16 {
                 Sort::Internal => 500,
             },
             ReloadError::NoConfigFile | ReloadError::NoListener { .. } => 409,
-            ReloadError::Config(_) | ReloadError::NameTaken { .. } | ReloadError::Check(_) => 400,
+            ReloadError::Config(_)
+            | ReloadError::NameTaken { .. }
+            | ReloadError::Check(_)
+            | ReloadError::AccessLog(_) => 400,
         },
     }
 }

@@ -38,6 +38,16 @@ pub fn status(status: &Status, name_of: impl Fn(&TunnelStatus) -> String) -> Val
     })
 }
 
+/// What became of the access log's records.
+pub fn access_log(counts: &crate::access_log::Counts) -> Value {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "written": get(&counts.written),
+        "dropped": get(&counts.dropped),
+        "failed": get(&counts.failed),
+    })
+}
+
 fn tunnel(t: &TunnelStatus, name: String, now: SystemTime) -> Value {
     let mut closes = Map::new();
     for reason in CloseReason::ALL {

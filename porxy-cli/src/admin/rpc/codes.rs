@@ -63,6 +63,7 @@ pub fn of_admin(error: &AdminError) -> i64 {
         | AdminError::Internal(e) => of_core(e),
         AdminError::ReloadRefused(ReloadError::Core(e)) => of_core(e),
         AdminError::ReloadRefused(_) => RELOAD_REFUSED,
+        AdminError::ReopenFailed(_) => INTERNAL,
     }
 }
 

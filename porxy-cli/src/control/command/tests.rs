@@ -26,6 +26,7 @@ fn commands_parse_case_insensitively() {
         ),
         ("close 8000 now", Command::Close { local, now: true }),
         ("STOP", Command::Stop),
+        ("reopen", Command::Reopen),
         ("reload", Command::Reload { force: false }),
         ("RELOAD force", Command::Reload { force: true }),
         (
@@ -255,6 +256,7 @@ const VALID: &[&str] = &[
     "DISABLE 8000 localhost:7001",
     "RELOAD",
     "reload FORCE",
+    "REOPEN",
     "STOP",
     "EXIT",
     "quit",

@@ -126,6 +126,7 @@ ENABLE LOCAL REMOTE                           put a drained or disabled backend 
 DISABLE LOCAL REMOTE                          no new connections to a backend, and close its connections
 RELOAD                                        read the config file again and apply it; on error nothing changes (like SIGHUP)
 RELOAD FORCE                                  the same, even for a file without listeners: every listener closes
+REOPEN                                        open the access log's files again, after logrotate moved them (like SIGUSR1)
 STOP                                          stop the proxy gracefully (like SIGTERM)
 EXIT                                          close this control connection (also QUIT)
 END
