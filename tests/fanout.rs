@@ -5,10 +5,9 @@
 //! keeping them.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::channel;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use porxy_core::{BackendChange, BackendStatus, CloseReason, TunnelStatus};
@@ -17,23 +16,13 @@ use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, read_until_end, End};
 use crate::support::control::{field, porxy_with_control, ControlClient};
 use crate::support::fanout::{
-    collector, counting_collector, echoing_primary, fanout_spec, recv, Digest, REPORT_WAIT,
+    collector, exchange, counting_collector, echoing_primary, fanout_spec, recv, Digest, REPORT_WAIT,
 };
 use crate::support::payload::bytes;
 use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};
 use crate::support::{wait_for, wait_until};
 
 /// Sends `data` from a thread (then FIN) while this one reads the replies to their end.
-fn exchange(local: SocketAddr, data: Vec<u8>) -> (JoinHandle<()>, TcpStream) {
-    let stream = connect(local);
-    let mut writer = stream.try_clone().expect("clone the client socket");
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&data).expect("send to the proxy");
-        writer.shutdown(Shutdown::Write).expect("FIN to the proxy");
-    });
-    (sender, stream)
-}
-
 fn backend_status(status: &TunnelStatus, addr: SocketAddr) -> BackendStatus {
     *status
         .backends

@@ -8,6 +8,7 @@ mod support;
 
 mod accept;
 mod access_log;
+mod access_records;
 mod access_rules;
 mod admin;
 mod balance;

@@ -788,3 +788,54 @@ fn a_v2_header_sent_by_a_tls_listener_names_the_sni_as_its_authority() {
     let len = u16::from_be_bytes([got[14], got[15]]) as usize;
     assert_eq!(&got[16 + len..], b"x");
 }
+
+/// The access log names what the TLS handshake said: the server name the client asked for
+/// and the subject of the certificate it showed.
+#[test]
+fn the_access_log_names_the_server_name_and_the_client_certificate() {
+    let ca = TestCa::new();
+    let server = ca.server("a", &["a.test"]);
+    let clients = TestCa::new();
+    let alice = clients.client_cert("alice", "alice");
+    let backend = line_then_close();
+    let dir = crate::support::process::TempDir::new();
+    let log = dir.path().join("access.json");
+    let spec = format!(
+        "127.0.0.1:0={}[tls_cert={},tls_key={},tls_client_ca={}]",
+        backend.addr(),
+        server.cert.display(),
+        server.key.display(),
+        clients.ca_pem.display()
+    );
+    let porxy = Porxy::start(&[
+        "--tunnel",
+        &spec,
+        "--access-log",
+        log.to_str().unwrap(),
+        "--access-log-format",
+        "json",
+    ]);
+    let args = [
+        "-servername",
+        "a.test",
+        "-CAfile",
+        ca.ca_pem.to_str().unwrap(),
+        "-ign_eof",
+        "-cert",
+        alice.cert.to_str().unwrap(),
+        "-key",
+        alice.key.to_str().unwrap(),
+    ];
+    let (out, _) = s_client(porxy.tunnel("cli-1"), &args, b"mutual\n");
+    assert!(out.contains("mutual\n"), "{out}");
+    let mut record = String::new();
+    wait_until(WAIT, "the connection's record", || {
+        record = std::fs::read_to_string(&log).unwrap_or_default();
+        record.lines().count() == 1
+    });
+    let record: serde_json::Value = serde_json::from_str(record.trim()).unwrap();
+    assert_eq!(record["server_name"], "a.test");
+    assert_eq!(record["tls_client_subject"], "CN=alice");
+    assert_eq!(record["bytes_to_upstream"], 7);
+    assert_eq!(record["bytes_to_client"], 7);
+}

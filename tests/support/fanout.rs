@@ -181,3 +181,21 @@ impl Gate {
         *open
     }
 }
+
+/// Connects to `local`, sends `data` and a FIN from a thread; the thread, and the stream to
+/// read the replies from.
+pub fn exchange(
+    local: SocketAddr,
+    data: Vec<u8>,
+) -> (std::thread::JoinHandle<()>, std::net::TcpStream) {
+    use std::io::Write;
+    let stream = super::client::connect(local);
+    let mut writer = stream.try_clone().expect("clone the client socket");
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).expect("send to the proxy");
+        writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("FIN to the proxy");
+    });
+    (sender, stream)
+}
