@@ -320,3 +320,53 @@ fn a_writer_that_cannot_keep_up_drops_records_not_connections() {
             .contains("access log records dropped: the writer cannot keep up")
     });
 }
+
+/// `[proxy] access_log` is every listener's, unless the listener has its own (or `off`); a
+/// reload that names another file moves that listener's records there from then on.
+#[test]
+fn listeners_have_their_own_logs_and_a_reload_moves_them() {
+    let echo = Backend::echo();
+    let dir = TempDir::new();
+    let (all, web, web2) = (
+        dir.path().join("all.log"),
+        dir.path().join("web.json"),
+        dir.path().join("web2.json"),
+    );
+    let config = |web_log: &Path| {
+        format!(
+            "[proxy]\naccess_log = \"{}\"\n\n\
+             [backends.echo]\naddress = \"{}\"\n\n\
+             [listeners.web]\nlisten = \"127.0.0.1:0\"\nbackends = [\"echo\"]\n\
+             access_log = \"{}\"\naccess_log_format = \"json\"\n\n\
+             [listeners.quiet]\nlisten = \"127.0.0.1:0\"\nbackends = [\"echo\"]\naccess_log = \"off\"\n\n\
+             [listeners.other]\nlisten = \"127.0.0.1:0\"\nbackends = [\"echo\"]\n",
+            all.display(),
+            echo.addr(),
+            web_log.display()
+        )
+    };
+    let file = dir.write("porxy.toml", &config(&web));
+    let porxy = Porxy::start(&["--config", file.to_str().unwrap(), "--control", "127.0.0.1:0"]);
+    echo_exactly(porxy.tunnel("web"), 11);
+    echo_exactly(porxy.tunnel("quiet"), 12);
+    echo_exactly(porxy.tunnel("other"), 13);
+    let web_records = wait_lines(&web, 1);
+    let record: serde_json::Value = serde_json::from_str(&web_records[0]).unwrap();
+    assert_eq!(
+        (&record["tunnel"], &record["bytes_to_upstream"]),
+        (&"web".into(), &11.into())
+    );
+    let others = wait_lines(&all, 1);
+    assert_eq!(field(&others[0], "tunnel"), "other", "quiet logs nothing");
+    assert_eq!(field(&others[0], "bytes_to_upstream"), "13");
+
+    dir.write("porxy.toml", &config(&web2));
+    let mut control = ControlClient::connect(control_addr(&porxy));
+    assert!(control.cmd("RELOAD").starts_with("OK reloaded"));
+    echo_exactly(porxy.tunnel("web"), 14);
+    let moved = wait_lines(&web2, 1);
+    assert!(moved[0].contains(r#""bytes_to_upstream":14"#), "{}", moved[0]);
+    assert_eq!(lines(&web).len(), 1, "the old file gets nothing more");
+    // The new generation is in the record.
+    assert!(moved[0].contains(r#""generation":2"#), "{}", moved[0]);
+}

@@ -86,6 +86,18 @@ fn errors_name_file_line_and_key() {
             "more than zero",
         ),
         (
+            "bad access_log_format",
+            "[proxy]\naccess_log_format = \"xml\"\n".into(),
+            "porxy.toml:2:21: proxy.access_log_format",
+            "unknown format \"xml\": expected `logfmt` or `json`",
+        ),
+        (
+            "empty access_log",
+            "[proxy]\naccess_log = \"\"\n".into(),
+            "porxy.toml:2:14: proxy.access_log",
+            "expected a file path, `stderr` or `off`",
+        ),
+        (
             "bad busy_poll",
             "[proxy]\nbusy_poll = \"fast\"\n".into(),
             "porxy.toml:2:13: proxy.busy_poll",
