@@ -346,7 +346,12 @@ fn listeners_have_their_own_logs_and_a_reload_moves_them() {
         )
     };
     let file = dir.write("porxy.toml", &config(&web));
-    let porxy = Porxy::start(&["--config", file.to_str().unwrap(), "--control", "127.0.0.1:0"]);
+    let porxy = Porxy::start(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--control",
+        "127.0.0.1:0",
+    ]);
     echo_exactly(porxy.tunnel("web"), 11);
     echo_exactly(porxy.tunnel("quiet"), 12);
     echo_exactly(porxy.tunnel("other"), 13);
@@ -365,7 +370,11 @@ fn listeners_have_their_own_logs_and_a_reload_moves_them() {
     assert!(control.cmd("RELOAD").starts_with("OK reloaded"));
     echo_exactly(porxy.tunnel("web"), 14);
     let moved = wait_lines(&web2, 1);
-    assert!(moved[0].contains(r#""bytes_to_upstream":14"#), "{}", moved[0]);
+    assert!(
+        moved[0].contains(r#""bytes_to_upstream":14"#),
+        "{}",
+        moved[0]
+    );
     assert_eq!(lines(&web).len(), 1, "the old file gets nothing more");
     // The new generation is in the record.
     assert!(moved[0].contains(r#""generation":2"#), "{}", moved[0]);

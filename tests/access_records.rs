@@ -53,7 +53,10 @@ fn a_fanout_record_lists_each_destination_with_its_outcome() {
     let record = records.recv_timeout(WAIT).expect("the connection's record");
     assert_eq!(record.reason, CloseReason::Completed);
     assert_eq!(record.tunnel, proxy.bound()[0]);
-    assert_eq!(record.backend, None, "a fan-out connection names its destinations");
+    assert_eq!(
+        record.backend, None,
+        "a fan-out connection names its destinations"
+    );
     assert_eq!(
         (record.bytes_to_upstream, record.bytes_to_client),
         (10_000, 10_000)
@@ -66,7 +69,8 @@ fn a_fanout_record_lists_each_destination_with_its_outcome() {
     let whole = |outcome: DestinationOutcome| {
         matches!(
             outcome,
-            DestinationOutcome::Finished | DestinationOutcome::WithConnection(CloseReason::Completed)
+            DestinationOutcome::Finished
+                | DestinationOutcome::WithConnection(CloseReason::Completed)
         )
     };
     assert_eq!(dests.len(), 3, "{dests:?}");

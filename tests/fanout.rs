@@ -16,7 +16,8 @@ use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, read_until_end, End};
 use crate::support::control::{field, porxy_with_control, ControlClient};
 use crate::support::fanout::{
-    collector, exchange, counting_collector, echoing_primary, fanout_spec, recv, Digest, REPORT_WAIT,
+    collector, counting_collector, echoing_primary, exchange, fanout_spec, recv, Digest,
+    REPORT_WAIT,
 };
 use crate::support::payload::bytes;
 use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};

@@ -593,3 +593,41 @@ fn a_tls_connection_finishes_in_the_old_porxy() {
     assert_eq!(crate::support::tls::read_to_close_notify(&mut client), b"");
     assert_exits_promptly(&mut old);
 }
+
+/// A connection handed over in an upgrade is recorded once, by the process where it ends,
+/// marked as taken over, with the bytes relayed there; the old process records nothing for
+/// it (it counts it as handed over).
+#[test]
+fn a_handed_over_connection_is_recorded_once_where_it_ends() {
+    let backend = Backend::echo();
+    let dir = crate::support::process::TempDir::new();
+    let (old_log, new_log) = (dir.path().join("old.log"), dir.path().join("new.log"));
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first_with(&["--access-log", old_log.to_str().unwrap()]);
+    let mut client = connect(old.tunnel("cli-1"));
+    round_trip(&mut client, b"before");
+    let new = chain.successor_with(&["--access-log", new_log.to_str().unwrap()]);
+    assert_took_over(&new, &old);
+    assert_exits_promptly(&mut old);
+    round_trip(&mut client, b"after the upgrade");
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_end(&mut client).end, End::Eof);
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    crate::support::wait_until(WAIT, "the record in the new process's log", || {
+        !read(&new_log).is_empty()
+    });
+    let record = read(&new_log);
+    assert_eq!(record.lines().count(), 1, "{record}");
+    for pair in [
+        "imported=true",
+        "reason=completed",
+        "bytes_to_upstream=17",
+        "bytes_to_client=17",
+    ] {
+        assert!(
+            record.split_whitespace().any(|p| p == pair),
+            "{pair} in {record}"
+        );
+    }
+    assert_eq!(read(&old_log), "", "the old process records nothing for it");
+}
