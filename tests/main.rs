@@ -34,3 +34,4 @@ mod stop;
 mod tls;
 mod tls_backends;
 mod tls_health;
+mod top;

@@ -25,6 +25,8 @@ pub(crate) enum Command {
     HelpTunnel,
     /// Check or run a proxy.
     Run(Box<Args>),
+    /// `porxy top ...`: the live view of a running porxy.
+    Top(crate::top::TopArgs),
 }
 
 /// Validated arguments.
@@ -247,6 +249,11 @@ fn parse_control(text: &str) -> Result<ListenAddr, String> {
 /// Reads the process arguments. A clap error (usage, or `--help`/`--version`) is returned for
 /// the caller to print with clap's own exit code.
 pub(crate) fn parse() -> Result<Result<Command, CliError>, clap::Error> {
+    // `porxy top` is a client of a running porxy, with arguments of its own.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "top") {
+        let args = std::env::args_os().skip(1);
+        return crate::top::TopArgs::try_parse_from(args).map(|top| Ok(Command::Top(top)));
+    }
     RawArgs::try_parse().map(RawArgs::lift)
 }
 

@@ -122,6 +122,9 @@ pub(crate) enum CliError {
     /// stdout is gone.
     #[error("cannot write to stdout")]
     Stdout(#[source] io::Error),
+    /// `porxy top` failed (its terminal, or its token file).
+    #[error("porxy top")]
+    Top(#[source] io::Error),
     /// An access log file cannot be opened for writing.
     #[error(transparent)]
     AccessLog(crate::access_log::OpenError),

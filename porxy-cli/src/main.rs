@@ -36,6 +36,7 @@ mod socket_path;
 mod start;
 mod state_file;
 mod stopping;
+mod top;
 mod tunnel_help;
 mod tunnel_names;
 mod upgrade;
@@ -89,6 +90,10 @@ fn run(command: Command) -> Result<Outcome, CliError> {
             return Ok(Outcome::Done);
         }
         Command::Run(args) => *args,
+        Command::Top(args) => {
+            top::run(args).map_err(CliError::Top)?;
+            return Ok(Outcome::Done);
+        }
     };
     logging::init(&args.log)?;
     let check = args.check;
