@@ -33,6 +33,7 @@
 
 mod accept;
 mod accept_mode;
+mod accept_pauses;
 mod access_record;
 mod balance;
 mod buffer;
@@ -60,8 +61,8 @@ mod tls;
 mod tunnel;
 pub mod units;
 
-pub use accept::AcceptPauses;
 pub use accept_mode::{AcceptMode, AcceptModeError};
+pub use accept_pauses::AcceptPauses;
 pub use access_record::{AccessSink, ConnectionRecord, DestinationOutcome, DestinationRecord};
 pub use balance::backend::BackendState;
 pub use cert_error::CertError;

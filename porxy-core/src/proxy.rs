@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::accept::{AcceptMode, Accepting};
+use crate::access_record::AccessSink;
 use crate::balance::health::Checker;
 use crate::config::ProxyConfig;
 use crate::conn::hold::Pools;
@@ -34,7 +35,7 @@ pub struct ProxyBuilder {
     config: ProxyConfig,
     tunnels: Vec<TunnelSpec>,
     inherited: HashMap<SocketAddr, std::net::TcpListener>,
-    access: Option<Arc<dyn crate::AccessSink>>,
+    access: Option<Arc<dyn AccessSink>>,
 }
 
 impl std::fmt::Debug for ProxyBuilder {
@@ -49,10 +50,10 @@ impl std::fmt::Debug for ProxyBuilder {
 }
 
 impl ProxyBuilder {
-    /// Hands the record of every connection's end ([`crate::ConnectionRecord`]) to `sink`, on
+    /// Hands the record of every connection's end ([`crate::access_record::ConnectionRecord`]) to `sink`, on
     /// the reactor thread where it ends: an access log, or anything an application wants to
     /// ship them to. Without a sink no record is built.
-    pub fn access_sink(mut self, sink: Arc<dyn crate::AccessSink>) -> Self {
+    pub fn access_sink(mut self, sink: Arc<dyn AccessSink>) -> Self {
         self.access = Some(sink);
         self
     }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::accept::AcceptPauses;
+use crate::accept_pauses::AcceptPauses;
 use crate::balance::backend::BackendState;
 use crate::cert_status::CertificateStatus;
 use crate::conn::close::CloseReason;

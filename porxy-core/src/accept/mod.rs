@@ -14,14 +14,12 @@
 mod admission;
 mod failure;
 pub(crate) mod parking;
-mod pauses;
 mod socket;
 
 pub(crate) use crate::accept_mode::AcceptMode;
+pub(crate) use crate::accept_pauses::{Pause, PauseCounts};
 pub(crate) use admission::{within_share, Admission, LogLimit};
 pub(crate) use failure::AcceptFailure;
-pub use pauses::AcceptPauses;
-pub(crate) use pauses::{Pause, PauseCounts};
 pub(crate) use socket::ListenSocket;
 
 use std::io;

@@ -151,7 +151,7 @@ pub(crate) struct Reactor {
     /// Busy polling: whether to poll with a zero timeout for a while after activity.
     busy: spin::BusyPoll,
     /// Where connection records go, if anywhere.
-    access: Option<Arc<dyn crate::AccessSink>>,
+    access: Option<Arc<dyn crate::access_record::AccessSink>>,
 }
 
 impl Reactor {
@@ -190,7 +190,10 @@ impl Reactor {
     }
 
     /// The same reactor, handing the record of each connection's end to `sink`.
-    pub(crate) fn with_access_sink(mut self, sink: Option<Arc<dyn crate::AccessSink>>) -> Self {
+    pub(crate) fn with_access_sink(
+        mut self,
+        sink: Option<Arc<dyn crate::access_record::AccessSink>>,
+    ) -> Self {
         self.access = sink;
         self
     }

@@ -99,7 +99,7 @@ impl Reactor {
     }
 
     /// The sink, if there is one and it records connections of `tunnel`.
-    fn sink_for(&self, tunnel: &Tunnel) -> Option<&dyn crate::AccessSink> {
+    fn sink_for(&self, tunnel: &Tunnel) -> Option<&dyn crate::access_record::AccessSink> {
         let sink = self.access.as_deref()?;
         sink.wants(tunnel.local).then_some(sink)
     }

@@ -1,5 +1,5 @@
 //! How often accepting paused, and why: counted by whichever thread pauses, read by status
-//! snapshots.
+//! snapshots. A leaf: status reads it without the accepting machinery.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
