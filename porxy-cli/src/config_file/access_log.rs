@@ -16,11 +16,11 @@ impl Lift<'_> {
         overrides: &Overrides,
     ) -> Result<Plan, ConfigError> {
         let mut default = Setting::default();
-        if let Some(target) = self.log_target(&raw.proxy.access_log, "proxy.access_log")? {
+        if let Some(target) = self.log_key::<Target>(&raw.proxy.access_log, "proxy.access_log")? {
             default.target = target;
         }
         let format = &raw.proxy.access_log_format;
-        if let Some(format) = self.log_format(format, "proxy.access_log_format")? {
+        if let Some(format) = self.log_key::<Format>(format, "proxy.access_log_format")? {
             default.format = format;
         }
         if let Some(target) = &overrides.access_log {
@@ -33,8 +33,9 @@ impl Lift<'_> {
         for (name, listener) in &raw.listeners {
             let name = name.get_ref();
             let key = |last: &str| format!("listeners.{name}.{last}");
-            let target = self.log_target(&listener.access_log, &key("access_log"))?;
-            let format = self.log_format(&listener.access_log_format, &key("access_log_format"))?;
+            let target = self.log_key::<Target>(&listener.access_log, &key("access_log"))?;
+            let format =
+                self.log_key::<Format>(&listener.access_log_format, &key("access_log_format"))?;
             if target.is_none() && format.is_none() {
                 continue;
             }
@@ -47,30 +48,17 @@ impl Lift<'_> {
         Ok(Plan { default, listeners })
     }
 
-    fn log_target(
+    /// The key's value at `path`, parsed as `T` (a target or a format), if it is given.
+    fn log_key<T: std::str::FromStr<Err = String>>(
         &self,
         raw: &Option<Spanned<String>>,
         path: &str,
-    ) -> Result<Option<Target>, ConfigError> {
+    ) -> Result<Option<T>, ConfigError> {
         raw.as_ref()
-            .map(|t| {
-                t.get_ref()
+            .map(|v| {
+                v.get_ref()
                     .parse()
-                    .map_err(|e: String| self.error(t.span().start, path, e))
-            })
-            .transpose()
-    }
-
-    fn log_format(
-        &self,
-        raw: &Option<Spanned<String>>,
-        path: &str,
-    ) -> Result<Option<Format>, ConfigError> {
-        raw.as_ref()
-            .map(|f| {
-                f.get_ref()
-                    .parse()
-                    .map_err(|e: String| self.error(f.span().start, path, e))
+                    .map_err(|e: String| self.error(v.span().start, path, e))
             })
             .transpose()
     }
