@@ -87,4 +87,17 @@ fn a_fanout_record_lists_each_destination_with_its_outcome() {
         )
     );
     assert!(records.try_recv().is_err(), "one record per connection");
+    // The backends' own counters agree: each got the stream, the primary sent the replies.
+    let status = proxy.handle().status();
+    let bytes = |addr| {
+        let b = status.tunnels[0]
+            .backends
+            .iter()
+            .find(|b| b.addr == addr)
+            .unwrap();
+        (b.bytes_to_backend, b.bytes_from_backend)
+    };
+    assert_eq!(bytes(primary.addr()), (10_000, 10_000));
+    assert_eq!(bytes(mirror.addr()), (10_000, 0));
+    assert_eq!(bytes(refusing.addr()), (0, 0));
 }

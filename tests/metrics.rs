@@ -108,6 +108,14 @@ fn a_scrape_after_known_traffic_is_exact_and_valid() {
             format!("porxy_backend_connections_total{backend_labels}}}"),
             "3",
         ),
+        (
+            format!("porxy_backend_bytes_total{backend_labels},direction=\"to_backend\"}}"),
+            "600",
+        ),
+        (
+            format!("porxy_backend_bytes_total{backend_labels},direction=\"from_backend\"}}"),
+            "600",
+        ),
         (format!("porxy_backend_up{backend_labels}}}"), "1"),
         (
             format!("porxy_backend_state{backend_labels},state=\"up\"}}"),

@@ -269,6 +269,8 @@ impl BackendStatus {
             open: 0,
             total: 0,
             failures: 0,
+            bytes_to_backend: 0,
+            bytes_from_backend: 0,
             bytes_sent: 0,
             lag_drops: 0,
             connect_time: Histogram::new(crate::histogram::CONNECT_BOUNDS),
@@ -360,6 +362,11 @@ pub struct BackendStatus {
     pub total: u64,
     /// Connects to it that failed.
     pub failures: u64,
+    /// Bytes relayed to it: a relayed connection's from its client, a fan-out destination's
+    /// copy of its client's stream.
+    pub bytes_to_backend: u64,
+    /// Bytes relayed from it to clients (a fan-out connection's replies come from its primary).
+    pub bytes_from_backend: u64,
     /// Fan-out: bytes sent to it (0 in balance mode).
     pub bytes_sent: u64,
     /// Fan-out: connections it was dropped from for falling more than `max_lag` behind.

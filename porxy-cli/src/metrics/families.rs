@@ -226,6 +226,31 @@ fn write_backends(text: &mut Exposition, tunnels: &[(String, String, &TunnelStat
             |b| b.lag_drops,
         ),
     ];
+    let mut bytes = text.family(
+        "porxy_backend_bytes_total",
+        Kind::Counter,
+        "Bytes relayed to the backend and from it (a fan-out connection's replies come from \
+         its primary).",
+    );
+    for (tunnel, backend, b) in &backends {
+        bytes
+            .sample(
+                &[
+                    ("tunnel", tunnel),
+                    ("backend", backend),
+                    ("direction", "to_backend"),
+                ],
+                b.bytes_to_backend,
+            )
+            .sample(
+                &[
+                    ("tunnel", tunnel),
+                    ("backend", backend),
+                    ("direction", "from_backend"),
+                ],
+                b.bytes_from_backend,
+            );
+    }
     let mut connect = text.family(
         "porxy_backend_connect_duration_seconds",
         Kind::Histogram,

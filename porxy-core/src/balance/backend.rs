@@ -6,6 +6,7 @@
 //! slot, release it, count a failure), never per byte; a fan-out destination also adds the bytes
 //! it was sent once per drive.
 
+use super::backend_bytes::BackendBytes;
 use crate::histogram::{Buckets, Histogram, CONNECT_BOUNDS};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -109,6 +110,8 @@ pub(crate) struct Backend {
     lag_drops: AtomicU64,
     /// How long its successful connects took (every reactor records here).
     connect_time: Buckets,
+    /// Bytes relayed to it and from it.
+    bytes: BackendBytes,
 }
 
 /// No close ordered: the largest value, so that any deadline is earlier.
@@ -152,6 +155,7 @@ impl Backend {
             sent: AtomicU64::new(0),
             lag_drops: AtomicU64::new(0),
             connect_time: Buckets::new(CONNECT_BOUNDS),
+            bytes: BackendBytes::default(),
         }
     }
 
@@ -378,6 +382,17 @@ impl Backend {
 
     pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Reactor `reactor` relayed `to` bytes to it and `from` bytes from it.
+    #[inline]
+    pub(crate) fn add_bytes(&self, reactor: usize, to: u64, from: u64) {
+        self.bytes.add(reactor, to, from);
+    }
+
+    /// Bytes relayed to it and from it, so far.
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        self.bytes.totals()
     }
 
     /// Fan-out: counts `n` more bytes sent to it.

@@ -18,6 +18,7 @@
 //! - `first`: the first backend in order that can take the connection (failover with backups).
 
 pub(crate) mod backend;
+mod backend_bytes;
 pub(crate) mod health;
 mod stable_hash;
 

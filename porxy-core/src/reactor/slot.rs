@@ -72,7 +72,7 @@ impl Slot {
     }
 
     /// Adds the bytes the connection moved since the last count to its tunnel's counters (in
-    /// shard `reactor`) and to each fan-out destination's backend.
+    /// shard `reactor`), to its backend's, or to each fan-out destination's.
     #[inline]
     pub(super) fn count_bytes(&mut self, reactor: usize) {
         let moved = self.machine.take_unreported();
@@ -83,9 +83,21 @@ impl Slot {
             crate::status::bump(&shard.bytes_to_upstream, moved.to_upstream);
             crate::status::bump(&shard.bytes_to_client, moved.to_client);
         }
+        if moved.per_upstream.is_empty() {
+            // Relayed: its one backend got what the client sent, and sent what it got.
+            if moved.to_upstream + moved.to_client > 0 {
+                if let Some((_, backend)) = self.upstreams.backend(0, &self.tunnel) {
+                    backend.add_bytes(reactor, moved.to_upstream, moved.to_client);
+                }
+            }
+            return;
+        }
         for (i, sent) in moved.per_upstream.into_iter().enumerate() {
             if let Some((_, backend)) = self.upstreams.backend(i, &self.tunnel) {
                 backend.add_sent(sent);
+                // Replies reach the client from the primary, destination 0.
+                let replies = if i == 0 { moved.to_client } else { 0 };
+                backend.add_bytes(reactor, sent, replies);
             }
         }
     }

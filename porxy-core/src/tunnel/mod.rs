@@ -296,16 +296,21 @@ impl Tunnel {
             .iter()
             .chain(&self.leaving)
             .filter(|b| !(b.state() == BackendState::Removing && b.open() == 0))
-            .map(|b| BackendStatus {
-                addr: b.addr,
-                weight: b.weight(),
-                state: b.state(),
-                open: b.open(),
-                total: b.total(),
-                failures: b.failures(),
-                bytes_sent: b.sent(),
-                lag_drops: b.lag_drops(),
-                connect_time: b.connect_time(),
+            .map(|b| {
+                let (bytes_to_backend, bytes_from_backend) = b.bytes();
+                BackendStatus {
+                    addr: b.addr,
+                    weight: b.weight(),
+                    state: b.state(),
+                    open: b.open(),
+                    total: b.total(),
+                    failures: b.failures(),
+                    bytes_to_backend,
+                    bytes_from_backend,
+                    bytes_sent: b.sent(),
+                    lag_drops: b.lag_drops(),
+                    connect_time: b.connect_time(),
+                }
             })
             .collect();
         let mut status = self.stats.snapshot(

@@ -73,6 +73,8 @@ fn tunnel(t: &TunnelStatus, name: String, now: SystemTime) -> Value {
             "open": b.open,
             "total": b.total,
             "failures": b.failures,
+            "bytes_to_backend": b.bytes_to_backend,
+            "bytes_from_backend": b.bytes_from_backend,
             "bytes_sent": b.bytes_sent,
             "lag_drops": b.lag_drops,
         })).collect::<Vec<_>>(),
