@@ -15,13 +15,8 @@ struct Shard {
 }
 
 /// A backend's byte counters.
+#[derive(Default)]
 pub(crate) struct BackendBytes(Box<[Shard; SHARDS]>);
-
-impl Default for BackendBytes {
-    fn default() -> Self {
-        BackendBytes(Box::default())
-    }
-}
 
 impl BackendBytes {
     /// Reactor `reactor` relayed `to` bytes to the backend and `from` bytes from it.
