@@ -234,6 +234,14 @@ fn a_renamed_log_is_reopened_and_nothing_is_lost() {
     wait_lines(&log, 1);
     assert_eq!(lines(&first).len(), 8);
     assert_eq!(lines(&second).len(), 4);
+    let full = control.block("STATUS FULL");
+    assert_eq!(
+        full.iter()
+            .find(|l| l.starts_with("access_log "))
+            .map(String::as_str),
+        Some("access_log written=13 dropped=0 failed=0"),
+        "{full:#?}"
+    );
 }
 
 /// A path porxy cannot write is refused before it starts, with the path and the reason.

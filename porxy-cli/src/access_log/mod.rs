@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use porxy_core::{AccessSink, ConnectionRecord, LogLimit};
 
-pub use counts::Counts;
+pub use counts::{Counts, RecordCounts};
 pub use setting::{Format, Plan, Setting, Target};
 use writer::{Msg, Writer};
 
@@ -132,6 +132,11 @@ impl AccessLog {
     /// What became of the records so far.
     pub fn counts(&self) -> &Counts {
         &self.sink.counts
+    }
+
+    /// Whether any tunnel's connections are recorded.
+    pub fn is_on(&self) -> bool {
+        self.sink.on.load(Ordering::Relaxed)
     }
 
     /// Opens the files of `plan`, for a reload that may still fail: nothing changes until

@@ -33,7 +33,11 @@ pub fn execute(
     match command {
         Command::Help => Ok(Outcome::Help),
         Command::Status { full: false } => Ok(Outcome::Status(handle.status())),
-        Command::Status { full: true } => Ok(Outcome::StatusFull(handle.status())),
+        Command::Status { full: true } => {
+            let log = &ctx.reloader.access_log;
+            let records = log.is_on().then(|| log.counts().snapshot());
+            Ok(Outcome::StatusFull(handle.status(), records))
+        }
         Command::Open(spec) => {
             let opened = handle.open(&spec)?;
             ctx.reloader.persist();

@@ -24,7 +24,7 @@ pub enum Outcome {
     /// `STATUS`: a snapshot, of which only the totals are asked for.
     Status(Status),
     /// `STATUS FULL`: a snapshot, every tunnel, backend, reactor and generation.
-    StatusFull(Status),
+    StatusFull(Status, Option<crate::access_log::RecordCounts>),
     /// `OPEN`: a tunnel opened, or the one on its address changed.
     Opened(OpenedTunnel),
     /// `CLOSE`: the tunnel on `local` stopped listening, or only connections earlier tunnels

@@ -107,8 +107,15 @@ fn outcome_reply(outcome: &Outcome) -> Reply {
             Reply::block("OK commands:", &body)
         }
         Outcome::Status(status) => Reply::ok(summary(status)),
-        Outcome::StatusFull(status) => {
-            Reply::block(&format!("OK {}", summary(status)), &full_status(status))
+        Outcome::StatusFull(status, records) => {
+            let mut body = full_status(status);
+            if let Some(r) = records {
+                body.push_str(&format!(
+                    "access_log written={} dropped={} failed={}\n",
+                    r.written, r.dropped, r.failed
+                ));
+            }
+            Reply::block(&format!("OK {}", summary(status)), &body)
         }
         Outcome::Opened(opened) => {
             let remotes: Vec<String> = opened.remotes.iter().map(|r| r.to_string()).collect();

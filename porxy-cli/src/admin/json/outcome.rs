@@ -62,7 +62,7 @@ pub fn outcome(outcome: &Outcome) -> Value {
             "listen": local.to_string(), "listening_stopped": closed.listening,
         }),
         Outcome::Reopened { files } => json!({ "reopened": files }),
-        Outcome::Help | Outcome::Status(_) | Outcome::StatusFull(_) | Outcome::Bye => json!({}),
+        Outcome::Help | Outcome::Status(_) | Outcome::StatusFull(..) | Outcome::Bye => json!({}),
     }
 }
 

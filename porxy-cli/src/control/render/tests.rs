@@ -161,7 +161,7 @@ reactor 1 open=0 adopted=0
 generation 1 open=1 current
 END
 ";
-    assert_eq!(ok(Outcome::StatusFull(demo(false))).text, want);
+    assert_eq!(ok(Outcome::StatusFull(demo(false), None)).text, want);
     let want = "\
 OK tunnels=2 open=1 accepted=1 bytes_up=12 bytes_down=12 connect_failures=0
 tunnel 127.0.0.1:8000 remotes=127.0.0.1:7000 strategy=round_robin open=1 accepted=1 imported=0 bytes_up=12 bytes_down=12 connect_failures=0 closes=-
@@ -174,7 +174,7 @@ reactor 1 open=0 adopted=0
 generation 1 open=1 current
 END
 ";
-    assert_eq!(ok(Outcome::StatusFull(demo(true))).text, want);
+    assert_eq!(ok(Outcome::StatusFull(demo(true), None)).text, want);
 }
 
 #[test]
@@ -209,7 +209,7 @@ generation 1 open=3
 generation 2 open=0 current
 END
 ";
-    assert_eq!(ok(Outcome::StatusFull(status)).text, want);
+    assert_eq!(ok(Outcome::StatusFull(status, None)).text, want);
 }
 
 /// A TLS tunnel's certificates follow its backends: role, file, serial, names, expiry.
@@ -243,11 +243,10 @@ fn status_full_shows_the_certificates_a_tunnel_holds() {
             SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800),
         ),
     ];
-    let text = ok(Outcome::StatusFull(status(
-        vec![site],
-        Vec::new(),
-        Vec::new(),
-    )))
+    let text = ok(Outcome::StatusFull(
+        status(vec![site], Vec::new(), Vec::new()),
+        None,
+    ))
     .text;
     let expires = humantime::format_rfc3339_seconds(not_after).to_string();
     let want = format!(
