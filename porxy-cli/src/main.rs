@@ -23,6 +23,7 @@ mod clients;
 mod config_file;
 mod control;
 mod error;
+mod exit_hold;
 mod logging;
 mod metrics;
 mod named_tunnel;
@@ -345,6 +346,10 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     );
 
     let joined = proxy.join();
+    // A successor may still be asking for the established connections (there are none left).
+    if !stopper.wait_for_exit_holds(upgrade::STEP_TIMEOUT) {
+        tracing::warn!("the new porxy did not finish taking over in time; exiting all the same");
+    }
     watcher.finish();
     // Every reactor has ended: what they recorded is queued; write it out.
     access_log.finish();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use porxy_core::{ProxyHandle, StopMode};
 
 use crate::clients::Closer;
+use crate::exit_hold::{ExitHold, ExitHolds};
 
 /// How often a draining porxy logs the connections it still holds.
 const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -23,6 +24,8 @@ pub(crate) struct Stopper {
     /// The other front ends' sockets (admin endpoint, JSON-RPC, metrics).
     fronts: Mutex<Vec<Closer>>,
     reporting: AtomicBool,
+    /// Work the process finishes before it exits, stopped or not.
+    exit_holds: Arc<ExitHolds>,
 }
 
 impl Stopper {
@@ -33,7 +36,18 @@ impl Stopper {
             control: OnceLock::new(),
             fronts: Mutex::new(Vec::new()),
             reporting: AtomicBool::new(false),
+            exit_holds: Arc::default(),
         })
+    }
+
+    /// Holds the process's exit until the guard is dropped (see `exit_hold.rs`).
+    pub(crate) fn hold_exit(&self) -> ExitHold {
+        self.exit_holds.hold()
+    }
+
+    /// Waits, at most `limit`, for the holds on the exit; whether none is left.
+    pub(crate) fn wait_for_exit_holds(&self, limit: Duration) -> bool {
+        self.exit_holds.wait(limit)
     }
 
     /// The control socket to close when a stop begins.

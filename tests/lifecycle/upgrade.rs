@@ -261,3 +261,40 @@ fn the_admin_endpoint_moves_to_the_successor() {
     let status = crate::support::curl::curl(&[&crate::support::curl::url(&admin, "/status")]);
     assert_eq!(status.json()["stopping"], false, "the successor answers");
 }
+
+/// Upgrades of a porxy with no connection: every predecessor answers its successor's request
+/// for the established connections (with none) before it exits, so nothing is logged at warn
+/// level or above on either side, twenty times in a row.
+#[test]
+fn idle_upgrades_log_no_false_alarm() {
+    let backend = Backend::greeting_echo(b"X");
+    let mut chain = Chain::new(&backend);
+    let mut old = chain.first();
+    let alarms = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.split_whitespace().any(|w| w == "WARN" || w == "ERROR"))
+            .map(str::to_string)
+            .collect()
+    };
+    for round in 0..RACE_ROUNDS {
+        let new = chain.successor();
+        assert_took_over(&new, &old);
+        assert_exits_cleanly(&mut old, "the predecessor");
+        assert_eq!(
+            alarms(&old.stderr()),
+            Vec::<String>::new(),
+            "round {round}, old"
+        );
+        assert_eq!(
+            alarms(&new.stderr()),
+            Vec::<String>::new(),
+            "round {round}, new"
+        );
+        assert!(
+            new.stderr().contains("connections=0"),
+            "round {round}: {}",
+            new.stderr()
+        );
+        old = new;
+    }
+}

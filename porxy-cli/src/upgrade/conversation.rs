@@ -169,6 +169,8 @@ impl Conversation {
             ))
         })?;
         tracing::info!("the new porxy accepts now; this one stops accepting");
+        // With nothing to drain the proxy stops at once: the process waits for the answer.
+        let _hold = stopper.hold_exit();
         stopper.graceful();
         super::handover::answer(&mut self.reader, handle);
         Ok(())
