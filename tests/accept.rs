@@ -336,3 +336,42 @@ fn clients_over_the_accept_rate_wait_their_turn() {
         assert_all_completed(&handle, local, CLIENTS as u64, &mode.to_string());
     }
 }
+
+/// `accept_later`: the tunnels are open (clients wait in the backlog) but nobody is accepted
+/// until `start_accepting`, in either accept mode; calling it twice changes nothing.
+#[test]
+fn a_proxy_started_to_accept_later_accepts_once_told() {
+    for mode in MODES {
+        let backend = Backend::echo();
+        let proxy = start(
+            builder()
+                .accept(mode)
+                .accept_later()
+                .tunnel(spec_to(backend.addr())),
+        );
+        let local = proxy.bound()[0];
+        let mut client = connect(local);
+        client.write_all(b"waiting").unwrap();
+        // A bounded look: nothing may answer while the proxy does not accept.
+        client
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let err = client.read(&mut byte).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{mode:?}: {err}"
+        );
+        assert_eq!(proxy.handle().status().tunnels[0].accepted, 0, "{mode:?}");
+        proxy.handle().start_accepting().unwrap();
+        proxy.handle().start_accepting().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut back = [0u8; 7];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"waiting", "{mode:?}");
+        round_trip(&mut client, b"and on");
+        assert_eq!(proxy.handle().status().tunnels[0].accepted, 1, "{mode:?}");
+    }
+}

@@ -212,6 +212,7 @@ impl Listener {
                     }
                     let _ = reply.send(sockets);
                 }
+                Ok(ListenerMsg::StartAccepting) if self.accepting => {}
                 Ok(ListenerMsg::StartAccepting) => {
                     self.accepting = true;
                     if self.mode == AcceptMode::Reactors {

@@ -36,6 +36,8 @@ pub struct ProxyBuilder {
     tunnels: Vec<TunnelSpec>,
     inherited: HashMap<SocketAddr, std::net::TcpListener>,
     access: Option<Arc<dyn AccessSink>>,
+    /// Open the tunnels but accept nobody until told (see [`ProxyBuilder::accept_later`]).
+    accept_later: bool,
 }
 
 impl std::fmt::Debug for ProxyBuilder {
@@ -45,6 +47,7 @@ impl std::fmt::Debug for ProxyBuilder {
             .field("tunnels", &self.tunnels)
             .field("inherited", &self.inherited)
             .field("access_sink", &self.access.is_some())
+            .field("accept_later", &self.accept_later)
             .finish()
     }
 }
@@ -55,6 +58,14 @@ impl ProxyBuilder {
     /// ship them to. Without a sink no record is built.
     pub fn access_sink(mut self, sink: Arc<dyn AccessSink>) -> Self {
         self.access = Some(sink);
+        self
+    }
+
+    /// Opens the tunnels at start but accepts nobody until
+    /// [`ProxyHandle::start_accepting`](crate::ProxyHandle::start_accepting): for an application
+    /// that sets backends' states (drained, disabled) before the first client can reach one.
+    pub fn accept_later(mut self) -> Self {
+        self.accept_later = true;
         self
     }
 
@@ -273,7 +284,9 @@ impl ProxyBuilder {
         }
         proxy.handle.close_unclaimed_inherited();
         // Only now, with every tunnel open: a start that failed above accepted no client.
-        proxy.handle.start_accepting()?;
+        if !self.accept_later {
+            proxy.handle.start_accepting()?;
+        }
         Ok(proxy)
     }
 }

@@ -390,8 +390,10 @@ impl ProxyHandle {
             .map_err(|_| Error::Stopped)
     }
 
-    /// Lets the listener accept, once the builder's tunnels are all open.
-    pub(crate) fn start_accepting(&self) -> Result<(), Error> {
+    /// Starts accepting clients: done by [`ProxyBuilder::start`](crate::ProxyBuilder::start)
+    /// once every tunnel is open, unless it was told to
+    /// [`accept_later`](crate::ProxyBuilder::accept_later). Calling it again does nothing.
+    pub fn start_accepting(&self) -> Result<(), Error> {
         self.shared
             .listener
             .send(ListenerMsg::StartAccepting)
