@@ -13,6 +13,7 @@ mod fanout_handover;
 mod handover;
 mod handover_failure;
 mod reload;
+mod runtime_state;
 mod stop;
 mod takeover_failure;
 mod upgrade;

@@ -61,6 +61,9 @@ pub(crate) struct Args {
     /// `--leave-connections`: with `--takeover`, leave the established connections to the
     /// old porxy instead of taking them over.
     pub(crate) leave_connections: bool,
+    /// `--takeover-config-only`: with `--takeover`, start from the configuration alone, not
+    /// replaying the changes made at runtime in the porxy taken over.
+    pub(crate) takeover_config_only: bool,
     /// `--bind-wait DURATION`: how long to wait for a port another process still holds.
     pub(crate) bind_wait: Option<Duration>,
     /// `--busy-poll DURATION`, overriding the file.
@@ -172,6 +175,11 @@ struct RawArgs {
     #[arg(long, requires = "takeover")]
     leave_connections: bool,
 
+    /// With --takeover: start from the configuration alone; by default the changes made at
+    /// runtime in the old porxy (drained backends, tunnels opened, ...) are made here too.
+    #[arg(long, requires = "takeover")]
+    takeover_config_only: bool,
+
     /// When a port is still held by another process (an old porxy draining), wait up to this
     /// long for it to be released instead of failing at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -282,6 +290,7 @@ impl RawArgs {
             control_idle_timeout: self.control_idle_timeout,
             upgrade_socket: self.upgrade_socket,
             takeover: self.takeover,
+            takeover_config_only: self.takeover_config_only,
             leave_connections: self.leave_connections,
             bind_wait: self.bind_wait,
             busy_poll: self.busy_poll,

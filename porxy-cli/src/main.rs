@@ -24,6 +24,7 @@ mod config_file;
 mod control;
 mod error;
 mod exit_hold;
+mod journal;
 mod logging;
 mod metrics;
 mod named_tunnel;
@@ -31,6 +32,7 @@ mod plan;
 mod preflight;
 mod ready;
 mod reload;
+mod replay;
 mod route_table;
 mod signals;
 mod socket_path;
@@ -123,7 +125,8 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let stop_signals = signals::StopSignals::register().map_err(CliError::Signals)?;
     let mut takeover = match &plan.takeover {
         Some(path) => {
-            let taken = upgrade::take_over(path).map_err(CliError::Upgrade)?;
+            let taken =
+                upgrade::take_over(path, !plan.takeover_config_only).map_err(CliError::Upgrade)?;
             tracing::info!(
                 sockets = taken.tunnels.len(),
                 "took the listening sockets of the running porxy"
@@ -201,6 +204,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         counts: Default::default(),
         published: names,
         access_log: access_log.clone(),
+        journal: Default::default(),
     });
     reloader.publish(&reloader.bound.lock().unwrap_or_else(|p| p.into_inner()));
     let bound_of = reloader
@@ -218,6 +222,10 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         stopper: stopper.clone(),
         reloader: reloader.clone(),
     };
+    // What the operators of the porxy taken over changed at runtime, before anyone is served.
+    let runtime = takeover.as_mut().and_then(|t| t.runtime.take());
+    let replayed = runtime.map(|changes| replay::replay(changes, &proxy.handle(), &ctx));
+    proxy.handle().start_accepting().map_err(CliError::Start)?;
     // One bound on admin clients, whichever front end they use.
     let register = Arc::new(clients::Register::default());
     let (control_ctx, control_register) = (ctx.clone(), register.clone());
@@ -238,7 +246,7 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
     let started = Arc::new(AtomicBool::new(false));
     let api = admin::api::Api {
         handle: proxy.handle(),
-        ctx,
+        ctx: ctx.clone(),
         started: started.clone(),
     };
 
@@ -250,10 +258,14 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
                 tracing::info!("took over: the previous porxy stops accepting");
                 // Before the READY line: a successor of this process finds every connection
                 // here.
-                if plan.leave_connections {
+                let imported = if plan.leave_connections {
                     confirmed.leave_connections();
+                    0
                 } else {
-                    confirmed.take_connections(&proxy.handle());
+                    confirmed.take_connections(&proxy.handle())
+                };
+                if let Some(replayed) = replayed {
+                    replayed.finish(&proxy.handle(), &ctx, imported);
                 }
             }
             Err(e) => {

@@ -36,6 +36,8 @@ pub(crate) struct Plan {
     pub(crate) upgrade_socket: Option<std::path::PathBuf>,
     pub(crate) takeover: Option<std::path::PathBuf>,
     pub(crate) leave_connections: bool,
+    /// `--takeover-config-only`.
+    pub(crate) takeover_config_only: bool,
     pub(crate) bind_wait: Duration,
     /// The HTTP admin endpoint, if asked for.
     pub(crate) admin: Option<admin::plan::AdminPlan>,
@@ -186,6 +188,7 @@ pub(crate) fn plan(args: Args) -> Result<Plan, CliError> {
         upgrade_socket: args.upgrade_socket.clone(),
         takeover: args.takeover.clone(),
         leave_connections: args.leave_connections,
+        takeover_config_only: args.takeover_config_only,
         bind_wait: args.bind_wait.unwrap_or_default(),
         admin,
         rpc,

@@ -26,6 +26,7 @@ use crate::access_log::{AccessLog, OpenError};
 use crate::clients::ListenAddr;
 use crate::config_file::{self, ConfigError, Overrides};
 use crate::error::{chain, CliError};
+use crate::journal::Journal;
 use crate::named_tunnel::NamedTunnel;
 use crate::tunnel_names::TunnelNames;
 
@@ -104,6 +105,8 @@ pub(crate) struct Reloader {
     pub(crate) published: TunnelNames,
     /// The access log, which a reload reconfigures.
     pub(crate) access_log: Arc<AccessLog>,
+    /// The changes made at runtime since the configuration was last applied.
+    pub(crate) journal: Journal,
 }
 
 /// Reloads (from the file, or of the routing table through the admin API) by how they went.
@@ -208,6 +211,7 @@ impl Reloader {
             .map_err(ReloadError::AccessLog)?;
         let report = self.apply_locked(bound, tunnels, &file.proxy)?;
         self.access_log.commit(access_log);
+        self.journal.clear();
         Ok(report)
     }
 
@@ -218,6 +222,11 @@ impl Reloader {
         let config = self.handle.config();
         let result = self.apply_locked(&mut bound, tunnels, &config);
         drop(bound);
+        if result.is_ok() {
+            let running = self.running();
+            let routes = crate::route_table::show::routes(&running, &self.handle.status().tunnels);
+            self.journal.set_routes(routes);
+        }
         self.counts.count(&result);
         if result.is_ok() {
             self.persist();

@@ -24,9 +24,12 @@ pub(crate) fn start(
     let deadline = std::time::Instant::now() + plan.bind_wait;
     let mut told = false;
     loop {
+        // Backends' states (a state file's, a predecessor's runtime changes) are put back
+        // before the first client is accepted.
         let mut builder = Proxy::builder()
             .config(plan.config.clone())
-            .access_sink(access.clone());
+            .access_sink(access.clone())
+            .accept_later();
         for tunnel in tunnels {
             builder = builder.tunnel(tunnel.spec.clone());
         }

@@ -73,6 +73,12 @@ pub(crate) fn load(path: &Path) -> Result<Option<Saved>, StateError> {
         path: path.to_path_buf(),
         error,
     })?;
+    let states = states_of(&value);
+    Ok(Some(Saved { tunnels, states }))
+}
+
+/// The operator states (drained, disabled) of the backends in a routes JSON, by route name.
+pub(crate) fn states_of(value: &Value) -> Vec<(String, String, BackendChange)> {
     let mut states = Vec::new();
     for route in value["routes"].as_array().into_iter().flatten() {
         let name = route["name"].as_str().unwrap_or_default();
@@ -86,7 +92,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<Saved>, StateError> {
             states.push((name.to_string(), address.to_string(), change));
         }
     }
-    Ok(Some(Saved { tunnels, states }))
+    states
 }
 
 /// Puts the saved operator states back on the started tunnels (`bound`: each tunnel's bound

@@ -64,6 +64,8 @@ impl ProxyBuilder {
     /// Opens the tunnels at start but accepts nobody until
     /// [`ProxyHandle::start_accepting`](crate::ProxyHandle::start_accepting): for an application
     /// that sets backends' states (drained, disabled) before the first client can reach one.
+    /// Until then, an [`inherit`](ProxyBuilder::inherit)ed socket no tunnel took is kept for a
+    /// tunnel opened meanwhile; those still unclaimed are closed when accepting starts.
     pub fn accept_later(mut self) -> Self {
         self.accept_later = true;
         self
@@ -187,7 +189,7 @@ impl ProxyBuilder {
     /// A listening socket taken over from another process (see
     /// [`ProxyHandle::listening_sockets`]): a tunnel opened on exactly `local` accepts on it
     /// instead of binding, so that no client is refused during an upgrade. An inherited socket
-    /// no tunnel asks for is closed once the proxy has started.
+    /// no tunnel asks for is closed once the proxy starts accepting.
     pub fn inherit(mut self, local: SocketAddr, socket: std::net::TcpListener) -> Self {
         self.inherited.insert(local, socket);
         self
@@ -282,8 +284,8 @@ impl ProxyBuilder {
             }
             proxy.bound.push(opened.local);
         }
-        proxy.handle.close_unclaimed_inherited();
         // Only now, with every tunnel open: a start that failed above accepted no client.
+        // (Inherited sockets no tunnel took stay until then: a tunnel opened before may.)
         if !self.accept_later {
             proxy.handle.start_accepting()?;
         }

@@ -204,7 +204,17 @@ fn unconfirmed_takeover_prints_no_ready_and_exits_1() {
 
     let spec = spec_to(&backend);
     let path_arg = path.display().to_string();
-    let out = run(&["--tunnel", &spec, "--takeover", &path_arg], RUN_TIMEOUT);
+    // The fake predecessor speaks the takeover without the runtime journal.
+    let out = run(
+        &[
+            "--tunnel",
+            &spec,
+            "--takeover",
+            &path_arg,
+            "--takeover-config-only",
+        ],
+        RUN_TIMEOUT,
+    );
     assert_eq!(
         predecessor.join().unwrap(),
         "READY\n",

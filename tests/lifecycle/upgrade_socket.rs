@@ -309,7 +309,14 @@ fn a_frame_announcing_a_huge_body_costs_only_what_came() {
     });
 
     let path_arg = path.display().to_string();
-    let mut new = Porxy::launch(&["--tunnel", &spec_to(&backend), "--takeover", &path_arg]);
+    // The fake predecessor speaks the takeover without the runtime journal.
+    let mut new = Porxy::launch(&[
+        "--tunnel",
+        &spec_to(&backend),
+        "--takeover",
+        &path_arg,
+        "--takeover-config-only",
+    ]);
     at_frame
         .1
         .recv_timeout(WAIT)

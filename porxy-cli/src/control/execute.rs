@@ -24,12 +24,28 @@ pub struct Context {
     pub reloader: Arc<Reloader>,
 }
 
-/// Carries out `command` on the proxy and says what came of it.
+/// Carries out `command` on the proxy and says what came of it. A change of the routing table
+/// that took effect goes in the runtime journal (see `journal.rs`).
 pub fn execute(
     command: Command,
     handle: &ProxyHandle,
     ctx: &Context,
 ) -> Result<Outcome, AdminError> {
+    let changes = matches!(
+        command,
+        Command::Open(_) | Command::Close { .. } | Command::Backend { .. }
+    );
+    let journaled = changes.then(|| command.clone());
+    let result = carry_out(command, handle, ctx);
+    if let (Some(command), Ok(outcome)) = (&journaled, &result) {
+        ctx.reloader
+            .journal
+            .record(command, outcome, std::time::Instant::now());
+    }
+    result
+}
+
+fn carry_out(command: Command, handle: &ProxyHandle, ctx: &Context) -> Result<Outcome, AdminError> {
     match command {
         Command::Help => Ok(Outcome::Help),
         Command::Status { full: false } => Ok(Outcome::Status(handle.status())),
@@ -181,6 +197,7 @@ mod tests {
                     state_file: None,
                     counts: Default::default(),
                     published: Default::default(),
+                    journal: Default::default(),
                     access_log: Arc::new(
                         crate::access_log::AccessLog::start(Default::default(), Default::default())
                             .expect("an access log that is off"),

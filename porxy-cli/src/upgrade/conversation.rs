@@ -21,6 +21,7 @@ use super::peers::{Fault, Peers, REQUEST_TIMEOUT};
 use super::successor::MAX_SOCKETS;
 use super::STEP_TIMEOUT;
 use crate::clients::BoundAddr;
+use crate::journal;
 use crate::reload::Reloader;
 use crate::stopping::Stopper;
 
@@ -67,8 +68,13 @@ impl Conversation {
             context.peers.done_waiting(id);
         }
         let pid = self.peer.pid;
+        let runtime_asked = match request.as_deref() {
+            Ok("TAKEOVER") => false,
+            Ok(line) if line == format!("TAKEOVER {}", journal::FORMAT) => true,
+            _ => false,
+        };
         match request {
-            Ok(line) if line == "TAKEOVER" => {}
+            Ok(line) if line.starts_with("TAKEOVER") && (runtime_asked || line == "TAKEOVER") => {}
             // Connected and left without a word: how a porxy checks whether a socket is alive.
             Err(LineError::Closed { partial }) if partial.is_empty() => {
                 tracing::debug!(pid, "a peer of the upgrade socket left without a request");
@@ -89,7 +95,7 @@ impl Conversation {
             self.refuse(context, Fault::Refused, &why);
             return;
         }
-        let outcome = self.hand_over(context);
+        let outcome = self.hand_over(context, runtime_asked);
         context.gate.leave(outcome.is_ok());
         if let Err(why) = outcome {
             tracing::warn!(upgrade = %context.peers.shown, pid, error = %why, "takeover abandoned; carrying on");
@@ -107,7 +113,7 @@ impl Conversation {
     }
 
     /// The takeover proper; `Ok` once the new porxy has taken over.
-    fn hand_over(mut self, context: &Context) -> Result<(), Abandoned> {
+    fn hand_over(mut self, context: &Context, runtime_asked: bool) -> Result<(), Abandoned> {
         let (handle, stopper) = (&context.handle, &context.stopper);
         tracing::info!(
             pid = self.peer.pid,
@@ -153,9 +159,22 @@ impl Conversation {
         // Our duplicates are no longer needed once sent (the receiver has its own).
         drop(fds);
         sent.map_err(|e| abandon(Abandoned::io("sending the sockets")(e)))?;
-        let ready = self
+        let mut ready = self
             .reader
             .read_line(MAX_REQUEST, Instant::now() + READY_TIMEOUT);
+        // A successor that asked for the runtime journal asks for it once it has the sockets.
+        if runtime_asked && matches!(&ready, Ok(line) if line == "RUNTIME") {
+            let journal = context.reloader.journal.to_json(Instant::now()).to_string();
+            let mut answer = format!("RUNTIME {}\n", journal.len()).into_bytes();
+            answer.extend_from_slice(journal.as_bytes());
+            self.reader
+                .stream()
+                .write_all(&answer)
+                .map_err(|e| abandon(Abandoned::io("sending the runtime journal")(e)))?;
+            ready = self
+                .reader
+                .read_line(MAX_REQUEST, Instant::now() + READY_TIMEOUT);
+        }
         match ready {
             Ok(line) if line == "READY" => {}
             Ok(line) => return Err(abandon(Abandoned::NotReady(line))),

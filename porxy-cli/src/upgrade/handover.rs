@@ -279,12 +279,13 @@ pub(crate) struct Received {
     pub(crate) half_closed: usize,
 }
 
-/// New side, steps 5 and 6: asks for the old porxy's connections and takes them in.
-pub(crate) fn take_connections(conn: &mut UnixStream, handle: &ProxyHandle) {
+/// New side, steps 5 and 6: asks for the old porxy's connections and takes them in; how many
+/// went to a tunnel here.
+pub(crate) fn take_connections(conn: &mut UnixStream, handle: &ProxyHandle) -> u64 {
     let mut received = Received::default();
     match receive(conn, handle, &mut received) {
         Ok(true) => {}
-        Ok(false) => return,
+        Ok(false) => return 0,
         Err(e) => {
             tracing::error!(error = %e, "taking over the established connections stopped half-way; those not taken finish in the previous porxy")
         }
@@ -298,6 +299,8 @@ pub(crate) fn take_connections(conn: &mut UnixStream, handle: &ProxyHandle) {
         half_closed = received.half_closed,
         "took over the established connections of the previous porxy"
     );
+    // Those a tunnel here took in (the detached ones count in no tunnel's status).
+    report.matched as u64
 }
 
 /// New side, step 5 with `--leave-connections`.

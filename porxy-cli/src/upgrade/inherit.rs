@@ -8,7 +8,8 @@ use crate::named_tunnel::NamedTunnel;
 
 /// Matches the listening sockets a takeover brought to the tunnels: by address, or, for a
 /// tunnel asking for port 0, by name (it gets the port the old one had). Returns the tunnels
-/// (listening where they will) and the sockets to inherit.
+/// (listening where they will) and the sockets to inherit. With a runtime journal to replay,
+/// the sockets no tunnel takes are inherited too: a tunnel the journal opens takes its own.
 pub(crate) fn inherit(
     tunnels: &[NamedTunnel],
     takeover: Option<&mut Takeover>,
@@ -31,6 +32,11 @@ pub(crate) fn inherit(
             tunnel.spec.local = addr.into();
             inherited.push((addr, socket));
         }
+    }
+    if takeover.runtime.is_some() {
+        // The proxy closes, with a warning, those no replayed OPEN took.
+        inherited.extend(offered.into_iter().map(|(_, addr, socket)| (addr, socket)));
+        return (tunnels, inherited);
     }
     for (name, addr, _) in &offered {
         tracing::warn!(

@@ -52,7 +52,8 @@ impl Peer {
     /// sends it as soon as it connects. Peeks without consuming a byte or waiting.
     #[allow(unsafe_code)]
     pub(crate) fn announced_takeover(stream: &UnixStream) -> bool {
-        const REQUEST: &[u8; 9] = b"TAKEOVER\n";
+        // `TAKEOVER`, then its end of line, or a space and the runtime journal's format.
+        const REQUEST: &[u8; 8] = b"TAKEOVER";
         let mut buf = [0u8; 9];
         // SAFETY: `buf` is valid for writes of its length; the descriptor is `stream`'s, open
         // for the call. MSG_PEEK leaves the bytes for the conversation to read.
@@ -64,7 +65,7 @@ impl Peer {
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
             )
         };
-        n == REQUEST.len() as isize && &buf == REQUEST
+        n == buf.len() as isize && buf.starts_with(REQUEST) && matches!(buf[8], b'\n' | b' ')
     }
 
     /// [`Peer::announced_takeover`], waiting up to `patience` for the request to arrive: a

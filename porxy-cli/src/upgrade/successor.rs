@@ -16,6 +16,7 @@ use super::peer::Peer;
 use super::raw::{own, read_line, time_left};
 use super::{UpgradeError, STEP_TIMEOUT};
 use crate::clients::{BoundAddr, ListenSocket};
+use crate::journal::{self, Change, Journal};
 
 /// Most sockets one handover carries (the kernel's limit per message is 253).
 pub(super) const MAX_SOCKETS: usize = 250;
@@ -23,6 +24,8 @@ pub(super) const MAX_SOCKETS: usize = 250;
 const MAX_TEXT: usize = 64 * 1024;
 /// Longest line the new porxy reads.
 const MAX_LINE: usize = 1024;
+/// Largest runtime journal taken.
+const MAX_RUNTIME: usize = 64 * 1024 * 1024;
 
 /// What the new porxy received from the running one.
 pub(crate) struct Takeover {
@@ -34,10 +37,31 @@ pub(crate) struct Takeover {
     pub(crate) tunnels: Vec<(String, SocketAddr, TcpListener)>,
     /// The control socket, if the running porxy had one.
     pub(crate) control: Option<(BoundAddr, ListenSocket)>,
+    /// The changes the running porxy's operators made at runtime, to replay here (`None`:
+    /// not asked for, or the running porxy is too old to send them).
+    pub(crate) runtime: Option<Vec<Change>>,
 }
 
-/// New side, steps 1 and 2: asks the porxy at `path` for its listening sockets.
-pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
+/// New side, steps 1 and 2: asks the porxy at `path` for its listening sockets and, with
+/// `runtime`, for the changes made there at runtime. A running porxy too old to know that
+/// request refuses it; then it is asked again without.
+pub(crate) fn take_over(path: &Path, runtime: bool) -> Result<Takeover, UpgradeError> {
+    if !runtime {
+        return ask(path, false);
+    }
+    match ask(path, true) {
+        Err(UpgradeError::Protocol { what, .. }) if what.contains("expected TAKEOVER, got") => {
+            tracing::warn!(
+                "the running porxy cannot send the changes made at runtime (an older version); \
+                 starting from the configuration alone"
+            );
+            ask(path, false)
+        }
+        other => other,
+    }
+}
+
+fn ask(path: &Path, runtime: bool) -> Result<Takeover, UpgradeError> {
     let name = path.display().to_string();
     let io_error = |source| UpgradeError::Io {
         path: name.clone(),
@@ -58,7 +82,12 @@ pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
     }
     conn.set_read_timeout(Some(STEP_TIMEOUT))
         .map_err(io_error)?;
-    conn.write_all(b"TAKEOVER\n").map_err(io_error)?;
+    let request = if runtime {
+        format!("TAKEOVER {}\n", journal::FORMAT)
+    } else {
+        "TAKEOVER\n".to_string()
+    };
+    conn.write_all(request.as_bytes()).map_err(io_error)?;
     let mut text = vec![0u8; MAX_TEXT];
     let mut raw_fds: Vec<RawFd> = vec![-1; MAX_SOCKETS + 1];
     let timed_out = |e: io::Error| {
@@ -147,12 +176,50 @@ pub(crate) fn take_over(path: &Path) -> Result<Takeover, UpgradeError> {
             _ => return Err(protocol(format!("unexpected line `{line}`"))),
         }
     }
+    let runtime = if runtime {
+        Some(read_runtime(&mut conn).map_err(protocol)?)
+    } else {
+        None
+    };
     Ok(Takeover {
         path: name,
         conn,
         tunnels,
         control,
+        runtime,
     })
+}
+
+/// Asks for the runtime journal and reads it: `RUNTIME LEN`, then exactly LEN bytes of JSON.
+fn read_runtime(conn: &mut UnixStream) -> Result<Vec<Change>, String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    conn.write_all(b"RUNTIME\n")
+        .map_err(|e| format!("asking for the runtime journal: {e}"))?;
+    let line = read_line(conn, MAX_LINE, deadline)
+        .map_err(|e| format!("reading the runtime journal: {e}"))?
+        .ok_or("the running porxy closed the connection instead of sending its runtime journal")?;
+    let len = line
+        .trim_end()
+        .strip_prefix("RUNTIME ")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n <= MAX_RUNTIME)
+        .ok_or_else(|| format!("expected `RUNTIME LEN` (at most {MAX_RUNTIME}), got {line:?}"))?;
+    let mut body = vec![0u8; len];
+    let mut read = 0;
+    while read < len {
+        let n = time_left(conn, deadline)
+            .and_then(|()| conn.read(&mut body[read..]))
+            .map_err(|e| format!("reading the runtime journal: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "the runtime journal was cut after {read} of {len} bytes"
+            ));
+        }
+        read += n;
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("the runtime journal: {e}"))?;
+    Journal::parse(&value, Instant::now()).map_err(|e| format!("the runtime journal: {e}"))
 }
 
 /// The reason in an `ERR why` answer, once its line is whole.
@@ -169,9 +236,10 @@ pub(crate) struct Confirmed {
 }
 
 impl Confirmed {
-    /// Steps 5 and 6: takes the old porxy's established connections into `handle`'s proxy.
-    pub(crate) fn take_connections(mut self, handle: &ProxyHandle) {
-        super::handover::take_connections(&mut self.conn, handle);
+    /// Steps 5 and 6: takes the old porxy's established connections into `handle`'s proxy;
+    /// how many went to its reactors.
+    pub(crate) fn take_connections(mut self, handle: &ProxyHandle) -> u64 {
+        super::handover::take_connections(&mut self.conn, handle)
     }
 
     /// Step 5 with `--leave-connections`: the old porxy finishes its connections itself.

@@ -23,6 +23,13 @@ pub struct Removal {
     pub deadline: Option<Duration>,
 }
 
+impl Removal {
+    /// Made by [`ProxyHandle::remove_backend`]; public for a front end's own tests.
+    pub fn new(open: u64, deadline: Option<Duration>) -> Removal {
+        Removal { open, deadline }
+    }
+}
+
 impl ProxyHandle {
     /// Adds a backend to the tunnel on `local`; new connections may use it at once. Returns
     /// its resolved address. An address no connect reaches as one server is refused

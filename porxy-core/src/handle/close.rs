@@ -23,6 +23,13 @@ pub struct Closed {
     pub reset: u64,
 }
 
+impl Closed {
+    /// Made by [`ProxyHandle::close`]; public for a front end's own tests.
+    pub fn new(listening: bool, reset: u64) -> Closed {
+        Closed { listening, reset }
+    }
+}
+
 impl ProxyHandle {
     /// Stops listening on `local`. When this returns the port refuses new connections.
     /// Established connections go on, or are closed now, as `mode` says.

@@ -394,6 +394,7 @@ impl ProxyHandle {
     /// once every tunnel is open, unless it was told to
     /// [`accept_later`](crate::ProxyBuilder::accept_later). Calling it again does nothing.
     pub fn start_accepting(&self) -> Result<(), Error> {
+        self.close_unclaimed_inherited();
         self.shared
             .listener
             .send(ListenerMsg::StartAccepting)
@@ -401,7 +402,7 @@ impl ProxyHandle {
     }
 
     /// Closes inherited sockets that no tunnel took: nobody would accept on them.
-    pub(crate) fn close_unclaimed_inherited(&self) {
+    fn close_unclaimed_inherited(&self) {
         let mut inherited = self
             .shared
             .inherited
