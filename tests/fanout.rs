@@ -365,3 +365,59 @@ fn an_unanswered_mirror_does_not_hold_a_finished_connection() {
     assert_eq!(status.closes.get(CloseReason::Completed), 1, "{status:?}");
     assert_eq!(backend_status(&status, unanswered.addr()).failures, 1);
 }
+
+/// After a burst that held much memory (clients streaming past a stalled destination, each
+/// holding up to `max_lag` for it), porxy gives it back once the connections are gone: its
+/// resident memory returns near where it started within a few seconds of going quiet.
+#[test]
+fn memory_held_in_a_burst_is_given_back_once_quiet() {
+    const CLIENTS: usize = 4;
+    const STREAM: usize = 24 << 20;
+    const MAX_LAG_KIB: u64 = 8 * 1024;
+    /// What may stay above the start: the allocator's own bookkeeping and a few buffers.
+    const SLACK_KIB: u64 = 3 * 1024;
+    let (collector, _collector_rx) = collector(b"");
+    let stalled = Backend::start(|stream, ctx| {
+        let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
+        ctx.hold();
+    });
+    let spec = format!(
+        "127.0.0.1:0={},{}[mode=fanout,reply=none,max_lag={MAX_LAG_KIB}KiB]",
+        collector.addr(),
+        stalled.addr()
+    );
+    let (porxy, control) = porxy_with_control(&["--tunnel", &spec]);
+    let local = porxy.tunnel("cli-1");
+    let mut control = ControlClient::connect(control);
+    let quiet = |control: &mut ControlClient| {
+        wait_for(
+            COUNTERS_SETTLE,
+            "no connection open",
+            || control.cmd("STATUS"),
+            |status| status.contains(" open=0 "),
+        )
+    };
+    quiet(&mut control);
+    let baseline = porxy.rss_kib();
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| exchange(local, bytes(70 + i as u64, STREAM)))
+        .collect();
+    for (sender, mut stream) in clients {
+        assert_eq!(read_until_end(&mut stream).end, End::Eof);
+        sender.join().unwrap();
+    }
+    quiet(&mut control);
+    let peak = porxy.peak_rss_kib();
+    assert!(
+        peak > baseline + MAX_LAG_KIB,
+        "the burst held memory: {baseline} KiB, then a peak of {peak} KiB"
+    );
+    // Given back within a few seconds of going quiet (the reactors trim after a second).
+    wait_for(
+        Duration::from_secs(5),
+        &format!("resident memory back near the {baseline} KiB before the burst (peak {peak} KiB)"),
+        || porxy.rss_kib(),
+        |&now| now <= baseline + SLACK_KIB,
+    );
+}

@@ -128,6 +128,11 @@ impl BufferPool {
         buffer
     }
 
+    /// Frees the stock: a quiet reactor keeps no free buffer (a busy one fills it again).
+    pub(crate) fn trim(&mut self) {
+        self.free = Vec::new();
+    }
+
     /// Returns an empty buffer to the stock (or frees it when the stock is full).
     pub(crate) fn give(&mut self, mut buffer: Buffer) {
         #[cfg(test)]

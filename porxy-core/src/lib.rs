@@ -27,8 +27,9 @@
 //! Start with [`Proxy::builder`]; the [`TunnelSpec`] grammar is `LOCAL=REMOTE[,REMOTE...][opts]`.
 
 #![deny(missing_docs)]
-// Denied, not forbidden: the splice(2) calls in `splice/kernel.rs` and `epoll_ctl` with
-// EPOLLEXCLUSIVE in `reactor/epoll.rs` need it, and those two modules alone allow it.
+// Denied, not forbidden: the splice(2) calls in `splice/kernel.rs`, `epoll_ctl` with
+// EPOLLEXCLUSIVE in `reactor/epoll.rs` and `malloc_trim` in `memory.rs` need it, and those
+// three modules alone allow it.
 #![deny(unsafe_code)]
 
 mod accept;
@@ -49,6 +50,7 @@ mod histogram;
 mod listener;
 mod log_limit;
 mod mailbox;
+mod memory;
 mod proxy;
 mod rate;
 mod reactor;

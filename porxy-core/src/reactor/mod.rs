@@ -58,6 +58,7 @@ mod export;
 mod fanout;
 mod handing_over;
 mod health;
+mod idle_trim;
 mod import;
 mod mail;
 mod messages;
@@ -152,6 +153,8 @@ pub(crate) struct Reactor {
     busy: spin::BusyPoll,
     /// Where connection records go, if anywhere.
     access: Option<Arc<dyn crate::access_record::AccessSink>>,
+    /// When to give memory back after a burst.
+    idle_trim: idle_trim::IdleTrim,
 }
 
 impl Reactor {
@@ -185,6 +188,7 @@ impl Reactor {
             close_log: Default::default(),
             busy: spin::BusyPoll::new(Duration::ZERO),
             access: None,
+            idle_trim: Default::default(),
         };
         Ok((reactor, mailbox))
     }
@@ -238,6 +242,9 @@ impl Reactor {
             // connections queued for a backend slot: they would keep an idle reactor spinning.
             if !events.is_empty() || self.work_left() {
                 self.busy.activity(now);
+                self.idle_trim.activity(now);
+            } else if self.idle_trim.take_due(now) {
+                self.give_back_memory();
             }
             let mut woken = false;
             for event in events.iter() {
@@ -277,6 +284,13 @@ impl Reactor {
             self.end_export_if_done(now);
         }
         ReactorExit { cut: self.cut }
+    }
+
+    /// Quiet after a burst: the stock of free buffers goes, and the allocator hands its free
+    /// pages back to the system (see `memory.rs`).
+    fn give_back_memory(&mut self) {
+        self.pools.buffers.trim();
+        crate::memory::release_free();
     }
 
     /// Connections to drive again or messages to handle: the next poll must not block.

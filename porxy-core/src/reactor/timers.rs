@@ -21,6 +21,7 @@ impl Reactor {
             self.removals.next(),
             self.handing_over.until(),
             self.acceptor.as_ref().and_then(|a| a.wake_at(now)),
+            self.idle_trim.due(),
         ]
         .into_iter()
         .flatten()
