@@ -9,6 +9,7 @@
 //! deadline falls, and a routing table set as a whole (`PUT /routes`) replaces what came
 //! before. A reload clears the journal: the file is the routing table again.
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,12 @@ pub(crate) enum Change {
         line: String,
         until: Option<Instant>,
     },
+    /// A tunnel closed: its address, and its name if it had one (a listener on port 0 gets
+    /// another port in the new process, found by its name).
+    Close {
+        addr: SocketAddr,
+        name: Option<String>,
+    },
     /// A routing table set as a whole: the admin API's routes JSON.
     Routes(Value),
 }
@@ -39,9 +46,16 @@ pub(crate) enum Change {
 pub(crate) struct Journal(Mutex<Vec<Change>>);
 
 impl Journal {
-    /// Records what `command` did, if it changed the routing table.
-    pub(crate) fn record(&self, command: &Command, outcome: &Outcome, now: Instant) {
-        if let Some(change) = change_of(command, outcome, now) {
+    /// Records what `command` did, if it changed the routing table; `name_of` names a
+    /// tunnel by its address.
+    pub(crate) fn record(
+        &self,
+        command: &Command,
+        outcome: &Outcome,
+        now: Instant,
+        name_of: &dyn Fn(SocketAddr) -> Option<String>,
+    ) {
+        if let Some(change) = change_of(command, outcome, now, name_of) {
             self.push(change);
         }
     }
@@ -72,6 +86,9 @@ impl Journal {
                     "command": line,
                     "deadline_ms": until.saturating_duration_since(now).as_millis() as u64,
                 }),
+                Change::Close { addr, name } => {
+                    json!({ "close": addr.to_string(), "tunnel": name })
+                }
                 Change::Routes(routes) => json!({ "routes": routes }),
             })
             .collect();
@@ -92,6 +109,14 @@ impl Journal {
             .map(|(i, change)| {
                 if let Some(routes) = change.get("routes") {
                     return Ok(Change::Routes(routes.clone()));
+                }
+                if let Some(addr) = change.get("close") {
+                    let addr = addr
+                        .as_str()
+                        .and_then(|a| a.parse().ok())
+                        .ok_or_else(|| format!("changes[{i}].close: not an address"))?;
+                    let name = change["tunnel"].as_str().map(str::to_string);
+                    return Ok(Change::Close { addr, name });
                 }
                 let Some(line) = change["command"].as_str() else {
                     return Err(format!("changes[{i}]: neither `command` nor `routes`"));
@@ -130,7 +155,12 @@ impl Journal {
 }
 
 /// The change `command` made, with the addresses its outcome says it bound and resolved.
-fn change_of(command: &Command, outcome: &Outcome, now: Instant) -> Option<Change> {
+fn change_of(
+    command: &Command,
+    outcome: &Outcome,
+    now: Instant,
+    name_of: &dyn Fn(SocketAddr) -> Option<String>,
+) -> Option<Change> {
     let line = |line: String| Some(Change::Line { line, until: None });
     match (command, outcome) {
         (Command::Open(spec), Outcome::Opened(opened)) => {
@@ -139,7 +169,10 @@ fn change_of(command: &Command, outcome: &Outcome, now: Instant) -> Option<Chang
             line(format!("OPEN {bound}"))
         }
         (Command::Close { .. }, Outcome::Closed { local, closed, .. }) if closed.listening => {
-            line(format!("CLOSE {local}"))
+            Some(Change::Close {
+                addr: *local,
+                name: name_of(*local),
+            })
         }
         (
             Command::Backend {
@@ -208,7 +241,7 @@ mod tests {
             parse(b"OPEN 127.0.0.1:0=127.0.0.1:7000,127.0.0.1:7001*3[idle_timeout=5s]").unwrap();
         let bound = "127.0.0.1:8001".parse().unwrap();
         let opened = OpenedTunnel::new(bound, Vec::new(), false);
-        journal.record(&open, &Outcome::Opened(opened), now);
+        journal.record(&open, &Outcome::Opened(opened), now, &|_| None);
         let drain = parse(b"DRAIN 8001 7000").unwrap();
         let changed = Outcome::BackendChanged {
             tunnel: bound,
@@ -216,7 +249,7 @@ mod tests {
             change: ServiceChange::Drain,
             open: 0,
         };
-        journal.record(&drain, &changed, now);
+        journal.record(&drain, &changed, now, &|_| None);
         let remove = parse(b"REMOVE 8001 7001 30s").unwrap();
         let removed = Outcome::Removed {
             tunnel: bound,
@@ -224,15 +257,26 @@ mod tests {
             asked: Some(Duration::from_secs(30)),
             removal: Removal::new(2, Some(Duration::from_secs(30))),
         };
-        journal.record(&remove, &removed, now);
-        journal.record(&Command::Status { full: false }, &Outcome::Help, now);
+        journal.record(&remove, &removed, now, &|_| None);
+        journal.record(
+            &Command::Status { full: false },
+            &Outcome::Help,
+            now,
+            &|_| None,
+        );
         let status = parse(b"CLOSE 8001").unwrap();
         let not_listening = Outcome::Closed {
             local: bound,
             mode: porxy_core::CloseMode::KeepConnections,
             closed: Closed::new(false, 0),
         };
-        journal.record(&status, &not_listening, now);
+        journal.record(&status, &not_listening, now, &|_| None);
+        let closed = Outcome::Closed {
+            local: bound,
+            mode: porxy_core::CloseMode::KeepConnections,
+            closed: Closed::new(true, 0),
+        };
+        journal.record(&status, &closed, now, &|_| Some("web".into()));
 
         let later = now + Duration::from_secs(10);
         let sent = journal.to_json(later);
@@ -245,6 +289,7 @@ mod tests {
                     line,
                     until: Some(until),
                 } => remove_line(line, *until, later),
+                Change::Close { addr, name } => format!("CLOSE {addr} ({name:?})"),
                 Change::Routes(_) => unreachable!(),
             })
             .collect();
@@ -254,9 +299,10 @@ mod tests {
                 "OPEN 127.0.0.1:8001=127.0.0.1:7000,127.0.0.1:7001*3[idle_timeout=5s]",
                 "DRAIN 127.0.0.1:8001 127.0.0.1:7000",
                 "REMOVE 127.0.0.1:8001 127.0.0.1:7001 20000ms",
+                "CLOSE 127.0.0.1:8001 (Some(\"web\"))",
             ]
         );
-        for line in &lines {
+        for line in &lines[..3] {
             assert!(parse(line.as_bytes()).is_ok(), "{line}");
         }
         assert_eq!(
@@ -277,7 +323,7 @@ mod tests {
             change: ServiceChange::Drain,
             open: 0,
         };
-        journal.record(&drain, &changed, now);
+        journal.record(&drain, &changed, now, &|_| None);
         journal.set_routes(json!({"routes": []}));
         let changes = Journal::parse(&journal.to_json(now), now).unwrap();
         assert_eq!(changes, [Change::Routes(json!({"routes": []}))]);

@@ -51,6 +51,18 @@ pub(crate) fn replay(changes: Vec<Change>, handle: &ProxyHandle, ctx: &Context) 
                     });
                 (line, result)
             }
+            Change::Close { addr, name } => {
+                // A listener on port 0 has another port here: found by its name.
+                let bound = name.as_ref().and_then(|name| {
+                    let bound = ctx.reloader.bound.lock().unwrap_or_else(|p| p.into_inner());
+                    bound.get(name).copied()
+                });
+                let line = format!("CLOSE {}", bound.unwrap_or(addr));
+                let result = parse(line.as_bytes())
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| execute(c, handle, ctx).map(drop).map_err(|e| e.to_string()));
+                (line, result)
+            }
             Change::Routes(routes) => ("a routing table set as a whole".to_string(), {
                 routes_again(&routes, handle, ctx)
             }),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::chain::{assert_exits_cleanly, assert_took_over, Chain};
 use super::{control_addr, WAIT};
-use crate::support::client::{connect, read_greeting, round_trip};
+use crate::support::client::{connect, read_greeting, refused, round_trip};
 use crate::support::control::ControlClient;
 use crate::support::process::{Porxy, TempDir};
 use crate::support::{wait_until, Backend};
@@ -98,6 +98,7 @@ fn runtime_changes_apply_on_the_new_configuration() {
             "[listeners.web]\nlisten = \"127.0.0.1:0\"\nbackends = [{}]\n",
             names.join(", ")
         ));
+        text.push_str("[listeners.db]\nlisten = \"127.0.0.1:0\"\nbackends = [\"b0\"]\n");
         text
     };
     let first = dir.write("first.toml", &config(&[&a, &b, &c]));
@@ -126,7 +127,9 @@ fn runtime_changes_apply_on_the_new_configuration() {
     let mut session = ControlClient::connect(control);
     let opened = session.cmd(&format!("OPEN 127.0.0.1:0={}", d.addr()));
     let runtime_tunnel: SocketAddr = crate::support::control::opened_addr(&opened);
+    let db = old.tunnel("db");
     for (command, expect) in [
+        (format!("CLOSE {db}"), "OK closed"),
         (format!("ADD {web} {}", d.addr()), "OK added"),
         (format!("DISABLE {web} {}", b.addr()), "OK disabled"),
         (format!("REMOVE {web} {} 5m", c.addr()), "OK removing"),
@@ -146,7 +149,7 @@ fn runtime_changes_apply_on_the_new_configuration() {
     let log = new.stderr();
     assert!(
         log.contains(
-            "took over the changes made at runtime in the previous porxy applied=3 not_applied=1"
+            "took over the changes made at runtime in the previous porxy applied=4 not_applied=1"
         ),
         "{log}"
     );
@@ -156,6 +159,8 @@ fn runtime_changes_apply_on_the_new_configuration() {
             && l.contains(&format!("DISABLE {web} {}", b.addr()))),
         "{log}"
     );
+    // The listener closed at runtime stays closed (on port 0, it was found by its name).
+    assert!(refused(new.tunnel("db")), "db was closed at runtime");
     // The tunnel opened at runtime serves from the new porxy, on its port.
     let mut client = connect(runtime_tunnel);
     assert_eq!(read_greeting(&mut client), b'D');

@@ -38,9 +38,10 @@ pub fn execute(
     let journaled = changes.then(|| command.clone());
     let result = carry_out(command, handle, ctx);
     if let (Some(command), Ok(outcome)) = (&journaled, &result) {
-        ctx.reloader
-            .journal
-            .record(command, outcome, std::time::Instant::now());
+        let names = ctx.reloader.names();
+        let name_of = |addr| names.get(&addr).cloned();
+        let now = std::time::Instant::now();
+        ctx.reloader.journal.record(command, outcome, now, &name_of);
     }
     result
 }
