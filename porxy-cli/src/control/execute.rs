@@ -41,7 +41,9 @@ pub fn execute(
         let names = ctx.reloader.names();
         let name_of = |addr| names.get(&addr).cloned();
         let now = std::time::Instant::now();
-        ctx.reloader.journal.record(command, outcome, now, &name_of);
+        if let Some(change) = super::journaled::change_of(command, outcome, now, &name_of) {
+            ctx.reloader.journal.record(change);
+        }
     }
     result
 }

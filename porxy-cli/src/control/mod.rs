@@ -17,6 +17,7 @@
 
 pub mod command;
 pub mod execute;
+pub mod journaled;
 pub mod outcome;
 pub mod render;
 pub mod server;
