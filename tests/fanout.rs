@@ -15,11 +15,13 @@ use porxy_core::{BackendChange, BackendStatus, CloseReason, TunnelStatus};
 use crate::support::backend::{Backend, Refusing, Unanswered};
 use crate::support::client::{connect, connect_expect_reset, read_until_end, End};
 use crate::support::control::{field, porxy_with_control, ControlClient};
+use crate::support::fanout::Reports;
 use crate::support::fanout::{
     collector, counting_collector, echoing_primary, exchange, fanout_spec, recv, Digest,
     REPORT_WAIT,
 };
 use crate::support::payload::bytes;
+use crate::support::process::Porxy;
 use crate::support::proxy::{builder, start, tunnel, wait_all_closed, COUNTERS_SETTLE};
 use crate::support::{wait_for, wait_until};
 
@@ -252,6 +254,23 @@ fn too_few_live_destinations_reset_the_client() {
 /// reads: however much the clients stream, porxy's memory stays within `max_lag` per
 /// connection (plus its buffer pools), and `STATUS FULL` shows each destination's bytes and
 /// the drops.
+/// A porxy (with a control socket) whose tunnel `cli-1` copies every client to a collector and
+/// to a destination that never reads, `reply=none`, `max_lag` of `max_lag_kib`.
+fn past_a_stalled_mirror(max_lag_kib: u64) -> (Backend, Reports, Backend, Porxy, SocketAddr) {
+    let (collector, collector_rx) = collector(b"");
+    let stalled = Backend::start(|stream, ctx| {
+        let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
+        ctx.hold();
+    });
+    let spec = format!(
+        "127.0.0.1:0={},{}[mode=fanout,reply=none,max_lag={max_lag_kib}KiB]",
+        collector.addr(),
+        stalled.addr()
+    );
+    let (porxy, control) = porxy_with_control(&["--tunnel", &spec]);
+    (collector, collector_rx, stalled, porxy, control)
+}
+
 #[test]
 fn memory_stays_bounded_with_a_stalled_destination() {
     const CLIENTS: usize = 4;
@@ -259,17 +278,7 @@ fn memory_stays_bounded_with_a_stalled_destination() {
     const MAX_LAG_KIB: u64 = 1024;
     // Two reactors' pools of free buffers (8 MiB each), and room for the allocator.
     const SLACK_KIB: u64 = 2 * 8 * 1024 + 6 * 1024;
-    let (collector, collector_rx) = collector(b"");
-    let stalled = Backend::start(|stream, ctx| {
-        let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
-        ctx.hold();
-    });
-    let spec = format!(
-        "127.0.0.1:0={},{}[mode=fanout,reply=none,max_lag={MAX_LAG_KIB}KiB]",
-        collector.addr(),
-        stalled.addr()
-    );
-    let (porxy, control) = porxy_with_control(&["--tunnel", &spec]);
+    let (collector, collector_rx, stalled, porxy, control) = past_a_stalled_mirror(MAX_LAG_KIB);
     let local = porxy.tunnel("cli-1");
     let baseline = porxy.rss_kib();
 
@@ -376,17 +385,7 @@ fn memory_held_in_a_burst_is_given_back_once_quiet() {
     const MAX_LAG_KIB: u64 = 8 * 1024;
     /// What may stay above the start: the allocator's own bookkeeping and a few buffers.
     const SLACK_KIB: u64 = 3 * 1024;
-    let (collector, _collector_rx) = collector(b"");
-    let stalled = Backend::start(|stream, ctx| {
-        let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(4096);
-        ctx.hold();
-    });
-    let spec = format!(
-        "127.0.0.1:0={},{}[mode=fanout,reply=none,max_lag={MAX_LAG_KIB}KiB]",
-        collector.addr(),
-        stalled.addr()
-    );
-    let (porxy, control) = porxy_with_control(&["--tunnel", &spec]);
+    let (_collector, _collector_rx, _stalled, porxy, control) = past_a_stalled_mirror(MAX_LAG_KIB);
     let local = porxy.tunnel("cli-1");
     let mut control = ControlClient::connect(control);
     let quiet = |control: &mut ControlClient| {
