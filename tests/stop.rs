@@ -87,3 +87,30 @@ fn stop_now_shortens_a_graceful_drain() {
     assert_eq!(report.cut, 1);
     expect_reset(&mut stream, Duration::from_secs(1));
 }
+
+/// Every reactor answers a liveness probe while the proxy runs, busy or idle; none does once
+/// the proxy has stopped (a watchdog stops its pings then).
+#[test]
+fn reactors_answer_while_running_and_not_once_stopped() {
+    let backend = Backend::echo();
+    let (proxy, local) = start_to(backend.addr());
+    let handle = proxy.handle();
+    assert_eq!(
+        handle.unresponsive_reactors(Duration::from_secs(5)),
+        Vec::<usize>::new()
+    );
+    let mut client = connect(local);
+    round_trip(&mut client, b"busy");
+    assert_eq!(
+        handle.unresponsive_reactors(Duration::from_secs(5)),
+        Vec::<usize>::new()
+    );
+    drop(client);
+    handle.stop(StopMode::Now);
+    proxy.join_within(Duration::from_secs(5));
+    assert_eq!(
+        handle.unresponsive_reactors(Duration::from_millis(100)),
+        vec![0, 1],
+        "two reactors, both ended"
+    );
+}

@@ -8,6 +8,7 @@
 mod backends;
 mod close;
 mod listen;
+mod liveness;
 mod loops;
 mod open;
 mod reload;

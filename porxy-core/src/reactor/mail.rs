@@ -37,6 +37,8 @@ pub(crate) enum ReactorMsg {
     EndExport,
     /// The export's caller is done: a stopping reactor may end once it has no connection.
     Release,
+    /// Say `index` on `answer`: the reactor is turning (see `handle/liveness.rs`).
+    Ping { index: usize, answer: Sender<usize> },
     /// Take in a connection handed over from another process (or given back), on `tunnel`, as
     /// connection `id`.
     Import {

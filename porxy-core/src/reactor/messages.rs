@@ -48,6 +48,9 @@ impl Reactor {
                 }
                 Ok(ReactorMsg::Export { to, until }) => self.begin_export(to, until, now),
                 Ok(ReactorMsg::EndExport) => self.handing_over.end(),
+                Ok(ReactorMsg::Ping { index, answer }) => {
+                    let _ = answer.send(index);
+                }
                 Ok(ReactorMsg::Release) => self.handing_over.release(),
                 Ok(ReactorMsg::Import {
                     session,
