@@ -31,6 +31,7 @@ mod scale;
 mod sessions;
 mod sni_routing;
 mod stop;
+mod systemd;
 mod tls;
 mod tls_backends;
 mod tls_health;

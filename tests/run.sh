@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tests, in one command: installs the real peers some tests talk to (Debian packages:
-# haproxy, curl, jq, tmux for `porxy top` in a real terminal; promtool from the prometheus package, unpacked under target/tools) when they are
+# haproxy, curl, jq, tmux for `porxy top` in a real terminal, systemd for systemd-socket-activate; promtool from the prometheus package, unpacked under target/tools) when they are
 # missing, then runs `cargo test --workspace` with any arguments given.
 # No test is skipped for want of a peer: one that cannot find it fails, naming this script.
 set -euo pipefail
@@ -13,6 +13,7 @@ have haproxy || need+=(haproxy)
 have curl || need+=(curl)
 have jq || need+=(jq)
 have tmux || need+=(tmux)
+have systemd-socket-activate || need+=(systemd)
 
 tools/apt-install "${need[@]}"
 tools/promtool >/dev/null

@@ -39,6 +39,7 @@ mod socket_path;
 mod start;
 mod state_file;
 mod stopping;
+mod systemd;
 mod top;
 mod tunnel_help;
 mod tunnel_names;
@@ -135,7 +136,12 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         }
         None => None,
     };
-    let (tunnels, inherited) = upgrade::inherit(&plan.tunnels, takeover.as_mut());
+    // Listening sockets come from the porxy taken over, or else from systemd (socket
+    // activation), if it passed any.
+    let (tunnels, inherited) = match takeover.as_mut() {
+        Some(taken) => upgrade::inherit(&plan.tunnels, Some(taken)),
+        None => systemd::activation::inherit(plan.tunnels.clone(), systemd::activation::passed()),
+    };
     // Everything that can fail is done before the proxy accepts anybody and before a takeover
     // is confirmed: a successor that fails leaves its predecessor serving, and resets nobody.
     // In a redeploy (`--bind-wait`, no takeover) the predecessor holds the control address
@@ -343,6 +349,8 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
         tracing::warn!(error = %err, "cannot print the READY line on stdout");
     }
     started.store(true, Ordering::Release);
+    systemd::notify::ready(&format!("serving {} tunnels", tunnels.len()));
+    systemd::watchdog::start(proxy.handle());
     let summary = tunnels
         .iter()
         .zip(bound)

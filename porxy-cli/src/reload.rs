@@ -150,8 +150,12 @@ impl Reloader {
     /// Reloads; on error nothing changed and the error says why.
     pub(crate) fn reload(&self, mode: ReloadMode) -> Result<ReloadReport, ReloadError> {
         let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        crate::systemd::notify::reloading();
         let result = self.try_reload(&mut bound, mode);
+        let serving = format!("serving {} tunnels", bound.len());
         drop(bound);
+        // Ready again either way: a failed reload changed nothing.
+        crate::systemd::notify::ready(&serving);
         self.counts.count(&result);
         if result.is_ok() {
             self.persist();

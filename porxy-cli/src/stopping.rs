@@ -70,6 +70,7 @@ impl Stopper {
 
     /// Stops accepting everywhere and lets connections finish, up to the drain timeout.
     pub(crate) fn graceful(&self) {
+        crate::systemd::notify::stopping();
         self.handle.stop(StopMode::Graceful {
             timeout: self.drain_timeout,
         });
@@ -128,6 +129,7 @@ impl Stopper {
                 std::thread::sleep(DRAIN_REPORT_EVERY);
                 let left = handle.status().open_connections();
                 tracing::info!(connections_left = left, "draining");
+                crate::systemd::notify::status(&format!("draining: {left} connections left"));
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the drain report");

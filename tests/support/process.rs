@@ -65,14 +65,17 @@ impl Porxy {
         Porxy::spawn(command)
     }
 
-    fn spawn(command: Command) -> Porxy {
+    /// Starts `command` (porxy, or a launcher that execs it in its place, so that the PID is
+    /// porxy's own) and waits for its READY line.
+    pub fn spawn(command: Command) -> Porxy {
         let mut porxy = Porxy::spawn_unready(command);
         porxy.wait_ready(READY_TIMEOUT);
         porxy
     }
 
-    /// Spawns the process with its output piped to the reader threads; reads no line yet.
-    fn spawn_unready(mut command: Command) -> Porxy {
+    /// Spawns the process with its output piped to the reader threads; reads no line yet
+    /// ([`Porxy::wait_ready`] does).
+    pub fn spawn_unready(mut command: Command) -> Porxy {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
