@@ -607,3 +607,50 @@ fn client_reset_reaches_backend_through_binary() {
         .expect("the backend's connection ends");
     assert_eq!(end, Err(ErrorKind::ConnectionReset));
 }
+
+/// `--version` names the commit; `completions` and `man` print what is generated from the
+/// arguments' definition (a script bash can load, a page man can render); a shell porxy
+/// does not know is a usage error naming the ones it does.
+#[test]
+fn version_completions_and_man_page() {
+    let version = run(&["--version"], RUN_TIMEOUT);
+    assert_eq!(version.code, Some(0));
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_string(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    assert_eq!(
+        version.stdout.trim(),
+        format!("porxy {} ({commit})", env!("CARGO_PKG_VERSION"))
+    );
+
+    let bash = run(&["completions", "bash"], RUN_TIMEOUT);
+    assert_eq!(bash.code, Some(0));
+    assert!(bash.stdout.contains("--access-log"), "{}", bash.stdout);
+    // bash itself loads it and knows the function.
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{}\ncomplete -p porxy", bash.stdout))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("-F _porxy porxy"),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+
+    let man = run(&["man"], RUN_TIMEOUT);
+    assert_eq!(man.code, Some(0));
+    assert!(man.stdout.contains(".TH porxy 1"), "{}", man.stdout);
+    assert!(man.stdout.contains("access\\-log"), "every flag is in it");
+
+    let wrong = run(&["completions", "nosh"], RUN_TIMEOUT);
+    assert_eq!(wrong.code, Some(2));
+    assert!(wrong
+        .stderr
+        .contains("possible values: bash, elvish, fish, powershell, zsh"));
+}

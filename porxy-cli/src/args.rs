@@ -27,6 +27,10 @@ pub(crate) enum Command {
     Run(Box<Args>),
     /// `porxy top ...`: the live view of a running porxy.
     Top(crate::top::TopArgs),
+    /// `porxy completions SHELL`: a completion script on stdout.
+    Completions(clap_complete::Shell),
+    /// `porxy man`: the manual page (roff) on stdout.
+    Man,
 }
 
 /// Validated arguments.
@@ -92,7 +96,7 @@ pub(crate) struct Args {
 #[derive(Debug, Parser)]
 #[command(
     name = "porxy",
-    version,
+    version = crate::VERSION,
     about = "A multi-reactor TCP proxy",
     long_about = "A multi-reactor TCP proxy.\n\n\
         Tunnels come from a TOML file (--config), from --tunnel SPEC arguments, or both. Once \
@@ -257,12 +261,48 @@ fn parse_control(text: &str) -> Result<ListenAddr, String> {
 /// Reads the process arguments. A clap error (usage, or `--help`/`--version`) is returned for
 /// the caller to print with clap's own exit code.
 pub(crate) fn parse() -> Result<Result<Command, CliError>, clap::Error> {
-    // `porxy top` is a client of a running porxy, with arguments of its own.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "top") {
-        let args = std::env::args_os().skip(1);
-        return crate::top::TopArgs::try_parse_from(args).map(|top| Ok(Command::Top(top)));
+    // `porxy top` is a client of a running porxy, with arguments of its own; `completions`
+    // and `man` print what is generated from the arguments below.
+    let first = std::env::args_os().nth(1);
+    match first.as_ref().and_then(|a| a.to_str()) {
+        Some("top") => {
+            let args = std::env::args_os().skip(1);
+            return crate::top::TopArgs::try_parse_from(args).map(|top| Ok(Command::Top(top)));
+        }
+        Some("completions") => {
+            return GeneratedArgs::try_parse_from(std::env::args_os().skip(1))
+                .map(|g| Ok(Command::Completions(g.shell)));
+        }
+        Some("man") => {
+            return ManArgs::try_parse_from(std::env::args_os().skip(1)).map(|_| Ok(Command::Man));
+        }
+        _ => {}
     }
     RawArgs::try_parse().map(RawArgs::lift)
+}
+
+/// `porxy completions SHELL`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "porxy completions",
+    about = "Print a completion script: porxy completions bash > /etc/bash_completion.d/porxy"
+)]
+struct GeneratedArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    shell: clap_complete::Shell,
+}
+
+/// `porxy man`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "porxy man",
+    about = "Print the manual page: porxy man > /usr/local/share/man/man1/porxy.1"
+)]
+struct ManArgs {}
+
+/// The arguments' definition, for what is generated from it (completions, the man page).
+pub(crate) fn definition() -> clap::Command {
+    <RawArgs as clap::CommandFactory>::command()
 }
 
 impl RawArgs {

@@ -24,6 +24,7 @@ mod config_file;
 mod control;
 mod error;
 mod exit_hold;
+mod generated;
 mod journal;
 mod logging;
 mod metrics;
@@ -96,6 +97,14 @@ fn run(command: Command) -> Result<Outcome, CliError> {
         Command::Run(args) => *args,
         Command::Top(args) => {
             top::run(args).map_err(CliError::Top)?;
+            return Ok(Outcome::Done);
+        }
+        Command::Completions(shell) => {
+            print_bytes(&generated::completions(shell))?;
+            return Ok(Outcome::Done);
+        }
+        Command::Man => {
+            print_bytes(&generated::man_page().map_err(CliError::Stdout)?)?;
             return Ok(Outcome::Done);
         }
     };
@@ -388,11 +397,18 @@ fn serve(plan: Plan) -> Result<Outcome, CliError> {
 
 /// Writes and flushes; stdout is a protocol here, so a failed write is reported, not ignored.
 fn print_stdout(text: &str) -> Result<(), CliError> {
+    print_bytes(text.as_bytes())
+}
+
+fn print_bytes(bytes: &[u8]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
+    out.write_all(bytes)
         .and_then(|()| out.flush())
         .map_err(CliError::Stdout)
 }
+
+/// The version `--version` shows: the package's, and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PORXY_COMMIT"), ")");
 
 /// The spec with the bound listen address in place of the one asked for, for the start log.
 fn with_bound(spec: &TunnelSpec, addr: SocketAddr) -> TunnelSpec {

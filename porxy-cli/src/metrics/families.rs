@@ -23,9 +23,15 @@ pub fn write(text: &mut Exposition, status: &Status, name_of: &dyn Fn(&TunnelSta
     text.family(
         "porxy_build_info",
         Kind::Gauge,
-        "The porxy build, as its version label.",
+        "The porxy build, as its version and commit labels.",
     )
-    .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1);
+    .sample(
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("PORXY_COMMIT")),
+        ],
+        1,
+    );
     let tunnels: Vec<(String, String, &TunnelStatus)> = status
         .tunnels
         .iter()
