@@ -55,6 +55,7 @@ pub fn worker(target: Target, direction: Direction) -> Worker {
         }
         Ok(WorkerReport {
             work,
+            connections: 1,
             ..WorkerReport::default()
         })
     })

@@ -109,6 +109,9 @@ pub struct WorkerReport {
     /// Of the connections counted, those whose TLS handshake resumed a session, when the
     /// workload makes TLS handshakes.
     pub resumed: Option<u64>,
+    /// Every connection the worker opened, in the window or not: the lines a `-log` kind's
+    /// access log gains (see [`crate::access_log`]).
+    pub connections: u64,
 }
 
 /// A workload for one thread.
@@ -132,6 +135,8 @@ pub struct Measure {
     /// Of the connections counted, those whose TLS handshake resumed a session (TLS
     /// handshake phases only).
     pub resumed: Option<u64>,
+    /// Every connection the workers opened, in the window or not.
+    pub connections: u64,
 }
 
 /// The timing of a measurement.
@@ -188,6 +193,7 @@ pub fn measure(
             Ok(Ok(report)) => {
                 total.work += report.work;
                 total.errors += report.errors;
+                total.connections += report.connections;
                 if let Some(resumed) = report.resumed {
                     *total.resumed.get_or_insert(0) += resumed;
                 }
@@ -219,6 +225,7 @@ pub fn measure(
         errors: total.errors,
         syscalls,
         resumed: total.resumed,
+        connections: total.connections,
     })
 }
 

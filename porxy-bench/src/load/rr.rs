@@ -137,6 +137,7 @@ fn run(target: Target, count: usize, shared: &Shared) -> Result<WorkerReport> {
     Ok(WorkerReport {
         work,
         latency: Some(histogram),
+        connections: count as u64,
         ..WorkerReport::default()
     })
 }

@@ -70,7 +70,7 @@ fn run(target: Target, in_flight: usize, shared: &Shared) -> Result<WorkerReport
             progress
         })?;
     }
-    Ok(tally.report(None))
+    Ok(tally.report(None, slots.opened()))
 }
 
 /// Starts a non-blocking connect for slot `i`.

@@ -62,6 +62,7 @@ pub struct Slots<S> {
     poll: Poll,
     events: Events,
     slots: Vec<Option<S>>,
+    opened: u64,
 }
 
 impl<S: Slot> Slots<S> {
@@ -71,6 +72,7 @@ impl<S: Slot> Slots<S> {
             poll: Poll::new()?,
             events: Events::with_capacity(count.max(16)),
             slots: (0..count).map(|_| None).collect(),
+            opened: 0,
         })
     }
 
@@ -82,12 +84,20 @@ impl<S: Slot> Slots<S> {
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.is_none() {
                 match open(self.poll.registry(), i) {
-                    Ok(opened) => *slot = Some(opened),
+                    Ok(opened) => {
+                        *slot = Some(opened);
+                        self.opened += 1;
+                    }
                     Err(_) => failed += 1,
                 }
             }
         }
         failed
+    }
+
+    /// How many connections [`Slots::fill`] started, in the window or not.
+    pub fn opened(&self) -> u64 {
+        self.opened
     }
 
     /// Whether no connection is in flight.
@@ -166,13 +176,15 @@ impl Tally {
         Some(progress)
     }
 
-    /// The worker's report, with `resumed` handshakes if it makes TLS handshakes.
-    pub fn report(self, resumed: Option<u64>) -> WorkerReport {
+    /// The worker's report, with `resumed` handshakes if it makes TLS handshakes, and the
+    /// `connections` it opened ([`Slots::opened`]).
+    pub fn report(self, resumed: Option<u64>, connections: u64) -> WorkerReport {
         WorkerReport {
             work: self.work,
             errors: self.errors,
             latency: Some(self.latency),
             resumed,
+            connections,
         }
     }
 }
@@ -236,7 +248,7 @@ mod tests {
         let counted = tally.count(Progress::Failed, started, &shared);
         assert_eq!(counted, Some(Progress::Failed));
         tally.failed_connects(2, &shared);
-        let report = tally.report(None);
+        let report = tally.report(None, 0);
         assert_eq!((report.work, report.errors), (1, 3));
         assert!(report.latency.and_then(|h| h.quantile(0.5)).is_some());
     }

@@ -45,6 +45,7 @@ pub fn worker(addr: SocketAddr, config: Arc<ClientConfig>, direction: Direction)
         .map_err(|err| Error::new(format!("TLS bulk {direction:?} via {addr}: {err}")))?;
         Ok(WorkerReport {
             work,
+            connections: 1,
             ..WorkerReport::default()
         })
     })

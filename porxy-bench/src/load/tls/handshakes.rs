@@ -99,7 +99,7 @@ fn run(addr: SocketAddr, configs: &[Arc<ClientConfig>], shared: &Shared) -> Resu
             progress
         })?;
     }
-    Ok(tally.report(Some(resumed)))
+    Ok(tally.report(Some(resumed), slots.opened()))
 }
 
 /// A new session with `request` waiting in it, and a non-blocking connect for slot `i`.
