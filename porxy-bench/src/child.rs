@@ -34,6 +34,9 @@ pub struct Spawn<'a> {
     pub cpus: &'a Cpus,
     /// Where its stderr goes.
     pub stderr_path: PathBuf,
+    /// Where its stdout goes, when not to the harness (HAProxy's access log: `log stdout`);
+    /// then there is no READY line to wait for.
+    pub stdout_path: Option<PathBuf>,
     /// Whether to wait for a first stdout line (`READY ...`).
     pub ready_line: bool,
     /// Whether to keep a pipe to its stdin open for its lifetime (the backend exits when it
@@ -67,6 +70,18 @@ impl Proc {
     pub fn spawn(spec: Spawn<'_>, timeout: Duration) -> Result<(Proc, Option<String>)> {
         let stderr = File::create(&spec.stderr_path)
             .context(|| format!("creating {}", spec.stderr_path.display()))?;
+        let stdout = match &spec.stdout_path {
+            Some(path) if !spec.ready_line => {
+                Stdio::from(File::create(path).context(|| format!("creating {}", path.display()))?)
+            }
+            Some(_) => {
+                return Err(Error::new(format!(
+                    "{}: a READY line cannot be read from a stdout that goes to a file",
+                    spec.label
+                )))
+            }
+            None => Stdio::piped(),
+        };
         let mut command = Command::new("taskset");
         command
             .arg("-c")
@@ -78,7 +93,7 @@ impl Proc {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(stderr);
         // SAFETY: the closure runs in the forked child before exec and only calls prctl,
         // which is async-signal-safe and touches no memory shared with the parent.

@@ -11,11 +11,13 @@
 //! before 1.23.4 leaves TLS 1.3 out by default, so its versions are set to porxy's (1.2 and
 //! 1.3), which HAProxy's defaults are too; all three then negotiate TLS 1.3. With `routes`
 //! (the `-sni` kinds), each routes TLS by server name without terminating it, as
-//! [`crate::sni`] says.
+//! [`crate::sni`] says. The `-log` kinds write an access log line per connection, as
+//! [`crate::access_log`] says.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::access_log;
 use crate::certs::Certificate;
 use crate::programs::Programs;
 use crate::setup::{Kind, Setup, PORXY_BUSY_POLL};
@@ -24,12 +26,13 @@ use crate::sni::{Routes, NGINX_PREREAD, NGINX_UPSTREAM};
 /// porxy's arguments: one tunnel to the backend (`splice=off` for porxy-copy, the PROXY
 /// protocol both ways for porxy-proxy, `cert`'s files for porxy-tls; with `routes`, to both
 /// of their ports with `sni_routes` instead), the setup's reactors and busy polling, warnings
-/// only.
+/// only; with `access_log`, its access log (logfmt) into that file.
 pub fn porxy_args(
     setup: Setup,
     backend: SocketAddr,
     cert: Option<&Certificate>,
     routes: Option<&Routes>,
+    access_log: Option<&Path>,
 ) -> Vec<String> {
     let options = match (setup.kind, cert) {
         (Kind::PorxyCopy, _) => "[splice=off]".to_owned(),
@@ -56,6 +59,9 @@ pub fn porxy_args(
     if setup.busy {
         args.extend(["--busy-poll".into(), PORXY_BUSY_POLL.into()]);
     }
+    if let Some(file) = access_log {
+        args.extend(["--access-log".into(), file.display().to_string()]);
+    }
     args
 }
 
@@ -63,8 +69,8 @@ pub fn porxy_args(
 /// `busy-polling` when the setup busy-polls, for haproxy-proxy `accept-proxy` on the bind
 /// (it takes v1 and v2 alike: HAProxy has no v2-only switch) and `send-proxy-v2` on the
 /// server, for haproxy-tls `ssl crt` on the bind with `cert`'s certificate and key in one
-/// file, and with `routes` its frontend's rules and a backend for each route instead of the
-/// one backend.
+/// file, with `routes` its frontend's rules and a backend for each route instead of the
+/// one backend, and for haproxy-log a tcplog line per connection on its stdout.
 pub fn haproxy_config(
     setup: Setup,
     listen: SocketAddr,
@@ -76,6 +82,11 @@ pub fn haproxy_config(
     let maxconn = conn_budget(p);
     let threads = setup.threads;
     let busy = if setup.busy { "    busy-polling\n" } else { "" };
+    let (log_global, log_defaults) = if setup.kind.access_log() {
+        (access_log::HAPROXY_GLOBAL, access_log::HAPROXY_DEFAULTS)
+    } else {
+        ("", "")
+    };
     let (mut accept, send) = if setup.kind.proxy_protocol() {
         (" accept-proxy".to_owned(), " send-proxy-v2")
     } else {
@@ -93,18 +104,19 @@ pub fn haproxy_config(
     };
     format!(
         "# written by porxy-bench\n\
-         global\n    nbthread {threads}\n    maxconn {maxconn}\n{busy}\n\
+         global\n    nbthread {threads}\n    maxconn {maxconn}\n{busy}{log_global}\n\
          defaults\n    mode tcp\n    maxconn {maxconn}\n    timeout connect 5s\n    \
-         timeout client 10m\n    timeout server 10m\n\n\
+         timeout client 10m\n    timeout server 10m\n{log_defaults}\n\
          frontend bench\n    bind {listen}{accept}\n{rules}\n{backends}"
     )
 }
 
 /// The nginx configuration: a stream server proxying to the backend, `worker_processes`; with
 /// a `cert`, its listener terminates TLS with it (TLS 1.2 and 1.3, see the module docs); with
-/// `routes`, it prereads the ClientHello and proxies to the upstream mapped from its name.
+/// `routes`, it prereads the ClientHello and proxies to the upstream mapped from its name; for
+/// nginx-log, an access log line per session into [`access_log::NGINX_FILE`] in `prefix`.
 pub fn nginx_config(
-    threads: usize,
+    setup: Setup,
     listen: SocketAddr,
     backend: SocketAddr,
     prefix: &Path,
@@ -133,8 +145,17 @@ pub fn nginx_config(
         .as_ref()
         .map(|m| format!("load_module {};\n", m.display()))
         .unwrap_or_default();
+    let (log_format, access) = if setup.kind.access_log() {
+        (
+            access_log::nginx_log_format(),
+            access_log::nginx_access_log(&prefix.join(access_log::NGINX_FILE)),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     // Each proxied connection is two nginx connections (client and upstream).
     let worker_connections = 2 * conn_budget(p) + 64;
+    let threads = setup.threads;
     format!(
         "# written by porxy-bench\n{module}\
          worker_processes {threads};\n\
@@ -142,7 +163,7 @@ pub fn nginx_config(
          pid {pid};\n\
          error_log {log} warn;\n\n\
          events {{\n    worker_connections {worker_connections};\n}}\n\n\
-         stream {{\n{map}    server {{\n        listen {listen}{ssl};\n{tls}{preread}        \
+         stream {{\n{log_format}{map}    server {{\n        listen {listen}{ssl};\n{tls}{preread}{access}        \
          proxy_pass {upstream};\n        proxy_connect_timeout 5s;\n        proxy_timeout 10m;\n    \
          }}\n}}\n",
         nofile = p.nofile,
@@ -166,6 +187,7 @@ mod tests {
     fn programs() -> Programs {
         Programs {
             porxy: PathBuf::from("porxy"),
+            porxy_b: None,
             haproxy: None,
             nginx: None,
             nginx_stream_module: None,
@@ -180,7 +202,7 @@ mod tests {
 
     #[test]
     fn busy_porxy_gets_the_busy_poll_flag() {
-        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None);
+        let default = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None, None);
         assert_eq!(
             default,
             [
@@ -192,7 +214,7 @@ mod tests {
                 "warn"
             ]
         );
-        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000), None, None);
+        let busy = porxy_args(Setup::busy(Kind::Porxy), addr(7000), None, None, None);
         assert_eq!(busy[..default.len()], default[..]);
         assert_eq!(busy[default.len()..], ["--busy-poll", "1ms"]);
     }
@@ -211,12 +233,18 @@ mod tests {
 
     #[test]
     fn porxy_proxy_takes_and_sends_v2_headers_on_its_tunnel() {
-        let args = porxy_args(Setup::new(Kind::PorxyProxy, 1), addr(7000), None, None);
+        let args = porxy_args(
+            Setup::new(Kind::PorxyProxy, 1),
+            addr(7000),
+            None,
+            None,
+            None,
+        );
         assert_eq!(
             args[1],
             "127.0.0.1:0=127.0.0.1:7000[accept_proxy=v2,send_proxy=v2]"
         );
-        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None);
+        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None, None);
         assert_eq!(args[2..], plain[2..], "nothing else changes");
     }
 
@@ -258,7 +286,13 @@ mod tests {
             combined: dir.join("tls-ecdsa.combined.pem"),
             der: Vec::new().into(),
         };
-        let porxy = porxy_args(Setup::new(Kind::PorxyTls, 1), addr(7000), Some(&cert), None);
+        let porxy = porxy_args(
+            Setup::new(Kind::PorxyTls, 1),
+            addr(7000),
+            Some(&cert),
+            None,
+            None,
+        );
         assert_eq!(
             porxy[1],
             "127.0.0.1:0=127.0.0.1:7000[tls_cert=/run/bench/tls-ecdsa.pem,tls_key=/run/bench/tls-ecdsa.key]"
@@ -289,7 +323,7 @@ mod tests {
         );
         let prefix = dir.join("nginx");
         let nginx = nginx_config(
-            1,
+            Setup::new(Kind::NginxTls, 1),
             addr(8000),
             addr(7000),
             &prefix,
@@ -305,7 +339,15 @@ mod tests {
         ] {
             assert!(nginx.lines().any(|l| l.trim() == line), "{line}: {nginx}");
         }
-        let plain = nginx_config(1, addr(8000), addr(7000), &prefix, &programs(), None, None);
+        let plain = nginx_config(
+            Setup::new(Kind::Nginx, 1),
+            addr(8000),
+            addr(7000),
+            &prefix,
+            &programs(),
+            None,
+            None,
+        );
         assert!(!plain.contains("ssl"), "{plain}");
     }
 
@@ -320,6 +362,7 @@ mod tests {
             addr(7001),
             None,
             Some(&routes),
+            None,
         );
         assert_eq!(porxy[1], routes.porxy_tunnel());
         let setup = Setup::new(Kind::HaproxySni, 1);
@@ -339,7 +382,7 @@ mod tests {
         assert!(!haproxy.contains("backend backend"), "{haproxy}");
         let prefix = PathBuf::from("/run/bench/nginx");
         let nginx = nginx_config(
-            1,
+            Setup::new(Kind::NginxSni, 1),
             addr(8000),
             addr(7001),
             &prefix,
@@ -355,7 +398,85 @@ mod tests {
         ] {
             assert!(nginx.lines().any(|l| l.trim() == line), "{line}: {nginx}");
         }
-        let plain = nginx_config(1, addr(8000), addr(7001), &prefix, &programs(), None, None);
+        let plain = nginx_config(
+            Setup::new(Kind::Nginx, 1),
+            addr(8000),
+            addr(7001),
+            &prefix,
+            &programs(),
+            None,
+            None,
+        );
         assert!(plain.contains("proxy_pass 127.0.0.1:7001;") && !plain.contains("preread"));
+    }
+
+    #[test]
+    fn the_log_kinds_add_their_access_log_and_nothing_else() {
+        let log = PathBuf::from("/run/bench/p.access.log");
+        let with = porxy_args(
+            Setup::new(Kind::PorxyLog, 1),
+            addr(7000),
+            None,
+            None,
+            Some(&log),
+        );
+        let plain = porxy_args(Setup::new(Kind::Porxy, 1), addr(7000), None, None, None);
+        assert_eq!(with[..plain.len()], plain[..]);
+        assert_eq!(
+            with[plain.len()..],
+            ["--access-log", "/run/bench/p.access.log"]
+        );
+        let haproxy = |kind| {
+            haproxy_config(
+                Setup::new(kind, 1),
+                addr(8000),
+                addr(7000),
+                &programs(),
+                None,
+                None,
+            )
+        };
+        let with = haproxy(Kind::HaproxyLog);
+        let global = with.split("\n\n").find(|s| s.contains("global")).unwrap();
+        assert!(
+            global.contains("    log stdout format raw local0"),
+            "{with}"
+        );
+        let defaults = with.split("\n\n").find(|s| s.contains("defaults")).unwrap();
+        assert!(
+            defaults.contains("    log global\n    option tcplog"),
+            "{with}"
+        );
+        assert_eq!(
+            with.replace(access_log::HAPROXY_GLOBAL, "")
+                .replace(access_log::HAPROXY_DEFAULTS, ""),
+            haproxy(Kind::Haproxy)
+        );
+        let prefix = PathBuf::from("/run/bench/nginx");
+        let nginx = |kind| {
+            nginx_config(
+                Setup::new(kind, 1),
+                addr(8000),
+                addr(7000),
+                &prefix,
+                &programs(),
+                None,
+                None,
+            )
+        };
+        let with = nginx(Kind::NginxLog);
+        assert!(
+            with.lines()
+                .any(|l| l.trim() == "access_log /run/bench/nginx/access.log porxy_bench;"),
+            "{with}"
+        );
+        assert!(with.contains("log_format porxy_bench '"), "{with}");
+        assert_eq!(
+            with.replace(&access_log::nginx_log_format(), "").replace(
+                &access_log::nginx_access_log(&prefix.join(access_log::NGINX_FILE)),
+                ""
+            ),
+            nginx(Kind::Nginx)
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! reads the proxy's CPU time and memory from /proc ([`sys`]), counts its system calls with perf
 //! ([`syscalls`]), and prints a markdown table ([`report`]).
 
+mod access_log;
 mod backend;
 mod certs;
 mod child;
@@ -57,9 +58,9 @@ struct Cli {
     /// A ~80 s run: short windows, one round, 2,000 idle connections.
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
-    /// A ~15 s run of direct and porxy (both data paths, with the PROXY protocol, terminating
-    /// TLS with the ECDSA certificate, and routing TLS by server name) only, to check that the
-    /// harness works (CI).
+    /// A ~17 s run of direct and porxy (both data paths, with the PROXY protocol, with its
+    /// access log, terminating TLS with the ECDSA certificate, and routing TLS by server name)
+    /// only, to check that the harness works (CI).
     #[arg(long)]
     smoke: bool,
     /// Seconds each phase is measured (after its warm-up).
@@ -80,7 +81,9 @@ struct Cli {
     /// terminate TLS with a certificate made for the run, in a section of their own.
     /// porxy-sni, haproxy-sni and nginx-sni route TLS by server name without terminating it,
     /// in front of TLS backends, in a section of their own with each one's plain self beside
-    /// it (relaying the same TLS unrouted).
+    /// it (relaying the same TLS unrouted). porxy-log, haproxy-log and nginx-log write an
+    /// access log line per connection to a file: beside porxy, haproxy and nginx they show what
+    /// the log costs. porxy-b is another porxy binary (--porxy-b) with porxy's arguments.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     kinds: Option<Vec<Kind>>,
     /// Only these phases (for profiling one of them): idle, bulk-up, bulk-down, rr1, rr64,
@@ -105,6 +108,11 @@ struct Cli {
     /// The porxy binary [default: `porxy` next to this binary].
     #[arg(long, value_name = "PATH")]
     porxy: Option<PathBuf>,
+    /// Another porxy binary (another build, from another checkout), measured as the kind
+    /// porxy-b beside porxy in the same rounds: the report gives porxy ÷ porxy-b. Needs
+    /// porxy-b in --kinds, and porxy-b needs it.
+    #[arg(long, value_name = "PATH")]
+    porxy_b: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,19 +171,22 @@ fn settings(cli: Cli) -> Result<Settings> {
     };
     let kinds = match cli.kinds {
         Some(kinds) => kinds,
-        // porxy-proxy, porxy-tls and porxy-sni too, so that CI keeps the PROXY protocol's,
-        // TLS's and SNI routing's paths working (porxy-tls adds ~2 s, porxy-sni with its plain
-        // self ~4 s).
+        // porxy-proxy, porxy-log, porxy-tls and porxy-sni too, so that CI keeps the PROXY
+        // protocol's, the access log's (and the check of its lines), TLS's and SNI routing's
+        // paths working (porxy-log adds ~1 s, porxy-tls ~2 s, porxy-sni with its plain self
+        // ~4 s).
         None if mode == Mode::Smoke => vec![
             Kind::Direct,
             Kind::Porxy,
             Kind::PorxyCopy,
             Kind::PorxyProxy,
+            Kind::PorxyLog,
             Kind::PorxyTls,
             Kind::PorxySni,
         ],
-        // Not the -proxy kinds: the PROXY protocol's cost is a question of its own (see
-        // bench/README.md), and the full run keeps its length. Nor the -tls and -sni kinds:
+        // Not the -proxy or -log kinds: the PROXY protocol's and the access log's costs are
+        // questions of their own (see bench/README.md), and the full run keeps its length.
+        // Nor the -tls and -sni kinds:
         // TLS termination and SNI routing are questions of their own too, and would add a few
         // minutes each.
         None => vec![
@@ -192,6 +203,19 @@ fn settings(cli: Cli) -> Result<Settings> {
             .map_err(|e| Error::new(format!("finding porxy-bench's own path: {e}")))?
             .with_file_name("porxy"),
     };
+    match (cli.porxy_b.is_some(), kinds.contains(&Kind::PorxyB)) {
+        (true, false) => {
+            return Err(Error::new(
+                "--porxy-b PATH: add porxy-b to --kinds where it should run",
+            ))
+        }
+        (false, true) => {
+            return Err(Error::new(
+                "--kinds porxy-b: give the other porxy binary with --porxy-b PATH",
+            ))
+        }
+        _ => {}
+    }
     let rounds = cli.rounds.unwrap_or(mode.rounds());
     if rounds == 0 {
         return Err(Error::new("--rounds 0: at least one round is needed"));
@@ -210,5 +234,6 @@ fn settings(cli: Cli) -> Result<Settings> {
         rsa: !cli.no_rsa && mode != Mode::Smoke,
         only: cli.phases,
         porxy,
+        porxy_b: cli.porxy_b,
     })
 }

@@ -23,16 +23,22 @@
 //! `-sni` kinds route to them by server name ([`crate::sni`]), their plain selves forward to
 //! the routed one; both are checked with the TLS probe and then for where each name lands
 //! ([`crate::load::tls::probe::probe_routes`]).
+//!
+//! The `-log` kinds are the three proxies writing an access log line per connection into a
+//! file of the run's directory ([`crate::access_log`]; HAProxy's through its stdout), which
+//! [`Running`] names for the harness to count. porxy-b is porxy's arguments given to another
+//! porxy binary (`--porxy-b`), for an A/B of two builds in one run.
 
 use std::ffi::OsString;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use crate::setup::{Kind, Setup};
 
+use crate::access_log;
 use crate::backend::{ECHO, MESSAGE, NO_HEADER, WHO};
 use crate::child::{Proc, Spawn};
 use crate::configs::{haproxy_config, nginx_config, porxy_args};
@@ -48,6 +54,8 @@ use crate::waiting::sleep_checked;
 
 /// How long a proxy may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The connections [`probe`] makes through a plain setup: an echo, then the backend's `W`.
+const PROBE_CONNECTIONS: u64 = 2;
 /// A proxy (or the direct connection) ready for traffic.
 pub struct Running {
     /// Where clients connect, and whether they send a PROXY header first.
@@ -56,6 +64,11 @@ pub struct Running {
     pub proc: Option<Proc>,
     /// For a TLS kind: what its check's connections negotiated.
     pub negotiated: Option<Negotiated>,
+    /// For a `-log` kind: the file its access log goes to.
+    pub access_log: Option<PathBuf>,
+    /// The connections [`start`] made through it to see it listen and check it: the first
+    /// lines of a `-log` kind's access log.
+    pub opened: u64,
 }
 
 impl Running {
@@ -95,19 +108,36 @@ pub fn start(
         (true, None) => return Err(Error::new(format!("{setup}: no routes to follow"))),
         (false, _) => None,
     };
-    let mut running = match setup.kind {
+    let log_file = access_log::path(setup.kind, dir, tag);
+    let mut running = match setup.kind.program() {
         Kind::Direct => Running {
             target: Target::plain(backend),
             proc: None,
             negotiated: None,
+            access_log: None,
+            opened: 0,
         },
-        Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls | Kind::PorxySni => {
+        Kind::Porxy => {
+            let program = match setup.kind {
+                Kind::PorxyB => programs
+                    .porxy_b
+                    .as_deref()
+                    .ok_or_else(|| Error::new("porxy-b: no binary given (--porxy-b PATH)"))?,
+                _ => &programs.porxy,
+            };
             let spawn = Spawn {
                 label,
-                program: &programs.porxy,
-                args: os_args(&porxy_args(setup, backend, cert, routing)),
+                program,
+                args: os_args(&porxy_args(
+                    setup,
+                    backend,
+                    cert,
+                    routing,
+                    log_file.as_deref(),
+                )),
                 cpus,
                 stderr_path,
+                stdout_path: None,
                 ready_line: true,
                 stdin_lifeline: false,
             };
@@ -125,9 +155,11 @@ pub fn start(
                 },
                 proc: Some(proc),
                 negotiated: None,
+                access_log: None,
+                opened: 0,
             }
         }
-        Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls | Kind::HaproxySni => {
+        Kind::Haproxy => {
             let program = programs
                 .haproxy
                 .as_deref()
@@ -145,16 +177,18 @@ pub fn start(
                 args: vec!["-f".into(), config.into(), "-db".into()],
                 cpus,
                 stderr_path,
+                // `log stdout`: its access log.
+                stdout_path: log_file.clone(),
                 ready_line: false,
                 stdin_lifeline: false,
             };
             let (proc, _) = Proc::spawn(spawn, START_TIMEOUT)?;
             listening(setup, addr, proc, interrupted)?
         }
-        Kind::Nginx | Kind::NginxTls | Kind::NginxSni if setup.busy => {
+        Kind::Nginx if setup.busy => {
             return Err(Error::new("nginx has no busy polling to measure"));
         }
-        Kind::Nginx | Kind::NginxTls | Kind::NginxSni => {
+        Kind::Nginx => {
             let program = programs.nginx.as_deref().ok_or_else(|| missing("nginx"))?;
             let addr = free_port()?;
             let prefix = dir.join(tag);
@@ -162,15 +196,7 @@ pub fn start(
             let config = prefix.join("nginx.conf");
             fs::write(
                 &config,
-                nginx_config(
-                    setup.threads,
-                    addr,
-                    backend,
-                    &prefix,
-                    programs,
-                    cert,
-                    routing,
-                ),
+                nginx_config(setup, addr, backend, &prefix, programs, cert, routing),
             )
             .context(|| format!("writing {}", config.display()))?;
             let mut args: Vec<OsString> = vec!["-p".into(), prefix.clone().into_os_string()];
@@ -183,13 +209,16 @@ pub fn start(
                 args,
                 cpus,
                 stderr_path,
+                stdout_path: None,
                 ready_line: false,
                 stdin_lifeline: false,
             };
             let (proc, _) = Proc::spawn(spawn, START_TIMEOUT)?;
             listening(setup, addr, proc, interrupted)?
         }
+        other => unreachable!("{other:?} is not a program"),
     };
+    running.access_log = log_file;
     let checking = || format!("checking {setup} before measuring it");
     let addr = running.target.addr;
     running.negotiated = match (tls, routes) {
@@ -202,6 +231,7 @@ pub fn start(
         }
         _ => {
             probe(running.target).context(checking)?;
+            running.opened += PROBE_CONNECTIONS;
             None
         }
     };
@@ -226,6 +256,9 @@ fn listening(
                 },
                 proc: Some(proc),
                 negotiated: None,
+                access_log: None,
+                // The connection that found it listening.
+                opened: 1,
             });
         }
         if Instant::now() > deadline {

@@ -33,9 +33,10 @@
 //! The pinned section measures porxy twice: with its defaults (splice on Linux) and with
 //! `splice=off` (`porxy-copy`), the copy path every byte of which passes through a buffer.
 //! When asked for, it measures porxy and HAProxy with the PROXY protocol on both sides
-//! (`porxy-proxy`, `haproxy-proxy`) beside themselves without, for its cost; like the copy
-//! path, that is a pinned-section question (and a system-call one), not scaling's or busy
-//! polling's.
+//! (`porxy-proxy`, `haproxy-proxy`) beside themselves without, for its cost, the three
+//! proxies with an access log (`porxy-log`, `haproxy-log`, `nginx-log`) beside themselves
+//! without, and another porxy build (`porxy-b`) beside this one; like the copy path, those are
+//! pinned-section questions (and system-call ones), not scaling's or busy polling's.
 
 use crate::peers::{Kind, Setup};
 pub use crate::section::{Section, SectionId};
@@ -137,9 +138,16 @@ pub fn sections(settings: &Settings) -> Vec<Section> {
         for &kind in &plain {
             match kind {
                 Kind::Direct if settings.mode != Mode::Smoke => setups.push(Setup::new(kind, 1)),
-                // The copy path's and the PROXY protocol's figures are in the pinned section;
-                // scaling shows the default.
-                Kind::Direct | Kind::PorxyCopy | Kind::PorxyProxy | Kind::HaproxyProxy => {}
+                // The copy path's, the PROXY protocol's, the access log's and the other build's
+                // figures are in the pinned section; scaling shows the default.
+                Kind::Direct
+                | Kind::PorxyCopy
+                | Kind::PorxyProxy
+                | Kind::HaproxyProxy
+                | Kind::PorxyLog
+                | Kind::HaproxyLog
+                | Kind::NginxLog
+                | Kind::PorxyB => {}
                 _ => {
                     setups.push(Setup::new(kind, 1));
                     setups.push(Setup::new(kind, 2));
@@ -226,6 +234,7 @@ mod tests {
             syscalls: false,
             rsa: true,
             porxy: PathBuf::from("porxy"),
+            porxy_b: None,
             only,
         }
     }
@@ -361,6 +370,25 @@ mod tests {
             ["porxy×1 --busy-poll 1ms", "haproxy×1 busy-polling"]
         );
         assert_eq!(setups(&sections[3]), pinned);
+    }
+
+    #[test]
+    fn the_log_kinds_and_the_other_build_are_pinned_and_counted_but_not_scaled() {
+        use Kind::{Haproxy, HaproxyLog, NginxLog, Porxy, PorxyB, PorxyLog};
+        let kinds = [Porxy, PorxyB, PorxyLog, Haproxy, HaproxyLog, NginxLog];
+        let all = sections(&Settings {
+            syscalls: true,
+            busy: false,
+            ..settings(&kinds, None)
+        });
+        let pinned: Vec<String> = kinds
+            .iter()
+            .map(|&k| Setup::new(k, 1).to_string())
+            .collect();
+        assert_eq!(setups(&all[0]), pinned);
+        let scaled = ["porxy×1", "porxy×2", "haproxy×1", "haproxy×2"];
+        assert_eq!(setups(&all[1]), scaled);
+        assert_eq!((all[2].id, setups(&all[2])), (SectionId::Syscalls, pinned));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub struct Programs {
     /// The porxy binary.
     pub porxy: PathBuf,
+    /// Another porxy binary, for porxy-b (`--porxy-b`), when given.
+    pub porxy_b: Option<PathBuf>,
     /// The haproxy binary, when found.
     pub haproxy: Option<PathBuf>,
     /// The nginx binary, when found.

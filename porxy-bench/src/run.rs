@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::access_log::LogCheck;
 use crate::certs::{self, Certificate};
 use crate::child::{read_lossy, Proc, Spawn};
 use crate::error::{Context, Error, Result};
@@ -62,10 +63,18 @@ pub fn run(mut settings: Settings) -> Result<()> {
             settings.porxy.display()
         )));
     }
+    if let Some(other) = settings.porxy_b.as_ref().filter(|path| !path.is_file()) {
+        return Err(Error::new(format!(
+            "--porxy-b {}: not found (build the other porxy with `cargo build --release -p \
+             porxy-cli` in its checkout)",
+            other.display()
+        )));
+    }
     let haproxy = programs::find_program("haproxy");
     let nginx = programs::find_program("nginx");
     let mut programs = Programs {
         porxy: settings.porxy.clone(),
+        porxy_b: settings.porxy_b.clone(),
         nginx_stream_module: nginx.as_deref().and_then(programs::nginx_stream_module),
         haproxy,
         nginx,
@@ -209,13 +218,20 @@ fn run_section(
             if let Some(negotiated) = running.negotiated.take() {
                 results.add_negotiated(section.id, setup, negotiated);
             }
+            // A -log kind's lines are counted after the check's connections and after every
+            // phase, against the connections opened through it.
+            let mut log_check = running.access_log.take().map(LogCheck::new);
+            if let Some(check) = log_check.as_mut() {
+                let lines = check.after(None, running.opened, interrupted)?;
+                results.add_log_lines(section.id, setup, lines);
+            }
             let pid = running.pid();
             for &phase in &section.phases {
                 if phase == Phase::Idle && setup.kind == Kind::Direct {
                     continue;
                 }
                 let label = format!("{setup} {phase:?}");
-                match phase {
+                let opened = match phase {
                     Phase::Idle => {
                         let pid = pid.ok_or_else(|| Error::new("no proxy process"))?;
                         let memory = idle_phase(
@@ -228,7 +244,9 @@ fn run_section(
                         )
                         .context(|| label.clone())?;
                         eprintln!("          {}", memory.summary());
+                        let opened = memory.conns as u64;
                         results.add_memory(section.id, setup, memory);
+                        opened
                     }
                     _ => {
                         let workers = workers(phase, running.target, section.threads, client)
@@ -277,8 +295,20 @@ fn run_section(
                             )));
                         }
                         eprintln!("          {}", report::summary(phase, &measure));
+                        let opened = measure.connections;
                         results.add_measure(section.id, setup, phase, measure);
+                        opened
                     }
+                };
+                if let Some(check) = log_check.as_mut() {
+                    let lines = check.after(Some(phase), opened, interrupted)?;
+                    if lines.written != lines.opened {
+                        eprintln!(
+                            "          access log: {} lines for {} connections",
+                            lines.written, lines.opened
+                        );
+                    }
+                    results.add_log_lines(section.id, setup, lines);
                 }
                 if let Some(proc) = running.proc.as_mut() {
                     proc.check_alive().context(|| label.clone())?;
@@ -329,6 +359,7 @@ fn start_backend(
         args,
         cpus,
         stderr_path: dir.join(format!("backend-{}.stderr", section.id.slug())),
+        stdout_path: None,
         ready_line: true,
         stdin_lifeline: true,
     };

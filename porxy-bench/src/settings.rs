@@ -15,8 +15,9 @@ pub enum Mode {
     Full,
     /// ~80 s: a look, not a result.
     Quick,
-    /// ~10 s, direct and porxy (both data paths, with the PROXY protocol, and terminating
-    /// TLS) only: keeps the harness building and working (CI).
+    /// ~17 s, direct and porxy (both data paths, with the PROXY protocol, with its access
+    /// log, terminating TLS, routing TLS by server name) only: keeps the harness building and
+    /// working (CI).
     Smoke,
 }
 
@@ -98,4 +99,7 @@ pub struct Settings {
     pub only: Option<Vec<Phase>>,
     /// The porxy binary.
     pub porxy: PathBuf,
+    /// Another porxy binary, run as porxy-b (`--porxy-b`) beside the first: an A/B of two
+    /// builds in one run.
+    pub porxy_b: Option<PathBuf>,
 }

@@ -45,6 +45,31 @@ pub enum Kind {
     /// nginx's stream module doing the same: `ssl_preread on` and a `map` of
     /// `$ssl_preread_server_name` to the upstream.
     NginxSni,
+    /// porxy with `--access-log FILE` (logfmt): one line per connection as it ends, written by
+    /// its writer thread into a file of the run's temporary directory.
+    PorxyLog,
+    /// HAProxy with `option tcplog` and `log stdout format raw`, its stdout a file.
+    HaproxyLog,
+    /// nginx with `access_log FILE` in a `log_format` of the fields porxy writes (unbuffered:
+    /// see [`crate::access_log`]).
+    NginxLog,
+    /// Another porxy binary (`--porxy-b PATH`) with porxy's arguments: an A/B of two builds in
+    /// one run, `porxy` over `porxy-b` in the paired table.
+    PorxyB,
+}
+
+/// What a kind adds to the kind it is measured beside ([`Kind::baseline`]), for the paired
+/// tables of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Difference {
+    /// The PROXY protocol taken from the client and sent to the backend.
+    ProxyProtocol,
+    /// TLS routed by server name.
+    SniRouting,
+    /// An access log line per connection.
+    AccessLog,
+    /// Another build of porxy (this one over `--porxy-b`'s).
+    Build,
 }
 
 impl Kind {
@@ -64,6 +89,10 @@ impl Kind {
             Kind::PorxySni => "porxy-sni",
             Kind::HaproxySni => "haproxy-sni",
             Kind::NginxSni => "nginx-sni",
+            Kind::PorxyLog => "porxy-log",
+            Kind::HaproxyLog => "haproxy-log",
+            Kind::NginxLog => "nginx-log",
+            Kind::PorxyB => "porxy-b",
         }
     }
 
@@ -71,13 +100,19 @@ impl Kind {
     /// variant of each (the direct connection for itself).
     pub fn program(self) -> Kind {
         match self {
-            Kind::Porxy | Kind::PorxyCopy | Kind::PorxyProxy | Kind::PorxyTls | Kind::PorxySni => {
-                Kind::Porxy
-            }
-            Kind::Haproxy | Kind::HaproxyProxy | Kind::HaproxyTls | Kind::HaproxySni => {
-                Kind::Haproxy
-            }
-            Kind::Nginx | Kind::NginxTls | Kind::NginxSni => Kind::Nginx,
+            Kind::Porxy
+            | Kind::PorxyCopy
+            | Kind::PorxyProxy
+            | Kind::PorxyTls
+            | Kind::PorxySni
+            | Kind::PorxyLog
+            | Kind::PorxyB => Kind::Porxy,
+            Kind::Haproxy
+            | Kind::HaproxyProxy
+            | Kind::HaproxyTls
+            | Kind::HaproxySni
+            | Kind::HaproxyLog => Kind::Haproxy,
+            Kind::Nginx | Kind::NginxTls | Kind::NginxSni | Kind::NginxLog => Kind::Nginx,
             Kind::Direct => Kind::Direct,
         }
     }
@@ -105,10 +140,36 @@ impl Kind {
         }
     }
 
+    /// Whether the proxy writes an access log line per connection (into
+    /// [`crate::access_log`]'s file).
+    pub fn access_log(self) -> bool {
+        matches!(self, Kind::PorxyLog | Kind::HaproxyLog | Kind::NginxLog)
+    }
+
+    /// The kind this one is measured beside to see what it adds, and what that is: each
+    /// `-proxy`, `-sni` and `-log` kind's plain self, and porxy-b for porxy (this build over
+    /// the other); `None` for the others.
+    pub fn baseline(self) -> Option<(Kind, Difference)> {
+        match self {
+            Kind::PorxyProxy | Kind::HaproxyProxy => {
+                Some((self.without_proxy_protocol(), Difference::ProxyProtocol))
+            }
+            Kind::PorxySni | Kind::HaproxySni | Kind::NginxSni => {
+                Some((self.without_sni(), Difference::SniRouting))
+            }
+            Kind::PorxyLog | Kind::HaproxyLog | Kind::NginxLog => {
+                Some((self.program(), Difference::AccessLog))
+            }
+            Kind::Porxy => Some((Kind::PorxyB, Difference::Build)),
+            _ => None,
+        }
+    }
+
     /// Whether this is one of the peers porxy is compared with (a figure's ratio is to the
     /// better peer with the PROXY protocol on or off alike, see [`Kind::proxy_protocol`],
-    /// terminating TLS or not alike, see [`Kind::tls`], and routing by server name or not
-    /// alike, see [`Kind::sni`]).
+    /// terminating TLS or not alike, see [`Kind::tls`], routing by server name or not
+    /// alike, see [`Kind::sni`], and logging each connection or not alike, see
+    /// [`Kind::access_log`]).
     pub fn is_peer(self) -> bool {
         matches!(self.program(), Kind::Haproxy | Kind::Nginx)
     }

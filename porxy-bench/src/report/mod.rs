@@ -6,18 +6,22 @@
 //! medians); latency quantiles come from the histograms of all rounds merged. Each figure is
 //! shown with its ratio to the better of HAProxy and nginx with the same thread count (and the
 //! PROXY protocol on or off alike, TLS terminated or not alike, TLS routed by server name or
-//! not alike); a `-proxy` or `-sni` kind's figures are also shown over its plain self's
-//! ([`paired`]). The share of resumed handshakes is
-//! the resumed connections of all rounds over all the connections counted.
+//! not alike, an access log on or off alike); a `-proxy`, `-sni` or `-log` kind's figures are
+//! also shown over its plain self's, and porxy's over porxy-b's ([`paired`]); a `-log` kind's
+//! access log lines beside the connections opened through it ([`log_lines`]). The share of
+//! resumed handshakes is the resumed connections of all rounds over all the connections
+//! counted.
 
 mod cells;
 mod figures;
+mod log_lines;
 mod paired;
 mod table;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::access_log::Lines;
 use crate::child::Exit;
 use crate::load::tls::probe::Negotiated;
 use crate::load::Measure;
@@ -84,6 +88,13 @@ impl Environment {
             programs::version_line(&programs.porxy, "--version"),
             programs.porxy.display()
         )];
+        if let Some(other) = &programs.porxy_b {
+            versions.push(format!(
+                "porxy-b: {} ({})",
+                programs::version_line(other, "--version"),
+                other.display()
+            ));
+        }
         let runs = |kind| settings.kinds.iter().any(|k| k.program() == kind);
         if runs(Kind::Haproxy) {
             if let Some(haproxy) = &programs.haproxy {
@@ -125,6 +136,7 @@ pub struct Results {
     timed: BTreeMap<(SectionId, Setup, Phase), Vec<Measure>>,
     memory: BTreeMap<(SectionId, Setup), Vec<Memory>>,
     negotiated: BTreeMap<(SectionId, Setup), Negotiated>,
+    log_lines: BTreeMap<(SectionId, Setup), Vec<Lines>>,
     stops: Vec<Stop>,
     started: Instant,
     took: Duration,
@@ -142,6 +154,7 @@ impl Results {
             timed: BTreeMap::new(),
             memory: BTreeMap::new(),
             negotiated: BTreeMap::new(),
+            log_lines: BTreeMap::new(),
             stops: Vec::new(),
             started: Instant::now(),
             took: Duration::ZERO,
@@ -176,6 +189,14 @@ impl Results {
         self.negotiated
             .entry((section, setup))
             .or_insert(negotiated);
+    }
+
+    /// Adds what a phase (or the check) added to a `-log` setup's access log, one round's.
+    pub fn add_log_lines(&mut self, section: SectionId, setup: Setup, lines: Lines) {
+        self.log_lines
+            .entry((section, setup))
+            .or_default()
+            .push(lines);
     }
 
     /// Adds a note for the report's header.

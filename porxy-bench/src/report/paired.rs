@@ -1,7 +1,9 @@
 //! What a feature costs a proxy: each kind with it on over its plain self, in the section that
-//! measured both. The features: the PROXY protocol (each `-proxy` kind over its plain self, in
-//! the pinned and system-call sections) and routing by server name without terminating (each
-//! `-sni` kind over its plain self relaying the same TLS unrouted, in the SNI section).
+//! measured both, one table per feature. The features: the PROXY protocol (each `-proxy` kind
+//! over its plain self, in the pinned and system-call sections), routing by server name without
+//! terminating (each `-sni` kind over its plain self relaying the same TLS unrouted, in the SNI
+//! section) and the access log (each `-log` kind over its plain self, pinned and system-call
+//! sections); and, as a feature of its own, this porxy build over another (porxy over porxy-b).
 //!
 //! porxy-proxy and porxy (haproxy-proxy and haproxy; porxy-sni and porxy, and so on) run one
 //! after the other in every round of the same section, against the same backend, so the ratio
@@ -18,9 +20,10 @@ use super::figures::{Better, Figure};
 use super::Results;
 use crate::peers::Setup;
 use crate::plan::{Section, SectionId};
+use crate::setup::Difference;
 
-/// Appends the on ÷ off table for the `-proxy` or `-sni` setups of `section` that ran beside
-/// their plain selves (same threads, same polling), one row per figure of `rows` measured for a
+/// Appends an on ÷ off table for each feature whose setups in `section` ran beside their
+/// plain selves (same threads, same polling), one row per figure of `rows` measured for a
 /// pair; nothing when there is no such pair.
 pub(super) fn render(
     out: &mut String,
@@ -30,21 +33,61 @@ pub(super) fn render(
     rows: &[Figure],
 ) {
     let pairs = pairs(setups);
-    if pairs.is_empty() {
-        return;
+    let mut differences: Vec<Difference> = pairs.iter().map(|&(d, _, _)| d).collect();
+    differences.sort();
+    differences.dedup();
+    for difference in differences {
+        let pairs: Vec<(Setup, Setup)> = pairs
+            .iter()
+            .filter(|&&(d, _, _)| d == difference)
+            .map(|&(_, off, on)| (off, on))
+            .collect();
+        render_table(out, results, section, difference, &pairs, rows);
     }
+}
+
+/// What the table of a feature says above it, and the name of its ratio's column.
+fn title(difference: Difference) -> (&'static str, &'static str) {
+    match difference {
+        Difference::ProxyProtocol => (
+            "The PROXY protocol, on ÷ off: each `-proxy` kind (a v2 header taken from every \
+             client and one sent to the backend) over the same proxy without, from the \
+             measurements above; above 1 means more with the protocol on",
+            "on ÷ off",
+        ),
+        Difference::SniRouting => (
+            "Routing by server name, on ÷ off: each `-sni` kind (the ClientHello read, the \
+             connection routed by its server name) over the same proxy relaying the same TLS to \
+             the routed port without looking at it, from the measurements above; above 1 means \
+             more with routing on",
+            "on ÷ off",
+        ),
+        Difference::AccessLog => (
+            "The access log, on ÷ off: each `-log` kind (a line per connection written to a \
+             file) over the same proxy without, from the measurements above; above 1 means more \
+             with the log on",
+            "on ÷ off",
+        ),
+        Difference::Build => (
+            "This porxy over the other build, porxy ÷ porxy-b (`--porxy-b`; the same arguments), \
+             from the measurements above; above 1 means more with this build",
+            "porxy ÷ porxy-b",
+        ),
+    }
+}
+
+/// One feature's table: its `pairs` of setups, `(off, on)`.
+fn render_table(
+    out: &mut String,
+    results: &Results,
+    section: &Section,
+    difference: Difference,
+    pairs: &[(Setup, Setup)],
+    rows: &[Figure],
+) {
     let id = section.id;
     let per_round = section.rounds > 1;
-    let what = if pairs.iter().any(|(_, on)| on.kind.sni()) {
-        "Routing by server name, on ÷ off: each `-sni` kind (the ClientHello read, the \
-         connection routed by its server name) over the same proxy relaying the same TLS to the \
-         routed port without looking at it, from the measurements above; above 1 means more \
-         with routing on"
-    } else {
-        "The PROXY protocol, on ÷ off: each `-proxy` kind (a v2 header taken from every client \
-         and one sent to the backend) over the same proxy without, from the measurements above; \
-         above 1 means more with the protocol on"
-    };
+    let (what, ratio_name) = title(difference);
     let _ = writeln!(
         out,
         "\n{what}{}:\n",
@@ -56,10 +99,10 @@ pub(super) fn render(
     );
     let mut header = String::from("| figure | unit |");
     let mut align = String::from("|---|---|");
-    for &(off, on) in &pairs {
+    for &(off, on) in pairs {
         let _ = write!(
             header,
-            " {} | {} | on ÷ off |",
+            " {} | {} | {ratio_name} |",
             off.kind.name(),
             on.kind.name()
         );
@@ -88,17 +131,18 @@ pub(super) fn render(
     }
 }
 
-/// Each `-proxy` or `-sni` setup with its plain self, `(off, on)`, in the order they ran.
-fn pairs(setups: &[Setup]) -> Vec<(Setup, Setup)> {
+/// Each setup with a feature and its plain self (porxy and porxy-b for the build),
+/// `(feature, off, on)`, in the order they ran.
+fn pairs(setups: &[Setup]) -> Vec<(Difference, Setup, Setup)> {
     setups
         .iter()
-        .filter(|on| on.kind.proxy_protocol() || on.kind.sni())
         .filter_map(|&on| {
+            let (baseline, difference) = on.kind.baseline()?;
             let off = Setup {
-                kind: on.kind.without_proxy_protocol().without_sni(),
+                kind: baseline,
                 ..on
             };
-            setups.contains(&off).then_some((off, on))
+            setups.contains(&off).then_some((difference, off, on))
         })
         .collect()
 }
@@ -159,7 +203,14 @@ mod tests {
             s(Kind::HaproxyProxy), // haproxy did not run: no pair
             s(Kind::Nginx),
         ];
-        assert_eq!(pairs(&setups), [(s(Kind::Porxy), s(Kind::PorxyProxy))]);
+        assert_eq!(
+            pairs(&setups),
+            [(
+                Difference::ProxyProtocol,
+                s(Kind::Porxy),
+                s(Kind::PorxyProxy)
+            )]
+        );
         assert!(pairs(&[s(Kind::Porxy), s(Kind::Haproxy)]).is_empty());
         // Two threads pair with two threads only.
         assert!(pairs(&[s(Kind::Porxy), Setup::new(Kind::PorxyProxy, 2)]).is_empty());
@@ -178,10 +229,36 @@ mod tests {
         assert_eq!(
             pairs(&setups),
             [
-                (s(Kind::Porxy), s(Kind::PorxySni)),
-                (s(Kind::Haproxy), s(Kind::HaproxySni))
+                (Difference::SniRouting, s(Kind::Porxy), s(Kind::PorxySni)),
+                (
+                    Difference::SniRouting,
+                    s(Kind::Haproxy),
+                    s(Kind::HaproxySni)
+                )
             ]
         );
+    }
+
+    #[test]
+    fn each_log_kind_pairs_with_its_plain_self_and_porxy_with_the_other_build() {
+        let s = |kind| Setup::new(kind, 1);
+        let setups = [
+            s(Kind::Porxy),
+            s(Kind::PorxyB),
+            s(Kind::PorxyLog),
+            s(Kind::Haproxy),
+            s(Kind::HaproxyLog),
+            s(Kind::NginxLog), // nginx did not run: no pair
+        ];
+        assert_eq!(
+            pairs(&setups),
+            [
+                (Difference::Build, s(Kind::PorxyB), s(Kind::Porxy)),
+                (Difference::AccessLog, s(Kind::Porxy), s(Kind::PorxyLog)),
+                (Difference::AccessLog, s(Kind::Haproxy), s(Kind::HaproxyLog))
+            ]
+        );
+        assert!(pairs(&[s(Kind::Porxy), s(Kind::Nginx)]).is_empty());
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub fn render(results: &Results) -> String {
         out,
         "- each cell: the figure (ratio to the better of haproxy and nginx with the same thread count, \
          haproxy-proxy's for porxy-proxy, haproxy-tls's and nginx-tls's for porxy-tls, \
-         haproxy-sni's and nginx-sni's for porxy-sni); \
+         haproxy-sni's and nginx-sni's for porxy-sni, haproxy-log's and nginx-log's for \
+         porxy-log); \
          ↑ higher is better, ↓ lower is better; CPU and memory are the proxy process's own \
          (with its children), from /proc"
     );
@@ -104,6 +105,7 @@ fn render_section(out: &mut String, results: &Results, plan: &Section) {
     }
     render_negotiated(out, results, section, &setups);
     super::paired::render(out, results, plan, &setups, &rows);
+    super::log_lines::render(out, results, section, &setups);
     if plan.rounds > 1 {
         let _ = writeln!(out, "\nPer round (in the order run):\n");
         let _ = writeln!(out, "| figure | {} |", header.join(" | "));
@@ -202,13 +204,15 @@ fn cell(results: &Results, section: SectionId, setup: Setup, all: &[Setup], f: &
         return "—".into();
     };
     // A -proxy kind is compared with the peers doing the same work: haproxy-proxy; a -tls
-    // kind with haproxy-tls and nginx-tls; a -sni kind with haproxy-sni and nginx-sni.
+    // kind with haproxy-tls and nginx-tls; a -sni kind with haproxy-sni and nginx-sni; a -log
+    // kind with haproxy-log and nginx-log.
     let peers: Vec<f64> = all
         .iter()
         .filter(|p| p.kind.is_peer() && p.threads == setup.threads)
         .filter(|p| p.kind.proxy_protocol() == setup.kind.proxy_protocol())
         .filter(|p| p.kind.tls() == setup.kind.tls())
         .filter(|p| p.kind.sni() == setup.kind.sni())
+        .filter(|p| p.kind.access_log() == setup.kind.access_log())
         .filter_map(|&p| results.value(section, p, f))
         .collect();
     let best = match f.better {
