@@ -4,17 +4,22 @@
 #
 #   bench/run.sh              full run, ~8 minutes on 2 cores; the report goes to stdout
 #   bench/run.sh --quick      ~1 minute, one short round: a look, not a result
-#   bench/run.sh --smoke      ~16 s, direct and porxy (both data paths, with the PROXY
-#                             protocol, terminating TLS, routing TLS by server name) only,
-#                             installs nothing (for CI)
+#   bench/run.sh --smoke      ~17 s, direct and porxy (both data paths, with the PROXY
+#                             protocol, with its access log, terminating TLS, routing TLS by
+#                             server name) only, installs nothing (for CI)
 #
 # Other arguments go to porxy-bench as they are (--seconds N, --rounds N, --idle N,
 # --kinds direct,porxy,porxy-copy,porxy-proxy,haproxy,haproxy-proxy,nginx,porxy-tls,
-# haproxy-tls,nginx-tls,porxy-sni,haproxy-sni,nginx-sni, --phases ..., --no-scaling,
-# --no-busy, --no-syscalls, --no-rsa;
+# haproxy-tls,nginx-tls,porxy-sni,haproxy-sni,nginx-sni,porxy-log,haproxy-log,nginx-log,
+# porxy-b, --porxy-b PATH, --phases ..., --no-scaling, --no-busy, --no-syscalls, --no-rsa;
 # `--help` lists them). What the PROXY protocol costs:
 #   bench/run.sh --kinds porxy,porxy-proxy,haproxy,haproxy-proxy --phases short,idle \
 #       --no-scaling --no-busy --no-syscalls --rounds 5
+# What the access log costs each proxy, and this porxy build over another (here the one before
+# the metrics work, built in its own worktree) (~8 minutes):
+#   bench/run.sh --kinds porxy,porxy-b,porxy-log,haproxy,haproxy-log,nginx,nginx-log \
+#       --phases idle,rr1,rr64,short --no-scaling --no-busy --no-syscalls --rounds 5 \
+#       --seconds 2 --porxy-b /tmp/before-metrics/target/release/porxy
 # TLS termination, porxy beside HAProxy and nginx with the same certificate (~3 minutes):
 #   bench/run.sh --kinds porxy-tls,haproxy-tls,nginx-tls --no-syscalls --rounds 3
 # SNI routing without termination, porxy beside HAProxy and nginx, each beside itself
