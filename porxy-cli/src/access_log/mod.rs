@@ -9,6 +9,7 @@
 //! queued before the reopen go to the old file, later ones to the new, none lost.
 
 mod counts;
+mod doorbell;
 mod line;
 pub mod setting;
 mod writer;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use porxy_core::{AccessSink, ConnectionRecord, LogLimit};
 
 pub use counts::{Counts, RecordCounts};
+use doorbell::Doorbell;
 pub use setting::{Format, Plan, Setting, Target};
 use writer::{Msg, Writer};
 
@@ -63,6 +65,7 @@ pub struct AccessLog {
 /// What the reactors call.
 struct Sink {
     tx: SyncSender<Msg>,
+    doorbell: Arc<Doorbell>,
     /// Whether any tunnel is recorded: when not, no record is even built.
     on: AtomicBool,
     counts: Arc<Counts>,
@@ -76,7 +79,7 @@ impl AccessSink for Sink {
 
     fn record(&self, record: ConnectionRecord) {
         match self.tx.try_send(Msg::Record(record)) {
-            Ok(()) => {}
+            Ok(()) => self.doorbell.ring(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
                 let due = self
@@ -103,16 +106,20 @@ impl AccessLog {
         let (tx, rx) = sync_channel(QUEUE);
         let counts = Arc::new(Counts::default());
         let writer = Writer::new(rx, names, counts.clone());
+        let doorbell = Arc::new(Doorbell::default());
+        let bell = doorbell.clone();
         let thread = std::thread::Builder::new()
             .name("porxy-access-log".into())
-            .spawn(move || writer.run())
+            .spawn(move || writer.run(&bell))
             .map_err(|source| OpenError {
                 path: "(writer thread)".into(),
                 source,
             })?;
+        doorbell.set_writer(thread.thread().clone());
         let log = AccessLog {
             sink: Arc::new(Sink {
                 tx,
+                doorbell: doorbell.clone(),
                 on: AtomicBool::new(false),
                 counts,
                 drops: Mutex::new(LogLimit::default()),
@@ -168,6 +175,7 @@ impl AccessLog {
     /// Writes what is queued and stops the writer (once the proxy has stopped).
     pub(crate) fn finish(&self) {
         let _ = self.sink.tx.send(Msg::Stop);
+        self.sink.doorbell.ring_now();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
@@ -186,6 +194,7 @@ impl AccessLog {
         // Waits for room: a switch is never dropped, and records queued before it go to the
         // files before it.
         let _ = self.sink.tx.send(Msg::Switch(plan, files));
+        self.sink.doorbell.ring_now();
     }
 }
 

@@ -1,6 +1,6 @@
-//! The access log's writer thread: takes records off the bounded queue, formats each for its
-//! tunnel's log, and writes; flushes whenever the queue runs dry, so a quiet proxy's records
-//! are on disk at once and a busy one's go out in large writes. Files are opened by whoever
+//! The access log's writer thread: takes records off the bounded queue in batches, formats
+//! each for its tunnel's log, writes, and flushes after each batch, so a record is on disk
+//! within about [`BATCH`] of its connection's end and a busy proxy's go out in large writes. Files are opened by whoever
 //! asks (start, reload, reopen), where an error can be answered, and handed over here.
 
 use std::collections::HashMap;
@@ -8,13 +8,14 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use porxy_core::{ConnectionRecord, LogLimit};
 
 use super::counts::Counts;
+use super::doorbell::{Doorbell, BATCH};
 use super::line::line;
 use super::setting::{Plan, Target};
 use crate::tunnel_names::TunnelNames;
@@ -55,13 +56,28 @@ impl Writer {
         }
     }
 
-    /// Runs until told to stop (or every sender is gone).
-    pub(super) fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+    /// Runs until told to stop (or every sender is gone): takes what is queued, writes it
+    /// and flushes; then, if anything came, lets the next batch gather, else sleeps until a
+    /// record rings (see `doorbell.rs`).
+    pub(super) fn run(mut self, doorbell: &Doorbell) {
+        let mut held = None;
+        loop {
             // Names change only with a reload: read them once a batch.
             let names = self.names.get();
-            let mut next = Some(first);
-            while let Some(msg) = next {
+            let mut took = false;
+            loop {
+                let msg = match held.take() {
+                    Some(msg) => msg,
+                    None => match self.rx.try_recv() {
+                        Ok(msg) => msg,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            self.flush();
+                            return;
+                        }
+                    },
+                };
+                took = true;
                 match msg {
                     Msg::Record(record) => {
                         let name = names.get(&record.tunnel).map(String::as_str);
@@ -73,11 +89,21 @@ impl Writer {
                         return;
                     }
                 }
-                next = self.rx.try_recv().ok();
             }
             self.flush();
+            if took {
+                std::thread::park_timeout(BATCH);
+                continue;
+            }
+            doorbell.sleep(|| match self.rx.try_recv() {
+                Ok(msg) => {
+                    held = Some(msg);
+                    false
+                }
+                Err(TryRecvError::Empty) => true,
+                Err(TryRecvError::Disconnected) => false,
+            });
         }
-        self.flush();
     }
 
     fn write(&mut self, record: &ConnectionRecord, name: Option<&str>) {
