@@ -86,6 +86,15 @@ fn check_accepts_shipped_config() {
     );
 }
 
+/// The container image's configuration checks too (CI builds the image only where a
+/// container engine runs).
+#[test]
+fn check_accepts_the_container_config() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/container/porxy.toml");
+    let out = run(&["--check", "--config", config], RUN_TIMEOUT);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "config OK: 1 tunnel\n"));
+}
+
 /// A typo'd key is an error that names the file and the line.
 #[test]
 fn check_names_line_of_unknown_key() {
