@@ -90,9 +90,15 @@ fn check_accepts_shipped_config() {
 /// container engine runs).
 #[test]
 fn check_accepts_the_container_config() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/container/porxy.toml");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/container/porxy.toml"
+    );
     let out = run(&["--check", "--config", config], RUN_TIMEOUT);
-    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "config OK: 1 tunnel\n"));
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "config OK: 1 tunnel\n")
+    );
 }
 
 /// A typo'd key is an error that names the file and the line.
