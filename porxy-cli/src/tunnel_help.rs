@@ -48,7 +48,7 @@ Options go last, in brackets, separated by commas, each at most once. Known opti
     check=tcp             active checks: connect every check_interval (2s) within
                           check_timeout (1s); rise (2) good ones bring a remote up,
                           fall (3) bad ones take it down; check_send / check_expect
-                          send a string and expect a reply prefix (\\r \\n escapes)
+                          send a string and expect a reply prefix (\\r \\n \\, \\] escapes)
   Fan-out (mode=fanout: every client copied to every REMOTE):
     mode                  balance (default) or fanout
     reply                 primary (default: the first REMOTE answers the client; the

@@ -41,6 +41,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UnitError::NoUnit(text.to_string()));
     }
+    // humantime panics ("overflow in Duration::new") when its sum of parts comes to the last
+    // seconds a u64 holds (found by the `units` fuzzer). No duration porxy takes needs more
+    // than this, and within it no sum can come near: at most five parts of ten digits, in
+    // years, is under a tenth of what a u64 holds.
+    if text.len() > MAX_DURATION_TEXT || longest_digit_run(text) > MAX_DURATION_DIGITS {
+        return Err(UnitError::TooLong(text.to_string()));
+    }
     let duration = humantime::parse_duration(text).map_err(|e| UnitError::NotADuration {
         text: text.to_string(),
         why: e.to_string(),
@@ -49,6 +56,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         return Err(UnitError::TooLong(text.to_string()));
     }
     Ok(duration)
+}
+
+/// The longest text a duration may be written in, and the longest number in it.
+const MAX_DURATION_TEXT: usize = 64;
+const MAX_DURATION_DIGITS: usize = 10;
+
+fn longest_digit_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `now + duration`, with the duration capped at [`MAX_DURATION`] so that it cannot overflow.
@@ -100,6 +118,23 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `units` fuzzer: humantime panicked on a sum of parts at the top of a u64.
+    #[test]
+    fn absurd_durations_are_refused_not_a_panic() {
+        let text = "00000000000s0000018446744073709551615s1000ms";
+        assert_eq!(parse_duration(text), Err(UnitError::TooLong(text.into())));
+        let long = "1s ".repeat(30);
+        assert!(matches!(parse_duration(&long), Err(UnitError::TooLong(_))));
+        assert_eq!(
+            parse_duration("9999999999ns"),
+            Ok(Duration::from_nanos(9_999_999_999))
+        );
+        assert_eq!(
+            parse_duration("1h 30m 15s 500ms"),
+            Ok(Duration::from_millis(5_415_500))
+        );
+    }
 
     #[test]
     fn sizes_read_back_as_written() {

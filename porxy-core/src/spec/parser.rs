@@ -155,10 +155,20 @@ impl<'a> Parser<'a> {
             self.skip_spaces();
             let value_at = self.pos;
             // A `]` closes the options unless a `[` in the value opened it (an IPv6 address
-            // in `sni_routes`).
+            // in `sni_routes`); a backslash keeps the next character in the value (`\,`, `\]`
+            // in a text value).
             let depth = std::cell::Cell::new(0u32);
+            let escaped = std::cell::Cell::new(false);
             let value = self
                 .take_while(|c| match c {
+                    _ if escaped.get() => {
+                        escaped.set(false);
+                        true
+                    }
+                    '\\' => {
+                        escaped.set(true);
+                        true
+                    }
                     '[' => {
                         depth.set(depth.get() + 1);
                         true

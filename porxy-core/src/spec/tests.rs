@@ -427,3 +427,20 @@ fn a_remotes_own_tls_settings_need_tls_to_it() {
         Err(OptionsConflict::BackendTlsOnly(OptionKey::CheckTls))
     );
 }
+
+/// Found by the `spec` fuzzer: a text value holding `[`, `,` or `]` was written back unescaped,
+/// and the written SPEC did not parse. Now they are escaped (`\[`, `\,`, `\]`) both ways.
+#[test]
+fn text_values_with_brackets_and_commas_survive_a_round_trip() {
+    let spec: TunnelSpec = r"8000=7000[check=on,check_send=a\,b\[c\]d,check_expect=x[1]]"
+        .parse()
+        .unwrap();
+    assert_eq!(spec.options.check_send.as_deref(), Some("a,b[c]d"));
+    let written = spec.to_string();
+    assert!(written.contains(r"check_send=a\,b\[c\]d"), "{written}");
+    assert_eq!(written.parse::<TunnelSpec>().unwrap(), spec);
+    // A `[` without its `]`, as the fuzzer wrote it: the value ends at the `]`.
+    let spec: TunnelSpec = "8000=7000[check=on,check_send=x[1,]".parse().unwrap();
+    assert_eq!(spec.options.check_send.as_deref(), Some("x[1"));
+    assert_eq!(spec.to_string().parse::<TunnelSpec>().unwrap(), spec);
+}

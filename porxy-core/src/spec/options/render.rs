@@ -82,8 +82,20 @@ impl TunnelOptions {
 
 /// Writes `\`, CR, LF and tab as the escapes [`TunnelOptions::set`] reads.
 fn escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('\r', "\\r")
-        .replace('\n', "\\n")
-        .replace('\t', "\\t")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            // What would end the value, or nest it, in a SPEC.
+            ',' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }

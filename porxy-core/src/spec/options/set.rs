@@ -249,7 +249,8 @@ fn wrong_type(key: OptionKey) -> OptionError {
     OptionError::new(key, OptionErrorKind::WrongType { takes })
 }
 
-/// Reads `\r`, `\n`, `\t` and `\\` escapes.
+/// Reads `\r`, `\n`, `\t` and `\\` escapes, and `\,`, `\[`, `\]` for the characters that
+/// would end or nest a value in a SPEC.
 fn unescape(text: &str) -> Result<String, OptionErrorKind> {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
@@ -262,7 +263,7 @@ fn unescape(text: &str) -> Result<String, OptionErrorKind> {
             Some('r') => out.push('\r'),
             Some('n') => out.push('\n'),
             Some('t') => out.push('\t'),
-            Some('\\') => out.push('\\'),
+            Some(c @ ('\\' | ',' | '[' | ']')) => out.push(c),
             Some(other) => return Err(OptionErrorKind::UnknownEscape(other)),
             None => return Err(OptionErrorKind::TrailingBackslash),
         }
