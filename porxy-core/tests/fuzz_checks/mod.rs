@@ -18,30 +18,30 @@ const MAX_FAKE_DESCRIPTORS: usize = 32;
 /// A tunnel SPEC: parsed, or refused with an error; a parsed one, written back, parses to the
 /// same spec.
 pub fn spec(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(spec) = TunnelSpec::from_str(text) else {
-        return;
-    };
-    let written = spec.to_string();
-    let again = TunnelSpec::from_str(&written)
-        .unwrap_or_else(|e| panic!("{text:?} parsed, but its written form {written:?} not: {e}"));
-    assert_eq!(again, spec, "{text:?} -> {written:?}");
+    round_trip::<TunnelSpec>(data);
 }
 
 /// A remote (`ADDRESS[*WEIGHT]`): the same round trip.
 pub fn remote(data: &[u8]) {
+    round_trip::<Remote>(data);
+}
+
+/// What `T` parses from `data` (as UTF-8), written back, parses to the same value.
+fn round_trip<T>(data: &[u8])
+where
+    T: FromStr + std::fmt::Display + PartialEq + std::fmt::Debug,
+    T::Err: std::fmt::Display,
+{
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(remote) = Remote::from_str(text) else {
+    let Ok(value) = T::from_str(text) else {
         return;
     };
-    let written = remote.to_string();
-    let again = Remote::from_str(&written)
+    let written = value.to_string();
+    let again = T::from_str(&written)
         .unwrap_or_else(|e| panic!("{text:?} parsed, but its written form {written:?} not: {e}"));
-    assert_eq!(again, remote, "{text:?} -> {written:?}");
+    assert_eq!(again, value, "{text:?} -> {written:?}");
 }
 
 /// A duration and a size as the config and the SPEC write them: a parsed one, written back,
