@@ -31,6 +31,7 @@ mod fake;
 mod handover;
 mod lifecycle;
 mod machine;
+mod model;
 mod opening;
 mod relaying;
 mod splicing;

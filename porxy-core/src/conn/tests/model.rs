@@ -1,0 +1,139 @@
+//! The relay machine against a model, property-tested: random scripts of reads (bytes of
+//! random sizes, would-block, interrupts), writes (short, would-block, interrupts), and an end
+//! of stream or not on each side, driven as readiness comes. Whatever the scripts, on either
+//! data path: what each side is sent is a prefix of what the other side gave (never a wrong,
+//! lost-in-the-middle or repeated byte); the machine never panics and every drive returns; and
+//! once both sides have ended and writes go through, everything arrives, each end of stream is
+//! passed on once, after the last byte, and the connection completes.
+
+use proptest::prelude::*;
+
+use super::fake::{Rd, Rig, Wr, ACCEPT_ALL, RW};
+use crate::conn::close::CloseReason;
+use crate::conn::hold::Mode;
+use crate::conn::{Action, Side};
+
+/// Drives at most this many rounds: far more than any script here needs.
+const MAX_ROUNDS: usize = 10_000;
+
+/// One side's script: reads, then whether it ends with an end of stream.
+#[derive(Debug, Clone)]
+struct Script {
+    reads: Vec<Rd>,
+    writes: Vec<Wr>,
+    eof: bool,
+}
+
+fn read_step() -> impl Strategy<Value = Rd> {
+    prop_oneof![
+        6 => prop::collection::vec(any::<u8>(), 1..3000).prop_map(Rd::Data),
+        2 => Just(Rd::WouldBlock),
+        1 => Just(Rd::Interrupted),
+    ]
+}
+
+fn write_step() -> impl Strategy<Value = Wr> {
+    prop_oneof![
+        4 => (1usize..2000).prop_map(Wr::Accept),
+        2 => Just(Wr::WouldBlock),
+        1 => Just(Wr::Interrupted),
+    ]
+}
+
+fn script() -> impl Strategy<Value = Script> {
+    (
+        prop::collection::vec(read_step(), 0..12),
+        prop::collection::vec(write_step(), 0..20),
+        any::<bool>(),
+    )
+        .prop_map(|(reads, writes, eof)| Script { reads, writes, eof })
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![Just(Mode::Copy), Just(Mode::Splice)]
+}
+
+/// The bytes a script hands out.
+fn given(script: &Script) -> Vec<u8> {
+    script
+        .reads
+        .iter()
+        .flat_map(|rd| match rd {
+            Rd::Data(bytes) => bytes.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn load(rig: &mut Rig, side: Side, script: &Script) {
+    let stream = rig.stream(side);
+    stream.reads.extend(script.reads.iter().cloned());
+    if script.eof {
+        stream.reads.push_back(Rd::Eof);
+    }
+    stream.writes.extend(script.writes.iter().copied());
+    stream.write_idle = ACCEPT_ALL;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn relayed_bytes_are_exact_whatever_the_scripts(
+        client in script(),
+        upstream in script(),
+        mode in mode(),
+    ) {
+        let mut rig = Rig::relaying_on(mode);
+        load(&mut rig, Side::Client, &client);
+        load(&mut rig, Side::Upstream, &upstream);
+        let (up_in, down_in) = (given(&client), given(&upstream));
+        let mut closed = None;
+        for round in 0..MAX_ROUNDS {
+            rig.ready(Side::Client, RW);
+            rig.ready(Side::Upstream, RW);
+            let at = std::time::Duration::from_millis(round as u64);
+            match rig.drive(at) {
+                Action::Close { reason, .. } => {
+                    closed = Some(reason);
+                    break;
+                }
+                Action::Wait | Action::Again => {}
+                other => prop_assert!(false, "a relaying connection asked for {other:?}"),
+            }
+            // Every byte out is a prefix of what the other side gave.
+            prop_assert!(up_in.starts_with(&rig.upstream.written), "to the upstream");
+            prop_assert!(down_in.starts_with(&rig.client.written), "to the client");
+            let quiet = rig.client.reads.is_empty() && rig.upstream.reads.is_empty();
+            if quiet && rig.client.written.len() == down_in.len()
+                && rig.upstream.written.len() == up_in.len()
+                && (!client.eof || rig.upstream.shutdown_at.is_some())
+                && (!upstream.eof || rig.client.shutdown_at.is_some())
+            {
+                break;
+            }
+        }
+        // Everything given arrived (writes go through once their script is spent).
+        prop_assert_eq!(&rig.upstream.written, &up_in);
+        prop_assert_eq!(&rig.client.written, &down_in);
+        // An end of stream is passed on after the last byte, and only if one came: by a
+        // shutdown, or by the close that completes the connection (closing a kernel socket
+        // ends its stream).
+        let completed = closed == Some(CloseReason::Completed);
+        for (eof, to, len) in [
+            (client.eof, &rig.upstream, up_in.len()),
+            (upstream.eof, &rig.client, down_in.len()),
+        ] {
+            match to.shutdown_at {
+                Some(at) => prop_assert!(eof && at == len, "a FIN at {at} of {len}, eof {eof}"),
+                None => prop_assert!(!eof || completed, "an end of stream not passed on"),
+            }
+            prop_assert!(to.shutdown_calls <= 1, "one shutdown at most");
+        }
+        if client.eof && upstream.eof {
+            prop_assert_eq!(closed, Some(CloseReason::Completed));
+        } else {
+            prop_assert_eq!(closed, None, "a side still open keeps the connection");
+        }
+    }
+}
