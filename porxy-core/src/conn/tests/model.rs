@@ -137,3 +137,73 @@ proptest! {
         }
     }
 }
+
+/// A side's script that may fail: its reads or writes end in an error (a reset).
+fn failing_script() -> impl Strategy<Value = (Script, bool)> {
+    (script(), any::<bool>(), 0usize..4).prop_map(|(mut script, on_read, at)| {
+        if on_read {
+            let at = at.min(script.reads.len());
+            script
+                .reads
+                .insert(at, Rd::Fail(std::io::ErrorKind::ConnectionReset));
+            script.eof = false;
+        } else {
+            let at = at.min(script.writes.len());
+            script
+                .writes
+                .insert(at, Wr::Fail(std::io::ErrorKind::BrokenPipe));
+        }
+        (script, on_read)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// With a reset on one side, the bytes that did go through are still exact, the machine
+    /// never panics, and the connection never ends as completed: it ends with a reset, or waits
+    /// on a side still open.
+    #[test]
+    fn a_reset_never_passes_for_a_clean_end(
+        (client, _) in failing_script(),
+        upstream in script(),
+        mode in mode(),
+    ) {
+        let mut rig = Rig::relaying_on(mode);
+        load(&mut rig, Side::Client, &client);
+        load(&mut rig, Side::Upstream, &upstream);
+        let (up_in, down_in) = (given(&client), given(&upstream));
+        let mut closed = None;
+        for round in 0..MAX_ROUNDS {
+            rig.ready(Side::Client, RW);
+            rig.ready(Side::Upstream, RW);
+            let at = std::time::Duration::from_millis(round as u64);
+            match rig.drive(at) {
+                Action::Close { reason, .. } => {
+                    closed = Some(reason);
+                    break;
+                }
+                Action::Wait | Action::Again => {}
+                other => prop_assert!(false, "a relaying connection asked for {other:?}"),
+            }
+            prop_assert!(up_in.starts_with(&rig.upstream.written), "to the upstream");
+            prop_assert!(down_in.starts_with(&rig.client.written), "to the client");
+            if rig.client.reads.is_empty() && rig.upstream.reads.is_empty() && round > 100 {
+                break;
+            }
+        }
+        // The fault counts once the machine met it (a write it never made cannot fail).
+        let met = !rig.client.writes.iter().any(|w| matches!(w, Wr::Fail(_)))
+            && !rig.client.reads.iter().any(|r| matches!(r, Rd::Fail(_)));
+        if !met {
+            return Ok(());
+        }
+        prop_assert_ne!(closed, Some(CloseReason::Completed));
+        if let Some(reason) = closed {
+            prop_assert!(
+                matches!(reason, CloseReason::ClientReset | CloseReason::UpstreamReset),
+                "{reason:?}"
+            );
+        }
+    }
+}
