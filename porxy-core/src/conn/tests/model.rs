@@ -207,3 +207,84 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Frozen at a random moment and restored in a new machine on the same streams (as an
+    /// upgrade hands it over), the connection goes on exactly where it was: the same final
+    /// state as without the move.
+    #[test]
+    fn a_frozen_and_restored_relay_goes_on_exactly(
+        client in script(),
+        upstream in script(),
+        mode in mode(),
+        freeze_at in 0usize..12,
+    ) {
+        use crate::conn::frozen::Frozen;
+        use crate::conn::Conn;
+
+        let mut rig = Rig::relaying_on(mode);
+        load(&mut rig, Side::Client, &client);
+        load(&mut rig, Side::Upstream, &upstream);
+        let (up_in, down_in) = (given(&client), given(&upstream));
+        let mut closed = None;
+        let mut moved = false;
+        for round in 0..MAX_ROUNDS {
+            let at = std::time::Duration::from_millis(round as u64);
+            if round == freeze_at {
+                let frozen = rig.conn.freeze(&mut rig.pools, rig.t0 + at);
+                let Ok(Frozen::Relaying(state)) = frozen else {
+                    prop_assert!(false, "a relaying connection froze as {frozen:?}");
+                    unreachable!();
+                };
+                // The same sockets, in a new machine with its own pools (another process).
+                let mut next = Rig::relaying();
+                next.t0 = rig.t0;
+                next.client = std::mem::replace(&mut rig.client, super::fake::FakeStream::new());
+                next.upstream =
+                    std::mem::replace(&mut rig.upstream, super::fake::FakeStream::new());
+                next.conn = Conn::restored(rig.t0 + at, super::fake::settings(Mode::Copy), &state, &mut next.pools);
+                rig = next;
+                moved = true;
+            }
+            rig.ready(Side::Client, RW);
+            rig.ready(Side::Upstream, RW);
+            match rig.drive(at) {
+                Action::Close { reason, .. } => {
+                    closed = Some(reason);
+                    break;
+                }
+                Action::Wait | Action::Again => {}
+                other => prop_assert!(false, "a relaying connection asked for {other:?}"),
+            }
+            prop_assert!(up_in.starts_with(&rig.upstream.written), "to the upstream");
+            prop_assert!(down_in.starts_with(&rig.client.written), "to the client");
+            let quiet = rig.client.reads.is_empty() && rig.upstream.reads.is_empty();
+            if round > freeze_at && quiet && rig.client.written.len() == down_in.len()
+                && rig.upstream.written.len() == up_in.len()
+                && (!client.eof || rig.upstream.shutdown_at.is_some())
+                && (!upstream.eof || rig.client.shutdown_at.is_some())
+            {
+                break;
+            }
+        }
+        if !moved {
+            // It ended before the moment to move it: nothing more to check here.
+            return Ok(());
+        }
+        prop_assert_eq!(&rig.upstream.written, &up_in);
+        prop_assert_eq!(&rig.client.written, &down_in);
+        let completed = closed == Some(CloseReason::Completed);
+        for (eof, to, len) in [
+            (client.eof, &rig.upstream, up_in.len()),
+            (upstream.eof, &rig.client, down_in.len()),
+        ] {
+            match to.shutdown_at {
+                Some(at) => prop_assert!(eof && at == len, "a FIN at {at} of {len}, eof {eof}"),
+                None => prop_assert!(!eof || completed, "an end of stream not passed on"),
+            }
+            prop_assert!(to.shutdown_calls <= 1, "one shutdown at most, across the move");
+        }
+    }
+}
