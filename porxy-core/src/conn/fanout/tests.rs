@@ -17,6 +17,7 @@ use crate::conn::{Action, Closing, Readiness};
 use crate::spec::Reply;
 
 mod handover;
+mod model;
 
 const CHUNK: usize = 1024;
 const MAX_LAG: usize = 8 * CHUNK;
