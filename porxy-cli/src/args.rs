@@ -92,11 +92,14 @@ pub(crate) struct Args {
     pub(crate) access_log_format: Option<Format>,
 }
 
+/// The version `--version` shows: the package's, and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PORXY_COMMIT"), ")");
+
 /// The arguments as clap reads them.
 #[derive(Debug, Parser)]
 #[command(
     name = "porxy",
-    version = crate::VERSION,
+    version = VERSION,
     about = "A multi-reactor TCP proxy",
     long_about = "A multi-reactor TCP proxy.\n\n\
         Tunnels come from a TOML file (--config), from --tunnel SPEC arguments, or both. Once \

@@ -410,9 +410,6 @@ fn print_bytes(bytes: &[u8]) -> Result<(), CliError> {
         .map_err(CliError::Stdout)
 }
 
-/// The version `--version` shows: the package's, and the commit it was built from.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PORXY_COMMIT"), ")");
-
 /// The spec with the bound listen address in place of the one asked for, for the start log.
 fn with_bound(spec: &TunnelSpec, addr: SocketAddr) -> TunnelSpec {
     let mut shown = spec.clone();
