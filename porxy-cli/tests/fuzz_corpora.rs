@@ -1,30 +1,11 @@
 //! The binary's fuzzers' corpora (`fuzz/corpus/TARGET/`), replayed on stable: every input a
 //! fuzzer kept goes through the same check again (`porxy_cli::fuzzing`).
 
-use std::path::Path;
+#[path = "../../porxy-core/tests/corpus_replay/mod.rs"]
+mod corpus_replay;
 
+use corpus_replay::replay;
 use porxy_cli::fuzzing;
-
-/// Runs `check` on every file of `fuzz/corpus/target`; at least one must be there.
-fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut count = 0;
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(
-            outcome.is_ok(),
-            "{target}: {} fails its check",
-            path.display()
-        );
-        count += 1;
-    }
-    assert!(count > 0, "{target}: an empty corpus in {}", dir.display());
-}
 
 #[test]
 fn control_line_corpus() {

@@ -75,6 +75,78 @@ fn load(rig: &mut Rig, side: Side, script: &Script) {
     stream.write_idle = ACCEPT_ALL;
 }
 
+/// What the connection is being checked against: the bytes each side gives, and whether each
+/// ends its stream.
+struct Expect {
+    up_in: Vec<u8>,
+    down_in: Vec<u8>,
+    client_eof: bool,
+    upstream_eof: bool,
+}
+
+impl Expect {
+    fn of(client: &Script, upstream: &Script) -> Expect {
+        Expect {
+            up_in: given(client),
+            down_in: given(upstream),
+            client_eof: client.eof,
+            upstream_eof: upstream.eof,
+        }
+    }
+
+    /// One round: both sides ready, one drive; every byte out still a prefix of what the
+    /// other side gave. `Some(reason)` once the connection closes.
+    fn round(&self, rig: &mut Rig, round: usize) -> Result<Option<CloseReason>, TestCaseError> {
+        rig.ready(Side::Client, RW);
+        rig.ready(Side::Upstream, RW);
+        let at = std::time::Duration::from_millis(round as u64);
+        match rig.drive(at) {
+            Action::Close { reason, .. } => return Ok(Some(reason)),
+            Action::Wait | Action::Again => {}
+            other => prop_assert!(false, "a relaying connection asked for {other:?}"),
+        }
+        prop_assert!(
+            self.up_in.starts_with(&rig.upstream.written),
+            "to the upstream"
+        );
+        prop_assert!(
+            self.down_in.starts_with(&rig.client.written),
+            "to the client"
+        );
+        Ok(None)
+    }
+
+    /// Nothing left to read, everything written, every end of stream passed on.
+    fn settled(&self, rig: &Rig) -> bool {
+        rig.client.reads.is_empty()
+            && rig.upstream.reads.is_empty()
+            && rig.client.written.len() == self.down_in.len()
+            && rig.upstream.written.len() == self.up_in.len()
+            && (!self.client_eof || rig.upstream.shutdown_at.is_some())
+            && (!self.upstream_eof || rig.client.shutdown_at.is_some())
+    }
+
+    /// Everything arrived, and each end of stream was passed on after the last byte and only
+    /// if one came: by a shutdown, or by the close that completes the connection (closing a
+    /// kernel socket ends its stream).
+    fn all_arrived(&self, rig: &Rig, closed: Option<CloseReason>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(&rig.upstream.written, &self.up_in);
+        prop_assert_eq!(&rig.client.written, &self.down_in);
+        let completed = closed == Some(CloseReason::Completed);
+        for (eof, to, len) in [
+            (self.client_eof, &rig.upstream, self.up_in.len()),
+            (self.upstream_eof, &rig.client, self.down_in.len()),
+        ] {
+            match to.shutdown_at {
+                Some(at) => prop_assert!(eof && at == len, "a FIN at {at} of {len}, eof {eof}"),
+                None => prop_assert!(!eof || completed, "an end of stream not passed on"),
+            }
+            prop_assert!(to.shutdown_calls <= 1, "one shutdown at most");
+        }
+        Ok(())
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -87,49 +159,15 @@ proptest! {
         let mut rig = Rig::relaying_on(mode);
         load(&mut rig, Side::Client, &client);
         load(&mut rig, Side::Upstream, &upstream);
-        let (up_in, down_in) = (given(&client), given(&upstream));
+        let expect = Expect::of(&client, &upstream);
         let mut closed = None;
         for round in 0..MAX_ROUNDS {
-            rig.ready(Side::Client, RW);
-            rig.ready(Side::Upstream, RW);
-            let at = std::time::Duration::from_millis(round as u64);
-            match rig.drive(at) {
-                Action::Close { reason, .. } => {
-                    closed = Some(reason);
-                    break;
-                }
-                Action::Wait | Action::Again => {}
-                other => prop_assert!(false, "a relaying connection asked for {other:?}"),
-            }
-            // Every byte out is a prefix of what the other side gave.
-            prop_assert!(up_in.starts_with(&rig.upstream.written), "to the upstream");
-            prop_assert!(down_in.starts_with(&rig.client.written), "to the client");
-            let quiet = rig.client.reads.is_empty() && rig.upstream.reads.is_empty();
-            if quiet && rig.client.written.len() == down_in.len()
-                && rig.upstream.written.len() == up_in.len()
-                && (!client.eof || rig.upstream.shutdown_at.is_some())
-                && (!upstream.eof || rig.client.shutdown_at.is_some())
-            {
+            closed = expect.round(&mut rig, round)?;
+            if closed.is_some() || expect.settled(&rig) {
                 break;
             }
         }
-        // Everything given arrived (writes go through once their script is spent).
-        prop_assert_eq!(&rig.upstream.written, &up_in);
-        prop_assert_eq!(&rig.client.written, &down_in);
-        // An end of stream is passed on after the last byte, and only if one came: by a
-        // shutdown, or by the close that completes the connection (closing a kernel socket
-        // ends its stream).
-        let completed = closed == Some(CloseReason::Completed);
-        for (eof, to, len) in [
-            (client.eof, &rig.upstream, up_in.len()),
-            (upstream.eof, &rig.client, down_in.len()),
-        ] {
-            match to.shutdown_at {
-                Some(at) => prop_assert!(eof && at == len, "a FIN at {at} of {len}, eof {eof}"),
-                None => prop_assert!(!eof || completed, "an end of stream not passed on"),
-            }
-            prop_assert!(to.shutdown_calls <= 1, "one shutdown at most");
-        }
+        expect.all_arrived(&rig, closed)?;
         if client.eof && upstream.eof {
             prop_assert_eq!(closed, Some(CloseReason::Completed));
         } else {
@@ -172,23 +210,12 @@ proptest! {
         let mut rig = Rig::relaying_on(mode);
         load(&mut rig, Side::Client, &client);
         load(&mut rig, Side::Upstream, &upstream);
-        let (up_in, down_in) = (given(&client), given(&upstream));
+        let expect = Expect::of(&client, &upstream);
         let mut closed = None;
         for round in 0..MAX_ROUNDS {
-            rig.ready(Side::Client, RW);
-            rig.ready(Side::Upstream, RW);
-            let at = std::time::Duration::from_millis(round as u64);
-            match rig.drive(at) {
-                Action::Close { reason, .. } => {
-                    closed = Some(reason);
-                    break;
-                }
-                Action::Wait | Action::Again => {}
-                other => prop_assert!(false, "a relaying connection asked for {other:?}"),
-            }
-            prop_assert!(up_in.starts_with(&rig.upstream.written), "to the upstream");
-            prop_assert!(down_in.starts_with(&rig.client.written), "to the client");
-            if rig.client.reads.is_empty() && rig.upstream.reads.is_empty() && round > 100 {
+            closed = expect.round(&mut rig, round)?;
+            let quiet = rig.client.reads.is_empty() && rig.upstream.reads.is_empty();
+            if closed.is_some() || (quiet && round > 100) {
                 break;
             }
         }
@@ -227,7 +254,7 @@ proptest! {
         let mut rig = Rig::relaying_on(mode);
         load(&mut rig, Side::Client, &client);
         load(&mut rig, Side::Upstream, &upstream);
-        let (up_in, down_in) = (given(&client), given(&upstream));
+        let expect = Expect::of(&client, &upstream);
         let mut closed = None;
         let mut moved = false;
         for round in 0..MAX_ROUNDS {
@@ -248,24 +275,8 @@ proptest! {
                 rig = next;
                 moved = true;
             }
-            rig.ready(Side::Client, RW);
-            rig.ready(Side::Upstream, RW);
-            match rig.drive(at) {
-                Action::Close { reason, .. } => {
-                    closed = Some(reason);
-                    break;
-                }
-                Action::Wait | Action::Again => {}
-                other => prop_assert!(false, "a relaying connection asked for {other:?}"),
-            }
-            prop_assert!(up_in.starts_with(&rig.upstream.written), "to the upstream");
-            prop_assert!(down_in.starts_with(&rig.client.written), "to the client");
-            let quiet = rig.client.reads.is_empty() && rig.upstream.reads.is_empty();
-            if round > freeze_at && quiet && rig.client.written.len() == down_in.len()
-                && rig.upstream.written.len() == up_in.len()
-                && (!client.eof || rig.upstream.shutdown_at.is_some())
-                && (!upstream.eof || rig.client.shutdown_at.is_some())
-            {
+            closed = expect.round(&mut rig, round)?;
+            if closed.is_some() || (round > freeze_at && expect.settled(&rig)) {
                 break;
             }
         }
@@ -273,18 +284,6 @@ proptest! {
             // It ended before the moment to move it: nothing more to check here.
             return Ok(());
         }
-        prop_assert_eq!(&rig.upstream.written, &up_in);
-        prop_assert_eq!(&rig.client.written, &down_in);
-        let completed = closed == Some(CloseReason::Completed);
-        for (eof, to, len) in [
-            (client.eof, &rig.upstream, up_in.len()),
-            (upstream.eof, &rig.client, down_in.len()),
-        ] {
-            match to.shutdown_at {
-                Some(at) => prop_assert!(eof && at == len, "a FIN at {at} of {len}, eof {eof}"),
-                None => prop_assert!(!eof || completed, "an end of stream not passed on"),
-            }
-            prop_assert!(to.shutdown_calls <= 1, "one shutdown at most, across the move");
-        }
+        expect.all_arrived(&rig, closed)?;
     }
 }
