@@ -32,6 +32,33 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The longest a porxy may take to exit once nothing holds it any more.
 const EXIT: Duration = Duration::from_secs(10);
 
+/// What a test that plays the running porxy holds: its upgrade socket (at `path`, in `dir`)
+/// and the listening socket it hands over.
+struct FakePredecessor {
+    dir: crate::support::process::TempDir,
+    path: std::path::PathBuf,
+    upgrade: std::os::unix::net::UnixListener,
+    tunnel: std::net::TcpListener,
+    tunnel_addr: SocketAddr,
+}
+
+impl FakePredecessor {
+    fn bind() -> FakePredecessor {
+        let dir = crate::support::process::TempDir::new();
+        let path = dir.path().join("up.sock");
+        let upgrade = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let tunnel = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tunnel_addr = tunnel.local_addr().unwrap();
+        FakePredecessor {
+            dir,
+            path,
+            upgrade,
+            tunnel,
+            tunnel_addr,
+        }
+    }
+}
+
 /// `127.0.0.1:0=BACKEND`.
 fn spec_to(backend: &Backend) -> String {
     format!("127.0.0.1:0={}", backend.addr())

@@ -208,17 +208,18 @@ fn runtime_changes_apply_on_the_new_configuration() {
 fn an_older_predecessor_is_asked_again_without_the_journal() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixListener;
 
     use porxy_core::session::wire::FORMAT;
     use sendfd::SendWithFd;
 
     let backend = Backend::greeting_echo(b"X");
-    let dir = TempDir::new();
-    let path = dir.path().join("up.sock");
-    let upgrade = UnixListener::bind(&path).unwrap();
-    let tunnel = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tunnel_addr = tunnel.local_addr().unwrap();
+    let super::FakePredecessor {
+        dir: _dir,
+        path,
+        upgrade,
+        tunnel,
+        tunnel_addr,
+    } = super::FakePredecessor::bind();
     let older = std::thread::spawn(move || {
         let mut heard = Vec::new();
         // First the request it does not know; then the one it does.

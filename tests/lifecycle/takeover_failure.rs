@@ -178,14 +178,15 @@ fn unconfirmed_takeover_prints_no_ready_and_exits_1() {
     use sendfd::SendWithFd;
     use std::io::{BufRead, BufReader};
     use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixListener;
 
     let backend = Backend::greeting_echo(b"X");
-    let dir = TempDir::new();
-    let path = dir.path().join("up.sock");
-    let upgrade = UnixListener::bind(&path).unwrap();
-    let tunnel = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tunnel_addr = tunnel.local_addr().unwrap();
+    let super::FakePredecessor {
+        dir: _dir,
+        path,
+        upgrade,
+        tunnel,
+        tunnel_addr,
+    } = super::FakePredecessor::bind();
     let predecessor = std::thread::spawn(move || {
         let (conn, _) = upgrade.accept().unwrap();
         conn.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -272,11 +272,13 @@ fn a_path_that_is_not_a_socket_is_left_untouched() {
 #[test]
 fn a_frame_announcing_a_huge_body_costs_only_what_came() {
     let backend = Backend::greeting_echo(b"X");
-    let dir = TempDir::new();
-    let path = dir.path().join("up.sock");
-    let upgrade = UnixListener::bind(&path).unwrap();
-    let tunnel = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tunnel_addr = tunnel.local_addr().unwrap();
+    let super::FakePredecessor {
+        dir: _dir,
+        path,
+        upgrade,
+        tunnel,
+        tunnel_addr,
+    } = super::FakePredecessor::bind();
     let (at_frame, measured) = (mpsc::channel(), mpsc::channel::<()>());
     let predecessor = std::thread::spawn(move || {
         let (conn, _) = upgrade.accept().unwrap();

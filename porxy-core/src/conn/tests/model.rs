@@ -65,6 +65,15 @@ fn given(script: &Script) -> Vec<u8> {
         .collect()
 }
 
+/// A relaying connection on `mode` whose sides play `client` and `upstream`, and what to
+/// check it against.
+fn rigged(client: &Script, upstream: &Script, mode: Mode) -> (Rig, Expect) {
+    let mut rig = Rig::relaying_on(mode);
+    load(&mut rig, Side::Client, client);
+    load(&mut rig, Side::Upstream, upstream);
+    (rig, Expect::of(client, upstream))
+}
+
 fn load(rig: &mut Rig, side: Side, script: &Script) {
     let stream = rig.stream(side);
     stream.reads.extend(script.reads.iter().cloned());
@@ -156,10 +165,7 @@ proptest! {
         upstream in script(),
         mode in mode(),
     ) {
-        let mut rig = Rig::relaying_on(mode);
-        load(&mut rig, Side::Client, &client);
-        load(&mut rig, Side::Upstream, &upstream);
-        let expect = Expect::of(&client, &upstream);
+        let (mut rig, expect) = rigged(&client, &upstream, mode);
         let mut closed = None;
         for round in 0..MAX_ROUNDS {
             closed = expect.round(&mut rig, round)?;
@@ -207,10 +213,7 @@ proptest! {
         upstream in script(),
         mode in mode(),
     ) {
-        let mut rig = Rig::relaying_on(mode);
-        load(&mut rig, Side::Client, &client);
-        load(&mut rig, Side::Upstream, &upstream);
-        let expect = Expect::of(&client, &upstream);
+        let (mut rig, expect) = rigged(&client, &upstream, mode);
         let mut closed = None;
         for round in 0..MAX_ROUNDS {
             closed = expect.round(&mut rig, round)?;
@@ -251,10 +254,7 @@ proptest! {
         use crate::conn::frozen::Frozen;
         use crate::conn::Conn;
 
-        let mut rig = Rig::relaying_on(mode);
-        load(&mut rig, Side::Client, &client);
-        load(&mut rig, Side::Upstream, &upstream);
-        let expect = Expect::of(&client, &upstream);
+        let (mut rig, expect) = rigged(&client, &upstream, mode);
         let mut closed = None;
         let mut moved = false;
         for round in 0..MAX_ROUNDS {
